@@ -1,0 +1,109 @@
+# dp -- one flat Makefile.  `make`, `make check`, `make check-asan`,
+# `make install PREFIX=... DESTDIR=...`, `make uninstall`, `make demo`.
+
+PREFIX  ?= /usr/local
+DESTDIR ?=
+BINDIR   = $(PREFIX)/bin
+MANDIR   = $(PREFIX)/share/man/man1
+BASHDIR  = $(PREFIX)/share/bash-completion/completions
+ZSHDIR   = $(PREFIX)/share/zsh/site-functions
+
+VERSION := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
+
+CC      ?= cc
+CFLAGS  ?= -O2 -g
+WARN     = -std=c11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
+           -Wmissing-prototypes -Wno-unused-parameter
+CPPFLAGS += -D_GNU_SOURCE -DDP_VERSION='"$(VERSION)"' -Ilib \
+            -I/usr/include/postgresql
+LDLIBS   = -lrdkafka -lpq -lcurl -ljq -lm -lpthread
+
+# `make SAN=1` (used by check-asan) builds into a separate tree so the
+# sanitized and plain objects never mix.
+ifeq ($(SAN),1)
+CFLAGS  = -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
+          -fno-sanitize-recover=undefined
+LDFLAGS += -fsanitize=address,undefined
+OBJ      = build/asan
+BIN      = build/asan/bin
+else
+OBJ      = build/obj
+BIN      = bin
+endif
+
+LIB_SRC  := $(wildcard lib/*.c)
+LIB_OBJ  := $(LIB_SRC:lib/%.c=$(OBJ)/lib/%.o)
+CMD_SRC  := $(wildcard cmd/*.c)
+CMDS     := $(CMD_SRC:cmd/%.c=%)
+BINS     := $(CMDS:%=$(BIN)/%)
+MANS     := $(wildcard man/*.1)
+
+all: $(BINS) $(OBJ)/test_lib
+
+# Unit checks for lib/, run by tests/lib.bats; not installed.
+$(OBJ)/test_lib: tests/unit/test_lib.c $(OBJ)/libdp.a
+	@echo "  LINK    $@"
+	@$(CC) $(CPPFLAGS) $(WARN) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(OBJ)/lib/%.o: lib/%.c $(wildcard lib/*.h) Makefile
+	@mkdir -p $(@D)
+	@echo "  CC      $<"
+	@$(CC) $(CPPFLAGS) $(WARN) $(CFLAGS) -c -o $@ $<
+
+$(OBJ)/cmd/%.o: cmd/%.c $(wildcard lib/*.h) Makefile
+	@mkdir -p $(@D)
+	@echo "  CC      $<"
+	@$(CC) $(CPPFLAGS) $(WARN) $(CFLAGS) -c -o $@ $<
+
+$(OBJ)/libdp.a: $(LIB_OBJ)
+	@$(AR) rcs $@ $^
+
+lib/libdp.a: $(OBJ)/libdp.a
+	@cp $< $@
+
+$(BIN)/%: $(OBJ)/cmd/%.o $(OBJ)/libdp.a
+	@mkdir -p $(@D)
+	@echo "  LINK    $@"
+	@$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+deps:
+	@scripts/deps --check >/dev/null 2>&1 || scripts/deps
+
+check: deps all
+	scripts/check
+
+check-asan: deps
+	$(MAKE) SAN=1 all
+	DP_BIN=$(CURDIR)/build/asan/bin DP_TEST_LIB=$(CURDIR)/build/asan/test_lib \
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:exitcode=70 \
+	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	LSAN_OPTIONS=suppressions=$(CURDIR)/scripts/lsan.supp \
+	scripts/check
+
+check-valgrind: all
+	scripts/valgrind-smoke
+
+demo: deps all
+	scripts/demo
+
+install: all
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR) $(DESTDIR)$(BASHDIR) $(DESTDIR)$(ZSHDIR)
+	install -m 755 $(BINS) $(DESTDIR)$(BINDIR)/
+	install -m 644 $(MANS) $(DESTDIR)$(MANDIR)/
+	for c in completions/bash/*; do install -m 644 $$c $(DESTDIR)$(BASHDIR)/; done
+	for c in completions/zsh/*; do install -m 644 $$c $(DESTDIR)$(ZSHDIR)/; done
+
+uninstall:
+	rm -f $(CMDS:%=$(DESTDIR)$(BINDIR)/%)
+	rm -f $(MANS:man/%=$(DESTDIR)$(MANDIR)/%)
+	rm -f $(patsubst completions/bash/%,$(DESTDIR)$(BASHDIR)/%,$(wildcard completions/bash/*))
+	rm -f $(patsubst completions/zsh/%,$(DESTDIR)$(ZSHDIR)/%,$(wildcard completions/zsh/*))
+
+lint-man:
+	@for m in $(MANS); do mandoc -Tlint -Wwarning $$m || exit 1; done
+
+clean:
+	rm -rf build bin lib/libdp.a
+
+.PHONY: all deps check check-asan check-valgrind demo install uninstall clean lint-man
+.SECONDARY:

@@ -1,0 +1,943 @@
+/*
+ * dp-publish -- NDJSON on stdin to Kafka records.
+ *
+ * Every input line becomes one record.  Keys, topics, headers and
+ * timestamps come from jq expressions evaluated on the line; --envelope
+ * reads the lossless form that dp-tail --envelope prints.  The command
+ * exits 0 only when every record was acknowledged by the cluster.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <librdkafka/rdkafka.h>
+
+#include "buf.h"
+#include "cli.h"
+#include "envelope.h"
+#include "exit.h"
+#include "expr.h"
+#include "fsm.h"
+#include "json.h"
+#include "kafka.h"
+#include "lines.h"
+#include "log.h"
+#include "out.h"
+#include "progress.h"
+#include "sig.h"
+#include "timefmt.h"
+
+enum on_error { ON_ERROR_FAIL, ON_ERROR_SKIP, ON_ERROR_DLQ };
+
+struct header_spec {
+	char *name;
+	struct dp_expr *expr;
+};
+
+struct pub {
+	/* options */
+	struct dp_common common;
+	const char *topic;
+	struct dp_expr *topic_expr;
+	struct dp_expr *key_expr;
+	struct dp_expr *ts_expr;
+	struct header_spec *hdrs;
+	size_t nhdrs;
+	int32_t partition;
+	bool envelope;
+	bool raw;
+	bool report;
+	bool progress;
+	enum on_error on_error;
+	const char *dlq_topic;
+	int64_t timeout_ms;
+	bool auto_create;               /* -X allow.auto.create.topics=true */
+
+	/* resources */
+	rd_kafka_t *rk;
+	rd_kafka_topic_t *rkt;          /* the -t topic, looked up once */
+	struct dp_lines *in;
+	struct dp_out *out;             /* --report lines */
+	char **known;                   /* topics proven to exist (--topic-expr) */
+	size_t nknown;
+
+	/* per-line scratch, reused */
+	struct dp_buf key, val, tmp, err, topicbuf, ack;
+
+	/* counters */
+	uint64_t lines;
+	uint64_t produced;
+	uint64_t delivered;
+	uint64_t lost;
+	uint64_t bad;
+	uint64_t dlq;
+	int status;                     /* first fatal status */
+	struct dp_progress prog;
+	struct dp_fsm fsm;
+};
+
+/* ---- state machine ---------------------------------------------------- */
+
+enum state { S_IDLE, S_CONNECTING, S_PUBLISHING, S_DRAINING, S_DONE, S_FAILED, NSTATES };
+enum event { E_START, E_CONNECTED, E_UNREACHABLE, E_EOF, E_STOP, E_BAD_LINE,
+             E_FATAL, E_DRAINED, E_LOST, NEVENTS };
+
+static const char *const state_names[NSTATES] = {
+	"idle", "connecting", "publishing", "draining", "done", "failed",
+};
+static const char *const event_names[NEVENTS] = {
+	"start", "connected", "unreachable", "eof", "signal", "bad_line",
+	"fatal", "drained", "lost",
+};
+
+static const struct dp_fsm_row rows[] = {
+	{ S_IDLE,       E_START,       S_CONNECTING, NULL },
+	{ S_CONNECTING, E_CONNECTED,   S_PUBLISHING, NULL },
+	{ S_CONNECTING, E_UNREACHABLE, S_FAILED,     NULL },
+	{ S_CONNECTING, E_STOP,        S_DONE,       NULL },
+	{ S_PUBLISHING, E_EOF,         S_DRAINING,   NULL },
+	{ S_PUBLISHING, E_STOP,        S_DRAINING,   NULL },
+	{ S_PUBLISHING, E_BAD_LINE,    S_DRAINING,   NULL },
+	{ S_PUBLISHING, E_FATAL,       S_DRAINING,   NULL },
+	{ S_DRAINING,   E_DRAINED,     S_DONE,       NULL },
+	{ S_DRAINING,   E_LOST,        S_FAILED,     NULL },
+};
+static const int finals[] = { S_DONE, S_FAILED };
+
+static const struct dp_fsm_def machine = {
+	"dp-publish", state_names, NSTATES, event_names, NEVENTS,
+	rows, sizeof(rows) / sizeof(rows[0]), S_IDLE, finals, 2,
+};
+
+/* ---- options ---------------------------------------------------------- */
+
+enum {
+	OPT_TOPIC_EXPR = DP_OPT_CMD, OPT_TIMESTAMP, OPT_ENVELOPE, OPT_ON_ERROR,
+	OPT_REPORT, OPT_RAW, OPT_TIMEOUT, OPT_PROGRESS,
+};
+
+static const struct option longopts[] = {
+	{ "topic",      required_argument, NULL, 't' },
+	{ "topic-expr", required_argument, NULL, OPT_TOPIC_EXPR },
+	{ "key",        required_argument, NULL, 'k' },
+	{ "partition",  required_argument, NULL, 'p' },
+	{ "header",     required_argument, NULL, 'H' },
+	{ "timestamp",  required_argument, NULL, OPT_TIMESTAMP },
+	{ "envelope",   no_argument,       NULL, OPT_ENVELOPE },
+	{ "on-error",   required_argument, NULL, OPT_ON_ERROR },
+	{ "report",     no_argument,       NULL, OPT_REPORT },
+	{ "raw",        no_argument,       NULL, OPT_RAW },
+	{ "timeout",    required_argument, NULL, OPT_TIMEOUT },
+	{ "progress",   no_argument,       NULL, OPT_PROGRESS },
+	DP_CLI_KAFKA_LONG,
+	DP_CLI_BASE_LONG,
+	{ NULL, 0, NULL, 0 },
+};
+
+static void
+usage(FILE *fp)
+{
+	fputs("usage: dp-publish (-t TOPIC | --topic-expr JQ) [options] < records.ndjson\n"
+	      "\n"
+	      "Read NDJSON on stdin and produce each line as one Kafka record.\n"
+	      "\n"
+	      "Routing:\n"
+	      "  -t, --topic TOPIC       send every record to TOPIC\n"
+	      "      --topic-expr JQ     pick each record's topic, e.g. '\"prices.\" + .fsym'\n"
+	      "  -k, --key JQ            record key, e.g. .fsym (strings are sent raw)\n"
+	      "  -p, --partition N       send to partition N (default: by key hash)\n"
+	      "  -H, --header NAME=JQ    add a header; repeatable, order kept\n"
+	      "      --timestamp JQ      record time: RFC 3339, epoch seconds or milliseconds\n"
+	      "\n"
+	      "Input:\n"
+	      "      --envelope          read dp-tail --envelope lines (lossless copy)\n"
+	      "      --raw               send lines as opaque bytes, no JSON check\n"
+	      "      --on-error MODE     bad lines: fail (default), skip, dlq=TOPIC\n"
+	      "\n"
+	      "Delivery:\n"
+	      "      --timeout DURATION  give up on an unreachable cluster after this (default 10s)\n"
+	      "      --report            print one NDJSON acknowledgement per record on stdout\n"
+	      "      --progress          print rate and totals on stderr every second\n", fp);
+	dp_cli_help_common(fp, true);
+	fputs("\nExit status: 0 all delivered, 64 usage, 65 bad line (--on-error fail),\n"
+	      "69 cluster or topic unavailable, 75 records not delivered.  See dp-publish(1).\n", fp);
+}
+
+static int
+add_header(struct pub *p, const char *arg)
+{
+	const char *eq = strchr(arg, '=');
+	struct header_spec *h;
+	struct dp_buf err = DP_BUF_INIT;
+
+	if (!eq || eq == arg || !eq[1]) {
+		dp_err("invalid --header '%s': expected NAME=JQ", arg);
+		return -1;
+	}
+	h = realloc(p->hdrs, (p->nhdrs + 1) * sizeof(*h));
+	if (!h)
+		return -1;
+	p->hdrs = h;
+	h = &p->hdrs[p->nhdrs];
+	h->expr = dp_expr_compile(eq + 1, &err);
+	if (!h->expr) {
+		dp_err("invalid --header %.*s: %s", (int)(eq - arg), arg, err.data);
+		dp_buf_free(&err);
+		return -1;
+	}
+	h->name = strndup(arg, (size_t)(eq - arg));
+	p->nhdrs++;
+	return 0;
+}
+
+static struct dp_expr *
+compile(const char *opt, const char *src)
+{
+	struct dp_buf err = DP_BUF_INIT;
+	struct dp_expr *e = dp_expr_compile(src, &err);
+
+	if (!e)
+		dp_err("invalid %s: %s", opt, err.data);
+	dp_buf_free(&err);
+	return e;
+}
+
+static int
+parse_options(struct pub *p, int argc, char **argv)
+{
+	const char *shortopts = "t:k:p:H:" DP_CLI_KAFKA_SHORT DP_CLI_BASE_SHORT;
+	int opt;
+	uint64_t n;
+
+	while ((opt = getopt_long(argc, argv, shortopts, longopts, NULL)) != -1) {
+		switch (opt) {
+		case 't':
+			p->topic = optarg;
+			break;
+		case OPT_TOPIC_EXPR:
+			if (!(p->topic_expr = compile("--topic-expr", optarg)))
+				return -1;
+			break;
+		case 'k':
+			if (!(p->key_expr = compile("--key", optarg)))
+				return -1;
+			break;
+		case 'p':
+			if (dp_parse_u64("--partition", optarg, 0, INT32_MAX, &n) < 0)
+				return -1;
+			p->partition = (int32_t)n;
+			break;
+		case 'H':
+			if (add_header(p, optarg) < 0)
+				return -1;
+			break;
+		case OPT_TIMESTAMP:
+			if (!(p->ts_expr = compile("--timestamp", optarg)))
+				return -1;
+			break;
+		case OPT_ENVELOPE:
+			p->envelope = true;
+			break;
+		case OPT_RAW:
+			p->raw = true;
+			break;
+		case OPT_REPORT:
+			p->report = true;
+			break;
+		case OPT_PROGRESS:
+			p->progress = true;
+			break;
+		case OPT_TIMEOUT:
+			if (dp_parse_duration("--timeout", optarg, &p->timeout_ms) < 0)
+				return -1;
+			if (p->timeout_ms < 1 || p->timeout_ms > INT32_MAX) {
+				dp_err("invalid --timeout '%s': must be between 1ms and 24d", optarg);
+				return -1;
+			}
+			break;
+		case OPT_ON_ERROR:
+			if (strcmp(optarg, "fail") == 0) {
+				p->on_error = ON_ERROR_FAIL;
+			} else if (strcmp(optarg, "skip") == 0) {
+				p->on_error = ON_ERROR_SKIP;
+			} else if (strncmp(optarg, "dlq=", 4) == 0 && optarg[4]) {
+				p->on_error = ON_ERROR_DLQ;
+				p->dlq_topic = optarg + 4;
+			} else {
+				dp_err("invalid --on-error '%s': expected fail, skip or dlq=TOPIC", optarg);
+				return -1;
+			}
+			break;
+		default:
+			if (dp_cli_common(&p->common, opt, optarg) != 1)
+				return -1;
+		}
+	}
+	if (optind < argc) {
+		dp_err("unexpected argument '%s' (records are read from stdin)", argv[optind]);
+		return -1;
+	}
+	return 0;
+}
+
+/* All option combinations are checked here, once. */
+static int
+validate(struct pub *p)
+{
+	if (p->topic && p->topic_expr) {
+		dp_err("-t and --topic-expr cannot be used together");
+		return -1;
+	}
+	if (!p->topic && !p->topic_expr && !p->envelope) {
+		dp_err("no topic: use -t TOPIC or --topic-expr JQ");
+		return -1;
+	}
+	if (p->raw && (p->topic_expr || p->key_expr || p->ts_expr || p->nhdrs)) {
+		dp_err("--raw lines are not JSON: --topic-expr, --key, --header and "
+		       "--timestamp cannot be used with it");
+		return -1;
+	}
+	if (p->raw && p->envelope) {
+		dp_err("--raw and --envelope cannot be used together");
+		return -1;
+	}
+	if (p->envelope && (p->key_expr || p->ts_expr || p->nhdrs)) {
+		dp_err("--envelope carries key, headers and timestamp: --key, --header "
+		       "and --timestamp cannot be used with it");
+		return -1;
+	}
+	return 0;
+}
+
+/* ---- delivery --------------------------------------------------------- */
+
+/*
+ * The opaque of each record: the input line number shifted left, with the
+ * low bit set for a dead-letter copy.
+ */
+#define OPAQUE(line, dlq) ((void *)(uintptr_t)(((uintptr_t)(line) << 1) | (dlq)))
+#define OPAQUE_LINE(o) ((uint64_t)((uintptr_t)(o) >> 1))
+
+static void
+report_line(struct pub *p, uint64_t line, const rd_kafka_message_t *m)
+{
+	struct dp_buf *b = &p->ack;
+	const char *topic = rd_kafka_topic_name(m->rkt);
+
+	dp_buf_reset(b);
+	dp_buf_addf(b, "{\"line\":%llu,\"topic\":", (unsigned long long)line);
+	dp_json_quote(b, topic, strlen(topic));
+	if (m->err) {
+		const char *e = rd_kafka_err2str(m->err);
+		dp_buf_addstr(b, ",\"error\":");
+		dp_json_quote(b, e, strlen(e));
+	} else {
+		dp_buf_addf(b, ",\"partition\":%d,\"offset\":%lld", (int)m->partition,
+		            (long long)m->offset);
+	}
+	dp_buf_addstr(b, "}\n");
+	if (dp_out_write(p->out, b->data, b->len) < 0 && errno != EPIPE && !p->status)
+		p->status = DP_EX_IOERR;
+}
+
+static void
+on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+	struct pub *p = opaque;
+	uint64_t line = OPAQUE_LINE(m->_private);
+
+	if (m->err) {
+		p->lost++;
+		/* The first few failures are named; the total is always given. */
+		if (p->lost <= 5)
+			dp_err("line %llu: not delivered to '%s': %s", (unsigned long long)line,
+			       rd_kafka_topic_name(m->rkt), rd_kafka_err2str(m->err));
+	} else {
+		p->delivered++;
+	}
+	if (p->report)
+		report_line(p, line, m);
+}
+
+/* ---- producing -------------------------------------------------------- */
+
+static int
+topic_known(struct pub *p, const char *name)
+{
+	for (size_t i = 0; i < p->nknown; i++)
+		if (strcmp(p->known[i], name) == 0)
+			return 1;
+	return 0;
+}
+
+/*
+ * Topics named by --topic-expr are checked once each, so a typo fails at
+ * once instead of after message.timeout.ms.
+ */
+static int
+check_topic(struct pub *p, const char *name, struct dp_buf *why)
+{
+	char **k;
+
+	if (topic_known(p, name))
+		return 0;
+	int st = dp_kafka_probe(p->rk, name, (int)p->timeout_ms, NULL, why);
+	if (st == DP_EX_NOTFOUND && p->auto_create) {
+		dp_buf_reset(why);
+		st = 0;                 /* the broker creates it on first produce */
+	} else if (st == DP_EX_NOTFOUND) {
+		st = DP_EX_UNAVAILABLE;
+	}
+	if (st)
+		return st;
+	k = realloc(p->known, (p->nknown + 1) * sizeof(*k));
+	if (!k)
+		return DP_EX_SOFTWARE;
+	p->known = k;
+	p->known[p->nknown++] = strdup(name);
+	return 0;
+}
+
+/* Produce with back-pressure: a full local queue waits for deliveries. */
+static rd_kafka_resp_err_t
+produce(struct pub *p, const char *topic, int32_t partition, const void *key,
+        size_t keylen, const void *val, size_t vallen, rd_kafka_headers_t *hdrs,
+        int64_t ts, void *opaque)
+{
+	rd_kafka_resp_err_t e;
+
+	for (;;) {
+		if (p->rkt && strcmp(topic, rd_kafka_topic_name(p->rkt)) == 0)
+			e = rd_kafka_producev(p->rk, RD_KAFKA_V_RKT(p->rkt),
+			        RD_KAFKA_V_PARTITION(partition),
+			        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+			        RD_KAFKA_V_KEY((void *)key, keylen),
+			        RD_KAFKA_V_VALUE((void *)val, vallen),
+			        RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_TIMESTAMP(ts),
+			        RD_KAFKA_V_OPAQUE(opaque), RD_KAFKA_V_END);
+		else
+			e = rd_kafka_producev(p->rk, RD_KAFKA_V_TOPIC(topic),
+			        RD_KAFKA_V_PARTITION(partition),
+			        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+			        RD_KAFKA_V_KEY((void *)key, keylen),
+			        RD_KAFKA_V_VALUE((void *)val, vallen),
+			        RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_TIMESTAMP(ts),
+			        RD_KAFKA_V_OPAQUE(opaque), RD_KAFKA_V_END);
+		if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL)
+			break;
+		rd_kafka_poll(p->rk, 50);
+	}
+	if (!e)
+		p->produced++;
+	return e;
+}
+
+/* Parse a --timestamp result (text of a number or a string) into ms. */
+static int
+to_timestamp(enum dp_json_type t, const char *s, int64_t *ms)
+{
+	if (t == DP_JSON_NUMBER)
+		return dp_time_parse_epoch(s, ms);
+	if (t == DP_JSON_STRING)
+		return dp_time_parse(s, ms);
+	return -1;
+}
+
+/*
+ * Build and produce the record for one good JSON line.  Returns 0, or -1
+ * with the reason in p->err (a bad line), or an exit status > 0.
+ */
+static int
+publish_json(struct pub *p, const char *line, size_t len, uint64_t lineno)
+{
+	struct dp_expr_rec rec = DP_EXPR_REC(line, len);
+	enum dp_json_type t;
+	const char *topic = p->topic;
+	const void *key = NULL;
+	size_t keylen = 0;
+	int64_t ts = 0;
+	rd_kafka_headers_t *hdrs = NULL;
+	int rc = -1;
+
+	if (p->topic_expr) {
+		dp_buf_reset(&p->topicbuf);
+		if (dp_expr_first(p->topic_expr, &rec, &t, &p->topicbuf, &p->err) < 0)
+			goto out;
+		if (t != DP_JSON_STRING || p->topicbuf.len == 0) {
+			dp_buf_addf(&p->err, "--topic-expr gave %s, not a topic name",
+			            t == DP_JSON_INVALID ? "no result" : p->topicbuf.data);
+			goto out;
+		}
+		topic = p->topicbuf.data;
+		int st = check_topic(p, topic, &p->err);
+		if (st) {
+			rc = st;
+			goto out;
+		}
+	}
+	if (p->key_expr) {
+		dp_buf_reset(&p->key);
+		if (dp_expr_first(p->key_expr, &rec, &t, &p->key, &p->err) < 0)
+			goto out;
+		if (t != DP_JSON_NULL && t != DP_JSON_INVALID) {
+			key = p->key.data;
+			keylen = p->key.len;
+		}
+	}
+	if (p->ts_expr) {
+		dp_buf_reset(&p->tmp);
+		if (dp_expr_first(p->ts_expr, &rec, &t, &p->tmp, &p->err) < 0)
+			goto out;
+		if (to_timestamp(t, p->tmp.data ? p->tmp.data : "", &ts) < 0) {
+			dp_buf_addf(&p->err, "--timestamp gave '%s', not RFC 3339 or epoch time",
+			            p->tmp.data ? p->tmp.data : "");
+			goto out;
+		}
+	}
+	if (p->nhdrs) {
+		hdrs = rd_kafka_headers_new(p->nhdrs);
+		for (size_t i = 0; i < p->nhdrs; i++) {
+			dp_buf_reset(&p->tmp);
+			if (dp_expr_first(p->hdrs[i].expr, &rec, &t, &p->tmp, &p->err) < 0)
+				goto out;
+			if (t == DP_JSON_INVALID)
+				continue;       /* no result: no header */
+			rd_kafka_header_add(hdrs, p->hdrs[i].name, -1,
+			                    t == DP_JSON_NULL ? NULL : p->tmp.data,
+			                    t == DP_JSON_NULL ? 0 : (ssize_t)p->tmp.len);
+		}
+	}
+	rd_kafka_resp_err_t e = produce(p, topic, p->partition, key, keylen, line, len,
+	                                hdrs, ts, OPAQUE(lineno, 0));
+	if (e) {
+		dp_buf_addf(&p->err, "cannot produce to '%s': %s", topic, rd_kafka_err2str(e));
+		rc = dp_kafka_exit_status(e);
+		if (rc == DP_EX_DATAERR)
+			rc = -1;        /* too large, bad partition: this line's fault */
+		goto out;
+	}
+	hdrs = NULL;                    /* owned by librdkafka now */
+	rc = 0;
+out:
+	if (hdrs)
+		rd_kafka_headers_destroy(hdrs);
+	dp_expr_rec_clear(&rec);
+	return rc;
+}
+
+static int
+publish_envelope(struct pub *p, const char *line, size_t len, uint64_t lineno)
+{
+	struct dp_envelope env;
+	rd_kafka_headers_t *hdrs = NULL;
+	const char *topic;
+	int rc = -1;
+
+	if (dp_envelope_parse(line, len, &env, &p->err) < 0)
+		goto out;
+	topic = p->topic ? p->topic : env.topic;
+	if (p->topic_expr) {
+		struct dp_expr_rec rec = DP_EXPR_REC(line, len);
+		enum dp_json_type t;
+		dp_buf_reset(&p->topicbuf);
+		int e = dp_expr_first(p->topic_expr, &rec, &t, &p->topicbuf, &p->err);
+		dp_expr_rec_clear(&rec);
+		if (e < 0)
+			goto out;
+		if (t != DP_JSON_STRING || p->topicbuf.len == 0) {
+			dp_buf_addstr(&p->err, "--topic-expr gave no topic name");
+			goto out;
+		}
+		topic = p->topicbuf.data;
+	}
+	if (!topic) {
+		dp_buf_addstr(&p->err, "envelope has no \"topic\" and no -t was given");
+		goto out;
+	}
+	if (!p->rkt || strcmp(topic, rd_kafka_topic_name(p->rkt)) != 0) {
+		int st = check_topic(p, topic, &p->err);
+		if (st) {
+			rc = st;
+			goto out;
+		}
+	}
+	hdrs = rd_kafka_headers_new(env.nhdrs ? env.nhdrs : 1);
+	for (size_t i = 0; i < env.nhdrs; i++)
+		rd_kafka_header_add(hdrs, env.hdrs[i].name, -1, env.hdrs[i].value,
+		                    (ssize_t)env.hdrs[i].len);
+	int32_t part = p->partition != RD_KAFKA_PARTITION_UA ? p->partition : env.partition;
+	rd_kafka_resp_err_t e = produce(p, topic, part, env.key, env.key_len, env.value,
+	                                env.value_len, hdrs, env.timestamp, OPAQUE(lineno, 0));
+	if (e) {
+		dp_buf_addf(&p->err, "cannot produce to '%s': %s", topic, rd_kafka_err2str(e));
+		rc = dp_kafka_exit_status(e);
+		if (rc == DP_EX_DATAERR || e == RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION)
+			rc = -1;
+		goto out;
+	}
+	hdrs = NULL;
+	rc = 0;
+out:
+	if (hdrs)
+		rd_kafka_headers_destroy(hdrs);
+	dp_envelope_clear(&env);
+	return rc;
+}
+
+/* Send a bad line to the dead-letter topic, with the reason in headers. */
+static int
+dead_letter(struct pub *p, const char *line, size_t len, uint64_t lineno, const char *why)
+{
+	rd_kafka_headers_t *h = rd_kafka_headers_new(3);
+	char num[32];
+
+	snprintf(num, sizeof(num), "%llu", (unsigned long long)lineno);
+	rd_kafka_header_add(h, "dp-error", -1, why, -1);
+	rd_kafka_header_add(h, "dp-line", -1, num, -1);
+	if (p->topic)
+		rd_kafka_header_add(h, "dp-topic", -1, p->topic, -1);
+	rd_kafka_resp_err_t e = produce(p, p->dlq_topic, RD_KAFKA_PARTITION_UA, NULL, 0,
+	                                line, len, h, 0, OPAQUE(lineno, 1));
+	if (e) {
+		rd_kafka_headers_destroy(h);
+		dp_err("line %llu: cannot send to dead-letter topic '%s': %s",
+		       (unsigned long long)lineno, p->dlq_topic, rd_kafka_err2str(e));
+		return dp_kafka_exit_status(e);
+	}
+	p->dlq++;
+	return 0;
+}
+
+/* Apply --on-error to a bad line.  Returns 0 to go on, else a status. */
+static int
+bad_line(struct pub *p, const char *line, size_t len, uint64_t lineno, const char *why)
+{
+	p->bad++;
+	if (p->on_error == ON_ERROR_FAIL || p->bad <= 10 || dp_log_level() > 0)
+		dp_err("line %llu: %s", (unsigned long long)lineno, why);
+	switch (p->on_error) {
+	case ON_ERROR_FAIL:
+		return DP_EX_DATAERR;
+	case ON_ERROR_SKIP:
+		return 0;
+	case ON_ERROR_DLQ:
+		return dead_letter(p, line, len, lineno, why);
+	}
+	return DP_EX_SOFTWARE;
+}
+
+/* Input is quiet: serve delivery reports and pass acknowledgements on. */
+static void
+on_idle(void *ctx)
+{
+	struct pub *p = ctx;
+
+	rd_kafka_poll(p->rk, 0);
+	if (dp_out_flush(p->out) < 0 && errno != EPIPE && !p->status)
+		p->status = DP_EX_IOERR;
+	dp_progress_tick(&p->prog, "lines", p->lines, NULL, false);
+}
+
+/* The publishing state: read lines until EOF, a signal or a fatal error. */
+static int
+run_lines(struct pub *p)
+{
+	const char *line;
+	size_t len;
+	int r;
+	char why[256];
+
+	for (;;) {
+		/*
+		 * On a signal, lines already taken from stdin are still sent:
+		 * they are gone from the pipe, so dropping them would lose them.
+		 */
+		if (dp_sig_stop)
+			dp_lines_stop(p->in);
+		r = dp_lines_next(p->in, &line, &len);
+		if (r == DP_LINES_EOF && dp_sig_stop) {
+			if (dp_lines_pending(p->in))
+				dp_warn("line %lu: incomplete when the signal came; %zu bytes "
+				        "not sent", dp_lines_lineno(p->in) + 1,
+				        dp_lines_pending(p->in));
+			return E_STOP;
+		}
+		if (r == DP_LINES_EOF)
+			return E_EOF;
+		if (r == DP_LINES_ERR) {
+			if (errno == EINTR)
+				continue;
+			dp_err("cannot read stdin: %s", strerror(errno));
+			p->status = DP_EX_IOERR;
+			return E_FATAL;
+		}
+		if (r == DP_LINES_NOMEM) {
+			dp_err("out of memory reading line %lu", dp_lines_lineno(p->in) + 1);
+			p->status = DP_EX_SOFTWARE;
+			return E_FATAL;
+		}
+		uint64_t lineno = dp_lines_lineno(p->in);
+		p->lines++;
+		if ((p->lines & 1023) == 0) {
+			rd_kafka_poll(p->rk, 0);
+			dp_progress_tick(&p->prog, "lines", p->lines, NULL, false);
+		}
+		if (len == 0)
+			continue;
+		int st;
+		dp_buf_reset(&p->err);
+		if (r == DP_LINES_BAD) {
+			snprintf(why, sizeof(why), "%s at byte %zu", dp_lines_error(p->in),
+			         dp_lines_error_offset(p->in) + 1);
+			st = bad_line(p, line, len, lineno, why);
+		} else if (p->raw) {
+			rd_kafka_resp_err_t e = produce(p, p->topic, p->partition, NULL, 0, line,
+			                                len, NULL, 0, OPAQUE(lineno, 0));
+			st = e ? dp_kafka_exit_status(e) : 0;
+			if (e)
+				dp_err("line %llu: cannot produce: %s", (unsigned long long)lineno,
+				       rd_kafka_err2str(e));
+		} else {
+			const char *jwhy;
+			size_t off;
+			if (dp_json_check(line, len, &jwhy, &off) == DP_JSON_INVALID) {
+				/* Bytes that are not text are named as such, not as JSON. */
+				int text = strncmp(jwhy, "invalid UTF-8", 13) && strcmp(jwhy, "NUL byte");
+				snprintf(why, sizeof(why), "%s%s at byte %zu", text ? "invalid JSON: " : "",
+				         jwhy, off + 1);
+				st = bad_line(p, line, len, lineno, why);
+			} else {
+				st = p->envelope ? publish_envelope(p, line, len, lineno)
+				                 : publish_json(p, line, len, lineno);
+				if (st < 0)
+					st = bad_line(p, line, len, lineno, p->err.data);
+				else if (st > 0)
+					dp_err("line %llu: %s", (unsigned long long)lineno, p->err.data);
+			}
+		}
+		if (st) {
+			p->status = st;
+			return st == DP_EX_DATAERR ? E_BAD_LINE : E_FATAL;
+		}
+	}
+}
+
+/* The draining state: wait for every outstanding delivery report. */
+static int
+drain(struct pub *p)
+{
+	int64_t deadline = dp_time_mono_ms() + p->timeout_ms;
+
+	/*
+	 * Deliveries may legitimately take a while on a busy cluster, so the
+	 * deadline only applies while no progress is made.
+	 */
+	while (rd_kafka_outq_len(p->rk) > 0) {
+		uint64_t before = p->delivered + p->lost;
+		rd_kafka_poll(p->rk, 100);
+		if (p->delivered + p->lost != before)
+			deadline = dp_time_mono_ms() + p->timeout_ms;
+		if (dp_time_mono_ms() > deadline && dp_kafka_all_brokers_down())
+			break;
+		if (p->progress)
+			dp_progress_tick(&p->prog, "lines", p->lines, NULL, false);
+	}
+	/* Purge whatever is left so its reports arrive (as failures). */
+	rd_kafka_purge(p->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+	rd_kafka_poll(p->rk, 0);
+	rd_kafka_flush(p->rk, 1000);
+	return p->lost || p->produced != p->delivered + p->lost ? E_LOST : E_DRAINED;
+}
+
+static int
+open_kafka(struct pub *p)
+{
+	struct dp_buf err = DP_BUF_INIT;
+	char errstr[512];
+	int status;
+	/*
+	 * Safe defaults that -F and -X may override: no duplicates on retry,
+	 * every in-sync replica acknowledges, and a typo in a topic name does
+	 * not create a topic.
+	 */
+	static const struct dp_kv defaults[] = {
+		{ "enable.idempotence", "true" },
+		{ "acks", "all" },
+		{ "allow.auto.create.topics", "false" },
+	};
+	rd_kafka_conf_t *conf = dp_kafka_conf_new(&p->common, defaults, 3, &err, &status);
+
+	if (!conf)
+		goto fail;
+	rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
+	rd_kafka_conf_set_opaque(conf, p);
+	p->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
+	if (!p->rk) {
+		dp_err("cannot create kafka producer: %s", errstr);
+		dp_buf_free(&err);
+		return DP_EX_CONFIG;
+	}
+	dp_buf_free(&err);
+	return 0;
+fail:
+	dp_err("%s", err.data);
+	dp_buf_free(&err);
+	return status;
+}
+
+/* The connecting state: prove the cluster and the -t topic are there. */
+static int
+connect_cluster(struct pub *p)
+{
+	struct dp_buf err = DP_BUF_INIT;
+	int partitions = 0;
+	int st = p->topic ? check_topic(p, p->topic, &err)
+	                  : dp_kafka_probe(p->rk, NULL, (int)p->timeout_ms, NULL, &err);
+
+	if (st == 0 && p->topic)
+		dp_kafka_probe(p->rk, p->topic, (int)p->timeout_ms, &partitions, &err);
+	if (st == 0 && p->dlq_topic)
+		st = check_topic(p, p->dlq_topic, &err);
+	if (st) {
+		dp_err("%s (brokers %s)", err.data, p->common.brokers);
+		p->status = st;
+		dp_buf_free(&err);
+		return E_UNREACHABLE;
+	}
+	dp_buf_free(&err);
+	if (p->topic) {
+		if (p->partition != RD_KAFKA_PARTITION_UA && partitions > 0 &&
+		    p->partition >= partitions) {
+			dp_err("topic '%s' has %d partitions: no partition %d", p->topic,
+			       partitions, (int)p->partition);
+			p->status = DP_EX_USAGE;
+			return E_UNREACHABLE;
+		}
+		p->rkt = rd_kafka_topic_new(p->rk, p->topic, NULL);
+	}
+	return E_CONNECTED;
+}
+
+static void
+cleanup(struct pub *p)
+{
+	if (p->rkt)
+		rd_kafka_topic_destroy(p->rkt);
+	if (p->rk)
+		rd_kafka_destroy(p->rk);
+	dp_lines_free(p->in);
+	dp_expr_free(p->topic_expr);
+	dp_expr_free(p->key_expr);
+	dp_expr_free(p->ts_expr);
+	for (size_t i = 0; i < p->nhdrs; i++) {
+		free(p->hdrs[i].name);
+		dp_expr_free(p->hdrs[i].expr);
+	}
+	free(p->hdrs);
+	for (size_t i = 0; i < p->nknown; i++)
+		free(p->known[i]);
+	free(p->known);
+	dp_buf_free(&p->key);
+	dp_buf_free(&p->val);
+	dp_buf_free(&p->tmp);
+	dp_buf_free(&p->err);
+	dp_buf_free(&p->topicbuf);
+	dp_buf_free(&p->ack);
+	dp_cli_free(&p->common);
+}
+
+int
+main(int argc, char **argv)
+{
+	struct pub p;
+	int ev, status;
+
+	memset(&p, 0, sizeof(p));
+	dp_log_init("dp-publish");
+	dp_cli_init(&p.common);
+	p.partition = RD_KAFKA_PARTITION_UA;
+	p.timeout_ms = 10000;
+
+	/* 1. options */
+	if (parse_options(&p, argc, argv) < 0 || (!p.common.help && !p.common.version &&
+	                                          !p.common.dot && validate(&p) < 0)) {
+		fputs("Try 'dp-publish --help' for more information.\n", stderr);
+		cleanup(&p);
+		return DP_EX_USAGE;
+	}
+	if (p.common.help || p.common.version || p.common.dot) {
+		if (p.common.help)
+			usage(stdout);
+		else if (p.common.version)
+			dp_cli_version();
+		else
+			dp_fsm_dot(&machine, stdout);
+		cleanup(&p);
+		return dp_out_close_stdout() == 0 ? DP_EX_OK : DP_EX_IOERR;
+	}
+
+	/* 2. resources */
+	for (size_t i = 0; i < p.common.nprops; i++)
+		if (!strcmp(p.common.props[i].key, "allow.auto.create.topics"))
+			p.auto_create = !strcmp(p.common.props[i].value, "true");
+	dp_sig_install();
+	dp_fsm_init(&p.fsm, &machine, p.common.trace_states);
+	dp_progress_init(&p.prog, p.progress);
+	/* The JSON scanner checks UTF-8 and NUL bytes itself, in one pass. */
+	p.in = dp_lines_new(STDIN_FILENO, 0);
+	p.out = dp_out_new(STDOUT_FILENO, 64 * 1024);
+	if (!p.in || !p.out) {
+		dp_err("out of memory");
+		cleanup(&p);
+		return DP_EX_SOFTWARE;
+	}
+	if ((status = open_kafka(&p)) != 0) {
+		dp_out_free(p.out);
+		cleanup(&p);
+		return status;
+	}
+
+	/* 3. the machine */
+	dp_lines_set_idle(p.in, on_idle, &p);
+	dp_fsm_step(&p.fsm, E_START, &p);
+	ev = connect_cluster(&p);
+	dp_fsm_step(&p.fsm, ev, &p);
+	if (p.fsm.state == S_PUBLISHING) {
+		ev = run_lines(&p);
+		dp_fsm_step(&p.fsm, ev, &p);
+		ev = drain(&p);
+		dp_fsm_step(&p.fsm, ev, &p);
+	}
+
+	/* 4. flush and report */
+	if (p.progress)
+		dp_progress_tick(&p.prog, "lines", p.lines, NULL, true);
+	if (p.bad && p.on_error != ON_ERROR_FAIL)
+		dp_warn("%llu bad line%s %s", (unsigned long long)p.bad, p.bad == 1 ? "" : "s",
+		        p.on_error == ON_ERROR_SKIP ? "skipped" : "sent to the dead-letter topic");
+	status = p.status;
+	if (p.lost || p.produced != p.delivered + p.lost) {
+		uint64_t lost = p.produced - p.delivered;
+		dp_err("%llu of %llu record%s not delivered", (unsigned long long)lost,
+		       (unsigned long long)p.produced, p.produced == 1 ? "" : "s");
+		status = DP_EX_TEMPFAIL;
+	} else if (dp_sig_stop && !status) {
+		dp_info("stopped by signal after %llu lines; all delivered",
+		        (unsigned long long)p.lines);
+	}
+	dp_info("%llu lines, %llu delivered, %llu bad", (unsigned long long)p.lines,
+	        (unsigned long long)p.delivered, (unsigned long long)p.bad);
+	if (dp_out_free(p.out) < 0 && errno != EPIPE && !status) {
+		dp_err("cannot write to stdout: %s", strerror(errno));
+		status = DP_EX_IOERR;
+	}
+	if (dp_out_close_stdout() < 0 && errno != EPIPE && !status)
+		status = DP_EX_IOERR;
+	cleanup(&p);
+	return status;
+}

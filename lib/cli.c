@@ -1,0 +1,294 @@
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <librdkafka/rdkafka.h>
+
+#include "cli.h"
+#include "log.h"
+
+void
+dp_cli_init(struct dp_common *c)
+{
+	const char *b = getenv("DP_BROKERS");
+	const char *f = getenv("DP_CONFIG");
+
+	memset(c, 0, sizeof(*c));
+	c->brokers = b && *b ? b : "localhost:9092";
+	c->config_file = f && *f ? f : NULL;
+}
+
+void
+dp_cli_free(struct dp_common *c)
+{
+	if (!c)
+		return;
+	dp_kv_free(c->props, c->nprops);
+	c->props = NULL;
+	c->nprops = 0;
+}
+
+int
+dp_cli_common(struct dp_common *c, int opt, const char *arg)
+{
+	switch (opt) {
+	case 'v':
+		c->verbosity = c->verbosity < 0 ? 1 : c->verbosity + 1;
+		break;
+	case 'q':
+		c->verbosity = -1;
+		break;
+	case 'h':
+		c->help = true;
+		break;
+	case 'V':
+		c->version = true;
+		break;
+	case DP_OPT_TRACE:
+		c->trace_states = true;
+		break;
+	case DP_OPT_DOT:
+		c->dot = true;
+		break;
+	case 'b':
+		if (!*arg) {
+			dp_err("invalid --brokers: empty");
+			return -1;
+		}
+		c->brokers = arg;
+		break;
+	case 'F':
+		c->config_file = arg;
+		break;
+	case 'X':
+		if (dp_kv_add(&c->props, &c->nprops, arg) < 0) {
+			/* Never echo the argument: it may carry a secret. */
+			dp_err("invalid -X: expected key=value");
+			return -1;
+		}
+		break;
+	default:
+		return 0;
+	}
+	dp_log_set_level(c->verbosity);
+	return 1;
+}
+
+void
+dp_cli_help_common(FILE *fp, bool kafka)
+{
+	if (kafka)
+		fputs("\nKafka options:\n"
+		      "  -b, --brokers LIST      bootstrap brokers (default $DP_BROKERS, else localhost:9092)\n"
+		      "  -X, --property KEY=VAL  librdkafka property, repeatable (like kcat -X)\n"
+		      "  -F, --config FILE       librdkafka properties file (default $DP_CONFIG)\n", fp);
+	fputs("\nCommon options:\n"
+	      "  -v, --verbose           more messages on stderr (repeat for more)\n"
+	      "  -q, --quiet             errors only\n"
+	      "      --trace-states      print each state transition to stderr as NDJSON\n"
+	      "      --dot               print the state machine as Graphviz and exit\n"
+	      "  -h, --help              this help\n"
+	      "  -V, --version           version\n", fp);
+}
+
+void
+dp_cli_version(void)
+{
+	printf("%s %s (librdkafka %s)\n", dp_log_progname(), DP_VERSION, rd_kafka_version_str());
+}
+
+static int
+bad(const char *name, const char *s, const char *why)
+{
+	dp_err("invalid %s '%s': %s", name, s, why);
+	return -1;
+}
+
+int
+dp_parse_u64(const char *name, const char *s, uint64_t min, uint64_t max, uint64_t *out)
+{
+	char *end;
+	unsigned long long v;
+
+	if (!isdigit((unsigned char)*s))
+		return bad(name, s, "not a non-negative integer");
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (*end)
+		return bad(name, s, "not a non-negative integer");
+	if (errno == ERANGE || v < min || v > max) {
+		dp_err("invalid %s '%s': must be between %llu and %llu", name, s,
+		       (unsigned long long)min, (unsigned long long)max);
+		return -1;
+	}
+	*out = v;
+	return 0;
+}
+
+int
+dp_parse_i64(const char *name, const char *s, int64_t min, int64_t max, int64_t *out)
+{
+	char *end;
+	long long v;
+
+	if (!isdigit((unsigned char)*s) && !(*s == '-' && isdigit((unsigned char)s[1])))
+		return bad(name, s, "not an integer");
+	errno = 0;
+	v = strtoll(s, &end, 10);
+	if (*end)
+		return bad(name, s, "not an integer");
+	if (errno == ERANGE || v < min || v > max) {
+		dp_err("invalid %s '%s': must be between %lld and %lld", name, s,
+		       (long long)min, (long long)max);
+		return -1;
+	}
+	*out = v;
+	return 0;
+}
+
+int
+dp_parse_duration(const char *name, const char *s, int64_t *ms)
+{
+	const char *p = s;
+	int64_t total = 0;
+
+	if (!*p)
+		return bad(name, s, "empty duration");
+	while (*p) {
+		char *end;
+		if (!isdigit((unsigned char)*p))
+			return bad(name, s, "expected a number such as 500ms, 10s, 5m, 1h");
+		errno = 0;
+		unsigned long long v = strtoull(p, &end, 10);
+		if (errno == ERANGE || v > 1000000000ull)
+			return bad(name, s, "too large");
+		int64_t unit;
+		p = end;
+		if (strncmp(p, "ms", 2) == 0) {
+			unit = 1; p += 2;
+		} else if (*p == 's') {
+			unit = 1000; p++;
+		} else if (*p == 'm') {
+			unit = 60000; p++;
+		} else if (*p == 'h') {
+			unit = 3600000; p++;
+		} else if (*p == 'd') {
+			unit = 86400000; p++;
+		} else if (*p == '\0' && p != s && total == 0) {
+			unit = 1000;       /* a bare number is seconds */
+		} else {
+			return bad(name, s, "unknown unit (use ms, s, m, h or d)");
+		}
+		total += (int64_t)v * unit;
+	}
+	*ms = total;
+	return 0;
+}
+
+int
+dp_kv_add(struct dp_kv **kv, size_t *n, const char *pair)
+{
+	const char *eq = strchr(pair, '=');
+	struct dp_kv *p;
+
+	if (!eq || eq == pair)
+		return -1;
+	p = realloc(*kv, (*n + 1) * sizeof(**kv));
+	if (!p)
+		return -1;
+	*kv = p;
+	p[*n].key = strndup(pair, (size_t)(eq - pair));
+	p[*n].value = strdup(eq + 1);
+	if (!p[*n].key || !p[*n].value) {
+		free(p[*n].key);
+		free(p[*n].value);
+		return -1;
+	}
+	(*n)++;
+	return 0;
+}
+
+void
+dp_kv_free(struct dp_kv *kv, size_t n)
+{
+	if (!kv)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		free(kv[i].key);
+		free(kv[i].value);
+	}
+	free(kv);
+}
+
+int
+dp_kv_is_secret(const char *key)
+{
+	static const char *const words[] = { "password", "secret", "sasl.jaas",
+		"key", "token", "credential", NULL };
+
+	for (int i = 0; words[i]; i++)
+		if (strstr(key, words[i]))
+			return 1;
+	return 0;
+}
+
+static char *
+trim(char *s)
+{
+	char *e;
+
+	while (isspace((unsigned char)*s))
+		s++;
+	e = s + strlen(s);
+	while (e > s && isspace((unsigned char)e[-1]))
+		*--e = '\0';
+	return s;
+}
+
+int
+dp_props_read(const char *path, struct dp_kv **kv, size_t *n, struct dp_buf *err)
+{
+	FILE *fp = fopen(path, "r");
+	char *line = NULL;
+	size_t cap = 0;
+	unsigned long lineno = 0;
+	int rc = 0;
+
+	if (!fp) {
+		dp_buf_addf(err, "cannot open %s: %s", path, strerror(errno));
+		return -1;
+	}
+	while (getline(&line, &cap, fp) >= 0) {
+		char *s = trim(line), *eq;
+		lineno++;
+		if (!*s || *s == '#' || *s == '!')
+			continue;
+		eq = strchr(s, '=');
+		if (!eq)
+			eq = strchr(s, ':');
+		if (!eq || eq == s) {
+			dp_buf_addf(err, "%s:%lu: expected key=value", path, lineno);
+			rc = -1;
+			break;
+		}
+		*eq = '\0';
+		char *k = trim(s), *v = trim(eq + 1);
+		struct dp_buf pair = DP_BUF_INIT;
+		dp_buf_addf(&pair, "%s=%s", k, v);
+		rc = pair.data ? dp_kv_add(kv, n, pair.data) : -1;
+		dp_buf_free(&pair);
+		if (rc < 0) {
+			dp_buf_addf(err, "%s:%lu: out of memory", path, lineno);
+			break;
+		}
+	}
+	if (rc == 0 && ferror(fp)) {
+		dp_buf_addf(err, "cannot read %s: %s", path, strerror(errno));
+		rc = -1;
+	}
+	free(line);
+	fclose(fp);
+	return rc;
+}

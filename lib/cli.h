@@ -1,0 +1,103 @@
+/*
+ * cli.h -- command-line conventions shared by every dp command.
+ *
+ * Each command lists its own options plus one of the common blocks below
+ * in a single getopt_long table, and hands every option it does not know
+ * to dp_cli_common().  That way -v, --dot, -b, -X ... mean the same thing
+ * everywhere, and --help text, man pages and completions can agree.
+ *
+ * Numbers and durations are parsed strictly: the whole string must be
+ * used, and out-of-range values are errors.  Never atoi.
+ */
+#ifndef DP_CLI_H
+#define DP_CLI_H
+
+#include <getopt.h>
+#include <stdio.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "buf.h"
+
+/* Long-only option codes; commands number theirs from DP_OPT_CMD. */
+enum {
+	DP_OPT_TRACE = 0x1000,
+	DP_OPT_DOT,
+	DP_OPT_CMD = 0x1100,
+};
+
+#define DP_CLI_BASE_SHORT "vqhV"
+#define DP_CLI_BASE_LONG \
+	{ "verbose",      no_argument, NULL, 'v' }, \
+	{ "quiet",        no_argument, NULL, 'q' }, \
+	{ "help",         no_argument, NULL, 'h' }, \
+	{ "version",      no_argument, NULL, 'V' }, \
+	{ "trace-states", no_argument, NULL, DP_OPT_TRACE }, \
+	{ "dot",          no_argument, NULL, DP_OPT_DOT }
+
+#define DP_CLI_KAFKA_SHORT "b:X:F:"
+#define DP_CLI_KAFKA_LONG \
+	{ "brokers", required_argument, NULL, 'b' }, \
+	{ "config",  required_argument, NULL, 'F' }, \
+	{ "property", required_argument, NULL, 'X' }
+
+/* One librdkafka property from -X or a -F file (strings owned). */
+struct dp_kv {
+	char *key;
+	char *value;
+};
+
+struct dp_common {
+	const char *brokers;     /* borrowed from argv or the environment */
+	const char *config_file; /* -F, else $DP_CONFIG; borrowed */
+	struct dp_kv *props;     /* -X in command-line order; owned */
+	size_t nprops;
+	int verbosity;           /* -1 quiet, 0 normal, 1.. verbose */
+	bool trace_states;
+	bool dot;
+	bool help;
+	bool version;
+};
+
+/* Fill defaults: brokers from $DP_BROKERS else localhost:9092, $DP_CONFIG. */
+void dp_cli_init(struct dp_common *c);
+void dp_cli_free(struct dp_common *c);
+
+/*
+ * Handle a common option.  Returns 1 when handled, 0 when opt is not a
+ * common option, -1 on a bad value (message already printed).
+ */
+int dp_cli_common(struct dp_common *c, int opt, const char *arg);
+
+/* Print the common part of a --help text (Kafka options when kafka). */
+void dp_cli_help_common(FILE *fp, bool kafka);
+
+/* Print "dp-xxx VERSION (librdkafka ...)" to stdout. */
+void dp_cli_version(void);
+
+/*
+ * Strict parsers.  name is the option for messages ("--count").  On error
+ * they print "<prog>: invalid --count 'x': reason" and return -1.
+ */
+int dp_parse_u64(const char *name, const char *s, uint64_t min, uint64_t max, uint64_t *out);
+int dp_parse_i64(const char *name, const char *s, int64_t min, int64_t max, int64_t *out);
+/*
+ * Durations: "250ms", "10s", "5m", "2h", "1d", also combined "1m30s".
+ * A bare number is seconds.  Result in milliseconds.
+ */
+int dp_parse_duration(const char *name, const char *s, int64_t *ms);
+
+/*
+ * Read a Java-style properties file (key=value, # or ! comments, blank
+ * lines) and append its pairs to *kv (owned by the caller; free with
+ * dp_kv_free).  On error appends "FILE:LINE: reason" to err.
+ */
+int dp_props_read(const char *path, struct dp_kv **kv, size_t *n, struct dp_buf *err);
+/* Split "key=value" and append; -1 when there is no '=' or no key. */
+int dp_kv_add(struct dp_kv **kv, size_t *n, const char *pair);
+void dp_kv_free(struct dp_kv *kv, size_t n);
+
+/* 1 when a property's value must never be printed (passwords, keys). */
+int dp_kv_is_secret(const char *key);
+
+#endif

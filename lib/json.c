@@ -1,0 +1,622 @@
+#include <stdint.h>
+#include <string.h>
+
+#include "json.h"
+
+struct scan {
+	const char *p;
+	const char *end;
+	const char *base;
+	const char *why;
+	int spaced;         /* white space seen outside strings */
+};
+
+static inline void
+ws(struct scan *s)
+{
+	const char *p = s->p;
+
+	while (p < s->end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
+		p++;
+	s->spaced |= p != s->p;
+	s->p = p;
+}
+
+static int
+fail(struct scan *s, const char *why)
+{
+	s->why = why;
+	return -1;
+}
+
+static int
+hexval(char c)
+{
+	if (c >= '0' && c <= '9') return c - '0';
+	if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+	return -1;
+}
+
+/*
+ * Eight bytes at a time (SWAR): a word is plain when it has no '"', no
+ * '\\', no byte below 0x20 and no byte above 0x7f.  Strings are most of
+ * every price record.
+ */
+static inline int
+word_is_plain(uint64_t w)
+{
+	const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
+	uint64_t q = w ^ (ones * '"');
+	uint64_t b = w ^ (ones * '\\');
+	uint64_t has_q = (q - ones) & ~q;
+	uint64_t has_b = (b - ones) & ~b;
+	uint64_t has_ctl = (w - ones * 0x20) & ~w;
+	return !((has_q | has_b | has_ctl | w) & highs);
+}
+
+/*
+ * Length of the valid UTF-8 sequence at p (2..4), or 0.  Text outside
+ * strings is ASCII by grammar, so checking inside strings checks it all.
+ */
+static inline size_t
+utf8_seq(const unsigned char *p, const unsigned char *end)
+{
+	unsigned c = p[0];
+	size_t need;
+	uint32_t cp, min;
+
+	if (c >= 0xc2 && c <= 0xdf) {
+		need = 1; cp = c & 0x1f; min = 0x80;
+	} else if (c >= 0xe0 && c <= 0xef) {
+		need = 2; cp = c & 0x0f; min = 0x800;
+	} else if (c >= 0xf0 && c <= 0xf4) {
+		need = 3; cp = c & 0x07; min = 0x10000;
+	} else {
+		return 0;
+	}
+	if ((size_t)(end - p) <= need)
+		return 0;
+	for (size_t k = 1; k <= need; k++) {
+		if ((p[k] & 0xc0) != 0x80)
+			return 0;
+		cp = (cp << 6) | (p[k] & 0x3f);
+	}
+	if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+		return 0;
+	return need + 1;
+}
+
+static inline int
+scan_string(struct scan *s)
+{
+	const char *p = s->p + 1;      /* past the opening quote */
+	const char *end = s->end;
+
+	for (;;) {
+		while (end - p >= 8) {
+			uint64_t w;
+			memcpy(&w, p, 8);
+			if (!word_is_plain(w))
+				break;
+			p += 8;
+		}
+		unsigned char c;
+		while (p < end && (c = (unsigned char)*p) >= 0x20 && c < 0x80 &&
+		       c != '"' && c != '\\')
+			p++;
+		if (p >= end) {
+			s->p = p;
+			return fail(s, "unterminated string");
+		}
+		c = (unsigned char)*p;
+		if (c == '"') {
+			s->p = p + 1;
+			return 0;
+		}
+		if (c >= 0x80) {
+			size_t n = utf8_seq((const unsigned char *)p, (const unsigned char *)end);
+			if (!n) {
+				s->p = p;
+				return fail(s, "invalid UTF-8");
+			}
+			p += n;
+			continue;
+		}
+		if (c != '\\') {
+			s->p = p;
+			return fail(s, c ? "control character in string" : "NUL byte");
+		}
+		if (p + 1 >= end) {
+			s->p = p;
+			return fail(s, "unterminated string");
+		}
+		switch (p[1]) {
+		case '"': case '\\': case '/': case 'b': case 'f':
+		case 'n': case 'r': case 't':
+			p += 2;
+			break;
+		case 'u':
+			if (end - p < 6 || hexval(p[2]) < 0 || hexval(p[3]) < 0 ||
+			    hexval(p[4]) < 0 || hexval(p[5]) < 0) {
+				s->p = p;
+				return fail(s, "bad \\u escape");
+			}
+			p += 6;
+			break;
+		default:
+			s->p = p;
+			return fail(s, "bad escape in string");
+		}
+	}
+}
+
+static int
+scan_number(struct scan *s)
+{
+	const char *p = s->p, *end = s->end;
+
+	if (p < end && *p == '-')
+		p++;
+	if (p >= end)
+		goto bad;
+	if (*p == '0')
+		p++;
+	else if (*p >= '1' && *p <= '9')
+		while (p < end && *p >= '0' && *p <= '9')
+			p++;
+	else
+		goto bad;
+	if (p < end && *p == '.') {
+		p++;
+		if (p >= end || *p < '0' || *p > '9')
+			goto bad;
+		while (p < end && *p >= '0' && *p <= '9')
+			p++;
+	}
+	if (p < end && (*p == 'e' || *p == 'E')) {
+		p++;
+		if (p < end && (*p == '+' || *p == '-'))
+			p++;
+		if (p >= end || *p < '0' || *p > '9')
+			goto bad;
+		while (p < end && *p >= '0' && *p <= '9')
+			p++;
+	}
+	s->p = p;
+	return 0;
+bad:
+	s->p = p;
+	return fail(s, "bad number");
+}
+
+static int
+scan_word(struct scan *s, const char *w, size_t n)
+{
+	if ((size_t)(s->end - s->p) < n || memcmp(s->p, w, n) != 0)
+		return fail(s, "unexpected character");
+	s->p += n;
+	return 0;
+}
+
+/*
+ * Iterative scan of one value: containers are tracked on an explicit
+ * stack so hostile nesting cannot exhaust the C stack.
+ */
+static enum dp_json_type
+scan_value(struct scan *s)
+{
+	char stack[DP_JSON_MAX_DEPTH];
+	int depth = 0;
+	enum dp_json_type first = DP_JSON_INVALID, t;
+
+	for (;;) {
+		ws(s);
+		if (s->p >= s->end)
+			return fail(s, "unexpected end of input"), DP_JSON_INVALID;
+		switch (*s->p) {
+		case '{':
+		case '[':
+			if (depth == DP_JSON_MAX_DEPTH)
+				return fail(s, "nesting too deep"), DP_JSON_INVALID;
+			t = *s->p == '{' ? DP_JSON_OBJECT : DP_JSON_ARRAY;
+			stack[depth++] = *s->p;
+			s->p++;
+			ws(s);
+			if (s->p < s->end && *s->p == (t == DP_JSON_OBJECT ? '}' : ']')) {
+				s->p++;
+				depth--;
+				break;
+			}
+			if (t == DP_JSON_OBJECT) {
+				if (s->p >= s->end || *s->p != '"')
+					return fail(s, "expected member name"), DP_JSON_INVALID;
+				if (scan_string(s) < 0)
+					return DP_JSON_INVALID;
+				ws(s);
+				if (s->p >= s->end || *s->p != ':')
+					return fail(s, "expected ':'"), DP_JSON_INVALID;
+				s->p++;
+			}
+			if (first == DP_JSON_INVALID)
+				first = t;
+			continue;      /* scan the first element */
+		case '"':
+			t = DP_JSON_STRING;
+			if (scan_string(s) < 0)
+				return DP_JSON_INVALID;
+			break;
+		case 't':
+			t = DP_JSON_TRUE;
+			if (scan_word(s, "true", 4) < 0)
+				return DP_JSON_INVALID;
+			break;
+		case 'f':
+			t = DP_JSON_FALSE;
+			if (scan_word(s, "false", 5) < 0)
+				return DP_JSON_INVALID;
+			break;
+		case 'n':
+			t = DP_JSON_NULL;
+			if (scan_word(s, "null", 4) < 0)
+				return DP_JSON_INVALID;
+			break;
+		default:
+			if (*s->p == '-' || (*s->p >= '0' && *s->p <= '9')) {
+				t = DP_JSON_NUMBER;
+				if (scan_number(s) < 0)
+					return DP_JSON_INVALID;
+				break;
+			}
+			return fail(s, (unsigned char)*s->p >= 0x80 ? "invalid UTF-8 outside a string" :
+			               *s->p ? "unexpected character" : "NUL byte"), DP_JSON_INVALID;
+		}
+		if (first == DP_JSON_INVALID)
+			first = t;
+		/* A value ended: close containers or move to the next element. */
+		for (;;) {
+			if (depth == 0)
+				return first;
+			ws(s);
+			if (s->p >= s->end)
+				return fail(s, "unexpected end of input"), DP_JSON_INVALID;
+			char open = stack[depth - 1];
+			if (*s->p == (open == '{' ? '}' : ']')) {
+				s->p++;
+				depth--;
+				continue;
+			}
+			if (*s->p != ',')
+				return fail(s, open == '{' ? "expected ',' or '}'" :
+				                             "expected ',' or ']'"),
+				       DP_JSON_INVALID;
+			s->p++;
+			if (open == '{') {
+				ws(s);
+				if (s->p >= s->end || *s->p != '"')
+					return fail(s, "expected member name"), DP_JSON_INVALID;
+				if (scan_string(s) < 0)
+					return DP_JSON_INVALID;
+				ws(s);
+				if (s->p >= s->end || *s->p != ':')
+					return fail(s, "expected ':'"), DP_JSON_INVALID;
+				s->p++;
+			}
+			break;
+		}
+	}
+}
+
+enum dp_json_type
+dp_json_check(const char *text, size_t n, const char **why, size_t *off)
+{
+	return dp_json_check_compact(text, n, why, off, NULL);
+}
+
+enum dp_json_type
+dp_json_check_compact(const char *text, size_t n, const char **why, size_t *off,
+                      int *compact)
+{
+	struct scan s = { text, text + n, text, NULL, 0 };
+	enum dp_json_type t;
+
+	t = scan_value(&s);
+	if (t != DP_JSON_INVALID) {
+		ws(&s);
+		if (s.p != s.end) {
+			s.why = "trailing characters after the value";
+			t = DP_JSON_INVALID;
+		}
+	}
+	if (t == DP_JSON_INVALID) {
+		*why = s.why ? s.why : "invalid JSON";
+		*off = (size_t)(s.p - text);
+	}
+	if (compact)
+		*compact = !s.spaced;
+	return t;
+}
+
+/* Compare a JSON string literal (with quotes) to a plain key. */
+static int
+key_equals(const char *lit, size_t litlen, const char *key, size_t klen)
+{
+	if (!memchr(lit, '\\', litlen))
+		return litlen == klen + 2 && memcmp(lit + 1, key, klen) == 0;
+	struct dp_buf b = DP_BUF_INIT;
+	int eq = dp_json_unquote(&b, lit, litlen) == 0 && b.len == klen &&
+	         memcmp(b.data, key, klen) == 0;
+	dp_buf_free(&b);
+	return eq;
+}
+
+/*
+ * Skip one value of text already known to be valid: no checks, just the
+ * boundaries.  Strings are found with memchr; containers by depth.
+ */
+static const char *
+skip_string(const char *p, const char *end)
+{
+	for (p++;;) {
+		const char *q = memchr(p, '"', (size_t)(end - p));
+		if (!q)
+			return end;
+		const char *b = q;
+		while (b > p && b[-1] == '\\')
+			b--;
+		if (((q - b) & 1) == 0)
+			return q + 1;
+		p = q + 1;
+	}
+}
+
+static const char *
+skip_value(const char *p, const char *end)
+{
+	int depth = 0;
+
+	while (p < end) {
+		char c = *p;
+		if (c == '"') {
+			p = skip_string(p, end);
+			if (depth == 0)
+				return p;
+			continue;
+		}
+		if (c == '{' || c == '[') {
+			depth++;
+		} else if (c == '}' || c == ']') {
+			if (depth == 0)
+				return p;
+			if (--depth == 0)
+				return p + 1;
+		} else if (depth == 0 && (c == ',' || c == ' ' || c == '\t' ||
+		                          c == '\n' || c == '\r')) {
+			return p;
+		}
+		p++;
+	}
+	return p;
+}
+
+static enum dp_json_type
+type_at(const char *p)
+{
+	switch (*p) {
+	case '{': return DP_JSON_OBJECT;
+	case '[': return DP_JSON_ARRAY;
+	case '"': return DP_JSON_STRING;
+	case 't': return DP_JSON_TRUE;
+	case 'f': return DP_JSON_FALSE;
+	case 'n': return DP_JSON_NULL;
+	default: return DP_JSON_NUMBER;
+	}
+}
+
+enum dp_json_type
+dp_json_get(const char *text, size_t n, const char *const *path, size_t npath,
+            const char **v, size_t *vn)
+{
+	struct scan s = { text, text + n, text, NULL, 0 };
+	size_t step = 0;
+
+	for (;;) {
+		ws(&s);
+		const char *start = s.p;
+		if (step == npath) {
+			if (s.p >= s.end)
+				goto none;
+			*v = start;
+			*vn = (size_t)(skip_value(s.p, s.end) - start);
+			return type_at(start);
+		}
+		if (s.p >= s.end || *s.p != '{')
+			break;
+		s.p++;
+		ws(&s);
+		/* jq keeps the last of duplicate keys, so scan the whole object. */
+		const char *hit = NULL;
+		size_t keylen = strlen(path[step]);
+		while (s.p < s.end && *s.p == '"') {
+			const char *k = s.p;
+			s.p = skip_string(s.p, s.end);
+			size_t klen = (size_t)(s.p - k);
+			ws(&s);
+			s.p++;          /* ':' */
+			ws(&s);
+			if (klen >= keylen + 2 && key_equals(k, klen, path[step], keylen))
+				hit = s.p;
+			s.p = skip_value(s.p, s.end);
+			ws(&s);
+			if (s.p >= s.end || *s.p != ',')
+				break;
+			s.p++;
+			ws(&s);
+		}
+		if (!hit)
+			break;
+		s.p = hit;
+		step++;
+	}
+none:
+	*v = "null";
+	*vn = 0;
+	return DP_JSON_NULL;
+}
+
+int
+dp_json_compact(struct dp_buf *out, const char *s, size_t n)
+{
+	const char *p = s, *end = s + n, *run = s;
+
+	if (dp_buf_grow(out, n) < 0)
+		return -1;
+	while (p < end) {
+		char c = *p;
+		if (c == '"') {
+			p++;
+			while (p < end && *p != '"') {
+				if (*p == '\\')
+					p++;
+				p++;
+			}
+			p++;
+			continue;
+		}
+		if (c == ' ' || c == '\t' || c == '\n' || c == '\r') {
+			if (dp_buf_add(out, run, (size_t)(p - run)) < 0)
+				return -1;
+			while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
+				p++;
+			run = p;
+			continue;
+		}
+		p++;
+	}
+	if (p > end)
+		p = end;
+	return dp_buf_add(out, run, (size_t)(p - run));
+}
+
+static int
+put_utf8(struct dp_buf *out, uint32_t cp)
+{
+	char b[4];
+	size_t n;
+
+	if (cp < 0x80) {
+		b[0] = (char)cp; n = 1;
+	} else if (cp < 0x800) {
+		b[0] = (char)(0xc0 | (cp >> 6));
+		b[1] = (char)(0x80 | (cp & 0x3f)); n = 2;
+	} else if (cp < 0x10000) {
+		b[0] = (char)(0xe0 | (cp >> 12));
+		b[1] = (char)(0x80 | ((cp >> 6) & 0x3f));
+		b[2] = (char)(0x80 | (cp & 0x3f)); n = 3;
+	} else {
+		b[0] = (char)(0xf0 | (cp >> 18));
+		b[1] = (char)(0x80 | ((cp >> 12) & 0x3f));
+		b[2] = (char)(0x80 | ((cp >> 6) & 0x3f));
+		b[3] = (char)(0x80 | (cp & 0x3f)); n = 4;
+	}
+	return dp_buf_add(out, b, n);
+}
+
+static uint32_t
+hex4(const char *p)
+{
+	return (uint32_t)(hexval(p[0]) << 12 | hexval(p[1]) << 8 |
+	                  hexval(p[2]) << 4 | hexval(p[3]));
+}
+
+int
+dp_json_unquote(struct dp_buf *out, const char *s, size_t n)
+{
+	const char *p = s + 1, *end = s + n - 1;
+
+	if (n < 2 || s[0] != '"' || s[n - 1] != '"')
+		return -1;
+	while (p < end) {
+		const char *q = p;
+		while (q < end && *q != '\\')
+			q++;
+		if (dp_buf_add(out, p, (size_t)(q - p)) < 0)
+			return -1;
+		if (q >= end)
+			break;
+		if (end - q < 2)
+			return -1;
+		char c = q[1];
+		p = q + 2;
+		switch (c) {
+		case 'b': c = '\b'; break;
+		case 'f': c = '\f'; break;
+		case 'n': c = '\n'; break;
+		case 'r': c = '\r'; break;
+		case 't': c = '\t'; break;
+		case 'u': {
+			if (end - q < 6)
+				return -1;
+			uint32_t cp = hex4(q + 2);
+			p = q + 6;
+			if (cp >= 0xd800 && cp <= 0xdbff && end - p >= 6 &&
+			    p[0] == '\\' && p[1] == 'u') {
+				uint32_t lo = hex4(p + 2);
+				if (lo >= 0xdc00 && lo <= 0xdfff) {
+					cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
+					p += 6;
+				}
+			}
+			if (cp >= 0xd800 && cp <= 0xdfff)
+				cp = 0xfffd;   /* lone surrogate, as jq does */
+			if (put_utf8(out, cp) < 0)
+				return -1;
+			continue;
+		}
+		default: break;        /* '"', '\\', '/' stand for themselves */
+		}
+		if (dp_buf_addch(out, c) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+int
+dp_json_quote(struct dp_buf *out, const char *s, size_t n)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t i, run = 0;
+
+	if (dp_buf_grow(out, n + 2) < 0 || dp_buf_addch(out, '"') < 0)
+		return -1;
+	for (i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+		const char *esc = NULL;
+		char u[6];
+		if (c >= 0x20 && c != '"' && c != '\\')
+			continue;
+		if (dp_buf_add(out, s + run, i - run) < 0)
+			return -1;
+		switch (c) {
+		case '"': esc = "\\\""; break;
+		case '\\': esc = "\\\\"; break;
+		case '\n': esc = "\\n"; break;
+		case '\r': esc = "\\r"; break;
+		case '\t': esc = "\\t"; break;
+		case '\b': esc = "\\b"; break;
+		case '\f': esc = "\\f"; break;
+		default:
+			memcpy(u, "\\u00", 4);
+			u[4] = hex[c >> 4];
+			u[5] = hex[c & 15];
+			if (dp_buf_add(out, u, 6) < 0)
+				return -1;
+		}
+		if (esc && dp_buf_addstr(out, esc) < 0)
+			return -1;
+		run = i + 1;
+	}
+	if (dp_buf_add(out, s + run, n - run) < 0)
+		return -1;
+	return dp_buf_addch(out, '"');
+}

@@ -1,0 +1,66 @@
+/*
+ * json.h -- a fast validating JSON scanner and small JSON writers.
+ *
+ * dp validates every input line but rarely needs a tree: a producer only
+ * has to know that a line is one well-formed JSON value and maybe pull a
+ * field or two out of it.  Building a jv for that costs several times
+ * more than the Kafka client itself, so this module scans text in place.
+ * Anything beyond plain paths goes through expr.h (libjq).
+ *
+ * Nothing here allocates except the dp_buf writers.
+ */
+#ifndef DP_JSON_H
+#define DP_JSON_H
+
+#include <stddef.h>
+
+#include "buf.h"
+
+#define DP_JSON_MAX_DEPTH 1024
+
+enum dp_json_type {
+	DP_JSON_INVALID = 0,
+	DP_JSON_NULL,
+	DP_JSON_FALSE,
+	DP_JSON_TRUE,
+	DP_JSON_NUMBER,
+	DP_JSON_STRING,
+	DP_JSON_ARRAY,
+	DP_JSON_OBJECT,
+};
+
+/*
+ * Check that s[0..n) holds exactly one JSON value (RFC 8259), with
+ * optional white space around it, and that it is valid UTF-8 (JSON text
+ * outside strings is ASCII, so only strings need the check).  Returns
+ * the value's type, or DP_JSON_INVALID with *why (static) and *off (byte
+ * offset) set.
+ */
+enum dp_json_type dp_json_check(const char *s, size_t n, const char **why, size_t *off);
+
+/* The same, and *compact (may be NULL) tells whether s has no white space
+ * outside strings: such text can be printed as it is, byte for byte. */
+enum dp_json_type dp_json_check_compact(const char *s, size_t n, const char **why,
+                                        size_t *off, int *compact);
+
+/*
+ * Find the member at path[0].path[1]... in the valid JSON text s[0..n).
+ * Returns the type of the value found and sets *v and *vn to its text
+ * (borrowed from s).  When a step is missing or is not an object it
+ * returns DP_JSON_NULL with *vn 0: the caller decides between jq's null
+ * and jq's error (expr.c asks libjq).  Of duplicate keys the last wins,
+ * as in jq.
+ */
+enum dp_json_type dp_json_get(const char *s, size_t n, const char *const *path,
+                              size_t npath, const char **v, size_t *vn);
+
+/* Append valid JSON text without the white space outside strings. */
+int dp_json_compact(struct dp_buf *out, const char *s, size_t n);
+
+/* Append the decoded contents of a JSON string literal (with quotes). */
+int dp_json_unquote(struct dp_buf *out, const char *s, size_t n);
+
+/* Append bytes as a JSON string literal, escaping as needed. */
+int dp_json_quote(struct dp_buf *out, const char *s, size_t n);
+
+#endif

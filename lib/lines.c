@@ -1,0 +1,200 @@
+#include <errno.h>
+#include <poll.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "lines.h"
+
+#define BLOCK (256 * 1024)
+
+struct dp_lines {
+	int fd;
+	unsigned flags;
+	char *buf;
+	size_t cap;
+	size_t start;       /* first byte not yet handed out */
+	size_t end;         /* end of valid data */
+	size_t scanned;     /* bytes after start known to hold no '\n' */
+	int eof;
+	int stopped;        /* hand out buffered lines only, read no more */
+	unsigned long lineno;
+	const char *why;
+	size_t why_off;
+	void (*idle)(void *);
+	void *idle_ctx;
+};
+
+struct dp_lines *
+dp_lines_new(int fd, unsigned flags)
+{
+	struct dp_lines *r = calloc(1, sizeof(*r));
+
+	if (!r)
+		return NULL;
+	r->fd = fd;
+	r->flags = flags;
+	r->cap = BLOCK;
+	r->buf = malloc(r->cap + 1);
+	if (!r->buf) {
+		free(r);
+		return NULL;
+	}
+	return r;
+}
+
+void
+dp_lines_free(struct dp_lines *r)
+{
+	if (!r)
+		return;
+	free(r->buf);
+	free(r);
+}
+
+unsigned long dp_lines_lineno(const struct dp_lines *r) { return r->lineno; }
+void dp_lines_stop(struct dp_lines *r) { r->stopped = 1; }
+
+void
+dp_lines_set_idle(struct dp_lines *r, void (*fn)(void *), void *ctx)
+{
+	r->idle = fn;
+	r->idle_ctx = ctx;
+}
+size_t dp_lines_pending(const struct dp_lines *r) { return r->end - r->start; }
+const char *dp_lines_error(const struct dp_lines *r) { return r->why ? r->why : ""; }
+size_t dp_lines_error_offset(const struct dp_lines *r) { return r->why_off; }
+
+int
+dp_utf8_check(const char *str, size_t n, const char **why, size_t *off)
+{
+	const unsigned char *s = (const unsigned char *)str;
+	size_t i = 0;
+
+	while (i < n) {
+		/* Fast path: eight ASCII bytes, none of them NUL. */
+		if (i + 8 <= n) {
+			uint64_t w;
+			memcpy(&w, s + i, 8);
+			if (!(w & 0x8080808080808080ull) &&
+			    !((w - 0x0101010101010101ull) & ~w & 0x8080808080808080ull)) {
+				i += 8;
+				continue;
+			}
+		}
+		unsigned c = s[i];
+		if (c == 0) {
+			*why = "NUL byte";
+			*off = i;
+			return -1;
+		}
+		if (c < 0x80) {
+			i++;
+			continue;
+		}
+		size_t need;
+		unsigned min;
+		unsigned cp;
+		if (c >= 0xc2 && c <= 0xdf) {
+			need = 1; cp = c & 0x1f; min = 0x80;
+		} else if (c >= 0xe0 && c <= 0xef) {
+			need = 2; cp = c & 0x0f; min = 0x800;
+		} else if (c >= 0xf0 && c <= 0xf4) {
+			need = 3; cp = c & 0x07; min = 0x10000;
+		} else {
+			goto bad;
+		}
+		for (size_t k = 1; k <= need; k++) {
+			if (i + k >= n || (s[i + k] & 0xc0) != 0x80)
+				goto bad;
+			cp = (cp << 6) | (s[i + k] & 0x3f);
+		}
+		if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+			goto bad;
+		i += need + 1;
+	}
+	return 0;
+bad:
+	*why = "invalid UTF-8";
+	*off = i;
+	return -1;
+}
+
+static int
+fill(struct dp_lines *r)
+{
+	ssize_t n;
+
+	if (r->start > 0 && (r->end == r->cap || r->start >= r->cap / 2)) {
+		memmove(r->buf, r->buf + r->start, r->end - r->start);
+		r->end -= r->start;
+		r->start = 0;
+	}
+	if (r->end == r->cap) {
+		size_t ncap = r->cap * 2;
+		char *p = realloc(r->buf, ncap + 1);
+		if (!p)
+			return DP_LINES_NOMEM;
+		r->buf = p;
+		r->cap = ncap;
+	}
+	while (r->idle) {
+		struct pollfd pfd = { r->fd, POLLIN, 0 };
+		int ready = poll(&pfd, 1, 100);
+		if (ready > 0)
+			break;
+		if (ready < 0)
+			return DP_LINES_ERR;    /* EINTR: the caller looks at its flags */
+		r->idle(r->idle_ctx);
+	}
+	n = read(r->fd, r->buf + r->end, r->cap - r->end);
+	if (n < 0)
+		return DP_LINES_ERR;
+	if (n == 0)
+		r->eof = 1;
+	r->end += (size_t)n;
+	return DP_LINES_OK;
+}
+
+int
+dp_lines_next(struct dp_lines *r, const char **line, size_t *len)
+{
+	char *nl;
+	size_t n;
+	int rc;
+
+	for (;;) {
+		char *from = r->buf + r->start + r->scanned;
+		nl = memchr(from, '\n', r->end - r->start - r->scanned);
+		if (nl)
+			break;
+		r->scanned = r->end - r->start;
+		if (r->stopped)
+			return DP_LINES_EOF;
+		if (r->eof) {
+			if (r->end == r->start)
+				return DP_LINES_EOF;
+			nl = r->buf + r->end;   /* the +1 in the allocation */
+			break;
+		}
+		rc = fill(r);
+		if (rc != DP_LINES_OK)
+			return rc;
+	}
+	*line = r->buf + r->start;
+	n = (size_t)(nl - *line);
+	r->start = (size_t)(nl - r->buf) + (nl < r->buf + r->end ? 1 : 0);
+	r->scanned = 0;
+	if (n > 0 && (*line)[n - 1] == '\r')
+		n--;
+	((char *)*line)[n] = '\0';
+	*len = n;
+	r->lineno++;
+	r->why = NULL;
+	r->why_off = 0;
+	if ((r->flags & DP_LINES_STRICT) &&
+	    dp_utf8_check(*line, n, &r->why, &r->why_off) < 0)
+		return DP_LINES_BAD;
+	return DP_LINES_OK;
+}

@@ -1,0 +1,197 @@
+#!/usr/bin/env bats
+# dp-publish against the real broker: round trips, routing, bad lines,
+# delivery guarantees, and interop with kcat.
+
+load helpers/common
+load helpers/kafka
+
+setup() {
+	T=$(new_topic)
+	W=$BATS_TEST_TMPDIR
+}
+
+@test "100,000 lines through dp-publish and dp-tail come back as the same multiset" {
+	create_topic "$T" 3
+	gen_prices 100000 > "$W/in"
+	run dp-publish -t "$T" -k .fsym < "$W/in"
+	[ "$status" -eq 0 ]
+	dp-tail -t "$T" --from beginning --exit > "$W/out"
+	[ "$(wc -l < "$W/out")" -eq 100000 ]
+	cmp <(sorted "$W/in") <(sorted "$W/out")
+}
+
+@test "dp-publish records are read back by kcat with keys from --key" {
+	create_topic "$T"
+	gen_prices 50 > "$W/in"
+	dp-publish -t "$T" --key .fsym < "$W/in"
+	kcat -b "$DP_BROKERS" -C -t "$T" -e -q -o beginning -f '%k\t%s\n' > "$W/out"
+	[ "$(wc -l < "$W/out")" -eq 50 ]
+	cut -f2 "$W/out" | cmp - "$W/in"
+	# Every key is the record's own fsym, sent as raw bytes (no quotes).
+	while IFS=$'\t' read -r k v; do
+		[ "$k" = "$(jq -r .fsym <<<"$v")" ]
+	done < "$W/out"
+}
+
+@test "kcat -P records are printed by dp-tail" {
+	create_topic "$T"
+	gen_prices 20 > "$W/in"
+	kcat_produce "$T" < "$W/in"
+	run dp-tail -t "$T" --from beginning -e
+	[ "$status" -eq 0 ]
+	[ "$output" = "$(cat "$W/in")" ]
+}
+
+@test "an unreachable broker gives exit 69 and a clear message within --timeout" {
+	port=$(free_port)
+	start=$SECONDS
+	run dp-publish -b "127.0.0.1:$port" -t x --timeout 2s <<<'{"a":1}'
+	[ "$status" -eq 69 ]
+	[ $((SECONDS - start)) -le 10 ]
+	[[ $output == *"dp-publish: no kafka broker answered within 2000 ms"* ]]
+}
+
+@test "an unknown topic fails fast with 69 and nothing is produced" {
+	run dp-publish -t "$T" --timeout 5s <<<'{"a":1}'
+	[ "$status" -eq 69 ]
+	[[ $output == *"topic '$T' does not exist"* ]]
+}
+
+@test "--topic-expr routes records to several topics" {
+	for s in BTC ETH SOL; do create_topic "$T.$s"; done
+	gen_prices 30 | jq -c 'select(.fsym == "BTC" or .fsym == "ETH" or .fsym == "SOL")' > "$W/in"
+	run dp-publish --topic-expr "\"$T.\" + .fsym" < "$W/in"
+	[ "$status" -eq 0 ]
+	for s in BTC ETH SOL; do
+		dp-tail -t "$T.$s" --from beginning -e > "$W/$s"
+		[ -s "$W/$s" ]
+		jq -c "select(.fsym == \"$s\")" "$W/in" | cmp - "$W/$s"
+	done
+}
+
+@test "--partition, --header and --timestamp set the record's fields" {
+	create_topic "$T" 3
+	printf '%s\n' '{"fsym":"BTC","ts":"2024-01-02T03:04:05Z","src":"cc"}' \
+		'{"fsym":"ETH","ts":1704164646,"src":"cc"}' \
+		'{"fsym":"SOL","ts":1704164647123,"src":null}' > "$W/in"
+	run dp-publish -t "$T" -p 2 -H source=.src -H sym=.fsym -H sym=.fsym \
+		--timestamp .ts < "$W/in"
+	[ "$status" -eq 0 ]
+	kcat -b "$DP_BROKERS" -C -t "$T" -e -q -o beginning -f '%p %T %h\n' > "$W/out"
+	cat > "$W/want" <<-'OUT'
+	2 1704164645000 source=cc,sym=BTC,sym=BTC
+	2 1704164646000 source=cc,sym=ETH,sym=ETH
+	2 1704164647123 source=NULL,sym=SOL,sym=SOL
+	OUT
+	diff "$W/want" "$W/out"
+}
+
+@test "--on-error fail: lines before the bad one are delivered, none after, exit 65" {
+	create_topic "$T"
+	gen_prices 10000 > "$W/in"
+	sed -i '5000s/.*/{"broken": /' "$W/in"
+	run dp-publish -t "$T" < "$W/in"
+	[ "$status" -eq 65 ]
+	[[ $output == *"dp-publish: line 5000: invalid JSON: unexpected end of input at byte 12"* ]]
+	dp-tail -t "$T" --from beginning -e > "$W/out"
+	head -4999 "$W/in" | cmp - "$W/out"
+}
+
+@test "--on-error skip: bad lines are counted and the rest is delivered" {
+	create_topic "$T"
+	gen_prices 10000 > "$W/in"
+	sed -i -e '5000s/.*/not json/' -e '7000s/$/ x/' "$W/in"
+	run dp-publish -t "$T" --on-error skip < "$W/in"
+	[ "$status" -eq 0 ]
+	[[ $output == *"line 5000: invalid JSON"* ]]
+	[[ $output == *"line 7000: invalid JSON: trailing characters"* ]]
+	[[ $output == *"2 bad lines skipped"* ]]
+	dp-tail -t "$T" --from beginning -e > "$W/out"
+	sed -e '5000d' -e '7000d' "$W/in" | cmp - "$W/out"
+}
+
+@test "--on-error dlq: the raw bad line goes to the dead-letter topic with its reason" {
+	create_topic "$T"
+	create_topic "$T.dlq"
+	gen_prices 10000 > "$W/in"
+	sed -i '5000s/.*/{"price": 1,}/' "$W/in"
+	run dp-publish -t "$T" --on-error "dlq=$T.dlq" < "$W/in"
+	[ "$status" -eq 0 ]
+	[ "$(kcat_count "$T")" -eq 9999 ]
+	run kcat -b "$DP_BROKERS" -C -t "$T.dlq" -e -q -o beginning -f '%s|%h\n'
+	[ "$output" = "{\"price\": 1,}|dp-error=invalid JSON: expected member name at byte 13,dp-line=5000,dp-topic=$T" ]
+}
+
+@test "bad UTF-8 and NUL bytes are named with their line" {
+	create_topic "$T"
+	printf '{"a":1}\n{"b":"\xff"}\n' > "$W/in"
+	run dp-publish -t "$T" < "$W/in"
+	[ "$status" -eq 65 ]
+	[[ $output == *"line 2: invalid UTF-8 at byte 7"* ]]
+	[ "$(kcat_count "$T")" -eq 1 ]
+}
+
+@test "--raw sends lines as opaque bytes" {
+	create_topic "$T"
+	printf 'plain text\n{"not":"checked"\n' > "$W/in"
+	run dp-publish -t "$T" --raw < "$W/in"
+	[ "$status" -eq 0 ]
+	run kcat_payloads "$T"
+	[ "$output" = "$(cat "$W/in")" ]
+}
+
+@test "--report prints one acknowledgement per record" {
+	create_topic "$T" 2
+	gen_prices 100 > "$W/in"
+	dp-publish -t "$T" -k .fsym --report < "$W/in" > "$W/acks"
+	[ "$(wc -l < "$W/acks")" -eq 100 ]
+	[ "$(jq -s 'map(.line) | sort | . == [range(1; 101)]' "$W/acks")" = true ]
+	[ "$(jq -s "map(select(.topic == \"$T\" and .offset >= 0 and .error == null)) | length" "$W/acks")" -eq 100 ]
+}
+
+@test "SIGTERM during a large publish loses nothing that was read" {
+	create_topic "$T"
+	mkfifo "$W/fifo"
+	dp-publish -t "$T" --report < "$W/fifo" > "$W/acks" 2> "$W/err" &
+	pid=$!
+	exec 5> "$W/fifo"
+	gen_prices 20000 >&5
+	acks_at_least() { [ "$(wc -l < "$W/acks")" -ge "$1" ]; }
+	wait_until 20 acks_at_least 20000
+	gen_prices 100 20001 >&5
+	kill -TERM "$pid"
+	exec 5>&-
+	wait "$pid" || st=$?
+	[ "${st:-0}" -eq 0 ]
+	[[ $(cat "$W/err") != *"not delivered"* ]]
+	# Every line it took from the pipe is in the topic, in order, once.
+	acked=$(jq -s 'map(select(.offset != null)) | length' "$W/acks")
+	[ "$acked" -ge 20000 ]
+	dp-tail -t "$T" --from beginning -e > "$W/out"
+	{ gen_prices 20000; gen_prices 100 20001; } | head -n "$acked" | cmp - "$W/out"
+}
+
+@test "usage errors exit 64 and name the problem" {
+	run dp-publish
+	[ "$status" -eq 64 ]
+	[[ $output == *"no topic"* ]]
+	run dp-publish -t a --topic-expr .x
+	[ "$status" -eq 64 ]
+	run dp-publish -t a --key '.a['
+	[ "$status" -eq 64 ]
+	[[ $output == *"invalid --key: cannot compile jq expression '.a['"* ]]
+	run dp-publish -t a --on-error maybe
+	[ "$status" -eq 64 ]
+	run dp-publish -t a -p -1
+	[ "$status" -eq 64 ]
+	run dp-publish -t a --timeout 10parsecs
+	[ "$status" -eq 64 ]
+}
+
+@test "-X secrets never appear in error messages" {
+	run dp-publish -t a -X sasl.password=hunter2 -X ssl.key.password=hunter3 \
+		-X bogus.property=1 <<<'{}'
+	[ "$status" -eq 78 ]
+	[[ $output != *hunter2* && $output != *hunter3* ]]
+	[[ $output == *"bogus.property"* ]]
+}

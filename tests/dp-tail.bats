@@ -1,0 +1,200 @@
+#!/usr/bin/env bats
+# dp-tail against the real broker: output forms, where to start and stop,
+# consumer groups, and the closed-pipe case.
+
+load helpers/common
+load helpers/kafka
+
+setup() {
+	T=$(new_topic)
+	G=$(uniq_name g)
+	W=$BATS_TEST_TMPDIR
+}
+
+# kcat's view of a topic, every field that a copy must keep.
+kcat_dump() {
+	kcat -b "$DP_BROKERS" -C -t "$1" -e -q -o beginning -Z \
+		-f '%p|%k|%K|%h|%T|%S|%s\n'
+}
+
+@test "envelope copy is lossless: binary values, headers, null keys, tombstones" {
+	create_topic "$T" 2
+	create_topic "$T.copy" 2
+	printf '\x00\xff\x01bin\x80\n' > "$W/bin"
+	kcat_produce "$T" -p 0 -k key1 -H h1=v1 -H h1=v2 -H nul "$W/bin"
+	printf 'hello world\n{"a": 1}\n{"b":2}\nnull\n' | kcat_produce "$T" -p 1
+	printf 'tomb:\n' | kcat_produce "$T" -p 1 -Z -K:
+	printf '\xff\xfek:{"c":3}\n' | kcat_produce "$T" -p 0 -K: -H 'bin=\xff'
+	dp-tail -t "$T" --from beginning -e --envelope > "$W/env"
+	[ "$(wc -l < "$W/env")" -eq 7 ]
+	dp-publish --envelope -t "$T.copy" < "$W/env"
+	cmp <(kcat_dump "$T" | sort) <(kcat_dump "$T.copy" | sort)
+	# The forms chosen for bytes that are not JSON:
+	grep -q '"value":"AP8BYmlugAo=","value_encoding":"base64"' "$W/env"
+	grep -q '"value":"{\\"a\\": 1}","value_encoding":"string"' "$W/env"
+	grep -q '"value":"null","value_encoding":"string"' "$W/env"
+	grep -q '"key":"tomb","headers":\[\],"value":null}' "$W/env"
+	grep -q '"key":"//5r","key_encoding":"base64"' "$W/env"
+	grep -q '{"key":"nul","value":null}' "$W/env"
+}
+
+@test "--from beginning, -N per partition, N, and @TIME" {
+	create_topic "$T" 2
+	gen_prices 40 | dp-publish -t "$T" -p 0
+	gen_prices 40 41 | dp-publish -t "$T" -p 1
+	run dp-tail -t "$T" --from -3 -e
+	[ "$status" -eq 0 ]
+	[ "$(jq -s -c 'map(.seq) | sort' <<<"$output")" = "[38,39,40,78,79,80]" ]
+	run dp-tail -t "$T" --from 37 -e
+	[ "$(jq -s -c 'map(.seq) | sort' <<<"$output")" = "[38,39,40,78,79,80]" ]
+	mid=$(($(date +%s%3N) + 1))
+	clock_past() { [ "$(date +%s%3N)" -gt "$1" ]; }
+	wait_until 5 clock_past "$mid"
+	gen_prices 5 1000 | dp-publish -t "$T" -p 0
+	run dp-tail -t "$T" --from "@$mid" -e
+	[ "$(jq -s -c 'map(.seq)' <<<"$output")" = "[1000,1001,1002,1003,1004]" ]
+	run dp-tail -t "$T" --from "@$(date -u -d "@$((mid / 1000 - 3600))" +%Y-%m-%dT%H:%M:%SZ)" -e
+	[ "$(wc -l <<<"$output")" -eq 85 ]
+}
+
+@test "--until @TIME stops each partition at that time; -n stops after N lines" {
+	create_topic "$T"
+	gen_prices 10 | dp-publish -t "$T" --timestamp '1704067200000 + .seq * 1000'
+	run dp-tail -t "$T" --from beginning --until @2024-01-01T00:00:05Z
+	[ "$status" -eq 0 ]
+	[ "$(jq -s -c 'map(.seq)' <<<"$output")" = "[1,2,3,4]" ]
+	run dp-tail -t "$T" --from beginning -n 3
+	[ "$(jq -s -c 'map(.seq)' <<<"$output")" = "[1,2,3]" ]
+}
+
+@test "--from end prints only records produced after start" {
+	create_topic "$T"
+	gen_prices 5 | dp-publish -t "$T"
+	dp-tail -t "$T" -n 2 -v > "$W/out" 2> "$W/err" &
+	pid=$!
+	# -v says when a partition has reached its end: from there on every
+	# new record is printed.
+	wait_until 20 grep -q "$T \[0\] at end" "$W/err"
+	gen_prices 2 100 | dp-publish -t "$T"
+	wait "$pid"
+	[ "$(jq -s -c 'map(.seq)' "$W/out")" = "[100,101]" ]
+}
+
+@test "-e with a group terminates and commits; a restart resumes without gaps" {
+	create_topic "$T" 3
+	gen_prices 1000 | dp-publish -t "$T" -k .fsym
+	run dp-tail -t "$T" -g "$G" -n 300
+	[ "$status" -eq 0 ]
+	[ "${#lines[@]}" -eq 300 ]
+	printf '%s\n' "${lines[@]}" > "$W/first"
+	run dp-tail -t "$T" -g "$G" -e
+	[ "$status" -eq 0 ]
+	printf '%s\n' "${lines[@]}" > "$W/second"
+	[ "${#lines[@]}" -eq 700 ]
+	cat "$W/first" "$W/second" | jq -s -c 'map(.seq) | sort | . == [range(1; 1001)]' | grep -qx true
+	# Nothing left: a third run with -e prints nothing and exits.
+	run dp-tail -t "$T" -g "$G" -e
+	[ "$status" -eq 0 ]
+	[ -z "$output" ]
+}
+
+@test "group resume after SIGTERM skips no line" {
+	create_topic "$T" 2
+	gen_prices 20000 | dp-publish -t "$T" -k .fsym
+	dp-tail -t "$T" -g "$G" > "$W/first" &
+	pid=$!
+	wait_until 20 test -s "$W/first"
+	kill -TERM "$pid"
+	wait "$pid"
+	dp-tail -t "$T" -g "$G" -e > "$W/second"
+	# At least once: together they hold every record.
+	cat "$W/first" "$W/second" | jq -s -c 'map(.seq) | unique | length' | grep -qx 20000
+}
+
+@test "head closes the pipe: dp-tail exits 0 at once and commits only what it wrote" {
+	create_topic "$T"
+	gen_prices 50000 | dp-publish -t "$T"
+	start=$SECONDS
+	run bash -c "dp-tail -t '$T' -g '$G' | head -1; exit \${PIPESTATUS[0]}"
+	[ "$status" -eq 0 ]
+	[ "$output" = "$(gen_prices 1)" ]
+	[ $((SECONDS - start)) -le 10 ]
+	run bash -c "dp-tail -t '$T' -g '$G' | head -n 20000 | wc -l; exit \${PIPESTATUS[0]}"
+	[ "$status" -eq 0 ]
+	[ "$output" -eq 20000 ]
+	# The next run continues where the written lines stopped: its output is
+	# an unbroken tail of the topic, and what head read was committed
+	# (give or take the last buffer, which never reached the pipe whole).
+	dp-tail -t "$T" -g "$G" -e > "$W/rest"
+	n=$(wc -l < "$W/rest")
+	[ "$n" -ge 1 ]
+	[ "$n" -lt 35000 ]
+	gen_prices 50000 | tail -n "$n" | cmp - "$W/rest"
+}
+
+@test "--filter transforms and drops values" {
+	create_topic "$T"
+	gen_prices 16 | dp-publish -t "$T"
+	run dp-tail -t "$T" --from beginning -e --filter 'select(.fsym == "ETH") | {s: .seq}'
+	[ "$status" -eq 0 ]
+	[ "$output" = $'{"s":1}\n{"s":9}' ]
+	run dp-tail -t "$T" --from beginning -e --envelope --filter '.offset'
+	[ "$(tail -1 <<<"$output")" = 15 ]
+}
+
+@test "--non-json: error names the record, skip, string and base64 carry it" {
+	create_topic "$T"
+	printf '{"a":1}\nplain\n\xff\xfe\n' | kcat_produce "$T"
+	run dp-tail -t "$T" --from beginning -e
+	[ "$status" -eq 65 ]
+	[[ $output == *"dp-tail: $T [0] offset 1: value is not JSON"* ]]
+	run dp-tail -t "$T" --from beginning -e --non-json skip
+	[ "$status" -eq 0 ]
+	[ "${lines[0]}" = '{"a":1}' ]
+	[[ ${lines[1]} == *"2 records skipped"* ]]
+	run dp-tail -t "$T" --from beginning -e --non-json string
+	[ "${lines[1]}" = '"plain"' ]
+	[ "${lines[2]}" = '"//4="' ]
+	run dp-tail -t "$T" --from beginning -e --non-json base64
+	[ "${lines[1]}" = '"cGxhaW4="' ]
+}
+
+@test "a ^regex subscription picks up topics created later" {
+	create_topic "$T.a"
+	echo '{"n":1}' | dp-publish -t "$T.a"
+	dp-tail -t "^$T\\..*" --from beginning -n 2 > "$W/out" 2> "$W/err" &
+	pid=$!
+	wait_until 20 test -s "$W/out"
+	create_topic "$T.b"
+	echo '{"n":2}' | dp-publish -t "$T.b"
+	two_lines() { [ "$(wc -l < "$W/out")" -ge 2 ]; }
+	wait_until 30 two_lines || { kill "$pid"; false; }
+	wait "$pid"
+	[ "$(jq -s -c 'map(.n) | sort' "$W/out")" = "[1,2]" ]
+}
+
+@test "an unreachable broker or a missing topic gives exit 69" {
+	port=$(free_port)
+	start=$SECONDS
+	run dp-tail -b "127.0.0.1:$port" -t x -e --timeout 2s
+	[ "$status" -eq 69 ]
+	[ $((SECONDS - start)) -le 10 ]
+	[[ $output == *"no kafka broker answered"* ]]
+	run dp-tail -t "$T" -e
+	[ "$status" -eq 69 ]
+	[[ $output == *"topic '$T' does not exist"* ]]
+}
+
+@test "usage errors exit 64" {
+	run dp-tail
+	[ "$status" -eq 64 ]
+	run dp-tail -t x --from stored
+	[ "$status" -eq 64 ]
+	[[ $output == *"needs a consumer group"* ]]
+	run dp-tail -t x --from yesterday
+	[ "$status" -eq 64 ]
+	run dp-tail -t x -n 0
+	[ "$status" -eq 64 ]
+	run dp-tail -t x --filter '.a['
+	[ "$status" -eq 64 ]
+}

@@ -1,0 +1,101 @@
+# tests/helpers/common.bash - shared by every bats file: `load helpers/common`
+#
+# Needs DP_BROKERS and DP_PG (run the suite with `make check` or
+# `scripts/check [bats args]`, which start the stack and set them).
+#
+# Provides:
+#   DP_ROOT                   the repository root
+#   DP_BIN                    the dp binaries, first on PATH: $DP_ROOT/bin
+#                             unless set (make check-asan sets build/asan/bin)
+#   uniq_name PREFIX          prints PREFIX_<test number>_<random hex>: a name
+#                             fit for a topic, group, table or database
+#   new_topic [PARTITIONS]    prints a fresh topic name (uniq_name t); it does
+#                             not create the topic: the test does that
+#   wait_until SECS CMD...    runs CMD every 0.1 s until it succeeds; after SECS
+#                             (may be fractional) says what it awaited, returns 1
+#   kcat_count TOPIC          prints how many records TOPIC holds (0 if none)
+#   kcat_produce TOPIC [ARG]  kcat producer on TOPIC, one record per stdin line
+#   kcat_payloads TOPIC [ARG] prints every record's value, one per line
+#   free_port                 prints a free TCP port on 127.0.0.1
+#   psql_dp [ARGS]            psql on $DP_PG: unaligned, tuples only, quiet,
+#                             stops at the first error
+
+DP_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+DP_BIN=${DP_BIN:-$DP_ROOT/bin}
+export DP_ROOT DP_BIN
+PATH=$DP_BIN:$PATH
+export PATH
+
+if [[ -z ${DP_BROKERS:-} || -z ${DP_PG:-} ]]; then
+	{
+		echo "tests/helpers/common.bash: DP_BROKERS and DP_PG are not set."
+		echo "Run the tests with 'make check', or 'scripts/check [bats args]' for one file,"
+		echo "or by hand: eval \"\$(scripts/stack up)\"; bats tests/...; scripts/stack down"
+	} >&2
+	return 1
+fi
+export DP_BROKERS DP_PG
+
+uniq_name() {
+	local hex
+	hex=$(od -An -N4 -tx1 /dev/urandom | tr -d ' \n')
+	printf '%s_%s_%s\n' "${1:?uniq_name PREFIX}" "${BATS_TEST_NUMBER:-0}" "$hex"
+}
+
+new_topic() {
+	uniq_name t
+}
+
+# seconds (integer or decimal) -> microseconds
+_dp_us() {
+	local s=$1 i f=0
+	i=${s%%.*}
+	[[ $s == *.* ]] && f=${s#*.}
+	f=${f}000000
+	echo $((10#${i:-0} * 1000000 + 10#${f:0:6}))
+}
+
+_dp_now_us() {
+	local t=${EPOCHREALTIME/[.,]/}
+	echo $((10#$t))
+}
+
+wait_until() {
+	local secs=${1:?wait_until SECONDS CMD...}
+	shift
+	local deadline=$(($(_dp_now_us) + $(_dp_us "$secs")))
+	until "$@"; do
+		if (($(_dp_now_us) >= deadline)); then
+			echo "wait_until: gave up after ${secs}s waiting for: $*" >&2
+			return 1
+		fi
+		sleep 0.1
+	done
+}
+
+kcat_count() {
+	local out
+	out=$(kcat -b "$DP_BROKERS" -C -t "${1:?kcat_count TOPIC}" -e -q -o beginning \
+		-m 10 -f 'x\n' 2>/dev/null | wc -l) || true
+	echo $((${out:-0} + 0))
+}
+
+kcat_produce() {
+	local topic=${1:?kcat_produce TOPIC [kcat args]}
+	shift
+	kcat -b "$DP_BROKERS" -P -t "$topic" "$@"
+}
+
+kcat_payloads() {
+	local topic=${1:?kcat_payloads TOPIC [kcat args]}
+	shift
+	kcat -b "$DP_BROKERS" -C -t "$topic" -e -q -o beginning -m 10 -f '%s\n' "$@"
+}
+
+free_port() {
+	python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+psql_dp() {
+	psql "$DP_PG" -X -q -At -v ON_ERROR_STOP=1 "$@"
+}

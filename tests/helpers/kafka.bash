@@ -1,0 +1,31 @@
+# tests/helpers/kafka.bash - topic helpers for bats files that need Kafka.
+# Load after helpers/common:  load helpers/common; load helpers/kafka
+#
+#   create_topic NAME [PARTITIONS]   create NAME with dp-topic; fails the test
+#                                    with dp-topic's message when it cannot
+#   gen_prices N [FROM]              prints N price-like NDJSON lines (~200 B)
+#   sorted FILE                      prints FILE sorted bytewise
+
+create_topic() {
+	local name=${1:?create_topic NAME [PARTITIONS]} parts=${2:-1}
+	dp-topic create "$name" -p "$parts" -o json >/dev/null
+}
+
+gen_prices() {
+	python3 - "$1" "${2:-1}" <<'PY'
+import sys
+n, start = int(sys.argv[1]), int(sys.argv[2])
+syms = ["BTC", "ETH", "SOL", "XRP", "ADA", "DOGE", "DOT", "LTC"]
+w = sys.stdout.write
+for i in range(start, start + n):
+    s = syms[i % len(syms)]
+    w('{"type":"price","source":"cryptocompare","market":"CCCAGG","fsym":"%s",'
+      '"tsym":"USD","ts":"2026-11-27T02:%02d:%02dZ","price":%d.%02d,'
+      '"volume_24h":%d.5,"change_pct_24h":-1.25,"seq":%d}\n'
+      % (s, (i // 60) % 60, i % 60, 30000 + i % 1000, i % 100, i * 7, i))
+PY
+}
+
+sorted() {
+	LC_ALL=C sort "$1"
+}

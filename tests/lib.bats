@@ -1,0 +1,48 @@
+#!/usr/bin/env bats
+# Unit checks of lib/ through tests/unit/test_lib.c (built by make).
+
+setup() {
+	TEST_LIB=${DP_TEST_LIB:-$BATS_TEST_DIRNAME/../build/obj/test_lib}
+	[ -x "$TEST_LIB" ] || skip "test_lib not built (run make)"
+}
+
+@test "line reader: CRLF, empty lines and a last line without newline" {
+	run "$TEST_LIB" lines_basic
+	[ "$status" -eq 0 ]
+	[[ $output == *"4 lines"* ]]
+}
+
+@test "line reader: a 16 MiB line comes back whole" {
+	run "$TEST_LIB" lines_long
+	[ "$status" -eq 0 ]
+}
+
+@test "line reader: NUL bytes and invalid UTF-8 name the line and byte" {
+	run "$TEST_LIB" lines_bad
+	[ "$status" -eq 0 ]
+	[[ $output == *"line 2: invalid UTF-8 at byte 7"* ]]
+	[[ $output == *"line 3: NUL byte at byte 4"* ]]
+}
+
+@test "json scanner accepts RFC 8259 and rejects the rest with a reason" {
+	run "$TEST_LIB" json
+	[ "$status" -eq 0 ]
+	[[ $output == *"rejected [1,]"*"unexpected character"* ]]
+}
+
+@test "jq expressions: fast paths agree with jq, errors name the expression" {
+	run "$TEST_LIB" expr
+	[ "$status" -eq 0 ]
+	[[ $output == *"compile error: cannot compile jq expression '.a['"* ]]
+	[[ $output == *"Cannot index array"* ]]
+}
+
+@test "strict numbers, durations and timestamps" {
+	run "$TEST_LIB" parse
+	[ "$status" -eq 0 ]
+}
+
+@test "base64 round trips and rejects bad input" {
+	run "$TEST_LIB" base64
+	[ "$status" -eq 0 ]
+}

@@ -1,0 +1,264 @@
+/*
+ * test_lib -- unit checks for lib/ that are hard to reach through a
+ * command (a 16 MiB line would exceed a broker's message size).
+ *
+ * usage: test_lib CASE    (tests/lib.bats runs each case)
+ * Prints what it observed; exits 0 when the case holds, 1 otherwise.
+ */
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "base64.h"
+#include "buf.h"
+#include "cli.h"
+#include "expr.h"
+#include "json.h"
+#include "lines.h"
+#include "log.h"
+#include "timefmt.h"
+
+#define CHECK(cond) do { if (!(cond)) { \
+	fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
+	return 1; } } while (0)
+
+/* A reader over the bytes s[0..n), fed through a pipe by a child. */
+static struct dp_lines *
+reader_for(const char *s, size_t n, unsigned flags, pid_t *child)
+{
+	int fd[2];
+
+	if (pipe(fd) < 0)
+		return NULL;
+	*child = fork();
+	if (*child == 0) {
+		close(fd[0]);
+		while (n > 0) {
+			ssize_t w = write(fd[1], s, n > 4096 ? 4096 : n);
+			if (w <= 0)
+				_exit(1);
+			s += w;
+			n -= (size_t)w;
+		}
+		_exit(0);
+	}
+	close(fd[1]);
+	return dp_lines_new(fd[0], flags);
+}
+
+static int
+t_lines_basic(void)
+{
+	const char in[] = "{\"a\":1}\r\n\n{\"b\":2}\n{\"c\":3}";
+	const char *l;
+	size_t n;
+	pid_t c;
+	struct dp_lines *r = reader_for(in, sizeof(in) - 1, DP_LINES_STRICT, &c);
+
+	CHECK(dp_lines_next(r, &l, &n) == DP_LINES_OK && n == 7 && !strcmp(l, "{\"a\":1}"));
+	CHECK(dp_lines_next(r, &l, &n) == DP_LINES_OK && n == 0);
+	CHECK(dp_lines_next(r, &l, &n) == DP_LINES_OK && !strcmp(l, "{\"b\":2}"));
+	CHECK(dp_lines_next(r, &l, &n) == DP_LINES_OK && !strcmp(l, "{\"c\":3}"));
+	CHECK(dp_lines_lineno(r) == 4);
+	CHECK(dp_lines_next(r, &l, &n) == DP_LINES_EOF);
+	dp_lines_free(r);
+	waitpid(c, NULL, 0);
+	printf("ok crlf, empty line, last line without newline, 4 lines\n");
+	return 0;
+}
+
+static int
+t_lines_long(void)
+{
+	size_t big = 16u << 20;
+	char *in = malloc(big + 64);
+	const char *l;
+	size_t n;
+	pid_t c;
+
+	memcpy(in, "{\"s\":\"", 6);
+	memset(in + 6, 'x', big);
+	memcpy(in + 6 + big, "\"}\nnext\n", 8);
+	struct dp_lines *r = reader_for(in, big + 14, DP_LINES_STRICT, &c);
+	CHECK(dp_lines_next(r, &l, &n) == DP_LINES_OK);
+	CHECK(n == big + 8 && l[n - 1] == '}' && l[n] == '\0');
+	const char *why;
+	size_t off;
+	CHECK(dp_json_check(l, n, &why, &off) == DP_JSON_OBJECT);
+	CHECK(dp_lines_next(r, &l, &n) == DP_LINES_OK && !strcmp(l, "next"));
+	CHECK(dp_lines_lineno(r) == 2);
+	dp_lines_free(r);
+	free(in);
+	waitpid(c, NULL, 0);
+	printf("ok 16 MiB line read whole, line 2 intact\n");
+	return 0;
+}
+
+static int
+t_lines_bad(void)
+{
+	const char in[] = "{\"a\":1}\n{\"b\":\"\xff\"}\n{\"c\0\":1}\n\xe2\x82\xac\n";
+	const char *l;
+	size_t n;
+	pid_t c;
+	struct dp_lines *r = reader_for(in, sizeof(in) - 1, DP_LINES_STRICT, &c);
+
+	CHECK(dp_lines_next(r, &l, &n) == DP_LINES_OK);
+	CHECK(dp_lines_next(r, &l, &n) == DP_LINES_BAD);
+	printf("line %lu: %s at byte %zu\n", dp_lines_lineno(r), dp_lines_error(r),
+	       dp_lines_error_offset(r) + 1);
+	CHECK(!strcmp(dp_lines_error(r), "invalid UTF-8") && dp_lines_error_offset(r) == 6);
+	CHECK(dp_lines_next(r, &l, &n) == DP_LINES_BAD);
+	printf("line %lu: %s at byte %zu\n", dp_lines_lineno(r), dp_lines_error(r),
+	       dp_lines_error_offset(r) + 1);
+	CHECK(!strcmp(dp_lines_error(r), "NUL byte") && dp_lines_lineno(r) == 3);
+	CHECK(dp_lines_next(r, &l, &n) == DP_LINES_OK && n == 3);   /* the euro sign */
+	dp_lines_free(r);
+	waitpid(c, NULL, 0);
+	return 0;
+}
+
+static int
+t_json(void)
+{
+	static const char *good[] = { "{}", "[]", " 1 ", "-0.5e+3", "\"\\u00e9\\n\"",
+		"{\"a\":[1,{\"b\":null}],\"c\":true}", "false", NULL };
+	static const char *bad[] = { "", "{", "{\"a\"}", "[1,]", "01", "1.", "\"\x01\"",
+		"{\"a\":1} x", "'x'", "[1 2]", "{\"a\":1,}", "tru", "\"\\x\"", NULL };
+	const char *why;
+	size_t off;
+
+	for (int i = 0; good[i]; i++)
+		CHECK(dp_json_check(good[i], strlen(good[i]), &why, &off) != DP_JSON_INVALID);
+	for (int i = 0; bad[i]; i++) {
+		CHECK(dp_json_check(bad[i], strlen(bad[i]), &why, &off) == DP_JSON_INVALID);
+		printf("rejected %-14s %s at byte %zu\n", bad[i], why, off + 1);
+	}
+	/* Deep nesting is an error, not a crash. */
+	char deep[5000];
+	memset(deep, '[', sizeof(deep));
+	CHECK(dp_json_check(deep, sizeof(deep), &why, &off) == DP_JSON_INVALID);
+	return 0;
+}
+
+static int
+first(const char *expr, const char *json, const char *want)
+{
+	struct dp_buf err = DP_BUF_INIT, out = DP_BUF_INIT;
+	struct dp_expr *e = dp_expr_compile(expr, &err);
+	struct dp_expr_rec rec = DP_EXPR_REC(json, strlen(json));
+	enum dp_json_type t;
+	int ok;
+
+	if (!e) {
+		printf("compile %s: %s\n", expr, err.data);
+		return 0;
+	}
+	int rc = dp_expr_first(e, &rec, &t, &out, &err);
+	ok = rc == 0 && !strcmp(out.data ? out.data : "", want);
+	printf("%s %s on %s -> %s%s\n", ok ? "ok" : "FAIL", expr, json,
+	       out.data ? out.data : "", err.data ? err.data : "");
+	dp_expr_rec_clear(&rec);
+	dp_expr_free(e);
+	dp_buf_free(&err);
+	dp_buf_free(&out);
+	return ok;
+}
+
+static int
+t_expr(void)
+{
+	CHECK(first(".fsym", "{\"fsym\":\"BTC\",\"p\":1}", "BTC"));
+	CHECK(first(".a.b", "{\"a\":{\"b\":[1, 2]}}", "[1,2]"));
+	CHECK(first(".a", "{\"a\":1,\"a\":2}", "2"));            /* last duplicate */
+	CHECK(first(".missing", "{\"a\":1}", "null"));
+	CHECK(first(".k", "{\"k\":\"\\u00e9\\\"\"}", "\xc3\xa9\""));
+	CHECK(first("\"prices.\" + .fsym", "{\"fsym\":\"ETH\"}", "prices.ETH"));
+	CHECK(first(".p * 2", "{\"p\":1.5}", "3"));
+
+	struct dp_buf err = DP_BUF_INIT, out = DP_BUF_INIT;
+	CHECK(dp_expr_compile(".a[", &err) == NULL);
+	printf("compile error: %s\n", err.data);
+	CHECK(strstr(err.data, ".a[") != NULL);
+	dp_buf_reset(&err);
+	struct dp_expr *e = dp_expr_compile(".a", &err);
+	struct dp_expr_rec rec = DP_EXPR_REC("[1]", 3);
+	enum dp_json_type t;
+	CHECK(dp_expr_first(e, &rec, &t, &out, &err) < 0);    /* jq: cannot index array */
+	printf("runtime error: %s\n", err.data);
+	dp_expr_rec_clear(&rec);
+	dp_expr_free(e);
+	dp_buf_free(&err);
+	dp_buf_free(&out);
+	return 0;
+}
+
+static int
+t_parse(void)
+{
+	int64_t ms;
+	uint64_t u;
+
+	dp_log_init("test_lib");
+	CHECK(dp_parse_duration("d", "500ms", &ms) == 0 && ms == 500);
+	CHECK(dp_parse_duration("d", "1m30s", &ms) == 0 && ms == 90000);
+	CHECK(dp_parse_duration("d", "10", &ms) == 0 && ms == 10000);
+	CHECK(dp_parse_duration("d", "10x", &ms) < 0);
+	CHECK(dp_parse_duration("d", "", &ms) < 0);
+	CHECK(dp_parse_duration("d", "-1s", &ms) < 0);
+	CHECK(dp_parse_u64("n", "42", 0, 100, &u) == 0 && u == 42);
+	CHECK(dp_parse_u64("n", "42abc", 0, 100, &u) < 0);
+	CHECK(dp_parse_u64("n", "101", 0, 100, &u) < 0);
+	CHECK(dp_parse_u64("n", " 1", 0, 100, &u) < 0);
+	CHECK(dp_time_parse("2024-01-02T03:04:05Z", &ms) == 0 && ms == 1704164645000);
+	CHECK(dp_time_parse("2024-01-02T04:04:05.250+01:00", &ms) == 0 && ms == 1704164645250);
+	CHECK(dp_time_parse("1704164645", &ms) == 0 && ms == 1704164645000);
+	CHECK(dp_time_parse("1704164645250", &ms) == 0 && ms == 1704164645250);
+	CHECK(dp_time_parse("2024-02-30T00:00:00Z", &ms) < 0);
+	char b[DP_TIME_BUFSZ];
+	CHECK(!strcmp(dp_time_format(1704164645250, b), "2024-01-02T03:04:05.250Z"));
+	CHECK(!strcmp(dp_time_format(1704164645000, b), "2024-01-02T03:04:05Z"));
+	printf("ok durations, integers, times\n");
+	return 0;
+}
+
+static int
+t_base64(void)
+{
+	struct dp_buf e = DP_BUF_INIT, d = DP_BUF_INIT;
+	const char raw[] = "\x00\xff\x10 binary";
+
+	for (size_t n = 0; n <= sizeof(raw) - 1; n++) {
+		dp_buf_reset(&e);
+		dp_buf_reset(&d);
+		CHECK(dp_base64_encode(&e, raw, n) == 0);
+		CHECK(dp_base64_decode(&d, e.data, e.len) == 0);
+		CHECK(d.len == n && memcmp(d.data, raw, n) == 0);
+	}
+	CHECK(dp_base64_decode(&d, "abc", 3) < 0);
+	CHECK(dp_base64_decode(&d, "a=bc", 4) < 0);
+	dp_buf_free(&e);
+	dp_buf_free(&d);
+	printf("ok base64 round trips\n");
+	return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct { const char *name; int (*fn)(void); } cases[] = {
+		{ "lines_basic", t_lines_basic }, { "lines_long", t_lines_long },
+		{ "lines_bad", t_lines_bad }, { "json", t_json }, { "expr", t_expr },
+		{ "parse", t_parse }, { "base64", t_base64 },
+	};
+
+	dp_log_init("test_lib");
+	for (size_t i = 0; argc == 2 && i < sizeof(cases) / sizeof(cases[0]); i++)
+		if (!strcmp(argv[1], cases[i].name))
+			return cases[i].fn();
+	fprintf(stderr, "usage: test_lib CASE\n");
+	return 2;
+}
