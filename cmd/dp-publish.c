@@ -8,11 +8,14 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <librdkafka/rdkafka.h>
@@ -33,6 +36,13 @@
 #include "timefmt.h"
 
 enum on_error { ON_ERROR_FAIL, ON_ERROR_SKIP, ON_ERROR_DLQ };
+
+/* Lines travel from the reader thread in batches of this size. */
+#define BATCH_RECS 1024
+#define BATCH_BYTES (1024 * 1024)
+#define NBATCH 4
+
+struct batch;
 
 struct header_spec {
 	char *name;
@@ -63,10 +73,22 @@ struct pub {
 	rd_kafka_topic_t *rkt;          /* the -t topic, looked up once */
 	struct dp_lines *in;
 	struct dp_out *out;             /* --report lines */
-	char **known;                   /* topics proven to exist (--topic-expr) */
+	char **known;                   /* topics proven to exist (reader thread) */
 	size_t nknown;
 
-	/* per-line scratch, reused */
+	/* the reader thread and the batches it fills */
+	pthread_t reader;
+	bool reader_started;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	struct batch *batches[NBATCH];
+	struct batch *free[NBATCH];     /* LIFO of empty batches */
+	size_t nfree;
+	struct batch *full[NBATCH];     /* FIFO of filled batches */
+	size_t full_head, nfull;
+	atomic_int halt;                /* main thread to reader: stop */
+
+	/* per-line scratch of the reader thread, reused */
 	struct dp_buf key, val, tmp, err, topicbuf, ack;
 
 	/* counters */
@@ -364,7 +386,58 @@ on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 		report_line(p, line, m);
 }
 
-/* ---- producing -------------------------------------------------------- */
+/* ---- preparing records (the reader thread) ------------------------------ */
+
+/*
+ * Reading, validating and evaluating expressions run in a thread of their
+ * own, a batch of lines at a time; the main thread only hands prepared
+ * records to librdkafka and serves delivery reports.  On two cores this
+ * overlaps the JSON work with the producer's own, which is what lets
+ * dp-publish keep up with kcat while it still checks every line.
+ *
+ * Order is kept: batches travel in a FIFO, records inside a batch are in
+ * line order, and the main thread stops at the first record that tells
+ * it to (a bad line under --on-error fail, a fatal error).
+ */
+enum rec_kind { REC_RECORD, REC_BAD, REC_FATAL };
+
+#define NONE ((size_t)-1)
+
+struct rec {
+	uint64_t lineno;
+	enum rec_kind kind;
+	int status;                 /* REC_FATAL: the exit status */
+	size_t topic;               /* arena offset, or NONE for the -t topic */
+	int32_t partition;
+	size_t key, keylen;         /* arena offset, or NONE: no key */
+	size_t val, vallen;         /* arena offset, or NONE: a tombstone */
+	int64_t ts;
+	rd_kafka_headers_t *hdrs;   /* owned by the record until produced */
+	size_t why;                 /* REC_BAD, REC_FATAL: the message */
+};
+
+struct batch {
+	struct rec recs[BATCH_RECS];
+	size_t n;
+	struct dp_buf arena;        /* every byte the records point at */
+	int end;                    /* 0, or the event that ended the input */
+};
+
+static size_t
+arena_add(struct batch *b, const void *data, size_t n)
+{
+	size_t off = b->arena.len;
+
+	if (dp_buf_add(&b->arena, data, n) < 0 || dp_buf_addch(&b->arena, '\0') < 0)
+		return NONE;
+	return off;
+}
+
+static const char *
+at(const struct batch *b, size_t off)
+{
+	return b->arena.data + off;
+}
 
 static int
 topic_known(struct pub *p, const char *name)
@@ -403,40 +476,6 @@ check_topic(struct pub *p, const char *name, struct dp_buf *why)
 	return 0;
 }
 
-/* Produce with back-pressure: a full local queue waits for deliveries. */
-static rd_kafka_resp_err_t
-produce(struct pub *p, const char *topic, int32_t partition, const void *key,
-        size_t keylen, const void *val, size_t vallen, rd_kafka_headers_t *hdrs,
-        int64_t ts, void *opaque)
-{
-	rd_kafka_resp_err_t e;
-
-	for (;;) {
-		if (p->rkt && strcmp(topic, rd_kafka_topic_name(p->rkt)) == 0)
-			e = rd_kafka_producev(p->rk, RD_KAFKA_V_RKT(p->rkt),
-			        RD_KAFKA_V_PARTITION(partition),
-			        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-			        RD_KAFKA_V_KEY((void *)key, keylen),
-			        RD_KAFKA_V_VALUE((void *)val, vallen),
-			        RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_TIMESTAMP(ts),
-			        RD_KAFKA_V_OPAQUE(opaque), RD_KAFKA_V_END);
-		else
-			e = rd_kafka_producev(p->rk, RD_KAFKA_V_TOPIC(topic),
-			        RD_KAFKA_V_PARTITION(partition),
-			        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-			        RD_KAFKA_V_KEY((void *)key, keylen),
-			        RD_KAFKA_V_VALUE((void *)val, vallen),
-			        RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_TIMESTAMP(ts),
-			        RD_KAFKA_V_OPAQUE(opaque), RD_KAFKA_V_END);
-		if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL)
-			break;
-		rd_kafka_poll(p->rk, 50);
-	}
-	if (!e)
-		p->produced++;
-	return e;
-}
-
 /* Parse a --timestamp result (text of a number or a string) into ms. */
 static int
 to_timestamp(enum dp_json_type t, const char *s, int64_t *ms)
@@ -449,19 +488,15 @@ to_timestamp(enum dp_json_type t, const char *s, int64_t *ms)
 }
 
 /*
- * Build and produce the record for one good JSON line.  Returns 0, or -1
- * with the reason in p->err (a bad line), or an exit status > 0.
+ * Fill r from one valid JSON line.  Returns 0, -1 with the reason in
+ * p->err (a bad line), or an exit status > 0 (fatal).
  */
 static int
-publish_json(struct pub *p, const char *line, size_t len, uint64_t lineno)
+prepare_json(struct pub *p, struct batch *b, struct rec *r, const char *line,
+             size_t len, const char *kv, size_t kvn)
 {
 	struct dp_expr_rec rec = DP_EXPR_REC(line, len);
 	enum dp_json_type t;
-	const char *topic = p->topic;
-	const void *key = NULL;
-	size_t keylen = 0;
-	int64_t ts = 0;
-	rd_kafka_headers_t *hdrs = NULL;
 	int rc = -1;
 
 	if (p->topic_expr) {
@@ -473,68 +508,65 @@ publish_json(struct pub *p, const char *line, size_t len, uint64_t lineno)
 			            t == DP_JSON_INVALID ? "no result" : p->topicbuf.data);
 			goto out;
 		}
-		topic = p->topicbuf.data;
-		int st = check_topic(p, topic, &p->err);
+		int st = check_topic(p, p->topicbuf.data, &p->err);
 		if (st) {
 			rc = st;
 			goto out;
 		}
+		r->topic = arena_add(b, p->topicbuf.data, p->topicbuf.len);
 	}
 	if (p->key_expr) {
 		dp_buf_reset(&p->key);
-		if (dp_expr_first(p->key_expr, &rec, &t, &p->key, &p->err) < 0)
+		if (kv) {
+			/* Found while validating: no second pass over the line. */
+			t = dp_json_type_of(kv);
+			if ((t == DP_JSON_STRING ? dp_json_unquote(&p->key, kv, kvn)
+			                         : dp_json_compact(&p->key, kv, kvn)) < 0)
+				goto out;
+		} else if (dp_expr_first(p->key_expr, &rec, &t, &p->key, &p->err) < 0) {
 			goto out;
+		}
 		if (t != DP_JSON_NULL && t != DP_JSON_INVALID) {
-			key = p->key.data;
-			keylen = p->key.len;
+			r->key = arena_add(b, p->key.data ? p->key.data : "", p->key.len);
+			r->keylen = p->key.len;
 		}
 	}
 	if (p->ts_expr) {
 		dp_buf_reset(&p->tmp);
 		if (dp_expr_first(p->ts_expr, &rec, &t, &p->tmp, &p->err) < 0)
 			goto out;
-		if (to_timestamp(t, p->tmp.data ? p->tmp.data : "", &ts) < 0) {
+		if (to_timestamp(t, p->tmp.data ? p->tmp.data : "", &r->ts) < 0) {
 			dp_buf_addf(&p->err, "--timestamp gave '%s', not RFC 3339 or epoch time",
 			            p->tmp.data ? p->tmp.data : "");
 			goto out;
 		}
 	}
 	if (p->nhdrs) {
-		hdrs = rd_kafka_headers_new(p->nhdrs);
+		r->hdrs = rd_kafka_headers_new(p->nhdrs);
 		for (size_t i = 0; i < p->nhdrs; i++) {
 			dp_buf_reset(&p->tmp);
 			if (dp_expr_first(p->hdrs[i].expr, &rec, &t, &p->tmp, &p->err) < 0)
 				goto out;
 			if (t == DP_JSON_INVALID)
 				continue;       /* no result: no header */
-			rd_kafka_header_add(hdrs, p->hdrs[i].name, -1,
+			rd_kafka_header_add(r->hdrs, p->hdrs[i].name, -1,
 			                    t == DP_JSON_NULL ? NULL : p->tmp.data,
 			                    t == DP_JSON_NULL ? 0 : (ssize_t)p->tmp.len);
 		}
 	}
-	rd_kafka_resp_err_t e = produce(p, topic, p->partition, key, keylen, line, len,
-	                                hdrs, ts, OPAQUE(lineno, 0));
-	if (e) {
-		dp_buf_addf(&p->err, "cannot produce to '%s': %s", topic, rd_kafka_err2str(e));
-		rc = dp_kafka_exit_status(e);
-		if (rc == DP_EX_DATAERR)
-			rc = -1;        /* too large, bad partition: this line's fault */
-		goto out;
-	}
-	hdrs = NULL;                    /* owned by librdkafka now */
+	r->val = arena_add(b, line, len);
+	r->vallen = len;
 	rc = 0;
 out:
-	if (hdrs)
-		rd_kafka_headers_destroy(hdrs);
 	dp_expr_rec_clear(&rec);
 	return rc;
 }
 
 static int
-publish_envelope(struct pub *p, const char *line, size_t len, uint64_t lineno)
+prepare_envelope(struct pub *p, struct batch *b, struct rec *r, const char *line,
+                 size_t len)
 {
 	struct dp_envelope env;
-	rd_kafka_headers_t *hdrs = NULL;
 	const char *topic;
 	int rc = -1;
 
@@ -559,34 +591,239 @@ publish_envelope(struct pub *p, const char *line, size_t len, uint64_t lineno)
 		dp_buf_addstr(&p->err, "envelope has no \"topic\" and no -t was given");
 		goto out;
 	}
-	if (!p->rkt || strcmp(topic, rd_kafka_topic_name(p->rkt)) != 0) {
+	if (!p->topic || strcmp(topic, p->topic) != 0) {
 		int st = check_topic(p, topic, &p->err);
 		if (st) {
 			rc = st;
 			goto out;
 		}
+		r->topic = arena_add(b, topic, strlen(topic));
 	}
-	hdrs = rd_kafka_headers_new(env.nhdrs ? env.nhdrs : 1);
+	r->hdrs = rd_kafka_headers_new(env.nhdrs ? env.nhdrs : 1);
 	for (size_t i = 0; i < env.nhdrs; i++)
-		rd_kafka_header_add(hdrs, env.hdrs[i].name, -1, env.hdrs[i].value,
+		rd_kafka_header_add(r->hdrs, env.hdrs[i].name, -1, env.hdrs[i].value,
 		                    (ssize_t)env.hdrs[i].len);
-	int32_t part = p->partition != RD_KAFKA_PARTITION_UA ? p->partition : env.partition;
-	rd_kafka_resp_err_t e = produce(p, topic, part, env.key, env.key_len, env.value,
-	                                env.value_len, hdrs, env.timestamp, OPAQUE(lineno, 0));
-	if (e) {
-		dp_buf_addf(&p->err, "cannot produce to '%s': %s", topic, rd_kafka_err2str(e));
-		rc = dp_kafka_exit_status(e);
-		if (rc == DP_EX_DATAERR || e == RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION)
-			rc = -1;
-		goto out;
+	if (p->partition == RD_KAFKA_PARTITION_UA)
+		r->partition = env.partition;
+	if (env.key) {
+		r->key = arena_add(b, env.key, env.key_len);
+		r->keylen = env.key_len;
 	}
-	hdrs = NULL;
+	if (env.value) {
+		r->val = arena_add(b, env.value, env.value_len);
+		r->vallen = env.value_len;
+	} else {
+		r->val = NONE;
+	}
+	r->ts = env.timestamp;
 	rc = 0;
 out:
-	if (hdrs)
-		rd_kafka_headers_destroy(hdrs);
 	dp_envelope_clear(&env);
 	return rc;
+}
+
+/* Record that ends the batch (rc > 0) or marks a bad line (rc < 0). */
+static void
+mark(struct batch *b, struct rec *r, int rc, const char *why)
+{
+	if (r->hdrs) {
+		rd_kafka_headers_destroy(r->hdrs);
+		r->hdrs = NULL;
+	}
+	r->kind = rc > 0 ? REC_FATAL : REC_BAD;
+	r->status = rc > 0 ? rc : 0;
+	r->why = arena_add(b, why, strlen(why));
+}
+
+/* Turn one line into a record in b.  Returns 0, or the event that ends input. */
+static int
+prepare_line(struct pub *p, struct batch *b, const char *line, size_t len, int bad_bytes)
+{
+	struct rec *r = &b->recs[b->n++];
+	char why[256];
+	int rc = 0;
+
+	memset(r, 0, sizeof(*r));
+	r->lineno = dp_lines_lineno(p->in);
+	r->topic = r->key = r->why = NONE;
+	r->partition = p->partition;
+	if (bad_bytes) {
+		snprintf(why, sizeof(why), "%s at byte %zu", dp_lines_error(p->in),
+		         dp_lines_error_offset(p->in) + 1);
+		mark(b, r, -1, why);
+	} else if (p->raw) {
+		r->val = arena_add(b, line, len);
+		r->vallen = len;
+	} else {
+		const char *jwhy, *kv = NULL;
+		size_t off, kvn = 0;
+		const char *member = p->key_expr && !p->envelope ? dp_expr_member(p->key_expr) : NULL;
+		if (dp_json_check_member(line, len, member, &kv, &kvn, &jwhy, &off, NULL) ==
+		    DP_JSON_INVALID) {
+			/* Bytes that are not text are named as such, not as JSON. */
+			int text = strncmp(jwhy, "invalid UTF-8", 13) && strcmp(jwhy, "NUL byte");
+			snprintf(why, sizeof(why), "%s%s at byte %zu", text ? "invalid JSON: " : "",
+			         jwhy, off + 1);
+			mark(b, r, -1, why);
+		} else {
+			dp_buf_reset(&p->err);
+			rc = p->envelope ? prepare_envelope(p, b, r, line, len)
+			                 : prepare_json(p, b, r, line, len, kv, kvn);
+			if (rc)
+				mark(b, r, rc, p->err.data ? p->err.data : "error");
+		}
+	}
+	if (r->kind == REC_BAD) {
+		/* The raw line goes along for --on-error dlq. */
+		r->val = arena_add(b, line, len);
+		r->vallen = len;
+		if (p->on_error == ON_ERROR_FAIL)
+			return E_BAD_LINE;
+	}
+	return r->kind == REC_FATAL ? E_FATAL : 0;
+}
+
+/* Wait for input, but give up when the main thread or a signal says stop. */
+static int
+reader_idle(void *ctx)
+{
+	struct pub *p = ctx;
+
+	return dp_sig_stop || atomic_load(&p->halt);
+}
+
+static int
+read_batch(struct pub *p, struct batch *b)
+{
+	const char *line;
+	size_t len;
+
+	for (;;) {
+		/* Hand over a partial batch rather than sit on it while input is quiet. */
+		if (b->n == BATCH_RECS || b->arena.len > BATCH_BYTES ||
+		    (b->n > 0 && !dp_lines_has_line(p->in)))
+			return 0;
+		/*
+		 * On a signal, lines already taken from stdin are still sent:
+		 * they are gone from the pipe, so dropping them would lose them.
+		 */
+		if (dp_sig_stop)
+			dp_lines_stop(p->in);
+		if (atomic_load(&p->halt))
+			return E_STOP;
+		int r = dp_lines_next(p->in, &line, &len);
+		if (r == DP_LINES_EOF && dp_sig_stop) {
+			if (dp_lines_pending(p->in))
+				dp_warn("line %lu: incomplete when the signal came; %zu bytes "
+				        "not sent", dp_lines_lineno(p->in) + 1,
+				        dp_lines_pending(p->in));
+			return E_STOP;
+		}
+		if (r == DP_LINES_EOF)
+			return E_EOF;
+		if (r == DP_LINES_ERR) {
+			if (errno == EINTR)
+				continue;
+			struct rec *f = &b->recs[b->n++];
+			memset(f, 0, sizeof(*f));
+			char why[128];
+			snprintf(why, sizeof(why), "cannot read stdin: %s", strerror(errno));
+			f->lineno = dp_lines_lineno(p->in) + 1;
+			mark(b, f, DP_EX_IOERR, why);
+			return E_FATAL;
+		}
+		if (r == DP_LINES_NOMEM) {
+			struct rec *f = &b->recs[b->n++];
+			memset(f, 0, sizeof(*f));
+			f->lineno = dp_lines_lineno(p->in) + 1;
+			mark(b, f, DP_EX_SOFTWARE, "out of memory");
+			return E_FATAL;
+		}
+		p->lines++;
+		if (len == 0)
+			continue;
+		int ev = prepare_line(p, b, line, len, r == DP_LINES_BAD);
+		if (ev)
+			return ev;
+	}
+}
+
+static void *
+reader_main(void *arg)
+{
+	struct pub *p = arg;
+	int end = 0;
+
+	while (!end) {
+		pthread_mutex_lock(&p->mu);
+		while (p->nfree == 0)
+			pthread_cond_wait(&p->cv, &p->mu);
+		struct batch *b = p->free[--p->nfree];
+		pthread_mutex_unlock(&p->mu);
+
+		b->n = 0;
+		b->end = 0;
+		dp_buf_reset(&b->arena);
+		end = b->end = read_batch(p, b);
+
+		pthread_mutex_lock(&p->mu);
+		p->full[(p->full_head + p->nfull++) % NBATCH] = b;
+		pthread_cond_broadcast(&p->cv);
+		pthread_mutex_unlock(&p->mu);
+	}
+	return NULL;
+}
+
+static int
+start_reader(struct pub *p)
+{
+	for (size_t i = 0; i < NBATCH; i++) {
+		p->batches[i] = calloc(1, sizeof(struct batch));
+		if (!p->batches[i])
+			return -1;
+		p->free[p->nfree++] = p->batches[i];
+	}
+	dp_lines_set_idle(p->in, reader_idle, p);
+	if (pthread_create(&p->reader, NULL, reader_main, p) != 0)
+		return -1;
+	p->reader_started = true;
+	return 0;
+}
+
+/* ---- producing (the main thread) ---------------------------------------- */
+
+/* Produce with back-pressure: a full local queue waits for deliveries. */
+static rd_kafka_resp_err_t
+produce(struct pub *p, const char *topic, int32_t partition, const void *key,
+        size_t keylen, const void *val, size_t vallen, rd_kafka_headers_t *hdrs,
+        int64_t ts, void *opaque)
+{
+	rd_kafka_resp_err_t e;
+
+	for (;;) {
+		if (!topic)
+			e = rd_kafka_producev(p->rk, RD_KAFKA_V_RKT(p->rkt),
+			        RD_KAFKA_V_PARTITION(partition),
+			        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+			        RD_KAFKA_V_KEY((void *)key, keylen),
+			        RD_KAFKA_V_VALUE((void *)val, vallen),
+			        RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_TIMESTAMP(ts),
+			        RD_KAFKA_V_OPAQUE(opaque), RD_KAFKA_V_END);
+		else
+			e = rd_kafka_producev(p->rk, RD_KAFKA_V_TOPIC(topic),
+			        RD_KAFKA_V_PARTITION(partition),
+			        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+			        RD_KAFKA_V_KEY((void *)key, keylen),
+			        RD_KAFKA_V_VALUE((void *)val, vallen),
+			        RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_TIMESTAMP(ts),
+			        RD_KAFKA_V_OPAQUE(opaque), RD_KAFKA_V_END);
+		if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL)
+			break;
+		rd_kafka_poll(p->rk, 50);
+	}
+	if (!e)
+		p->produced++;
+	return e;
 }
 
 /* Send a bad line to the dead-letter topic, with the reason in headers. */
@@ -631,100 +868,109 @@ bad_line(struct pub *p, const char *line, size_t len, uint64_t lineno, const cha
 	return DP_EX_SOFTWARE;
 }
 
-/* Input is quiet: serve delivery reports and pass acknowledgements on. */
-static void
-on_idle(void *ctx)
+/* Produce one prepared record.  Returns 0 or an exit status. */
+static int
+send_rec(struct pub *p, const struct batch *b, struct rec *r)
 {
-	struct pub *p = ctx;
+	switch (r->kind) {
+	case REC_BAD:
+		return bad_line(p, at(b, r->val), r->vallen, r->lineno, at(b, r->why));
+	case REC_FATAL:
+		dp_err("line %llu: %s", (unsigned long long)r->lineno, at(b, r->why));
+		return r->status;
+	case REC_RECORD:
+		break;
+	}
+	const char *topic = r->topic == NONE ? NULL : at(b, r->topic);
+	rd_kafka_resp_err_t e = produce(p, topic, r->partition,
+	                                r->key == NONE ? NULL : at(b, r->key), r->keylen,
+	                                r->val == NONE ? NULL : at(b, r->val), r->vallen,
+	                                r->hdrs, r->ts, OPAQUE(r->lineno, 0));
+	if (!e) {
+		r->hdrs = NULL;         /* owned by librdkafka now */
+		return 0;
+	}
+	dp_err("line %llu: cannot produce to '%s': %s", (unsigned long long)r->lineno,
+	       topic ? topic : p->topic, rd_kafka_err2str(e));
+	int st = dp_kafka_exit_status(e);
+	if (st == DP_EX_DATAERR || e == RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION)
+		return bad_line(p, at(b, r->val), r->vallen, r->lineno, rd_kafka_err2str(e));
+	return st;
+}
 
+/* Serve delivery reports and pass acknowledgements on. */
+static void
+serve(struct pub *p)
+{
 	rd_kafka_poll(p->rk, 0);
 	if (dp_out_flush(p->out) < 0 && errno != EPIPE && !p->status)
 		p->status = DP_EX_IOERR;
 	dp_progress_tick(&p->prog, "lines", p->lines, NULL, false);
 }
 
-/* The publishing state: read lines until EOF, a signal or a fatal error. */
+static void
+release(struct pub *p, struct batch *b)
+{
+	for (size_t i = 0; i < b->n; i++)
+		if (b->recs[i].hdrs) {
+			rd_kafka_headers_destroy(b->recs[i].hdrs);
+			b->recs[i].hdrs = NULL;
+		}
+	b->n = 0;
+	pthread_mutex_lock(&p->mu);
+	p->free[p->nfree++] = b;
+	pthread_cond_broadcast(&p->cv);
+	pthread_mutex_unlock(&p->mu);
+}
+
+/* The publishing state: produce batches until the input ends or a stop. */
 static int
 run_lines(struct pub *p)
 {
-	const char *line;
-	size_t len;
-	int r;
-	char why[256];
+	int ev = 0;
 
-	for (;;) {
-		/*
-		 * On a signal, lines already taken from stdin are still sent:
-		 * they are gone from the pipe, so dropping them would lose them.
-		 */
-		if (dp_sig_stop)
-			dp_lines_stop(p->in);
-		r = dp_lines_next(p->in, &line, &len);
-		if (r == DP_LINES_EOF && dp_sig_stop) {
-			if (dp_lines_pending(p->in))
-				dp_warn("line %lu: incomplete when the signal came; %zu bytes "
-				        "not sent", dp_lines_lineno(p->in) + 1,
-				        dp_lines_pending(p->in));
-			return E_STOP;
+	while (!ev) {
+		struct timespec ts;
+		struct batch *b = NULL;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 100 * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
 		}
-		if (r == DP_LINES_EOF)
-			return E_EOF;
-		if (r == DP_LINES_ERR) {
-			if (errno == EINTR)
-				continue;
-			dp_err("cannot read stdin: %s", strerror(errno));
-			p->status = DP_EX_IOERR;
-			return E_FATAL;
+		pthread_mutex_lock(&p->mu);
+		if (p->nfull == 0)
+			pthread_cond_timedwait(&p->cv, &p->mu, &ts);
+		if (p->nfull > 0) {
+			b = p->full[p->full_head];
+			p->full_head = (p->full_head + 1) % NBATCH;
+			p->nfull--;
 		}
-		if (r == DP_LINES_NOMEM) {
-			dp_err("out of memory reading line %lu", dp_lines_lineno(p->in) + 1);
-			p->status = DP_EX_SOFTWARE;
-			return E_FATAL;
-		}
-		uint64_t lineno = dp_lines_lineno(p->in);
-		p->lines++;
-		if ((p->lines & 1023) == 0) {
-			rd_kafka_poll(p->rk, 0);
-			dp_progress_tick(&p->prog, "lines", p->lines, NULL, false);
-		}
-		if (len == 0)
+		pthread_mutex_unlock(&p->mu);
+		if (!b) {
+			serve(p);       /* input is quiet */
 			continue;
-		int st;
-		dp_buf_reset(&p->err);
-		if (r == DP_LINES_BAD) {
-			snprintf(why, sizeof(why), "%s at byte %zu", dp_lines_error(p->in),
-			         dp_lines_error_offset(p->in) + 1);
-			st = bad_line(p, line, len, lineno, why);
-		} else if (p->raw) {
-			rd_kafka_resp_err_t e = produce(p, p->topic, p->partition, NULL, 0, line,
-			                                len, NULL, 0, OPAQUE(lineno, 0));
-			st = e ? dp_kafka_exit_status(e) : 0;
-			if (e)
-				dp_err("line %llu: cannot produce: %s", (unsigned long long)lineno,
-				       rd_kafka_err2str(e));
-		} else {
-			const char *jwhy;
-			size_t off;
-			if (dp_json_check(line, len, &jwhy, &off) == DP_JSON_INVALID) {
-				/* Bytes that are not text are named as such, not as JSON. */
-				int text = strncmp(jwhy, "invalid UTF-8", 13) && strcmp(jwhy, "NUL byte");
-				snprintf(why, sizeof(why), "%s%s at byte %zu", text ? "invalid JSON: " : "",
-				         jwhy, off + 1);
-				st = bad_line(p, line, len, lineno, why);
-			} else {
-				st = p->envelope ? publish_envelope(p, line, len, lineno)
-				                 : publish_json(p, line, len, lineno);
-				if (st < 0)
-					st = bad_line(p, line, len, lineno, p->err.data);
-				else if (st > 0)
-					dp_err("line %llu: %s", (unsigned long long)lineno, p->err.data);
+		}
+		for (size_t i = 0; i < b->n && !ev; i++) {
+			int st = send_rec(p, b, &b->recs[i]);
+			if (st) {
+				p->status = st;
+				ev = st == DP_EX_DATAERR ? E_BAD_LINE : E_FATAL;
 			}
 		}
-		if (st) {
-			p->status = st;
-			return st == DP_EX_DATAERR ? E_BAD_LINE : E_FATAL;
-		}
+		if (!ev && b->end)
+			ev = b->end;
+		release(p, b);
+		rd_kafka_poll(p->rk, 0);
+		dp_progress_tick(&p->prog, "lines", p->lines, NULL, false);
 	}
+	/* Stop the reader (it may be waiting for input or for a batch). */
+	atomic_store(&p->halt, 1);
+	pthread_mutex_lock(&p->mu);
+	pthread_cond_broadcast(&p->cv);
+	pthread_mutex_unlock(&p->mu);
+	return ev;
 }
 
 /* The draining state: wait for every outstanding delivery report. */
@@ -826,6 +1072,17 @@ connect_cluster(struct pub *p)
 static void
 cleanup(struct pub *p)
 {
+	for (size_t i = 0; i < NBATCH; i++) {
+		if (!p->batches[i])
+			continue;
+		for (size_t k = 0; k < p->batches[i]->n; k++)
+			if (p->batches[i]->recs[k].hdrs)
+				rd_kafka_headers_destroy(p->batches[i]->recs[k].hdrs);
+		dp_buf_free(&p->batches[i]->arena);
+		free(p->batches[i]);
+	}
+	pthread_mutex_destroy(&p->mu);
+	pthread_cond_destroy(&p->cv);
 	if (p->rkt)
 		rd_kafka_topic_destroy(p->rkt);
 	if (p->rk)
@@ -858,6 +1115,8 @@ main(int argc, char **argv)
 	int ev, status;
 
 	memset(&p, 0, sizeof(p));
+	pthread_mutex_init(&p.mu, NULL);
+	pthread_cond_init(&p.cv, NULL);
 	dp_log_init("dp-publish");
 	dp_cli_init(&p.common);
 	p.partition = RD_KAFKA_PARTITION_UA;
@@ -903,12 +1162,19 @@ main(int argc, char **argv)
 	}
 
 	/* 3. the machine */
-	dp_lines_set_idle(p.in, on_idle, &p);
 	dp_fsm_step(&p.fsm, E_START, &p);
 	ev = connect_cluster(&p);
 	dp_fsm_step(&p.fsm, ev, &p);
 	if (p.fsm.state == S_PUBLISHING) {
-		ev = run_lines(&p);
+		if (start_reader(&p) < 0) {
+			dp_err("cannot start the reader thread: %s", strerror(errno));
+			p.status = DP_EX_SOFTWARE;
+			ev = E_FATAL;
+		} else {
+			ev = run_lines(&p);
+			pthread_join(p.reader, NULL);
+			p.reader_started = false;
+		}
 		dp_fsm_step(&p.fsm, ev, &p);
 		ev = drain(&p);
 		dp_fsm_step(&p.fsm, ev, &p);

@@ -72,6 +72,9 @@ struct tail {
 	bool simple;        /* no group, no pattern: the legacy consumer, as kcat */
 	rd_kafka_queue_t *rkqu;          /* simple mode: all partitions feed it */
 	rd_kafka_topic_t **rkts;         /* simple mode: one per -t */
+	rd_kafka_topic_partition_list_t *started;  /* simple mode: partitions read */
+	bool paused;                     /* the prefetch queue went past its mark */
+	size_t prefetch_high;
 	struct dp_out *out;
 	struct part *parts;
 	size_t nparts;
@@ -83,7 +86,6 @@ struct tail {
 	uint64_t printed;
 	uint64_t skipped;
 	bool assigned_once;
-	int event;          /* simple mode: what the callback ran into */
 	int status;
 	struct dp_progress prog;
 	struct dp_fsm fsm;
@@ -672,6 +674,8 @@ open_kafka(struct tail *t)
 		{ "auto.offset.reset", "earliest" },
 		{ "allow.auto.create.topics", "false" },
 		{ "topic.metadata.refresh.interval.ms", t->regex ? "5000" : "300000" },
+		/* Prefetch about 20k records, not 100k: keeps RSS near 30 MB. */
+		{ "queued.min.messages", "20000" },
 	};
 	rd_kafka_conf_t *conf = dp_kafka_conf_new(&t->common, defaults,
 	                                          sizeof(defaults) / sizeof(defaults[0]),
@@ -686,6 +690,12 @@ open_kafka(struct tail *t)
 	if (group)
 		rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
 	rd_kafka_conf_set_opaque(conf, t);
+	char qmin[32];
+	size_t qlen = sizeof(qmin);
+	uint64_t q = 20000;
+	if (rd_kafka_conf_get(conf, "queued.min.messages", qmin, &qlen) == RD_KAFKA_CONF_OK)
+		q = strtoull(qmin, NULL, 10);
+	t->prefetch_high = (size_t)(q * 9 / 10);
 	t->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
 	if (!t->rk) {
 		dp_err("cannot create kafka consumer: %s", errstr);
@@ -726,6 +736,9 @@ start_partition(struct tail *t, const rd_kafka_topic_partition_t *tp)
 		return DP_EX_SOFTWARE;
 	if (!t->rkts[i])
 		t->rkts[i] = rd_kafka_topic_new(t->rk, tp->topic, NULL);
+	if (!t->started)
+		t->started = rd_kafka_topic_partition_list_new(8);
+	rd_kafka_topic_partition_list_add(t->started, tp->topic, tp->partition);
 	if (!t->rkts[i] ||
 	    rd_kafka_consume_start_queue(t->rkts[i], tp->partition, tp->offset, t->rkqu) < 0) {
 		rd_kafka_resp_err_t e = rd_kafka_last_error();
@@ -838,14 +851,32 @@ on_message(struct tail *t, rd_kafka_message_t *m)
 	return ev;
 }
 
-static void
-simple_cb(rd_kafka_message_t *m, void *opaque)
-{
-	struct tail *t = opaque;
 
-	/* After a stop the rest of the batch is neither printed nor stored. */
-	if (!t->event)
-		t->event = on_message(t, m);
+/*
+ * Prefetch wake-up for simple mode.  librdkafka 2.0 stops prefetching when
+ * its queue passes queued.min.messages and then looks again only after a
+ * second (fetch.queue.backoff.ms arrived in 2.1).  A small request to the
+ * broker wakes its thread, which then sees the drained queue and fetches
+ * at once: memory stays bounded without the stall.
+ */
+#define QUEUE_LOW 2000
+
+static void
+wake_fetcher(struct tail *t)
+{
+	size_t queued = rd_kafka_queue_length(t->rkqu);
+	int64_t lo, hi;
+
+	if (!t->started || t->started->cnt == 0)
+		return;
+	if (queued > t->prefetch_high)
+		t->paused = true;       /* the fetcher has stopped by now */
+	else if (t->paused && queued < QUEUE_LOW) {
+		const rd_kafka_topic_partition_t *tp = &t->started->elems[0];
+		rd_kafka_query_watermark_offsets(t->rk, tp->topic, tp->partition, &lo, &hi,
+		                                 (int)t->timeout_ms);
+		t->paused = false;
+	}
 }
 
 static int
@@ -860,9 +891,20 @@ consume(struct tail *t)
 			return E_END;
 		int n = 0, ev = 0;
 		if (t->simple) {
-			n = rd_kafka_consume_callback_queue(t->rkqu, 100, simple_cb, t);
+			/*
+			 * Batches of a bounded size, so the queue length seen
+			 * between them shows whether the prefetch has stopped.
+			 */
+			rd_kafka_message_t *msgs[1000];
+			ssize_t got = rd_kafka_consume_batch_queue(t->rkqu, 100, msgs, 1000);
+			for (ssize_t i = 0; i < got; i++) {
+				if (!ev)
+					ev = on_message(t, msgs[i]);
+				rd_kafka_message_destroy(msgs[i]);
+			}
+			n = got > 0 ? (int)got : 0;
 			rd_kafka_poll(t->rk, 0);
-			ev = t->event;
+			wake_fetcher(t);
 		} else {
 			rd_kafka_message_t *m = rd_kafka_consumer_poll(t->rk, 100);
 			if (m) {
@@ -925,6 +967,8 @@ cleanup(struct tail *t)
 		if (t->rkts[i])
 			rd_kafka_topic_destroy(t->rkts[i]);
 	free(t->rkts);
+	if (t->started)
+		rd_kafka_topic_partition_list_destroy(t->started);
 	if (t->rk)
 		rd_kafka_destroy(t->rk);
 	if (t->pending)

@@ -107,6 +107,7 @@ dp_expr_free(struct dp_expr *e)
 }
 
 const char *dp_expr_source(const struct dp_expr *e) { return e->src; }
+const char *dp_expr_member(const struct dp_expr *e) { return e->npath == 1 ? e->path[0] : NULL; }
 int dp_expr_is_fast(const struct dp_expr *e) { return e->npath > 0 || strcmp(e->src, ".") == 0; }
 
 /*

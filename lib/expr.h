@@ -35,6 +35,12 @@ struct dp_expr_rec {
 struct dp_expr *dp_expr_compile(const char *src, struct dp_buf *err);
 void dp_expr_free(struct dp_expr *e);
 const char *dp_expr_source(const struct dp_expr *e);
+/*
+ * "name" when the expression is the plain path .name (borrowed), else
+ * NULL: callers may then pick the member out while validating the line
+ * (dp_json_check_member) and skip evaluating it.
+ */
+const char *dp_expr_member(const struct dp_expr *e);
 /* 1 when the expression is answered without libjq. */
 int dp_expr_is_fast(const struct dp_expr *e);
 

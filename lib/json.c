@@ -9,6 +9,13 @@ struct scan {
 	const char *base;
 	const char *why;
 	int spaced;         /* white space seen outside strings */
+	/* Optional capture of one top-level member while validating. */
+	const char *want;   /* member name, or NULL */
+	size_t wantlen;
+	int armed;          /* the next value is the wanted member */
+	int capturing;
+	const char *cap;    /* the wanted member's value: cap..cap_end */
+	const char *cap_end;
 };
 
 static inline void
@@ -39,20 +46,18 @@ hexval(char c)
 }
 
 /*
- * Eight bytes at a time (SWAR): a word is plain when it has no '"', no
- * '\\', no byte below 0x20 and no byte above 0x7f.  Strings are most of
- * every price record.
+ * Eight bytes at a time (SWAR): the mask has the high bit set in each
+ * byte that is '"', '\\', below 0x20 or above 0x7f.  Only the lowest set
+ * byte is exact (borrows can mark later ones), which is all we use.
+ * Strings are most of every price record, and most are short.
  */
-static inline int
-word_is_plain(uint64_t w)
+static inline uint64_t
+special_mask(uint64_t w)
 {
 	const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
 	uint64_t q = w ^ (ones * '"');
 	uint64_t b = w ^ (ones * '\\');
-	uint64_t has_q = (q - ones) & ~q;
-	uint64_t has_b = (b - ones) & ~b;
-	uint64_t has_ctl = (w - ones * 0x20) & ~w;
-	return !((has_q | has_b | has_ctl | w) & highs);
+	return (((q - ones) & ~q) | ((b - ones) & ~b) | ((w - ones * 0x20) & ~w) | w) & highs;
 }
 
 /*
@@ -94,17 +99,21 @@ scan_string(struct scan *s)
 	const char *end = s->end;
 
 	for (;;) {
+		unsigned char c;
 		while (end - p >= 8) {
-			uint64_t w;
+			uint64_t w, m;
 			memcpy(&w, p, 8);
-			if (!word_is_plain(w))
-				break;
+			m = special_mask(w);
+			if (m) {
+				p += __builtin_ctzll(m) >> 3;
+				goto special;
+			}
 			p += 8;
 		}
-		unsigned char c;
 		while (p < end && (c = (unsigned char)*p) >= 0x20 && c < 0x80 &&
 		       c != '"' && c != '\\')
 			p++;
+special:
 		if (p >= end) {
 			s->p = p;
 			return fail(s, "unterminated string");
@@ -199,6 +208,16 @@ scan_word(struct scan *s, const char *w, size_t n)
 	return 0;
 }
 
+static int key_equals(const char *lit, size_t litlen, const char *key, size_t klen);
+
+/* After a member name at the top level: is it the one to capture? */
+static inline void
+arm(struct scan *s, const char *name, int depth)
+{
+	s->armed = s->want && depth == 1 &&
+	           key_equals(name, (size_t)(s->p - name), s->want, s->wantlen);
+}
+
 /*
  * Iterative scan of one value: containers are tracked on an explicit
  * stack so hostile nesting cannot exhaust the C stack.
@@ -210,10 +229,17 @@ scan_value(struct scan *s)
 	int depth = 0;
 	enum dp_json_type first = DP_JSON_INVALID, t;
 
+	const char *cap_start = NULL;
+
 	for (;;) {
 		ws(s);
 		if (s->p >= s->end)
 			return fail(s, "unexpected end of input"), DP_JSON_INVALID;
+		if (s->armed) {
+			s->armed = 0;
+			s->capturing = 1;
+			cap_start = s->p;
+		}
 		switch (*s->p) {
 		case '{':
 		case '[':
@@ -231,8 +257,10 @@ scan_value(struct scan *s)
 			if (t == DP_JSON_OBJECT) {
 				if (s->p >= s->end || *s->p != '"')
 					return fail(s, "expected member name"), DP_JSON_INVALID;
+				const char *name = s->p;
 				if (scan_string(s) < 0)
 					return DP_JSON_INVALID;
+				arm(s, name, depth);
 				ws(s);
 				if (s->p >= s->end || *s->p != ':')
 					return fail(s, "expected ':'"), DP_JSON_INVALID;
@@ -275,6 +303,11 @@ scan_value(struct scan *s)
 			first = t;
 		/* A value ended: close containers or move to the next element. */
 		for (;;) {
+			if (s->capturing && depth == 1) {
+				s->capturing = 0;
+				s->cap = cap_start;
+				s->cap_end = s->p;
+			}
 			if (depth == 0)
 				return first;
 			ws(s);
@@ -295,8 +328,10 @@ scan_value(struct scan *s)
 				ws(s);
 				if (s->p >= s->end || *s->p != '"')
 					return fail(s, "expected member name"), DP_JSON_INVALID;
+				const char *name = s->p;
 				if (scan_string(s) < 0)
 					return DP_JSON_INVALID;
+				arm(s, name, depth);
 				ws(s);
 				if (s->p >= s->end || *s->p != ':')
 					return fail(s, "expected ':'"), DP_JSON_INVALID;
@@ -317,7 +352,15 @@ enum dp_json_type
 dp_json_check_compact(const char *text, size_t n, const char **why, size_t *off,
                       int *compact)
 {
-	struct scan s = { text, text + n, text, NULL, 0 };
+	return dp_json_check_member(text, n, NULL, NULL, NULL, why, off, compact);
+}
+
+enum dp_json_type
+dp_json_check_member(const char *text, size_t n, const char *member, const char **v,
+                     size_t *vn, const char **why, size_t *off, int *compact)
+{
+	struct scan s = { text, text + n, text, NULL, 0, member,
+	                  member ? strlen(member) : 0, 0, 0, NULL, NULL };
 	enum dp_json_type t;
 
 	t = scan_value(&s);
@@ -334,6 +377,10 @@ dp_json_check_compact(const char *text, size_t n, const char **why, size_t *off,
 	}
 	if (compact)
 		*compact = !s.spaced;
+	if (v) {
+		*v = s.cap;
+		*vn = s.cap ? (size_t)(s.cap_end - s.cap) : 0;
+	}
 	return t;
 }
 
@@ -399,8 +446,8 @@ skip_value(const char *p, const char *end)
 	return p;
 }
 
-static enum dp_json_type
-type_at(const char *p)
+enum dp_json_type
+dp_json_type_of(const char *p)
 {
 	switch (*p) {
 	case '{': return DP_JSON_OBJECT;
@@ -417,7 +464,7 @@ enum dp_json_type
 dp_json_get(const char *text, size_t n, const char *const *path, size_t npath,
             const char **v, size_t *vn)
 {
-	struct scan s = { text, text + n, text, NULL, 0 };
+	struct scan s = { text, text + n, text, NULL, 0, NULL, 0, 0, 0, NULL, NULL };
 	size_t step = 0;
 
 	for (;;) {
@@ -428,7 +475,7 @@ dp_json_get(const char *text, size_t n, const char *const *path, size_t npath,
 				goto none;
 			*v = start;
 			*vn = (size_t)(skip_value(s.p, s.end) - start);
-			return type_at(start);
+			return dp_json_type_of(start);
 		}
 		if (s.p >= s.end || *s.p != '{')
 			break;

@@ -44,6 +44,16 @@ enum dp_json_type dp_json_check_compact(const char *s, size_t n, const char **wh
                                         size_t *off, int *compact);
 
 /*
+ * The same, and while checking, find the top-level member named member
+ * (an object's key; the last one of duplicates, as jq): *v and *vn get
+ * its value's text (borrowed from s), or NULL and 0 when the value is not
+ * an object or has no such member.  One pass instead of check + get.
+ */
+enum dp_json_type dp_json_check_member(const char *s, size_t n, const char *member,
+                                       const char **v, size_t *vn, const char **why,
+                                       size_t *off, int *compact);
+
+/*
  * Find the member at path[0].path[1]... in the valid JSON text s[0..n).
  * Returns the type of the value found and sets *v and *vn to its text
  * (borrowed from s).  When a step is missing or is not an object it
@@ -53,6 +63,9 @@ enum dp_json_type dp_json_check_compact(const char *s, size_t n, const char **wh
  */
 enum dp_json_type dp_json_get(const char *s, size_t n, const char *const *path,
                               size_t npath, const char **v, size_t *vn);
+
+/* The type of the valid JSON value that starts at p. */
+enum dp_json_type dp_json_type_of(const char *p);
 
 /* Append valid JSON text without the white space outside strings. */
 int dp_json_compact(struct dp_buf *out, const char *s, size_t n);

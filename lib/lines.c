@@ -22,7 +22,7 @@ struct dp_lines {
 	unsigned long lineno;
 	const char *why;
 	size_t why_off;
-	void (*idle)(void *);
+	int (*idle)(void *);
 	void *idle_ctx;
 };
 
@@ -56,8 +56,19 @@ dp_lines_free(struct dp_lines *r)
 unsigned long dp_lines_lineno(const struct dp_lines *r) { return r->lineno; }
 void dp_lines_stop(struct dp_lines *r) { r->stopped = 1; }
 
+int
+dp_lines_has_line(struct dp_lines *r)
+{
+	size_t avail = r->end - r->start - r->scanned;
+
+	if (memchr(r->buf + r->start + r->scanned, '\n', avail))
+		return 1;
+	r->scanned += avail;    /* next time, look only at new bytes */
+	return r->eof && r->end > r->start;
+}
+
 void
-dp_lines_set_idle(struct dp_lines *r, void (*fn)(void *), void *ctx)
+dp_lines_set_idle(struct dp_lines *r, int (*fn)(void *), void *ctx)
 {
 	r->idle = fn;
 	r->idle_ctx = ctx;
@@ -146,7 +157,10 @@ fill(struct dp_lines *r)
 			break;
 		if (ready < 0)
 			return DP_LINES_ERR;    /* EINTR: the caller looks at its flags */
-		r->idle(r->idle_ctx);
+		if (r->idle(r->idle_ctx)) {
+			errno = EINTR;
+			return DP_LINES_ERR;
+		}
 	}
 	n = read(r->fd, r->buf + r->end, r->cap - r->end);
 	if (n < 0)

@@ -45,9 +45,14 @@ void dp_lines_stop(struct dp_lines *r);
 
 /*
  * Call fn(ctx) about every 100 ms while waiting for input, so a command
- * can serve delivery reports and flush output while its writer is quiet.
+ * can do other work while its writer is quiet.  When fn returns non-zero
+ * the wait ends: dp_lines_next() returns DP_LINES_ERR with errno EINTR.
  */
-void dp_lines_set_idle(struct dp_lines *r, void (*fn)(void *), void *ctx);
+void dp_lines_set_idle(struct dp_lines *r, int (*fn)(void *), void *ctx);
+
+/* 1 when the next dp_lines_next() returns without reading (a complete
+ * line, or the last one, is buffered). */
+int dp_lines_has_line(struct dp_lines *r);
 
 /* Bytes buffered but not returned (after a stop: an incomplete line). */
 size_t dp_lines_pending(const struct dp_lines *r);

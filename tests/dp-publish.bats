@@ -195,3 +195,11 @@ setup() {
 	[[ $output != *hunter2* && $output != *hunter3* ]]
 	[[ $output == *"bogus.property"* ]]
 }
+
+@test "--progress prints totals and a rate on stderr, nothing on stdout" {
+	create_topic "$T"
+	gen_prices 2000 > "$W/in"
+	dp-publish -t "$T" --progress < "$W/in" > "$W/out" 2> "$W/err"
+	[ ! -s "$W/out" ]
+	grep -Eq '^dp-publish: progress: 2000 lines, [0-9]+/s overall$' "$W/err"
+}

@@ -198,3 +198,11 @@ kcat_dump() {
 	run dp-tail -t x --filter '.a['
 	[ "$status" -eq 64 ]
 }
+
+@test "--progress reports on stderr while stdout stays data only" {
+	create_topic "$T"
+	gen_prices 3000 | dp-publish -t "$T"
+	dp-tail -t "$T" --from beginning -e --progress > "$W/out" 2> "$W/err"
+	[ "$(wc -l < "$W/out")" -eq 3000 ]
+	grep -Eq '^dp-tail: progress: 3000 records, [0-9]+/s overall$' "$W/err"
+}

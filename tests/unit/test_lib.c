@@ -137,6 +137,26 @@ t_json(void)
 		CHECK(dp_json_check(bad[i], strlen(bad[i]), &why, &off) == DP_JSON_INVALID);
 		printf("rejected %-14s %s at byte %zu\n", bad[i], why, off + 1);
 	}
+	/* One pass: validate and pick out a top-level member. */
+	static const struct { const char *doc, *key, *want; } mem[] = {
+		{ "{\"a\":1,\"fsym\":\"BTC\",\"z\":[1]}", "fsym", "\"BTC\"" },
+		{ "{\"o\":{\"fsym\":1},\"fsym\":{\"x\":[]}}", "fsym", "{\"x\":[]}" },
+		{ "{\"fsym\":1,\"fsym\":2}", "fsym", "2" },
+		{ "{\"f\\u0073ym\":true}", "fsym", "true" },
+		{ "{\"fsym\":{}}", "fsym", "{}" },
+		{ "[{\"fsym\":1}]", "fsym", NULL },
+		{ "{\"o\":{\"fsym\":1}}", "fsym", NULL },
+	};
+	for (size_t i = 0; i < sizeof(mem) / sizeof(mem[0]); i++) {
+		const char *v;
+		size_t vn;
+		CHECK(dp_json_check_member(mem[i].doc, strlen(mem[i].doc), mem[i].key, &v, &vn,
+		                           &why, &off, NULL) != DP_JSON_INVALID);
+		if (!mem[i].want)
+			CHECK(v == NULL);
+		else
+			CHECK(v && vn == strlen(mem[i].want) && !memcmp(v, mem[i].want, vn));
+	}
 	/* Deep nesting is an error, not a crash. */
 	char deep[5000];
 	memset(deep, '[', sizeof(deep));

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# bench/publish-tail.sh - dp-publish and dp-tail against kcat, same broker,
+# same input, same run.  Prints a markdown table of medians and ratios.
+#
+#   bench/publish-tail.sh [LINES] [REPS]     (defaults: 1000000 3)
+#
+# Uses $DP_BROKERS when set; otherwise starts the test stack and stops it
+# again.  Each repetition writes into fresh 3-partition topics, and kcat
+# and dp alternate so that both see the same machine load.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+PATH=$PWD/bin:$PATH
+lines=${1:-1000000}
+reps=${2:-3}
+
+started=0
+if [[ -z ${DP_BROKERS:-} ]]; then
+	eval "$(scripts/stack up)"
+	started=1
+fi
+work=$(mktemp -d "${TMPDIR:-/tmp}/dp-bench.XXXXXX")
+cleanup() {
+	rm -rf "$work"
+	((started)) && scripts/stack down >&2
+	return 0
+}
+trap cleanup EXIT
+
+python3 bench/gen-prices.py "$lines" > "$work/in"
+bytes=$(wc -c < "$work/in")
+echo "input: $lines lines, $bytes bytes ($((bytes / lines)) B/line)" >&2
+
+# measure NAME CMD...: appends "NAME seconds maxrss_kb" to $work/results
+measure() {
+	local name=$1
+	shift
+	/usr/bin/time -f "$name %e %M" -o "$work/t" "$@"
+	cat "$work/t" >> "$work/results"
+	tail -1 "$work/t" >&2
+}
+
+for r in $(seq "$reps"); do
+	tk=bench_kcat_$$_$r td=bench_dp_$$_$r
+	dp-topic create "$tk" "$td" -p 3 -o json > /dev/null
+	measure kcat-P sh -c "kcat -b '$DP_BROKERS' -P -t '$tk' < '$work/in'"
+	measure dp-publish dp-publish -t "$td" -k .fsym < "$work/in"
+	measure kcat-C sh -c "kcat -b '$DP_BROKERS' -C -t '$tk' -e -o beginning -q > /dev/null"
+	measure dp-tail sh -c "dp-tail -t '$td' --from beginning -e > /dev/null"
+	[[ $(dp-topic offsets "$td" -o json | jq -s 'map(.high) | add') == "$lines" ]] ||
+		{ echo "bench: $td does not hold $lines records" >&2; exit 1; }
+	dp-topic delete "$tk" "$td" -o json > /dev/null
+done
+
+python3 - "$work/results" "$lines" <<'PY'
+import statistics, sys
+rows = {}
+for line in open(sys.argv[1]):
+    name, secs, rss = line.split()
+    rows.setdefault(name, []).append((float(secs), int(rss)))
+n = int(sys.argv[2])
+def med(name):
+    secs = statistics.median(s for s, _ in rows[name])
+    return n / secs, max(r for _, r in rows[name]) / 1024
+print("| command | msgs/s (median) | peak RSS MB | ratio vs kcat |")
+print("|---|---:|---:|---:|")
+for ours, base in (("dp-publish", "kcat-P"), ("dp-tail", "kcat-C")):
+    b_rate, b_rss = med(base)
+    o_rate, o_rss = med(ours)
+    print(f"| {base} | {b_rate:,.0f} | {b_rss:.1f} | 1.00 |")
+    print(f"| {ours} | {o_rate:,.0f} | {o_rss:.1f} | {o_rate / b_rate:.2f} |")
+PY
