@@ -203,3 +203,20 @@ setup() {
 	[ ! -s "$W/out" ]
 	grep -Eq '^dp-publish: progress: 2000 lines, [0-9]+/s overall$' "$W/err"
 }
+
+@test "--key partitions exactly as librdkafka does for kcat -K" {
+	create_topic "$T" 5
+	create_topic "$T.kcat" 5
+	gen_prices 2000 > "$W/in"
+	dp-publish -t "$T" -k .fsym < "$W/in"
+	jq -r '.fsym + "\t" + (. | tojson)' "$W/in" | kcat_produce "$T.kcat" -K $'\t'
+	kcat -b "$DP_BROKERS" -C -t "$T" -e -q -o beginning -f '%k %p\n' | sort -u > "$W/dp"
+	kcat -b "$DP_BROKERS" -C -t "$T.kcat" -e -q -o beginning -f '%k %p\n' | sort -u > "$W/kcat"
+	[ "$(wc -l < "$W/dp")" -eq 8 ]
+	diff "$W/kcat" "$W/dp"
+	# Within each partition the records keep their input order.
+	for p in 0 1 2 3 4; do
+		kcat -b "$DP_BROKERS" -C -t "$T" -p "$p" -e -q -o beginning -f '%s\n' |
+			jq -s -e 'map(.seq) | . == sort' > /dev/null
+	done
+}

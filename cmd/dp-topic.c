@@ -1,0 +1,1790 @@
+/*
+ * dp-topic -- topic administration that scripts can trust.
+ *
+ * One command for what Kafka splits between kafka-topics and
+ * kafka-configs: create (also declaratively from NDJSON specs), list,
+ * describe, alter configs, add partitions, delete, and show offsets and
+ * lag.  Every change prints one result record per topic and every kind
+ * of failure has its own exit status, so a script can apply the same
+ * topic list again and again and tell "already there" from "broken".
+ *
+ * The Kafka work lives in lib/admin.c, which dp-coord shares; this file
+ * parses the command line, drives the state machine and prints.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <regex.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <librdkafka/rdkafka.h>
+
+#include "admin.h"
+#include "buf.h"
+#include "cli.h"
+#include "exit.h"
+#include "fsm.h"
+#include "json.h"
+#include "kafka.h"
+#include "lines.h"
+#include "log.h"
+#include "out.h"
+#include "table.h"
+
+enum subcmd { SC_NONE, SC_CREATE, SC_LIST, SC_DESCRIBE, SC_ALTER, SC_ADD_PARTITIONS,
+              SC_DELETE, SC_OFFSETS };
+static const char *const subcmd_names[] = {
+	"", "create", "list", "describe", "alter", "add-partitions", "delete", "offsets",
+};
+#define NSUBCMDS (sizeof(subcmd_names) / sizeof(subcmd_names[0]))
+
+enum outfmt { OUT_AUTO, OUT_TABLE, OUT_JSON, OUT_NAMES };
+
+/* Options that only some subcommands take, for validate(). */
+enum {
+	G_PARTITIONS = 1 << 0, G_REPLICATION = 1 << 1, G_TOPIC_CONFIG = 1 << 2,
+	G_IF_NOT_EXISTS = 1 << 3, G_IF_EXISTS = 1 << 4, G_DRY_RUN = 1 << 5,
+	G_PATTERN = 1 << 6, G_INTERNAL = 1 << 7, G_YES = 1 << 8, G_SET = 1 << 9,
+	G_DELETE = 1 << 10, G_GROUP = 1 << 11,
+};
+
+/* One topic named on the command line or in a spec, and what became of it. */
+struct item {
+	struct dp_admin_result res;     /* name, status, error */
+	const char *action;             /* static; NULL while undecided */
+	int32_t partitions;             /* -1 unknown */
+	int32_t replication;            /* -1 unknown */
+	int32_t previous;               /* add-partitions: count before */
+	const struct dp_admin_spec *spec;   /* create: borrowed from t->specs */
+};
+
+struct topic {
+	/* options */
+	struct dp_common common;
+	enum subcmd sub;
+	const char **names;             /* borrowed from argv */
+	size_t nnames;
+	bool from_stdin;
+	int32_t partitions;             /* -1: not given */
+	int32_t replication;
+	struct dp_kv *tconfig;          /* -c, last of a key wins; owned */
+	size_t ntconfig;
+	struct dp_kv *set;              /* --set; owned */
+	size_t nset;
+	const char **del;               /* --delete; strings borrowed */
+	size_t ndel;
+	bool if_not_exists, if_exists, dry_run, internal, yes;
+	const char *pattern;
+	regex_t re;
+	bool re_ok;
+	const char *group;
+	enum outfmt fmt;
+	int64_t timeout_ms;
+	unsigned given;
+
+	/* resources */
+	rd_kafka_t *rk;
+	struct dp_out *out;
+	struct dp_admin_spec *specs;    /* create; owned */
+	size_t nspecs;
+	struct item *items;
+	size_t nitems;
+	struct dp_admin_topics md;      /* metadata, all topics */
+	struct dp_admin_configs *configs;   /* describe: per item */
+	int method;                     /* alter */
+	struct dp_buf rec;              /* output scratch */
+	struct dp_table *table;
+
+	/* state */
+	int status;                     /* exit status so far */
+	struct dp_fsm fsm;
+};
+
+/* ---- state machine ---------------------------------------------------- */
+
+enum state { S_IDLE, S_CONNECTING, S_REQUESTING, S_REPORTING, S_DONE, S_FAILED, NSTATES };
+enum event { E_START, E_NOTHING_TO_SEND, E_CONNECTED, E_UNREACHABLE, E_MORE, E_ANSWERED,
+             E_NO_ANSWER, E_ALL_OK, E_ITEMS_FAILED, E_WRITE_FAILED, NEVENTS };
+
+static const char *const state_names[NSTATES] = {
+	"idle", "connecting", "requesting", "reporting", "done", "failed",
+};
+static const char *const event_names[NEVENTS] = {
+	"start", "nothing_to_send", "connected", "unreachable", "more", "answered",
+	"no_answer", "all_ok", "items_failed", "write_failed",
+};
+
+static const struct dp_fsm_row rows[] = {
+	{ S_IDLE,       E_START,           S_CONNECTING, NULL },
+	{ S_IDLE,       E_NOTHING_TO_SEND, S_REPORTING,  NULL },
+	{ S_CONNECTING, E_CONNECTED,       S_REQUESTING, NULL },
+	{ S_CONNECTING, E_UNREACHABLE,     S_FAILED,     NULL },
+	{ S_REQUESTING, E_MORE,            S_REQUESTING, NULL },
+	{ S_REQUESTING, E_ANSWERED,        S_REPORTING,  NULL },
+	{ S_REQUESTING, E_NO_ANSWER,       S_REPORTING,  NULL },
+	{ S_REPORTING,  E_ALL_OK,          S_DONE,       NULL },
+	{ S_REPORTING,  E_ITEMS_FAILED,    S_FAILED,     NULL },
+	{ S_REPORTING,  E_WRITE_FAILED,    S_FAILED,     NULL },
+};
+static const int finals[] = { S_DONE, S_FAILED };
+
+static const struct dp_fsm_def machine = {
+	"dp-topic", state_names, NSTATES, event_names, NEVENTS,
+	rows, sizeof(rows) / sizeof(rows[0]), S_IDLE, finals, 2,
+};
+
+/* ---- options ---------------------------------------------------------- */
+
+enum {
+	OPT_IF_NOT_EXISTS = DP_OPT_CMD, OPT_IF_EXISTS, OPT_DRY_RUN, OPT_PATTERN,
+	OPT_INTERNAL, OPT_YES, OPT_SET, OPT_DELETE, OPT_TIMEOUT,
+};
+
+static const struct option longopts[] = {
+	{ "partitions",         required_argument, NULL, 'p' },
+	{ "replication-factor", required_argument, NULL, 'r' },
+	{ "topic-config",       required_argument, NULL, 'c' },
+	{ "if-not-exists",      no_argument,       NULL, OPT_IF_NOT_EXISTS },
+	{ "if-exists",          no_argument,       NULL, OPT_IF_EXISTS },
+	{ "dry-run",            no_argument,       NULL, OPT_DRY_RUN },
+	{ "pattern",            required_argument, NULL, OPT_PATTERN },
+	{ "internal",           no_argument,       NULL, OPT_INTERNAL },
+	{ "yes",                no_argument,       NULL, OPT_YES },
+	{ "set",                required_argument, NULL, OPT_SET },
+	{ "delete",             required_argument, NULL, OPT_DELETE },
+	{ "group",              required_argument, NULL, 'g' },
+	{ "output",             required_argument, NULL, 'o' },
+	{ "timeout",            required_argument, NULL, OPT_TIMEOUT },
+	DP_CLI_KAFKA_LONG,
+	DP_CLI_BASE_LONG,
+	{ NULL, 0, NULL, 0 },
+};
+
+static void
+usage(FILE *fp)
+{
+	fputs("usage: dp-topic create NAME... [-p N] [-r N] [-c KEY=VALUE]... [--if-not-exists] [--dry-run]\n"
+	      "       dp-topic create - [--if-not-exists] [--dry-run] < specs.ndjson\n"
+	      "       dp-topic list [--pattern REGEX] [--internal]\n"
+	      "       dp-topic describe NAME...\n"
+	      "       dp-topic alter NAME... [--set KEY=VALUE]... [--delete KEY]... [--dry-run]\n"
+	      "       dp-topic add-partitions NAME... -p N [--dry-run]\n"
+	      "       dp-topic delete NAME... [--if-exists] [--dry-run]\n"
+	      "       dp-topic delete --pattern REGEX --yes [--dry-run]\n"
+	      "       dp-topic offsets NAME... [-g GROUP]\n"
+	      "\n"
+	      "Create, inspect, change and delete Kafka topics.  Prints NDJSON when stdout is\n"
+	      "not a terminal, an aligned table when it is.\n"
+	      "\n"
+	      "Topic options:\n"
+	      "  -p, --partitions N          partition count (create); new total (add-partitions)\n"
+	      "  -r, --replication-factor N  replicas per partition (create; default: broker's)\n"
+	      "  -c, --topic-config KEY=VALUE  topic config for create, repeatable\n"
+	      "      --if-not-exists         create: an existing topic is not an error\n"
+	      "      --if-exists             delete: a missing topic is not an error\n"
+	      "      --dry-run               let the broker validate, change nothing\n"
+	      "      --pattern REGEX         list, delete: topics whose whole name matches\n"
+	      "      --internal              list: include Kafka's internal topics\n"
+	      "      --yes                   delete --pattern: really delete what matches\n"
+	      "      --set KEY=VALUE         alter: set a topic config, repeatable\n"
+	      "      --delete KEY            alter: remove a topic config override, repeatable\n"
+	      "  -g, --group GROUP           offsets: also show GROUP's committed offsets and lag\n"
+	      "\n"
+	      "Output:\n"
+	      "  -o, --output FORMAT         table, json, or names (list only)\n"
+	      "      --timeout DURATION      give up on the cluster after this (default 10s)\n", fp);
+	dp_cli_help_common(fp, true);
+	fputs("\nExit status: 0 ok, 1 several topics failed differently, 64 usage, 65 bad spec,\n"
+	      "69 cluster unavailable, 78 unknown config key, 80 exists, 81 does not exist,\n"
+	      "82 invalid name or spec, 83 replication factor above broker count.\n"
+	      "See dp-topic(1).\n", fp);
+}
+
+/* Set key=value, replacing an earlier value of the same key. */
+static int
+kv_put(struct dp_kv **kv, size_t *n, const char *pair)
+{
+	const char *eq = strchr(pair, '=');
+
+	if (!eq || eq == pair)
+		return -1;
+	for (size_t i = 0; i < *n; i++)
+		if (strlen((*kv)[i].key) == (size_t)(eq - pair) &&
+		    strncmp((*kv)[i].key, pair, (size_t)(eq - pair)) == 0) {
+			char *v = strdup(eq + 1);
+			if (!v)
+				return -1;
+			free((*kv)[i].value);
+			(*kv)[i].value = v;
+			return 0;
+		}
+	return dp_kv_add(kv, n, pair);
+}
+
+static int
+parse_options(struct topic *t, int argc, char **argv)
+{
+	const char *shortopts = "p:r:c:g:o:" DP_CLI_KAFKA_SHORT DP_CLI_BASE_SHORT;
+	int opt;
+	uint64_t n;
+
+	while ((opt = getopt_long(argc, argv, shortopts, longopts, NULL)) != -1) {
+		switch (opt) {
+		case 'p':
+			if (dp_parse_u64("--partitions", optarg, 1, INT32_MAX, &n) < 0)
+				return -1;
+			t->partitions = (int32_t)n;
+			t->given |= G_PARTITIONS;
+			break;
+		case 'r':
+			if (dp_parse_u64("--replication-factor", optarg, 1, INT16_MAX, &n) < 0)
+				return -1;
+			t->replication = (int32_t)n;
+			t->given |= G_REPLICATION;
+			break;
+		case 'c':
+			if (kv_put(&t->tconfig, &t->ntconfig, optarg) < 0) {
+				dp_err("invalid --topic-config '%s': expected KEY=VALUE", optarg);
+				return -1;
+			}
+			t->given |= G_TOPIC_CONFIG;
+			break;
+		case OPT_SET:
+			if (dp_kv_add(&t->set, &t->nset, optarg) < 0) {
+				dp_err("invalid --set '%s': expected KEY=VALUE", optarg);
+				return -1;
+			}
+			t->given |= G_SET;
+			break;
+		case OPT_DELETE: {
+			const char **d;
+			if (!*optarg || strchr(optarg, '=')) {
+				dp_err("invalid --delete '%s': expected a config KEY", optarg);
+				return -1;
+			}
+			d = realloc(t->del, (t->ndel + 1) * sizeof(*d));
+			if (!d)
+				return -1;
+			t->del = d;
+			t->del[t->ndel++] = optarg;
+			t->given |= G_DELETE;
+			break;
+		}
+		case OPT_IF_NOT_EXISTS:
+			t->if_not_exists = true;
+			t->given |= G_IF_NOT_EXISTS;
+			break;
+		case OPT_IF_EXISTS:
+			t->if_exists = true;
+			t->given |= G_IF_EXISTS;
+			break;
+		case OPT_DRY_RUN:
+			t->dry_run = true;
+			t->given |= G_DRY_RUN;
+			break;
+		case OPT_PATTERN:
+			t->pattern = optarg;
+			t->given |= G_PATTERN;
+			break;
+		case OPT_INTERNAL:
+			t->internal = true;
+			t->given |= G_INTERNAL;
+			break;
+		case OPT_YES:
+			t->yes = true;
+			t->given |= G_YES;
+			break;
+		case 'g':
+			if (!*optarg) {
+				dp_err("invalid --group: empty");
+				return -1;
+			}
+			t->group = optarg;
+			t->given |= G_GROUP;
+			break;
+		case 'o':
+			if (strcmp(optarg, "table") == 0) {
+				t->fmt = OUT_TABLE;
+			} else if (strcmp(optarg, "json") == 0) {
+				t->fmt = OUT_JSON;
+			} else if (strcmp(optarg, "names") == 0) {
+				t->fmt = OUT_NAMES;
+			} else {
+				dp_err("invalid --output '%s': expected table, json or names", optarg);
+				return -1;
+			}
+			break;
+		case OPT_TIMEOUT:
+			if (dp_parse_duration("--timeout", optarg, &t->timeout_ms) < 0)
+				return -1;
+			if (t->timeout_ms < 1 || t->timeout_ms > INT32_MAX - 60000) {
+				dp_err("invalid --timeout '%s': must be between 1ms and 24d", optarg);
+				return -1;
+			}
+			break;
+		default:
+			if (dp_cli_common(&t->common, opt, optarg) != 1)
+				return -1;
+		}
+	}
+	if (optind < argc) {
+		const char *s = argv[optind++];
+		for (size_t i = 1; i < NSUBCMDS; i++)
+			if (strcmp(s, subcmd_names[i]) == 0)
+				t->sub = (enum subcmd)i;
+		if (t->sub == SC_NONE) {
+			dp_err("unknown subcommand '%s' (expected create, list, describe, alter, "
+			       "add-partitions, delete or offsets)", s);
+			return -1;
+		}
+	}
+	t->names = (const char **)argv + optind;
+	t->nnames = (size_t)(argc - optind);
+	return 0;
+}
+
+static const char *const option_names[] = {
+	"--partitions", "--replication-factor", "--topic-config", "--if-not-exists",
+	"--if-exists", "--dry-run", "--pattern", "--internal", "--yes", "--set",
+	"--delete", "--group",
+};
+
+/* All option combinations are checked here, once. */
+static int
+validate(struct topic *t)
+{
+	static const unsigned allowed[] = {
+		[SC_CREATE] = G_PARTITIONS | G_REPLICATION | G_TOPIC_CONFIG | G_IF_NOT_EXISTS |
+		              G_DRY_RUN,
+		[SC_LIST] = G_PATTERN | G_INTERNAL,
+		[SC_DESCRIBE] = 0,
+		[SC_ALTER] = G_SET | G_DELETE | G_DRY_RUN,
+		[SC_ADD_PARTITIONS] = G_PARTITIONS | G_DRY_RUN,
+		[SC_DELETE] = G_IF_EXISTS | G_PATTERN | G_YES | G_DRY_RUN,
+		[SC_OFFSETS] = G_GROUP,
+	};
+	const char *sub = subcmd_names[t->sub];
+
+	if (t->sub == SC_NONE) {
+		dp_err("no subcommand (expected create, list, describe, alter, add-partitions, "
+		       "delete or offsets)");
+		return -1;
+	}
+	for (size_t i = 0; i < sizeof(option_names) / sizeof(option_names[0]); i++)
+		if ((t->given & (1u << i)) && !(allowed[t->sub] & (1u << i))) {
+			dp_err("%s cannot be used with %s", option_names[i], sub);
+			return -1;
+		}
+	if (t->fmt == OUT_NAMES && t->sub != SC_LIST) {
+		dp_err("--output names is only for list");
+		return -1;
+	}
+	if (t->pattern) {
+		/* The whole name must match: "orders" must not select "orders-dlq". */
+		struct dp_buf re = DP_BUF_INIT;
+		int rc;
+		dp_buf_addf(&re, "^(%s)$", t->pattern);
+		rc = re.data ? regcomp(&t->re, re.data, REG_EXTENDED | REG_NOSUB) : REG_ESPACE;
+		dp_buf_free(&re);
+		if (rc) {
+			char why[256];
+			regerror(rc, &t->re, why, sizeof(why));
+			dp_err("invalid --pattern '%s': %s", t->pattern, why);
+			return -1;
+		}
+		t->re_ok = true;
+	}
+	switch (t->sub) {
+	case SC_LIST:
+		if (t->nnames) {
+			dp_err("list takes no topic names (use --pattern REGEX)");
+			return -1;
+		}
+		return 0;
+	case SC_CREATE:
+		for (size_t i = 0; i < t->nnames; i++)
+			if (strcmp(t->names[i], "-") == 0) {
+				if (t->nnames > 1) {
+					dp_err("create -: specs come from stdin; name no topics besides '-'");
+					return -1;
+				}
+				t->from_stdin = true;
+			}
+		break;
+	case SC_ALTER:
+		if (!t->nset && !t->ndel) {
+			dp_err("alter needs at least one --set KEY=VALUE or --delete KEY");
+			return -1;
+		}
+		for (size_t i = 0; i < t->ndel; i++)
+			for (size_t j = 0; j < t->nset; j++)
+				if (strcmp(t->del[i], t->set[j].key) == 0) {
+					dp_err("config '%s' is both in --set and --delete", t->del[i]);
+					return -1;
+				}
+		break;
+	case SC_ADD_PARTITIONS:
+		if (t->partitions < 0) {
+			dp_err("add-partitions needs -p N, the new total partition count");
+			return -1;
+		}
+		break;
+	case SC_DELETE:
+		if (t->pattern && t->nnames) {
+			dp_err("delete takes topic names or --pattern, not both");
+			return -1;
+		}
+		if (t->pattern && !t->yes && !t->dry_run) {
+			dp_err("delete --pattern deletes every topic whose name matches: add --yes "
+			       "(or --dry-run to see which)");
+			return -1;
+		}
+		if (t->yes && !t->pattern) {
+			dp_err("--yes is only needed with delete --pattern");
+			return -1;
+		}
+		if (t->pattern)
+			return 0;
+		break;
+	default:
+		break;
+	}
+	if (t->nnames == 0) {
+		dp_err("%s needs at least one topic name", sub);
+		return -1;
+	}
+	return 0;
+}
+
+/* ---- items and status ------------------------------------------------- */
+
+static int
+add_item(struct topic *t, const char *name, const struct dp_admin_spec *spec)
+{
+	struct item *p = realloc(t->items, (t->nitems + 1) * sizeof(*p));
+
+	if (!p)
+		return -1;
+	t->items = p;
+	p = &t->items[t->nitems];
+	memset(p, 0, sizeof(*p));
+	p->partitions = spec ? spec->partitions : -1;
+	p->replication = spec ? spec->replication_factor : -1;
+	p->previous = -1;
+	p->spec = spec;
+	if (!(p->res.name = strdup(name)))
+		return -1;
+	t->nitems++;
+	return 0;
+}
+
+/*
+ * Check every name locally, so a typo is reported without a round trip
+ * and never reaches the broker.  Returns how many items are left.
+ */
+static size_t
+check_items(struct topic *t)
+{
+	size_t left = 0;
+
+	for (size_t i = 0; i < t->nitems; i++) {
+		struct item *it = &t->items[i];
+		struct dp_buf why = DP_BUF_INIT;
+		if (dp_admin_check_name(it->res.name, &why)) {
+			dp_admin_result_fail(&it->res, DP_EX_INVALID, 0, "%s", why.data);
+		} else {
+			for (size_t j = 0; j < i; j++)
+				if (strcmp(t->items[j].res.name, it->res.name) == 0) {
+					dp_admin_result_fail(&it->res, DP_EX_INVALID, 0,
+					                     "topic is named more than once");
+					break;
+				}
+		}
+		dp_buf_free(&why);
+		if (!it->res.status)
+			left++;
+	}
+	return left;
+}
+
+/* Names of the items still undecided, and where they sit in t->items. */
+static size_t
+pending(struct topic *t, const char **names, size_t *idx)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < t->nitems; i++)
+		if (!t->items[i].res.status && !t->items[i].action) {
+			names[n] = t->items[i].res.name;
+			idx[n++] = i;
+		}
+	return n;
+}
+
+/* Copy a library result onto its item; ownership of the message moves. */
+static void
+take_result(struct item *it, struct dp_admin_result *r)
+{
+	it->res.status = r->status;
+	it->res.err = r->err;
+	free(it->res.error);
+	it->res.error = r->error;
+	r->error = NULL;
+}
+
+/*
+ * The exit status of the whole run: 0, the one status every failure
+ * shares, or DP_EX_PARTIAL when they differ.
+ */
+static void
+note_status(struct topic *t, int st)
+{
+	if (!st)
+		return;
+	if (!t->status)
+		t->status = st;
+	else if (t->status != st)
+		t->status = DP_EX_PARTIAL;
+}
+
+/* ---- create ----------------------------------------------------------- */
+
+/* Defaults from -p/-r/-c for a spec; what the spec itself says wins. */
+static int
+apply_defaults(struct topic *t, struct dp_admin_spec *s)
+{
+	if (s->partitions < 0)
+		s->partitions = t->partitions;
+	if (s->replication_factor < 0)
+		s->replication_factor = t->replication;
+	for (size_t i = 0; i < t->ntconfig; i++) {
+		bool has = false;
+		for (size_t j = 0; j < s->nconfig; j++)
+			if (strcmp(s->config[j].key, t->tconfig[i].key) == 0)
+				has = true;
+		if (has)
+			continue;
+		struct dp_buf pair = DP_BUF_INIT;
+		int rc = dp_buf_addf(&pair, "%s=%s", t->tconfig[i].key, t->tconfig[i].value);
+		if (rc == 0)
+			rc = dp_kv_add(&s->config, &s->nconfig, pair.data);
+		dp_buf_free(&pair);
+		if (rc < 0)
+			return -1;
+	}
+	return 0;
+}
+
+static int
+add_spec(struct topic *t, struct dp_admin_spec *s)
+{
+	struct dp_admin_spec *p = realloc(t->specs, (t->nspecs + 1) * sizeof(*p));
+
+	if (!p)
+		return -1;
+	t->specs = p;
+	t->specs[t->nspecs++] = *s;
+	return 0;
+}
+
+static bool
+blank(const char *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (s[i] != ' ' && s[i] != '\t' && s[i] != '\r')
+			return false;
+	return true;
+}
+
+/*
+ * Read every spec before anything is sent: a file with one bad line
+ * changes nothing at all, so fixing it and running again is safe.
+ */
+static int
+read_specs(struct topic *t)
+{
+	struct dp_lines *in = dp_lines_new(STDIN_FILENO, DP_LINES_STRICT);
+	const char *line;
+	size_t len;
+	int r, status = 0;
+
+	if (!in) {
+		dp_err("out of memory");
+		return DP_EX_SOFTWARE;
+	}
+	while ((r = dp_lines_next(in, &line, &len)) != DP_LINES_EOF) {
+		unsigned long lineno = dp_lines_lineno(in);
+		if (r == DP_LINES_ERR) {
+			if (errno == EINTR)
+				continue;
+			dp_err("cannot read stdin: %s", strerror(errno));
+			status = DP_EX_IOERR;
+			break;
+		}
+		if (r == DP_LINES_NOMEM) {
+			dp_err("out of memory reading line %lu", lineno + 1);
+			status = DP_EX_SOFTWARE;
+			break;
+		}
+		if (r == DP_LINES_BAD) {
+			dp_err("stdin line %lu: %s at byte %zu", lineno, dp_lines_error(in),
+			       dp_lines_error_offset(in) + 1);
+			status = DP_EX_DATAERR;
+			continue;
+		}
+		if (blank(line, len))
+			continue;
+		struct dp_admin_spec s;
+		struct dp_buf err = DP_BUF_INIT;
+		if (dp_admin_spec_parse(line, len, &s, &err) < 0) {
+			dp_err("stdin line %lu: %s", lineno, err.data ? err.data : "bad spec");
+			dp_buf_free(&err);
+			dp_admin_spec_clear(&s);
+			status = DP_EX_DATAERR;
+			continue;
+		}
+		dp_buf_free(&err);
+		if (apply_defaults(t, &s) < 0 || add_spec(t, &s) < 0) {
+			dp_admin_spec_clear(&s);
+			dp_err("out of memory");
+			status = DP_EX_SOFTWARE;
+			break;
+		}
+	}
+	dp_lines_free(in);
+	return status;
+}
+
+/* The specs for create: from stdin, or one per NAME with -p/-r/-c. */
+static int
+build_specs(struct topic *t)
+{
+	if (t->from_stdin) {
+		int st = read_specs(t);
+		if (st)
+			return st;
+	} else {
+		for (size_t i = 0; i < t->nnames; i++) {
+			struct dp_admin_spec s;
+			memset(&s, 0, sizeof(s));
+			s.partitions = -1;
+			s.replication_factor = -1;
+			s.name = strdup(t->names[i]);
+			if (!s.name || apply_defaults(t, &s) < 0 || add_spec(t, &s) < 0) {
+				dp_admin_spec_clear(&s);
+				dp_err("out of memory");
+				return DP_EX_SOFTWARE;
+			}
+		}
+	}
+	for (size_t i = 0; i < t->nspecs; i++)
+		if (add_item(t, t->specs[i].name, &t->specs[i]) < 0) {
+			dp_err("out of memory");
+			return DP_EX_SOFTWARE;
+		}
+	return 0;
+}
+
+/* Fill partitions and replication from metadata where the broker chose. */
+static void
+fill_from_metadata(struct topic *t)
+{
+	for (size_t i = 0; i < t->nitems; i++) {
+		struct item *it = &t->items[i];
+		const struct dp_admin_topic *tp;
+		if (it->res.status || !it->action || strcmp(it->action, "would-create") == 0)
+			continue;
+		tp = dp_admin_topics_find(&t->md, it->res.name);
+		if (!tp || tp->npartitions == 0)
+			continue;
+		if (strcmp(it->action, "exists") == 0 && it->spec) {
+			/* Declarative use: say when the live topic drifted from the spec. */
+			if (it->spec->partitions > 0 && it->spec->partitions != tp->npartitions)
+				dp_warn("topic '%s' exists with %d partitions, not %d", it->res.name,
+				        tp->npartitions, (int)it->spec->partitions);
+			if (it->spec->replication_factor > 0 &&
+			    it->spec->replication_factor != tp->replication_factor)
+				dp_warn("topic '%s' exists with replication factor %d, not %d",
+				        it->res.name, tp->replication_factor,
+				        (int)it->spec->replication_factor);
+		}
+		it->partitions = tp->npartitions;
+		it->replication = tp->replication_factor;
+	}
+}
+
+static int
+run_create(struct topic *t)
+{
+	struct dp_admin_spec *send = calloc(t->nitems + 1, sizeof(*send));
+	struct dp_admin_result *res = calloc(t->nitems + 1, sizeof(*res));
+	size_t *idx = calloc(t->nitems + 1, sizeof(*idx));
+	size_t n = 0;
+	int st, ev = E_ANSWERED;
+	bool lookup = false;
+
+	if (!send || !res || !idx) {
+		free(send); free(res); free(idx);
+		dp_err("out of memory");
+		t->status = DP_EX_SOFTWARE;
+		return E_NO_ANSWER;
+	}
+	for (size_t i = 0; i < t->nitems; i++)
+		if (!t->items[i].res.status) {
+			send[n] = *t->items[i].spec;    /* shallow: the strings stay in t->specs */
+			idx[n++] = i;
+		}
+	st = dp_admin_create(t->rk, send, n, t->dry_run, (int)t->timeout_ms, res);
+	if (st)
+		ev = E_NO_ANSWER;
+	for (size_t k = 0; k < n; k++) {
+		struct item *it = &t->items[idx[k]];
+		if (!res[k].status) {
+			it->action = t->dry_run ? "would-create" : "created";
+			lookup |= !t->dry_run;
+		} else if (res[k].err == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS && t->if_not_exists) {
+			it->action = "exists";
+			lookup = true;
+		} else {
+			take_result(it, &res[k]);
+		}
+	}
+	dp_admin_results_free(res, n);
+	free(send);
+	free(idx);
+	if (lookup && ev == E_ANSWERED) {
+		struct dp_buf err = DP_BUF_INIT;
+		dp_fsm_step(&t->fsm, E_MORE, t);
+		/* Only decoration: without it the requested numbers are shown. */
+		if (dp_admin_list(t->rk, (int)t->timeout_ms, &t->md, &err) == 0)
+			fill_from_metadata(t);
+		else
+			dp_info("%s", err.data);
+		dp_buf_free(&err);
+	}
+	return ev;
+}
+
+/* ---- list, describe, offsets ------------------------------------------ */
+
+/*
+ * All topics' metadata.  When it cannot be had, every topic still
+ * undecided fails with the reason (or, with none named, the run does).
+ */
+static int
+fetch_metadata(struct topic *t)
+{
+	struct dp_buf err = DP_BUF_INIT;
+	int st = dp_admin_list(t->rk, (int)t->timeout_ms, &t->md, &err);
+	bool any = false;
+
+	for (size_t i = 0; st && i < t->nitems; i++)
+		if (!t->items[i].res.status && !t->items[i].action) {
+			dp_admin_result_fail(&t->items[i].res, st, 0, "%s", err.data);
+			any = true;
+		}
+	if (st && !any) {
+		dp_err("%s", err.data);
+		note_status(t, st);
+	}
+	dp_buf_free(&err);
+	return st;
+}
+
+static bool
+listed(const struct topic *t, const struct dp_admin_topic *tp)
+{
+	if (tp->internal && !t->internal)
+		return false;
+	return !t->re_ok || regexec(&t->re, tp->name, 0, NULL, 0) == 0;
+}
+
+static int
+run_list(struct topic *t)
+{
+	return fetch_metadata(t) ? E_NO_ANSWER : E_ANSWERED;
+}
+
+/* Fail the items whose topic is not in the metadata. */
+static void
+require_existing(struct topic *t)
+{
+	for (size_t i = 0; i < t->nitems; i++) {
+		struct item *it = &t->items[i];
+		if (!it->res.status && !dp_admin_topics_find(&t->md, it->res.name))
+			dp_admin_result_fail(&it->res, DP_EX_NOTFOUND,
+			                     RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART,
+			                     "topic does not exist");
+	}
+}
+
+static int
+run_describe(struct topic *t)
+{
+	const char **names;
+	size_t *idx, n;
+	struct dp_admin_configs *cfg;
+
+	if (fetch_metadata(t))
+		return E_NO_ANSWER;
+	require_existing(t);
+	names = calloc(t->nitems + 1, sizeof(*names));
+	idx = calloc(t->nitems + 1, sizeof(*idx));
+	cfg = calloc(t->nitems + 1, sizeof(*cfg));
+	t->configs = calloc(t->nitems + 1, sizeof(*t->configs));
+	if (!names || !idx || !cfg || !t->configs) {
+		free(names); free(idx); free(cfg);
+		dp_err("out of memory");
+		t->status = DP_EX_SOFTWARE;
+		return E_NO_ANSWER;
+	}
+	n = pending(t, names, idx);
+	dp_fsm_step(&t->fsm, E_MORE, t);
+	int st = dp_admin_describe_configs(t->rk, names, n, (int)t->timeout_ms, cfg);
+	for (size_t k = 0; k < n; k++) {
+		struct item *it = &t->items[idx[k]];
+		if (cfg[k].res.status)
+			take_result(it, &cfg[k].res);
+		dp_admin_result_clear(&cfg[k].res);
+		t->configs[idx[k]] = cfg[k];
+		it->action = "described";
+	}
+	free(cfg);
+	free(names);
+	free(idx);
+	return st ? E_NO_ANSWER : E_ANSWERED;
+}
+
+static int
+run_offsets(struct topic *t)
+{
+	if (fetch_metadata(t))
+		return E_NO_ANSWER;
+	require_existing(t);
+	return E_ANSWERED;
+}
+
+/* ---- alter, add-partitions, delete ------------------------------------ */
+
+static int
+run_alter(struct topic *t)
+{
+	const char **names = calloc(t->nitems + 1, sizeof(*names));
+	size_t *idx = calloc(t->nitems + 1, sizeof(*idx));
+	struct dp_admin_result *res = calloc(t->nitems + 1, sizeof(*res));
+	struct dp_admin_change ch = { t->set, t->nset, t->del, t->ndel };
+	size_t n;
+	int st;
+
+	if (!names || !idx || !res) {
+		free(names); free(idx); free(res);
+		dp_err("out of memory");
+		t->status = DP_EX_SOFTWARE;
+		return E_NO_ANSWER;
+	}
+	n = pending(t, names, idx);
+	st = dp_admin_alter(t->rk, names, n, &ch, t->dry_run, (int)t->timeout_ms, res,
+	                    &t->method);
+	for (size_t k = 0; k < n; k++) {
+		struct item *it = &t->items[idx[k]];
+		if (res[k].status)
+			take_result(it, &res[k]);
+		else
+			it->action = t->dry_run ? "would-alter" : "altered";
+	}
+	dp_admin_results_free(res, n);
+	free(names);
+	free(idx);
+	return st ? E_NO_ANSWER : E_ANSWERED;
+}
+
+static int
+run_add_partitions(struct topic *t)
+{
+	const char **names;
+	size_t *idx, n;
+	struct dp_admin_result *res;
+
+	if (fetch_metadata(t))
+		return E_NO_ANSWER;
+	require_existing(t);
+	for (size_t i = 0; i < t->nitems; i++) {
+		struct item *it = &t->items[i];
+		const struct dp_admin_topic *tp = dp_admin_topics_find(&t->md, it->res.name);
+		if (it->res.status || !tp)
+			continue;
+		it->previous = tp->npartitions;
+		it->partitions = tp->npartitions;
+		/* Asking again for what is already there is not an error. */
+		if (tp->npartitions == t->partitions)
+			it->action = "unchanged";
+		else if (tp->npartitions > t->partitions)
+			dp_admin_result_fail(&it->res, DP_EX_INVALID, RD_KAFKA_RESP_ERR_INVALID_PARTITIONS,
+			                     "topic has %d partitions; partitions can be added, "
+			                     "never removed", tp->npartitions);
+	}
+	names = calloc(t->nitems + 1, sizeof(*names));
+	idx = calloc(t->nitems + 1, sizeof(*idx));
+	res = calloc(t->nitems + 1, sizeof(*res));
+	if (!names || !idx || !res) {
+		free(names); free(idx); free(res);
+		dp_err("out of memory");
+		t->status = DP_EX_SOFTWARE;
+		return E_NO_ANSWER;
+	}
+	n = pending(t, names, idx);
+	int st = 0;
+	if (n) {
+		dp_fsm_step(&t->fsm, E_MORE, t);
+		st = dp_admin_add_partitions(t->rk, names, n, t->partitions, t->dry_run,
+		                             (int)t->timeout_ms, res);
+	}
+	for (size_t k = 0; k < n; k++) {
+		struct item *it = &t->items[idx[k]];
+		if (res[k].status) {
+			take_result(it, &res[k]);
+		} else {
+			it->action = t->dry_run ? "would-add" : "added";
+			it->partitions = t->partitions;
+		}
+	}
+	dp_admin_results_free(res, n);
+	free(names);
+	free(idx);
+	return st ? E_NO_ANSWER : E_ANSWERED;
+}
+
+static int
+run_delete(struct topic *t)
+{
+	const char **names;
+	size_t *idx, n;
+	struct dp_admin_result *res;
+	int st = 0;
+
+	if (t->pattern || t->dry_run) {
+		if (fetch_metadata(t))
+			return E_NO_ANSWER;
+		dp_fsm_step(&t->fsm, E_MORE, t);
+	}
+	if (t->pattern) {
+		/* Internal topics are never deleted by pattern, not even with --yes. */
+		for (size_t i = 0; i < t->md.n; i++)
+			if (!t->md.v[i].internal && listed(t, &t->md.v[i]) &&
+			    add_item(t, t->md.v[i].name, NULL) < 0) {
+				dp_err("out of memory");
+				t->status = DP_EX_SOFTWARE;
+				return E_NO_ANSWER;
+			}
+		if (t->nitems == 0 && !t->if_exists) {
+			dp_err("no topic matches --pattern '%s'", t->pattern);
+			t->status = DP_EX_NOTFOUND;
+		}
+	}
+	if (t->dry_run) {
+		for (size_t i = 0; i < t->nitems; i++) {
+			struct item *it = &t->items[i];
+			if (it->res.status)
+				continue;
+			if (dp_admin_topics_find(&t->md, it->res.name))
+				it->action = "would-delete";
+			else if (t->if_exists)
+				it->action = "absent";
+			else
+				dp_admin_result_fail(&it->res, DP_EX_NOTFOUND,
+				                     RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART,
+				                     "topic does not exist");
+		}
+		return E_ANSWERED;
+	}
+	names = calloc(t->nitems + 1, sizeof(*names));
+	idx = calloc(t->nitems + 1, sizeof(*idx));
+	res = calloc(t->nitems + 1, sizeof(*res));
+	if (!names || !idx || !res) {
+		free(names); free(idx); free(res);
+		dp_err("out of memory");
+		t->status = DP_EX_SOFTWARE;
+		return E_NO_ANSWER;
+	}
+	n = pending(t, names, idx);
+	if (n)
+		st = dp_admin_delete(t->rk, names, n, (int)t->timeout_ms, res);
+	for (size_t k = 0; k < n; k++) {
+		struct item *it = &t->items[idx[k]];
+		if (!res[k].status)
+			it->action = "deleted";
+		else if (res[k].status == DP_EX_NOTFOUND && t->if_exists)
+			it->action = "absent";
+		else
+			take_result(it, &res[k]);
+	}
+	dp_admin_results_free(res, n);
+	free(names);
+	free(idx);
+	return st ? E_NO_ANSWER : E_ANSWERED;
+}
+
+/* ---- output ----------------------------------------------------------- */
+
+static int
+emit(struct topic *t, const char *s, size_t n)
+{
+	if (dp_out_write(t->out, s, n) < 0) {
+		if (errno != EPIPE) {
+			dp_err("cannot write to stdout: %s", strerror(errno));
+			note_status(t, DP_EX_IOERR);
+		}
+		return -1;
+	}
+	return 0;
+}
+
+static int
+emit_table(struct topic *t)
+{
+	struct dp_buf b = DP_BUF_INIT;
+	int rc = 0;
+
+	if (!t->table)
+		return 0;
+	if (dp_table_render(t->table, &b) < 0) {
+		dp_err("out of memory");
+		note_status(t, DP_EX_SOFTWARE);
+		rc = -1;
+	} else {
+		rc = emit(t, b.data, b.len);
+	}
+	dp_buf_free(&b);
+	dp_table_free(t->table);
+	t->table = NULL;
+	return rc;
+}
+
+static int
+new_table(struct topic *t, const char *const *headers, size_t ncols)
+{
+	dp_table_free(t->table);
+	t->table = dp_table_new(headers, ncols);
+	if (!t->table) {
+		dp_err("out of memory");
+		note_status(t, DP_EX_SOFTWARE);
+		return -1;
+	}
+	return 0;
+}
+
+static void
+json_str(struct dp_buf *b, const char *s)
+{
+	if (s)
+		dp_json_quote(b, s, strlen(s));
+	else
+		dp_buf_addstr(b, "null");
+}
+
+static void
+json_int(struct dp_buf *b, int64_t v)
+{
+	if (v < 0)
+		dp_buf_addstr(b, "null");
+	else
+		dp_buf_addf(b, "%lld", (long long)v);
+}
+
+static const char *
+source_name(rd_kafka_ConfigSource_t s)
+{
+	switch (s) {
+	case RD_KAFKA_CONFIG_SOURCE_DYNAMIC_TOPIC_CONFIG:          return "dynamic_topic";
+	case RD_KAFKA_CONFIG_SOURCE_DYNAMIC_BROKER_CONFIG:         return "dynamic_broker";
+	case RD_KAFKA_CONFIG_SOURCE_DYNAMIC_DEFAULT_BROKER_CONFIG: return "dynamic_default_broker";
+	case RD_KAFKA_CONFIG_SOURCE_STATIC_BROKER_CONFIG:          return "static_broker";
+	case RD_KAFKA_CONFIG_SOURCE_DEFAULT_CONFIG:                return "default";
+	default:                                                   return "unknown";
+	}
+}
+
+static bool
+non_default(const struct dp_admin_config *c)
+{
+	return c->source != RD_KAFKA_CONFIG_SOURCE_DEFAULT_CONFIG && !c->is_default;
+}
+
+/* The verb of a subcommand's error messages. */
+static const char *
+verb(enum subcmd s)
+{
+	switch (s) {
+	case SC_CREATE:         return "cannot create";
+	case SC_DESCRIBE:       return "cannot describe";
+	case SC_ALTER:          return "cannot alter";
+	case SC_ADD_PARTITIONS: return "cannot add partitions to";
+	case SC_DELETE:         return "cannot delete";
+	case SC_OFFSETS:        return "cannot get offsets of";
+	default:                return "cannot use";
+	}
+}
+
+static bool
+as_table(const struct topic *t)
+{
+	return t->fmt == OUT_TABLE;
+}
+
+/* create, alter, add-partitions, delete: one record per topic. */
+static void
+report_changes(struct topic *t)
+{
+	static const char *const h_create[] = { "NAME", "ACTION", "PARTITIONS", "REPLICATION", "ERROR" };
+	static const char *const h_alter[] = { "NAME", "ACTION", "METHOD", "ERROR" };
+	static const char *const h_add[] = { "NAME", "ACTION", "PARTITIONS", "PREVIOUS", "ERROR" };
+	static const char *const h_delete[] = { "NAME", "ACTION", "ERROR" };
+	const char *method = t->method == DP_ADMIN_METHOD_INCREMENTAL ? "incremental" : "full";
+
+	if (as_table(t)) {
+		int rc = 0;
+		if (t->sub == SC_CREATE)
+			rc = new_table(t, h_create, 5);
+		else if (t->sub == SC_ALTER)
+			rc = new_table(t, h_alter, 4);
+		else if (t->sub == SC_ADD_PARTITIONS)
+			rc = new_table(t, h_add, 5);
+		else
+			rc = new_table(t, h_delete, 3);
+		if (rc < 0)
+			return;
+	}
+	for (size_t i = 0; i < t->nitems; i++) {
+		struct item *it = &t->items[i];
+		const char *action = it->res.status ? "failed" : it->action;
+		struct dp_buf *b = &t->rec;
+
+		if (it->res.status)
+			dp_err("%s '%s': %s", verb(t->sub), it->res.name, it->res.error);
+		note_status(t, it->res.status);
+		if (as_table(t)) {
+			char p[16] = "-", r[16] = "-", prev[16] = "-";
+			if (it->partitions > 0)
+				snprintf(p, sizeof(p), "%d", (int)it->partitions);
+			if (it->replication > 0)
+				snprintf(r, sizeof(r), "%d", (int)it->replication);
+			if (it->previous > 0)
+				snprintf(prev, sizeof(prev), "%d", (int)it->previous);
+			const char *err = it->res.error ? it->res.error : "";
+			const char *c_create[] = { it->res.name, action, p, r, err };
+			const char *c_alter[] = { it->res.name, action, it->res.status ? "-" : method, err };
+			const char *c_add[] = { it->res.name, action, p, prev, err };
+			const char *c_delete[] = { it->res.name, action, err };
+			const char *const *cells = t->sub == SC_CREATE ? c_create :
+			                           t->sub == SC_ALTER ? c_alter :
+			                           t->sub == SC_ADD_PARTITIONS ? c_add : c_delete;
+			if (dp_table_add(t->table, cells) < 0) {
+				dp_err("out of memory");
+				note_status(t, DP_EX_SOFTWARE);
+				return;
+			}
+			continue;
+		}
+		dp_buf_reset(b);
+		dp_buf_addstr(b, "{\"name\":");
+		json_str(b, it->res.name);
+		dp_buf_addstr(b, ",\"action\":");
+		json_str(b, action);
+		if (t->sub == SC_CREATE) {
+			dp_buf_addstr(b, ",\"partitions\":");
+			json_int(b, it->partitions);
+			dp_buf_addstr(b, ",\"replication_factor\":");
+			json_int(b, it->replication);
+			dp_buf_addstr(b, ",\"config\":{");
+			for (size_t c = 0; it->spec && c < it->spec->nconfig; c++) {
+				if (c)
+					dp_buf_addch(b, ',');
+				json_str(b, it->spec->config[c].key);
+				dp_buf_addch(b, ':');
+				json_str(b, it->spec->config[c].value);
+			}
+			dp_buf_addch(b, '}');
+		} else if (t->sub == SC_ALTER) {
+			dp_buf_addstr(b, ",\"method\":");
+			json_str(b, it->res.status ? NULL : method);
+			dp_buf_addstr(b, ",\"set\":{");
+			for (size_t c = 0; c < t->nset; c++) {
+				if (c)
+					dp_buf_addch(b, ',');
+				json_str(b, t->set[c].key);
+				dp_buf_addch(b, ':');
+				json_str(b, t->set[c].value);
+			}
+			dp_buf_addstr(b, "},\"delete\":[");
+			for (size_t c = 0; c < t->ndel; c++) {
+				if (c)
+					dp_buf_addch(b, ',');
+				json_str(b, t->del[c]);
+			}
+			dp_buf_addch(b, ']');
+		} else if (t->sub == SC_ADD_PARTITIONS) {
+			dp_buf_addstr(b, ",\"partitions\":");
+			json_int(b, it->res.status ? -1 : it->partitions);
+			dp_buf_addstr(b, ",\"previous\":");
+			json_int(b, it->previous);
+		}
+		dp_buf_addstr(b, ",\"error\":");
+		json_str(b, it->res.error);
+		dp_buf_addf(b, ",\"status\":%d}\n", it->res.status);
+		if (emit(t, b->data, b->len) < 0)
+			return;
+	}
+	emit_table(t);
+}
+
+static void
+report_list(struct topic *t)
+{
+	static const char *const h[] = { "NAME", "PARTITIONS", "REPLICATION", "INTERNAL" };
+	struct dp_buf *b = &t->rec;
+
+	if (as_table(t)) {
+		if (new_table(t, h, 4) < 0)
+			return;
+		dp_table_align_right(t->table, 1);
+		dp_table_align_right(t->table, 2);
+	}
+	for (size_t i = 0; i < t->md.n; i++) {
+		const struct dp_admin_topic *tp = &t->md.v[i];
+		if (!listed(t, tp))
+			continue;
+		dp_buf_reset(b);
+		if (t->fmt == OUT_NAMES) {
+			dp_buf_addf(b, "%s\n", tp->name);
+		} else if (as_table(t)) {
+			char p[16], r[16];
+			snprintf(p, sizeof(p), "%d", tp->npartitions);
+			snprintf(r, sizeof(r), "%d", tp->replication_factor);
+			const char *cells[] = { tp->name, p, r, tp->internal ? "yes" : "no" };
+			if (dp_table_add(t->table, cells) < 0) {
+				note_status(t, DP_EX_SOFTWARE);
+				return;
+			}
+			continue;
+		} else {
+			dp_buf_addstr(b, "{\"name\":");
+			json_str(b, tp->name);
+			dp_buf_addf(b, ",\"partitions\":%d,\"replication_factor\":%d,"
+			            "\"internal\":%s}\n", tp->npartitions, tp->replication_factor,
+			            tp->internal ? "true" : "false");
+		}
+		if (emit(t, b->data, b->len) < 0)
+			return;
+	}
+	emit_table(t);
+}
+
+static void
+ids(struct dp_buf *b, const int32_t *v, int n, bool json)
+{
+	if (json)
+		dp_buf_addch(b, '[');
+	for (int i = 0; i < n; i++)
+		dp_buf_addf(b, "%s%d", i ? "," : "", (int)v[i]);
+	if (json)
+		dp_buf_addch(b, ']');
+}
+
+/*
+ * Watermarks of every partition of tp into low[]/high[] (-1 when the
+ * leader did not answer).  Returns 0 or the status of the first failure.
+ */
+static int
+watermarks(struct topic *t, const struct dp_admin_topic *tp, int64_t *low, int64_t *high)
+{
+	int status = 0;
+
+	for (int p = 0; p < tp->npartitions; p++) {
+		struct dp_buf err = DP_BUF_INIT;
+		low[p] = high[p] = -1;
+		int st = dp_admin_watermarks(t->rk, tp->name, tp->partitions[p].id,
+		                             (int)t->timeout_ms, &low[p], &high[p], &err);
+		if (st) {
+			dp_err("%s", err.data);
+			low[p] = high[p] = -1;
+			if (!status)
+				status = st;
+		}
+		dp_buf_free(&err);
+	}
+	return status;
+}
+
+static void
+report_describe_one(struct topic *t, struct item *it, const struct dp_admin_configs *cfg)
+{
+	static const char *const h_topic[] = { "NAME", "PARTITIONS", "REPLICATION", "INTERNAL" };
+	static const char *const h_part[] = { "PARTITION", "LEADER", "REPLICAS", "ISR", "LOW", "HIGH" };
+	static const char *const h_cfg[] = { "CONFIG", "VALUE", "SOURCE" };
+	const struct dp_admin_topic *tp = dp_admin_topics_find(&t->md, it->res.name);
+	struct dp_buf *b = &t->rec;
+	int n = tp->npartitions;
+	int64_t *low = calloc((size_t)(n > 0 ? n : 1), sizeof(*low));
+	int64_t *high = calloc((size_t)(n > 0 ? n : 1), sizeof(*high));
+
+	if (!low || !high) {
+		free(low);
+		free(high);
+		note_status(t, DP_EX_SOFTWARE);
+		return;
+	}
+	note_status(t, watermarks(t, tp, low, high));
+	dp_buf_reset(b);
+	if (as_table(t)) {
+		char p[16], r[16];
+		snprintf(p, sizeof(p), "%d", n);
+		snprintf(r, sizeof(r), "%d", tp->replication_factor);
+		const char *cells[] = { tp->name, p, r, tp->internal ? "yes" : "no" };
+		if (new_table(t, h_topic, 4) < 0 || dp_table_add(t->table, cells) < 0 ||
+		    emit_table(t) < 0 || new_table(t, h_part, 6) < 0)
+			goto out;
+		for (size_t c = 0; c < 6; c++)
+			if (c != 2 && c != 3)
+				dp_table_align_right(t->table, c);
+		for (int i = 0; i < n; i++) {
+			const struct dp_admin_partition *pp = &tp->partitions[i];
+			struct dp_buf rep = DP_BUF_INIT, isr = DP_BUF_INIT;
+			char id[16], leader[16], lo[24] = "-", hi[24] = "-";
+			snprintf(id, sizeof(id), "%d", (int)pp->id);
+			snprintf(leader, sizeof(leader), "%d", (int)pp->leader);
+			if (low[i] >= 0)
+				snprintf(lo, sizeof(lo), "%lld", (long long)low[i]);
+			if (high[i] >= 0)
+				snprintf(hi, sizeof(hi), "%lld", (long long)high[i]);
+			ids(&rep, pp->replicas, pp->nreplicas, false);
+			ids(&isr, pp->isr, pp->nisr, false);
+			const char *row[] = { id, leader, rep.data ? rep.data : "",
+			                      isr.data ? isr.data : "", lo, hi };
+			int rc = dp_table_add(t->table, row);
+			dp_buf_free(&rep);
+			dp_buf_free(&isr);
+			if (rc < 0)
+				goto out;
+		}
+		if (emit(t, "\n", 1) < 0 || emit_table(t) < 0)
+			goto out;
+		size_t shown = 0;
+		for (size_t i = 0; i < cfg->n; i++)
+			shown += non_default(&cfg->v[i]);
+		if (shown) {
+			if (emit(t, "\n", 1) < 0 || new_table(t, h_cfg, 3) < 0)
+				goto out;
+			for (size_t i = 0; i < cfg->n; i++) {
+				const struct dp_admin_config *c = &cfg->v[i];
+				if (!non_default(c))
+					continue;
+				const char *row[] = { c->name, c->value ? c->value : "(hidden)",
+				                      source_name(c->source) };
+				if (dp_table_add(t->table, row) < 0)
+					goto out;
+			}
+			emit_table(t);
+		}
+		goto out;
+	}
+	dp_buf_addstr(b, "{\"name\":");
+	json_str(b, tp->name);
+	dp_buf_addf(b, ",\"partitions\":%d,\"replication_factor\":%d,\"internal\":%s",
+	            n, tp->replication_factor, tp->internal ? "true" : "false");
+	dp_buf_addstr(b, ",\"config\":{");
+	bool first = true;
+	for (size_t i = 0; i < cfg->n; i++) {
+		if (!non_default(&cfg->v[i]))
+			continue;
+		dp_buf_addstr(b, first ? "" : ",");
+		json_str(b, cfg->v[i].name);
+		dp_buf_addch(b, ':');
+		json_str(b, cfg->v[i].value);
+		first = false;
+	}
+	dp_buf_addstr(b, "},\"config_source\":{");
+	first = true;
+	for (size_t i = 0; i < cfg->n; i++) {
+		if (!non_default(&cfg->v[i]))
+			continue;
+		dp_buf_addstr(b, first ? "" : ",");
+		json_str(b, cfg->v[i].name);
+		dp_buf_addch(b, ':');
+		json_str(b, source_name(cfg->v[i].source));
+		first = false;
+	}
+	dp_buf_addstr(b, "},\"partition_info\":[");
+	for (int i = 0; i < n; i++) {
+		const struct dp_admin_partition *pp = &tp->partitions[i];
+		dp_buf_addf(b, "%s{\"partition\":%d,\"leader\":", i ? "," : "", (int)pp->id);
+		json_int(b, pp->leader);
+		dp_buf_addstr(b, ",\"replicas\":");
+		ids(b, pp->replicas, pp->nreplicas, true);
+		dp_buf_addstr(b, ",\"isr\":");
+		ids(b, pp->isr, pp->nisr, true);
+		dp_buf_addstr(b, ",\"low\":");
+		json_int(b, low[i]);
+		dp_buf_addstr(b, ",\"high\":");
+		json_int(b, high[i]);
+		dp_buf_addch(b, '}');
+	}
+	dp_buf_addstr(b, "]}\n");
+	emit(t, b->data, b->len);
+out:
+	free(low);
+	free(high);
+}
+
+/* A topic that could not be looked at: one record naming why. */
+static void
+report_failed_item(struct topic *t, struct item *it, const char *key)
+{
+	struct dp_buf *b = &t->rec;
+
+	dp_err("%s '%s': %s", verb(t->sub), it->res.name, it->res.error);
+	note_status(t, it->res.status);
+	if (as_table(t))
+		return;
+	dp_buf_reset(b);
+	dp_buf_addf(b, "{\"%s\":", key);
+	json_str(b, it->res.name);
+	dp_buf_addstr(b, ",\"error\":");
+	json_str(b, it->res.error);
+	dp_buf_addf(b, ",\"status\":%d}\n", it->res.status);
+	emit(t, b->data, b->len);
+}
+
+static void
+report_describe(struct topic *t)
+{
+	bool first = true;
+
+	for (size_t i = 0; i < t->nitems && !dp_out_error(t->out); i++) {
+		struct item *it = &t->items[i];
+		if (it->res.status) {
+			report_failed_item(t, it, "name");
+			continue;
+		}
+		if (as_table(t) && !first)
+			emit(t, "\n", 1);
+		first = false;
+		report_describe_one(t, it, &t->configs[i]);
+	}
+}
+
+/*
+ * Lag counts the records the group has not consumed yet.  Without a
+ * committed offset the group would start from the beginning (or the end:
+ * auto.offset.reset is the consumer's choice), and the whole partition is
+ * counted: the larger answer is the safer one for alerting.
+ */
+static int64_t
+lag(int64_t low, int64_t high, int64_t committed)
+{
+	int64_t l;
+
+	if (high < 0)
+		return -1;
+	l = committed >= 0 ? high - committed : high - (low >= 0 ? low : 0);
+	return l > 0 ? l : 0;
+}
+
+static void
+report_offsets(struct topic *t)
+{
+	static const char *const h[] = { "TOPIC", "PARTITION", "LOW", "HIGH", "COMMITTED", "LAG" };
+	struct dp_buf *b = &t->rec;
+	size_t ncols = t->group ? 6 : 4;
+
+	if (as_table(t)) {
+		if (new_table(t, h, ncols) < 0)
+			return;
+		for (size_t c = 1; c < ncols; c++)
+			dp_table_align_right(t->table, c);
+	}
+	for (size_t i = 0; i < t->nitems && !dp_out_error(t->out); i++) {
+		struct item *it = &t->items[i];
+		if (it->res.status) {
+			report_failed_item(t, it, "topic");
+			continue;
+		}
+		const struct dp_admin_topic *tp = dp_admin_topics_find(&t->md, it->res.name);
+		int n = tp->npartitions;
+		int64_t *low = calloc((size_t)(n > 0 ? n : 1), sizeof(*low));
+		int64_t *high = calloc((size_t)(n > 0 ? n : 1), sizeof(*high));
+		int64_t *committed = calloc((size_t)(n > 0 ? n : 1), sizeof(*committed));
+		if (!low || !high || !committed) {
+			free(low); free(high); free(committed);
+			note_status(t, DP_EX_SOFTWARE);
+			return;
+		}
+		note_status(t, watermarks(t, tp, low, high));
+		for (int p = 0; p < n; p++)
+			committed[p] = -1;
+		if (t->group) {
+			struct dp_buf err = DP_BUF_INIT;
+			int st = dp_admin_committed(t->rk, t->group, tp->name, n, (int)t->timeout_ms,
+			                            committed, &err);
+			if (st) {
+				dp_err("%s", err.data);
+				note_status(t, st);
+			}
+			dp_buf_free(&err);
+		}
+		for (int p = 0; p < n; p++) {
+			int64_t l = lag(low[p], high[p], committed[p]);
+			if (as_table(t)) {
+				char id[16], lo[24] = "-", hi[24] = "-", co[24] = "-", la[24] = "-";
+				snprintf(id, sizeof(id), "%d", p);
+				if (low[p] >= 0)
+					snprintf(lo, sizeof(lo), "%lld", (long long)low[p]);
+				if (high[p] >= 0)
+					snprintf(hi, sizeof(hi), "%lld", (long long)high[p]);
+				if (committed[p] >= 0)
+					snprintf(co, sizeof(co), "%lld", (long long)committed[p]);
+				if (l >= 0)
+					snprintf(la, sizeof(la), "%lld", (long long)l);
+				const char *row[] = { tp->name, id, lo, hi, co, la };
+				if (dp_table_add(t->table, row) < 0)
+					note_status(t, DP_EX_SOFTWARE);
+				continue;
+			}
+			dp_buf_reset(b);
+			dp_buf_addstr(b, "{\"topic\":");
+			json_str(b, tp->name);
+			dp_buf_addf(b, ",\"partition\":%d,\"low\":", p);
+			json_int(b, low[p]);
+			dp_buf_addstr(b, ",\"high\":");
+			json_int(b, high[p]);
+			if (t->group) {
+				dp_buf_addstr(b, ",\"group\":");
+				json_str(b, t->group);
+				dp_buf_addstr(b, ",\"committed\":");
+				json_int(b, committed[p]);
+				dp_buf_addstr(b, ",\"lag\":");
+				json_int(b, l);
+			}
+			dp_buf_addstr(b, "}\n");
+			if (emit(t, b->data, b->len) < 0)
+				break;
+		}
+		free(low);
+		free(high);
+		free(committed);
+	}
+	emit_table(t);
+}
+
+/* The reporting state.  Returns the event that ends it. */
+static int
+report(struct topic *t)
+{
+	switch (t->sub) {
+	case SC_LIST:
+		if (!t->status)
+			report_list(t);
+		break;
+	case SC_DESCRIBE:
+		report_describe(t);
+		break;
+	case SC_OFFSETS:
+		report_offsets(t);
+		break;
+	default:
+		report_changes(t);
+		break;
+	}
+	if (dp_out_flush(t->out) < 0 && errno != EPIPE) {
+		dp_err("cannot write to stdout: %s", strerror(errno));
+		note_status(t, DP_EX_IOERR);
+		return E_WRITE_FAILED;
+	}
+	if (dp_out_error(t->out) && dp_out_error(t->out) != EPIPE)
+		return E_WRITE_FAILED;
+	return t->status ? E_ITEMS_FAILED : E_ALL_OK;
+}
+
+/* ---- kafka ------------------------------------------------------------ */
+
+static int
+open_kafka(struct topic *t)
+{
+	struct dp_buf err = DP_BUF_INIT;
+	char errstr[512];
+	int status;
+	/* Looking at a topic must never create it, whatever the broker allows. */
+	static const struct dp_kv defaults[] = {
+		{ "allow.auto.create.topics", "false" },
+	};
+	rd_kafka_conf_t *conf = dp_kafka_conf_new(&t->common, defaults, 1, &err, &status);
+
+	if (!conf) {
+		dp_err("%s", err.data);
+		dp_buf_free(&err);
+		return status;
+	}
+	dp_buf_free(&err);
+	/* A producer handle is the cheapest client that can send admin requests. */
+	t->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
+	if (!t->rk) {
+		dp_err("cannot create kafka client: %s", errstr);
+		return DP_EX_CONFIG;
+	}
+	return 0;
+}
+
+/* The connecting state: prove a broker answers before asking for anything. */
+static int
+connect_cluster(struct topic *t)
+{
+	struct dp_buf err = DP_BUF_INIT;
+	int st = dp_kafka_probe(t->rk, NULL, (int)t->timeout_ms, NULL, &err);
+
+	if (st) {
+		dp_err("%s (brokers %s)", err.data, t->common.brokers);
+		t->status = st;
+	}
+	dp_buf_free(&err);
+	return st ? E_UNREACHABLE : E_CONNECTED;
+}
+
+/* The requesting state. */
+static int
+request(struct topic *t)
+{
+	switch (t->sub) {
+	case SC_CREATE:         return run_create(t);
+	case SC_LIST:           return run_list(t);
+	case SC_DESCRIBE:       return run_describe(t);
+	case SC_ALTER:          return run_alter(t);
+	case SC_ADD_PARTITIONS: return run_add_partitions(t);
+	case SC_DELETE:         return run_delete(t);
+	case SC_OFFSETS:        return run_offsets(t);
+	default:                return E_NO_ANSWER;
+	}
+}
+
+static void
+cleanup(struct topic *t)
+{
+	if (t->rk)
+		rd_kafka_destroy(t->rk);
+	for (size_t i = 0; i < t->nspecs; i++)
+		dp_admin_spec_clear(&t->specs[i]);
+	free(t->specs);
+	for (size_t i = 0; i < t->nitems; i++) {
+		dp_admin_result_clear(&t->items[i].res);
+		if (t->configs)
+			dp_admin_configs_clear(&t->configs[i]);
+	}
+	free(t->items);
+	free(t->configs);
+	dp_admin_topics_clear(&t->md);
+	dp_kv_free(t->tconfig, t->ntconfig);
+	dp_kv_free(t->set, t->nset);
+	free(t->del);
+	if (t->re_ok)
+		regfree(&t->re);
+	dp_table_free(t->table);
+	dp_buf_free(&t->rec);
+	dp_cli_free(&t->common);
+}
+
+int
+main(int argc, char **argv)
+{
+	struct topic t;
+	int ev, status;
+
+	memset(&t, 0, sizeof(t));
+	dp_log_init("dp-topic");
+	dp_cli_init(&t.common);
+	t.partitions = -1;
+	t.replication = -1;
+	t.timeout_ms = 10000;
+
+	/* 1. options */
+	if (parse_options(&t, argc, argv) < 0 || (!t.common.help && !t.common.version &&
+	                                          !t.common.dot && validate(&t) < 0)) {
+		fputs("Try 'dp-topic --help' for more information.\n", stderr);
+		cleanup(&t);
+		return DP_EX_USAGE;
+	}
+	if (t.common.help || t.common.version || t.common.dot) {
+		if (t.common.help)
+			usage(stdout);
+		else if (t.common.version)
+			dp_cli_version();
+		else
+			dp_fsm_dot(&machine, stdout);
+		cleanup(&t);
+		return dp_out_close_stdout() == 0 ? DP_EX_OK : DP_EX_IOERR;
+	}
+	if (t.fmt == OUT_AUTO)
+		t.fmt = isatty(STDOUT_FILENO) ? OUT_TABLE : OUT_JSON;
+
+	/*
+	 * 2. resources.  No graceful-stop handler: every request is bounded
+	 * by --timeout, and an interrupted admin command should just stop.
+	 * A closed stdout must show up as EPIPE, not kill us.
+	 */
+	signal(SIGPIPE, SIG_IGN);
+	dp_fsm_init(&t.fsm, &machine, t.common.trace_states);
+	t.out = dp_out_new(STDOUT_FILENO, 64 * 1024);
+	if (!t.out) {
+		dp_err("out of memory");
+		cleanup(&t);
+		return DP_EX_SOFTWARE;
+	}
+	status = 0;
+	if (t.sub == SC_CREATE)
+		status = build_specs(&t);
+	else if (t.sub != SC_LIST && !t.pattern)
+		for (size_t i = 0; i < t.nnames && !status; i++)
+			if (add_item(&t, t.names[i], NULL) < 0) {
+				dp_err("out of memory");
+				status = DP_EX_SOFTWARE;
+			}
+	if (status) {
+		dp_out_free(t.out);
+		cleanup(&t);
+		return status;
+	}
+	bool network = t.sub == SC_LIST || t.pattern || check_items(&t) > 0;
+	if (network && (status = open_kafka(&t)) != 0) {
+		dp_out_free(t.out);
+		cleanup(&t);
+		return status;
+	}
+
+	/* 3. the machine */
+	if (network) {
+		dp_fsm_step(&t.fsm, E_START, &t);
+		ev = connect_cluster(&t);
+		dp_fsm_step(&t.fsm, ev, &t);
+		if (t.fsm.state == S_REQUESTING)
+			dp_fsm_step(&t.fsm, request(&t), &t);
+	} else {
+		dp_fsm_step(&t.fsm, E_NOTHING_TO_SEND, &t);
+	}
+	if (t.fsm.state == S_REPORTING)
+		dp_fsm_step(&t.fsm, report(&t), &t);
+
+	/* 4. flush and report */
+	status = t.status;
+	if (dp_out_free(t.out) < 0 && errno != EPIPE && !status) {
+		dp_err("cannot write to stdout: %s", strerror(errno));
+		status = DP_EX_IOERR;
+	}
+	if (dp_out_close_stdout() < 0 && errno != EPIPE && !status) {
+		dp_err("cannot write to stdout: %s", strerror(errno));
+		status = DP_EX_IOERR;
+	}
+	cleanup(&t);
+	return status;
+}
