@@ -1,0 +1,516 @@
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "cc.h"
+#include "http.h"
+#include "json.h"
+#include "timefmt.h"
+
+/* ------------------------------------------------------------------ */
+/* Intervals */
+
+static const struct {
+	const char *name, *label, *path;
+	int64_t secs;
+} intervals[] = {
+	[DP_CC_MINUTE] = { "minute", "1m", "histominute", 60 },
+	[DP_CC_HOUR]   = { "hour",   "1h", "histohour",   3600 },
+	[DP_CC_DAY]    = { "day",    "1d", "histoday",    86400 },
+};
+
+int
+dp_cc_interval_parse(const char *s, enum dp_cc_interval *iv)
+{
+	for (size_t i = 0; i < sizeof(intervals) / sizeof(intervals[0]); i++) {
+		if (strcmp(s, intervals[i].name) == 0 || strcmp(s, intervals[i].label) == 0) {
+			*iv = (enum dp_cc_interval)i;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+int64_t dp_cc_interval_secs(enum dp_cc_interval iv) { return intervals[iv].secs; }
+const char *dp_cc_interval_label(enum dp_cc_interval iv) { return intervals[iv].label; }
+const char *dp_cc_interval_name(enum dp_cc_interval iv) { return intervals[iv].name; }
+
+/* ------------------------------------------------------------------ */
+/* URLs */
+
+static int
+add_list(struct dp_buf *url, const char *const *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (i && dp_buf_addch(url, ',') < 0)
+			return -1;
+		if (dp_http_escape(url, v[i]) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+int
+dp_cc_url_price(struct dp_buf *url, const char *base, const char *const *fsyms,
+                size_t nf, const char *const *tsyms, size_t nt, const char *market)
+{
+	if (dp_buf_addf(url, "%s/data/pricemultifull?fsyms=", base) < 0 ||
+	    add_list(url, fsyms, nf) < 0 || dp_buf_addstr(url, "&tsyms=") < 0 ||
+	    add_list(url, tsyms, nt) < 0)
+		return -1;
+	if (market && (dp_buf_addstr(url, "&e=") < 0 || dp_http_escape(url, market) < 0))
+		return -1;
+	return 0;
+}
+
+int
+dp_cc_url_histo(struct dp_buf *url, const char *base, enum dp_cc_interval iv,
+                const char *fsym, const char *tsym, const char *market,
+                unsigned limit, int64_t to_ts)
+{
+	if (dp_buf_addf(url, "%s/data/v2/%s?fsym=", base, intervals[iv].path) < 0 ||
+	    dp_http_escape(url, fsym) < 0 || dp_buf_addstr(url, "&tsym=") < 0 ||
+	    dp_http_escape(url, tsym) < 0 || dp_buf_addf(url, "&limit=%u", limit) < 0)
+		return -1;
+	if (to_ts >= 0 && dp_buf_addf(url, "&toTs=%lld", (long long)to_ts) < 0)
+		return -1;
+	if (market && (dp_buf_addstr(url, "&e=") < 0 || dp_http_escape(url, market) < 0))
+		return -1;
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Small jv helpers; obj is always borrowed. */
+
+static jv
+get(jv obj, const char *key)
+{
+	if (jv_get_kind(obj) != JV_KIND_OBJECT)
+		return jv_invalid();
+	return jv_object_get(jv_copy(obj), jv_string(key));
+}
+
+/* Append a jv string's contents as a JSON string literal. */
+static int
+quote_jv(struct dp_buf *out, jv s)
+{
+	return dp_json_quote(out, jv_string_value(s), (size_t)jv_string_length_bytes(jv_copy(s)));
+}
+
+/*
+ * A numeric field: number, null or missing (NaN), or a string holding a
+ * number.  Returns 0, or -1 when it is something else.
+ */
+static int
+num_field(jv obj, const char *key, double *v, const char **got)
+{
+	jv x = get(obj, key);
+	int rc = 0;
+
+	*v = NAN;
+	switch (jv_get_kind(x)) {
+	case JV_KIND_INVALID:
+	case JV_KIND_NULL:
+		break;
+	case JV_KIND_NUMBER:
+		*v = jv_number_value(x);
+		break;
+	case JV_KIND_STRING: {
+		const char *s = jv_string_value(x);
+		char *end;
+		if (!*s)
+			break;
+		errno = 0;
+		double d = strtod(s, &end);
+		if (*end || errno == ERANGE)
+			rc = -1;
+		else
+			*v = isfinite(d) ? d : NAN;
+		break;
+	}
+	default:
+		rc = -1;
+		break;
+	}
+	if (rc < 0)
+		*got = jv_kind_name(jv_get_kind(x));
+	jv_free(x);
+	return rc;
+}
+
+int
+dp_cc_number(struct dp_buf *out, double v)
+{
+	char buf[40];
+
+	if (!isfinite(v))
+		return dp_buf_addstr(out, "null");
+	if (v == 0)
+		return dp_buf_addch(out, '0');
+	if (v == trunc(v) && fabs(v) < 1e15) {
+		snprintf(buf, sizeof(buf), "%.0f", v);
+	} else {
+		for (int prec = 15; prec <= 17; prec++) {
+			snprintf(buf, sizeof(buf), "%.*g", prec, v);
+			if (strtod(buf, NULL) == v)
+				break;
+		}
+	}
+	return dp_buf_addstr(out, buf);
+}
+
+int
+dp_cc_dump(struct dp_buf *out, jv v)
+{
+	jv s = jv_dump_string(jv_copy(v), 0);
+	int rc = dp_buf_add(out, jv_string_value(s), (size_t)jv_string_length_bytes(jv_copy(s)));
+
+	jv_free(s);
+	return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* Responses */
+
+static void
+ratelimit_detail(jv root, struct dp_buf *msg)
+{
+	static const char *const windows[] = { "second", "minute", "hour", "day", "month" };
+	jv rl = get(root, "RateLimit");
+	jv made = get(rl, "calls_made"), max = get(rl, "max_calls");
+	int n = 0;
+
+	for (size_t i = 0; i < sizeof(windows) / sizeof(windows[0]); i++) {
+		jv a = get(made, windows[i]), b = get(max, windows[i]);
+		if (jv_get_kind(a) == JV_KIND_NUMBER && jv_get_kind(b) == JV_KIND_NUMBER &&
+		    jv_number_value(a) >= jv_number_value(b)) {
+			dp_buf_addf(msg, "%s%s %.0f of %.0f calls", n++ ? ", " : "; limit reached: ",
+			            windows[i], jv_number_value(a), jv_number_value(b));
+		}
+		jv_free(a);
+		jv_free(b);
+	}
+	jv_free(made);
+	jv_free(max);
+	jv_free(rl);
+}
+
+enum dp_cc_verdict
+dp_cc_parse(const char *body, size_t len, jv *root, int *type, struct dp_buf *msg)
+{
+	jv v, resp, t;
+	enum dp_cc_verdict verdict = DP_CC_OK;
+
+	*root = jv_null();
+	*type = -1;
+	if (len == 0) {
+		dp_buf_addstr(msg, "empty body");
+		return DP_CC_MALFORMED;
+	}
+	if (len > INT_MAX) {
+		dp_buf_addstr(msg, "body too large");
+		return DP_CC_MALFORMED;
+	}
+	v = jv_parse_sized(body, (int)len);
+	if (!jv_is_valid(v)) {
+		jv m = jv_invalid_get_msg(v);
+		if (jv_get_kind(m) == JV_KIND_STRING) {
+			/* libjq appends "(while parsing '<the whole body>')": drop it. */
+			const char *text = jv_string_value(m), *cut = strstr(text, " (while parsing");
+			int n = cut ? (int)(cut - text) : (int)strlen(text);
+			if (n > 200)
+				n = 200;
+			dp_buf_addf(msg, "not valid JSON (%.*s)", n, text);
+		} else
+			dp_buf_addstr(msg, "not valid JSON");
+		jv_free(m);
+		return DP_CC_MALFORMED;
+	}
+	if (jv_get_kind(v) != JV_KIND_OBJECT) {
+		dp_buf_addf(msg, "expected a JSON object, got %s", jv_kind_name(jv_get_kind(v)));
+		jv_free(v);
+		return DP_CC_MALFORMED;
+	}
+	t = get(v, "Type");
+	if (jv_get_kind(t) == JV_KIND_NUMBER)
+		*type = (int)jv_number_value(t);
+	jv_free(t);
+	resp = get(v, "Response");
+	if (jv_get_kind(resp) == JV_KIND_STRING && strcmp(jv_string_value(resp), "Error") == 0) {
+		jv m = get(v, "Message"), p = get(v, "ParamWithError");
+		verdict = *type == 99 ? DP_CC_RATELIMIT : DP_CC_APIERR;
+		dp_buf_addstr(msg, verdict == DP_CC_RATELIMIT ? "rate limited" : "the API refused the request");
+		dp_buf_addf(msg, " (Type %d): ", *type);
+		if (jv_get_kind(m) == JV_KIND_STRING)
+			quote_jv(msg, m);
+		else
+			dp_buf_addstr(msg, "no Message");
+		if (jv_get_kind(p) == JV_KIND_STRING) {
+			dp_buf_addstr(msg, " (ParamWithError: ");
+			quote_jv(msg, p);
+			dp_buf_addch(msg, ')');
+		}
+		if (verdict == DP_CC_RATELIMIT)
+			ratelimit_detail(v, msg);
+		jv_free(m);
+		jv_free(p);
+		jv_free(v);
+	} else {
+		*root = v;
+	}
+	jv_free(resp);
+	return verdict;
+}
+
+/* ------------------------------------------------------------------ */
+/* Prices */
+
+/* The member of obj whose key is name, exactly or else ignoring case. */
+static jv
+find_key(jv obj, const char *name, struct dp_buf *key)
+{
+	jv v = get(obj, name);
+	jv found = jv_invalid();
+
+	if (jv_is_valid(v)) {
+		dp_buf_addstr(key, name);
+		return v;
+	}
+	jv_free(v);
+	jv_object_foreach(obj, k, val) {
+		if (!jv_is_valid(found) && strcasecmp(jv_string_value(k), name) == 0) {
+			dp_buf_addstr(key, jv_string_value(k));
+			found = val;
+		} else {
+			jv_free(val);
+		}
+		jv_free(k);
+	}
+	return found;
+}
+
+int
+dp_cc_price_find(jv root, const char *fsym, const char *tsym, jv *obj,
+                 struct dp_buf *fkey, struct dp_buf *tkey, struct dp_buf *err)
+{
+	jv raw = get(root, "RAW"), f, t;
+	int rc = 0;
+
+	*obj = jv_invalid();
+	if (jv_get_kind(raw) != JV_KIND_OBJECT) {
+		dp_buf_addstr(err, "no RAW object in the response");
+		jv_free(raw);
+		return -1;
+	}
+	f = find_key(raw, fsym, fkey);
+	if (jv_get_kind(f) == JV_KIND_OBJECT) {
+		t = find_key(f, tsym, tkey);
+		if (jv_get_kind(t) == JV_KIND_OBJECT) {
+			*obj = t;
+			rc = 1;
+		} else if (jv_is_valid(t)) {
+			dp_buf_addf(err, "RAW.%s.%s is not an object", fkey->data, tkey->data);
+			jv_free(t);
+			rc = -1;
+		} else {
+			jv_free(t);
+		}
+	} else if (jv_is_valid(f)) {
+		dp_buf_addf(err, "RAW.%s is not an object", fkey->data);
+		rc = -1;
+	}
+	jv_free(f);
+	jv_free(raw);
+	return rc;
+}
+
+int
+dp_cc_price_record(struct dp_buf *out, jv raw, const char *fsym, const char *tsym,
+                   struct dp_buf *err)
+{
+	static const struct { const char *out, *in; } fields[] = {
+		{ "price", "PRICE" },
+		{ "open_24h", "OPEN24HOUR" },
+		{ "high_24h", "HIGH24HOUR" },
+		{ "low_24h", "LOW24HOUR" },
+		{ "volume_24h", "VOLUME24HOUR" },
+		{ "volume_24h_to", "VOLUME24HOURTO" },
+		{ "change_24h", "CHANGE24HOUR" },
+		{ "change_pct_24h", "CHANGEPCT24HOUR" },
+		{ "mktcap", "MKTCAP" },
+	};
+	const char *got = NULL;
+	jv market = get(raw, "MARKET");
+	double ts;
+	int rc = 0;
+
+	if (num_field(raw, "LASTUPDATE", &ts, &got) < 0) {
+		dp_buf_addf(err, "RAW.%s.%s.LASTUPDATE: expected a number, got %s", fsym, tsym, got);
+		jv_free(market);
+		return -1;
+	}
+	rc |= dp_buf_addstr(out, "{\"type\":\"price\",\"source\":\"cryptocompare\",\"market\":");
+	if (jv_get_kind(market) == JV_KIND_STRING)
+		rc |= quote_jv(out, market);
+	else
+		rc |= dp_buf_addstr(out, "null");
+	jv_free(market);
+	rc |= dp_buf_addstr(out, ",\"fsym\":");
+	rc |= dp_json_quote(out, fsym, strlen(fsym));
+	rc |= dp_buf_addstr(out, ",\"tsym\":");
+	rc |= dp_json_quote(out, tsym, strlen(tsym));
+	rc |= dp_buf_addstr(out, ",\"ts\":");
+	if (isfinite(ts) && ts >= 0 && ts < 1e14) {
+		char t[DP_TIME_BUFSZ];
+		rc |= dp_buf_addf(out, "\"%s\"", dp_time_format((int64_t)llround(ts * 1000), t));
+	} else {
+		rc |= dp_buf_addstr(out, "null");
+	}
+	for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
+		double v;
+		if (num_field(raw, fields[i].in, &v, &got) < 0) {
+			dp_buf_addf(err, "RAW.%s.%s.%s: expected a number, got %s", fsym, tsym,
+			            fields[i].in, got);
+			return -1;
+		}
+		rc |= dp_buf_addf(out, ",\"%s\":", fields[i].out);
+		rc |= dp_cc_number(out, v);
+	}
+	rc |= dp_buf_addch(out, '}');
+	if (rc) {
+		dp_buf_addstr(err, "out of memory");
+		return -1;
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Candles */
+
+static const char *const candle_keys[DP_CC_NV] = {
+	"open", "high", "low", "close", "volumefrom", "volumeto",
+};
+
+void
+dp_cc_candles_free(struct dp_cc_candle *c, size_t n)
+{
+	if (!c)
+		return;
+	for (size_t i = 0; i < n; i++)
+		free(c[i].raw);
+	free(c);
+}
+
+int
+dp_cc_candles(jv root, bool keep_raw, struct dp_cc_candle **out, size_t *n,
+              struct dp_buf *err)
+{
+	jv data = get(root, "Data"), arr;
+	struct dp_cc_candle *c = NULL;
+	size_t len = 0;
+
+	*out = NULL;
+	*n = 0;
+	if (jv_get_kind(data) == JV_KIND_ARRAY) {
+		arr = data;                              /* v1: Data[] */
+	} else if (jv_get_kind(data) == JV_KIND_OBJECT) {
+		arr = get(data, "Data");                 /* v2: Data.Data[] */
+		if (!jv_is_valid(arr) && jv_object_length(jv_copy(data)) == 0)
+			arr = jv_array();                /* "Data":{}: nothing */
+		jv_free(data);
+	} else {
+		arr = data;
+	}
+	if (jv_get_kind(arr) != JV_KIND_ARRAY) {
+		dp_buf_addstr(err, "no Data.Data array of candles in the response");
+		jv_free(arr);
+		return -1;
+	}
+	len = (size_t)jv_array_length(jv_copy(arr));
+	if (len && !(c = calloc(len, sizeof(*c)))) {
+		dp_buf_addstr(err, "out of memory");
+		jv_free(arr);
+		return -1;
+	}
+	for (size_t i = 0; i < len; i++) {
+		jv e = jv_array_get(jv_copy(arr), (int)i);
+		double t;
+		const char *got = NULL;
+		int bad = 0;
+
+		if (jv_get_kind(e) != JV_KIND_OBJECT) {
+			dp_buf_addf(err, "candle %zu is %s, not an object", i,
+			            jv_kind_name(jv_get_kind(e)));
+			bad = 1;
+		} else if (num_field(e, "time", &t, &got) < 0 || !isfinite(t) || t != trunc(t) ||
+		           t < 0 || t > 1e12) {
+			dp_buf_addf(err, "candle %zu: \"time\" is not a time in seconds", i);
+			bad = 1;
+		} else {
+			c[i].time = (int64_t)t;
+			for (int k = 0; k < DP_CC_NV && !bad; k++) {
+				if (num_field(e, candle_keys[k], &c[i].v[k], &got) < 0) {
+					dp_buf_addf(err, "candle %zu (time %lld): \"%s\" is %s, not a number",
+					            i, (long long)c[i].time, candle_keys[k], got);
+					bad = 1;
+				}
+			}
+			if (!bad && keep_raw) {
+				struct dp_buf b = DP_BUF_INIT;
+				if (dp_cc_dump(&b, e) < 0) {
+					dp_buf_addstr(err, "out of memory");
+					bad = 1;
+				}
+				c[i].raw = dp_buf_detach(&b, NULL);
+				dp_buf_free(&b);
+			}
+		}
+		jv_free(e);
+		if (bad) {
+			dp_cc_candles_free(c, len);
+			jv_free(arr);
+			return -1;
+		}
+	}
+	jv_free(arr);
+	*out = c;
+	*n = len;
+	return 0;
+}
+
+int
+dp_cc_candle_is_zero(const struct dp_cc_candle *c)
+{
+	for (int k = 0; k < DP_CC_NV; k++)
+		if (c->v[k] != 0)
+			return 0;
+	return 1;
+}
+
+int
+dp_cc_ohlcv_record(struct dp_buf *out, const char *fsym, const char *tsym,
+                   enum dp_cc_interval iv, const struct dp_cc_candle *c)
+{
+	static const char *const names[DP_CC_NV] = {
+		"open", "high", "low", "close", "volume_from", "volume_to",
+	};
+	char t[DP_TIME_BUFSZ];
+	int rc = 0;
+
+	rc |= dp_buf_addstr(out, "{\"type\":\"ohlcv\",\"source\":\"cryptocompare\",\"fsym\":");
+	rc |= dp_json_quote(out, fsym, strlen(fsym));
+	rc |= dp_buf_addstr(out, ",\"tsym\":");
+	rc |= dp_json_quote(out, tsym, strlen(tsym));
+	rc |= dp_buf_addf(out, ",\"interval\":\"%s\",\"ts\":\"%s\"", intervals[iv].label,
+	                  dp_time_format(c->time * 1000, t));
+	for (int k = 0; k < DP_CC_NV; k++) {
+		rc |= dp_buf_addf(out, ",\"%s\":", names[k]);
+		rc |= dp_cc_number(out, c->v[k]);
+	}
+	rc |= dp_buf_addch(out, '}');
+	return rc ? -1 : 0;
+}

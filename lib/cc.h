@@ -1,0 +1,179 @@
+/*
+ * cc.h -- the CryptoCompare min-api: URLs, response checks, normalized
+ * records, and dp-fetch's cursor state file.
+ *
+ * Responses are parsed with libjq's jv API.  Functions that take a jv
+ * say whether they consume it ("consumed") or only look at it
+ * ("borrowed"); functions that return a jv hand over a reference the
+ * caller must jv_free().
+ *
+ * Records are written as one line of compact JSON (no newline) into a
+ * dp_buf.  Numbers are printed in the shortest form that reads back as
+ * the same double; integral values print as integers.  Nothing here
+ * exits; errors come back with a message appended to a dp_buf.
+ */
+#ifndef DP_CC_H
+#define DP_CC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jv.h>
+
+#include "buf.h"
+
+#define DP_CC_DEFAULT_URL "https://min-api.cryptocompare.com"
+#define DP_CC_MAX_LIMIT 2000        /* the most points one histo call may ask */
+
+/* ------------------------------------------------------------------ */
+/* Intervals */
+
+enum dp_cc_interval {
+	DP_CC_MINUTE,
+	DP_CC_HOUR,
+	DP_CC_DAY,
+};
+
+/* "minute" / "1m", "hour" / "1h", "day" / "1d".  Returns 0 or -1. */
+int dp_cc_interval_parse(const char *s, enum dp_cc_interval *iv);
+int64_t dp_cc_interval_secs(enum dp_cc_interval iv);
+const char *dp_cc_interval_label(enum dp_cc_interval iv);  /* "1m", static */
+const char *dp_cc_interval_name(enum dp_cc_interval iv);   /* "minute", static */
+
+/* ------------------------------------------------------------------ */
+/* URLs (base has no trailing slash; every value is percent-encoded) */
+
+/* base/data/pricemultifull?fsyms=A,B&tsyms=X,Y[&e=market]; market may be NULL. */
+int dp_cc_url_price(struct dp_buf *url, const char *base, const char *const *fsyms,
+                    size_t nf, const char *const *tsyms, size_t nt, const char *market);
+
+/* base/data/v2/histo<iv>?fsym=&tsym=&limit=[&toTs=][&e=]; to_ts < 0: none. */
+int dp_cc_url_histo(struct dp_buf *url, const char *base, enum dp_cc_interval iv,
+                    const char *fsym, const char *tsym, const char *market,
+                    unsigned limit, int64_t to_ts);
+
+/* ------------------------------------------------------------------ */
+/* Responses */
+
+enum dp_cc_verdict {
+	DP_CC_OK = 0,
+	DP_CC_RATELIMIT,   /* "Response":"Error" with Type 99: try again later */
+	DP_CC_APIERR,      /* any other "Response":"Error" */
+	DP_CC_MALFORMED,   /* not one JSON object */
+};
+
+/*
+ * Parse a body and classify it.  On DP_CC_OK *root is the parsed object
+ * (caller frees with jv_free); otherwise *root is jv_null().  *type gets
+ * the API's Type (-1 when absent).  For the error verdicts a message is
+ * appended to msg: the API's Message and ParamWithError quoted, for rate
+ * limits also the windows whose limit was reached; for MALFORMED the
+ * parser's complaint.
+ */
+enum dp_cc_verdict dp_cc_parse(const char *body, size_t len, jv *root, int *type,
+                               struct dp_buf *msg);
+
+/* Append the compact JSON text of v (borrowed): what --raw prints. */
+int dp_cc_dump(struct dp_buf *out, jv v);
+
+/* Append a number as JSON: shortest round-trip form; NaN prints null. */
+int dp_cc_number(struct dp_buf *out, double v);
+
+/* ------------------------------------------------------------------ */
+/* Current prices (pricemultifull) */
+
+/*
+ * Find RAW.{fsym}.{tsym} in root (borrowed): the exact keys first, then
+ * ignoring case.  Returns 1 and sets *obj (caller frees) and the keys as
+ * the API spells them in fkey/tkey (appended); 0 when the pair is absent;
+ * -1 when RAW is missing or the pair is not an object (message in err).
+ */
+int dp_cc_price_find(jv root, const char *fsym, const char *tsym, jv *obj,
+                     struct dp_buf *fkey, struct dp_buf *tkey, struct dp_buf *err);
+
+/*
+ * Append the normalized price record for the RAW object raw (borrowed):
+ * {"type":"price","source":"cryptocompare","market","fsym","tsym","ts",
+ *  "price","open_24h","high_24h","low_24h","volume_24h","volume_24h_to",
+ *  "change_24h","change_pct_24h","mktcap"}.
+ * Missing and null fields print null; numeric strings are read as
+ * numbers.  Returns -1 with a message in err when a field has another
+ * type (a malformed response).
+ */
+int dp_cc_price_record(struct dp_buf *out, jv raw, const char *fsym, const char *tsym,
+                       struct dp_buf *err);
+
+/* ------------------------------------------------------------------ */
+/* Candles (histominute, histohour, histoday; v2 and v1 layouts) */
+
+enum { DP_CC_OPEN, DP_CC_HIGH, DP_CC_LOW, DP_CC_CLOSE, DP_CC_VFROM, DP_CC_VTO, DP_CC_NV };
+
+struct dp_cc_candle {
+	int64_t time;           /* open time, seconds since the epoch, UTC */
+	double v[DP_CC_NV];     /* NaN when the API gave null or nothing */
+	char *raw;              /* compact JSON of the API's object, or NULL; owned */
+};
+
+/*
+ * Extract Data.Data[] (v2) or Data[] (v1) from root (borrowed) into a new
+ * array (caller frees with dp_cc_candles_free), in the API's order.  With
+ * keep_raw each candle also keeps its original object as text.  Returns 0,
+ * or -1 with a message in err when the shape is wrong (no array, a candle
+ * without an integral "time", a non-numeric price).
+ */
+int dp_cc_candles(jv root, bool keep_raw, struct dp_cc_candle **out, size_t *n,
+                  struct dp_buf *err);
+void dp_cc_candles_free(struct dp_cc_candle *c, size_t n);
+
+/* 1 when every price and volume is 0: a candle from before the coin existed. */
+int dp_cc_candle_is_zero(const struct dp_cc_candle *c);
+
+/*
+ * Append the normalized candle record:
+ * {"type":"ohlcv","source":"cryptocompare","fsym","tsym","interval","ts",
+ *  "open","high","low","close","volume_from","volume_to"}.
+ */
+int dp_cc_ohlcv_record(struct dp_buf *out, const char *fsym, const char *tsym,
+                       enum dp_cc_interval iv, const struct dp_cc_candle *c);
+
+/* ------------------------------------------------------------------ */
+/* Cursor state (lib/ccstate.c): the last candle emitted per series */
+
+struct dp_cc_state;
+
+/*
+ * Read path into a new state (caller frees with dp_cc_state_free).  A
+ * missing file gives an empty state.  Returns 0, or -1 with
+ * "PATH:LINE: reason" in err.  Format (one series per line, fields
+ * separated by single spaces, '#' starts a comment line):
+ *   FSYM TSYM INTERVAL MARKET LAST_EPOCH_SECONDS [LAST_RFC3339]
+ * MARKET is "-" when none was given; the RFC 3339 column is informative.
+ */
+int dp_cc_state_load(const char *path, struct dp_cc_state **st, struct dp_buf *err);
+void dp_cc_state_free(struct dp_cc_state *st);
+
+/* 1 and *last when the series is known, else 0.  market may be NULL. */
+int dp_cc_state_get(const struct dp_cc_state *st, const char *fsym, const char *tsym,
+                    enum dp_cc_interval iv, const char *market, int64_t *last);
+/* Set (or add) a series' last candle time.  Returns 0 or -1 (no memory). */
+int dp_cc_state_set(struct dp_cc_state *st, const char *fsym, const char *tsym,
+                    enum dp_cc_interval iv, const char *market, int64_t last);
+
+/*
+ * Write the whole state to path atomically: a temporary file in the same
+ * directory, fsync, rename over path, fsync of the directory.  Either the
+ * old or the new file is there afterwards, never a mix.  Returns 0 or -1
+ * with a message in err.
+ */
+int dp_cc_state_save(const struct dp_cc_state *st, const char *path, struct dp_buf *err);
+
+/*
+ * Take an exclusive lock on "PATH.lock" (created if needed) without
+ * waiting.  Returns a file descriptor to keep open while the lock is
+ * needed (close it to release), -2 when another process holds the lock,
+ * or -1 with a message in err.
+ */
+int dp_cc_state_lock(const char *path, struct dp_buf *err);
+
+#endif

@@ -1,0 +1,587 @@
+#!/usr/bin/env bats
+# dp-fetch against tests/helpers/ccserver.py, a local stand-in for the
+# CryptoCompare API that serves recorded responses (tests/fixtures/
+# cryptocompare) with injected faults.  Only the last test needs Kafka.
+
+bats_require_minimum_version 1.5.0
+load helpers/common
+
+# A dp-fetch that pages forever must fail its test, not hang the suite.
+BATS_TEST_TIMEOUT=${BATS_TEST_TIMEOUT:-60}
+
+FIX=$BATS_TEST_DIRNAME/fixtures/cryptocompare
+# 2001 minute candles, 2024-12-10T02:40:00Z .. 2024-12-11T12:00:00Z
+MIN=1912pro_test-coin__histominute_v1.json
+# 11 day candles, 2019-12-25 .. 2020-01-04
+DAY=davidsilva2841__histoday_v2.json
+NOW_MIN=2024-12-11T12:01:00Z       # every candle of $MIN is closed
+KEY=ccTestKey-8f2b6c1d0e9a7345     # a fake API key to look for
+
+setup() {
+	W=$BATS_TEST_TMPDIR
+	unset CRYPTOCOMPARE_API_KEY DP_CRYPTOCOMPARE_URL
+	SRV_PID=
+}
+
+teardown() {
+	if [[ -n ${SRV_PID:-} ]]; then
+		kill "$SRV_PID" 2>/dev/null || true
+		wait "$SRV_PID" 2>/dev/null || true
+	fi
+	if [[ -n ${BG_PID:-} ]]; then
+		kill -KILL "$BG_PID" 2>/dev/null || true
+		wait "$BG_PID" 2>/dev/null || true
+	fi
+}
+
+# serve SCENARIO: start the fake API with SCENARIO (JSON, see ccserver.py);
+# exports DP_CRYPTOCOMPARE_URL.  Requests are logged to $W/requests.
+serve() {
+	printf '%s\n' "$1" > "$W/scenario.json"
+	python3 "$BATS_TEST_DIRNAME/helpers/ccserver.py" --fixtures "$FIX" \
+		--scenario "$W/scenario.json" --port-file "$W/port" --log "$W/requests" 3>&- &
+	SRV_PID=$!
+	wait_until 10 test -s "$W/port"
+	URL=http://127.0.0.1:$(cat "$W/port")
+	export DP_CRYPTOCOMPARE_URL=$URL
+}
+
+nreq() { wc -l < "$W/requests"; }
+
+# The records dp-fetch must print for every candle of FIXTURE, by jq.
+expect_ohlcv() { # FIXTURE FSYM TSYM INTERVAL [jq filter on candles]
+	jq -c --arg f "$2" --arg t "$3" --arg i "$4" \
+		'(.Data | if type == "object" then .Data else . end)[] | '"${5:-.}"' |
+		{type: "ohlcv", source: "cryptocompare", fsym: $f, tsym: $t, interval: $i,
+		 ts: (.time | todate), open, high, low, close,
+		 volume_from: .volumefrom, volume_to: .volumeto}' "$FIX/$1"
+}
+
+# same EXPECTED: $output must be EXPECTED; shows a diff when it is not.
+same() {
+	[ "$output" = "$1" ] && return 0
+	diff <(printf '%s\n' "$1") <(printf '%s\n' "$output") | head -20
+	return 1
+}
+
+state_last() { awk '!/^#/ { print $5 }' "$1" 2>/dev/null; }
+state_at_least() { local v; v=$(state_last "$1"); [[ -n $v ]] && ((v >= $2)); }
+
+PRICE_BTC='{"type":"price","source":"cryptocompare","market":"CCCAGG","fsym":"BTC","tsym":"USD","ts":"2026-01-03T03:34:27Z","price":90176.2230825884,"open_24h":88846.1136412025,"high_24h":90940.5362669072,"low_24h":88400.8971197111,"volume_24h":30885.72287551,"volume_24h_to":2771230723.09418,"change_24h":1330.10944138591,"change_pct_24h":1.497093555220034,"mktcap":1800887889241.2793}'
+PRICE_ETH='{"type":"price","source":"cryptocompare","market":"CCCAGG","fsym":"ETH","tsym":"USD","ts":"2026-01-03T03:34:27Z","price":3120.02994706168,"open_24h":3019.37115688818,"high_24h":3148.96201674119,"low_24h":3005.74633061256,"volume_24h":391174.04956232,"volume_24h_to":1207826213.57055,"change_24h":100.65879017350017,"change_pct_24h":3.3337666998594826,"mktcap":376571634175.4037}'
+PRICES='{"routes":{"/data/pricemultifull":[{"file":"saundersconsult__pricemultifull.json"}]}}'
+
+# --- command line -----------------------------------------------------------
+
+@test "--help names both commands; every long option is in the man page and bash completion" {
+	run dp-fetch --help
+	[ "$status" -eq 0 ]
+	[[ $output == *"dp-fetch price --fsyms LIST --tsyms LIST"* ]]
+	[[ $output == *"dp-fetch ohlcv --fsym LIST --tsym LIST --interval INTERVAL"* ]]
+	opts=$(grep -o -- '--[a-z][a-z-]*' <<<"$output" | sort -u)
+	[ "$(wc -l <<<"$opts")" -ge 25 ]
+	man=$(sed -e 's/Fl -/--/g' "$DP_ROOT/man/dp-fetch.1")
+	for o in $opts; do
+		grep -q -- "${o}\b" <<<"$man" || { echo "man page lacks $o"; return 1; }
+		grep -q -- "${o}\b" "$DP_ROOT/completions/bash/dp-fetch" || { echo "bash completion lacks $o"; return 1; }
+		grep -q -- "${o}\b" "$DP_ROOT/completions/zsh/_dp-fetch" || { echo "zsh completion lacks $o"; return 1; }
+	done
+}
+
+@test "--dot prints the state machine with every state and exits 0" {
+	run dp-fetch --dot
+	[ "$status" -eq 0 ]
+	[[ ${lines[0]} == 'digraph "dp-fetch" {' ]]
+	for s in idle fetching emitting waiting error backoff 'done'; do
+		[[ $output == *"\"$s\" [label=\"$s\""* ]]
+	done
+	[[ $output == *'"error" -> "backoff" [label="retry"]'* ]]
+	[[ $output == *'"backoff" -> "fetching" [label="wake"]'* ]]
+}
+
+@test "-V prints the version" {
+	run dp-fetch -V
+	[ "$status" -eq 0 ]
+	[[ $output == "dp-fetch $(cat "$DP_ROOT/VERSION")"* ]]
+}
+
+@test "bad command lines exit 64 with a message and print nothing" {
+	bad() {
+		run dp-fetch "$@"
+		[ "$status" -eq 64 ] || { echo "status $status for: $*"; return 1; }
+		[[ $output == *"dp-fetch: "* ]]
+	}
+	bad
+	bad fetch --fsyms BTC --tsyms USD
+	bad price --tsyms USD
+	bad price --fsyms BTC, --tsyms USD
+	bad price --fsyms BTC --tsyms USD extra
+	bad price --fsyms BTC --tsyms USD --interval hour
+	bad price --fsyms BTC --tsyms USD --state "$W/s"
+	bad ohlcv --fsym BTC --tsym USD
+	bad ohlcv --fsym BTC --tsym USD --interval week
+	bad ohlcv --fsym BTC --tsym USD --interval day --since 2024-01-02T00:00:00Z --until 2024-01-01T00:00:00Z
+	bad ohlcv --fsym BTC --tsym USD --interval day --since yesterday
+	bad ohlcv --fsym BTC --tsym USD --interval day --page-size 2001
+	bad price --fsyms BTC --tsyms USD --count 2
+	bad price --fsyms BTC --tsyms USD --every 1m --now 2024-01-01T00:00:00Z
+	bad price --fsyms BTC --tsyms USD --every 10x
+	bad price --fsyms BTC --tsyms USD --max-retries -1
+	bad price --fsyms BTC --tsyms USD --base-url ftp://example.com
+	[ ! -e "$W/s" ]
+}
+
+@test "an API key on the command line is refused without echoing it" {
+	run dp-fetch price --fsyms BTC --tsyms USD --api-key="$KEY"
+	[ "$status" -eq 64 ]
+	[[ $output == *"unknown or incomplete option '--api-key'"* ]]
+	[[ $output != *"$KEY"* ]]
+}
+
+# --- prices -------------------------------------------------------------------
+
+@test "price prints one exact record per pair, in the order asked" {
+	serve "$PRICES"
+	run --separate-stderr dp-fetch price --fsyms BTC,ETH --tsyms USD
+	[ "$status" -eq 0 ]
+	[ "$stderr" = "" ]
+	[ "${#lines[@]}" -eq 2 ]
+	[ "${lines[0]}" = "$PRICE_BTC" ]
+	[ "${lines[1]}" = "$PRICE_ETH" ]
+	run jq -r '"\(.path) \(.query.fsyms) \(.query.tsyms) \(.query.e) \(.ua)"' "$W/requests"
+	[ "$output" = "/data/pricemultifull BTC,ETH USD null dp-fetch/$(cat "$DP_ROOT/VERSION")" ]
+}
+
+@test "price keeps nulls as null and follows the order of --fsyms and --tsyms" {
+	serve '{"routes":{"/data/pricemultifull":[{"file":"joancaron__Prices_MultiFull.json"}]}}'
+	run dp-fetch price --fsyms DASH,ETH --tsyms EUR,BTC,USD
+	[ "$status" -eq 0 ]
+	[ "$(jq -r '"\(.fsym)/\(.tsym)"' <<<"$output" | paste -sd' ')" = "DASH/EUR DASH/BTC DASH/USD ETH/EUR ETH/BTC ETH/USD" ]
+	[ "${lines[3]}" = '{"type":"price","source":"cryptocompare","market":"CCCAGG","fsym":"ETH","tsym":"EUR","ts":"2017-11-09T14:35:28Z","price":282.81,"open_24h":null,"high_24h":283.47,"low_24h":null,"volume_24h":121564.71196154003,"volume_24h_to":32841444.18075618,"change_24h":null,"change_pct_24h":null,"mktcap":27042269813.55227}' ]
+}
+
+@test "price --raw prints the RAW objects unchanged" {
+	serve "$PRICES"
+	run dp-fetch price --fsyms BTC,ETH --tsyms USD --raw
+	[ "$status" -eq 0 ]
+	[ "${lines[0]}" = "$(jq -c .RAW.BTC.USD "$FIX/saundersconsult__pricemultifull.json")" ]
+	[ "${lines[1]}" = "$(jq -c .RAW.ETH.USD "$FIX/saundersconsult__pricemultifull.json")" ]
+	[ "${#lines[@]}" -eq 2 ]
+}
+
+@test "price matches symbols ignoring case, passes --market as e, and reports missing pairs with 1" {
+	serve "$PRICES"
+	run --separate-stderr dp-fetch price --fsyms btc,XRP --tsyms usd --market CCCAGG
+	[ "$status" -eq 1 ]
+	[ "$output" = "$PRICE_BTC" ]
+	[ "$stderr" = "dp-fetch: no price for XRP/usd in the response" ]
+	[ "$(jq -r '"\(.query.fsyms) \(.query.tsyms) \(.query.e)"' "$W/requests")" = "btc,XRP usd CCCAGG" ]
+}
+
+@test "gzip-encoded responses are decoded" {
+	serve '{"routes":{"/data/pricemultifull":[{"file":"saundersconsult__pricemultifull.json","gzip":true}]}}'
+	run dp-fetch price --fsyms BTC --tsyms USD
+	[ "$status" -eq 0 ]
+	[ "$output" = "$PRICE_BTC" ]
+	[[ $(jq -r .accept_encoding "$W/requests") == *gzip* ]]
+}
+
+@test "--base-url wins over \$DP_CRYPTOCOMPARE_URL" {
+	serve "$PRICES"
+	DP_CRYPTOCOMPARE_URL=http://127.0.0.1:$(free_port) run dp-fetch price --fsyms BTC --tsyms USD --base-url "$URL/" --max-retries 0
+	[ "$status" -eq 0 ]
+	[ "$output" = "$PRICE_BTC" ]
+}
+
+# --- the API key ----------------------------------------------------------------
+
+@test "the key from \$CRYPTOCOMPARE_API_KEY is sent as 'Authorization: Apikey KEY'" {
+	export CC_EXPECT_KEY=$KEY
+	serve "$PRICES"
+	CRYPTOCOMPARE_API_KEY=$KEY run dp-fetch price --fsyms BTC --tsyms USD
+	[ "$status" -eq 0 ]
+	[ "$(jq -c '[.auth, .auth_scheme, .auth_ok]' "$W/requests")" = '[true,"Apikey",true]' ]
+}
+
+@test "without a key no Authorization header is sent" {
+	serve "$PRICES"
+	run dp-fetch price --fsyms BTC --tsyms USD
+	[ "$status" -eq 0 ]
+	[ "$(jq -c .auth "$W/requests")" = false ]
+}
+
+@test "--api-key-file wins over the environment; a missing file exits 66" {
+	export CC_EXPECT_KEY=$KEY
+	serve "$PRICES"
+	printf '%s\n' "$KEY" > "$W/key"
+	chmod 600 "$W/key"
+	CRYPTOCOMPARE_API_KEY=wrong-key run --separate-stderr dp-fetch price --fsyms BTC --tsyms USD --api-key-file "$W/key"
+	[ "$status" -eq 0 ]
+	[ "$stderr" = "" ]
+	[ "$(jq -c .auth_ok "$W/requests")" = true ]
+	run dp-fetch price --fsyms BTC --tsyms USD --api-key-file "$W/nokey"
+	[ "$status" -eq 66 ]
+	[[ $output == "dp-fetch: cannot open api key file $W/nokey: No such file or directory"* ]]
+	[ "$(nreq)" -eq 1 ]
+}
+
+@test "the key never shows in stdout, stderr (even -vv and errors) or /proc/PID/cmdline" {
+	serve '{"routes":{"/data/pricemultifull":[{"file":"saundersconsult__pricemultifull.json","delay":1.5},{"file":"saundersconsult__error_auth_required.json"}]}}'
+	printf '%s\n' "$KEY" > "$W/key"
+	chmod 600 "$W/key"
+	dp-fetch price --fsyms BTC --tsyms USD --api-key-file "$W/key" -vv --trace-states \
+		> "$W/out" 2> "$W/err" &
+	BG_PID=$!
+	wait_until 5 test -s "$W/requests"
+	tr '\0' ' ' < "/proc/$BG_PID/cmdline" > "$W/cmdline"
+	wait "$BG_PID"
+	BG_PID=
+	[[ $(cat "$W/cmdline") == *"--api-key-file $W/key"* ]]
+	run grep -cF "$KEY" "$W/cmdline"
+	[ "$output" = 0 ]
+	[ "$(cat "$W/out")" = "$PRICE_BTC" ]
+	grep -q 'GET .*with api key' "$W/err"
+	run cat "$W/out" "$W/err"
+	[[ $output != *"$KEY"* ]]
+	CRYPTOCOMPARE_API_KEY=$KEY run dp-fetch price --fsyms BTC --tsyms USD -vv
+	[ "$status" -eq 77 ]
+	[[ $output == *'"You need a valid auth key or api key to access this endpoint"'* ]]
+	[[ $output != *"$KEY"* ]]
+}
+
+# --- failures -------------------------------------------------------------------
+
+@test "rate limits (Type 99) are retried with backoff until the data comes" {
+	serve '{"routes":{"/data/pricemultifull":[{"file":"BittyTax_issue381__error_rate_limit.json","times":2},{"file":"saundersconsult__pricemultifull.json"}]}}'
+	run --separate-stderr dp-fetch price --fsyms BTC --tsyms USD --retry-base 10ms -v
+	[ "$status" -eq 0 ]
+	[ "$output" = "$PRICE_BTC" ]
+	[ "$(nreq)" -eq 3 ]
+	[[ $stderr == *'rate limited (Type 99): "You are over your rate limit please upgrade your account!"; limit reached: day 7773 of 7500 calls; retry 1 of 5'* ]]
+	[[ $stderr == *"retry 2 of 5"* ]]
+}
+
+@test "a lasting rate limit gives up after --max-retries with exit 69" {
+	serve '{"routes":{"/data/pricemultifull":[{"file":"CryptoCompareLTD_api-guides__error_rate_limit.json"}]}}'
+	run --separate-stderr dp-fetch price --fsyms BTC --tsyms USD --retry-base 10ms --max-retries 2
+	[ "$status" -eq 69 ]
+	[ "$output" = "" ]
+	[ "$(nreq)" -eq 3 ]
+	[[ $stderr == "dp-fetch: $URL/data/pricemultifull?fsyms=BTC&tsyms=USD: rate limited (Type 99): \"You are over your rate limit please upgrade your account!\"; limit reached: second 53 of 50 calls (gave up after 2 retries)" ]]
+}
+
+@test "HTTP 500, a dropped connection and a slow response (--timeout) are retried" {
+	serve '{"routes":{"/data/pricemultifull":[{"status":500,"body":"oops"},{"drop":true},{"file":"saundersconsult__pricemultifull.json","delay":3},{"file":"saundersconsult__pricemultifull.json"}]}}'
+	start=$SECONDS
+	run --separate-stderr dp-fetch price --fsyms BTC --tsyms USD --retry-base 10ms --timeout 300ms -v
+	[ "$status" -eq 0 ]
+	[ "$output" = "$PRICE_BTC" ]
+	[ "$(nreq)" -eq 4 ]
+	[ $((SECONDS - start)) -lt 3 ]
+	[[ $stderr == *"HTTP 500 from $URL/data/pricemultifull"* ]]
+	[[ $stderr == *"Timeout was reached"* || $stderr == *"timed out"* ]]
+}
+
+@test "truncated JSON exits 65 at once with a message, printing nothing" {
+	serve '{"routes":{"/data/pricemultifull":[{"file":"saundersconsult__pricemultifull.json","truncate":700}]}}'
+	run --separate-stderr dp-fetch price --fsyms BTC --tsyms USD --retry-base 10ms
+	[ "$status" -eq 65 ]
+	[ "$output" = "" ]
+	[ "$(nreq)" -eq 1 ]
+	[[ $stderr == "dp-fetch: malformed response from $URL/data/pricemultifull?fsyms=BTC&tsyms=USD: not valid JSON ("* ]]
+}
+
+@test "a non-number where a price belongs exits 65" {
+	serve '{"routes":{"/data/pricemultifull":[{"json":{"RAW":{"BTC":{"USD":{"PRICE":{"x":1}}}}}}]}}'
+	run --separate-stderr dp-fetch price --fsyms BTC --tsyms USD
+	[ "$status" -eq 65 ]
+	[ "$output" = "" ]
+	[[ $stderr == *"RAW.BTC.USD.PRICE: expected a number, got object"* ]]
+}
+
+@test "a bad parameter (Type 2) exits 64 quoting Message and ParamWithError" {
+	serve '{"routes":{"/data/pricemultifull":[{"file":"saundersconsult__error_generateAvg_missing_tsym.json"}]}}'
+	run --separate-stderr dp-fetch price --fsyms BTC --tsyms USD --retry-base 10ms
+	[ "$status" -eq 64 ]
+	[ "$(nreq)" -eq 1 ]
+	[[ $stderr == *'the API refused the request (Type 2): "tsym is a required param." (ParamWithError: "tsym")' ]]
+}
+
+@test "an unknown path (Type 0) and an HTTP 404 exit 69" {
+	serve '{"routes":{}}'
+	run --separate-stderr dp-fetch price --fsyms BTC --tsyms USD
+	[ "$status" -eq 69 ]
+	[[ $stderr == *'the API refused the request (Type 0): "Path does not exist"' ]]
+	run --separate-stderr dp-fetch price --fsyms BTC --tsyms USD --base-url "$URL/nothing" --max-retries 0
+	[ "$status" -eq 69 ]
+	[ "$(nreq)" -eq 2 ]
+}
+
+@test "an unreachable server is retried, then exits 69" {
+	port=$(free_port)
+	run --separate-stderr dp-fetch price --fsyms BTC --tsyms USD --base-url "http://127.0.0.1:$port" --retry-base 10ms --max-retries 2
+	[ "$status" -eq 69 ]
+	[ "$output" = "" ]
+	[[ $stderr == "dp-fetch: request to http://127.0.0.1:$port/data/pricemultifull?fsyms=BTC&tsyms=USD failed: "*"(gave up after 2 retries)" ]]
+}
+
+@test "a write error on stdout exits 74; a closed pipe ends quietly with 0" {
+	serve '{"routes":{"/data/v2/histominute":[{"histo":"'$MIN'"}]}}'
+	run --separate-stderr bash -c "dp-fetch ohlcv --fsym X --tsym USD --interval minute --now $NOW_MIN > /dev/full"
+	[ "$status" -eq 74 ]
+	[[ $stderr == *"dp-fetch: cannot write to standard output: No space left on device"* ]]
+	run --separate-stderr bash -c "dp-fetch ohlcv --fsym X --tsym USD --interval minute --now $NOW_MIN | head -1; echo \"rc=\${PIPESTATUS[0]}\""
+	[ "$stderr" = "" ]
+	[ "${lines[0]}" = "$(expect_ohlcv "$MIN" X USD 1m | head -1)" ]
+	[ "${lines[1]}" = "rc=0" ]
+}
+
+# --- candles --------------------------------------------------------------------
+
+@test "ohlcv pages the 2001-point minute history backwards, oldest first, no duplicates or gaps" {
+	serve '{"routes":{"/data/v2/histominute":[{"histo":"'$MIN'"}]}}'
+	run --separate-stderr dp-fetch ohlcv --fsym X --tsym USD --interval minute --now "$NOW_MIN" --page-size 500
+	[ "$status" -eq 0 ]
+	same "$(expect_ohlcv "$MIN" X USD 1m)"
+	[ "${#lines[@]}" -eq 2001 ]
+	# 4 full pages (501 points each, one repeated at each boundary) and
+	# one that finds nothing older.
+	[ "$(jq -r '"\(.query.limit) \(.query.toTs)"' "$W/requests" | paste -sd,)" = \
+	  "500 1733918400,500 1733888400,500 1733858400,500 1733828400,500 1733798400" ]
+}
+
+@test "ohlcv stops at the zero-filled candles from before the coin existed" {
+	serve '{"routes":{"/data/v2/histoday":[{"histo":"'$DAY'","zero_fill":true}]}}'
+	run --separate-stderr dp-fetch ohlcv --fsym BTC --tsym USD --interval day --now 2020-01-05T00:00:00Z --page-size 5
+	[ "$status" -eq 0 ]
+	same "$(expect_ohlcv "$DAY" BTC USD 1d)"
+	[ "$(nreq)" -eq 3 ]
+	# Forward from a --since before the coin: the zeros are skipped too.
+	run dp-fetch ohlcv --fsym BTC --tsym USD --interval 1d --since 2019-11-01T00:00:00Z --now 2020-01-05T00:00:00Z --page-size 30
+	[ "$status" -eq 0 ]
+	same "$(expect_ohlcv "$DAY" BTC USD 1d)"
+}
+
+@test "--since/--until select candles; only closed ones unless --include-open" {
+	serve '{"routes":{"/data/v2/histominute":[{"histo":"'$MIN'"}]}}'
+	run dp-fetch ohlcv --fsym X --tsym USD --interval minute --since 2024-12-11T11:00:00Z --until 2024-12-11T11:30:00Z --now "$NOW_MIN"
+	[ "$status" -eq 0 ]
+	same "$(expect_ohlcv "$MIN" X USD 1m 'select(.time >= 1733914800 and .time < 1733916600)')"
+	[ "${#lines[@]}" -eq 30 ]
+	# At 12:00:30 the 12:00 candle is still open.
+	run dp-fetch ohlcv --fsym X --tsym USD --interval minute --since 2024-12-11T11:00:00Z --now 2024-12-11T12:00:30Z
+	same "$(expect_ohlcv "$MIN" X USD 1m 'select(.time >= 1733914800 and .time < 1733918400)')"
+	run dp-fetch ohlcv --fsym X --tsym USD --interval minute --since 2024-12-11T11:00:00Z --now 2024-12-11T12:00:30Z --include-open
+	same "$(expect_ohlcv "$MIN" X USD 1m 'select(.time >= 1733914800)')"
+	[ "${#lines[@]}" -eq 61 ]
+}
+
+@test "rate limits in the middle of paging are retried and the result is complete" {
+	serve '{"routes":{"/data/v2/histominute":[{"histo":"'$MIN'"},{"file":"BittyTax_issue381__error_rate_limit.json","times":2},{"histo":"'$MIN'"}]}}'
+	run --separate-stderr dp-fetch ohlcv --fsym X --tsym USD --interval minute --now "$NOW_MIN" --page-size 700 --retry-base 10ms
+	[ "$status" -eq 0 ]
+	same "$(expect_ohlcv "$MIN" X USD 1m)"
+	[ "$(nreq)" -eq 6 ]
+}
+
+@test "ohlcv --raw prints each Data.Data[] candle unchanged" {
+	serve '{"routes":{"/data/v2/histoday":[{"histo":"'$DAY'"}]}}'
+	run dp-fetch ohlcv --fsym BTC --tsym USD --interval day --now 2020-01-05T00:00:00Z --raw
+	[ "$status" -eq 0 ]
+	[ "$output" = "$(jq -c '.Data.Data[]' "$FIX/$DAY")" ]
+}
+
+@test "a v1-layout body (Data[] at the top) is read too; a server ignoring toTs ends the paging" {
+	serve '{"routes":{"/data/v2/histohour":[{"file":"saundersconsult__histohour_v1.json"}]}}'
+	run --separate-stderr dp-fetch ohlcv --fsym BTC --tsym USD --interval hour --now 2026-01-04T00:00:00Z
+	[ "$status" -eq 0 ]
+	same "$(expect_ohlcv saundersconsult__histohour_v1.json BTC USD 1h)"
+	[ "${#lines[@]}" -eq 11 ]
+	[ "$(nreq)" -eq 2 ]
+}
+
+@test "a candle without a time exits 65" {
+	serve '{"routes":{"/data/v2/histoday":[{"json":{"Response":"Success","Data":{"Data":[{"open":1}]}}}]}}'
+	run --separate-stderr dp-fetch ohlcv --fsym BTC --tsym USD --interval day
+	[ "$status" -eq 65 ]
+	[ "$output" = "" ]
+	[[ $stderr == *'malformed response from '*': candle 0: "time" is not a time in seconds' ]]
+}
+
+@test "pairs of --fsym and --tsym lists are fetched one after the other" {
+	serve '{"routes":{"/data/v2/histoday":[{"histo":"'$DAY'"}]}}'
+	run dp-fetch ohlcv --fsym BTC,ETH --tsym USD --interval day --since 2020-01-03T00:00:00Z --now 2020-01-05T00:00:00Z
+	[ "$status" -eq 0 ]
+	same "$(expect_ohlcv "$DAY" BTC USD 1d 'select(.time >= 1578009600)'; expect_ohlcv "$DAY" ETH USD 1d 'select(.time >= 1578009600)')"
+}
+
+# --- state across runs ------------------------------------------------------------
+
+@test "--state makes runs incremental: each candle once across runs" {
+	serve '{"routes":{"/data/v2/histominute":[{"histo":"'$MIN'"}]}}'
+	S=$W/state
+	f() { dp-fetch ohlcv --fsym X --tsym USD --interval minute --since 2024-12-11T11:00:00Z --state "$S" "$@"; }
+	f --now 2024-12-11T11:30:30Z > "$W/run1"
+	[ "$(wc -l < "$W/run1")" -eq 30 ]
+	[ "$(grep -v '^#' "$S")" = "X USD 1m - 1733916540 2024-12-11T11:29:00Z" ]
+	f --now "$NOW_MIN" > "$W/run2"
+	f --now "$NOW_MIN" > "$W/run3"
+	[ ! -s "$W/run3" ]
+	[ "$(cat "$W/run1" "$W/run2")" = "$(expect_ohlcv "$MIN" X USD 1m 'select(.time >= 1733914800)')" ]
+	[ "$(grep -v '^#' "$S")" = "X USD 1m - 1733918400 2024-12-11T12:00:00Z" ]
+	# A run without --since starts from the state, not from the whole history.
+	run dp-fetch ohlcv --fsym X --tsym USD --interval minute --state "$S" --now "$NOW_MIN"
+	[ "$status" -eq 0 ]
+	[ "$output" = "" ]
+	# No temporary state files are left behind.
+	[ "$(cd "$W" && echo state*)" = "state state.lock" ]
+}
+
+@test "--state with --include-open: the open candle is printed again once closed, never recorded while open" {
+	serve '{"routes":{"/data/v2/histominute":[{"histo":"'$MIN'"}]}}'
+	S=$W/state
+	f() { dp-fetch ohlcv --fsym X --tsym USD --interval minute --since 2024-12-11T11:58:00Z --state "$S" --include-open "$@"; }
+	run f --now 2024-12-11T12:00:30Z
+	[ "${#lines[@]}" -eq 3 ]
+	[ "$(state_last "$S")" -eq 1733918340 ]
+	run f --now 2024-12-11T12:00:40Z
+	same "$(expect_ohlcv "$MIN" X USD 1m 'select(.time == 1733918400)')"
+	run f --now "$NOW_MIN"
+	same "$(expect_ohlcv "$MIN" X USD 1m 'select(.time == 1733918400)')"
+	[ "$(state_last "$S")" -eq 1733918400 ]
+	run f --now "$NOW_MIN"
+	[ "$output" = "" ]
+}
+
+@test "--state: a run killed with SIGKILL mid-output is completed by the next, each candle once" {
+	serve '{"routes":{"/data/v2/histominute":[{"histo":"'$MIN'","delay":0.2}]}}'
+	S=$W/state
+	args=(ohlcv --fsym X --tsym USD --interval minute --since 2024-12-10T02:40:00Z --now "$NOW_MIN" --page-size 250 --state "$S")
+	dp-fetch "${args[@]}" > "$W/run1" &
+	BG_PID=$!
+	# One page printed and committed: the kill lands while it waits for the next.
+	wait_until 10 state_at_least "$S" 1733813400
+	kill -KILL "$BG_PID"
+	wait "$BG_PID" || true
+	BG_PID=
+	n1=$(wc -l < "$W/run1")
+	[ "$n1" -ge 251 ] && [ "$n1" -lt 2001 ]
+	run --separate-stderr dp-fetch "${args[@]}"
+	[ "$status" -eq 0 ]
+	printf '%s\n' "$output" > "$W/run2"
+	[ "$(cat "$W/run1" "$W/run2")" = "$(expect_ohlcv "$MIN" X USD 1m)" ]
+	[ "$(cat "$W/run1" "$W/run2" | sort | uniq -d)" = "" ]
+}
+
+@test "a state file in use by another dp-fetch exits 75; a corrupt one exits 65" {
+	serve '{"routes":{"/data/v2/histominute":[{"histo":"'$MIN'"}]}}'
+	S=$W/state
+	exec 9> "$S.lock"
+	flock -n 9
+	run --separate-stderr dp-fetch ohlcv --fsym X --tsym USD --interval minute --state "$S"
+	[ "$status" -eq 75 ]
+	[ "$stderr" = "dp-fetch: state file $S is in use by another dp-fetch" ]
+	exec 9>&-
+	printf '# comment\nX USD 1m - notanumber\n' > "$S"
+	run --separate-stderr dp-fetch ohlcv --fsym X --tsym USD --interval minute --state "$S"
+	[ "$status" -eq 65 ]
+	[ "$stderr" = "dp-fetch: $S:2: LAST is not a time in seconds" ]
+	[ "$(nreq)" -eq 0 ]
+}
+
+# --- repeated polls ---------------------------------------------------------------
+
+@test "--every polls on wall-clock boundaries and --count stops it" {
+	serve "$PRICES"
+	run --separate-stderr dp-fetch price --fsyms BTC --tsyms USD --every 1s --count 3
+	[ "$status" -eq 0 ]
+	[ "$output" = "$(printf '%s\n%s\n%s' "$PRICE_BTC" "$PRICE_BTC" "$PRICE_BTC")" ]
+	[ "$(nreq)" -eq 3 ]
+	# The 2nd and 3rd polls start just after a whole second.
+	run jq -r 'select(.n > 1) | .t - (.t | floor) < 0.5' "$W/requests"
+	[ "$output" = "$(printf 'true\ntrue')" ]
+}
+
+@test "--every: a failed poll is logged and polling goes on" {
+	serve '{"routes":{"/data/pricemultifull":[{"file":"saundersconsult__error_generateAvg_missing_tsym.json"},{"file":"saundersconsult__pricemultifull.json"}]}}'
+	run --separate-stderr dp-fetch price --fsyms BTC --tsyms USD --every 1s --count 2
+	[ "$status" -eq 0 ]
+	[ "$output" = "$PRICE_BTC" ]
+	[[ $stderr == "dp-fetch: poll 1 failed: "*'"tsym is a required param."'* ]]
+}
+
+@test "--every: SIGTERM while waiting ends at once with 0; candles continue from memory" {
+	serve '{"routes":{"/data/v2/histoday":[{"histo":"'$DAY'"}]}}'
+	dp-fetch ohlcv --fsym BTC --tsym USD --interval day --every 1h --trace-states > "$W/out" 2> "$W/err" &
+	BG_PID=$!
+	wait_until 10 grep -q '"to":"waiting"' "$W/err"
+	kill -TERM "$BG_PID"
+	wait_until 3 bash -c "! kill -0 $BG_PID 2>/dev/null"
+	rc=0
+	wait "$BG_PID" || rc=$?
+	BG_PID=
+	[ "$rc" -eq 0 ]
+	[ "$(cat "$W/out")" = "$(expect_ohlcv "$DAY" BTC USD 1d)" ]
+	[ "$(tail -1 "$W/err")" = "$(tail -1 "$W/err" | jq -c 'select(.from == "waiting" and .event == "stop" and .to == "done")')" ]
+}
+
+@test "--trace-states prints each transition as NDJSON" {
+	serve "$PRICES"
+	run --separate-stderr dp-fetch price --fsyms BTC --tsyms USD --trace-states
+	[ "$status" -eq 0 ]
+	[ "$(jq -r '"\(.cmd) \(.from)>\(.to) \(.event)"' <<<"$stderr" | paste -sd,)" = \
+	  "dp-fetch idle>fetching start,dp-fetch fetching>emitting response,dp-fetch emitting>done finished" ]
+}
+
+# --- shipped files ------------------------------------------------------------------
+
+@test "the man page passes mandoc -Tlint and documents both record schemas" {
+	command -v mandoc >/dev/null || skip "mandoc is not installed"
+	run mandoc -Tlint -Wwarning "$DP_ROOT/man/dp-fetch.1"
+	[ "$status" -eq 0 ]
+	text=$(mandoc -Tutf8 "$DP_ROOT/man/dp-fetch.1" | col -b)
+	for f in '"type":"price"' volume_24h_to change_pct_24h mktcap '"type":"ohlcv"' volume_from volume_to \
+	         'EXIT STATUS' ENVIRONMENT FILES EXAMPLES crontab; do
+		[[ $text == *"$f"* ]] || { echo "man page lacks $f"; return 1; }
+	done
+}
+
+@test "bash completion offers commands, options and intervals" {
+	source "$DP_ROOT/completions/bash/dp-fetch"
+	comp() { COMP_WORDS=("$@"); COMP_CWORD=$((${#COMP_WORDS[@]} - 1)); COMPREPLY=(); _dp_fetch; echo "${COMPREPLY[*]}"; }
+	[ "$(comp dp-fetch '')" = "price ohlcv" ]
+	[ "$(comp dp-fetch ohlcv --interval '')" = "minute hour day" ]
+	[[ " $(comp dp-fetch ohlcv --in) " == *" --include-open "* ]]
+	[[ " $(comp dp-fetch ohlcv --in) " == *" --interval "* ]]
+}
+
+@test "examples/cron-fetch.sh spools and publishes each candle once across runs" {
+	serve '{"routes":{"/data/v2/histoday":[{"histo":"'$DAY'"}]}}'
+	mkdir -p "$W/fakebin"
+	# A stand-in for dp-publish that appends what it is given.
+	printf '#!/bin/sh\ncat >> %q\n' "$W/published" > "$W/fakebin/dp-publish"
+	chmod +x "$W/fakebin/dp-publish"
+	export DP_FETCH_DIR=$W/cron DP_FETCH_ARGS="--now 2020-01-05T00:00:00Z"
+	PATH=$W/fakebin:$PATH run "$DP_ROOT/examples/cron-fetch.sh" BTC USD day prices
+	[ "$status" -eq 0 ]
+	PATH=$W/fakebin:$PATH run "$DP_ROOT/examples/cron-fetch.sh" BTC USD day prices
+	[ "$status" -eq 0 ]
+	[ "$(cat "$W/published")" = "$(expect_ohlcv "$DAY" BTC USD 1d)" ]
+}
+
+# --- Kafka ----------------------------------------------------------------------------
+
+@test "dp-fetch | dp-publish, then dp-tail gives back the same records" {
+	[[ -x $DP_BIN/dp-publish && -x $DP_BIN/dp-tail ]] ||
+		skip "bin/dp-publish or bin/dp-tail is not built yet"
+	serve '{"routes":{"/data/v2/histoday":[{"histo":"'$DAY'"}]}}'
+	topic=$(uniq_name fetch)
+	dp-fetch ohlcv --fsym BTC --tsym USD --interval day --now 2020-01-05T00:00:00Z > "$W/want"
+	run bash -c "dp-fetch ohlcv --fsym BTC --tsym USD --interval day --now 2020-01-05T00:00:00Z |
+		dp-publish -t '$topic' -X allow.auto.create.topics=true"
+	[ "$status" -eq 0 ] || skip "dp-publish could not create topic $topic: $output"
+	run dp-tail -t "$topic" --from beginning --exit
+	[ "$status" -eq 0 ]
+	[ "$output" = "$(cat "$W/want")" ]
+	[ "${#lines[@]}" -eq 11 ]
+}
