@@ -144,7 +144,7 @@ usage_hint(void)
 }
 
 static void
-help(void)
+help(FILE *fp)
 {
 	fputs("usage: dp-fetch price --fsyms LIST --tsyms LIST [options]\n"
 	      "       dp-fetch ohlcv --fsym LIST --tsym LIST --interval INTERVAL [options]\n"
@@ -186,8 +186,8 @@ help(void)
 	      "      --retry-base DURATION  first retry delay, doubled per retry up to 30s,\n"
 	      "                          with jitter (default 500ms)\n"
 	      "      --page-size N       ohlcv: candles per request, 1..2000 (default 2000)\n"
-	      "      --now TIME          take TIME as the current time (tests, replays)\n", stdout);
-	dp_cli_help_common(stdout, false);
+	      "      --now TIME          take TIME as the current time (tests, replays)\n", fp);
+	dp_cli_help_common(fp, false);
 }
 
 /* Split a comma-separated symbol list; symbols are non-empty and plain. */
@@ -477,20 +477,7 @@ parse_args(struct opts *o, struct dp_common *common, int argc, char **argv)
 				return DP_EX_USAGE;
 			break;
 		case '?': {
-			/*
-			 * Say which option, but never echo a value given with '=':
-			 * someone may have tried --api-key=SECRET.
-			 */
-			const char *bad = argv[optind - 1];
-			if (optopt && optopt < 0x100) {
-				dp_err("unknown or incomplete option '-%c'", optopt);
-			} else if (bad && bad[0] == '-' && bad[1] == '-') {
-				const char *eq = strchr(bad, '=');
-				int len = eq ? (int)(eq - bad) : (int)strlen(bad);
-				dp_err("unknown or incomplete option '%.*s'", len, bad);
-			} else {
-				dp_err("unknown option");
-			}
+			dp_cli_bad_option(argv);
 			usage_hint();
 			return DP_EX_USAGE;
 		}
@@ -1501,19 +1488,9 @@ main(int argc, char **argv)
 	status = parse_args(&o, &common, argc, argv);
 	if (status)
 		goto out;
-	if (common.help) {
-		help();
+	if ((status = dp_cli_answer(&common, help, &fsm_def)) >= 0)
 		goto out;
-	}
-	if (common.version) {
-		dp_cli_version();
-		goto out;
-	}
-	if (common.dot) {
-		if (dp_fsm_dot(&fsm_def, stdout) < 0)
-			status = DP_EX_IOERR;
-		goto out;
-	}
+	status = 0;
 	/* 2. combinations, in one place */
 	status = validate(&o, argc, argv);
 	if (status) {

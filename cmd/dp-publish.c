@@ -84,6 +84,8 @@ struct pub {
 	pthread_cond_t cv;
 	struct batch *batches[NBATCH];
 	int32_t partitions;             /* of the -t topic */
+	int64_t partitions_checked;     /* when, on the monotonic clock */
+	size_t max_msg_size;            /* message.max.bytes */
 	int32_t (*partitioner)(const rd_kafka_topic_t *, const void *, size_t, int32_t,
 	                       void *, void *);
 	struct batch *free[NBATCH];     /* LIFO of empty batches */
@@ -96,7 +98,7 @@ struct pub {
 	struct dp_buf key, val, tmp, err, topicbuf, ack;
 
 	/* counters */
-	uint64_t lines;
+	atomic_ullong lines;            /* written by the reader thread */
 	uint64_t produced;
 	uint64_t delivered;
 	uint64_t lost;
@@ -246,10 +248,12 @@ parse_options(struct pub *p, int argc, char **argv)
 			p->topic = optarg;
 			break;
 		case OPT_TOPIC_EXPR:
+			dp_expr_free(p->topic_expr);    /* the last one given wins */
 			if (!(p->topic_expr = compile("--topic-expr", optarg)))
 				return -1;
 			break;
 		case 'k':
+			dp_expr_free(p->key_expr);
 			if (!(p->key_expr = compile("--key", optarg)))
 				return -1;
 			break;
@@ -263,6 +267,7 @@ parse_options(struct pub *p, int argc, char **argv)
 				return -1;
 			break;
 		case OPT_TIMESTAMP:
+			dp_expr_free(p->ts_expr);
 			if (!(p->ts_expr = compile("--timestamp", optarg)))
 				return -1;
 			break;
@@ -299,6 +304,9 @@ parse_options(struct pub *p, int argc, char **argv)
 				return -1;
 			}
 			break;
+		case '?':
+			dp_cli_bad_option(argv);
+			return -1;
 		default:
 			if (dp_cli_common(&p->common, opt, optarg) != 1)
 				return -1;
@@ -424,23 +432,28 @@ struct batch {
 	struct rec recs[BATCH_RECS];
 	size_t n;
 	struct dp_buf arena;        /* every byte the records point at */
+	bool oom;                   /* an arena_add failed since the last check */
 	int end;                    /* 0, or the event that ended the input */
 };
 
+/* Copy into the arena; on failure b->oom is set and the record is dropped
+ * as fatal by prepare_line, so NONE never stands for real data. */
 static size_t
 arena_add(struct batch *b, const void *data, size_t n)
 {
 	size_t off = b->arena.len;
 
-	if (dp_buf_add(&b->arena, data, n) < 0 || dp_buf_addch(&b->arena, '\0') < 0)
+	if (dp_buf_add(&b->arena, data, n) < 0 || dp_buf_addch(&b->arena, '\0') < 0) {
+		b->oom = true;
 		return NONE;
+	}
 	return off;
 }
 
 static const char *
 at(const struct batch *b, size_t off)
 {
-	return b->arena.data + off;
+	return off == NONE ? "(out of memory)" : b->arena.data + off;
 }
 
 static int
@@ -637,6 +650,10 @@ mark(struct batch *b, struct rec *r, int rc, const char *why)
 	r->kind = rc > 0 ? REC_FATAL : REC_BAD;
 	r->status = rc > 0 ? rc : 0;
 	r->why = arena_add(b, why, strlen(why));
+	if (r->why == NONE) {
+		r->kind = REC_FATAL;
+		r->status = DP_EX_SOFTWARE;
+	}
 }
 
 /* Turn one line into a record in b.  Returns 0, or the event that ends input. */
@@ -681,9 +698,13 @@ prepare_line(struct pub *p, struct batch *b, const char *line, size_t len, int b
 		/* The raw line goes along for --on-error dlq. */
 		r->val = arena_add(b, line, len);
 		r->vallen = len;
-		if (p->on_error == ON_ERROR_FAIL)
-			return E_BAD_LINE;
 	}
+	if (b->oom) {
+		b->oom = false;
+		mark(b, r, DP_EX_SOFTWARE, "out of memory");
+	}
+	if (r->kind == REC_BAD && p->on_error == ON_ERROR_FAIL)
+		return E_BAD_LINE;
 	return r->kind == REC_FATAL ? E_FATAL : 0;
 }
 
@@ -760,8 +781,12 @@ reader_main(void *arg)
 
 	while (!end) {
 		pthread_mutex_lock(&p->mu);
-		while (p->nfree == 0)
+		while (p->nfree == 0 && !atomic_load(&p->halt))
 			pthread_cond_wait(&p->cv, &p->mu);
+		if (p->nfree == 0) {
+			pthread_mutex_unlock(&p->mu);
+			break;          /* the main thread stopped: nothing more is sent */
+		}
 		struct batch *b = p->free[--p->nfree];
 		pthread_mutex_unlock(&p->mu);
 
@@ -788,8 +813,11 @@ start_reader(struct pub *p)
 		p->free[p->nfree++] = p->batches[i];
 	}
 	dp_lines_set_idle(p->in, reader_idle, p);
-	if (pthread_create(&p->reader, NULL, reader_main, p) != 0)
+	int e = pthread_create(&p->reader, NULL, reader_main, p);
+	if (e) {
+		errno = e;
 		return -1;
+	}
 	p->reader_started = true;
 	return 0;
 }
@@ -909,6 +937,18 @@ send_rec(struct pub *p, const struct batch *b, struct rec *r)
  * topic without headers or timestamps, which the batch call cannot carry.
  * Returns 0, or an exit status (the failed record is named).
  */
+/* A batch produce that failed in a way send_run does not expect. */
+static int
+batch_failed(struct pub *p, const rd_kafka_message_t *m, int32_t partition)
+{
+	rd_kafka_resp_err_t e = m->err ? m->err : RD_KAFKA_RESP_ERR__FAIL;
+
+	dp_err("line %llu: cannot produce to '%s' [%d]: %s",
+	       (unsigned long long)OPAQUE_LINE(m->_private), p->topic, (int)partition,
+	       rd_kafka_err2str(e));
+	return DP_EX_TEMPFAIL;
+}
+
 static int
 send_run(struct pub *p, const struct batch *b, size_t from, size_t to)
 {
@@ -930,8 +970,8 @@ send_run(struct pub *p, const struct batch *b, size_t from, size_t to)
 			part[i] = r->partition;
 		else if (r->key != NONE)
 			part[i] = p->partitioner(p->rkt, at(b, r->key), r->keylen, nparts, NULL, NULL);
-		else
-			part[i] = (int32_t)((p->produced + i) % (uint64_t)nparts);
+		else            /* batch_ok lets only keyed records through */
+			part[i] = 0;
 		count[part[i] + 1]++;
 	}
 	for (int32_t k = 0; k < nparts; k++)
@@ -953,28 +993,68 @@ send_run(struct pub *p, const struct batch *b, size_t from, size_t to)
 	for (int32_t k = 0; k < nparts; k++) {
 		size_t end = count[k], done = start;
 		while (done < end) {
-			int ok = rd_kafka_produce_batch(p->rkt, k, RD_KAFKA_MSG_F_COPY,
-			                                msgs + done, (int)(end - done));
-			/* Without a concurrent poll nothing frees queue space mid-call:
-			 * the records before the first failure are in, none after it. */
-			p->produced += (uint64_t)ok;
-			done += (size_t)ok;
-			if (done == end)
-				break;
-			rd_kafka_resp_err_t e = msgs[done].err;
-			if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+			rd_kafka_produce_batch(p->rkt, k, RD_KAFKA_MSG_F_COPY, msgs + done,
+			                       (int)(end - done));
+			/*
+			 * Records that fail stay with err set; librdkafka goes on
+			 * past them.  send_run only gets records that cannot fail
+			 * for their size, so the one failure left is a full queue,
+			 * and then every later record failed as well: nothing frees
+			 * queue space without a poll, which only we do.
+			 */
+			size_t first = done;
+			while (first < end && !msgs[first].err)
+				first++;
+			for (size_t i = first; i < end; i++)
+				if (msgs[i].err && msgs[i].err != RD_KAFKA_RESP_ERR__QUEUE_FULL)
+					return batch_failed(p, &msgs[i], k);
+			for (size_t i = first; i < end; i++)
+				if (!msgs[i].err)
+					return batch_failed(p, &msgs[first], k);   /* not a prefix */
+			p->produced += first - done;
+			done = first;
+			if (done < end) {
 				rd_kafka_poll(p->rk, 50);
-				continue;
+				for (size_t i = done; i < end; i++)
+					msgs[i].err = 0;
 			}
-			uint64_t line = OPAQUE_LINE(msgs[done]._private);
-			dp_err("line %llu: cannot produce to '%s' [%d]: %s", (unsigned long long)line,
-			       p->topic, (int)k, rd_kafka_err2str(e));
-			return dp_kafka_exit_status(e) == DP_EX_DATAERR ? DP_EX_DATAERR
-			                                                : dp_kafka_exit_status(e);
 		}
 		start = end;
 	}
 	return 0;
+}
+
+/*
+ * Records that send_run may take: plain ones for the -t topic with a key
+ * (librdkafka's partitioners may only look at partition availability for
+ * empty keys, from inside librdkafka) that fit message.max.bytes (a record
+ * that would fail goes alone, so --on-error applies to it).
+ */
+static bool
+batch_ok(const struct pub *p, const struct rec *r)
+{
+	return r->kind == REC_RECORD && r->topic == NONE &&
+	       (r->partition != RD_KAFKA_PARTITION_UA || (r->key != NONE && r->keylen > 0)) &&
+	       r->vallen + (r->key != NONE ? r->keylen : 0) + 512 < p->max_msg_size;
+}
+
+/*
+ * send_run partitions with the count it knows; look again now and then so
+ * that partitions added during a long run are used, as librdkafka would.
+ */
+static void
+refresh_partitions(struct pub *p)
+{
+	int64_t now = dp_time_mono_ms();
+	struct dp_buf err = DP_BUF_INIT;
+	int n = 0;
+
+	if (!p->rkt || now - p->partitions_checked < 10000)
+		return;
+	p->partitions_checked = now;
+	if (dp_kafka_probe(p->rk, p->topic, 2000, &n, &err) == 0 && n > 0)
+		p->partitions = n;
+	dp_buf_free(&err);
 }
 
 /* Serve delivery reports and pass acknowledgements on. */
@@ -1031,6 +1111,7 @@ run_lines(struct pub *p)
 			serve(p);       /* input is quiet */
 			continue;
 		}
+		refresh_partitions(p);
 		bool batchable = p->rkt && p->partitioner && p->partitions > 0 &&
 		                 p->partitions <= MAX_BUCKETS && !p->nhdrs && !p->ts_expr &&
 		                 !p->envelope;
@@ -1038,7 +1119,7 @@ run_lines(struct pub *p)
 			int st;
 			size_t j = i;
 			if (batchable)
-				while (j < b->n && b->recs[j].kind == REC_RECORD && b->recs[j].topic == NONE)
+				while (j < b->n && batch_ok(p, &b->recs[j]))
 					j++;
 			if (j > i) {
 				st = send_run(p, b, i, j);
@@ -1054,6 +1135,8 @@ run_lines(struct pub *p)
 		}
 		if (!ev && b->end)
 			ev = b->end;
+		if (ev)
+			atomic_store(&p->halt, 1);  /* before the batch frees up */
 		release(p, b);
 		rd_kafka_poll(p->rk, 0);
 		dp_progress_tick(&p->prog, "lines", p->lines, NULL, false);
@@ -1081,8 +1164,15 @@ drain(struct pub *p)
 		rd_kafka_poll(p->rk, 100);
 		if (p->delivered + p->lost != before)
 			deadline = dp_time_mono_ms() + p->timeout_ms;
-		if (dp_time_mono_ms() > deadline && dp_kafka_all_brokers_down())
-			break;
+		if (dp_time_mono_ms() > deadline) {
+			/* No progress for --timeout: give up only if no broker answers. */
+			struct dp_buf err = DP_BUF_INIT;
+			int down = dp_kafka_probe(p->rk, NULL, 2000, NULL, &err) != 0;
+			dp_buf_free(&err);
+			if (down)
+				break;
+			deadline = dp_time_mono_ms() + p->timeout_ms;
+		}
 		if (p->progress)
 			dp_progress_tick(&p->prog, "lines", p->lines, NULL, false);
 	}
@@ -1109,7 +1199,6 @@ static int32_t (*pick_partitioner(rd_kafka_conf_t *conf))(const rd_kafka_topic_t
 	} known[] = {
 		{ "consistent_random", rd_kafka_msg_partitioner_consistent_random },
 		{ "consistent", rd_kafka_msg_partitioner_consistent },
-		{ "random", rd_kafka_msg_partitioner_random },
 		{ "murmur2", rd_kafka_msg_partitioner_murmur2 },
 		{ "murmur2_random", rd_kafka_msg_partitioner_murmur2_random },
 		{ "fnv1a", rd_kafka_msg_partitioner_fnv1a },
@@ -1154,6 +1243,11 @@ open_kafka(struct pub *p)
 	rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
 	rd_kafka_conf_set_opaque(conf, p);
 	p->partitioner = pick_partitioner(conf);
+	char mmb[32];
+	size_t mmblen = sizeof(mmb);
+	p->max_msg_size = 1000000;
+	if (rd_kafka_conf_get(conf, "message.max.bytes", mmb, &mmblen) == RD_KAFKA_CONF_OK)
+		p->max_msg_size = (size_t)strtoull(mmb, NULL, 10);
 	p->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
 	if (!p->rk) {
 		dp_err("cannot create kafka producer: %s", errstr);
@@ -1198,6 +1292,7 @@ connect_cluster(struct pub *p)
 		}
 		p->rkt = rd_kafka_topic_new(p->rk, p->topic, NULL);
 		p->partitions = partitions;
+		p->partitions_checked = dp_time_mono_ms();
 	}
 	return E_CONNECTED;
 }
@@ -1262,15 +1357,9 @@ main(int argc, char **argv)
 		cleanup(&p);
 		return DP_EX_USAGE;
 	}
-	if (p.common.help || p.common.version || p.common.dot) {
-		if (p.common.help)
-			usage(stdout);
-		else if (p.common.version)
-			dp_cli_version();
-		else
-			dp_fsm_dot(&machine, stdout);
+	if ((status = dp_cli_answer(&p.common, usage, &machine)) >= 0) {
 		cleanup(&p);
-		return dp_out_close_stdout() == 0 ? DP_EX_OK : DP_EX_IOERR;
+		return status;
 	}
 
 	/* 2. resources */

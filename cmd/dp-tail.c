@@ -45,6 +45,7 @@ struct part {
 	int32_t partition;
 	int64_t end;        /* stop offset for --until end / -e; -1 none */
 	int64_t next;       /* offset after the last record handled; -1 none */
+	bool at_eof;        /* nothing newer has arrived since its EOF event */
 	bool done;
 	bool assigned;
 };
@@ -75,6 +76,7 @@ struct tail {
 	rd_kafka_topic_partition_list_t *started;  /* simple mode: partitions read */
 	bool paused;                     /* the prefetch queue went past its mark */
 	size_t prefetch_high;
+	size_t wake_next;
 	struct dp_out *out;
 	struct part *parts;
 	size_t nparts;
@@ -86,6 +88,8 @@ struct tail {
 	uint64_t printed;
 	uint64_t skipped;
 	bool assigned_once;
+	bool rebalancing;   /* partitions revoked, new ones not yet assigned */
+	int64_t last_flush_ms;
 	int status;
 	struct dp_progress prog;
 	struct dp_fsm fsm;
@@ -295,6 +299,7 @@ parse_options(struct tail *t, int argc, char **argv)
 			t->progress = true;
 			break;
 		case OPT_FILTER:
+			dp_expr_free(t->filter);        /* the last one given wins */
 			t->filter = dp_expr_compile(optarg, &err);
 			if (!t->filter) {
 				dp_err("invalid --filter: %s", err.data);
@@ -325,6 +330,9 @@ parse_options(struct tail *t, int argc, char **argv)
 				return -1;
 			}
 			break;
+		case '?':
+			dp_cli_bad_option(argv);
+			return -1;
 		default:
 			if (dp_cli_common(&t->common, opt, optarg) != 1)
 				return -1;
@@ -400,7 +408,7 @@ add_part(struct tail *t, const char *topic, int32_t partition)
 static bool
 all_done(struct tail *t)
 {
-	if (t->until == UNTIL_NONE || !t->assigned_once)
+	if (t->until == UNTIL_NONE || !t->assigned_once || t->rebalancing)
 		return false;
 	for (size_t i = 0; i < t->nparts; i++)
 		if (t->parts[i].assigned && !t->parts[i].done)
@@ -440,10 +448,11 @@ prepare_assignment(struct tail *t, rd_kafka_topic_partition_list_t *list)
 		}
 		/*
 		 * --from is where a partition starts the first time it is
-		 * seen.  A rebalance that hands it back continues where it was.
+		 * seen.  A rebalance that hands it back continues where it was;
+		 * one from which nothing was read yet starts by --from again.
 		 */
-		if (!fresh) {
-			tp->offset = p->next >= 0 ? p->next : RD_KAFKA_OFFSET_STORED;
+		if (!fresh && p->next >= 0) {
+			tp->offset = p->next;
 			continue;
 		}
 		switch (t->from) {
@@ -470,16 +479,31 @@ prepare_assignment(struct tail *t, rd_kafka_topic_partition_list_t *list)
 		}
 	}
 	if (t->from == FROM_TIME) {
-		rd_kafka_resp_err_t e = rd_kafka_offsets_for_times(t->rk, list, (int)t->timeout_ms);
+		/* Only the partitions that start by time: others hold offsets. */
+		rd_kafka_topic_partition_list_t *q = rd_kafka_topic_partition_list_new(list->cnt);
+		for (int i = 0; i < list->cnt; i++) {
+			struct part *p = find_part(t, list->elems[i].topic, list->elems[i].partition);
+			if (p && p->next < 0)
+				rd_kafka_topic_partition_list_add(q, list->elems[i].topic,
+				        list->elems[i].partition)->offset = t->from_arg;
+		}
+		rd_kafka_resp_err_t e = q->cnt ? rd_kafka_offsets_for_times(t->rk, q,
+		                                                           (int)t->timeout_ms) : 0;
 		if (e) {
+			rd_kafka_topic_partition_list_destroy(q);
 			dp_err("cannot look up offsets for --from time: %s", rd_kafka_err2str(e));
 			return dp_kafka_exit_status(e);
 		}
-		for (int i = 0; i < list->cnt; i++)
-			if (list->elems[i].offset < 0)   /* nothing that late */
-				list->elems[i].offset = RD_KAFKA_OFFSET_END;
+		for (int i = 0; i < q->cnt; i++) {
+			rd_kafka_topic_partition_t *tp = rd_kafka_topic_partition_list_find(
+				list, q->elems[i].topic, q->elems[i].partition);
+			/* Nothing that late: start at the end. */
+			tp->offset = q->elems[i].offset < 0 ? RD_KAFKA_OFFSET_END : q->elems[i].offset;
+		}
+		rd_kafka_topic_partition_list_destroy(q);
 	}
 	t->assigned_once = true;
+	t->rebalancing = false;
 	return 0;
 }
 
@@ -625,13 +649,19 @@ on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
              rd_kafka_topic_partition_list_t *list, void *opaque)
 {
 	struct tail *t = opaque;
+	/* cooperative-sticky hands partitions over a few at a time. */
+	bool incremental = strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
+	rd_kafka_error_t *e = NULL;
 
 	if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
 		int st = prepare_assignment(t, list);
 		if (st && !t->status)
 			t->status = st;
 		dp_fsm_step(&t->fsm, E_ASSIGNED, t);
-		rd_kafka_assign(rk, list);
+		if (incremental)
+			e = rd_kafka_incremental_assign(rk, list);
+		else if (rd_kafka_assign(rk, list))
+			dp_warn("cannot take the assigned partitions");
 	} else {
 		/* Hand over cleanly: what was printed is stored before we let go. */
 		if (flush_and_store(t) < 0 && !dp_out_closed(t->out))
@@ -644,7 +674,17 @@ on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 		if (t->group)
 			rd_kafka_commit(rk, NULL, 0);
 		dp_fsm_step(&t->fsm, E_REVOKED, t);
-		rd_kafka_assign(rk, NULL);
+		if (incremental) {
+			e = rd_kafka_incremental_unassign(rk, list);
+		} else {
+			/* Everything goes; -e must not finish before the new set. */
+			t->rebalancing = true;
+			rd_kafka_assign(rk, NULL);
+		}
+	}
+	if (e) {
+		dp_warn("rebalance: %s", rd_kafka_error_string(e));
+		rd_kafka_error_destroy(e);
 	}
 }
 
@@ -805,6 +845,7 @@ partition_eof(struct tail *t, const rd_kafka_message_t *m)
 		return;
 	dp_info("%s [%d] at end, offset %lld", p->topic, (int)p->partition,
 	        (long long)m->offset);
+	p->at_eof = true;
 	if ((t->until == UNTIL_END && m->offset >= p->end) ||
 	    (t->until == UNTIL_TIME && dp_time_now_ms() >= t->until_ms))
 		p->done = true;
@@ -832,6 +873,8 @@ on_message(struct tail *t, rd_kafka_message_t *m)
 	} else {
 		struct part *p = find_part(t, rd_kafka_topic_name(m->rkt), m->partition);
 		t->consumed++;
+		if (p)
+			p->at_eof = false;
 		if (p && p->done) {
 			/* Past its stop point while others catch up: not ours. */
 		} else if (t->until == UNTIL_TIME &&
@@ -872,9 +915,11 @@ wake_fetcher(struct tail *t)
 	if (queued > t->prefetch_high)
 		t->paused = true;       /* the fetcher has stopped by now */
 	else if (t->paused && queued < QUEUE_LOW) {
-		const rd_kafka_topic_partition_t *tp = &t->started->elems[0];
-		rd_kafka_query_watermark_offsets(t->rk, tp->topic, tp->partition, &lo, &hi,
-		                                 (int)t->timeout_ms);
+		/* One partition per wake-up, in turn, so every leader's thread
+		 * is reached over a few rounds; a slow answer costs 200 ms at most. */
+		const rd_kafka_topic_partition_t *tp =
+			&t->started->elems[t->wake_next++ % (size_t)t->started->cnt];
+		rd_kafka_query_watermark_offsets(t->rk, tp->topic, tp->partition, &lo, &hi, 200);
 		t->paused = false;
 	}
 }
@@ -887,6 +932,10 @@ consume(struct tail *t)
 			return E_STOP;
 		if (t->status)
 			return E_FATAL;
+		if (t->until == UNTIL_TIME && dp_time_now_ms() >= t->until_ms)
+			for (size_t i = 0; i < t->nparts; i++)
+				if (t->parts[i].at_eof)
+					t->parts[i].done = true;   /* idle, and its time has come */
 		if (all_done(t))
 			return E_END;
 		int n = 0, ev = 0;
@@ -915,8 +964,14 @@ consume(struct tail *t)
 		}
 		if (ev)
 			return ev;
-		if (n <= 0) {
-			/* Idle: hand the reader what we have and record it. */
+		/*
+		 * Hand the reader what we have, and record it, whenever the
+		 * queue ran dry or 100 ms went by: a steady trickle must not sit
+		 * in the buffer.
+		 */
+		int64_t now = dp_time_mono_ms();
+		if (n < (t->simple ? 1000 : 1) || now - t->last_flush_ms >= 100) {
+			t->last_flush_ms = now;
 			if (flush_and_store(t) < 0)
 				return dp_out_closed(t->out) ? E_PIPE_CLOSED : E_FATAL;
 			dp_progress_tick(&t->prog, "records", t->consumed, NULL, false);
@@ -1002,15 +1057,9 @@ main(int argc, char **argv)
 		cleanup(&t);
 		return DP_EX_USAGE;
 	}
-	if (t.common.help || t.common.version || t.common.dot) {
-		if (t.common.help)
-			usage(stdout);
-		else if (t.common.version)
-			dp_cli_version();
-		else
-			dp_fsm_dot(&machine, stdout);
+	if ((status = dp_cli_answer(&t.common, usage, &machine)) >= 0) {
 		cleanup(&t);
-		return dp_out_close_stdout() == 0 ? DP_EX_OK : DP_EX_IOERR;
+		return status;
 	}
 
 	/* 2. resources */

@@ -322,11 +322,15 @@ parse_options(struct topic *t, int argc, char **argv)
 		case OPT_TIMEOUT:
 			if (dp_parse_duration("--timeout", optarg, &t->timeout_ms) < 0)
 				return -1;
-			if (t->timeout_ms < 1 || t->timeout_ms > INT32_MAX - 60000) {
-				dp_err("invalid --timeout '%s': must be between 1ms and 24d", optarg);
+			/* librdkafka's admin requests take at most an hour. */
+			if (t->timeout_ms < 1 || t->timeout_ms > 3600000) {
+				dp_err("invalid --timeout '%s': must be between 1ms and 1h", optarg);
 				return -1;
 			}
 			break;
+		case '?':
+			dp_cli_bad_option(argv);
+			return -1;
 		default:
 			if (dp_cli_common(&t->common, opt, optarg) != 1)
 				return -1;
@@ -1715,15 +1719,9 @@ main(int argc, char **argv)
 		cleanup(&t);
 		return DP_EX_USAGE;
 	}
-	if (t.common.help || t.common.version || t.common.dot) {
-		if (t.common.help)
-			usage(stdout);
-		else if (t.common.version)
-			dp_cli_version();
-		else
-			dp_fsm_dot(&machine, stdout);
+	if ((status = dp_cli_answer(&t.common, usage, &machine)) >= 0) {
 		cleanup(&t);
-		return dp_out_close_stdout() == 0 ? DP_EX_OK : DP_EX_IOERR;
+		return status;
 	}
 	if (t.fmt == OUT_AUTO)
 		t.fmt = isatty(STDOUT_FILENO) ? OUT_TABLE : OUT_JSON;

@@ -230,7 +230,8 @@ options(rd_kafka_t *rk, rd_kafka_admin_op_t op, int timeout_ms, bool op_timeout,
 	 * below the request timeout or the client gives up first.
 	 */
 	if (op_timeout && rd_kafka_AdminOptions_set_operation_timeout(
-	                      o, timeout_ms > 4 ? timeout_ms * 3 / 4 : 1, errstr, sizeof(errstr)))
+	                      o, timeout_ms > 4 ? (int)((int64_t)timeout_ms * 3 / 4) : 1, errstr,
+	                      sizeof(errstr)))
 		goto fail;
 	if (validate_only &&
 	    rd_kafka_AdminOptions_set_validate_only(o, 1, errstr, sizeof(errstr)))

@@ -8,6 +8,24 @@
 
 #include "cli.h"
 #include "log.h"
+#include "out.h"
+
+void
+dp_cli_bad_option(char **argv)
+{
+	const char *bad = argv[optind - 1];
+
+	/* Never echo a value given with '=': it may be a password. */
+	if (optopt && optopt < 0x100 && bad && bad[0] == '-' && bad[1] != '-') {
+		dp_err("unknown option or missing value: '-%c'", optopt);
+	} else if (bad && bad[0] == '-' && bad[1] == '-') {
+		const char *eq = strchr(bad, '=');
+		int len = eq ? (int)(eq - bad) : (int)strlen(bad);
+		dp_err("unknown option or missing value: '%.*s'", len, bad);
+	} else {
+		dp_err("unknown option");
+	}
+}
 
 void
 dp_cli_init(struct dp_common *c)
@@ -16,6 +34,7 @@ dp_cli_init(struct dp_common *c)
 	const char *f = getenv("DP_CONFIG");
 
 	memset(c, 0, sizeof(*c));
+	opterr = 0;             /* getopt would echo whole arguments */
 	c->brokers = b && *b ? b : "localhost:9092";
 	c->config_file = f && *f ? f : NULL;
 }
@@ -31,7 +50,7 @@ dp_cli_free(struct dp_common *c)
 }
 
 int
-dp_cli_common(struct dp_common *c, int opt, const char *arg)
+dp_cli_common(struct dp_common *c, int opt, char *arg)
 {
 	switch (opt) {
 	case 'v':
@@ -68,6 +87,15 @@ dp_cli_common(struct dp_common *c, int opt, const char *arg)
 			dp_err("invalid -X: expected key=value");
 			return -1;
 		}
+		/*
+		 * The value is ours now; blank it in argv so that ps and
+		 * /proc/PID/cmdline stop showing it.  (A -F file is better:
+		 * this only narrows the window.)
+		 */
+		if (dp_kv_is_secret(c->props[c->nprops - 1].key)) {
+			char *v = strchr(arg, '=') + 1;
+			memset(v, '*', strlen(v));
+		}
 		break;
 	default:
 		return 0;
@@ -91,6 +119,25 @@ dp_cli_help_common(FILE *fp, bool kafka)
 	      "      --dot               print the state machine as Graphviz and exit\n"
 	      "  -h, --help              this help\n"
 	      "  -V, --version           version\n", fp);
+}
+
+int
+dp_cli_answer(const struct dp_common *c, void (*usage)(FILE *), const struct dp_fsm_def *m)
+{
+	if (c->help)
+		usage(stdout);
+	else if (c->version)
+		dp_cli_version();
+	else if (c->dot)
+		dp_fsm_dot(m, stdout);
+	else
+		return -1;
+	/* A reader that closed the pipe early is fine: we said it all. */
+	if (dp_out_close_stdout() < 0 && errno != EPIPE) {
+		dp_err("cannot write to stdout: %s", strerror(errno));
+		return 74;
+	}
+	return 0;
 }
 
 void
@@ -182,6 +229,8 @@ dp_parse_duration(const char *name, const char *s, int64_t *ms)
 			return bad(name, s, "unknown unit (use ms, s, m, h or d)");
 		}
 		total += (int64_t)v * unit;
+		if (total > INT64_MAX / 4)
+			return bad(name, s, "too large");
 	}
 	*ms = total;
 	return 0;
@@ -225,8 +274,8 @@ dp_kv_free(struct dp_kv *kv, size_t n)
 int
 dp_kv_is_secret(const char *key)
 {
-	static const char *const words[] = { "password", "secret", "sasl.jaas",
-		"key", "token", "credential", NULL };
+	static const char *const words[] = { "password", "secret", "sasl.",
+		"key", "token", "credential", "oauthbearer", NULL };
 
 	for (int i = 0; words[i]; i++)
 		if (strstr(key, words[i]))

@@ -18,6 +18,7 @@
 #include <stdint.h>
 
 #include "buf.h"
+#include "fsm.h"
 
 /* Long-only option codes; commands number theirs from DP_OPT_CMD. */
 enum {
@@ -59,18 +60,34 @@ struct dp_common {
 	bool version;
 };
 
-/* Fill defaults: brokers from $DP_BROKERS else localhost:9092, $DP_CONFIG. */
+/*
+ * Fill defaults: brokers from $DP_BROKERS else localhost:9092, $DP_CONFIG.
+ * Also turns getopt's own messages off (they echo whole arguments, values
+ * included): commands report '?' with dp_cli_bad_option().
+ */
 void dp_cli_init(struct dp_common *c);
 void dp_cli_free(struct dp_common *c);
 
 /*
  * Handle a common option.  Returns 1 when handled, 0 when opt is not a
- * common option, -1 on a bad value (message already printed).
+ * common option, -1 on a bad value (message already printed).  arg is
+ * argv memory: a secret -X value is overwritten there once copied.
  */
-int dp_cli_common(struct dp_common *c, int opt, const char *arg);
+int dp_cli_common(struct dp_common *c, int opt, char *arg);
+
+/* Say which option getopt_long refused, without any value given with '='. */
+void dp_cli_bad_option(char **argv);
 
 /* Print the common part of a --help text (Kafka options when kafka). */
 void dp_cli_help_common(FILE *fp, bool kafka);
+
+/*
+ * Answer --help (with usage), --version or --dot (with the machine m) on
+ * stdout, the same way in every command.  Returns -1 when none of them
+ * was asked for, else the exit status (0, or 74 when stdout failed).
+ */
+int dp_cli_answer(const struct dp_common *c, void (*usage)(FILE *),
+                  const struct dp_fsm_def *m);
 
 /* Print "dp-xxx VERSION (librdkafka ...)" to stdout. */
 void dp_cli_version(void);

@@ -130,6 +130,7 @@ take_bytes(jv str, const char *encoding, char **p, size_t *n, const char *what,
 	if (encoding && strcmp(encoding, "base64") == 0) {
 		if (dp_base64_decode(&b, s, len) < 0) {
 			dp_buf_addf(err, "envelope %s is not valid base64", what);
+			dp_buf_free(&b);
 			return -1;
 		}
 	} else if (!encoding || strcmp(encoding, "string") == 0) {

@@ -5,6 +5,7 @@
 #endif
 
 #include "json.h"
+#include "lines.h"
 
 struct scan {
 	const char *p;
@@ -65,38 +66,6 @@ special_mask(uint64_t w)
 	return (((q - ones) & ~q) | ((b - ones) & ~b) | ((w - ones * 0x20) & ~w) | w) & highs;
 }
 
-/*
- * Length of the valid UTF-8 sequence at p (2..4), or 0.  Text outside
- * strings is ASCII by grammar, so checking inside strings checks it all.
- */
-static inline size_t
-utf8_seq(const unsigned char *p, const unsigned char *end)
-{
-	unsigned c = p[0];
-	size_t need;
-	uint32_t cp, min;
-
-	if (c >= 0xc2 && c <= 0xdf) {
-		need = 1; cp = c & 0x1f; min = 0x80;
-	} else if (c >= 0xe0 && c <= 0xef) {
-		need = 2; cp = c & 0x0f; min = 0x800;
-	} else if (c >= 0xf0 && c <= 0xf4) {
-		need = 3; cp = c & 0x07; min = 0x10000;
-	} else {
-		return 0;
-	}
-	if ((size_t)(end - p) <= need)
-		return 0;
-	for (size_t k = 1; k <= need; k++) {
-		if ((p[k] & 0xc0) != 0x80)
-			return 0;
-		cp = (cp << 6) | (p[k] & 0x3f);
-	}
-	if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-		return 0;
-	return need + 1;
-}
-
 static inline int
 scan_string(struct scan *s)
 {
@@ -146,7 +115,7 @@ special:
 			return 0;
 		}
 		if (c >= 0x80) {
-			size_t n = utf8_seq((const unsigned char *)p, (const unsigned char *)end);
+			size_t n = dp_utf8_seq((const unsigned char *)p, (const unsigned char *)end);
 			if (!n) {
 				s->p = p;
 				return fail(s, "invalid UTF-8");

@@ -6,15 +6,9 @@
 #include "kafka.h"
 #include "log.h"
 
-static rd_kafka_resp_err_t last_err;
-static int all_down;
-
 static void
 on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 {
-	last_err = (rd_kafka_resp_err_t)err;
-	if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN)
-		all_down = 1;
 	/* Transport errors repeat while librdkafka retries; -v shows them. */
 	if (err == RD_KAFKA_RESP_ERR__TRANSPORT || err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN ||
 	    err == RD_KAFKA_RESP_ERR__RESOLVE)
@@ -32,8 +26,6 @@ on_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 		dp_debug("kafka %s: %s", fac, buf);
 }
 
-rd_kafka_resp_err_t dp_kafka_last_error(void) { return last_err; }
-int dp_kafka_all_brokers_down(void) { return all_down; }
 
 int
 dp_kafka_conf_set(rd_kafka_conf_t *conf, const char *key, const char *value,

@@ -2,9 +2,8 @@
  * kafka.h -- librdkafka set-up shared by the commands.
  *
  * Builds an rd_kafka_conf_t from the common options (-b, -F, -X),
- * routes librdkafka's log lines through log.h, keeps the last
- * cluster-level error seen by the error callback, and maps Kafka errors to
- * the exit table.  Property values are never printed: they may hold
+ * routes librdkafka's log and error lines through log.h, and maps Kafka
+ * errors to the exit table.  Property values are never printed: they may hold
  * credentials.
  */
 #ifndef DP_KAFKA_H
@@ -41,12 +40,5 @@ int dp_kafka_probe(rd_kafka_t *rk, const char *topic, int timeout_ms,
 
 /* The exit status for a Kafka error code. */
 int dp_kafka_exit_status(rd_kafka_resp_err_t err);
-
-/*
- * The last error reported through the error callback (0 if none), and
- * whether all brokers are currently down.
- */
-rd_kafka_resp_err_t dp_kafka_last_error(void);
-int dp_kafka_all_brokers_down(void);
 
 #endif

@@ -104,26 +104,10 @@ dp_utf8_check(const char *str, size_t n, const char **why, size_t *off)
 			i++;
 			continue;
 		}
-		size_t need;
-		unsigned min;
-		unsigned cp;
-		if (c >= 0xc2 && c <= 0xdf) {
-			need = 1; cp = c & 0x1f; min = 0x80;
-		} else if (c >= 0xe0 && c <= 0xef) {
-			need = 2; cp = c & 0x0f; min = 0x800;
-		} else if (c >= 0xf0 && c <= 0xf4) {
-			need = 3; cp = c & 0x07; min = 0x10000;
-		} else {
+		size_t seq = dp_utf8_seq(s + i, s + n);
+		if (!seq)
 			goto bad;
-		}
-		for (size_t k = 1; k <= need; k++) {
-			if (i + k >= n || (s[i + k] & 0xc0) != 0x80)
-				goto bad;
-			cp = (cp << 6) | (s[i + k] & 0x3f);
-		}
-		if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-			goto bad;
-		i += need + 1;
+		i += seq;
 	}
 	return 0;
 bad:

@@ -73,4 +73,38 @@ size_t dp_lines_error_offset(const struct dp_lines *r);
  */
 int dp_utf8_check(const char *s, size_t n, const char **why, size_t *off);
 
+/*
+ * Length (2..4) of the valid UTF-8 sequence that starts with the non-ASCII
+ * byte at p, or 0: no overlong forms, no surrogates, nothing past
+ * U+10FFFF.  Inline because both the line reader and the JSON scanner
+ * call it in their innermost loops.
+ */
+static inline size_t
+dp_utf8_seq(const unsigned char *p, const unsigned char *end)
+{
+	unsigned c = p[0];
+	size_t need;
+	unsigned cp, min;
+
+	if (c >= 0xc2 && c <= 0xdf) {
+		need = 1; cp = c & 0x1f; min = 0x80;
+	} else if (c >= 0xe0 && c <= 0xef) {
+		need = 2; cp = c & 0x0f; min = 0x800;
+	} else if (c >= 0xf0 && c <= 0xf4) {
+		need = 3; cp = c & 0x07; min = 0x10000;
+	} else {
+		return 0;
+	}
+	if ((size_t)(end - p) <= need)
+		return 0;
+	for (size_t k = 1; k <= need; k++) {
+		if ((p[k] & 0xc0) != 0x80)
+			return 0;
+		cp = (cp << 6) | (p[k] & 0x3f);
+	}
+	if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+		return 0;
+	return need + 1;
+}
+
 #endif

@@ -101,8 +101,12 @@ dp_out_free(struct dp_out *o)
 int
 dp_out_close_stdout(void)
 {
+	static int closed;
 	int rc = 0;
 
+	if (closed)
+		return 0;       /* a second call is harmless: fclose once only */
+	closed = 1;
 	if (fflush(stdout) != 0)
 		rc = -1;
 	int e = errno;

@@ -30,7 +30,8 @@ int dp_out_error(const struct dp_out *o);
 
 /*
  * Flush and close stdout's stdio stream too, checking for errors (some
- * only appear at close).  Returns 0, or -1 with errno.
+ * only appear at close).  Returns 0, or -1 with errno.  Only the first
+ * call closes; later ones return 0.
  */
 int dp_out_close_stdout(void);
 

@@ -220,3 +220,20 @@ setup() {
 			jq -s -e 'map(.seq) | . == sort' > /dev/null
 	done
 }
+
+@test "a record too large for message.max.bytes is a bad line, in keyed runs too" {
+	create_topic "$T" 3
+	gen_prices 3000 > "$W/in"
+	big=$(python3 -c 'print("{\"fsym\":\"BTC\",\"pad\":\"" + "x" * 5000 + "\"}")')
+	sed -i "1500s/.*/$big/" "$W/in"
+	run dp-publish -t "$T" -k .fsym -X message.max.bytes=4000 --on-error skip < "$W/in"
+	[ "$status" -eq 0 ]
+	[[ $output == *"line 1500: Broker: Message size too large"* ]]
+	[[ $output == *"1 bad line skipped"* ]]
+	[ "$(kcat_count "$T")" -eq 2999 ]
+	T2=$(new_topic)
+	create_topic "$T2" 3
+	run dp-publish -t "$T2" -k .fsym -X message.max.bytes=4000 < "$W/in"
+	[ "$status" -eq 65 ]
+	dp-tail -t "$T2" --from beginning -e | jq -s -c 'map(.seq) | sort | . == [range(1; 1500)]' | grep -qx true
+}

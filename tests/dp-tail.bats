@@ -206,3 +206,41 @@ kcat_dump() {
 	[ "$(wc -l < "$W/out")" -eq 3000 ]
 	grep -Eq '^dp-tail: progress: 3000 records, [0-9]+/s overall$' "$W/err"
 }
+
+@test "a live tail hands each record to the reader at once, not when a buffer fills" {
+	create_topic "$T"
+	dp-tail -t "$T" -v > "$W/out" 2> "$W/err" &
+	pid=$!
+	wait_until 20 grep -q "$T \\[0\\] at end" "$W/err"
+	echo '{"n":1}' | dp-publish -t "$T"
+	has_line() { grep -qx '{"n":1}' "$W/out"; }
+	wait_until 5 has_line || { kill "$pid"; false; }
+	kill -TERM "$pid"
+	wait "$pid"
+}
+
+@test "--until @TIME ends on an idle topic once the time has passed" {
+	create_topic "$T" 2
+	echo '{"n":1}' | dp-publish -t "$T" -p 0
+	start=$SECONDS
+	run dp-tail -t "$T" --from beginning --until @+2s
+	[ "$status" -eq 0 ]
+	[ "$output" = '{"n":1}' ]
+	[ $((SECONDS - start)) -le 10 ]
+}
+
+@test "secret -X values vanish from the command line; bad options never echo values" {
+	create_topic "$T"
+	dp-tail -t "$T" -X sasl.password=hunter2 -v > "$W/out" 2> "$W/err" &
+	pid=$!
+	wait_until 20 grep -q "at end" "$W/err"
+	cmdline=$(tr '\0' ' ' < "/proc/$pid/cmdline")
+	kill -TERM "$pid"
+	wait "$pid"
+	[[ $cmdline == *"sasl.password=*******"* ]]
+	[[ $cmdline != *hunter2* ]]
+	run dp-tail -t "$T" --sasl-password=hunter2
+	[ "$status" -eq 64 ]
+	[[ $output == *"unknown option or missing value: '--sasl-password'"* ]]
+	[[ $output != *hunter2* ]]
+}

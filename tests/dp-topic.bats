@@ -405,7 +405,7 @@ reporting all_ok done" ]
 	opts=$(dp-topic --help | grep -oE -- '--[a-z][a-z-]+' | sort -u)
 	[ -n "$opts" ]
 	for o in $opts; do
-		grep -qF -- "Fl \\${o#-}" "$DP_ROOT/man/dp-topic.1" || { echo "man lacks $o"; false; }
+		grep -qF -- "Fl ${o#-}" "$DP_ROOT/man/dp-topic.1" || { echo "man lacks $o"; false; }
 		grep -qE -- "(^|[[:space:]\"'])$o([[:space:]\"'=]|\$)" "$DP_ROOT/completions/bash/dp-topic" || { echo "bash lacks $o"; false; }
 		grep -qF -- "$o" "$DP_ROOT/completions/zsh/_dp-topic" || { echo "zsh lacks $o"; false; }
 	done
