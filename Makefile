@@ -83,6 +83,14 @@ check-asan: deps
 check-valgrind: all
 	scripts/valgrind-smoke
 
+# Micro-benchmark of the JSON scanner (see docs/BENCHMARKS.md).
+$(OBJ)/json-scan: bench/json-scan.c $(OBJ)/libdp.a
+	@echo "  LINK    $@"
+	@$(CC) $(CPPFLAGS) $(WARN) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+bench: all $(OBJ)/json-scan
+	bench/publish-tail.sh
+
 demo: deps all
 	scripts/demo
 
@@ -105,5 +113,5 @@ lint-man:
 clean:
 	rm -rf build bin lib/libdp.a
 
-.PHONY: all deps check check-asan check-valgrind demo install uninstall clean lint-man
+.PHONY: all bench deps check check-asan check-valgrind demo install uninstall clean lint-man
 .SECONDARY:
