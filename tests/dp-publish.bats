@@ -237,3 +237,14 @@ setup() {
 	[ "$status" -eq 65 ]
 	dp-tail -t "$T2" --from beginning -e | jq -s -c 'map(.seq) | sort | . == [range(1; 1500)]' | grep -qx true
 }
+
+@test "records that cannot be delivered give exit 75 and their number" {
+	# The broker refuses batches larger than the topic allows.
+	dp-topic create "$T" -c max.message.bytes=1000 -o json > /dev/null
+	gen_prices 50 > "$W/in"
+	run dp-publish -t "$T" --report < "$W/in"
+	[ "$status" -eq 75 ]
+	[[ $output == *"dp-publish: line 1: not delivered to '$T': Broker: Message size too large"* ]]
+	[[ $output == *"dp-publish: 50 of 50 records not delivered"* ]]
+	[ "$(grep -c '"error":"Broker: Message size too large"' <<<"$output")" -eq 50 ]
+}
