@@ -751,6 +751,18 @@ run_create(struct topic *t)
 		if (!res[k].status) {
 			it->action = t->dry_run ? "would-create" : "created";
 			lookup |= !t->dry_run;
+			/*
+			 * Return only once the broker's metadata shows the topic,
+			 * so that "create, then publish" works in a script.
+			 */
+			if (!t->dry_run) {
+				struct dp_buf werr = DP_BUF_INIT;
+				if (dp_kafka_probe(t->rk, it->spec->name, (int)t->timeout_ms, NULL,
+				                   &werr) == DP_EX_NOTFOUND)
+					dp_warn("topic '%s' was created but is not visible yet",
+					        it->spec->name);
+				dp_buf_free(&werr);
+			}
 		} else if (res[k].err == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS && t->if_not_exists) {
 			it->action = "exists";
 			lookup = true;

@@ -1,10 +1,12 @@
 #include <stdio.h>
 #include <string.h>
 #include <syslog.h>
+#include <time.h>
 
 #include "exit.h"
 #include "kafka.h"
 #include "log.h"
+#include "timefmt.h"
 
 static void
 on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
@@ -133,9 +135,10 @@ dp_kafka_exit_status(rd_kafka_resp_err_t err)
 	}
 }
 
-int
-dp_kafka_probe(rd_kafka_t *rk, const char *topic, int timeout_ms, int *partitions,
-               struct dp_buf *err)
+/* One metadata request; see dp_kafka_probe. */
+static int
+probe_once(rd_kafka_t *rk, const char *topic, int timeout_ms, int *partitions,
+           struct dp_buf *err)
 {
 	const struct rd_kafka_metadata *md = NULL;
 	rd_kafka_topic_t *rkt = NULL;
@@ -179,4 +182,27 @@ dp_kafka_probe(rd_kafka_t *rk, const char *topic, int timeout_ms, int *partition
 	}
 	rd_kafka_metadata_destroy(md);
 	return status;
+}
+
+int
+dp_kafka_probe(rd_kafka_t *rk, const char *topic, int timeout_ms, int *partitions,
+               struct dp_buf *err)
+{
+	/*
+	 * A topic created a moment ago may not be in every broker's metadata
+	 * yet: look again for a little while before calling it missing.
+	 */
+	int64_t deadline = dp_time_mono_ms() + (timeout_ms < 1500 ? timeout_ms : 1500);
+	size_t mark = err->len;
+
+	for (;;) {
+		int st = probe_once(rk, topic, timeout_ms, partitions, err);
+		if (st != DP_EX_NOTFOUND || dp_time_mono_ms() >= deadline)
+			return st;
+		err->len = mark;
+		if (err->data)
+			err->data[mark] = '\0';
+		struct timespec ts = { 0, 100 * 1000000L };
+		nanosleep(&ts, NULL);
+	}
 }

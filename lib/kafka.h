@@ -33,7 +33,9 @@ int dp_kafka_conf_set(rd_kafka_conf_t *conf, const char *key, const char *value,
  * a broker answers.  With topic set, also checks that the topic exists
  * and returns its partition count in *partitions.  Returns 0, or an exit
  * status with a message in err: DP_EX_NOTFOUND when the topic does not
- * exist, DP_EX_UNAVAILABLE when no broker answered.
+ * exist (after looking again for up to 1.5 s, since a topic created a
+ * moment ago may not have reached the broker's metadata yet),
+ * DP_EX_UNAVAILABLE when no broker answered.
  */
 int dp_kafka_probe(rd_kafka_t *rk, const char *topic, int timeout_ms,
                    int *partitions, struct dp_buf *err);
