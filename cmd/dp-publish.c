@@ -83,7 +83,6 @@ struct pub {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	struct batch *batches[NBATCH];
-	bool errors_only;               /* delivery reports for failures only */
 	int32_t partitions;             /* of the -t topic */
 	int64_t partitions_checked;     /* when, on the monotonic clock */
 	size_t max_msg_size;            /* message.max.bytes */
@@ -423,8 +422,7 @@ struct rec {
 	size_t topic;               /* arena offset, or NONE for the -t topic */
 	int32_t partition;
 	size_t key, keylen;         /* arena offset, or NONE: no key */
-	const char *line;           /* the value, in the batch's line buffer */
-	size_t val, vallen;         /* else arena offset, or NONE: a tombstone */
+	size_t val, vallen;         /* arena offset, or NONE: a tombstone */
 	int64_t ts;
 	rd_kafka_headers_t *hdrs;   /* owned by the record until produced */
 	size_t why;                 /* REC_BAD, REC_FATAL: the message */
@@ -433,9 +431,7 @@ struct rec {
 struct batch {
 	struct rec recs[BATCH_RECS];
 	size_t n;
-	struct dp_buf arena;        /* keys, topics, messages, envelope values */
-	char *lbuf;                 /* the reader's buffer holding the lines */
-	size_t lcap;
+	struct dp_buf arena;        /* every byte the records point at */
 	bool oom;                   /* an arena_add failed since the last check */
 	int end;                    /* 0, or the event that ended the input */
 };
@@ -458,15 +454,6 @@ static const char *
 at(const struct batch *b, size_t off)
 {
 	return off == NONE ? "(out of memory)" : b->arena.data + off;
-}
-
-/* The record's value: NULL for a tombstone. */
-static const char *
-payload(const struct batch *b, const struct rec *r)
-{
-	if (r->line)
-		return r->line;
-	return r->val == NONE ? NULL : b->arena.data + r->val;
 }
 
 static int
@@ -584,7 +571,7 @@ prepare_json(struct pub *p, struct batch *b, struct rec *r, const char *line,
 			                    t == DP_JSON_NULL ? 0 : (ssize_t)p->tmp.len);
 		}
 	}
-	r->line = line;
+	r->val = arena_add(b, line, len);
 	r->vallen = len;
 	rc = 0;
 out:
@@ -686,7 +673,7 @@ prepare_line(struct pub *p, struct batch *b, const char *line, size_t len, int b
 		         dp_lines_error_offset(p->in) + 1);
 		mark(b, r, -1, why);
 	} else if (p->raw) {
-		r->line = line;
+		r->val = arena_add(b, line, len);
 		r->vallen = len;
 	} else {
 		const char *jwhy, *kv = NULL;
@@ -709,7 +696,7 @@ prepare_line(struct pub *p, struct batch *b, const char *line, size_t len, int b
 	}
 	if (r->kind == REC_BAD) {
 		/* The raw line goes along for --on-error dlq. */
-		r->line = line;
+		r->val = arena_add(b, line, len);
 		r->vallen = len;
 	}
 	if (b->oom) {
@@ -738,8 +725,7 @@ read_batch(struct pub *p, struct batch *b)
 
 	for (;;) {
 		/* Hand over a partial batch rather than sit on it while input is quiet. */
-		/* One slot stays free for a record that ends the input. */
-		if (b->n >= BATCH_RECS - 1 || b->arena.len > BATCH_BYTES ||
+		if (b->n == BATCH_RECS || b->arena.len > BATCH_BYTES ||
 		    (b->n > 0 && !dp_lines_has_line(p->in)))
 			return 0;
 		/*
@@ -808,24 +794,6 @@ reader_main(void *arg)
 		b->end = 0;
 		dp_buf_reset(&b->arena);
 		end = b->end = read_batch(p, b);
-		/*
-		 * The batch's lines sit in the reader's buffer, untouched since
-		 * its last read (read_batch ends a batch before reading more):
-		 * the batch takes that buffer and the reader goes on in the
-		 * batch's old one.  No line is copied.
-		 */
-		char *old = dp_lines_swap(p->in, b->lbuf, &b->lcap);
-		if (old) {
-			b->lbuf = old;
-		} else if (!end) {
-			/* Keep the lines where they are and read no more. */
-			struct rec *f = &b->recs[b->n++];   /* read_batch left room */
-			memset(f, 0, sizeof(*f));
-			f->lineno = dp_lines_lineno(p->in) + 1;
-			f->topic = f->key = f->val = NONE;
-			mark(b, f, DP_EX_SOFTWARE, "out of memory");
-			end = b->end = E_FATAL;
-		}
 
 		pthread_mutex_lock(&p->mu);
 		p->full[(p->full_head + p->nfull++) % NBATCH] = b;
@@ -938,7 +906,7 @@ send_rec(struct pub *p, const struct batch *b, struct rec *r)
 {
 	switch (r->kind) {
 	case REC_BAD:
-		return bad_line(p, payload(b, r), r->vallen, r->lineno, at(b, r->why));
+		return bad_line(p, at(b, r->val), r->vallen, r->lineno, at(b, r->why));
 	case REC_FATAL:
 		dp_err("line %llu: %s", (unsigned long long)r->lineno, at(b, r->why));
 		return r->status;
@@ -948,7 +916,7 @@ send_rec(struct pub *p, const struct batch *b, struct rec *r)
 	const char *topic = r->topic == NONE ? NULL : at(b, r->topic);
 	rd_kafka_resp_err_t e = produce(p, topic, r->partition,
 	                                r->key == NONE ? NULL : at(b, r->key), r->keylen,
-	                                payload(b, r), r->vallen,
+	                                r->val == NONE ? NULL : at(b, r->val), r->vallen,
 	                                r->hdrs, r->ts, OPAQUE(r->lineno, 0));
 	if (!e) {
 		r->hdrs = NULL;         /* owned by librdkafka now */
@@ -958,7 +926,7 @@ send_rec(struct pub *p, const struct batch *b, struct rec *r)
 	       topic ? topic : p->topic, rd_kafka_err2str(e));
 	int st = dp_kafka_exit_status(e);
 	if (st == DP_EX_DATAERR || e == RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION)
-		return bad_line(p, payload(b, r), r->vallen, r->lineno, rd_kafka_err2str(e));
+		return bad_line(p, at(b, r->val), r->vallen, r->lineno, rd_kafka_err2str(e));
 	return st;
 }
 
@@ -1012,7 +980,7 @@ send_run(struct pub *p, const struct batch *b, size_t from, size_t to)
 		const struct rec *r = &b->recs[from + i];
 		rd_kafka_message_t *m = &msgs[count[part[i]]++];
 		memset(m, 0, sizeof(*m));
-		m->payload = (void *)payload(b, r);
+		m->payload = (void *)at(b, r->val);
 		m->len = r->vallen;
 		if (r->key != NONE) {
 			m->key = (void *)at(b, r->key);
@@ -1191,13 +1159,11 @@ drain(struct pub *p)
 	 * Deliveries may legitimately take a while on a busy cluster, so the
 	 * deadline only applies while no progress is made.
 	 */
-	int before = rd_kafka_outq_len(p->rk);
-	while (before > 0) {
+	while (rd_kafka_outq_len(p->rk) > 0) {
+		uint64_t before = p->delivered + p->lost;
 		rd_kafka_poll(p->rk, 100);
-		int now = rd_kafka_outq_len(p->rk);
-		if (now < before)
+		if (p->delivered + p->lost != before)
 			deadline = dp_time_mono_ms() + p->timeout_ms;
-		before = now;
 		if (dp_time_mono_ms() > deadline) {
 			/* No progress for --timeout: give up only if no broker answers. */
 			struct dp_buf err = DP_BUF_INIT;
@@ -1214,9 +1180,6 @@ drain(struct pub *p)
 	rd_kafka_purge(p->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
 	rd_kafka_poll(p->rk, 0);
 	rd_kafka_flush(p->rk, 1000);
-	/* Every record has its report now, or is counted as delivered. */
-	if (p->errors_only && rd_kafka_outq_len(p->rk) == 0)
-		p->delivered = p->produced - p->lost;
 	return p->lost || p->produced != p->delivered + p->lost ? E_LOST : E_DRAINED;
 }
 
@@ -1264,7 +1227,7 @@ open_kafka(struct pub *p)
 	 * every in-sync replica acknowledges, and a typo in a topic name does
 	 * not create a topic.
 	 */
-	const struct dp_kv defaults[] = {
+	static const struct dp_kv defaults[] = {
 		{ "enable.idempotence", "true" },
 		{ "acks", "all" },
 		{ "allow.auto.create.topics", "false" },
@@ -1280,11 +1243,6 @@ open_kafka(struct pub *p)
 	rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
 	rd_kafka_conf_set_opaque(conf, p);
 	p->partitioner = pick_partitioner(conf);
-	/* -X delivery.report.only.error=true: successes are counted at the end. */
-	char dro[8];
-	size_t drolen = sizeof(dro);
-	p->errors_only = rd_kafka_conf_get(conf, "delivery.report.only.error", dro, &drolen) ==
-	                 RD_KAFKA_CONF_OK && strcmp(dro, "true") == 0;
 	char mmb[32];
 	size_t mmblen = sizeof(mmb);
 	p->max_msg_size = 1000000;
@@ -1349,7 +1307,6 @@ cleanup(struct pub *p)
 			if (p->batches[i]->recs[k].hdrs)
 				rd_kafka_headers_destroy(p->batches[i]->recs[k].hdrs);
 		dp_buf_free(&p->batches[i]->arena);
-		free(p->batches[i]->lbuf);
 		free(p->batches[i]);
 	}
 	pthread_mutex_destroy(&p->mu);

@@ -56,29 +56,6 @@ dp_lines_free(struct dp_lines *r)
 unsigned long dp_lines_lineno(const struct dp_lines *r) { return r->lineno; }
 void dp_lines_stop(struct dp_lines *r) { r->stopped = 1; }
 
-char *
-dp_lines_swap(struct dp_lines *r, char *fresh, size_t *cap)
-{
-	size_t rest = r->end - r->start;
-	size_t ncap = fresh ? *cap : 0;
-	char *old = r->buf;
-
-	if (!fresh || ncap < rest + BLOCK / 2) {
-		char *p = realloc(fresh, rest + BLOCK + 1);
-		if (!p)
-			return NULL;
-		fresh = p;
-		ncap = rest + BLOCK;
-	}
-	memcpy(fresh, r->buf + r->start, rest);
-	*cap = r->cap;
-	r->buf = fresh;
-	r->cap = ncap;
-	r->end = rest;
-	r->start = 0;
-	return old;
-}
-
 int
 dp_lines_has_line(struct dp_lines *r)
 {

@@ -50,17 +50,6 @@ void dp_lines_stop(struct dp_lines *r);
  */
 void dp_lines_set_idle(struct dp_lines *r, int (*fn)(void *), void *ctx);
 
-/*
- * Take the reader's buffer, with every line returned so far still in it,
- * and give it fresh (capacity *cap, may be NULL) in exchange; the bytes
- * not yet returned move over.  The caller owns the returned buffer (free
- * it, or swap it back in later) and *cap becomes its capacity.  Lines
- * returned since the reader last had to read stay valid in it: a command
- * can keep them without copying (dp-publish hands batches of them to
- * another thread).  NULL when memory runs out (nothing changed then).
- */
-char *dp_lines_swap(struct dp_lines *r, char *fresh, size_t *cap);
-
 /* 1 when the next dp_lines_next() returns without reading (a complete
  * line, or the last one, is buffered). */
 int dp_lines_has_line(struct dp_lines *r);
