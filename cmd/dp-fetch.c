@@ -457,11 +457,12 @@ parse_args(struct opts *o, struct dp_common *common, int argc, char **argv)
 				return DP_EX_USAGE;
 			break;
 		case OPT_TIMEOUT:
-			if (dp_parse_duration("--timeout", optarg, &o->timeout_ms) < 0)
+			if (dp_parse_timeout("--timeout", optarg, INT32_MAX, "24d", &o->timeout_ms) < 0)
 				return DP_EX_USAGE;
 			break;
 		case OPT_CONNECT_TIMEOUT:
-			if (dp_parse_duration("--connect-timeout", optarg, &o->connect_timeout_ms) < 0)
+			if (dp_parse_timeout("--connect-timeout", optarg, INT32_MAX, "24d",
+			                     &o->connect_timeout_ms) < 0)
 				return DP_EX_USAGE;
 			break;
 		case OPT_RETRY_BASE:

@@ -284,12 +284,9 @@ parse_options(struct pub *p, int argc, char **argv)
 			p->progress = true;
 			break;
 		case OPT_TIMEOUT:
-			if (dp_parse_duration("--timeout", optarg, &p->timeout_ms) < 0)
+			if (dp_parse_timeout("--timeout", optarg, INT32_MAX, "24d",
+			                     &p->timeout_ms) < 0)
 				return -1;
-			if (p->timeout_ms < 1 || p->timeout_ms > INT32_MAX) {
-				dp_err("invalid --timeout '%s': must be between 1ms and 24d", optarg);
-				return -1;
-			}
 			break;
 		case OPT_ON_ERROR:
 			if (strcmp(optarg, "fail") == 0) {

@@ -323,12 +323,9 @@ parse_options(struct tail *t, int argc, char **argv)
 			}
 			break;
 		case OPT_TIMEOUT:
-			if (dp_parse_duration("--timeout", optarg, &t->timeout_ms) < 0)
+			if (dp_parse_timeout("--timeout", optarg, INT32_MAX, "24d",
+			                     &t->timeout_ms) < 0)
 				return -1;
-			if (t->timeout_ms < 1 || t->timeout_ms > INT32_MAX) {
-				dp_err("invalid --timeout '%s': must be between 1ms and 24d", optarg);
-				return -1;
-			}
 			break;
 		case '?':
 			dp_cli_bad_option(argv);

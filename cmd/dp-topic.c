@@ -320,13 +320,9 @@ parse_options(struct topic *t, int argc, char **argv)
 			}
 			break;
 		case OPT_TIMEOUT:
-			if (dp_parse_duration("--timeout", optarg, &t->timeout_ms) < 0)
-				return -1;
 			/* librdkafka's admin requests take at most an hour. */
-			if (t->timeout_ms < 1 || t->timeout_ms > 3600000) {
-				dp_err("invalid --timeout '%s': must be between 1ms and 1h", optarg);
+			if (dp_parse_timeout("--timeout", optarg, 3600000, "1h", &t->timeout_ms) < 0)
 				return -1;
-			}
 			break;
 		case '?':
 			dp_cli_bad_option(argv);

@@ -237,6 +237,19 @@ dp_parse_duration(const char *name, const char *s, int64_t *ms)
 }
 
 int
+dp_parse_timeout(const char *name, const char *s, int64_t max_ms, const char *max_label,
+                 int64_t *ms)
+{
+	if (dp_parse_duration(name, s, ms) < 0)
+		return -1;
+	if (*ms < 1 || *ms > max_ms) {
+		dp_err("invalid %s '%s': must be between 1ms and %s", name, s, max_label);
+		return -1;
+	}
+	return 0;
+}
+
+int
 dp_kv_add(struct dp_kv **kv, size_t *n, const char *pair)
 {
 	const char *eq = strchr(pair, '=');

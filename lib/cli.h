@@ -103,6 +103,9 @@ int dp_parse_i64(const char *name, const char *s, int64_t min, int64_t max, int6
  * A bare number is seconds.  Result in milliseconds.
  */
 int dp_parse_duration(const char *name, const char *s, int64_t *ms);
+/* A duration for a timeout: at least 1 ms, at most max_ms (named max_label). */
+int dp_parse_timeout(const char *name, const char *s, int64_t max_ms, const char *max_label,
+                     int64_t *ms);
 
 /*
  * Read a Java-style properties file (key=value, # or ! comments, blank

@@ -248,3 +248,20 @@ setup() {
 	[[ $output == *"dp-publish: 50 of 50 records not delivered"* ]]
 	[ "$(grep -c '"error":"Broker: Message size too large"' <<<"$output")" -eq 50 ]
 }
+
+@test "a jq runtime error names the input line; -F and DP_CONFIG carry properties" {
+	create_topic "$T"
+	printf '{"a":{"b":1}}\n[1,2]\n' > "$W/in"
+	run dp-publish -t "$T" -k '.a.b' < "$W/in"
+	[ "$status" -eq 65 ]
+	[[ $output == *'dp-publish: line 2: jq error: Cannot index array with string "a"'* ]]
+	[ "$(kcat_count "$T")" -eq 1 ]
+	# A properties file names the cluster; -b alone would point nowhere.
+	printf '# test cluster\nbootstrap.servers = %s\n' "$DP_BROKERS" > "$W/props"
+	echo '{"n":1}' | dp-publish -b 127.0.0.1:1 -F "$W/props" -t "$T"
+	echo '{"n":2}' | DP_CONFIG="$W/props" dp-publish -b 127.0.0.1:1 -t "$T"
+	[ "$(kcat_count "$T")" -eq 3 ]
+	run dp-publish -F "$W/missing" -t "$T" <<<'{}'
+	[ "$status" -eq 66 ]
+	[[ $output == *"cannot open $W/missing"* ]]
+}
