@@ -76,6 +76,8 @@ struct pub {
 	struct dp_out *out;             /* --report lines */
 	char **known;                   /* topics proven to exist (reader thread) */
 	size_t nknown;
+	rd_kafka_topic_t **handles;     /* other topics' handles (main thread) */
+	size_t nhandles;
 
 	/* the reader thread and the batches it fills */
 	pthread_t reader;
@@ -821,31 +823,41 @@ start_reader(struct pub *p)
 
 /* ---- producing (the main thread) ---------------------------------------- */
 
+/* A topic handle for name, looked up once (main thread only). */
+static rd_kafka_topic_t *
+topic_handle(struct pub *p, const char *name)
+{
+	for (size_t i = 0; i < p->nhandles; i++)
+		if (strcmp(rd_kafka_topic_name(p->handles[i]), name) == 0)
+			return p->handles[i];
+	rd_kafka_topic_t **h = realloc(p->handles, (p->nhandles + 1) * sizeof(*h));
+	if (!h)
+		return NULL;
+	p->handles = h;
+	if (!(h[p->nhandles] = rd_kafka_topic_new(p->rk, name, NULL)))
+		return NULL;
+	return h[p->nhandles++];
+}
+
 /* Produce with back-pressure: a full local queue waits for deliveries. */
 static rd_kafka_resp_err_t
 produce(struct pub *p, const char *topic, int32_t partition, const void *key,
         size_t keylen, const void *val, size_t vallen, rd_kafka_headers_t *hdrs,
         int64_t ts, void *opaque)
 {
+	rd_kafka_topic_t *rkt = topic ? topic_handle(p, topic) : p->rkt;
 	rd_kafka_resp_err_t e;
 
+	if (!rkt)
+		return rd_kafka_last_error();
 	for (;;) {
-		if (!topic)
-			e = rd_kafka_producev(p->rk, RD_KAFKA_V_RKT(p->rkt),
-			        RD_KAFKA_V_PARTITION(partition),
-			        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-			        RD_KAFKA_V_KEY((void *)key, keylen),
-			        RD_KAFKA_V_VALUE((void *)val, vallen),
-			        RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_TIMESTAMP(ts),
-			        RD_KAFKA_V_OPAQUE(opaque), RD_KAFKA_V_END);
-		else
-			e = rd_kafka_producev(p->rk, RD_KAFKA_V_TOPIC(topic),
-			        RD_KAFKA_V_PARTITION(partition),
-			        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-			        RD_KAFKA_V_KEY((void *)key, keylen),
-			        RD_KAFKA_V_VALUE((void *)val, vallen),
-			        RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_TIMESTAMP(ts),
-			        RD_KAFKA_V_OPAQUE(opaque), RD_KAFKA_V_END);
+		e = rd_kafka_producev(p->rk, RD_KAFKA_V_RKT(rkt),
+		        RD_KAFKA_V_PARTITION(partition),
+		        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+		        RD_KAFKA_V_KEY((void *)key, keylen),
+		        RD_KAFKA_V_VALUE((void *)val, vallen),
+		        RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_TIMESTAMP(ts),
+		        RD_KAFKA_V_OPAQUE(opaque), RD_KAFKA_V_END);
 		if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL)
 			break;
 		rd_kafka_poll(p->rk, 50);
@@ -1310,6 +1322,9 @@ cleanup(struct pub *p)
 	pthread_cond_destroy(&p->cv);
 	if (p->rkt)
 		rd_kafka_topic_destroy(p->rkt);
+	for (size_t i = 0; i < p->nhandles; i++)
+		rd_kafka_topic_destroy(p->handles[i]);
+	free(p->handles);
 	if (p->rk)
 		rd_kafka_destroy(p->rk);
 	dp_lines_free(p->in);
