@@ -97,7 +97,7 @@ struct pub {
 	atomic_int halt;                /* main thread to reader: stop */
 
 	/* per-line scratch of the reader thread, reused */
-	struct dp_buf key, val, tmp, err, topicbuf, ack;
+	struct dp_buf key, tmp, err, topicbuf, ack;
 
 	/* counters */
 	atomic_ullong lines;            /* written by the reader thread */
@@ -1340,7 +1340,6 @@ cleanup(struct pub *p)
 		free(p->known[i]);
 	free(p->known);
 	dp_buf_free(&p->key);
-	dp_buf_free(&p->val);
 	dp_buf_free(&p->tmp);
 	dp_buf_free(&p->err);
 	dp_buf_free(&p->topicbuf);

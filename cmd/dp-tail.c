@@ -74,14 +74,14 @@ struct tail {
 	rd_kafka_queue_t *rkqu;          /* simple mode: all partitions feed it */
 	rd_kafka_topic_t **rkts;         /* simple mode: one per -t */
 	rd_kafka_topic_partition_list_t *started;  /* simple mode: partitions read */
-	bool paused;                     /* the prefetch queue went past its mark */
+	bool prefetch_full;              /* the queue went past its mark: fetcher idle */
 	size_t prefetch_high;
 	size_t wake_next;
 	struct dp_out *out;
 	struct part *parts;
 	size_t nparts;
 	rd_kafka_topic_partition_list_t *pending;   /* written, not yet stored */
-	struct dp_buf line, tmp, err;
+	struct dp_buf line, err;
 
 	/* state */
 	uint64_t consumed;
@@ -910,14 +910,14 @@ wake_fetcher(struct tail *t)
 	if (!t->started || t->started->cnt == 0)
 		return;
 	if (queued > t->prefetch_high)
-		t->paused = true;       /* the fetcher has stopped by now */
-	else if (t->paused && queued < QUEUE_LOW) {
+		t->prefetch_full = true;        /* the fetcher has stopped by now */
+	else if (t->prefetch_full && queued < QUEUE_LOW) {
 		/* One partition per wake-up, in turn, so every leader's thread
 		 * is reached over a few rounds; a slow answer costs 200 ms at most. */
 		const rd_kafka_topic_partition_t *tp =
 			&t->started->elems[t->wake_next++ % (size_t)t->started->cnt];
 		rd_kafka_query_watermark_offsets(t->rk, tp->topic, tp->partition, &lo, &hi, 200);
-		t->paused = false;
+		t->prefetch_full = false;
 	}
 }
 
@@ -1031,7 +1031,6 @@ cleanup(struct tail *t)
 	free(t->topics);
 	dp_expr_free(t->filter);
 	dp_buf_free(&t->line);
-	dp_buf_free(&t->tmp);
 	dp_buf_free(&t->err);
 	dp_cli_free(&t->common);
 }
