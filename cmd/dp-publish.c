@@ -90,6 +90,8 @@ struct pub {
 	size_t max_msg_size;            /* message.max.bytes */
 	int32_t (*partitioner)(const rd_kafka_topic_t *, const void *, size_t, int32_t,
 	                       void *, void *);
+	struct window *win;             /* send_run's per-partition window, or NULL */
+	uint64_t win_msgs, win_bytes;   /* its size */
 	struct batch *free[NBATCH];     /* LIFO of empty batches */
 	size_t nfree;
 	struct batch *full[NBATCH];     /* FIFO of filled batches */
@@ -351,10 +353,30 @@ validate(struct pub *p)
 
 /*
  * The opaque of each record: the input line number shifted left, with the
- * low bit set for a dead-letter copy.
+ * low bit set for a dead-letter copy and the next one for a record that
+ * send_run counts in its window.
  */
-#define OPAQUE(line, dlq) ((void *)(uintptr_t)(((uintptr_t)(line) << 1) | (dlq)))
-#define OPAQUE_LINE(o) ((uint64_t)((uintptr_t)(o) >> 1))
+#define OPAQUE(line, dlq) ((void *)(uintptr_t)(((uintptr_t)(line) << 2) | (dlq)))
+#define OPAQUE_WIN(line) ((void *)(uintptr_t)(((uintptr_t)(line) << 2) | 2))
+#define OPAQUE_LINE(o) ((uint64_t)((uintptr_t)(o) >> 2))
+#define OPAQUE_IN_WIN(o) (((uintptr_t)(o) & 2) != 0)
+
+/*
+ * Records of one partition handed to librdkafka and not yet reported.
+ *
+ * librdkafka 2.0's idempotent producer sends a partition's next request
+ * only once the previous one is answered, and while it waits with a
+ * batch ready to go its broker thread polls without sleeping.  On a
+ * machine the broker shares, that spinning thread takes the CPU the
+ * broker needs.  So send_run keeps at most about two batches of each
+ * partition outstanding: one in flight and one filling, never a full one
+ * waiting.  The next batch then fills (and is sent) as soon as the
+ * answer frees room.
+ */
+struct window {
+	uint64_t msgs;
+	uint64_t bytes;
+};
 
 static void
 report_line(struct pub *p, uint64_t line, const rd_kafka_message_t *m)
@@ -392,6 +414,12 @@ on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 			       rd_kafka_topic_name(m->rkt), rd_kafka_err2str(m->err));
 	} else {
 		p->delivered++;
+	}
+	if (OPAQUE_IN_WIN(m->_private) && p->win && m->partition >= 0 &&
+	    m->partition < MAX_BUCKETS) {
+		struct window *w = &p->win[m->partition];
+		w->msgs--;
+		w->bytes -= m->len + m->key_len;
 	}
 	if (p->report)
 		report_line(p, line, m);
@@ -433,6 +461,7 @@ struct batch {
 	struct dp_buf arena;        /* every byte the records point at */
 	bool oom;                   /* an arena_add failed since the last check */
 	int end;                    /* 0, or the event that ended the input */
+	bool quiet;                 /* handed over because the writer went quiet */
 };
 
 /* Copy into the arena; on failure b->oom is set and the record is dropped
@@ -724,9 +753,12 @@ read_batch(struct pub *p, struct batch *b)
 
 	for (;;) {
 		/* Hand over a partial batch rather than sit on it while input is quiet. */
-		if (b->n == BATCH_RECS || b->arena.len > BATCH_BYTES ||
-		    (b->n > 0 && !dp_lines_has_line(p->in)))
+		if (b->n == BATCH_RECS || b->arena.len > BATCH_BYTES)
 			return 0;
+		if (b->n > 0 && !dp_lines_has_line(p->in)) {
+			b->quiet = dp_lines_quiet(p->in);
+			return 0;
+		}
 		/*
 		 * On a signal, lines already taken from stdin are still sent:
 		 * they are gone from the pipe, so dropping them would lose them.
@@ -791,6 +823,7 @@ reader_main(void *arg)
 
 		b->n = 0;
 		b->end = 0;
+		b->quiet = false;
 		dp_buf_reset(&b->arena);
 		end = b->end = read_batch(p, b);
 
@@ -958,6 +991,38 @@ batch_failed(struct pub *p, const rd_kafka_message_t *m, int32_t partition)
 	return DP_EX_TEMPFAIL;
 }
 
+/*
+ * How far from msgs[from] the records of partition k fit in its window.
+ * An empty window takes at least one record, whatever its size.
+ */
+static size_t
+window_fit(const struct pub *p, int32_t k, const rd_kafka_message_t *msgs, size_t from,
+           size_t to)
+{
+	if (!p->win)
+		return to;
+	uint64_t n = p->win[k].msgs, bytes = p->win[k].bytes;
+	size_t i = from;
+	for (; i < to; i++) {
+		n++;
+		bytes += msgs[i].len + msgs[i].key_len;
+		if ((n > p->win_msgs || bytes > p->win_bytes) && (i > from || p->win[k].msgs))
+			break;
+	}
+	return i;
+}
+
+static void
+window_add(struct pub *p, int32_t k, const rd_kafka_message_t *msgs, size_t from, size_t to)
+{
+	if (!p->win)
+		return;
+	for (size_t i = from; i < to; i++) {
+		p->win[k].msgs++;
+		p->win[k].bytes += msgs[i].len + msgs[i].key_len;
+	}
+}
+
 static int
 send_run(struct pub *p, const struct batch *b, size_t from, size_t to)
 {
@@ -995,15 +1060,20 @@ send_run(struct pub *p, const struct batch *b, size_t from, size_t to)
 			m->key = (void *)at(b, r->key);
 			m->key_len = r->keylen;
 		}
-		m->_private = OPAQUE(r->lineno, 0);
+		m->_private = p->win ? OPAQUE_WIN(r->lineno) : OPAQUE(r->lineno, 0);
 	}
 	/* count[k] is now the end of partition k's run, count[k-1] its start. */
 	size_t start = 0;
 	for (int32_t k = 0; k < nparts; k++) {
 		size_t end = count[k], done = start;
 		while (done < end) {
+			size_t upto = window_fit(p, k, msgs, done, end);
+			if (upto == done) {
+				rd_kafka_poll(p->rk, 50);       /* wait for answers */
+				continue;
+			}
 			rd_kafka_produce_batch(p->rkt, k, RD_KAFKA_MSG_F_COPY, msgs + done,
-			                       (int)(end - done));
+			                       (int)(upto - done));
 			/*
 			 * Records that fail stay with err set; librdkafka goes on
 			 * past them.  send_run only gets records that cannot fail
@@ -1012,19 +1082,20 @@ send_run(struct pub *p, const struct batch *b, size_t from, size_t to)
 			 * queue space without a poll, which only we do.
 			 */
 			size_t first = done;
-			while (first < end && !msgs[first].err)
+			while (first < upto && !msgs[first].err)
 				first++;
-			for (size_t i = first; i < end; i++)
+			for (size_t i = first; i < upto; i++)
 				if (msgs[i].err && msgs[i].err != RD_KAFKA_RESP_ERR__QUEUE_FULL)
 					return batch_failed(p, &msgs[i], k);
-			for (size_t i = first; i < end; i++)
+			for (size_t i = first; i < upto; i++)
 				if (!msgs[i].err)
 					return batch_failed(p, &msgs[first], k);   /* not a prefix */
+			window_add(p, k, msgs, done, first);
 			p->produced += first - done;
 			done = first;
-			if (done < end) {
+			if (done < upto) {
 				rd_kafka_poll(p->rk, 50);
-				for (size_t i = done; i < end; i++)
+				for (size_t i = done; i < upto; i++)
 					msgs[i].err = 0;
 			}
 		}
@@ -1096,6 +1167,7 @@ static int
 run_lines(struct pub *p)
 {
 	int ev = 0;
+	bool quiet = false;     /* the last batch ended because input paused */
 
 	while (!ev) {
 		struct timespec ts;
@@ -1108,6 +1180,17 @@ run_lines(struct pub *p)
 			ts.tv_nsec -= 1000000000L;
 		}
 		pthread_mutex_lock(&p->mu);
+		if (p->nfull == 0 && quiet && rd_kafka_outq_len(p->rk) > 0) {
+			/*
+			 * The writer is quiet: send what waits for linger.ms
+			 * now.  flush() returns once all is delivered, and
+			 * looks for new input again after 10 ms at most.
+			 */
+			pthread_mutex_unlock(&p->mu);
+			rd_kafka_flush(p->rk, 10);
+			serve(p);
+			continue;
+		}
 		if (p->nfull == 0)
 			pthread_cond_timedwait(&p->cv, &p->mu, &ts);
 		if (p->nfull > 0) {
@@ -1144,6 +1227,7 @@ run_lines(struct pub *p)
 		}
 		if (!ev && b->end)
 			ev = b->end;
+		quiet = b->quiet;
 		if (ev)
 			atomic_store(&p->halt, 1);  /* before the batch frees up */
 		release(p, b);
@@ -1170,7 +1254,8 @@ drain(struct pub *p)
 	 */
 	while (rd_kafka_outq_len(p->rk) > 0) {
 		uint64_t before = p->delivered + p->lost;
-		rd_kafka_poll(p->rk, 100);
+		/* flush, not poll: the last batches need not wait for linger.ms */
+		rd_kafka_flush(p->rk, 100);
 		if (p->delivered + p->lost != before)
 			deadline = dp_time_mono_ms() + p->timeout_ms;
 		if (dp_time_mono_ms() > deadline) {
@@ -1225,6 +1310,28 @@ static int32_t (*pick_partitioner(rd_kafka_conf_t *conf))(const rd_kafka_topic_t
 	return NULL;
 }
 
+static bool
+conf_is(rd_kafka_conf_t *conf, const char *name, const char *want)
+{
+	char v[64];
+	size_t len = sizeof(v);
+
+	return rd_kafka_conf_get(conf, name, v, &len) == RD_KAFKA_CONF_OK && strcmp(v, want) == 0;
+}
+
+static uint64_t
+conf_u64(rd_kafka_conf_t *conf, const char *name, uint64_t dflt)
+{
+	char v[64];
+	size_t len = sizeof(v);
+	uint64_t n;
+
+	if (rd_kafka_conf_get(conf, name, v, &len) != RD_KAFKA_CONF_OK ||
+	    dp_parse_u64(name, v, 1, UINT32_MAX, &n) != 0)
+		return dflt;
+	return n;
+}
+
 static int
 open_kafka(struct pub *p)
 {
@@ -1242,6 +1349,14 @@ open_kafka(struct pub *p)
 		{ "allow.auto.create.topics", "false" },
 		/* 40k queued records keep RSS under 30 MB at full speed. */
 		{ "queue.buffering.max.messages", "40000" },
+		/*
+		 * Batches are sent when full, and whatever is left as soon
+		 * as the input pauses (see run_lines), so linger.ms only
+		 * bounds the wait of a partition that fills slowly in a
+		 * busy stream.  Longer than a loaded broker's answer, it
+		 * keeps librdkafka from polling in a loop (see struct window).
+		 */
+		{ "linger.ms", "100" },
 	};
 	rd_kafka_conf_t *conf = dp_kafka_conf_new(&p->common, defaults,
 	                                          sizeof(defaults) / sizeof(defaults[0]),
@@ -1252,11 +1367,20 @@ open_kafka(struct pub *p)
 	rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
 	rd_kafka_conf_set_opaque(conf, p);
 	p->partitioner = pick_partitioner(conf);
-	char mmb[32];
-	size_t mmblen = sizeof(mmb);
-	p->max_msg_size = 1000000;
-	if (rd_kafka_conf_get(conf, "message.max.bytes", mmb, &mmblen) == RD_KAFKA_CONF_OK)
-		p->max_msg_size = (size_t)strtoull(mmb, NULL, 10);
+	p->max_msg_size = conf_u64(conf, "message.max.bytes", 1000000);
+	if (conf_is(conf, "enable.idempotence", "true")) {
+		uint64_t msgs = conf_u64(conf, "batch.num.messages", 10000);
+		uint64_t bytes = conf_u64(conf, "batch.size", 1000000);
+		p->win = calloc(MAX_BUCKETS, sizeof(*p->win));
+		if (!p->win) {
+			rd_kafka_conf_destroy(conf);
+			dp_err("cannot allocate the delivery window: %s", strerror(errno));
+			return DP_EX_SOFTWARE;
+		}
+		/* One batch in flight, the next filling but never full. */
+		p->win_msgs = 2 * msgs - 1;
+		p->win_bytes = 2 * bytes - 1;
+	}
 	p->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
 	if (!p->rk) {
 		dp_err("cannot create kafka producer: %s", errstr);
@@ -1327,6 +1451,7 @@ cleanup(struct pub *p)
 	free(p->handles);
 	if (p->rk)
 		rd_kafka_destroy(p->rk);
+	free(p->win);
 	dp_lines_free(p->in);
 	dp_expr_free(p->topic_expr);
 	dp_expr_free(p->key_expr);

@@ -11,7 +11,7 @@
 
 struct dp_expr {
 	char *src;
-	jq_state *jq;            /* NULL on the fast path */
+	jq_state *jq;            /* NULL until jq must answer */
 	size_t npath;
 	char *path[MAX_PATH];
 	struct dp_buf msgs;      /* messages from libjq's error callback */
@@ -64,6 +64,23 @@ drop_path(struct dp_expr *e)
 	e->npath = 0;
 }
 
+static int
+compile_jq(struct dp_expr *e, struct dp_buf *err)
+{
+	e->jq = jq_init();
+	if (!e->jq) {
+		dp_buf_addstr(err, "cannot initialize jq");
+		return -1;
+	}
+	jq_set_error_cb(e->jq, collect, e);
+	if (!jq_compile(e->jq, e->src)) {
+		dp_buf_addf(err, "cannot compile jq expression '%s': %s", e->src,
+		            e->msgs.len ? e->msgs.data : "syntax error");
+		return -1;
+	}
+	return 0;
+}
+
 struct dp_expr *
 dp_expr_compile(const char *src, struct dp_buf *err)
 {
@@ -76,17 +93,12 @@ dp_expr_compile(const char *src, struct dp_buf *err)
 	}
 	if (!parse_plain(e, src))
 		drop_path(e);
-	/* Compiled even for plain paths: a miss is answered by jq itself. */
-	e->jq = jq_init();
-	if (!e->jq) {
-		dp_buf_addstr(err, "cannot initialize jq");
-		dp_expr_free(e);
-		return NULL;
-	}
-	jq_set_error_cb(e->jq, collect, e);
-	if (!jq_compile(e->jq, src)) {
-		dp_buf_addf(err, "cannot compile jq expression '%s': %s", src,
-		            e->msgs.len ? e->msgs.data : "syntax error");
+	/*
+	 * A plain path is compiled only when jq must answer (a missing step):
+	 * jq's builtins take tens of milliseconds to compile, which a short
+	 * run, or one where every record has the member, need not pay.
+	 */
+	if (!dp_expr_is_fast(e) && compile_jq(e, err) < 0) {
 		dp_expr_free(e);
 		return NULL;
 	}
@@ -185,6 +197,11 @@ run_jq(struct dp_expr *e, struct dp_expr_rec *rec, jv_fn fn, void *ctx,
 	jv in, r;
 	int rc = 0;
 
+	if (!e->jq && compile_jq(e, err) < 0) {
+		if (e->jq)
+			jq_teardown(&e->jq);
+		return -1;
+	}
 	if (rec_jv(rec, &in, err) < 0)
 		return -1;
 	jq_start(e->jq, in, 0);

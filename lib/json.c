@@ -22,22 +22,10 @@ struct scan {
 	const char *cap_end;
 };
 
-static inline void
-ws(struct scan *s)
-{
-	const char *p = s->p;
-
-	if (p < s->end && (unsigned char)*p > ' ')
-		return;                 /* compact JSON: the usual case */
-	while (p < s->end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
-		p++;
-	s->spaced |= p != s->p;
-	s->p = p;
-}
-
 static int
-fail(struct scan *s, const char *why)
+fail(struct scan *s, const char *p, const char *why)
 {
+	s->p = p;
 	s->why = why;
 	return -1;
 }
@@ -55,7 +43,6 @@ hexval(char c)
  * Eight bytes at a time (SWAR): the mask has the high bit set in each
  * byte that is '"', '\\', below 0x20 or above 0x7f.  Only the lowest set
  * byte is exact (borrows can mark later ones), which is all we use.
- * Strings are most of every price record, and most are short.
  */
 static inline uint64_t
 special_mask(uint64_t w)
@@ -66,89 +53,98 @@ special_mask(uint64_t w)
 	return (((q - ones) & ~q) | ((b - ones) & ~b) | ((w - ones * 0x20) & ~w) | w) & highs;
 }
 
-static inline int
-scan_string(struct scan *s)
+/*
+ * The first byte from p that a string cannot simply pass over: a quote,
+ * a backslash, a control character or a non-ASCII byte, or end.  Strings
+ * are most of every price record and most are short, so this is inlined
+ * into the scanner and usually decides in one 16-byte block.
+ */
+static inline const char *
+plain_run(const char *p, const char *end)
 {
-	const char *p = s->p + 1;      /* past the opening quote */
+#ifdef __SSE2__
+	while (end - p >= 16) {
+		__m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);
+		__m128i m = _mm_or_si128(
+			_mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('"')),
+			             _mm_cmpeq_epi8(v, _mm_set1_epi8('\\'))),
+			/* signed compare: below 0x20 and, as negatives, above 0x7f */
+			_mm_cmplt_epi8(v, _mm_set1_epi8(0x20)));
+		unsigned bits = (unsigned)_mm_movemask_epi8(m);
+		if (bits)
+			return p + __builtin_ctz(bits);
+		p += 16;
+	}
+#endif
+	while (end - p >= 8) {
+		uint64_t w, m;
+		memcpy(&w, p, 8);
+		m = special_mask(w);
+		if (m)
+			return p + (__builtin_ctzll(m) >> 3);
+		p += 8;
+	}
+	unsigned char c;
+	while (p < end && (c = (unsigned char)*p) >= 0x20 && c < 0x80 && c != '"' && c != '\\')
+		p++;
+	return p;
+}
+
+/*
+ * The rest of a string from p, where plain_run stopped at something other
+ * than the closing quote.  Returns the byte after the closing quote, or
+ * NULL with s->p and s->why set.  Out of line: it is the rare case.
+ */
+static const char *
+string_slow(struct scan *s, const char *p)
+{
 	const char *end = s->end;
 
 	for (;;) {
 		unsigned char c;
-#ifdef __SSE2__
-		/* Sixteen bytes at a time: most strings end in the first block. */
-		while (end - p >= 16) {
-			__m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);
-			__m128i m = _mm_or_si128(
-				_mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('"')),
-				             _mm_cmpeq_epi8(v, _mm_set1_epi8('\\'))),
-				/* signed compare: below 0x20 and, as negatives, above 0x7f */
-				_mm_cmplt_epi8(v, _mm_set1_epi8(0x20)));
-			unsigned bits = (unsigned)_mm_movemask_epi8(m);
-			if (bits) {
-				p += __builtin_ctz(bits);
-				goto special;
-			}
-			p += 16;
-		}
-#endif
-		while (end - p >= 8) {
-			uint64_t w, m;
-			memcpy(&w, p, 8);
-			m = special_mask(w);
-			if (m) {
-				p += __builtin_ctzll(m) >> 3;
-				goto special;
-			}
-			p += 8;
-		}
-		while (p < end && (c = (unsigned char)*p) >= 0x20 && c < 0x80 &&
-		       c != '"' && c != '\\')
-			p++;
-special:
-		if (p >= end) {
-			s->p = p;
-			return fail(s, "unterminated string");
-		}
+
+		if (p >= end)
+			return fail(s, p, "unterminated string"), NULL;
 		c = (unsigned char)*p;
-		if (c == '"') {
-			s->p = p + 1;
-			return 0;
-		}
+		if (c == '"')
+			return p + 1;
 		if (c >= 0x80) {
 			size_t n = dp_utf8_seq((const unsigned char *)p, (const unsigned char *)end);
-			if (!n) {
-				s->p = p;
-				return fail(s, "invalid UTF-8");
-			}
+			if (!n)
+				return fail(s, p, "invalid UTF-8"), NULL;
 			p += n;
-			continue;
-		}
-		if (c != '\\') {
-			s->p = p;
-			return fail(s, c ? "control character in string" : "NUL byte");
-		}
-		if (p + 1 >= end) {
-			s->p = p;
-			return fail(s, "unterminated string");
-		}
-		switch (p[1]) {
-		case '"': case '\\': case '/': case 'b': case 'f':
-		case 'n': case 'r': case 't':
-			p += 2;
-			break;
-		case 'u':
-			if (end - p < 6 || hexval(p[2]) < 0 || hexval(p[3]) < 0 ||
-			    hexval(p[4]) < 0 || hexval(p[5]) < 0) {
-				s->p = p;
-				return fail(s, "bad \\u escape");
+		} else if (c == '\\') {
+			if (p + 1 >= end)
+				return fail(s, p, "unterminated string"), NULL;
+			switch (p[1]) {
+			case '"': case '\\': case '/': case 'b': case 'f':
+			case 'n': case 'r': case 't':
+				p += 2;
+				break;
+			case 'u':
+				if (end - p < 6 || hexval(p[2]) < 0 || hexval(p[3]) < 0 ||
+				    hexval(p[4]) < 0 || hexval(p[5]) < 0)
+					return fail(s, p, "bad \\u escape"), NULL;
+				p += 6;
+				break;
+			default:
+				return fail(s, p, "bad escape in string"), NULL;
 			}
-			p += 6;
-			break;
-		default:
-			s->p = p;
-			return fail(s, "bad escape in string");
+		} else if (c < 0x20) {
+			return fail(s, p, c ? "control character in string" : "NUL byte"), NULL;
 		}
+		p = plain_run(p, end);
 	}
+}
+
+/* A string at p (its opening quote): the byte after it, or NULL. */
+static inline const char *
+string_at(struct scan *s, const char *p)
+{
+	p = plain_run(p + 1, s->end);
+	if (p < s->end && *p == '"')
+		return p + 1;
+	return string_slow(s, p);
 }
 
 /* Skip a run of ASCII digits, eight at a time where it can. */
@@ -170,12 +166,19 @@ digits(const char *p, const char *end)
 	return p;
 }
 
-static int
-scan_number(struct scan *s)
+static inline int
+is_digit(char c)
 {
-	const char *p = s->p, *end = s->end;
+	return c >= '0' && c <= '9';
+}
 
-	if (p < end && *p == '-')
+/* A number at p: the byte after it, or NULL. */
+static inline const char *
+number_at(struct scan *s, const char *p)
+{
+	const char *end = s->end;
+
+	if (*p == '-')
 		p++;
 	if (p >= end)
 		goto bad;
@@ -187,7 +190,7 @@ scan_number(struct scan *s)
 		goto bad;
 	if (p < end && *p == '.') {
 		p++;
-		if (p >= end || *p < '0' || *p > '9')
+		if (p >= end || !is_digit(*p))
 			goto bad;
 		p = digits(p + 1, end);
 	}
@@ -195,40 +198,75 @@ scan_number(struct scan *s)
 		p++;
 		if (p < end && (*p == '+' || *p == '-'))
 			p++;
-		if (p >= end || *p < '0' || *p > '9')
+		if (p >= end || !is_digit(*p))
 			goto bad;
-		while (p < end && *p >= '0' && *p <= '9')
+		while (p < end && is_digit(*p))
 			p++;
 	}
-	s->p = p;
-	return 0;
+	return p;
 bad:
-	s->p = p;
-	return fail(s, "bad number");
+	return fail(s, p, "bad number"), NULL;
 }
 
-static int
-scan_word(struct scan *s, const char *w, size_t n)
+/* Past white space; compact JSON, the usual case, has none. */
+static inline const char *
+skip_ws(struct scan *s, const char *p)
 {
-	if ((size_t)(s->end - s->p) < n || memcmp(s->p, w, n) != 0)
-		return fail(s, "unexpected character");
-	s->p += n;
-	return 0;
+	const char *q = p;
+
+	if (q < s->end && (unsigned char)*q > ' ')
+		return q;
+	while (q < s->end && (*q == ' ' || *q == '\t' || *q == '\n' || *q == '\r'))
+		q++;
+	s->spaced |= q != p;
+	return q;
 }
 
 static int key_equals(const char *lit, size_t litlen, const char *key, size_t klen);
 
-/* After a member name at the top level: is it the one to capture? */
-static inline void
-arm(struct scan *s, const char *name, int depth)
+/*
+ * A member name at p (its opening quote) and the ':' after it: the byte
+ * after the ':', or NULL.  At the top level, notes whether this is the
+ * member to capture.
+ */
+static inline const char *
+member_at(struct scan *s, const char *p, int depth)
 {
-	s->armed = s->want && depth == 1 &&
-	           key_equals(name, (size_t)(s->p - name), s->want, s->wantlen);
+	const char *name = p;
+
+	if (p >= s->end || *p != '"')
+		return fail(s, p, "expected member name"), NULL;
+	p = plain_run(p + 1, s->end);
+	if (p < s->end && *p == '"') {
+		p++;
+		/* No escapes: only the exact spelling can match. */
+		s->armed = s->want && depth == 1 && (size_t)(p - name) == s->wantlen + 2 &&
+		           memcmp(name + 1, s->want, s->wantlen) == 0;
+	} else {
+		if (!(p = string_slow(s, p)))
+			return NULL;
+		s->armed = s->want && depth == 1 &&
+		           key_equals(name, (size_t)(p - name), s->want, s->wantlen);
+	}
+	p = skip_ws(s, p);
+	if (p >= s->end || *p != ':')
+		return fail(s, p, "expected ':'"), NULL;
+	return p + 1;
+}
+
+static inline const char *
+word_at(struct scan *s, const char *p, const char *w, size_t n)
+{
+	if ((size_t)(s->end - p) < n || memcmp(p, w, n) != 0)
+		return fail(s, p, "unexpected character"), NULL;
+	return p + n;
 }
 
 /*
  * Iterative scan of one value: containers are tracked on an explicit
- * stack so hostile nesting cannot exhaust the C stack.
+ * stack so hostile nesting cannot exhaust the C stack.  The position
+ * lives in a local (a register) and goes back to s->p at the end or on
+ * an error.
  */
 static enum dp_json_type
 scan_value(struct scan *s)
@@ -236,77 +274,63 @@ scan_value(struct scan *s)
 	char stack[DP_JSON_MAX_DEPTH];
 	int depth = 0;
 	enum dp_json_type first = DP_JSON_INVALID, t;
-
+	const char *p = s->p, *end = s->end;
 	const char *cap_start = NULL;
 
 	for (;;) {
-		ws(s);
-		if (s->p >= s->end)
-			return fail(s, "unexpected end of input"), DP_JSON_INVALID;
+		p = skip_ws(s, p);
+		if (p >= end)
+			return fail(s, p, "unexpected end of input"), DP_JSON_INVALID;
 		if (s->armed) {
 			s->armed = 0;
 			s->capturing = 1;
-			cap_start = s->p;
+			cap_start = p;
 		}
-		switch (*s->p) {
+		switch (*p) {
+		case '"':
+			t = DP_JSON_STRING;
+			p = string_at(s, p);
+			break;
 		case '{':
 		case '[':
 			if (depth == DP_JSON_MAX_DEPTH)
-				return fail(s, "nesting too deep"), DP_JSON_INVALID;
-			t = *s->p == '{' ? DP_JSON_OBJECT : DP_JSON_ARRAY;
-			stack[depth++] = *s->p;
-			s->p++;
-			ws(s);
-			if (s->p < s->end && *s->p == (t == DP_JSON_OBJECT ? '}' : ']')) {
-				s->p++;
+				return fail(s, p, "nesting too deep"), DP_JSON_INVALID;
+			t = *p == '{' ? DP_JSON_OBJECT : DP_JSON_ARRAY;
+			if (first == DP_JSON_INVALID)
+				first = t;
+			stack[depth++] = *p;
+			p = skip_ws(s, p + 1);
+			if (p < end && *p == (t == DP_JSON_OBJECT ? '}' : ']')) {
+				p++;
 				depth--;
 				break;
 			}
-			if (t == DP_JSON_OBJECT) {
-				if (s->p >= s->end || *s->p != '"')
-					return fail(s, "expected member name"), DP_JSON_INVALID;
-				const char *name = s->p;
-				if (scan_string(s) < 0)
-					return DP_JSON_INVALID;
-				arm(s, name, depth);
-				ws(s);
-				if (s->p >= s->end || *s->p != ':')
-					return fail(s, "expected ':'"), DP_JSON_INVALID;
-				s->p++;
-			}
-			if (first == DP_JSON_INVALID)
-				first = t;
-			continue;      /* scan the first element */
-		case '"':
-			t = DP_JSON_STRING;
-			if (scan_string(s) < 0)
+			if (t == DP_JSON_OBJECT && !(p = member_at(s, p, depth)))
 				return DP_JSON_INVALID;
-			break;
+			continue;      /* scan the first element */
 		case 't':
 			t = DP_JSON_TRUE;
-			if (scan_word(s, "true", 4) < 0)
-				return DP_JSON_INVALID;
+			p = word_at(s, p, "true", 4);
 			break;
 		case 'f':
 			t = DP_JSON_FALSE;
-			if (scan_word(s, "false", 5) < 0)
-				return DP_JSON_INVALID;
+			p = word_at(s, p, "false", 5);
 			break;
 		case 'n':
 			t = DP_JSON_NULL;
-			if (scan_word(s, "null", 4) < 0)
-				return DP_JSON_INVALID;
+			p = word_at(s, p, "null", 4);
 			break;
 		default:
-			if (*s->p == '-' || (*s->p >= '0' && *s->p <= '9')) {
+			if (*p == '-' || is_digit(*p)) {
 				t = DP_JSON_NUMBER;
-				if (scan_number(s) < 0)
-					return DP_JSON_INVALID;
+				p = number_at(s, p);
 				break;
 			}
-			return fail(s, (unsigned char)*s->p >= 0x80 ? "invalid UTF-8 outside a string" :
-			               *s->p ? "unexpected character" : "NUL byte"), DP_JSON_INVALID;
+			return fail(s, p, (unsigned char)*p >= 0x80 ? "invalid UTF-8 outside a string" :
+			                  *p ? "unexpected character" : "NUL byte"), DP_JSON_INVALID;
 		}
+		if (!p)
+			return DP_JSON_INVALID;
 		if (first == DP_JSON_INVALID)
 			first = t;
 		/* A value ended: close containers or move to the next element. */
@@ -314,36 +338,30 @@ scan_value(struct scan *s)
 			if (s->capturing && depth == 1) {
 				s->capturing = 0;
 				s->cap = cap_start;
-				s->cap_end = s->p;
+				s->cap_end = p;
 			}
-			if (depth == 0)
+			if (depth == 0) {
+				s->p = p;
 				return first;
-			ws(s);
-			if (s->p >= s->end)
-				return fail(s, "unexpected end of input"), DP_JSON_INVALID;
+			}
+			p = skip_ws(s, p);
+			if (p >= end)
+				return fail(s, p, "unexpected end of input"), DP_JSON_INVALID;
 			char open = stack[depth - 1];
-			if (*s->p == (open == '{' ? '}' : ']')) {
-				s->p++;
+			if (*p == (open == '{' ? '}' : ']')) {
+				p++;
 				depth--;
 				continue;
 			}
-			if (*s->p != ',')
-				return fail(s, open == '{' ? "expected ',' or '}'" :
-				                             "expected ',' or ']'"),
+			if (*p != ',')
+				return fail(s, p, open == '{' ? "expected ',' or '}'" :
+				                                "expected ',' or ']'"),
 				       DP_JSON_INVALID;
-			s->p++;
+			p++;
 			if (open == '{') {
-				ws(s);
-				if (s->p >= s->end || *s->p != '"')
-					return fail(s, "expected member name"), DP_JSON_INVALID;
-				const char *name = s->p;
-				if (scan_string(s) < 0)
+				p = skip_ws(s, p);
+				if (!(p = member_at(s, p, depth)))
 					return DP_JSON_INVALID;
-				arm(s, name, depth);
-				ws(s);
-				if (s->p >= s->end || *s->p != ':')
-					return fail(s, "expected ':'"), DP_JSON_INVALID;
-				s->p++;
 			}
 			break;
 		}
@@ -373,7 +391,7 @@ dp_json_check_member(const char *text, size_t n, const char *member, const char 
 
 	t = scan_value(&s);
 	if (t != DP_JSON_INVALID) {
-		ws(&s);
+		s.p = skip_ws(&s, s.p);
 		if (s.p != s.end) {
 			s.why = "trailing characters after the value";
 			t = DP_JSON_INVALID;
@@ -483,7 +501,7 @@ dp_json_get(const char *text, size_t n, const char *const *path, size_t npath,
 	size_t step = 0;
 
 	for (;;) {
-		ws(&s);
+		s.p = skip_ws(&s, s.p);
 		const char *start = s.p;
 		if (step == npath) {
 			if (s.p >= s.end)
@@ -495,7 +513,7 @@ dp_json_get(const char *text, size_t n, const char *const *path, size_t npath,
 		if (s.p >= s.end || *s.p != '{')
 			break;
 		s.p++;
-		ws(&s);
+		s.p = skip_ws(&s, s.p);
 		/* jq keeps the last of duplicate keys, so scan the whole object. */
 		const char *hit = NULL;
 		size_t keylen = strlen(path[step]);
@@ -503,17 +521,17 @@ dp_json_get(const char *text, size_t n, const char *const *path, size_t npath,
 			const char *k = s.p;
 			s.p = skip_string(s.p, s.end);
 			size_t klen = (size_t)(s.p - k);
-			ws(&s);
+			s.p = skip_ws(&s, s.p);
 			s.p++;          /* ':' */
-			ws(&s);
+			s.p = skip_ws(&s, s.p);
 			if (klen >= keylen + 2 && key_equals(k, klen, path[step], keylen))
 				hit = s.p;
 			s.p = skip_value(s.p, s.end);
-			ws(&s);
+			s.p = skip_ws(&s, s.p);
 			if (s.p >= s.end || *s.p != ',')
 				break;
 			s.p++;
-			ws(&s);
+			s.p = skip_ws(&s, s.p);
 		}
 		if (!hit)
 			break;

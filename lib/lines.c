@@ -156,6 +156,16 @@ fill(struct dp_lines *r)
 }
 
 int
+dp_lines_quiet(struct dp_lines *r)
+{
+	struct pollfd pfd = { r->fd, POLLIN, 0 };
+
+	if (dp_lines_has_line(r) || r->eof || r->stopped)
+		return 0;
+	return poll(&pfd, 1, 0) == 0;
+}
+
+int
 dp_lines_next(struct dp_lines *r, const char **line, size_t *len)
 {
 	char *nl;

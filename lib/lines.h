@@ -54,6 +54,13 @@ void dp_lines_set_idle(struct dp_lines *r, int (*fn)(void *), void *ctx);
  * line, or the last one, is buffered). */
 int dp_lines_has_line(struct dp_lines *r);
 
+/*
+ * 1 when the writer is quiet: no complete line is buffered and the
+ * descriptor has nothing to read right now (a regular file never is).
+ * Lets a caller that batches send what it holds instead of waiting.
+ */
+int dp_lines_quiet(struct dp_lines *r);
+
 /* Bytes buffered but not returned (after a stop: an incomplete line). */
 size_t dp_lines_pending(const struct dp_lines *r);
 
