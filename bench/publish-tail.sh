@@ -4,9 +4,12 @@
 #
 #   bench/publish-tail.sh [LINES] [REPS]     (defaults: 1000000 3)
 #
-# Uses $DP_BROKERS when set; otherwise starts the test stack and stops it
-# again.  Each repetition writes into fresh 3-partition topics, and kcat
-# and dp alternate, each going first in every other repetition.
+# Uses $DP_BROKERS when set; otherwise starts the test stack, with its
+# data on /dev/shm when there is one (disk writeback from earlier runs is
+# the largest source of noise), and stops it again.  Each repetition
+# writes into fresh 3-partition topics, and kcat and dp alternate, each
+# going first in every other repetition.  Topics are deleted only at the
+# end: a broker deleting logs in the background slows whoever runs next.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PATH=$PWD/bin:$PATH
@@ -15,11 +18,16 @@ reps=${2:-3}
 
 started=0
 if [[ -z ${DP_BROKERS:-} ]]; then
+	if [[ -z ${DP_STACK_DIR:-} && -d /dev/shm && -w /dev/shm ]]; then
+		export DP_STACK_DIR=/dev/shm/dp-bench-$UID
+	fi
 	eval "$(scripts/stack up)"
 	started=1
 fi
 work=$(mktemp -d "${TMPDIR:-/tmp}/dp-bench.XXXXXX")
+topics=()
 cleanup() {
+	((${#topics[@]})) && dp-topic delete "${topics[@]}" -o json > /dev/null
 	rm -rf "$work"
 	((started)) && scripts/stack down >&2
 	return 0
@@ -42,6 +50,7 @@ measure() {
 for r in $(seq "$reps"); do
 	tk=bench_kcat_$$_$r td=bench_dp_$$_$r
 	dp-topic create "$tk" "$td" -p 3 -o json > /dev/null
+	topics+=("$tk" "$td")
 	# Whoever goes second meets a broker still busy with the first one's
 	# records, so the order alternates between repetitions.
 	kp() { measure kcat-P sh -c "kcat -b '$DP_BROKERS' -P -t '$tk' < '$work/in'"; }
@@ -51,7 +60,6 @@ for r in $(seq "$reps"); do
 	if ((r % 2)); then kp; dp; kc; dt; else dp; kp; dt; kc; fi
 	[[ $(dp-topic offsets "$td" -o json | jq -s 'map(.high) | add') == "$lines" ]] ||
 		{ echo "bench: $td does not hold $lines records" >&2; exit 1; }
-	dp-topic delete "$tk" "$td" -o json > /dev/null
 done
 
 python3 - "$work/results" "$lines" <<'PY'

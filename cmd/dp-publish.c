@@ -450,6 +450,7 @@ struct rec {
 	int32_t partition;
 	size_t key, keylen;         /* arena offset, or NONE: no key */
 	size_t val, vallen;         /* arena offset, or NONE: a tombstone */
+	const char *line;           /* or the value in place, in batch->lines */
 	int64_t ts;
 	rd_kafka_headers_t *hdrs;   /* owned by the record until produced */
 	size_t why;                 /* REC_BAD, REC_FATAL: the message */
@@ -458,7 +459,10 @@ struct rec {
 struct batch {
 	struct rec recs[BATCH_RECS];
 	size_t n;
-	struct dp_buf arena;        /* every byte the records point at */
+	struct dp_buf arena;        /* the bytes records point at, but lines */
+	char *lines;                /* the input lines records point into */
+	size_t lines_cap;
+	bool in_lines;              /* records point into the reader's buffer */
 	bool oom;                   /* an arena_add failed since the last check */
 	int end;                    /* 0, or the event that ended the input */
 	bool quiet;                 /* handed over because the writer went quiet */
@@ -482,6 +486,26 @@ static const char *
 at(const struct batch *b, size_t off)
 {
 	return off == NONE ? "(out of memory)" : b->arena.data + off;
+}
+
+/*
+ * A record's value is the input line itself: point at it where the line
+ * reader has it, and let the batch take that buffer over when it is
+ * handed on (see reader_main), instead of copying every line.
+ */
+static void
+value_is_line(struct batch *b, struct rec *r, const char *line, size_t len)
+{
+	r->line = line;
+	r->vallen = len;
+	b->in_lines = true;
+}
+
+/* The value's bytes, or NULL for a tombstone. */
+static const char *
+value_of(const struct batch *b, const struct rec *r)
+{
+	return r->line ? r->line : r->val == NONE ? NULL : at(b, r->val);
 }
 
 static int
@@ -599,8 +623,7 @@ prepare_json(struct pub *p, struct batch *b, struct rec *r, const char *line,
 			                    t == DP_JSON_NULL ? 0 : (ssize_t)p->tmp.len);
 		}
 	}
-	r->val = arena_add(b, line, len);
-	r->vallen = len;
+	value_is_line(b, r, line, len);
 	rc = 0;
 out:
 	dp_expr_rec_clear(&rec);
@@ -701,8 +724,7 @@ prepare_line(struct pub *p, struct batch *b, const char *line, size_t len, int b
 		         dp_lines_error_offset(p->in) + 1);
 		mark(b, r, -1, why);
 	} else if (p->raw) {
-		r->val = arena_add(b, line, len);
-		r->vallen = len;
+		value_is_line(b, r, line, len);
 	} else {
 		const char *jwhy, *kv = NULL;
 		size_t off, kvn = 0;
@@ -724,8 +746,7 @@ prepare_line(struct pub *p, struct batch *b, const char *line, size_t len, int b
 	}
 	if (r->kind == REC_BAD) {
 		/* The raw line goes along for --on-error dlq. */
-		r->val = arena_add(b, line, len);
-		r->vallen = len;
+		value_is_line(b, r, line, len);
 	}
 	if (b->oom) {
 		b->oom = false;
@@ -804,6 +825,25 @@ read_batch(struct pub *p, struct batch *b)
 	}
 }
 
+/* No memory for a swap: copy the values out of the reader's buffer. */
+static void
+pin_values(struct batch *b)
+{
+	for (size_t i = 0; i < b->n; i++) {
+		struct rec *r = &b->recs[i];
+		if (r->line) {
+			r->val = arena_add(b, r->line, r->vallen);
+			r->line = NULL;
+			if (r->val == NONE) {
+				r->kind = REC_FATAL;
+				r->status = DP_EX_SOFTWARE;
+				r->why = arena_add(b, "out of memory", 13);
+			}
+		}
+	}
+	b->in_lines = false;
+}
+
 static void *
 reader_main(void *arg)
 {
@@ -824,8 +864,16 @@ reader_main(void *arg)
 		b->n = 0;
 		b->end = 0;
 		b->quiet = false;
+		b->in_lines = false;
 		dp_buf_reset(&b->arena);
 		end = b->end = read_batch(p, b);
+		/*
+		 * read_batch stops where the reader would read again, so every
+		 * line it took is still in the reader's buffer: the batch takes
+		 * that buffer and gives the reader its old one.
+		 */
+		if (b->in_lines && dp_lines_swap(p->in, &b->lines, &b->lines_cap) < 0)
+			pin_values(b);
 
 		pthread_mutex_lock(&p->mu);
 		p->full[(p->full_head + p->nfull++) % NBATCH] = b;
@@ -948,7 +996,7 @@ send_rec(struct pub *p, const struct batch *b, struct rec *r)
 {
 	switch (r->kind) {
 	case REC_BAD:
-		return bad_line(p, at(b, r->val), r->vallen, r->lineno, at(b, r->why));
+		return bad_line(p, value_of(b, r), r->vallen, r->lineno, at(b, r->why));
 	case REC_FATAL:
 		dp_err("line %llu: %s", (unsigned long long)r->lineno, at(b, r->why));
 		return r->status;
@@ -958,7 +1006,7 @@ send_rec(struct pub *p, const struct batch *b, struct rec *r)
 	const char *topic = r->topic == NONE ? NULL : at(b, r->topic);
 	rd_kafka_resp_err_t e = produce(p, topic, r->partition,
 	                                r->key == NONE ? NULL : at(b, r->key), r->keylen,
-	                                r->val == NONE ? NULL : at(b, r->val), r->vallen,
+	                                value_of(b, r), r->vallen,
 	                                r->hdrs, r->ts, OPAQUE(r->lineno, 0));
 	if (!e) {
 		r->hdrs = NULL;         /* owned by librdkafka now */
@@ -968,7 +1016,7 @@ send_rec(struct pub *p, const struct batch *b, struct rec *r)
 	       topic ? topic : p->topic, rd_kafka_err2str(e));
 	int st = dp_kafka_exit_status(e);
 	if (st == DP_EX_DATAERR || e == RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION)
-		return bad_line(p, at(b, r->val), r->vallen, r->lineno, rd_kafka_err2str(e));
+		return bad_line(p, value_of(b, r), r->vallen, r->lineno, rd_kafka_err2str(e));
 	return st;
 }
 
@@ -1054,7 +1102,7 @@ send_run(struct pub *p, const struct batch *b, size_t from, size_t to)
 		const struct rec *r = &b->recs[from + i];
 		rd_kafka_message_t *m = &msgs[count[part[i]]++];
 		memset(m, 0, sizeof(*m));
-		m->payload = (void *)at(b, r->val);
+		m->payload = (void *)value_of(b, r);
 		m->len = r->vallen;
 		if (r->key != NONE) {
 			m->key = (void *)at(b, r->key);
@@ -1377,9 +1425,13 @@ open_kafka(struct pub *p)
 			dp_err("cannot allocate the delivery window: %s", strerror(errno));
 			return DP_EX_SOFTWARE;
 		}
-		/* One batch in flight, the next filling but never full. */
+		/*
+		 * One batch in flight, the next filling but never full.  A
+		 * request carries less than batch.size of values (the record
+		 * framing counts too), hence 7/8 and not all of a second one.
+		 */
 		p->win_msgs = 2 * msgs - 1;
-		p->win_bytes = 2 * bytes - 1;
+		p->win_bytes = bytes + bytes / 8 * 7;
 	}
 	p->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
 	if (!p->rk) {
@@ -1440,6 +1492,7 @@ cleanup(struct pub *p)
 			if (p->batches[i]->recs[k].hdrs)
 				rd_kafka_headers_destroy(p->batches[i]->recs[k].hdrs);
 		dp_buf_free(&p->batches[i]->arena);
+		free(p->batches[i]->lines);
 		free(p->batches[i]);
 	}
 	pthread_mutex_destroy(&p->mu);

@@ -156,6 +156,28 @@ fill(struct dp_lines *r)
 }
 
 int
+dp_lines_swap(struct dp_lines *r, char **buf, size_t *cap)
+{
+	size_t tail = r->end - r->start;
+	size_t ncap = *buf && *cap >= r->cap ? *cap : r->cap;
+	char *nb = *buf;
+
+	if (!nb || ncap != *cap) {
+		nb = realloc(nb, ncap + 1);     /* +1: room for a last line's NUL */
+		if (!nb)
+			return -1;
+	}
+	memcpy(nb, r->buf + r->start, tail);
+	*buf = r->buf;
+	*cap = r->cap;
+	r->buf = nb;
+	r->cap = ncap;
+	r->end = tail;
+	r->start = 0;
+	return 0;
+}
+
+int
 dp_lines_quiet(struct dp_lines *r)
 {
 	struct pollfd pfd = { r->fd, POLLIN, 0 };

@@ -61,6 +61,19 @@ int dp_lines_has_line(struct dp_lines *r);
  */
 int dp_lines_quiet(struct dp_lines *r);
 
+/*
+ * Zero-copy hand-over.  Lines point into the reader's buffer, and the
+ * reader reads into it again only once no complete line is left (see
+ * dp_lines_has_line).  A caller that stops taking lines there may keep
+ * them instead of copying: dp_lines_swap() gives it the buffer holding
+ * every line returned so far (*buf, *cap: now owned by the caller) and
+ * goes on in the buffer passed in, which may be NULL (the reader owns it
+ * from then on; it is grown if too small).  Bytes not yet returned move
+ * to the new buffer.  Returns 0, or -1 when memory runs out (nothing
+ * changed).
+ */
+int dp_lines_swap(struct dp_lines *r, char **buf, size_t *cap);
+
 /* Bytes buffered but not returned (after a stop: an incomplete line). */
 size_t dp_lines_pending(const struct dp_lines *r);
 
