@@ -42,6 +42,7 @@ enum on_error { ON_ERROR_FAIL, ON_ERROR_SKIP, ON_ERROR_DLQ };
 #define BATCH_BYTES (1024 * 1024)
 #define NBATCH 4
 #define MAX_BUCKETS 4096                /* partitions batched by send_run */
+#define MAX_LANES 4                     /* producers of the -t topic */
 
 struct batch;
 
@@ -70,8 +71,22 @@ struct pub {
 	bool auto_create;               /* -X allow.auto.create.topics=true */
 
 	/* resources */
-	rd_kafka_t *rk;
+	rd_kafka_t *rk;                 /* lane 0: also every other topic */
 	rd_kafka_topic_t *rkt;          /* the -t topic, looked up once */
+	/*
+	 * Lanes.  librdkafka 2.0's idempotent producer has one request in
+	 * flight per partition, so a partition waits out every round trip,
+	 * and on one connection the broker serves the partitions' requests
+	 * one after another.  For a keyed -t topic the partitions are spread
+	 * over up to MAX_LANES producers, each with its own connection: a
+	 * partition always goes through the same one (partition % nlanes),
+	 * so its records keep their order and each producer's sequence
+	 * numbers still rule out duplicates.  lane_rk[0] is rk.
+	 */
+	rd_kafka_t *lane_rk[MAX_LANES];
+	rd_kafka_topic_t *lane_rkt[MAX_LANES];
+	int nlanes;
+	uint32_t next_unkeyed;          /* round robin for records without a key */
 	struct dp_lines *in;
 	struct dp_out *out;             /* --report lines */
 	char **known;                   /* topics proven to exist (reader thread) */
@@ -920,6 +935,36 @@ topic_handle(struct pub *p, const char *name)
 	return h[p->nhandles++];
 }
 
+/* Serve every lane's delivery reports, waiting up to ms on rk's. */
+static void
+wait_lane(struct pub *p, rd_kafka_t *rk, int ms)
+{
+	rd_kafka_poll(rk, ms);
+	for (int i = 0; i < p->nlanes; i++)
+		if (p->lane_rk[i] != rk)
+			rd_kafka_poll(p->lane_rk[i], 0);
+}
+
+/* Records not yet reported, over all lanes. */
+static int
+outq_len(struct pub *p)
+{
+	int n = 0;
+
+	for (int i = 0; i < p->nlanes; i++)
+		n += rd_kafka_outq_len(p->lane_rk[i]);
+	return n;
+}
+
+/* Send now what waits for linger.ms, for up to ms per lane. */
+static void
+flush_lanes(struct pub *p, int ms)
+{
+	for (int i = 0; i < p->nlanes; i++)
+		if (rd_kafka_outq_len(p->lane_rk[i]) > 0)
+			rd_kafka_flush(p->lane_rk[i], ms);
+}
+
 /* Produce with back-pressure: a full local queue waits for deliveries. */
 static rd_kafka_resp_err_t
 produce(struct pub *p, const char *topic, int32_t partition, const void *key,
@@ -927,12 +972,22 @@ produce(struct pub *p, const char *topic, int32_t partition, const void *key,
         int64_t ts, void *opaque)
 {
 	rd_kafka_topic_t *rkt = topic ? topic_handle(p, topic) : p->rkt;
+	rd_kafka_t *rk = p->rk;
 	rd_kafka_resp_err_t e;
 
 	if (!rkt)
 		return rd_kafka_last_error();
+	if (!topic && p->nlanes > 1) {
+		/* The partition decides the lane, so it is picked here. */
+		if (partition == RD_KAFKA_PARTITION_UA)
+			partition = keylen ? p->partitioner(p->rkt, key, keylen, p->partitions,
+			                                    NULL, NULL)
+			                   : (int32_t)(p->next_unkeyed++ % (uint32_t)p->partitions);
+		rk = p->lane_rk[partition % p->nlanes];
+		rkt = p->lane_rkt[partition % p->nlanes];
+	}
 	for (;;) {
-		e = rd_kafka_producev(p->rk, RD_KAFKA_V_RKT(rkt),
+		e = rd_kafka_producev(rk, RD_KAFKA_V_RKT(rkt),
 		        RD_KAFKA_V_PARTITION(partition),
 		        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
 		        RD_KAFKA_V_KEY((void *)key, keylen),
@@ -941,7 +996,7 @@ produce(struct pub *p, const char *topic, int32_t partition, const void *key,
 		        RD_KAFKA_V_OPAQUE(opaque), RD_KAFKA_V_END);
 		if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL)
 			break;
-		rd_kafka_poll(p->rk, 50);
+		wait_lane(p, rk, 50);
 	}
 	if (!e)
 		p->produced++;
@@ -1114,13 +1169,15 @@ send_run(struct pub *p, const struct batch *b, size_t from, size_t to)
 	size_t start = 0;
 	for (int32_t k = 0; k < nparts; k++) {
 		size_t end = count[k], done = start;
+		rd_kafka_t *lane_rk = p->lane_rk[k % p->nlanes];
+		rd_kafka_topic_t *lane_rkt = p->lane_rkt[k % p->nlanes];
 		while (done < end) {
 			size_t upto = window_fit(p, k, msgs, done, end);
 			if (upto == done) {
-				rd_kafka_poll(p->rk, 50);       /* wait for answers */
+				wait_lane(p, lane_rk, 50);      /* wait for answers */
 				continue;
 			}
-			rd_kafka_produce_batch(p->rkt, k, RD_KAFKA_MSG_F_COPY, msgs + done,
+			rd_kafka_produce_batch(lane_rkt, k, RD_KAFKA_MSG_F_COPY, msgs + done,
 			                       (int)(upto - done));
 			/*
 			 * Records that fail stay with err set; librdkafka goes on
@@ -1142,7 +1199,7 @@ send_run(struct pub *p, const struct batch *b, size_t from, size_t to)
 			p->produced += first - done;
 			done = first;
 			if (done < upto) {
-				rd_kafka_poll(p->rk, 50);
+				wait_lane(p, lane_rk, 50);
 				for (size_t i = done; i < upto; i++)
 					msgs[i].err = 0;
 			}
@@ -1189,7 +1246,7 @@ refresh_partitions(struct pub *p)
 static void
 serve(struct pub *p)
 {
-	rd_kafka_poll(p->rk, 0);
+	wait_lane(p, p->rk, 0);
 	if (dp_out_flush(p->out) < 0 && errno != EPIPE && !p->status)
 		p->status = DP_EX_IOERR;
 	dp_progress_tick(&p->prog, "lines", p->lines, NULL, false);
@@ -1228,14 +1285,14 @@ run_lines(struct pub *p)
 			ts.tv_nsec -= 1000000000L;
 		}
 		pthread_mutex_lock(&p->mu);
-		if (p->nfull == 0 && quiet && rd_kafka_outq_len(p->rk) > 0) {
+		if (p->nfull == 0 && quiet && outq_len(p) > 0) {
 			/*
 			 * The writer is quiet: send what waits for linger.ms
 			 * now.  flush() returns once all is delivered, and
 			 * looks for new input again after 10 ms at most.
 			 */
 			pthread_mutex_unlock(&p->mu);
-			rd_kafka_flush(p->rk, 10);
+			flush_lanes(p, 10);
 			serve(p);
 			continue;
 		}
@@ -1279,7 +1336,7 @@ run_lines(struct pub *p)
 		if (ev)
 			atomic_store(&p->halt, 1);  /* before the batch frees up */
 		release(p, b);
-		rd_kafka_poll(p->rk, 0);
+		wait_lane(p, p->rk, 0);
 		dp_progress_tick(&p->prog, "lines", p->lines, NULL, false);
 	}
 	/* Stop the reader (it may be waiting for input or for a batch). */
@@ -1300,10 +1357,10 @@ drain(struct pub *p)
 	 * Deliveries may legitimately take a while on a busy cluster, so the
 	 * deadline only applies while no progress is made.
 	 */
-	while (rd_kafka_outq_len(p->rk) > 0) {
+	while (outq_len(p) > 0) {
 		uint64_t before = p->delivered + p->lost;
 		/* flush, not poll: the last batches need not wait for linger.ms */
-		rd_kafka_flush(p->rk, 100);
+		flush_lanes(p, 100);
 		if (p->delivered + p->lost != before)
 			deadline = dp_time_mono_ms() + p->timeout_ms;
 		if (dp_time_mono_ms() > deadline) {
@@ -1319,9 +1376,10 @@ drain(struct pub *p)
 			dp_progress_tick(&p->prog, "lines", p->lines, NULL, false);
 	}
 	/* Purge whatever is left so its reports arrive (as failures). */
-	rd_kafka_purge(p->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
-	rd_kafka_poll(p->rk, 0);
-	rd_kafka_flush(p->rk, 1000);
+	for (int i = 0; i < p->nlanes; i++)
+		rd_kafka_purge(p->lane_rk[i], RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+	wait_lane(p, p->rk, 0);
+	flush_lanes(p, 1000);
 	return p->lost || p->produced != p->delivered + p->lost ? E_LOST : E_DRAINED;
 }
 
@@ -1380,8 +1438,12 @@ conf_u64(rd_kafka_conf_t *conf, const char *name, uint64_t dflt)
 	return n;
 }
 
+/*
+ * A producer with dp-publish's defaults and the user's configuration.
+ * The first one also decides the settings that follow from it.
+ */
 static int
-open_kafka(struct pub *p)
+new_producer(struct pub *p, bool first, rd_kafka_t **rkp)
 {
 	struct dp_buf err = DP_BUF_INIT;
 	char errstr[512];
@@ -1414,6 +1476,8 @@ open_kafka(struct pub *p)
 		goto fail;
 	rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
 	rd_kafka_conf_set_opaque(conf, p);
+	if (!first)
+		goto create;
 	p->partitioner = pick_partitioner(conf);
 	p->max_msg_size = conf_u64(conf, "message.max.bytes", 1000000);
 	if (conf_is(conf, "enable.idempotence", "true")) {
@@ -1433,8 +1497,9 @@ open_kafka(struct pub *p)
 		p->win_msgs = 2 * msgs - 1;
 		p->win_bytes = bytes + bytes / 8 * 7;
 	}
-	p->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
-	if (!p->rk) {
+create:
+	*rkp = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
+	if (!*rkp) {
 		dp_err("cannot create kafka producer: %s", errstr);
 		dp_buf_free(&err);
 		return DP_EX_CONFIG;
@@ -1445,6 +1510,44 @@ fail:
 	dp_err("%s", err.data);
 	dp_buf_free(&err);
 	return status;
+}
+
+static int
+open_kafka(struct pub *p)
+{
+	int st = new_producer(p, true, &p->rk);
+
+	p->lane_rk[0] = p->rk;
+	p->nlanes = 1;
+	return st;
+}
+
+/*
+ * More lanes (see struct pub) where they pay: an idempotent producer, a
+ * -t topic with more than one partition, and records that pick their
+ * partition by key.  Without them everything stays on lane 0.
+ */
+static void
+open_lanes(struct pub *p)
+{
+	int want = p->partitions < MAX_LANES ? p->partitions : MAX_LANES;
+
+	if (!p->win || !p->rkt || !p->partitioner || p->partition != RD_KAFKA_PARTITION_UA ||
+	    !(p->key_expr || p->envelope) || want < 2)
+		return;
+	while (p->nlanes < want) {
+		rd_kafka_t *rk;
+		if (new_producer(p, false, &rk) != 0)
+			break;          /* the lanes so far will do */
+		rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, p->topic, NULL);
+		if (!rkt) {
+			rd_kafka_destroy(rk);
+			break;
+		}
+		p->lane_rk[p->nlanes] = rk;
+		p->lane_rkt[p->nlanes++] = rkt;
+	}
+	dp_debug("%d producer%s for '%s'", p->nlanes, p->nlanes == 1 ? "" : "s", p->topic);
 }
 
 /* The connecting state: prove the cluster and the -t topic are there. */
@@ -1476,8 +1579,10 @@ connect_cluster(struct pub *p)
 			return E_UNREACHABLE;
 		}
 		p->rkt = rd_kafka_topic_new(p->rk, p->topic, NULL);
+		p->lane_rkt[0] = p->rkt;
 		p->partitions = partitions;
 		p->partitions_checked = dp_time_mono_ms();
+		open_lanes(p);
 	}
 	return E_CONNECTED;
 }
@@ -1497,6 +1602,10 @@ cleanup(struct pub *p)
 	}
 	pthread_mutex_destroy(&p->mu);
 	pthread_cond_destroy(&p->cv);
+	for (int i = 1; i < p->nlanes; i++) {
+		rd_kafka_topic_destroy(p->lane_rkt[i]);
+		rd_kafka_destroy(p->lane_rk[i]);
+	}
 	if (p->rkt)
 		rd_kafka_topic_destroy(p->rkt);
 	for (size_t i = 0; i < p->nhandles; i++)
