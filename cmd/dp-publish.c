@@ -935,14 +935,25 @@ topic_handle(struct pub *p, const char *name)
 	return h[p->nhandles++];
 }
 
-/* Serve every lane's delivery reports, waiting up to ms on rk's. */
+/*
+ * Serve every lane's delivery reports, waiting up to ms for rk's.  The
+ * wait is cut in short slices so that another lane's answers, which may
+ * be what frees its partition's window, are not left until rk's come.
+ */
 static void
 wait_lane(struct pub *p, rd_kafka_t *rk, int ms)
 {
-	rd_kafka_poll(rk, ms);
-	for (int i = 0; i < p->nlanes; i++)
-		if (p->lane_rk[i] != rk)
-			rd_kafka_poll(p->lane_rk[i], 0);
+	int64_t until = dp_time_mono_ms() + ms;
+	int slice = p->nlanes > 1 && ms > 2 ? 2 : ms;
+
+	for (;;) {
+		int n = rd_kafka_poll(rk, slice);
+		for (int i = 0; i < p->nlanes; i++)
+			if (p->lane_rk[i] != rk)
+				n += rd_kafka_poll(p->lane_rk[i], 0);
+		if (n > 0 || slice == ms || dp_time_mono_ms() >= until)
+			return;
+	}
 }
 
 /* Records not yet reported, over all lanes. */
