@@ -2,7 +2,7 @@
 # bench/publish-tail.sh - dp-publish and dp-tail against kcat, same broker,
 # same input, same run.  Prints a markdown table of medians and ratios.
 #
-#   bench/publish-tail.sh [LINES] [REPS]     (defaults: 1000000 3)
+#   bench/publish-tail.sh [LINES] [REPS]     (defaults: 1000000 5)
 #
 # Uses $DP_BROKERS when set; otherwise starts the test stack, with its
 # data on /dev/shm when there is one (disk writeback from earlier runs is
@@ -14,7 +14,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PATH=$PWD/bin:$PATH
 lines=${1:-1000000}
-reps=${2:-3}
+reps=${2:-5}
 
 started=0
 if [[ -z ${DP_BROKERS:-} ]]; then
@@ -47,7 +47,8 @@ measure() {
 	tail -1 "$work/t" >&2
 }
 
-for r in $(seq "$reps"); do
+# Repetition 0 warms the broker's JIT and page cache; it is not counted.
+for r in $(seq 0 "$reps"); do
 	tk=bench_kcat_$$_$r td=bench_dp_$$_$r
 	dp-topic create "$tk" "$td" -p 3 -o json > /dev/null
 	topics+=("$tk" "$td")
@@ -58,6 +59,9 @@ for r in $(seq "$reps"); do
 	kc() { measure kcat-C sh -c "kcat -b '$DP_BROKERS' -C -t '$tk' -e -o beginning -q > /dev/null"; }
 	dt() { measure dp-tail sh -c "dp-tail -t '$td' --from beginning -e > /dev/null"; }
 	if ((r % 2)); then kp; dp; kc; dt; else dp; kp; dt; kc; fi
+	if ((r == 0)); then
+		: > "$work/results"
+	fi
 	[[ $(dp-topic offsets "$td" -o json | jq -s 'map(.high) | add') == "$lines" ]] ||
 		{ echo "bench: $td does not hold $lines records" >&2; exit 1; }
 done
@@ -72,11 +76,15 @@ n = int(sys.argv[2])
 def med(name):
     secs = statistics.median(s for s, _ in rows[name])
     return n / secs, max(r for _, r in rows[name]) / 1024
-print("| command | msgs/s (median) | peak RSS MB | ratio vs kcat |")
+# Runs of one repetition share the broker's state, so the ratio is taken
+# per repetition and then its median: steadier than a ratio of medians.
+def paired(ours, base):
+    return statistics.median(b[0] / o[0] for o, b in zip(rows[ours], rows[base]))
+print("| command | msgs/s (median) | peak RSS MB | ratio vs kcat (median of pairs) |")
 print("|---|---:|---:|---:|")
 for ours, base in (("dp-publish", "kcat-P"), ("dp-tail", "kcat-C")):
     b_rate, b_rss = med(base)
     o_rate, o_rss = med(ours)
     print(f"| {base} | {b_rate:,.0f} | {b_rss:.1f} | 1.00 |")
-    print(f"| {ours} | {o_rate:,.0f} | {o_rss:.1f} | {o_rate / b_rate:.2f} |")
+    print(f"| {ours} | {o_rate:,.0f} | {o_rss:.1f} | {paired(ours, base):.2f} |")
 PY

@@ -171,6 +171,43 @@ setup() {
 	{ gen_prices 20000; gen_prices 100 20001; } | head -n "$acked" | cmp - "$W/out"
 }
 
+@test "a record on a quiet pipe is sent at once, not after linger.ms" {
+	create_topic "$T"
+	mkfifo "$W/fifo"
+	# A minute of linger: only the flush on a quiet input can send it now.
+	dp-publish -t "$T" -X linger.ms=60000 < "$W/fifo" 2> "$W/err" &
+	pid=$!
+	exec 5> "$W/fifo"
+	gen_prices 1 >&5
+	has_one() { [ "$(kcat_count "$T")" -eq 1 ]; }
+	wait_until 10 has_one
+	gen_prices 1 2 >&5
+	has_two() { [ "$(kcat_count "$T")" -eq 2 ]; }
+	wait_until 10 has_two
+	kill -0 "$pid"          # still running: the pipe is open
+	exec 5>&-
+	wait "$pid"
+}
+
+@test "keyed records go over one connection per partition, in order, once" {
+	create_topic "$T" 6
+	gen_prices 30000 > "$W/in"
+	# Some lines without the key: spread over the partitions, still once.
+	for i in 1 2 3 4 5 6; do echo "{\"nokey\":$i}"; done >> "$W/in"
+	dp-publish -vv -t "$T" -k .fsym < "$W/in" 2> "$W/err"
+	grep -q "^dp-publish: 4 producers for '$T'$" "$W/err"
+	dp-tail -t "$T" --from beginning -e --envelope > "$W/out"
+	[ "$(wc -l < "$W/out")" -eq 30006 ]
+	# Nothing lost or doubled, and each partition in input order.
+	jq -c '.value' "$W/out" | sorted /dev/stdin > "$W/got"
+	sorted "$W/in" | jq -c . | sorted /dev/stdin | diff - "$W/got"
+	jq -s -e 'map(select(.value.seq)) | group_by(.partition)
+	          | all(map(.value.seq) | . == sort)' "$W/out"
+	# A key keeps to one partition; keyless records reach several.
+	jq -s -e 'map(select(.key)) | group_by(.key) | all(map(.partition) | unique | length == 1)' "$W/out"
+	jq -s -e 'map(select(.key == null) | .partition) | unique | length > 1' "$W/out"
+}
+
 @test "usage errors exit 64 and name the problem" {
 	run dp-publish
 	[ "$status" -eq 64 ]

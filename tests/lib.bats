@@ -24,6 +24,12 @@ setup() {
 	[[ $output == *"line 3: NUL byte at byte 4"* ]]
 }
 
+@test "line reader: lines handed over by a swap stay intact" {
+	run "$TEST_LIB" lines_swap
+	[ "$status" -eq 0 ]
+	[[ $output == *"reading goes on"* ]]
+}
+
 @test "json scanner accepts RFC 8259 and rejects the rest with a reason" {
 	run "$TEST_LIB" json
 	[ "$status" -eq 0 ]

@@ -70,6 +70,39 @@ t_lines_basic(void)
 	return 0;
 }
 
+/* Lines handed over by dp_lines_swap stay intact while reading goes on. */
+static int
+t_lines_swap(void)
+{
+	const char in[] = "one\ntwo\nthree\nfour";
+	const char *l1, *l2, *l;
+	size_t n;
+	pid_t c;
+	char *mine = NULL;
+	size_t cap = 0;
+	struct dp_lines *r = reader_for(in, sizeof(in) - 1, 0, &c);
+
+	waitpid(c, NULL, 0);    /* all of it in the pipe: one read gets it */
+	CHECK(dp_lines_next(r, &l1, &n) == DP_LINES_OK && !strcmp(l1, "one"));
+	CHECK(dp_lines_next(r, &l2, &n) == DP_LINES_OK && !strcmp(l2, "two"));
+	CHECK(dp_lines_swap(r, &mine, &cap) == 0 && mine != NULL && cap > 0);
+	CHECK(l1 >= mine && l1 < mine + cap);   /* the lines now live in mine */
+	CHECK(dp_lines_next(r, &l, &n) == DP_LINES_OK && !strcmp(l, "three"));
+	CHECK(l < mine || l >= mine + cap);     /* and reading went on elsewhere */
+	CHECK(dp_lines_next(r, &l, &n) == DP_LINES_OK && !strcmp(l, "four"));
+	CHECK(dp_lines_lineno(r) == 4);
+	CHECK(dp_lines_next(r, &l, &n) == DP_LINES_EOF);
+	/* Reading on may reuse nothing of mine. */
+	CHECK(!strcmp(l1, "one") && !strcmp(l2, "two"));
+	/* A swap back hands over the second buffer and reuses the first. */
+	char *back = mine;
+	CHECK(dp_lines_swap(r, &mine, &cap) == 0 && mine != back);
+	free(mine);
+	dp_lines_free(r);
+	printf("ok swapped lines stay put, reading goes on\n");
+	return 0;
+}
+
 static int
 t_lines_long(void)
 {
@@ -271,7 +304,7 @@ main(int argc, char **argv)
 {
 	static const struct { const char *name; int (*fn)(void); } cases[] = {
 		{ "lines_basic", t_lines_basic }, { "lines_long", t_lines_long },
-		{ "lines_bad", t_lines_bad }, { "json", t_json }, { "expr", t_expr },
+		{ "lines_bad", t_lines_bad }, { "lines_swap", t_lines_swap }, { "json", t_json }, { "expr", t_expr },
 		{ "parse", t_parse }, { "base64", t_base64 },
 	};
 
