@@ -380,18 +380,28 @@ validate(struct pub *p)
  * Records of one partition handed to librdkafka and not yet reported.
  *
  * librdkafka 2.0's idempotent producer sends a partition's next request
- * only once the previous one is answered, and while it waits with a
- * batch ready to go its broker thread polls without sleeping.  On a
- * machine the broker shares, that spinning thread takes the CPU the
- * broker needs.  So send_run keeps at most about two batches of each
- * partition outstanding: one in flight and one filling, never a full one
- * waiting.  The next batch then fills (and is sent) as soon as the
- * answer frees room.
+ * only once the previous one is answered.  send_run keeps about two and
+ * a half batches of each partition outstanding: one in flight, and a
+ * full one waiting, so that the next request leaves the moment the
+ * answer comes, plus one filling.  More would only take memory, and
+ * without a bound one busy partition fills librdkafka's shared queue
+ * and holds up all the others.  (A batch waiting behind a request makes
+ * librdkafka's broker thread poll in a loop once its linger.ms is over;
+ * hence dp-publish's long linger.ms, see open_kafka.)
  */
 struct window {
 	uint64_t msgs;
 	uint64_t bytes;
 };
+
+/* The records of one partition that send_run hands over: msgs[done..end). */
+struct run {
+	rd_kafka_message_t *msgs;
+	size_t done, end;
+	int32_t partition;
+	int status;             /* set when a record could not be produced */
+};
+
 
 static void
 report_line(struct pub *p, uint64_t line, const rd_kafka_message_t *m)
@@ -1137,6 +1147,50 @@ window_add(struct pub *p, int32_t k, const rd_kafka_message_t *msgs, size_t from
 	}
 }
 
+/*
+ * Hand over as many of the run's records as its partition's window
+ * takes.  Returns how many went; 0 means wait for answers (or, with
+ * run->status set, stop).
+ */
+static size_t
+push_run(struct pub *p, struct run *run)
+{
+	rd_kafka_message_t *msgs = run->msgs;
+	int32_t k = run->partition;
+	size_t done = run->done, upto = window_fit(p, k, msgs, done, run->end);
+
+	if (upto == done)
+		return 0;
+	rd_kafka_produce_batch(p->lane_rkt[k % p->nlanes], k, RD_KAFKA_MSG_F_COPY,
+	                       msgs + done, (int)(upto - done));
+	/*
+	 * Records that fail stay with err set; librdkafka goes on past them.
+	 * send_run only gets records that cannot fail for their size, so the
+	 * one failure left is a full queue, and then every later record
+	 * failed as well: nothing frees queue space without a poll, which
+	 * only we do.
+	 */
+	size_t first = done;
+	while (first < upto && !msgs[first].err)
+		first++;
+	for (size_t i = first; i < upto; i++)
+		if (msgs[i].err && msgs[i].err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+			run->status = batch_failed(p, &msgs[i], k);
+			return 0;
+		}
+	for (size_t i = first; i < upto; i++)
+		if (!msgs[i].err) {
+			run->status = batch_failed(p, &msgs[first], k);   /* not a prefix */
+			return 0;
+		}
+	for (size_t i = first; i < upto; i++)
+		msgs[i].err = 0;        /* a full queue: they go again */
+	window_add(p, k, msgs, done, first);
+	p->produced += first - done;
+	run->done = first;
+	return first - done;
+}
+
 static int
 send_run(struct pub *p, const struct batch *b, size_t from, size_t to)
 {
@@ -1179,43 +1233,15 @@ send_run(struct pub *p, const struct batch *b, size_t from, size_t to)
 	/* count[k] is now the end of partition k's run, count[k-1] its start. */
 	size_t start = 0;
 	for (int32_t k = 0; k < nparts; k++) {
-		size_t end = count[k], done = start;
+		struct run run = { msgs, start, count[k], k, 0 };
 		rd_kafka_t *lane_rk = p->lane_rk[k % p->nlanes];
-		rd_kafka_topic_t *lane_rkt = p->lane_rkt[k % p->nlanes];
-		while (done < end) {
-			size_t upto = window_fit(p, k, msgs, done, end);
-			if (upto == done) {
-				wait_lane(p, lane_rk, 50);      /* wait for answers */
-				continue;
-			}
-			rd_kafka_produce_batch(lane_rkt, k, RD_KAFKA_MSG_F_COPY, msgs + done,
-			                       (int)(upto - done));
-			/*
-			 * Records that fail stay with err set; librdkafka goes on
-			 * past them.  send_run only gets records that cannot fail
-			 * for their size, so the one failure left is a full queue,
-			 * and then every later record failed as well: nothing frees
-			 * queue space without a poll, which only we do.
-			 */
-			size_t first = done;
-			while (first < upto && !msgs[first].err)
-				first++;
-			for (size_t i = first; i < upto; i++)
-				if (msgs[i].err && msgs[i].err != RD_KAFKA_RESP_ERR__QUEUE_FULL)
-					return batch_failed(p, &msgs[i], k);
-			for (size_t i = first; i < upto; i++)
-				if (!msgs[i].err)
-					return batch_failed(p, &msgs[first], k);   /* not a prefix */
-			window_add(p, k, msgs, done, first);
-			p->produced += first - done;
-			done = first;
-			if (done < upto) {
-				wait_lane(p, lane_rk, 50);
-				for (size_t i = done; i < upto; i++)
-					msgs[i].err = 0;
-			}
+		while (run.done < run.end && !run.status) {
+			if (push_run(p, &run) == 0)
+				wait_lane(p, lane_rk, 50);      /* for answers */
 		}
-		start = end;
+		if (run.status)
+			return run.status;
+		start = run.end;
 	}
 	return 0;
 }
@@ -1474,8 +1500,9 @@ new_producer(struct pub *p, bool first, rd_kafka_t **rkp)
 		 * Batches are sent when full, and whatever is left as soon
 		 * as the input pauses (see run_lines), so linger.ms only
 		 * bounds the wait of a partition that fills slowly in a
-		 * busy stream.  Longer than a loaded broker's answer, it
-		 * keeps librdkafka from polling in a loop (see struct window).
+		 * busy stream.  Longer than a loaded broker takes to answer,
+		 * it keeps librdkafka from polling in a loop while a full
+		 * batch waits behind the request in flight (struct window).
 		 */
 		{ "linger.ms", "100" },
 	};
@@ -1500,13 +1527,8 @@ new_producer(struct pub *p, bool first, rd_kafka_t **rkp)
 			dp_err("cannot allocate the delivery window: %s", strerror(errno));
 			return DP_EX_SOFTWARE;
 		}
-		/*
-		 * One batch in flight, the next filling but never full.  A
-		 * request carries less than batch.size of values (the record
-		 * framing counts too), hence 7/8 and not all of a second one.
-		 */
-		p->win_msgs = 2 * msgs - 1;
-		p->win_bytes = bytes + bytes / 8 * 7;
+		p->win_msgs = 2 * msgs + msgs / 2;
+		p->win_bytes = 2 * bytes + bytes / 2;
 	}
 create:
 	*rkp = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
