@@ -211,6 +211,8 @@ usage(FILE *fp)
 	      "      --report            print one NDJSON acknowledgement per record on stdout\n"
 	      "      --progress          print rate and totals on stderr every second\n", fp);
 	dp_cli_help_common(fp, true);
+	fputs("\nDefaults that -X overrides: enable.idempotence=true acks=all linger.ms=100\n"
+	      "allow.auto.create.topics=false; a pause in the input sends what waits.\n", fp);
 	fputs("\nExit status: 0 all delivered, 64 usage, 65 bad line (--on-error fail),\n"
 	      "69 cluster or topic unavailable, 75 records not delivered.  See dp-publish(1).\n", fp);
 }
