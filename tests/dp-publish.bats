@@ -208,6 +208,34 @@ setup() {
 	jq -s -e 'map(select(.key == null) | .partition) | unique | length > 1' "$W/out"
 }
 
+@test "keyed, over several connections: SIGTERM loses nothing read, failures are counted" {
+	create_topic "$T" 3
+	mkfifo "$W/fifo"
+	dp-publish -t "$T" -k .fsym --report < "$W/fifo" > "$W/acks" 2> "$W/err" &
+	pid=$!
+	exec 5> "$W/fifo"
+	gen_prices 30000 >&5
+	acks_at_least() { [ "$(wc -l < "$W/acks")" -ge "$1" ]; }
+	wait_until 20 acks_at_least 30000
+	gen_prices 100 30001 >&5
+	kill -TERM "$pid"
+	exec 5>&-
+	wait "$pid"
+	acked=$(jq -s 'map(select(.offset != null)) | length' "$W/acks")
+	[ "$acked" -ge 30000 ]
+	dp-tail -t "$T" --from beginning -e > "$W/out"
+	[ "$(wc -l < "$W/out")" -eq "$acked" ]
+	{ gen_prices 30000; gen_prices 100 30001; } | head -n "$acked" | sorted /dev/stdin > "$W/want"
+	sorted "$W/out" | diff "$W/want" -
+	# Refused records come back through every lane and are all counted.
+	dp-topic create "$T.small" -p 3 -c max.message.bytes=1000 -o json > /dev/null
+	gen_prices 60 > "$W/in"
+	run dp-publish -vv -t "$T.small" -k .fsym < "$W/in"
+	[ "$status" -eq 75 ]
+	[[ $output == *"dp-publish: 3 producers for '$T.small'"* ]]
+	[[ $output == *"dp-publish: 60 of 60 records not delivered"* ]]
+}
+
 @test "usage errors exit 64 and name the problem" {
 	run dp-publish
 	[ "$status" -eq 64 ]
