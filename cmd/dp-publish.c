@@ -112,6 +112,7 @@ struct pub {
 	struct batch *full[NBATCH];     /* FIFO of filled batches */
 	size_t full_head, nfull;
 	atomic_int halt;                /* main thread to reader: stop */
+	atomic_int waiting;             /* reader to main thread: input is quiet */
 
 	/* per-line scratch of the reader thread, reused */
 	struct dp_buf key, tmp, err, topicbuf, ack;
@@ -815,7 +816,17 @@ read_batch(struct pub *p, struct batch *b)
 			dp_lines_stop(p->in);
 		if (atomic_load(&p->halt))
 			return E_STOP;
+		/* About to wait for the writer: the main thread may send what it holds. */
+		bool wait = b->n == 0 && !dp_lines_has_line(p->in) && dp_lines_quiet(p->in);
+		if (wait) {
+			pthread_mutex_lock(&p->mu);
+			atomic_store(&p->waiting, 1);
+			pthread_cond_broadcast(&p->cv);
+			pthread_mutex_unlock(&p->mu);
+		}
 		int r = dp_lines_next(p->in, &line, &len);
+		if (wait)
+			atomic_store(&p->waiting, 0);
 		if (r == DP_LINES_EOF && dp_sig_stop) {
 			if (dp_lines_pending(p->in))
 				dp_warn("line %lu: incomplete when the signal came; %zu bytes "
@@ -871,6 +882,49 @@ pin_values(struct batch *b)
 	b->in_lines = false;
 }
 
+/*
+ * read_batch stops where the reader would read again, so every line it
+ * took is still in the reader's buffer.  The batch takes that buffer
+ * over (and gives the reader its old one) when it used more of it than
+ * is left to read; otherwise, as with short lines, where a batch ends at
+ * BATCH_RECS long before the buffer does, it copies its lines out.
+ * Either way no more than the smaller part is copied.
+ */
+static void
+keep_lines(struct pub *p, struct batch *b)
+{
+	const char *lo = NULL, *hi = NULL;
+
+	for (size_t i = 0; i < b->n; i++) {
+		const struct rec *r = &b->recs[i];
+		if (!r->line)
+			continue;
+		if (!lo || r->line < lo)
+			lo = r->line;
+		if (!hi || r->line + r->vallen + 1 > hi)
+			hi = r->line + r->vallen + 1;     /* with its NUL */
+	}
+	size_t used = (size_t)(hi - lo);
+	if (dp_lines_pending(p->in) <= used) {
+		if (dp_lines_swap(p->in, &b->lines, &b->lines_cap) < 0)
+			pin_values(b);
+		return;
+	}
+	if (b->lines_cap < used) {
+		char *nb = realloc(b->lines, used + 1);     /* as the reader's: +1 */
+		if (!nb) {
+			pin_values(b);
+			return;
+		}
+		b->lines = nb;
+		b->lines_cap = used;
+	}
+	memcpy(b->lines, lo, used);
+	for (size_t i = 0; i < b->n; i++)
+		if (b->recs[i].line)
+			b->recs[i].line = b->lines + (b->recs[i].line - lo);
+}
+
 static void *
 reader_main(void *arg)
 {
@@ -894,13 +948,8 @@ reader_main(void *arg)
 		b->in_lines = false;
 		dp_buf_reset(&b->arena);
 		end = b->end = read_batch(p, b);
-		/*
-		 * read_batch stops where the reader would read again, so every
-		 * line it took is still in the reader's buffer: the batch takes
-		 * that buffer and gives the reader its old one.
-		 */
-		if (b->in_lines && dp_lines_swap(p->in, &b->lines, &b->lines_cap) < 0)
-			pin_values(b);
+		if (b->in_lines)
+			keep_lines(p, b);
 
 		pthread_mutex_lock(&p->mu);
 		p->full[(p->full_head + p->nfull++) % NBATCH] = b;
@@ -988,6 +1037,17 @@ flush_lanes(struct pub *p, int ms)
 			rd_kafka_flush(p->lane_rk[i], ms);
 }
 
+/*
+ * Whether librdkafka would spread this record over the partitions rather
+ * than hash its key: no key at all, or an empty one under the default
+ * partitioner.  With lanes dp-publish spreads such records in turn.
+ */
+static bool
+spread(const struct pub *p, const void *key, size_t keylen)
+{
+	return !key || (keylen == 0 && p->partitioner == rd_kafka_msg_partitioner_consistent_random);
+}
+
 /* Produce with back-pressure: a full local queue waits for deliveries. */
 static rd_kafka_resp_err_t
 produce(struct pub *p, const char *topic, int32_t partition, const void *key,
@@ -1003,9 +1063,9 @@ produce(struct pub *p, const char *topic, int32_t partition, const void *key,
 	if (!topic && p->nlanes > 1) {
 		/* The partition decides the lane, so it is picked here. */
 		if (partition == RD_KAFKA_PARTITION_UA)
-			partition = keylen ? p->partitioner(p->rkt, key, keylen, p->partitions,
-			                                    NULL, NULL)
-			                   : (int32_t)(p->next_unkeyed++ % (uint32_t)p->partitions);
+			partition = spread(p, key, keylen)
+			                ? (int32_t)(p->next_unkeyed++ % (uint32_t)p->partitions)
+			                : p->partitioner(p->rkt, key, keylen, p->partitions, NULL, NULL);
 		rk = p->lane_rk[partition % p->nlanes];
 		rkt = p->lane_rkt[partition % p->nlanes];
 	}
@@ -1175,6 +1235,10 @@ push_run(struct pub *p, struct run *run)
 	size_t first = done;
 	while (first < upto && !msgs[first].err)
 		first++;
+	/* The accepted prefix is librdkafka's now, whatever follows. */
+	window_add(p, k, msgs, done, first);
+	p->produced += first - done;
+	run->done = first;
 	for (size_t i = first; i < upto; i++)
 		if (msgs[i].err && msgs[i].err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
 			run->status = batch_failed(p, &msgs[i], k);
@@ -1187,9 +1251,6 @@ push_run(struct pub *p, struct run *run)
 		}
 	for (size_t i = first; i < upto; i++)
 		msgs[i].err = 0;        /* a full queue: they go again */
-	window_add(p, k, msgs, done, first);
-	p->produced += first - done;
-	run->done = first;
 	return first - done;
 }
 
@@ -1276,8 +1337,16 @@ refresh_partitions(struct pub *p)
 	if (!p->rkt || now - p->partitions_checked < 10000)
 		return;
 	p->partitions_checked = now;
-	if (dp_kafka_probe(p->rk, p->topic, 2000, &n, &err) == 0 && n > 0)
-		p->partitions = n;
+	if (dp_kafka_probe(p->rk, p->topic, 2000, &n, &err) == 0 && n > p->partitions) {
+		/* Every lane must know a new partition before records go to it. */
+		for (int i = 1; i < p->nlanes; i++) {
+			int m = 0;
+			if (dp_kafka_probe(p->lane_rk[i], p->topic, 2000, &m, &err) != 0 || m < n)
+				n = 0;
+		}
+		if (n > 0)
+			p->partitions = n;
+	}
 	dp_buf_free(&err);
 }
 
@@ -1324,7 +1393,7 @@ run_lines(struct pub *p)
 			ts.tv_nsec -= 1000000000L;
 		}
 		pthread_mutex_lock(&p->mu);
-		if (p->nfull == 0 && quiet && outq_len(p) > 0) {
+		if (p->nfull == 0 && (quiet || atomic_load(&p->waiting)) && outq_len(p) > 0) {
 			/*
 			 * The writer is quiet: send what waits for linger.ms
 			 * now.  flush() returns once all is delivered, and

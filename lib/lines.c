@@ -159,7 +159,12 @@ int
 dp_lines_swap(struct dp_lines *r, char **buf, size_t *cap)
 {
 	size_t tail = r->end - r->start;
-	size_t ncap = *buf && *cap >= r->cap ? *cap : r->cap;
+	/*
+	 * As large as the bytes left, at least a block; a buffer that grew
+	 * for one long line is not copied to every other one.
+	 */
+	size_t need = tail > BLOCK ? tail : BLOCK;
+	size_t ncap = *buf && *cap >= need ? *cap : need;
 	char *nb = *buf;
 
 	if (!nb || ncap != *cap) {

@@ -179,12 +179,28 @@ setup() {
 	pid=$!
 	exec 5> "$W/fifo"
 	gen_prices 1 >&5
-	has_one() { [ "$(kcat_count "$T")" -eq 1 ]; }
-	wait_until 10 has_one
+	has() { [ "$(kcat_count "$T")" -eq "$1" ]; }
+	wait_until 10 has 1
 	gen_prices 1 2 >&5
-	has_two() { [ "$(kcat_count "$T")" -eq 2 ]; }
-	wait_until 10 has_two
+	wait_until 10 has 2
 	kill -0 "$pid"          # still running: the pipe is open
+	exec 5>&-
+	wait "$pid"
+}
+
+@test "a pause right after a full batch sends it at once too" {
+	create_topic "$T"
+	mkfifo "$W/fifo"
+	# Exactly one batch (1024 lines, 40 KB) waits in the pipe before
+	# dp-publish starts, so its first read takes all of it, and the next
+	# one waits on a quiet writer.
+	exec 5<> "$W/fifo"
+	for i in $(seq 1024); do echo "{\"fsym\":\"BTC\",\"seq\":$i}"; done >&5
+	dp-publish -t "$T" -k .fsym -X linger.ms=60000 < "$W/fifo" 5>&- 2> "$W/err" &
+	pid=$!
+	has() { [ "$(kcat_count "$T")" -eq "$1" ]; }
+	wait_until 10 has 1024
+	kill -0 "$pid"
 	exec 5>&-
 	wait "$pid"
 }
