@@ -10,6 +10,28 @@ setup() {
 	W=$BATS_TEST_TMPDIR
 }
 
+# term_mid_publish N [ARGS...]: dp-publish ARGS --report reads N price lines
+# from a pipe; once all are acknowledged, 100 more go in and SIGTERM
+# follows at once.  Sets st (its exit status) and acked (acknowledgements
+# with an offset); stderr is in $W/err.
+term_mid_publish() {
+	local n=$1 pid
+	shift
+	mkfifo "$W/fifo"
+	dp-publish "$@" --report < "$W/fifo" > "$W/acks" 2> "$W/err" &
+	pid=$!
+	exec 5> "$W/fifo"
+	gen_prices "$n" >&5
+	acks_at_least() { [ "$(wc -l < "$W/acks")" -ge "$1" ]; }
+	wait_until 20 acks_at_least "$n"
+	gen_prices 100 $((n + 1)) >&5
+	kill -TERM "$pid"
+	exec 5>&-
+	st=0
+	wait "$pid" || st=$?
+	acked=$(jq -s 'map(select(.offset != null)) | length' "$W/acks")
+}
+
 @test "100,000 lines through dp-publish and dp-tail come back as the same multiset" {
 	create_topic "$T" 3
 	gen_prices 100000 > "$W/in"
@@ -151,21 +173,10 @@ setup() {
 
 @test "SIGTERM during a large publish loses nothing that was read" {
 	create_topic "$T"
-	mkfifo "$W/fifo"
-	dp-publish -t "$T" --report < "$W/fifo" > "$W/acks" 2> "$W/err" &
-	pid=$!
-	exec 5> "$W/fifo"
-	gen_prices 20000 >&5
-	acks_at_least() { [ "$(wc -l < "$W/acks")" -ge "$1" ]; }
-	wait_until 20 acks_at_least 20000
-	gen_prices 100 20001 >&5
-	kill -TERM "$pid"
-	exec 5>&-
-	wait "$pid" || st=$?
-	[ "${st:-0}" -eq 0 ]
+	term_mid_publish 20000 -t "$T"
+	[ "$st" -eq 0 ]
 	[[ $(cat "$W/err") != *"not delivered"* ]]
 	# Every line it took from the pipe is in the topic, in order, once.
-	acked=$(jq -s 'map(select(.offset != null)) | length' "$W/acks")
 	[ "$acked" -ge 20000 ]
 	dp-tail -t "$T" --from beginning -e > "$W/out"
 	{ gen_prices 20000; gen_prices 100 20001; } | head -n "$acked" | cmp - "$W/out"
@@ -226,18 +237,8 @@ setup() {
 
 @test "keyed, over several connections: SIGTERM loses nothing read, failures are counted" {
 	create_topic "$T" 3
-	mkfifo "$W/fifo"
-	dp-publish -t "$T" -k .fsym --report < "$W/fifo" > "$W/acks" 2> "$W/err" &
-	pid=$!
-	exec 5> "$W/fifo"
-	gen_prices 30000 >&5
-	acks_at_least() { [ "$(wc -l < "$W/acks")" -ge "$1" ]; }
-	wait_until 20 acks_at_least 30000
-	gen_prices 100 30001 >&5
-	kill -TERM "$pid"
-	exec 5>&-
-	wait "$pid"
-	acked=$(jq -s 'map(select(.offset != null)) | length' "$W/acks")
+	term_mid_publish 30000 -t "$T" -k .fsym
+	[ "$st" -eq 0 ]
 	[ "$acked" -ge 30000 ]
 	dp-tail -t "$T" --from beginning -e > "$W/out"
 	[ "$(wc -l < "$W/out")" -eq "$acked" ]
