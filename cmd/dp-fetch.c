@@ -640,7 +640,7 @@ static const struct dp_fsm_row rows[] = {
 	{ DP_FSM_ANY,  EV_ABORT,       ST_DONE,     NULL },
 };
 
-static const int final_states[] = { ST_DONE };
+static const struct dp_fsm_final final_states[] = { { ST_DONE, DP_FSM_REASON } };
 
 static const struct dp_fsm_def fsm_def = {
 	.name = PROG,
@@ -933,7 +933,7 @@ fail(struct ctx *c, int ev, int status, const char *fmt, ...)
 	vsnprintf(line, sizeof(line), fmt, ap);
 	va_end(ap);
 	dp_buf_reset(&c->msg);
-	dp_buf_addstr(&c->msg, line);
+	dp_buf_msgf(&c->msg, "%s", line);
 	c->fail_status = status;
 	c->fail_transient = ev == EV_TRANSIENT;
 	return ev;
@@ -991,11 +991,11 @@ price_batch(struct ctx *c, jv root)
 			} else {
 				int w = o->raw ? dp_cc_dump(&c->batch, obj)
 				               : dp_cc_price_record(&c->batch, obj, fkey.data, tkey.data, &err);
+				if (w == 0)
+					w = dp_buf_addch(&c->batch, '\n');
 				if (w < 0)
 					ev = fail(c, EV_FAILED, DP_EX_DATAERR, "malformed response from %s: %s",
-					          c->url.data, err.data ? err.data : "out of memory");
-				else
-					dp_buf_addch(&c->batch, '\n');
+					          c->url.data, err.len ? dp_buf_str(&err) : "out of memory");
 				jv_free(obj);
 			}
 		}
@@ -1363,7 +1363,7 @@ do_error(struct ctx *c)
 	if (c->fail_transient && c->attempt < c->o->max_retries)
 		return EV_RETRY;
 	if (c->fail_transient && c->o->max_retries > 0)
-		dp_buf_addf(&c->msg, " (gave up after %u %s)", c->attempt,
+		dp_buf_msgf(&c->msg, " (gave up after %u %s)", c->attempt,
 		            c->attempt == 1 ? "retry" : "retries");
 	if (every_mode(c) && (c->o->count == 0 || c->polls + 1 < c->o->count))
 		return EV_POLL_FAILED;

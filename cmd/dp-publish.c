@@ -27,6 +27,7 @@
 #include "expr.h"
 #include "fsm.h"
 #include "json.h"
+#include "jsonw.h"
 #include "kafka.h"
 #include "lines.h"
 #include "log.h"
@@ -155,7 +156,7 @@ static const struct dp_fsm_row rows[] = {
 	{ S_DRAINING,   E_DRAINED,     S_DONE,       NULL },
 	{ S_DRAINING,   E_LOST,        S_FAILED,     NULL },
 };
-static const int finals[] = { S_DONE, S_FAILED };
+static const struct dp_fsm_final finals[] = { { S_DONE, 0 }, { S_FAILED, DP_FSM_REASON } };
 
 static const struct dp_fsm_def machine = {
 	"dp-publish", state_names, NSTATES, event_names, NEVENTS,
@@ -412,18 +413,26 @@ report_line(struct pub *p, uint64_t line, const rd_kafka_message_t *m)
 	struct dp_buf *b = &p->ack;
 	const char *topic = rd_kafka_topic_name(m->rkt);
 
+	struct dp_jw w;
+
 	dp_buf_reset(b);
-	dp_buf_addf(b, "{\"line\":%llu,\"topic\":", (unsigned long long)line);
-	dp_json_quote(b, topic, strlen(topic));
+	dp_jw_init(&w, b);
+	dp_jw_obj(&w);
+	dp_jw_kuint(&w, "line", line);
+	dp_jw_kstr(&w, "topic", topic);
 	if (m->err) {
-		const char *e = rd_kafka_err2str(m->err);
-		dp_buf_addstr(b, ",\"error\":");
-		dp_json_quote(b, e, strlen(e));
+		dp_jw_kstr(&w, "error", rd_kafka_err2str(m->err));
 	} else {
-		dp_buf_addf(b, ",\"partition\":%d,\"offset\":%lld", (int)m->partition,
-		            (long long)m->offset);
+		dp_jw_kint(&w, "partition", m->partition);
+		dp_jw_kint(&w, "offset", m->offset);
 	}
-	dp_buf_addstr(b, "}\n");
+	dp_jw_end(&w);
+	if (dp_jw_finish(&w) < 0 || dp_buf_addch(b, '\n') < 0) {
+		dp_err("line %llu: cannot report: out of memory", (unsigned long long)line);
+		if (!p->status)
+			p->status = DP_EX_SOFTWARE;
+		return;
+	}
 	if (dp_out_write(p->out, b->data, b->len) < 0 && errno != EPIPE && !p->status)
 		p->status = DP_EX_IOERR;
 }
@@ -601,7 +610,7 @@ prepare_json(struct pub *p, struct batch *b, struct rec *r, const char *line,
 		if (dp_expr_first(p->topic_expr, &rec, &t, &p->topicbuf, &p->err) < 0)
 			goto out;
 		if (t != DP_JSON_STRING || p->topicbuf.len == 0) {
-			dp_buf_addf(&p->err, "--topic-expr gave %s, not a topic name",
+			dp_buf_msgf(&p->err, "--topic-expr gave %s, not a topic name",
 			            t == DP_JSON_INVALID ? "no result" : p->topicbuf.data);
 			goto out;
 		}
@@ -633,7 +642,7 @@ prepare_json(struct pub *p, struct batch *b, struct rec *r, const char *line,
 		if (dp_expr_first(p->ts_expr, &rec, &t, &p->tmp, &p->err) < 0)
 			goto out;
 		if (to_timestamp(t, p->tmp.data ? p->tmp.data : "", &r->ts) < 0) {
-			dp_buf_addf(&p->err, "--timestamp gave '%s', not RFC 3339 or epoch time",
+			dp_buf_msgf(&p->err, "--timestamp gave '%s', not RFC 3339 or epoch time",
 			            p->tmp.data ? p->tmp.data : "");
 			goto out;
 		}
@@ -678,13 +687,13 @@ prepare_envelope(struct pub *p, struct batch *b, struct rec *r, const char *line
 		if (e < 0)
 			goto out;
 		if (t != DP_JSON_STRING || p->topicbuf.len == 0) {
-			dp_buf_addstr(&p->err, "--topic-expr gave no topic name");
+			dp_buf_msgf(&p->err, "--topic-expr gave no topic name");
 			goto out;
 		}
 		topic = p->topicbuf.data;
 	}
 	if (!topic) {
-		dp_buf_addstr(&p->err, "envelope has no \"topic\" and no -t was given");
+		dp_buf_msgf(&p->err, "envelope has no \"topic\" and no -t was given");
 		goto out;
 	}
 	if (!p->topic || strcmp(topic, p->topic) != 0) {

@@ -129,7 +129,7 @@ static const struct dp_fsm_row rows[] = {
 	{ S_CLOSING,    E_CLOSED,        S_DONE,       NULL },
 	{ S_CLOSING,    E_COMMIT_FAILED, S_FAILED,     NULL },
 };
-static const int finals[] = { S_DONE, S_FAILED };
+static const struct dp_fsm_final finals[] = { { S_DONE, 0 }, { S_FAILED, DP_FSM_REASON } };
 
 static const struct dp_fsm_def machine = {
 	"dp-tail", state_names, NSTATES, event_names, NEVENTS,
@@ -571,7 +571,8 @@ handle_record(struct tail *t, const rd_kafka_message_t *m)
 		if (dp_envelope_write(b, m) < 0)
 			goto nomem;
 	} else if (!m->payload) {
-		dp_buf_add(b, "null", 4);
+		if (dp_buf_add(b, "null", 4) < 0)
+			goto nomem;
 	} else if (dp_json_check_compact(m->payload, m->len, &why, &off, &compact) !=
 	           DP_JSON_INVALID) {
 		/* Compact payloads, the usual case, are printed without a copy. */
@@ -595,15 +596,16 @@ handle_record(struct tail *t, const rd_kafka_message_t *m)
 			return 0;
 		case NJ_STRING:
 			if (dp_utf8_check(m->payload, m->len, &why, &off) == 0) {
-				dp_json_quote(b, m->payload, m->len);
+				if (dp_json_quote(b, m->payload, m->len) < 0)
+					goto nomem;
 				break;
 			}
 			/* Not text: only base64 can carry it. */
 			/* fall through */
 		case NJ_BASE64:
-			dp_buf_addch(b, '"');
-			dp_base64_encode(b, m->payload, m->len);
-			dp_buf_addch(b, '"');
+			if (dp_buf_addch(b, '"') < 0 || dp_base64_encode(b, m->payload, m->len) < 0 ||
+			    dp_buf_addch(b, '"') < 0)
+				goto nomem;
 			break;
 		}
 	}

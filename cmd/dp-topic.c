@@ -14,7 +14,6 @@
 #include <errno.h>
 #include <getopt.h>
 #include <regex.h>
-#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -27,9 +26,10 @@
 #include "admin.h"
 #include "buf.h"
 #include "cli.h"
+#include "cmd.h"
 #include "exit.h"
 #include "fsm.h"
-#include "json.h"
+#include "jsonw.h"
 #include "kafka.h"
 #include "lines.h"
 #include "log.h"
@@ -84,12 +84,10 @@ struct topic {
 	bool re_ok;
 	const char *group;
 	enum outfmt fmt;
-	int64_t timeout_ms;
 	unsigned given;
 
 	/* resources */
 	rd_kafka_t *rk;
-	struct dp_out *out;
 	struct dp_admin_spec *specs;    /* create; owned */
 	size_t nspecs;
 	struct item *items;
@@ -107,42 +105,51 @@ struct topic {
 
 /* ---- state machine ---------------------------------------------------- */
 
-enum state { S_IDLE, S_CONNECTING, S_REQUESTING, S_REPORTING, S_DONE, S_FAILED, NSTATES };
-enum event { E_START, E_NOTHING_TO_SEND, E_CONNECTED, E_UNREACHABLE, E_MORE, E_ANSWERED,
-             E_NO_ANSWER, E_ALL_OK, E_ITEMS_FAILED, E_WRITE_FAILED, NEVENTS };
+enum state { S_IDLE, S_CHECKING, S_CONNECTING, S_REQUESTING, S_REPORTING, S_DONE, S_FAILED,
+             NSTATES };
+enum event { E_START, E_BAD_INPUT, E_NOTHING_TO_SEND, E_CHECKED, E_CONNECTED, E_UNREACHABLE,
+             E_SIGNAL, E_ANSWERED, E_NO_ANSWER, E_ALL_OK, E_ITEMS_FAILED, E_WRITE_FAILED,
+             NEVENTS };
 
 static const char *const state_names[NSTATES] = {
-	"idle", "connecting", "requesting", "reporting", "done", "failed",
+	"idle", "checking", "connecting", "requesting", "reporting", "done", "failed",
 };
 static const char *const event_names[NEVENTS] = {
-	"start", "nothing_to_send", "connected", "unreachable", "more", "answered",
-	"no_answer", "all_ok", "items_failed", "write_failed",
+	"start", "bad_input", "nothing_to_send", "checked", "connected", "unreachable",
+	"signal", "answered", "no_answer", "all_ok", "items_failed", "write_failed",
 };
 
+static int act_check(struct dp_fsm *m, void *ctx);
+static int act_connect(struct dp_fsm *m, void *ctx);
+static int act_request(struct dp_fsm *m, void *ctx);
+static int act_report(struct dp_fsm *m, void *ctx);
+
 static const struct dp_fsm_row rows[] = {
-	{ S_IDLE,       E_START,           S_CONNECTING, NULL },
-	{ S_IDLE,       E_NOTHING_TO_SEND, S_REPORTING,  NULL },
-	{ S_CONNECTING, E_CONNECTED,       S_REQUESTING, NULL },
+	{ S_IDLE,       E_START,           S_CHECKING,   act_check },
+	{ S_CHECKING,   E_BAD_INPUT,       S_FAILED,     NULL },
+	{ S_CHECKING,   E_NOTHING_TO_SEND, S_REPORTING,  act_report },
+	{ S_CHECKING,   E_CHECKED,         S_CONNECTING, act_connect },
+	{ S_CONNECTING, E_CONNECTED,       S_REQUESTING, act_request },
 	{ S_CONNECTING, E_UNREACHABLE,     S_FAILED,     NULL },
-	{ S_REQUESTING, E_MORE,            S_REQUESTING, NULL },
-	{ S_REQUESTING, E_ANSWERED,        S_REPORTING,  NULL },
-	{ S_REQUESTING, E_NO_ANSWER,       S_REPORTING,  NULL },
+	{ S_CONNECTING, E_SIGNAL,          S_FAILED,     NULL },
+	{ S_REQUESTING, E_ANSWERED,        S_REPORTING,  act_report },
+	{ S_REQUESTING, E_NO_ANSWER,       S_REPORTING,  act_report },
 	{ S_REPORTING,  E_ALL_OK,          S_DONE,       NULL },
 	{ S_REPORTING,  E_ITEMS_FAILED,    S_FAILED,     NULL },
 	{ S_REPORTING,  E_WRITE_FAILED,    S_FAILED,     NULL },
 };
-static const int finals[] = { S_DONE, S_FAILED };
+static const struct dp_fsm_final finals[] = { { S_DONE, 0 }, { S_FAILED, DP_FSM_REASON } };
 
 static const struct dp_fsm_def machine = {
 	"dp-topic", state_names, NSTATES, event_names, NEVENTS,
-	rows, sizeof(rows) / sizeof(rows[0]), S_IDLE, finals, 2,
+	rows, DP_FSM_COUNT(rows), S_IDLE, finals, DP_FSM_COUNT(finals),
 };
 
 /* ---- options ---------------------------------------------------------- */
 
 enum {
 	OPT_IF_NOT_EXISTS = DP_OPT_CMD, OPT_IF_EXISTS, OPT_DRY_RUN, OPT_PATTERN,
-	OPT_INTERNAL, OPT_YES, OPT_SET, OPT_DELETE, OPT_TIMEOUT,
+	OPT_INTERNAL, OPT_YES, OPT_SET, OPT_DELETE,
 };
 
 static const struct option longopts[] = {
@@ -159,7 +166,6 @@ static const struct option longopts[] = {
 	{ "delete",             required_argument, NULL, OPT_DELETE },
 	{ "group",              required_argument, NULL, 'g' },
 	{ "output",             required_argument, NULL, 'o' },
-	{ "timeout",            required_argument, NULL, OPT_TIMEOUT },
 	DP_CLI_KAFKA_LONG,
 	DP_CLI_BASE_LONG,
 	{ NULL, 0, NULL, 0 },
@@ -189,15 +195,14 @@ usage(FILE *fp)
 	      "      --if-exists             delete: a missing topic is not an error\n"
 	      "      --dry-run               let the broker validate, change nothing\n"
 	      "      --pattern REGEX         list, delete: topics whose whole name matches\n"
-	      "      --internal              list: include Kafka's internal topics\n"
+	      "      --internal              list: include internal topics (names starting __)\n"
 	      "      --yes                   delete --pattern: really delete what matches\n"
 	      "      --set KEY=VALUE         alter: set a topic config, repeatable\n"
 	      "      --delete KEY            alter: remove a topic config override, repeatable\n"
 	      "  -g, --group GROUP           offsets: also show GROUP's committed offsets and lag\n"
 	      "\n"
 	      "Output:\n"
-	      "  -o, --output FORMAT         table, json, or names (list only)\n"
-	      "      --timeout DURATION      give up on the cluster after this (default 10s)\n", fp);
+	      "  -o, --output FORMAT         table, json, or names (list only)\n", fp);
 	dp_cli_help_common(fp, true);
 	fputs("\nExit status: 0 ok, 1 several topics failed differently, 64 usage, 65 bad spec,\n"
 	      "69 cluster unavailable, 78 unknown config key, 80 exists, 81 does not exist,\n"
@@ -227,8 +232,9 @@ kv_put(struct dp_kv **kv, size_t *n, const char *pair)
 }
 
 static int
-parse_options(struct topic *t, int argc, char **argv)
+parse_options(void *ctx, int argc, char **argv)
 {
+	struct topic *t = ctx;
 	const char *shortopts = "p:r:c:g:o:" DP_CLI_KAFKA_SHORT DP_CLI_BASE_SHORT;
 	int opt;
 	uint64_t n;
@@ -319,11 +325,6 @@ parse_options(struct topic *t, int argc, char **argv)
 				return -1;
 			}
 			break;
-		case OPT_TIMEOUT:
-			/* librdkafka's admin requests take at most an hour. */
-			if (dp_parse_timeout("--timeout", optarg, 3600000, "1h", &t->timeout_ms) < 0)
-				return -1;
-			break;
 		case '?':
 			dp_cli_bad_option(argv);
 			return -1;
@@ -356,8 +357,9 @@ static const char *const option_names[] = {
 
 /* All option combinations are checked here, once. */
 static int
-validate(struct topic *t)
+validate(void *ctx)
 {
+	struct topic *t = ctx;
 	static const unsigned allowed[] = {
 		[SC_CREATE] = G_PARTITIONS | G_REPLICATION | G_TOPIC_CONFIG | G_IF_NOT_EXISTS |
 		              G_DRY_RUN,
@@ -387,9 +389,8 @@ validate(struct topic *t)
 	if (t->pattern) {
 		/* The whole name must match: "orders" must not select "orders-dlq". */
 		struct dp_buf re = DP_BUF_INIT;
-		int rc;
-		dp_buf_addf(&re, "^(%s)$", t->pattern);
-		rc = re.data ? regcomp(&t->re, re.data, REG_EXTENDED | REG_NOSUB) : REG_ESPACE;
+		int rc = dp_buf_addf(&re, "^(%s)$", t->pattern) < 0
+		         ? REG_ESPACE : regcomp(&t->re, re.data, REG_EXTENDED | REG_NOSUB);
 		dp_buf_free(&re);
 		if (rc) {
 			char why[256];
@@ -496,7 +497,7 @@ check_items(struct topic *t)
 		struct item *it = &t->items[i];
 		struct dp_buf why = DP_BUF_INIT;
 		if (dp_admin_check_name(it->res.name, &why)) {
-			dp_admin_result_fail(&it->res, DP_EX_INVALID, 0, "%s", why.data);
+			dp_admin_result_fail(&it->res, DP_EX_INVALID, 0, "%s", dp_buf_str(&why));
 		} else {
 			for (size_t j = 0; j < i; j++)
 				if (strcmp(t->items[j].res.name, it->res.name) == 0) {
@@ -642,7 +643,7 @@ read_specs(struct topic *t)
 		struct dp_admin_spec s;
 		struct dp_buf err = DP_BUF_INIT;
 		if (dp_admin_spec_parse(line, len, &s, &err) < 0) {
-			dp_err("stdin line %lu: %s", lineno, err.data ? err.data : "bad spec");
+			dp_err("stdin line %lu: %s", lineno, dp_buf_str(&err));
 			dp_buf_free(&err);
 			dp_admin_spec_clear(&s);
 			status = DP_EX_DATAERR;
@@ -739,7 +740,7 @@ run_create(struct topic *t)
 			send[n] = *t->items[i].spec;    /* shallow: the strings stay in t->specs */
 			idx[n++] = i;
 		}
-	st = dp_admin_create(t->rk, send, n, t->dry_run, (int)t->timeout_ms, res);
+	st = dp_admin_create(t->rk, send, n, t->dry_run, (int)t->common.timeout_ms, res);
 	if (st)
 		ev = E_NO_ANSWER;
 	for (size_t k = 0; k < n; k++) {
@@ -753,7 +754,7 @@ run_create(struct topic *t)
 			 */
 			if (!t->dry_run) {
 				struct dp_buf werr = DP_BUF_INIT;
-				if (dp_kafka_probe(t->rk, it->spec->name, (int)t->timeout_ms, NULL,
+				if (dp_kafka_probe(t->rk, it->spec->name, (int)t->common.timeout_ms, NULL,
 				                   &werr) == DP_EX_NOTFOUND)
 					dp_warn("topic '%s' was created but is not visible yet",
 					        it->spec->name);
@@ -771,12 +772,11 @@ run_create(struct topic *t)
 	free(idx);
 	if (lookup && ev == E_ANSWERED) {
 		struct dp_buf err = DP_BUF_INIT;
-		dp_fsm_step(&t->fsm, E_MORE, t);
 		/* Only decoration: without it the requested numbers are shown. */
-		if (dp_admin_list(t->rk, (int)t->timeout_ms, &t->md, &err) == 0)
+		if (dp_admin_list(t->rk, (int)t->common.timeout_ms, &t->md, &err) == 0)
 			fill_from_metadata(t);
 		else
-			dp_info("%s", err.data);
+			dp_info("%s", dp_buf_str(&err));
 		dp_buf_free(&err);
 	}
 	return ev;
@@ -792,16 +792,16 @@ static int
 fetch_metadata(struct topic *t)
 {
 	struct dp_buf err = DP_BUF_INIT;
-	int st = dp_admin_list(t->rk, (int)t->timeout_ms, &t->md, &err);
+	int st = dp_admin_list(t->rk, (int)t->common.timeout_ms, &t->md, &err);
 	bool any = false;
 
 	for (size_t i = 0; st && i < t->nitems; i++)
 		if (!t->items[i].res.status && !t->items[i].action) {
-			dp_admin_result_fail(&t->items[i].res, st, 0, "%s", err.data);
+			dp_admin_result_fail(&t->items[i].res, st, 0, "%s", dp_buf_str(&err));
 			any = true;
 		}
 	if (st && !any) {
-		dp_err("%s", err.data);
+		dp_err("%s", dp_buf_str(&err));
 		note_status(t, st);
 	}
 	dp_buf_free(&err);
@@ -856,8 +856,7 @@ run_describe(struct topic *t)
 		return E_NO_ANSWER;
 	}
 	n = pending(t, names, idx);
-	dp_fsm_step(&t->fsm, E_MORE, t);
-	int st = dp_admin_describe_configs(t->rk, names, n, (int)t->timeout_ms, cfg);
+	int st = dp_admin_describe_configs(t->rk, names, n, (int)t->common.timeout_ms, cfg);
 	for (size_t k = 0; k < n; k++) {
 		struct item *it = &t->items[idx[k]];
 		if (cfg[k].res.status)
@@ -900,7 +899,7 @@ run_alter(struct topic *t)
 		return E_NO_ANSWER;
 	}
 	n = pending(t, names, idx);
-	st = dp_admin_alter(t->rk, names, n, &ch, t->dry_run, (int)t->timeout_ms, res,
+	st = dp_admin_alter(t->rk, names, n, &ch, t->dry_run, (int)t->common.timeout_ms, res,
 	                    &t->method);
 	for (size_t k = 0; k < n; k++) {
 		struct item *it = &t->items[idx[k]];
@@ -952,9 +951,8 @@ run_add_partitions(struct topic *t)
 	n = pending(t, names, idx);
 	int st = 0;
 	if (n) {
-		dp_fsm_step(&t->fsm, E_MORE, t);
 		st = dp_admin_add_partitions(t->rk, names, n, t->partitions, t->dry_run,
-		                             (int)t->timeout_ms, res);
+		                             (int)t->common.timeout_ms, res);
 	}
 	for (size_t k = 0; k < n; k++) {
 		struct item *it = &t->items[idx[k]];
@@ -979,11 +977,8 @@ run_delete(struct topic *t)
 	struct dp_admin_result *res;
 	int st = 0;
 
-	if (t->pattern || t->dry_run) {
-		if (fetch_metadata(t))
-			return E_NO_ANSWER;
-		dp_fsm_step(&t->fsm, E_MORE, t);
-	}
+	if ((t->pattern || t->dry_run) && fetch_metadata(t))
+		return E_NO_ANSWER;
 	if (t->pattern) {
 		/* Internal topics are never deleted by pattern, not even with --yes. */
 		for (size_t i = 0; i < t->md.n; i++)
@@ -1025,7 +1020,7 @@ run_delete(struct topic *t)
 	}
 	n = pending(t, names, idx);
 	if (n)
-		st = dp_admin_delete(t->rk, names, n, (int)t->timeout_ms, res);
+		st = dp_admin_delete(t->rk, names, n, (int)t->common.timeout_ms, res);
 	for (size_t k = 0; k < n; k++) {
 		struct item *it = &t->items[idx[k]];
 		if (!res[k].status)
@@ -1041,19 +1036,47 @@ run_delete(struct topic *t)
 	return st ? E_NO_ANSWER : E_ANSWERED;
 }
 
+
 /* ---- output ----------------------------------------------------------- */
 
 static int
 emit(struct topic *t, const char *s, size_t n)
 {
-	if (dp_out_write(t->out, s, n) < 0) {
-		if (errno != EPIPE) {
-			dp_err("cannot write to stdout: %s", strerror(errno));
-			note_status(t, DP_EX_IOERR);
-		}
+	if (dp_out_write(t->common.out, s, n) < 0) {
+		note_status(t, dp_cmd_stdout_failed(errno));
 		return -1;
 	}
 	return 0;
+}
+
+/* Finish the record in t->rec (one JSON object) and write it as a line. */
+static int
+emit_record(struct topic *t, struct dp_jw *w)
+{
+	if (dp_jw_finish(w) < 0 || dp_buf_addch(&t->rec, '\n') < 0) {
+		dp_err("out of memory");
+		note_status(t, DP_EX_SOFTWARE);
+		return -1;
+	}
+	return emit(t, t->rec.data, t->rec.len);
+}
+
+static void
+begin_record(struct topic *t, struct dp_jw *w)
+{
+	dp_buf_reset(&t->rec);
+	dp_jw_init(w, &t->rec);
+	dp_jw_obj(w);
+}
+
+/* A count or offset; unknown (< 0) is null. */
+static void
+kcount(struct dp_jw *w, const char *key, int64_t v)
+{
+	if (v < 0)
+		dp_jw_knull(w, key);
+	else
+		dp_jw_kint(w, key, v);
 }
 
 static int
@@ -1077,8 +1100,12 @@ emit_table(struct topic *t)
 	return rc;
 }
 
+/*
+ * A table for ncols columns; the columns in the bit set numeric hold
+ * numbers and are right-aligned, as numbers read best.
+ */
 static int
-new_table(struct topic *t, const char *const *headers, size_t ncols)
+new_table(struct topic *t, const char *const *headers, size_t ncols, unsigned numeric)
 {
 	dp_table_free(t->table);
 	t->table = dp_table_new(headers, ncols);
@@ -1087,25 +1114,31 @@ new_table(struct topic *t, const char *const *headers, size_t ncols)
 		note_status(t, DP_EX_SOFTWARE);
 		return -1;
 	}
+	for (size_t c = 0; c < ncols; c++)
+		if (numeric & (1u << c))
+			dp_table_align_right(t->table, c);
 	return 0;
 }
 
-static void
-json_str(struct dp_buf *b, const char *s)
+static int
+table_row(struct topic *t, const char *const *cells)
 {
-	if (s)
-		dp_json_quote(b, s, strlen(s));
-	else
-		dp_buf_addstr(b, "null");
+	if (dp_table_add(t->table, cells) < 0) {
+		dp_err("out of memory");
+		note_status(t, DP_EX_SOFTWARE);
+		return -1;
+	}
+	return 0;
 }
 
-static void
-json_int(struct dp_buf *b, int64_t v)
+/* A number for a table cell; unknown (< 0) is "-". */
+static const char *
+cell(char buf[24], int64_t v)
 {
 	if (v < 0)
-		dp_buf_addstr(b, "null");
-	else
-		dp_buf_addf(b, "%lld", (long long)v);
+		return "-";
+	snprintf(buf, 24, "%lld", (long long)v);
+	return buf;
 }
 
 static const char *
@@ -1148,107 +1181,100 @@ as_table(const struct topic *t)
 	return t->fmt == OUT_TABLE;
 }
 
-/* create, alter, add-partitions, delete: one record per topic. */
-static void
-report_changes(struct topic *t)
+static int
+change_table(struct topic *t)
 {
 	static const char *const h_create[] = { "NAME", "ACTION", "PARTITIONS", "REPLICATION", "ERROR" };
 	static const char *const h_alter[] = { "NAME", "ACTION", "METHOD", "ERROR" };
 	static const char *const h_add[] = { "NAME", "ACTION", "PARTITIONS", "PREVIOUS", "ERROR" };
 	static const char *const h_delete[] = { "NAME", "ACTION", "ERROR" };
+
+	switch (t->sub) {
+	case SC_CREATE:         return new_table(t, h_create, 5, 1u << 2 | 1u << 3);
+	case SC_ALTER:          return new_table(t, h_alter, 4, 0);
+	case SC_ADD_PARTITIONS: return new_table(t, h_add, 5, 1u << 2 | 1u << 3);
+	default:                return new_table(t, h_delete, 3, 0);
+	}
+}
+
+static int
+change_row(struct topic *t, const struct item *it, const char *action, const char *method)
+{
+	char p[24], r[24], prev[24];
+	const char *err = it->res.error ? it->res.error : "";
+	const char *c_create[] = { it->res.name, action, cell(p, it->partitions),
+	                           cell(r, it->replication), err };
+	const char *c_alter[] = { it->res.name, action, it->res.status ? "-" : method, err };
+	const char *c_add[] = { it->res.name, action, cell(p, it->partitions),
+	                        cell(prev, it->previous), err };
+	const char *c_delete[] = { it->res.name, action, err };
+
+	switch (t->sub) {
+	case SC_CREATE:         return table_row(t, c_create);
+	case SC_ALTER:          return table_row(t, c_alter);
+	case SC_ADD_PARTITIONS: return table_row(t, c_add);
+	default:                return table_row(t, c_delete);
+	}
+}
+
+static void
+kv_object(struct dp_jw *w, const char *key, const struct dp_kv *kv, size_t n)
+{
+	dp_jw_key(w, key);
+	dp_jw_obj(w);
+	for (size_t c = 0; c < n; c++)
+		dp_jw_kstr(w, kv[c].key, kv[c].value);
+	dp_jw_end(w);
+}
+
+static int
+change_record(struct topic *t, const struct item *it, const char *action, const char *method)
+{
+	struct dp_jw w;
+
+	begin_record(t, &w);
+	dp_jw_kstr(&w, "name", it->res.name);
+	dp_jw_kstr(&w, "action", action);
+	if (t->sub == SC_CREATE) {
+		kcount(&w, "partitions", it->partitions);
+		kcount(&w, "replication_factor", it->replication);
+		kv_object(&w, "config", it->spec ? it->spec->config : NULL,
+		          it->spec ? it->spec->nconfig : 0);
+	} else if (t->sub == SC_ALTER) {
+		dp_jw_kstr(&w, "method", it->res.status ? NULL : method);
+		kv_object(&w, "set", t->set, t->nset);
+		dp_jw_key(&w, "delete");
+		dp_jw_arr(&w);
+		for (size_t c = 0; c < t->ndel; c++)
+			dp_jw_str(&w, t->del[c]);
+		dp_jw_end(&w);
+	} else if (t->sub == SC_ADD_PARTITIONS) {
+		kcount(&w, "partitions", it->res.status ? -1 : it->partitions);
+		kcount(&w, "previous", it->previous);
+	}
+	dp_jw_kstr(&w, "error", it->res.error);
+	dp_jw_kint(&w, "status", it->res.status);
+	dp_jw_end(&w);
+	return emit_record(t, &w);
+}
+
+/* create, alter, add-partitions, delete: one record per topic. */
+static void
+report_changes(struct topic *t)
+{
 	const char *method = t->method == DP_ADMIN_METHOD_INCREMENTAL ? "incremental" : "full";
 
-	if (as_table(t)) {
-		int rc = 0;
-		if (t->sub == SC_CREATE)
-			rc = new_table(t, h_create, 5);
-		else if (t->sub == SC_ALTER)
-			rc = new_table(t, h_alter, 4);
-		else if (t->sub == SC_ADD_PARTITIONS)
-			rc = new_table(t, h_add, 5);
-		else
-			rc = new_table(t, h_delete, 3);
-		if (rc < 0)
-			return;
-	}
+	if (as_table(t) && change_table(t) < 0)
+		return;
 	for (size_t i = 0; i < t->nitems; i++) {
 		struct item *it = &t->items[i];
 		const char *action = it->res.status ? "failed" : it->action;
-		struct dp_buf *b = &t->rec;
 
 		if (it->res.status)
 			dp_err("%s '%s': %s", verb(t->sub), it->res.name, it->res.error);
 		note_status(t, it->res.status);
-		if (as_table(t)) {
-			char p[16] = "-", r[16] = "-", prev[16] = "-";
-			if (it->partitions > 0)
-				snprintf(p, sizeof(p), "%d", (int)it->partitions);
-			if (it->replication > 0)
-				snprintf(r, sizeof(r), "%d", (int)it->replication);
-			if (it->previous > 0)
-				snprintf(prev, sizeof(prev), "%d", (int)it->previous);
-			const char *err = it->res.error ? it->res.error : "";
-			const char *c_create[] = { it->res.name, action, p, r, err };
-			const char *c_alter[] = { it->res.name, action, it->res.status ? "-" : method, err };
-			const char *c_add[] = { it->res.name, action, p, prev, err };
-			const char *c_delete[] = { it->res.name, action, err };
-			const char *const *cells = t->sub == SC_CREATE ? c_create :
-			                           t->sub == SC_ALTER ? c_alter :
-			                           t->sub == SC_ADD_PARTITIONS ? c_add : c_delete;
-			if (dp_table_add(t->table, cells) < 0) {
-				dp_err("out of memory");
-				note_status(t, DP_EX_SOFTWARE);
-				return;
-			}
-			continue;
-		}
-		dp_buf_reset(b);
-		dp_buf_addstr(b, "{\"name\":");
-		json_str(b, it->res.name);
-		dp_buf_addstr(b, ",\"action\":");
-		json_str(b, action);
-		if (t->sub == SC_CREATE) {
-			dp_buf_addstr(b, ",\"partitions\":");
-			json_int(b, it->partitions);
-			dp_buf_addstr(b, ",\"replication_factor\":");
-			json_int(b, it->replication);
-			dp_buf_addstr(b, ",\"config\":{");
-			for (size_t c = 0; it->spec && c < it->spec->nconfig; c++) {
-				if (c)
-					dp_buf_addch(b, ',');
-				json_str(b, it->spec->config[c].key);
-				dp_buf_addch(b, ':');
-				json_str(b, it->spec->config[c].value);
-			}
-			dp_buf_addch(b, '}');
-		} else if (t->sub == SC_ALTER) {
-			dp_buf_addstr(b, ",\"method\":");
-			json_str(b, it->res.status ? NULL : method);
-			dp_buf_addstr(b, ",\"set\":{");
-			for (size_t c = 0; c < t->nset; c++) {
-				if (c)
-					dp_buf_addch(b, ',');
-				json_str(b, t->set[c].key);
-				dp_buf_addch(b, ':');
-				json_str(b, t->set[c].value);
-			}
-			dp_buf_addstr(b, "},\"delete\":[");
-			for (size_t c = 0; c < t->ndel; c++) {
-				if (c)
-					dp_buf_addch(b, ',');
-				json_str(b, t->del[c]);
-			}
-			dp_buf_addch(b, ']');
-		} else if (t->sub == SC_ADD_PARTITIONS) {
-			dp_buf_addstr(b, ",\"partitions\":");
-			json_int(b, it->res.status ? -1 : it->partitions);
-			dp_buf_addstr(b, ",\"previous\":");
-			json_int(b, it->previous);
-		}
-		dp_buf_addstr(b, ",\"error\":");
-		json_str(b, it->res.error);
-		dp_buf_addf(b, ",\"status\":%d}\n", it->res.status);
-		if (emit(t, b->data, b->len) < 0)
+		if ((as_table(t) ? change_row(t, it, action, method)
+		                 : change_record(t, it, action, method)) < 0)
 			return;
 	}
 	emit_table(t);
@@ -1258,53 +1284,59 @@ static void
 report_list(struct topic *t)
 {
 	static const char *const h[] = { "NAME", "PARTITIONS", "REPLICATION", "INTERNAL" };
-	struct dp_buf *b = &t->rec;
 
-	if (as_table(t)) {
-		if (new_table(t, h, 4) < 0)
-			return;
-		dp_table_align_right(t->table, 1);
-		dp_table_align_right(t->table, 2);
-	}
+	if (as_table(t) && new_table(t, h, 4, 1u << 1 | 1u << 2) < 0)
+		return;
 	for (size_t i = 0; i < t->md.n; i++) {
 		const struct dp_admin_topic *tp = &t->md.v[i];
+		struct dp_jw w;
+		int rc;
 		if (!listed(t, tp))
 			continue;
-		dp_buf_reset(b);
 		if (t->fmt == OUT_NAMES) {
-			dp_buf_addf(b, "%s\n", tp->name);
+			dp_buf_reset(&t->rec);
+			rc = dp_buf_addstr(&t->rec, tp->name) < 0 || dp_buf_addch(&t->rec, '\n') < 0
+			     ? (note_status(t, DP_EX_SOFTWARE), -1) : emit(t, t->rec.data, t->rec.len);
 		} else if (as_table(t)) {
-			char p[16], r[16];
-			snprintf(p, sizeof(p), "%d", tp->npartitions);
-			snprintf(r, sizeof(r), "%d", tp->replication_factor);
-			const char *cells[] = { tp->name, p, r, tp->internal ? "yes" : "no" };
-			if (dp_table_add(t->table, cells) < 0) {
-				note_status(t, DP_EX_SOFTWARE);
-				return;
-			}
-			continue;
+			char p[24], r[24];
+			const char *cells[] = { tp->name, cell(p, tp->npartitions),
+			                        cell(r, tp->replication_factor),
+			                        tp->internal ? "yes" : "no" };
+			rc = table_row(t, cells);
 		} else {
-			dp_buf_addstr(b, "{\"name\":");
-			json_str(b, tp->name);
-			dp_buf_addf(b, ",\"partitions\":%d,\"replication_factor\":%d,"
-			            "\"internal\":%s}\n", tp->npartitions, tp->replication_factor,
-			            tp->internal ? "true" : "false");
+			begin_record(t, &w);
+			dp_jw_kstr(&w, "name", tp->name);
+			dp_jw_kint(&w, "partitions", tp->npartitions);
+			dp_jw_kint(&w, "replication_factor", tp->replication_factor);
+			dp_jw_kbool(&w, "internal", tp->internal);
+			dp_jw_end(&w);
+			rc = emit_record(t, &w);
 		}
-		if (emit(t, b->data, b->len) < 0)
+		if (rc < 0)
 			return;
 	}
 	emit_table(t);
 }
 
-static void
-ids(struct dp_buf *b, const int32_t *v, int n, bool json)
+/* Replica ids as "1,2,3" for a table cell (into b). */
+static int
+ids_text(struct dp_buf *b, const int32_t *v, int n)
 {
-	if (json)
-		dp_buf_addch(b, '[');
+	dp_buf_reset(b);
 	for (int i = 0; i < n; i++)
-		dp_buf_addf(b, "%s%d", i ? "," : "", (int)v[i]);
-	if (json)
-		dp_buf_addch(b, ']');
+		if (dp_buf_addf(b, "%s%d", i ? "," : "", (int)v[i]) < 0)
+			return -1;
+	return dp_buf_addstr(b, "");
+}
+
+static void
+ids_array(struct dp_jw *w, const char *key, const int32_t *v, int n)
+{
+	dp_jw_key(w, key);
+	dp_jw_arr(w);
+	for (int i = 0; i < n; i++)
+		dp_jw_int(w, v[i]);
+	dp_jw_end(w);
 }
 
 /*
@@ -1320,9 +1352,9 @@ watermarks(struct topic *t, const struct dp_admin_topic *tp, int64_t *low, int64
 		struct dp_buf err = DP_BUF_INIT;
 		low[p] = high[p] = -1;
 		int st = dp_admin_watermarks(t->rk, tp->name, tp->partitions[p].id,
-		                             (int)t->timeout_ms, &low[p], &high[p], &err);
+		                             (int)t->common.timeout_ms, &low[p], &high[p], &err);
 		if (st) {
-			dp_err("%s", err.data);
+			dp_err("%s", dp_buf_str(&err));
 			low[p] = high[p] = -1;
 			if (!status)
 				status = st;
@@ -1332,122 +1364,121 @@ watermarks(struct topic *t, const struct dp_admin_topic *tp, int64_t *low, int64
 	return status;
 }
 
-static void
-report_describe_one(struct topic *t, struct item *it, const struct dp_admin_configs *cfg)
+static int
+describe_table(struct topic *t, const struct dp_admin_topic *tp,
+               const struct dp_admin_configs *cfg, const int64_t *low, const int64_t *high)
 {
 	static const char *const h_topic[] = { "NAME", "PARTITIONS", "REPLICATION", "INTERNAL" };
 	static const char *const h_part[] = { "PARTITION", "LEADER", "REPLICAS", "ISR", "LOW", "HIGH" };
 	static const char *const h_cfg[] = { "CONFIG", "VALUE", "SOURCE" };
+	struct dp_buf rep = DP_BUF_INIT, isr = DP_BUF_INIT;
+	char p[24], r[24];
+	const char *cells[] = { tp->name, cell(p, tp->npartitions), cell(r, tp->replication_factor),
+	                        tp->internal ? "yes" : "no" };
+	int rc = -1;
+
+	if (new_table(t, h_topic, 4, 1u << 1 | 1u << 2) < 0 || table_row(t, cells) < 0 ||
+	    emit_table(t) < 0 ||
+	    new_table(t, h_part, 6, 1u << 0 | 1u << 1 | 1u << 4 | 1u << 5) < 0)
+		goto out;
+	for (int i = 0; i < tp->npartitions; i++) {
+		const struct dp_admin_partition *pp = &tp->partitions[i];
+		char id[24], leader[24], lo[24], hi[24];
+		if (ids_text(&rep, pp->replicas, pp->nreplicas) < 0 ||
+		    ids_text(&isr, pp->isr, pp->nisr) < 0) {
+			dp_err("out of memory");
+			note_status(t, DP_EX_SOFTWARE);
+			goto out;
+		}
+		const char *row[] = { cell(id, pp->id), cell(leader, pp->leader), rep.data,
+		                      isr.data, cell(lo, low[i]), cell(hi, high[i]) };
+		if (table_row(t, row) < 0)
+			goto out;
+	}
+	if (emit(t, "\n", 1) < 0 || emit_table(t) < 0)
+		goto out;
+	size_t shown = 0;
+	for (size_t i = 0; i < cfg->n; i++)
+		shown += non_default(&cfg->v[i]);
+	if (shown) {
+		if (emit(t, "\n", 1) < 0 || new_table(t, h_cfg, 3, 0) < 0)
+			goto out;
+		for (size_t i = 0; i < cfg->n; i++) {
+			const struct dp_admin_config *c = &cfg->v[i];
+			const char *row[] = { c->name, c->value ? c->value : "(hidden)",
+			                      source_name(c->source) };
+			if (non_default(c) && table_row(t, row) < 0)
+				goto out;
+		}
+		if (emit_table(t) < 0)
+			goto out;
+	}
+	rc = 0;
+out:
+	dp_buf_free(&rep);
+	dp_buf_free(&isr);
+	return rc;
+}
+
+static int
+describe_record(struct topic *t, const struct dp_admin_topic *tp,
+                const struct dp_admin_configs *cfg, const int64_t *low, const int64_t *high)
+{
+	struct dp_jw w;
+
+	begin_record(t, &w);
+	dp_jw_kstr(&w, "name", tp->name);
+	dp_jw_kint(&w, "partitions", tp->npartitions);
+	dp_jw_kint(&w, "replication_factor", tp->replication_factor);
+	dp_jw_kbool(&w, "internal", tp->internal);
+	dp_jw_key(&w, "config");
+	dp_jw_obj(&w);
+	for (size_t i = 0; i < cfg->n; i++)
+		if (non_default(&cfg->v[i]))
+			dp_jw_kstr(&w, cfg->v[i].name, cfg->v[i].value);
+	dp_jw_end(&w);
+	dp_jw_key(&w, "config_source");
+	dp_jw_obj(&w);
+	for (size_t i = 0; i < cfg->n; i++)
+		if (non_default(&cfg->v[i]))
+			dp_jw_kstr(&w, cfg->v[i].name, source_name(cfg->v[i].source));
+	dp_jw_end(&w);
+	dp_jw_key(&w, "partition_info");
+	dp_jw_arr(&w);
+	for (int i = 0; i < tp->npartitions; i++) {
+		const struct dp_admin_partition *pp = &tp->partitions[i];
+		dp_jw_obj(&w);
+		dp_jw_kint(&w, "partition", pp->id);
+		kcount(&w, "leader", pp->leader);
+		ids_array(&w, "replicas", pp->replicas, pp->nreplicas);
+		ids_array(&w, "isr", pp->isr, pp->nisr);
+		kcount(&w, "low", low[i]);
+		kcount(&w, "high", high[i]);
+		dp_jw_end(&w);
+	}
+	dp_jw_end(&w);
+	dp_jw_end(&w);
+	return emit_record(t, &w);
+}
+
+static void
+report_describe_one(struct topic *t, struct item *it, const struct dp_admin_configs *cfg)
+{
 	const struct dp_admin_topic *tp = dp_admin_topics_find(&t->md, it->res.name);
-	struct dp_buf *b = &t->rec;
-	int n = tp->npartitions;
-	int64_t *low = calloc((size_t)(n > 0 ? n : 1), sizeof(*low));
-	int64_t *high = calloc((size_t)(n > 0 ? n : 1), sizeof(*high));
+	size_t n = (size_t)(tp->npartitions > 0 ? tp->npartitions : 1);
+	int64_t *low = calloc(n, sizeof(*low));
+	int64_t *high = calloc(n, sizeof(*high));
 
 	if (!low || !high) {
-		free(low);
-		free(high);
+		dp_err("out of memory");
 		note_status(t, DP_EX_SOFTWARE);
-		return;
+	} else {
+		note_status(t, watermarks(t, tp, low, high));
+		if (as_table(t))
+			describe_table(t, tp, cfg, low, high);
+		else
+			describe_record(t, tp, cfg, low, high);
 	}
-	note_status(t, watermarks(t, tp, low, high));
-	dp_buf_reset(b);
-	if (as_table(t)) {
-		char p[16], r[16];
-		snprintf(p, sizeof(p), "%d", n);
-		snprintf(r, sizeof(r), "%d", tp->replication_factor);
-		const char *cells[] = { tp->name, p, r, tp->internal ? "yes" : "no" };
-		if (new_table(t, h_topic, 4) < 0 || dp_table_add(t->table, cells) < 0 ||
-		    emit_table(t) < 0 || new_table(t, h_part, 6) < 0)
-			goto out;
-		for (size_t c = 0; c < 6; c++)
-			if (c != 2 && c != 3)
-				dp_table_align_right(t->table, c);
-		for (int i = 0; i < n; i++) {
-			const struct dp_admin_partition *pp = &tp->partitions[i];
-			struct dp_buf rep = DP_BUF_INIT, isr = DP_BUF_INIT;
-			char id[16], leader[16], lo[24] = "-", hi[24] = "-";
-			snprintf(id, sizeof(id), "%d", (int)pp->id);
-			snprintf(leader, sizeof(leader), "%d", (int)pp->leader);
-			if (low[i] >= 0)
-				snprintf(lo, sizeof(lo), "%lld", (long long)low[i]);
-			if (high[i] >= 0)
-				snprintf(hi, sizeof(hi), "%lld", (long long)high[i]);
-			ids(&rep, pp->replicas, pp->nreplicas, false);
-			ids(&isr, pp->isr, pp->nisr, false);
-			const char *row[] = { id, leader, rep.data ? rep.data : "",
-			                      isr.data ? isr.data : "", lo, hi };
-			int rc = dp_table_add(t->table, row);
-			dp_buf_free(&rep);
-			dp_buf_free(&isr);
-			if (rc < 0)
-				goto out;
-		}
-		if (emit(t, "\n", 1) < 0 || emit_table(t) < 0)
-			goto out;
-		size_t shown = 0;
-		for (size_t i = 0; i < cfg->n; i++)
-			shown += non_default(&cfg->v[i]);
-		if (shown) {
-			if (emit(t, "\n", 1) < 0 || new_table(t, h_cfg, 3) < 0)
-				goto out;
-			for (size_t i = 0; i < cfg->n; i++) {
-				const struct dp_admin_config *c = &cfg->v[i];
-				if (!non_default(c))
-					continue;
-				const char *row[] = { c->name, c->value ? c->value : "(hidden)",
-				                      source_name(c->source) };
-				if (dp_table_add(t->table, row) < 0)
-					goto out;
-			}
-			emit_table(t);
-		}
-		goto out;
-	}
-	dp_buf_addstr(b, "{\"name\":");
-	json_str(b, tp->name);
-	dp_buf_addf(b, ",\"partitions\":%d,\"replication_factor\":%d,\"internal\":%s",
-	            n, tp->replication_factor, tp->internal ? "true" : "false");
-	dp_buf_addstr(b, ",\"config\":{");
-	bool first = true;
-	for (size_t i = 0; i < cfg->n; i++) {
-		if (!non_default(&cfg->v[i]))
-			continue;
-		dp_buf_addstr(b, first ? "" : ",");
-		json_str(b, cfg->v[i].name);
-		dp_buf_addch(b, ':');
-		json_str(b, cfg->v[i].value);
-		first = false;
-	}
-	dp_buf_addstr(b, "},\"config_source\":{");
-	first = true;
-	for (size_t i = 0; i < cfg->n; i++) {
-		if (!non_default(&cfg->v[i]))
-			continue;
-		dp_buf_addstr(b, first ? "" : ",");
-		json_str(b, cfg->v[i].name);
-		dp_buf_addch(b, ':');
-		json_str(b, source_name(cfg->v[i].source));
-		first = false;
-	}
-	dp_buf_addstr(b, "},\"partition_info\":[");
-	for (int i = 0; i < n; i++) {
-		const struct dp_admin_partition *pp = &tp->partitions[i];
-		dp_buf_addf(b, "%s{\"partition\":%d,\"leader\":", i ? "," : "", (int)pp->id);
-		json_int(b, pp->leader);
-		dp_buf_addstr(b, ",\"replicas\":");
-		ids(b, pp->replicas, pp->nreplicas, true);
-		dp_buf_addstr(b, ",\"isr\":");
-		ids(b, pp->isr, pp->nisr, true);
-		dp_buf_addstr(b, ",\"low\":");
-		json_int(b, low[i]);
-		dp_buf_addstr(b, ",\"high\":");
-		json_int(b, high[i]);
-		dp_buf_addch(b, '}');
-	}
-	dp_buf_addstr(b, "]}\n");
-	emit(t, b->data, b->len);
-out:
 	free(low);
 	free(high);
 }
@@ -1456,19 +1487,18 @@ out:
 static void
 report_failed_item(struct topic *t, struct item *it, const char *key)
 {
-	struct dp_buf *b = &t->rec;
+	struct dp_jw w;
 
 	dp_err("%s '%s': %s", verb(t->sub), it->res.name, it->res.error);
 	note_status(t, it->res.status);
 	if (as_table(t))
 		return;
-	dp_buf_reset(b);
-	dp_buf_addf(b, "{\"%s\":", key);
-	json_str(b, it->res.name);
-	dp_buf_addstr(b, ",\"error\":");
-	json_str(b, it->res.error);
-	dp_buf_addf(b, ",\"status\":%d}\n", it->res.status);
-	emit(t, b->data, b->len);
+	begin_record(t, &w);
+	dp_jw_kstr(&w, key, it->res.name);
+	dp_jw_kstr(&w, "error", it->res.error);
+	dp_jw_kint(&w, "status", it->res.status);
+	dp_jw_end(&w);
+	emit_record(t, &w);
 }
 
 static void
@@ -1476,14 +1506,14 @@ report_describe(struct topic *t)
 {
 	bool first = true;
 
-	for (size_t i = 0; i < t->nitems && !dp_out_error(t->out); i++) {
+	for (size_t i = 0; i < t->nitems && !dp_out_error(t->common.out); i++) {
 		struct item *it = &t->items[i];
 		if (it->res.status) {
 			report_failed_item(t, it, "name");
 			continue;
 		}
-		if (as_table(t) && !first)
-			emit(t, "\n", 1);
+		if (as_table(t) && !first && emit(t, "\n", 1) < 0)
+			return;
 		first = false;
 		report_describe_one(t, it, &t->configs[i]);
 	}
@@ -1506,96 +1536,171 @@ lag(int64_t low, int64_t high, int64_t committed)
 	return l > 0 ? l : 0;
 }
 
+static int
+offsets_row(struct topic *t, const char *topic, int p, int64_t low, int64_t high,
+            int64_t committed)
+{
+	int64_t l = lag(low, high, committed);
+	struct dp_jw w;
+
+	if (as_table(t)) {
+		char id[24], lo[24], hi[24], co[24], la[24];
+		const char *row[] = { topic, cell(id, p), cell(lo, low), cell(hi, high),
+		                      cell(co, committed), cell(la, l) };
+		return table_row(t, row);
+	}
+	begin_record(t, &w);
+	dp_jw_kstr(&w, "topic", topic);
+	dp_jw_kint(&w, "partition", p);
+	kcount(&w, "low", low);
+	kcount(&w, "high", high);
+	if (t->group) {
+		dp_jw_kstr(&w, "group", t->group);
+		kcount(&w, "committed", committed);
+		kcount(&w, "lag", l);
+	}
+	dp_jw_end(&w);
+	return emit_record(t, &w);
+}
+
+static void
+report_offsets_one(struct topic *t, const struct dp_admin_topic *tp)
+{
+	size_t n = (size_t)(tp->npartitions > 0 ? tp->npartitions : 1);
+	int64_t *low = calloc(n, sizeof(*low));
+	int64_t *high = calloc(n, sizeof(*high));
+	int64_t *committed = calloc(n, sizeof(*committed));
+
+	if (!low || !high || !committed) {
+		dp_err("out of memory");
+		note_status(t, DP_EX_SOFTWARE);
+		goto out;
+	}
+	note_status(t, watermarks(t, tp, low, high));
+	for (int p = 0; p < tp->npartitions; p++)
+		committed[p] = -1;
+	if (t->group) {
+		struct dp_buf err = DP_BUF_INIT;
+		int st = dp_admin_committed(t->rk, t->group, tp->name, tp->npartitions,
+		                            (int)t->common.timeout_ms, committed, &err);
+		if (st) {
+			dp_err("%s", dp_buf_str(&err));
+			note_status(t, st);
+		}
+		dp_buf_free(&err);
+	}
+	for (int p = 0; p < tp->npartitions; p++)
+		if (offsets_row(t, tp->name, p, low[p], high[p], committed[p]) < 0)
+			break;
+out:
+	free(low);
+	free(high);
+	free(committed);
+}
+
 static void
 report_offsets(struct topic *t)
 {
 	static const char *const h[] = { "TOPIC", "PARTITION", "LOW", "HIGH", "COMMITTED", "LAG" };
-	struct dp_buf *b = &t->rec;
-	size_t ncols = t->group ? 6 : 4;
 
-	if (as_table(t)) {
-		if (new_table(t, h, ncols) < 0)
-			return;
-		for (size_t c = 1; c < ncols; c++)
-			dp_table_align_right(t->table, c);
-	}
-	for (size_t i = 0; i < t->nitems && !dp_out_error(t->out); i++) {
+	if (as_table(t) && new_table(t, h, t->group ? 6 : 4, 0x3eu) < 0)
+		return;
+	for (size_t i = 0; i < t->nitems && !dp_out_error(t->common.out); i++) {
 		struct item *it = &t->items[i];
-		if (it->res.status) {
+		if (it->res.status)
 			report_failed_item(t, it, "topic");
-			continue;
-		}
-		const struct dp_admin_topic *tp = dp_admin_topics_find(&t->md, it->res.name);
-		int n = tp->npartitions;
-		int64_t *low = calloc((size_t)(n > 0 ? n : 1), sizeof(*low));
-		int64_t *high = calloc((size_t)(n > 0 ? n : 1), sizeof(*high));
-		int64_t *committed = calloc((size_t)(n > 0 ? n : 1), sizeof(*committed));
-		if (!low || !high || !committed) {
-			free(low); free(high); free(committed);
-			note_status(t, DP_EX_SOFTWARE);
-			return;
-		}
-		note_status(t, watermarks(t, tp, low, high));
-		for (int p = 0; p < n; p++)
-			committed[p] = -1;
-		if (t->group) {
-			struct dp_buf err = DP_BUF_INIT;
-			int st = dp_admin_committed(t->rk, t->group, tp->name, n, (int)t->timeout_ms,
-			                            committed, &err);
-			if (st) {
-				dp_err("%s", err.data);
-				note_status(t, st);
-			}
-			dp_buf_free(&err);
-		}
-		for (int p = 0; p < n; p++) {
-			int64_t l = lag(low[p], high[p], committed[p]);
-			if (as_table(t)) {
-				char id[16], lo[24] = "-", hi[24] = "-", co[24] = "-", la[24] = "-";
-				snprintf(id, sizeof(id), "%d", p);
-				if (low[p] >= 0)
-					snprintf(lo, sizeof(lo), "%lld", (long long)low[p]);
-				if (high[p] >= 0)
-					snprintf(hi, sizeof(hi), "%lld", (long long)high[p]);
-				if (committed[p] >= 0)
-					snprintf(co, sizeof(co), "%lld", (long long)committed[p]);
-				if (l >= 0)
-					snprintf(la, sizeof(la), "%lld", (long long)l);
-				const char *row[] = { tp->name, id, lo, hi, co, la };
-				if (dp_table_add(t->table, row) < 0)
-					note_status(t, DP_EX_SOFTWARE);
-				continue;
-			}
-			dp_buf_reset(b);
-			dp_buf_addstr(b, "{\"topic\":");
-			json_str(b, tp->name);
-			dp_buf_addf(b, ",\"partition\":%d,\"low\":", p);
-			json_int(b, low[p]);
-			dp_buf_addstr(b, ",\"high\":");
-			json_int(b, high[p]);
-			if (t->group) {
-				dp_buf_addstr(b, ",\"group\":");
-				json_str(b, t->group);
-				dp_buf_addstr(b, ",\"committed\":");
-				json_int(b, committed[p]);
-				dp_buf_addstr(b, ",\"lag\":");
-				json_int(b, l);
-			}
-			dp_buf_addstr(b, "}\n");
-			if (emit(t, b->data, b->len) < 0)
-				break;
-		}
-		free(low);
-		free(high);
-		free(committed);
+		else
+			report_offsets_one(t, dp_admin_topics_find(&t->md, it->res.name));
 	}
 	emit_table(t);
 }
 
-/* The reporting state.  Returns the event that ends it. */
+/* ---- the machine's actions -------------------------------------------- */
+
+/*
+ * idle -> checking: read the specs and check every name locally, so that
+ * a typo never reaches the broker and a bad spec file changes nothing.
+ */
 static int
-report(struct topic *t)
+act_check(struct dp_fsm *m, void *ctx)
 {
+	struct topic *t = ctx;
+	int st = 0;
+
+	if (t->sub == SC_CREATE)
+		st = build_specs(t);
+	else if (t->sub != SC_LIST && !t->pattern)
+		for (size_t i = 0; i < t->nnames && !st; i++)
+			if (add_item(t, t->names[i], NULL) < 0) {
+				dp_err("out of memory");
+				st = DP_EX_SOFTWARE;
+			}
+	if (st) {
+		dp_fsm_fail(m, st);
+		return E_BAD_INPUT;
+	}
+	if (t->sub != SC_LIST && !t->pattern && check_items(t) == 0)
+		return E_NOTHING_TO_SEND;
+	return E_CHECKED;
+}
+
+/* checking -> connecting: make the client and prove the cluster answers. */
+static int
+act_connect(struct dp_fsm *m, void *ctx)
+{
+	struct topic *t = ctx;
+	struct dp_buf err = DP_BUF_INIT;
+	int st;
+	/* Looking at a topic must never create it, whatever the broker allows. */
+	static const struct dp_kv defaults[] = {
+		{ "allow.auto.create.topics", "false" },
+	};
+
+	/* A producer handle is the cheapest client that can send admin requests. */
+	t->rk = dp_kafka_new(&t->common, RD_KAFKA_PRODUCER, defaults, 1, NULL, NULL, &err, &st);
+	if (t->rk)
+		st = dp_kafka_connect(t->rk, &t->common, NULL, 0, NULL, &err);
+	if (st == DP_KAFKA_STOPPED) {
+		dp_err("interrupted before the cluster answered");
+		dp_fsm_fail(m, DP_EX_TEMPFAIL);
+		st = E_SIGNAL;
+	} else if (st) {
+		dp_err("%s", dp_buf_str(&err));
+		dp_fsm_fail(m, st);
+		st = E_UNREACHABLE;
+	} else {
+		st = E_CONNECTED;
+	}
+	dp_buf_free(&err);
+	return st;
+}
+
+/* connecting -> requesting: the subcommand's requests. */
+static int
+act_request(struct dp_fsm *m, void *ctx)
+{
+	struct topic *t = ctx;
+
+	switch (t->sub) {
+	case SC_CREATE:         return run_create(t);
+	case SC_LIST:           return run_list(t);
+	case SC_DESCRIBE:       return run_describe(t);
+	case SC_ALTER:          return run_alter(t);
+	case SC_ADD_PARTITIONS: return run_add_partitions(t);
+	case SC_DELETE:         return run_delete(t);
+	case SC_OFFSETS:        return run_offsets(t);
+	default:                return E_NO_ANSWER;
+	}
+}
+
+/* -> reporting: one record per topic, or a table. */
+static int
+act_report(struct dp_fsm *m, void *ctx)
+{
+	struct topic *t = ctx;
+
+	if (t->fmt == OUT_AUTO)
+		t->fmt = isatty(STDOUT_FILENO) ? OUT_TABLE : OUT_JSON;
 	switch (t->sub) {
 	case SC_LIST:
 		if (!t->status)
@@ -1611,79 +1716,21 @@ report(struct topic *t)
 		report_changes(t);
 		break;
 	}
-	if (dp_out_flush(t->out) < 0 && errno != EPIPE) {
-		dp_err("cannot write to stdout: %s", strerror(errno));
-		note_status(t, DP_EX_IOERR);
-		return E_WRITE_FAILED;
-	}
-	if (dp_out_error(t->out) && dp_out_error(t->out) != EPIPE)
+	if (dp_out_flush(t->common.out) < 0)
+		note_status(t, dp_cmd_stdout_failed(errno));
+	dp_fsm_fail(m, t->status);
+	if (dp_out_error(t->common.out) && !dp_out_closed(t->common.out))
 		return E_WRITE_FAILED;
 	return t->status ? E_ITEMS_FAILED : E_ALL_OK;
 }
 
-/* ---- kafka ------------------------------------------------------------ */
-
-static int
-open_kafka(struct topic *t)
-{
-	struct dp_buf err = DP_BUF_INIT;
-	char errstr[512];
-	int status;
-	/* Looking at a topic must never create it, whatever the broker allows. */
-	static const struct dp_kv defaults[] = {
-		{ "allow.auto.create.topics", "false" },
-	};
-	rd_kafka_conf_t *conf = dp_kafka_conf_new(&t->common, defaults, 1, &err, &status);
-
-	if (!conf) {
-		dp_err("%s", err.data);
-		dp_buf_free(&err);
-		return status;
-	}
-	dp_buf_free(&err);
-	/* A producer handle is the cheapest client that can send admin requests. */
-	t->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
-	if (!t->rk) {
-		dp_err("cannot create kafka client: %s", errstr);
-		return DP_EX_CONFIG;
-	}
-	return 0;
-}
-
-/* The connecting state: prove a broker answers before asking for anything. */
-static int
-connect_cluster(struct topic *t)
-{
-	struct dp_buf err = DP_BUF_INIT;
-	int st = dp_kafka_probe(t->rk, NULL, (int)t->timeout_ms, NULL, &err);
-
-	if (st) {
-		dp_err("%s (brokers %s)", err.data, t->common.brokers);
-		t->status = st;
-	}
-	dp_buf_free(&err);
-	return st ? E_UNREACHABLE : E_CONNECTED;
-}
-
-/* The requesting state. */
-static int
-request(struct topic *t)
-{
-	switch (t->sub) {
-	case SC_CREATE:         return run_create(t);
-	case SC_LIST:           return run_list(t);
-	case SC_DESCRIBE:       return run_describe(t);
-	case SC_ALTER:          return run_alter(t);
-	case SC_ADD_PARTITIONS: return run_add_partitions(t);
-	case SC_DELETE:         return run_delete(t);
-	case SC_OFFSETS:        return run_offsets(t);
-	default:                return E_NO_ANSWER;
-	}
-}
+/* ---- main ------------------------------------------------------------- */
 
 static void
-cleanup(struct topic *t)
+close_topic(void *ctx)
 {
+	struct topic *t = ctx;
+
 	if (t->rk)
 		rd_kafka_destroy(t->rk);
 	for (size_t i = 0; i < t->nspecs; i++)
@@ -1704,93 +1751,22 @@ cleanup(struct topic *t)
 		regfree(&t->re);
 	dp_table_free(t->table);
 	dp_buf_free(&t->rec);
-	dp_cli_free(&t->common);
 }
+
+static const struct dp_cmd cmd = {
+	.name = "dp-topic",
+	.usage = usage,
+	.machine = &machine,
+	.start = E_START,
+	.parse = parse_options,
+	.validate = validate,
+	.close = close_topic,
+};
 
 int
 main(int argc, char **argv)
 {
-	struct topic t;
-	int ev, status;
+	static struct topic t = { .partitions = -1, .replication = -1 };
 
-	memset(&t, 0, sizeof(t));
-	dp_log_init("dp-topic");
-	dp_cli_init(&t.common);
-	t.partitions = -1;
-	t.replication = -1;
-	t.timeout_ms = 10000;
-
-	/* 1. options */
-	if (parse_options(&t, argc, argv) < 0 || (!t.common.help && !t.common.version &&
-	                                          !t.common.dot && validate(&t) < 0)) {
-		fputs("Try 'dp-topic --help' for more information.\n", stderr);
-		cleanup(&t);
-		return DP_EX_USAGE;
-	}
-	if ((status = dp_cli_answer(&t.common, usage, &machine)) >= 0) {
-		cleanup(&t);
-		return status;
-	}
-	if (t.fmt == OUT_AUTO)
-		t.fmt = isatty(STDOUT_FILENO) ? OUT_TABLE : OUT_JSON;
-
-	/*
-	 * 2. resources.  No graceful-stop handler: every request is bounded
-	 * by --timeout, and an interrupted admin command should just stop.
-	 * A closed stdout must show up as EPIPE, not kill us.
-	 */
-	signal(SIGPIPE, SIG_IGN);
-	dp_fsm_init(&t.fsm, &machine, t.common.trace_states);
-	t.out = dp_out_new(STDOUT_FILENO, 64 * 1024);
-	if (!t.out) {
-		dp_err("out of memory");
-		cleanup(&t);
-		return DP_EX_SOFTWARE;
-	}
-	status = 0;
-	if (t.sub == SC_CREATE)
-		status = build_specs(&t);
-	else if (t.sub != SC_LIST && !t.pattern)
-		for (size_t i = 0; i < t.nnames && !status; i++)
-			if (add_item(&t, t.names[i], NULL) < 0) {
-				dp_err("out of memory");
-				status = DP_EX_SOFTWARE;
-			}
-	if (status) {
-		dp_out_free(t.out);
-		cleanup(&t);
-		return status;
-	}
-	bool network = t.sub == SC_LIST || t.pattern || check_items(&t) > 0;
-	if (network && (status = open_kafka(&t)) != 0) {
-		dp_out_free(t.out);
-		cleanup(&t);
-		return status;
-	}
-
-	/* 3. the machine */
-	if (network) {
-		dp_fsm_step(&t.fsm, E_START, &t);
-		ev = connect_cluster(&t);
-		dp_fsm_step(&t.fsm, ev, &t);
-		if (t.fsm.state == S_REQUESTING)
-			dp_fsm_step(&t.fsm, request(&t), &t);
-	} else {
-		dp_fsm_step(&t.fsm, E_NOTHING_TO_SEND, &t);
-	}
-	if (t.fsm.state == S_REPORTING)
-		dp_fsm_step(&t.fsm, report(&t), &t);
-
-	/* 4. flush and report */
-	status = t.status;
-	if (dp_out_free(t.out) < 0 && errno != EPIPE && !status) {
-		dp_err("cannot write to stdout: %s", strerror(errno));
-		status = DP_EX_IOERR;
-	}
-	if (dp_out_close_stdout() < 0 && errno != EPIPE && !status) {
-		dp_err("cannot write to stdout: %s", strerror(errno));
-		status = DP_EX_IOERR;
-	}
-	cleanup(&t);
-	return status;
+	return dp_cmd_main(&cmd, &t, &t.common, &t.fsm, argc, argv);
 }

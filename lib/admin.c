@@ -26,18 +26,18 @@ dp_admin_check_name(const char *name, struct dp_buf *why)
 
 	if (n == 0) {
 		if (why)
-			dp_buf_addstr(why, "topic name is empty");
+			dp_buf_msgf(why, "topic name is empty");
 		return DP_EX_INVALID;
 	}
 	if (n > DP_ADMIN_NAME_MAX) {
 		if (why)
-			dp_buf_addf(why, "topic name is %zu characters long; the limit is %d",
+			dp_buf_msgf(why, "topic name is %zu characters long; the limit is %d",
 			            n, DP_ADMIN_NAME_MAX);
 		return DP_EX_INVALID;
 	}
 	if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0) {
 		if (why)
-			dp_buf_addf(why, "'%s' cannot be a topic name", name);
+			dp_buf_msgf(why, "'%s' cannot be a topic name", name);
 		return DP_EX_INVALID;
 	}
 	for (size_t i = 0; i < n; i++) {
@@ -47,10 +47,10 @@ dp_admin_check_name(const char *name, struct dp_buf *why)
 			continue;
 		if (why) {
 			if (c >= 0x21 && c < 0x7f)
-				dp_buf_addf(why, "topic name contains '%c'; only letters, digits, "
+				dp_buf_msgf(why, "topic name contains '%c'; only letters, digits, "
 				            "'.', '_' and '-' are allowed", c);
 			else
-				dp_buf_addf(why, "topic name contains byte 0x%02x; only letters, "
+				dp_buf_msgf(why, "topic name contains byte 0x%02x; only letters, "
 				            "digits, '.', '_' and '-' are allowed", c);
 		}
 		return DP_EX_INVALID;
@@ -61,10 +61,13 @@ dp_admin_check_name(const char *name, struct dp_buf *why)
 int
 dp_admin_is_internal(const char *name)
 {
-	/* The set Kafka's Topic.isInternal() knows; metadata v0..v12 as
-	 * librdkafka 2.0 parses it does not carry the flag. */
-	return strcmp(name, "__consumer_offsets") == 0 ||
-	       strcmp(name, "__transaction_state") == 0;
+	/*
+	 * Kafka's own (__consumer_offsets, __transaction_state) and, by the
+	 * same convention, tools' bookkeeping such as the test stack's
+	 * __dp_stack_probe.  Metadata as librdkafka 2.0 parses it does not
+	 * carry Kafka's flag, so the name decides.
+	 */
+	return strncmp(name, "__", 2) == 0;
 }
 
 int
@@ -219,9 +222,12 @@ options(rd_kafka_t *rk, rd_kafka_admin_op_t op, int timeout_ms, bool op_timeout,
 	char errstr[256];
 
 	if (!o) {
-		dp_buf_addstr(err, "cannot create admin options");
+		dp_buf_msgf(err, "cannot create admin options");
 		return NULL;
 	}
+	/* librdkafka takes at most an hour; a longer --timeout means that. */
+	if (timeout_ms > 3600000)
+		timeout_ms = 3600000;
 	if (rd_kafka_AdminOptions_set_request_timeout(o, timeout_ms, errstr, sizeof(errstr)))
 		goto fail;
 	/*
@@ -238,7 +244,7 @@ options(rd_kafka_t *rk, rd_kafka_admin_op_t op, int timeout_ms, bool op_timeout,
 		goto fail;
 	return o;
 fail:
-	dp_buf_addf(err, "cannot set admin options: %s", errstr);
+	dp_buf_msgf(err, "cannot set admin options: %s", errstr);
 	rd_kafka_AdminOptions_destroy(o);
 	return NULL;
 }
@@ -252,13 +258,22 @@ static rd_kafka_event_t *
 await(rd_kafka_queue_t *q, int timeout_ms, int *status, rd_kafka_resp_err_t *kerr,
       struct dp_buf *msg)
 {
-	rd_kafka_event_t *ev = rd_kafka_queue_poll(q, timeout_ms + AWAIT_MARGIN_MS);
+	int stopped;
+	char d[48];
+	rd_kafka_event_t *ev = dp_kafka_queue_wait(q, timeout_ms + AWAIT_MARGIN_MS, &stopped);
 	rd_kafka_resp_err_t e;
 
+	if (stopped) {
+		*status = DP_EX_TEMPFAIL;
+		*kerr = RD_KAFKA_RESP_ERR__TIMED_OUT;
+		dp_buf_msgf(msg, "interrupted before the cluster answered");
+		return NULL;
+	}
 	if (!ev) {
 		*status = DP_EX_UNAVAILABLE;
 		*kerr = RD_KAFKA_RESP_ERR__TIMED_OUT;
-		dp_buf_addf(msg, "no answer from the cluster within %d ms", timeout_ms);
+		dp_buf_msgf(msg, "no answer from the cluster within %s",
+		            dp_duration_format(timeout_ms, d));
 		return NULL;
 	}
 	e = rd_kafka_event_error(ev);
@@ -266,9 +281,10 @@ await(rd_kafka_queue_t *q, int timeout_ms, int *status, rd_kafka_resp_err_t *ker
 		*status = dp_admin_status(e);
 		*kerr = e;
 		if (e == RD_KAFKA_RESP_ERR__TIMED_OUT)
-			dp_buf_addf(msg, "no answer from the cluster within %d ms", timeout_ms);
+			dp_buf_msgf(msg, "no answer from the cluster within %s",
+			            dp_duration_format(timeout_ms, d));
 		else
-			dp_buf_addf(msg, "%s", rd_kafka_event_error_string(ev));
+			dp_buf_msgf(msg, "%s", rd_kafka_event_error_string(ev));
 		rd_kafka_event_destroy(ev);
 		return NULL;
 	}
@@ -320,13 +336,13 @@ spec_int(jv v, const char *what, double min, double max, int32_t *out, struct dp
 	double d;
 
 	if (jv_get_kind(v) != JV_KIND_NUMBER) {
-		dp_buf_addf(err, "\"%s\" must be a number, not %s", what,
+		dp_buf_msgf(err, "\"%s\" must be a number, not %s", what,
 		            jv_kind_name(jv_get_kind(v)));
 		return -1;
 	}
 	d = jv_number_value(v);
 	if (d != floor(d) || d < min || d > max) {
-		dp_buf_addf(err, "\"%s\" must be an integer between %.0f and %.0f", what, min, max);
+		dp_buf_msgf(err, "\"%s\" must be an integer between %.0f and %.0f", what, min, max);
 		return -1;
 	}
 	*out = (int32_t)d;
@@ -339,7 +355,7 @@ spec_config(jv obj, struct dp_admin_spec *spec, struct dp_buf *err)
 	int rc = 0;
 
 	if (jv_get_kind(obj) != JV_KIND_OBJECT) {
-		dp_buf_addf(err, "\"config\" must be an object, not %s",
+		dp_buf_msgf(err, "\"config\" must be an object, not %s",
 		            jv_kind_name(jv_get_kind(obj)));
 		return -1;
 	}
@@ -375,21 +391,21 @@ spec_config(jv obj, struct dp_admin_spec *spec, struct dp_buf *err)
 			break;
 		}
 		if (!*key) {
-			dp_buf_addstr(err, "\"config\" has an empty key");
+			dp_buf_msgf(err, "\"config\" has an empty key");
 			rc = -1;
 		} else if (!text) {
-			dp_buf_addf(err, "config \"%s\" must be a string, an integer below 2^53 or "
+			dp_buf_msgf(err, "config \"%s\" must be a string, an integer below 2^53 or "
 			            "a boolean", key);
 			rc = -1;
 		} else if (strlen(key) != (size_t)jv_string_length_bytes(jv_copy(k)) ||
 		           strlen(text) != (jv_get_kind(v) == JV_KIND_STRING ?
 		                            (size_t)jv_string_length_bytes(jv_copy(v)) :
 		                            strlen(text))) {
-			dp_buf_addf(err, "config \"%s\" contains a NUL character", key);
+			dp_buf_msgf(err, "config \"%s\" contains a NUL character", key);
 			rc = -1;
 		} else if (dp_buf_addf(&pair, "%s=%s", key, text) < 0 ||
 		           dp_kv_add(&spec->config, &spec->nconfig, pair.data) < 0) {
-			dp_buf_addstr(err, "out of memory");
+			dp_buf_msgf(err, "out of memory");
 			rc = -1;
 		}
 		dp_buf_free(&pair);
@@ -410,19 +426,19 @@ dp_admin_spec_parse(const char *json, size_t len, struct dp_admin_spec *spec,
 	spec->partitions = -1;
 	spec->replication_factor = -1;
 	if (len > INT32_MAX) {
-		dp_buf_addstr(err, "spec is too long");
+		dp_buf_msgf(err, "spec is too long");
 		return -1;
 	}
 	root = jv_parse_sized(json, (int)len);
 	if (!jv_is_valid(root)) {
 		jv msg = jv_invalid_get_msg(root);
-		dp_buf_addf(err, "invalid JSON: %s", jv_get_kind(msg) == JV_KIND_STRING ?
+		dp_buf_msgf(err, "invalid JSON: %s", jv_get_kind(msg) == JV_KIND_STRING ?
 		            jv_string_value(msg) : "parse error");
 		jv_free(msg);
 		return -1;
 	}
 	if (jv_get_kind(root) != JV_KIND_OBJECT) {
-		dp_buf_addf(err, "a topic spec must be an object, not %s",
+		dp_buf_msgf(err, "a topic spec must be an object, not %s",
 		            jv_kind_name(jv_get_kind(root)));
 		jv_free(root);
 		return -1;
@@ -435,14 +451,14 @@ dp_admin_spec_parse(const char *json, size_t len, struct dp_admin_spec *spec,
 
 		if (strcmp(key, "name") == 0) {
 			if (jv_get_kind(v) != JV_KIND_STRING) {
-				dp_buf_addf(err, "\"name\" must be a string, not %s",
+				dp_buf_msgf(err, "\"name\" must be a string, not %s",
 				            jv_kind_name(jv_get_kind(v)));
 				rc = -1;
 			} else if (!(spec->name = strdup(jv_string_value(v)))) {
-				dp_buf_addstr(err, "out of memory");
+				dp_buf_msgf(err, "out of memory");
 				rc = -1;
 			} else if (strlen(spec->name) != (size_t)jv_string_length_bytes(jv_copy(v))) {
-				dp_buf_addstr(err, "\"name\" contains a NUL character");
+				dp_buf_msgf(err, "\"name\" contains a NUL character");
 				rc = -1;
 			}
 		} else if (strcmp(key, "partitions") == 0) {
@@ -452,7 +468,7 @@ dp_admin_spec_parse(const char *json, size_t len, struct dp_admin_spec *spec,
 		} else if (strcmp(key, "config") == 0) {
 			rc = spec_config(v, spec, err);
 		} else {
-			dp_buf_addf(err, "unknown member \"%s\" (expected name, partitions, "
+			dp_buf_msgf(err, "unknown member \"%s\" (expected name, partitions, "
 			            "replication_factor, config)", key);
 			rc = -1;
 		}
@@ -461,7 +477,7 @@ dp_admin_spec_parse(const char *json, size_t len, struct dp_admin_spec *spec,
 	}
 	jv_free(root);
 	if (rc == 0 && !spec->name) {
-		dp_buf_addstr(err, "spec has no \"name\"");
+		dp_buf_msgf(err, "spec has no \"name\"");
 		rc = -1;
 	}
 	return rc;
@@ -531,14 +547,21 @@ dp_admin_list(rd_kafka_t *rk, int timeout_ms, struct dp_admin_topics *out,
 {
 	const struct rd_kafka_metadata *md = NULL;
 	rd_kafka_resp_err_t e;
+	int stopped;
+	char d[48];
 
 	memset(out, 0, sizeof(*out));
-	e = rd_kafka_metadata(rk, 1, NULL, &md, timeout_ms);
+	e = dp_kafka_metadata(rk, 1, NULL, timeout_ms, &md, &stopped);
+	if (stopped) {
+		dp_buf_msgf(err, "interrupted before the cluster answered");
+		return DP_EX_TEMPFAIL;
+	}
 	if (e) {
 		if (e == RD_KAFKA_RESP_ERR__TRANSPORT || e == RD_KAFKA_RESP_ERR__TIMED_OUT)
-			dp_buf_addf(err, "no kafka broker answered within %d ms", timeout_ms);
+			dp_buf_msgf(err, "no kafka broker answered within %s",
+			            dp_duration_format(timeout_ms, d));
 		else
-			dp_buf_addf(err, "cannot get kafka metadata: %s", rd_kafka_err2str(e));
+			dp_buf_msgf(err, "cannot get kafka metadata: %s", rd_kafka_err2str(e));
 		return dp_admin_status(e);
 	}
 	out->nbrokers = md->broker_cnt;
@@ -556,7 +579,7 @@ dp_admin_list(rd_kafka_t *rk, int timeout_ms, struct dp_admin_topics *out,
 nomem:
 	rd_kafka_metadata_destroy(md);
 	dp_admin_topics_clear(out);
-	dp_buf_addstr(err, "out of memory");
+	dp_buf_msgf(err, "out of memory");
 	return DP_EX_SOFTWARE;
 }
 
@@ -1250,15 +1273,13 @@ int
 dp_admin_watermarks(rd_kafka_t *rk, const char *topic, int32_t partition, int timeout_ms,
                     int64_t *low, int64_t *high, struct dp_buf *err)
 {
-	rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(rk, topic, partition, low,
-	                                                         high, timeout_ms);
+	int st = dp_kafka_watermarks(rk, topic, partition, timeout_ms, low, high, err);
 
-	if (e) {
-		dp_buf_addf(err, "cannot get watermarks of '%s' partition %d: %s", topic,
-		            (int)partition, rd_kafka_err2str(e));
-		return dp_admin_status(e);
+	if (st == DP_KAFKA_STOPPED) {
+		dp_buf_msgf(err, "interrupted before the cluster answered");
+		return DP_EX_TEMPFAIL;
 	}
-	return 0;
+	return st;
 }
 
 int
@@ -1283,27 +1304,27 @@ dp_admin_committed(rd_kafka_t *rk, const char *group, const char *topic, int n,
 	req = rd_kafka_ListConsumerGroupOffsets_new(group, parts);
 	if (!req || !(o = options(rk, RD_KAFKA_ADMIN_OP_LISTCONSUMERGROUPOFFSETS, timeout_ms,
 	                          false, false, &msg))) {
-		dp_buf_addf(err, "cannot build the offset request for group '%s'", group);
+		dp_buf_msgf(err, "cannot build the offset request for group '%s'", group);
 		status = DP_EX_SOFTWARE;
 		goto out;
 	}
 	q = rd_kafka_queue_new(rk);
 	rd_kafka_ListConsumerGroupOffsets(rk, &req, 1, o, q);
 	if (!(ev = await(q, timeout_ms, &status, &kerr, &msg))) {
-		dp_buf_addf(err, "cannot get offsets of group '%s': %s", group, msg.data);
+		dp_buf_msgf(err, "cannot get offsets of group '%s': %s", group, msg.data);
 		goto out;
 	}
 	size_t gcnt = 0;
 	const rd_kafka_group_result_t **gr = rd_kafka_ListConsumerGroupOffsets_result_groups(
 		rd_kafka_event_ListConsumerGroupOffsets_result(ev), &gcnt);
 	if (gcnt != 1) {
-		dp_buf_addf(err, "cannot get offsets of group '%s': no result", group);
+		dp_buf_msgf(err, "cannot get offsets of group '%s': no result", group);
 		status = DP_EX_SOFTWARE;
 		goto out;
 	}
 	const rd_kafka_error_t *ge = rd_kafka_group_result_error(gr[0]);
 	if (ge) {
-		dp_buf_addf(err, "cannot get offsets of group '%s': %s", group,
+		dp_buf_msgf(err, "cannot get offsets of group '%s': %s", group,
 		            rd_kafka_error_string(ge));
 		status = dp_admin_status(rd_kafka_error_code(ge));
 		goto out;
@@ -1314,7 +1335,7 @@ dp_admin_committed(rd_kafka_t *rk, const char *group, const char *topic, int n,
 		if (strcmp(tp->topic, topic) != 0 || tp->partition < 0 || tp->partition >= n)
 			continue;
 		if (tp->err) {
-			dp_buf_addf(err, "cannot get offset of group '%s' on '%s' partition %d: %s",
+			dp_buf_msgf(err, "cannot get offset of group '%s' on '%s' partition %d: %s",
 			            group, topic, (int)tp->partition, rd_kafka_err2str(tp->err));
 			status = dp_admin_status(tp->err);
 			goto out;

@@ -9,8 +9,8 @@
 
 #include "buf.h"
 
-int dp_base64_encode(struct dp_buf *out, const void *p, size_t n);
+int dp_base64_encode(struct dp_buf *out, const void *p, size_t n) DP_MUST_CHECK;
 /* Returns 0, or -1 when s is not valid padded base64 (out unchanged then). */
-int dp_base64_decode(struct dp_buf *out, const char *s, size_t n);
+int dp_base64_decode(struct dp_buf *out, const char *s, size_t n) DP_MUST_CHECK;
 
 #endif

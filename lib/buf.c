@@ -1,3 +1,6 @@
+/*
+ * buf.c -- the growable byte buffer of buf.h.
+ */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,29 +47,74 @@ int dp_buf_addstr(struct dp_buf *b, const char *s) { return dp_buf_add(b, s, str
 int dp_buf_addch(struct dp_buf *b, char c) { return dp_buf_add(b, &c, 1); }
 
 int
+dp_buf_vaddf(struct dp_buf *b, const char *fmt, va_list ap)
+{
+	va_list aq;
+	int n;
+
+	va_copy(aq, ap);
+	n = vsnprintf(NULL, 0, fmt, aq);
+	va_end(aq);
+	if (n < 0 || dp_buf_grow(b, (size_t)n) < 0)
+		return -1;
+	vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+	b->len += (size_t)n;
+	return 0;
+}
+
+int
 dp_buf_addf(struct dp_buf *b, const char *fmt, ...)
 {
 	va_list ap;
-	int n;
+	int rc;
 
 	va_start(ap, fmt);
-	n = vsnprintf(NULL, 0, fmt, ap);
+	rc = dp_buf_vaddf(b, fmt, ap);
 	va_end(ap);
-	if (n < 0 || dp_buf_grow(b, (size_t)n) < 0)
-		return -1;
+	return rc;
+}
+
+void
+dp_buf_vmsgf(struct dp_buf *b, const char *fmt, va_list ap)
+{
+	if (dp_buf_vaddf(b, fmt, ap) < 0)
+		b->lost = true;
+}
+
+void
+dp_buf_msgf(struct dp_buf *b, const char *fmt, ...)
+{
+	va_list ap;
+
 	va_start(ap, fmt);
-	vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+	dp_buf_vmsgf(b, fmt, ap);
 	va_end(ap);
-	b->len += (size_t)n;
-	return 0;
+}
+
+const char *
+dp_buf_str(const struct dp_buf *b)
+{
+	if (b->lost)
+		return "out of memory";
+	return b->len ? b->data : "";
 }
 
 void
 dp_buf_reset(struct dp_buf *b)
 {
 	b->len = 0;
+	b->lost = false;
 	if (b->cap)
 		b->data[0] = '\0';
+}
+
+void
+dp_buf_truncate(struct dp_buf *b, size_t len)
+{
+	if (len >= b->len)
+		return;
+	b->len = len;
+	b->data[len] = '\0';
 }
 
 char *
@@ -81,6 +129,7 @@ dp_buf_detach(struct dp_buf *b, size_t *len)
 		*len = b->len;
 	b->data = NULL;
 	b->len = b->cap = 0;
+	b->lost = false;
 	return p;
 }
 
@@ -93,4 +142,5 @@ dp_buf_free(struct dp_buf *b)
 		free(b->data);
 	b->data = NULL;
 	b->len = b->cap = 0;
+	b->lost = false;
 }

@@ -7,6 +7,7 @@
 #include <strings.h>
 
 #include "cc.h"
+#include "jsonw.h"
 #include "http.h"
 #include "json.h"
 #include "timefmt.h"
@@ -145,22 +146,9 @@ num_field(jv obj, const char *key, double *v, const char **got)
 int
 dp_cc_number(struct dp_buf *out, double v)
 {
-	char buf[40];
+	char buf[32];
 
-	if (!isfinite(v))
-		return dp_buf_addstr(out, "null");
-	if (v == 0)
-		return dp_buf_addch(out, '0');
-	if (v == trunc(v) && fabs(v) < 1e15) {
-		snprintf(buf, sizeof(buf), "%.0f", v);
-	} else {
-		for (int prec = 15; prec <= 17; prec++) {
-			snprintf(buf, sizeof(buf), "%.*g", prec, v);
-			if (strtod(buf, NULL) == v)
-				break;
-		}
-	}
-	return dp_buf_addstr(out, buf);
+	return dp_buf_addstr(out, dp_jw_format_double(v, buf));
 }
 
 int
@@ -188,7 +176,7 @@ ratelimit_detail(jv root, struct dp_buf *msg)
 		jv a = get(made, windows[i]), b = get(max, windows[i]);
 		if (jv_get_kind(a) == JV_KIND_NUMBER && jv_get_kind(b) == JV_KIND_NUMBER &&
 		    jv_number_value(a) >= jv_number_value(b)) {
-			dp_buf_addf(msg, "%s%s %.0f of %.0f calls", n++ ? ", " : "; limit reached: ",
+			dp_buf_msgf(msg, "%s%s %.0f of %.0f calls", n++ ? ", " : "; limit reached: ",
 			            windows[i], jv_number_value(a), jv_number_value(b));
 		}
 		jv_free(a);
@@ -208,11 +196,11 @@ dp_cc_parse(const char *body, size_t len, jv *root, int *type, struct dp_buf *ms
 	*root = jv_null();
 	*type = -1;
 	if (len == 0) {
-		dp_buf_addstr(msg, "empty body");
+		dp_buf_msgf(msg, "empty body");
 		return DP_CC_MALFORMED;
 	}
 	if (len > INT_MAX) {
-		dp_buf_addstr(msg, "body too large");
+		dp_buf_msgf(msg, "body too large");
 		return DP_CC_MALFORMED;
 	}
 	v = jv_parse_sized(body, (int)len);
@@ -224,14 +212,14 @@ dp_cc_parse(const char *body, size_t len, jv *root, int *type, struct dp_buf *ms
 			int n = cut ? (int)(cut - text) : (int)strlen(text);
 			if (n > 200)
 				n = 200;
-			dp_buf_addf(msg, "not valid JSON (%.*s)", n, text);
+			dp_buf_msgf(msg, "not valid JSON (%.*s)", n, text);
 		} else
-			dp_buf_addstr(msg, "not valid JSON");
+			dp_buf_msgf(msg, "not valid JSON");
 		jv_free(m);
 		return DP_CC_MALFORMED;
 	}
 	if (jv_get_kind(v) != JV_KIND_OBJECT) {
-		dp_buf_addf(msg, "expected a JSON object, got %s", jv_kind_name(jv_get_kind(v)));
+		dp_buf_msgf(msg, "expected a JSON object, got %s", jv_kind_name(jv_get_kind(v)));
 		jv_free(v);
 		return DP_CC_MALFORMED;
 	}
@@ -243,16 +231,16 @@ dp_cc_parse(const char *body, size_t len, jv *root, int *type, struct dp_buf *ms
 	if (jv_get_kind(resp) == JV_KIND_STRING && strcmp(jv_string_value(resp), "Error") == 0) {
 		jv m = get(v, "Message"), p = get(v, "ParamWithError");
 		verdict = *type == 99 ? DP_CC_RATELIMIT : DP_CC_APIERR;
-		dp_buf_addstr(msg, verdict == DP_CC_RATELIMIT ? "rate limited" : "the API refused the request");
-		dp_buf_addf(msg, " (Type %d): ", *type);
+		dp_buf_msgf(msg, "%s", verdict == DP_CC_RATELIMIT ? "rate limited" : "the API refused the request");
+		dp_buf_msgf(msg, " (Type %d): ", *type);
 		if (jv_get_kind(m) == JV_KIND_STRING)
-			quote_jv(msg, m);
+			msg->lost |= quote_jv(msg, m) < 0;
 		else
-			dp_buf_addstr(msg, "no Message");
+			dp_buf_msgf(msg, "no Message");
 		if (jv_get_kind(p) == JV_KIND_STRING) {
-			dp_buf_addstr(msg, " (ParamWithError: ");
-			quote_jv(msg, p);
-			dp_buf_addch(msg, ')');
+			dp_buf_msgf(msg, " (ParamWithError: ");
+			msg->lost |= quote_jv(msg, p) < 0;
+			dp_buf_msgf(msg, ")");
 		}
 		if (verdict == DP_CC_RATELIMIT)
 			ratelimit_detail(v, msg);
@@ -269,28 +257,33 @@ dp_cc_parse(const char *body, size_t len, jv *root, int *type, struct dp_buf *ms
 /* ------------------------------------------------------------------ */
 /* Prices */
 
-/* The member of obj whose key is name, exactly or else ignoring case. */
-static jv
-find_key(jv obj, const char *name, struct dp_buf *key)
+/*
+ * The member of obj whose key is name, exactly or else ignoring case, into
+ * *out (jv_invalid() when there is none), its key as spelled into key.
+ * Returns 0, or -1 when memory runs out.
+ */
+static int
+find_key(jv obj, const char *name, struct dp_buf *key, jv *out)
 {
 	jv v = get(obj, name);
-	jv found = jv_invalid();
+	int rc = 0;
 
+	*out = jv_invalid();
 	if (jv_is_valid(v)) {
-		dp_buf_addstr(key, name);
-		return v;
+		*out = v;
+		return dp_buf_addstr(key, name);
 	}
 	jv_free(v);
 	jv_object_foreach(obj, k, val) {
-		if (!jv_is_valid(found) && strcasecmp(jv_string_value(k), name) == 0) {
-			dp_buf_addstr(key, jv_string_value(k));
-			found = val;
+		if (!jv_is_valid(*out) && strcasecmp(jv_string_value(k), name) == 0) {
+			rc = dp_buf_addstr(key, jv_string_value(k));
+			*out = val;
 		} else {
 			jv_free(val);
 		}
 		jv_free(k);
 	}
-	return found;
+	return rc;
 }
 
 int
@@ -302,25 +295,29 @@ dp_cc_price_find(jv root, const char *fsym, const char *tsym, jv *obj,
 
 	*obj = jv_invalid();
 	if (jv_get_kind(raw) != JV_KIND_OBJECT) {
-		dp_buf_addstr(err, "no RAW object in the response");
+		dp_buf_msgf(err, "no RAW object in the response");
 		jv_free(raw);
 		return -1;
 	}
-	f = find_key(raw, fsym, fkey);
-	if (jv_get_kind(f) == JV_KIND_OBJECT) {
-		t = find_key(f, tsym, tkey);
+	t = jv_invalid();
+	if (find_key(raw, fsym, fkey, &f) < 0 ||
+	    (jv_get_kind(f) == JV_KIND_OBJECT && find_key(f, tsym, tkey, &t) < 0)) {
+		dp_buf_msgf(err, "out of memory");
+		jv_free(t);
+		rc = -1;
+	} else if (jv_get_kind(f) == JV_KIND_OBJECT) {
 		if (jv_get_kind(t) == JV_KIND_OBJECT) {
 			*obj = t;
 			rc = 1;
 		} else if (jv_is_valid(t)) {
-			dp_buf_addf(err, "RAW.%s.%s is not an object", fkey->data, tkey->data);
+			dp_buf_msgf(err, "RAW.%s.%s is not an object", fkey->data, tkey->data);
 			jv_free(t);
 			rc = -1;
 		} else {
 			jv_free(t);
 		}
 	} else if (jv_is_valid(f)) {
-		dp_buf_addf(err, "RAW.%s is not an object", fkey->data);
+		dp_buf_msgf(err, "RAW.%s is not an object", fkey->data);
 		rc = -1;
 	}
 	jv_free(f);
@@ -349,7 +346,7 @@ dp_cc_price_record(struct dp_buf *out, jv raw, const char *fsym, const char *tsy
 	int rc = 0;
 
 	if (num_field(raw, "LASTUPDATE", &ts, &got) < 0) {
-		dp_buf_addf(err, "RAW.%s.%s.LASTUPDATE: expected a number, got %s", fsym, tsym, got);
+		dp_buf_msgf(err, "RAW.%s.%s.LASTUPDATE: expected a number, got %s", fsym, tsym, got);
 		jv_free(market);
 		return -1;
 	}
@@ -373,7 +370,7 @@ dp_cc_price_record(struct dp_buf *out, jv raw, const char *fsym, const char *tsy
 	for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
 		double v;
 		if (num_field(raw, fields[i].in, &v, &got) < 0) {
-			dp_buf_addf(err, "RAW.%s.%s.%s: expected a number, got %s", fsym, tsym,
+			dp_buf_msgf(err, "RAW.%s.%s.%s: expected a number, got %s", fsym, tsym,
 			            fields[i].in, got);
 			return -1;
 		}
@@ -382,7 +379,7 @@ dp_cc_price_record(struct dp_buf *out, jv raw, const char *fsym, const char *tsy
 	}
 	rc |= dp_buf_addch(out, '}');
 	if (rc) {
-		dp_buf_addstr(err, "out of memory");
+		dp_buf_msgf(err, "out of memory");
 		return -1;
 	}
 	return 0;
@@ -426,13 +423,13 @@ dp_cc_candles(jv root, bool keep_raw, struct dp_cc_candle **out, size_t *n,
 		arr = data;
 	}
 	if (jv_get_kind(arr) != JV_KIND_ARRAY) {
-		dp_buf_addstr(err, "no Data.Data array of candles in the response");
+		dp_buf_msgf(err, "no Data.Data array of candles in the response");
 		jv_free(arr);
 		return -1;
 	}
 	len = (size_t)jv_array_length(jv_copy(arr));
 	if (len && !(c = calloc(len, sizeof(*c)))) {
-		dp_buf_addstr(err, "out of memory");
+		dp_buf_msgf(err, "out of memory");
 		jv_free(arr);
 		return -1;
 	}
@@ -443,18 +440,18 @@ dp_cc_candles(jv root, bool keep_raw, struct dp_cc_candle **out, size_t *n,
 		int bad = 0;
 
 		if (jv_get_kind(e) != JV_KIND_OBJECT) {
-			dp_buf_addf(err, "candle %zu is %s, not an object", i,
+			dp_buf_msgf(err, "candle %zu is %s, not an object", i,
 			            jv_kind_name(jv_get_kind(e)));
 			bad = 1;
 		} else if (num_field(e, "time", &t, &got) < 0 || !isfinite(t) || t != trunc(t) ||
 		           t < 0 || t > 1e12) {
-			dp_buf_addf(err, "candle %zu: \"time\" is not a time in seconds", i);
+			dp_buf_msgf(err, "candle %zu: \"time\" is not a time in seconds", i);
 			bad = 1;
 		} else {
 			c[i].time = (int64_t)t;
 			for (int k = 0; k < DP_CC_NV && !bad; k++) {
 				if (num_field(e, candle_keys[k], &c[i].v[k], &got) < 0) {
-					dp_buf_addf(err, "candle %zu (time %lld): \"%s\" is %s, not a number",
+					dp_buf_msgf(err, "candle %zu (time %lld): \"%s\" is %s, not a number",
 					            i, (long long)c[i].time, candle_keys[k], got);
 					bad = 1;
 				}
@@ -462,7 +459,7 @@ dp_cc_candles(jv root, bool keep_raw, struct dp_cc_candle **out, size_t *n,
 			if (!bad && keep_raw) {
 				struct dp_buf b = DP_BUF_INIT;
 				if (dp_cc_dump(&b, e) < 0) {
-					dp_buf_addstr(err, "out of memory");
+					dp_buf_msgf(err, "out of memory");
 					bad = 1;
 				}
 				c[i].raw = dp_buf_detach(&b, NULL);

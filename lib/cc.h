@@ -75,10 +75,10 @@ enum dp_cc_verdict dp_cc_parse(const char *body, size_t len, jv *root, int *type
                                struct dp_buf *msg);
 
 /* Append the compact JSON text of v (borrowed): what --raw prints. */
-int dp_cc_dump(struct dp_buf *out, jv v);
+int dp_cc_dump(struct dp_buf *out, jv v) DP_MUST_CHECK;
 
 /* Append a number as JSON: shortest round-trip form; NaN prints null. */
-int dp_cc_number(struct dp_buf *out, double v);
+int dp_cc_number(struct dp_buf *out, double v) DP_MUST_CHECK;
 
 /* ------------------------------------------------------------------ */
 /* Current prices (pricemultifull) */
@@ -102,7 +102,7 @@ int dp_cc_price_find(jv root, const char *fsym, const char *tsym, jv *obj,
  * type (a malformed response).
  */
 int dp_cc_price_record(struct dp_buf *out, jv raw, const char *fsym, const char *tsym,
-                       struct dp_buf *err);
+                       struct dp_buf *err) DP_MUST_CHECK;
 
 /* ------------------------------------------------------------------ */
 /* Candles (histominute, histohour, histoday; v2 and v1 layouts) */
@@ -135,7 +135,7 @@ int dp_cc_candle_is_zero(const struct dp_cc_candle *c);
  *  "open","high","low","close","volume_from","volume_to"}.
  */
 int dp_cc_ohlcv_record(struct dp_buf *out, const char *fsym, const char *tsym,
-                       enum dp_cc_interval iv, const struct dp_cc_candle *c);
+                       enum dp_cc_interval iv, const struct dp_cc_candle *c) DP_MUST_CHECK;
 
 /* ------------------------------------------------------------------ */
 /* Cursor state (lib/ccstate.c): the last candle emitted per series */

@@ -152,7 +152,7 @@ dp_cc_state_load(const char *path, struct dp_cc_state **out, struct dp_buf *err)
 
 	*out = NULL;
 	if (!st) {
-		dp_buf_addstr(err, "out of memory");
+		dp_buf_msgf(err, "out of memory");
 		return -1;
 	}
 	fp = fopen(path, "r");
@@ -161,7 +161,7 @@ dp_cc_state_load(const char *path, struct dp_cc_state **out, struct dp_buf *err)
 			*out = st;
 			return 0;
 		}
-		dp_buf_addf(err, "cannot open state file %s: %s", path, strerror(errno));
+		dp_buf_msgf(err, "cannot open state file %s: %s", path, strerror(errno));
 		dp_cc_state_free(st);
 		return -1;
 	}
@@ -173,13 +173,13 @@ dp_cc_state_load(const char *path, struct dp_cc_state **out, struct dp_buf *err)
 		if (len == 0 || line[0] == '#')
 			continue;
 		if (parse_line(st, line, &why) < 0) {
-			dp_buf_addf(err, "%s:%lu: %s", path, lineno, why);
+			dp_buf_msgf(err, "%s:%lu: %s", path, lineno, why);
 			rc = -1;
 			break;
 		}
 	}
 	if (rc == 0 && ferror(fp)) {
-		dp_buf_addf(err, "cannot read state file %s: %s", path, strerror(errno));
+		dp_buf_msgf(err, "cannot read state file %s: %s", path, strerror(errno));
 		rc = -1;
 	}
 	free(line);
@@ -245,17 +245,22 @@ dp_cc_state_save(const struct dp_cc_state *st, const char *path, struct dp_buf *
 	int fd = -1, rc = -1;
 	const char *what = "write";
 
-	dp_buf_addstr(&text, "# dp-fetch state, format 1: "
-	              "FSYM TSYM INTERVAL MARKET LAST_EPOCH_SECONDS LAST_TIME\n");
-	for (size_t i = 0; i < st->n; i++) {
+	int built = dp_buf_addstr(&text, "# dp-fetch state, format 1: "
+	                          "FSYM TSYM INTERVAL MARKET LAST_EPOCH_SECONDS LAST_TIME\n");
+	for (size_t i = 0; i < st->n && built == 0; i++) {
 		const struct entry *e = &st->e[i];
 		char t[DP_TIME_BUFSZ];
-		dp_buf_addf(&text, "%s %s %s %s %lld %s\n", e->fsym, e->tsym,
-		            dp_cc_interval_label(e->iv), e->market ? e->market : "-",
-		            (long long)e->last, dp_time_format(e->last * 1000, t));
+		built = dp_buf_addf(&text, "%s %s %s %s %lld %s\n", e->fsym, e->tsym,
+		                    dp_cc_interval_label(e->iv), e->market ? e->market : "-",
+		                    (long long)e->last, dp_time_format(e->last * 1000, t));
+	}
+	if (built < 0) {
+		dp_buf_msgf(err, "cannot write state file %s: out of memory", path);
+		dp_buf_free(&text);
+		return -1;
 	}
 	if (!text.data || dp_buf_addf(&tmp, "%s.XXXXXX", path) < 0) {
-		dp_buf_addstr(err, "out of memory");
+		dp_buf_msgf(err, "out of memory");
 		goto out;
 	}
 	if (stat(path, &sb) == 0) {
@@ -267,7 +272,7 @@ dp_cc_state_save(const struct dp_cc_state *st, const char *path, struct dp_buf *
 	}
 	fd = mkstemp(tmp.data);
 	if (fd < 0) {
-		dp_buf_addf(err, "cannot create a temporary file next to state file %s: %s",
+		dp_buf_msgf(err, "cannot create a temporary file next to state file %s: %s",
 		            path, strerror(errno));
 		goto out;
 	}
@@ -295,14 +300,14 @@ dp_cc_state_save(const struct dp_cc_state *st, const char *path, struct dp_buf *
 	}
 	if (fsync_dir(path) < 0) {
 		/* The new state is in place; only its durability is in doubt. */
-		dp_buf_addf(err, "cannot fsync the directory of state file %s: %s", path,
+		dp_buf_msgf(err, "cannot fsync the directory of state file %s: %s", path,
 		            strerror(errno));
 		goto out;
 	}
 	rc = 0;
 	goto out;
 fail:
-	dp_buf_addf(err, "cannot %s state file %s: %s", what, path, strerror(errno));
+	dp_buf_msgf(err, "cannot %s state file %s: %s", what, path, strerror(errno));
 	if (fd >= 0)
 		close(fd);
 	unlink(tmp.data);
@@ -319,12 +324,12 @@ dp_cc_state_lock(const char *path, struct dp_buf *err)
 	int fd;
 
 	if (dp_buf_addf(&lock, "%s.lock", path) < 0) {
-		dp_buf_addstr(err, "out of memory");
+		dp_buf_msgf(err, "out of memory");
 		return -1;
 	}
 	fd = open(lock.data, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
 	if (fd < 0) {
-		dp_buf_addf(err, "cannot open lock file %s: %s", lock.data, strerror(errno));
+		dp_buf_msgf(err, "cannot open lock file %s: %s", lock.data, strerror(errno));
 		dp_buf_free(&lock);
 		return -1;
 	}
@@ -335,7 +340,7 @@ dp_cc_state_lock(const char *path, struct dp_buf *err)
 			dp_buf_free(&lock);
 			return -2;
 		}
-		dp_buf_addf(err, "cannot lock %s: %s", lock.data, strerror(e));
+		dp_buf_msgf(err, "cannot lock %s: %s", lock.data, strerror(e));
 		dp_buf_free(&lock);
 		return -1;
 	}

@@ -37,6 +37,8 @@ dp_cli_init(struct dp_common *c)
 	opterr = 0;             /* getopt would echo whole arguments */
 	c->brokers = b && *b ? b : "localhost:9092";
 	c->config_file = f && *f ? f : NULL;
+	c->timeout_ms = 10000;
+	c->timeout_arg = DP_CLI_TIMEOUT_DEFAULT;
 }
 
 void
@@ -81,6 +83,11 @@ dp_cli_common(struct dp_common *c, int opt, char *arg)
 	case 'F':
 		c->config_file = arg;
 		break;
+	case DP_OPT_TIMEOUT:
+		if (dp_parse_timeout("--timeout", arg, INT32_MAX, "24d", &c->timeout_ms) < 0)
+			return -1;
+		c->timeout_arg = arg;
+		break;
 	case 'X':
 		if (dp_kv_add(&c->props, &c->nprops, arg) < 0) {
 			/* Never echo the argument: it may carry a secret. */
@@ -111,7 +118,9 @@ dp_cli_help_common(FILE *fp, bool kafka)
 		fputs("\nKafka options:\n"
 		      "  -b, --brokers LIST      bootstrap brokers (default $DP_BROKERS, else localhost:9092)\n"
 		      "  -X, --property KEY=VAL  librdkafka property, repeatable (like kcat -X)\n"
-		      "  -F, --config FILE       librdkafka properties file (default $DP_CONFIG)\n", fp);
+		      "  -F, --config FILE       librdkafka properties file (default $DP_CONFIG)\n"
+		      "      --timeout DURATION  give up on an unreachable cluster after this (default "
+		      DP_CLI_TIMEOUT_DEFAULT ")\n", fp);
 	fputs("\nCommon options:\n"
 	      "  -v, --verbose           more messages on stderr (repeat for more)\n"
 	      "  -q, --quiet             errors only\n"
@@ -236,6 +245,26 @@ dp_parse_duration(const char *name, const char *s, int64_t *ms)
 	return 0;
 }
 
+char *
+dp_duration_format(int64_t ms, char buf[48])
+{
+	static const struct { int64_t unit; const char *name; } units[] = {
+		{ 86400000, "d" }, { 3600000, "h" }, { 60000, "m" }, { 1000, "s" }, { 1, "ms" },
+	};
+	size_t len = 0;
+
+	if (ms <= 0)
+		return strcpy(buf, ms == 0 ? "0s" : "-");
+	for (size_t i = 0; i < sizeof(units) / sizeof(units[0]) && ms > 0; i++) {
+		int64_t n = ms / units[i].unit;
+		if (n == 0)
+			continue;
+		len += (size_t)snprintf(buf + len, 48 - len, "%lld%s", (long long)n, units[i].name);
+		ms -= n * units[i].unit;
+	}
+	return buf;
+}
+
 int
 dp_parse_timeout(const char *name, const char *s, int64_t max_ms, const char *max_label,
                  int64_t *ms)
@@ -319,7 +348,7 @@ dp_props_read(const char *path, struct dp_kv **kv, size_t *n, struct dp_buf *err
 	int rc = 0;
 
 	if (!fp) {
-		dp_buf_addf(err, "cannot open %s: %s", path, strerror(errno));
+		dp_buf_msgf(err, "cannot open %s: %s", path, strerror(errno));
 		return -1;
 	}
 	while (getline(&line, &cap, fp) >= 0) {
@@ -331,23 +360,24 @@ dp_props_read(const char *path, struct dp_kv **kv, size_t *n, struct dp_buf *err
 		if (!eq)
 			eq = strchr(s, ':');
 		if (!eq || eq == s) {
-			dp_buf_addf(err, "%s:%lu: expected key=value", path, lineno);
+			dp_buf_msgf(err, "%s:%lu: expected key=value", path, lineno);
 			rc = -1;
 			break;
 		}
 		*eq = '\0';
 		char *k = trim(s), *v = trim(eq + 1);
 		struct dp_buf pair = DP_BUF_INIT;
-		dp_buf_addf(&pair, "%s=%s", k, v);
-		rc = pair.data ? dp_kv_add(kv, n, pair.data) : -1;
+		rc = dp_buf_addf(&pair, "%s=%s", k, v);
+		if (rc == 0)
+			rc = dp_kv_add(kv, n, pair.data);
 		dp_buf_free(&pair);
 		if (rc < 0) {
-			dp_buf_addf(err, "%s:%lu: out of memory", path, lineno);
+			dp_buf_msgf(err, "%s:%lu: out of memory", path, lineno);
 			break;
 		}
 	}
 	if (rc == 0 && ferror(fp)) {
-		dp_buf_addf(err, "cannot read %s: %s", path, strerror(errno));
+		dp_buf_msgf(err, "cannot read %s: %s", path, strerror(errno));
 		rc = -1;
 	}
 	free(line);

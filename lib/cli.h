@@ -24,6 +24,7 @@
 enum {
 	DP_OPT_TRACE = 0x1000,
 	DP_OPT_DOT,
+	DP_OPT_TIMEOUT,
 	DP_OPT_CMD = 0x1100,
 };
 
@@ -40,7 +41,11 @@ enum {
 #define DP_CLI_KAFKA_LONG \
 	{ "brokers", required_argument, NULL, 'b' }, \
 	{ "config",  required_argument, NULL, 'F' }, \
-	{ "property", required_argument, NULL, 'X' }
+	{ "property", required_argument, NULL, 'X' }, \
+	{ "timeout", required_argument, NULL, DP_OPT_TIMEOUT }
+
+/* The default of --timeout, as the user would type it. */
+#define DP_CLI_TIMEOUT_DEFAULT "10s"
 
 /* One librdkafka property from -X or a -F file (strings owned). */
 struct dp_kv {
@@ -48,11 +53,16 @@ struct dp_kv {
 	char *value;
 };
 
+struct dp_out;
+
 struct dp_common {
 	const char *brokers;     /* borrowed from argv or the environment */
 	const char *config_file; /* -F, else $DP_CONFIG; borrowed */
 	struct dp_kv *props;     /* -X in command-line order; owned */
 	size_t nprops;
+	int64_t timeout_ms;      /* --timeout: give up on the cluster after this */
+	const char *timeout_arg; /* --timeout as typed, for messages; borrowed */
+	struct dp_out *out;      /* stdout's data writer; made and freed by dp_cmd_main */
 	int verbosity;           /* -1 quiet, 0 normal, 1.. verbose */
 	bool trace_states;
 	bool dot;
@@ -61,7 +71,8 @@ struct dp_common {
 };
 
 /*
- * Fill defaults: brokers from $DP_BROKERS else localhost:9092, $DP_CONFIG.
+ * Fill defaults: brokers from $DP_BROKERS else localhost:9092, $DP_CONFIG,
+ * --timeout 10s.
  * Also turns getopt's own messages off (they echo whole arguments, values
  * included): commands report '?' with dp_cli_bad_option().
  */
@@ -103,6 +114,11 @@ int dp_parse_i64(const char *name, const char *s, int64_t min, int64_t max, int6
  * A bare number is seconds.  Result in milliseconds.
  */
 int dp_parse_duration(const char *name, const char *s, int64_t *ms);
+/*
+ * Format ms in the grammar dp_parse_duration reads, largest units first:
+ * 10000 -> "10s", 90000 -> "1m30s", 1500 -> "1s500ms".  Returns buf.
+ */
+char *dp_duration_format(int64_t ms, char buf[48]);
 /* A duration for a timeout: at least 1 ms, at most max_ms (named max_label). */
 int dp_parse_timeout(const char *name, const char *s, int64_t max_ms, const char *max_label,
                      int64_t *ms);

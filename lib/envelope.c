@@ -129,14 +129,18 @@ take_bytes(jv str, const char *encoding, char **p, size_t *n, const char *what,
 
 	if (encoding && strcmp(encoding, "base64") == 0) {
 		if (dp_base64_decode(&b, s, len) < 0) {
-			dp_buf_addf(err, "envelope %s is not valid base64", what);
+			dp_buf_msgf(err, "envelope %s is not valid base64", what);
 			dp_buf_free(&b);
 			return -1;
 		}
 	} else if (!encoding || strcmp(encoding, "string") == 0) {
-		dp_buf_add(&b, s, len);
+		if (dp_buf_add(&b, s, len) < 0) {
+			dp_buf_msgf(err, "out of memory");
+			dp_buf_free(&b);
+			return -1;
+		}
 	} else {
-		dp_buf_addf(err, "envelope %s has unknown encoding '%s'", what, encoding);
+		dp_buf_msgf(err, "envelope %s has unknown encoding '%s'", what, encoding);
 		return -1;
 	}
 	*p = dp_buf_detach(&b, n);
@@ -167,10 +171,10 @@ parse_headers(jv arr, struct dp_envelope *env, struct dp_buf *err)
 		int rc = 0;
 		struct dp_envelope_hdr *d = &env->hdrs[env->nhdrs];
 		if (jv_get_kind(h) != JV_KIND_OBJECT || jv_get_kind(k) != JV_KIND_STRING) {
-			dp_buf_addf(err, "envelope header %d needs a string \"key\"", i);
+			dp_buf_msgf(err, "envelope header %d needs a string \"key\"", i);
 			rc = -1;
 		} else if (jv_get_kind(v) != JV_KIND_STRING && jv_get_kind(v) != JV_KIND_NULL) {
-			dp_buf_addf(err, "envelope header %d: \"value\" must be a string or null", i);
+			dp_buf_msgf(err, "envelope header %d: \"value\" must be a string or null", i);
 			rc = -1;
 		} else {
 			d->name = strdup(jv_string_value(k));
@@ -199,7 +203,7 @@ dp_envelope_parse(const char *line, size_t len, struct dp_envelope *env,
 	memset(env, 0, sizeof(*env));
 	env->partition = RD_KAFKA_PARTITION_UA;
 	if (jv_get_kind(doc) != JV_KIND_OBJECT) {
-		dp_buf_addstr(err, "envelope is not a JSON object");
+		dp_buf_msgf(err, "envelope is not a JSON object");
 		jv_free(doc);
 		return -1;
 	}
@@ -217,7 +221,7 @@ dp_envelope_parse(const char *line, size_t len, struct dp_envelope *env,
 	if (jv_get_kind(p) == JV_KIND_NUMBER) {
 		double d = jv_number_value(p);
 		if (d < 0 || d > INT32_MAX || d != floor(d)) {
-			dp_buf_addstr(err, "envelope partition is not a valid partition number");
+			dp_buf_msgf(err, "envelope partition is not a valid partition number");
 			goto out;
 		}
 		env->partition = (int32_t)d;
@@ -228,23 +232,23 @@ dp_envelope_parse(const char *line, size_t len, struct dp_envelope *env,
 		if (take_bytes(k, kenc, &env->key, &env->key_len, "key", err) < 0)
 			goto out;
 	} else if (jv_get_kind(k) != JV_KIND_NULL && jv_get_kind(k) != JV_KIND_INVALID) {
-		dp_buf_addstr(err, "envelope key must be a string or null");
+		dp_buf_msgf(err, "envelope key must be a string or null");
 		goto out;
 	}
 	if (jv_get_kind(h) == JV_KIND_ARRAY) {
 		if (parse_headers(h, env, err) < 0)
 			goto out;
 	} else if (jv_get_kind(h) != JV_KIND_NULL && jv_get_kind(h) != JV_KIND_INVALID) {
-		dp_buf_addstr(err, "envelope headers must be an array");
+		dp_buf_msgf(err, "envelope headers must be an array");
 		goto out;
 	}
 	if (jv_get_kind(v) == JV_KIND_INVALID) {
-		dp_buf_addstr(err, "envelope has no \"value\"");
+		dp_buf_msgf(err, "envelope has no \"value\"");
 		goto out;
 	}
 	if (venc) {
 		if (jv_get_kind(v) != JV_KIND_STRING) {
-			dp_buf_addstr(err, "envelope value with an encoding must be a string");
+			dp_buf_msgf(err, "envelope value with an encoding must be a string");
 			goto out;
 		}
 		if (take_bytes(v, venc, &env->value, &env->value_len, "value", err) < 0)

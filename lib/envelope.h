@@ -28,7 +28,7 @@
 #include "buf.h"
 
 /* Append the envelope of msg (no newline). */
-int dp_envelope_write(struct dp_buf *out, const rd_kafka_message_t *msg);
+int dp_envelope_write(struct dp_buf *out, const rd_kafka_message_t *msg) DP_MUST_CHECK;
 
 struct dp_envelope_hdr {
 	char *name;          /* owned */

@@ -23,9 +23,7 @@ collect(void *data, jv msg)
 	struct dp_expr *e = data;
 
 	if (jv_get_kind(msg) == JV_KIND_STRING) {
-		if (e->msgs.len)
-			dp_buf_addstr(&e->msgs, "; ");
-		dp_buf_addstr(&e->msgs, jv_string_value(msg));
+		dp_buf_msgf(&e->msgs, "%s%s", e->msgs.len ? "; " : "", jv_string_value(msg));
 	}
 	jv_free(msg);
 }
@@ -69,12 +67,12 @@ compile_jq(struct dp_expr *e, struct dp_buf *err)
 {
 	e->jq = jq_init();
 	if (!e->jq) {
-		dp_buf_addstr(err, "cannot initialize jq");
+		dp_buf_msgf(err, "cannot initialize jq");
 		return -1;
 	}
 	jq_set_error_cb(e->jq, collect, e);
 	if (!jq_compile(e->jq, e->src)) {
-		dp_buf_addf(err, "cannot compile jq expression '%s': %s", e->src,
+		dp_buf_msgf(err, "cannot compile jq expression '%s': %s", e->src,
 		            e->msgs.len ? e->msgs.data : "syntax error");
 		return -1;
 	}
@@ -88,7 +86,7 @@ dp_expr_compile(const char *src, struct dp_buf *err)
 
 	if (!e || !(e->src = strdup(src))) {
 		free(e);
-		dp_buf_addstr(err, "out of memory");
+		dp_buf_msgf(err, "out of memory");
 		return NULL;
 	}
 	if (!parse_plain(e, src))
@@ -154,7 +152,7 @@ rec_jv(struct dp_expr_rec *rec, jv *out, struct dp_buf *err)
 	if (!rec->jv_cache) {
 		jv *p = malloc(sizeof(*p));
 		if (!p) {
-			dp_buf_addstr(err, "out of memory");
+			dp_buf_msgf(err, "out of memory");
 			return -1;
 		}
 		*p = jv_parse_sized(rec->json, (int)rec->len);
@@ -163,7 +161,7 @@ rec_jv(struct dp_expr_rec *rec, jv *out, struct dp_buf *err)
 	jv v = *(jv *)rec->jv_cache;
 	if (!jv_is_valid(v)) {
 		jv msg = jv_invalid_get_msg(jv_copy(v));
-		dp_buf_addf(err, "cannot parse JSON: %s",
+		dp_buf_msgf(err, "cannot parse JSON: %s",
 		            jv_get_kind(msg) == JV_KIND_STRING ? jv_string_value(msg) : "invalid");
 		jv_free(msg);
 		return -1;
@@ -213,10 +211,10 @@ run_jq(struct dp_expr *e, struct dp_expr_rec *rec, jv_fn fn, void *ctx,
 	if (jv_invalid_has_msg(jv_copy(r))) {
 		jv msg = jv_invalid_get_msg(r);
 		if (jv_get_kind(msg) == JV_KIND_STRING) {
-			dp_buf_addf(err, "jq error: %s", jv_string_value(msg));
+			dp_buf_msgf(err, "jq error: %s", jv_string_value(msg));
 		} else {
 			msg = jv_dump_string(msg, 0);
-			dp_buf_addf(err, "jq error (not a string): %s", jv_string_value(msg));
+			dp_buf_msgf(err, "jq error (not a string): %s", jv_string_value(msg));
 		}
 		jv_free(msg);
 		return -1;

@@ -9,7 +9,7 @@ struct dp_http {
 	CURL *curl;
 	struct curl_slist *headers;
 	size_t max_body;
-	const volatile sig_atomic_t *cancel;
+	const atomic_int *cancel;
 	char errbuf[CURL_ERROR_SIZE];
 };
 
@@ -68,14 +68,14 @@ dp_http_new(const struct dp_http_opts *o, struct dp_buf *err)
 	struct dp_http *h = calloc(1, sizeof(*h));
 
 	if (!h) {
-		dp_buf_addstr(err, "out of memory");
+		dp_buf_msgf(err, "out of memory");
 		return NULL;
 	}
 	h->max_body = o->max_body ? o->max_body : (size_t)64 << 20;
 	h->cancel = o->cancel;
 	h->curl = curl_easy_init();
 	if (!h->curl) {
-		dp_buf_addstr(err, "cannot initialize libcurl");
+		dp_buf_msgf(err, "cannot initialize libcurl");
 		free(h);
 		return NULL;
 	}
@@ -100,7 +100,7 @@ dp_http_new(const struct dp_http_opts *o, struct dp_buf *err)
 	SETOPT(h->curl, CURLOPT_WRITEFUNCTION, on_body);
 	return h;
 fail:
-	dp_buf_addstr(err, "cannot set up libcurl (an option is not supported)");
+	dp_buf_msgf(err, "cannot set up libcurl (an option is not supported)");
 	dp_http_free(h);
 	return NULL;
 }
@@ -134,25 +134,25 @@ dp_http_set_secret_header(struct dp_http *h, const char *name, const char *value
 
 	for (const char *p = value; *p; p++) {
 		if ((unsigned char)*p < 0x20 || *p == 0x7f) {
-			dp_buf_addf(err, "invalid %s header value: it contains a control character",
+			dp_buf_msgf(err, "invalid %s header value: it contains a control character",
 			            name);
 			return -1;
 		}
 	}
 	if (dp_buf_addf(&line, "%s: %s", name, value) < 0) {
-		dp_buf_addstr(err, "out of memory");
+		dp_buf_msgf(err, "out of memory");
 		return -1;
 	}
 	l = curl_slist_append(h->headers, line.data);
 	explicit_bzero(line.data, line.len);
 	dp_buf_free(&line);
 	if (!l) {
-		dp_buf_addstr(err, "out of memory");
+		dp_buf_msgf(err, "out of memory");
 		return -1;
 	}
 	h->headers = l;
 	if (curl_easy_setopt(h->curl, CURLOPT_HTTPHEADER, h->headers) != CURLE_OK) {
-		dp_buf_addstr(err, "cannot set request headers");
+		dp_buf_msgf(err, "cannot set request headers");
 		return -1;
 	}
 	return 0;
@@ -206,7 +206,7 @@ dp_http_get(struct dp_http *h, const char *url, struct dp_http_resp *r, struct d
 	h->errbuf[0] = '\0';
 	if (curl_easy_setopt(h->curl, CURLOPT_URL, url) != CURLE_OK ||
 	    curl_easy_setopt(h->curl, CURLOPT_WRITEDATA, &s) != CURLE_OK) {
-		dp_buf_addf(err, "cannot request %s: bad URL or out of memory", url);
+		dp_buf_msgf(err, "cannot request %s: bad URL or out of memory", url);
 		return -1;
 	}
 	c = curl_easy_perform(h->curl);
@@ -222,21 +222,21 @@ dp_http_get(struct dp_http *h, const char *url, struct dp_http_resp *r, struct d
 			r->retry_after_s = (long)ra;
 #endif
 		if (!r->body.data && dp_buf_addstr(&r->body, "") < 0) {
-			dp_buf_addstr(err, "out of memory");
+			dp_buf_msgf(err, "out of memory");
 			return -1;
 		}
 		return 0;
 	}
 	if (c == CURLE_ABORTED_BY_CALLBACK) {
 		r->cancelled = 1;
-		dp_buf_addf(err, "request to %s cancelled", url);
+		dp_buf_msgf(err, "request to %s cancelled", url);
 	} else if (s.too_large) {
-		dp_buf_addf(err, "response from %s is larger than %zu bytes", url, h->max_body);
+		dp_buf_msgf(err, "response from %s is larger than %zu bytes", url, h->max_body);
 	} else if (s.nomem) {
-		dp_buf_addstr(err, "out of memory");
+		dp_buf_msgf(err, "out of memory");
 	} else {
 		r->transient = is_transient(c);
-		dp_buf_addf(err, "request to %s failed: %s", url,
+		dp_buf_msgf(err, "request to %s failed: %s", url,
 		            h->errbuf[0] ? h->errbuf : curl_easy_strerror(c));
 	}
 	return -1;

@@ -20,7 +20,7 @@
 #ifndef DP_HTTP_H
 #define DP_HTTP_H
 
-#include <signal.h>
+#include <stdatomic.h>
 #include <stddef.h>
 
 #include "buf.h"
@@ -32,7 +32,7 @@ struct dp_http_opts {
 	long timeout_ms;                       /* whole request; 0: none */
 	long connect_timeout_ms;               /* 0: curl's default (300 s) */
 	size_t max_body;                       /* 0: 64 MiB */
-	const volatile sig_atomic_t *cancel;   /* borrowed; may be NULL */
+	const atomic_int *cancel;              /* borrowed; may be NULL */
 };
 
 struct dp_http_resp {
@@ -81,6 +81,6 @@ int dp_http_get(struct dp_http *h, const char *url, struct dp_http_resp *resp,
 void dp_http_resp_free(struct dp_http_resp *resp);
 
 /* Append s percent-encoded for a URL query value (RFC 3986 unreserved kept). */
-int dp_http_escape(struct dp_buf *out, const char *s);
+int dp_http_escape(struct dp_buf *out, const char *s) DP_MUST_CHECK;
 
 #endif

@@ -68,12 +68,12 @@ enum dp_json_type dp_json_get(const char *s, size_t n, const char *const *path,
 enum dp_json_type dp_json_type_of(const char *p);
 
 /* Append valid JSON text without the white space outside strings. */
-int dp_json_compact(struct dp_buf *out, const char *s, size_t n);
+int dp_json_compact(struct dp_buf *out, const char *s, size_t n) DP_MUST_CHECK;
 
 /* Append the decoded contents of a JSON string literal (with quotes). */
-int dp_json_unquote(struct dp_buf *out, const char *s, size_t n);
+int dp_json_unquote(struct dp_buf *out, const char *s, size_t n) DP_MUST_CHECK;
 
 /* Append bytes as a JSON string literal, escaping as needed. */
-int dp_json_quote(struct dp_buf *out, const char *s, size_t n);
+int dp_json_quote(struct dp_buf *out, const char *s, size_t n) DP_MUST_CHECK;
 
 #endif

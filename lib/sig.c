@@ -1,8 +1,13 @@
+/*
+ * sig.c -- the SIGINT/SIGTERM flag and SIGPIPE ignored (sig.h).
+ */
 #include <string.h>
 
 #include "sig.h"
 
-volatile sig_atomic_t dp_sig_stop;
+atomic_int dp_sig_stop;
+
+_Static_assert(ATOMIC_INT_LOCK_FREE == 2, "a signal handler may only store lock-free atomics");
 
 static void
 on_stop(int sig)

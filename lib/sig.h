@@ -12,8 +12,16 @@
 #define DP_SIG_H
 
 #include <signal.h>
+#include <stdatomic.h>
 
-extern volatile sig_atomic_t dp_sig_stop;   /* the signal number, or 0 */
+/*
+ * The signal number, or 0.  An atomic, not a volatile sig_atomic_t:
+ * threads read it too (dp-publish's reader), and only an atomic makes
+ * the handler's store visible to them.  atomic_int is lock-free on every
+ * platform dp builds on, which makes the store async-signal-safe
+ * (C11 7.14.1.1).
+ */
+extern atomic_int dp_sig_stop;
 
 int dp_sig_install(void);
 

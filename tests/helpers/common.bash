@@ -19,6 +19,14 @@
 #   free_port                 prints a free TCP port on 127.0.0.1
 #   psql_dp [ARGS]            psql on $DP_PG: unaligned, tuples only, quiet,
 #                             stops at the first error
+#   blackhole_start           starts a loopback TCP server that accepts and never
+#                             answers; sets BLACKHOLE_PORT (stopped at teardown
+#                             by blackhole_stop, which a test's teardown calls)
+#   proc_gone PID             the process has ended (a zombie counts)
+#   signal_within SECS SIG CMD...  runs CMD in the background, sends SIG once its
+#                             stderr shows the machine left "idle" (it runs with
+#                             --trace-states), and checks that it ends within SECS;
+#                             sets status and stderr like bats' run
 
 DP_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 DP_BIN=${DP_BIN:-$DP_ROOT/bin}
@@ -98,4 +106,40 @@ free_port() {
 
 psql_dp() {
 	psql "$DP_PG" -X -q -At -v ON_ERROR_STOP=1 "$@"
+}
+
+# proc_gone PID: the process has ended (a zombie counts: it is only waiting
+# for its parent).
+proc_gone() {
+	[[ ! -d /proc/$1 ]] || [[ $(awk '/^State:/{print $2}' "/proc/$1/status" 2>/dev/null) == Z ]]
+}
+
+blackhole_start() {
+	coproc BLACKHOLE { exec python3 "$DP_ROOT/tests/helpers/blackhole.py"; }
+	read -r BLACKHOLE_PORT <&"${BLACKHOLE[0]}"
+	export BLACKHOLE_PORT
+}
+
+blackhole_stop() {
+	if [[ -n ${BLACKHOLE_PID:-} ]]; then
+		kill "$BLACKHOLE_PID" 2>/dev/null || true
+		wait "$BLACKHOLE_PID" 2>/dev/null || true
+	fi
+}
+
+# signal_within SECS SIG CMD...: see the header.  The command must be given
+# --trace-states so that the signal is sent once it is past "idle".
+signal_within() {
+	local secs=$1 sig=$2 pid t0 err=$BATS_TEST_TMPDIR/signal_within.err
+	shift 2
+	"$@" >/dev/null 2>"$err" </dev/null &
+	pid=$!
+	wait_until 10 grep -q '"from":"idle"' "$err" || return 1
+	t0=$(_dp_now_us)
+	kill -"$sig" "$pid"
+	wait_until "$secs" proc_gone "$pid" || { kill -9 "$pid"; return 1; }
+	status=0
+	wait "$pid" || status=$?
+	stderr=$(<"$err")
+	SIGNAL_ELAPSED_MS=$((($(_dp_now_us) - t0) / 1000))
 }

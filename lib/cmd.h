@@ -1,0 +1,70 @@
+/*
+ * cmd.h -- the one main() of every dp command.
+ *
+ * Every command reads the same way: parse options, validate their
+ * combinations in one place, open resources, run the state machine,
+ * flush, return an exit status.  A command describes its steps in a
+ * struct dp_cmd and its main() is one call:
+ *
+ *   int main(int argc, char **argv)
+ *   {
+ *           static struct tail t;
+ *           return dp_cmd_main(&cmd, &t, &t.common, &t.fsm, argc, argv);
+ *   }
+ *
+ * dp_cmd_main() owns the order, the messages that are the same
+ * everywhere ("Try 'dp-x --help'", "cannot write to stdout"), --help,
+ * --version and --dot, the signal handlers (sig.h), the data writer for
+ * stdout (common->out) and the final close of stdout.  A closed pipe
+ * (EPIPE) is never an error: the reader has what it wanted.
+ */
+#ifndef DP_CMD_H
+#define DP_CMD_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+#include "cli.h"
+#include "fsm.h"
+
+struct dp_cmd {
+	const char *name;                       /* "dp-tail" */
+	void (*usage)(FILE *fp);                /* --help text */
+	const struct dp_fsm_def *machine;       /* run, and drawn by --dot */
+	int start;                              /* the event that starts it */
+	size_t outbuf;                          /* stdout buffer; 0: 64 KiB */
+
+	/* Options into ctx; other options go to dp_cli_common().  0, or -1
+	 * after printing why. */
+	int (*parse)(void *ctx, int argc, char **argv);
+	/* Combinations of options, all checked here.  0, or -1 after
+	 * printing why.  Not called for --help, --version and --dot. */
+	int (*validate)(void *ctx);
+	/* Resources.  0, or an exit status after printing why.  May be NULL. */
+	int (*open)(void *ctx);
+	/* After the machine: summaries on stderr; may change the status.
+	 * May be NULL. */
+	int (*finish)(void *ctx, int status);
+	/* Release everything; runs whatever step failed.  May be NULL. */
+	void (*close)(void *ctx);
+};
+
+/*
+ * Run the command.  common and m live in ctx (the command's actions
+ * reach them there); dp_cmd_main initializes both.  Returns the exit
+ * status for main() to return.
+ */
+int dp_cmd_main(const struct dp_cmd *cmd, void *ctx, struct dp_common *common,
+                struct dp_fsm *m, int argc, char **argv);
+
+/* "Try 'dp-x --help' for more information." on stderr; returns DP_EX_USAGE. */
+int dp_cmd_usage_hint(void);
+
+/*
+ * Report a failed write to stdout, once per process, in the one wording
+ * every command uses.  EPIPE is not reported (the reader left).  Returns
+ * DP_EX_IOERR, or 0 for EPIPE.
+ */
+int dp_cmd_stdout_failed(int err);
+
+#endif
