@@ -1,4 +1,8 @@
-#include <ctype.h>
+/*
+ * expr.c -- jq expressions on records: jqfast.h's subset on the raw text
+ * where it can answer, libjq for everything else (expr.h).
+ */
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -6,15 +10,17 @@
 #include <jv.h>
 
 #include "expr.h"
-
-#define MAX_PATH 16
+#include "jqfast.h"
+#include "log.h"
 
 struct dp_expr {
 	char *src;
+	struct dp_jqf *fast;     /* the subset's program, or NULL */
+	struct dp_jqf_run run;   /* its scratch */
+	const char *member;      /* .name: the name (borrowed from fast) */
 	jq_state *jq;            /* NULL until jq must answer */
-	size_t npath;
-	char *path[MAX_PATH];
 	struct dp_buf msgs;      /* messages from libjq's error callback */
+	bool warned;             /* the precision warning was given */
 };
 
 static void
@@ -26,40 +32,6 @@ collect(void *data, jv msg)
 		dp_buf_msgf(&e->msgs, "%s%s", e->msgs.len ? "; " : "", jv_string_value(msg));
 	}
 	jv_free(msg);
-}
-
-/* ".", ".a", ".a.b_c" -> plain path; anything else -> 0. */
-static int
-parse_plain(struct dp_expr *e, const char *s)
-{
-	while (isspace((unsigned char)*s))
-		s++;
-	if (strcmp(s, ".") == 0)
-		return 1;
-	while (*s == '.') {
-		const char *id = ++s;
-		if (!(isalpha((unsigned char)*s) || *s == '_'))
-			return 0;
-		while (isalnum((unsigned char)*s) || *s == '_')
-			s++;
-		if (e->npath == MAX_PATH)
-			return 0;
-		e->path[e->npath] = strndup(id, (size_t)(s - id));
-		if (!e->path[e->npath])
-			return 0;
-		e->npath++;
-	}
-	while (isspace((unsigned char)*s))
-		s++;
-	return *s == '\0' && e->npath > 0;
-}
-
-static void
-drop_path(struct dp_expr *e)
-{
-	for (size_t i = 0; i < e->npath; i++)
-		free(e->path[i]);
-	e->npath = 0;
 }
 
 static int
@@ -89,14 +61,18 @@ dp_expr_compile(const char *src, struct dp_buf *err)
 		dp_buf_msgf(err, "out of memory");
 		return NULL;
 	}
-	if (!parse_plain(e, src))
-		drop_path(e);
+	e->fast = dp_jqf_compile(src);
+	if (e->fast) {
+		const char *path[2];
+		if (dp_jqf_path(e->fast, path, 1) == 1)
+			e->member = path[0];
+	}
 	/*
-	 * A plain path is compiled only when jq must answer (a missing step):
-	 * jq's builtins take tens of milliseconds to compile, which a short
-	 * run, or one where every record has the member, need not pay.
+	 * What the subset answers is compiled for libjq only when jq must
+	 * answer (a record that makes jq raise an error): jq's builtins take
+	 * tens of milliseconds to compile, which most runs need not pay.
 	 */
-	if (!dp_expr_is_fast(e) && compile_jq(e, err) < 0) {
+	if (!e->fast && compile_jq(e, err) < 0) {
 		dp_expr_free(e);
 		return NULL;
 	}
@@ -108,7 +84,8 @@ dp_expr_free(struct dp_expr *e)
 {
 	if (!e)
 		return;
-	drop_path(e);
+	dp_jqf_free(e->fast);
+	dp_jqf_run_free(&e->run);
 	if (e->jq)
 		jq_teardown(&e->jq);
 	dp_buf_free(&e->msgs);
@@ -117,22 +94,25 @@ dp_expr_free(struct dp_expr *e)
 }
 
 const char *dp_expr_source(const struct dp_expr *e) { return e->src; }
-const char *dp_expr_member(const struct dp_expr *e) { return e->npath == 1 ? e->path[0] : NULL; }
-int dp_expr_is_fast(const struct dp_expr *e) { return e->npath > 0 || strcmp(e->src, ".") == 0; }
+const char *dp_expr_member(const struct dp_expr *e) { return e->member; }
+int dp_expr_is_fast(const struct dp_expr *e) { return e->fast != NULL; }
 
 /*
- * The plain-path answer: 1 with the value's text when every step exists,
- * 0 when jq must decide (a missing step may be null or an error).
+ * The subset's answer, when it has one: DP_JQF_VALUE (*t, *v, *n),
+ * DP_JQF_EMPTY, or DP_JQF_NEED_JQ when libjq must decide.
  */
-static int
-fast_get(struct dp_expr *e, struct dp_expr_rec *rec, enum dp_json_type *t,
-         const char **v, size_t *n)
+static enum dp_jqf_result
+fast_eval(struct dp_expr *e, struct dp_expr_rec *rec, enum dp_json_type *t,
+          const char **v, size_t *n, struct dp_buf *err)
 {
-	if (!dp_expr_is_fast(e))
-		return 0;
-	*t = dp_json_get(rec->json, rec->len, (const char *const *)e->path,
-	                 e->npath, v, n);
-	return *n > 0;
+	enum dp_jqf_result r;
+
+	if (!e->fast)
+		return DP_JQF_NEED_JQ;
+	r = dp_jqf_eval(e->fast, &e->run, rec->json, rec->len, t, v, n);
+	if (r == DP_JQF_NOMEM)
+		dp_buf_msgf(err, "out of memory");
+	return r;
 }
 
 void
@@ -200,6 +180,18 @@ run_jq(struct dp_expr *e, struct dp_expr_rec *rec, jv_fn fn, void *ctx,
 			jq_teardown(&e->jq);
 		return -1;
 	}
+	if (!e->warned) {
+		const char *at;
+		size_t len;
+		if (dp_json_big_int(rec->json, rec->len, &at, &len)) {
+			/* Never change data silently: say so once. */
+			dp_warn("jq expression '%s' sees the integer %.*s, beyond 2^53: libjq "
+			        "holds numbers as doubles and may change its last digits "
+			        "(see \"jq and big numbers\" in the man page)", e->src,
+			        (int)(len > 40 ? 40 : len), at);
+			e->warned = true;
+		}
+	}
 	if (rec_jv(rec, &in, err) < 0)
 		return -1;
 	jq_start(e->jq, in, 0);
@@ -263,10 +255,18 @@ dp_expr_first(struct dp_expr *e, struct dp_expr_rec *rec, enum dp_json_type *typ
 	size_t n;
 
 	*type = DP_JSON_INVALID;
-	if (fast_get(e, rec, type, &v, &n)) {
+	switch (fast_eval(e, rec, type, &v, &n, err)) {
+	case DP_JQF_VALUE:
 		if (*type == DP_JSON_STRING)
 			return dp_json_unquote(out, v, n);
 		return dp_json_compact(out, v, n);
+	case DP_JQF_EMPTY:
+		*type = DP_JSON_INVALID;
+		return 0;
+	case DP_JQF_NOMEM:
+		return -1;
+	case DP_JQF_NEED_JQ:
+		break;
 	}
 	struct first_ctx c = { type, out };
 	int rc = run_jq(e, rec, first_fn, &c, err);
@@ -303,11 +303,19 @@ dp_expr_each(struct dp_expr *e, struct dp_expr_rec *rec, dp_expr_fn fn, void *ct
 	size_t n;
 	int rc;
 
-	if (fast_get(e, rec, &t, &v, &n)) {
+	switch (fast_eval(e, rec, &t, &v, &n, err)) {
+	case DP_JQF_VALUE:
 		rc = dp_json_compact(&c.tmp, v, n);
 		if (rc == 0)
 			rc = fn(ctx, c.tmp.data, c.tmp.len);
-	} else {
+		break;
+	case DP_JQF_EMPTY:
+		rc = 0;
+		break;
+	case DP_JQF_NOMEM:
+		rc = -1;
+		break;
+	default:
 		rc = run_jq(e, rec, each_fn, &c, err);
 	}
 	dp_buf_free(&c.tmp);

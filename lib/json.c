@@ -479,6 +479,44 @@ skip_value(const char *p, const char *end)
 	return p;
 }
 
+int
+dp_json_big_int(const char *s, size_t n, const char **at, size_t *len)
+{
+	const char *p = s, *end = s + n;
+
+	while (p < end) {
+		if (*p == '"') {
+			p = skip_string(p, end);
+			continue;
+		}
+		if (*p != '-' && (*p < '0' || *p > '9')) {
+			p++;
+			continue;
+		}
+		const char *start = p;
+		uint64_t v = 0;
+		int over = 0;
+		if (*p == '-')
+			p++;
+		for (; p < end && *p >= '0' && *p <= '9'; p++) {
+			if (v > (UINT64_MAX - 9) / 10)
+				over = 1;
+			else
+				v = v * 10 + (uint64_t)(*p - '0');
+		}
+		int integer = p >= end || (*p != '.' && *p != 'e' && *p != 'E');
+		while (p < end && ((*p >= '0' && *p <= '9') || *p == '.' || *p == 'e' ||
+		                   *p == 'E' || *p == '+' || *p == '-'))
+			p++;
+		if (integer && (over || v > (UINT64_C(1) << 53))) {
+			*at = start;
+			*len = (size_t)(p - start);
+			return 1;
+		}
+	}
+	return 0;
+}
+
 enum dp_json_type
 dp_json_type_of(const char *p)
 {

@@ -64,6 +64,13 @@ enum dp_json_type dp_json_check_member(const char *s, size_t n, const char *memb
 enum dp_json_type dp_json_get(const char *s, size_t n, const char *const *path,
                               size_t npath, const char **v, size_t *vn);
 
+/*
+ * The first integer literal in the valid JSON text s[0..n) whose magnitude
+ * is beyond 2^53, where a double (libjq 1.6's only number) stops holding
+ * every integer: 1 with *at and *len set to its text, else 0.
+ */
+int dp_json_big_int(const char *s, size_t n, const char **at, size_t *len);
+
 /* The type of the valid JSON value that starts at p. */
 enum dp_json_type dp_json_type_of(const char *p);
 

@@ -43,6 +43,13 @@ setup() {
 	[[ $output == *"Cannot index array"* ]]
 }
 
+@test "jq subset on raw text agrees with libjq, keeps big integers" {
+	run "$TEST_LIB" jqfast
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ $output == *"0 disagreements"* ]]
+}
+
 @test "strict numbers, durations and timestamps" {
 	run "$TEST_LIB" parse
 	[ "$status" -eq 0 ]

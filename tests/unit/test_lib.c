@@ -12,10 +12,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <jv.h>
+
 #include "base64.h"
 #include "buf.h"
 #include "cli.h"
 #include "expr.h"
+#include "jqfast.h"
 #include "json.h"
 #include "lines.h"
 #include "log.h"
@@ -249,6 +252,134 @@ t_expr(void)
 	return 0;
 }
 
+/* Every output of e on json, one JSON text per line, or "error". */
+static int
+collect_out(void *ctx, const char *json, size_t len)
+{
+	struct dp_buf *b = ctx;
+
+	return dp_buf_add(b, json, len) < 0 || dp_buf_addch(b, '\n') < 0 ? -1 : 0;
+}
+
+static void
+outputs(struct dp_expr *e, const char *json, struct dp_buf *out)
+{
+	struct dp_buf err = DP_BUF_INIT;
+	struct dp_expr_rec rec = DP_EXPR_REC(json, strlen(json));
+
+	dp_buf_reset(out);
+	if (dp_expr_each(e, &rec, collect_out, out, &err) < 0) {
+		dp_buf_reset(out);
+		if (dp_buf_addstr(out, "error") < 0)
+			out->lost = true;
+	}
+	dp_expr_rec_clear(&rec);
+	dp_buf_free(&err);
+}
+
+/* The same JSON values, line by line (jv compares numbers as doubles). */
+static int
+same_values(const char *a, const char *b)
+{
+	if (!strcmp(a, "error") || !strcmp(b, "error"))
+		return !strcmp(a, b);
+	for (;;) {
+		const char *ea = strchr(a, '\n'), *eb = strchr(b, '\n');
+		if (!ea || !eb)
+			return !ea && !eb;
+		jv x = jv_parse_sized(a, (int)(ea - a)), y = jv_parse_sized(b, (int)(eb - b));
+		int eq = jv_equal(jv_copy(x), jv_copy(y));
+		/* tostring of a big integer: ours keeps the digits jq rounds. */
+		if (!eq && jv_get_kind(x) == JV_KIND_STRING && jv_get_kind(y) == JV_KIND_STRING) {
+			char *e1, *e2;
+			double dx = strtod(jv_string_value(x), &e1), dy = strtod(jv_string_value(y), &e2);
+			eq = !*e1 && !*e2 && e1 != jv_string_value(x) && dx == dy;
+		}
+		jv_free(x);
+		jv_free(y);
+		if (!eq)
+			return 0;
+		a = ea + 1;
+		b = eb + 1;
+	}
+}
+
+/*
+ * jqfast.h against libjq: each expression of the subset, compiled as dp
+ * does (fast) and hidden from the subset inside a def (libjq), gives the
+ * same values or the same failure on every record.
+ */
+static int
+t_jqfast(void)
+{
+	static const char *const exprs[] = {
+		".", ".a", ".a.b", ".\"a b\"", ".[\"a b\"]", ".a[\"b\"]", ".a == \"x\"",
+		".a != 1", ".n > 3", ".n <= 3.5", "-1 < .n", ".a == \"x\" and .b == \"y\"",
+		".a == \"x\" or .n > 1", "(.a == \"x\") | not", ".a | not", "select(.n > 2)",
+		"select(.a == \"x\") | {a, n}", "{a, b: .x.y, \"c d\": .c}", ".n | tostring",
+		".a | tostring", ".o | tostring", "{a} | .a", "null == .zz", ".a < .b", "true",
+		"\"lit\"", "{x: .a | tostring}", ".n == 1", ".o == .o", ".s >= \"b\"",
+		".e == \"A\"", "select(.a) | .b", ".a.b.c", "{\"k\": 1, m: null}",
+		".u > .e", "(.n)", ".x | .y", "select(.n == 1 or .zz == null)",
+	};
+	static const char *const recs[] = {
+		"{\"a\":\"x\",\"b\":\"y\",\"n\":5,\"c\":[1, 2]}",
+		"{\"a\":1,\"n\":1.0,\"b\":null,\"x\":{\"y\":\"z\"}}",
+		"{\"a\":{\"b\":{\"c\":true}},\"n\":-2e1,\"a b\":3}",
+		"{\"e\":\"\\u0041\",\"u\":\"\u00e9\",\"s\":\"b\",\"o\":{\"p\":[1,{}]}}",
+		"{\"n\":288230376151711744,\"a\":\"x\"}",
+		"{\"a\":[1],\"x\":5}", "5", "null", "\"str\"", "[1,2]", "{}",
+		"{\"a\":true,\"b\":false,\"o\":{}}",
+	};
+	struct dp_buf fast = DP_BUF_INIT, slow = DP_BUF_INIT, err = DP_BUF_INIT;
+	int bad = 0;
+
+	for (size_t i = 0; i < sizeof(exprs) / sizeof(exprs[0]); i++) {
+		struct dp_buf src = DP_BUF_INIT;
+		CHECK(dp_buf_addf(&src, "def dp_slow: %s; dp_slow", exprs[i]) == 0);
+		struct dp_expr *f = dp_expr_compile(exprs[i], &err);
+		struct dp_expr *j = dp_expr_compile(src.data, &err);
+		CHECK(f && j);
+		if (!dp_expr_is_fast(f)) {
+			printf("FAIL not in the subset: %s\n", exprs[i]);
+			bad++;
+		}
+		CHECK(!dp_expr_is_fast(j));
+		for (size_t k = 0; k < sizeof(recs) / sizeof(recs[0]); k++) {
+			outputs(f, recs[k], &fast);
+			outputs(j, recs[k], &slow);
+			if (!same_values(dp_buf_str(&fast), dp_buf_str(&slow))) {
+				printf("FAIL %s on %s: fast %s, jq %s\n", exprs[i], recs[k],
+				       dp_buf_str(&fast), dp_buf_str(&slow));
+				bad++;
+			}
+		}
+		dp_expr_free(f);
+		dp_expr_free(j);
+		dp_buf_free(&src);
+	}
+	/* Outside the subset: left to libjq. */
+	static const char *const other[] = { ".a + 1", ".a, .b", ".[0]", ".a?", "..", "$x",
+		".a == .b == .c", "{(.a): 1}", "{a: 1, a: 2}", "not(.a)", "select", "length" };
+	for (size_t i = 0; i < sizeof(other) / sizeof(other[0]); i++) {
+		struct dp_jqf *q = dp_jqf_compile(other[i]);
+		if (q) {
+			printf("FAIL taken by the subset: %s\n", other[i]);
+			bad++;
+		}
+		dp_jqf_free(q);
+	}
+	/* Values keep their bytes: big integers and tostring of them. */
+	CHECK(first("{id,n}", "{\"id\":288230376151711744,\"n\":13911860366432393}",
+	            "{\"id\":288230376151711744,\"n\":13911860366432393}"));
+	CHECK(first(".n|tostring", "{\"n\":13911860366432393}", "13911860366432393"));
+	dp_buf_free(&fast);
+	dp_buf_free(&slow);
+	dp_buf_free(&err);
+	printf("%d disagreements\n", bad);
+	return bad ? 1 : 0;
+}
+
 static int
 t_parse(void)
 {
@@ -305,7 +436,7 @@ main(int argc, char **argv)
 	static const struct { const char *name; int (*fn)(void); } cases[] = {
 		{ "lines_basic", t_lines_basic }, { "lines_long", t_lines_long },
 		{ "lines_bad", t_lines_bad }, { "lines_swap", t_lines_swap }, { "json", t_json }, { "expr", t_expr },
-		{ "parse", t_parse }, { "base64", t_base64 },
+		{ "parse", t_parse }, { "base64", t_base64 }, { "jqfast", t_jqfast },
 	};
 
 	dp_log_init("test_lib");
