@@ -87,7 +87,10 @@ $(BIN)/%: $(OBJ)/cmd/%.o $(OBJ)/libdp.a
 deps:
 	@scripts/deps --check >/dev/null 2>&1 || scripts/deps
 
-check: deps all
+# deps first, then the build, even under -j: on a fresh machine the
+# build needs what deps installs.
+check: deps
+	@$(MAKE) --no-print-directory all
 	scripts/check
 
 check-asan: deps
@@ -109,7 +112,8 @@ $(OBJ)/json-scan: bench/json-scan.c $(OBJ)/libdp.a
 bench: all $(OBJ)/json-scan
 	bench/publish-tail.sh
 
-demo: deps all
+demo: deps
+	@$(MAKE) --no-print-directory all
 	scripts/demo
 
 install: all
