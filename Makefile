@@ -14,9 +14,27 @@ CC      ?= cc
 CFLAGS  ?= -O2 -g
 WARN     = -std=c11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
            -Wmissing-prototypes -Wno-unused-parameter
-CPPFLAGS += -D_GNU_SOURCE -DDP_VERSION='"$(VERSION)"' -Ilib \
-            -I/usr/include/postgresql
-LDLIBS   = -lrdkafka -lpq -lcurl -ljq -lm -lpthread
+
+# Library flags come from pkg-config.  libjq is the exception: jq 1.7 ships
+# libjq.pc, but Debian 12's libjq-dev (jq 1.6) has none, so without it we
+# link -ljq by name (its header is in /usr/include; the shared libjq brings
+# libonig along by itself).  The flags are asked for at the first compile,
+# not when make reads this file, so that `make demo` and `make check` on a
+# fresh machine can install the packages (scripts/deps) before anything
+# needs them.
+PKG_CONFIG ?= pkg-config
+PKGS     = rdkafka libpq libcurl
+PKG_JQ   = $(eval PKG_JQ := $$(shell { $(PKG_CONFIG) --exists libjq; } 2>/dev/null && echo libjq))$(PKG_JQ)
+pkg_flags = $(or $(shell $(PKG_CONFIG) $(1) $(PKGS) $(PKG_JQ) 2>/dev/null && echo ' '), \
+              $(error '$(PKG_CONFIG) $(1) $(PKGS) $(PKG_JQ)' failed: \
+              $(shell $(PKG_CONFIG) --print-errors --exists $(PKGS) $(PKG_JQ) 2>&1); \
+              scripts/deps installs what is missing))
+# Each is asked for once, on first use (a deferred simple variable).
+PKG_CFLAGS = $(eval PKG_CFLAGS := $$(call pkg_flags,--cflags))$(PKG_CFLAGS)
+PKG_LIBS   = $(eval PKG_LIBS := $$(call pkg_flags,--libs) $$(if $$(PKG_JQ),,-ljq))$(PKG_LIBS)
+
+CPPFLAGS += -D_GNU_SOURCE -DDP_VERSION='"$(VERSION)"' -Ilib $(PKG_CFLAGS)
+LDLIBS   = $(PKG_LIBS) -lm -lpthread
 
 # `make SAN=1` (used by check-asan) builds into a separate tree so the
 # sanitized and plain objects never mix.
@@ -69,7 +87,10 @@ $(BIN)/%: $(OBJ)/cmd/%.o $(OBJ)/libdp.a
 deps:
 	@scripts/deps --check >/dev/null 2>&1 || scripts/deps
 
-check: deps all
+# deps first, then the build, even under -j: on a fresh machine the
+# build needs what deps installs.
+check: deps
+	@$(MAKE) --no-print-directory all
 	scripts/check
 
 check-asan: deps
@@ -91,7 +112,8 @@ $(OBJ)/json-scan: bench/json-scan.c $(OBJ)/libdp.a
 bench: all $(OBJ)/json-scan
 	bench/publish-tail.sh
 
-demo: deps all
+demo: deps
+	@$(MAKE) --no-print-directory all
 	scripts/demo
 
 install: all
@@ -107,8 +129,10 @@ uninstall:
 	rm -f $(patsubst completions/bash/%,$(DESTDIR)$(BASHDIR)/%,$(wildcard completions/bash/*))
 	rm -f $(patsubst completions/zsh/%,$(DESTDIR)$(ZSHDIR)/%,$(wildcard completions/zsh/*))
 
+# mandoc -Tlint -Wstyle; only references to other packages' pages may
+# remain (scripts/lint-man says why).
 lint-man:
-	@for m in $(MANS); do mandoc -Tlint -Wwarning $$m || exit 1; done
+	@scripts/lint-man $(MANS)
 
 clean:
 	rm -rf build bin lib/libdp.a
