@@ -5,6 +5,10 @@
 load helpers/common
 bats_require_minimum_version 1.5.0
 
+teardown() {
+	blackhole_stop
+}
+
 # Topic names as the broker knows them, one per line (kcat, not dp-topic,
 # so that a bug in dp-topic's listing cannot hide one elsewhere).  All
 # topics are asked for: asking for one by name could auto-create it.
@@ -427,4 +431,44 @@ reporting all_ok done" ]
 	[ "${lines[0]}" = "describe delete" ]
 	[ "${lines[1]}" = "$T" ]
 	[ "${lines[2]}" = "none:" ]
+}
+
+@test "a signal ends dp-topic at once while the broker hangs, and while it will not answer a request" {
+	blackhole_start
+	signal_within 1.5 INT dp-topic -b "127.0.0.1:$BLACKHOLE_PORT" --timeout 30s list --trace-states
+	[ "$status" -eq 75 ]
+	[[ $stderr == *"interrupted before the cluster answered"* ]]
+	[[ $stderr == *'"from":"connecting","event":"signal","to":"failed"'* ]]
+	# A broker taken for one that predates the admin API never answers the
+	# request itself; the signal ends the wait for it too.
+	err=$BATS_TEST_TMPDIR/req.err
+	dp-topic -X api.version.request=false -X broker.version.fallback=0.9.0 --timeout 30s \
+		create "$(new_topic)" --trace-states >/dev/null 2>"$err" &
+	pid=$!
+	wait_until 10 grep -q '"to":"requesting"' "$err"
+	kill -INT "$pid"
+	wait_until 1.5 proc_gone "$pid"
+	rc=0
+	wait "$pid" || rc=$?
+	[ "$rc" -eq 75 ]
+	grep -q '"from":"requesting","event":"no_answer","to":"reporting"' "$err"
+}
+
+@test "a request the cluster does not answer fails its topics with 69 after --timeout" {
+	T=$(new_topic)
+	run --separate-stderr dp-topic -X api.version.request=false -X broker.version.fallback=0.9.0 \
+		--timeout 1s create "$T" -o json
+	[ "$status" -eq 69 ]
+	[ "$(jq -r .error <<<"$output")" = "no answer from the cluster within 1s" ]
+	[[ $stderr == *"cannot create '$T': no answer from the cluster within 1s"* ]]
+	run dp-topic describe "$T" -o json
+	[ "$status" -eq 81 ]
+}
+
+@test "a failed write to stdout is exit 74, named once" {
+	T=$(new_topic)
+	dp-topic create "$T" -o json >/dev/null
+	run --separate-stderr bash -c "dp-topic describe '$T' -o json >/dev/full"
+	[ "$status" -eq 74 ]
+	[ "$(grep -c 'cannot write to stdout' <<<"$stderr")" -eq 1 ]
 }
