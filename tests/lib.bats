@@ -52,3 +52,10 @@ setup() {
 	run "$TEST_LIB" base64
 	[ "$status" -eq 0 ]
 }
+
+@test "times: impossible dates are refused with the reason, never rolled over" {
+	run "$TEST_LIB" times
+	[ "$status" -eq 0 ]
+	[[ $output == *"refused 2025-02-29T00:00:00Z: no such day in that month"* ]]
+	[[ $output == *"refused 2016-12-31T23:59:60Z: a leap second (:60) has no epoch time"* ]]
+}

@@ -299,6 +299,60 @@ t_base64(void)
 	return 0;
 }
 
+/* A time that must be refused, and the reason given. */
+static int
+refused(const char *s, const char *why_part)
+{
+	int64_t ms = 42;
+	const char *why = NULL;
+
+	if (dp_time_parse_why(s, &ms, &why) == 0 || ms != 42) {
+		printf("accepted %s\n", s);
+		return 0;
+	}
+	printf("refused %s: %s\n", s, why);
+	return why && strstr(why, why_part) != NULL;
+}
+
+static int
+t_times(void)
+{
+	int64_t ms;
+
+	/* Days that exist, including leap days. */
+	CHECK(dp_time_parse("2024-02-29T00:00:00Z", &ms) == 0 && ms == 1709164800000);
+	CHECK(dp_time_parse("2000-02-29T12:00:00Z", &ms) == 0 && ms == 951825600000);
+	CHECK(dp_time_parse("2024-12-31T23:59:59.999Z", &ms) == 0 && ms == 1735689599999);
+	CHECK(dp_time_parse("9999-12-31T23:59:59.999Z", &ms) == 0 && ms == DP_TIME_MAX_MS);
+	/* Days that do not: never rolled over into the next month. */
+	CHECK(refused("2025-02-29T00:00:00Z", "no such day"));
+	CHECK(refused("1900-02-29T00:00:00Z", "no such day"));
+	CHECK(refused("2024-04-31T00:00:00Z", "no such day"));
+	CHECK(refused("2024-01-00T00:00:00Z", "no such day"));
+	CHECK(refused("2024-13-01T00:00:00Z", "no such month"));
+	CHECK(refused("2024-00-01T00:00:00Z", "no such month"));
+	CHECK(refused("2024-01-01T24:00:00Z", "no such time"));
+	CHECK(refused("2024-01-01T12:60:00Z", "no such time"));
+	CHECK(refused("2016-12-31T23:59:60Z", "leap second"));
+	CHECK(refused("2024-01-01T00:00:00+24:00", "no such UTC offset"));
+	CHECK(refused("9999-12-31T23:59:59-01:00", "after the year 9999"));
+	CHECK(dp_time_parse_rfc3339("2025-02-29T00:00:00Z", &ms) < 0);
+	/* Epoch numbers: decimal as JSON writes them, in range. */
+	CHECK(dp_time_parse("1.7e9", &ms) == 0 && ms == 1700000000000);
+	CHECK(dp_time_parse("1704164645.5", &ms) == 0 && ms == 1704164645500);
+	CHECK(dp_time_parse_epoch("253402300799999", &ms) == 0 && ms == DP_TIME_MAX_MS);
+	CHECK(refused("253402300800000", "after the year 9999"));
+	CHECK(refused("0x10", "not RFC 3339"));
+	CHECK(refused("inf", "not RFC 3339"));
+	CHECK(refused("nan", "not RFC 3339"));
+	CHECK(refused("-1", "not RFC 3339"));
+	CHECK(refused(" 1", "not RFC 3339"));
+	CHECK(refused("1.", "not RFC 3339"));
+	CHECK(refused("2025-02-29", "not RFC 3339"));
+	printf("ok impossible dates refused\n");
+	return 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -306,6 +360,7 @@ main(int argc, char **argv)
 		{ "lines_basic", t_lines_basic }, { "lines_long", t_lines_long },
 		{ "lines_bad", t_lines_bad }, { "lines_swap", t_lines_swap }, { "json", t_json }, { "expr", t_expr },
 		{ "parse", t_parse }, { "base64", t_base64 },
+		{ "times", t_times },
 	};
 
 	dp_log_init("test_lib");
