@@ -59,3 +59,9 @@ setup() {
 	[[ $output == *"refused 2025-02-29T00:00:00Z: no such day in that month"* ]]
 	[[ $output == *"refused 2016-12-31T23:59:60Z: a leap second (:60) has no epoch time"* ]]
 }
+
+@test "files: atomic replace keeps the mode; a missing directory is named; locks exclude" {
+	run "$TEST_LIB" file
+	[ "$status" -eq 0 ]
+	[[ $output == *"cannot create a temporary file next to state file "*"/no/such/state: directory "*"/no/such does not exist"* ]]
+}

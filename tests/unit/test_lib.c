@@ -5,10 +5,13 @@
  * usage: test_lib CASE    (tests/lib.bats runs each case)
  * Prints what it observed; exits 0 when the case holds, 1 otherwise.
  */
+#include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -16,6 +19,7 @@
 #include "buf.h"
 #include "cli.h"
 #include "expr.h"
+#include "file.h"
 #include "json.h"
 #include "lines.h"
 #include "log.h"
@@ -353,6 +357,53 @@ t_times(void)
 	return 0;
 }
 
+static int
+t_file(void)
+{
+	char dir[] = "/tmp/dp-test-file.XXXXXX", path[256], missing[256], notdir[256];
+	struct dp_buf err = DP_BUF_INIT;
+	struct stat sb;
+	char got[16] = "";
+	int fd, fd2;
+
+	CHECK(mkdtemp(dir) != NULL);
+	snprintf(path, sizeof(path), "%s/state", dir);
+	CHECK(dp_file_replace(path, "state file", "one\n", 4, &err) == 0);
+	CHECK(chmod(path, 0600) == 0);
+	CHECK(dp_file_replace(path, "state file", "two\n", 4, &err) == 0);
+	fd = open(path, O_RDONLY);
+	CHECK(fd >= 0 && read(fd, got, sizeof(got)) == 4 && !strcmp(got, "two\n"));
+	close(fd);
+	CHECK(stat(path, &sb) == 0 && (sb.st_mode & 0777) == 0600);
+	/* A missing directory is named; nothing is left behind. */
+	snprintf(missing, sizeof(missing), "%s/no/such/state", dir);
+	CHECK(dp_file_replace(missing, "state file", "x", 1, &err) < 0);
+	printf("%s\n", dp_buf_str(&err));
+	CHECK(strstr(dp_buf_str(&err), "directory ") && strstr(dp_buf_str(&err), "/no/such does not exist"));
+	dp_buf_reset(&err);
+	snprintf(notdir, sizeof(notdir), "%s/state/sub/x.lock", dir);
+	CHECK(dp_file_lock(notdir, &err) == -1);
+	printf("%s\n", dp_buf_str(&err));
+	CHECK(strstr(dp_buf_str(&err), "/state is not a directory"));
+	dp_buf_reset(&err);
+	/* The lock: exclusive, even within one process (separate open files). */
+	snprintf(path, sizeof(path), "%s/state.lock", dir);
+	fd = dp_file_lock(path, &err);
+	CHECK(fd >= 0);
+	CHECK(dp_file_lock(path, &err) == -2);
+	close(fd);
+	fd2 = dp_file_lock(path, &err);
+	CHECK(fd2 >= 0);
+	close(fd2);
+	unlink(path);
+	snprintf(path, sizeof(path), "%s/state", dir);
+	unlink(path);
+	CHECK(rmdir(dir) == 0);     /* no temporary file was left */
+	dp_buf_free(&err);
+	printf("ok atomic replace and lock\n");
+	return 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -361,6 +412,7 @@ main(int argc, char **argv)
 		{ "lines_bad", t_lines_bad }, { "lines_swap", t_lines_swap }, { "json", t_json }, { "expr", t_expr },
 		{ "parse", t_parse }, { "base64", t_base64 },
 		{ "times", t_times },
+		{ "file", t_file },
 	};
 
 	dp_log_init("test_lib");
