@@ -65,3 +65,9 @@ setup() {
 	[ "$status" -eq 0 ]
 	[[ $output == *"cannot create a temporary file next to state file "*"/no/such/state: directory "*"/no/such does not exist"* ]]
 }
+
+@test "backoff: doubling to the cap, jitter within bounds, hints, no overflow, sleeps a signal ends" {
+	run "$TEST_LIB" backoff
+	[ "$status" -eq 0 ]
+	[[ $output == *"ok backoff"* ]]
+}

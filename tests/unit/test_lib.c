@@ -15,6 +15,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "backoff.h"
 #include "base64.h"
 #include "buf.h"
 #include "cli.h"
@@ -404,6 +405,54 @@ t_file(void)
 	return 0;
 }
 
+static int
+t_backoff(void)
+{
+	struct dp_backoff b, b2;
+	static const int64_t exact[] = { 100, 200, 400, 800, 1000, 1000 };
+
+	dp_backoff_init(&b, 100, 1000, 0, 7);
+	for (size_t i = 0; i < sizeof(exact) / sizeof(exact[0]); i++)
+		CHECK(dp_backoff_next(&b, -1) == exact[i]);
+	CHECK(b.attempts == 6);
+	dp_backoff_reset(&b);
+	CHECK(dp_backoff_next(&b, -1) == 100);
+	/* A hint (Retry-After) lengthens the delay, never past the cap. */
+	dp_backoff_reset(&b);
+	CHECK(dp_backoff_next(&b, 300) == 300);
+	CHECK(dp_backoff_next(&b, INT64_MAX) == 1000);
+	/* Equal jitter: between half and all of the doubled delay; seeded. */
+	dp_backoff_init(&b, 100, 1000, 0.5, 42);
+	dp_backoff_init(&b2, 100, 1000, 0.5, 42);
+	for (unsigned i = 0; i < 200; i++) {
+		int64_t full = i >= 4 ? 1000 : 100 << i, d = dp_backoff_next(&b, 0);
+		CHECK(d >= full / 2 && d <= full);
+		CHECK(dp_backoff_next(&b2, 0) == d);
+	}
+	/* A reconnect loop that runs for months: no overflow. */
+	dp_backoff_init(&b, INT64_MAX / 3, INT64_MAX, 1, 1);
+	b.attempts = ~0u - 1;
+	for (int i = 0; i < 3; i++) {
+		int64_t d = dp_backoff_next(&b, 0);
+		CHECK(d >= 0 && d <= INT64_MAX);
+	}
+	CHECK(b.attempts == ~0u);
+	/* Out-of-range settings are clamped. */
+	dp_backoff_init(&b, 0, -5, 7, 1);
+	CHECK(b.base_ms == 1 && b.cap_ms == 1 && b.jitter == 1);
+	/* The sleep: the whole time, or at once when stopped. */
+	atomic_int stop = 0;
+	int64_t t0 = dp_time_mono_ms();
+	CHECK(dp_backoff_sleep(50, &stop) == 0 && dp_time_mono_ms() - t0 >= 50);
+	stop = 15;
+	t0 = dp_time_mono_ms();
+	CHECK(dp_backoff_sleep(60000, &stop) < 0 && dp_time_mono_ms() - t0 < 100);
+	CHECK(dp_backoff_sleep_until(dp_time_now_ms() + 60000, &stop) < 0);
+	CHECK(dp_backoff_sleep_until(dp_time_now_ms() - 1000, NULL) == 0);
+	printf("ok backoff\n");
+	return 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -413,6 +462,7 @@ main(int argc, char **argv)
 		{ "parse", t_parse }, { "base64", t_base64 },
 		{ "times", t_times },
 		{ "file", t_file },
+		{ "backoff", t_backoff },
 	};
 
 	dp_log_init("test_lib");
