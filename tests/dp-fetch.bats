@@ -793,6 +793,26 @@ dp-fetch: no price for BTC/BTCDDD in the response' ]
 	[ "$(cat "$W/published")" = "$(expect_ohlcv "$DAY" BTC USD 1d)" ]
 }
 
+@test "examples/cron-fetch.sh keeps the spool when dp-publish fails (69) and publishes it with the next run" {
+	serve '{"routes":{"/data/v2/histoday":[{"histo":"'$DAY'"}]}}'
+	mkdir -p "$W/fakebin"
+	# A dp-publish whose topic does not exist until $W/topic is there.
+	printf '#!/bin/sh\n[ -e %q ] || { echo "dp-publish: topic does not exist" >&2; exit 69; }\ncat >> %q\n' \
+		"$W/topic" "$W/published" > "$W/fakebin/dp-publish"
+	chmod +x "$W/fakebin/dp-publish"
+	export DP_FETCH_DIR=$W/cron
+	DP_FETCH_ARGS="--now 2020-01-10T00:00:00Z --until 2020-01-01T00:00:00Z" PATH=$W/fakebin:$PATH \
+		run --separate-stderr "$DP_ROOT/examples/cron-fetch.sh" BTC USD day candles
+	[ "$status" -eq 69 ]
+	[ ! -e "$W/published" ]
+	[ "$(cat "$W/cron/BTC-USD-day.spool")" = "$(expect_ohlcv "$DAY" BTC USD 1d 'select(.time < 1577836800)')" ]
+	touch "$W/topic"
+	DP_FETCH_ARGS="${DAY_ALL[*]}" PATH=$W/fakebin:$PATH run "$DP_ROOT/examples/cron-fetch.sh" BTC USD day candles
+	[ "$status" -eq 0 ]
+	[ "$(cat "$W/published")" = "$(expect_ohlcv "$DAY" BTC USD 1d)" ]
+	[ ! -e "$W/cron/BTC-USD-day.spool" ]
+}
+
 # --- Kafka ----------------------------------------------------------------------------
 
 @test "dp-fetch | dp-publish, then dp-tail gives back the same records" {
