@@ -15,8 +15,6 @@
 #include "json.h"
 #include "timefmt.h"
 
-#define DP_CC_COUNT(a) (sizeof(a) / sizeof((a)[0]))
-
 /* ------------------------------------------------------------------ */
 /* Intervals */
 
@@ -192,12 +190,12 @@ ratelimit_detail(jv root, struct dp_buf *msg)
 	jv_free(rl);
 }
 
-/* 1 when hay contains any of the needles, ignoring case. */
+/* 1 when hay contains any of the needles (a NULL-ended list), ignoring case. */
 static int
-mentions(const char *hay, const char *const *needles, size_t n)
+mentions(const char *hay, const char *const *needles)
 {
-	for (size_t i = 0; i < n; i++)
-		if (strcasestr(hay, needles[i]))
+	for (; *needles; needles++)
+		if (strcasestr(hay, *needles))
 			return 1;
 	return 0;
 }
@@ -206,15 +204,15 @@ mentions(const char *hay, const char *const *needles, size_t n)
 static enum dp_cc_verdict
 classify(int type, const char *message, int has_param)
 {
-	static const char *const nopair[] = { "market does not exist for this coin pair" };
-	static const char *const ratelimit[] = { "rate limit" };
-	static const char *const auth[] = { "api key", "api_key", "apikey", "auth key" };
+	static const char *const nopair[] = { "market does not exist for this coin pair", NULL };
+	static const char *const ratelimit[] = { "rate limit", NULL };
+	static const char *const auth[] = { "api key", "api_key", "apikey", "auth key", NULL };
 
-	if (mentions(message, nopair, DP_CC_COUNT(nopair)))
+	if (mentions(message, nopair))
 		return DP_CC_NOPAIR;
-	if (type == 99 || mentions(message, ratelimit, DP_CC_COUNT(ratelimit)))
+	if (type == 99 || mentions(message, ratelimit))
 		return DP_CC_RATELIMIT;
-	if (mentions(message, auth, DP_CC_COUNT(auth)))
+	if (mentions(message, auth))
 		return DP_CC_AUTH;
 	return has_param ? DP_CC_PARAM : DP_CC_APIERR;
 }
