@@ -22,7 +22,6 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
-#include <limits.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -321,12 +320,6 @@ static bool
 every_mode(const struct fetch *c)
 {
 	return c->every_ms > 0;
-}
-
-static int64_t
-floor_div(int64_t a, int64_t b)
-{
-	return a >= 0 ? a / b : -((-a + b - 1) / b);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1433,7 +1426,8 @@ act_wait(struct dp_fsm *m, void *ctx)
 {
 	struct fetch *c = ctx;
 	int64_t offset = c->cmd == CMD_OHLCV ? c->settle_ms % c->every_ms : 0;
-	int64_t next = (floor_div(dp_time_now_ms() - offset, c->every_ms) + 1) * c->every_ms + offset;
+	/* The wall clock is past 1970: plain division rounds down. */
+	int64_t next = ((dp_time_now_ms() - offset) / c->every_ms + 1) * c->every_ms + offset;
 	char t[DP_TIME_BUFSZ];
 
 	(void)m;

@@ -736,14 +736,16 @@ dp-fetch: no price for BTC/BTCDDD in the response' ]
 	[ "$(tail -1 "$W/err")" = "$(tail -1 "$W/err" | jq -c 'select(.from == "waiting" and .event == "stop" and .to == "done")')" ]
 }
 
-@test "--every: a poll with nothing new waits for the next; each candle once" {
+@test "--every: a poll with nothing new waits for the next; candle polls start --settle after the boundary" {
 	serve '{"routes":{"/data/v2/histoday":[{"histo":"'$DAY'"}]}}'
-	run --separate-stderr dp-fetch ohlcv --fsym BTC --tsym USD --interval day --until 2020-01-05T00:00:00Z --every 1s --count 3 --settle 0 --trace-states
+	run --separate-stderr dp-fetch ohlcv --fsym BTC --tsym USD --interval day --until 2020-01-05T00:00:00Z --every 1s --count 3 --settle 300ms --trace-states
 	[ "$status" -eq 0 ]
 	[ "$output" = "$(expect_ohlcv "$DAY" BTC USD 1d)" ]
 	[ "$(nreq)" -eq 2 ]
 	[ "$(grep -c '"from":"fetching","event":"poll_done","to":"waiting"' <<<"$stderr")" -eq 1 ]
 	[ "$(last_move)" = "fetching -finished-> done" ]
+	# Polls 2 and 3 start 300 ms past a whole second.
+	[ "$(grep '^{' <<<"$stderr" | jq -r 'select(.event == "tick") | .t' | grep -c '\.3[0-9][0-9]Z$')" -eq 2 ]
 }
 
 @test "--trace-states prints each transition as NDJSON" {
