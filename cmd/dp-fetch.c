@@ -18,8 +18,6 @@
  * The API key never leaves memory except in the Authorization header:
  * it is not accepted on the command line, never logged, and wiped at exit.
  */
-#include <errno.h>
-#include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdarg.h>
@@ -27,7 +25,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <jv.h>
@@ -42,6 +39,7 @@
 #include "http.h"
 #include "log.h"
 #include "out.h"
+#include "secret.h"
 #include "sig.h"
 #include "timefmt.h"
 
@@ -50,7 +48,6 @@
 #define SETTLE_DEFAULT "5s"         /* for --help; the same as ... */
 #define SETTLE_DEFAULT_MS 5000     /* ... this */
 #define SETTLE_MAX_MS 3600000   /* keeps the page that reaches the present in one request */
-#define KEY_MAX 4096
 
 /* ------------------------------------------------------------------ */
 /* The state machine */
@@ -641,96 +638,6 @@ validate(void *ctx)
 /* ------------------------------------------------------------------ */
 /* The API key */
 
-static void
-wipe_free(char *s)
-{
-	if (s) {
-		explicit_bzero(s, strlen(s));
-		free(s);
-	}
-}
-
-/*
- * The key from --api-key-file, else $CRYPTOCOMPARE_API_KEY, else none.
- * Returns 0 (and *key, owned, maybe NULL) or an exit status.  Messages
- * never include the key.
- */
-static int
-load_key(const char *file, char **key)
-{
-	char buf[KEY_MAX + 2];
-	size_t n = 0, start = 0;
-	const char *env;
-	int fd, rc = 0;
-	struct stat sb;
-
-	*key = NULL;
-	if (!file) {
-		env = getenv("CRYPTOCOMPARE_API_KEY");
-		if (env && *env) {
-			for (const char *p = env; *p; p++) {
-				if ((unsigned char)*p < 0x20 || *p == 0x7f) {
-					dp_err("invalid $CRYPTOCOMPARE_API_KEY: it contains a control character");
-					return DP_EX_CONFIG;
-				}
-			}
-			if (!(*key = strdup(env))) {
-				dp_err("out of memory");
-				return DP_EX_SOFTWARE;
-			}
-		}
-		return 0;
-	}
-	fd = open(file, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		dp_err("cannot open api key file %s: %s", file, strerror(errno));
-		return DP_EX_NOINPUT;
-	}
-	if (fstat(fd, &sb) == 0 && (sb.st_mode & 044) && S_ISREG(sb.st_mode))
-		dp_warn("api key file %s can be read by other users (chmod 600 it)", file);
-	for (;;) {
-		ssize_t r = read(fd, buf + n, sizeof(buf) - 1 - n);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0) {
-			dp_err("cannot read api key file %s: %s", file, strerror(errno));
-			rc = DP_EX_NOINPUT;
-			break;
-		}
-		if (r == 0)
-			break;
-		n += (size_t)r;
-		if (n > KEY_MAX) {
-			dp_err("api key file %s is too large for a key", file);
-			rc = DP_EX_CONFIG;
-			break;
-		}
-	}
-	close(fd);
-	buf[n] = '\0';
-	while (rc == 0 && n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' ||
-	                            buf[n - 1] == ' ' || buf[n - 1] == '\t'))
-		buf[--n] = '\0';
-	while (rc == 0 && (buf[start] == ' ' || buf[start] == '\t'))
-		start++;
-	if (rc == 0 && start == n) {
-		dp_err("api key file %s is empty", file);
-		rc = DP_EX_CONFIG;
-	}
-	for (size_t i = start; rc == 0 && i < n; i++) {
-		if ((unsigned char)buf[i] < 0x20 || buf[i] == 0x7f) {
-			dp_err("api key file %s holds more than one line or a control character", file);
-			rc = DP_EX_CONFIG;
-		}
-	}
-	if (rc == 0 && !(*key = strdup(buf + start))) {
-		dp_err("out of memory");
-		rc = DP_EX_SOFTWARE;
-	}
-	explicit_bzero(buf, sizeof(buf));
-	return rc;
-}
-
 /* Send the key as "Authorization: Apikey KEY"; the copies are wiped. */
 static int
 set_key(struct fetch *c, const char *key)
@@ -819,8 +726,13 @@ open_fetch(void *ctx)
 	}
 	for (n = strlen(c->base_url); n > 0 && c->base_url[n - 1] == '/'; n--)
 		c->base_url[n - 1] = '\0';
-	if ((status = load_key(c->key_file, &key)) != 0)
+	/* Never from the command line; see check_key_option(). */
+	status = dp_secret_load(c->key_file, "CRYPTOCOMPARE_API_KEY", "api key", &key, &err);
+	if (status) {
+		dp_err("%s", dp_buf_str(&err));
+		dp_buf_free(&err);
 		return status;
+	}
 	if (c->state_path && (status = open_state(c)) != 0)
 		goto out;
 	if (dp_http_global_init() < 0) {
@@ -850,7 +762,7 @@ open_fetch(void *ctx)
 	}
 	dp_backoff_init(&c->backoff, c->retry_base_ms, RETRY_CAP_MS, 0.5, 0);
 out:
-	wipe_free(key);
+	dp_secret_free(key);
 	dp_buf_free(&err);
 	return status;
 }

@@ -84,3 +84,10 @@ setup() {
 	[ "$status" -eq 0 ]
 	[[ $output == *"ok candle series"* ]]
 }
+
+@test "secrets: first line of a file or the environment; refused without showing them" {
+	run "$TEST_LIB" secret
+	[ "$status" -eq 0 ]
+	[[ $output == *"api key file /tmp/dp-test-secret."*"/key holds more than one line or a control character"* ]]
+	[[ $output == *"ok secrets"* ]]
+}
