@@ -1,3 +1,6 @@
+/*
+ * cc.c -- the CryptoCompare min-api: URLs, answers, records (cc.h).
+ */
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
@@ -187,8 +190,47 @@ ratelimit_detail(jv root, struct dp_buf *msg)
 	jv_free(rl);
 }
 
+/* 1 when hay contains any of the needles (a NULL-ended list), ignoring case. */
+static int
+mentions(const char *hay, const char *const *needles)
+{
+	for (; *needles; needles++)
+		if (strcasestr(hay, *needles))
+			return 1;
+	return 0;
+}
+
+/* The table in cc.h. */
+static enum dp_cc_verdict
+classify(int type, const char *message, int has_param)
+{
+	static const char *const nopair[] = { "market does not exist for this coin pair", NULL };
+	static const char *const ratelimit[] = { "rate limit", NULL };
+	static const char *const auth[] = { "api key", "api_key", "apikey", "auth key", NULL };
+
+	if (mentions(message, nopair))
+		return DP_CC_NOPAIR;
+	if (type == 99 || mentions(message, ratelimit))
+		return DP_CC_RATELIMIT;
+	if (mentions(message, auth))
+		return DP_CC_AUTH;
+	return has_param ? DP_CC_PARAM : DP_CC_APIERR;
+}
+
+static const char *
+verdict_phrase(enum dp_cc_verdict v)
+{
+	switch (v) {
+	case DP_CC_RATELIMIT: return "rate limited";
+	case DP_CC_NOPAIR:    return "no such market or pair";
+	case DP_CC_AUTH:      return "the API wants a valid key";
+	default:              return "the API refused the request";
+	}
+}
+
 enum dp_cc_verdict
-dp_cc_parse(const char *body, size_t len, jv *root, int *type, struct dp_buf *msg)
+dp_cc_parse(const char *body, size_t len, jv *root, int *type, struct dp_buf *msg,
+            struct dp_buf *api_message)
 {
 	jv v, resp, t;
 	enum dp_cc_verdict verdict = DP_CC_OK;
@@ -230,20 +272,24 @@ dp_cc_parse(const char *body, size_t len, jv *root, int *type, struct dp_buf *ms
 	resp = get(v, "Response");
 	if (jv_get_kind(resp) == JV_KIND_STRING && strcmp(jv_string_value(resp), "Error") == 0) {
 		jv m = get(v, "Message"), p = get(v, "ParamWithError");
-		verdict = *type == 99 ? DP_CC_RATELIMIT : DP_CC_APIERR;
-		dp_buf_msgf(msg, "%s", verdict == DP_CC_RATELIMIT ? "rate limited" : "the API refused the request");
-		dp_buf_msgf(msg, " (Type %d): ", *type);
+		const char *text = jv_get_kind(m) == JV_KIND_STRING ? jv_string_value(m) : "";
+		int has_param = jv_get_kind(p) == JV_KIND_STRING;
+
+		verdict = classify(*type, text, has_param);
+		dp_buf_msgf(msg, "%s (Type %d): ", verdict_phrase(verdict), *type);
 		if (jv_get_kind(m) == JV_KIND_STRING)
 			msg->lost |= quote_jv(msg, m) < 0;
 		else
 			dp_buf_msgf(msg, "no Message");
-		if (jv_get_kind(p) == JV_KIND_STRING) {
+		if (has_param) {
 			dp_buf_msgf(msg, " (ParamWithError: ");
 			msg->lost |= quote_jv(msg, p) < 0;
 			dp_buf_msgf(msg, ")");
 		}
 		if (verdict == DP_CC_RATELIMIT)
 			ratelimit_detail(v, msg);
+		if (api_message)
+			dp_buf_msgf(api_message, "%s", text);
 		jv_free(m);
 		jv_free(p);
 		jv_free(v);
@@ -252,6 +298,19 @@ dp_cc_parse(const char *body, size_t len, jv *root, int *type, struct dp_buf *ms
 	}
 	jv_free(resp);
 	return verdict;
+}
+
+int
+dp_cc_names_pair(const char *api_message, const char *fsym, const char *tsym)
+{
+	size_t nf = strlen(fsym), nt = strlen(tsym);
+
+	for (const char *p = strchr(api_message, '('); p; p = strchr(p + 1, '(')) {
+		if (strncasecmp(p + 1, fsym, nf) == 0 && p[1 + nf] == '-' &&
+		    strncasecmp(p + 2 + nf, tsym, nt) == 0 && p[2 + nf + nt] == ')')
+			return 1;
+	}
+	return 0;
 }
 
 /* ------------------------------------------------------------------ */
@@ -350,6 +409,12 @@ dp_cc_price_record(struct dp_buf *out, jv raw, const char *fsym, const char *tsy
 		jv_free(market);
 		return -1;
 	}
+	/* Missing or null is null; a number that is no time is a broken answer. */
+	if (!isnan(ts) && !(ts >= 0 && ts <= (double)(DP_TIME_MAX_MS / 1000))) {
+		dp_buf_msgf(err, "RAW.%s.%s.LASTUPDATE: %g is not a time in seconds", fsym, tsym, ts);
+		jv_free(market);
+		return -1;
+	}
 	rc |= dp_buf_addstr(out, "{\"type\":\"price\",\"source\":\"cryptocompare\",\"market\":");
 	if (jv_get_kind(market) == JV_KIND_STRING)
 		rc |= quote_jv(out, market);
@@ -361,7 +426,7 @@ dp_cc_price_record(struct dp_buf *out, jv raw, const char *fsym, const char *tsy
 	rc |= dp_buf_addstr(out, ",\"tsym\":");
 	rc |= dp_json_quote(out, tsym, strlen(tsym));
 	rc |= dp_buf_addstr(out, ",\"ts\":");
-	if (isfinite(ts) && ts >= 0 && ts < 1e14) {
+	if (!isnan(ts)) {
 		char t[DP_TIME_BUFSZ];
 		rc |= dp_buf_addf(out, "\"%s\"", dp_time_format((int64_t)llround(ts * 1000), t));
 	} else {
@@ -403,8 +468,8 @@ dp_cc_candles_free(struct dp_cc_candle *c, size_t n)
 }
 
 int
-dp_cc_candles(jv root, bool keep_raw, struct dp_cc_candle **out, size_t *n,
-              struct dp_buf *err)
+dp_cc_candles(jv root, enum dp_cc_interval iv, bool keep_raw, struct dp_cc_candle **out,
+              size_t *n, struct dp_buf *err)
 {
 	jv data = get(root, "Data"), arr;
 	struct dp_cc_candle *c = NULL;
@@ -444,8 +509,12 @@ dp_cc_candles(jv root, bool keep_raw, struct dp_cc_candle **out, size_t *n,
 			            jv_kind_name(jv_get_kind(e)));
 			bad = 1;
 		} else if (num_field(e, "time", &t, &got) < 0 || !isfinite(t) || t != trunc(t) ||
-		           t < 0 || t > 1e12) {
+		           t < 0 || t > (double)(DP_TIME_MAX_MS / 1000)) {
 			dp_buf_msgf(err, "candle %zu: \"time\" is not a time in seconds", i);
+			bad = 1;
+		} else if (fmod(t, (double)intervals[iv].secs) != 0) {
+			dp_buf_msgf(err, "candle %zu: \"time\" %.0f is not the start of a %s "
+			            "interval", i, t, intervals[iv].name);
 			bad = 1;
 		} else {
 			c[i].time = (int64_t)t;

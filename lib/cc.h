@@ -56,9 +56,29 @@ int dp_cc_url_histo(struct dp_buf *url, const char *base, enum dp_cc_interval iv
 /* ------------------------------------------------------------------ */
 /* Responses */
 
+/*
+ * What an answer means.  The API's "Type" alone does not say: the same
+ * condition has come with different Types over the years ("... market
+ * does not exist for this coin pair" with Type 1 in 2018, cryptocompy
+ * issue #12, and with Type 2 later, see tests/fixtures/cryptocompare).
+ * So errors are told apart by their Message first, by ParamWithError
+ * next, and by Type only for rate limits (99, stable since 2018):
+ *
+ *   Message has "market does not exist for this coin pair"  NOPAIR
+ *   Message has "rate limit", or Type 99                    RATELIMIT
+ *   Message has "api key", "api_key", "apikey", "auth key"  AUTH
+ *   ParamWithError present                                  PARAM
+ *   anything else with "Response":"Error"                   APIERR
+ *
+ * (case ignored).  An HTTP status says more than the body where it
+ * speaks (401, 403, 429, 5xx): that is the caller's part.
+ */
 enum dp_cc_verdict {
 	DP_CC_OK = 0,
-	DP_CC_RATELIMIT,   /* "Response":"Error" with Type 99: try again later */
+	DP_CC_RATELIMIT,   /* try again later */
+	DP_CC_NOPAIR,      /* the market or pair does not exist: a data problem of that pair */
+	DP_CC_AUTH,        /* the API wants a valid key */
+	DP_CC_PARAM,       /* a parameter was refused (named in ParamWithError) */
 	DP_CC_APIERR,      /* any other "Response":"Error" */
 	DP_CC_MALFORMED,   /* not one JSON object */
 };
@@ -67,12 +87,19 @@ enum dp_cc_verdict {
  * Parse a body and classify it.  On DP_CC_OK *root is the parsed object
  * (caller frees with jv_free); otherwise *root is jv_null().  *type gets
  * the API's Type (-1 when absent).  For the error verdicts a message is
- * appended to msg: the API's Message and ParamWithError quoted, for rate
- * limits also the windows whose limit was reached; for MALFORMED the
- * parser's complaint.
+ * appended to msg: what it means and the Type, then the API's Message and
+ * ParamWithError quoted, for rate limits also the windows whose limit was
+ * reached; for MALFORMED the parser's complaint.  api_message (may be
+ * NULL) gets the API's Message as sent, for dp_cc_names_pair().
  */
 enum dp_cc_verdict dp_cc_parse(const char *body, size_t len, jv *root, int *type,
-                               struct dp_buf *msg);
+                               struct dp_buf *msg, struct dp_buf *api_message);
+
+/*
+ * 1 when an error Message names the pair as "(FSYM-TSYM)", ignoring case,
+ * as the NOPAIR messages do; else 0.  One Message may name several pairs.
+ */
+int dp_cc_names_pair(const char *api_message, const char *fsym, const char *tsym);
 
 /* Append the compact JSON text of v (borrowed): what --raw prints. */
 int dp_cc_dump(struct dp_buf *out, jv v) DP_MUST_CHECK;
@@ -119,11 +146,13 @@ struct dp_cc_candle {
  * Extract Data.Data[] (v2) or Data[] (v1) from root (borrowed) into a new
  * array (caller frees with dp_cc_candles_free), in the API's order.  With
  * keep_raw each candle also keeps its original object as text.  Returns 0,
- * or -1 with a message in err when the shape is wrong (no array, a candle
- * without an integral "time", a non-numeric price).
+ * or -1 with a message in err when the shape is wrong (no array, a
+ * non-numeric price) or a "time" is no open time of an iv candle: not an
+ * integral number of seconds, after the year 9999, or not on a whole
+ * minute, hour or day (UTC) as the API's candles always are.
  */
-int dp_cc_candles(jv root, bool keep_raw, struct dp_cc_candle **out, size_t *n,
-                  struct dp_buf *err);
+int dp_cc_candles(jv root, enum dp_cc_interval iv, bool keep_raw,
+                  struct dp_cc_candle **out, size_t *n, struct dp_buf *err);
 void dp_cc_candles_free(struct dp_cc_candle *c, size_t n);
 
 /* 1 when every price and volume is 0: a candle from before the coin existed. */
@@ -136,6 +165,93 @@ int dp_cc_candle_is_zero(const struct dp_cc_candle *c);
  */
 int dp_cc_ohlcv_record(struct dp_buf *out, const char *fsym, const char *tsym,
                        enum dp_cc_interval iv, const struct dp_cc_candle *c) DP_MUST_CHECK;
+
+/* ------------------------------------------------------------------ */
+/* Paging one candle series (lib/ccseries.c) */
+
+/*
+ * Which candles of one series (pair and interval) a poll asks for, in
+ * which pages, and which of the answers it prints and may record as
+ * printed for good.  Pure computation: the caller makes the requests.
+ *
+ * Closed candles.  A candle is closed when its end is at least settle_ms
+ * before the poll's clock: aggregators keep updating a candle for a few
+ * seconds after its period ends, and the local clock may run ahead of the
+ * API's.  Moreover, when the wanted range reaches the present, the last
+ * request asks up to the current period (toTs = the open time of the
+ * candle that is open by the local clock), and the newest candle of that
+ * answer counts as open whatever the local clock says: it is the one the
+ * API itself is still filling.  Open candles are printed only with
+ * include_open and are never "closed" (dp_cc_series_closed), so that a
+ * cursor never passes a candle whose final values were not printed.
+ *
+ * Direction.  When the first wanted candle is known (a cursor or a
+ * since), pages go forward from it, each printed as it comes.  Otherwise
+ * they go backward from the newest until the API has nothing older, hands
+ * out all-zero candles (before the coin existed) or, for minutes, 7 days
+ * back (all the minute history the API keeps); then everything collected
+ * is handed out at once, oldest first.
+ */
+struct dp_cc_window {
+	int64_t now_ms;          /* the clock of the poll */
+	int64_t settle_ms;       /* >= 0; at most DP_CC_MAX_LIMIT - 2 intervals count */
+	bool has_cursor;
+	int64_t cursor;          /* open time (s) of the last closed candle printed */
+	bool has_since, has_until;
+	int64_t since_ms;        /* the first candle opening at or after it */
+	int64_t until_ms;        /* only candles opening before it */
+	bool include_open;
+	unsigned page_size;      /* candles per request, 1..DP_CC_MAX_LIMIT */
+};
+
+/* Read-only for callers, apart from dp_cc_series_clear(). */
+struct dp_cc_series {
+	enum dp_cc_interval iv;
+	int64_t step;            /* seconds per candle */
+	unsigned page_size;
+	bool include_open;
+	bool forward;
+	bool live;               /* the range reaches the present */
+	int64_t lo;              /* forward: first candle time still wanted */
+	int64_t hi;              /* the newest candle time to print */
+	int64_t top;             /* toTs of the request that reaches the present */
+	int64_t open_from;       /* candles from here on are open */
+	int64_t floor_s;         /* backward: oldest time worth asking; -1 none */
+	int64_t req_to;          /* the request planned: toTs ... */
+	unsigned req_limit;      /* ... and limit */
+	bool req_live;           /* ... and whether it reaches the present */
+	struct dp_cc_candle *coll;   /* backward: collected, newest first; owned */
+	size_t ncoll, capcoll;
+	bool no_newer;           /* forward: the API had nothing from lo on */
+};
+
+/*
+ * Plan series iv for a poll with window w; s is reset first (any earlier
+ * plan is cleared).  Returns 1 when requests are needed, 0 when there is
+ * nothing new to print yet.
+ */
+int dp_cc_series_plan(struct dp_cc_series *s, enum dp_cc_interval iv,
+                      const struct dp_cc_window *w);
+
+/* The next request: its toTs (seconds) and limit (the API answers limit+1 candles). */
+void dp_cc_series_request(struct dp_cc_series *s, int64_t *to_ts, unsigned *limit);
+
+/*
+ * Take the answer to the request: k[0..n) (consumed, in any order; the
+ * array is freed).  *out gets the candles to print now, ascending, unique
+ * and never all-zero (caller frees with dp_cc_candles_free; may be none):
+ * a forward page at once, a backward collection when complete.  *done
+ * tells whether the series needs no more requests in this poll.  Returns
+ * 0, or -1 when memory runs out (nothing is handed out).
+ */
+int dp_cc_series_take(struct dp_cc_series *s, struct dp_cc_candle *k, size_t n,
+                      struct dp_cc_candle **out, size_t *nout, bool *done);
+
+/* 1 when the candle opening at t is closed (may be recorded as printed). */
+int dp_cc_series_closed(const struct dp_cc_series *s, int64_t t);
+
+/* Free what s holds; s can be planned again.  Accepts a zeroed s. */
+void dp_cc_series_clear(struct dp_cc_series *s);
 
 /* ------------------------------------------------------------------ */
 /* Cursor state (lib/ccstate.c): the last candle emitted per series */

@@ -1,3 +1,6 @@
+/*
+ * http.c -- HTTP GET on libcurl's easy interface (http.h).
+ */
 #include <stdlib.h>
 #include <string.h>
 
@@ -165,7 +168,7 @@ dp_http_resp_free(struct dp_http_resp *r)
 		return;
 	dp_buf_free(&r->body);
 	r->status = 0;
-	r->retry_after_s = -1;
+	r->retry_after_ms = -1;
 }
 
 /* Failures worth another try: the network or the server may recover. */
@@ -199,7 +202,7 @@ dp_http_get(struct dp_http *h, const char *url, struct dp_http_resp *r, struct d
 
 	dp_buf_reset(&r->body);
 	r->status = 0;
-	r->retry_after_s = -1;
+	r->retry_after_ms = -1;
 	r->transient = 0;
 	r->cancelled = 0;
 	r->elapsed_ms = 0;
@@ -219,7 +222,8 @@ dp_http_get(struct dp_http *h, const char *url, struct dp_http_resp *r, struct d
 		curl_easy_getinfo(h->curl, CURLINFO_RESPONSE_CODE, &r->status);
 #if LIBCURL_VERSION_NUM >= 0x074200
 		if (curl_easy_getinfo(h->curl, CURLINFO_RETRY_AFTER, &ra) == CURLE_OK && ra > 0)
-			r->retry_after_s = (long)ra;
+			r->retry_after_ms = ra >= DP_HTTP_RETRY_AFTER_MAX_MS / 1000
+			                    ? DP_HTTP_RETRY_AFTER_MAX_MS : (int64_t)ra * 1000;
 #endif
 		if (!r->body.data && dp_buf_addstr(&r->body, "") < 0) {
 			dp_buf_msgf(err, "out of memory");

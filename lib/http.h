@@ -22,6 +22,7 @@
 
 #include <stdatomic.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "buf.h"
 
@@ -35,10 +36,19 @@ struct dp_http_opts {
 	const atomic_int *cancel;              /* borrowed; may be NULL */
 };
 
+/*
+ * The longest Retry-After passed on.  A server may send any number
+ * (RFC 9110 10.2.3 sets no limit; curl hands on up to 2^63-1 seconds),
+ * and such a value turned into milliseconds overflows.  To a client a day
+ * and a century mean the same: not now.
+ */
+#define DP_HTTP_RETRY_AFTER_MAX_MS (INT64_C(86400) * 1000)
+
 struct dp_http_resp {
 	long status;            /* HTTP status; 0 when no response arrived */
 	struct dp_buf body;     /* the (decoded) body; owned, dp_http_resp_free */
-	long retry_after_s;     /* Retry-After in seconds, -1 when absent */
+	int64_t retry_after_ms; /* Retry-After (seconds or an HTTP date) in ms,
+	                           at most DP_HTTP_RETRY_AFTER_MAX_MS; -1 absent */
 	int transient;          /* after a failure: trying again may help */
 	int cancelled;          /* the transfer was cancelled via *cancel */
 	long elapsed_ms;        /* total time of the request */

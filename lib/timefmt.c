@@ -1,3 +1,7 @@
+/*
+ * timefmt.c -- clocks, and timestamps read and written as RFC 3339 or
+ * epoch numbers (timefmt.h).
+ */
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
@@ -53,12 +57,30 @@ days_from_civil(int64_t y, int m, int d)
 	return era * 146097 + doe - 719468;
 }
 
-int
-dp_time_parse_rfc3339(const char *s, int64_t *ms)
+/* The reason when s is not even shaped like a time. */
+static const char not_time[] = "not RFC 3339 or epoch time";
+
+static int
+leap_year(int y)
+{
+	return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+}
+
+/* Days in month mo (1..12) of year y. */
+static int
+month_days(int y, int mo)
+{
+	static const int mdays[] = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
+
+	return mo == 2 && leap_year(y) ? 29 : mdays[mo - 1];
+}
+
+static int
+rfc3339(const char *s, int64_t *ms, const char **why)
 {
 	int y, mo, d, h, mi, sec, frac = 0, tzh = 0, tzm = 0, sign = 0;
-	static const int mdays[] = { 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
 
+	*why = not_time;
 	if (digits(&s, 4, &y) || *s++ != '-' || digits(&s, 2, &mo) || *s++ != '-' ||
 	    digits(&s, 2, &d))
 		return -1;
@@ -92,40 +114,118 @@ dp_time_parse_rfc3339(const char *s, int64_t *ms)
 	} else {
 		return -1;
 	}
-	if (*s || mo < 1 || mo > 12 || d < 1 || d > mdays[mo - 1] || h > 23 ||
-	    mi > 59 || sec > 60 || tzh > 23 || tzm > 59)
+	if (*s)
+		return -1;
+	if (mo < 1 || mo > 12)
+		*why = "no such month";
+	else if (d < 1 || d > month_days(y, mo))
+		*why = "no such day in that month";
+	else if (h > 23 || mi > 59)
+		*why = "no such time of day";
+	else if (sec == 60)
+		*why = "a leap second (:60) has no epoch time";
+	else if (sec > 59)
+		*why = "no such time of day";
+	else if (tzh > 23 || tzm > 59)
+		*why = "no such UTC offset";
+	else
+		*why = NULL;
+	if (*why)
 		return -1;
 	int64_t days = days_from_civil(y, mo, d);
 	int64_t t = ((days * 24 + h) * 60 + mi) * 60 + sec;
 	t -= sign * (tzh * 3600 + tzm * 60);
-	*ms = t * 1000 + frac;
+	t = t * 1000 + frac;
+	if (t > DP_TIME_MAX_MS) {
+		*why = "after the year 9999";
+		return -1;
+	}
+	*ms = t;
+	return 0;
+}
+
+int
+dp_time_parse_rfc3339(const char *s, int64_t *ms)
+{
+	const char *why;
+
+	return rfc3339(s, ms, &why);
+}
+
+/* A JSON number without sign: 12, 12.5, 1.2e3. */
+static int
+decimal(const char *s)
+{
+	if (!isdigit((unsigned char)*s))
+		return 0;
+	while (isdigit((unsigned char)*s))
+		s++;
+	if (*s == '.') {
+		if (!isdigit((unsigned char)*++s))
+			return 0;
+		while (isdigit((unsigned char)*s))
+			s++;
+	}
+	if (*s == 'e' || *s == 'E') {
+		s++;
+		if (*s == '+' || *s == '-')
+			s++;
+		if (!isdigit((unsigned char)*s))
+			return 0;
+		while (isdigit((unsigned char)*s))
+			s++;
+	}
+	return *s == '\0';
+}
+
+static int
+epoch(const char *s, int64_t *ms, const char **why)
+{
+	char *end;
+	double v;
+
+	*why = not_time;
+	if (!decimal(s))
+		return -1;
+	errno = 0;
+	v = strtod(s, &end);
+	if (*end || errno || !isfinite(v))
+		return -1;
+	if (v < 1e11)
+		v *= 1000;
+	if (v > (double)DP_TIME_MAX_MS) {
+		*why = "after the year 9999";
+		return -1;
+	}
+	*ms = (int64_t)llround(v);
 	return 0;
 }
 
 int
 dp_time_parse_epoch(const char *s, int64_t *ms)
 {
-	char *end;
-	double v;
+	const char *why;
 
-	if (!*s || isspace((unsigned char)*s))
-		return -1;
-	errno = 0;
-	v = strtod(s, &end);
-	if (*end || errno || !isfinite(v) || v < 0 || v > 9.2e15)
-		return -1;
-	if (v < 1e11)
-		v *= 1000;
-	*ms = (int64_t)llround(v);
-	return 0;
+	return epoch(s, ms, &why);
+}
+
+int
+dp_time_parse_why(const char *s, int64_t *ms, const char **why)
+{
+	const char *w1, *w2;
+
+	if (rfc3339(s, ms, &w1) == 0 || epoch(s, ms, &w2) == 0)
+		return 0;
+	/* The RFC 3339 reason, unless s did not even look like one. */
+	if (why)
+		*why = w1 != not_time ? w1 : w2;
+	return -1;
 }
 
 int
 dp_time_parse(const char *s, int64_t *ms)
 {
-	if (dp_time_parse_rfc3339(s, ms) == 0)
-		return 0;
-	return dp_time_parse_epoch(s, ms);
+	return dp_time_parse_why(s, ms, NULL);
 }
 
 char *

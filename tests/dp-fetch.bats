@@ -14,7 +14,12 @@ FIX=$BATS_TEST_DIRNAME/fixtures/cryptocompare
 MIN=1912pro_test-coin__histominute_v1.json
 # 11 day candles, 2019-12-25 .. 2020-01-04
 DAY=davidsilva2841__histoday_v2.json
-NOW_MIN=2024-12-11T12:01:00Z       # every candle of $MIN is closed
+NOW_MIN=2024-12-11T12:01:00Z       # the 12:00 candle is the API's newest: open
+# Clocks past the whole of $MIN and $DAY, with --until before them: every
+# candle is closed (the range does not reach the present, so no candle is
+# the API's newest) and the requests end where the fixtures end.
+MIN_ALL=(--now 2024-12-11T13:00:00Z --until 2024-12-11T12:01:00Z)
+DAY_ALL=(--now 2020-01-10T00:00:00Z --until 2020-01-05T00:00:00Z)
 KEY=ccTestKey-8f2b6c1d0e9a7345     # a fake API key to look for
 
 setup() {
@@ -67,6 +72,28 @@ same() {
 state_last() { awk '!/^#/ { print $5 }' "$1" 2>/dev/null; }
 state_at_least() { local v; v=$(state_last "$1"); [[ -n $v ]] && ((v >= $2)); }
 
+# signal_in STATE SIG CMD...: run CMD (given --trace-states) in the
+# background, send SIG once the machine entered STATE, and check that it
+# ends within 1.5 s; sets status, output and stderr like bats' run.
+signal_in() {
+	local state=$1 sig=$2 pid
+	shift 2
+	"$@" > "$W/sig.out" 2> "$W/sig.err" < /dev/null &
+	pid=$!
+	BG_PID=$pid
+	wait_until 10 grep -q "\"to\":\"$state\"" "$W/sig.err" || return 1
+	kill -"$sig" "$pid"
+	wait_until 1.5 proc_gone "$pid" || return 1
+	BG_PID=
+	status=0
+	wait "$pid" || status=$?
+	output=$(< "$W/sig.out")
+	stderr=$(< "$W/sig.err")
+}
+
+# last_move: the machine's last transition as "FROM -EVENT-> TO".
+last_move() { grep '^{"cmd"' <<<"$stderr" | tail -1 | jq -r '"\(.from) -\(.event)-> \(.to)"'; }
+
 PRICE_BTC='{"type":"price","source":"cryptocompare","market":"CCCAGG","fsym":"BTC","tsym":"USD","ts":"2026-01-03T03:34:27Z","price":90176.2230825884,"open_24h":88846.1136412025,"high_24h":90940.5362669072,"low_24h":88400.8971197111,"volume_24h":30885.72287551,"volume_24h_to":2771230723.09418,"change_24h":1330.10944138591,"change_pct_24h":1.497093555220034,"mktcap":1800887889241.2793}'
 PRICE_ETH='{"type":"price","source":"cryptocompare","market":"CCCAGG","fsym":"ETH","tsym":"USD","ts":"2026-01-03T03:34:27Z","price":3120.02994706168,"open_24h":3019.37115688818,"high_24h":3148.96201674119,"low_24h":3005.74633061256,"volume_24h":391174.04956232,"volume_24h_to":1207826213.57055,"change_24h":100.65879017350017,"change_pct_24h":3.3337666998594826,"mktcap":376571634175.4037}'
 PRICES='{"routes":{"/data/pricemultifull":[{"file":"saundersconsult__pricemultifull.json"}]}}'
@@ -92,7 +119,7 @@ PRICES='{"routes":{"/data/pricemultifull":[{"file":"saundersconsult__pricemultif
 	run dp-fetch --dot
 	[ "$status" -eq 0 ]
 	[[ ${lines[0]} == 'digraph "dp-fetch" {' ]]
-	for s in idle fetching emitting waiting error backoff 'done'; do
+	for s in idle fetching emitting waiting error backoff 'done' partial failed interrupted; do
 		[[ $output == *"\"$s\" [label=\"$s\""* ]]
 	done
 	[[ $output == *'"error" -> "backoff" [label="retry"]'* ]]
@@ -128,6 +155,9 @@ PRICES='{"routes":{"/data/pricemultifull":[{"file":"saundersconsult__pricemultif
 	bad price --fsyms BTC --tsyms USD --every 10x
 	bad price --fsyms BTC --tsyms USD --max-retries -1
 	bad price --fsyms BTC --tsyms USD --base-url ftp://example.com
+	bad price --fsyms BTC --tsyms USD --settle 5s
+	bad ohlcv --fsym BTC --tsym USD --interval day --settle 2h
+	bad ohlcv --fsym BTC --tsym USD --interval day --since 2025-02-29T00:00:00Z
 	[ ! -e "$W/s" ]
 }
 
@@ -329,18 +359,155 @@ PRICES='{"routes":{"/data/pricemultifull":[{"file":"saundersconsult__pricemultif
 	serve '{"routes":{"/data/v2/histominute":[{"histo":"'$MIN'"}]}}'
 	run --separate-stderr bash -c "dp-fetch ohlcv --fsym X --tsym USD --interval minute --now $NOW_MIN > /dev/full"
 	[ "$status" -eq 74 ]
-	[[ $stderr == *"dp-fetch: cannot write to standard output: No space left on device"* ]]
+	[[ $stderr == *"dp-fetch: cannot write to stdout: No space left on device"* ]]
 	run --separate-stderr bash -c "dp-fetch ohlcv --fsym X --tsym USD --interval minute --now $NOW_MIN | head -1; echo \"rc=\${PIPESTATUS[0]}\""
 	[ "$stderr" = "" ]
 	[ "${lines[0]}" = "$(expect_ohlcv "$MIN" X USD 1m | head -1)" ]
 	[ "${lines[1]}" = "rc=0" ]
 }
 
+@test "an API error of Type 1 that is not about a key exits 69, not 77" {
+	serve '{"routes":{"/data/pricemultifull":[{"file":"joancaron__Error.json"}]}}'
+	run --separate-stderr dp-fetch price --fsyms BTC --tsyms USD
+	[ "$status" -eq 69 ]
+	[ "$stderr" = "dp-fetch: $URL/data/pricemultifull?fsyms=BTC&tsyms=USD: the API refused the request (Type 1): \"Message\"" ]
+}
+
+@test "HTTP 401 and 403 exit 77 whatever the body says" {
+	serve '{"routes":{"/data/pricemultifull":[{"status":401,"body":"no"},{"status":403,"file":"saundersconsult__error_generateAvg_missing_tsym.json"}]}}'
+	run --separate-stderr dp-fetch price --fsyms BTC --tsyms USD
+	[ "$status" -eq 77 ]
+	[ "$stderr" = "dp-fetch: HTTP 401 from $URL/data/pricemultifull?fsyms=BTC&tsyms=USD" ]
+	run --separate-stderr dp-fetch price --fsyms BTC --tsyms USD
+	[ "$status" -eq 77 ]
+	[[ $stderr == "dp-fetch: HTTP 403 from "*': the API refused the request (Type 2): "tsym is a required param." (ParamWithError: "tsym")' ]]
+	[ "$(nreq)" -eq 2 ]
+}
+
+@test "Retry-After is honored; a huge one is clamped to the 30s cap and SIGTERM ends the wait (75)" {
+	serve '{"routes":{"/data/pricemultifull":[{"status":429,"body":"","headers":{"Retry-After":"1"}},{"file":"saundersconsult__pricemultifull.json"}]}}'
+	run --separate-stderr dp-fetch price --fsyms BTC --tsyms USD --retry-base 10ms -v
+	[ "$status" -eq 0 ]
+	[ "$output" = "$PRICE_BTC" ]
+	[[ $stderr == *"HTTP 429 from $URL/data/pricemultifull?fsyms=BTC&tsyms=USD; retry 1 of 5 in 1s"* ]]
+	[ "$(jq -s '.[1].t - .[0].t >= 1' "$W/requests")" = true ]
+	kill "$SRV_PID"; wait "$SRV_PID" 2>/dev/null || true; rm -f "$W/port" "$W/requests"
+	# 2^63-1 seconds: as milliseconds it would overflow.
+	serve '{"routes":{"/data/pricemultifull":[{"status":429,"body":"","headers":{"Retry-After":"9223372036854775807"}}]}}'
+	signal_in backoff TERM dp-fetch price --fsyms BTC --tsyms USD -v --trace-states
+	[ "$status" -eq 75 ]
+	[ "$output" = "" ]
+	[[ $stderr == *"HTTP 429 from $URL/data/pricemultifull?fsyms=BTC&tsyms=USD; retry 1 of 5 in 30s (the server asks for 1d)"* ]]
+	[[ $stderr == *"dp-fetch: interrupted before the fetch was complete"* ]]
+	[ "$(last_move)" = "backoff -interrupt-> interrupted" ]
+}
+
+# --- pairs and markets that do not exist --------------------------------------------
+
+@test "price: a market without one of the pairs (Type 1): the others are printed, the missing one named, exit 1" {
+	serve '{"routes":{"/data/pricemultifull":[{"file":"ttsteiger_cryptocompy_issue12__error_market_pair_missing.json"},{"file":"joancaron__Prices_MultiFull.json"}]}}'
+	run --separate-stderr dp-fetch price --fsyms ETH --tsyms BTC,USD --market Binance --trace-states
+	[ "$status" -eq 1 ]
+	[ "$(jq -r '"\(.fsym)/\(.tsym) \(.price)"' <<<"$output")" = "ETH/BTC $(jq -r .RAW.ETH.BTC.PRICE "$FIX/joancaron__Prices_MultiFull.json")" ]
+	[ "$(grep -v '^{' <<<"$stderr")" = 'dp-fetch: no price for ETH/USD: no such market or pair (Type 1): "Binance market does not exist for this coin pair (ETH-USD)"' ]
+	[ "$(jq -r '"\(.query.fsyms) \(.query.tsyms) \(.query.e)"' "$W/requests" | paste -sd,)" = "ETH BTC,USD Binance,ETH BTC Binance" ]
+	[ "$(last_move)" = "emitting -finished_partial-> partial" ]
+}
+
+@test "price: several fsyms, one pair missing (Type 2): one request per fsym for the rest" {
+	serve '{"routes":{"/data/pricemultifull":[{"file":"scroll17_crypto-x-action__error_market_pair_missing.json"},{"file":"saundersconsult__pricemultifull.json"}]}}'
+	run --separate-stderr dp-fetch price --fsyms BTC,ETH --tsyms USD,BTCDDD
+	[ "$status" -eq 1 ]
+	[ "$output" = "$(printf '%s\n%s' "$PRICE_BTC" "$PRICE_ETH")" ]
+	[ "$stderr" = 'dp-fetch: no price for ETH/BTCDDD: no such market or pair (Type 2): "cccagg_or_exchange market does not exist for this coin pair (ETH-BTCDDD)"
+dp-fetch: no price for BTC/BTCDDD in the response' ]
+	[ "$(jq -r '"\(.query.fsyms) \(.query.tsyms)"' "$W/requests" | paste -sd,)" = "BTC,ETH USD,BTCDDD,BTC USD,BTCDDD,ETH USD" ]
+}
+
+@test "price: a refusal that names no pair asked for is narrowed down pair by pair" {
+	serve '{"routes":{"/data/pricemultifull":[{"file":"ttsteiger_cryptocompy_issue12__error_market_pair_missing.json"},{"file":"saundersconsult__pricemultifull.json"},{"file":"ttsteiger_cryptocompy_issue12__error_market_pair_missing.json"}]}}'
+	run --separate-stderr dp-fetch price --fsyms BTC --tsyms USD,EUR --market Binance
+	[ "$status" -eq 1 ]
+	[ "$output" = "$PRICE_BTC" ]
+	[ "$stderr" = 'dp-fetch: no price for BTC/EUR: no such market or pair (Type 1): "Binance market does not exist for this coin pair (ETH-USD)"' ]
+	[ "$(jq -r '"\(.query.fsyms) \(.query.tsyms)"' "$W/requests" | paste -sd,)" = "BTC USD,EUR,BTC USD,BTC EUR" ]
+}
+
+@test "ohlcv: a pair that does not exist is skipped, the others printed and recorded, exit 1" {
+	serve '{"routes":{"/data/v2/histoday":[{"file":"scroll17_crypto-x-action__error_market_pair_missing.json"},{"histo":"'$DAY'"}]}}'
+	S=$W/state
+	run --separate-stderr dp-fetch ohlcv --fsym ETH --tsym BTCDDD,USD --interval day "${DAY_ALL[@]}" --state "$S" --trace-states
+	[ "$status" -eq 1 ]
+	same "$(expect_ohlcv "$DAY" ETH USD 1d)"
+	[ "$(grep -v '^{' <<<"$stderr")" = 'dp-fetch: no candles for ETH/BTCDDD 1d: no such market or pair (Type 2): "cccagg_or_exchange market does not exist for this coin pair (ETH-BTCDDD)"' ]
+	[ "$(grep -v '^#' "$S")" = "ETH USD 1d - 1578096000 2020-01-04T00:00:00Z" ]
+	grep -q '"from":"fetching","event":"missing","to":"emitting"' <<<"$stderr"
+}
+
+# --- times that do not exist ----------------------------------------------------------
+
+@test "impossible dates are refused: options (64), the state file (65), the API's candles and prices (65)" {
+	run --separate-stderr dp-fetch ohlcv --fsym X --tsym USD --interval minute --since 2025-02-29T00:00:00Z
+	[ "$status" -eq 64 ]
+	[[ $stderr == "dp-fetch: invalid --since '2025-02-29T00:00:00Z': no such day in that month; expected RFC 3339"* ]]
+	run --separate-stderr dp-fetch ohlcv --fsym X --tsym USD --interval minute --until 2024-04-31T00:00:00Z
+	[ "$status" -eq 64 ]
+	[[ $stderr == "dp-fetch: invalid --until '2024-04-31T00:00:00Z': no such day in that month;"* ]]
+	run --separate-stderr dp-fetch price --fsyms X --tsyms USD --now 2016-12-31T23:59:60Z
+	[ "$status" -eq 64 ]
+	[[ $stderr == *"a leap second (:60) has no epoch time"* ]]
+	serve '{"routes":{"/data/v2/histominute":[{"json":{"Response":"Success","Data":{"Data":[{"time":1733916541,"open":1,"high":1,"low":1,"close":1,"volumefrom":1,"volumeto":1}]}}},{"json":{"Response":"Success","Data":{"Data":[{"time":253402300800,"open":1}]}}}],"/data/pricemultifull":[{"json":{"RAW":{"BTC":{"USD":{"PRICE":1,"LASTUPDATE":1e15}}}}}]}}'
+	S=$W/state
+	printf '# dp-fetch state\nX USD 1m - 1733916540 2025-02-29T11:29:00Z\n' > "$S"
+	run --separate-stderr dp-fetch ohlcv --fsym X --tsym USD --interval minute --state "$S"
+	[ "$status" -eq 65 ]
+	[ "$stderr" = "dp-fetch: $S:2: TIME '2025-02-29T11:29:00Z' is not a time: no such day in that month" ]
+	printf 'X USD 1m - 1733916540 2024-12-11T11:30:00Z\n' > "$S"
+	run --separate-stderr dp-fetch ohlcv --fsym X --tsym USD --interval minute --state "$S"
+	[ "$status" -eq 65 ]
+	[ "$stderr" = "dp-fetch: $S:1: TIME 2024-12-11T11:30:00Z does not match LAST 1733916540 (2024-12-11T11:29:00Z)" ]
+	printf 'X USD 1m - 1733916541\n' > "$S"
+	run --separate-stderr dp-fetch ohlcv --fsym X --tsym USD --interval minute --state "$S"
+	[ "$status" -eq 65 ]
+	[ "$stderr" = "dp-fetch: $S:1: LAST 1733916541 is not the open time of a 1m candle" ]
+	[ "$(nreq)" -eq 0 ]
+	run --separate-stderr dp-fetch ohlcv --fsym X --tsym USD --interval minute
+	[ "$status" -eq 65 ]
+	[[ $stderr == *': candle 0: "time" 1733916541 is not the start of a minute interval' ]]
+	run --separate-stderr dp-fetch ohlcv --fsym X --tsym USD --interval minute
+	[ "$status" -eq 65 ]
+	[[ $stderr == *': candle 0: "time" is not a time in seconds' ]]
+	run --separate-stderr dp-fetch price --fsyms BTC --tsyms USD
+	[ "$status" -eq 65 ]
+	[[ $stderr == *"RAW.BTC.USD.LASTUPDATE: 1e+15 is not a time in seconds" ]]
+	[ "$output" = "" ]
+}
+
+# --- signals in every state --------------------------------------------------------------
+
+@test "SIGTERM during a request: a one-shot run exits 75 at once, --every exits 0" {
+	serve '{"routes":{"/data/pricemultifull":[{"file":"saundersconsult__pricemultifull.json","delay":10}]}}'
+	signal_in fetching TERM dp-fetch price --fsyms BTC --tsyms USD --trace-states
+	[ "$status" -eq 75 ]
+	[ "$output" = "" ]
+	[ "$(last_move)" = "fetching -interrupt-> interrupted" ]
+	signal_in fetching TERM dp-fetch price --fsyms BTC --tsyms USD --every 1m --trace-states
+	[ "$status" -eq 0 ]
+	[ "$(last_move)" = "fetching -stop-> done" ]
+}
+
+@test "SIGTERM during a retry's backoff with --every exits 0 at once" {
+	serve '{"routes":{"/data/pricemultifull":[{"file":"BittyTax_issue381__error_rate_limit.json"}]}}'
+	signal_in backoff INT dp-fetch price --fsyms BTC --tsyms USD --every 1m --retry-base 30s --trace-states
+	[ "$status" -eq 0 ]
+	[ "$(last_move)" = "backoff -stop-> done" ]
+}
+
 # --- candles --------------------------------------------------------------------
 
 @test "ohlcv pages the 2001-point minute history backwards, oldest first, no duplicates or gaps" {
 	serve '{"routes":{"/data/v2/histominute":[{"histo":"'$MIN'"}]}}'
-	run --separate-stderr dp-fetch ohlcv --fsym X --tsym USD --interval minute --now "$NOW_MIN" --page-size 500
+	run --separate-stderr dp-fetch ohlcv --fsym X --tsym USD --interval minute "${MIN_ALL[@]}" --page-size 500
 	[ "$status" -eq 0 ]
 	same "$(expect_ohlcv "$MIN" X USD 1m)"
 	[ "${#lines[@]}" -eq 2001 ]
@@ -352,12 +519,12 @@ PRICES='{"routes":{"/data/pricemultifull":[{"file":"saundersconsult__pricemultif
 
 @test "ohlcv stops at the zero-filled candles from before the coin existed" {
 	serve '{"routes":{"/data/v2/histoday":[{"histo":"'$DAY'","zero_fill":true}]}}'
-	run --separate-stderr dp-fetch ohlcv --fsym BTC --tsym USD --interval day --now 2020-01-05T00:00:00Z --page-size 5
+	run --separate-stderr dp-fetch ohlcv --fsym BTC --tsym USD --interval day "${DAY_ALL[@]}" --page-size 5
 	[ "$status" -eq 0 ]
 	same "$(expect_ohlcv "$DAY" BTC USD 1d)"
 	[ "$(nreq)" -eq 3 ]
 	# Forward from a --since before the coin: the zeros are skipped too.
-	run dp-fetch ohlcv --fsym BTC --tsym USD --interval 1d --since 2019-11-01T00:00:00Z --now 2020-01-05T00:00:00Z --page-size 30
+	run dp-fetch ohlcv --fsym BTC --tsym USD --interval 1d --since 2019-11-01T00:00:00Z "${DAY_ALL[@]}" --page-size 30
 	[ "$status" -eq 0 ]
 	same "$(expect_ohlcv "$DAY" BTC USD 1d)"
 }
@@ -378,7 +545,7 @@ PRICES='{"routes":{"/data/pricemultifull":[{"file":"saundersconsult__pricemultif
 
 @test "rate limits in the middle of paging are retried and the result is complete" {
 	serve '{"routes":{"/data/v2/histominute":[{"histo":"'$MIN'"},{"file":"BittyTax_issue381__error_rate_limit.json","times":2},{"histo":"'$MIN'"}]}}'
-	run --separate-stderr dp-fetch ohlcv --fsym X --tsym USD --interval minute --now "$NOW_MIN" --page-size 700 --retry-base 10ms
+	run --separate-stderr dp-fetch ohlcv --fsym X --tsym USD --interval minute "${MIN_ALL[@]}" --page-size 700 --retry-base 10ms
 	[ "$status" -eq 0 ]
 	same "$(expect_ohlcv "$MIN" X USD 1m)"
 	[ "$(nreq)" -eq 6 ]
@@ -386,14 +553,14 @@ PRICES='{"routes":{"/data/pricemultifull":[{"file":"saundersconsult__pricemultif
 
 @test "ohlcv --raw prints each Data.Data[] candle unchanged" {
 	serve '{"routes":{"/data/v2/histoday":[{"histo":"'$DAY'"}]}}'
-	run dp-fetch ohlcv --fsym BTC --tsym USD --interval day --now 2020-01-05T00:00:00Z --raw
+	run dp-fetch ohlcv --fsym BTC --tsym USD --interval day "${DAY_ALL[@]}" --raw
 	[ "$status" -eq 0 ]
 	[ "$output" = "$(jq -c '.Data.Data[]' "$FIX/$DAY")" ]
 }
 
 @test "a v1-layout body (Data[] at the top) is read too; a server ignoring toTs ends the paging" {
 	serve '{"routes":{"/data/v2/histohour":[{"file":"saundersconsult__histohour_v1.json"}]}}'
-	run --separate-stderr dp-fetch ohlcv --fsym BTC --tsym USD --interval hour --now 2026-01-04T00:00:00Z
+	run --separate-stderr dp-fetch ohlcv --fsym BTC --tsym USD --interval hour --now 2026-01-04T00:00:00Z --until 2026-01-03T04:00:00Z
 	[ "$status" -eq 0 ]
 	same "$(expect_ohlcv saundersconsult__histohour_v1.json BTC USD 1h)"
 	[ "${#lines[@]}" -eq 11 ]
@@ -410,7 +577,7 @@ PRICES='{"routes":{"/data/pricemultifull":[{"file":"saundersconsult__pricemultif
 
 @test "pairs of --fsym and --tsym lists are fetched one after the other" {
 	serve '{"routes":{"/data/v2/histoday":[{"histo":"'$DAY'"}]}}'
-	run dp-fetch ohlcv --fsym BTC,ETH --tsym USD --interval day --since 2020-01-03T00:00:00Z --now 2020-01-05T00:00:00Z
+	run dp-fetch ohlcv --fsym BTC,ETH --tsym USD --interval day --since 2020-01-03T00:00:00Z "${DAY_ALL[@]}"
 	[ "$status" -eq 0 ]
 	same "$(expect_ohlcv "$DAY" BTC USD 1d 'select(.time >= 1578009600)'; expect_ohlcv "$DAY" ETH USD 1d 'select(.time >= 1578009600)')"
 }
@@ -427,8 +594,9 @@ PRICES='{"routes":{"/data/pricemultifull":[{"file":"saundersconsult__pricemultif
 	f --now "$NOW_MIN" > "$W/run2"
 	f --now "$NOW_MIN" > "$W/run3"
 	[ ! -s "$W/run3" ]
-	[ "$(cat "$W/run1" "$W/run2")" = "$(expect_ohlcv "$MIN" X USD 1m 'select(.time >= 1733914800)')" ]
-	[ "$(grep -v '^#' "$S")" = "X USD 1m - 1733918400 2024-12-11T12:00:00Z" ]
+	# 12:00 is the newest candle the API has: still open for it.
+	[ "$(cat "$W/run1" "$W/run2")" = "$(expect_ohlcv "$MIN" X USD 1m 'select(.time >= 1733914800 and .time < 1733918400)')" ]
+	[ "$(grep -v '^#' "$S")" = "X USD 1m - 1733918340 2024-12-11T11:59:00Z" ]
 	# A run without --since starts from the state, not from the whole history.
 	run dp-fetch ohlcv --fsym X --tsym USD --interval minute --state "$S" --now "$NOW_MIN"
 	[ "$status" -eq 0 ]
@@ -440,23 +608,26 @@ PRICES='{"routes":{"/data/pricemultifull":[{"file":"saundersconsult__pricemultif
 @test "--state with --include-open: the open candle is printed again once closed, never recorded while open" {
 	serve '{"routes":{"/data/v2/histominute":[{"histo":"'$MIN'"}]}}'
 	S=$W/state
-	f() { dp-fetch ohlcv --fsym X --tsym USD --interval minute --since 2024-12-11T11:58:00Z --state "$S" --include-open "$@"; }
-	run f --now 2024-12-11T12:00:30Z
-	[ "${#lines[@]}" -eq 3 ]
-	[ "$(state_last "$S")" -eq 1733918340 ]
-	run f --now 2024-12-11T12:00:40Z
-	same "$(expect_ohlcv "$MIN" X USD 1m 'select(.time == 1733918400)')"
-	run f --now "$NOW_MIN"
-	same "$(expect_ohlcv "$MIN" X USD 1m 'select(.time == 1733918400)')"
-	[ "$(state_last "$S")" -eq 1733918400 ]
-	run f --now "$NOW_MIN"
-	[ "$output" = "" ]
+	f() { dp-fetch ohlcv --fsym X --tsym USD --interval minute --since 2024-12-11T11:28:00Z --state "$S" --include-open "$@"; }
+	run f --now 2024-12-11T11:30:30Z
+	same "$(expect_ohlcv "$MIN" X USD 1m 'select(.time >= 1733916480 and .time <= 1733916600)')"
+	[ "$(state_last "$S")" -eq 1733916540 ]
+	run f --now 2024-12-11T11:30:40Z
+	same "$(expect_ohlcv "$MIN" X USD 1m 'select(.time == 1733916600)')"
+	[ "$(state_last "$S")" -eq 1733916540 ]
+	# 11:30 has closed (and settled): printed once more and recorded; 11:31 is open.
+	run f --now 2024-12-11T11:31:10Z
+	same "$(expect_ohlcv "$MIN" X USD 1m 'select(.time == 1733916600 or .time == 1733916660)')"
+	[ "$(state_last "$S")" -eq 1733916600 ]
+	run f --now 2024-12-11T11:31:10Z
+	same "$(expect_ohlcv "$MIN" X USD 1m 'select(.time == 1733916660)')"
+	[ "$(state_last "$S")" -eq 1733916600 ]
 }
 
 @test "--state: a run killed with SIGKILL mid-output is completed by the next, each candle once" {
 	serve '{"routes":{"/data/v2/histominute":[{"histo":"'$MIN'","delay":0.2}]}}'
 	S=$W/state
-	args=(ohlcv --fsym X --tsym USD --interval minute --since 2024-12-10T02:40:00Z --now "$NOW_MIN" --page-size 250 --state "$S")
+	args=(ohlcv --fsym X --tsym USD --interval minute --since 2024-12-10T02:40:00Z "${MIN_ALL[@]}" --page-size 250 --state "$S")
 	dp-fetch "${args[@]}" > "$W/run1" &
 	BG_PID=$!
 	# One page printed and committed: the kill lands while it waits for the next.
@@ -489,6 +660,46 @@ PRICES='{"routes":{"/data/pricemultifull":[{"file":"saundersconsult__pricemultif
 	[ "$(nreq)" -eq 0 ]
 }
 
+@test "a --state file in a missing directory: the error names the directory (74)" {
+	serve '{"routes":{"/data/v2/histominute":[{"histo":"'$MIN'"}]}}'
+	run --separate-stderr dp-fetch ohlcv --fsym X --tsym USD --interval minute --state "$W/nodir/sub/state"
+	[ "$status" -eq 74 ]
+	[ "$stderr" = "dp-fetch: cannot open lock file $W/nodir/sub/state.lock: directory $W/nodir/sub does not exist" ]
+	[ "$(nreq)" -eq 0 ]
+}
+
+# --- closed candles -----------------------------------------------------------------
+
+@test "--settle: a candle is closed only that long after its end (default 5s)" {
+	serve '{"routes":{"/data/v2/histominute":[{"histo":"'$MIN'"}]}}'
+	f() { dp-fetch ohlcv --fsym X --tsym USD --interval minute --since 2024-12-11T11:27:00Z "$@"; }
+	# 11:29 ended 3 s ago.
+	run f --now 2024-12-11T11:30:03Z
+	same "$(expect_ohlcv "$MIN" X USD 1m 'select(.time >= 1733916420 and .time <= 1733916480)')"
+	run f --now 2024-12-11T11:30:03Z --settle 2s
+	same "$(expect_ohlcv "$MIN" X USD 1m 'select(.time >= 1733916420 and .time <= 1733916540)')"
+	run f --now 2024-12-11T11:30:00Z --settle 0
+	same "$(expect_ohlcv "$MIN" X USD 1m 'select(.time >= 1733916420 and .time <= 1733916540)')"
+	# The request reaches the present: toTs is the open candle, 11:30.
+	[ "$(jq -r .query.toTs "$W/requests" | sort -u)" = 1733916600 ]
+}
+
+@test "the API's newest candle is open whatever our clock says; printed with its final values once the API moved on" {
+	# The API's clock is behind ours: at our 11:31:30 its newest candle is
+	# 11:30, which it is still filling.  Next run it has 11:31.
+	serve '{"routes":{"/data/v2/histominute":[{"histo":"'$MIN'","clock":1733916600,"times":1},{"histo":"'$MIN'","clock":1733916660}]}}'
+	S=$W/state
+	f() { dp-fetch ohlcv --fsym X --tsym USD --interval minute --since 2024-12-11T11:25:00Z --state "$S" "$@"; }
+	run f --now 2024-12-11T11:31:30Z
+	[ "$status" -eq 0 ]
+	same "$(expect_ohlcv "$MIN" X USD 1m 'select(.time >= 1733916300 and .time < 1733916600)')"
+	[ "$(state_last "$S")" -eq 1733916540 ]
+	run f --now 2024-12-11T11:31:40Z
+	[ "$status" -eq 0 ]
+	same "$(expect_ohlcv "$MIN" X USD 1m 'select(.time == 1733916600)')"
+	[ "$(state_last "$S")" -eq 1733916600 ]
+}
+
 # --- repeated polls ---------------------------------------------------------------
 
 @test "--every polls on wall-clock boundaries and --count stops it" {
@@ -512,7 +723,7 @@ PRICES='{"routes":{"/data/pricemultifull":[{"file":"saundersconsult__pricemultif
 
 @test "--every: SIGTERM while waiting ends at once with 0; candles continue from memory" {
 	serve '{"routes":{"/data/v2/histoday":[{"histo":"'$DAY'"}]}}'
-	dp-fetch ohlcv --fsym BTC --tsym USD --interval day --every 1h --trace-states > "$W/out" 2> "$W/err" &
+	dp-fetch ohlcv --fsym BTC --tsym USD --interval day --until 2020-01-05T00:00:00Z --every 1h --trace-states > "$W/out" 2> "$W/err" &
 	BG_PID=$!
 	wait_until 10 grep -q '"to":"waiting"' "$W/err"
 	kill -TERM "$BG_PID"
@@ -525,6 +736,18 @@ PRICES='{"routes":{"/data/pricemultifull":[{"file":"saundersconsult__pricemultif
 	[ "$(tail -1 "$W/err")" = "$(tail -1 "$W/err" | jq -c 'select(.from == "waiting" and .event == "stop" and .to == "done")')" ]
 }
 
+@test "--every: a poll with nothing new waits for the next; candle polls start --settle after the boundary" {
+	serve '{"routes":{"/data/v2/histoday":[{"histo":"'$DAY'"}]}}'
+	run --separate-stderr dp-fetch ohlcv --fsym BTC --tsym USD --interval day --until 2020-01-05T00:00:00Z --every 1s --count 3 --settle 300ms --trace-states
+	[ "$status" -eq 0 ]
+	[ "$output" = "$(expect_ohlcv "$DAY" BTC USD 1d)" ]
+	[ "$(nreq)" -eq 2 ]
+	[ "$(grep -c '"from":"fetching","event":"poll_done","to":"waiting"' <<<"$stderr")" -eq 1 ]
+	[ "$(last_move)" = "fetching -finished-> done" ]
+	# Polls 2 and 3 start 300 ms past a whole second.
+	[ "$(grep '^{' <<<"$stderr" | jq -r 'select(.event == "tick") | .t' | grep -c '\.3[0-9][0-9]Z$')" -eq 2 ]
+}
+
 @test "--trace-states prints each transition as NDJSON" {
 	serve "$PRICES"
 	run --separate-stderr dp-fetch price --fsyms BTC --tsyms USD --trace-states
@@ -535,13 +758,16 @@ PRICES='{"routes":{"/data/pricemultifull":[{"file":"saundersconsult__pricemultif
 
 # --- shipped files ------------------------------------------------------------------
 
-@test "the man page passes mandoc -Tlint and documents both record schemas" {
+@test "the man page passes mandoc -Tlint -Wstyle, documents both record schemas and warns against piping --state" {
 	command -v mandoc >/dev/null || skip "mandoc is not installed"
-	run mandoc -Tlint -Wwarning "$DP_ROOT/man/dp-fetch.1"
-	[ "$status" -eq 0 ]
+	run mandoc -Tlint -Wstyle "$DP_ROOT/man/dp-fetch.1"
+	# Only the references to pages that are not installed here may be noted.
+	[ "$(grep -v 'STYLE: referenced manual not found' <<<"$output")" = "" ]
 	text=$(mandoc -Tutf8 "$DP_ROOT/man/dp-fetch.1" | col -b)
 	for f in '"type":"price"' volume_24h_to change_pct_24h mktcap '"type":"ohlcv"' volume_from volume_to \
-	         'EXIT STATUS' ENVIRONMENT FILES EXAMPLES crontab; do
+	         'EXIT STATUS' ENVIRONMENT FILES EXAMPLES crontab --settle \
+	         'Do not pipe dp-fetch --state straight into dp-publish(1)' 'WRONG: when dp-publish fails' \
+	         'examples/cron-fetch.sh' 'spool'; do
 		[[ $text == *"$f"* ]] || { echo "man page lacks $f"; return 1; }
 	done
 }
@@ -561,12 +787,32 @@ PRICES='{"routes":{"/data/pricemultifull":[{"file":"saundersconsult__pricemultif
 	# A stand-in for dp-publish that appends what it is given.
 	printf '#!/bin/sh\ncat >> %q\n' "$W/published" > "$W/fakebin/dp-publish"
 	chmod +x "$W/fakebin/dp-publish"
-	export DP_FETCH_DIR=$W/cron DP_FETCH_ARGS="--now 2020-01-05T00:00:00Z"
+	export DP_FETCH_DIR=$W/cron DP_FETCH_ARGS="${DAY_ALL[*]}"
 	PATH=$W/fakebin:$PATH run "$DP_ROOT/examples/cron-fetch.sh" BTC USD day prices
 	[ "$status" -eq 0 ]
 	PATH=$W/fakebin:$PATH run "$DP_ROOT/examples/cron-fetch.sh" BTC USD day prices
 	[ "$status" -eq 0 ]
 	[ "$(cat "$W/published")" = "$(expect_ohlcv "$DAY" BTC USD 1d)" ]
+}
+
+@test "examples/cron-fetch.sh keeps the spool when dp-publish fails (69) and publishes it with the next run" {
+	serve '{"routes":{"/data/v2/histoday":[{"histo":"'$DAY'"}]}}'
+	mkdir -p "$W/fakebin"
+	# A dp-publish whose topic does not exist until $W/topic is there.
+	printf '#!/bin/sh\n[ -e %q ] || { echo "dp-publish: topic does not exist" >&2; exit 69; }\ncat >> %q\n' \
+		"$W/topic" "$W/published" > "$W/fakebin/dp-publish"
+	chmod +x "$W/fakebin/dp-publish"
+	export DP_FETCH_DIR=$W/cron
+	DP_FETCH_ARGS="--now 2020-01-10T00:00:00Z --until 2020-01-01T00:00:00Z" PATH=$W/fakebin:$PATH \
+		run --separate-stderr "$DP_ROOT/examples/cron-fetch.sh" BTC USD day candles
+	[ "$status" -eq 69 ]
+	[ ! -e "$W/published" ]
+	[ "$(cat "$W/cron/BTC-USD-day.spool")" = "$(expect_ohlcv "$DAY" BTC USD 1d 'select(.time < 1577836800)')" ]
+	touch "$W/topic"
+	DP_FETCH_ARGS="${DAY_ALL[*]}" PATH=$W/fakebin:$PATH run "$DP_ROOT/examples/cron-fetch.sh" BTC USD day candles
+	[ "$status" -eq 0 ]
+	[ "$(cat "$W/published")" = "$(expect_ohlcv "$DAY" BTC USD 1d)" ]
+	[ ! -e "$W/cron/BTC-USD-day.spool" ]
 }
 
 # --- Kafka ----------------------------------------------------------------------------
@@ -576,8 +822,8 @@ PRICES='{"routes":{"/data/pricemultifull":[{"file":"saundersconsult__pricemultif
 		skip "bin/dp-publish or bin/dp-tail is not built yet"
 	serve '{"routes":{"/data/v2/histoday":[{"histo":"'$DAY'"}]}}'
 	topic=$(uniq_name fetch)
-	dp-fetch ohlcv --fsym BTC --tsym USD --interval day --now 2020-01-05T00:00:00Z > "$W/want"
-	run bash -c "dp-fetch ohlcv --fsym BTC --tsym USD --interval day --now 2020-01-05T00:00:00Z |
+	dp-fetch ohlcv --fsym BTC --tsym USD --interval day "${DAY_ALL[@]}" > "$W/want"
+	run bash -c "dp-fetch ohlcv --fsym BTC --tsym USD --interval day ${DAY_ALL[*]} |
 		dp-publish -t '$topic' -X allow.auto.create.topics=true"
 	[ "$status" -eq 0 ] || skip "dp-publish could not create topic $topic: $output"
 	run dp-tail -t "$topic" --from beginning --exit

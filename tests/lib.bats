@@ -59,3 +59,42 @@ setup() {
 	run "$TEST_LIB" base64
 	[ "$status" -eq 0 ]
 }
+
+@test "times: impossible dates are refused with the reason, never rolled over" {
+	run "$TEST_LIB" times
+	[ "$status" -eq 0 ]
+	[[ $output == *"refused 2025-02-29T00:00:00Z: no such day in that month"* ]]
+	[[ $output == *"refused 2016-12-31T23:59:60Z: a leap second (:60) has no epoch time"* ]]
+}
+
+@test "backoff: doubling to the cap, jitter within bounds, hints, no overflow, sleeps a signal ends" {
+	run "$TEST_LIB" backoff
+	[ "$status" -eq 0 ]
+	[[ $output == *"ok backoff"* ]]
+}
+
+@test "files: atomic replace keeps the mode; a missing directory is named; locks exclude" {
+	run "$TEST_LIB" file
+	[ "$status" -eq 0 ]
+	[[ $output == *"cannot create a temporary file next to state file "*"/no/such/state: directory "*"/no/such does not exist"* ]]
+}
+
+@test "cryptocompare errors are told apart by Message, not by Type alone" {
+	run "$TEST_LIB" ccerrors
+	[ "$status" -eq 0 ]
+	[[ $output == *'no such market or pair (Type 1): "Binance market does not exist for this coin pair (ETH-USD)"'* ]]
+	[[ $output == *'no such market or pair (Type 2): "cccagg_or_exchange market does not exist'* ]]
+}
+
+@test "candle series: settled, the API's newest open, pages that reach the present" {
+	run "$TEST_LIB" ccseries
+	[ "$status" -eq 0 ]
+	[[ $output == *"ok candle series"* ]]
+}
+
+@test "secrets: first line of a file or the environment; refused without showing them" {
+	run "$TEST_LIB" secret
+	[ "$status" -eq 0 ]
+	[[ $output == *"api key file /tmp/dp-test-secret."*"/key holds more than one line or a control character"* ]]
+	[[ $output == *"ok secrets"* ]]
+}

@@ -22,6 +22,9 @@ object with any of:
                         first, in the v2 envelope)
     "zero_fill": true   with histo: slots before the first candle are
                         all-zero candles, as the API gives before a coin existed
+    "clock": T          with histo: the API's clock, epoch seconds: candles
+                        opening after T do not exist yet (an API whose clock
+                        is behind the client's)
     "status": N         HTTP status (default 200)
     "delay": SECONDS    wait before answering
     "truncate": N       send only the first N bytes of the body (with a
@@ -90,6 +93,8 @@ class Scenario:
 
 def histo_body(scn, entry, path, query):
     candles = scn.candles(entry["histo"])
+    if "clock" in entry:
+        candles = [c for c in candles if c["time"] <= int(entry["clock"])]
     step = STEPS.get(path.rsplit("/", 1)[-1], 60)
     limit = int(query.get("limit", "1440"))
     last = candles[-1]["time"] if candles else 0

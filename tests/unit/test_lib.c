@@ -5,23 +5,31 @@
  * usage: test_lib CASE    (tests/lib.bats runs each case)
  * Prints what it observed; exits 0 when the case holds, 1 otherwise.
  */
+#include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <jv.h>
 
+#include "backoff.h"
 #include "base64.h"
 #include "buf.h"
+#include "cc.h"
 #include "cli.h"
+#include "exit.h"
 #include "expr.h"
+#include "file.h"
 #include "jqfast.h"
 #include "json.h"
 #include "lines.h"
 #include "log.h"
+#include "secret.h"
 #include "timefmt.h"
 
 #define CHECK(cond) do { if (!(cond)) { \
@@ -430,6 +438,355 @@ t_base64(void)
 	return 0;
 }
 
+/* A time that must be refused, and the reason given. */
+static int
+refused(const char *s, const char *why_part)
+{
+	int64_t ms = 42;
+	const char *why = NULL;
+
+	if (dp_time_parse_why(s, &ms, &why) == 0 || ms != 42) {
+		printf("accepted %s\n", s);
+		return 0;
+	}
+	printf("refused %s: %s\n", s, why);
+	return why && strstr(why, why_part) != NULL;
+}
+
+static int
+t_times(void)
+{
+	int64_t ms;
+
+	/* Days that exist, including leap days. */
+	CHECK(dp_time_parse("2024-02-29T00:00:00Z", &ms) == 0 && ms == 1709164800000);
+	CHECK(dp_time_parse("2000-02-29T12:00:00Z", &ms) == 0 && ms == 951825600000);
+	CHECK(dp_time_parse("2024-12-31T23:59:59.999Z", &ms) == 0 && ms == 1735689599999);
+	CHECK(dp_time_parse("9999-12-31T23:59:59.999Z", &ms) == 0 && ms == DP_TIME_MAX_MS);
+	/* Days that do not: never rolled over into the next month. */
+	CHECK(refused("2025-02-29T00:00:00Z", "no such day"));
+	CHECK(refused("1900-02-29T00:00:00Z", "no such day"));
+	CHECK(refused("2024-04-31T00:00:00Z", "no such day"));
+	CHECK(refused("2024-01-00T00:00:00Z", "no such day"));
+	CHECK(refused("2024-13-01T00:00:00Z", "no such month"));
+	CHECK(refused("2024-00-01T00:00:00Z", "no such month"));
+	CHECK(refused("2024-01-01T24:00:00Z", "no such time"));
+	CHECK(refused("2024-01-01T12:60:00Z", "no such time"));
+	CHECK(refused("2016-12-31T23:59:60Z", "leap second"));
+	CHECK(refused("2024-01-01T00:00:00+24:00", "no such UTC offset"));
+	CHECK(refused("9999-12-31T23:59:59-01:00", "after the year 9999"));
+	CHECK(dp_time_parse_rfc3339("2025-02-29T00:00:00Z", &ms) < 0);
+	/* Epoch numbers: decimal as JSON writes them, in range. */
+	CHECK(dp_time_parse("1.7e9", &ms) == 0 && ms == 1700000000000);
+	CHECK(dp_time_parse("1704164645.5", &ms) == 0 && ms == 1704164645500);
+	CHECK(dp_time_parse_epoch("253402300799999", &ms) == 0 && ms == DP_TIME_MAX_MS);
+	CHECK(refused("253402300800000", "after the year 9999"));
+	CHECK(refused("0x10", "not RFC 3339"));
+	CHECK(refused("inf", "not RFC 3339"));
+	CHECK(refused("nan", "not RFC 3339"));
+	CHECK(refused("-1", "not RFC 3339"));
+	CHECK(refused(" 1", "not RFC 3339"));
+	CHECK(refused("1.", "not RFC 3339"));
+	CHECK(refused("2025-02-29", "not RFC 3339"));
+	printf("ok impossible dates refused\n");
+	return 0;
+}
+
+static int
+t_backoff(void)
+{
+	struct dp_backoff b, b2;
+	static const int64_t exact[] = { 100, 200, 400, 800, 1000, 1000 };
+
+	dp_backoff_init(&b, 100, 1000, 0, 7);
+	for (size_t i = 0; i < sizeof(exact) / sizeof(exact[0]); i++)
+		CHECK(dp_backoff_next(&b, -1) == exact[i]);
+	CHECK(b.attempts == 6);
+	dp_backoff_reset(&b);
+	CHECK(dp_backoff_next(&b, -1) == 100);
+	/* A hint (Retry-After) lengthens the delay, never past the cap. */
+	dp_backoff_reset(&b);
+	CHECK(dp_backoff_next(&b, 300) == 300);
+	CHECK(dp_backoff_next(&b, INT64_MAX) == 1000);
+	/* Equal jitter: between half and all of the doubled delay; seeded. */
+	dp_backoff_init(&b, 100, 1000, 0.5, 42);
+	dp_backoff_init(&b2, 100, 1000, 0.5, 42);
+	for (unsigned i = 0; i < 200; i++) {
+		int64_t full = i >= 4 ? 1000 : 100 << i, d = dp_backoff_next(&b, 0);
+		CHECK(d >= full / 2 && d <= full);
+		CHECK(dp_backoff_next(&b2, 0) == d);
+	}
+	/* A reconnect loop that runs for months: no overflow. */
+	dp_backoff_init(&b, INT64_MAX / 3, INT64_MAX, 1, 1);
+	b.attempts = ~0u - 1;
+	for (int i = 0; i < 3; i++) {
+		int64_t d = dp_backoff_next(&b, 0);
+		CHECK(d >= 0 && d <= INT64_MAX);
+	}
+	CHECK(b.attempts == ~0u);
+	/* Out-of-range settings are clamped. */
+	dp_backoff_init(&b, 0, -5, 7, 1);
+	CHECK(b.base_ms == 1 && b.cap_ms == 1 && b.jitter == 1);
+	/* The sleep: the whole time, or at once when stopped. */
+	atomic_int stop = 0;
+	int64_t t0 = dp_time_mono_ms();
+	CHECK(dp_backoff_sleep(50, &stop) == 0 && dp_time_mono_ms() - t0 >= 50);
+	stop = 15;
+	t0 = dp_time_mono_ms();
+	CHECK(dp_backoff_sleep(60000, &stop) < 0 && dp_time_mono_ms() - t0 < 100);
+	CHECK(dp_backoff_sleep_until(dp_time_now_ms() + 60000, &stop) < 0);
+	CHECK(dp_backoff_sleep_until(dp_time_now_ms() - 1000, NULL) == 0);
+	printf("ok backoff\n");
+	return 0;
+}
+
+static int
+t_file(void)
+{
+	char dir[] = "/tmp/dp-test-file.XXXXXX", path[256], missing[256], notdir[256];
+	struct dp_buf err = DP_BUF_INIT;
+	struct stat sb;
+	char got[16] = "";
+	int fd, fd2;
+
+	CHECK(mkdtemp(dir) != NULL);
+	snprintf(path, sizeof(path), "%s/state", dir);
+	CHECK(dp_file_replace(path, "state file", "one\n", 4, &err) == 0);
+	CHECK(chmod(path, 0600) == 0);
+	CHECK(dp_file_replace(path, "state file", "two\n", 4, &err) == 0);
+	fd = open(path, O_RDONLY);
+	CHECK(fd >= 0 && read(fd, got, sizeof(got)) == 4 && !strcmp(got, "two\n"));
+	close(fd);
+	CHECK(stat(path, &sb) == 0 && (sb.st_mode & 0777) == 0600);
+	/* A missing directory is named; nothing is left behind. */
+	snprintf(missing, sizeof(missing), "%s/no/such/state", dir);
+	CHECK(dp_file_replace(missing, "state file", "x", 1, &err) < 0);
+	printf("%s\n", dp_buf_str(&err));
+	CHECK(strstr(dp_buf_str(&err), "directory ") && strstr(dp_buf_str(&err), "/no/such does not exist"));
+	dp_buf_reset(&err);
+	snprintf(notdir, sizeof(notdir), "%s/state/sub/x.lock", dir);
+	CHECK(dp_file_lock(notdir, &err) == -1);
+	printf("%s\n", dp_buf_str(&err));
+	CHECK(strstr(dp_buf_str(&err), "/state is not a directory"));
+	dp_buf_reset(&err);
+	/* The lock: exclusive, even within one process (separate open files). */
+	snprintf(path, sizeof(path), "%s/state.lock", dir);
+	fd = dp_file_lock(path, &err);
+	CHECK(fd >= 0);
+	CHECK(dp_file_lock(path, &err) == -2);
+	close(fd);
+	fd2 = dp_file_lock(path, &err);
+	CHECK(fd2 >= 0);
+	close(fd2);
+	unlink(path);
+	snprintf(path, sizeof(path), "%s/state", dir);
+	unlink(path);
+	CHECK(rmdir(dir) == 0);     /* no temporary file was left */
+	dp_buf_free(&err);
+	printf("ok atomic replace and lock\n");
+	return 0;
+}
+
+/* dp_cc_parse's verdict on a body. */
+static enum dp_cc_verdict
+verdict(const char *body, struct dp_buf *msg, struct dp_buf *api)
+{
+	jv root;
+	int type;
+	enum dp_cc_verdict v;
+
+	dp_buf_reset(msg);
+	dp_buf_reset(api);
+	v = dp_cc_parse(body, strlen(body), &root, &type, msg, api);
+	jv_free(root);
+	printf("%d %s\n", (int)v, dp_buf_str(msg));
+	return v;
+}
+
+static int
+t_ccerrors(void)
+{
+	struct dp_buf msg = DP_BUF_INIT, api = DP_BUF_INIT;
+
+	/* The same condition with Type 1 (2018) and Type 2 (later). */
+	CHECK(verdict("{\"Response\":\"Error\",\"Message\":\"Binance market does not exist for "
+	              "this coin pair (ETH-USD)\",\"Type\":1,\"Aggregated\":false,\"Data\":[]}",
+	              &msg, &api) == DP_CC_NOPAIR);
+	CHECK(dp_cc_names_pair(dp_buf_str(&api), "eth", "usd"));
+	CHECK(!dp_cc_names_pair(dp_buf_str(&api), "ETH", "US"));
+	CHECK(!dp_cc_names_pair(dp_buf_str(&api), "ETH", "BTC"));
+	CHECK(verdict("{\"Response\":\"Error\",\"Message\":\"cccagg_or_exchange market does not "
+	              "exist for this coin pair (ETH-BTCDDD)\",\"HasWarning\":false,\"Type\":2,"
+	              "\"RateLimit\":{},\"Data\":{},\"Cooldown\":0}", &msg, &api) == DP_CC_NOPAIR);
+	CHECK(dp_cc_names_pair(dp_buf_str(&api), "ETH", "BTCDDD"));
+	CHECK(verdict("{\"Response\":\"Error\",\"Message\":\"You need a valid auth key or api key "
+	              "to access this endpoint\",\"Type\":1,\"Data\":{}}", &msg, &api) == DP_CC_AUTH);
+	CHECK(verdict("{\"Response\":\"Error\",\"Message\":\"tsym is a required param.\","
+	              "\"Type\":2,\"ParamWithError\":\"tsym\"}", &msg, &api) == DP_CC_PARAM);
+	CHECK(verdict("{\"Response\":\"Error\",\"Message\":\"You are over your rate limit please "
+	              "upgrade your account!\",\"Type\":99}", &msg, &api) == DP_CC_RATELIMIT);
+	CHECK(verdict("{\"Response\":\"Error\",\"Message\":\"over the rate limit\",\"Type\":2}",
+	              &msg, &api) == DP_CC_RATELIMIT);
+	/* Type alone says nothing more. */
+	CHECK(verdict("{\"Response\":\"Error\",\"Message\":\"Something else\",\"Type\":1}",
+	              &msg, &api) == DP_CC_APIERR);
+	CHECK(verdict("{\"Response\":\"Error\",\"Message\":\"Path does not exist\",\"Type\":0}",
+	              &msg, &api) == DP_CC_APIERR);
+	CHECK(verdict("{\"Response\":\"Success\",\"Data\":{}}", &msg, &api) == DP_CC_OK);
+	CHECK(verdict("[1]", &msg, &api) == DP_CC_MALFORMED);
+	dp_buf_free(&msg);
+	dp_buf_free(&api);
+	printf("ok api errors told apart by Message\n");
+	return 0;
+}
+
+/* n one-minute candles from t0 on, with price p. */
+static struct dp_cc_candle *
+candles(int64_t t0, size_t n, double p)
+{
+	struct dp_cc_candle *k = calloc(n ? n : 1, sizeof(*k));
+
+	for (size_t i = 0; k && i < n; i++) {
+		k[i].time = t0 + (int64_t)i * 60;
+		for (int j = 0; j < DP_CC_NV; j++)
+			k[i].v[j] = p;
+	}
+	return k;
+}
+
+static int
+t_ccseries(void)
+{
+	struct dp_cc_series s = { 0 };
+	struct dp_cc_candle *out;
+	size_t n;
+	bool done;
+	int64_t to;
+	unsigned limit;
+	const int64_t t = 1733916600;          /* 2024-12-11T11:30:00Z */
+	struct dp_cc_window w = { .now_ms = (t + 63) * 1000, .settle_ms = 5000,
+	                          .has_since = true, .since_ms = (t - 600) * 1000,
+	                          .page_size = 2000 };
+
+	/* 11:31:03: 11:30 ended 3 s ago, not settled: the newest closed is 11:29. */
+	CHECK(dp_cc_series_plan(&s, DP_CC_MINUTE, &w) == 1);
+	CHECK(s.forward && s.live && s.lo == t - 600 && s.hi == t - 60 && s.top == t + 60);
+	CHECK(!dp_cc_series_closed(&s, t) && dp_cc_series_closed(&s, t - 60));
+	/* The request reaches the present: toTs is the open candle, 11:31. */
+	dp_cc_series_request(&s, &to, &limit);
+	CHECK(to == t + 60 && limit == 11 && s.req_live);
+	/* The API's clock is behind: its newest is 11:28, which is open for it. */
+	CHECK(dp_cc_series_take(&s, candles(t - 600, 9, 1), 9, &out, &n, &done) == 0);
+	CHECK(done && n == 8 && out[n - 1].time == t - 180);
+	CHECK(!dp_cc_series_closed(&s, t - 120) && dp_cc_series_closed(&s, t - 180));
+	dp_cc_candles_free(out, n);
+	/* With --settle 0, 11:30 is closed at 11:31:03. */
+	w.settle_ms = 0;
+	CHECK(dp_cc_series_plan(&s, DP_CC_MINUTE, &w) == 1 && s.hi == t);
+	/* --until before the settled range: nothing is live, toTs is hi. */
+	w.has_until = true;
+	w.until_ms = (t - 120) * 1000;
+	CHECK(dp_cc_series_plan(&s, DP_CC_MINUTE, &w) == 1 && !s.live && s.hi == t - 180);
+	dp_cc_series_request(&s, &to, &limit);
+	CHECK(to == t - 180 && !s.req_live);
+	/* Small pages: the one that reaches hi reaches the present. */
+	w.has_until = false;
+	w.page_size = 4;
+	CHECK(dp_cc_series_plan(&s, DP_CC_MINUTE, &w) == 1);
+	dp_cc_series_request(&s, &to, &limit);
+	CHECK(to == t - 360 && limit == 4 && !s.req_live);
+	CHECK(dp_cc_series_take(&s, candles(t - 600, 5, 1), 5, &out, &n, &done) == 0);
+	CHECK(!done && n == 5);
+	dp_cc_candles_free(out, n);
+	dp_cc_series_request(&s, &to, &limit);
+	CHECK(to == t - 60 && limit == 4 && !s.req_live);
+	CHECK(dp_cc_series_take(&s, candles(t - 300, 5, 1), 5, &out, &n, &done) == 0);
+	CHECK(!done && n == 5);
+	dp_cc_candles_free(out, n);
+	dp_cc_series_request(&s, &to, &limit);
+	CHECK(to == t + 60 && limit == 1 && s.req_live);
+	CHECK(dp_cc_series_take(&s, candles(t, 2, 1), 2, &out, &n, &done) == 0);
+	CHECK(done && n == 1 && out[0].time == t);    /* 11:31 is the API's newest */
+	dp_cc_candles_free(out, n);
+	/* Backward: zeros end the history; the newest answer is open. */
+	w.has_since = false;
+	w.page_size = 5;
+	CHECK(dp_cc_series_plan(&s, DP_CC_MINUTE, &w) == 1 && !s.forward);
+	dp_cc_series_request(&s, &to, &limit);
+	CHECK(to == t + 60 && limit == 5);
+	CHECK(dp_cc_series_take(&s, candles(t - 240, 6, 1), 6, &out, &n, &done) == 0 && !done);
+	dp_cc_series_request(&s, &to, &limit);
+	CHECK(to == t - 240);
+	struct dp_cc_candle *k = candles(t - 540, 6, 1);
+	k[0].v[0] = k[0].v[1] = k[0].v[2] = k[0].v[3] = k[0].v[4] = k[0].v[5] = 0;
+	CHECK(dp_cc_series_take(&s, k, 6, &out, &n, &done) == 0 && done);
+	CHECK(n == 9 && out[0].time == t - 480 && out[n - 1].time == t);
+	for (size_t i = 1; i < n; i++)
+		CHECK(out[i].time == out[i - 1].time + 60);
+	dp_cc_candles_free(out, n);
+	dp_cc_series_clear(&s);
+	printf("ok candle series\n");
+	return 0;
+}
+
+/* Write s (n bytes) to a fresh file in dir; returns its path (static). */
+static const char *
+secret_file(const char *dir, const char *s, size_t n)
+{
+	static char path[256];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/key", dir);
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	if (fd < 0 || write(fd, s, n) != (ssize_t)n)
+		return NULL;
+	close(fd);
+	return path;
+}
+
+static int
+t_secret(void)
+{
+	char dir[] = "/tmp/dp-test-secret.XXXXXX";
+	struct dp_buf err = DP_BUF_INIT;
+	const char *f;
+	char *key = NULL;
+
+	CHECK(mkdtemp(dir) != NULL);
+	f = secret_file(dir, "  s3cr3t-key \r\n", 15);
+	CHECK(f && dp_secret_load(f, "DP_TEST_KEY", "api key", &key, &err) == 0);
+	CHECK(key && !strcmp(key, "s3cr3t-key"));
+	dp_secret_free(key);
+	/* Refused, and the message never shows the secret. */
+	static const struct { const char *s; size_t n; const char *why; } bad[] = {
+		{ "s3cr3t\nsecond", 13, "more than one line" },
+		{ "s3cr3t\0x", 8, "control character" },
+		{ " \n", 2, "is empty" },
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		dp_buf_reset(&err);
+		f = secret_file(dir, bad[i].s, bad[i].n);
+		CHECK(f && dp_secret_load(f, NULL, "api key", &key, &err) == DP_EX_CONFIG);
+		printf("%s\n", dp_buf_str(&err));
+		CHECK(!key && strstr(dp_buf_str(&err), bad[i].why) && !strstr(dp_buf_str(&err), "s3cr3t"));
+	}
+	dp_buf_reset(&err);
+	CHECK(dp_secret_load("/nonexistent/key", NULL, "api key", &key, &err) == DP_EX_NOINPUT);
+	/* The environment, when no file is named. */
+	setenv("DP_TEST_KEY", "from-env", 1);
+	CHECK(dp_secret_load(NULL, "DP_TEST_KEY", "api key", &key, &err) == 0 && !strcmp(key, "from-env"));
+	dp_secret_free(key);
+	setenv("DP_TEST_KEY", "bad\tkey", 1);
+	CHECK(dp_secret_load(NULL, "DP_TEST_KEY", "api key", &key, &err) == DP_EX_CONFIG && !key);
+	unsetenv("DP_TEST_KEY");
+	CHECK(dp_secret_load(NULL, "DP_TEST_KEY", "api key", &key, &err) == 0 && !key);
+	unlink(f);
+	CHECK(rmdir(dir) == 0);
+	dp_buf_free(&err);
+	printf("ok secrets\n");
+	return 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -437,6 +794,8 @@ main(int argc, char **argv)
 		{ "lines_basic", t_lines_basic }, { "lines_long", t_lines_long },
 		{ "lines_bad", t_lines_bad }, { "lines_swap", t_lines_swap }, { "json", t_json }, { "expr", t_expr },
 		{ "parse", t_parse }, { "base64", t_base64 }, { "jqfast", t_jqfast },
+		{ "times", t_times }, { "backoff", t_backoff }, { "file", t_file },
+		{ "ccerrors", t_ccerrors }, { "ccseries", t_ccseries }, { "secret", t_secret },
 	};
 
 	dp_log_init("test_lib");
