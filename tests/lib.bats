@@ -52,3 +52,22 @@ setup() {
 	run "$TEST_LIB" base64
 	[ "$status" -eq 0 ]
 }
+
+@test "line reader: a line over the cap is skipped to its end and named by its length" {
+	run "$TEST_LIB" lines_cap
+	[ "$status" -eq 0 ]
+	[[ $output == *"716800 bytes; 7 lines"* ]]
+}
+
+@test "envelope timestamps: absent is not 0, out of range is refused, digits are kept" {
+	run "$TEST_LIB" envelope_ts
+	[ "$status" -eq 0 ]
+	[[ $output == *"1e300 -> refused: envelope timestamp 1e300 is not a whole number of milliseconds from 0 to 9223372036854775807"* ]]
+	[[ $output == *"2 GiB envelope -> refused: envelope of 2147483648 bytes is too large to parse"* ]]
+}
+
+@test "jq: a record longer than libjq's int length is refused, not cut" {
+	run "$TEST_LIB" expr_limit
+	[ "$status" -eq 0 ]
+	[[ $output == *"record of 2147483648 bytes is too large for jq (at most 2147483647)"* ]]
+}
