@@ -31,6 +31,7 @@
 #include "envelope.h"
 #include "exit.h"
 #include "expr.h"
+#include "feed.h"
 #include "fsm.h"
 #include "json.h"
 #include "jsonw.h"
@@ -48,9 +49,11 @@ enum on_error { ON_ERROR_FAIL, ON_ERROR_SKIP, ON_ERROR_DLQ };
 /* Lines travel from the reader thread in batches of this size. */
 #define BATCH_RECS 1024
 #define BATCH_BYTES (1024 * 1024)
-#define NBATCH 4
 
-struct batch;
+/* A header while its record is prepared: arena offsets (value NONE: null). */
+struct hdr_at {
+	size_t name, value, len;
+};
 
 struct header_spec {
 	char *name;
@@ -78,30 +81,21 @@ struct pub {
 	/* resources */
 	struct dp_producer *prod;
 	struct dp_lines *in;
+	struct dp_feed *feed;           /* the reader thread (lib/feed.h) */
 	char **known;                   /* topics proven to exist (reader thread) */
 	size_t nknown;
 
-	/* the reader thread and the batches it fills */
-	pthread_t reader;
-	bool reader_started;
-	pthread_mutex_t mu;
-	pthread_cond_t cv;              /* on the monotonic clock */
-	bool sync_ok;
-	struct batch *batches[NBATCH];
-	struct batch *free[NBATCH];     /* LIFO of empty batches */
-	size_t nfree;
-	struct batch *full[NBATCH];     /* FIFO of filled batches */
-	size_t full_head, nfull;
-	atomic_int halt;                /* main thread to reader: stop */
-	atomic_int waiting;             /* reader to main thread: input is quiet */
-
-	/* per-line scratch of the reader thread, reused */
+	/* the reader thread's scratch, reused */
 	struct dp_buf key, tmp, err, topicbuf;
+	struct hdr_at *hscratch;        /* the headers of the line being prepared */
+	size_t nhscratch, hscratch_cap;
 	/* the main thread's */
 	struct dp_buf ack, perr;
+	struct dp_producer_rec *out;    /* a batch, as the producer takes it */
+	struct dp_producer_header *hv;  /* its headers */
+	size_t hv_cap;
 
 	/* counters */
-	atomic_ullong lines;            /* written by the reader thread */
 	uint64_t failed;                /* delivery reports with an error */
 	uint64_t bad;
 	int status;                     /* why the input ended early, 0 if it did not */
@@ -428,109 +422,64 @@ on_report(void *arg, const struct dp_producer_report *r)
  */
 enum rec_kind { REC_RECORD, REC_BAD, REC_FATAL };
 
-#define NONE ((size_t)-1)
+#define NONE DP_FEED_NONE
 #define PREP_STOP (-2)          /* prepare_*: a signal came while checking a topic */
 
-/* A header while the batch fills: arena offsets (value NONE: null). */
-struct hdr_at {
-	size_t name, value, len;
-};
-
+/* One line, prepared: offsets into its batch's arena, or its kept line. */
 struct rec {
 	uint64_t lineno;
 	enum rec_kind kind;
 	int status;                 /* REC_FATAL: the exit status */
-	size_t topic;               /* arena offset, or NONE for the -t topic */
+	size_t topic;               /* or NONE for the -t topic */
 	int32_t partition;
-	size_t key, keylen;         /* arena offset, or NONE: no key */
-	size_t val, vallen;         /* arena offset, or NONE: a tombstone */
-	const char *line;           /* or the value in place, in batch->lines */
+	size_t key, keylen;         /* key NONE: no key */
+	size_t val, vallen;         /* val NONE: a tombstone, unless in_line */
+	bool in_line;               /* the value is the line itself (dp_feed_keep) */
 	int64_t ts;
-	size_t hdr, nhdr;           /* batch->hdrs[hdr..hdr+nhdr) */
+	size_t hdr, nhdr;           /* nhdr struct hdr_at in the arena at hdr */
 	size_t why;                 /* REC_BAD, REC_FATAL: the message */
 };
 
-struct batch {
-	struct rec recs[BATCH_RECS];
-	struct dp_producer_rec out[BATCH_RECS];     /* recs, as the producer takes them */
-	size_t n;
-	struct dp_buf arena;        /* the bytes records point at, but lines */
-	struct hdr_at *hdrs;
-	struct dp_producer_header *hv;      /* hdrs, resolved */
-	size_t nhdrs, hdrs_cap;
-	char *lines;                /* the input lines records point into */
-	size_t lines_cap;
-	bool in_lines;              /* records point into the reader's buffer */
-	bool oom;                   /* an arena_add failed since the last check */
-	int end;                    /* 0, or the event that ended the input */
-	bool quiet;                 /* handed over because the writer went quiet */
-};
-
-/* Copy into the arena; on failure b->oom is set and the record is dropped
- * as fatal by prepare_line, so NONE never stands for real data. */
-static size_t
-arena_add(struct batch *b, const void *data, size_t n)
-{
-	size_t off = b->arena.len;
-
-	if (dp_buf_add(&b->arena, data, n) < 0 || dp_buf_addch(&b->arena, '\0') < 0) {
-		b->oom = true;
-		return NONE;
-	}
-	return off;
-}
-
 static const char *
-at(const struct batch *b, size_t off)
+at(const struct dp_feed_batch *b, size_t off)
 {
-	return off == NONE ? "(out of memory)" : b->arena.data + off;
+	return dp_feed_at(b, off);
 }
 
 static void
-add_hdr(struct batch *b, struct rec *r, const char *name, const char *value, size_t len)
+add_hdr(struct pub *p, struct dp_feed_batch *b, const char *name, const char *value,
+        size_t len)
 {
-	if (b->nhdrs == b->hdrs_cap) {
-		size_t cap = b->hdrs_cap ? 2 * b->hdrs_cap : 64;
-		struct hdr_at *h = realloc(b->hdrs, cap * sizeof(*h));
-		struct dp_producer_header *v = h ? realloc(b->hv, cap * sizeof(*v)) : NULL;
-		if (h)
-			b->hdrs = h;
-		if (v)
-			b->hv = v;
-		if (!h || !v) {
+	if (p->nhscratch == p->hscratch_cap) {
+		size_t cap = p->hscratch_cap ? 2 * p->hscratch_cap : 16;
+		struct hdr_at *h = realloc(p->hscratch, cap * sizeof(*h));
+		if (!h) {
 			b->oom = true;
 			return;
 		}
-		b->hdrs_cap = cap;
+		p->hscratch = h;
+		p->hscratch_cap = cap;
 	}
-	if (!r->nhdr)
-		r->hdr = b->nhdrs;
-	struct hdr_at *h = &b->hdrs[b->nhdrs++];
-	r->nhdr++;
-	h->name = arena_add(b, name, strlen(name));
-	h->value = value ? arena_add(b, value, len) : NONE;
+	struct hdr_at *h = &p->hscratch[p->nhscratch++];
+	h->name = dp_feed_add(b, name, strlen(name));
+	h->value = value ? dp_feed_add(b, value, len) : NONE;
 	h->len = len;
 }
 
-/*
- * A record's value is the input line itself: point at it where the line
- * reader has it, and let the batch take that buffer over when it is
- * handed on (see keep_lines), instead of copying every line.
- */
+/* The record's value is its line: kept in place, not copied (feed.h). */
 static void
-value_is_line(struct batch *b, struct rec *r, const char *line, size_t len)
+value_is_line(struct dp_feed_batch *b, size_t i, struct rec *r, const char *line, size_t len)
 {
-	r->line = line;
+	r->in_line = line != NULL;
 	r->vallen = line ? len : 0;
-	if (line)
-		b->in_lines = true;
+	dp_feed_keep(b, i, line, len);
 }
 
 /* The value's bytes, or NULL for a tombstone. */
 static const char *
-value_of(const struct batch *b, const struct rec *r)
+value_of(const struct dp_feed_batch *b, size_t i, const struct rec *r)
 {
-	return r->line ? r->line : r->val == NONE ? NULL : at(b, r->val);
+	return r->in_line ? dp_feed_line(b, i) : r->val == NONE ? NULL : at(b, r->val);
 }
 
 /*
@@ -575,33 +524,42 @@ to_timestamp(enum dp_json_type t, const char *s, int64_t *ms)
 	return -1;
 }
 
+/* The topic --topic-expr gives for the line, into p->topicbuf.  0 or -1. */
+static int
+topic_of(struct pub *p, struct dp_expr_rec *rec)
+{
+	enum dp_json_type t;
+
+	dp_buf_reset(&p->topicbuf);
+	if (dp_expr_first(p->topic_expr, rec, &t, &p->topicbuf, &p->err) < 0)
+		return -1;
+	if (t != DP_JSON_STRING || p->topicbuf.len == 0) {
+		dp_buf_msgf(&p->err, "--topic-expr gave %s, not a topic name",
+		            t == DP_JSON_INVALID ? "no result" : dp_buf_str(&p->topicbuf));
+		return -1;
+	}
+	return 0;
+}
+
 /*
  * Fill r from one valid JSON line.  Returns 0, -1 with the reason in
  * p->err (a bad line), PREP_STOP, or an exit status > 0 (fatal).
  */
 static int
-prepare_json(struct pub *p, struct batch *b, struct rec *r, const char *line,
-             size_t len, const char *kv, size_t kvn)
+prepare_json(struct pub *p, struct dp_feed_batch *b, size_t i, struct rec *r,
+             const char *line, size_t len, const char *kv, size_t kvn)
 {
 	struct dp_expr_rec rec = DP_EXPR_REC(line, len);
 	enum dp_json_type t;
 	int rc = -1;
 
 	if (p->topic_expr) {
-		dp_buf_reset(&p->topicbuf);
-		if (dp_expr_first(p->topic_expr, &rec, &t, &p->topicbuf, &p->err) < 0)
+		if (topic_of(p, &rec) < 0)
 			goto out;
-		if (t != DP_JSON_STRING || p->topicbuf.len == 0) {
-			dp_buf_msgf(&p->err, "--topic-expr gave %s, not a topic name",
-			            t == DP_JSON_INVALID ? "no result" : dp_buf_str(&p->topicbuf));
+		if ((rc = check_topic(p, p->topicbuf.data, &p->err)))
 			goto out;
-		}
-		int st = check_topic(p, p->topicbuf.data, &p->err);
-		if (st) {
-			rc = st;
-			goto out;
-		}
-		r->topic = arena_add(b, p->topicbuf.data, p->topicbuf.len);
+		rc = -1;
+		r->topic = dp_feed_add(b, p->topicbuf.data, p->topicbuf.len);
 	}
 	if (p->key_expr) {
 		dp_buf_reset(&p->key);
@@ -618,7 +576,7 @@ prepare_json(struct pub *p, struct batch *b, struct rec *r, const char *line,
 			goto out;
 		}
 		if (t != DP_JSON_NULL && t != DP_JSON_INVALID) {
-			r->key = arena_add(b, p->key.data ? p->key.data : "", p->key.len);
+			r->key = dp_feed_add(b, p->key.data ? p->key.data : "", p->key.len);
 			r->keylen = p->key.len;
 		}
 	}
@@ -632,15 +590,15 @@ prepare_json(struct pub *p, struct batch *b, struct rec *r, const char *line,
 			goto out;
 		}
 	}
-	for (size_t i = 0; i < p->nhdrs; i++) {
+	for (size_t h = 0; h < p->nhdrs; h++) {
 		dp_buf_reset(&p->tmp);
-		if (dp_expr_first(p->hdrs[i].expr, &rec, &t, &p->tmp, &p->err) < 0)
+		if (dp_expr_first(p->hdrs[h].expr, &rec, &t, &p->tmp, &p->err) < 0)
 			goto out;
 		if (t != DP_JSON_INVALID)       /* no result: no header */
-			add_hdr(b, r, p->hdrs[i].name, t == DP_JSON_NULL ? NULL : dp_buf_str(&p->tmp),
+			add_hdr(p, b, p->hdrs[h].name, t == DP_JSON_NULL ? NULL : dp_buf_str(&p->tmp),
 			        t == DP_JSON_NULL ? 0 : p->tmp.len);
 	}
-	value_is_line(b, r, line, len);
+	value_is_line(b, i, r, line, len);
 	rc = 0;
 out:
 	dp_expr_rec_clear(&rec);
@@ -648,7 +606,7 @@ out:
 }
 
 static int
-prepare_envelope(struct pub *p, struct batch *b, struct rec *r, const char *line,
+prepare_envelope(struct pub *p, struct dp_feed_batch *b, struct rec *r, const char *line,
                  size_t len)
 {
 	struct dp_envelope env;
@@ -660,16 +618,10 @@ prepare_envelope(struct pub *p, struct batch *b, struct rec *r, const char *line
 	topic = p->topic ? p->topic : env.topic;
 	if (p->topic_expr) {
 		struct dp_expr_rec rec = DP_EXPR_REC(line, len);
-		enum dp_json_type t;
-		dp_buf_reset(&p->topicbuf);
-		int e = dp_expr_first(p->topic_expr, &rec, &t, &p->topicbuf, &p->err);
+		int e = topic_of(p, &rec);
 		dp_expr_rec_clear(&rec);
 		if (e < 0)
 			goto out;
-		if (t != DP_JSON_STRING || p->topicbuf.len == 0) {
-			dp_buf_msgf(&p->err, "--topic-expr gave no topic name");
-			goto out;
-		}
 		topic = p->topicbuf.data;
 	}
 	if (!topic) {
@@ -683,23 +635,21 @@ prepare_envelope(struct pub *p, struct batch *b, struct rec *r, const char *line
 		goto out;
 	}
 	if (!p->topic || strcmp(topic, p->topic) != 0) {
-		int st = check_topic(p, topic, &p->err);
-		if (st) {
-			rc = st;
+		if ((rc = check_topic(p, topic, &p->err)))
 			goto out;
-		}
-		r->topic = arena_add(b, topic, strlen(topic));
+		rc = -1;
+		r->topic = dp_feed_add(b, topic, strlen(topic));
 	}
-	for (size_t i = 0; i < env.nhdrs; i++)
-		add_hdr(b, r, env.hdrs[i].name, env.hdrs[i].value, env.hdrs[i].len);
-	if (p->partition == RD_KAFKA_PARTITION_UA)
+	for (size_t h = 0; h < env.nhdrs; h++)
+		add_hdr(p, b, env.hdrs[h].name, env.hdrs[h].value, env.hdrs[h].len);
+	if (p->partition == DP_PRODUCER_ANY)
 		r->partition = env.partition;
 	if (env.key) {
-		r->key = arena_add(b, env.key, env.key_len);
+		r->key = dp_feed_add(b, env.key, env.key_len);
 		r->keylen = env.key_len;
 	}
 	if (env.value) {
-		r->val = arena_add(b, env.value, env.value_len);
+		r->val = dp_feed_add(b, env.value, env.value_len);
 		r->vallen = env.value_len;
 	}
 	r->ts = env.has_timestamp ? env.timestamp : 0;
@@ -709,34 +659,34 @@ out:
 	return rc;
 }
 
-/* Record that ends the batch (rc > 0) or marks a bad line (rc < 0). */
+/* Record that ends the input (rc > 0) or marks a bad line (rc < 0). */
 static void
-mark(struct batch *b, struct rec *r, int rc, const char *why)
+mark(struct dp_feed_batch *b, struct rec *r, int rc, const char *why)
 {
 	r->nhdr = 0;
 	r->kind = rc > 0 ? REC_FATAL : REC_BAD;
 	r->status = rc > 0 ? rc : 0;
-	r->why = arena_add(b, why, strlen(why));
+	r->why = dp_feed_add(b, why, strlen(why));
 	if (r->why == NONE) {
 		r->kind = REC_FATAL;
 		r->status = DP_EX_SOFTWARE;
 	}
 }
 
-/*
- * Turn one line into a record in b: r (its slot) is zeroed, with its line
- * number.  Returns 0, or the event that ends input.  line is NULL for a
- * line over --max-line-bytes, with len its length.
- */
+/* The feed's prepare: turn one line into record i of b (feed.h). */
 static int
-prepare_line(struct pub *p, struct batch *b, struct rec *r, const char *line, size_t len,
+prepare_line(void *arg, struct dp_feed_batch *b, size_t i, const char *line, size_t len,
              int got)
 {
+	struct pub *p = arg;
+	struct rec *r = (struct rec *)b->recs + i;
 	char why[256];
 	int rc = 0;
 
+	r->lineno = dp_lines_lineno(p->in);
 	r->topic = r->key = r->val = r->why = NONE;
 	r->partition = p->partition;
+	p->nhscratch = 0;
 	if (got == DP_LINES_LONG) {
 		snprintf(why, sizeof(why), "line of %zu bytes is longer than --max-line-bytes "
 		         "(%llu); it is not kept", len, (unsigned long long)p->max_line);
@@ -746,7 +696,7 @@ prepare_line(struct pub *p, struct batch *b, struct rec *r, const char *line, si
 		         dp_lines_error_offset(p->in) + 1);
 		mark(b, r, -1, why);
 	} else if (p->raw) {
-		value_is_line(b, r, line, len);
+		value_is_line(b, i, r, line, len);
 	} else {
 		const char *jwhy, *kv = NULL;
 		size_t off, kvn = 0;
@@ -761,7 +711,7 @@ prepare_line(struct pub *p, struct batch *b, struct rec *r, const char *line, si
 		} else {
 			dp_buf_reset(&p->err);
 			rc = p->envelope ? prepare_envelope(p, b, r, line, len)
-			                 : prepare_json(p, b, r, line, len, kv, kvn);
+			                 : prepare_json(p, b, i, r, line, len, kv, kvn);
 			if (rc == PREP_STOP) {
 				/* Its topic is not proven: the line cannot go. */
 				dp_warn("line %llu: not sent: the signal came while checking "
@@ -774,7 +724,11 @@ prepare_line(struct pub *p, struct batch *b, struct rec *r, const char *line, si
 		}
 	}
 	if (r->kind == REC_BAD)         /* the raw line goes along for --on-error dlq */
-		value_is_line(b, r, line, len);
+		value_is_line(b, i, r, line, len);
+	else if (r->kind == REC_RECORD && p->nhscratch) {
+		r->hdr = dp_feed_add(b, p->hscratch, p->nhscratch * sizeof(*p->hscratch));
+		r->nhdr = p->nhscratch;
+	}
 	if (b->oom) {
 		b->oom = false;
 		mark(b, r, DP_EX_SOFTWARE, "out of memory");
@@ -784,229 +738,31 @@ prepare_line(struct pub *p, struct batch *b, struct rec *r, const char *line, si
 	return r->kind == REC_FATAL ? E_FATAL : 0;
 }
 
-/* Wait for input, but give up when the main thread or a signal says stop. */
+/* The feed's failed: reading stdin failed, or memory ran out. */
 static int
-reader_idle(void *ctx)
+read_failed(void *arg, struct dp_feed_batch *b, size_t i, int status, const char *why)
 {
-	struct pub *p = ctx;
+	struct pub *p = arg;
+	struct rec *r = (struct rec *)b->recs + i;
 
-	return dp_sig_stop || atomic_load(&p->halt);
-}
-
-/* A record that ends the input with an error of the reader's own. */
-static int
-read_failed(struct pub *p, struct batch *b, int status, const char *why)
-{
-	struct rec *f = &b->recs[b->n++];
-
-	memset(f, 0, sizeof(*f));
-	f->lineno = dp_lines_lineno(p->in) + 1;
-	mark(b, f, status, why);
+	r->lineno = dp_lines_lineno(p->in) + 1;
+	mark(b, r, status, why);
 	return E_FATAL;
 }
 
-static int
-read_batch(struct pub *p, struct batch *b)
-{
-	const char *line;
-	size_t len;
-
-	for (;;) {
-		/* Hand over a partial batch rather than sit on it while input is quiet. */
-		if (b->n == BATCH_RECS || b->arena.len > BATCH_BYTES)
-			return 0;
-		if (b->n > 0 && !dp_lines_has_line(p->in)) {
-			b->quiet = dp_lines_quiet(p->in);
-			return 0;
-		}
-		/*
-		 * On a signal, lines already taken from stdin are still sent:
-		 * they are gone from the pipe, so dropping them would lose them.
-		 */
-		if (dp_sig_stop)
-			dp_lines_stop(p->in);
-		if (atomic_load(&p->halt))
-			return E_STOP;
-		/* About to wait for the writer: the main thread may send what it holds. */
-		bool wait = b->n == 0 && !dp_lines_has_line(p->in) && dp_lines_quiet(p->in);
-		if (wait) {
-			pthread_mutex_lock(&p->mu);
-			atomic_store(&p->waiting, 1);
-			pthread_cond_broadcast(&p->cv);
-			pthread_mutex_unlock(&p->mu);
-		}
-		int got = dp_lines_next(p->in, &line, &len);
-		if (wait)
-			atomic_store(&p->waiting, 0);
-		if (got == DP_LINES_EOF && dp_sig_stop) {
-			if (dp_lines_pending(p->in))
-				dp_warn("line %lu: incomplete when the signal came; %zu bytes "
-				        "not sent", dp_lines_lineno(p->in) + 1,
-				        dp_lines_pending(p->in));
-			return E_STOP;
-		}
-		if (got == DP_LINES_EOF)
-			return E_EOF;
-		if (got == DP_LINES_ERR) {
-			char why[128];
-			if (errno == EINTR)
-				continue;
-			snprintf(why, sizeof(why), "cannot read stdin: %s", strerror(errno));
-			return read_failed(p, b, DP_EX_IOERR, why);
-		}
-		if (got == DP_LINES_NOMEM)
-			return read_failed(p, b, DP_EX_SOFTWARE, "out of memory");
-		p->lines++;
-		if (len == 0)
-			continue;
-		struct rec *r = &b->recs[b->n++];
-		memset(r, 0, sizeof(*r));
-		r->lineno = dp_lines_lineno(p->in);
-		int ev = prepare_line(p, b, r, line, len, got);
-		if (ev)
-			return ev;
-	}
-}
-
-/* No memory for a swap: copy the values out of the reader's buffer. */
+/* The feed's ready: a kept line the hand-over had no memory for is fatal. */
 static void
-pin_values(struct batch *b)
+batch_ready(void *arg, struct dp_feed_batch *b)
 {
 	for (size_t i = 0; i < b->n; i++) {
-		struct rec *r = &b->recs[i];
-		if (r->line) {
-			r->val = arena_add(b, r->line, r->vallen);
-			r->line = NULL;
-			if (r->val == NONE) {
-				r->kind = REC_FATAL;
-				r->status = DP_EX_SOFTWARE;
-				r->why = arena_add(b, "out of memory", 13);
-			}
+		struct rec *r = (struct rec *)b->recs + i;
+		if (r->in_line && !dp_feed_line(b, i)) {
+			r->in_line = false;
+			r->kind = REC_FATAL;
+			r->status = DP_EX_SOFTWARE;
+			r->why = NONE;          /* "(out of memory)" */
 		}
 	}
-	b->in_lines = false;
-}
-
-/*
- * read_batch stops where the reader would read again, so every line it
- * took is still in the reader's buffer.  The batch takes that buffer
- * over (and gives the reader its old one) when it used more of it than
- * is left to read; otherwise, as with short lines, where a batch ends at
- * BATCH_RECS long before the buffer does, it copies its lines out.
- * Either way no more than the smaller part is copied.
- */
-static void
-keep_lines(struct pub *p, struct batch *b)
-{
-	const char *lo = NULL, *hi = NULL;
-
-	for (size_t i = 0; i < b->n; i++) {
-		const struct rec *r = &b->recs[i];
-		if (!r->line)
-			continue;
-		if (!lo || r->line < lo)
-			lo = r->line;
-		if (!hi || r->line + r->vallen + 1 > hi)
-			hi = r->line + r->vallen + 1;     /* with its NUL */
-	}
-	size_t used = (size_t)(hi - lo);
-	if (dp_lines_pending(p->in) <= used) {
-		if (dp_lines_swap(p->in, &b->lines, &b->lines_cap) < 0)
-			pin_values(b);
-		return;
-	}
-	if (b->lines_cap < used) {
-		char *nb = realloc(b->lines, used + 1);     /* as the reader's: +1 */
-		if (!nb) {
-			pin_values(b);
-			return;
-		}
-		b->lines = nb;
-		b->lines_cap = used;
-	}
-	memcpy(b->lines, lo, used);
-	for (size_t i = 0; i < b->n; i++)
-		if (b->recs[i].line)
-			b->recs[i].line = b->lines + (b->recs[i].line - lo);
-}
-
-/* Point the producer's view of each record at its bytes, now that they stay put. */
-static void
-resolve(struct batch *b)
-{
-	for (size_t i = 0; i < b->nhdrs; i++) {
-		const struct hdr_at *h = &b->hdrs[i];
-		b->hv[i] = (struct dp_producer_header){
-			at(b, h->name), h->value == NONE ? NULL : at(b, h->value), h->len,
-		};
-	}
-	for (size_t i = 0; i < b->n; i++) {
-		const struct rec *r = &b->recs[i];
-		b->out[i] = (struct dp_producer_rec){
-			.topic = r->topic == NONE ? NULL : at(b, r->topic),
-			.partition = r->partition,
-			.key = r->key == NONE ? NULL : at(b, r->key),
-			.key_len = r->keylen,
-			.value = value_of(b, r),
-			.value_len = r->vallen,
-			.hdrs = r->nhdr ? &b->hv[r->hdr] : NULL,
-			.nhdrs = r->nhdr,
-			.timestamp = r->ts,
-			.tag = r->lineno,
-		};
-	}
-}
-
-static void *
-reader_main(void *arg)
-{
-	struct pub *p = arg;
-	int end = 0;
-
-	while (!end) {
-		pthread_mutex_lock(&p->mu);
-		while (p->nfree == 0 && !atomic_load(&p->halt))
-			pthread_cond_wait(&p->cv, &p->mu);
-		if (p->nfree == 0) {
-			pthread_mutex_unlock(&p->mu);
-			break;          /* the main thread stopped: nothing more is sent */
-		}
-		struct batch *b = p->free[--p->nfree];
-		pthread_mutex_unlock(&p->mu);
-
-		b->n = b->nhdrs = 0;
-		b->quiet = b->in_lines = false;
-		dp_buf_reset(&b->arena);
-		end = b->end = read_batch(p, b);
-		if (b->in_lines)
-			keep_lines(p, b);
-		resolve(b);
-
-		pthread_mutex_lock(&p->mu);
-		p->full[(p->full_head + p->nfull++) % NBATCH] = b;
-		pthread_cond_broadcast(&p->cv);
-		pthread_mutex_unlock(&p->mu);
-	}
-	return NULL;
-}
-
-static int
-start_reader(struct pub *p)
-{
-	for (size_t i = 0; i < NBATCH; i++) {
-		p->batches[i] = calloc(1, sizeof(struct batch));
-		if (!p->batches[i])
-			return -1;
-		p->free[p->nfree++] = p->batches[i];
-	}
-	dp_lines_set_idle(p->in, reader_idle, p);
-	int e = pthread_create(&p->reader, NULL, reader_main, p);
-	if (e) {
-		errno = e;
-		return -1;
-	}
-	p->reader_started = true;
-	return 0;
 }
 
 /* ---- producing (the main thread) ---------------------------------------- */
@@ -1055,12 +811,59 @@ bad_line(struct pub *p, const char *line, size_t len, uint64_t lineno, const cha
 	return DP_EX_SOFTWARE;
 }
 
+/*
+ * The producer's view of records [from, to) of b, in p->out.  Built here
+ * rather than in the reader: only now are the batch's bytes where they stay.
+ */
+static int
+resolve(struct pub *p, const struct dp_feed_batch *b, size_t from, size_t to)
+{
+	size_t nh = 0;
+
+	for (size_t i = from; i < to; i++)
+		nh += ((const struct rec *)b->recs)[i].nhdr;
+	if (nh > p->hv_cap) {
+		struct dp_producer_header *hv = realloc(p->hv, nh * sizeof(*hv));
+		if (!hv)
+			return -1;
+		p->hv = hv;
+		p->hv_cap = nh;
+	}
+	nh = 0;
+	for (size_t i = from; i < to; i++) {
+		const struct rec *r = (const struct rec *)b->recs + i;
+		for (size_t k = 0; k < r->nhdr; k++) {
+			struct hdr_at h;
+			memcpy(&h, b->arena.data + r->hdr + k * sizeof(h), sizeof(h));
+			p->hv[nh + k] = (struct dp_producer_header){
+				at(b, h.name), h.value == NONE ? NULL : at(b, h.value), h.len,
+			};
+		}
+		p->out[i - from] = (struct dp_producer_rec){
+			.topic = r->topic == NONE ? NULL : at(b, r->topic),
+			.partition = r->partition,
+			.key = r->key == NONE ? NULL : at(b, r->key),
+			.key_len = r->keylen,
+			.value = value_of(b, i, r),
+			.value_len = r->vallen,
+			.hdrs = r->nhdr ? &p->hv[nh] : NULL,
+			.nhdrs = r->nhdr,
+			.timestamp = r->ts,
+			.tag = r->lineno,
+		};
+		nh += r->nhdr;
+	}
+	return 0;
+}
+
 /* Hand a batch to the producer.  Returns 0, or the status that ends the input. */
 static int
-send_batch(struct pub *p, const struct batch *b)
+send_batch(struct pub *p, const struct dp_feed_batch *b)
 {
+	const struct rec *recs = b->recs;
+
 	for (size_t i = 0; i < b->n;) {
-		const struct rec *r = &b->recs[i];
+		const struct rec *r = &recs[i];
 		size_t j = i, failed;
 		int st;
 
@@ -1069,28 +872,35 @@ send_batch(struct pub *p, const struct batch *b)
 			return r->status;
 		}
 		if (r->kind == REC_BAD) {
-			if ((st = bad_line(p, value_of(b, r), r->vallen, r->lineno, at(b, r->why))))
+			st = bad_line(p, value_of(b, i, r), r->vallen, r->lineno, at(b, r->why));
+			if (st)
 				return st;
 			i++;
 			continue;
 		}
-		while (j < b->n && b->recs[j].kind == REC_RECORD)
+		while (j < b->n && recs[j].kind == REC_RECORD)
 			j++;
+		if (resolve(p, b, i, j) < 0) {
+			dp_err("line %llu: out of memory", (unsigned long long)r->lineno);
+			return DP_EX_SOFTWARE;
+		}
 		dp_buf_reset(&p->perr);
-		st = dp_producer_send(p->prod, &b->out[i], j - i, &failed, &p->perr);
+		st = dp_producer_send(p->prod, p->out, j - i, &failed, &p->perr);
 		if (!st) {
 			i = j;
 			continue;
 		}
 		/* Said once, with its line: the record is refused for itself, or all stops. */
-		r = &b->recs[i + failed];
+		i += failed;
+		r = &recs[i];
 		if (st != DP_EX_DATAERR) {
 			dp_err("line %llu: %s", (unsigned long long)r->lineno, dp_buf_str(&p->perr));
 			return st;
 		}
-		if ((st = bad_line(p, value_of(b, r), r->vallen, r->lineno, dp_buf_str(&p->perr))))
+		st = bad_line(p, value_of(b, i, r), r->vallen, r->lineno, dp_buf_str(&p->perr));
+		if (st)
 			return st;
-		i += failed + 1;
+		i++;
 	}
 	return 0;
 }
@@ -1105,53 +915,7 @@ serve(struct pub *p)
 		if (st && !p->status)
 			p->status = st;
 	}
-	dp_progress_tick(&p->prog, "lines", p->lines, NULL, false);
-}
-
-static void
-release(struct pub *p, struct batch *b)
-{
-	b->n = 0;
-	pthread_mutex_lock(&p->mu);
-	p->free[p->nfree++] = b;
-	pthread_cond_broadcast(&p->cv);
-	pthread_mutex_unlock(&p->mu);
-}
-
-/* The next full batch, or NULL after 100 ms (or at once when input is quiet). */
-static struct batch *
-next_batch(struct pub *p, bool quiet)
-{
-	struct batch *b = NULL;
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);    /* the clock of p->cv */
-	ts.tv_nsec += 100 * 1000000L;
-	if (ts.tv_nsec >= 1000000000L) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000L;
-	}
-	pthread_mutex_lock(&p->mu);
-	if (p->nfull == 0 && (quiet || atomic_load(&p->waiting)) &&
-	    dp_producer_pending(p->prod) > 0) {
-		/*
-		 * The writer is quiet: send what waits for linger.ms now.
-		 * flush returns once all is delivered, and looks for new
-		 * input again after 10 ms at most.
-		 */
-		pthread_mutex_unlock(&p->mu);
-		dp_producer_flush(p->prod, 10);
-		return NULL;
-	}
-	if (p->nfull == 0)
-		pthread_cond_timedwait(&p->cv, &p->mu, &ts);
-	if (p->nfull > 0) {
-		b = p->full[p->full_head];
-		p->full_head = (p->full_head + 1) % NBATCH;
-		p->nfull--;
-	}
-	pthread_mutex_unlock(&p->mu);
-	return b;
+	dp_progress_tick(&p->prog, "lines", dp_feed_lines(p->feed), NULL, false);
 }
 
 /* Produce batches until the input ends, a bad line or an error, or a stop. */
@@ -1162,7 +926,18 @@ run_lines(struct pub *p)
 	bool quiet = false;     /* the last batch ended because input paused */
 
 	while (!ev) {
-		struct batch *b = next_batch(p, quiet);
+		if ((quiet || dp_feed_quiet(p->feed)) && dp_producer_pending(p->prod) > 0) {
+			/*
+			 * The writer is quiet: send what waits for linger.ms
+			 * now.  flush returns once all is delivered, and looks
+			 * for new input again after 10 ms at most.
+			 */
+			dp_producer_flush(p->prod, 10);
+			serve(p);
+			quiet = false;
+			continue;
+		}
+		struct dp_feed_batch *b = dp_feed_next(p->feed, 100);
 		if (!b) {
 			serve(p);
 			continue;
@@ -1178,16 +953,12 @@ run_lines(struct pub *p)
 		}
 		quiet = b->quiet;
 		if (ev)
-			atomic_store(&p->halt, 1);  /* before the batch frees up */
-		release(p, b);
+			dp_feed_halt(p->feed);  /* before the batch is filled again */
+		dp_feed_release(p->feed, b);
 		dp_producer_poll(p->prod, 0);
-		dp_progress_tick(&p->prog, "lines", p->lines, NULL, false);
+		dp_progress_tick(&p->prog, "lines", dp_feed_lines(p->feed), NULL, false);
 	}
-	/* Stop the reader (it may be waiting for input or for a batch). */
-	atomic_store(&p->halt, 1);
-	pthread_mutex_lock(&p->mu);
-	pthread_cond_broadcast(&p->cv);
-	pthread_mutex_unlock(&p->mu);
+	dp_feed_halt(p->feed);
 	return ev;
 }
 
@@ -1242,17 +1013,21 @@ static int
 act_publish(struct dp_fsm *m, void *ctx)
 {
 	struct pub *p = ctx;
-	int ev;
+	struct dp_buf err = DP_BUF_INIT;
+	const struct dp_feed_conf conf = {
+		.in = p->in, .rec_size = sizeof(struct rec), .max_recs = BATCH_RECS,
+		.max_bytes = BATCH_BYTES, .prepare = prepare_line, .failed = read_failed,
+		.ready = batch_ready, .eof = E_EOF, .stop = E_STOP, .arg = p,
+	};
 
-	if (start_reader(p) < 0) {
-		dp_err("cannot start the reader thread: %s", strerror(errno));
+	if (!(p->out = calloc(BATCH_RECS, sizeof(*p->out))) ||
+	    !(p->feed = dp_feed_start(&conf, &err))) {
+		dp_err("%s", p->out ? dp_buf_str(&err) : "out of memory");
+		dp_buf_free(&err);
 		p->status = DP_EX_SOFTWARE;
 		return E_FATAL;
 	}
-	ev = run_lines(p);
-	pthread_join(p->reader, NULL);
-	p->reader_started = false;
-	return ev;
+	return run_lines(p);
 }
 
 /* -> draining: wait for every outstanding delivery report. */
@@ -1283,16 +1058,7 @@ static int
 open_pub(void *ctx)
 {
 	struct pub *p = ctx;
-	pthread_condattr_t ca;
 
-	/* Timed waits on the monotonic clock: a clock step must not stall them. */
-	if (pthread_condattr_init(&ca) || pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) ||
-	    pthread_mutex_init(&p->mu, NULL) || pthread_cond_init(&p->cv, &ca)) {
-		dp_err("cannot set up the reader thread's lock");
-		return DP_EX_SOFTWARE;
-	}
-	pthread_condattr_destroy(&ca);
-	p->sync_ok = true;
 	dp_progress_init(&p->prog, p->progress);
 	/* The JSON scanner checks UTF-8 and NUL bytes itself, in one pass. */
 	if (!(p->in = dp_lines_new(STDIN_FILENO, 0))) {
@@ -1308,18 +1074,19 @@ finish_pub(void *ctx, int status)
 {
 	struct pub *p = ctx;
 	struct dp_producer_stats st = { 0 };
+	uint64_t lines = p->feed ? dp_feed_lines(p->feed) : 0;
 
 	if (p->prod)
 		dp_producer_stats(p->prod, &st);
 	if (p->progress)
-		dp_progress_tick(&p->prog, "lines", p->lines, NULL, true);
+		dp_progress_tick(&p->prog, "lines", lines, NULL, true);
 	if (p->bad && p->on_error != ON_ERROR_FAIL)
 		dp_warn("%llu bad line%s %s", (unsigned long long)p->bad, p->bad == 1 ? "" : "s",
 		        p->on_error == ON_ERROR_SKIP ? "skipped" : "sent to the dead-letter topic");
 	if (dp_sig_stop && !status)
 		dp_info("stopped by signal after %llu lines; all delivered",
-		        (unsigned long long)p->lines);
-	dp_info("%llu lines, %llu delivered, %llu bad", (unsigned long long)p->lines,
+		        (unsigned long long)lines);
+	dp_info("%llu lines, %llu delivered, %llu bad", (unsigned long long)lines,
 	        (unsigned long long)st.delivered, (unsigned long long)p->bad);
 	return status;
 }
@@ -1329,19 +1096,7 @@ close_pub(void *ctx)
 {
 	struct pub *p = ctx;
 
-	for (size_t i = 0; i < NBATCH; i++) {
-		if (!p->batches[i])
-			continue;
-		dp_buf_free(&p->batches[i]->arena);
-		free(p->batches[i]->hdrs);
-		free(p->batches[i]->hv);
-		free(p->batches[i]->lines);
-		free(p->batches[i]);
-	}
-	if (p->sync_ok) {
-		pthread_mutex_destroy(&p->mu);
-		pthread_cond_destroy(&p->cv);
-	}
+	dp_feed_free(p->feed);
 	dp_producer_free(p->prod);
 	dp_lines_free(p->in);
 	dp_expr_free(p->topic_expr);
@@ -1361,6 +1116,9 @@ close_pub(void *ctx)
 	dp_buf_free(&p->topicbuf);
 	dp_buf_free(&p->ack);
 	dp_buf_free(&p->perr);
+	free(p->hscratch);
+	free(p->out);
+	free(p->hv);
 }
 
 static const struct dp_cmd cmd = {
