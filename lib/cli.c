@@ -206,8 +206,8 @@ dp_parse_size(const char *name, const char *s, uint64_t min, uint64_t max, const
 	if (*end)
 		return bad(name, s, "not a size such as 4096, 512K, 64M or 1G");
 	if (errno == ERANGE || v > (max >> shift) || (v << shift) < min || (v << shift) > max) {
-		dp_err("invalid %s '%s': must be between %llu bytes and %s", name, s,
-		       (unsigned long long)min, max_label);
+		dp_err("invalid %s '%s': must be from %llu byte%s to %s", name, s,
+		       (unsigned long long)min, min == 1 ? "" : "s", max_label);
 		return -1;
 	}
 	*out = (uint64_t)v << shift;

@@ -268,6 +268,15 @@ t_parse(void)
 	CHECK(dp_parse_duration("d", "1m30s", &ms) == 0 && ms == 90000);
 	CHECK(dp_parse_duration("d", "10", &ms) == 0 && ms == 10000);
 	CHECK(dp_parse_duration("d", "10x", &ms) < 0);
+	CHECK(dp_parse_size("s", "64M", 1, UINT64_MAX, "x", &u) == 0 && u == (64u << 20));
+	CHECK(dp_parse_size("s", "512K", 1, UINT64_MAX, "x", &u) == 0 && u == 524288);
+	CHECK(dp_parse_size("s", "1G", 1, UINT64_MAX, "x", &u) == 0 && u == (1u << 30));
+	CHECK(dp_parse_size("s", "4096", 1, UINT64_MAX, "x", &u) == 0 && u == 4096);
+	CHECK(dp_parse_size("s", "0", 1, UINT64_MAX, "x", &u) < 0);
+	CHECK(dp_parse_size("s", "2G", 1, (uint64_t)1 << 30, "1G", &u) < 0);
+	CHECK(dp_parse_size("s", "99999999999999999999G", 1, UINT64_MAX, "x", &u) < 0);
+	CHECK(dp_parse_size("s", "1KB", 1, UINT64_MAX, "x", &u) < 0);
+	CHECK(dp_parse_size("s", "-1", 1, UINT64_MAX, "x", &u) < 0);
 	CHECK(dp_parse_duration("d", "", &ms) < 0);
 	CHECK(dp_parse_duration("d", "-1s", &ms) < 0);
 	CHECK(dp_parse_u64("n", "42", 0, 100, &u) == 0 && u == 42);
