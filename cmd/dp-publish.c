@@ -38,13 +38,12 @@
 #include "kafka.h"
 #include "lines.h"
 #include "log.h"
+#include "onerror.h"
 #include "out.h"
 #include "producer.h"
 #include "progress.h"
 #include "sig.h"
 #include "timefmt.h"
-
-enum on_error { ON_ERROR_FAIL, ON_ERROR_SKIP, ON_ERROR_DLQ };
 
 /* Lines travel from the reader thread in batches of this size. */
 #define BATCH_RECS 1024
@@ -74,8 +73,7 @@ struct pub {
 	bool raw;
 	bool report;
 	bool progress;
-	enum on_error on_error;
-	const char *dlq_topic;
+	struct dp_on_error_policy on_error;
 	uint64_t max_line;              /* --max-line-bytes */
 
 	/* resources */
@@ -97,7 +95,6 @@ struct pub {
 
 	/* counters */
 	uint64_t failed;                /* delivery reports with an error */
-	uint64_t bad;
 	int status;                     /* why the input ended early, 0 if it did not */
 	struct dp_progress prog;
 	struct dp_fsm fsm;
@@ -309,17 +306,8 @@ parse_options(void *ctx, int argc, char **argv)
 				return -1;
 			break;
 		case OPT_ON_ERROR:
-			if (strcmp(optarg, "fail") == 0) {
-				p->on_error = ON_ERROR_FAIL;
-			} else if (strcmp(optarg, "skip") == 0) {
-				p->on_error = ON_ERROR_SKIP;
-			} else if (strncmp(optarg, "dlq=", 4) == 0 && optarg[4]) {
-				p->on_error = ON_ERROR_DLQ;
-				p->dlq_topic = optarg + 4;
-			} else {
-				dp_err("invalid --on-error '%s': expected fail, skip or dlq=TOPIC", optarg);
+			if (dp_on_error_parse(&p->on_error, optarg) < 0)
 				return -1;
-			}
 			break;
 		case '?':
 			dp_cli_bad_option(argv);
@@ -733,7 +721,7 @@ prepare_line(void *arg, struct dp_feed_batch *b, size_t i, const char *line, siz
 		b->oom = false;
 		mark(b, r, DP_EX_SOFTWARE, "out of memory");
 	}
-	if (r->kind == REC_BAD && p->on_error == ON_ERROR_FAIL)
+	if (r->kind == REC_BAD && p->on_error.mode == DP_ON_ERROR_FAIL)
 		return E_BAD_LINE;
 	return r->kind == REC_FATAL ? E_FATAL : 0;
 }
@@ -767,48 +755,21 @@ batch_ready(void *arg, struct dp_feed_batch *b)
 
 /* ---- producing (the main thread) ---------------------------------------- */
 
-/* Send a bad line to the dead-letter topic, with the reason in headers. */
-static int
-dead_letter(struct pub *p, const char *line, size_t len, uint64_t lineno, const char *why)
-{
-	char num[32];
-	struct dp_producer_header h[3] = {
-		{ "dp-error", why, strlen(why) },
-		{ "dp-line", num, 0 },
-		{ "dp-topic", p->topic, p->topic ? strlen(p->topic) : 0 },
-	};
-	struct dp_producer_rec r = {
-		.topic = p->dlq_topic, .partition = DP_PRODUCER_ANY, .value = line,
-		.value_len = len, .hdrs = h, .nhdrs = p->topic ? 3 : 2, .tag = lineno,
-	};
-	struct dp_buf err = DP_BUF_INIT;
-	size_t failed;
-
-	h[1].len = (size_t)snprintf(num, sizeof(num), "%llu", (unsigned long long)lineno);
-	int st = dp_producer_send(p->prod, &r, 1, &failed, &err);
-	if (st)
-		dp_err("line %llu: cannot send to dead-letter topic '%s': %s",
-		       (unsigned long long)lineno, p->dlq_topic, dp_buf_str(&err));
-	dp_buf_free(&err);
-	return st;
-}
-
-/* Apply --on-error to a bad line.  Returns 0 to go on, else a status. */
+/* Apply --on-error to a bad line; a dead letter carries the reason in headers. */
 static int
 bad_line(struct pub *p, const char *line, size_t len, uint64_t lineno, const char *why)
 {
-	p->bad++;
-	if (p->on_error == ON_ERROR_FAIL || p->bad <= 10 || dp_log_level() > 0)
-		dp_err("line %llu: %s", (unsigned long long)lineno, why);
-	switch (p->on_error) {
-	case ON_ERROR_FAIL:
-		return DP_EX_DATAERR;
-	case ON_ERROR_SKIP:
-		return 0;
-	case ON_ERROR_DLQ:
-		return dead_letter(p, line, len, lineno, why);
-	}
-	return DP_EX_SOFTWARE;
+	char where[48], num[24];
+	struct dp_producer_header h[3] = {
+		{ "dp-error", why, strlen(why) },
+		{ "dp-line", num, (size_t)snprintf(num, sizeof(num), "%llu",
+		                                   (unsigned long long)lineno) },
+		{ "dp-topic", p->topic, p->topic ? strlen(p->topic) : 0 },
+	};
+
+	snprintf(where, sizeof(where), "line %llu", (unsigned long long)lineno);
+	return dp_on_error_record(&p->on_error, p->prod, where, why, line, len, h,
+	                          p->topic ? 3 : 2, lineno);
 }
 
 /*
@@ -986,7 +947,8 @@ act_connect(struct dp_fsm *m, void *ctx)
 		dp_fsm_fail(m, st);
 		return E_BAD_CONFIG;
 	}
-	st = dp_producer_connect(p->prod, &p->dlq_topic, p->dlq_topic ? 1 : 0, &err);
+	st = dp_producer_connect(p->prod, &p->on_error.dlq_topic, p->on_error.dlq_topic ? 1 : 0,
+	                         &err);
 	if (st == DP_KAFKA_STOPPED) {
 		ev = E_STOP;
 	} else if (st) {
@@ -1080,14 +1042,12 @@ finish_pub(void *ctx, int status)
 		dp_producer_stats(p->prod, &st);
 	if (p->progress)
 		dp_progress_tick(&p->prog, "lines", lines, NULL, true);
-	if (p->bad && p->on_error != ON_ERROR_FAIL)
-		dp_warn("%llu bad line%s %s", (unsigned long long)p->bad, p->bad == 1 ? "" : "s",
-		        p->on_error == ON_ERROR_SKIP ? "skipped" : "sent to the dead-letter topic");
+	dp_on_error_summary(&p->on_error, "line");
 	if (dp_sig_stop && !status)
 		dp_info("stopped by signal after %llu lines; all delivered",
 		        (unsigned long long)lines);
 	dp_info("%llu lines, %llu delivered, %llu bad", (unsigned long long)lines,
-	        (unsigned long long)st.delivered, (unsigned long long)p->bad);
+	        (unsigned long long)st.delivered, (unsigned long long)p->on_error.count);
 	return status;
 }
 

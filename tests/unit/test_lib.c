@@ -25,6 +25,7 @@
 #include "lines.h"
 #include "kafka.h"
 #include "log.h"
+#include "onerror.h"
 #include "producer.h"
 #include "sig.h"
 #include "timefmt.h"
@@ -486,11 +487,19 @@ t_producer(int argc, char **argv)
 		st = dp_producer_send_wait(p, &b, 1, acks, 10000, &err);
 		printf("too large: status %d: %s\n", st, dp_buf_str(&err));
 		CHECK(st == DP_EX_DATAERR);
+		/* A dead letter that must be acknowledged before the caller goes on. */
+		struct dp_on_error_policy pol = { .durable = true, .timeout_ms = 10000 };
+		struct dp_producer_header dh[1] = { { "sqlstate", "23505", 5 } };
+		char dlq[300];
+		snprintf(dlq, sizeof(dlq), "dlq=%s", topic);
+		CHECK(dp_on_error_parse(&pol, dlq) == 0);
+		CHECK(dp_on_error_record(&pol, p, "row 7", "duplicate key", "raw", 3, dh, 1, 7) == 0);
+		CHECK(pol.count == 1);
 		dp_producer_stats(p, &stats);
 		printf("produced %llu delivered %llu lost %llu pending %d\n",
 		       (unsigned long long)stats.produced, (unsigned long long)stats.delivered,
 		       (unsigned long long)stats.lost, stats.pending);
-		CHECK(stats.produced == 3 && stats.delivered == 3 && stats.pending == 0);
+		CHECK(stats.produced == 4 && stats.delivered == 4 && stats.pending == 0);
 	}
 	dp_producer_free(p);
 	dp_cli_free(&c);
