@@ -229,27 +229,21 @@ dp_lines_next(struct dp_lines *r, const char **line, size_t *len)
 	}
 	*line = r->buf + r->start;
 	n = (size_t)(nl - *line);
-	if (r->skipped || n > r->max) {
-		if (n > 0 && (*line)[n - 1] == '\r')
-			n--;
-		n += r->skipped;
-		r->skipped = 0;
-		r->start = (size_t)(nl - r->buf) + (nl < r->buf + r->end ? 1 : 0);
-		r->scanned = 0;
-		*line = NULL;
-		*len = n;
-		r->lineno++;
-		r->why = "line too long";
-		r->why_off = r->max;
-		return DP_LINES_LONG;
-	}
 	r->start = (size_t)(nl - r->buf) + (nl < r->buf + r->end ? 1 : 0);
 	r->scanned = 0;
 	if (n > 0 && (*line)[n - 1] == '\r')
 		n--;
+	r->lineno++;
+	if (r->skipped || n > r->max) {
+		*line = NULL;
+		*len = n + r->skipped;
+		r->skipped = 0;
+		r->why = "line too long";
+		r->why_off = r->max;
+		return DP_LINES_LONG;
+	}
 	((char *)*line)[n] = '\0';
 	*len = n;
-	r->lineno++;
 	r->why = NULL;
 	r->why_off = 0;
 	if ((r->flags & DP_LINES_STRICT) &&

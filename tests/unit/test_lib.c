@@ -331,9 +331,9 @@ t_lines_cap(void)
 	for (int i = 0; i < 1000; i++)
 		ok |= dp_buf_addch(&in, 'x');
 	ok |= dp_buf_addstr(&in, "\r\nafter\n");
-	for (int i = 0; i < 100; i++)
+	for (int i = 0; i < 100; i++)           /* at the cap, with CRLF: fits */
 		ok |= dp_buf_addch(&in, 'z');
-	ok |= dp_buf_addch(&in, '\n');
+	ok |= dp_buf_addstr(&in, "\r\n");
 	for (int i = 0; i < 101; i++)
 		ok |= dp_buf_addch(&in, 'w');
 	ok |= dp_buf_addch(&in, '\n');
