@@ -5,6 +5,13 @@
  * timestamps come from jq expressions evaluated on the line; --envelope
  * reads the lossless form that dp-tail --envelope prints.  The command
  * exits 0 only when every record was acknowledged by the cluster.
+ *
+ * Two threads: a reader turns lines into batches of prepared records
+ * (reading, validating and jq run there), and the main thread hands them
+ * to the producer engine (lib/producer.h), which alone talks to Kafka,
+ * and serves delivery reports.  On two cores this overlaps the JSON work
+ * with the producer's, which is what lets dp-publish keep up with kcat
+ * while it still checks every line.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -18,34 +25,34 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <librdkafka/rdkafka.h>
-
 #include "buf.h"
 #include "cli.h"
+#include "cmd.h"
 #include "envelope.h"
 #include "exit.h"
 #include "expr.h"
+#include "feed.h"
 #include "fsm.h"
 #include "json.h"
 #include "jsonw.h"
 #include "kafka.h"
 #include "lines.h"
 #include "log.h"
+#include "onerror.h"
 #include "out.h"
+#include "producer.h"
 #include "progress.h"
 #include "sig.h"
 #include "timefmt.h"
 
-enum on_error { ON_ERROR_FAIL, ON_ERROR_SKIP, ON_ERROR_DLQ };
-
 /* Lines travel from the reader thread in batches of this size. */
 #define BATCH_RECS 1024
 #define BATCH_BYTES (1024 * 1024)
-#define NBATCH 4
-#define MAX_BUCKETS 4096                /* partitions batched by send_run */
-#define MAX_LANES 4                     /* producers of the -t topic */
 
-struct batch;
+/* A header while its record is prepared: arena offsets (value NONE: null). */
+struct hdr_at {
+	size_t name, value, len;
+};
 
 struct header_spec {
 	char *name;
@@ -66,66 +73,29 @@ struct pub {
 	bool raw;
 	bool report;
 	bool progress;
-	enum on_error on_error;
-	const char *dlq_topic;
-	int64_t timeout_ms;
-	bool auto_create;               /* -X allow.auto.create.topics=true */
+	struct dp_on_error_policy on_error;
+	uint64_t max_line;              /* --max-line-bytes */
 
 	/* resources */
-	rd_kafka_t *rk;                 /* lane 0: also every other topic */
-	rd_kafka_topic_t *rkt;          /* the -t topic, looked up once */
-	/*
-	 * Lanes.  librdkafka 2.0's idempotent producer has one request in
-	 * flight per partition, so a partition waits out every round trip,
-	 * and on one connection the broker serves the partitions' requests
-	 * one after another.  For a keyed -t topic the partitions are spread
-	 * over up to MAX_LANES producers, each with its own connection: a
-	 * partition always goes through the same one (partition % nlanes),
-	 * so its records keep their order and each producer's sequence
-	 * numbers still rule out duplicates.  lane_rk[0] is rk.
-	 */
-	rd_kafka_t *lane_rk[MAX_LANES];
-	rd_kafka_topic_t *lane_rkt[MAX_LANES];
-	int nlanes;
-	uint32_t next_unkeyed;          /* round robin for records without a key */
+	struct dp_producer *prod;
 	struct dp_lines *in;
-	struct dp_out *out;             /* --report lines */
+	struct dp_feed *feed;           /* the reader thread (lib/feed.h) */
 	char **known;                   /* topics proven to exist (reader thread) */
 	size_t nknown;
-	rd_kafka_topic_t **handles;     /* other topics' handles (main thread) */
-	size_t nhandles;
 
-	/* the reader thread and the batches it fills */
-	pthread_t reader;
-	bool reader_started;
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	struct batch *batches[NBATCH];
-	int32_t partitions;             /* of the -t topic */
-	int64_t partitions_checked;     /* when, on the monotonic clock */
-	size_t max_msg_size;            /* message.max.bytes */
-	int32_t (*partitioner)(const rd_kafka_topic_t *, const void *, size_t, int32_t,
-	                       void *, void *);
-	struct window *win;             /* send_run's per-partition window, or NULL */
-	uint64_t win_msgs, win_bytes;   /* its size */
-	struct batch *free[NBATCH];     /* LIFO of empty batches */
-	size_t nfree;
-	struct batch *full[NBATCH];     /* FIFO of filled batches */
-	size_t full_head, nfull;
-	atomic_int halt;                /* main thread to reader: stop */
-	atomic_int waiting;             /* reader to main thread: input is quiet */
-
-	/* per-line scratch of the reader thread, reused */
-	struct dp_buf key, tmp, err, topicbuf, ack;
+	/* the reader thread's scratch, reused */
+	struct dp_buf key, tmp, err, topicbuf;
+	struct hdr_at *hscratch;        /* the headers of the line being prepared */
+	size_t nhscratch, hscratch_cap;
+	/* the main thread's */
+	struct dp_buf ack, perr;
+	struct dp_producer_rec *out;    /* a batch, as the producer takes it */
+	struct dp_producer_header *hv;  /* its headers */
+	size_t hv_cap;
 
 	/* counters */
-	atomic_ullong lines;            /* written by the reader thread */
-	uint64_t produced;
-	uint64_t delivered;
-	uint64_t lost;
-	uint64_t bad;
-	uint64_t dlq;
-	int status;                     /* first fatal status */
+	uint64_t failed;                /* delivery reports with an error */
+	int status;                     /* why the input ended early, 0 if it did not */
 	struct dp_progress prog;
 	struct dp_fsm fsm;
 };
@@ -133,56 +103,70 @@ struct pub {
 /* ---- state machine ---------------------------------------------------- */
 
 enum state { S_IDLE, S_CONNECTING, S_PUBLISHING, S_DRAINING, S_DONE, S_FAILED, NSTATES };
-enum event { E_START, E_CONNECTED, E_UNREACHABLE, E_EOF, E_STOP, E_BAD_LINE,
-             E_FATAL, E_DRAINED, E_LOST, NEVENTS };
+enum event { E_START, E_CONNECTED, E_UNREACHABLE, E_REFUSED, E_BAD_CONFIG, E_STOP, E_EOF,
+             E_BAD_LINE, E_FATAL, E_DRAINED, E_LOST, E_ABORTED, NEVENTS };
 
 static const char *const state_names[NSTATES] = {
 	"idle", "connecting", "publishing", "draining", "done", "failed",
 };
 static const char *const event_names[NEVENTS] = {
-	"start", "connected", "unreachable", "eof", "signal", "bad_line",
-	"fatal", "drained", "lost",
+	"start", "connected", "unreachable", "refused", "bad_config", "signal", "eof",
+	"bad_line", "fatal", "drained", "lost", "aborted",
 };
 
+static int act_connect(struct dp_fsm *m, void *ctx);
+static int act_publish(struct dp_fsm *m, void *ctx);
+static int act_drain(struct dp_fsm *m, void *ctx);
+
+/*
+ * done exits 0: every record read was delivered (after a signal too).
+ * failed exits with the reason the action recorded: 65 a bad line under
+ * --on-error fail, 69 no broker or no topic, 75 records not delivered,
+ * 64/66/78 a bad -p, -F or -X, 74 stdin or stdout failed.
+ */
 static const struct dp_fsm_row rows[] = {
-	{ S_IDLE,       E_START,       S_CONNECTING, NULL },
-	{ S_CONNECTING, E_CONNECTED,   S_PUBLISHING, NULL },
+	/* state          event          next           action */
+	{ S_IDLE,       E_START,       S_CONNECTING, act_connect },
+	{ S_CONNECTING, E_CONNECTED,   S_PUBLISHING, act_publish },
 	{ S_CONNECTING, E_UNREACHABLE, S_FAILED,     NULL },
+	{ S_CONNECTING, E_REFUSED,     S_FAILED,     NULL },
+	{ S_CONNECTING, E_BAD_CONFIG,  S_FAILED,     NULL },
 	{ S_CONNECTING, E_STOP,        S_DONE,       NULL },
-	{ S_PUBLISHING, E_EOF,         S_DRAINING,   NULL },
-	{ S_PUBLISHING, E_STOP,        S_DRAINING,   NULL },
-	{ S_PUBLISHING, E_BAD_LINE,    S_DRAINING,   NULL },
-	{ S_PUBLISHING, E_FATAL,       S_DRAINING,   NULL },
+	{ S_PUBLISHING, E_EOF,         S_DRAINING,   act_drain },
+	{ S_PUBLISHING, E_STOP,        S_DRAINING,   act_drain },
+	{ S_PUBLISHING, E_BAD_LINE,    S_DRAINING,   act_drain },
+	{ S_PUBLISHING, E_FATAL,       S_DRAINING,   act_drain },
 	{ S_DRAINING,   E_DRAINED,     S_DONE,       NULL },
 	{ S_DRAINING,   E_LOST,        S_FAILED,     NULL },
+	{ S_DRAINING,   E_ABORTED,     S_FAILED,     NULL },
 };
 static const struct dp_fsm_final finals[] = { { S_DONE, 0 }, { S_FAILED, DP_FSM_REASON } };
 
 static const struct dp_fsm_def machine = {
 	"dp-publish", state_names, NSTATES, event_names, NEVENTS,
-	rows, sizeof(rows) / sizeof(rows[0]), S_IDLE, finals, 2,
+	rows, DP_FSM_COUNT(rows), S_IDLE, finals, DP_FSM_COUNT(finals),
 };
 
 /* ---- options ---------------------------------------------------------- */
 
 enum {
 	OPT_TOPIC_EXPR = DP_OPT_CMD, OPT_TIMESTAMP, OPT_ENVELOPE, OPT_ON_ERROR,
-	OPT_REPORT, OPT_RAW, OPT_TIMEOUT, OPT_PROGRESS,
+	OPT_REPORT, OPT_RAW, OPT_PROGRESS, OPT_MAX_LINE,
 };
 
 static const struct option longopts[] = {
-	{ "topic",      required_argument, NULL, 't' },
-	{ "topic-expr", required_argument, NULL, OPT_TOPIC_EXPR },
-	{ "key",        required_argument, NULL, 'k' },
-	{ "partition",  required_argument, NULL, 'p' },
-	{ "header",     required_argument, NULL, 'H' },
-	{ "timestamp",  required_argument, NULL, OPT_TIMESTAMP },
-	{ "envelope",   no_argument,       NULL, OPT_ENVELOPE },
-	{ "on-error",   required_argument, NULL, OPT_ON_ERROR },
-	{ "report",     no_argument,       NULL, OPT_REPORT },
-	{ "raw",        no_argument,       NULL, OPT_RAW },
-	{ "timeout",    required_argument, NULL, OPT_TIMEOUT },
-	{ "progress",   no_argument,       NULL, OPT_PROGRESS },
+	{ "topic",          required_argument, NULL, 't' },
+	{ "topic-expr",     required_argument, NULL, OPT_TOPIC_EXPR },
+	{ "key",            required_argument, NULL, 'k' },
+	{ "partition",      required_argument, NULL, 'p' },
+	{ "header",         required_argument, NULL, 'H' },
+	{ "timestamp",      required_argument, NULL, OPT_TIMESTAMP },
+	{ "envelope",       no_argument,       NULL, OPT_ENVELOPE },
+	{ "on-error",       required_argument, NULL, OPT_ON_ERROR },
+	{ "max-line-bytes", required_argument, NULL, OPT_MAX_LINE },
+	{ "report",         no_argument,       NULL, OPT_REPORT },
+	{ "raw",            no_argument,       NULL, OPT_RAW },
+	{ "progress",       no_argument,       NULL, OPT_PROGRESS },
 	DP_CLI_KAFKA_LONG,
 	DP_CLI_BASE_LONG,
 	{ NULL, 0, NULL, 0 },
@@ -207,16 +191,19 @@ usage(FILE *fp)
 	      "      --envelope          read dp-tail --envelope lines (lossless copy)\n"
 	      "      --raw               send lines as opaque bytes, no JSON check\n"
 	      "      --on-error MODE     bad lines: fail (default), skip, dlq=TOPIC\n"
+	      "      --max-line-bytes N  a longer line is a bad line (default "
+	      DP_LINES_MAX_DEFAULT_ARG "; K, M, G)\n"
 	      "\n"
 	      "Delivery:\n"
-	      "      --timeout DURATION  give up on an unreachable cluster after this (default 10s)\n"
 	      "      --report            print one NDJSON acknowledgement per record on stdout\n"
 	      "      --progress          print rate and totals on stderr every second\n", fp);
 	dp_cli_help_common(fp, true);
 	fputs("\nDefaults that -X overrides: enable.idempotence=true acks=all linger.ms=100\n"
 	      "allow.auto.create.topics=false; a pause in the input sends what waits.\n", fp);
-	fputs("\nExit status: 0 all delivered, 64 usage, 65 bad line (--on-error fail),\n"
-	      "69 cluster or topic unavailable, 75 records not delivered.  See dp-publish(1).\n", fp);
+	fputs("\nExit status: 0 all delivered (also after SIGINT/SIGTERM), 64 usage,\n"
+	      "65 bad line (--on-error fail), 66 -F unreadable, 69 cluster or topic\n"
+	      "unavailable, 74 I/O error, 75 records not delivered, 78 bad configuration.\n"
+	      "See dp-publish(1).\n", fp);
 }
 
 static int
@@ -231,17 +218,23 @@ add_header(struct pub *p, const char *arg)
 		return -1;
 	}
 	h = realloc(p->hdrs, (p->nhdrs + 1) * sizeof(*h));
-	if (!h)
+	if (!h) {
+		dp_err("out of memory");
 		return -1;
+	}
 	p->hdrs = h;
 	h = &p->hdrs[p->nhdrs];
+	if (!(h->name = strndup(arg, (size_t)(eq - arg)))) {
+		dp_err("out of memory");
+		return -1;
+	}
 	h->expr = dp_expr_compile(eq + 1, &err);
 	if (!h->expr) {
-		dp_err("invalid --header %.*s: %s", (int)(eq - arg), arg, err.data);
+		dp_err("invalid --header %s: %s", h->name, dp_buf_str(&err));
+		free(h->name);
 		dp_buf_free(&err);
 		return -1;
 	}
-	h->name = strndup(arg, (size_t)(eq - arg));
 	p->nhdrs++;
 	return 0;
 }
@@ -253,14 +246,15 @@ compile(const char *opt, const char *src)
 	struct dp_expr *e = dp_expr_compile(src, &err);
 
 	if (!e)
-		dp_err("invalid %s: %s", opt, err.data);
+		dp_err("invalid %s: %s", opt, dp_buf_str(&err));
 	dp_buf_free(&err);
 	return e;
 }
 
 static int
-parse_options(struct pub *p, int argc, char **argv)
+parse_options(void *ctx, int argc, char **argv)
 {
+	struct pub *p = ctx;
 	const char *shortopts = "t:k:p:H:" DP_CLI_KAFKA_SHORT DP_CLI_BASE_SHORT;
 	int opt;
 	uint64_t n;
@@ -306,23 +300,14 @@ parse_options(struct pub *p, int argc, char **argv)
 		case OPT_PROGRESS:
 			p->progress = true;
 			break;
-		case OPT_TIMEOUT:
-			if (dp_parse_timeout("--timeout", optarg, INT32_MAX, "24d",
-			                     &p->timeout_ms) < 0)
+		case OPT_MAX_LINE:
+			if (dp_parse_size("--max-line-bytes", optarg, 1, (uint64_t)1 << 40, "1024G",
+			                  &p->max_line) < 0)
 				return -1;
 			break;
 		case OPT_ON_ERROR:
-			if (strcmp(optarg, "fail") == 0) {
-				p->on_error = ON_ERROR_FAIL;
-			} else if (strcmp(optarg, "skip") == 0) {
-				p->on_error = ON_ERROR_SKIP;
-			} else if (strncmp(optarg, "dlq=", 4) == 0 && optarg[4]) {
-				p->on_error = ON_ERROR_DLQ;
-				p->dlq_topic = optarg + 4;
-			} else {
-				dp_err("invalid --on-error '%s': expected fail, skip or dlq=TOPIC", optarg);
+			if (dp_on_error_parse(&p->on_error, optarg) < 0)
 				return -1;
-			}
 			break;
 		case '?':
 			dp_cli_bad_option(argv);
@@ -341,8 +326,10 @@ parse_options(struct pub *p, int argc, char **argv)
 
 /* All option combinations are checked here, once. */
 static int
-validate(struct pub *p)
+validate(void *ctx)
 {
+	struct pub *p = ctx;
+
 	if (p->topic && p->topic_expr) {
 		dp_err("-t and --topic-expr cannot be used together");
 		return -1;
@@ -368,258 +355,199 @@ validate(struct pub *p)
 	return 0;
 }
 
-/* ---- delivery --------------------------------------------------------- */
-
-/*
- * The opaque of each record: the input line number shifted left, with the
- * low bit set for a dead-letter copy and the next one for a record that
- * send_run counts in its window.
- */
-#define OPAQUE(line, dlq) ((void *)(uintptr_t)(((uintptr_t)(line) << 2) | (dlq)))
-#define OPAQUE_WIN(line) ((void *)(uintptr_t)(((uintptr_t)(line) << 2) | 2))
-#define OPAQUE_LINE(o) ((uint64_t)((uintptr_t)(o) >> 2))
-#define OPAQUE_IN_WIN(o) (((uintptr_t)(o) & 2) != 0)
-
-/*
- * Records of one partition handed to librdkafka and not yet reported.
- *
- * librdkafka 2.0's idempotent producer sends a partition's next request
- * only once the previous one is answered.  send_run keeps about two and
- * a half batches of each partition outstanding: one in flight, and a
- * full one waiting, so that the next request leaves the moment the
- * answer comes, plus one filling.  More would only take memory, and
- * without a bound one busy partition fills librdkafka's shared queue
- * and holds up all the others.  (A batch waiting behind a request makes
- * librdkafka's broker thread poll in a loop once its linger.ms is over;
- * hence dp-publish's long linger.ms, see open_kafka.)
- */
-struct window {
-	uint64_t msgs;
-	uint64_t bytes;
-};
-
-/* The records of one partition that send_run hands over: msgs[done..end). */
-struct run {
-	rd_kafka_message_t *msgs;
-	size_t done, end;
-	int32_t partition;
-	int status;             /* set when a record could not be produced */
-};
-
+/* ---- delivery reports (main thread) ------------------------------------ */
 
 static void
-report_line(struct pub *p, uint64_t line, const rd_kafka_message_t *m)
+report_line(struct pub *p, const struct dp_producer_report *r)
 {
 	struct dp_buf *b = &p->ack;
-	const char *topic = rd_kafka_topic_name(m->rkt);
-
 	struct dp_jw w;
 
 	dp_buf_reset(b);
 	dp_jw_init(&w, b);
 	dp_jw_obj(&w);
-	dp_jw_kuint(&w, "line", line);
-	dp_jw_kstr(&w, "topic", topic);
-	if (m->err) {
-		dp_jw_kstr(&w, "error", rd_kafka_err2str(m->err));
+	dp_jw_kuint(&w, "line", r->tag);
+	dp_jw_kstr(&w, "topic", r->topic);
+	if (r->err) {
+		dp_jw_kstr(&w, "error", rd_kafka_err2str(r->err));
 	} else {
-		dp_jw_kint(&w, "partition", m->partition);
-		dp_jw_kint(&w, "offset", m->offset);
+		dp_jw_kint(&w, "partition", r->partition);
+		dp_jw_kint(&w, "offset", r->offset);
 	}
 	dp_jw_end(&w);
 	if (dp_jw_finish(&w) < 0 || dp_buf_addch(b, '\n') < 0) {
-		dp_err("line %llu: cannot report: out of memory", (unsigned long long)line);
+		dp_err("line %llu: cannot report: out of memory", (unsigned long long)r->tag);
 		if (!p->status)
 			p->status = DP_EX_SOFTWARE;
 		return;
 	}
-	if (dp_out_write(p->out, b->data, b->len) < 0 && errno != EPIPE && !p->status)
-		p->status = DP_EX_IOERR;
+	if (dp_out_write(p->common.out, b->data, b->len) < 0) {
+		int st = dp_cmd_stdout_failed(errno);
+		if (st && !p->status)
+			p->status = st;
+	}
 }
 
 static void
-on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+on_report(void *arg, const struct dp_producer_report *r)
 {
-	struct pub *p = opaque;
-	uint64_t line = OPAQUE_LINE(m->_private);
+	struct pub *p = arg;
 
-	if (m->err) {
-		p->lost++;
-		/* The first few failures are named; the total is always given. */
-		if (p->lost <= 5)
-			dp_err("line %llu: not delivered to '%s': %s", (unsigned long long)line,
-			       rd_kafka_topic_name(m->rkt), rd_kafka_err2str(m->err));
-	} else {
-		p->delivered++;
-	}
-	if (OPAQUE_IN_WIN(m->_private) && p->win && m->partition >= 0 &&
-	    m->partition < MAX_BUCKETS) {
-		struct window *w = &p->win[m->partition];
-		w->msgs--;
-		w->bytes -= m->len + m->key_len;
-	}
+	/* The first few failures are named; the total is always given. */
+	if (r->err && ++p->failed <= 5)
+		dp_err("line %llu: not delivered to '%s': %s", (unsigned long long)r->tag,
+		       r->topic, rd_kafka_err2str(r->err));
 	if (p->report)
-		report_line(p, line, m);
+		report_line(p, r);
 }
 
 /* ---- preparing records (the reader thread) ------------------------------ */
 
 /*
- * Reading, validating and evaluating expressions run in a thread of their
- * own, a batch of lines at a time; the main thread only hands prepared
- * records to librdkafka and serves delivery reports.  On two cores this
- * overlaps the JSON work with the producer's own, which is what lets
- * dp-publish keep up with kcat while it still checks every line.
- *
  * Order is kept: batches travel in a FIFO, records inside a batch are in
  * line order, and the main thread stops at the first record that tells
  * it to (a bad line under --on-error fail, a fatal error).
  */
 enum rec_kind { REC_RECORD, REC_BAD, REC_FATAL };
 
-#define NONE ((size_t)-1)
+#define NONE DP_FEED_NONE
+#define PREP_STOP (-2)          /* prepare_*: a signal came while checking a topic */
 
+/* One line, prepared: offsets into its batch's arena, or its kept line. */
 struct rec {
 	uint64_t lineno;
 	enum rec_kind kind;
 	int status;                 /* REC_FATAL: the exit status */
-	size_t topic;               /* arena offset, or NONE for the -t topic */
+	size_t topic;               /* or NONE for the -t topic */
 	int32_t partition;
-	size_t key, keylen;         /* arena offset, or NONE: no key */
-	size_t val, vallen;         /* arena offset, or NONE: a tombstone */
-	const char *line;           /* or the value in place, in batch->lines */
+	size_t key, keylen;         /* key NONE: no key */
+	size_t val, vallen;         /* val NONE: a tombstone, unless in_line */
+	bool in_line;               /* the value is the line itself (dp_feed_keep) */
 	int64_t ts;
-	rd_kafka_headers_t *hdrs;   /* owned by the record until produced */
+	size_t hdr, nhdr;           /* nhdr struct hdr_at in the arena at hdr */
 	size_t why;                 /* REC_BAD, REC_FATAL: the message */
 };
 
-struct batch {
-	struct rec recs[BATCH_RECS];
-	size_t n;
-	struct dp_buf arena;        /* the bytes records point at, but lines */
-	char *lines;                /* the input lines records point into */
-	size_t lines_cap;
-	bool in_lines;              /* records point into the reader's buffer */
-	bool oom;                   /* an arena_add failed since the last check */
-	int end;                    /* 0, or the event that ended the input */
-	bool quiet;                 /* handed over because the writer went quiet */
-};
-
-/* Copy into the arena; on failure b->oom is set and the record is dropped
- * as fatal by prepare_line, so NONE never stands for real data. */
-static size_t
-arena_add(struct batch *b, const void *data, size_t n)
-{
-	size_t off = b->arena.len;
-
-	if (dp_buf_add(&b->arena, data, n) < 0 || dp_buf_addch(&b->arena, '\0') < 0) {
-		b->oom = true;
-		return NONE;
-	}
-	return off;
-}
-
 static const char *
-at(const struct batch *b, size_t off)
+at(const struct dp_feed_batch *b, size_t off)
 {
-	return off == NONE ? "(out of memory)" : b->arena.data + off;
+	return dp_feed_at(b, off);
 }
 
-/*
- * A record's value is the input line itself: point at it where the line
- * reader has it, and let the batch take that buffer over when it is
- * handed on (see reader_main), instead of copying every line.
- */
 static void
-value_is_line(struct batch *b, struct rec *r, const char *line, size_t len)
+add_hdr(struct pub *p, struct dp_feed_batch *b, const char *name, const char *value,
+        size_t len)
 {
-	r->line = line;
-	r->vallen = len;
-	b->in_lines = true;
+	if (p->nhscratch == p->hscratch_cap) {
+		size_t cap = p->hscratch_cap ? 2 * p->hscratch_cap : 16;
+		struct hdr_at *h = realloc(p->hscratch, cap * sizeof(*h));
+		if (!h) {
+			b->oom = true;
+			return;
+		}
+		p->hscratch = h;
+		p->hscratch_cap = cap;
+	}
+	struct hdr_at *h = &p->hscratch[p->nhscratch++];
+	h->name = dp_feed_add(b, name, strlen(name));
+	h->value = value ? dp_feed_add(b, value, len) : NONE;
+	h->len = len;
+}
+
+/* The record's value is its line: kept in place, not copied (feed.h). */
+static void
+value_is_line(struct dp_feed_batch *b, size_t i, struct rec *r, const char *line, size_t len)
+{
+	r->in_line = line != NULL;
+	r->vallen = line ? len : 0;
+	dp_feed_keep(b, i, line, len);
 }
 
 /* The value's bytes, or NULL for a tombstone. */
 static const char *
-value_of(const struct batch *b, const struct rec *r)
+value_of(const struct dp_feed_batch *b, size_t i, const struct rec *r)
 {
-	return r->line ? r->line : r->val == NONE ? NULL : at(b, r->val);
-}
-
-static int
-topic_known(struct pub *p, const char *name)
-{
-	for (size_t i = 0; i < p->nknown; i++)
-		if (strcmp(p->known[i], name) == 0)
-			return 1;
-	return 0;
+	return r->in_line ? dp_feed_line(b, i) : r->val == NONE ? NULL : at(b, r->val);
 }
 
 /*
- * Topics named by --topic-expr are checked once each, so a typo fails at
- * once instead of after message.timeout.ms.
+ * Topics named by --topic-expr or an envelope are checked once each, so
+ * a typo fails at once instead of after message.timeout.ms.
  */
 static int
 check_topic(struct pub *p, const char *name, struct dp_buf *why)
 {
 	char **k;
 
-	if (topic_known(p, name))
-		return 0;
-	int st = dp_kafka_probe(p->rk, name, (int)p->timeout_ms, NULL, why);
-	if (st == DP_EX_NOTFOUND && p->auto_create) {
-		dp_buf_reset(why);
-		st = 0;                 /* the broker creates it on first produce */
-	} else if (st == DP_EX_NOTFOUND) {
-		st = DP_EX_UNAVAILABLE;
-	}
+	for (size_t i = 0; i < p->nknown; i++)
+		if (strcmp(p->known[i], name) == 0)
+			return 0;
+	int st = dp_producer_check_topic(p->prod, name, why);
+	if (st == DP_EX_NOTFOUND)
+		st = DP_EX_UNAVAILABLE;         /* dp-publish(1): 69, cluster or topic */
+	else if (st == DP_KAFKA_STOPPED)
+		st = PREP_STOP;
 	if (st)
 		return st;
 	k = realloc(p->known, (p->nknown + 1) * sizeof(*k));
-	if (!k)
+	if (!k || !(k[p->nknown] = strdup(name))) {
+		if (k)
+			p->known = k;
+		dp_buf_msgf(why, "out of memory");
 		return DP_EX_SOFTWARE;
+	}
 	p->known = k;
-	p->known[p->nknown++] = strdup(name);
+	p->nknown++;
 	return 0;
 }
 
-/* Parse a --timestamp result (text of a number or a string) into ms. */
+/* A --timestamp result (text of a number or a string) in ms, > 0. */
 static int
 to_timestamp(enum dp_json_type t, const char *s, int64_t *ms)
 {
-	if (t == DP_JSON_NUMBER)
-		return dp_time_parse_epoch(s, ms);
-	if (t == DP_JSON_STRING)
-		return dp_time_parse(s, ms);
+	if (t == DP_JSON_NUMBER && dp_time_parse_epoch(s, ms) == 0)
+		return *ms > 0 ? 0 : -1;
+	if (t == DP_JSON_STRING && dp_time_parse(s, ms) == 0)
+		return *ms > 0 ? 0 : -1;
 	return -1;
+}
+
+/* The topic --topic-expr gives for the line, into p->topicbuf.  0 or -1. */
+static int
+topic_of(struct pub *p, struct dp_expr_rec *rec)
+{
+	enum dp_json_type t;
+
+	dp_buf_reset(&p->topicbuf);
+	if (dp_expr_first(p->topic_expr, rec, &t, &p->topicbuf, &p->err) < 0)
+		return -1;
+	if (t != DP_JSON_STRING || p->topicbuf.len == 0) {
+		dp_buf_msgf(&p->err, "--topic-expr gave %s, not a topic name",
+		            t == DP_JSON_INVALID ? "no result" : dp_buf_str(&p->topicbuf));
+		return -1;
+	}
+	return 0;
 }
 
 /*
  * Fill r from one valid JSON line.  Returns 0, -1 with the reason in
- * p->err (a bad line), or an exit status > 0 (fatal).
+ * p->err (a bad line), PREP_STOP, or an exit status > 0 (fatal).
  */
 static int
-prepare_json(struct pub *p, struct batch *b, struct rec *r, const char *line,
-             size_t len, const char *kv, size_t kvn)
+prepare_json(struct pub *p, struct dp_feed_batch *b, size_t i, struct rec *r,
+             const char *line, size_t len, const char *kv, size_t kvn)
 {
 	struct dp_expr_rec rec = DP_EXPR_REC(line, len);
 	enum dp_json_type t;
 	int rc = -1;
 
 	if (p->topic_expr) {
-		dp_buf_reset(&p->topicbuf);
-		if (dp_expr_first(p->topic_expr, &rec, &t, &p->topicbuf, &p->err) < 0)
+		if (topic_of(p, &rec) < 0)
 			goto out;
-		if (t != DP_JSON_STRING || p->topicbuf.len == 0) {
-			dp_buf_msgf(&p->err, "--topic-expr gave %s, not a topic name",
-			            t == DP_JSON_INVALID ? "no result" : p->topicbuf.data);
+		if ((rc = check_topic(p, p->topicbuf.data, &p->err)))
 			goto out;
-		}
-		int st = check_topic(p, p->topicbuf.data, &p->err);
-		if (st) {
-			rc = st;
-			goto out;
-		}
-		r->topic = arena_add(b, p->topicbuf.data, p->topicbuf.len);
+		rc = -1;
+		r->topic = dp_feed_add(b, p->topicbuf.data, p->topicbuf.len);
 	}
 	if (p->key_expr) {
 		dp_buf_reset(&p->key);
@@ -627,13 +555,16 @@ prepare_json(struct pub *p, struct batch *b, struct rec *r, const char *line,
 			/* Found while validating: no second pass over the line. */
 			t = dp_json_type_of(kv);
 			if ((t == DP_JSON_STRING ? dp_json_unquote(&p->key, kv, kvn)
-			                         : dp_json_compact(&p->key, kv, kvn)) < 0)
+			                         : dp_json_compact(&p->key, kv, kvn)) < 0) {
+				dp_buf_msgf(&p->err, "out of memory");
+				rc = DP_EX_SOFTWARE;
 				goto out;
+			}
 		} else if (dp_expr_first(p->key_expr, &rec, &t, &p->key, &p->err) < 0) {
 			goto out;
 		}
 		if (t != DP_JSON_NULL && t != DP_JSON_INVALID) {
-			r->key = arena_add(b, p->key.data ? p->key.data : "", p->key.len);
+			r->key = dp_feed_add(b, p->key.data ? p->key.data : "", p->key.len);
 			r->keylen = p->key.len;
 		}
 	}
@@ -641,26 +572,21 @@ prepare_json(struct pub *p, struct batch *b, struct rec *r, const char *line,
 		dp_buf_reset(&p->tmp);
 		if (dp_expr_first(p->ts_expr, &rec, &t, &p->tmp, &p->err) < 0)
 			goto out;
-		if (to_timestamp(t, p->tmp.data ? p->tmp.data : "", &r->ts) < 0) {
-			dp_buf_msgf(&p->err, "--timestamp gave '%s', not RFC 3339 or epoch time",
-			            p->tmp.data ? p->tmp.data : "");
+		if (to_timestamp(t, dp_buf_str(&p->tmp), &r->ts) < 0) {
+			dp_buf_msgf(&p->err, "--timestamp gave '%s', not RFC 3339 or epoch time "
+			            "after 1970-01-01T00:00:00Z", dp_buf_str(&p->tmp));
 			goto out;
 		}
 	}
-	if (p->nhdrs) {
-		r->hdrs = rd_kafka_headers_new(p->nhdrs);
-		for (size_t i = 0; i < p->nhdrs; i++) {
-			dp_buf_reset(&p->tmp);
-			if (dp_expr_first(p->hdrs[i].expr, &rec, &t, &p->tmp, &p->err) < 0)
-				goto out;
-			if (t == DP_JSON_INVALID)
-				continue;       /* no result: no header */
-			rd_kafka_header_add(r->hdrs, p->hdrs[i].name, -1,
-			                    t == DP_JSON_NULL ? NULL : p->tmp.data,
-			                    t == DP_JSON_NULL ? 0 : (ssize_t)p->tmp.len);
-		}
+	for (size_t h = 0; h < p->nhdrs; h++) {
+		dp_buf_reset(&p->tmp);
+		if (dp_expr_first(p->hdrs[h].expr, &rec, &t, &p->tmp, &p->err) < 0)
+			goto out;
+		if (t != DP_JSON_INVALID)       /* no result: no header */
+			add_hdr(p, b, p->hdrs[h].name, t == DP_JSON_NULL ? NULL : dp_buf_str(&p->tmp),
+			        t == DP_JSON_NULL ? 0 : p->tmp.len);
 	}
-	value_is_line(b, r, line, len);
+	value_is_line(b, i, r, line, len);
 	rc = 0;
 out:
 	dp_expr_rec_clear(&rec);
@@ -668,7 +594,7 @@ out:
 }
 
 static int
-prepare_envelope(struct pub *p, struct batch *b, struct rec *r, const char *line,
+prepare_envelope(struct pub *p, struct dp_feed_batch *b, struct rec *r, const char *line,
                  size_t len)
 {
 	struct dp_envelope env;
@@ -680,88 +606,85 @@ prepare_envelope(struct pub *p, struct batch *b, struct rec *r, const char *line
 	topic = p->topic ? p->topic : env.topic;
 	if (p->topic_expr) {
 		struct dp_expr_rec rec = DP_EXPR_REC(line, len);
-		enum dp_json_type t;
-		dp_buf_reset(&p->topicbuf);
-		int e = dp_expr_first(p->topic_expr, &rec, &t, &p->topicbuf, &p->err);
+		int e = topic_of(p, &rec);
 		dp_expr_rec_clear(&rec);
 		if (e < 0)
 			goto out;
-		if (t != DP_JSON_STRING || p->topicbuf.len == 0) {
-			dp_buf_msgf(&p->err, "--topic-expr gave no topic name");
-			goto out;
-		}
 		topic = p->topicbuf.data;
 	}
 	if (!topic) {
 		dp_buf_msgf(&p->err, "envelope has no \"topic\" and no -t was given");
 		goto out;
 	}
-	if (!p->topic || strcmp(topic, p->topic) != 0) {
-		int st = check_topic(p, topic, &p->err);
-		if (st) {
-			rc = st;
-			goto out;
-		}
-		r->topic = arena_add(b, topic, strlen(topic));
+	if (env.has_timestamp && env.timestamp == 0) {
+		/* rd_kafka_msg_new0 sends 0 as "now": the copy would differ. */
+		dp_buf_msgf(&p->err, "envelope timestamp 0 cannot be produced: librdkafka "
+		            "sends 0 as the current time");
+		goto out;
 	}
-	r->hdrs = rd_kafka_headers_new(env.nhdrs ? env.nhdrs : 1);
-	for (size_t i = 0; i < env.nhdrs; i++)
-		rd_kafka_header_add(r->hdrs, env.hdrs[i].name, -1, env.hdrs[i].value,
-		                    (ssize_t)env.hdrs[i].len);
-	if (p->partition == RD_KAFKA_PARTITION_UA)
+	if (!p->topic || strcmp(topic, p->topic) != 0) {
+		if ((rc = check_topic(p, topic, &p->err)))
+			goto out;
+		rc = -1;
+		r->topic = dp_feed_add(b, topic, strlen(topic));
+	}
+	for (size_t h = 0; h < env.nhdrs; h++)
+		add_hdr(p, b, env.hdrs[h].name, env.hdrs[h].value, env.hdrs[h].len);
+	if (p->partition == DP_PRODUCER_ANY)
 		r->partition = env.partition;
 	if (env.key) {
-		r->key = arena_add(b, env.key, env.key_len);
+		r->key = dp_feed_add(b, env.key, env.key_len);
 		r->keylen = env.key_len;
 	}
 	if (env.value) {
-		r->val = arena_add(b, env.value, env.value_len);
+		r->val = dp_feed_add(b, env.value, env.value_len);
 		r->vallen = env.value_len;
-	} else {
-		r->val = NONE;
 	}
-	r->ts = env.timestamp;
+	r->ts = env.has_timestamp ? env.timestamp : 0;
 	rc = 0;
 out:
 	dp_envelope_clear(&env);
 	return rc;
 }
 
-/* Record that ends the batch (rc > 0) or marks a bad line (rc < 0). */
+/* Record that ends the input (rc > 0) or marks a bad line (rc < 0). */
 static void
-mark(struct batch *b, struct rec *r, int rc, const char *why)
+mark(struct dp_feed_batch *b, struct rec *r, int rc, const char *why)
 {
-	if (r->hdrs) {
-		rd_kafka_headers_destroy(r->hdrs);
-		r->hdrs = NULL;
-	}
+	r->nhdr = 0;
 	r->kind = rc > 0 ? REC_FATAL : REC_BAD;
 	r->status = rc > 0 ? rc : 0;
-	r->why = arena_add(b, why, strlen(why));
+	r->why = dp_feed_add(b, why, strlen(why));
 	if (r->why == NONE) {
 		r->kind = REC_FATAL;
 		r->status = DP_EX_SOFTWARE;
 	}
 }
 
-/* Turn one line into a record in b.  Returns 0, or the event that ends input. */
+/* The feed's prepare: turn one line into record i of b (feed.h). */
 static int
-prepare_line(struct pub *p, struct batch *b, const char *line, size_t len, int bad_bytes)
+prepare_line(void *arg, struct dp_feed_batch *b, size_t i, const char *line, size_t len,
+             int got)
 {
-	struct rec *r = &b->recs[b->n++];
+	struct pub *p = arg;
+	struct rec *r = (struct rec *)b->recs + i;
 	char why[256];
 	int rc = 0;
 
-	memset(r, 0, sizeof(*r));
 	r->lineno = dp_lines_lineno(p->in);
-	r->topic = r->key = r->why = NONE;
+	r->topic = r->key = r->val = r->why = NONE;
 	r->partition = p->partition;
-	if (bad_bytes) {
+	p->nhscratch = 0;
+	if (got == DP_LINES_LONG) {
+		snprintf(why, sizeof(why), "line of %zu bytes is longer than --max-line-bytes "
+		         "(%llu); it is not kept", len, (unsigned long long)p->max_line);
+		mark(b, r, -1, why);
+	} else if (got == DP_LINES_BAD) {
 		snprintf(why, sizeof(why), "%s at byte %zu", dp_lines_error(p->in),
 		         dp_lines_error_offset(p->in) + 1);
 		mark(b, r, -1, why);
 	} else if (p->raw) {
-		value_is_line(b, r, line, len);
+		value_is_line(b, i, r, line, len);
 	} else {
 		const char *jwhy, *kv = NULL;
 		size_t off, kvn = 0;
@@ -776,615 +699,187 @@ prepare_line(struct pub *p, struct batch *b, const char *line, size_t len, int b
 		} else {
 			dp_buf_reset(&p->err);
 			rc = p->envelope ? prepare_envelope(p, b, r, line, len)
-			                 : prepare_json(p, b, r, line, len, kv, kvn);
+			                 : prepare_json(p, b, i, r, line, len, kv, kvn);
+			if (rc == PREP_STOP) {
+				/* Its topic is not proven: the line cannot go. */
+				dp_warn("line %llu: not sent: the signal came while checking "
+				        "its topic", (unsigned long long)r->lineno);
+				b->n--;
+				return E_STOP;
+			}
 			if (rc)
-				mark(b, r, rc, p->err.data ? p->err.data : "error");
+				mark(b, r, rc, dp_buf_str(&p->err));
 		}
 	}
-	if (r->kind == REC_BAD) {
-		/* The raw line goes along for --on-error dlq. */
-		value_is_line(b, r, line, len);
+	if (r->kind == REC_BAD)         /* the raw line goes along for --on-error dlq */
+		value_is_line(b, i, r, line, len);
+	else if (r->kind == REC_RECORD && p->nhscratch) {
+		r->hdr = dp_feed_add(b, p->hscratch, p->nhscratch * sizeof(*p->hscratch));
+		r->nhdr = p->nhscratch;
 	}
 	if (b->oom) {
 		b->oom = false;
 		mark(b, r, DP_EX_SOFTWARE, "out of memory");
 	}
-	if (r->kind == REC_BAD && p->on_error == ON_ERROR_FAIL)
+	if (r->kind == REC_BAD && p->on_error.mode == DP_ON_ERROR_FAIL)
 		return E_BAD_LINE;
 	return r->kind == REC_FATAL ? E_FATAL : 0;
 }
 
-/* Wait for input, but give up when the main thread or a signal says stop. */
+/* The feed's failed: reading stdin failed, or memory ran out. */
 static int
-reader_idle(void *ctx)
-{
-	struct pub *p = ctx;
-
-	return dp_sig_stop || atomic_load(&p->halt);
-}
-
-static int
-read_batch(struct pub *p, struct batch *b)
-{
-	const char *line;
-	size_t len;
-
-	for (;;) {
-		/* Hand over a partial batch rather than sit on it while input is quiet. */
-		if (b->n == BATCH_RECS || b->arena.len > BATCH_BYTES)
-			return 0;
-		if (b->n > 0 && !dp_lines_has_line(p->in)) {
-			b->quiet = dp_lines_quiet(p->in);
-			return 0;
-		}
-		/*
-		 * On a signal, lines already taken from stdin are still sent:
-		 * they are gone from the pipe, so dropping them would lose them.
-		 */
-		if (dp_sig_stop)
-			dp_lines_stop(p->in);
-		if (atomic_load(&p->halt))
-			return E_STOP;
-		/* About to wait for the writer: the main thread may send what it holds. */
-		bool wait = b->n == 0 && !dp_lines_has_line(p->in) && dp_lines_quiet(p->in);
-		if (wait) {
-			pthread_mutex_lock(&p->mu);
-			atomic_store(&p->waiting, 1);
-			pthread_cond_broadcast(&p->cv);
-			pthread_mutex_unlock(&p->mu);
-		}
-		int r = dp_lines_next(p->in, &line, &len);
-		if (wait)
-			atomic_store(&p->waiting, 0);
-		if (r == DP_LINES_EOF && dp_sig_stop) {
-			if (dp_lines_pending(p->in))
-				dp_warn("line %lu: incomplete when the signal came; %zu bytes "
-				        "not sent", dp_lines_lineno(p->in) + 1,
-				        dp_lines_pending(p->in));
-			return E_STOP;
-		}
-		if (r == DP_LINES_EOF)
-			return E_EOF;
-		if (r == DP_LINES_ERR) {
-			if (errno == EINTR)
-				continue;
-			struct rec *f = &b->recs[b->n++];
-			memset(f, 0, sizeof(*f));
-			char why[128];
-			snprintf(why, sizeof(why), "cannot read stdin: %s", strerror(errno));
-			f->lineno = dp_lines_lineno(p->in) + 1;
-			mark(b, f, DP_EX_IOERR, why);
-			return E_FATAL;
-		}
-		if (r == DP_LINES_NOMEM) {
-			struct rec *f = &b->recs[b->n++];
-			memset(f, 0, sizeof(*f));
-			f->lineno = dp_lines_lineno(p->in) + 1;
-			mark(b, f, DP_EX_SOFTWARE, "out of memory");
-			return E_FATAL;
-		}
-		p->lines++;
-		if (len == 0)
-			continue;
-		int ev = prepare_line(p, b, line, len, r == DP_LINES_BAD);
-		if (ev)
-			return ev;
-	}
-}
-
-/* No memory for a swap: copy the values out of the reader's buffer. */
-static void
-pin_values(struct batch *b)
-{
-	for (size_t i = 0; i < b->n; i++) {
-		struct rec *r = &b->recs[i];
-		if (r->line) {
-			r->val = arena_add(b, r->line, r->vallen);
-			r->line = NULL;
-			if (r->val == NONE) {
-				r->kind = REC_FATAL;
-				r->status = DP_EX_SOFTWARE;
-				r->why = arena_add(b, "out of memory", 13);
-			}
-		}
-	}
-	b->in_lines = false;
-}
-
-/*
- * read_batch stops where the reader would read again, so every line it
- * took is still in the reader's buffer.  The batch takes that buffer
- * over (and gives the reader its old one) when it used more of it than
- * is left to read; otherwise, as with short lines, where a batch ends at
- * BATCH_RECS long before the buffer does, it copies its lines out.
- * Either way no more than the smaller part is copied.
- */
-static void
-keep_lines(struct pub *p, struct batch *b)
-{
-	const char *lo = NULL, *hi = NULL;
-
-	for (size_t i = 0; i < b->n; i++) {
-		const struct rec *r = &b->recs[i];
-		if (!r->line)
-			continue;
-		if (!lo || r->line < lo)
-			lo = r->line;
-		if (!hi || r->line + r->vallen + 1 > hi)
-			hi = r->line + r->vallen + 1;     /* with its NUL */
-	}
-	size_t used = (size_t)(hi - lo);
-	if (dp_lines_pending(p->in) <= used) {
-		if (dp_lines_swap(p->in, &b->lines, &b->lines_cap) < 0)
-			pin_values(b);
-		return;
-	}
-	if (b->lines_cap < used) {
-		char *nb = realloc(b->lines, used + 1);     /* as the reader's: +1 */
-		if (!nb) {
-			pin_values(b);
-			return;
-		}
-		b->lines = nb;
-		b->lines_cap = used;
-	}
-	memcpy(b->lines, lo, used);
-	for (size_t i = 0; i < b->n; i++)
-		if (b->recs[i].line)
-			b->recs[i].line = b->lines + (b->recs[i].line - lo);
-}
-
-static void *
-reader_main(void *arg)
+read_failed(void *arg, struct dp_feed_batch *b, size_t i, int status, const char *why)
 {
 	struct pub *p = arg;
-	int end = 0;
+	struct rec *r = (struct rec *)b->recs + i;
 
-	while (!end) {
-		pthread_mutex_lock(&p->mu);
-		while (p->nfree == 0 && !atomic_load(&p->halt))
-			pthread_cond_wait(&p->cv, &p->mu);
-		if (p->nfree == 0) {
-			pthread_mutex_unlock(&p->mu);
-			break;          /* the main thread stopped: nothing more is sent */
-		}
-		struct batch *b = p->free[--p->nfree];
-		pthread_mutex_unlock(&p->mu);
-
-		b->n = 0;
-		b->end = 0;
-		b->quiet = false;
-		b->in_lines = false;
-		dp_buf_reset(&b->arena);
-		end = b->end = read_batch(p, b);
-		if (b->in_lines)
-			keep_lines(p, b);
-
-		pthread_mutex_lock(&p->mu);
-		p->full[(p->full_head + p->nfull++) % NBATCH] = b;
-		pthread_cond_broadcast(&p->cv);
-		pthread_mutex_unlock(&p->mu);
-	}
-	return NULL;
+	r->lineno = dp_lines_lineno(p->in) + 1;
+	mark(b, r, status, why);
+	return E_FATAL;
 }
 
-static int
-start_reader(struct pub *p)
+/* The feed's ready: a kept line the hand-over had no memory for is fatal. */
+static void
+batch_ready(void *arg, struct dp_feed_batch *b)
 {
-	for (size_t i = 0; i < NBATCH; i++) {
-		p->batches[i] = calloc(1, sizeof(struct batch));
-		if (!p->batches[i])
-			return -1;
-		p->free[p->nfree++] = p->batches[i];
+	for (size_t i = 0; i < b->n; i++) {
+		struct rec *r = (struct rec *)b->recs + i;
+		if (r->in_line && !dp_feed_line(b, i)) {
+			r->in_line = false;
+			r->kind = REC_FATAL;
+			r->status = DP_EX_SOFTWARE;
+			r->why = NONE;          /* "(out of memory)" */
+		}
 	}
-	dp_lines_set_idle(p->in, reader_idle, p);
-	int e = pthread_create(&p->reader, NULL, reader_main, p);
-	if (e) {
-		errno = e;
-		return -1;
-	}
-	p->reader_started = true;
-	return 0;
 }
 
 /* ---- producing (the main thread) ---------------------------------------- */
 
-/* A topic handle for name, looked up once (main thread only). */
-static rd_kafka_topic_t *
-topic_handle(struct pub *p, const char *name)
-{
-	for (size_t i = 0; i < p->nhandles; i++)
-		if (strcmp(rd_kafka_topic_name(p->handles[i]), name) == 0)
-			return p->handles[i];
-	rd_kafka_topic_t **h = realloc(p->handles, (p->nhandles + 1) * sizeof(*h));
-	if (!h)
-		return NULL;
-	p->handles = h;
-	if (!(h[p->nhandles] = rd_kafka_topic_new(p->rk, name, NULL)))
-		return NULL;
-	return h[p->nhandles++];
-}
-
-/*
- * Serve every lane's delivery reports, waiting up to ms for rk's.  The
- * wait is cut in short slices so that another lane's answers, which may
- * be what frees its partition's window, are not left until rk's come.
- */
-static void
-wait_lane(struct pub *p, rd_kafka_t *rk, int ms)
-{
-	int64_t until = dp_time_mono_ms() + ms;
-	int slice = p->nlanes > 1 && ms > 2 ? 2 : ms;
-
-	for (;;) {
-		int n = rd_kafka_poll(rk, slice);
-		for (int i = 0; i < p->nlanes; i++)
-			if (p->lane_rk[i] != rk)
-				n += rd_kafka_poll(p->lane_rk[i], 0);
-		if (n > 0 || slice == ms || dp_time_mono_ms() >= until)
-			return;
-	}
-}
-
-/* Records not yet reported, over all lanes. */
-static int
-outq_len(struct pub *p)
-{
-	int n = 0;
-
-	for (int i = 0; i < p->nlanes; i++)
-		n += rd_kafka_outq_len(p->lane_rk[i]);
-	return n;
-}
-
-/* Send now what waits for linger.ms, for up to ms per lane. */
-static void
-flush_lanes(struct pub *p, int ms)
-{
-	for (int i = 0; i < p->nlanes; i++)
-		if (rd_kafka_outq_len(p->lane_rk[i]) > 0)
-			rd_kafka_flush(p->lane_rk[i], ms);
-}
-
-/*
- * Whether librdkafka would spread this record over the partitions rather
- * than hash its key: no key at all, or an empty one under the default
- * partitioner.  With lanes dp-publish spreads such records in turn.
- */
-static bool
-spread(const struct pub *p, const void *key, size_t keylen)
-{
-	return !key || (keylen == 0 && p->partitioner == rd_kafka_msg_partitioner_consistent_random);
-}
-
-/* Produce with back-pressure: a full local queue waits for deliveries. */
-static rd_kafka_resp_err_t
-produce(struct pub *p, const char *topic, int32_t partition, const void *key,
-        size_t keylen, const void *val, size_t vallen, rd_kafka_headers_t *hdrs,
-        int64_t ts, void *opaque)
-{
-	rd_kafka_topic_t *rkt = topic ? topic_handle(p, topic) : p->rkt;
-	rd_kafka_t *rk = p->rk;
-	rd_kafka_resp_err_t e;
-
-	if (!rkt)
-		return rd_kafka_last_error();
-	if (!topic && p->nlanes > 1) {
-		/* The partition decides the lane, so it is picked here. */
-		if (partition == RD_KAFKA_PARTITION_UA)
-			partition = spread(p, key, keylen)
-			                ? (int32_t)(p->next_unkeyed++ % (uint32_t)p->partitions)
-			                : p->partitioner(p->rkt, key, keylen, p->partitions, NULL, NULL);
-		rk = p->lane_rk[partition % p->nlanes];
-		rkt = p->lane_rkt[partition % p->nlanes];
-	}
-	for (;;) {
-		e = rd_kafka_producev(rk, RD_KAFKA_V_RKT(rkt),
-		        RD_KAFKA_V_PARTITION(partition),
-		        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-		        RD_KAFKA_V_KEY((void *)key, keylen),
-		        RD_KAFKA_V_VALUE((void *)val, vallen),
-		        RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_TIMESTAMP(ts),
-		        RD_KAFKA_V_OPAQUE(opaque), RD_KAFKA_V_END);
-		if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL)
-			break;
-		wait_lane(p, rk, 50);
-	}
-	if (!e)
-		p->produced++;
-	return e;
-}
-
-/* Send a bad line to the dead-letter topic, with the reason in headers. */
-static int
-dead_letter(struct pub *p, const char *line, size_t len, uint64_t lineno, const char *why)
-{
-	rd_kafka_headers_t *h = rd_kafka_headers_new(3);
-	char num[32];
-
-	snprintf(num, sizeof(num), "%llu", (unsigned long long)lineno);
-	rd_kafka_header_add(h, "dp-error", -1, why, -1);
-	rd_kafka_header_add(h, "dp-line", -1, num, -1);
-	if (p->topic)
-		rd_kafka_header_add(h, "dp-topic", -1, p->topic, -1);
-	rd_kafka_resp_err_t e = produce(p, p->dlq_topic, RD_KAFKA_PARTITION_UA, NULL, 0,
-	                                line, len, h, 0, OPAQUE(lineno, 1));
-	if (e) {
-		rd_kafka_headers_destroy(h);
-		dp_err("line %llu: cannot send to dead-letter topic '%s': %s",
-		       (unsigned long long)lineno, p->dlq_topic, rd_kafka_err2str(e));
-		return dp_kafka_exit_status(e);
-	}
-	p->dlq++;
-	return 0;
-}
-
-/* Apply --on-error to a bad line.  Returns 0 to go on, else a status. */
+/* Apply --on-error to a bad line; a dead letter carries the reason in headers. */
 static int
 bad_line(struct pub *p, const char *line, size_t len, uint64_t lineno, const char *why)
 {
-	p->bad++;
-	if (p->on_error == ON_ERROR_FAIL || p->bad <= 10 || dp_log_level() > 0)
-		dp_err("line %llu: %s", (unsigned long long)lineno, why);
-	switch (p->on_error) {
-	case ON_ERROR_FAIL:
-		return DP_EX_DATAERR;
-	case ON_ERROR_SKIP:
-		return 0;
-	case ON_ERROR_DLQ:
-		return dead_letter(p, line, len, lineno, why);
-	}
-	return DP_EX_SOFTWARE;
-}
+	char where[48], num[24];
+	struct dp_producer_header h[3] = {
+		{ "dp-error", why, strlen(why) },
+		{ "dp-line", num, (size_t)snprintf(num, sizeof(num), "%llu",
+		                                   (unsigned long long)lineno) },
+		{ "dp-topic", p->topic, p->topic ? strlen(p->topic) : 0 },
+	};
 
-/* Produce one prepared record.  Returns 0 or an exit status. */
-static int
-send_rec(struct pub *p, const struct batch *b, struct rec *r)
-{
-	switch (r->kind) {
-	case REC_BAD:
-		return bad_line(p, value_of(b, r), r->vallen, r->lineno, at(b, r->why));
-	case REC_FATAL:
-		dp_err("line %llu: %s", (unsigned long long)r->lineno, at(b, r->why));
-		return r->status;
-	case REC_RECORD:
-		break;
-	}
-	const char *topic = r->topic == NONE ? NULL : at(b, r->topic);
-	rd_kafka_resp_err_t e = produce(p, topic, r->partition,
-	                                r->key == NONE ? NULL : at(b, r->key), r->keylen,
-	                                value_of(b, r), r->vallen,
-	                                r->hdrs, r->ts, OPAQUE(r->lineno, 0));
-	if (!e) {
-		r->hdrs = NULL;         /* owned by librdkafka now */
-		return 0;
-	}
-	dp_err("line %llu: cannot produce to '%s': %s", (unsigned long long)r->lineno,
-	       topic ? topic : p->topic, rd_kafka_err2str(e));
-	int st = dp_kafka_exit_status(e);
-	if (st == DP_EX_DATAERR || e == RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION)
-		return bad_line(p, value_of(b, r), r->vallen, r->lineno, rd_kafka_err2str(e));
-	return st;
+	snprintf(where, sizeof(where), "line %llu", (unsigned long long)lineno);
+	return dp_on_error_record(&p->on_error, p->prod, where, why, line, len, h,
+	                          p->topic ? 3 : 2, lineno);
 }
 
 /*
- * Produce the plain records b->recs[from..to) with one call: librdkafka
- * then takes each partition's lock once per batch instead of once per
- * record, which is most of the cost of keyed records.  Only for the -t
- * topic without headers or timestamps, which the batch call cannot carry.
- * Returns 0, or an exit status (the failed record is named).
+ * The producer's view of records [from, to) of b, in p->out.  Built here
+ * rather than in the reader: only now are the batch's bytes where they stay.
  */
-/* A batch produce that failed in a way send_run does not expect. */
 static int
-batch_failed(struct pub *p, const rd_kafka_message_t *m, int32_t partition)
+resolve(struct pub *p, const struct dp_feed_batch *b, size_t from, size_t to)
 {
-	rd_kafka_resp_err_t e = m->err ? m->err : RD_KAFKA_RESP_ERR__FAIL;
+	size_t nh = 0;
 
-	dp_err("line %llu: cannot produce to '%s' [%d]: %s",
-	       (unsigned long long)OPAQUE_LINE(m->_private), p->topic, (int)partition,
-	       rd_kafka_err2str(e));
-	return DP_EX_TEMPFAIL;
-}
-
-/*
- * How far from msgs[from] the records of partition k fit in its window.
- * An empty window takes at least one record, whatever its size.
- */
-static size_t
-window_fit(const struct pub *p, int32_t k, const rd_kafka_message_t *msgs, size_t from,
-           size_t to)
-{
-	if (!p->win)
-		return to;
-	uint64_t n = p->win[k].msgs, bytes = p->win[k].bytes;
-	size_t i = from;
-	for (; i < to; i++) {
-		n++;
-		bytes += msgs[i].len + msgs[i].key_len;
-		if ((n > p->win_msgs || bytes > p->win_bytes) && (i > from || p->win[k].msgs))
-			break;
+	for (size_t i = from; i < to; i++)
+		nh += ((const struct rec *)b->recs)[i].nhdr;
+	if (nh > p->hv_cap) {
+		struct dp_producer_header *hv = realloc(p->hv, nh * sizeof(*hv));
+		if (!hv)
+			return -1;
+		p->hv = hv;
+		p->hv_cap = nh;
 	}
-	return i;
-}
-
-static void
-window_add(struct pub *p, int32_t k, const rd_kafka_message_t *msgs, size_t from, size_t to)
-{
-	if (!p->win)
-		return;
+	nh = 0;
 	for (size_t i = from; i < to; i++) {
-		p->win[k].msgs++;
-		p->win[k].bytes += msgs[i].len + msgs[i].key_len;
-	}
-}
-
-/*
- * Hand over as many of the run's records as its partition's window
- * takes.  Returns how many went; 0 means wait for answers (or, with
- * run->status set, stop).
- */
-static size_t
-push_run(struct pub *p, struct run *run)
-{
-	rd_kafka_message_t *msgs = run->msgs;
-	int32_t k = run->partition;
-	size_t done = run->done, upto = window_fit(p, k, msgs, done, run->end);
-
-	if (upto == done)
-		return 0;
-	rd_kafka_produce_batch(p->lane_rkt[k % p->nlanes], k, RD_KAFKA_MSG_F_COPY,
-	                       msgs + done, (int)(upto - done));
-	/*
-	 * Records that fail stay with err set; librdkafka goes on past them.
-	 * send_run only gets records that cannot fail for their size, so the
-	 * one failure left is a full queue, and then every later record
-	 * failed as well: nothing frees queue space without a poll, which
-	 * only we do.
-	 */
-	size_t first = done;
-	while (first < upto && !msgs[first].err)
-		first++;
-	/* The accepted prefix is librdkafka's now, whatever follows. */
-	window_add(p, k, msgs, done, first);
-	p->produced += first - done;
-	run->done = first;
-	for (size_t i = first; i < upto; i++)
-		if (msgs[i].err && msgs[i].err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
-			run->status = batch_failed(p, &msgs[i], k);
-			return 0;
+		const struct rec *r = (const struct rec *)b->recs + i;
+		for (size_t k = 0; k < r->nhdr; k++) {
+			struct hdr_at h;
+			memcpy(&h, b->arena.data + r->hdr + k * sizeof(h), sizeof(h));
+			p->hv[nh + k] = (struct dp_producer_header){
+				at(b, h.name), h.value == NONE ? NULL : at(b, h.value), h.len,
+			};
 		}
-	for (size_t i = first; i < upto; i++)
-		if (!msgs[i].err) {
-			run->status = batch_failed(p, &msgs[first], k);   /* not a prefix */
-			return 0;
-		}
-	for (size_t i = first; i < upto; i++)
-		msgs[i].err = 0;        /* a full queue: they go again */
-	return first - done;
-}
-
-static int
-send_run(struct pub *p, const struct batch *b, size_t from, size_t to)
-{
-	rd_kafka_message_t msgs[BATCH_RECS];
-	int32_t part[BATCH_RECS];
-	size_t n = to - from, count[MAX_BUCKETS + 1];
-	int32_t nparts = p->partitions;
-
-	/*
-	 * Partition here, with librdkafka's own partitioner function, and
-	 * hand over one partition's records at a time: the records of a
-	 * partition keep their order, and the queue lock is taken once per
-	 * partition and batch.
-	 */
-	memset(count, 0, sizeof(count));
-	for (size_t i = 0; i < n; i++) {
-		const struct rec *r = &b->recs[from + i];
-		if (r->partition != RD_KAFKA_PARTITION_UA)
-			part[i] = r->partition;
-		else if (r->key != NONE)
-			part[i] = p->partitioner(p->rkt, at(b, r->key), r->keylen, nparts, NULL, NULL);
-		else            /* batch_ok lets only keyed records through */
-			part[i] = 0;
-		count[part[i] + 1]++;
-	}
-	for (int32_t k = 0; k < nparts; k++)
-		count[k + 1] += count[k];
-	for (size_t i = 0; i < n; i++) {
-		const struct rec *r = &b->recs[from + i];
-		rd_kafka_message_t *m = &msgs[count[part[i]]++];
-		memset(m, 0, sizeof(*m));
-		m->payload = (void *)value_of(b, r);
-		m->len = r->vallen;
-		if (r->key != NONE) {
-			m->key = (void *)at(b, r->key);
-			m->key_len = r->keylen;
-		}
-		m->_private = p->win ? OPAQUE_WIN(r->lineno) : OPAQUE(r->lineno, 0);
-	}
-	/* count[k] is now the end of partition k's run, count[k-1] its start. */
-	size_t start = 0;
-	for (int32_t k = 0; k < nparts; k++) {
-		struct run run = { msgs, start, count[k], k, 0 };
-		rd_kafka_t *lane_rk = p->lane_rk[k % p->nlanes];
-		while (run.done < run.end && !run.status) {
-			if (push_run(p, &run) == 0)
-				wait_lane(p, lane_rk, 50);      /* for answers */
-		}
-		if (run.status)
-			return run.status;
-		start = run.end;
+		p->out[i - from] = (struct dp_producer_rec){
+			.topic = r->topic == NONE ? NULL : at(b, r->topic),
+			.partition = r->partition,
+			.key = r->key == NONE ? NULL : at(b, r->key),
+			.key_len = r->keylen,
+			.value = value_of(b, i, r),
+			.value_len = r->vallen,
+			.hdrs = r->nhdr ? &p->hv[nh] : NULL,
+			.nhdrs = r->nhdr,
+			.timestamp = r->ts,
+			.tag = r->lineno,
+		};
+		nh += r->nhdr;
 	}
 	return 0;
 }
 
-/*
- * Records that send_run may take: plain ones for the -t topic with a key
- * (librdkafka's partitioners may only look at partition availability for
- * empty keys, from inside librdkafka) that fit message.max.bytes (a record
- * that would fail goes alone, so --on-error applies to it).
- */
-static bool
-batch_ok(const struct pub *p, const struct rec *r)
+/* Hand a batch to the producer.  Returns 0, or the status that ends the input. */
+static int
+send_batch(struct pub *p, const struct dp_feed_batch *b)
 {
-	return r->kind == REC_RECORD && r->topic == NONE &&
-	       (r->partition != RD_KAFKA_PARTITION_UA || (r->key != NONE && r->keylen > 0)) &&
-	       r->vallen + (r->key != NONE ? r->keylen : 0) + 512 < p->max_msg_size;
-}
+	const struct rec *recs = b->recs;
 
-/*
- * send_run partitions with the count it knows; look again now and then so
- * that partitions added during a long run are used, as librdkafka would.
- */
-static void
-refresh_partitions(struct pub *p)
-{
-	int64_t now = dp_time_mono_ms();
-	struct dp_buf err = DP_BUF_INIT;
-	int n = 0;
+	for (size_t i = 0; i < b->n;) {
+		const struct rec *r = &recs[i];
+		size_t j = i, failed;
+		int st;
 
-	if (!p->rkt || now - p->partitions_checked < 10000)
-		return;
-	p->partitions_checked = now;
-	if (dp_kafka_probe(p->rk, p->topic, 2000, &n, &err) == 0 && n > p->partitions) {
-		/* Every lane must know a new partition before records go to it. */
-		for (int i = 1; i < p->nlanes; i++) {
-			int m = 0;
-			if (dp_kafka_probe(p->lane_rk[i], p->topic, 2000, &m, &err) != 0 || m < n)
-				n = 0;
+		if (r->kind == REC_FATAL) {
+			dp_err("line %llu: %s", (unsigned long long)r->lineno, at(b, r->why));
+			return r->status;
 		}
-		if (n > 0)
-			p->partitions = n;
+		if (r->kind == REC_BAD) {
+			st = bad_line(p, value_of(b, i, r), r->vallen, r->lineno, at(b, r->why));
+			if (st)
+				return st;
+			i++;
+			continue;
+		}
+		while (j < b->n && recs[j].kind == REC_RECORD)
+			j++;
+		if (resolve(p, b, i, j) < 0) {
+			dp_err("line %llu: out of memory", (unsigned long long)r->lineno);
+			return DP_EX_SOFTWARE;
+		}
+		dp_buf_reset(&p->perr);
+		st = dp_producer_send(p->prod, p->out, j - i, &failed, &p->perr);
+		if (!st) {
+			i = j;
+			continue;
+		}
+		/* Said once, with its line: the record is refused for itself, or all stops. */
+		i += failed;
+		r = &recs[i];
+		if (st != DP_EX_DATAERR) {
+			dp_err("line %llu: %s", (unsigned long long)r->lineno, dp_buf_str(&p->perr));
+			return st;
+		}
+		st = bad_line(p, value_of(b, i, r), r->vallen, r->lineno, dp_buf_str(&p->perr));
+		if (st)
+			return st;
+		i++;
 	}
-	dp_buf_free(&err);
+	return 0;
 }
 
 /* Serve delivery reports and pass acknowledgements on. */
 static void
 serve(struct pub *p)
 {
-	wait_lane(p, p->rk, 0);
-	if (dp_out_flush(p->out) < 0 && errno != EPIPE && !p->status)
-		p->status = DP_EX_IOERR;
-	dp_progress_tick(&p->prog, "lines", p->lines, NULL, false);
+	dp_producer_poll(p->prod, 0);
+	if (dp_out_flush(p->common.out) < 0) {
+		int st = dp_cmd_stdout_failed(errno);
+		if (st && !p->status)
+			p->status = st;
+	}
+	dp_progress_tick(&p->prog, "lines", dp_feed_lines(p->feed), NULL, false);
 }
 
-static void
-release(struct pub *p, struct batch *b)
-{
-	for (size_t i = 0; i < b->n; i++)
-		if (b->recs[i].hdrs) {
-			rd_kafka_headers_destroy(b->recs[i].hdrs);
-			b->recs[i].hdrs = NULL;
-		}
-	b->n = 0;
-	pthread_mutex_lock(&p->mu);
-	p->free[p->nfree++] = b;
-	pthread_cond_broadcast(&p->cv);
-	pthread_mutex_unlock(&p->mu);
-}
-
-/* The publishing state: produce batches until the input ends or a stop. */
+/* Produce batches until the input ends, a bad line or an error, or a stop. */
 static int
 run_lines(struct pub *p)
 {
@@ -1392,341 +887,177 @@ run_lines(struct pub *p)
 	bool quiet = false;     /* the last batch ended because input paused */
 
 	while (!ev) {
-		struct timespec ts;
-		struct batch *b = NULL;
-
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += 100 * 1000000L;
-		if (ts.tv_nsec >= 1000000000L) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000L;
-		}
-		pthread_mutex_lock(&p->mu);
-		if (p->nfull == 0 && (quiet || atomic_load(&p->waiting)) && outq_len(p) > 0) {
+		if ((quiet || dp_feed_quiet(p->feed)) && dp_producer_pending(p->prod) > 0) {
 			/*
 			 * The writer is quiet: send what waits for linger.ms
-			 * now.  flush() returns once all is delivered, and
-			 * looks for new input again after 10 ms at most.
+			 * now.  flush returns once all is delivered, and looks
+			 * for new input again after 10 ms at most.
 			 */
-			pthread_mutex_unlock(&p->mu);
-			flush_lanes(p, 10);
+			dp_producer_flush(p->prod, 10);
+			serve(p);
+			quiet = false;
+			continue;
+		}
+		struct dp_feed_batch *b = dp_feed_next(p->feed, 100);
+		if (!b) {
 			serve(p);
 			continue;
 		}
-		if (p->nfull == 0)
-			pthread_cond_timedwait(&p->cv, &p->mu, &ts);
-		if (p->nfull > 0) {
-			b = p->full[p->full_head];
-			p->full_head = (p->full_head + 1) % NBATCH;
-			p->nfull--;
-		}
-		pthread_mutex_unlock(&p->mu);
-		if (!b) {
-			serve(p);       /* input is quiet */
-			continue;
-		}
-		refresh_partitions(p);
-		bool batchable = p->rkt && p->partitioner && p->partitions > 0 &&
-		                 p->partitions <= MAX_BUCKETS && !p->nhdrs && !p->ts_expr &&
-		                 !p->envelope;
-		for (size_t i = 0; i < b->n && !ev;) {
-			int st;
-			size_t j = i;
-			if (batchable)
-				while (j < b->n && batch_ok(p, &b->recs[j]))
-					j++;
-			if (j > i) {
-				st = send_run(p, b, i, j);
-				i = j;
-			} else {
-				st = send_rec(p, b, &b->recs[i]);
-				i++;
-			}
-			if (st) {
-				p->status = st;
-				ev = st == DP_EX_DATAERR ? E_BAD_LINE : E_FATAL;
-			}
-		}
-		if (!ev && b->end)
+		int st = send_batch(p, b);
+		if (st) {
+			p->status = st;
+			ev = st == DP_EX_DATAERR ? E_BAD_LINE : E_FATAL;
+		} else if (b->end) {
 			ev = b->end;
+		} else if (p->status) {
+			ev = E_FATAL;           /* stdout failed under --report */
+		}
 		quiet = b->quiet;
 		if (ev)
-			atomic_store(&p->halt, 1);  /* before the batch frees up */
-		release(p, b);
-		wait_lane(p, p->rk, 0);
-		dp_progress_tick(&p->prog, "lines", p->lines, NULL, false);
+			dp_feed_halt(p->feed);  /* before the batch is filled again */
+		dp_feed_release(p->feed, b);
+		dp_producer_poll(p->prod, 0);
+		dp_progress_tick(&p->prog, "lines", dp_feed_lines(p->feed), NULL, false);
 	}
-	/* Stop the reader (it may be waiting for input or for a batch). */
-	atomic_store(&p->halt, 1);
-	pthread_mutex_lock(&p->mu);
-	pthread_cond_broadcast(&p->cv);
-	pthread_mutex_unlock(&p->mu);
+	dp_feed_halt(p->feed);
 	return ev;
 }
 
-/* The draining state: wait for every outstanding delivery report. */
+/* ---- the machine's actions ---------------------------------------------- */
+
+/* -> connecting: make the producer, prove the cluster and the topics are there. */
 static int
-drain(struct pub *p)
+act_connect(struct dp_fsm *m, void *ctx)
 {
-	int64_t deadline = dp_time_mono_ms() + p->timeout_ms;
-
-	/*
-	 * Deliveries may legitimately take a while on a busy cluster, so the
-	 * deadline only applies while no progress is made.
-	 */
-	while (outq_len(p) > 0) {
-		uint64_t before = p->delivered + p->lost;
-		/* flush, not poll: the last batches need not wait for linger.ms */
-		flush_lanes(p, 100);
-		if (p->delivered + p->lost != before)
-			deadline = dp_time_mono_ms() + p->timeout_ms;
-		if (dp_time_mono_ms() > deadline) {
-			/* No progress for --timeout: give up only if no broker answers. */
-			struct dp_buf err = DP_BUF_INIT;
-			int down = dp_kafka_probe(p->rk, NULL, 2000, NULL, &err) != 0;
-			dp_buf_free(&err);
-			if (down)
-				break;
-			deadline = dp_time_mono_ms() + p->timeout_ms;
-		}
-		if (p->progress)
-			dp_progress_tick(&p->prog, "lines", p->lines, NULL, false);
-	}
-	/* Purge whatever is left so its reports arrive (as failures). */
-	for (int i = 0; i < p->nlanes; i++)
-		rd_kafka_purge(p->lane_rk[i], RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
-	wait_lane(p, p->rk, 0);
-	flush_lanes(p, 1000);
-	return p->lost || p->produced != p->delivered + p->lost ? E_LOST : E_DRAINED;
-}
-
-/*
- * The partitioner function that librdkafka would use for this
- * configuration, so that records partitioned by send_run land where a
- * per-record produce would put them.  NULL for one we do not know.
- */
-static int32_t (*pick_partitioner(rd_kafka_conf_t *conf))(const rd_kafka_topic_t *,
-                                                         const void *, size_t, int32_t,
-                                                         void *, void *)
-{
-	static const struct {
-		const char *name;
-		int32_t (*fn)(const rd_kafka_topic_t *, const void *, size_t, int32_t,
-		              void *, void *);
-	} known[] = {
-		{ "consistent_random", rd_kafka_msg_partitioner_consistent_random },
-		{ "consistent", rd_kafka_msg_partitioner_consistent },
-		{ "murmur2", rd_kafka_msg_partitioner_murmur2 },
-		{ "murmur2_random", rd_kafka_msg_partitioner_murmur2_random },
-		{ "fnv1a", rd_kafka_msg_partitioner_fnv1a },
-		{ "fnv1a_random", rd_kafka_msg_partitioner_fnv1a_random },
-	};
-	rd_kafka_topic_conf_t *tconf = rd_kafka_conf_get_default_topic_conf(conf);
-	char name[64] = "consistent_random";
-	size_t len = sizeof(name);
-
-	if (tconf && rd_kafka_topic_conf_get(tconf, "partitioner", name, &len) != RD_KAFKA_CONF_OK)
-		return NULL;
-	for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
-		if (strcmp(name, known[i].name) == 0)
-			return known[i].fn;
-	return NULL;
-}
-
-static bool
-conf_is(rd_kafka_conf_t *conf, const char *name, const char *want)
-{
-	char v[64];
-	size_t len = sizeof(v);
-
-	return rd_kafka_conf_get(conf, name, v, &len) == RD_KAFKA_CONF_OK && strcmp(v, want) == 0;
-}
-
-static uint64_t
-conf_u64(rd_kafka_conf_t *conf, const char *name, uint64_t dflt)
-{
-	char v[64];
-	size_t len = sizeof(v);
-	uint64_t n;
-
-	if (rd_kafka_conf_get(conf, name, v, &len) != RD_KAFKA_CONF_OK ||
-	    dp_parse_u64(name, v, 1, UINT32_MAX, &n) != 0)
-		return dflt;
-	return n;
-}
-
-/*
- * A producer with dp-publish's defaults and the user's configuration.
- * The first one also decides the settings that follow from it.
- */
-static int
-new_producer(struct pub *p, bool first, rd_kafka_t **rkp)
-{
+	struct pub *p = ctx;
 	struct dp_buf err = DP_BUF_INIT;
-	char errstr[512];
-	int status;
-	/*
-	 * Safe defaults that -F and -X may override: no duplicates on retry,
-	 * every in-sync replica acknowledges, and a typo in a topic name does
-	 * not create a topic.
-	 */
-	static const struct dp_kv defaults[] = {
-		{ "enable.idempotence", "true" },
-		{ "acks", "all" },
-		{ "allow.auto.create.topics", "false" },
-		/* 40k queued records keep RSS under 30 MB at full speed. */
-		{ "queue.buffering.max.messages", "40000" },
-		/*
-		 * Batches are sent when full, and whatever is left as soon
-		 * as the input pauses (see run_lines), so linger.ms only
-		 * bounds the wait of a partition that fills slowly in a
-		 * busy stream.  Longer than a loaded broker takes to answer,
-		 * it keeps librdkafka from polling in a loop while a full
-		 * batch waits behind the request in flight (struct window).
-		 */
-		{ "linger.ms", "100" },
+	const struct dp_producer_conf conf = {
+		.common = &p->common,
+		.topic = p->topic,
+		/* Lanes pay where records pick their partition by key. */
+		.lanes = (p->key_expr || p->envelope) && p->partition == DP_PRODUCER_ANY,
+		.report = on_report,
+		.arg = p,
 	};
-	rd_kafka_conf_t *conf = dp_kafka_conf_new(&p->common, defaults,
-	                                          sizeof(defaults) / sizeof(defaults[0]),
-	                                          &err, &status);
+	int st, ev;
 
-	if (!conf)
-		goto fail;
-	rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
-	rd_kafka_conf_set_opaque(conf, p);
-	if (!first)
-		goto create;
-	p->partitioner = pick_partitioner(conf);
-	p->max_msg_size = conf_u64(conf, "message.max.bytes", 1000000);
-	if (conf_is(conf, "enable.idempotence", "true")) {
-		uint64_t msgs = conf_u64(conf, "batch.num.messages", 10000);
-		uint64_t bytes = conf_u64(conf, "batch.size", 1000000);
-		p->win = calloc(MAX_BUCKETS, sizeof(*p->win));
-		if (!p->win) {
-			rd_kafka_conf_destroy(conf);
-			dp_err("cannot allocate the delivery window: %s", strerror(errno));
-			return DP_EX_SOFTWARE;
-		}
-		p->win_msgs = 2 * msgs + msgs / 2;
-		p->win_bytes = 2 * bytes + bytes / 2;
-	}
-create:
-	*rkp = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
-	if (!*rkp) {
-		dp_err("cannot create kafka producer: %s", errstr);
+	if (!(p->prod = dp_producer_new(&conf, &err, &st))) {
+		dp_err("%s", dp_buf_str(&err));
 		dp_buf_free(&err);
-		return DP_EX_CONFIG;
+		dp_fsm_fail(m, st);
+		return E_BAD_CONFIG;
+	}
+	st = dp_producer_connect(p->prod, &p->on_error.dlq_topic, p->on_error.dlq_topic ? 1 : 0,
+	                         &err);
+	if (st == DP_KAFKA_STOPPED) {
+		ev = E_STOP;
+	} else if (st) {
+		dp_err("%s", dp_buf_str(&err));
+		/* A missing topic is 69 as dp-publish(1) has always said, not 81. */
+		ev = st == DP_EX_UNAVAILABLE ? E_UNREACHABLE : E_REFUSED;
+		dp_fsm_fail(m, st == DP_EX_NOTFOUND ? DP_EX_UNAVAILABLE : st);
+	} else if (p->topic && p->partition != DP_PRODUCER_ANY &&
+	           dp_producer_partitions(p->prod) > 0 &&
+	           p->partition >= dp_producer_partitions(p->prod)) {
+		dp_err("topic '%s' has %d partitions: no partition %d", p->topic,
+		       (int)dp_producer_partitions(p->prod), (int)p->partition);
+		dp_fsm_fail(m, DP_EX_USAGE);
+		ev = E_REFUSED;
+	} else {
+		ev = E_CONNECTED;
 	}
 	dp_buf_free(&err);
+	return ev;
+}
+
+/* -> publishing: the reader thread fills batches, this one produces them. */
+static int
+act_publish(struct dp_fsm *m, void *ctx)
+{
+	struct pub *p = ctx;
+	struct dp_buf err = DP_BUF_INIT;
+	const struct dp_feed_conf conf = {
+		.in = p->in, .rec_size = sizeof(struct rec), .max_recs = BATCH_RECS,
+		.max_bytes = BATCH_BYTES, .prepare = prepare_line, .failed = read_failed,
+		.ready = batch_ready, .eof = E_EOF, .stop = E_STOP, .arg = p,
+	};
+
+	if (!(p->out = calloc(BATCH_RECS, sizeof(*p->out))) ||
+	    !(p->feed = dp_feed_start(&conf, &err))) {
+		dp_err("%s", p->out ? dp_buf_str(&err) : "out of memory");
+		dp_buf_free(&err);
+		p->status = DP_EX_SOFTWARE;
+		return E_FATAL;
+	}
+	return run_lines(p);
+}
+
+/* -> draining: wait for every outstanding delivery report. */
+static int
+act_drain(struct dp_fsm *m, void *ctx)
+{
+	struct pub *p = ctx;
+	struct dp_producer_stats st;
+
+	if (dp_producer_drain(p->prod, p->common.timeout_ms) != 0) {
+		dp_producer_stats(p->prod, &st);
+		dp_err("%llu of %llu record%s not delivered",
+		       (unsigned long long)(st.produced - st.delivered),
+		       (unsigned long long)st.produced, st.produced == 1 ? "" : "s");
+		dp_fsm_fail(m, DP_EX_TEMPFAIL);
+		return E_LOST;
+	}
+	if (p->status) {
+		dp_fsm_fail(m, p->status);
+		return E_ABORTED;
+	}
+	return E_DRAINED;
+}
+
+/* ---- main ----------------------------------------------------------------- */
+
+static int
+open_pub(void *ctx)
+{
+	struct pub *p = ctx;
+
+	dp_progress_init(&p->prog, p->progress);
+	/* The JSON scanner checks UTF-8 and NUL bytes itself, in one pass. */
+	if (!(p->in = dp_lines_new(STDIN_FILENO, 0))) {
+		dp_err("out of memory");
+		return DP_EX_SOFTWARE;
+	}
+	dp_lines_set_max(p->in, p->max_line);
 	return 0;
-fail:
-	dp_err("%s", err.data);
-	dp_buf_free(&err);
+}
+
+static int
+finish_pub(void *ctx, int status)
+{
+	struct pub *p = ctx;
+	struct dp_producer_stats st = { 0 };
+	uint64_t lines = p->feed ? dp_feed_lines(p->feed) : 0;
+
+	if (p->prod)
+		dp_producer_stats(p->prod, &st);
+	if (p->progress)
+		dp_progress_tick(&p->prog, "lines", lines, NULL, true);
+	dp_on_error_summary(&p->on_error, "line");
+	if (dp_sig_stop && !status)
+		dp_info("stopped by signal after %llu lines; all delivered",
+		        (unsigned long long)lines);
+	dp_info("%llu lines, %llu delivered, %llu bad", (unsigned long long)lines,
+	        (unsigned long long)st.delivered, (unsigned long long)p->on_error.count);
 	return status;
 }
 
-static int
-open_kafka(struct pub *p)
-{
-	int st = new_producer(p, true, &p->rk);
-
-	p->lane_rk[0] = p->rk;
-	p->nlanes = 1;
-	return st;
-}
-
-/*
- * More lanes (see struct pub) where they pay: an idempotent producer, a
- * -t topic with more than one partition, and records that pick their
- * partition by key.  Without them everything stays on lane 0.
- */
 static void
-open_lanes(struct pub *p)
+close_pub(void *ctx)
 {
-	int want = p->partitions < MAX_LANES ? p->partitions : MAX_LANES;
+	struct pub *p = ctx;
 
-	if (!p->win || !p->rkt || !p->partitioner || p->partition != RD_KAFKA_PARTITION_UA ||
-	    !(p->key_expr || p->envelope) || want < 2)
-		return;
-	while (p->nlanes < want) {
-		rd_kafka_t *rk;
-		if (new_producer(p, false, &rk) != 0)
-			break;          /* the lanes so far will do */
-		rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, p->topic, NULL);
-		if (!rkt) {
-			rd_kafka_destroy(rk);
-			break;
-		}
-		p->lane_rk[p->nlanes] = rk;
-		p->lane_rkt[p->nlanes++] = rkt;
-	}
-	dp_debug("%d producer%s for '%s'", p->nlanes, p->nlanes == 1 ? "" : "s", p->topic);
-}
-
-/* The connecting state: prove the cluster and the -t topic are there. */
-static int
-connect_cluster(struct pub *p)
-{
-	struct dp_buf err = DP_BUF_INIT;
-	int partitions = 0;
-	int st = p->topic ? check_topic(p, p->topic, &err)
-	                  : dp_kafka_probe(p->rk, NULL, (int)p->timeout_ms, NULL, &err);
-
-	if (st == 0 && p->topic)
-		dp_kafka_probe(p->rk, p->topic, (int)p->timeout_ms, &partitions, &err);
-	if (st == 0 && p->dlq_topic)
-		st = check_topic(p, p->dlq_topic, &err);
-	if (st) {
-		dp_err("%s (brokers %s)", err.data, p->common.brokers);
-		p->status = st;
-		dp_buf_free(&err);
-		return E_UNREACHABLE;
-	}
-	dp_buf_free(&err);
-	if (p->topic) {
-		if (p->partition != RD_KAFKA_PARTITION_UA && partitions > 0 &&
-		    p->partition >= partitions) {
-			dp_err("topic '%s' has %d partitions: no partition %d", p->topic,
-			       partitions, (int)p->partition);
-			p->status = DP_EX_USAGE;
-			return E_UNREACHABLE;
-		}
-		p->rkt = rd_kafka_topic_new(p->rk, p->topic, NULL);
-		p->lane_rkt[0] = p->rkt;
-		p->partitions = partitions;
-		p->partitions_checked = dp_time_mono_ms();
-		open_lanes(p);
-	}
-	return E_CONNECTED;
-}
-
-static void
-cleanup(struct pub *p)
-{
-	for (size_t i = 0; i < NBATCH; i++) {
-		if (!p->batches[i])
-			continue;
-		for (size_t k = 0; k < p->batches[i]->n; k++)
-			if (p->batches[i]->recs[k].hdrs)
-				rd_kafka_headers_destroy(p->batches[i]->recs[k].hdrs);
-		dp_buf_free(&p->batches[i]->arena);
-		free(p->batches[i]->lines);
-		free(p->batches[i]);
-	}
-	pthread_mutex_destroy(&p->mu);
-	pthread_cond_destroy(&p->cv);
-	for (int i = 1; i < p->nlanes; i++) {
-		rd_kafka_topic_destroy(p->lane_rkt[i]);
-		rd_kafka_destroy(p->lane_rk[i]);
-	}
-	if (p->rkt)
-		rd_kafka_topic_destroy(p->rkt);
-	for (size_t i = 0; i < p->nhandles; i++)
-		rd_kafka_topic_destroy(p->handles[i]);
-	free(p->handles);
-	if (p->rk)
-		rd_kafka_destroy(p->rk);
-	free(p->win);
+	dp_feed_free(p->feed);
+	dp_producer_free(p->prod);
 	dp_lines_free(p->in);
 	dp_expr_free(p->topic_expr);
 	dp_expr_free(p->key_expr);
@@ -1744,99 +1075,31 @@ cleanup(struct pub *p)
 	dp_buf_free(&p->err);
 	dp_buf_free(&p->topicbuf);
 	dp_buf_free(&p->ack);
-	dp_cli_free(&p->common);
+	dp_buf_free(&p->perr);
+	free(p->hscratch);
+	free(p->out);
+	free(p->hv);
 }
+
+static const struct dp_cmd cmd = {
+	.name = "dp-publish",
+	.usage = usage,
+	.machine = &machine,
+	.start = E_START,
+	.parse = parse_options,
+	.validate = validate,
+	.open = open_pub,
+	.finish = finish_pub,
+	.close = close_pub,
+};
 
 int
 main(int argc, char **argv)
 {
-	struct pub p;
-	int ev, status;
+	static struct pub p = {
+		.partition = DP_PRODUCER_ANY,
+		.max_line = DP_LINES_MAX_DEFAULT,
+	};
 
-	memset(&p, 0, sizeof(p));
-	pthread_mutex_init(&p.mu, NULL);
-	pthread_cond_init(&p.cv, NULL);
-	dp_log_init("dp-publish");
-	dp_cli_init(&p.common);
-	p.partition = RD_KAFKA_PARTITION_UA;
-	p.timeout_ms = 10000;
-
-	/* 1. options */
-	if (parse_options(&p, argc, argv) < 0 || (!p.common.help && !p.common.version &&
-	                                          !p.common.dot && validate(&p) < 0)) {
-		fputs("Try 'dp-publish --help' for more information.\n", stderr);
-		cleanup(&p);
-		return DP_EX_USAGE;
-	}
-	if ((status = dp_cli_answer(&p.common, usage, &machine)) >= 0) {
-		cleanup(&p);
-		return status;
-	}
-
-	/* 2. resources */
-	for (size_t i = 0; i < p.common.nprops; i++)
-		if (!strcmp(p.common.props[i].key, "allow.auto.create.topics"))
-			p.auto_create = !strcmp(p.common.props[i].value, "true");
-	dp_sig_install();
-	dp_fsm_init(&p.fsm, &machine, p.common.trace_states);
-	dp_progress_init(&p.prog, p.progress);
-	/* The JSON scanner checks UTF-8 and NUL bytes itself, in one pass. */
-	p.in = dp_lines_new(STDIN_FILENO, 0);
-	p.out = dp_out_new(STDOUT_FILENO, 64 * 1024);
-	if (!p.in || !p.out) {
-		dp_err("out of memory");
-		cleanup(&p);
-		return DP_EX_SOFTWARE;
-	}
-	if ((status = open_kafka(&p)) != 0) {
-		dp_out_free(p.out);
-		cleanup(&p);
-		return status;
-	}
-
-	/* 3. the machine */
-	dp_fsm_step(&p.fsm, E_START, &p);
-	ev = connect_cluster(&p);
-	dp_fsm_step(&p.fsm, ev, &p);
-	if (p.fsm.state == S_PUBLISHING) {
-		if (start_reader(&p) < 0) {
-			dp_err("cannot start the reader thread: %s", strerror(errno));
-			p.status = DP_EX_SOFTWARE;
-			ev = E_FATAL;
-		} else {
-			ev = run_lines(&p);
-			pthread_join(p.reader, NULL);
-			p.reader_started = false;
-		}
-		dp_fsm_step(&p.fsm, ev, &p);
-		ev = drain(&p);
-		dp_fsm_step(&p.fsm, ev, &p);
-	}
-
-	/* 4. flush and report */
-	if (p.progress)
-		dp_progress_tick(&p.prog, "lines", p.lines, NULL, true);
-	if (p.bad && p.on_error != ON_ERROR_FAIL)
-		dp_warn("%llu bad line%s %s", (unsigned long long)p.bad, p.bad == 1 ? "" : "s",
-		        p.on_error == ON_ERROR_SKIP ? "skipped" : "sent to the dead-letter topic");
-	status = p.status;
-	if (p.lost || p.produced != p.delivered + p.lost) {
-		uint64_t lost = p.produced - p.delivered;
-		dp_err("%llu of %llu record%s not delivered", (unsigned long long)lost,
-		       (unsigned long long)p.produced, p.produced == 1 ? "" : "s");
-		status = DP_EX_TEMPFAIL;
-	} else if (dp_sig_stop && !status) {
-		dp_info("stopped by signal after %llu lines; all delivered",
-		        (unsigned long long)p.lines);
-	}
-	dp_info("%llu lines, %llu delivered, %llu bad", (unsigned long long)p.lines,
-	        (unsigned long long)p.delivered, (unsigned long long)p.bad);
-	if (dp_out_free(p.out) < 0 && errno != EPIPE && !status) {
-		dp_err("cannot write to stdout: %s", strerror(errno));
-		status = DP_EX_IOERR;
-	}
-	if (dp_out_close_stdout() < 0 && errno != EPIPE && !status)
-		status = DP_EX_IOERR;
-	cleanup(&p);
-	return status;
+	return dp_cmd_main(&cmd, &p, &p.common, &p.fsm, argc, argv);
 }

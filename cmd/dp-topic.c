@@ -50,7 +50,7 @@ enum {
 	G_PARTITIONS = 1 << 0, G_REPLICATION = 1 << 1, G_TOPIC_CONFIG = 1 << 2,
 	G_IF_NOT_EXISTS = 1 << 3, G_IF_EXISTS = 1 << 4, G_DRY_RUN = 1 << 5,
 	G_PATTERN = 1 << 6, G_INTERNAL = 1 << 7, G_YES = 1 << 8, G_SET = 1 << 9,
-	G_DELETE = 1 << 10, G_GROUP = 1 << 11,
+	G_DELETE = 1 << 10, G_GROUP = 1 << 11, G_MAX_LINE = 1 << 12,
 };
 
 /* One topic named on the command line or in a spec, and what became of it. */
@@ -70,6 +70,7 @@ struct topic {
 	const char **names;             /* borrowed from argv */
 	size_t nnames;
 	bool from_stdin;
+	uint64_t max_line;              /* create -: --max-line-bytes */
 	int32_t partitions;             /* -1: not given */
 	int32_t replication;
 	struct dp_kv *tconfig;          /* -c, last of a key wins; owned */
@@ -149,7 +150,7 @@ static const struct dp_fsm_def machine = {
 
 enum {
 	OPT_IF_NOT_EXISTS = DP_OPT_CMD, OPT_IF_EXISTS, OPT_DRY_RUN, OPT_PATTERN,
-	OPT_INTERNAL, OPT_YES, OPT_SET, OPT_DELETE,
+	OPT_INTERNAL, OPT_YES, OPT_SET, OPT_DELETE, OPT_MAX_LINE,
 };
 
 static const struct option longopts[] = {
@@ -166,6 +167,7 @@ static const struct option longopts[] = {
 	{ "delete",             required_argument, NULL, OPT_DELETE },
 	{ "group",              required_argument, NULL, 'g' },
 	{ "output",             required_argument, NULL, 'o' },
+	{ "max-line-bytes",     required_argument, NULL, OPT_MAX_LINE },
 	DP_CLI_KAFKA_LONG,
 	DP_CLI_BASE_LONG,
 	{ NULL, 0, NULL, 0 },
@@ -200,6 +202,8 @@ usage(FILE *fp)
 	      "      --set KEY=VALUE         alter: set a topic config, repeatable\n"
 	      "      --delete KEY            alter: remove a topic config override, repeatable\n"
 	      "  -g, --group GROUP           offsets: also show GROUP's committed offsets and lag\n"
+	      "      --max-line-bytes N      create -: a longer spec line is bad (default "
+	      DP_LINES_MAX_DEFAULT_ARG ")\n"
 	      "\n"
 	      "Output:\n"
 	      "  -o, --output FORMAT         table, json, or names (list only)\n", fp);
@@ -281,6 +285,12 @@ parse_options(void *ctx, int argc, char **argv)
 			t->given |= G_DELETE;
 			break;
 		}
+		case OPT_MAX_LINE:
+			if (dp_parse_size("--max-line-bytes", optarg, 1, (uint64_t)1 << 40, "1024G",
+			                  &t->max_line) < 0)
+				return -1;
+			t->given |= G_MAX_LINE;
+			break;
 		case OPT_IF_NOT_EXISTS:
 			t->if_not_exists = true;
 			t->given |= G_IF_NOT_EXISTS;
@@ -352,7 +362,7 @@ parse_options(void *ctx, int argc, char **argv)
 static const char *const option_names[] = {
 	"--partitions", "--replication-factor", "--topic-config", "--if-not-exists",
 	"--if-exists", "--dry-run", "--pattern", "--internal", "--yes", "--set",
-	"--delete", "--group",
+	"--delete", "--group", "--max-line-bytes",
 };
 
 /* All option combinations are checked here, once. */
@@ -362,7 +372,7 @@ validate(void *ctx)
 	struct topic *t = ctx;
 	static const unsigned allowed[] = {
 		[SC_CREATE] = G_PARTITIONS | G_REPLICATION | G_TOPIC_CONFIG | G_IF_NOT_EXISTS |
-		              G_DRY_RUN,
+		              G_DRY_RUN | G_MAX_LINE,
 		[SC_LIST] = G_PATTERN | G_INTERNAL,
 		[SC_DESCRIBE] = 0,
 		[SC_ALTER] = G_SET | G_DELETE | G_DRY_RUN,
@@ -416,6 +426,10 @@ validate(void *ctx)
 				}
 				t->from_stdin = true;
 			}
+		if ((t->given & G_MAX_LINE) && !t->from_stdin) {
+			dp_err("--max-line-bytes is only for create -, which reads specs from stdin");
+			return -1;
+		}
 		break;
 	case SC_ALTER:
 		if (!t->nset && !t->ndel) {
@@ -618,6 +632,7 @@ read_specs(struct topic *t)
 		dp_err("out of memory");
 		return DP_EX_SOFTWARE;
 	}
+	dp_lines_set_max(in, t->max_line);
 	while ((r = dp_lines_next(in, &line, &len)) != DP_LINES_EOF) {
 		unsigned long lineno = dp_lines_lineno(in);
 		if (r == DP_LINES_ERR) {
@@ -631,6 +646,12 @@ read_specs(struct topic *t)
 			dp_err("out of memory reading line %lu", lineno + 1);
 			status = DP_EX_SOFTWARE;
 			break;
+		}
+		if (r == DP_LINES_LONG) {
+			dp_err("stdin line %lu: line of %zu bytes is longer than --max-line-bytes "
+			       "(%llu)", lineno, len, (unsigned long long)t->max_line);
+			status = DP_EX_DATAERR;
+			continue;
 		}
 		if (r == DP_LINES_BAD) {
 			dp_err("stdin line %lu: %s at byte %zu", lineno, dp_lines_error(in),
@@ -1766,7 +1787,8 @@ static const struct dp_cmd cmd = {
 int
 main(int argc, char **argv)
 {
-	static struct topic t = { .partitions = -1, .replication = -1 };
+	static struct topic t = { .partitions = -1, .replication = -1,
+	                          .max_line = DP_LINES_MAX_DEFAULT };
 
 	return dp_cmd_main(&cmd, &t, &t.common, &t.fsm, argc, argv);
 }

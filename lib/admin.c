@@ -127,8 +127,11 @@ dp_admin_result_fail(struct dp_admin_result *r, int status, rd_kafka_resp_err_t 
 		va_end(ap);
 		b.len = (size_t)n;
 	}
-	free(r->error);
-	r->error = b.data ? b.data : strdup("out of memory");
+	char *msg = b.data ? b.data : strdup("out of memory");
+	if (msg) {              /* else the message it had, if any, stays */
+		free(r->error);
+		r->error = msg;
+	}
 	r->status = status ? status : DP_EX_SOFTWARE;
 	r->err = err;
 }
@@ -1231,6 +1234,7 @@ dp_admin_alter(rd_kafka_t *rk, const char *const *names, size_t n,
 	if (!cur) {
 		for (size_t i = 0; i < n; i++) {
 			memset(&res[i], 0, sizeof(res[i]));
+			/* Memory is out already: a NULL name is allowed here (admin.h). */
 			res[i].name = strdup(names[i]);
 			dp_admin_result_fail(&res[i], DP_EX_SOFTWARE, 0, "out of memory");
 		}

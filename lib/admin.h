@@ -45,7 +45,7 @@ struct dp_admin_spec {
 
 /* The outcome for one topic. */
 struct dp_admin_result {
-	char *name;                   /* owned */
+	char *name;                   /* owned; NULL only when memory ran out */
 	int status;                   /* 0, or an exit status from exit.h */
 	rd_kafka_resp_err_t err;      /* the Kafka error; 0 for local failures */
 	char *error;                  /* owned message; NULL on success */

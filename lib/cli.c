@@ -184,6 +184,37 @@ dp_parse_u64(const char *name, const char *s, uint64_t min, uint64_t max, uint64
 }
 
 int
+dp_parse_size(const char *name, const char *s, uint64_t min, uint64_t max, const char *max_label,
+              uint64_t *out)
+{
+	char *end;
+	unsigned long long v;
+	unsigned shift = 0;
+
+	if (!isdigit((unsigned char)*s))
+		return bad(name, s, "not a size such as 4096, 512K, 64M or 1G");
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (*end == 'K' || *end == 'k')
+		shift = 10;
+	else if (*end == 'M')
+		shift = 20;
+	else if (*end == 'G')
+		shift = 30;
+	if (shift)
+		end++;
+	if (*end)
+		return bad(name, s, "not a size such as 4096, 512K, 64M or 1G");
+	if (errno == ERANGE || v > (max >> shift) || (v << shift) < min || (v << shift) > max) {
+		dp_err("invalid %s '%s': must be from %llu byte%s to %s", name, s,
+		       (unsigned long long)min, min == 1 ? "" : "s", max_label);
+		return -1;
+	}
+	*out = (uint64_t)v << shift;
+	return 0;
+}
+
+int
 dp_parse_i64(const char *name, const char *s, int64_t min, int64_t max, int64_t *out)
 {
 	char *end;

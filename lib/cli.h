@@ -110,6 +110,12 @@ void dp_cli_version(void);
 int dp_parse_u64(const char *name, const char *s, uint64_t min, uint64_t max, uint64_t *out);
 int dp_parse_i64(const char *name, const char *s, int64_t min, int64_t max, int64_t *out);
 /*
+ * A size in bytes: a number, or one with a binary suffix K, M or G
+ * (512K = 524288 bytes).  max_label names max in the same grammar.
+ */
+int dp_parse_size(const char *name, const char *s, uint64_t min, uint64_t max,
+                  const char *max_label, uint64_t *out);
+/*
  * Durations: "250ms", "10s", "5m", "2h", "1d", also combined "1m30s".
  * A bare number is seconds.  Result in milliseconds.
  */

@@ -1,3 +1,4 @@
+#include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -6,6 +7,7 @@
 
 #include "base64.h"
 #include "envelope.h"
+#include "expr.h"
 #include "json.h"
 #include "lines.h"
 
@@ -178,7 +180,10 @@ parse_headers(jv arr, struct dp_envelope *env, struct dp_buf *err)
 			rc = -1;
 		} else {
 			d->name = strdup(jv_string_value(k));
-			if (jv_get_kind(v) == JV_KIND_STRING)
+			if (!d->name) {
+				dp_buf_msgf(err, "out of memory");
+				rc = -1;
+			} else if (jv_get_kind(v) == JV_KIND_STRING)
 				rc = take_bytes(v, enc, &d->value, &d->len, "header value", err);
 			env->nhdrs++;
 		}
@@ -192,16 +197,56 @@ parse_headers(jv arr, struct dp_envelope *env, struct dp_buf *err)
 	return 0;
 }
 
+/*
+ * The "timestamp" member, from its own text: a double would lose digits
+ * past 2^53 and turn 1e300 into undefined behaviour.  0, or -1 with a
+ * message.
+ */
+static int
+take_timestamp(const char *line, size_t len, struct dp_envelope *env, struct dp_buf *err)
+{
+	static const char *const path[] = { "timestamp" };
+	const char *v;
+	size_t n;
+	enum dp_json_type t = dp_json_get(line, len, path, 1, &v, &n);
+	char num[32], *end;
+
+	if (n == 0 || t == DP_JSON_NULL)
+		return 0;               /* absent or null: the producer's clock */
+	if (t == DP_JSON_NUMBER && n < sizeof(num)) {
+		memcpy(num, v, n);
+		num[n] = '\0';
+		errno = 0;
+		long long ms = strtoll(num, &end, 10);
+		if (!*end && !errno && ms >= 0) {
+			env->has_timestamp = true;
+			env->timestamp = ms;
+			return 0;
+		}
+	}
+	dp_buf_msgf(err, "envelope timestamp %.*s is not a whole number of milliseconds "
+	            "from 0 to %lld", n > 40 ? 40 : (int)n, v, (long long)INT64_MAX);
+	return -1;
+}
+
 int
 dp_envelope_parse(const char *line, size_t len, struct dp_envelope *env,
                   struct dp_buf *err)
 {
-	jv doc = jv_parse_sized(line, (int)len);
-	jv t, p, ts, k, ke, v, ve, h;
+	jv doc;
+	jv t, p, k, ke, v, ve, h;
 	int rc = -1;
 
 	memset(env, 0, sizeof(*env));
 	env->partition = RD_KAFKA_PARTITION_UA;
+	if (len > DP_EXPR_MAX_BYTES) {
+		dp_buf_msgf(err, "envelope of %zu bytes is too large to parse (at most %zu)", len,
+		            DP_EXPR_MAX_BYTES);
+		return -1;
+	}
+	if (take_timestamp(line, len, env, err) < 0)
+		return -1;
+	doc = jv_parse_sized(line, (int)len);
 	if (jv_get_kind(doc) != JV_KIND_OBJECT) {
 		dp_buf_msgf(err, "envelope is not a JSON object");
 		jv_free(doc);
@@ -209,15 +254,16 @@ dp_envelope_parse(const char *line, size_t len, struct dp_envelope *env,
 	}
 	t = jv_object_get(jv_copy(doc), jv_string("topic"));
 	p = jv_object_get(jv_copy(doc), jv_string("partition"));
-	ts = jv_object_get(jv_copy(doc), jv_string("timestamp"));
 	k = jv_object_get(jv_copy(doc), jv_string("key"));
 	v = jv_object_get(jv_copy(doc), jv_string("value"));
 	h = jv_object_get(jv_copy(doc), jv_string("headers"));
 	const char *kenc = opt_string(doc, "key_encoding", &ke);
 	const char *venc = opt_string(doc, "value_encoding", &ve);
 
-	if (jv_get_kind(t) == JV_KIND_STRING)
-		env->topic = strdup(jv_string_value(t));
+	if (jv_get_kind(t) == JV_KIND_STRING && !(env->topic = strdup(jv_string_value(t)))) {
+		dp_buf_msgf(err, "out of memory");
+		goto out;
+	}
 	if (jv_get_kind(p) == JV_KIND_NUMBER) {
 		double d = jv_number_value(p);
 		if (d < 0 || d > INT32_MAX || d != floor(d)) {
@@ -226,8 +272,6 @@ dp_envelope_parse(const char *line, size_t len, struct dp_envelope *env,
 		}
 		env->partition = (int32_t)d;
 	}
-	if (jv_get_kind(ts) == JV_KIND_NUMBER)
-		env->timestamp = (int64_t)jv_number_value(ts);
 	if (jv_get_kind(k) == JV_KIND_STRING) {
 		if (take_bytes(k, kenc, &env->key, &env->key_len, "key", err) < 0)
 			goto out;
@@ -270,7 +314,6 @@ dp_envelope_parse(const char *line, size_t len, struct dp_envelope *env,
 out:
 	jv_free(t);
 	jv_free(p);
-	jv_free(ts);
 	jv_free(k);
 	jv_free(ke);
 	jv_free(v);

@@ -20,6 +20,7 @@
 #ifndef DP_ENVELOPE_H
 #define DP_ENVELOPE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -39,7 +40,8 @@ struct dp_envelope_hdr {
 struct dp_envelope {
 	char *topic;         /* owned; NULL when absent */
 	int32_t partition;   /* RD_KAFKA_PARTITION_UA when absent */
-	int64_t timestamp;   /* ms; 0 when absent */
+	bool has_timestamp;  /* false: absent or null */
+	int64_t timestamp;   /* ms since the epoch, 0..INT64_MAX, when has_timestamp */
 	char *key;           /* owned; NULL for no key */
 	size_t key_len;
 	char *value;         /* owned; NULL for a tombstone */
@@ -51,6 +53,10 @@ struct dp_envelope {
 /*
  * Parse one envelope line (valid JSON text).  Returns 0, or -1 with the
  * reason appended to err; env is always safe to clear afterwards.
+ * "timestamp" must be null, absent, or a whole number of milliseconds
+ * from 0 to INT64_MAX (Kafka's range; negative ones are refused by its
+ * producers), read from the text itself so that no digit is lost.
+ * Lines over DP_EXPR_MAX_BYTES (libjq's limit) are refused.
  */
 int dp_envelope_parse(const char *line, size_t len, struct dp_envelope *env,
                       struct dp_buf *err);

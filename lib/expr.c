@@ -129,6 +129,11 @@ dp_expr_rec_clear(struct dp_expr_rec *rec)
 static int
 rec_jv(struct dp_expr_rec *rec, jv *out, struct dp_buf *err)
 {
+	if (!rec->jv_cache && rec->len > DP_EXPR_MAX_BYTES) {
+		dp_buf_msgf(err, "record of %zu bytes is too large for jq (at most %zu)",
+		            rec->len, DP_EXPR_MAX_BYTES);
+		return -1;
+	}
 	if (!rec->jv_cache) {
 		jv *p = malloc(sizeof(*p));
 		if (!p) {

@@ -12,10 +12,17 @@
 #ifndef DP_EXPR_H
 #define DP_EXPR_H
 
+#include <limits.h>
 #include <stddef.h>
 
 #include "buf.h"
 #include "json.h"
+
+/*
+ * The largest JSON text libjq 1.6 parses: jv_parse_sized takes an int
+ * length.  Longer records are refused with a message, never truncated.
+ */
+#define DP_EXPR_MAX_BYTES ((size_t)INT_MAX)
 
 struct dp_expr;
 

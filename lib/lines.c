@@ -19,6 +19,8 @@ struct dp_lines {
 	size_t scanned;     /* bytes after start known to hold no '\n' */
 	int eof;
 	int stopped;        /* hand out buffered lines only, read no more */
+	size_t max;         /* longest line handed out */
+	size_t skipped;     /* > 0: inside a line over max, this many bytes of it gone */
 	unsigned long lineno;
 	const char *why;
 	size_t why_off;
@@ -35,6 +37,7 @@ dp_lines_new(int fd, unsigned flags)
 		return NULL;
 	r->fd = fd;
 	r->flags = flags;
+	r->max = DP_LINES_MAX_DEFAULT;
 	r->cap = BLOCK;
 	r->buf = malloc(r->cap + 1);
 	if (!r->buf) {
@@ -54,6 +57,7 @@ dp_lines_free(struct dp_lines *r)
 }
 
 unsigned long dp_lines_lineno(const struct dp_lines *r) { return r->lineno; }
+void dp_lines_set_max(struct dp_lines *r, size_t max) { r->max = max ? max : 1; }
 void dp_lines_stop(struct dp_lines *r) { r->stopped = 1; }
 
 int
@@ -205,10 +209,16 @@ dp_lines_next(struct dp_lines *r, const char **line, size_t *len)
 		if (nl)
 			break;
 		r->scanned = r->end - r->start;
+		if (r->scanned > r->max) {
+			/* Over the cap: forget the bytes, find the line's end. */
+			r->skipped += r->scanned;
+			r->start = r->end;
+			r->scanned = 0;
+		}
 		if (r->stopped)
 			return DP_LINES_EOF;
 		if (r->eof) {
-			if (r->end == r->start)
+			if (r->end == r->start && !r->skipped)
 				return DP_LINES_EOF;
 			nl = r->buf + r->end;   /* the +1 in the allocation */
 			break;
@@ -223,9 +233,17 @@ dp_lines_next(struct dp_lines *r, const char **line, size_t *len)
 	r->scanned = 0;
 	if (n > 0 && (*line)[n - 1] == '\r')
 		n--;
+	r->lineno++;
+	if (r->skipped || n > r->max) {
+		*line = NULL;
+		*len = n + r->skipped;
+		r->skipped = 0;
+		r->why = "line too long";
+		r->why_off = r->max;
+		return DP_LINES_LONG;
+	}
 	((char *)*line)[n] = '\0';
 	*len = n;
-	r->lineno++;
 	r->why = NULL;
 	r->why_off = 0;
 	if ((r->flags & DP_LINES_STRICT) &&

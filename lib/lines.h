@@ -12,6 +12,11 @@
  *
  * The line pointer is borrowed: valid until the next call.  It is
  * NUL-terminated (the terminator is not counted in len).
+ *
+ * Lines are capped (dp_lines_set_max, DP_LINES_MAX_DEFAULT): a longer
+ * one is not buffered but skipped to its end and reported as
+ * DP_LINES_LONG, so one runaway line (a missing newline in a huge file)
+ * costs neither unbounded memory nor the lines after it.
  */
 #ifndef DP_LINES_H
 #define DP_LINES_H
@@ -20,10 +25,16 @@
 
 #define DP_LINES_STRICT 0x1
 
+/* The cap on a line's length unless set: 64 MiB (and "64M" for users). */
+#define DP_LINES_MAX_DEFAULT ((size_t)64 << 20)
+#define DP_LINES_MAX_DEFAULT_ARG "64M"
+
 enum {
 	DP_LINES_EOF = 0,
 	DP_LINES_OK = 1,
 	DP_LINES_BAD = 2,   /* line returned, but it failed the strict checks */
+	DP_LINES_LONG = 3,  /* a line over the cap was skipped: *line is NULL, *len
+	                     * its length (without "\n"); it counts as a line */
 	DP_LINES_ERR = -1,  /* read(2) failed; errno is set (EINTR included) */
 	DP_LINES_NOMEM = -2,
 };
@@ -35,6 +46,9 @@ struct dp_lines *dp_lines_new(int fd, unsigned flags);
 void dp_lines_free(struct dp_lines *r);
 
 int dp_lines_next(struct dp_lines *r, const char **line, size_t *len);
+
+/* Cap lines at max bytes (>= 1, without the "\n"); see DP_LINES_LONG. */
+void dp_lines_set_max(struct dp_lines *r, size_t max);
 
 /*
  * Read nothing more from the descriptor: the complete lines already

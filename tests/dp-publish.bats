@@ -10,6 +10,15 @@ setup() {
 	W=$BATS_TEST_TMPDIR
 }
 
+teardown() {
+	blackhole_stop
+}
+
+# states FILE: the transitions traced in FILE, one "from event to" a line.
+states() {
+	jq -r 'select(.cmd == "dp-publish") | "\(.from) \(.event) \(.to)"' "$1"
+}
+
 # term_mid_publish N [ARGS...]: dp-publish ARGS --report reads N price lines
 # from a pipe; once all are acknowledged, 100 more go in and SIGTERM
 # follows at once.  Sets st (its exit status) and acked (acknowledgements
@@ -112,11 +121,15 @@ term_mid_publish() {
 	create_topic "$T"
 	gen_prices 10000 > "$W/in"
 	sed -i '5000s/.*/{"broken": /' "$W/in"
-	run dp-publish -t "$T" < "$W/in"
+	run dp-publish -t "$T" --trace-states < "$W/in"
 	[ "$status" -eq 65 ]
 	[[ $output == *"dp-publish: line 5000: invalid JSON: unexpected end of input at byte 12"* ]]
 	dp-tail -t "$T" --from beginning -e > "$W/out"
 	head -4999 "$W/in" | cmp - "$W/out"
+	# The machine ends in failed, the state whose reason is the exit status.
+	grep '^{' <<<"$output" > "$W/trace"
+	[ "$(states "$W/trace" | tail -2)" = "publishing bad_line draining
+draining aborted failed" ]
 }
 
 @test "--on-error skip: bad lines are counted and the rest is delivered" {
@@ -310,7 +323,10 @@ term_mid_publish() {
 	sed -i "1500s/.*/$big/" "$W/in"
 	run dp-publish -t "$T" -k .fsym -X message.max.bytes=4000 --on-error skip < "$W/in"
 	[ "$status" -eq 0 ]
-	[[ $output == *"line 1500: Broker: Message size too large"* ]]
+	# Said once, with the line and the limit; the check is local, not the broker's.
+	[ "$(grep -c 'line 1500' <<<"$output")" -eq 1 ]
+	[[ $output == *"line 1500: record of 5026 bytes is over the producer's limit, message.max.bytes=4000"* ]]
+	[[ $output != *Broker* ]]
 	[[ $output == *"1 bad line skipped"* ]]
 	[ "$(kcat_count "$T")" -eq 2999 ]
 	T2=$(new_topic)
@@ -346,4 +362,83 @@ term_mid_publish() {
 	run dp-publish -F "$W/missing" -t "$T" <<<'{}'
 	[ "$status" -eq 66 ]
 	[[ $output == *"cannot open $W/missing"* ]]
+}
+
+@test "SIGTERM while connecting to a broker that never answers ends at once, exit 0" {
+	blackhole_start
+	signal_within 1.5 TERM dp-publish -b "127.0.0.1:$BLACKHOLE_PORT" -t x --trace-states
+	[ "$status" -eq 0 ]
+	[ "$SIGNAL_ELAPSED_MS" -lt 1500 ]
+	printf '%s\n' "$stderr" | grep '^{' > "$W/trace"
+	[ "$(states "$W/trace")" = "idle start connecting
+connecting signal done" ]
+	[[ $stderr != *"no kafka broker answered"* ]]
+}
+
+@test "--topic-expr naming a topic that does not exist stops with 69, earlier lines delivered" {
+	create_topic "$T"
+	printf '{"t":"%s","n":1}\n{"t":"%s.nope","n":2}\n{"t":"%s","n":3}\n' "$T" "$T" "$T" > "$W/in"
+	run dp-publish --topic-expr .t --trace-states < "$W/in"
+	[ "$status" -eq 69 ]
+	[[ $output == *"dp-publish: line 2: topic '$T.nope' does not exist; create it with 'dp-topic create $T.nope'"* ]]
+	grep '^{' <<<"$output" > "$W/trace"
+	[ "$(states "$W/trace" | tail -2)" = "publishing fatal draining
+draining aborted failed" ]
+	[ "$(kcat_payloads "$T")" = '{"t":"'"$T"'","n":1}' ]
+}
+
+@test "-p beyond the topic's partitions is refused before anything is read" {
+	create_topic "$T" 3
+	run dp-publish -t "$T" -p 3 <<<'{"a":1}'
+	[ "$status" -eq 64 ]
+	[[ $output == *"dp-publish: topic '$T' has 3 partitions: no partition 3"* ]]
+	[ "$(kcat_count "$T")" -eq 0 ]
+}
+
+@test "--max-line-bytes: a longer line is a bad line named with its length and the limit" {
+	create_topic "$T"
+	create_topic "$T.dlq"
+	{ gen_prices 2; python3 -c 'print("{\"pad\":\"" + "x" * 3000 + "\"}")'; gen_prices 2 3; } > "$W/in"
+	run dp-publish -t "$T" --max-line-bytes 1K < "$W/in"
+	[ "$status" -eq 65 ]
+	[[ $output == *"dp-publish: line 3: line of 3010 bytes is longer than --max-line-bytes (1024); it is not kept"* ]]
+	[ "$(kcat_count "$T")" -eq 2 ]
+	run dp-publish -t "$T" --max-line-bytes 1024 --on-error "dlq=$T.dlq" < "$W/in"
+	[ "$status" -eq 0 ]
+	[ "$(kcat_count "$T")" -eq 6 ]
+	# The rest goes on; the dead letter carries the reason, not the line.
+	run kcat -b "$DP_BROKERS" -C -t "$T.dlq" -e -q -o beginning -f '%S|%h\n'
+	[ "$output" = "-1|dp-error=line of 3010 bytes is longer than --max-line-bytes (1024); it is not kept,dp-line=3,dp-topic=$T" ]
+	run dp-publish -t "$T" --max-line-bytes 1X < "$W/in"
+	[ "$status" -eq 64 ]
+	[[ $output == *"invalid --max-line-bytes '1X'"* ]]
+	# The default takes a line of several MB.
+	dp-topic create "$T.big" -c max.message.bytes=4000000 -o json > /dev/null
+	python3 -c 'print("{\"pad\":\"" + "x" * 3000000 + "\"}")' |
+		dp-publish -t "$T.big" -X message.max.bytes=4000000 -X batch.size=4000000
+	[ "$(kcat_count "$T.big")" -eq 1 ]
+}
+
+@test "--envelope: timestamps out of range or 0 are bad lines; absent takes the clock" {
+	create_topic "$T"
+	printf '%s\n' \
+		'{"timestamp":1700000000123,"key":"a","value":1}' \
+		'{"timestamp":1e300,"key":"b","value":2}' \
+		'{"timestamp":0,"key":"c","value":3}' \
+		'{"timestamp":-5,"key":"d","value":4}' \
+		'{"key":"e","value":5}' > "$W/in"
+	run dp-publish -t "$T" --envelope --on-error skip < "$W/in"
+	[ "$status" -eq 0 ]
+	[[ $output == *"line 2: envelope timestamp 1e300 is not a whole number of milliseconds from 0 to 9223372036854775807"* ]]
+	[[ $output == *"line 3: envelope timestamp 0 cannot be produced: librdkafka sends 0 as the current time"* ]]
+	[[ $output == *"line 4: envelope timestamp -5 is not"* ]]
+	run kcat -b "$DP_BROKERS" -C -t "$T" -e -q -o beginning -f '%k %T\n'
+	[ "${lines[0]}" = "a 1700000000123" ]
+	[[ ${lines[1]} == "e "* ]]
+	[ "${lines[1]#e }" -gt 1700000000123 ]
+	[ "${#lines[@]}" -eq 2 ]
+	# --timestamp cannot give 0 either: it would become the current time.
+	run dp-publish -t "$T" --timestamp .ts <<<'{"ts":"1970-01-01T00:00:00Z"}'
+	[ "$status" -eq 65 ]
+	[[ $output == *"line 1: --timestamp gave '1970-01-01T00:00:00Z', not RFC 3339 or epoch time after 1970-01-01T00:00:00Z"* ]]
 }

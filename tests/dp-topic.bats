@@ -164,6 +164,25 @@ EOF
 	broker_lacks "$B"
 }
 
+@test "create -: a spec line over --max-line-bytes is bad, named with its length; nothing is created" {
+	A=$(new_topic) B=$(new_topic)
+	{
+		echo "{\"name\":\"$A\",\"partitions\":1}"
+		python3 -c 'print("{\"name\":\"x\",\"config\":{\"pad\":\"" + "x" * 5000 + "\"}}")'
+		echo "{\"name\":\"$B\"}"
+	} > "$BATS_TEST_TMPDIR/specs"
+	run --separate-stderr dp-topic create - --max-line-bytes 4K -o json < "$BATS_TEST_TMPDIR/specs"
+	[ "$status" -eq 65 ]
+	[ "$output" = "" ]
+	[[ $stderr == *"dp-topic: stdin line 2: line of 5032 bytes is longer than --max-line-bytes (4096)"* ]]
+	[[ $stderr != *"line 3"* ]]
+	broker_lacks "$A"
+	broker_lacks "$B"
+	run dp-topic create "$A" --max-line-bytes 4K
+	[ "$status" -eq 64 ]
+	[[ $output == *"--max-line-bytes is only for create -"* ]]
+}
+
 @test "list: one record per topic; --pattern matches whole names; --internal" {
 	T=$(new_topic)
 	dp-topic create "$T" -p 4 -o json >/dev/null

@@ -97,4 +97,33 @@ setup() {
 	[ "$status" -eq 0 ]
 	[[ $output == *"api key file /tmp/dp-test-secret."*"/key holds more than one line or a control character"* ]]
 	[[ $output == *"ok secrets"* ]]
+@test "line reader: a line over the cap is skipped to its end and named by its length" {
+	run "$TEST_LIB" lines_cap
+	[ "$status" -eq 0 ]
+	[[ $output == *"716800 bytes; 7 lines"* ]]
+}
+
+@test "envelope timestamps: absent is not 0, out of range is refused, digits are kept" {
+	run "$TEST_LIB" envelope_ts
+	[ "$status" -eq 0 ]
+	[[ $output == *"1e300 -> refused: envelope timestamp 1e300 is not a whole number of milliseconds from 0 to 9223372036854775807"* ]]
+	[[ $output == *"2 GiB envelope -> refused: envelope of 2147483648 bytes is too large to parse"* ]]
+}
+
+@test "jq: a record longer than libjq's int length is refused, not cut" {
+	run "$TEST_LIB" expr_limit
+	[ "$status" -eq 0 ]
+	[[ $output == *"record of 2147483648 bytes is too large for jq (at most 2147483647)"* ]]
+}
+
+@test "timed condition waits run on the monotonic clock, so a clock step cannot stall them" {
+	# Every file that waits on a condition with a deadline sets its
+	# clock to CLOCK_MONOTONIC and never takes a deadline from the wall clock.
+	n=0
+	for f in $(grep -l 'pthread_cond_timedwait' "$BATS_TEST_DIRNAME"/../lib/*.c "$BATS_TEST_DIRNAME"/../cmd/*.c); do
+		grep -q 'pthread_condattr_setclock(&[a-z_]*, CLOCK_MONOTONIC)' "$f"
+		! grep -n 'CLOCK_REALTIME' "$f"
+		n=$((n + 1))
+	done
+	[ "$n" -ge 1 ]
 }

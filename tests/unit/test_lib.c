@@ -7,6 +7,9 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,14 +25,19 @@
 #include "buf.h"
 #include "cc.h"
 #include "cli.h"
+#include "envelope.h"
 #include "exit.h"
 #include "expr.h"
 #include "file.h"
 #include "jqfast.h"
 #include "json.h"
 #include "lines.h"
+#include "kafka.h"
 #include "log.h"
 #include "secret.h"
+#include "onerror.h"
+#include "producer.h"
+#include "sig.h"
 #include "timefmt.h"
 
 #define CHECK(cond) do { if (!(cond)) { \
@@ -399,6 +407,15 @@ t_parse(void)
 	CHECK(dp_parse_duration("d", "1m30s", &ms) == 0 && ms == 90000);
 	CHECK(dp_parse_duration("d", "10", &ms) == 0 && ms == 10000);
 	CHECK(dp_parse_duration("d", "10x", &ms) < 0);
+	CHECK(dp_parse_size("s", "64M", 1, UINT64_MAX, "x", &u) == 0 && u == (64u << 20));
+	CHECK(dp_parse_size("s", "512K", 1, UINT64_MAX, "x", &u) == 0 && u == 524288);
+	CHECK(dp_parse_size("s", "1G", 1, UINT64_MAX, "x", &u) == 0 && u == (1u << 30));
+	CHECK(dp_parse_size("s", "4096", 1, UINT64_MAX, "x", &u) == 0 && u == 4096);
+	CHECK(dp_parse_size("s", "0", 1, UINT64_MAX, "x", &u) < 0);
+	CHECK(dp_parse_size("s", "2G", 1, (uint64_t)1 << 30, "1G", &u) < 0);
+	CHECK(dp_parse_size("s", "99999999999999999999G", 1, UINT64_MAX, "x", &u) < 0);
+	CHECK(dp_parse_size("s", "1KB", 1, UINT64_MAX, "x", &u) < 0);
+	CHECK(dp_parse_size("s", "-1", 1, UINT64_MAX, "x", &u) < 0);
 	CHECK(dp_parse_duration("d", "", &ms) < 0);
 	CHECK(dp_parse_duration("d", "-1s", &ms) < 0);
 	CHECK(dp_parse_u64("n", "42", 0, 100, &u) == 0 && u == 42);
@@ -787,6 +804,196 @@ t_secret(void)
 	return 0;
 }
 
+/* Lines over the cap are skipped to their end, counted, and named by length. */
+static int
+t_lines_cap(void)
+{
+	struct dp_buf in = DP_BUF_INIT;
+	const char *l;
+	size_t n;
+	pid_t c;
+	int ok = 0;
+
+	ok |= dp_buf_addstr(&in, "short\n");
+	for (int i = 0; i < 1000; i++)
+		ok |= dp_buf_addch(&in, 'x');
+	ok |= dp_buf_addstr(&in, "\r\nafter\n");
+	for (int i = 0; i < 100; i++)           /* at the cap, with CRLF: fits */
+		ok |= dp_buf_addch(&in, 'z');
+	ok |= dp_buf_addstr(&in, "\r\n");
+	for (int i = 0; i < 101; i++)
+		ok |= dp_buf_addch(&in, 'w');
+	ok |= dp_buf_addch(&in, '\n');
+	for (int i = 0; i < 700 * 1024; i++)        /* across several reads */
+		ok |= dp_buf_addch(&in, 'y');
+	ok |= dp_buf_addstr(&in, "\nend");
+	CHECK(ok == 0);
+	struct dp_lines *r = reader_for(in.data, in.len, DP_LINES_STRICT, &c);
+	dp_lines_set_max(r, 100);
+	CHECK(dp_lines_next(r, &l, &n) == DP_LINES_OK && !strcmp(l, "short"));
+	CHECK(dp_lines_next(r, &l, &n) == DP_LINES_LONG && !l && n == 1000);
+	CHECK(dp_lines_lineno(r) == 2);
+	CHECK(dp_lines_next(r, &l, &n) == DP_LINES_OK && !strcmp(l, "after"));
+	CHECK(dp_lines_next(r, &l, &n) == DP_LINES_OK && n == 100);
+	CHECK(dp_lines_next(r, &l, &n) == DP_LINES_LONG && n == 101);
+	CHECK(dp_lines_next(r, &l, &n) == DP_LINES_LONG && n == 700 * 1024);
+	CHECK(dp_lines_next(r, &l, &n) == DP_LINES_OK && !strcmp(l, "end"));
+	CHECK(dp_lines_lineno(r) == 7);
+	CHECK(dp_lines_next(r, &l, &n) == DP_LINES_EOF);
+	dp_lines_free(r);
+	waitpid(c, NULL, 0);
+	dp_buf_free(&in);
+	printf("ok lines over 100 bytes skipped: 1000, 101 and 716800 bytes; 7 lines\n");
+	return 0;
+}
+
+/* Envelope timestamps: read from their text, range-checked, absent is not 0. */
+static int
+t_envelope_ts(void)
+{
+	static const struct { const char *ts; int ok; int has; long long ms; } cases[] = {
+		{ NULL, 1, 0, 0 }, { "null", 1, 0, 0 }, { "0", 1, 1, 0 },
+		{ "1700000000123", 1, 1, 1700000000123LL },
+		{ "9223372036854775807", 1, 1, 9223372036854775807LL },
+		{ "9007199254740993", 1, 1, 9007199254740993LL },   /* 2^53 + 1, exact */
+		{ "1e300", 0, 0, 0 }, { "-1", 0, 0, 0 }, { "1.5", 0, 0, 0 },
+		{ "9223372036854775808", 0, 0, 0 }, { "\"2024-01-01\"", 0, 0, 0 },
+	};
+	struct dp_buf line = DP_BUF_INIT, err = DP_BUF_INIT;
+	struct dp_envelope env;
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		dp_buf_reset(&line);
+		dp_buf_reset(&err);
+		CHECK(dp_buf_addstr(&line, "{\"topic\":\"t\",") == 0);
+		if (cases[i].ts)
+			CHECK(dp_buf_addf(&line, "\"timestamp\":%s,", cases[i].ts) == 0);
+		CHECK(dp_buf_addstr(&line, "\"key\":null,\"value\":1}") == 0);
+		int rc = dp_envelope_parse(line.data, line.len, &env, &err);
+		printf("%s -> %s%s\n", cases[i].ts ? cases[i].ts : "(absent)",
+		       rc ? "refused: " : "ok", rc ? dp_buf_str(&err) : "");
+		CHECK((rc == 0) == cases[i].ok);
+		CHECK(!cases[i].ok || (env.has_timestamp == cases[i].has &&
+		                       env.timestamp == cases[i].ms));
+		dp_envelope_clear(&env);
+	}
+	/* libjq takes an int length: a longer text is refused, not cut. */
+	dp_buf_reset(&err);
+	CHECK(dp_envelope_parse("{}", (size_t)INT_MAX + 1, &env, &err) < 0);
+	printf("2 GiB envelope -> refused: %s\n", dp_buf_str(&err));
+	dp_envelope_clear(&env);
+	dp_buf_free(&line);
+	dp_buf_free(&err);
+	return 0;
+}
+
+/* A record longer than libjq's int length is refused with a message. */
+static int
+t_expr_limit(void)
+{
+	struct dp_buf err = DP_BUF_INIT, out = DP_BUF_INIT;
+	struct dp_expr *e = dp_expr_compile(".a + 1", &err);
+	struct dp_expr_rec rec = DP_EXPR_REC("{\"a\":1}", (size_t)INT_MAX + 1);
+	enum dp_json_type t;
+
+	CHECK(e != NULL);
+	CHECK(dp_expr_first(e, &rec, &t, &out, &err) < 0);
+	printf("%s\n", dp_buf_str(&err));
+	CHECK(strstr(dp_buf_str(&err), "too large for jq") != NULL);
+	dp_expr_rec_clear(&rec);
+	dp_expr_free(e);
+	dp_buf_free(&err);
+	dp_buf_free(&out);
+	return 0;
+}
+
+static void *
+term_later(void *arg)
+{
+	struct timespec ts = { 0, 300 * 1000000L };
+
+	nanosleep(&ts, NULL);
+	kill(getpid(), SIGTERM);
+	return arg;
+}
+
+/*
+ * dp_producer_send_wait against $DP_BROKERS (argv: TOPIC), or against a
+ * broker that never answers (argv: -b HOST:PORT): the timeout, then a
+ * signal, end the wait.
+ */
+static int
+t_producer(int argc, char **argv)
+{
+	struct dp_common c;
+	struct dp_buf err = DP_BUF_INIT;
+	int st;
+
+	dp_cli_init(&c);
+	if (argc == 4 && !strcmp(argv[2], "-b"))
+		c.brokers = argv[3];
+	struct dp_producer_conf conf = { .common = &c };
+	struct dp_producer *p = dp_producer_new(&conf, &err, &st);
+	CHECK(p != NULL);
+	if (argc == 4) {
+		struct dp_producer_rec r = { .topic = "nowhere", .partition = DP_PRODUCER_ANY,
+		                             .value = "v", .value_len = 1 };
+		struct dp_producer_ack ack;
+		int64_t t0 = dp_time_mono_ms();
+		CHECK(dp_sig_install() == 0);
+		st = dp_producer_send_wait(p, &r, 1, &ack, 1000, &err);
+		printf("timeout: status %d after %lld ms: %s\n", st,
+		       (long long)(dp_time_mono_ms() - t0), dp_buf_str(&err));
+		CHECK(st == DP_EX_TEMPFAIL && ack.err == RD_KAFKA_RESP_ERR__TIMED_OUT);
+		pthread_t th;
+		CHECK(pthread_create(&th, NULL, term_later, NULL) == 0);
+		t0 = dp_time_mono_ms();
+		st = dp_producer_send_wait(p, &r, 1, &ack, DP_PRODUCER_FOREVER, &err);
+		pthread_join(th, NULL);
+		printf("signal: status %d after %lld ms\n", st, (long long)(dp_time_mono_ms() - t0));
+		CHECK(st == DP_KAFKA_STOPPED && ack.err == RD_KAFKA_RESP_ERR__IN_PROGRESS);
+	} else {
+		const char *topic = argv[2];
+		struct dp_producer_header h[2] = { { "reason", "bad", 3 }, { "none", NULL, 0 } };
+		struct dp_producer_rec r[3] = {
+			{ .topic = topic, .partition = DP_PRODUCER_ANY, .key = "k1", .key_len = 2,
+			  .value = "v1", .value_len = 2, .hdrs = h, .nhdrs = 2 },
+			{ .topic = topic, .partition = 0, .value = "v2", .value_len = 2,
+			  .timestamp = 1700000000123LL },
+			{ .topic = topic, .partition = DP_PRODUCER_ANY, .key = "k3", .key_len = 2 },
+		};
+		struct dp_producer_ack acks[3];
+		struct dp_producer_stats stats;
+		CHECK(dp_producer_connect(p, &topic, 1, &err) == 0);
+		CHECK(dp_producer_send_wait(p, r, 3, acks, 10000, &err) == 0);
+		for (int i = 0; i < 3; i++)
+			printf("ack %d %d %lld\n", i, (int)acks[i].partition, (long long)acks[i].offset);
+		static char big[2000000];
+		struct dp_producer_rec b = { .topic = topic, .partition = DP_PRODUCER_ANY,
+		                             .value = big, .value_len = sizeof(big) };
+		st = dp_producer_send_wait(p, &b, 1, acks, 10000, &err);
+		printf("too large: status %d: %s\n", st, dp_buf_str(&err));
+		CHECK(st == DP_EX_DATAERR);
+		/* A dead letter that must be acknowledged before the caller goes on. */
+		struct dp_on_error_policy pol = { .durable = true, .timeout_ms = 10000 };
+		struct dp_producer_header dh[1] = { { "sqlstate", "23505", 5 } };
+		char dlq[300];
+		snprintf(dlq, sizeof(dlq), "dlq=%s", topic);
+		CHECK(dp_on_error_parse(&pol, dlq) == 0);
+		CHECK(dp_on_error_record(&pol, p, "row 7", "duplicate key", "raw", 3, dh, 1, 7) == 0);
+		CHECK(pol.count == 1);
+		dp_producer_stats(p, &stats);
+		printf("produced %llu delivered %llu lost %llu pending %d\n",
+		       (unsigned long long)stats.produced, (unsigned long long)stats.delivered,
+		       (unsigned long long)stats.lost, stats.pending);
+		CHECK(stats.produced == 4 && stats.delivered == 4 && stats.pending == 0);
+	}
+	dp_producer_free(p);
+	dp_cli_free(&c);
+	dp_buf_free(&err);
+	return 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -796,9 +1003,13 @@ main(int argc, char **argv)
 		{ "parse", t_parse }, { "base64", t_base64 }, { "jqfast", t_jqfast },
 		{ "times", t_times }, { "backoff", t_backoff }, { "file", t_file },
 		{ "ccerrors", t_ccerrors }, { "ccseries", t_ccseries }, { "secret", t_secret },
+		{ "lines_cap", t_lines_cap }, { "envelope_ts", t_envelope_ts },
+		{ "expr_limit", t_expr_limit },
 	};
 
 	dp_log_init("test_lib");
+	if (argc >= 3 && !strcmp(argv[1], "producer"))
+		return t_producer(argc, argv);
 	for (size_t i = 0; argc == 2 && i < sizeof(cases) / sizeof(cases[0]); i++)
 		if (!strcmp(argv[1], cases[i].name))
 			return cases[i].fn();
