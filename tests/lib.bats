@@ -97,6 +97,8 @@ setup() {
 	[ "$status" -eq 0 ]
 	[[ $output == *"api key file /tmp/dp-test-secret."*"/key holds more than one line or a control character"* ]]
 	[[ $output == *"ok secrets"* ]]
+}
+
 @test "line reader: a line over the cap is skipped to its end and named by its length" {
 	run "$TEST_LIB" lines_cap
 	[ "$status" -eq 0 ]
