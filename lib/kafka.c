@@ -478,6 +478,60 @@ dp_kafka_watermarks(rd_kafka_t *rk, const char *topic, int32_t partition, int ti
 	return dp_kafka_exit_status(e);
 }
 
+/*
+ * One of librdkafka's blocking per-partition look-ups (offsets for times,
+ * committed offsets), in slices.  Each slice asks again with a fresh copy
+ * of the list, since the call overwrites its offsets.
+ */
+static int
+lookup(rd_kafka_t *rk, rd_kafka_topic_partition_list_t *list, int timeout_ms,
+       rd_kafka_resp_err_t (*fn)(rd_kafka_t *, rd_kafka_topic_partition_list_t *, int),
+       const char *what, struct dp_buf *err)
+{
+	int64_t deadline = dp_time_mono_ms() + timeout_ms;
+	rd_kafka_topic_partition_list_t *q;
+	rd_kafka_resp_err_t e;
+
+	for (;;) {
+		if (dp_sig_stop)
+			return DP_KAFKA_STOPPED;
+		q = rd_kafka_topic_partition_list_copy(list);
+		e = fn(rk, q, slice(deadline));
+		for (int i = 0; !e && i < q->cnt; i++)
+			if (dp_kafka_retriable(q->elems[i].err))
+				e = q->elems[i].err;
+		if (!e) {
+			for (int i = 0; i < list->cnt; i++) {
+				list->elems[i].offset = q->elems[i].offset;
+				list->elems[i].err = q->elems[i].err;
+			}
+			rd_kafka_topic_partition_list_destroy(q);
+			return 0;
+		}
+		rd_kafka_topic_partition_list_destroy(q);
+		if (!dp_kafka_retriable(e) || dp_time_mono_ms() >= deadline)
+			break;
+		if (e != RD_KAFKA_RESP_ERR__TIMED_OUT && nap(50) < 0)
+			return DP_KAFKA_STOPPED;
+	}
+	dp_buf_msgf(err, "cannot look up %s: %s", what, rd_kafka_err2str(e));
+	return dp_kafka_exit_status(e);
+}
+
+int
+dp_kafka_offsets_for_times(rd_kafka_t *rk, rd_kafka_topic_partition_list_t *list,
+                           int timeout_ms, struct dp_buf *err)
+{
+	return lookup(rk, list, timeout_ms, rd_kafka_offsets_for_times, "offsets by time", err);
+}
+
+int
+dp_kafka_committed(rd_kafka_t *rk, rd_kafka_topic_partition_list_t *list, int timeout_ms,
+                   struct dp_buf *err)
+{
+	return lookup(rk, list, timeout_ms, rd_kafka_committed, "committed offsets", err);
+}
+
 rd_kafka_event_t *
 dp_kafka_queue_wait(rd_kafka_queue_t *q, int timeout_ms, int *stopped)
 {

@@ -103,6 +103,23 @@ int dp_kafka_watermarks(rd_kafka_t *rk, const char *topic, int32_t partition, in
                         int64_t *low, int64_t *high, struct dp_buf *err);
 
 /*
+ * rd_kafka_offsets_for_times(), waited for in slices: each element's
+ * offset is a timestamp (epoch ms) on entry and, on success, the offset
+ * of the partition's first record at or after it (-1: none that late).
+ * Retriable errors are retried until timeout_ms.  Returns 0,
+ * DP_KAFKA_STOPPED, or an exit status with a message in err.
+ */
+int dp_kafka_offsets_for_times(rd_kafka_t *rk, rd_kafka_topic_partition_list_t *list,
+                               int timeout_ms, struct dp_buf *err);
+
+/*
+ * rd_kafka_committed(), the same way: each element gets the group's
+ * committed offset, or RD_KAFKA_OFFSET_INVALID when it has none.
+ */
+int dp_kafka_committed(rd_kafka_t *rk, rd_kafka_topic_partition_list_t *list, int timeout_ms,
+                       struct dp_buf *err);
+
+/*
  * 1 when an error may go away by itself and the request should be sent
  * again: the errors Kafka's protocol marks retriable (NOT_LEADER,
  * LEADER_NOT_AVAILABLE, REQUEST_TIMED_OUT, COORDINATOR_LOAD_IN_PROGRESS,

@@ -1,0 +1,1422 @@
+/*
+ * consumer.c -- the consumer engine (consumer.h): partition bookkeeping,
+ * --from and --until, rebalances, offsets and the consume loop.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "consumer.h"
+#include "exit.h"
+#include "kafka.h"
+#include "log.h"
+#include "sig.h"
+#include "timefmt.h"
+
+/* Records handed over per poll: bounded, so that the queue length seen
+ * between batches tells whether the prefetch has stopped. */
+#define BATCH 1000
+
+/*
+ * The engine's view of a partition.  The public part comes first, so a
+ * struct dp_consumer_part * handed to the application is also this.
+ */
+struct part {
+	struct dp_consumer_part pub;
+	char *topic;            /* owned; pub.topic points here */
+	bool end_known;         /* pub.end was taken (first sight) */
+	bool held;              /* assigned, paused by the engine, not yet released */
+	bool hook_pending;      /* the assigned hook has not seen this assignment */
+	bool started;           /* simple mode: its fetcher runs */
+	bool drop;              /* drop its records left in this batch */
+	bool reseek;            /* seek to pub.next before reading it again */
+	int64_t assigned_at;    /* the offset librdkafka was given at assignment */
+	int64_t target;         /* where release starts it; NO_TARGET until known */
+	int64_t held_since;     /* monotonic ms */
+};
+
+#define NO_TARGET INT64_MIN
+#define PRIV(pp) ((struct part *)(pp))
+
+struct dp_consumer {
+	struct dp_consumer_opts o;
+	struct dp_consumer_hooks h;
+	const struct dp_common *common;
+	rd_kafka_t *rk;
+
+	bool group;             /* subscribed: a group, or a pattern's private group */
+	bool real_group;        /* opts.group: commits are possible */
+	bool commits;           /* the engine stores and commits handled offsets */
+	char *private_group;
+	struct dp_kv *defaults;
+	size_t ndefaults;
+
+	/* simple mode */
+	rd_kafka_queue_t *rkqu;          /* every partition feeds it */
+	rd_kafka_topic_t **rkts;         /* one per opts.topics entry */
+	size_t prefetch_high;
+	bool prefetch_full;
+	size_t wake_next;
+
+	rd_kafka_queue_t *commitq;       /* results of asynchronous commits */
+	int64_t reset_offset;            /* auto.offset.reset as a logical offset */
+
+	struct dp_consumer_part **parts; /* each a struct part */
+	size_t nparts, capparts;
+	struct dp_consumer_part **scratch;   /* hook arrays */
+
+	rd_kafka_topic_partition_list_t *pending;   /* handled, not yet stored */
+	bool dirty;             /* offsets stored since the last commit */
+
+	bool assigned_once;
+	bool rebalancing;       /* eager: everything revoked, nothing assigned yet */
+	bool rebalanced;        /* a rebalance callback ran during this poll */
+	bool closing;
+	bool closed;
+	bool halt;              /* the commit hook said stop */
+	bool halting;           /* a record verdict said stop: drop the rest */
+	int fail;               /* exit status of a failure seen in a callback */
+	struct dp_buf failmsg;
+	unsigned commit_failures;
+	int64_t last_sync_ms;
+
+	/* the last message's partition, for the common case of runs */
+	rd_kafka_topic_t *last_rkt;
+	int32_t last_partition;
+	struct part *last_part;
+};
+
+/* ---- parsing ------------------------------------------------------------ */
+
+int
+dp_consumer_parse_from(const char *s, enum dp_from *from, int64_t *arg)
+{
+	uint64_t n;
+
+	if (strcmp(s, "beginning") == 0) {
+		*from = DP_FROM_BEGINNING;
+	} else if (strcmp(s, "end") == 0) {
+		*from = DP_FROM_END;
+	} else if (strcmp(s, "stored") == 0) {
+		*from = DP_FROM_STORED;
+	} else if (s[0] == '-' && s[1] >= '0' && s[1] <= '9') {
+		if (dp_parse_u64("--from", s + 1, 1, INT64_MAX / 2, &n) < 0)
+			return -1;
+		*from = DP_FROM_TAIL;
+		*arg = (int64_t)n;
+	} else if (s[0] >= '0' && s[0] <= '9') {
+		if (dp_parse_u64("--from", s, 0, INT64_MAX / 2, &n) < 0)
+			return -1;
+		*from = DP_FROM_OFFSET;
+		*arg = (int64_t)n;
+	} else if (s[0] == '@') {
+		*from = DP_FROM_TIME;
+		if (s[1] == '-') {
+			int64_t d;
+			if (dp_parse_duration("--from", s + 2, &d) < 0)
+				return -1;
+			*arg = dp_time_now_ms() - d;
+		} else if (dp_time_parse(s + 1, arg) < 0) {
+			dp_err("invalid --from '%s': expected @RFC3339, @epoch-ms or @-DURATION", s);
+			return -1;
+		}
+	} else {
+		dp_err("invalid --from '%s': expected beginning, end, stored, -N, N or @TIME", s);
+		return -1;
+	}
+	return 0;
+}
+
+int
+dp_consumer_parse_until(const char *s, enum dp_until *until, int64_t *ms)
+{
+	if (strcmp(s, "end") == 0) {
+		*until = DP_UNTIL_END;
+		return 0;
+	}
+	if (s[0] == '@') {
+		if (s[1] == '-' || s[1] == '+') {
+			int64_t d;
+			if (dp_parse_duration("--until", s + 2, &d) < 0)
+				return -1;
+			*until = DP_UNTIL_TIME;
+			*ms = dp_time_now_ms() + (s[1] == '-' ? -d : d);
+			return 0;
+		}
+		if (dp_time_parse(s + 1, ms) == 0) {
+			*until = DP_UNTIL_TIME;
+			return 0;
+		}
+	}
+	dp_err("invalid --until '%s': expected end or @TIME", s);
+	return -1;
+}
+
+/* ---- partitions --------------------------------------------------------- */
+
+static struct part *
+find_part(struct dp_consumer *c, const char *topic, int32_t partition)
+{
+	for (size_t i = 0; i < c->nparts; i++) {
+		struct part *p = PRIV(c->parts[i]);
+		if (p->pub.partition == partition && strcmp(p->topic, topic) == 0)
+			return p;
+	}
+	return NULL;
+}
+
+/* The partition's bookkeeping, made on first sight.  NULL: out of memory. */
+static struct part *
+add_part(struct dp_consumer *c, const char *topic, int32_t partition)
+{
+	struct part *p = find_part(c, topic, partition);
+
+	if (p)
+		return p;
+	if (c->nparts == c->capparts) {
+		size_t cap = c->capparts ? 2 * c->capparts : 16;
+		struct dp_consumer_part **a = realloc(c->parts, cap * sizeof(*a));
+		struct dp_consumer_part **s = a ? realloc(c->scratch, cap * sizeof(*s)) : NULL;
+		if (a)
+			c->parts = a;
+		if (!s)
+			return NULL;
+		c->scratch = s;
+		c->capparts = cap;
+	}
+	p = calloc(1, sizeof(*p));
+	if (!p || !(p->topic = strdup(topic))) {
+		free(p);
+		return NULL;
+	}
+	p->pub.topic = p->topic;
+	p->pub.partition = partition;
+	p->pub.start = DP_CONSUMER_NO_OFFSET;
+	p->pub.next = DP_CONSUMER_NO_OFFSET;
+	p->pub.end = DP_CONSUMER_NO_OFFSET;
+	p->target = NO_TARGET;
+	c->parts[c->nparts++] = &p->pub;
+	return p;
+}
+
+/* The partition of a message; made when unknown (it cannot be, but a
+ * record is never dropped for want of bookkeeping). */
+static struct part *
+part_of(struct dp_consumer *c, const rd_kafka_message_t *m)
+{
+	if (m->rkt == c->last_rkt && m->partition == c->last_partition && c->last_part)
+		return c->last_part;
+	struct part *p = add_part(c, rd_kafka_topic_name(m->rkt), m->partition);
+	c->last_rkt = m->rkt;
+	c->last_partition = m->partition;
+	c->last_part = p;
+	return p;
+}
+
+static void
+fail(struct dp_consumer *c, int status, const char *msg)
+{
+	if (c->fail)
+		return;
+	c->fail = status;
+	if (msg)
+		dp_buf_msgf(&c->failmsg, "%s", msg);
+}
+
+static bool
+stored_start(const struct dp_consumer *c)
+{
+	return c->real_group && (c->o.from == DP_FROM_STORED || c->o.from == DP_FROM_DEFAULT);
+}
+
+/*
+ * The offset librdkafka gets when p is assigned: where it continues, or
+ * where --from puts it when that needs no broker query.  --from -N and
+ * @TIME need one: they get a placeholder and release seeks.
+ */
+static int64_t
+assign_offset(const struct dp_consumer *c, const struct part *p)
+{
+	if (p->pub.next >= 0 && !stored_start(c))
+		return p->pub.next;    /* handed back: continue where it was */
+	switch (c->o.from) {
+	case DP_FROM_BEGINNING:
+		return RD_KAFKA_OFFSET_BEGINNING;
+	case DP_FROM_OFFSET:
+		return c->o.from_arg;
+	case DP_FROM_STORED:
+	case DP_FROM_DEFAULT:
+		if (c->real_group)
+			return RD_KAFKA_OFFSET_INVALID;   /* the committed offset */
+		return RD_KAFKA_OFFSET_END;
+	case DP_FROM_END:
+	case DP_FROM_TAIL:
+	case DP_FROM_TIME:
+	default:
+		return RD_KAFKA_OFFSET_END;
+	}
+}
+
+/* A partition (re)enters the assignment, held until release. */
+static void
+take(struct dp_consumer *c, struct part *p)
+{
+	p->pub.assigned = true;
+	p->pub.paused = false;
+	p->pub.at_eof = false;
+	p->pub.start = DP_CONSUMER_NO_OFFSET;
+	p->held = true;
+	p->hook_pending = true;
+	p->drop = p->reseek = false;
+	p->target = NO_TARGET;
+	p->held_since = dp_time_mono_ms();
+	p->assigned_at = assign_offset(c, p);
+}
+
+static void
+reached_end(struct dp_consumer *c, struct part *p)
+{
+	if (p->pub.caught_up)
+		return;
+	p->pub.caught_up = true;
+	if (c->o.until == DP_UNTIL_END)
+		p->pub.done = true;
+	if (c->h.caught_up)
+		c->h.caught_up(c, c->h.arg, &p->pub);
+}
+
+/* Every assigned partition has reached its stop point. */
+static bool
+all_done(const struct dp_consumer *c)
+{
+	if (c->o.until == DP_UNTIL_NONE || !c->assigned_once || c->rebalancing)
+		return false;
+	for (size_t i = 0; i < c->nparts; i++) {
+		const struct part *p = PRIV(c->parts[i]);
+		if (p->pub.assigned && (p->held || !p->pub.done))
+			return false;
+	}
+	return true;
+}
+
+static rd_kafka_topic_partition_list_t *
+list_of(struct part *const *ps, size_t n)
+{
+	rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new((int)(n ? n : 1));
+
+	for (size_t i = 0; i < n; i++)
+		rd_kafka_topic_partition_list_add(l, ps[i]->topic, ps[i]->pub.partition);
+	return l;
+}
+
+/* ---- offsets ------------------------------------------------------------- */
+
+static rd_kafka_resp_err_t
+first_error(rd_kafka_resp_err_t err, const rd_kafka_topic_partition_list_t *offsets)
+{
+	for (int i = 0; !err && offsets && i < offsets->cnt; i++)
+		err = offsets->elems[i].err;
+	return err;
+}
+
+/* librdkafka's periodic commits (enable.auto.commit). */
+static void
+on_auto_commit(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+               rd_kafka_topic_partition_list_t *offsets, void *opaque)
+{
+	struct dp_consumer *c = opaque;
+
+	err = first_error(err, offsets);
+	if (c->h.committed)
+		c->h.committed(c, c->h.arg, err, offsets);
+	else if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET)
+		/* The next one, and the one at close, may well succeed. */
+		dp_info("periodic commit for group '%s' failed: %s", c->o.group,
+		        rd_kafka_err2str(err));
+}
+
+/* dp_consumer_commit(async). */
+static void
+on_async_commit(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                rd_kafka_topic_partition_list_t *offsets, void *opaque)
+{
+	struct dp_consumer *c = opaque;
+
+	err = first_error(err, offsets);
+	if (c->h.committed)
+		c->h.committed(c, c->h.arg, err, offsets);
+	else if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET)
+		dp_warn("cannot commit offsets for group '%s': %s", c->o.group,
+		        rd_kafka_err2str(err));
+}
+
+struct sync_commit {
+	struct dp_consumer *c;
+	bool done;
+	rd_kafka_resp_err_t err;
+};
+
+static void
+on_sync_commit(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+               rd_kafka_topic_partition_list_t *offsets, void *opaque)
+{
+	struct sync_commit *r = opaque;
+
+	r->done = true;
+	r->err = first_error(err, offsets);
+	if (r->c->h.committed)
+		r->c->h.committed(r->c, r->c->h.arg, r->err, offsets);
+}
+
+/*
+ * Commit and wait for the answer, at most --timeout.  Not cut short by
+ * a signal: the commit after SIGTERM is the point of a graceful drain
+ * (a second signal ends the process, sig.h).  0, or TEMPFAIL with err.
+ */
+static int
+commit_wait(struct dp_consumer *c, const rd_kafka_topic_partition_list_t *offsets,
+            struct dp_buf *err)
+{
+	struct sync_commit r = { c, false, 0 };
+	rd_kafka_queue_t *q = rd_kafka_queue_new(c->rk);
+	int64_t deadline = dp_time_mono_ms() + c->common->timeout_ms;
+	rd_kafka_resp_err_t e;
+
+	if (!q) {
+		dp_buf_msgf(err, "out of memory");
+		return DP_EX_SOFTWARE;
+	}
+	e = rd_kafka_commit_queue(c->rk, offsets, q, on_sync_commit, &r);
+	while (!e && !r.done && dp_time_mono_ms() < deadline)
+		rd_kafka_queue_poll_callback(q, DP_KAFKA_SLICE_MS);
+	rd_kafka_queue_destroy(q);
+	if (!e && !r.done) {
+		char within[48];
+		dp_buf_msgf(err, "no answer within %s",
+		            c->common->timeout_arg ? c->common->timeout_arg
+		                                   : dp_duration_format(c->common->timeout_ms, within));
+		return DP_EX_TEMPFAIL;
+	}
+	if (!e)
+		e = r.err;
+	if (!e || e == RD_KAFKA_RESP_ERR__NO_OFFSET)
+		return 0;
+	if (e == RD_KAFKA_RESP_ERR__ASSIGNMENT_LOST)
+		dp_buf_msgf(err, "the partitions were lost to the group first (this member "
+		            "was too slow to answer it); others read again from the last commit");
+	else
+		dp_buf_msgf(err, "%s", rd_kafka_err2str(e));
+	return DP_EX_TEMPFAIL;
+}
+
+/* The engine's own commit (revoke, close): reported and counted. */
+static void
+commit_stored(struct dp_consumer *c)
+{
+	struct dp_buf err = DP_BUF_INIT;
+
+	if (!c->commits || !c->dirty)
+		return;
+	c->dirty = false;
+	if (commit_wait(c, NULL, &err) != 0) {
+		dp_err("cannot commit offsets for group '%s' %s: %s", c->o.group,
+		       c->closing ? "at exit" : "at a rebalance", dp_buf_str(&err));
+		c->commit_failures++;
+	}
+	dp_buf_free(&err);
+}
+
+int
+dp_consumer_commit(struct dp_consumer *c, const rd_kafka_topic_partition_list_t *offsets,
+                   bool async, struct dp_buf *err)
+{
+	rd_kafka_resp_err_t e;
+
+	if (!c->real_group) {
+		dp_buf_msgf(err, "cannot commit offsets: no consumer group");
+		return DP_EX_SOFTWARE;
+	}
+	if (!async)
+		return commit_wait(c, offsets, err);
+	e = rd_kafka_commit_queue(c->rk, offsets, c->commitq, on_async_commit, c);
+	if (e) {
+		dp_buf_msgf(err, "cannot commit offsets: %s", rd_kafka_err2str(e));
+		return DP_EX_TEMPFAIL;
+	}
+	return 0;
+}
+
+static void
+pending_add(struct dp_consumer *c, const rd_kafka_message_t *m, const struct part *p)
+{
+	rd_kafka_topic_partition_t *tp =
+		rd_kafka_topic_partition_list_find(c->pending, p->topic, m->partition);
+
+	if (!tp)
+		tp = rd_kafka_topic_partition_list_add(c->pending, p->topic, m->partition);
+	tp->offset = m->offset + 1;
+}
+
+int
+dp_consumer_sync(struct dp_consumer *c)
+{
+	c->last_sync_ms = dp_time_mono_ms();
+	if (c->h.commit && c->h.commit(c, c->h.arg) != 0) {
+		c->halt = true;
+		return -1;
+	}
+	if (c->commits && c->pending->cnt > 0) {
+		rd_kafka_resp_err_t e = rd_kafka_offsets_store(c->rk, c->pending);
+		/* A partition revoked meanwhile cannot be stored: not an error. */
+		if (e && e != RD_KAFKA_RESP_ERR__STATE)
+			dp_warn("cannot store offsets: %s", rd_kafka_err2str(e));
+		c->dirty = true;
+		rd_kafka_topic_partition_list_destroy(c->pending);
+		c->pending = rd_kafka_topic_partition_list_new(8);
+	}
+	return 0;
+}
+
+/* ---- pause, seek, resume -------------------------------------------------- */
+
+/* The first partition error of a pause/resume/seek, or err. */
+static int
+toppar_result(rd_kafka_resp_err_t e, const rd_kafka_topic_partition_list_t *l,
+              const char *what, struct dp_buf *err)
+{
+	e = first_error(e, l);
+	if (!e)
+		return 0;
+	dp_buf_msgf(err, "cannot %s %s [%d]: %s", what, l->elems[0].topic,
+	            (int)l->elems[0].partition, rd_kafka_err2str(e));
+	return dp_kafka_exit_status(e);
+}
+
+/* Seek; per-partition results stay in l.  A local request: no broker. */
+static rd_kafka_resp_err_t
+seek_list(struct dp_consumer *c, rd_kafka_topic_partition_list_t *l)
+{
+	rd_kafka_error_t *e = rd_kafka_seek_partitions(c->rk, l, 2000);
+	rd_kafka_resp_err_t code = 0;
+
+	if (e) {
+		code = rd_kafka_error_code(e);
+		rd_kafka_error_destroy(e);
+	}
+	return code;
+}
+
+static int
+seek_one(struct dp_consumer *c, struct part *p, int64_t offset, struct dp_buf *err)
+{
+	rd_kafka_topic_partition_list_t *l = list_of(&p, 1);
+	int st;
+
+	l->elems[0].offset = offset;
+	st = toppar_result(seek_list(c, l), l, "seek in", err);
+	rd_kafka_topic_partition_list_destroy(l);
+	if (!st)
+		p->reseek = false;
+	return st;
+}
+
+int
+dp_consumer_pause(struct dp_consumer *c, struct dp_consumer_part *pp, struct dp_buf *err)
+{
+	struct part *p = PRIV(pp);
+	rd_kafka_topic_partition_list_t *l;
+	int st;
+
+	if (pp->paused)
+		return 0;
+	pp->paused = true;
+	p->drop = true;
+	if (!pp->assigned || p->held || (!c->group && !p->started))
+		return 0;      /* release leaves it paused */
+	l = list_of(&p, 1);
+	st = toppar_result(rd_kafka_pause_partitions(c->rk, l), l, "pause", err);
+	rd_kafka_topic_partition_list_destroy(l);
+	return st;
+}
+
+int
+dp_consumer_resume(struct dp_consumer *c, struct dp_consumer_part *pp, struct dp_buf *err)
+{
+	struct part *p = PRIV(pp);
+	rd_kafka_topic_partition_list_t *l;
+	int st;
+
+	if (!pp->paused)
+		return 0;
+	pp->paused = false;
+	if (!pp->assigned || p->held || (!c->group && !p->started))
+		return 0;
+	l = list_of(&p, 1);
+	st = toppar_result(rd_kafka_resume_partitions(c->rk, l), l, "resume", err);
+	rd_kafka_topic_partition_list_destroy(l);
+	/*
+	 * librdkafka resumes at the application position, which a batch
+	 * moves past records that were never handed over: continue at next.
+	 * The seek also wakes the fetcher (see release_group).
+	 */
+	if (!st && pp->next >= 0)
+		st = seek_one(c, p, pp->next, err);
+	return st;
+}
+
+int
+dp_consumer_seek(struct dp_consumer *c, struct dp_consumer_part *pp, int64_t offset,
+                 struct dp_buf *err)
+{
+	struct part *p = PRIV(pp);
+
+	if (offset < 0) {
+		dp_buf_msgf(err, "cannot seek in %s [%d] to offset %lld", pp->topic,
+		            (int)pp->partition, (long long)offset);
+		return DP_EX_SOFTWARE;
+	}
+	pp->next = offset;
+	p->drop = true;
+	if (p->held) {
+		pp->start = offset;
+		return 0;
+	}
+	if (pp->paused || !pp->assigned || (!c->group && !p->started)) {
+		p->reseek = true;
+		return 0;
+	}
+	return seek_one(c, p, offset, err);
+}
+
+/* Partitions whose records were dropped read again from next. */
+static int
+reseek(struct dp_consumer *c, struct dp_buf *err)
+{
+	for (size_t i = 0; i < c->nparts; i++) {
+		struct part *p = PRIV(c->parts[i]);
+		int st;
+		if (!p->reseek || p->pub.paused || !p->pub.assigned || p->held)
+			continue;
+		if (p->pub.next < 0) {
+			p->reseek = false;
+			continue;
+		}
+		if ((st = seek_one(c, p, p->pub.next, err)) != 0)
+			return st;
+	}
+	return 0;
+}
+
+/* ---- rebalancing ------------------------------------------------------------ */
+
+/* The assigned partitions of list, into c->scratch. */
+static size_t
+collect(struct dp_consumer *c, const rd_kafka_topic_partition_list_t *list)
+{
+	size_t n = 0;
+
+	for (int i = 0; i < list->cnt; i++) {
+		struct part *p = find_part(c, list->elems[i].topic, list->elems[i].partition);
+		if (p && p->pub.assigned)
+			c->scratch[n++] = &p->pub;
+	}
+	return n;
+}
+
+static void
+on_assign(struct dp_consumer *c, rd_kafka_topic_partition_list_t *list, bool incremental)
+{
+	rd_kafka_error_t *e = NULL;
+	rd_kafka_resp_err_t re = 0;
+	char msg[512];
+
+	for (int i = 0; i < list->cnt; i++) {
+		rd_kafka_topic_partition_t *tp = &list->elems[i];
+		struct part *p = add_part(c, tp->topic, tp->partition);
+		if (!p) {
+			fail(c, DP_EX_SOFTWARE, "out of memory");
+			tp->offset = RD_KAFKA_OFFSET_INVALID;
+			continue;
+		}
+		take(c, p);
+		tp->offset = p->assigned_at;
+	}
+	/* librdkafka wants the assign call whatever happens. */
+	if (incremental)
+		e = rd_kafka_incremental_assign(c->rk, list);
+	else
+		re = rd_kafka_assign(c->rk, list);
+	if (e) {
+		re = rd_kafka_error_code(e);
+		snprintf(msg, sizeof(msg), "cannot take the assigned partitions: %s",
+		         rd_kafka_error_string(e));
+		rd_kafka_error_destroy(e);
+		fail(c, dp_kafka_exit_status(re), msg);
+	} else if (re) {
+		snprintf(msg, sizeof(msg), "cannot take the assigned partitions: %s",
+		         rd_kafka_err2str(re));
+		fail(c, dp_kafka_exit_status(re), msg);
+	} else if (!c->closing) {
+		/*
+		 * Held until release, outside this callback, has asked the
+		 * cluster what --from and --until need.  A pause is a local
+		 * request; what was fetched before it is dropped.
+		 */
+		re = first_error(rd_kafka_pause_partitions(c->rk, list), list);
+		if (re) {
+			snprintf(msg, sizeof(msg), "cannot hold the assigned partitions: %s",
+			         rd_kafka_err2str(re));
+			fail(c, dp_kafka_exit_status(re), msg);
+		}
+	}
+	if (c->closing) {
+		/* Leaving: they go again at once, untouched. */
+		for (int i = 0; i < list->cnt; i++) {
+			struct part *p = find_part(c, list->elems[i].topic, list->elems[i].partition);
+			if (p)
+				p->held = p->hook_pending = false;
+		}
+	}
+	c->assigned_once = true;
+	c->rebalancing = false;
+}
+
+static void
+on_revoke(struct dp_consumer *c, rd_kafka_topic_partition_list_t *list, bool incremental)
+{
+	size_t n = collect(c, list);
+	rd_kafka_error_t *e = NULL;
+
+	if (c->h.revoked && n) {
+		int st = c->h.revoked(c, c->h.arg, c->scratch, n);
+		if (st)
+			fail(c, st, NULL);
+	}
+	/* Hand over cleanly: what was handled is stored and committed first. */
+	dp_consumer_sync(c);
+	commit_stored(c);
+	for (size_t i = 0; i < n; i++) {
+		struct part *p = PRIV(c->scratch[i]);
+		p->pub.assigned = p->pub.paused = p->pub.at_eof = false;
+		p->held = p->hook_pending = p->drop = p->reseek = false;
+	}
+	if (incremental) {
+		e = rd_kafka_incremental_unassign(c->rk, list);
+	} else {
+		/* Everything goes; --until must not finish before the new set. */
+		c->rebalancing = true;
+		rd_kafka_assign(c->rk, NULL);
+	}
+	if (e) {
+		dp_warn("cannot let the revoked partitions go: %s", rd_kafka_error_string(e));
+		rd_kafka_error_destroy(e);
+	}
+}
+
+static void
+on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t *list,
+             void *opaque)
+{
+	struct dp_consumer *c = opaque;
+	/* cooperative-sticky hands partitions over a few at a time. */
+	bool incremental = strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
+
+	c->rebalanced = true;
+	c->last_part = NULL;
+	if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS)
+		on_assign(c, list, incremental);
+	else
+		on_revoke(c, list, incremental);
+	/* Back to dp_consumer_poll at once: it releases new partitions. */
+	rd_kafka_yield(rk);
+}
+
+/* ---- release: start held partitions where --from and the hook say ------- */
+
+/* Ask the cluster what p needs: its end, its start for -N. */
+static int
+resolve(struct dp_consumer *c, struct part *p, rd_kafka_topic_partition_list_t *times,
+        rd_kafka_topic_partition_list_t *stored, struct dp_buf *err)
+{
+	bool want_end = (c->o.until == DP_UNTIL_END || c->o.track_end) && !p->end_known;
+	bool fresh = p->pub.start < 0 && !(p->pub.next >= 0 && !stored_start(c));
+	bool want_tail = fresh && c->o.from == DP_FROM_TAIL;
+	int64_t lo = 0, hi = 0;
+
+	if (want_end || want_tail) {
+		int st = dp_kafka_watermarks(c->rk, p->topic, p->pub.partition,
+		                             (int)c->common->timeout_ms, &lo, &hi, err);
+		if (st)
+			return st;
+	}
+	if (want_end) {
+		p->pub.end = hi;
+		p->end_known = true;
+		if (hi <= lo)
+			reached_end(c, p);     /* empty: nothing to wait for */
+	}
+	if (p->pub.start >= 0)
+		p->target = p->pub.start;
+	else if (want_tail)
+		p->target = hi - c->o.from_arg > lo ? hi - c->o.from_arg : lo;
+	else if (fresh && c->o.from == DP_FROM_TIME)
+		rd_kafka_topic_partition_list_add(times, p->topic, p->pub.partition)->offset =
+			c->o.from_arg;
+	else if (p->assigned_at == RD_KAFKA_OFFSET_INVALID)
+		/* Stored: learn the offset itself, so release can seek to it. */
+		rd_kafka_topic_partition_list_add(stored, p->topic, p->pub.partition);
+	else
+		p->target = p->assigned_at;
+	return 0;
+}
+
+/* Simple mode: start the fetcher of p at its target. */
+static int
+start_fetch(struct dp_consumer *c, struct part *p, struct dp_buf *err)
+{
+	size_t i;
+
+	for (i = 0; i < c->o.ntopics && strcmp(c->o.topics[i], p->topic) != 0; i++)
+		;
+	if (i == c->o.ntopics) {
+		dp_buf_msgf(err, "internal error: %s is not a topic given", p->topic);
+		return DP_EX_SOFTWARE;
+	}
+	if (!c->rkts[i])
+		c->rkts[i] = rd_kafka_topic_new(c->rk, p->topic, NULL);
+	if (!c->rkts[i] ||
+	    rd_kafka_consume_start_queue(c->rkts[i], p->pub.partition, p->target, c->rkqu) < 0) {
+		rd_kafka_resp_err_t e = rd_kafka_last_error();
+		dp_buf_msgf(err, "cannot start reading %s [%d]: %s", p->topic,
+		            (int)p->pub.partition, rd_kafka_err2str(e));
+		return dp_kafka_exit_status(e);
+	}
+	p->started = true;
+	return 0;
+}
+
+/* The held partitions, into c->scratch; with hook_pending only if asked. */
+static size_t
+held_parts(struct dp_consumer *c, bool hook_pending)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < c->nparts; i++) {
+		struct part *p = PRIV(c->parts[i]);
+		if (p->held && p->pub.assigned && (!hook_pending || p->hook_pending))
+			c->scratch[n++] = &p->pub;
+	}
+	return n;
+}
+
+/* Simple mode: start the fetchers; the ones the hook paused start paused. */
+static int
+release_simple(struct dp_consumer *c, size_t n, struct dp_buf *err)
+{
+	rd_kafka_topic_partition_list_t *pauses = rd_kafka_topic_partition_list_new((int)n);
+	int st = 0;
+
+	for (size_t i = 0; i < n && !st; i++) {
+		struct part *p = PRIV(c->scratch[i]);
+		if ((st = start_fetch(c, p, err)) != 0)
+			break;
+		if (p->pub.paused)
+			rd_kafka_topic_partition_list_add(pauses, p->topic, p->pub.partition);
+		p->held = false;
+		if (p->target >= 0)
+			p->pub.next = p->target;
+	}
+	if (!st && pauses->cnt > 0)
+		st = toppar_result(rd_kafka_pause_partitions(c->rk, pauses), pauses, "pause", err);
+	rd_kafka_topic_partition_list_destroy(pauses);
+	return st;
+}
+
+/*
+ * Group mode: resume, then seek to the target.  The seek comes second on
+ * purpose: librdkafka 2.0.2 wakes a partition's fetcher on a seek but not
+ * on a resume (rdkafka_partition.c), which would leave it idle for up to
+ * a second; whatever it fetched from its own position in between is
+ * dropped by the seek's new version.
+ */
+static int
+release_group(struct dp_consumer *c, size_t n, struct dp_buf *err)
+{
+	rd_kafka_topic_partition_list_t *seeks = rd_kafka_topic_partition_list_new((int)n);
+	rd_kafka_topic_partition_list_t *resumes = rd_kafka_topic_partition_list_new((int)n);
+	int st = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		struct part *p = PRIV(c->scratch[i]);
+		if (!p->pub.paused)
+			rd_kafka_topic_partition_list_add(resumes, p->topic, p->pub.partition);
+		/* INVALID: no committed offset and auto.offset.reset=error. */
+		if (p->target != RD_KAFKA_OFFSET_INVALID)
+			rd_kafka_topic_partition_list_add(seeks, p->topic, p->pub.partition)->offset =
+				p->target;
+	}
+	if (resumes->cnt > 0 &&
+	    (st = toppar_result(rd_kafka_resume_partitions(c->rk, resumes), resumes, "resume",
+	                        err)) != 0)
+		goto out;
+	if (seeks->cnt > 0)
+		seek_list(c, seeks);
+	for (size_t i = 0; i < n; i++) {
+		struct part *p = PRIV(c->scratch[i]);
+		rd_kafka_topic_partition_t *tp =
+			rd_kafka_topic_partition_list_find(seeks, p->topic, p->pub.partition);
+		if (tp && tp->err) {
+			/*
+			 * A partition assigned at its committed offset starts
+			 * its fetcher only once the coordinator answered; a
+			 * seek before that is refused.  It stays held (what it
+			 * delivers is not handed over) and is sought again at
+			 * the next poll.
+			 */
+			if ((tp->err == RD_KAFKA_RESP_ERR__STATE ||
+			     tp->err == RD_KAFKA_RESP_ERR__PREV_IN_PROGRESS) &&
+			    dp_time_mono_ms() - p->held_since < c->common->timeout_ms)
+				continue;
+			dp_buf_msgf(err, "cannot seek in %s [%d] to offset %lld: %s", p->topic,
+			            (int)p->pub.partition, (long long)p->target,
+			            rd_kafka_err2str(tp->err));
+			st = dp_kafka_exit_status(tp->err);
+			break;
+		}
+		p->held = false;
+		if (p->target >= 0)
+			p->pub.next = p->target;
+	}
+out:
+	rd_kafka_topic_partition_list_destroy(seeks);
+	rd_kafka_topic_partition_list_destroy(resumes);
+	return st;
+}
+
+/* Targets from a look-up list; missing ones become fallback. */
+static void
+targets_from(struct dp_consumer *c, const rd_kafka_topic_partition_list_t *l, int64_t fallback)
+{
+	for (int i = 0; i < l->cnt; i++) {
+		struct part *p = find_part(c, l->elems[i].topic, l->elems[i].partition);
+		p->target = l->elems[i].offset >= 0 ? l->elems[i].offset : fallback;
+	}
+}
+
+/* Held partitions go: the assigned hook, the queries, then start/seek and resume. */
+static int
+release(struct dp_consumer *c, struct dp_buf *err)
+{
+	rd_kafka_topic_partition_list_t *times, *stored;
+	int timeout = (int)c->common->timeout_ms;
+	size_t n;
+	int st = 0;
+
+	if (c->h.assigned && (n = held_parts(c, true)) > 0) {
+		for (size_t i = 0; i < n; i++)
+			PRIV(c->scratch[i])->hook_pending = false;
+		if ((st = c->h.assigned(c, c->h.arg, c->scratch, n)) != 0)
+			return st;
+	}
+	if ((n = held_parts(c, false)) == 0)
+		return 0;
+	times = rd_kafka_topic_partition_list_new((int)n);
+	stored = rd_kafka_topic_partition_list_new((int)n);
+	for (size_t i = 0; i < n && !st; i++) {
+		struct part *p = PRIV(c->scratch[i]);
+		p->hook_pending = false;
+		if (p->target == NO_TARGET)
+			st = resolve(c, p, times, stored, err);
+	}
+	/* Nothing that late: start at the end. */
+	if (!st && times->cnt > 0 && !(st = dp_kafka_offsets_for_times(c->rk, times, timeout, err)))
+		targets_from(c, times, RD_KAFKA_OFFSET_END);
+	/* No committed offset: auto.offset.reset says, as librdkafka would. */
+	if (!st && stored->cnt > 0 && !(st = dp_kafka_committed(c->rk, stored, timeout, err)))
+		targets_from(c, stored, c->reset_offset);
+	rd_kafka_topic_partition_list_destroy(times);
+	rd_kafka_topic_partition_list_destroy(stored);
+	if (st)
+		return st;
+	return c->group ? release_group(c, n, err) : release_simple(c, n, err);
+}
+
+/* ---- the consume loop ------------------------------------------------------- */
+
+static void
+partition_eof(struct dp_consumer *c, const rd_kafka_message_t *m)
+{
+	struct part *p = part_of(c, m);
+
+	if (!p || p->held || p->drop)
+		return;
+	dp_info("%s [%d] at end, offset %lld", p->topic, (int)p->pub.partition,
+	        (long long)m->offset);
+	p->pub.at_eof = true;
+	if (p->end_known && m->offset >= p->pub.end)
+		reached_end(c, p);
+	if (c->o.until == DP_UNTIL_TIME && dp_time_now_ms() >= c->o.until_ms)
+		p->pub.done = true;
+}
+
+/* A record that is not handed over now is read again from next. */
+static void
+drop(struct part *p, const rd_kafka_message_t *m)
+{
+	if (p->pub.next < 0)
+		p->pub.next = m->offset;
+	p->reseek = true;
+}
+
+static void
+deliver(struct dp_consumer *c, struct part *p, const rd_kafka_message_t *m)
+{
+	enum dp_consumer_verdict v;
+
+	/*
+	 * A held or revoked partition delivers nothing: pausing and
+	 * unassigning bump its version in librdkafka, which then drops what
+	 * was fetched before.  So only the batch in hand needs care.
+	 */
+	if (p->held || !p->pub.assigned)
+		return;
+	if (c->halting || p->drop) {
+		drop(p, m);
+		p->drop = true;
+		return;
+	}
+	p->pub.at_eof = false;
+	if (p->pub.done) {
+		/* Past its stop point while others catch up: not handed over. */
+		p->pub.next = m->offset + 1;
+		return;
+	}
+	if (c->o.until == DP_UNTIL_TIME && rd_kafka_message_timestamp(m, NULL) >= c->o.until_ms) {
+		p->pub.done = true;
+		p->pub.next = m->offset + 1;
+		return;
+	}
+	v = c->h.record(c, c->h.arg, &p->pub, m);
+	switch (v) {
+	case DP_CONSUMER_NEXT:
+	case DP_CONSUMER_LAST:
+		p->pub.next = m->offset + 1;
+		if (c->commits)
+			pending_add(c, m, p);
+		if (p->end_known && m->offset + 1 >= p->pub.end)
+			reached_end(c, p);
+		if (v == DP_CONSUMER_LAST)
+			c->halting = true;
+		break;
+	case DP_CONSUMER_HALT:
+		drop(p, m);
+		c->halting = true;
+		break;
+	case DP_CONSUMER_AGAIN:
+	default:
+		drop(p, m);
+		p->drop = true;
+		break;
+	}
+}
+
+static void
+on_message(struct dp_consumer *c, rd_kafka_message_t *m)
+{
+	char msg[512];
+
+	if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+		partition_eof(c, m);
+	} else if (m->err) {
+		const char *topic = m->rkt ? rd_kafka_topic_name(m->rkt) : "";
+		if (m->err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART ||
+		    m->err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC ||
+		    m->err == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED) {
+			snprintf(msg, sizeof(msg), "topic '%s': %s", topic, rd_kafka_message_errstr(m));
+			fail(c, dp_kafka_exit_status(m->err), msg);
+		} else {
+			dp_warn("kafka: %s", rd_kafka_message_errstr(m));
+		}
+	} else {
+		struct part *p = part_of(c, m);
+		if (!p) {
+			fail(c, DP_EX_SOFTWARE, "out of memory");
+			return;
+		}
+		deliver(c, p, m);
+	}
+}
+
+/*
+ * Prefetch wake-up for simple mode.  librdkafka 2.0 stops prefetching when
+ * its queue passes queued.min.messages and then looks again only after a
+ * second (fetch.queue.backoff.ms arrived in 2.1).  A small request to the
+ * broker wakes its thread, which then sees the drained queue and fetches
+ * at once: memory stays bounded without the stall.
+ */
+#define QUEUE_LOW 2000
+
+static void
+wake_fetcher(struct dp_consumer *c)
+{
+	size_t queued = rd_kafka_queue_length(c->rkqu);
+	int64_t lo, hi;
+
+	if (queued > c->prefetch_high) {
+		c->prefetch_full = true;        /* the fetcher has stopped by now */
+	} else if (c->prefetch_full && queued < QUEUE_LOW) {
+		/* One partition per wake-up, in turn, so every leader's thread
+		 * is reached over a few rounds; a slow answer costs 200 ms at most. */
+		for (size_t k = 0; k < c->nparts; k++) {
+			struct part *p = PRIV(c->parts[c->wake_next++ % c->nparts]);
+			if (!p->started)
+				continue;
+			rd_kafka_query_watermark_offsets(c->rk, p->topic, p->pub.partition, &lo, &hi,
+			                                 200);
+			break;
+		}
+		c->prefetch_full = false;
+	}
+}
+
+static int
+failed(struct dp_consumer *c, struct dp_buf *err, int *status)
+{
+	if (c->failmsg.len || c->failmsg.lost)
+		dp_buf_msgf(err, "%s", dp_buf_str(&c->failmsg));
+	*status = c->fail;
+	return DP_CONSUMER_FAILED;
+}
+
+/* Partitions idle at their end once --until's time has come are done. */
+static void
+idle_until(struct dp_consumer *c)
+{
+	if (c->o.until != DP_UNTIL_TIME || dp_time_now_ms() < c->o.until_ms)
+		return;
+	for (size_t i = 0; i < c->nparts; i++)
+		if (c->parts[i]->at_eof)
+			c->parts[i]->done = true;
+}
+
+int
+dp_consumer_poll(struct dp_consumer *c, int timeout_ms, struct dp_buf *err, int *status)
+{
+	int n = 0, st;
+
+	c->rebalanced = false;
+	if (c->fail)
+		return failed(c, err, status);
+	if (c->halt || c->halting) {
+		c->halt = c->halting = false;
+		return DP_CONSUMER_HALTED;
+	}
+	if (dp_sig_stop)
+		return DP_CONSUMER_SIGNAL;
+	if ((st = release(c, err)) != 0 || (st = reseek(c, err)) != 0) {
+		if (st == DP_KAFKA_STOPPED)
+			return DP_CONSUMER_SIGNAL;
+		*status = st;
+		return DP_CONSUMER_FAILED;
+	}
+	if (c->commitq)
+		rd_kafka_queue_poll_callback(c->commitq, 0);
+	idle_until(c);
+	if (all_done(c))
+		return DP_CONSUMER_END;
+	for (size_t i = 0; i < c->nparts; i++)
+		PRIV(c->parts[i])->drop = false;
+
+	if (!c->group) {
+		rd_kafka_message_t *msgs[BATCH];
+		ssize_t got = rd_kafka_consume_batch_queue(c->rkqu, timeout_ms, msgs, BATCH);
+		for (ssize_t i = 0; i < got; i++) {
+			on_message(c, msgs[i]);
+			rd_kafka_message_destroy(msgs[i]);
+		}
+		n = got > 0 ? (int)got : 0;
+		rd_kafka_poll(c->rk, 0);
+		wake_fetcher(c);
+	} else {
+		while (n < BATCH && !c->halting && !c->fail && !c->rebalanced) {
+			rd_kafka_message_t *m = rd_kafka_consumer_poll(c->rk, n ? 0 : timeout_ms);
+			if (!m)
+				break;
+			n++;
+			on_message(c, m);
+			rd_kafka_message_destroy(m);
+		}
+	}
+	if (c->fail)
+		return failed(c, err, status);
+	/*
+	 * A sync point whenever the queue ran dry or sync_ms went by: a
+	 * steady trickle must not sit in a buffer.
+	 */
+	if (!c->halting &&
+	    (n < BATCH || dp_time_mono_ms() - c->last_sync_ms >= c->o.sync_ms))
+		dp_consumer_sync(c);
+	if (c->halt || c->halting) {
+		c->halt = c->halting = false;
+		return DP_CONSUMER_HALTED;
+	}
+	if (all_done(c))
+		return DP_CONSUMER_END;
+	return DP_CONSUMER_MORE;
+}
+
+/* ---- set-up ------------------------------------------------------------------- */
+
+static int
+configure(rd_kafka_conf_t *conf, void *arg, struct dp_buf *err)
+{
+	struct dp_consumer *c = arg;
+	const char *group = c->o.group ? c->o.group : c->private_group;
+	char q[32];
+
+	if (group && dp_kafka_conf_set(conf, "group.id", group, err) < 0)
+		return -1;
+	if (c->group)
+		rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
+	if (c->real_group)
+		rd_kafka_conf_set_offset_commit_cb(conf, on_auto_commit);
+	rd_kafka_conf_set_opaque(conf, c);
+	c->reset_offset = RD_KAFKA_OFFSET_BEGINNING;
+	if (dp_kafka_conf_str(conf, "auto.offset.reset", q, sizeof(q))) {
+		if (!strcmp(q, "latest") || !strcmp(q, "largest") || !strcmp(q, "end"))
+			c->reset_offset = RD_KAFKA_OFFSET_END;
+		else if (!strcmp(q, "error"))
+			c->reset_offset = RD_KAFKA_OFFSET_INVALID;
+	}
+	c->prefetch_high = 20000 * 9 / 10;
+	if (dp_kafka_conf_str(conf, "queued.min.messages", q, sizeof(q)))
+		c->prefetch_high = (size_t)(strtoull(q, NULL, 10) * 9 / 10);
+	return 0;
+}
+
+struct dp_consumer *
+dp_consumer_new(const struct dp_common *common, const struct dp_consumer_opts *opts,
+                const struct dp_consumer_hooks *hooks, struct dp_buf *err, int *status)
+{
+	struct dp_consumer *c = calloc(1, sizeof(*c));
+	bool pattern = false;
+
+	if (!c) {
+		dp_buf_msgf(err, "out of memory");
+		*status = DP_EX_SOFTWARE;
+		return NULL;
+	}
+	c->o = *opts;
+	c->h = *hooks;
+	c->common = common;
+	if (!c->o.sync_ms)
+		c->o.sync_ms = 100;
+	for (size_t i = 0; i < opts->ntopics; i++)
+		if (opts->topics[i][0] == '^')
+			pattern = true;
+	c->real_group = opts->group != NULL;
+	c->group = c->real_group || pattern;
+	c->commits = c->real_group && !opts->manual_commit;
+	*status = DP_EX_SOFTWARE;
+	if (pattern && !opts->group) {
+		/* A pattern needs a group to subscribe; nothing is committed under it. */
+		char gid[128];
+		snprintf(gid, sizeof(gid), "%s-%ld-%lld", dp_log_progname(), (long)getpid(),
+		         (long long)dp_time_now_ms());
+		if (!(c->private_group = strdup(gid)))
+			goto nomem;
+	}
+
+	const struct dp_kv engine[] = {
+		{ "enable.auto.offset.store", "false" },
+		{ "enable.auto.commit", c->commits ? "true" : "false" },
+		{ "enable.partition.eof", "true" },
+		{ "auto.offset.reset", "earliest" },
+		{ "allow.auto.create.topics", "false" },
+		{ "topic.metadata.refresh.interval.ms", pattern ? "5000" : "300000" },
+		/* Prefetch about 20k records, not 100k: keeps RSS near 30 MB. */
+		{ "queued.min.messages", "20000" },
+	};
+	size_t ne = sizeof(engine) / sizeof(engine[0]);
+	c->defaults = calloc(ne + opts->ndefaults, sizeof(*c->defaults));
+	if (!c->defaults)
+		goto nomem;
+	memcpy(c->defaults, engine, sizeof(engine));
+	if (opts->ndefaults)
+		memcpy(c->defaults + ne, opts->defaults, opts->ndefaults * sizeof(*opts->defaults));
+	c->ndefaults = ne + opts->ndefaults;
+
+	c->rk = dp_kafka_new(common, RD_KAFKA_CONSUMER, c->defaults, c->ndefaults, configure, c,
+	                     err, status);
+	if (!c->rk)
+		goto fail;
+	*status = DP_EX_SOFTWARE;
+	if (c->group) {
+		rd_kafka_poll_set_consumer(c->rk);
+		if (c->real_group && !(c->commitq = rd_kafka_queue_new(c->rk)))
+			goto nomem;
+	} else {
+		c->rkqu = rd_kafka_queue_new(c->rk);
+		c->rkts = calloc(opts->ntopics ? opts->ntopics : 1, sizeof(*c->rkts));
+		if (!c->rkqu || !c->rkts)
+			goto nomem;
+	}
+	c->pending = rd_kafka_topic_partition_list_new(8);
+	if (!c->pending)
+		goto nomem;
+	c->last_sync_ms = dp_time_mono_ms();
+	*status = 0;
+	return c;
+nomem:
+	dp_buf_msgf(err, "out of memory");
+fail:
+	dp_consumer_free(c);
+	return NULL;
+}
+
+int
+dp_consumer_connect(struct dp_consumer *c, struct dp_buf *err)
+{
+	const char **names = calloc(c->o.ntopics + 1, sizeof(*names));
+	int *counts = calloc(c->o.ntopics + 1, sizeof(*counts));
+	size_t nn = 0;
+	int st = 0;
+
+	if (!names || !counts) {
+		dp_buf_msgf(err, "out of memory");
+		st = DP_EX_SOFTWARE;
+		goto out;
+	}
+	/* Named topics must exist; patterns may match nothing yet. */
+	for (size_t i = 0; i < c->o.ntopics; i++)
+		if (c->o.topics[i][0] != '^')
+			names[nn++] = c->o.topics[i];
+	st = dp_kafka_connect(c->rk, c->common, names, nn, counts, err);
+	if (st)
+		goto out;
+	if (c->group) {
+		rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(
+			(int)c->o.ntopics);
+		for (size_t i = 0; i < c->o.ntopics; i++)
+			rd_kafka_topic_partition_list_add(l, c->o.topics[i], RD_KAFKA_PARTITION_UA);
+		rd_kafka_resp_err_t e = rd_kafka_subscribe(c->rk, l);
+		rd_kafka_topic_partition_list_destroy(l);
+		if (e) {
+			dp_buf_msgf(err, "cannot subscribe: %s", rd_kafka_err2str(e));
+			st = dp_kafka_exit_status(e);
+		}
+		goto out;
+	}
+	/* Simple mode: every topic is named; take its partitions, held. */
+	for (size_t i = 0; i < nn && !st; i++) {
+		for (size_t j = 0; j < c->o.npartitions; j++) {
+			if (c->o.partitions[j] >= counts[i]) {
+				dp_buf_msgf(err, "topic '%s' has no partition %d (it has %d: 0-%d)",
+				            names[i], (int)c->o.partitions[j], counts[i], counts[i] - 1);
+				st = DP_EX_NOTFOUND;
+				goto out;
+			}
+		}
+		size_t np = c->o.npartitions ? c->o.npartitions : (size_t)counts[i];
+		for (size_t j = 0; j < np; j++) {
+			int32_t part = c->o.npartitions ? c->o.partitions[j] : (int32_t)j;
+			struct part *p = add_part(c, names[i], part);
+			if (!p) {
+				dp_buf_msgf(err, "out of memory");
+				st = DP_EX_SOFTWARE;
+				goto out;
+			}
+			if (!p->pub.assigned)
+				take(c, p);
+		}
+	}
+	c->assigned_once = true;
+out:
+	free(names);
+	free(counts);
+	return st;
+}
+
+int
+dp_consumer_close(struct dp_consumer *c)
+{
+	c->closing = true;
+	dp_consumer_sync(c);
+	if (!c->group) {
+		for (size_t i = 0; i < c->nparts; i++) {
+			struct part *p = PRIV(c->parts[i]);
+			for (size_t k = 0; p->started && k < c->o.ntopics; k++)
+				if (c->rkts[k] && !strcmp(c->o.topics[k], p->topic))
+					rd_kafka_consume_stop(c->rkts[k], p->pub.partition);
+			p->started = false;
+		}
+	} else {
+		commit_stored(c);
+		/* Leaving the group revokes everything: the revoked hook runs,
+		 * and commits what it stored. */
+		rd_kafka_consumer_close(c->rk);
+	}
+	c->closed = true;
+	return c->commit_failures ? DP_EX_TEMPFAIL : 0;
+}
+
+void
+dp_consumer_free(struct dp_consumer *c)
+{
+	if (!c)
+		return;
+	if (c->rkqu)
+		rd_kafka_queue_destroy(c->rkqu);
+	if (c->commitq)
+		rd_kafka_queue_destroy(c->commitq);
+	for (size_t i = 0; c->rkts && i < c->o.ntopics; i++)
+		if (c->rkts[i])
+			rd_kafka_topic_destroy(c->rkts[i]);
+	free(c->rkts);
+	if (c->rk) {
+		/* Not closed (a signal while connecting): go without the
+		 * leave-group handshake, which waits for the cluster. */
+		if (c->group && !c->closed)
+			rd_kafka_destroy_flags(c->rk, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+		else
+			rd_kafka_destroy(c->rk);
+	}
+	if (c->pending)
+		rd_kafka_topic_partition_list_destroy(c->pending);
+	for (size_t i = 0; i < c->nparts; i++) {
+		free(PRIV(c->parts[i])->topic);
+		free(c->parts[i]);
+	}
+	free(c->parts);
+	free(c->scratch);
+	free(c->defaults);
+	free(c->private_group);
+	dp_buf_free(&c->failmsg);
+	free(c);
+}
+
+struct dp_consumer_part *const *
+dp_consumer_parts(const struct dp_consumer *c, size_t *n)
+{
+	*n = c->nparts;
+	return c->parts;
+}
+
+unsigned
+dp_consumer_commit_failures(const struct dp_consumer *c)
+{
+	return c->commit_failures;
+}
+
+int
+dp_consumer_in_group(const struct dp_consumer *c)
+{
+	return c->real_group;
+}
+
+rd_kafka_t *
+dp_consumer_rk(const struct dp_consumer *c)
+{
+	return c->rk;
+}
