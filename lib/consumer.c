@@ -610,16 +610,25 @@ reseek(struct dp_consumer *c, struct dp_buf *err)
 
 /* ---- rebalancing ------------------------------------------------------------ */
 
-/* The assigned partitions of list, into c->scratch. */
+/*
+ * The assigned partitions of list, into c->scratch: first those the
+ * application was told about (the revoked hook gets only these), then
+ * those taken but never released.  Returns how many; *told the first part.
+ */
 static size_t
-collect(struct dp_consumer *c, const rd_kafka_topic_partition_list_t *list)
+collect(struct dp_consumer *c, const rd_kafka_topic_partition_list_t *list, size_t *told)
 {
 	size_t n = 0;
 
-	for (int i = 0; i < list->cnt; i++) {
-		struct part *p = find_part(c, list->elems[i].topic, list->elems[i].partition);
-		if (p && p->pub.assigned)
-			c->scratch[n++] = &p->pub;
+	for (int pass = 0; pass < 2; pass++) {
+		if (pass == 1)
+			*told = n;
+		for (int i = 0; i < list->cnt; i++) {
+			struct part *p = find_part(c, list->elems[i].topic,
+			                           list->elems[i].partition);
+			if (p && p->pub.assigned && p->hook_pending == (pass == 1))
+				c->scratch[n++] = &p->pub;
+		}
 	}
 	return n;
 }
@@ -685,11 +694,11 @@ on_assign(struct dp_consumer *c, rd_kafka_topic_partition_list_t *list, bool inc
 static void
 on_revoke(struct dp_consumer *c, rd_kafka_topic_partition_list_t *list, bool incremental)
 {
-	size_t n = collect(c, list);
+	size_t told, n = collect(c, list, &told);
 	rd_kafka_error_t *e = NULL;
 
-	if (c->h.revoked && n) {
-		int st = c->h.revoked(c, c->h.arg, c->scratch, n);
+	if (c->h.revoked && told) {
+		int st = c->h.revoked(c, c->h.arg, c->scratch, told);
 		if (st)
 			fail(c, st, NULL);
 	}
@@ -876,8 +885,12 @@ release_group(struct dp_consumer *c, size_t n, struct dp_buf *err)
 			 */
 			if ((tp->err == RD_KAFKA_RESP_ERR__STATE ||
 			     tp->err == RD_KAFKA_RESP_ERR__PREV_IN_PROGRESS) &&
-			    dp_time_mono_ms() - p->held_since < c->common->timeout_ms)
+			    dp_time_mono_ms() - p->held_since < c->common->timeout_ms) {
+				dp_debug("%s [%d]: seek refused while its fetcher starts (%s); "
+				         "again at the next poll", p->topic, (int)p->pub.partition,
+				         rd_kafka_err2str(tp->err));
 				continue;
+			}
 			dp_buf_msgf(err, "cannot seek in %s [%d] to offset %lld: %s", p->topic,
 			            (int)p->pub.partition, (long long)p->target,
 			            rd_kafka_err2str(tp->err));

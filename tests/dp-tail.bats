@@ -11,6 +11,15 @@ setup() {
 	W=$BATS_TEST_TMPDIR
 }
 
+teardown() {
+	blackhole_stop
+}
+
+# transitions FILE: the --trace-states lines of FILE as "from event to", one a line
+transitions() {
+	grep '^{"cmd"' "$1" | jq -r '[.from, .event, .to] | join(" ")'
+}
+
 # kcat's view of a topic, every field that a copy must keep.
 kcat_dump() {
 	kcat -b "$DP_BROKERS" -C -t "$1" -e -q -o beginning -Z \
@@ -243,4 +252,130 @@ kcat_dump() {
 	[ "$status" -eq 64 ]
 	[[ $output == *"unknown option or missing value: '--sasl-password'"* ]]
 	[[ $output != *hunter2* ]]
+}
+
+@test "SIGINT while connecting ends dp-tail within a second, with status 0" {
+	blackhole_start
+	for g in "" "-g $G"; do
+		# shellcheck disable=SC2086 # $g is one option or none
+		signal_within 2 INT dp-tail -b "127.0.0.1:$BLACKHOLE_PORT" -t "$T" $g --trace-states
+		[ "$status" -eq 0 ]
+		[ "$SIGNAL_ELAPSED_MS" -lt 1500 ]
+		[[ $stderr == *'"from":"connecting","event":"signal","to":"done"'* ]]
+	done
+}
+
+@test "-p reads only the partitions named, as kcat -p does" {
+	create_topic "$T" 3
+	for p in 0 1 2; do
+		gen_prices 5 $((p * 100)) | dp-publish -t "$T" -p "$p"
+	done
+	run dp-tail -t "$T" -p 1 --from beginning -e --envelope
+	[ "$status" -eq 0 ]
+	[ "$(jq -s -c 'map([.partition, .value.seq])' <<<"$output")" = \
+		"[[1,100],[1,101],[1,102],[1,103],[1,104]]" ]
+	run dp-tail -t "$T" -p 2 -p 0 --from -2 -e
+	[ "$(jq -s -c 'map(.seq) | sort' <<<"$output")" = "[3,4,203,204]" ]
+	# A partition the topic does not have: named, nothing read.
+	run dp-tail -t "$T" -p 3 -e
+	[ "$status" -eq 69 ]
+	[[ $output == *"topic '$T' has no partition 3 (it has 3: 0-2)"* ]]
+	run dp-tail -t "$T" -p 1 -g "$G"
+	[ "$status" -eq 64 ]
+	run dp-tail -t "^$T" -p 1
+	[ "$status" -eq 64 ]
+	run dp-tail -t "$T" -p -1
+	[ "$status" -eq 64 ]
+}
+
+@test "-r prints JSON strings as their text, as jq -r does; other values stay JSON" {
+	create_topic "$T"
+	printf '%s\n' '"plain"' '"tab\there \"quoted\" \u00e9\ud83d\ude00"' '{"a":"b"}' '42' \
+		'null' '[1,"x"]' '""' | kcat_produce "$T"
+	dp-tail -t "$T" --from beginning -e -r > "$W/out"
+	kcat_payloads "$T" | jq -r -c . > "$W/jq"
+	cmp "$W/out" "$W/jq"
+	[ "$(sed -n 2p "$W/out")" = $'tab\there "quoted" \u00e9\U0001F600' ]
+	# With --filter, each result the filter gives.
+	run dp-tail -t "$T" --from beginning -e -r --filter 'select(type == "object") | .a, .'
+	[ "$output" = $'b\n{"a":"b"}' ]
+	# --non-json string: the text itself comes back.
+	printf 'not json\n' | kcat_produce "$T"
+	run dp-tail -t "$T" --from -1 -e -r --non-json string
+	[ "$output" = "not json" ]
+}
+
+@test "a member that loses partitions to a rebalance commits them first" {
+	create_topic "$T" 2
+	gen_prices 1000 | dp-publish -t "$T" -k .fsym
+	for strategy in range cooperative-sticky; do
+		g=$G.$strategy
+		# Periodic commits never come here: only the one at the revoke can
+		# tell the second member where to start.
+		dp-tail -t "$T" -g "$g" --from beginning -X auto.commit.interval.ms=600000 \
+			-X partition.assignment.strategy=$strategy --trace-states \
+			> "$W/a.out" 2> "$W/a.err" &
+		a=$!
+		all_read() { [ "$(wc -l < "$W/a.out")" -eq 1000 ]; }
+		wait_until 30 all_read || { kill "$a"; false; }
+		run dp-tail -t "$T" -g "$g" -e -X partition.assignment.strategy=$strategy
+		[ "$status" -eq 0 ]
+		[ -z "$output" ]
+		kill -TERM "$a"
+		wait "$a"
+		transitions "$W/a.err" | grep -qx 'consuming revoked consuming'
+		transitions "$W/a.err" | tail -1 | grep -qx 'closing closed done'
+	done
+}
+
+@test "a commit that fails at a revoke is reported and ends in status 75" {
+	create_topic "$T"
+	gen_prices 100 | dp-publish -t "$T"
+	dp-tail -t "$T" -g "$G" --from beginning -X session.timeout.ms=6000 \
+		-X heartbeat.interval.ms=500 -X auto.commit.interval.ms=600000 --trace-states \
+		> "$W/a.out" 2> "$W/a.err" &
+	a=$!
+	all_read() { [ "$(wc -l < "$W/a.out")" -eq 100 ]; }
+	wait_until 30 all_read || { kill "$a"; false; }
+	# Frozen past its session timeout, the member loses its partition to a
+	# second one; when it wakes up, its partition is gone uncommitted.
+	kill -STOP "$a"
+	dp-tail -t "$T" -g "$G" -v > "$W/b.out" 2> "$W/b.err" &
+	b=$!
+	wait_until 30 grep -q "reading $T \\[0\\]" "$W/b.err" || { kill -9 "$a" "$b"; false; }
+	kill -CONT "$a"
+	wait_until 30 grep -q "cannot commit offsets for group '$G' at a rebalance" "$W/a.err" ||
+		{ kill "$a" "$b"; false; }
+	kill -TERM "$a" "$b"
+	status=0
+	wait "$a" || status=$?
+	[ "$status" -eq 75 ]
+	grep -q "the partitions were lost to the group first" "$W/a.err"
+	transitions "$W/a.err" | tail -1 | grep -qx 'closing commit_failed failed'
+	wait "$b"
+	# At least once: the second member read what the first never committed.
+	[ "$(wc -l < "$W/b.out")" -eq 100 ]
+}
+
+@test "a failed write to stdout ends in failed with status 74" {
+	create_topic "$T"
+	gen_prices 10 | dp-publish -t "$T"
+	run bash -c 'dp-tail -t "$1" --from beginning -e --trace-states > /dev/full' _ "$T"
+	[ "$status" -eq 74 ]
+	[[ $output == *"cannot write to stdout: No space left on device"* ]]
+	[[ $output == *'"from":"consuming","event":"fatal","to":"closing"'* ]]
+	[[ $output == *'"from":"closing","event":"failed","to":"failed"'* ]]
+}
+
+@test "a bad record ends in failed, not done; a bad property in connecting" {
+	create_topic "$T"
+	printf 'plain\n' | kcat_produce "$T"
+	run dp-tail -t "$T" --from beginning -e --trace-states
+	[ "$status" -eq 65 ]
+	[[ $output == *'"from":"consuming","event":"bad_record","to":"closing"'* ]]
+	[[ $output == *'"from":"closing","event":"failed","to":"failed"'* ]]
+	run dp-tail -t "$T" -X no.such.property=1 --trace-states
+	[ "$status" -eq 78 ]
+	[[ $output == *"invalid kafka property 'no.such.property'"* ]]
+	[[ $output == *'"from":"connecting","event":"bad_config","to":"failed"'* ]]
 }

@@ -28,6 +28,16 @@ dp-publish connecting connected publishing
 dp-publish publishing eof draining
 dp-publish draining drained done" ]
 	jq -e '.t | test("^[0-9]{4}-[0-9]{2}-[0-9]{2}T")' "$BATS_TEST_TMPDIR/trace" > /dev/null
+	# A consumer: the rebalance events are same-state rows inside consuming.
+	dp-tail -t "$T" -g "$(uniq_name g)" --from beginning -e --trace-states \
+		2> "$BATS_TEST_TMPDIR/trace" > /dev/null
+	run jq -c -r '[.cmd, .from, .event, .to] | join(" ")' "$BATS_TEST_TMPDIR/trace"
+	[ "$output" = "dp-tail idle start connecting
+dp-tail connecting connected consuming
+dp-tail consuming assigned consuming
+dp-tail consuming end closing
+dp-tail closing revoked closing
+dp-tail closing closed done" ]
 }
 
 @test "-V and --help print to stdout and exit 0 for every command" {

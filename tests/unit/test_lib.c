@@ -2,8 +2,9 @@
  * test_lib -- unit checks for lib/ that are hard to reach through a
  * command (a 16 MiB line would exceed a broker's message size).
  *
- * usage: test_lib CASE    (tests/lib.bats runs each case)
+ * usage: test_lib CASE [ARG...]    (tests/lib.bats runs each case)
  * Prints what it observed; exits 0 when the case holds, 1 otherwise.
+ * The producer and consumer cases talk to the broker in $DP_BROKERS.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -25,6 +26,7 @@
 #include "buf.h"
 #include "cc.h"
 #include "cli.h"
+#include "consumer.h"
 #include "envelope.h"
 #include "exit.h"
 #include "expr.h"
@@ -994,6 +996,214 @@ t_producer(int argc, char **argv)
 	return 0;
 }
 
+/* ---- lib/consumer, as dp-sink-pg and dp-coord will use it ---------------- */
+
+/*
+ * The sink's use: offsets live in "the database" (db[], next offset per
+ * partition), the assigned hook starts each partition there, a record
+ * that cannot be written yet is handed back (pause + AGAIN) and comes
+ * again after the resume, and offsets go to Kafka by explicit commits.
+ */
+struct sink {
+	int64_t db[2];
+	int64_t seen[2][64];
+	int nseen[2];
+	int assigned;
+	struct dp_consumer_part *paused;
+	int async_results;
+	rd_kafka_resp_err_t async_err;
+};
+
+static int
+sink_assigned(struct dp_consumer *c, void *arg, struct dp_consumer_part **parts, size_t n)
+{
+	struct sink *s = arg;
+
+	for (size_t i = 0; i < n; i++) {
+		parts[i]->start = s->db[parts[i]->partition];
+		printf("assigned %d, start %lld\n", (int)parts[i]->partition,
+		       (long long)parts[i]->start);
+		s->assigned++;
+	}
+	return 0;
+}
+
+static enum dp_consumer_verdict
+sink_record(struct dp_consumer *c, void *arg, struct dp_consumer_part *p,
+            const rd_kafka_message_t *m)
+{
+	struct sink *s = arg;
+	struct dp_buf err = DP_BUF_INIT;
+	int k = p->partition;
+
+	if (k == 0 && m->offset == 8 && !s->paused) {
+		/* "The database is down": keep the record, stop the partition. */
+		if (dp_consumer_pause(c, p, &err) != 0) {
+			fprintf(stderr, "pause: %s\n", dp_buf_str(&err));
+			dp_buf_free(&err);
+			return DP_CONSUMER_HALT;
+		}
+		s->paused = p;
+		printf("paused 0 at 8\n");
+		return DP_CONSUMER_AGAIN;
+	}
+	if (k < 0 || k > 1 || s->nseen[k] == 64)
+		return DP_CONSUMER_HALT;
+	s->seen[k][s->nseen[k]++] = m->offset;
+	s->db[k] = m->offset + 1;       /* the transaction with the offset */
+	return DP_CONSUMER_NEXT;
+}
+
+static void
+sink_committed(struct dp_consumer *c, void *arg, rd_kafka_resp_err_t err,
+               const rd_kafka_topic_partition_list_t *offsets)
+{
+	struct sink *s = arg;
+
+	s->async_results++;
+	s->async_err = err;
+}
+
+static rd_kafka_topic_partition_list_t *
+db_offsets(const struct sink *s, const char *topic)
+{
+	rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(2);
+
+	for (int k = 0; k < 2; k++)
+		rd_kafka_topic_partition_list_add(l, topic, k)->offset = s->db[k];
+	return l;
+}
+
+static int
+t_consumer_sink(const char *topic, const char *group)
+{
+	struct dp_common common;
+	struct sink s = { .db = { 5, 12 } };
+	struct dp_buf err = DP_BUF_INIT;
+	const char *topics[] = { topic };
+	const struct dp_consumer_opts opts = {
+		.topics = topics, .ntopics = 1, .group = group, .until = DP_UNTIL_END,
+		.manual_commit = true,
+	};
+	const struct dp_consumer_hooks hooks = {
+		.arg = &s, .record = sink_record, .assigned = sink_assigned,
+		.committed = sink_committed,
+	};
+	struct dp_consumer *c;
+	int st, r, polls = 0;
+	int64_t deadline = dp_time_mono_ms() + 30000;
+
+	dp_cli_init(&common);
+	c = dp_consumer_new(&common, &opts, &hooks, &err, &st);
+	CHECK(c != NULL);
+	CHECK(dp_consumer_connect(c, &err) == 0);
+	CHECK(dp_consumer_in_group(c));
+	while ((r = dp_consumer_poll(c, 100, &err, &st)) == DP_CONSUMER_MORE ||
+	       (r == DP_CONSUMER_END && s.async_results == 0)) {
+		CHECK(dp_time_mono_ms() < deadline);
+		/* Paused, the member keeps polling; a few polls later it is back. */
+		if (s.paused && s.paused->paused && ++polls == 5) {
+			CHECK(dp_consumer_resume(c, s.paused, &err) == 0);
+			printf("resumed 0\n");
+			rd_kafka_topic_partition_list_t *l = db_offsets(&s, topic);
+			CHECK(dp_consumer_commit(c, l, true, &err) == 0);
+			rd_kafka_topic_partition_list_destroy(l);
+		}
+	}
+	if (r != DP_CONSUMER_END)
+		fprintf(stderr, "poll: %d, status %d: %s\n", r, st, dp_buf_str(&err));
+	CHECK(r == DP_CONSUMER_END);
+	CHECK(s.assigned == 2);
+	CHECK(s.async_results == 1 && s.async_err == 0);
+	printf("asynchronous commit answered: %s\n", rd_kafka_err2str(s.async_err));
+	rd_kafka_topic_partition_list_t *l = db_offsets(&s, topic);
+	CHECK(dp_consumer_commit(c, l, false, &err) == 0);
+	rd_kafka_topic_partition_list_destroy(l);
+	CHECK(dp_consumer_close(c) == 0);
+	dp_consumer_free(c);
+	dp_cli_free(&common);
+	/* Each partition from the database's offset to its end, each record once. */
+	for (int k = 0; k < 2; k++) {
+		int64_t first = k == 0 ? 5 : 12;
+		CHECK(s.nseen[k] == 20 - first);
+		for (int i = 0; i < s.nseen[k]; i++)
+			CHECK(s.seen[k][i] == first + i);
+		printf("partition %d: offsets %lld-%lld, each once\n", k, (long long)first,
+		       (long long)s.seen[k][s.nseen[k] - 1]);
+	}
+	dp_buf_free(&err);
+	return 0;
+}
+
+/*
+ * The registry reader's use: no group, from the beginning to the end as
+ * it was at start (the initial view), then follow live.
+ */
+struct registry {
+	int records;
+	int caught_up;
+	int after;          /* records after the catch-up */
+};
+
+static enum dp_consumer_verdict
+registry_record(struct dp_consumer *c, void *arg, struct dp_consumer_part *p,
+                const rd_kafka_message_t *m)
+{
+	struct registry *r = arg;
+
+	r->records++;
+	if (r->caught_up) {
+		r->after++;
+		printf("live record at offset %lld\n", (long long)m->offset);
+		fflush(stdout);
+		return DP_CONSUMER_LAST;
+	}
+	return DP_CONSUMER_NEXT;
+}
+
+static void
+registry_caught_up(struct dp_consumer *c, void *arg, struct dp_consumer_part *p)
+{
+	struct registry *r = arg;
+
+	r->caught_up++;
+	printf("caught up with %d records, end %lld\n", r->records, (long long)p->end);
+	fflush(stdout);
+}
+
+static int
+t_consumer_registry(const char *topic)
+{
+	struct dp_common common;
+	struct registry reg = { 0, 0, 0 };
+	struct dp_buf err = DP_BUF_INIT;
+	const char *topics[] = { topic };
+	const struct dp_consumer_opts opts = {
+		.topics = topics, .ntopics = 1, .from = DP_FROM_BEGINNING, .track_end = true,
+	};
+	const struct dp_consumer_hooks hooks = {
+		.arg = &reg, .record = registry_record, .caught_up = registry_caught_up,
+	};
+	struct dp_consumer *c;
+	int st, r;
+	int64_t deadline = dp_time_mono_ms() + 30000;
+
+	dp_cli_init(&common);
+	c = dp_consumer_new(&common, &opts, &hooks, &err, &st);
+	CHECK(c != NULL);
+	CHECK(dp_consumer_connect(c, &err) == 0);
+	CHECK(!dp_consumer_in_group(c));
+	while ((r = dp_consumer_poll(c, 100, &err, &st)) == DP_CONSUMER_MORE)
+		CHECK(dp_time_mono_ms() < deadline);
+	CHECK(r == DP_CONSUMER_HALTED);
+	CHECK(reg.caught_up == 1 && reg.after == 1);
+	CHECK(dp_consumer_close(c) == 0);
+	dp_consumer_free(c);
+	dp_cli_free(&common);
+	dp_buf_free(&err);
+	return 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -1010,9 +1220,13 @@ main(int argc, char **argv)
 	dp_log_init("test_lib");
 	if (argc >= 3 && !strcmp(argv[1], "producer"))
 		return t_producer(argc, argv);
+	if (argc == 4 && !strcmp(argv[1], "consumer_sink"))
+		return t_consumer_sink(argv[2], argv[3]);
+	if (argc == 3 && !strcmp(argv[1], "consumer_registry"))
+		return t_consumer_registry(argv[2]);
 	for (size_t i = 0; argc == 2 && i < sizeof(cases) / sizeof(cases[0]); i++)
 		if (!strcmp(argv[1], cases[i].name))
 			return cases[i].fn();
-	fprintf(stderr, "usage: test_lib CASE\n");
+	fprintf(stderr, "usage: test_lib CASE [ARG...]\n");
 	return 2;
 }
