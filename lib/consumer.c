@@ -1232,6 +1232,10 @@ dp_consumer_new(const struct dp_common *common, const struct dp_consumer_opts *o
 	c->group = c->real_group || pattern;
 	c->commits = c->real_group && !opts->manual_commit;
 	*status = DP_EX_SOFTWARE;
+	if (opts->npartitions && c->group) {
+		dp_buf_msgf(err, "chosen partitions need named topics and no group");
+		goto fail;
+	}
 	if (pattern && !opts->group) {
 		/* A pattern needs a group to subscribe; nothing is committed under it. */
 		char gid[128];

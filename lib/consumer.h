@@ -265,7 +265,8 @@ int dp_consumer_parse_until(const char *s, enum dp_until *until, int64_t *ms);
  * arrays they point to are borrowed and must outlive the consumer).  No
  * broker is contacted yet.  Returns the consumer (caller frees), or NULL
  * with a message in err and an exit status in *status (78 for a bad
- * property, 66 for an unreadable -F file).
+ * property, 66 for an unreadable -F file, 70 for partitions chosen with a
+ * group or a pattern).
  */
 struct dp_consumer *dp_consumer_new(const struct dp_common *common,
                                     const struct dp_consumer_opts *opts,
