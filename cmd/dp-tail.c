@@ -615,26 +615,29 @@ act_consume(struct dp_fsm *m, void *ctx)
 	return r;
 }
 
-/* "T [0], T [1]" for -v. */
-static const char *
-part_names(struct tail *t, struct dp_buf *b)
+/* "reading T [0], T [1]" at -v, for a rebalance event. */
+static void
+say_moved(struct tail *t, const char *what)
 {
-	for (size_t i = 0; i < t->nmoved; i++)
-		if (dp_buf_addf(b, "%s%s [%d]", i ? ", " : "", t->moved[i]->topic,
+	struct dp_buf b = DP_BUF_INIT;
+	size_t i;
+
+	for (i = 0; i < t->nmoved; i++)
+		if (dp_buf_addf(&b, "%s%s [%d]", i ? ", " : "", t->moved[i]->topic,
 		                (int)t->moved[i]->partition) < 0)
-			return "(out of memory)";
-	return dp_buf_str(b);
+			break;
+	if (i < t->nmoved)
+		dp_info("%s %zu partitions", what, t->nmoved);
+	else
+		dp_info("%s %s", what, dp_buf_str(&b));
+	dp_buf_free(&b);
 }
 
 /* A rebalance gave partitions (same state). */
 static int
 act_assigned(struct dp_fsm *m, void *ctx)
 {
-	struct tail *t = ctx;
-	struct dp_buf b = DP_BUF_INIT;
-
-	dp_info("reading %s", part_names(t, &b));
-	dp_buf_free(&b);
+	say_moved(ctx, "reading");
 	return DP_FSM_NONE;
 }
 
@@ -642,11 +645,7 @@ act_assigned(struct dp_fsm *m, void *ctx)
 static int
 act_revoked(struct dp_fsm *m, void *ctx)
 {
-	struct tail *t = ctx;
-	struct dp_buf b = DP_BUF_INIT;
-
-	dp_info("handing over %s", part_names(t, &b));
-	dp_buf_free(&b);
+	say_moved(ctx, "handing over");
 	return DP_FSM_NONE;
 }
 

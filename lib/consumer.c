@@ -320,20 +320,27 @@ first_error(rd_kafka_resp_err_t err, const rd_kafka_topic_partition_list_t *offs
 	return err;
 }
 
+/* A commit's result: to the committed hook, else reported (periodic: at -v). */
+static void
+commit_result(struct dp_consumer *c, rd_kafka_resp_err_t err,
+              const rd_kafka_topic_partition_list_t *offsets, bool periodic)
+{
+	if (c->h.committed)
+		c->h.committed(c, c->h.arg, err, offsets);
+	else if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET)
+		/* A periodic one failing is no news: the next one, and the one
+		 * at close, may well succeed. */
+		(periodic ? dp_info : dp_warn)("%s commit for group '%s' failed: %s",
+		                              periodic ? "periodic" : "asynchronous",
+		                              c->o.group, rd_kafka_err2str(err));
+}
+
 /* librdkafka's periodic commits (enable.auto.commit). */
 static void
 on_auto_commit(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                rd_kafka_topic_partition_list_t *offsets, void *opaque)
 {
-	struct dp_consumer *c = opaque;
-
-	err = first_error(err, offsets);
-	if (c->h.committed)
-		c->h.committed(c, c->h.arg, err, offsets);
-	else if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET)
-		/* The next one, and the one at close, may well succeed. */
-		dp_info("periodic commit for group '%s' failed: %s", c->o.group,
-		        rd_kafka_err2str(err));
+	commit_result(opaque, first_error(err, offsets), offsets, true);
 }
 
 /* dp_consumer_commit(async). */
@@ -341,14 +348,7 @@ static void
 on_async_commit(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                 rd_kafka_topic_partition_list_t *offsets, void *opaque)
 {
-	struct dp_consumer *c = opaque;
-
-	err = first_error(err, offsets);
-	if (c->h.committed)
-		c->h.committed(c, c->h.arg, err, offsets);
-	else if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET)
-		dp_warn("cannot commit offsets for group '%s': %s", c->o.group,
-		        rd_kafka_err2str(err));
+	commit_result(opaque, first_error(err, offsets), offsets, false);
 }
 
 struct sync_commit {
@@ -521,45 +521,55 @@ seek_one(struct dp_consumer *c, struct part *p, int64_t offset, struct dp_buf *e
 	return st;
 }
 
+/* Fetching now: assigned, released, started.  Otherwise release (or the
+ * start) takes pub.paused and pub.next into account. */
+static bool
+running(const struct dp_consumer *c, const struct part *p)
+{
+	return p->pub.assigned && !p->held && (c->group || p->started);
+}
+
+static int
+pause_one(struct dp_consumer *c, struct part *p, bool pause, struct dp_buf *err)
+{
+	rd_kafka_topic_partition_list_t *l = list_of(&p, 1);
+	int st = toppar_result(pause ? rd_kafka_pause_partitions(c->rk, l)
+	                             : rd_kafka_resume_partitions(c->rk, l),
+	                       l, pause ? "pause" : "resume", err);
+
+	rd_kafka_topic_partition_list_destroy(l);
+	return st;
+}
+
 int
 dp_consumer_pause(struct dp_consumer *c, struct dp_consumer_part *pp, struct dp_buf *err)
 {
 	struct part *p = PRIV(pp);
-	rd_kafka_topic_partition_list_t *l;
-	int st;
 
 	if (pp->paused)
 		return 0;
 	pp->paused = true;
 	p->drop = true;
-	if (!pp->assigned || p->held || (!c->group && !p->started))
-		return 0;      /* release leaves it paused */
-	l = list_of(&p, 1);
-	st = toppar_result(rd_kafka_pause_partitions(c->rk, l), l, "pause", err);
-	rd_kafka_topic_partition_list_destroy(l);
-	return st;
+	return running(c, p) ? pause_one(c, p, true, err) : 0;
 }
 
 int
 dp_consumer_resume(struct dp_consumer *c, struct dp_consumer_part *pp, struct dp_buf *err)
 {
 	struct part *p = PRIV(pp);
-	rd_kafka_topic_partition_list_t *l;
 	int st;
 
 	if (!pp->paused)
 		return 0;
 	pp->paused = false;
-	if (!pp->assigned || p->held || (!c->group && !p->started))
+	if (!running(c, p))
 		return 0;
-	l = list_of(&p, 1);
-	st = toppar_result(rd_kafka_resume_partitions(c->rk, l), l, "resume", err);
-	rd_kafka_topic_partition_list_destroy(l);
 	/*
 	 * librdkafka resumes at the application position, which a batch
 	 * moves past records that were never handed over: continue at next.
 	 * The seek also wakes the fetcher (see release_group).
 	 */
+	st = pause_one(c, p, false, err);
 	if (!st && pp->next >= 0)
 		st = seek_one(c, p, pp->next, err);
 	return st;
@@ -582,7 +592,7 @@ dp_consumer_seek(struct dp_consumer *c, struct dp_consumer_part *pp, int64_t off
 		pp->start = offset;
 		return 0;
 	}
-	if (pp->paused || !pp->assigned || (!c->group && !p->started)) {
+	if (pp->paused || !running(c, p)) {
 		p->reseek = true;
 		return 0;
 	}
