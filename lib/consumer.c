@@ -493,31 +493,50 @@ toppar_result(rd_kafka_resp_err_t e, const rd_kafka_topic_partition_list_t *l,
 	return dp_kafka_exit_status(e);
 }
 
-/* Seek; per-partition results stay in l.  A local request: no broker. */
-static rd_kafka_resp_err_t
+/*
+ * Seek; per-partition results stay in l.  A local request, no broker: it
+ * takes librdkafka's main thread a moment, or a second when the process
+ * is starved (valgrind), so the wait is short and seek_again() says
+ * which results mean "ask again at the next poll".  The seek's version
+ * barrier is in place as soon as it is queued: nothing fetched before it
+ * reaches the application either way.
+ */
+static void
 seek_list(struct dp_consumer *c, rd_kafka_topic_partition_list_t *l)
 {
-	rd_kafka_error_t *e = rd_kafka_seek_partitions(c->rk, l, 2000);
-	rd_kafka_resp_err_t code = 0;
+	rd_kafka_error_t *e = rd_kafka_seek_partitions(c->rk, l, 1000);
 
-	if (e) {
-		code = rd_kafka_error_code(e);
-		rd_kafka_error_destroy(e);
-	}
-	return code;
+	if (e)
+		rd_kafka_error_destroy(e);    /* per partition: __IN_PROGRESS */
 }
 
+/*
+ * 1 when a seek may succeed if asked again: the fetcher has not started
+ * yet (a partition assigned at its committed offset starts only once the
+ * coordinator answered), or the answer did not come in time.
+ */
+static int
+seek_again(rd_kafka_resp_err_t e)
+{
+	return e == RD_KAFKA_RESP_ERR__STATE || e == RD_KAFKA_RESP_ERR__PREV_IN_PROGRESS ||
+	       e == RD_KAFKA_RESP_ERR__IN_PROGRESS;
+}
+
+/* Seek p, now or (seek_again) at the next poll. */
 static int
 seek_one(struct dp_consumer *c, struct part *p, int64_t offset, struct dp_buf *err)
 {
 	rd_kafka_topic_partition_list_t *l = list_of(&p, 1);
-	int st;
+	rd_kafka_resp_err_t e;
+	int st = 0;
 
 	l->elems[0].offset = offset;
-	st = toppar_result(seek_list(c, l), l, "seek in", err);
+	seek_list(c, l);
+	e = l->elems[0].err;
+	p->reseek = e != 0;
+	if (e && !seek_again(e))
+		st = toppar_result(e, l, "seek in", err);
 	rd_kafka_topic_partition_list_destroy(l);
-	if (!st)
-		p->reseek = false;
 	return st;
 }
 
@@ -886,19 +905,12 @@ release_group(struct dp_consumer *c, size_t n, struct dp_buf *err)
 		rd_kafka_topic_partition_t *tp =
 			rd_kafka_topic_partition_list_find(seeks, p->topic, p->pub.partition);
 		if (tp && tp->err) {
-			/*
-			 * A partition assigned at its committed offset starts
-			 * its fetcher only once the coordinator answered; a
-			 * seek before that is refused.  It stays held (what it
-			 * delivers is not handed over) and is sought again at
-			 * the next poll.
-			 */
-			if ((tp->err == RD_KAFKA_RESP_ERR__STATE ||
-			     tp->err == RD_KAFKA_RESP_ERR__PREV_IN_PROGRESS) &&
+			/* It stays held (what it delivers is not handed over)
+			 * and is sought again at the next poll. */
+			if (seek_again(tp->err) &&
 			    dp_time_mono_ms() - p->held_since < c->common->timeout_ms) {
-				dp_debug("%s [%d]: seek refused while its fetcher starts (%s); "
-				         "again at the next poll", p->topic, (int)p->pub.partition,
-				         rd_kafka_err2str(tp->err));
+				dp_debug("%s [%d]: seek not done yet (%s); again at the next poll",
+				         p->topic, (int)p->pub.partition, rd_kafka_err2str(tp->err));
 				continue;
 			}
 			dp_buf_msgf(err, "cannot seek in %s [%d] to offset %lld: %s", p->topic,
@@ -1004,7 +1016,7 @@ deliver(struct dp_consumer *c, struct part *p, const rd_kafka_message_t *m)
 	 */
 	if (p->held || !p->pub.assigned)
 		return;
-	if (c->halting || p->drop) {
+	if (c->halting || p->drop || p->reseek) {
 		drop(p, m);
 		p->drop = true;
 		return;
