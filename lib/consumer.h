@@ -27,7 +27,9 @@
  *   released  inside the next dp_consumer_poll(), outside the callback:
  *             the assigned hook runs (it may choose each start offset),
  *             then the engine asks the cluster what --from and --until
- *             need (watermarks, offsets for a time), seeks, and resumes.
+ *             need (watermarks, offsets for a time, the committed
+ *             offsets), resumes the partition and seeks it to its start
+ *             (simple mode: starts its fetcher there).
  *   records   go to the record hook in offset order, each at most once
  *             per assignment unless the hook asks for it again.
  *   revoked   inside librdkafka's callback: the revoked hook finishes
@@ -74,12 +76,16 @@
  * Signals: every wait on the cluster is sliced (kafka.h) and gives up
  * when SIGINT or SIGTERM arrived; dp_consumer_poll then returns
  * DP_CONSUMER_SIGNAL.  dp_consumer_close still commits after a signal
- * (a graceful drain), within opts' --timeout.
+ * (a graceful drain), within --timeout (common->timeout_ms), which also
+ * bounds every look-up and the wait for a commit.
  *
  * Sources: librdkafka 2.0.2 (rdkafka.h; partition pause/seek/resume as
- * rdkafka_partition.c implements them: a pause bumps the partition's op
- * version, so records fetched before it are dropped, and a seek clears
- * the application position, so a resume continues at the seek).
+ * rdkafka_partition.c implements them: a pause or a seek bumps the
+ * partition's op version, so records fetched before it are dropped; a
+ * seek clears the application position, so fetching continues at the
+ * seek; a seek wakes the partition's fetcher and a resume does not;
+ * rd_kafka_yield() makes the poll return right after the rebalance
+ * callback).
  */
 #ifndef DP_CONSUMER_H
 #define DP_CONSUMER_H
@@ -92,6 +98,7 @@
 
 #include "buf.h"
 #include "cli.h"
+#include "kafka.h"      /* DP_KAFKA_STOPPED */
 
 /* --from: where a partition starts the first time it is seen. */
 enum dp_from {
