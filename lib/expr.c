@@ -185,6 +185,8 @@ run_jq(struct dp_expr *e, struct dp_expr_rec *rec, jv_fn fn, void *ctx,
 			jq_teardown(&e->jq);
 		return -1;
 	}
+	if (rec_jv(rec, &in, err) < 0)
+		return -1;
 	if (!e->warned) {
 		const char *at;
 		size_t len;
@@ -197,8 +199,6 @@ run_jq(struct dp_expr *e, struct dp_expr_rec *rec, jv_fn fn, void *ctx,
 			e->warned = true;
 		}
 	}
-	if (rec_jv(rec, &in, err) < 0)
-		return -1;
 	jq_start(e->jq, in, 0);
 	while (jv_is_valid(r = jq_next(e->jq))) {
 		rc = fn(ctx, r);        /* fn owns r */
