@@ -16,20 +16,13 @@ PATH=$PWD/bin:$PATH
 lines=${1:-1000000}
 reps=${2:-5}
 
-started=0
-if [[ -z ${DP_BROKERS:-} ]]; then
-	if [[ -z ${DP_STACK_DIR:-} && -d /dev/shm && -w /dev/shm ]]; then
-		export DP_STACK_DIR=/dev/shm/dp-bench-$UID
-	fi
-	eval "$(scripts/stack up)"
-	started=1
-fi
-work=$(mktemp -d "${TMPDIR:-/tmp}/dp-bench.XXXXXX")
+. bench/stack.bash
+bench_stack DP_BROKERS
 topics=()
 cleanup() {
 	((${#topics[@]})) && dp-topic delete "${topics[@]}" -o json > /dev/null
 	rm -rf "$work"
-	((started)) && scripts/stack down >&2
+	bench_unstack
 	return 0
 }
 trap cleanup EXIT

@@ -39,7 +39,7 @@ complete_words() {   # complete_words SCRIPT FUNC WORD... : prints COMPREPLY
 @test "make install puts binaries, man pages and completions under DESTDIR; uninstall removes them" {
 	dest=$BATS_TEST_TMPDIR/root
 	make -C "$DP_ROOT" -s install DESTDIR="$dest" PREFIX=/usr/local > /dev/null
-	for c in dp-fetch dp-publish dp-tail dp-topic; do
+	for c in dp-fetch dp-publish dp-sink-pg dp-tail dp-topic; do
 		[ -x "$dest/usr/local/bin/$c" ]
 		[ -f "$dest/usr/local/share/man/man1/$c.1" ]
 		[ -f "$dest/usr/local/share/bash-completion/completions/$c" ]

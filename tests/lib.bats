@@ -129,3 +129,26 @@ setup() {
 	done
 	[ "$n" -ge 1 ]
 }
+
+@test "binary COPY fields: numeric, timestamps, refusals instead of changed values" {
+	run "$TEST_LIB" pgbin
+	[ "$status" -eq 0 ]
+}
+
+@test "PostgreSQL messages lose every password; identifiers are quoted" {
+	run "$TEST_LIB" pg_scrub
+	[ "$status" -eq 0 ]
+}
+
+@test "object members, microsecond timestamps and dates" {
+	run "$TEST_LIB" sink_parse
+	[ "$status" -eq 0 ]
+}
+
+@test "the sink engine: three partitions on two writers, each once; a stale writer refused" {
+	[[ -n ${DP_PG:-} ]] || skip "needs a database (DP_PG; scripts/check sets it)"
+	run "$TEST_LIB" pgsink_sources
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ $output == *"rows per partition: 0:1000:1000,1:1000:1000,2:1000:1000"* ]]
+}

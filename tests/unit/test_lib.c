@@ -40,6 +40,9 @@
 #include "onerror.h"
 #include "producer.h"
 #include "sig.h"
+#include "pg.h"
+#include "pgbin.h"
+#include "pgsink.h"
 #include "timefmt.h"
 
 #define CHECK(cond) do { if (!(cond)) { \
@@ -1204,6 +1207,241 @@ t_consumer_registry(const char *topic)
 	return 0;
 }
 
+/* ---- dp-sink-pg's pieces ---- */
+
+/* The bytes of a field, in hex. */
+static const char *
+field_hex(enum dp_pgbin_kind k, enum dp_json_type t, const char *v, const char **why)
+{
+	static char hex[256];
+	struct dp_buf out = DP_BUF_INIT, scratch = DP_BUF_INIT;
+	int rc = dp_pgbin_field(&out, k, t, v, strlen(v), &scratch, why);
+
+	hex[0] = '\0';
+	for (size_t i = 0; rc == 0 && i < out.len && i < 100; i++)
+		snprintf(hex + 2 * i, 3, "%02x", (unsigned char)out.data[i]);
+	if (rc)
+		snprintf(hex, sizeof(hex), "refused");
+	dp_buf_free(&out);
+	dp_buf_free(&scratch);
+	return hex;
+}
+
+static int
+t_pgbin(void)
+{
+	const char *why = NULL;
+
+	/* numeric_send: ndigits, weight, sign, dscale, base-10000 digits */
+	CHECK(!strcmp(field_hex(DP_PGBIN_NUMERIC, DP_JSON_NUMBER, "123.45", &why),
+	              "0000000c00020000000000020" "07b1194"));
+	CHECK(!strcmp(field_hex(DP_PGBIN_NUMERIC, DP_JSON_NUMBER, "0.001", &why),
+	              "0000000a0001ffff00000003000a"));
+	CHECK(!strcmp(field_hex(DP_PGBIN_NUMERIC, DP_JSON_NUMBER, "-1e5", &why),
+	              "0000000a00010001400000000" "00a"));
+	CHECK(!strcmp(field_hex(DP_PGBIN_NUMERIC, DP_JSON_NUMBER, "-0.0", &why),
+	              "000000080000000000000001"));
+	CHECK(!strcmp(field_hex(DP_PGBIN_NUMERIC, DP_JSON_STRING, "\"42\"", &why),
+	              "0000000a00010000000000000" "02a"));
+	/* timestamps: microseconds since 2000-01-01, rounded as PostgreSQL rounds */
+	CHECK(!strcmp(field_hex(DP_PGBIN_TIMESTAMPTZ, DP_JSON_STRING, "\"2000-01-01T00:00:01.1234567Z\"", &why),
+	              "00000008000000000011248" "1"));
+	CHECK(!strcmp(field_hex(DP_PGBIN_TIMESTAMPTZ, DP_JSON_NUMBER, "946684801", &why),
+	              "0000000800000000000f4240"));
+	/* refusals, never a changed value */
+	CHECK(!strcmp(field_hex(DP_PGBIN_FLOAT8, DP_JSON_NUMBER, "9007199254740993", &why), "refused"));
+	CHECK(strstr(why, "would round"));
+	CHECK(strcmp(field_hex(DP_PGBIN_FLOAT8, DP_JSON_NUMBER, "9007199254740992", &why), "refused"));
+	CHECK(!strcmp(field_hex(DP_PGBIN_FLOAT8, DP_JSON_NUMBER, "0.1", &why), "000000083fb999999999999a"));
+	CHECK(!strcmp(field_hex(DP_PGBIN_FLOAT8, DP_JSON_NUMBER, "1e-400", &why), "refused"));
+	CHECK(!strcmp(field_hex(DP_PGBIN_INT4, DP_JSON_NUMBER, "2147483648", &why), "refused"));
+	CHECK(!strcmp(field_hex(DP_PGBIN_INT8, DP_JSON_NUMBER, "1.0", &why), "refused"));
+	CHECK(!strcmp(field_hex(DP_PGBIN_TEXT, DP_JSON_STRING, "\"a\\u0000\"", &why), "refused"));
+	CHECK(!strcmp(field_hex(DP_PGBIN_UUID, DP_JSON_STRING, "\"a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a1\"", &why),
+	              "refused"));
+	CHECK(!strcmp(field_hex(DP_PGBIN_JSONB, DP_JSON_OBJECT, "{ \"a\" : 1 }", &why),
+	              "0000000801" "7b2261223a317d"));
+	CHECK(!strcmp(field_hex(DP_PGBIN_BOOL, DP_JSON_NULL, "null", &why), "ffffffff"));
+	printf("ok binary COPY fields\n");
+	return 0;
+}
+
+static int
+scrubbed(const char *conninfo, const char *msg, const char *want)
+{
+	struct dp_buf m = DP_BUF_INIT;
+	int ok;
+
+	dp_buf_msgf(&m, "%s", msg);
+	dp_pg_scrub(&m, conninfo);
+	ok = !strcmp(dp_buf_str(&m), want);
+	if (!ok)
+		fprintf(stderr, "scrub: got '%s', want '%s'\n", dp_buf_str(&m), want);
+	dp_buf_free(&m);
+	return ok;
+}
+
+static int
+t_pg_scrub(void)
+{
+	struct dp_buf q = DP_BUF_INIT;
+
+	unsetenv("PGPASSWORD");
+	CHECK(scrubbed("postgresql://u:s3cret@h/db", "bad \"u:s3cret@h\"", "bad \"u:********@h\""));
+	CHECK(scrubbed("postgresql://u:s%33cret@h/db", "a s%33cret b s3cret", "a ******** b ********"));
+	CHECK(scrubbed("host=h password='a b\\'c' port=1", "x a b'c y", "x ******** y"));
+	CHECK(scrubbed("host=h password = plain port=1", "plain text", "******** text"));
+	CHECK(scrubbed("postgresql://h/db?user=u&password=qp&x=1", "qp!", "********!"));
+	setenv("PGPASSWORD", "envpw", 1);
+	CHECK(scrubbed(NULL, "it was envpw", "it was ********"));
+	unsetenv("PGPASSWORD");
+	CHECK(dp_pg_ident(&q, "a\"b", 3) == 0 && !strcmp(q.data, "\"a\"\"b\""));
+	dp_buf_reset(&q);
+	CHECK(dp_pg_qualified(&q, "s.t.x") == 0 && !strcmp(q.data, "\"s\".\"t.x\""));
+	dp_buf_free(&q);
+	printf("ok passwords scrubbed, identifiers quoted\n");
+	return 0;
+}
+
+static int
+t_sink_parse(void)
+{
+	const char *obj = "{\"a\":1, \"b\" : [1,{\"c\":2}] ,\"a\\\"b\":\"x\"}";
+	const char *k, *v;
+	size_t pos = 0, kn, vn;
+	int64_t us, days;
+
+	CHECK(dp_json_next_member(obj, strlen(obj), &pos, &k, &kn, &v, &vn) == DP_JSON_NUMBER);
+	CHECK(kn == 3 && !memcmp(k, "\"a\"", 3) && vn == 1 && *v == '1');
+	CHECK(dp_json_next_member(obj, strlen(obj), &pos, &k, &kn, &v, &vn) == DP_JSON_ARRAY);
+	CHECK(vn == 11 && !memcmp(v, "[1,{\"c\":2}]", 11));
+	CHECK(dp_json_next_member(obj, strlen(obj), &pos, &k, &kn, &v, &vn) == DP_JSON_STRING);
+	CHECK(kn == 6 && !memcmp(v, "\"x\"", 3));
+	CHECK(dp_json_next_member(obj, strlen(obj), &pos, &k, &kn, &v, &vn) == DP_JSON_INVALID);
+	pos = 0;
+	CHECK(dp_json_next_member("[1]", 3, &pos, &k, &kn, &v, &vn) == DP_JSON_INVALID);
+	CHECK(dp_time_parse_rfc3339_us("2000-01-01T00:00:00.0000015Z", &us) == 0 && us == 946684800000002);
+	CHECK(dp_time_parse_rfc3339_us("2000-01-01T00:00:00.123456Z", &us) == 0 && us == 946684800123456);
+	CHECK(dp_time_parse_rfc3339_us("2023-02-29T00:00:00Z", &us) < 0);
+	CHECK(dp_time_parse_rfc3339_us("2024-02-29T00:00:00Z", &us) == 0);
+	CHECK(dp_time_parse_date("2000-01-01", &days) == 0 && days == 10957);
+	CHECK(dp_time_parse_date("1900-02-29", &days) < 0);
+	printf("ok members, microseconds, dates\n");
+	return 0;
+}
+
+/* Drive the engine until everything accounted is committed. */
+static int
+drain(struct dp_pgsink *s, struct dp_buf *err)
+{
+	for (int i = 0; i < 600; i++) {
+		int rc = dp_pgsink_write(s, true, err);
+		if (rc)
+			return rc;
+		if (dp_pgsink_idle(s))
+			return 0;
+		dp_pgsink_wait(s, 100);
+	}
+	return -1;
+}
+
+static int
+feed_source(struct dp_pgsink *s, struct dp_pgsink_src *src, int part, int from, int to,
+            struct dp_buf *err)
+{
+	char row[64];
+
+	for (int i = from; i < to; i++) {
+		while (!dp_pgsink_room(s, src)) {
+			int rc = dp_pgsink_write(s, false, err);
+			if (rc)
+				return rc;
+			dp_pgsink_wait(s, 50);
+		}
+		snprintf(row, sizeof(row), "{\"p\":%d,\"o\":%d}", part, i);
+		int rc = dp_pgsink_add(s, src, i, row, strlen(row), err);
+		if (rc)
+			return rc;
+		dp_pgsink_done(s, src, i + 1);
+	}
+	return 0;
+}
+
+/*
+ * The engine as the Kafka side will use it: three partitions over two
+ * writer connections, rows interleaved, each partition's offset in its
+ * own row; then a stale writer of one partition is refused.  Needs a
+ * database: $DP_PG.
+ */
+static int
+t_pgsink_sources(void)
+{
+	const char *db = getenv("DP_PG");
+	struct dp_buf err = DP_BUF_INIT;
+	struct dp_pgsink *s = NULL, *stale = NULL;
+	struct dp_pgsink_src *src[3], *ssrc;
+	char table[64], topic[64], sql[256];
+	int status;
+
+	if (!db || !*db) {
+		printf("no database\n");
+		return 3;
+	}
+	snprintf(table, sizeof(table), "pgsink_unit_%d", (int)getpid());
+	snprintf(topic, sizeof(topic), "topic_%d", (int)getpid());
+	struct dp_pgsink_config cfg = {
+		.conninfo = db, .app = "test_lib", .table = table, .create = true,
+		.writers = 2, .batch_rows = 100, .batch_bytes = 1 << 20, .linger_ms = 50,
+		.on_error = DP_PGSINK_SKIP, .timeout_ms = 5000,
+	};
+	CHECK(dp_pgsink_open(&s, &cfg, &err) == 0);
+	for (int p = 0; p < 3; p++) {
+		src[p] = dp_pgsink_source(s, "group", topic, p, true, &err, &status);
+		CHECK(src[p] && dp_pgsink_stored(src[p]) == -1);
+	}
+	/* a second instance that read the same (empty) offsets */
+	CHECK(dp_pgsink_open(&stale, &cfg, &err) == 0);
+	ssrc = dp_pgsink_source(stale, "group", topic, 1, true, &err, &status);
+	CHECK(ssrc && dp_pgsink_stored(ssrc) == -1);
+
+	for (int chunk = 0; chunk < 10; chunk++)
+		for (int p = 0; p < 3; p++)
+			CHECK(feed_source(s, src[p], p, chunk * 100, chunk * 100 + 100, &err) == 0);
+	CHECK(drain(s, &err) == 0);
+	for (int p = 0; p < 3; p++)
+		CHECK(dp_pgsink_stored(src[p]) == 1000);
+
+	/* the stale one writes partition 1 from 0: its batch must not land */
+	CHECK(feed_source(stale, ssrc, 1, 0, 50, &err) == 0);
+	dp_buf_reset(&err);
+	status = drain(stale, &err);
+	CHECK(status == 75);
+	CHECK(strstr(dp_buf_str(&err), "the stored offset is not -1 any more"));
+
+	PGconn *c = PQconnectdb(db);
+	CHECK(PQstatus(c) == CONNECTION_OK);
+	snprintf(sql, sizeof(sql), "select string_agg(format('%%s:%%s:%%s', p, n, d), ',' order by p) "
+	         "from (select p, count(*) n, count(distinct o) d from \"%s\" group by p) x", table);
+	PGresult *r = PQexec(c, sql);
+	CHECK(PQresultStatus(r) == PGRES_TUPLES_OK);
+	printf("rows per partition: %s\n", PQgetvalue(r, 0, 0));
+	CHECK(!strcmp(PQgetvalue(r, 0, 0), "0:1000:1000,1:1000:1000,2:1000:1000"));
+	PQclear(r);
+	snprintf(sql, sizeof(sql), "select string_agg(next_offset::text, ',' order by partition) "
+	         "from dp_sink_offsets where \"group\" = 'group' and topic = '%s'", topic);
+	r = PQexec(c, sql);
+	CHECK(PQresultStatus(r) == PGRES_TUPLES_OK && !strcmp(PQgetvalue(r, 0, 0), "1000,1000,1000"));
+	PQclear(r);
+	snprintf(sql, sizeof(sql), "drop table \"%s\"", table);
+	PQclear(PQexec(c, sql));
+	PQfinish(c);
+	dp_pgsink_free(s);
+	dp_pgsink_free(stale);
+	dp_buf_free(&err);
+	printf("ok three partitions on two writers, a stale writer refused\n");
+	return 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -1215,6 +1453,8 @@ main(int argc, char **argv)
 		{ "ccerrors", t_ccerrors }, { "ccseries", t_ccseries }, { "secret", t_secret },
 		{ "lines_cap", t_lines_cap }, { "envelope_ts", t_envelope_ts },
 		{ "expr_limit", t_expr_limit },
+		{ "pgbin", t_pgbin }, { "pg_scrub", t_pg_scrub }, { "sink_parse", t_sink_parse },
+		{ "pgsink_sources", t_pgsink_sources },
 	};
 
 	dp_log_init("test_lib");

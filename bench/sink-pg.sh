@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# bench/sink-pg.sh - dp-sink-pg --stdin against psql \copy, same database,
+# same rows, same typed table, same run.  Prints a markdown table of medians
+# and ratios.
+#
+#   bench/sink-pg.sh [LINES] [REPS]     (defaults: 1000000 5)
+#
+# The input is bench/gen-prices.py's price records; psql \copy loads the same
+# rows from a CSV made from them beforehand (not timed), with the numbers as
+# the records write them.  Each measurement loads into a freshly created
+# table, and the two tools alternate, each going first in every other
+# repetition.  dp-sink-pg runs with --source-id, so exactly-once is on: every
+# batch also moves its row of dp_sink_offsets.  When timescaledb-parallel-copy
+# is on PATH it is measured too (2 workers, the same CSV).
+#
+# Uses $DP_PG when set; otherwise starts the test stack, with its data on
+# /dev/shm when there is one, and stops it again.  With DP_BENCH_HYPERTABLE=1
+# the table is a TimescaleDB hypertable on ts (the server needs the extension).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+PATH=$PWD/bin:$PATH
+lines=${1:-1000000}
+reps=${2:-5}
+
+. bench/stack.bash
+bench_stack DP_PG
+cleanup() {
+	psql "$DP_PG" -Xq -c 'drop table if exists bench_sink' \
+		-c "delete from dp_sink_offsets where \"group\" = '' and topic like 'bench_sink_%'" \
+		2>/dev/null || true
+	rm -rf "$work"
+	bench_unstack
+}
+trap cleanup EXIT
+
+python3 bench/gen-prices.py "$lines" > "$work/in"
+python3 - "$work/in" > "$work/in.csv" <<'PY'
+import csv, json, sys
+cols = ["type", "source", "market", "fsym", "tsym", "ts", "price", "volume_24h",
+        "change_pct_24h", "mktcap"]
+w = csv.writer(sys.stdout, lineterminator="\n")
+for line in open(sys.argv[1]):
+    r = json.loads(line, parse_float=str, parse_int=str)
+    w.writerow([r[c] for c in cols])
+PY
+bytes=$(wc -c < "$work/in")
+echo "input: $lines lines, $bytes bytes ($((bytes / lines)) B/line)" >&2
+
+fresh() {
+	psql "$DP_PG" -Xq -v ON_ERROR_STOP=1 -c 'drop table if exists bench_sink' -c '
+		create table bench_sink (type text, source text, market text, fsym text,
+			tsym text, ts timestamptz, price double precision,
+			volume_24h double precision, change_pct_24h double precision,
+			mktcap bigint)' 2>/dev/null
+	if [[ ${DP_BENCH_HYPERTABLE:-} == 1 ]]; then
+		psql "$DP_PG" -Xq -v ON_ERROR_STOP=1 \
+			-c "select create_hypertable('bench_sink', 'ts')" > /dev/null
+	fi
+}
+check() {
+	local n
+	n=$(psql "$DP_PG" -XAtq -c 'select count(*) from bench_sink')
+	[[ $n == "$lines" ]] || { echo "bench: $1 left $n rows, not $lines" >&2; exit 1; }
+}
+
+# measure NAME CMD...: appends "NAME seconds maxrss_kb user_s" to $work/results
+measure() {
+	local name=$1
+	shift
+	fresh
+	/usr/bin/time -f "$name %e %M %U" -o "$work/t" "$@"
+	check "$name"
+	cat "$work/t" >> "$work/results"
+	tail -1 "$work/t" >&2
+}
+
+tpc=$(command -v timescaledb-parallel-copy || true)
+# Repetition 0 warms the server's caches; it is not counted.
+for r in $(seq 0 "$reps"); do
+	ps() { measure psql psql "$DP_PG" -Xq -c "\\copy bench_sink from '$work/in.csv' csv"; }
+	dp() { measure dp-sink-pg sh -c "dp-sink-pg --stdin --table bench_sink --source-id bench_sink_$$_$r < '$work/in'"; }
+	if ((r % 2)); then ps; dp; else dp; ps; fi
+	if [[ -n $tpc ]]; then
+		measure tpc "$tpc" --connection "$DP_PG" --table bench_sink --file "$work/in.csv" \
+			--workers 2 --skip-header=false
+	fi
+	if ((r == 0)); then
+		: > "$work/results"
+	fi
+done
+
+python3 - "$work/results" "$lines" <<'PY'
+import statistics, sys
+rows = {}
+for line in open(sys.argv[1]):
+    name, secs, rss, user = line.split()
+    rows.setdefault(name, []).append((float(secs), int(rss), float(user)))
+n = int(sys.argv[2])
+def med(name):
+    return (n / statistics.median(s for s, _, _ in rows[name]),
+            max(r for _, r, _ in rows[name]) / 1024,
+            statistics.median(u for _, _, u in rows[name]))
+# The runs of one repetition meet the same server state, so the ratio is
+# taken per repetition and then its median.
+def paired(ours):
+    return statistics.median(b[0] / o[0] for o, b in zip(rows[ours], rows["psql"]))
+print("| loader | rows/s (median) | peak RSS MB | client CPU s | ratio vs psql \\copy (median of pairs) |")
+print("|---|---:|---:|---:|---:|")
+for name in ("psql", "dp-sink-pg", "tpc"):
+    if name not in rows:
+        continue
+    rate, rss, user = med(name)
+    label = {"psql": "psql \\copy (CSV)", "tpc": "timescaledb-parallel-copy -w 2"}.get(name, name)
+    ratio = "1.00" if name == "psql" else f"{paired(name):.2f}"
+    print(f"| {label} | {rate:,.0f} | {rss:.1f} | {user:.2f} | {ratio} |")
+PY

@@ -1,0 +1,465 @@
+/*
+ * pg.c -- PostgreSQL connections, errors and identifiers (pg.h).
+ */
+#include <errno.h>
+#include <poll.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "json.h"
+#include "log.h"
+#include "pg.h"
+#include "sig.h"
+#include "timefmt.h"
+
+#define MASK "********"
+
+/* ---- passwords out of messages ----------------------------------------- */
+
+struct secrets {
+	char *s[8];
+	size_t n;
+};
+
+static void
+secret_add(struct secrets *sc, const char *p, size_t n)
+{
+	if (!n || sc->n == sizeof(sc->s) / sizeof(sc->s[0]))
+		return;
+	for (size_t i = 0; i < sc->n; i++)
+		if (strlen(sc->s[i]) == n && memcmp(sc->s[i], p, n) == 0)
+			return;
+	char *c = strndup(p, n);
+	if (c)
+		sc->s[sc->n++] = c;
+}
+
+/* The secret as written and, when it has %XX escapes, decoded too. */
+static void
+secret_add_uri(struct secrets *sc, const char *p, size_t n)
+{
+	secret_add(sc, p, n);
+	char *d = malloc(n + 1);
+	size_t k = 0;
+	if (!d)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		if (p[i] == '%' && i + 2 < n &&
+		    dp_hexval(p[i + 1]) >= 0 && dp_hexval(p[i + 2]) >= 0) {
+			d[k++] = (char)(dp_hexval(p[i + 1]) << 4 | dp_hexval(p[i + 2]));
+			i += 2;
+		} else {
+			d[k++] = p[i];
+		}
+	}
+	secret_add(sc, d, k);
+	free(d);
+}
+
+/*
+ * Every password a connection string may carry, found without libpq's
+ * parser (which is what fails on a malformed string): a URI's
+ * user:password@, password=... in its query, and password = ... in the
+ * key/value form, quoted or not.
+ */
+static void
+secrets_of(struct secrets *sc, const char *ci)
+{
+	const char *env = getenv("PGPASSWORD");
+
+	if (env)
+		secret_add(sc, env, strlen(env));
+	if (!ci)
+		return;
+	const char *scheme = strstr(ci, "://");
+	if (scheme && (strncmp(ci, "postgresql://", 13) == 0 || strncmp(ci, "postgres://", 11) == 0)) {
+		const char *a = scheme + 3, *slash = strchr(a, '/'), *at = NULL;
+		const char *end = slash ? slash : a + strlen(a);
+		for (const char *p = a; p < end; p++)
+			if (*p == '@')
+				at = p;
+		if (at) {
+			const char *colon = memchr(a, ':', (size_t)(at - a));
+			if (colon)
+				secret_add_uri(sc, colon + 1, (size_t)(at - colon - 1));
+		}
+		for (const char *q = strstr(ci, "password="); q; q = strstr(q + 1, "password=")) {
+			const char *v = q + 9;
+			size_t n = strcspn(v, "&");
+			secret_add_uri(sc, v, n);
+		}
+		return;
+	}
+	for (const char *q = strstr(ci, "password"); q; q = strstr(q + 1, "password")) {
+		const char *p = q + 8;
+		while (*p == ' ' || *p == '\t')
+			p++;
+		if (*p != '=')
+			continue;
+		p++;
+		while (*p == ' ' || *p == '\t')
+			p++;
+		if (*p == '\'') {
+			/* quoted: backslash escapes; keep the raw and the unescaped text */
+			const char *v = ++p;
+			char *d = malloc(strlen(v) + 1);
+			size_t k = 0;
+			while (*p && *p != '\'') {
+				if (*p == '\\' && p[1])
+					p++;
+				if (d)
+					d[k++] = *p;
+				p++;
+			}
+			secret_add(sc, v, (size_t)(p - v));
+			if (d)
+				secret_add(sc, d, k);
+			free(d);
+		} else {
+			secret_add(sc, p, strcspn(p, " \t\n"));
+		}
+	}
+}
+
+static void
+secrets_free(struct secrets *sc)
+{
+	for (size_t i = 0; i < sc->n; i++)
+		free(sc->s[i]);
+	sc->n = 0;
+}
+
+/* Replace each secret in msg, longest first (one may contain another). */
+static void
+scrub(struct dp_buf *msg, struct secrets *sc)
+{
+	for (size_t i = 0; i < sc->n; i++)
+		for (size_t j = i + 1; j < sc->n; j++)
+			if (strlen(sc->s[j]) > strlen(sc->s[i])) {
+				char *t = sc->s[i];
+				sc->s[i] = sc->s[j];
+				sc->s[j] = t;
+			}
+	for (size_t i = 0; i < sc->n && msg->len; i++) {
+		const char *s = sc->s[i];
+		size_t n = strlen(s);
+		char *hit;
+		size_t from = 0;
+		while (from < msg->len && (hit = memmem(msg->data + from, msg->len - from, s, n))) {
+			size_t at = (size_t)(hit - msg->data), tail = msg->len - at - n;
+			struct dp_buf out = DP_BUF_INIT;
+			if (dp_buf_add(&out, msg->data, at) < 0 || dp_buf_addstr(&out, MASK) < 0 ||
+			    dp_buf_add(&out, hit + n, tail) < 0) {
+				/* No memory for a copy: blank the secret in place. */
+				memset(hit, '*', n);
+				dp_buf_free(&out);
+				from = at + n;
+				continue;
+			}
+			from = at + strlen(MASK);
+			dp_buf_free(msg);
+			*msg = out;
+		}
+	}
+}
+
+/*
+ * Append msg to err without the passwords of conninfo, the environment
+ * and the connection (its .pgpass one too); msg is freed.
+ */
+static void
+scrub_into(struct dp_buf *err, struct dp_buf *msg, const char *conninfo, const PGconn *c)
+{
+	struct secrets sc = { { NULL }, 0 };
+
+	secrets_of(&sc, conninfo);
+	if (c && PQpass(c))
+		secret_add(&sc, PQpass(c), strlen(PQpass(c)));
+	scrub(msg, &sc);
+	secrets_free(&sc);
+	dp_buf_msgf(err, "%s", dp_buf_str(msg));
+	dp_buf_free(msg);
+}
+
+void
+dp_pg_scrub(struct dp_buf *msg, const char *conninfo)
+{
+	struct secrets sc = { { NULL }, 0 };
+
+	secrets_of(&sc, conninfo);
+	scrub(msg, &sc);
+	secrets_free(&sc);
+}
+
+/*
+ * libpq's message as one line: no "ERROR:  " prefix, newlines and tabs
+ * folded into "; ", no trailing newline.
+ */
+static void
+one_line(struct dp_buf *out, const char *m)
+{
+	struct dp_buf b = DP_BUF_INIT;
+
+	if (!m)
+		m = "";
+	static const char *const severities[] = { "ERROR:  ", "FATAL:  ", "NOTICE:  ",
+		"WARNING:  ", NULL };
+
+	for (int i = 0; severities[i]; i++)
+		if (strncmp(m, severities[i], strlen(severities[i])) == 0) {
+			m += strlen(severities[i]);
+			break;
+		}
+	/*
+	 * libpq indents a message's continuation lines with a tab: they go
+	 * on the same sentence, or start a new one when capitalized; other
+	 * lines (DETAIL:, HINT:) are parts of their own.
+	 */
+	for (const char *p = m; *p; p++) {
+		if (*p == '\n' || *p == '\t') {
+			bool cont = p[0] == '\n' && p[1] == '\t';
+			while (p[1] == '\n' || p[1] == '\t')
+				p++;
+			if (!p[1] || !b.len)
+				continue;
+			if (!cont)
+				dp_buf_msgf(&b, "; ");
+			else if (p[1] >= 'A' && p[1] <= 'Z' && b.data[b.len - 1] != '.')
+				dp_buf_msgf(&b, ". ");
+			else
+				dp_buf_msgf(&b, " ");
+			continue;
+		}
+		dp_buf_msgf(&b, "%c", *p);
+	}
+	dp_buf_msgf(out, "%s", dp_buf_str(&b));
+	dp_buf_free(&b);
+}
+
+/* ---- connecting ------------------------------------------------------- */
+
+static void
+notice(void *arg, const char *msg)
+{
+	struct dp_buf b = DP_BUF_INIT;
+
+	(void)arg;
+	one_line(&b, msg);
+	dp_info("server: %s", dp_buf_str(&b));
+	dp_buf_free(&b);
+}
+
+static void
+describe(struct dp_buf *err, PGconn *c)
+{
+	const char *host = c ? PQhost(c) : NULL, *port = c ? PQport(c) : NULL;
+	const char *db = c ? PQdb(c) : NULL, *user = c ? PQuser(c) : NULL;
+	struct dp_buf d = DP_BUF_INIT;
+
+	if (host && *host)
+		dp_buf_msgf(&d, "host %s", host);
+	if (port && *port)
+		dp_buf_msgf(&d, "%sport %s", d.len ? " " : "", port);
+	if (db && *db)
+		dp_buf_msgf(&d, "%sdbname %s", d.len ? " " : "", db);
+	if (user && *user)
+		dp_buf_msgf(&d, "%suser %s", d.len ? " " : "", user);
+	if (d.len)
+		dp_buf_msgf(err, " (%s)", dp_buf_str(&d));
+	dp_buf_free(&d);
+}
+
+static void
+connect_failed(struct dp_buf *err, PGconn *c, const char *conninfo, const char *why)
+{
+	struct dp_buf m = DP_BUF_INIT;
+
+	dp_buf_msgf(&m, "cannot connect to the database");
+	describe(&m, c);
+	dp_buf_msgf(&m, ": ");
+	if (why)
+		dp_buf_msgf(&m, "%s", why);
+	else
+		one_line(&m, c ? PQerrorMessage(c) : "out of memory");
+	scrub_into(err, &m, conninfo, c);
+}
+
+int
+dp_pg_conninfo_check(const char *conninfo, struct dp_buf *err)
+{
+	char *why = NULL;
+	PQconninfoOption *o;
+
+	if (!conninfo || !*conninfo || (!strchr(conninfo, '=') && !strstr(conninfo, "://")))
+		return 0;      /* nothing, or a plain database name */
+	o = PQconninfoParse(conninfo, &why);
+	if (o) {
+		PQconninfoFree(o);
+		return 0;
+	}
+	struct dp_buf m = DP_BUF_INIT;
+	one_line(&m, why ? why : "out of memory");
+	dp_pg_scrub(&m, conninfo);
+	dp_buf_msgf(err, "%s", dp_buf_str(&m));
+	dp_buf_free(&m);
+	PQfreemem(why);
+	return -1;
+}
+
+PGconn *
+dp_pg_connect(const char *conninfo, const char *app, int64_t timeout_ms, struct dp_buf *err)
+{
+	const char *kw[3], *val[3];
+	int n = 0;
+
+	if (conninfo && *conninfo) {
+		kw[n] = "dbname";       /* expand_dbname: a conninfo string or URI */
+		val[n++] = conninfo;
+	}
+	kw[n] = "fallback_application_name";
+	val[n++] = app;
+	kw[n] = NULL;
+	val[n] = NULL;
+
+	PGconn *c = PQconnectStartParams(kw, val, 1);
+	if (!c || PQstatus(c) == CONNECTION_BAD) {
+		connect_failed(err, c, conninfo, NULL);
+		PQfinish(c);
+		return NULL;
+	}
+	int64_t deadline = dp_time_mono_ms() + timeout_ms;
+	PostgresPollingStatusType st = PGRES_POLLING_WRITING;
+	while (st != PGRES_POLLING_OK) {
+		if (st == PGRES_POLLING_FAILED) {
+			connect_failed(err, c, conninfo, NULL);
+			PQfinish(c);
+			return NULL;
+		}
+		int64_t left = deadline - dp_time_mono_ms();
+		if (left <= 0) {
+			char d[48], why[96];
+			snprintf(why, sizeof(why), "no answer within %s", dp_duration_format(timeout_ms, d));
+			connect_failed(err, c, conninfo, why);
+			PQfinish(c);
+			return NULL;
+		}
+		struct pollfd pfd = { PQsocket(c), st == PGRES_POLLING_READING ? POLLIN : POLLOUT, 0 };
+		int r = poll(&pfd, 1, (int)(left < 250 ? left : 250));
+		if (dp_sig_stop) {
+			PQfinish(c);
+			return NULL;
+		}
+		if (r < 0 && errno != EINTR) {
+			connect_failed(err, c, conninfo, strerror(errno));
+			PQfinish(c);
+			return NULL;
+		}
+		if (r > 0)
+			st = PQconnectPoll(c);
+	}
+	PQsetNoticeProcessor(c, notice, NULL);
+	return c;
+}
+
+/* ---- errors ----------------------------------------------------------- */
+
+const char *
+dp_pg_sqlstate(const PGresult *res)
+{
+	const char *s = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+	return s ? s : "";
+}
+
+enum dp_pg_kind
+dp_pg_classify(const PGresult *res, const PGconn *conn)
+{
+	const char *s = dp_pg_sqlstate(res);
+
+	if (!conn || PQstatus(conn) == CONNECTION_BAD)
+		return DP_PG_TRANSIENT;
+	if (strncmp(s, "08", 2) == 0 || strncmp(s, "53", 2) == 0 ||
+	    strncmp(s, "57P", 3) == 0 || strncmp(s, "40", 2) == 0)
+		return DP_PG_TRANSIENT;
+	if (strncmp(s, "22", 2) == 0 || strncmp(s, "23", 2) == 0)
+		return DP_PG_DATA;
+	return DP_PG_FATAL;
+}
+
+void
+dp_pg_error(struct dp_buf *err, const PGresult *res, const PGconn *conn)
+{
+	struct dp_buf m = DP_BUF_INIT;
+	const char *primary = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+	const char *st = dp_pg_sqlstate(res);
+
+	if (primary)
+		one_line(&m, primary);
+	else if (res && *PQresultErrorMessage(res))
+		one_line(&m, PQresultErrorMessage(res));
+	else if (conn && *PQerrorMessage(conn))
+		one_line(&m, PQerrorMessage(conn));
+	else
+		dp_buf_msgf(&m, "the connection to the database was lost");
+	if (*st)
+		dp_buf_msgf(&m, " (SQLSTATE %s)", st);
+	scrub_into(err, &m, NULL, conn);
+}
+
+enum dp_pg_kind
+dp_pg_exec(PGconn *c, const char *sql, int nparams, const char *const *params,
+           PGresult **res, char *sqlstate, struct dp_buf *err, const char *what)
+{
+	PGresult *r = PQexecParams(c, sql, nparams, NULL, params, NULL, NULL, 0);
+	ExecStatusType st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
+
+	if (sqlstate)
+		*sqlstate = '\0';
+	if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
+		if (res)
+			*res = r;
+		else
+			PQclear(r);
+		return DP_PG_OK;
+	}
+	enum dp_pg_kind k = dp_pg_classify(r, c);
+	if (sqlstate)
+		snprintf(sqlstate, 6, "%s", dp_pg_sqlstate(r));
+	if (what)
+		dp_buf_msgf(err, "%s: ", what);
+	dp_pg_error(err, r, c);
+	PQclear(r);
+	if (res)
+		*res = NULL;
+	return k == DP_PG_OK ? DP_PG_FATAL : k;
+}
+
+/* ---- identifiers ------------------------------------------------------ */
+
+int
+dp_pg_ident(struct dp_buf *out, const char *name, size_t n)
+{
+	if (dp_buf_grow(out, n + 2) < 0 || dp_buf_addch(out, '"') < 0)
+		return -1;
+	for (size_t i = 0; i < n; i++) {
+		if (name[i] == '"' && dp_buf_addch(out, '"') < 0)
+			return -1;
+		if (dp_buf_addch(out, name[i]) < 0)
+			return -1;
+	}
+	return dp_buf_addch(out, '"');
+}
+
+int
+dp_pg_qualified(struct dp_buf *out, const char *name)
+{
+	const char *dot = strchr(name, '.');
+
+	if (dot) {
+		if (dp_pg_ident(out, name, (size_t)(dot - name)) < 0 || dp_buf_addch(out, '.') < 0)
+			return -1;
+		name = dot + 1;
+	}
+	return dp_pg_ident(out, name, strlen(name));
+}

@@ -1,0 +1,110 @@
+/*
+ * pg.h -- PostgreSQL connections as dp uses them (libpq).
+ *
+ * Connecting: a libpq conninfo string ("host=db dbname=dp") or URI
+ * ("postgresql://user@db/dp"), or nothing for libpq's own defaults (PG*
+ * environment variables, ~/.pgpass, the service file).  The connection is
+ * made without blocking and polled in slices, so it gives up after a
+ * timeout and when SIGINT/SIGTERM arrives.
+ *
+ * Passwords: no message from here ever contains one.  libpq's own
+ * messages can quote parts of the connection string (a bad percent
+ * escape in a URI quotes the whole component, password included), so
+ * every message is scrubbed of each password the string, the
+ * environment ($PGPASSWORD) or the connection names, and the target is
+ * described by host, port, database and user only.
+ *
+ * Errors: a failed statement is classified by its SQLSTATE (PostgreSQL
+ * documentation, Appendix A "PostgreSQL Error Codes"):
+ *   transient  class 08 (connection), 53 (insufficient resources), 57P
+ *              (operator intervention: shutdown, crash, starting up), 40
+ *              (transaction rollback: serialization, deadlock), and a
+ *              connection that is gone: retry later, nothing is wrong
+ *              with the data;
+ *   data       class 22 (data exception) and 23 (integrity constraint):
+ *              some row is bad;
+ *   fatal      everything else (42 syntax or undefined object, 28
+ *              authorization, ...): retrying cannot help.
+ */
+#ifndef DP_PG_H
+#define DP_PG_H
+
+#include <stdint.h>
+
+#include <libpq-fe.h>
+
+#include "buf.h"
+
+enum dp_pg_kind {
+	DP_PG_OK = 0,
+	DP_PG_TRANSIENT,
+	DP_PG_DATA,
+	DP_PG_FATAL,
+};
+
+/*
+ * Connect.  conninfo may be NULL or "" (libpq's defaults); app is the
+ * application_name the server shows (unless the string sets one).
+ * timeout_ms bounds the whole attempt (> 0).  Returns the connection, or
+ * NULL with a message in err ("cannot connect to the database (host h
+ * port p dbname d user u): why", password-free); NULL with nothing in
+ * err when a signal stopped it (dp_sig_stop is set).  Notices from the
+ * server go to dp_info() (shown with -v).  Caller PQfinish()es.
+ */
+PGconn *dp_pg_connect(const char *conninfo, const char *app, int64_t timeout_ms,
+                      struct dp_buf *err);
+
+/*
+ * Check a conninfo string or URI without connecting: 0, or -1 with
+ * libpq's reason (password-free) in err.
+ */
+int dp_pg_conninfo_check(const char *conninfo, struct dp_buf *err);
+
+/* Classify a failed result (or NULL: a lost connection) on conn. */
+enum dp_pg_kind dp_pg_classify(const PGresult *res, const PGconn *conn);
+
+/* "08006", or "" when the error has no SQLSTATE (libpq's own); static or borrowed. */
+const char *dp_pg_sqlstate(const PGresult *res);
+
+/*
+ * Append the error of res (or of conn when res is NULL) to err as one
+ * line: the primary message, the column or constraint when the server
+ * named one, and the SQLSTATE; scrubbed of passwords.
+ */
+void dp_pg_error(struct dp_buf *err, const PGresult *res, const PGconn *conn);
+
+/*
+ * Run one statement with text parameters (values only ever go as
+ * parameters, never into the SQL text).  Returns DP_PG_OK with *res set
+ * when res is not NULL (caller PQclear()s), else the error's kind with
+ * the message in err, prefixed by what (e.g. "cannot create table x").
+ * sqlstate (may be NULL, 6 bytes) gets the error's SQLSTATE or "".
+ */
+enum dp_pg_kind dp_pg_exec(PGconn *c, const char *sql, int nparams,
+                           const char *const *params, PGresult **res, char *sqlstate,
+                           struct dp_buf *err, const char *what);
+
+/*
+ * Append name[0..n) as a quoted SQL identifier: in double quotes, each
+ * double quote doubled (what PQescapeIdentifier does, without needing a
+ * connection).  name must be valid UTF-8 without NUL bytes.
+ */
+int dp_pg_ident(struct dp_buf *out, const char *name, size_t n) DP_MUST_CHECK;
+
+/*
+ * Split "schema.name" at the first dot (no dot: no schema) and append it
+ * quoted.  Returns -1 when memory runs out.  Names are taken literally:
+ * "Candles" stays capitalized, as the user typed it.
+ */
+int dp_pg_qualified(struct dp_buf *out, const char *name) DP_MUST_CHECK;
+
+/* The longest identifier PostgreSQL keeps (NAMEDATALEN - 1); longer ones it truncates. */
+#define DP_PG_MAX_IDENT 63
+
+/*
+ * Replace every password of conninfo (and $PGPASSWORD) in msg with
+ * "********".  Exposed for callers that print libpq text themselves.
+ */
+void dp_pg_scrub(struct dp_buf *msg, const char *conninfo);
+
+#endif

@@ -1,0 +1,2499 @@
+/*
+ * pgsink.c -- JSON rows into PostgreSQL with binary COPY, exactly once
+ * per source (pgsink.h).
+ *
+ * The caller's thread owns the table model (columns, layouts), encodes
+ * rows into batches and runs every DDL statement on the control
+ * connection.  Writer threads only run batches: BEGIN, compare-and-set
+ * of the offsets row, COPY (and for --upsert the INSERT from the stage
+ * table), COMMIT.  They share with the caller only the queues and the
+ * answers, under one mutex; a layout, once made, is read-only.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <libpq-fe.h>
+
+#include "exit.h"
+#include "json.h"
+#include "log.h"
+#include "pg.h"
+#include "pgbin.h"
+#include "pgsink.h"
+#include "sig.h"
+#include "timefmt.h"
+
+#define QDEPTH 2                        /* batches per writer: one in flight, one waiting */
+#define COPY_CHUNK (256 * 1024)         /* bytes per PQputCopyData */
+
+#define OFFSETS_TABLE "dp_sink_offsets"
+
+/* ---- model ------------------------------------------------------------ */
+
+struct column {
+	char *name;                     /* exact, as in the catalog */
+	size_t len;
+	enum dp_pgbin_kind kind;
+	char *type;                     /* format_type(), for messages */
+	bool hasdef;                    /* DEFAULT, serial or identity: may be left out */
+	bool writable;                  /* not generated, not identity ALWAYS */
+	bool key;                       /* an --upsert key */
+	bool plain;                     /* no backslash or quote in the name */
+};
+
+/* The columns one COPY names, and the statements that use them. */
+struct layout {
+	struct layout *next;
+	unsigned id;
+	unsigned *cols;
+	size_t ncols;
+	char *copy_sql;                 /* into the table, or into the stage for --upsert */
+	char *stage_sql;                /* --upsert: make the stage table */
+	char *insert_sql;               /* --upsert: stage into table, ON CONFLICT */
+	char *clear_sql;                /* --upsert: empty the stage */
+};
+
+struct row {
+	int64_t offset;                 /* of its record */
+	size_t pos;                     /* into the batch's data */
+};
+
+struct seg {
+	struct layout *L;               /* NULL in a raw batch */
+	size_t first;                   /* row index */
+};
+
+enum result { R_NONE, R_COMMITTED, R_STOPPED, R_DISCARDED, R_LOST, R_FATAL };
+
+struct batch {
+	struct batch *next;
+	struct dp_pgsink_src *src;
+	int64_t start, end;             /* records [start, end) are accounted here */
+	bool raw;                       /* rows are JSON text: the table is not made yet */
+	struct dp_buf data;             /* binary tuples, or JSON text when raw */
+	struct row *rows;
+	size_t nrows, caprows;
+	struct seg *segs;
+	size_t nsegs, capsegs;
+	int64_t born_ms;                /* first row or advance */
+	int64_t sent_ms;
+	/* the writer's answer */
+	enum result result;
+	uint64_t written, bad, bad_rows;
+	int64_t stop;                   /* R_STOPPED: the bad record's offset */
+	int status;                     /* R_LOST, R_FATAL: exit status */
+	char *msg;
+};
+
+struct dp_pgsink_src {
+	struct dp_pgsink *s;
+	char *group, *topic;
+	int32_t partition;
+	bool track;
+	char *label;
+	atomic_llong stored;            /* stored next_offset, -1 none; written by its writer */
+	int64_t end;                    /* accounted */
+	struct batch *filling;
+	unsigned writer;
+	unsigned queued;                /* submitted, not answered */
+	bool stopped;                   /* writer side: discard later batches (set by its writer) */
+	bool closed;                    /* caller side: takes no more rows */
+	/* the record being added: where its rows start, to take them back */
+	int64_t rec;
+	size_t rec_row, rec_pos, rec_seg;
+};
+
+struct writer {
+	struct dp_pgsink *s;
+	unsigned idx;
+	pthread_t th;
+	bool started;
+	PGconn *c;
+	PGcancel *cancel;
+	struct batch *head, *tail;      /* queue; head is the one running */
+	bool running;
+	bool broken;                    /* lost the database: waits for reconnect */
+	bool quit;
+	pthread_cond_t cv;
+	unsigned char *staged;          /* layouts whose stage table exists on c */
+	size_t nstaged;
+	size_t *recs;                   /* record boundaries of the batch running */
+	size_t caprecs;
+	struct dp_buf err;
+	struct dp_buf why;              /* a bad row's reason */
+	struct dp_buf down;             /* why it lost the database */
+	char sqlstate[6];
+};
+
+struct slot {
+	unsigned gen;
+	enum dp_json_type t;
+	const char *v;
+	size_t n;
+};
+
+struct dp_pgsink {
+	struct dp_pgsink_config cfg;
+	char *qname;                    /* the table, quoted */
+	char *schema, *name;            /* as the catalog has them, once known */
+	PGconn *ctl;
+	bool ctl_broken;
+	/* the table */
+	bool table_ready;
+	uint32_t oid;
+	struct column *cols;
+	size_t ncols;
+	unsigned *hash;                 /* open addressing: column index + 1, 0 empty */
+	size_t hcap;
+	int extra;                      /* the extra column's index, or -1 */
+	bool has_ts;                    /* TimescaleDB is installed */
+	struct layout *layouts;
+	unsigned nlayouts;
+	/* rows */
+	struct slot *slots;
+	unsigned gen;
+	int *shape;                     /* column of the i-th key of the last row, or -1 */
+	size_t nshape;
+	struct new_key *newkeys;        /* encode_row's scratch */
+	size_t capnew;
+	unsigned *tmpcols;
+	int64_t ord;                    /* --upsert: sequence of rows, last one wins */
+	struct dp_buf scratch, keybuf, extrabuf, why, sql;
+	/* writers and sources */
+	struct writer *w;
+	unsigned nw;
+	struct dp_pgsink_src **src;
+	size_t nsrc;
+	bool offsets_ready;
+	size_t filling_bytes;
+	size_t budget;
+	bool stop_pending;              /* a source stopped: tell the caller once */
+	struct batch *spare;            /* committed batches kept for their memory */
+	unsigned nspare;
+	pthread_mutex_t mu;
+	pthread_cond_t answer_cv;
+	struct batch *ans_head, *ans_tail;
+	atomic_int answered;
+	bool mu_ok;
+	struct dp_pgsink_stats stats;
+};
+
+/* ---- small helpers ------------------------------------------------------ */
+
+/*
+ * The array v of *cap elements of size bytes, with room for need: v
+ * itself, or v moved by realloc (doubling from first).  NULL when memory
+ * runs out; v and *cap are then unchanged.
+ */
+static void *
+grow(void *v, size_t *cap, size_t need, size_t size, size_t first)
+{
+	size_t n = *cap ? *cap : first;
+
+	if (need <= *cap)
+		return v;
+	while (n < need)
+		n *= 2;
+	void *q = realloc(v, n * size);
+	if (q)
+		*cap = n;
+	return q;
+}
+
+/* A copy of buf's text (for SQL built in scratch). */
+static char *
+buf_dup(struct dp_buf *b)
+{
+	return b->data ? strndup(b->data, b->len) : strdup("");
+}
+
+static void
+batch_free(struct batch *b)
+{
+	if (!b)
+		return;
+	dp_buf_free(&b->data);
+	free(b->rows);
+	free(b->segs);
+	free(b->msg);
+	free(b);
+}
+
+static size_t
+batch_bytes(const struct batch *b)
+{
+	return b->data.len + b->nrows * sizeof(struct row);
+}
+
+/* Append name as a JSON string (for messages: unambiguous, escapes shown). */
+static void
+msg_name(struct dp_buf *m, const char *name, size_t n)
+{
+	struct dp_buf q = DP_BUF_INIT;
+
+	if (dp_json_quote(&q, name, n) < 0)
+		dp_buf_msgf(m, "(a name)");
+	else
+		dp_buf_msgf(m, "%s", q.data);
+	dp_buf_free(&q);
+}
+
+/* The value, shortened for a message. */
+static void
+msg_value(struct dp_buf *m, const char *v, size_t n)
+{
+	if (n <= 48)
+		dp_buf_msgf(m, "%.*s", (int)n, v);
+	else
+		dp_buf_msgf(m, "%.40s...", v);
+}
+
+static int
+exec_ctl(struct dp_pgsink *s, const char *sql, int n, const char *const *p, PGresult **res,
+         char *state, struct dp_buf *err, const char *what)
+{
+	enum dp_pg_kind k = dp_pg_exec(s->ctl, sql, n, p, res, state, err, what);
+
+	if (k == DP_PG_OK)
+		return 0;
+	if (k == DP_PG_TRANSIENT) {
+		s->ctl_broken = true;
+		return DP_PGSINK_DOWN;
+	}
+	return -1;
+}
+
+/* An exit status for an error retrying cannot mend. */
+static int
+fatal_status(const char *sqlstate)
+{
+	if (strcmp(sqlstate, "42501") == 0 || strncmp(sqlstate, "28", 2) == 0)
+		return DP_EX_NOPERM;
+	if (strncmp(sqlstate, "42", 2) == 0 || strncmp(sqlstate, "0A", 2) == 0)
+		return DP_EX_CONFIG;
+	return DP_EX_TEMPFAIL;
+}
+
+/* ---- columns ------------------------------------------------------------ */
+
+static uint64_t
+hash_name(const char *s, size_t n)
+{
+	uint64_t h = 1469598103934665603ull;
+
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ (unsigned char)s[i]) * 1099511628211ull;
+	return h;
+}
+
+static int
+rehash(struct dp_pgsink *s)
+{
+	size_t cap = 16;
+
+	while (cap < s->ncols * 2 + 2)
+		cap *= 2;
+	unsigned *h = calloc(cap, sizeof(*h));
+	if (!h)
+		return -1;
+	for (size_t i = 0; i < s->ncols; i++) {
+		size_t j = hash_name(s->cols[i].name, s->cols[i].len) & (cap - 1);
+		while (h[j])
+			j = (j + 1) & (cap - 1);
+		h[j] = (unsigned)i + 1;
+	}
+	free(s->hash);
+	s->hash = h;
+	s->hcap = cap;
+	return 0;
+}
+
+static int
+find_col(const struct dp_pgsink *s, const char *name, size_t n)
+{
+	if (!s->hcap)
+		return -1;
+	size_t j = hash_name(name, n) & (s->hcap - 1);
+	while (s->hash[j]) {
+		const struct column *c = &s->cols[s->hash[j] - 1];
+		if (c->len == n && memcmp(c->name, name, n) == 0)
+			return (int)s->hash[j] - 1;
+		j = (j + 1) & (s->hcap - 1);
+	}
+	return -1;
+}
+
+/* A catalog query whose one parameter is the table's OID. */
+static int
+about_table(struct dp_pgsink *s, const char *sql, PGresult **r, struct dp_buf *err,
+            const char *what)
+{
+	char oid[16];
+	const char *p[1] = { oid };
+
+	snprintf(oid, sizeof(oid), "%u", s->oid);
+	return exec_ctl(s, sql, 1, p, r, NULL, err, what);
+}
+
+/*
+ * Read the table's columns from the catalog and merge them into the
+ * model: known columns keep their index (layouts refer to it), new ones
+ * are appended.  0, DP_PGSINK_DOWN, or an exit status.
+ */
+static int
+load_columns(struct dp_pgsink *s, struct dp_buf *err)
+{
+	static const char sql[] =
+		"SELECT a.attname, "
+		"       CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE a.atttypid END, "
+		"       CASE WHEN t.typtype = 'd' THEN bt.typtype ELSE t.typtype END, "
+		"       format_type(a.atttypid, a.atttypmod), "
+		"       a.atthasdef OR a.attidentity <> '', "
+		"       a.attgenerated = '' AND a.attidentity <> 'a' "
+		"FROM pg_attribute a "
+		"JOIN pg_type t ON t.oid = a.atttypid "
+		"LEFT JOIN pg_type bt ON bt.oid = t.typbasetype "
+		"WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped "
+		"ORDER BY a.attnum";
+	PGresult *r;
+	int rc;
+
+	if ((rc = about_table(s, sql, &r, err, "cannot read the table's columns")) != 0)
+		return rc == DP_PGSINK_DOWN ? rc : DP_EX_UNAVAILABLE;
+	int n = PQntuples(r);
+	size_t old = s->ncols;
+	struct column *cols = realloc(s->cols, ((size_t)n + s->ncols + 1) * sizeof(*cols));
+	if (!cols)
+		goto nomem;
+	s->cols = cols;
+	for (int i = 0; i < n; i++) {
+		const char *name = PQgetvalue(r, i, 0);
+		size_t len = strlen(name);
+		if (find_col(s, name, len) >= 0)
+			continue;
+		struct column *c = &s->cols[s->ncols];
+		memset(c, 0, sizeof(*c));
+		c->name = strdup(name);
+		c->type = strdup(PQgetvalue(r, i, 3));
+		if (!c->name || !c->type) {
+			free(c->name);
+			free(c->type);
+			goto nomem;
+		}
+		c->len = len;
+		c->plain = !strpbrk(name, "\\\"");
+		c->kind = dp_pgbin_kind_of((uint32_t)strtoul(PQgetvalue(r, i, 1), NULL, 10),
+		                           *PQgetvalue(r, i, 2));
+		c->hasdef = *PQgetvalue(r, i, 4) == 't';
+		c->writable = *PQgetvalue(r, i, 5) == 't';
+		for (size_t k = 0; k < s->cfg.nkeys; k++)
+			if (strcmp(s->cfg.keys[k], name) == 0)
+				c->key = true;
+		s->ncols++;
+		if (s->cfg.unknown == DP_PGSINK_UNKNOWN_EXTRA && strcmp(name, s->cfg.extra_column) == 0)
+			s->extra = (int)s->ncols - 1;
+		if (rehash(s) < 0)
+			goto nomem;
+	}
+	PQclear(r);
+	struct slot *sl = realloc(s->slots, (s->ncols + 1) * sizeof(*sl));
+	unsigned *tc = realloc(s->tmpcols, (s->ncols + 1) * sizeof(*tc));
+	if (sl)
+		s->slots = sl;
+	if (tc)
+		s->tmpcols = tc;
+	if (!sl || !tc) {
+		dp_buf_msgf(err, "out of memory");
+		return DP_EX_SOFTWARE;
+	}
+	for (size_t i = old; i < s->ncols; i++)
+		s->slots[i].gen = 0;
+	return 0;
+nomem:
+	PQclear(r);
+	dp_buf_msgf(err, "out of memory");
+	return DP_EX_SOFTWARE;
+}
+
+/* Look the table up: 1 found (oid, schema, name set), 0 missing, or an error. */
+static int
+find_table(struct dp_pgsink *s, struct dp_buf *err)
+{
+	static const char sql[] =
+		"SELECT c.oid, n.nspname, c.relname, c.relkind FROM pg_class c "
+		"JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = to_regclass($1)";
+	const char *p[1] = { s->qname };
+	PGresult *r;
+	int rc;
+
+	if ((rc = exec_ctl(s, sql, 1, p, &r, NULL, err, "cannot look the table up")) != 0)
+		return rc == DP_PGSINK_DOWN ? rc : -DP_EX_UNAVAILABLE;
+	if (PQntuples(r) == 0) {
+		PQclear(r);
+		return 0;
+	}
+	char kind = *PQgetvalue(r, 0, 3);
+	if (kind != 'r' && kind != 'p') {
+		dp_buf_msgf(err, "%s is not a table", s->cfg.table);
+		PQclear(r);
+		return -DP_EX_CONFIG;
+	}
+	s->oid = (uint32_t)strtoul(PQgetvalue(r, 0, 0), NULL, 10);
+	free(s->schema);
+	free(s->name);
+	s->schema = strdup(PQgetvalue(r, 0, 1));
+	s->name = strdup(PQgetvalue(r, 0, 2));
+	PQclear(r);
+	if (!s->schema || !s->name) {
+		dp_buf_msgf(err, "out of memory");
+		return -DP_EX_SOFTWARE;
+	}
+	return 1;
+}
+
+/* --upsert needs a unique index on exactly its columns (ON CONFLICT's arbiter). */
+static int
+check_keys(struct dp_pgsink *s, struct dp_buf *err)
+{
+	static const char sql[] =
+		"SELECT i.indexrelid, a.attname FROM pg_index i "
+		"CROSS JOIN LATERAL unnest(i.indkey) AS k(attnum) "
+		"JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum "
+		"WHERE i.indrelid = $1 AND i.indisunique AND i.indimmediate "
+		"  AND i.indpred IS NULL AND i.indexprs IS NULL ORDER BY 1";
+	PGresult *r;
+
+	for (size_t k = 0; k < s->cfg.nkeys; k++)
+		if (find_col(s, s->cfg.keys[k], strlen(s->cfg.keys[k])) < 0) {
+			dp_buf_msgf(err, "--upsert: table %s has no column ", s->cfg.table);
+			msg_name(err, s->cfg.keys[k], strlen(s->cfg.keys[k]));
+			return DP_EX_CONFIG;
+		}
+	if (about_table(s, sql, &r, err, "cannot read the table's indexes") != 0)
+		return DP_EX_UNAVAILABLE;
+	int n = PQntuples(r), ok = 0;
+	for (int i = 0; i < n && !ok; ) {
+		int j = i;
+		size_t cnt = 0;
+		bool all = true;
+		while (j < n && strcmp(PQgetvalue(r, j, 0), PQgetvalue(r, i, 0)) == 0) {
+			bool in = false;
+			for (size_t k = 0; k < s->cfg.nkeys; k++)
+				in |= strcmp(s->cfg.keys[k], PQgetvalue(r, j, 1)) == 0;
+			all &= in;
+			cnt++;
+			j++;
+		}
+		ok = all && cnt == s->cfg.nkeys;
+		i = j;
+	}
+	PQclear(r);
+	if (!ok) {
+		dp_buf_msgf(err, "--upsert: table %s has no unique index or primary key on exactly (",
+		            s->cfg.table);
+		for (size_t k = 0; k < s->cfg.nkeys; k++)
+			dp_buf_msgf(err, "%s%s", k ? ", " : "", s->cfg.keys[k]);
+		dp_buf_msgf(err, "), which ON CONFLICT needs");
+		return DP_EX_CONFIG;
+	}
+	return 0;
+}
+
+static int
+is_hypertable(struct dp_pgsink *s, struct dp_buf *err)
+{
+	static const char sql[] =
+		"SELECT 1 FROM timescaledb_information.hypertables "
+		"WHERE hypertable_schema = $1 AND hypertable_name = $2";
+	const char *p[2] = { s->schema, s->name };
+	PGresult *r;
+
+	if (exec_ctl(s, sql, 2, p, &r, NULL, err, "cannot ask TimescaleDB about the table") != 0)
+		return -1;
+	int yes = PQntuples(r) > 0;
+	PQclear(r);
+	return yes;
+}
+
+/* The table is known: the columns, and what the options need of them. */
+static int
+table_known(struct dp_pgsink *s, struct dp_buf *err)
+{
+	int rc;
+
+	if ((rc = load_columns(s, err)) != 0)
+		return rc == DP_PGSINK_DOWN ? DP_EX_UNAVAILABLE : rc;
+	if (s->cfg.unknown == DP_PGSINK_UNKNOWN_EXTRA) {
+		if (s->extra < 0) {
+			struct dp_buf q = DP_BUF_INIT;
+			int bad = dp_buf_addf(&q, "ALTER TABLE %s ADD COLUMN IF NOT EXISTS ", s->qname) < 0 ||
+			          dp_pg_ident(&q, s->cfg.extra_column, strlen(s->cfg.extra_column)) < 0 ||
+			          dp_buf_addstr(&q, " jsonb") < 0;
+			rc = bad ? -1 : exec_ctl(s, q.data, 0, NULL, NULL, NULL, err,
+			                         "cannot add the extra column");
+			dp_buf_free(&q);
+			if (bad) {
+				dp_buf_msgf(err, "out of memory");
+				return DP_EX_SOFTWARE;
+			}
+			if (rc)
+				return DP_EX_UNAVAILABLE;
+			if ((rc = load_columns(s, err)) != 0)
+				return rc == DP_PGSINK_DOWN ? DP_EX_UNAVAILABLE : rc;
+		}
+		if (s->extra < 0 || (s->cols[s->extra].kind != DP_PGBIN_JSONB &&
+		                     s->cols[s->extra].kind != DP_PGBIN_JSON)) {
+			dp_buf_msgf(err, "--unknown-keys extra: column %s of table %s is %s, not jsonb",
+			            s->cfg.extra_column, s->cfg.table,
+			            s->extra < 0 ? "missing" : s->cols[s->extra].type);
+			return DP_EX_CONFIG;
+		}
+	}
+	if (s->cfg.nkeys && (rc = check_keys(s, err)) != 0)
+		return rc;
+	if (s->cfg.hypertable == DP_PGSINK_HYPER_ON) {
+		int h = is_hypertable(s, err);
+		if (h < 0)
+			return DP_EX_UNAVAILABLE;
+		if (!h) {
+			dp_buf_msgf(err, "--hypertable on: table %s exists and is not a hypertable",
+			            s->cfg.table);
+			return DP_EX_CONFIG;
+		}
+	}
+	s->table_ready = true;
+	return 0;
+}
+
+/* ---- layouts ------------------------------------------------------------- */
+
+static int
+add_cols(struct dp_buf *q, const struct dp_pgsink *s, const unsigned *cols, size_t n,
+         const char *prefix)
+{
+	for (size_t i = 0; i < n; i++) {
+		const struct column *c = &s->cols[cols[i]];
+		if ((i && dp_buf_addch(q, ',') < 0) || (prefix && dp_buf_addstr(q, prefix) < 0) ||
+		    dp_pg_ident(q, c->name, c->len) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+static int
+add_keys(struct dp_buf *q, const struct dp_pgsink *s)
+{
+	for (size_t k = 0; k < s->cfg.nkeys; k++)
+		if ((k && dp_buf_addch(q, ',') < 0) ||
+		    dp_pg_ident(q, s->cfg.keys[k], strlen(s->cfg.keys[k])) < 0)
+			return -1;
+	return 0;
+}
+
+/* The statements of a layout.  -1 when memory runs out. */
+static int
+layout_sql(struct dp_pgsink *s, struct layout *L)
+{
+	struct dp_buf *q = &s->sql;
+
+	if (!s->cfg.nkeys) {
+		dp_buf_reset(q);
+		if (dp_buf_addf(q, "COPY %s (", s->qname) < 0 || add_cols(q, s, L->cols, L->ncols, NULL) < 0 ||
+		    dp_buf_addstr(q, ") FROM STDIN (FORMAT binary)") < 0 || !(L->copy_sql = buf_dup(q)))
+			return -1;
+		return 0;
+	}
+	/*
+	 * The stage has the layout's columns and an ordinal, the row's place
+	 * in the input: of two rows with one key, the later one wins.  Its
+	 * name must differ from every column of the layout.
+	 */
+	char ord[80] = "dp_ord";
+	for (bool clash = true; clash; ) {
+		clash = false;
+		for (size_t i = 0; i < L->ncols; i++)
+			if (strcmp(s->cols[L->cols[i]].name, ord) == 0)
+				clash = true;
+		if (clash && strlen(ord) < sizeof(ord) - 1)
+			strcat(ord, "_");
+	}
+	char stage[32];
+	snprintf(stage, sizeof(stage), "dp_stage_%u", L->id);
+
+	dp_buf_reset(q);
+	if (dp_buf_addf(q, "CREATE TEMP TABLE IF NOT EXISTS %s ON COMMIT DELETE ROWS AS SELECT ",
+	                stage) < 0 || add_cols(q, s, L->cols, L->ncols, NULL) < 0 ||
+	    dp_buf_addf(q, ", 0::bigint AS %s FROM %s WITH NO DATA", ord, s->qname) < 0 ||
+	    !(L->stage_sql = buf_dup(q)))
+		return -1;
+	dp_buf_reset(q);
+	if (dp_buf_addf(q, "COPY %s (", stage) < 0 || add_cols(q, s, L->cols, L->ncols, NULL) < 0 ||
+	    dp_buf_addf(q, ",%s) FROM STDIN (FORMAT binary)", ord) < 0 || !(L->copy_sql = buf_dup(q)))
+		return -1;
+	dp_buf_reset(q);
+	if (dp_buf_addf(q, "INSERT INTO %s AS t (", s->qname) < 0 ||
+	    add_cols(q, s, L->cols, L->ncols, NULL) < 0 ||
+	    dp_buf_addstr(q, ") SELECT DISTINCT ON (") < 0 || add_keys(q, s) < 0 ||
+	    dp_buf_addstr(q, ") ") < 0 || add_cols(q, s, L->cols, L->ncols, NULL) < 0 ||
+	    dp_buf_addf(q, " FROM %s ORDER BY ", stage) < 0 || add_keys(q, s) < 0 ||
+	    dp_buf_addf(q, ", %s DESC ON CONFLICT (", ord) < 0 || add_keys(q, s) < 0 ||
+	    dp_buf_addstr(q, ") DO ") < 0)
+		return -1;
+	size_t nset = 0;
+	if (s->cfg.update)
+		for (size_t i = 0; i < L->ncols; i++) {
+			const struct column *c = &s->cols[L->cols[i]];
+			if (c->key)
+				continue;
+			if (dp_buf_addstr(q, nset++ ? ", " : "UPDATE SET ") < 0 ||
+			    dp_pg_ident(q, c->name, c->len) < 0 || dp_buf_addstr(q, " = EXCLUDED.") < 0 ||
+			    dp_pg_ident(q, c->name, c->len) < 0)
+				return -1;
+		}
+	if (!nset && dp_buf_addstr(q, "NOTHING") < 0)
+		return -1;
+	if (!(L->insert_sql = buf_dup(q)))
+		return -1;
+	dp_buf_reset(q);
+	if (dp_buf_addf(q, "DELETE FROM %s", stage) < 0 || !(L->clear_sql = buf_dup(q)))
+		return -1;
+	return 0;
+}
+
+static void
+layout_free(struct layout *L)
+{
+	free(L->cols);
+	free(L->copy_sql);
+	free(L->stage_sql);
+	free(L->insert_sql);
+	free(L->clear_sql);
+	free(L);
+}
+
+/* The layout naming exactly cols[0..n); made when new.  NULL: out of memory. */
+static struct layout *
+layout_for(struct dp_pgsink *s, const unsigned *cols, size_t n)
+{
+	struct layout *L;
+
+	for (L = s->layouts; L; L = L->next)
+		if (L->ncols == n && memcmp(L->cols, cols, n * sizeof(*cols)) == 0)
+			return L;
+	L = calloc(1, sizeof(*L));
+	if (!L || !(L->cols = malloc((n + 1) * sizeof(*cols)))) {
+		free(L);
+		return NULL;
+	}
+	memcpy(L->cols, cols, n * sizeof(*cols));
+	L->ncols = n;
+	L->id = s->nlayouts;
+	if (layout_sql(s, L) < 0) {
+		layout_free(L);
+		return NULL;
+	}
+	/* Writers read layouts without the lock: link it in complete. */
+	pthread_mutex_lock(&s->mu);
+	L->next = s->layouts;
+	s->layouts = L;
+	s->nlayouts++;
+	pthread_mutex_unlock(&s->mu);
+	return L;
+}
+
+/* ---- type inference -------------------------------------------------------- */
+
+enum { I_NULL = 1, I_TS = 2, I_STR = 4, I_INT = 8, I_NUM = 16, I_BOOL = 32, I_JSON = 64 };
+
+static unsigned
+value_mask(enum dp_json_type t, const char *v, size_t n, struct dp_buf *scratch)
+{
+	switch (t) {
+	case DP_JSON_NULL: return I_NULL;
+	case DP_JSON_TRUE: case DP_JSON_FALSE: return I_BOOL;
+	case DP_JSON_NUMBER: return dp_pgbin_number_class(v, n) == 1 ? I_INT : I_NUM;
+	case DP_JSON_STRING: return dp_pgbin_is_timestamp(v, n, scratch) ? I_TS : I_STR;
+	default: return I_JSON;
+	}
+}
+
+/* The column type for the kinds of value seen (dp-sink-pg(1), COLUMNS). */
+static const char *
+type_for(unsigned mask, bool is_time, bool numeric)
+{
+	unsigned m = mask & ~(unsigned)I_NULL;
+
+	if (!m)
+		return "text";
+	if (is_time && !(m & ~(unsigned)(I_TS | I_INT | I_NUM)))
+		return "timestamptz";
+	if (!(m & ~(unsigned)I_TS))
+		return "timestamptz";
+	if (!(m & ~(unsigned)(I_TS | I_STR)))
+		return "text";
+	if (!(m & ~(unsigned)I_INT))
+		return "bigint";
+	if (!(m & ~(unsigned)(I_INT | I_NUM)))
+		return numeric ? "numeric" : "double precision";
+	if (m == I_BOOL)
+		return "boolean";
+	return "jsonb";
+}
+
+static const char *
+sc_name(const struct dp_pgsink *s, int c, size_t *len)
+{
+	*len = s->cols[c].len;
+	return s->cols[c].name;
+}
+
+/* A key's decoded name; borrowed from the literal or from buf. */
+static int
+key_name(struct dp_buf *buf, const char *lit, size_t n, const char **name, size_t *len)
+{
+	if (!memchr(lit, '\\', n)) {
+		*name = lit + 1;
+		*len = n - 2;
+		return 0;
+	}
+	dp_buf_reset(buf);
+	if (dp_json_unquote(buf, lit, n) < 0 || dp_buf_addch(buf, '\0') < 0)
+		return -1;
+	*name = buf->data;
+	*len = buf->len - 1;
+	return 0;
+}
+
+/* A key PostgreSQL keeps as it is: 1..63 bytes, no NUL. */
+static const char *
+bad_ident(const char *name, size_t len)
+{
+	if (!len)
+		return "an empty name";
+	if (len > DP_PG_MAX_IDENT)
+		return "longer than 63 bytes, which PostgreSQL would cut short";
+	if (memchr(name, '\0', len))
+		return "it holds a NUL character";
+	return NULL;
+}
+
+static const char *
+time_column(const struct dp_pgsink *s, bool (*has)(const struct dp_pgsink *, const char *, void *),
+            void *arg)
+{
+	if (s->cfg.time_column)
+		return has(s, s->cfg.time_column, arg) ? s->cfg.time_column : NULL;
+	if (has(s, "ts", arg))
+		return "ts";
+	if (has(s, "time", arg))
+		return "time";
+	return NULL;
+}
+
+/* ---- encoding rows ---------------------------------------------------------- */
+
+static int
+grow_rows(struct batch *b)
+{
+	struct row *r = grow(b->rows, &b->caprows, b->nrows + 1, sizeof(*r), 1024);
+
+	if (!r)
+		return -1;
+	b->rows = r;
+	return 0;
+}
+
+static int
+add_seg(struct batch *b, struct layout *L)
+{
+	if (b->nsegs && b->segs[b->nsegs - 1].L == L)
+		return 0;
+	struct seg *g = grow(b->segs, &b->capsegs, b->nsegs + 1, sizeof(*g), 4);
+	if (!g)
+		return -1;
+	b->segs = g;
+	b->segs[b->nsegs].L = L;
+	b->segs[b->nsegs].first = b->nrows;
+	b->nsegs++;
+	return 0;
+}
+
+/* Report a bad row: the reason in s->why. */
+static int
+bad_row(struct dp_pgsink *s, struct dp_pgsink_src *src, int64_t offset, struct dp_buf *err)
+{
+	s->stats.bad++;
+	if (s->cfg.on_bad)
+		s->cfg.on_bad(s->cfg.arg, src, offset, dp_buf_str(&s->why));
+	dp_buf_msgf(err, "%s", dp_buf_str(&s->why));
+	return DP_PGSINK_BAD;
+}
+
+/*
+ * ALTER TABLE ... ADD COLUMN IF NOT EXISTS for a key, its type inferred
+ * from this value.  The catalog has the last word: someone may have
+ * added the column first, with another type.  Returns the column's
+ * index, or a negative result (DP_PGSINK_DOWN, or -status).
+ */
+static int
+add_column(struct dp_pgsink *s, const char *name, size_t len, unsigned mask, struct dp_buf *err)
+{
+	struct dp_buf q = DP_BUF_INIT;
+	const char *tc = s->cfg.time_column;
+	bool is_time = tc ? strlen(tc) == len && memcmp(tc, name, len) == 0
+	                  : (len == 2 && memcmp(name, "ts", 2) == 0) ||
+	                    (len == 4 && memcmp(name, "time", 4) == 0);
+	int rc;
+
+	if (dp_buf_addf(&q, "ALTER TABLE %s ADD COLUMN IF NOT EXISTS ", s->qname) < 0 ||
+	    dp_pg_ident(&q, name, len) < 0 ||
+	    dp_buf_addf(&q, " %s", type_for(mask, is_time, s->cfg.numeric)) < 0) {
+		dp_buf_free(&q);
+		dp_buf_msgf(err, "out of memory");
+		return -DP_EX_SOFTWARE;
+	}
+	char state[6];
+	rc = exec_ctl(s, q.data, 0, NULL, NULL, state, err, "cannot add a column");
+	dp_buf_free(&q);
+	if (rc == DP_PGSINK_DOWN)
+		return rc;
+	if (rc)
+		return -fatal_status(state);
+	dp_info("added column %.*s %s to %s", (int)len, name, type_for(mask, is_time, s->cfg.numeric),
+	        s->cfg.table);
+	if ((rc = load_columns(s, err)) != 0)
+		return rc == DP_PGSINK_DOWN ? rc : -rc;
+	int c = find_col(s, name, len);
+	if (c < 0) {
+		dp_buf_msgf(err, "column %.*s is still missing after ALTER TABLE", (int)len, name);
+		return -DP_EX_SOFTWARE;
+	}
+	return c;
+}
+
+static int
+nomem(struct dp_buf *err)
+{
+	dp_buf_msgf(err, "out of memory");
+	return DP_EX_SOFTWARE;
+}
+
+/* A key for a column yet to be added (--unknown-keys add). */
+struct new_key {
+	const char *key, *v;            /* borrowed from the row */
+	size_t klen, vn;
+	enum dp_json_type t;
+};
+
+/* What a row's members leave for encode_row. */
+struct row_ctx {
+	struct dp_pgsink *s;
+	struct dp_buf *err;
+	unsigned gen;
+	size_t member;
+	int rc;                         /* why the scan stopped */
+	struct new_key *newkeys;
+	size_t nnew, capnew;
+};
+
+/* One member of a row: its column's slot, or per --unknown-keys. */
+static int
+take_member(void *ctx, const char *key, size_t klen, const char *v, size_t vn,
+            enum dp_json_type t)
+{
+	struct row_ctx *rx = ctx;
+	struct dp_pgsink *s = rx->s;
+	struct dp_buf *err = rx->err;
+	size_t member = rx->member++, name_len;
+	const char *name;
+
+	/*
+	 * Rows of one stream have their keys in one order: try the
+	 * column the same position had last time before decoding and
+	 * hashing.  A name without backslash or quote matches the
+	 * literal's bytes only when the literal has no escape.
+	 */
+	int c = -1;
+	if (member < s->nshape && s->shape[member] >= 0) {
+		const struct column *sc = &s->cols[s->shape[member]];
+		if (sc->plain && sc->len == klen - 2 && memcmp(sc->name, key + 1, klen - 2) == 0)
+			c = s->shape[member];
+	}
+	if (c >= 0) {
+		name = sc_name(s, c, &name_len);
+	} else {
+		if (key_name(&s->keybuf, key, klen, &name, &name_len) < 0)
+			return rx->rc = nomem(err);
+		c = find_col(s, name, name_len);
+		if (member >= s->nshape) {
+			size_t old = s->nshape;
+			int *sh = grow(s->shape, &s->nshape, member + 1, sizeof(*sh), 16);
+			if (!sh)
+				return rx->rc = nomem(err);
+			s->shape = sh;
+			for (size_t i = old; i < s->nshape; i++)
+				s->shape[i] = -1;
+		}
+		s->shape[member] = c;
+	}
+	if (c >= 0 && c == s->extra)
+		c = -1;         /* a key named like the extra column goes into it */
+	if (c >= 0 && !s->cols[c].writable) {
+		dp_buf_msgf(&s->why, "key ");
+		msg_name(&s->why, name, name_len);
+		dp_buf_msgf(&s->why, " names a generated or identity column, which a row cannot set");
+		return rx->rc = DP_PGSINK_BAD;
+	}
+	if (c < 0) {
+		const char *why = bad_ident(name, name_len);
+		switch (s->cfg.unknown) {
+		case DP_PGSINK_UNKNOWN_EXTRA:
+			if (dp_buf_addch(&s->extrabuf, s->extrabuf.len ? ',' : '{') < 0 ||
+			    dp_buf_add(&s->extrabuf, key, klen) < 0 ||
+			    dp_buf_addch(&s->extrabuf, ':') < 0 || dp_buf_add(&s->extrabuf, v, vn) < 0)
+				return rx->rc = nomem(err);
+			return 0;
+		case DP_PGSINK_UNKNOWN_ADD:
+			if (!why) {
+				/* The column is added once the whole row proved valid. */
+				struct new_key *nk = grow(rx->newkeys, &rx->capnew, rx->nnew + 1,
+				                          sizeof(*nk), 8);
+				if (!nk)
+					return rx->rc = nomem(err);
+				rx->newkeys = nk;
+				rx->newkeys[rx->nnew++] = (struct new_key){ .key = key, .klen = klen, .v = v, .vn = vn, .t = t };
+				return 0;
+			}
+			dp_buf_msgf(&s->why, "key ");
+			msg_name(&s->why, name, name_len);
+			dp_buf_msgf(&s->why, " cannot be a column name: %s", why);
+			return rx->rc = DP_PGSINK_BAD;
+		default:
+			dp_buf_msgf(&s->why, "key ");
+			msg_name(&s->why, name, name_len);
+			dp_buf_msgf(&s->why, " has no column in table %s (see --unknown-keys)",
+			            s->cfg.table);
+			return rx->rc = DP_PGSINK_BAD;
+		}
+	}
+	s->slots[c].gen = rx->gen;
+	s->slots[c].t = t;
+	s->slots[c].v = v;
+	s->slots[c].n = vn;
+	return 0;
+}
+
+/*
+ * Encode one row object into b, checking its JSON on the way (one scan
+ * for both).  0, DP_PGSINK_BAD (reason in s->why, not yet reported),
+ * DP_PGSINK_DOWN, or an exit status; on any failure b may hold part of
+ * the row: the caller cuts it back.
+ */
+static int
+encode_row(struct dp_pgsink *s, struct batch *b, const char *json, size_t len, struct dp_buf *err)
+{
+	unsigned gen = ++s->gen;
+
+	if (gen == 0) {
+		/* 0 marks an empty slot: after a wrap, empty them all */
+		for (size_t i = 0; i < s->ncols; i++)
+			s->slots[i].gen = 0;
+		gen = s->gen = 1;
+	}
+	dp_buf_reset(&s->why);
+	dp_buf_reset(&s->extrabuf);
+	struct row_ctx rx = { s, err, gen, 0, 0, s->newkeys, 0, s->capnew };
+	const char *jwhy;
+	size_t off;
+	enum dp_json_type t = dp_json_check_members(json, len, take_member, &rx, &jwhy, &off);
+	s->newkeys = rx.newkeys;
+	s->capnew = rx.capnew;
+	if (rx.rc)
+		return rx.rc;
+	if (t == DP_JSON_INVALID) {
+		dp_buf_msgf(&s->why, "not JSON: %s at byte %zu", jwhy ? jwhy : "invalid", off + 1);
+		return DP_PGSINK_BAD;
+	}
+	if (t != DP_JSON_OBJECT) {
+		dp_buf_msgf(&s->why, "not a JSON object");
+		return DP_PGSINK_BAD;
+	}
+	for (size_t i = 0; i < rx.nnew; i++) {
+		const struct new_key *nk = &rx.newkeys[i];
+		const char *name;
+		size_t name_len;
+		if (key_name(&s->keybuf, nk->key, nk->klen, &name, &name_len) < 0)
+			return nomem(err);
+		/* An earlier key of this row may have added it (a duplicate key). */
+		int c = find_col(s, name, name_len);
+		if (c < 0)
+			c = add_column(s, name, name_len, value_mask(nk->t, nk->v, nk->vn, &s->scratch), err);
+		if (c < 0)
+			return c == DP_PGSINK_DOWN ? c : -c;
+		s->slots[c].gen = gen;
+		s->slots[c].t = nk->t;
+		s->slots[c].v = nk->v;
+		s->slots[c].n = nk->vn;
+	}
+	if (s->extrabuf.len) {
+		if (dp_buf_addch(&s->extrabuf, '}') < 0)
+			goto nomem;
+		s->slots[s->extra].gen = gen;
+		s->slots[s->extra].t = DP_JSON_OBJECT;
+		s->slots[s->extra].v = s->extrabuf.data;
+		s->slots[s->extra].n = s->extrabuf.len;
+	}
+	/*
+	 * The columns of this row's COPY: every writable column without a
+	 * default (a missing key is NULL there), the keys, and the columns
+	 * with a default that the row sets; the others get their default.
+	 */
+	size_t n = 0;
+	for (size_t i = 0; i < s->ncols; i++) {
+		const struct column *col = &s->cols[i];
+		if (col->writable && (!col->hasdef || col->key || s->slots[i].gen == gen))
+			s->tmpcols[n++] = (unsigned)i;
+	}
+	if (n == 0) {
+		/* COPY needs a column; every one of this table has a default. */
+		dp_buf_msgf(&s->why, "the row sets no column, and every column of %s has a default",
+		            s->cfg.table);
+		return DP_PGSINK_BAD;
+	}
+	struct layout *L = b->nsegs && b->segs[b->nsegs - 1].L->ncols == n &&
+	                   memcmp(b->segs[b->nsegs - 1].L->cols, s->tmpcols, n * sizeof(unsigned)) == 0
+	                   ? b->segs[b->nsegs - 1].L : layout_for(s, s->tmpcols, n);
+	if (!L || add_seg(b, L) < 0 || grow_rows(b) < 0)
+		goto nomem;
+	size_t at = b->data.len;
+	if (dp_pgbin_tuple(&b->data, (uint16_t)(n + (s->cfg.nkeys ? 1 : 0))) < 0)
+		goto nomem;
+	for (size_t i = 0; i < n; i++) {
+		const struct column *col = &s->cols[L->cols[i]];
+		const struct slot *sl = &s->slots[L->cols[i]];
+		const char *why = NULL;
+		int rc;
+		if (sl->gen != gen) {
+			rc = dp_pgbin_null(&b->data);
+		} else {
+			rc = dp_pgbin_field(&b->data, col->kind, sl->t, sl->v, sl->n, &s->scratch, &why);
+		}
+		if (rc < 0)
+			goto nomem;
+		if (rc > 0) {
+			dp_buf_msgf(&s->why, "column ");
+			msg_name(&s->why, col->name, col->len);
+			dp_buf_msgf(&s->why, " (%s): ", col->type);
+			msg_value(&s->why, sl->v, sl->n);
+			dp_buf_msgf(&s->why, " is %s", why);
+			dp_buf_truncate(&b->data, at);
+			return DP_PGSINK_BAD;
+		}
+	}
+	if (s->cfg.nkeys) {
+		/* The ordinal: int8 */
+		unsigned char o[12];
+		uint64_t x = (uint64_t)++s->ord;
+		o[0] = 0; o[1] = 0; o[2] = 0; o[3] = 8;
+		for (int i = 0; i < 8; i++)
+			o[4 + i] = (unsigned char)(x >> (56 - 8 * i));
+		if (dp_buf_add(&b->data, o, sizeof(o)) < 0)
+			goto nomem;
+	}
+	return 0;
+nomem:
+	dp_buf_msgf(err, "out of memory");
+	return DP_EX_SOFTWARE;
+}
+
+/* ---- the writers -------------------------------------------------------------- */
+
+static enum dp_pg_kind
+wexec(struct writer *w, const char *sql, int n, const char *const *p, PGresult **res)
+{
+	dp_buf_reset(&w->err);
+	return dp_pg_exec(w->c, sql, n, p, res, w->sqlstate, &w->err, NULL);
+}
+
+/* The results of a COPY (or any statement) until the connection is idle again. */
+static enum dp_pg_kind
+drain_results(struct writer *w)
+{
+	enum dp_pg_kind k = DP_PG_OK;
+	PGresult *r;
+
+	while ((r = PQgetResult(w->c))) {
+		ExecStatusType st = PQresultStatus(r);
+		if (st == PGRES_COPY_IN) {
+			/* The server still waits for data it will not get. */
+			PQputCopyEnd(w->c, "abandoned");
+		} else if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK && k == DP_PG_OK) {
+			k = dp_pg_classify(r, w->c);
+			if (k == DP_PG_OK)
+				k = DP_PG_FATAL;
+			dp_buf_reset(&w->err);
+			dp_pg_error(&w->err, r, w->c);
+			snprintf(w->sqlstate, sizeof(w->sqlstate), "%s", dp_pg_sqlstate(r));
+		}
+		PQclear(r);
+		if (PQstatus(w->c) == CONNECTION_BAD)
+			break;
+	}
+	if (PQstatus(w->c) == CONNECTION_BAD && k == DP_PG_OK) {
+		k = DP_PG_TRANSIENT;
+		dp_buf_reset(&w->err);
+		dp_pg_error(&w->err, NULL, w->c);
+	}
+	if (PQstatus(w->c) == CONNECTION_BAD)
+		k = DP_PG_TRANSIENT;
+	return k;
+}
+
+/* COPY rows [i, j) of b, all of layout L. */
+static enum dp_pg_kind
+copy_rows(struct writer *w, struct batch *b, struct layout *L, size_t i, size_t j)
+{
+	PGresult *r = PQexec(w->c, L->copy_sql);
+
+	if (!r || PQresultStatus(r) != PGRES_COPY_IN) {
+		enum dp_pg_kind k = r ? dp_pg_classify(r, w->c) : DP_PG_TRANSIENT;
+		dp_buf_reset(&w->err);
+		dp_pg_error(&w->err, r, w->c);
+		snprintf(w->sqlstate, sizeof(w->sqlstate), "%s", dp_pg_sqlstate(r));
+		PQclear(r);
+		drain_results(w);
+		return k == DP_PG_OK ? DP_PG_FATAL : k;
+	}
+	PQclear(r);
+	size_t from = b->rows[i].pos, to = j < b->nrows ? b->rows[j].pos : b->data.len;
+	int ok = PQputCopyData(w->c, DP_PGBIN_HEADER, DP_PGBIN_HEADER_LEN) == 1;
+	while (ok && from < to) {
+		size_t n = to - from > COPY_CHUNK ? COPY_CHUNK : to - from;
+		ok = PQputCopyData(w->c, b->data.data + from, (int)n) == 1;
+		from += n;
+	}
+	if (ok)
+		ok = PQputCopyData(w->c, DP_PGBIN_TRAILER, DP_PGBIN_TRAILER_LEN) == 1;
+	PQputCopyEnd(w->c, ok ? NULL : "the client failed to send the data");
+	return drain_results(w);
+}
+
+/* Rows of records [r0, r1): one COPY per layout piece (and the upsert). */
+static enum dp_pg_kind
+write_records(struct writer *w, struct batch *b, size_t r0, size_t r1, bool clear_after)
+{
+	size_t i = w->recs[r0], j = w->recs[r1];
+	enum dp_pg_kind k;
+
+	for (size_t g = 0; g < b->nsegs; g++) {
+		size_t lo = b->segs[g].first, hi = g + 1 < b->nsegs ? b->segs[g + 1].first : b->nrows;
+		if (lo < i)
+			lo = i;
+		if (hi > j)
+			hi = j;
+		if (lo >= hi)
+			continue;
+		struct layout *L = b->segs[g].L;
+		if ((k = copy_rows(w, b, L, lo, hi)) != DP_PG_OK)
+			return k;
+		if (!L->insert_sql)
+			continue;
+		if ((k = wexec(w, L->insert_sql, 0, NULL, NULL)) != DP_PG_OK)
+			return k;
+		/* The stage keeps its rows until COMMIT: empty it when more
+		 * pieces follow in this transaction, or a later piece would
+		 * upsert these rows again after newer ones. */
+		if ((clear_after || hi < j) && (k = wexec(w, L->clear_sql, 0, NULL, NULL)) != DP_PG_OK)
+			return k;
+	}
+	return DP_PG_OK;
+}
+
+static void
+offset_params(struct dp_pgsink_src *src, char part[16], const char *p[5])
+{
+	snprintf(part, 16, "%d", (int)src->partition);
+	p[0] = src->group;
+	p[1] = src->topic;
+	p[2] = part;
+}
+
+/*
+ * Find the bad records of [r0, r1) by halving, each try under a
+ * savepoint so that a failure undoes only itself.  Returns DP_PG_OK
+ * (the good rows are in), DP_PG_DATA when the fail mode stopped at a bad
+ * record (b->stop), or a transient or fatal kind.
+ */
+static enum dp_pg_kind
+bisect(struct writer *w, struct batch *b, size_t r0, size_t r1)
+{
+	enum dp_pg_kind k;
+
+	if (r0 >= r1)
+		return DP_PG_OK;
+	if ((k = wexec(w, "SAVEPOINT dp", 0, NULL, NULL)) != DP_PG_OK)
+		return k;
+	k = write_records(w, b, r0, r1, true);
+	if (k == DP_PG_OK)
+		return wexec(w, "RELEASE SAVEPOINT dp", 0, NULL, NULL);
+	if (k != DP_PG_DATA)
+		return k;
+	/* The server's reason, before the rollback statements reset it. */
+	dp_buf_reset(&w->why);
+	dp_buf_msgf(&w->why, "%s", dp_buf_str(&w->err));
+	if ((k = wexec(w, "ROLLBACK TO SAVEPOINT dp", 0, NULL, NULL)) != DP_PG_OK ||
+	    (k = wexec(w, "RELEASE SAVEPOINT dp", 0, NULL, NULL)) != DP_PG_OK)
+		return k;
+	if (r1 - r0 > 1) {
+		size_t m = r0 + (r1 - r0) / 2;
+		if ((k = bisect(w, b, r0, m)) != DP_PG_OK)
+			return k;
+		return bisect(w, b, m, r1);
+	}
+	/* One record, and it is bad: the server said why. */
+	int64_t off = b->rows[w->recs[r0]].offset;
+	struct dp_pgsink *s = w->s;
+	b->bad++;
+	if (s->cfg.on_error != DP_PGSINK_FAIL)
+		b->bad_rows += w->recs[r1] - w->recs[r0];
+	if (s->cfg.on_bad)
+		s->cfg.on_bad(s->cfg.arg, b->src, off, dp_buf_str(&w->why));
+	if (s->cfg.on_error == DP_PGSINK_FAIL) {
+		b->stop = off;
+		return DP_PG_DATA;
+	}
+	return DP_PG_OK;
+}
+
+static void
+answer(struct batch *b, enum result r, int status, struct dp_buf *msg)
+{
+	b->result = r;
+	b->status = status;
+	if (msg && msg->len)
+		b->msg = strdup(dp_buf_str(msg));
+}
+
+/*
+ * One transaction: the compare-and-set of the source's offset, the rows
+ * (all at once, or bisected), the commit.  DP_PG_OK when it committed
+ * (b->result set), else the kind of failure.
+ */
+static enum dp_pg_kind
+attempt(struct writer *w, struct batch *b, size_t nrec, bool halving)
+{
+	struct dp_pgsink_src *src = b->src;
+	enum dp_pg_kind k;
+	PGresult *r = NULL;
+
+	if ((k = wexec(w, "BEGIN", 0, NULL, NULL)) != DP_PG_OK)
+		return k;
+	if (src->track) {
+		static const char cas[] =
+			"INSERT INTO " OFFSETS_TABLE " AS o (\"group\", topic, \"partition\", next_offset, updated_at) "
+			"VALUES ($1, $2, $3, $5, now()) "
+			"ON CONFLICT (\"group\", topic, \"partition\") DO UPDATE "
+			"SET next_offset = EXCLUDED.next_offset, updated_at = now() "
+			"WHERE o.next_offset = $4";
+		char part[16], from[24], to[24];
+		const char *p[5];
+		/*
+		 * The row must say this batch's start: the end of the batch
+		 * before it.  No row yet (NULL) only matches an insert.
+		 */
+		int64_t stored = atomic_load(&src->stored);
+		offset_params(src, part, p);
+		snprintf(from, sizeof(from), "%lld", (long long)b->start);
+		snprintf(to, sizeof(to), "%lld", (long long)b->end);
+		p[3] = stored >= 0 ? from : NULL;
+		p[4] = to;
+		if ((k = wexec(w, cas, 5, p, &r)) != DP_PG_OK)
+			return k;
+		bool moved = strcmp(PQcmdTuples(r), "1") == 0;
+		PQclear(r);
+		if (!moved) {
+			wexec(w, "ROLLBACK", 0, NULL, NULL);
+			dp_buf_reset(&w->err);
+			dp_buf_msgf(&w->err, "%s: the stored offset is not %lld any more: another "
+			            "dp-sink-pg is writing this source", src->label,
+			            (long long)(stored >= 0 ? b->start : -1));
+			answer(b, R_LOST, DP_EX_TEMPFAIL, &w->err);
+			return DP_PG_OK;
+		}
+	}
+	b->stop = -1;
+	k = halving ? bisect(w, b, 0, nrec) : write_records(w, b, 0, nrec, false);
+	if (k == DP_PG_DATA && halving) {
+		/* Stopped at a bad record: the records before it commit. */
+		if (src->track) {
+			static const char upd[] =
+				"UPDATE " OFFSETS_TABLE " SET next_offset = $4, updated_at = now() "
+				"WHERE \"group\" = $1 AND topic = $2 AND \"partition\" = $3";
+			char part[16], at[24];
+			const char *p[5];
+			offset_params(src, part, p);
+			snprintf(at, sizeof(at), "%lld", (long long)b->stop);
+			p[3] = at;
+			if ((k = wexec(w, upd, 4, p, NULL)) != DP_PG_OK)
+				return k;
+		}
+		k = DP_PG_OK;
+	}
+	if (k != DP_PG_OK)
+		return k;
+	if ((k = wexec(w, "COMMIT", 0, NULL, NULL)) != DP_PG_OK)
+		return k;
+	int64_t end = b->stop >= 0 ? b->stop : b->end;
+	if (src->track)
+		atomic_store(&src->stored, end);
+	b->written = 0;
+	for (size_t i = 0; i < b->nrows; i++)
+		b->written += b->rows[i].offset < end;
+	b->written -= b->bad_rows;
+	answer(b, b->stop >= 0 ? R_STOPPED : R_COMMITTED, 0, NULL);
+	return DP_PG_OK;
+}
+
+/* Stage tables for the layouts of b, made outside the transaction (a
+ * rollback would take them away unseen). */
+static enum dp_pg_kind
+ensure_stages(struct writer *w, struct batch *b)
+{
+	for (size_t g = 0; g < b->nsegs; g++) {
+		struct layout *L = b->segs[g].L;
+		if (!L->stage_sql)
+			continue;
+		if (L->id >= w->nstaged) {
+			size_t n = L->id + 16;
+			unsigned char *p = realloc(w->staged, n);
+			if (!p) {
+				dp_buf_reset(&w->err);
+				dp_buf_msgf(&w->err, "out of memory");
+				return DP_PG_FATAL;
+			}
+			memset(p + w->nstaged, 0, n - w->nstaged);
+			w->staged = p;
+			w->nstaged = n;
+		}
+		if (w->staged[L->id])
+			continue;
+		enum dp_pg_kind k = wexec(w, L->stage_sql, 0, NULL, NULL);
+		if (k != DP_PG_OK)
+			return k;
+		w->staged[L->id] = 1;
+	}
+	return DP_PG_OK;
+}
+
+/* Run one batch; its answer goes into b.  DP_PG_TRANSIENT: try again later. */
+static enum dp_pg_kind
+run_batch(struct writer *w, struct batch *b)
+{
+	size_t nrec = 0;
+	enum dp_pg_kind k;
+
+	b->bad = b->bad_rows = 0;
+	b->written = 0;
+	if (b->nrows == 0 && !b->src->track) {
+		answer(b, R_COMMITTED, 0, NULL);
+		return DP_PG_OK;
+	}
+	if (b->nrows + 1 > w->caprecs) {
+		size_t *p = realloc(w->recs, (b->nrows + 1) * sizeof(*p));
+		if (!p) {
+			dp_buf_reset(&w->err);
+			dp_buf_msgf(&w->err, "out of memory");
+			answer(b, R_FATAL, DP_EX_SOFTWARE, &w->err);
+			return DP_PG_OK;
+		}
+		w->recs = p;
+		w->caprecs = b->nrows + 1;
+	}
+	for (size_t i = 0; i < b->nrows; i++)
+		if (i == 0 || b->rows[i].offset != b->rows[i - 1].offset)
+			w->recs[nrec++] = i;
+	w->recs[nrec] = b->nrows;
+
+	if ((k = ensure_stages(w, b)) == DP_PG_OK) {
+		k = attempt(w, b, nrec, false);
+		if (k == DP_PG_DATA) {
+			/* Some row is bad: start over, halving to find it. */
+			if ((k = wexec(w, "ROLLBACK", 0, NULL, NULL)) == DP_PG_OK) {
+				b->bad = b->bad_rows = 0;
+				k = attempt(w, b, nrec, true);
+			}
+		}
+	}
+	if (k == DP_PG_OK || k == DP_PG_TRANSIENT)
+		return k;
+	/* Retrying cannot mend it: a dropped column, a permission, ... */
+	if (PQtransactionStatus(w->c) != PQTRANS_IDLE)
+		PQclear(PQexec(w->c, "ROLLBACK"));
+	struct dp_buf m = DP_BUF_INIT;
+	dp_buf_msgf(&m, "cannot write to %s: %s", w->s->cfg.table, dp_buf_str(&w->err));
+	answer(b, R_FATAL, fatal_status(w->sqlstate), &m);
+	dp_buf_free(&m);
+	return DP_PG_OK;
+}
+
+static void *
+writer_main(void *arg)
+{
+	struct writer *w = arg;
+	struct dp_pgsink *s = w->s;
+
+	pthread_mutex_lock(&s->mu);
+	for (;;) {
+		while (!w->quit && (w->broken || !w->head))
+			pthread_cond_wait(&w->cv, &s->mu);
+		if (w->quit)
+			break;
+		struct batch *b = w->head;
+		w->running = true;
+		pthread_mutex_unlock(&s->mu);
+
+		enum dp_pg_kind k = DP_PG_OK;
+		if (b->src->stopped)
+			answer(b, R_DISCARDED, 0, NULL);
+		else
+			k = run_batch(w, b);
+
+		pthread_mutex_lock(&s->mu);
+		w->running = false;
+		if (k == DP_PG_TRANSIENT) {
+			/* Keep the batch at the head; the caller reconnects. */
+			w->broken = true;
+			dp_buf_reset(&w->down);
+			dp_buf_msgf(&w->down, "%s", dp_buf_str(&w->err));
+		} else {
+			if (b->result == R_STOPPED || b->result == R_LOST || b->result == R_FATAL)
+				b->src->stopped = true;
+			w->head = b->next;
+			if (!w->head)
+				w->tail = NULL;
+			b->next = NULL;
+			if (s->ans_tail)
+				s->ans_tail->next = b;
+			else
+				s->ans_head = b;
+			s->ans_tail = b;
+		}
+		atomic_fetch_add(&s->answered, 1);
+		pthread_cond_broadcast(&s->answer_cv);
+	}
+	pthread_mutex_unlock(&s->mu);
+	return NULL;
+}
+
+/* ---- opening ------------------------------------------------------------------ */
+
+static int
+connect_one(struct dp_pgsink *s, PGconn **c, struct dp_buf *err)
+{
+	*c = dp_pg_connect(s->cfg.conninfo, s->cfg.app, s->cfg.timeout_ms, err);
+	if (*c)
+		return 0;
+	if (dp_sig_stop && !err->len)
+		dp_buf_msgf(err, "interrupted while connecting to the database");
+	return -1;
+}
+
+int
+dp_pgsink_open(struct dp_pgsink **out, const struct dp_pgsink_config *cfg, struct dp_buf *err)
+{
+	struct dp_pgsink *s = calloc(1, sizeof(*s));
+	int rc;
+
+	*out = s;
+	if (!s) {
+		dp_buf_msgf(err, "out of memory");
+		return DP_EX_SOFTWARE;
+	}
+	s->cfg = *cfg;
+	if (!s->cfg.writers)
+		s->cfg.writers = 1;
+	if (!s->cfg.extra_column)
+		s->cfg.extra_column = "extra";
+	s->extra = -1;
+	s->budget = s->cfg.batch_bytes * (s->cfg.writers + 1);
+	/* Waits for answers have deadlines: on the monotonic clock, which a
+	 * step of the wall clock cannot stall. */
+	pthread_condattr_t ca;
+	if (pthread_mutex_init(&s->mu, NULL) || pthread_condattr_init(&ca) ||
+	    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) ||
+	    pthread_cond_init(&s->answer_cv, &ca)) {
+		dp_buf_msgf(err, "cannot make a mutex");
+		return DP_EX_SOFTWARE;
+	}
+	pthread_condattr_destroy(&ca);
+	s->mu_ok = true;
+	struct dp_buf q = DP_BUF_INIT;
+	if (dp_pg_qualified(&q, cfg->table) < 0 || !(s->qname = buf_dup(&q))) {
+		dp_buf_free(&q);
+		dp_buf_msgf(err, "out of memory");
+		return DP_EX_SOFTWARE;
+	}
+	dp_buf_free(&q);
+
+	if (connect_one(s, &s->ctl, err) < 0)
+		return DP_EX_UNAVAILABLE;
+	PGresult *r;
+	if (exec_ctl(s, "SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'", 0, NULL, &r,
+	             NULL, err, "cannot list the database's extensions") != 0)
+		return DP_EX_UNAVAILABLE;
+	s->has_ts = PQntuples(r) > 0;
+	PQclear(r);
+	if (cfg->hypertable == DP_PGSINK_HYPER_ON && !s->has_ts) {
+		dp_buf_msgf(err, "--hypertable on: the timescaledb extension is not installed in this "
+		            "database (CREATE EXTENSION timescaledb)");
+		return DP_EX_CONFIG;
+	}
+	rc = find_table(s, err);
+	if (rc == DP_PGSINK_DOWN)
+		return DP_EX_UNAVAILABLE;
+	if (rc < 0)
+		return -rc;
+	if (rc == 0 && !cfg->create) {
+		dp_buf_msgf(err, "table %s does not exist (--create makes it from the first records)",
+		            cfg->table);
+		return DP_EX_NOTFOUND;
+	}
+	if (rc == 1 && (rc = table_known(s, err)) != 0)
+		return rc;
+
+	s->nw = s->cfg.writers;
+	s->w = calloc(s->nw, sizeof(*s->w));
+	if (!s->w) {
+		dp_buf_msgf(err, "out of memory");
+		return DP_EX_SOFTWARE;
+	}
+	for (unsigned i = 0; i < s->nw; i++) {
+		struct writer *w = &s->w[i];
+		w->s = s;
+		w->idx = i;
+		if (pthread_cond_init(&w->cv, NULL)) {
+			dp_buf_msgf(err, "cannot make a condition variable");
+			return DP_EX_SOFTWARE;
+		}
+		if (connect_one(s, &w->c, err) < 0)
+			return DP_EX_UNAVAILABLE;
+		w->cancel = PQgetCancel(w->c);
+		if (pthread_create(&w->th, NULL, writer_main, w)) {
+			dp_buf_msgf(err, "cannot start a writer thread: %s", strerror(errno));
+			return DP_EX_SOFTWARE;
+		}
+		w->started = true;
+	}
+	return 0;
+}
+
+void
+dp_pgsink_cancel(struct dp_pgsink *s)
+{
+	char buf[256];
+
+	if (!s || !s->w)
+		return;
+	pthread_mutex_lock(&s->mu);
+	for (unsigned i = 0; i < s->nw; i++)
+		if (s->w[i].running && s->w[i].cancel)
+			PQcancel(s->w[i].cancel, buf, sizeof(buf));
+	pthread_mutex_unlock(&s->mu);
+}
+
+void
+dp_pgsink_free(struct dp_pgsink *s)
+{
+	if (!s)
+		return;
+	if (s->w) {
+		dp_pgsink_cancel(s);
+		pthread_mutex_lock(&s->mu);
+		for (unsigned i = 0; i < s->nw; i++) {
+			s->w[i].quit = true;
+			pthread_cond_signal(&s->w[i].cv);
+		}
+		pthread_mutex_unlock(&s->mu);
+		for (unsigned i = 0; i < s->nw; i++) {
+			struct writer *w = &s->w[i];
+			if (w->started)
+				pthread_join(w->th, NULL);
+			while (w->head) {
+				struct batch *b = w->head;
+				w->head = b->next;
+				batch_free(b);
+			}
+			if (w->cancel)
+				PQfreeCancel(w->cancel);
+			PQfinish(w->c);
+			pthread_cond_destroy(&w->cv);
+			free(w->staged);
+			free(w->recs);
+			dp_buf_free(&w->err);
+			dp_buf_free(&w->why);
+			dp_buf_free(&w->down);
+		}
+		free(s->w);
+	}
+	while (s->ans_head) {
+		struct batch *b = s->ans_head;
+		s->ans_head = b->next;
+		batch_free(b);
+	}
+	while (s->spare) {
+		struct batch *b = s->spare;
+		s->spare = b->next;
+		batch_free(b);
+	}
+	for (size_t i = 0; i < s->nsrc; i++) {
+		struct dp_pgsink_src *src = s->src[i];
+		batch_free(src->filling);
+		free(src->group);
+		free(src->topic);
+		free(src->label);
+		free(src);
+	}
+	free(s->src);
+	while (s->layouts) {
+		struct layout *L = s->layouts;
+		s->layouts = L->next;
+		layout_free(L);
+	}
+	for (size_t i = 0; i < s->ncols; i++) {
+		free(s->cols[i].name);
+		free(s->cols[i].type);
+	}
+	free(s->cols);
+	free(s->hash);
+	free(s->slots);
+	free(s->shape);
+	free(s->newkeys);
+	free(s->tmpcols);
+	PQfinish(s->ctl);
+	free(s->qname);
+	free(s->schema);
+	free(s->name);
+	dp_buf_free(&s->scratch);
+	dp_buf_free(&s->keybuf);
+	dp_buf_free(&s->extrabuf);
+	dp_buf_free(&s->why);
+	dp_buf_free(&s->sql);
+	if (s->mu_ok) {
+		pthread_mutex_destroy(&s->mu);
+		pthread_cond_destroy(&s->answer_cv);
+	}
+	free(s);
+}
+
+/* ---- sources --------------------------------------------------------------------- */
+
+static int
+offsets_table(struct dp_pgsink *s, struct dp_buf *err)
+{
+	static const char sql[] =
+		"CREATE TABLE IF NOT EXISTS " OFFSETS_TABLE " ("
+		"\"group\" text NOT NULL, topic text NOT NULL, \"partition\" integer NOT NULL, "
+		"next_offset bigint NOT NULL, updated_at timestamptz NOT NULL DEFAULT now(), "
+		"PRIMARY KEY (\"group\", topic, \"partition\"))";
+	char state[6];
+	int rc;
+
+	if (s->offsets_ready)
+		return 0;
+	PGresult *r;
+	if (exec_ctl(s, "SELECT to_regclass('" OFFSETS_TABLE "') IS NOT NULL", 0, NULL, &r, state,
+	             err, "cannot look for table " OFFSETS_TABLE) != 0)
+		return DP_EX_UNAVAILABLE;
+	bool exists = *PQgetvalue(r, 0, 0) == 't';
+	PQclear(r);
+	if (exists) {
+		s->offsets_ready = true;
+		return 0;
+	}
+	rc = exec_ctl(s, sql, 0, NULL, NULL, state, err, "cannot create table " OFFSETS_TABLE);
+	/* Two first runs at once: the loser's IF NOT EXISTS can still collide. */
+	if (rc && (strcmp(state, "23505") == 0 || strcmp(state, "42P07") == 0)) {
+		dp_buf_reset(err);
+		rc = 0;
+	}
+	if (rc)
+		return rc == DP_PGSINK_DOWN ? DP_EX_UNAVAILABLE : fatal_status(state);
+	s->offsets_ready = true;
+	return 0;
+}
+
+/* The stored offset of src, read on c: 0 (*out -1 when none), or a kind. */
+static enum dp_pg_kind
+read_stored(PGconn *c, struct dp_pgsink_src *src, int64_t *out, struct dp_buf *err)
+{
+	static const char sql[] =
+		"SELECT next_offset FROM " OFFSETS_TABLE
+		" WHERE \"group\" = $1 AND topic = $2 AND \"partition\" = $3";
+	char part[16];
+	const char *p[5];
+	PGresult *r;
+
+	offset_params(src, part, p);
+	enum dp_pg_kind k = dp_pg_exec(c, sql, 3, p, &r, NULL, err, "cannot read the stored offset");
+	if (k != DP_PG_OK)
+		return k;
+	*out = PQntuples(r) ? strtoll(PQgetvalue(r, 0, 0), NULL, 10) : -1;
+	PQclear(r);
+	return DP_PG_OK;
+}
+
+struct dp_pgsink_src *
+dp_pgsink_source(struct dp_pgsink *s, const char *group, const char *topic, int32_t partition,
+                 bool track, struct dp_buf *err, int *status)
+{
+	struct dp_pgsink_src *src = calloc(1, sizeof(*src));
+	struct dp_pgsink_src **v = realloc(s->src, (s->nsrc + 1) * sizeof(*v));
+	struct dp_buf label = DP_BUF_INIT;
+
+	if (v)
+		s->src = v;
+	if (!src || !v || !(src->group = strdup(group)) || !(src->topic = strdup(topic)))
+		goto nomem;
+	if (partition < 0)
+		dp_buf_msgf(&label, "source '%s'", topic);
+	else
+		dp_buf_msgf(&label, "%s/%d", topic, (int)partition);
+	if (!(src->label = strdup(dp_buf_str(&label))))
+		goto nomem;
+	dp_buf_free(&label);
+	src->s = s;
+	src->partition = partition;
+	src->track = track;
+	src->writer = (unsigned)(s->nsrc % s->nw);
+	src->rec = -1;
+	atomic_store(&src->stored, -1);
+	s->src[s->nsrc++] = src;
+	if (track) {
+		int64_t stored;
+		if ((*status = offsets_table(s, err)) != 0)
+			return NULL;
+		if (read_stored(s->ctl, src, &stored, err) != DP_PG_OK) {
+			*status = DP_EX_UNAVAILABLE;
+			return NULL;
+		}
+		atomic_store(&src->stored, stored);
+		src->end = stored >= 0 ? stored : 0;
+	}
+	return src;
+nomem:
+	dp_buf_free(&label);
+	if (src) {
+		free(src->group);
+		free(src->topic);
+		free(src);
+	}
+	dp_buf_msgf(err, "out of memory");
+	*status = DP_EX_SOFTWARE;
+	return NULL;
+}
+
+int64_t dp_pgsink_stored(const struct dp_pgsink_src *src) { return atomic_load(&src->stored); }
+int64_t dp_pgsink_accounted(const struct dp_pgsink_src *src) { return src->end; }
+const char *dp_pgsink_src_label(const struct dp_pgsink_src *src) { return src->label; }
+
+/* ---- filling batches -------------------------------------------------------------- */
+
+/*
+ * Keep a committed batch for the next one: its buffers are megabytes
+ * that a fresh allocation would fault in page by page again.  As many
+ * as can be in flight at once, no more, so memory stays where it was.
+ */
+static void
+recycle(struct dp_pgsink *s, struct batch *b)
+{
+	if (s->nspare >= QDEPTH * s->nw + 1 || b->raw) {
+		batch_free(b);
+		return;
+	}
+	free(b->msg);
+	*b = (struct batch){ .next = s->spare, .data = b->data, .rows = b->rows,
+	                     .caprows = b->caprows, .segs = b->segs, .capsegs = b->capsegs };
+	dp_buf_reset(&b->data);
+	s->spare = b;
+	s->nspare++;
+}
+
+static struct batch *
+filling(struct dp_pgsink *s, struct dp_pgsink_src *src)
+{
+	if (!src->filling) {
+		struct batch *b = s->spare;
+		if (b) {
+			s->spare = b->next;
+			s->nspare--;
+			b->next = NULL;
+		} else if (!(b = calloc(1, sizeof(*b)))) {
+			return NULL;
+		}
+		b->src = src;
+		b->start = b->end = src->end;
+		b->raw = !s->table_ready;
+		b->born_ms = dp_time_mono_ms();
+		src->filling = b;
+	}
+	return src->filling;
+}
+
+static bool
+full(const struct dp_pgsink *s, const struct batch *b)
+{
+	return b->nrows >= s->cfg.batch_rows || b->data.len >= s->cfg.batch_bytes;
+}
+
+static bool
+lingered(const struct dp_pgsink *s, const struct batch *b, int64_t now)
+{
+	return (b->nrows || b->end > b->start) && now - b->born_ms >= s->cfg.linger_ms;
+}
+
+/* Take back the rows of the record being added. */
+static void
+undo_record(struct dp_pgsink_src *src, struct batch *b)
+{
+	b->nrows = src->rec_row;
+	dp_buf_truncate(&b->data, src->rec_pos);
+	b->nsegs = src->rec_seg;
+	src->rec = -1;
+}
+
+int
+dp_pgsink_add(struct dp_pgsink *s, struct dp_pgsink_src *src, int64_t offset, const char *json,
+              size_t len, struct dp_buf *err)
+{
+	struct batch *b;
+	int rc;
+
+	if (src->closed)
+		return DP_PGSINK_STOPPED;
+	if (!(b = filling(s, src))) {
+		dp_buf_msgf(err, "out of memory");
+		return DP_EX_SOFTWARE;
+	}
+	if (src->rec != offset) {
+		src->rec = offset;
+		src->rec_row = b->nrows;
+		src->rec_pos = b->data.len;
+		src->rec_seg = b->nsegs;
+	}
+	size_t before = batch_bytes(b);
+	if (b->raw) {
+		/* No table yet: keep the text; the first due batch makes the table. */
+		const char *jwhy;
+		size_t off;
+		enum dp_json_type t = dp_json_check(json, len, &jwhy, &off);
+		if (t != DP_JSON_OBJECT) {
+			dp_buf_reset(&s->why);
+			if (t == DP_JSON_INVALID)
+				dp_buf_msgf(&s->why, "not JSON: %s at byte %zu", jwhy, off + 1);
+			else
+				dp_buf_msgf(&s->why, "not a JSON object");
+			undo_record(src, b);
+			return bad_row(s, src, offset, err);
+		}
+		if (grow_rows(b) < 0 || dp_buf_add(&b->data, json, len) < 0) {
+			dp_buf_msgf(err, "out of memory");
+			return DP_EX_SOFTWARE;
+		}
+		b->rows[b->nrows].offset = offset;
+		b->rows[b->nrows].pos = b->data.len - len;
+		b->nrows++;
+		s->filling_bytes += batch_bytes(b) - before;
+		return 0;
+	}
+	size_t at = b->data.len;
+	rc = encode_row(s, b, json, len, err);
+	if (rc == 0) {
+		b->rows[b->nrows].offset = offset;
+		b->rows[b->nrows].pos = at;
+		b->nrows++;
+		s->filling_bytes += batch_bytes(b) - before;
+		return 0;
+	}
+	undo_record(src, b);
+	s->filling_bytes -= before - batch_bytes(b);
+	if (rc == DP_PGSINK_BAD)
+		return bad_row(s, src, offset, err);
+	return rc;
+}
+
+void
+dp_pgsink_done(struct dp_pgsink *s, struct dp_pgsink_src *src, int64_t next)
+{
+	struct batch *b = filling(s, src);
+
+	src->rec = -1;
+	src->end = next;
+	if (b)
+		b->end = next;
+	/* Without memory for a batch the advance waits for the next one. */
+}
+
+bool
+dp_pgsink_room(const struct dp_pgsink *s, const struct dp_pgsink_src *src)
+{
+	if (src->filling && full(s, src->filling))
+		return false;
+	return s->filling_bytes < s->budget;
+}
+
+bool
+dp_pgsink_due(struct dp_pgsink *s)
+{
+	int64_t now = dp_time_mono_ms();
+
+	if (atomic_load(&s->answered) || s->stop_pending)
+		return true;
+	for (size_t i = 0; i < s->nsrc; i++) {
+		const struct batch *b = s->src[i]->filling;
+		if (b && (full(s, b) || lingered(s, b, now)))
+			return true;
+	}
+	return s->filling_bytes >= s->budget;
+}
+
+static void submit(struct dp_pgsink *s, struct dp_pgsink_src *src);
+
+/* ---- making the table ------------------------------------------------------------ */
+
+struct seen {
+	char *name;
+	size_t len;
+	unsigned mask;
+};
+
+struct inference {
+	struct seen *v;
+	size_t n, cap;
+};
+
+static int
+seen_add(struct inference *in, const char *name, size_t len, unsigned mask)
+{
+	for (size_t i = 0; i < in->n; i++)
+		if (in->v[i].len == len && memcmp(in->v[i].name, name, len) == 0) {
+			in->v[i].mask |= mask;
+			return 0;
+		}
+	struct seen *v = grow(in->v, &in->cap, in->n + 1, sizeof(*v), 16);
+	if (!v)
+		return -1;
+	in->v = v;
+	if (!(in->v[in->n].name = malloc(len + 1)))
+		return -1;
+	memcpy(in->v[in->n].name, name, len);
+	in->v[in->n].name[len] = '\0';
+	in->v[in->n].len = len;
+	in->v[in->n].mask = mask;
+	in->n++;
+	return 0;
+}
+
+static bool
+inferred_has(const struct dp_pgsink *s, const char *name, void *arg)
+{
+	const struct inference *in = arg;
+
+	(void)s;
+	for (size_t i = 0; i < in->n; i++)
+		if (strcmp(in->v[i].name, name) == 0)
+			return true;
+	return false;
+}
+
+/* Whether the hypertable can be made; prints auto's message once. */
+static int
+want_hypertable(struct dp_pgsink *s, const char *tcol, const char *ttype, struct dp_buf *err)
+{
+	const char *why = NULL;
+	bool keys_ok = true;
+
+	if (s->cfg.hypertable == DP_PGSINK_HYPER_OFF)
+		return 0;
+	if (s->cfg.nkeys && tcol) {
+		keys_ok = false;
+		for (size_t k = 0; k < s->cfg.nkeys; k++)
+			keys_ok |= strcmp(s->cfg.keys[k], tcol) == 0;
+	}
+	if (!s->has_ts)
+		why = "the timescaledb extension is not installed in this database";
+	else if (!tcol)
+		why = "no time column (ts or time; see --time-column) in the first records";
+	else if (strcmp(ttype, "timestamptz") != 0)
+		why = "the time column does not hold timestamps";
+	else if (!keys_ok)
+		why = "the --upsert keys do not include the time column, which TimescaleDB requires";
+	if (!why)
+		return 1;
+	if (s->cfg.hypertable == DP_PGSINK_HYPER_ON) {
+		dp_buf_msgf(err, "--hypertable on: %s", why);
+		return -1;
+	}
+	dp_warn("%s: making %s a plain table", why, s->cfg.table);
+	return 0;
+}
+
+/*
+ * CREATE TABLE from the rows of the raw batches, typed by what their
+ * values are, in the order the keys first appear; a hypertable when it
+ * can be.  0, DP_PGSINK_DOWN, or an exit status.
+ */
+static int
+make_table(struct dp_pgsink *s, struct dp_buf *err)
+{
+	struct inference in = { NULL, 0, 0 };
+	struct dp_buf q = DP_BUF_INIT;
+	int rc = DP_EX_SOFTWARE;
+
+	/* Another instance may have made it meanwhile: then it is the table. */
+	if ((rc = find_table(s, err)) != 0)
+		return rc == 1 ? table_known(s, err) : rc == DP_PGSINK_DOWN ? rc : -rc;
+	for (size_t i = 0; i < s->nsrc; i++) {
+		struct batch *b = s->src[i]->filling;
+		for (size_t r = 0; b && b->raw && r < b->nrows; r++) {
+			const char *json = b->data.data + b->rows[r].pos;
+			size_t len = (r + 1 < b->nrows ? b->rows[r + 1].pos : b->data.len) - b->rows[r].pos;
+			size_t pos = 0, klen, vn, nlen;
+			const char *key, *v, *name;
+			enum dp_json_type t;
+			while ((t = dp_json_next_member(json, len, &pos, &key, &klen, &v, &vn)) !=
+			       DP_JSON_INVALID) {
+				if (key_name(&s->keybuf, key, klen, &name, &nlen) < 0)
+					goto nomem;
+				if (bad_ident(name, nlen))
+					continue;       /* not a column: handled per --unknown-keys */
+				if (s->cfg.unknown == DP_PGSINK_UNKNOWN_EXTRA &&
+				    strlen(s->cfg.extra_column) == nlen &&
+				    memcmp(s->cfg.extra_column, name, nlen) == 0)
+					continue;
+				if (seen_add(&in, name, nlen, value_mask(t, v, vn, &s->scratch)) < 0)
+					goto nomem;
+			}
+		}
+	}
+	const char *tcol = time_column(s, inferred_has, &in);
+	const char *ttype = NULL;
+	if (dp_buf_addf(&q, "CREATE TABLE IF NOT EXISTS %s (", s->qname) < 0)
+		goto nomem;
+	for (size_t i = 0; i < in.n; i++) {
+		bool is_time = tcol && strcmp(in.v[i].name, tcol) == 0;
+		const char *type = type_for(in.v[i].mask, is_time, s->cfg.numeric);
+		if (is_time)
+			ttype = type;
+		if ((i && dp_buf_addstr(&q, ", ") < 0) || dp_pg_ident(&q, in.v[i].name, in.v[i].len) < 0 ||
+		    dp_buf_addf(&q, " %s", type) < 0)
+			goto nomem;
+	}
+	if (s->cfg.unknown == DP_PGSINK_UNKNOWN_EXTRA) {
+		if ((in.n && dp_buf_addstr(&q, ", ") < 0) ||
+		    dp_pg_ident(&q, s->cfg.extra_column, strlen(s->cfg.extra_column)) < 0 ||
+		    dp_buf_addstr(&q, " jsonb") < 0)
+			goto nomem;
+	}
+	if (s->cfg.nkeys) {
+		for (size_t k = 0; k < s->cfg.nkeys; k++)
+			if (!inferred_has(s, s->cfg.keys[k], &in)) {
+				dp_buf_msgf(err, "--upsert key %s is in none of the first records, so "
+				            "--create cannot make the table", s->cfg.keys[k]);
+				rc = DP_EX_CONFIG;
+				goto out;
+			}
+		if (dp_buf_addstr(&q, ", PRIMARY KEY (") < 0 || add_keys(&q, s) < 0 ||
+		    dp_buf_addch(&q, ')') < 0)
+			goto nomem;
+	}
+	if (dp_buf_addch(&q, ')') < 0)
+		goto nomem;
+	int hyper = want_hypertable(s, tcol, ttype, err);
+	if (hyper < 0) {
+		rc = DP_EX_CONFIG;
+		goto out;
+	}
+	char state[6] = "";
+	if ((rc = exec_ctl(s, "BEGIN", 0, NULL, NULL, state, err, "cannot create the table")) == 0 &&
+	    (rc = exec_ctl(s, q.data, 0, NULL, NULL, state, err, "cannot create the table")) == 0 &&
+	    hyper) {
+		char chunk[48];
+		snprintf(chunk, sizeof(chunk), "%lld milliseconds", (long long)s->cfg.chunk_ms);
+		const char *p[3] = { s->qname, tcol, chunk };
+		rc = exec_ctl(s, s->cfg.chunk_ms
+		              ? "SELECT create_hypertable($1::regclass, $2::name, "
+		                "chunk_time_interval => $3::interval, if_not_exists => true)"
+		              : "SELECT create_hypertable($1::regclass, $2::name, if_not_exists => true)",
+		              s->cfg.chunk_ms ? 3 : 2, p, NULL, state, err, "cannot make a hypertable");
+	}
+	if (rc == 0)
+		rc = exec_ctl(s, "COMMIT", 0, NULL, NULL, state, err, "cannot create the table");
+	if (rc) {
+		if (rc != DP_PGSINK_DOWN) {
+			PQclear(PQexec(s->ctl, "ROLLBACK"));
+			rc = fatal_status(state);
+		}
+		goto out;
+	}
+	dp_info("created table %s%s", s->cfg.table, hyper ? " as a hypertable" : "");
+	if ((rc = find_table(s, err)) != 1) {
+		if (rc == 0) {
+			dp_buf_msgf(err, "table %s is missing right after CREATE TABLE", s->cfg.table);
+			rc = DP_EX_SOFTWARE;
+		}
+		rc = rc < 0 && rc != DP_PGSINK_DOWN ? -rc : rc;
+		goto out;
+	}
+	rc = table_known(s, err);
+	goto out;
+nomem:
+	dp_buf_msgf(err, "out of memory");
+	rc = DP_EX_SOFTWARE;
+out:
+	for (size_t i = 0; i < in.n; i++)
+		free(in.v[i].name);
+	free(in.v);
+	dp_buf_free(&q);
+	return rc;
+}
+
+/*
+ * Encode the raw batches now that the table exists.  A bad row is
+ * reported; the fail mode ends the batch (and its source) there.
+ * All or nothing: on DP_PGSINK_DOWN the raw batches stay as they were.
+ */
+static int
+encode_raw(struct dp_pgsink *s, struct dp_buf *err)
+{
+	for (size_t i = 0; i < s->nsrc; i++) {
+		struct dp_pgsink_src *src = s->src[i];
+		struct batch *raw = src->filling;
+		if (!raw || !raw->raw)
+			continue;
+		struct batch *b = calloc(1, sizeof(*b));
+		if (!b) {
+			dp_buf_msgf(err, "out of memory");
+			return DP_EX_SOFTWARE;
+		}
+		*b = (struct batch){ .src = src, .start = raw->start, .end = raw->end,
+		                     .born_ms = raw->born_ms };
+		int64_t cur = -1;
+		size_t rec_row = 0, rec_pos = 0, rec_seg = 0;
+		for (size_t r = 0; r < raw->nrows; r++) {
+			int64_t off = raw->rows[r].offset;
+			if (off != cur) {
+				cur = off;
+				rec_row = b->nrows;
+				rec_pos = b->data.len;
+				rec_seg = b->nsegs;
+			}
+			const char *json = raw->data.data + raw->rows[r].pos;
+			size_t len = (r + 1 < raw->nrows ? raw->rows[r + 1].pos : raw->data.len) -
+			             raw->rows[r].pos;
+			size_t at = b->data.len;
+			int rc = encode_row(s, b, json, len, err);
+			if (rc == 0) {
+				b->rows[b->nrows].offset = off;
+				b->rows[b->nrows].pos = at;
+				b->nrows++;
+				continue;
+			}
+			b->nrows = rec_row;
+			dp_buf_truncate(&b->data, rec_pos);
+			b->nsegs = rec_seg;
+			if (rc != DP_PGSINK_BAD) {
+				batch_free(b);
+				return rc;
+			}
+			struct dp_buf ignore = DP_BUF_INIT;
+			bad_row(s, src, off, &ignore);
+			dp_buf_free(&ignore);
+			if (s->cfg.on_error == DP_PGSINK_FAIL) {
+				b->end = off;
+				src->end = off;
+				src->closed = true;
+				s->stop_pending = true;
+				break;
+			}
+			/* skip the rest of this record's rows */
+			while (r + 1 < raw->nrows && raw->rows[r + 1].offset == off)
+				r++;
+		}
+		s->filling_bytes -= batch_bytes(raw);
+		s->filling_bytes += batch_bytes(b);
+		src->filling = b;
+		src->rec = -1;
+		batch_free(raw);
+		if (src->closed)
+			submit(s, src);     /* what came before the bad row still lands */
+	}
+	return 0;
+}
+
+/* ---- writing --------------------------------------------------------------------- */
+
+static void
+submit(struct dp_pgsink *s, struct dp_pgsink_src *src)
+{
+	struct batch *b = src->filling;
+	struct writer *w = &s->w[src->writer];
+
+	src->filling = NULL;
+	s->filling_bytes -= batch_bytes(b);
+	if ((b->nrows == 0 && !src->track) || (b->nrows == 0 && b->end == b->start)) {
+		batch_free(b);          /* nothing to write, nothing to store */
+		return;
+	}
+	b->sent_ms = dp_time_mono_ms();
+	pthread_mutex_lock(&s->mu);
+	b->next = NULL;
+	if (w->tail)
+		w->tail->next = b;
+	else
+		w->head = b;
+	w->tail = b;
+	src->queued++;
+	pthread_cond_signal(&w->cv);
+	pthread_mutex_unlock(&s->mu);
+}
+
+/* Take in what the writers answered.  0 or the first status worth stopping for. */
+static int
+collect(struct dp_pgsink *s, struct dp_buf *err)
+{
+	struct batch *list;
+	int rc = 0;
+
+	pthread_mutex_lock(&s->mu);
+	list = s->ans_head;
+	s->ans_head = s->ans_tail = NULL;
+	atomic_store(&s->answered, 0);
+	pthread_mutex_unlock(&s->mu);
+	while (list) {
+		struct batch *b = list;
+		list = b->next;
+		b->src->queued--;
+		switch (b->result) {
+		case R_COMMITTED:
+		case R_STOPPED:
+			s->stats.rows += b->written;
+			s->stats.bad += b->bad;
+			s->stats.batches++;
+			s->stats.latency_ms = dp_time_mono_ms() - b->sent_ms;
+			if (b->result == R_STOPPED) {
+				b->src->end = b->stop;
+				b->src->closed = true;
+				s->stop_pending = true;
+			}
+			break;
+		case R_LOST:
+		case R_FATAL:
+			b->src->closed = true;
+			if (!rc) {
+				dp_buf_msgf(err, "%s", b->msg ? b->msg : "a writer failed");
+				rc = b->status ? b->status : DP_EX_SOFTWARE;
+			}
+			break;
+		default:
+			break;
+		}
+		recycle(s, b);
+	}
+	return rc;
+}
+
+/* Whether a writer lost the database; its reason into err. */
+static bool
+writer_down(struct dp_pgsink *s, struct dp_buf *err)
+{
+	bool down = false;
+
+	pthread_mutex_lock(&s->mu);
+	for (unsigned i = 0; i < s->nw && !down; i++)
+		if (s->w[i].broken) {
+			dp_buf_msgf(err, "%s", dp_buf_str(&s->w[i].down));
+			down = true;
+		}
+	pthread_mutex_unlock(&s->mu);
+	return down;
+}
+
+int
+dp_pgsink_write(struct dp_pgsink *s, bool flush, struct dp_buf *err)
+{
+	int64_t now = dp_time_mono_ms();
+	int rc;
+
+	if ((rc = collect(s, err)) != 0)
+		return rc;
+	if (writer_down(s, err))
+		return DP_PGSINK_DOWN;
+	if (!s->table_ready) {
+		bool due = flush || s->filling_bytes >= s->budget;
+		for (size_t i = 0; i < s->nsrc && !due; i++) {
+			const struct batch *b = s->src[i]->filling;
+			due = b && b->nrows && (full(s, b) || lingered(s, b, now));
+		}
+		bool rows = false;
+		for (size_t i = 0; i < s->nsrc; i++)
+			rows |= s->src[i]->filling && s->src[i]->filling->nrows;
+		if (due && rows) {
+			if ((rc = make_table(s, err)) != 0)
+				return rc;
+		}
+	}
+	if (s->table_ready && (rc = encode_raw(s, err)) != 0)
+		return rc;
+	/* Over the byte budget: the biggest batches go first, full or not. */
+	bool over = s->filling_bytes >= s->budget;
+	for (size_t i = 0; i < s->nsrc; i++) {
+		struct dp_pgsink_src *src = s->src[i];
+		struct batch *b = src->filling;
+		if (b && src->closed) {
+			/* records after a stop are not written */
+			src->filling = NULL;
+			s->filling_bytes -= batch_bytes(b);
+			batch_free(b);
+			continue;
+		}
+		/* Records that made no row need no table: their offsets can go. */
+		if (b && b->raw && b->nrows == 0)
+			b->raw = false;
+		if (!b || b->raw || src->queued >= QDEPTH)
+			continue;
+		if (flush || over || full(s, b) || lingered(s, b, now))
+			submit(s, src);
+	}
+	if (s->stop_pending) {
+		s->stop_pending = false;
+		return DP_PGSINK_STOPPED;
+	}
+	return 0;
+}
+
+void
+dp_pgsink_wait(struct dp_pgsink *s, int64_t ms)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);    /* the clock of answer_cv */
+	ts.tv_sec += (time_t)(ms / 1000);
+	ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&s->mu);
+	if (!atomic_load(&s->answered))
+		pthread_cond_timedwait(&s->answer_cv, &s->mu, &ts);
+	pthread_mutex_unlock(&s->mu);
+}
+
+bool
+dp_pgsink_idle(const struct dp_pgsink *s)
+{
+	for (size_t i = 0; i < s->nsrc; i++) {
+		const struct dp_pgsink_src *src = s->src[i];
+		if (src->queued)
+			return false;
+		const struct batch *b = src->filling;
+		if (b && !src->closed && (b->nrows || (src->track && b->end > b->start)))
+			return false;
+	}
+	return true;
+}
+
+static int
+reconnect_one(struct dp_pgsink *s, PGconn **c, struct dp_buf *err)
+{
+	PGconn *n = dp_pg_connect(s->cfg.conninfo, s->cfg.app, s->cfg.timeout_ms, err);
+
+	if (!n)
+		return -1;
+	PQfinish(*c);
+	*c = n;
+	return 0;
+}
+
+int
+dp_pgsink_reconnect(struct dp_pgsink *s, struct dp_buf *err)
+{
+	if (s->ctl_broken || PQstatus(s->ctl) == CONNECTION_BAD) {
+		if (reconnect_one(s, &s->ctl, err) < 0)
+			return DP_PGSINK_DOWN;
+		s->ctl_broken = false;
+	}
+	for (unsigned i = 0; i < s->nw; i++) {
+		struct writer *w = &s->w[i];
+		pthread_mutex_lock(&s->mu);
+		bool broken = w->broken;
+		pthread_mutex_unlock(&s->mu);
+		if (!broken)
+			continue;
+		/* The writer thread waits while broken: its connection is ours. */
+		if (reconnect_one(s, &w->c, err) < 0)
+			return DP_PGSINK_DOWN;
+		if (w->cancel)
+			PQfreeCancel(w->cancel);
+		w->cancel = PQgetCancel(w->c);
+		if (w->staged)
+			memset(w->staged, 0, w->nstaged);   /* temp tables died with it */
+		/*
+		 * Which of its batches did commit?  The stored offsets say: the
+		 * answer to a COMMIT can be lost with the connection.
+		 */
+		for (size_t j = 0; j < s->nsrc; j++) {
+			struct dp_pgsink_src *src = s->src[j];
+			int64_t stored;
+			if (src->writer != i || !src->track)
+				continue;
+			enum dp_pg_kind k = read_stored(w->c, src, &stored, err);
+			if (k == DP_PG_TRANSIENT)
+				return DP_PGSINK_DOWN;
+			if (k != DP_PG_OK)
+				return DP_EX_UNAVAILABLE;
+			pthread_mutex_lock(&s->mu);
+			struct batch **pp = &w->head, *prev = NULL;
+			while (*pp) {
+				struct batch *b = *pp;
+				if (b->src == src && stored >= 0 && b->end <= stored) {
+					/* committed: answer it as such */
+					*pp = b->next;
+					b->next = NULL;
+					b->result = R_COMMITTED;
+					b->written = b->nrows;
+					if (s->ans_tail)
+						s->ans_tail->next = b;
+					else
+						s->ans_head = b;
+					s->ans_tail = b;
+					atomic_fetch_add(&s->answered, 1);
+					continue;
+				}
+				prev = b;
+				pp = &b->next;
+			}
+			w->tail = prev;
+			if (!w->head)
+				w->tail = NULL;
+			/* A batch that did not commit is sent again; its compare-
+			 * and-set against the stored offset keeps it honest. */
+			atomic_store(&src->stored, stored);
+			pthread_mutex_unlock(&s->mu);
+		}
+		pthread_mutex_lock(&s->mu);
+		w->broken = false;
+		pthread_cond_signal(&w->cv);
+		pthread_mutex_unlock(&s->mu);
+	}
+	return 0;
+}
+
+void
+dp_pgsink_stats(const struct dp_pgsink *s, struct dp_pgsink_stats *st)
+{
+	*st = s->stats;
+}
