@@ -1203,6 +1203,25 @@ dp_consumer_poll(struct dp_consumer *c, int timeout_ms, struct dp_buf *err, int 
 
 /* ---- set-up ------------------------------------------------------------------- */
 
+/*
+ * librdkafka's legacy consumer (simple mode) reports a partition whose
+ * topic was deleted only through the error callback, again and again; a
+ * reader then waits for ever.  It is the end of that reader, as a
+ * subscribed topic that disappears is for a group member.
+ */
+static void
+on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+	struct dp_consumer *c = opaque;
+
+	if (!c->group && (err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART ||
+	                  err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC)) {
+		fail(c, DP_EX_UNAVAILABLE, reason);
+		return;
+	}
+	dp_kafka_on_error(rk, err, reason, opaque);
+}
+
 static int
 configure(rd_kafka_conf_t *conf, void *arg, struct dp_buf *err)
 {
@@ -1216,6 +1235,7 @@ configure(rd_kafka_conf_t *conf, void *arg, struct dp_buf *err)
 		rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
 	if (c->real_group)
 		rd_kafka_conf_set_offset_commit_cb(conf, on_auto_commit);
+	rd_kafka_conf_set_error_cb(conf, on_error);
 	rd_kafka_conf_set_opaque(conf, c);
 	c->reset_offset = RD_KAFKA_OFFSET_BEGINNING;
 	if (dp_kafka_conf_str(conf, "auto.offset.reset", q, sizeof(q))) {
@@ -1413,6 +1433,15 @@ dp_consumer_free(struct dp_consumer *c)
 		if (c->rkts[i])
 			rd_kafka_topic_destroy(c->rkts[i]);
 	free(c->rkts);
+	/*
+	 * Lists that went through librdkafka hold references to its
+	 * partitions: destroyed after the handle, they make rd_kafka_destroy
+	 * wait for ever (librdkafka issue #3796).
+	 */
+	if (c->pending) {
+		rd_kafka_topic_partition_list_destroy(c->pending);
+		c->pending = NULL;
+	}
 	if (c->rk) {
 		/* Not closed (a signal while connecting): go without the
 		 * leave-group handshake, which waits for the cluster. */
@@ -1421,8 +1450,6 @@ dp_consumer_free(struct dp_consumer *c)
 		else
 			rd_kafka_destroy(c->rk);
 	}
-	if (c->pending)
-		rd_kafka_topic_partition_list_destroy(c->pending);
 	for (size_t i = 0; i < c->nparts; i++) {
 		free(PRIV(c->parts[i])->topic);
 		free(c->parts[i]);

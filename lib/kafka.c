@@ -17,8 +17,8 @@
 #include "sig.h"
 #include "timefmt.h"
 
-static void
-on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+void
+dp_kafka_on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 {
 	/* Transport errors repeat while librdkafka retries; -v shows them. */
 	if (err == RD_KAFKA_RESP_ERR__TRANSPORT || err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN ||
@@ -102,7 +102,7 @@ dp_kafka_conf_new(const struct dp_common *c, const struct dp_kv *defaults,
 	    !has_key(file, nfile, "metadata.broker.list") &&
 	    dp_kafka_conf_set(conf, "bootstrap.servers", c->brokers, err) < 0)
 		goto fail;
-	rd_kafka_conf_set_error_cb(conf, on_error);
+	rd_kafka_conf_set_error_cb(conf, dp_kafka_on_error);
 	rd_kafka_conf_set_log_cb(conf, on_log);
 	dp_kv_free(file, nfile);
 	*status = 0;

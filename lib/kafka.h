@@ -136,6 +136,14 @@ int dp_kafka_retriable(rd_kafka_resp_err_t err);
  */
 rd_kafka_event_t *dp_kafka_queue_wait(rd_kafka_queue_t *q, int timeout_ms, int *stopped);
 
+/*
+ * The error callback every client gets (dp_kafka_conf_new): transport
+ * errors, which repeat while librdkafka retries, at -v; others as
+ * warnings.  Exported for callbacks that handle some errors themselves
+ * and pass the rest on.
+ */
+void dp_kafka_on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque);
+
 /* The exit status for a Kafka error code. */
 int dp_kafka_exit_status(rd_kafka_resp_err_t err);
 

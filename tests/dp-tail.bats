@@ -379,3 +379,23 @@ kcat_dump() {
 	[[ $output == *"invalid kafka property 'no.such.property'"* ]]
 	[[ $output == *'"from":"connecting","event":"bad_config","to":"failed"'* ]]
 }
+
+@test "a topic deleted under a reader ends it with 69, with or without a group" {
+	T=$(new_topic)
+	create_topic "$T"
+	dp-tail -t "$T" >/dev/null 2>"$BATS_TEST_TMPDIR/simple.err" &
+	simple=$!
+	dp-tail -t "$T" -g "$(uniq_name g)" -X topic.metadata.refresh.interval.ms=1000 \
+		>/dev/null 2>"$BATS_TEST_TMPDIR/group.err" &
+	group=$!
+	wait_until 10 grep -q . "$BATS_TEST_TMPDIR/simple.err" || true
+	dp-topic delete "$T" -o json >/dev/null
+	for pid in $simple $group; do
+		wait_until 30 proc_gone "$pid"
+		rc=0
+		wait "$pid" || rc=$?
+		[ "$rc" -eq 69 ]
+	done
+	grep -q "$T \[0\]: topic does not exist" "$BATS_TEST_TMPDIR/simple.err"
+	grep -q "Subscribed topic not available" "$BATS_TEST_TMPDIR/group.err"
+}
