@@ -279,7 +279,8 @@ usage(FILE *fp)
 	      "      --fsyms LIST        base symbols, comma-separated (BTC,ETH); or --fsym\n"
 	      "      --tsyms LIST        quote symbols, comma-separated (USD,EUR); or --tsym\n"
 	      "      --market NAME       exchange to ask (the API's e parameter; default CCCAGG)\n"
-	      "      --interval INTERVAL ohlcv: minute, hour or day (also 1m, 1h, 1d)\n"
+	      "      --interval INTERVAL ohlcv: 1m, 5m, 15m, 30m, 1h, 2h, 4h, 12h, 1d, 3d or 1w\n"
+	      "                          (also minute, hour, day); aligned to the epoch\n"
 	      "      --since TIME        ohlcv: first candle wanted (default: all history the\n"
 	      "                          API has; 7 days for minutes)\n"
 	      "      --until TIME        ohlcv: only candles that open before TIME\n"
@@ -589,11 +590,11 @@ validate(void *ctx)
 		return -1;
 	if (c->cmd == CMD_OHLCV) {
 		if (!c->interval_arg) {
-			dp_err("missing --interval: minute, hour or day");
+			dp_err("missing --interval: " DP_CC_INTERVALS);
 			return -1;
 		}
 		if (dp_cc_interval_parse(c->interval_arg, &c->iv) < 0) {
-			dp_err("invalid --interval '%s': expected minute, hour or day", c->interval_arg);
+			dp_err("invalid --interval '%s': expected " DP_CC_INTERVALS, c->interval_arg);
 			return -1;
 		}
 	}

@@ -19,18 +19,36 @@
 /* Intervals */
 
 static const struct {
-	const char *name, *label, *path;
+	const char *name, *label;
+	enum dp_cc_interval base;
+	unsigned aggregate;
+} intervals[DP_CC_NINTERVALS] = {
+	[DP_CC_MINUTE] = { "minute", "1m",  DP_CC_MINUTE, 1 },
+	[DP_CC_5M]     = { "5m",     "5m",  DP_CC_MINUTE, 5 },
+	[DP_CC_15M]    = { "15m",    "15m", DP_CC_MINUTE, 15 },
+	[DP_CC_30M]    = { "30m",    "30m", DP_CC_MINUTE, 30 },
+	[DP_CC_HOUR]   = { "hour",   "1h",  DP_CC_HOUR,   1 },
+	[DP_CC_2H]     = { "2h",     "2h",  DP_CC_HOUR,   2 },
+	[DP_CC_4H]     = { "4h",     "4h",  DP_CC_HOUR,   4 },
+	[DP_CC_12H]    = { "12h",    "12h", DP_CC_HOUR,   12 },
+	[DP_CC_DAY]    = { "day",    "1d",  DP_CC_DAY,    1 },
+	[DP_CC_3D]     = { "3d",     "3d",  DP_CC_DAY,    3 },
+	[DP_CC_1W]     = { "1w",     "1w",  DP_CC_DAY,    7 },
+};
+
+static const struct {
+	const char *path;
 	int64_t secs;
-} intervals[] = {
-	[DP_CC_MINUTE] = { "minute", "1m", "histominute", 60 },
-	[DP_CC_HOUR]   = { "hour",   "1h", "histohour",   3600 },
-	[DP_CC_DAY]    = { "day",    "1d", "histoday",    86400 },
+} bases[DP_CC_NINTERVALS] = {
+	[DP_CC_MINUTE] = { "histominute", 60 },
+	[DP_CC_HOUR]   = { "histohour",   3600 },
+	[DP_CC_DAY]    = { "histoday",    86400 },
 };
 
 int
 dp_cc_interval_parse(const char *s, enum dp_cc_interval *iv)
 {
-	for (size_t i = 0; i < sizeof(intervals) / sizeof(intervals[0]); i++) {
+	for (size_t i = 0; i < DP_CC_NINTERVALS; i++) {
 		if (strcmp(s, intervals[i].name) == 0 || strcmp(s, intervals[i].label) == 0) {
 			*iv = (enum dp_cc_interval)i;
 			return 0;
@@ -39,9 +57,22 @@ dp_cc_interval_parse(const char *s, enum dp_cc_interval *iv)
 	return -1;
 }
 
-int64_t dp_cc_interval_secs(enum dp_cc_interval iv) { return intervals[iv].secs; }
+int64_t
+dp_cc_interval_secs(enum dp_cc_interval iv)
+{
+	return bases[intervals[iv].base].secs * intervals[iv].aggregate;
+}
+
 const char *dp_cc_interval_label(enum dp_cc_interval iv) { return intervals[iv].label; }
 const char *dp_cc_interval_name(enum dp_cc_interval iv) { return intervals[iv].name; }
+enum dp_cc_interval dp_cc_interval_base(enum dp_cc_interval iv) { return intervals[iv].base; }
+unsigned dp_cc_interval_aggregate(enum dp_cc_interval iv) { return intervals[iv].aggregate; }
+
+unsigned
+dp_cc_interval_max_limit(enum dp_cc_interval iv)
+{
+	return DP_CC_MAX_LIMIT / intervals[iv].aggregate;
+}
 
 /* ------------------------------------------------------------------ */
 /* URLs */
@@ -76,11 +107,18 @@ dp_cc_url_histo(struct dp_buf *url, const char *base, enum dp_cc_interval iv,
                 const char *fsym, const char *tsym, const char *market,
                 unsigned limit, int64_t to_ts)
 {
-	if (dp_buf_addf(url, "%s/data/v2/%s?fsym=", base, intervals[iv].path) < 0 ||
+	enum dp_cc_interval b = intervals[iv].base;
+	unsigned agg = intervals[iv].aggregate;
+
+	if (dp_buf_addf(url, "%s/data/v2/%s?fsym=", base, bases[b].path) < 0 ||
 	    dp_http_escape(url, fsym) < 0 || dp_buf_addstr(url, "&tsym=") < 0 ||
 	    dp_http_escape(url, tsym) < 0 || dp_buf_addf(url, "&limit=%u", limit) < 0)
 		return -1;
-	if (to_ts >= 0 && dp_buf_addf(url, "&toTs=%lld", (long long)to_ts) < 0)
+	if (agg > 1 && dp_buf_addf(url, "&aggregate=%u&aggregatePredictableTimePeriods=true",
+	                           agg) < 0)
+		return -1;
+	if (to_ts >= 0 && dp_buf_addf(url, "&toTs=%lld", (long long)(agg > 1 ?
+	                              to_ts + dp_cc_interval_secs(iv) - bases[b].secs : to_ts)) < 0)
 		return -1;
 	if (market && (dp_buf_addstr(url, "&e=") < 0 || dp_http_escape(url, market) < 0))
 		return -1;
@@ -512,7 +550,7 @@ dp_cc_candles(jv root, enum dp_cc_interval iv, bool keep_raw, struct dp_cc_candl
 		           t < 0 || t > (double)(DP_TIME_MAX_MS / 1000)) {
 			dp_buf_msgf(err, "candle %zu: \"time\" is not a time in seconds", i);
 			bad = 1;
-		} else if (fmod(t, (double)intervals[iv].secs) != 0) {
+		} else if (fmod(t, (double)dp_cc_interval_secs(iv)) != 0) {
 			dp_buf_msgf(err, "candle %zu: \"time\" %.0f is not the start of a %s "
 			            "interval", i, t, intervals[iv].name);
 			bad = 1;

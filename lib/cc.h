@@ -29,17 +29,60 @@
 /* ------------------------------------------------------------------ */
 /* Intervals */
 
+/*
+ * Candles of 1 minute, 1 hour and 1 day come from histominute, histohour
+ * and histoday; the other sizes from the same endpoints with the API's
+ * aggregate parameter, N base candles per candle (the API allows 1..30).
+ *
+ * Alignment.  With aggregatePredictableTimePeriods=true, the API's
+ * default, which dp-fetch sends explicitly, aggregated candles open on
+ * whole multiples of their size since the epoch (1970-01-01T00:00:00Z),
+ * not relative to the time of the request: the API documentation's own
+ * example, aggregate 2 on hours asked between 1 and 2 pm, gives the slots
+ * "... 8am, 10am, 12pm" (quoted in joancaron/cryptocompare-api,
+ * src/CryptoCompare/Clients/IHistoryClient.cs), and the recorded histoday
+ * answer with aggregate=3 in shared/fixtures/cryptocompare/
+ * joancaron__History.json has every time a multiple of 3 days since the
+ * epoch.  So 4h candles open at 00, 04, ... 20 UTC, 3d candles on days
+ * divisible by 3 since the epoch, and 1w candles on Thursdays, 00:00 UTC
+ * (the epoch was a Thursday), not on Mondays.
+ *
+ * Size of an answer.  "If limit * aggregate > 2000 we reduce the limit
+ * param on our side" (the API documentation of limit on the histo
+ * endpoints): one request holds at most 2000 / aggregate candles
+ * (dp_cc_interval_max_limit).
+ */
 enum dp_cc_interval {
 	DP_CC_MINUTE,
+	DP_CC_5M,
+	DP_CC_15M,
+	DP_CC_30M,
 	DP_CC_HOUR,
+	DP_CC_2H,
+	DP_CC_4H,
+	DP_CC_12H,
 	DP_CC_DAY,
+	DP_CC_3D,
+	DP_CC_1W,
+	DP_CC_NINTERVALS
 };
 
-/* "minute" / "1m", "hour" / "1h", "day" / "1d".  Returns 0 or -1. */
+/*
+ * "minute" / "1m", "5m", "15m", "30m", "hour" / "1h", "2h", "4h", "12h",
+ * "day" / "1d", "3d", "1w".  Returns 0 or -1.
+ */
 int dp_cc_interval_parse(const char *s, enum dp_cc_interval *iv);
-int64_t dp_cc_interval_secs(enum dp_cc_interval iv);
-const char *dp_cc_interval_label(enum dp_cc_interval iv);  /* "1m", static */
-const char *dp_cc_interval_name(enum dp_cc_interval iv);   /* "minute", static */
+int64_t dp_cc_interval_secs(enum dp_cc_interval iv);       /* the size of a candle */
+const char *dp_cc_interval_label(enum dp_cc_interval iv);  /* "1m", "15m": static */
+const char *dp_cc_interval_name(enum dp_cc_interval iv);   /* "minute", "15m": static */
+/* The endpoint's own interval (DP_CC_MINUTE, _HOUR or _DAY) and the aggregate. */
+enum dp_cc_interval dp_cc_interval_base(enum dp_cc_interval iv);
+unsigned dp_cc_interval_aggregate(enum dp_cc_interval iv);
+/* The most candles one request returns besides the newest: 2000 / aggregate. */
+unsigned dp_cc_interval_max_limit(enum dp_cc_interval iv);
+/* Every accepted spelling, for messages: "1m, 5m, ... or 1w". */
+#define DP_CC_INTERVALS "1m, 5m, 15m, 30m, 1h, 2h, 4h, 12h, 1d, 3d or 1w " \
+	"(also minute, hour, day)"
 
 /* ------------------------------------------------------------------ */
 /* URLs (base has no trailing slash; every value is percent-encoded) */
@@ -48,7 +91,14 @@ const char *dp_cc_interval_name(enum dp_cc_interval iv);   /* "minute", static *
 int dp_cc_url_price(struct dp_buf *url, const char *base, const char *const *fsyms,
                     size_t nf, const char *const *tsyms, size_t nt, const char *market);
 
-/* base/data/v2/histo<iv>?fsym=&tsym=&limit=[&toTs=][&e=]; to_ts < 0: none. */
+/*
+ * base/data/v2/histo<base>?fsym=&tsym=&limit=[&aggregate=N
+ * &aggregatePredictableTimePeriods=true][&toTs=][&e=]; to_ts < 0: none.
+ * to_ts is the open time of the newest candle wanted.  For an aggregated
+ * interval the URL asks up to the last base candle of that candle instead
+ * (to_ts + size - base size): an API that aggregates only the base
+ * candles up to toTs would otherwise hand out that candle cut short.
+ */
 int dp_cc_url_histo(struct dp_buf *url, const char *base, enum dp_cc_interval iv,
                     const char *fsym, const char *tsym, const char *market,
                     unsigned limit, int64_t to_ts);
@@ -149,7 +199,8 @@ struct dp_cc_candle {
  * or -1 with a message in err when the shape is wrong (no array, a
  * non-numeric price) or a "time" is no open time of an iv candle: not an
  * integral number of seconds, after the year 9999, or not on a whole
- * minute, hour or day (UTC) as the API's candles always are.
+ * multiple of the interval since the epoch, as the API's candles always
+ * are (see Intervals).
  */
 int dp_cc_candles(jv root, enum dp_cc_interval iv, bool keep_raw,
                   struct dp_cc_candle **out, size_t *n, struct dp_buf *err);
@@ -194,20 +245,22 @@ int dp_cc_ohlcv_record(struct dp_buf *out, const char *fsym, const char *tsym,
  */
 struct dp_cc_window {
 	int64_t now_ms;          /* the clock of the poll */
-	int64_t settle_ms;       /* >= 0; at most DP_CC_MAX_LIMIT - 2 intervals count */
+	int64_t settle_ms;       /* >= 0; at most max_limit - 2 intervals count */
 	bool has_cursor;
 	int64_t cursor;          /* open time (s) of the last closed candle printed */
 	bool has_since, has_until;
 	int64_t since_ms;        /* the first candle opening at or after it */
 	int64_t until_ms;        /* only candles opening before it */
 	bool include_open;
-	unsigned page_size;      /* candles per request, 1..DP_CC_MAX_LIMIT */
+	unsigned page_size;      /* candles per request, 1..DP_CC_MAX_LIMIT; at
+	                            most dp_cc_interval_max_limit() are asked */
 };
 
 /* Read-only for callers, apart from dp_cc_series_clear(). */
 struct dp_cc_series {
 	enum dp_cc_interval iv;
 	int64_t step;            /* seconds per candle */
+	unsigned max_limit;      /* dp_cc_interval_max_limit(iv) */
 	unsigned page_size;
 	bool include_open;
 	bool forward;

@@ -62,6 +62,20 @@ expect_ohlcv() { # FIXTURE FSYM TSYM INTERVAL [jq filter on candles]
 		 volume_from: .volumefrom, volume_to: .volumeto}' "$FIX/$1"
 }
 
+# The records for the candles of FIXTURE aggregated into candles of SIZE
+# seconds, opening on multiples of SIZE since the epoch, as the API does
+# (and tests/helpers/ccserver.py with aggregate=N), computed here by jq.
+expect_agg() { # FIXTURE FSYM TSYM LABEL SIZE [jq filter on candles]
+	jq -c --arg f "$2" --arg t "$3" --arg i "$4" --argjson n "$5" \
+		'(.Data | if type == "object" then .Data else . end) | group_by(.time - .time % $n) |
+		 map({time: (.[0].time - .[0].time % $n), open: .[0].open, high: (map(.high) | max),
+		      low: (map(.low) | min), close: .[-1].close, volumefrom: (map(.volumefrom) | add),
+		      volumeto: (map(.volumeto) | add)})[] | '"${6:-.}"' |
+		{type: "ohlcv", source: "cryptocompare", fsym: $f, tsym: $t, interval: $i,
+		 ts: (.time | todate), open, high, low, close,
+		 volume_from: .volumefrom, volume_to: .volumeto}' "$FIX/$1"
+}
+
 # same EXPECTED: $output must be EXPECTED; shows a diff when it is not.
 same() {
 	[ "$output" = "$1" ] && return 0
@@ -582,6 +596,82 @@ dp-fetch: no price for BTC/BTCDDD in the response' ]
 	same "$(expect_ohlcv "$DAY" BTC USD 1d 'select(.time >= 1578009600)'; expect_ohlcv "$DAY" ETH USD 1d 'select(.time >= 1578009600)')"
 }
 
+# --- candles of any size ------------------------------------------------------------
+
+@test "15m candles: aggregate=15 on histominute, paged backward, each bucket once and whole" {
+	serve '{"routes":{"/data/v2/histominute":[{"histo":"'$MIN'"}]}}'
+	run --separate-stderr dp-fetch ohlcv --fsym X --tsym USD --interval 15m "${MIN_ALL[@]}" --page-size 50
+	[ "$status" -eq 0 ]
+	same "$(expect_agg "$MIN" X USD 15m 900)"
+	[ "${#lines[@]}" -eq 135 ]
+	[[ ${lines[0]} == '{"type":"ohlcv","source":"cryptocompare","fsym":"X","tsym":"USD","interval":"15m","ts":"2024-12-10T02:30:00Z","open":'* ]]
+	# Every request: aggregate 15, predictable periods, toTs the last
+	# minute of a 15m candle (the whole candle, never one cut short).
+	[ "$(jq -r '"\(.query.aggregate) \(.query.aggregatePredictableTimePeriods) \(.query.limit) \((.query.toTs | tonumber) % 900)"' "$W/requests" | sort -u)" = "15 true 50 840" ]
+	# 3 pages of 51 (one repeated at each boundary), and one that finds nothing older.
+	[ "$(nreq)" -eq 4 ]
+}
+
+@test "15m candles with --state: forward pages, closed by --settle, each candle once across runs" {
+	serve '{"routes":{"/data/v2/histominute":[{"histo":"'$MIN'"}]}}'
+	S=$W/state
+	f() { dp-fetch ohlcv --fsym X --tsym USD --interval 15m --since 2024-12-11T09:00:00Z --state "$S" --page-size 3 "$@"; }
+	# 09:45 ended 3 s ago: not settled, not printed, not recorded.
+	f --now 2024-12-11T10:00:03Z > "$W/run1"
+	[ "$(cat "$W/run1")" = "$(expect_agg "$MIN" X USD 15m 900 'select(.time >= 1733907600 and .time <= 1733909400)')" ]
+	[ "$(grep -v '^#' "$S")" = "X USD 15m - 1733909400 2024-12-11T09:30:00Z" ]
+	f --now 2024-12-11T12:10:00Z > "$W/run2"
+	f --now 2024-12-11T12:10:00Z > "$W/run3"
+	[ ! -s "$W/run3" ]
+	[ "$(cat "$W/run1" "$W/run2")" = "$(expect_agg "$MIN" X USD 15m 900 'select(.time >= 1733907600 and .time < 1733918400)')" ]
+	[ "$(grep -v '^#' "$S")" = "X USD 15m - 1733917500 2024-12-11T11:45:00Z" ]
+	# Pages of 3; the page that reaches the present may hold one more.
+	[ "$(jq -r .query.limit "$W/requests" | sort -u | paste -sd,)" = "1,3,4" ]
+}
+
+@test "4h candles: aggregate=4 on histohour, forward pages of 2 with --state, open at 00, 04, ... UTC" {
+	serve '{"routes":{"/data/v2/histohour":[{"histo":"'$MIN'"}]}}'
+	S=$W/state
+	f() { dp-fetch ohlcv --fsym X --tsym USD --interval 4h --since 2024-12-10T00:00:00Z --state "$S" --page-size 2 "$@"; }
+	f --now 2024-12-11T08:00:10Z > "$W/run1"
+	[ "$(cat "$W/run1")" = "$(expect_agg "$MIN" X USD 4h 14400 'select(.time <= 1733889600)')" ]
+	[ "$(grep -v '^#' "$S")" = "X USD 4h - 1733889600 2024-12-11T04:00:00Z" ]
+	[ "$(jq -r '"\(.path) \(.query.aggregate) \(.query.limit) \((.query.toTs | tonumber) % 14400)"' "$W/requests" | sort -u)" = "/data/v2/histohour 4 2 10800" ]
+	f --now 2024-12-11T16:00:10Z > "$W/run2"
+	f --now 2024-12-11T16:00:10Z > "$W/run3"
+	[ ! -s "$W/run3" ]
+	# The 12:00 candle is the API's newest (the fixture ends in it): open.
+	[ "$(cat "$W/run1" "$W/run2")" = "$(expect_agg "$MIN" X USD 4h 14400 'select(.time < 1733918400)')" ]
+	[ "$(wc -l < "$W/run2")" -eq 1 ]
+	[ "$(jq -r .ts "$W/run1" "$W/run2" | cut -c12- | sort -u | paste -sd' ')" = "00:00:00Z 04:00:00Z 08:00:00Z 12:00:00Z 16:00:00Z 20:00:00Z" ]
+}
+
+@test "4h candles: --settle decides when one is closed; --include-open prints the open one" {
+	serve '{"routes":{"/data/v2/histohour":[{"histo":"'$MIN'"}]}}'
+	f() { dp-fetch ohlcv --fsym X --tsym USD --interval 4h --since 2024-12-11T00:00:00Z "$@"; }
+	# The 04:00 candle ended 3 s ago.
+	run f --now 2024-12-11T08:00:03Z
+	same "$(expect_agg "$MIN" X USD 4h 14400 'select(.time == 1733875200)')"
+	run f --now 2024-12-11T08:00:03Z --settle 2s
+	same "$(expect_agg "$MIN" X USD 4h 14400 'select(.time == 1733875200 or .time == 1733889600)')"
+	run f --now 2024-12-11T08:00:03Z --settle 2s --include-open
+	same "$(expect_agg "$MIN" X USD 4h 14400 'select(.time >= 1733875200 and .time <= 1733904000)')"
+}
+
+@test "1w candles open on Thursdays (epoch-aligned); 2000/aggregate caps a page; misaligned candles exit 65" {
+	serve '{"routes":{"/data/v2/histoday":[{"histo":"'$DAY'","times":2},{"json":{"Response":"Success","Data":{"Data":[{"time":1577664000,"open":1,"high":1,"low":1,"close":1,"volumefrom":1,"volumeto":1}]}}}]}}'
+	WEEKS=(--now 2020-01-20T00:00:00Z --until 2020-01-09T00:00:00Z)
+	run --separate-stderr dp-fetch ohlcv --fsym BTC --tsym USD --interval 1w "${WEEKS[@]}"
+	[ "$status" -eq 0 ]
+	same "$(expect_agg "$DAY" BTC USD 1w 604800)"
+	[ "$(jq -r .ts <<<"$output" | paste -sd' ')" = "2019-12-19T00:00:00Z 2019-12-26T00:00:00Z 2020-01-02T00:00:00Z" ]
+	[ "$(jq -r '"\(.query.aggregate) \(.query.limit)"' "$W/requests" | sort -u)" = "7 285" ]
+	# 2019-12-30 is a Monday: no 1w candle opens then.
+	run --separate-stderr dp-fetch ohlcv --fsym BTC --tsym USD --interval 1w "${WEEKS[@]}"
+	[ "$status" -eq 65 ]
+	[[ $stderr == *': candle 0: "time" 1577664000 is not the start of a 1w interval' ]]
+}
+
 # --- state across runs ------------------------------------------------------------
 
 @test "--state makes runs incremental: each candle once across runs" {
@@ -776,7 +866,7 @@ dp-fetch: no price for BTC/BTCDDD in the response' ]
 	source "$DP_ROOT/completions/bash/dp-fetch"
 	comp() { COMP_WORDS=("$@"); COMP_CWORD=$((${#COMP_WORDS[@]} - 1)); COMPREPLY=(); _dp_fetch; echo "${COMPREPLY[*]}"; }
 	[ "$(comp dp-fetch '')" = "price ohlcv" ]
-	[ "$(comp dp-fetch ohlcv --interval '')" = "minute hour day" ]
+	[ "$(comp dp-fetch ohlcv --interval '')" = "1m 5m 15m 30m 1h 2h 4h 12h 1d 3d 1w minute hour day" ]
 	[[ " $(comp dp-fetch ohlcv --in) " == *" --include-open "* ]]
 	[[ " $(comp dp-fetch ohlcv --in) " == *" --interval "* ]]
 }
