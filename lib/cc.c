@@ -10,9 +10,11 @@
 #include <strings.h>
 
 #include "cc.h"
+#include "exit.h"
 #include "jsonw.h"
 #include "http.h"
 #include "json.h"
+#include "log.h"
 #include "timefmt.h"
 
 /* ------------------------------------------------------------------ */
@@ -72,6 +74,113 @@ unsigned
 dp_cc_interval_max_limit(enum dp_cc_interval iv)
 {
 	return DP_CC_MAX_LIMIT / intervals[iv].aggregate;
+}
+
+/* ------------------------------------------------------------------ */
+/* Command-line values */
+
+void
+dp_cc_symbols_free(char **v, size_t n)
+{
+	for (size_t i = 0; v && i < n; i++)
+		free(v[i]);
+	free(v);
+}
+
+int
+dp_cc_symbols(const char *name, const char *arg, char ***out, size_t *n, struct dp_buf *err)
+{
+	const char *p = arg;
+	char **v = NULL;
+	size_t cnt = 0;
+
+	*out = NULL;
+	*n = 0;
+	if (!*arg || arg[strlen(arg) - 1] == ',' || *arg == ',' || strstr(arg, ",,")) {
+		dp_buf_msgf(err, "invalid %s '%s': expected symbols separated by commas", name, arg);
+		return -1;
+	}
+	for (const char *c = arg; *c; c++) {
+		if ((unsigned char)*c <= ' ' || *c == 0x7f || strchr("/&?#~", *c)) {
+			dp_buf_msgf(err, "invalid %s '%s': symbols are letters, digits and the like, "
+			            "without spaces", name, arg);
+			return -1;
+		}
+	}
+	while (*p) {
+		size_t len = strcspn(p, ",");
+		char **t;
+		if (len > 64) {
+			dp_buf_msgf(err, "invalid %s: symbol '%.20s...' is too long", name, p);
+			goto fail;
+		}
+		if (!(t = realloc(v, (cnt + 1) * sizeof(*v))) || !(t[cnt] = strndup(p, len))) {
+			v = t ? t : v;
+			dp_buf_msgf(err, "out of memory");
+			goto fail;
+		}
+		v = t;
+		cnt++;
+		p += len + (p[len] == ',');
+	}
+	*out = v;
+	*n = cnt;
+	return 0;
+fail:
+	dp_cc_symbols_free(v, cnt);
+	return -1;
+}
+
+int
+dp_cc_check_name(const char *name, const char *s, struct dp_buf *err)
+{
+	if (!*s || strlen(s) > 64)
+		goto bad;
+	for (const char *p = s; *p; p++)
+		if ((unsigned char)*p <= ' ' || *p == 0x7f || *p == '~')
+			goto bad;
+	return 0;
+bad:
+	dp_buf_msgf(err, "invalid %s '%s': expected a name without spaces", name, s);
+	return -1;
+}
+
+int
+dp_cc_check_url(const char *what, const char *url, const char *const *schemes, bool query,
+                struct dp_buf *err)
+{
+	const char *const *sc = schemes;
+	const char *q;
+
+	for (; *sc; sc++)
+		if (strncmp(url, *sc, strlen(*sc)) == 0)
+			break;
+	if (!*sc) {
+		dp_buf_msgf(err, "invalid %s '%s': expected ", what, url);
+		for (sc = schemes; *sc; sc++)
+			dp_buf_msgf(err, "%s%s", sc == schemes ? "" : sc[1] ? ", " : " or ", *sc);
+		return -1;
+	}
+	for (const char *p = url; *p; p++) {
+		if ((unsigned char)*p <= ' ' || *p == 0x7f || *p == '#' || (!query && *p == '?')) {
+			dp_buf_msgf(err, "invalid %s '%s': no spaces, %sfragment", what, url,
+			            query ? "" : "query or ");
+			return -1;
+		}
+	}
+	/* The key never goes into a URL: URLs end up in logs and messages. */
+	if ((q = strchr(url, '?')) && (strcasestr(q, "?api_key=") || strcasestr(q, "&api_key="))) {
+		dp_buf_msgf(err, "invalid %s: no api_key in it; the key is read only from "
+		            "$CRYPTOCOMPARE_API_KEY or --api-key-file FILE", what);
+		return -1;
+	}
+	return 0;
+}
+
+int
+dp_cc_auth_value(struct dp_buf *v, const char *key)
+{
+	return dp_buf_addf(v, "Apikey %s", key);
 }
 
 /* ------------------------------------------------------------------ */
@@ -336,6 +445,82 @@ dp_cc_parse(const char *body, size_t len, jv *root, int *type, struct dp_buf *ms
 	}
 	jv_free(resp);
 	return verdict;
+}
+
+enum dp_cc_outcome
+dp_cc_judge(long st, enum dp_cc_verdict v, const char *url, const char *msg, int *status,
+            struct dp_buf *out)
+{
+	if (v == DP_CC_NOPAIR) {
+		dp_buf_msgf(out, "%s", msg);
+		return DP_CC_MISSING;
+	}
+	if (st != 200) {
+		bool transient = st == 408 || st == 429 || st >= 500 || v == DP_CC_RATELIMIT;
+		bool api = v != DP_CC_OK && v != DP_CC_MALFORMED;
+		*status = transient ? DP_EX_UNAVAILABLE :
+		          st == 401 || st == 403 || v == DP_CC_AUTH ? DP_EX_NOPERM :
+		          v == DP_CC_PARAM ? DP_EX_USAGE : DP_EX_UNAVAILABLE;
+		dp_buf_msgf(out, "HTTP %ld from %s%s%s", st, url, api ? ": " : "", api ? msg : "");
+		return transient ? DP_CC_RETRY : DP_CC_FAIL;
+	}
+	switch (v) {
+	case DP_CC_OK:
+		return DP_CC_ANSWER;
+	case DP_CC_RATELIMIT:
+		*status = DP_EX_UNAVAILABLE;
+		dp_buf_msgf(out, "%s: %s", url, msg);
+		return DP_CC_RETRY;
+	case DP_CC_MALFORMED:
+		*status = DP_EX_DATAERR;
+		dp_buf_msgf(out, "malformed response from %s: %s", url, msg);
+		return DP_CC_FAIL;
+	default:
+		*status = v == DP_CC_AUTH ? DP_EX_NOPERM : v == DP_CC_PARAM ? DP_EX_USAGE
+		                                                             : DP_EX_UNAVAILABLE;
+		dp_buf_msgf(out, "%s: %s", url, msg);
+		return DP_CC_FAIL;
+	}
+}
+
+void
+dp_cc_reply_free(struct dp_cc_reply *r)
+{
+	jv_free(r->root);
+	r->root = jv_null();
+	dp_buf_free(&r->msg);
+	dp_buf_free(&r->api_message);
+}
+
+enum dp_cc_outcome
+dp_cc_get(struct dp_http *h, const char *url, struct dp_cc_reply *r)
+{
+	struct dp_http_resp resp = DP_HTTP_RESP_INIT;
+	struct dp_buf err = DP_BUF_INIT, msg = DP_BUF_INIT;
+	enum dp_cc_outcome o;
+	enum dp_cc_verdict v;
+	int type;
+
+	dp_cc_reply_free(r);
+	r->status = 0;
+	r->retry_after_ms = -1;
+	r->cancelled = false;
+	if (dp_http_get(h, url, &resp, &err) < 0) {
+		r->cancelled = resp.cancelled;
+		r->status = DP_EX_UNAVAILABLE;
+		dp_buf_msgf(&r->msg, "%s", dp_buf_str(&err));
+		o = resp.transient && !resp.cancelled ? DP_CC_RETRY : DP_CC_FAIL;
+	} else {
+		dp_debug("HTTP %ld, %zu bytes in %ld ms", resp.status, resp.body.len, resp.elapsed_ms);
+		r->retry_after_ms = resp.retry_after_ms;
+		v = dp_cc_parse(resp.body.data, resp.body.len, &r->root, &type, &msg,
+		                &r->api_message);
+		o = dp_cc_judge(resp.status, v, url, dp_buf_str(&msg), &r->status, &r->msg);
+	}
+	dp_http_resp_free(&resp);
+	dp_buf_free(&err);
+	dp_buf_free(&msg);
+	return o;
 }
 
 int

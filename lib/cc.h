@@ -85,6 +85,33 @@ unsigned dp_cc_interval_max_limit(enum dp_cc_interval iv);
 	"(also minute, hour, day)"
 
 /* ------------------------------------------------------------------ */
+/* Command-line values */
+
+/*
+ * Split a comma-separated symbol list (BTC,ETH) into *out (caller frees
+ * with dp_cc_symbols_free): symbols are non-empty, at most 64 bytes, with
+ * no spaces, controls, '/', '&', '?', '#' or '~'.  name ("--fsyms") is for
+ * messages.  Returns 0, or -1 with the reason in err.
+ */
+int dp_cc_symbols(const char *name, const char *arg, char ***out, size_t *n,
+                  struct dp_buf *err);
+void dp_cc_symbols_free(char **v, size_t n);
+
+/* A market name: 1..64 bytes without spaces, controls or '~'.  0, or -1 with err. */
+int dp_cc_check_name(const char *name, const char *s, struct dp_buf *err);
+
+/*
+ * A server URL: one of the schemes (a NULL-ended list, "http://"), no
+ * spaces, no query or fragment with query false, and never an api_key
+ * parameter: the key is secret and goes in a header.  0, or -1 with err.
+ */
+int dp_cc_check_url(const char *what, const char *url, const char *const *schemes,
+                    bool query, struct dp_buf *err);
+
+/* Append the value of the header that carries the key: "Apikey KEY". */
+int dp_cc_auth_value(struct dp_buf *v, const char *key) DP_MUST_CHECK;
+
+/* ------------------------------------------------------------------ */
 /* URLs (base has no trailing slash; every value is percent-encoded) */
 
 /* base/data/pricemultifull?fsyms=A,B&tsyms=X,Y[&e=market]; market may be NULL. */
@@ -146,6 +173,51 @@ enum dp_cc_verdict dp_cc_parse(const char *body, size_t len, jv *root, int *type
                                struct dp_buf *msg, struct dp_buf *api_message);
 
 /*
+ * What an answer means for a client: an HTTP status speaks where it can
+ * (401 and 403 are about the key, 408, 429 and 5xx pass), the body's
+ * verdict otherwise.
+ */
+enum dp_cc_outcome {
+	DP_CC_ANSWER,       /* use the body */
+	DP_CC_MISSING,      /* a pair or market that does not exist */
+	DP_CC_RETRY,        /* a passing failure: try again */
+	DP_CC_FAIL,         /* a lasting one */
+};
+
+/*
+ * Judge the answer with HTTP status to url whose body got verdict v (msg
+ * says what the body said, see dp_cc_parse).  For RETRY and FAIL the exit
+ * status goes to *status and the message, naming url, to out; for MISSING
+ * out gets msg.
+ */
+enum dp_cc_outcome dp_cc_judge(long http_status, enum dp_cc_verdict v, const char *url,
+                               const char *msg, int *status, struct dp_buf *out);
+
+struct dp_http;
+
+/* One request: dp_cc_get() fills it, dp_cc_reply_free() empties it. */
+struct dp_cc_reply {
+	jv root;                /* ANSWER: the parsed body (freed with the reply) */
+	int status;             /* RETRY, FAIL: the exit status */
+	int64_t retry_after_ms; /* the server's Retry-After; -1: none */
+	bool cancelled;         /* FAIL: the stop flag ended the request */
+	struct dp_buf msg;      /* RETRY, FAIL, MISSING: what to say */
+	struct dp_buf api_message;  /* the API's Message of an error, as sent */
+};
+
+/* All zero (root is then jv_invalid(), which jv_free() accepts). */
+#define DP_CC_REPLY_INIT { .retry_after_ms = -1 }
+
+/*
+ * GET url with h, parse the body (dp_cc_parse) and judge it
+ * (dp_cc_judge); a request that got no answer is RETRY when trying again
+ * may help, else FAIL (69), cancelled when the stop flag ended it.  The
+ * reply is emptied first.
+ */
+enum dp_cc_outcome dp_cc_get(struct dp_http *h, const char *url, struct dp_cc_reply *r);
+void dp_cc_reply_free(struct dp_cc_reply *r);
+
+/*
  * 1 when an error Message names the pair as "(FSYM-TSYM)", ignoring case,
  * as the NOPAIR messages do; else 0.  One Message may name several pairs.
  */
@@ -180,6 +252,55 @@ int dp_cc_price_find(jv root, const char *fsym, const char *tsym, jv *obj,
  */
 int dp_cc_price_record(struct dp_buf *out, jv raw, const char *fsym, const char *tsym,
                        struct dp_buf *err) DP_MUST_CHECK;
+
+/* ------------------------------------------------------------------ */
+/* Price requests (lib/ccprice.c) */
+
+/*
+ * Which pairs of a poll to ask /data/pricemultifull for, in which
+ * requests.  The first request of a poll asks for every pair.  When the
+ * API refuses a request because a pair or market does not exist, the
+ * pairs its Message names are missing, and the others are asked for again,
+ * one request per fsym, or pair by pair for an fsym whose refusal named no
+ * pair asked for.  Every poll starts again with one request for all.
+ */
+enum dp_cc_pair_state { DP_CC_WANTED, DP_CC_DONE, DP_CC_ABSENT };
+
+struct dp_cc_prices {
+	char *const *fsyms, *const *tsyms;    /* borrowed */
+	size_t nf, nt;
+	unsigned char *pairs;   /* enum dp_cc_pair_state, f * nt + t */
+	bool *single;           /* per fsym: ask pair by pair */
+	const char **req;       /* the tsyms of the request */
+	size_t cur;             /* the fsym asked, SIZE_MAX: all */
+	size_t cur_t;           /* the one tsym asked, SIZE_MAX: several */
+	bool missing;           /* a pair was missing in this poll */
+};
+
+/* 0, or -1 when memory runs out.  Free with dp_cc_prices_free. */
+int dp_cc_prices_init(struct dp_cc_prices *p, char *const *fsyms, size_t nf,
+                      char *const *tsyms, size_t nt);
+void dp_cc_prices_free(struct dp_cc_prices *p);
+/* A new poll: every pair wanted, all in the first request. */
+void dp_cc_prices_start(struct dp_cc_prices *p);
+/* After an answer: plan the next request; false when every pair is settled. */
+bool dp_cc_prices_next(struct dp_cc_prices *p);
+/* The URL of the planned request. */
+int dp_cc_prices_url(struct dp_cc_prices *p, struct dp_buf *url, const char *base,
+                     const char *market) DP_MUST_CHECK;
+/*
+ * The answer root (borrowed): append one record (or, raw, the RAW object)
+ * per pair of the request found in it, in the order of the lists, each on
+ * a line, to batch.  Pairs it lacks are reported on stderr and missing.
+ * Returns 0, or -1 with err when the answer is malformed (nothing counts).
+ */
+int dp_cc_prices_take(struct dp_cc_prices *p, jv root, bool raw, struct dp_buf *batch,
+                      struct dp_buf *err);
+/*
+ * The request was refused because a pair or market does not exist:
+ * api_message is the API's Message, msg what to say about each pair.
+ */
+void dp_cc_prices_refused(struct dp_cc_prices *p, const char *api_message, const char *msg);
 
 /* ------------------------------------------------------------------ */
 /* Candles (histominute, histohour, histoday; v2 and v1 layouts) */
@@ -303,6 +424,19 @@ int dp_cc_series_take(struct dp_cc_series *s, struct dp_cc_candle *k, size_t n,
 /* 1 when the candle opening at t is closed (may be recorded as printed). */
 int dp_cc_series_closed(const struct dp_cc_series *s, int64_t t);
 
+struct dp_out;
+
+/*
+ * Write candles k[0..n) (ascending) of the pair fsym/tsym to out, each as
+ * a record (or, raw, its own object) on a line, and flush.  Then *cursor
+ * moves to the newest closed one printed that is newer than it (and *have
+ * turns true).  Returns 1 when the cursor moved, 0 when not, -1 when
+ * writing failed (see dp_out_closed, dp_out_error), -2 when memory ran out.
+ */
+int dp_cc_series_write(const struct dp_cc_series *s, struct dp_out *out, const char *fsym,
+                       const char *tsym, bool raw, const struct dp_cc_candle *k, size_t n,
+                       bool *have, int64_t *cursor);
+
 /* Free what s holds; s can be planned again.  Accepts a zeroed s. */
 void dp_cc_series_clear(struct dp_cc_series *s);
 
@@ -336,6 +470,14 @@ int dp_cc_state_set(struct dp_cc_state *st, const char *fsym, const char *tsym,
  * with a message in err.
  */
 int dp_cc_state_save(const struct dp_cc_state *st, const char *path, struct dp_buf *err);
+
+/*
+ * Lock the state file path (see dp_cc_state_lock) and read it.  Returns 0
+ * with *st and *lock_fd (close it to unlock), or an exit status after
+ * saying why on stderr: 75 another process holds the lock, 74 the lock
+ * file cannot be made, 65 the state file is corrupt.
+ */
+int dp_cc_state_open(const char *path, struct dp_cc_state **st, int *lock_fd);
 
 /*
  * Take an exclusive lock on "PATH.lock" (created if needed) without

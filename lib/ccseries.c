@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "cc.h"
+#include "out.h"
 
 #define MINUTE_HISTORY_S (7 * 86400)   /* the API keeps 7 days of minutes */
 
@@ -257,4 +258,38 @@ int
 dp_cc_series_closed(const struct dp_cc_series *s, int64_t t)
 {
 	return t < s->open_from;
+}
+
+int
+dp_cc_series_write(const struct dp_cc_series *s, struct dp_out *out, const char *fsym,
+                   const char *tsym, bool raw, const struct dp_cc_candle *k, size_t n,
+                   bool *have, int64_t *cursor)
+{
+	struct dp_buf rec = DP_BUF_INIT;
+	bool advance = false;
+	int64_t newest = 0;
+	int rc = 0;
+
+	for (size_t i = 0; i < n && rc == 0; i++) {
+		dp_buf_reset(&rec);
+		if ((raw ? dp_buf_addstr(&rec, k[i].raw)
+		         : dp_cc_ohlcv_record(&rec, fsym, tsym, s->iv, &k[i])) < 0 ||
+		    dp_buf_addch(&rec, '\n') < 0)
+			rc = -2;
+		else if (dp_out_write(out, rec.data, rec.len) < 0)
+			rc = -1;
+		if (dp_cc_series_closed(s, k[i].time) && (!*have || k[i].time > *cursor) &&
+		    (!advance || k[i].time > newest)) {
+			newest = k[i].time;
+			advance = true;
+		}
+	}
+	dp_buf_free(&rec);
+	if (rc == 0 && dp_out_flush(out) < 0)
+		rc = -1;
+	if (rc < 0 || !advance)
+		return rc;
+	*cursor = newest;
+	*have = true;
+	return 1;
 }

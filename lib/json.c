@@ -517,6 +517,47 @@ dp_json_big_int(const char *s, size_t n, const char **at, size_t *len)
 	return 0;
 }
 
+static const char *
+ws_skip(const char *p, const char *end)
+{
+	while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
+		p++;
+	return p;
+}
+
+void
+dp_json_iter_init(struct dp_json_iter *it, const char *s, size_t n)
+{
+	const char *end = s + n, *p = ws_skip(s, end);
+
+	it->p = p < end && *p == '{' ? p + 1 : end;
+	it->end = end;
+}
+
+int
+dp_json_iter_next(struct dp_json_iter *it, const char **k, size_t *kn, const char **v,
+                  size_t *vn)
+{
+	const char *p = ws_skip(it->p, it->end), *end = it->end;
+
+	if (p < end && *p == ',')
+		p = ws_skip(p + 1, end);
+	if (p >= end || *p != '"') {
+		it->p = end;
+		return 0;
+	}
+	*k = p;
+	p = skip_string(p, end);
+	*kn = (size_t)(p - *k);
+	p = ws_skip(p, end);
+	p = ws_skip(p + 1, end);        /* ':' */
+	*v = p;
+	p = skip_value(p, end);
+	*vn = (size_t)(p - *v);
+	it->p = p;
+	return 1;
+}
+
 enum dp_json_type
 dp_json_type_of(const char *p)
 {

@@ -71,6 +71,25 @@ enum dp_json_type dp_json_get(const char *s, size_t n, const char *const *path,
  */
 int dp_json_big_int(const char *s, size_t n, const char **at, size_t *len);
 
+/*
+ * The members of a valid JSON object, one by one, without a copy:
+ *
+ *   struct dp_json_iter it;
+ *   dp_json_iter_init(&it, text, n);       text holds one object
+ *   while (dp_json_iter_next(&it, &k, &kn, &v, &vn)) ...
+ *
+ * k/kn is the key as a string literal with its quotes, v/vn the value's
+ * text, both borrowed from text.  The text must have passed
+ * dp_json_check() as an object: nothing is checked again.
+ */
+struct dp_json_iter {
+	const char *p, *end;
+};
+
+void dp_json_iter_init(struct dp_json_iter *it, const char *s, size_t n);
+int dp_json_iter_next(struct dp_json_iter *it, const char **k, size_t *kn, const char **v,
+                      size_t *vn);
+
 /* The type of the valid JSON value that starts at p. */
 enum dp_json_type dp_json_type_of(const char *p);
 
