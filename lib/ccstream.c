@@ -200,6 +200,7 @@ struct dp_ccs {
 	struct dp_buf reason;
 
 	int64_t last_msg_ms;    /* wall clock of the last message */
+	bool data;              /* a data message came, ever */
 	bool gap;
 	int64_t gap_from;
 	struct dp_buf gap_why;
@@ -1098,7 +1099,8 @@ trade(struct dp_ccs *c, const char *msg, size_t n)
 void
 dp_ccs_lost(struct dp_ccs *c, int64_t now_ms, const char *why)
 {
-	if (c->gap)
+	/* Before the first data there is nothing to miss yet. */
+	if (c->gap || !c->data)
 		return;
 	c->gap = true;
 	c->gap_from = c->last_msg_ms ? c->last_msg_ms : now_ms;
@@ -1250,6 +1252,7 @@ dp_ccs_message(struct dp_ccs *c, const char *msg, size_t n, int64_t now_ms)
 	}
 	if (c->gap)
 		report_gap(c, now_ms, false);
+	c->data = true;
 	if (c->raw)
 		return raw(c, msg, n, compact);
 	if (type == 0)

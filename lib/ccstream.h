@@ -54,9 +54,10 @@
  * another TS starts a new candle.  A trade whose ID was among the last
  * DP_CCS_DEDUP of its pair is not printed again.
  *
- * Gaps.  dp_ccs_lost() marks the end of a connection; the next data
- * message ends the gap, which is then reported on stderr with its span
- * (from the last message of the lost connection) and counted.
+ * Gaps.  dp_ccs_lost() marks the end of a connection after data came;
+ * the next data message ends the gap, which is then reported on stderr
+ * with its span (from the last message of the lost connection) and
+ * counted.
  *
  * Bad messages (not JSON, not an object, a field of the wrong type) are
  * reported on stderr with the reason and a piece of the text, counted,

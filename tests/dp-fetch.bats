@@ -5,6 +5,7 @@
 
 bats_require_minimum_version 1.5.0
 load helpers/common
+load helpers/fetch
 
 # A dp-fetch that pages forever must fail its test, not hang the suite.
 BATS_TEST_TIMEOUT=${BATS_TEST_TIMEOUT:-60}
@@ -20,34 +21,15 @@ NOW_MIN=2024-12-11T12:01:00Z       # the 12:00 candle is the API's newest: open
 # the API's newest) and the requests end where the fixtures end.
 MIN_ALL=(--now 2024-12-11T13:00:00Z --until 2024-12-11T12:01:00Z)
 DAY_ALL=(--now 2020-01-10T00:00:00Z --until 2020-01-05T00:00:00Z)
-KEY=ccTestKey-8f2b6c1d0e9a7345     # a fake API key to look for
 
-setup() {
-	W=$BATS_TEST_TMPDIR
-	unset CRYPTOCOMPARE_API_KEY DP_CRYPTOCOMPARE_URL
-	SRV_PID=
-}
-
-teardown() {
-	if [[ -n ${SRV_PID:-} ]]; then
-		kill "$SRV_PID" 2>/dev/null || true
-		wait "$SRV_PID" 2>/dev/null || true
-	fi
-	if [[ -n ${BG_PID:-} ]]; then
-		kill -KILL "$BG_PID" 2>/dev/null || true
-		wait "$BG_PID" 2>/dev/null || true
-	fi
-}
+setup() { fetch_setup; }
+teardown() { fetch_teardown; }
 
 # serve SCENARIO: start the fake API with SCENARIO (JSON, see ccserver.py);
 # exports DP_CRYPTOCOMPARE_URL.  Requests are logged to $W/requests.
 serve() {
-	printf '%s\n' "$1" > "$W/scenario.json"
-	python3 "$BATS_TEST_DIRNAME/helpers/ccserver.py" --fixtures "$FIX" \
-		--scenario "$W/scenario.json" --port-file "$W/port" --log "$W/requests" 3>&- &
-	SRV_PID=$!
-	wait_until 10 test -s "$W/port"
-	URL=http://127.0.0.1:$(cat "$W/port")
+	start_server ccserver.py "$1" "$FIX"
+	URL=http://127.0.0.1:$PORT
 	export DP_CRYPTOCOMPARE_URL=$URL
 }
 
@@ -76,37 +58,8 @@ expect_agg() { # FIXTURE FSYM TSYM LABEL SIZE [jq filter on candles]
 		 volume_from: .volumefrom, volume_to: .volumeto}' "$FIX/$1"
 }
 
-# same EXPECTED: $output must be EXPECTED; shows a diff when it is not.
-same() {
-	[ "$output" = "$1" ] && return 0
-	diff <(printf '%s\n' "$1") <(printf '%s\n' "$output") | head -20
-	return 1
-}
-
 state_last() { awk '!/^#/ { print $5 }' "$1" 2>/dev/null; }
 state_at_least() { local v; v=$(state_last "$1"); [[ -n $v ]] && ((v >= $2)); }
-
-# signal_in STATE SIG CMD...: run CMD (given --trace-states) in the
-# background, send SIG once the machine entered STATE, and check that it
-# ends within 1.5 s; sets status, output and stderr like bats' run.
-signal_in() {
-	local state=$1 sig=$2 pid
-	shift 2
-	"$@" > "$W/sig.out" 2> "$W/sig.err" < /dev/null &
-	pid=$!
-	BG_PID=$pid
-	wait_until 10 grep -q "\"to\":\"$state\"" "$W/sig.err" || return 1
-	kill -"$sig" "$pid"
-	wait_until 1.5 proc_gone "$pid" || return 1
-	BG_PID=
-	status=0
-	wait "$pid" || status=$?
-	output=$(< "$W/sig.out")
-	stderr=$(< "$W/sig.err")
-}
-
-# last_move: the machine's last transition as "FROM -EVENT-> TO".
-last_move() { grep '^{"cmd"' <<<"$stderr" | tail -1 | jq -r '"\(.from) -\(.event)-> \(.to)"'; }
 
 PRICE_BTC='{"type":"price","source":"cryptocompare","market":"CCCAGG","fsym":"BTC","tsym":"USD","ts":"2026-01-03T03:34:27Z","price":90176.2230825884,"open_24h":88846.1136412025,"high_24h":90940.5362669072,"low_24h":88400.8971197111,"volume_24h":30885.72287551,"volume_24h_to":2771230723.09418,"change_24h":1330.10944138591,"change_pct_24h":1.497093555220034,"mktcap":1800887889241.2793}'
 PRICE_ETH='{"type":"price","source":"cryptocompare","market":"CCCAGG","fsym":"ETH","tsym":"USD","ts":"2026-01-03T03:34:27Z","price":3120.02994706168,"open_24h":3019.37115688818,"high_24h":3148.96201674119,"low_24h":3005.74633061256,"volume_24h":391174.04956232,"volume_24h_to":1207826213.57055,"change_24h":100.65879017350017,"change_pct_24h":3.3337666998594826,"mktcap":376571634175.4037}'

@@ -30,8 +30,9 @@ A STEP is one of:
                               the refused ones, then LOADCOMPLETE (3), in the
                               documented formats
     {"sleep": SECONDS}
-    {"every": SECONDS, "send": VALUE | "msg": "FILE:LINE"}
-                              send it every SECONDS until the client leaves
+    {"every": SECONDS, "send": VALUE | "msg": "FILE:LINE", "times": N}
+                              send it every SECONDS, N times (default: until
+                              the client leaves)
     {"flood": "FILE", "times": N}
                               send all lines of FILE N times, as fast as the
                               socket takes them (frames are built once)
@@ -189,9 +190,14 @@ class Conn:
             elif "every" in st:
                 text = (self.srv.line(st["msg"]) if "msg" in st
                         else json.dumps(st["send"], separators=(",", ":")))
-                while True:
+                n = int(st.get("times", 0))
+                while n == 0 or n > 0:
                     self.send_text(text)
                     self.hold(time.monotonic() + float(st["every"]))
+                    if n:
+                        n -= 1
+                        if n == 0:
+                            break
             elif "flood" in st:
                 block = b"".join(frame(l.encode()) for l in self.srv.lines(st["flood"]))
                 for _ in range(int(st.get("times", 1))):
