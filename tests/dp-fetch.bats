@@ -67,13 +67,14 @@ PRICES='{"routes":{"/data/pricemultifull":[{"file":"saundersconsult__pricemultif
 
 # --- command line -----------------------------------------------------------
 
-@test "--help names both commands; every long option is in the man page and bash completion" {
+@test "--help names the commands; every long option is in the man page and bash completion" {
 	run dp-fetch --help
 	[ "$status" -eq 0 ]
 	[[ $output == *"dp-fetch price --fsyms LIST --tsyms LIST"* ]]
 	[[ $output == *"dp-fetch ohlcv --fsym LIST --tsym LIST --interval INTERVAL"* ]]
+	[[ $output == *"dp-fetch stream --fsyms LIST --tsyms LIST [--channel LIST]"* ]]
 	opts=$(grep -o -- '--[a-z][a-z-]*' <<<"$output" | sort -u)
-	[ "$(wc -l <<<"$opts")" -ge 25 ]
+	[ "$(wc -l <<<"$opts")" -ge 30 ]
 	man=$(sed -e 's/Fl -/--/g' "$DP_ROOT/man/dp-fetch.1")
 	for o in $opts; do
 		grep -q -- "${o}\b" <<<"$man" || { echo "man page lacks $o"; return 1; }
@@ -808,6 +809,8 @@ dp-fetch: no price for BTC/BTCDDD in the response' ]
 	[ "$(grep -v 'STYLE: referenced manual not found' <<<"$output")" = "" ]
 	text=$(mandoc -Tutf8 "$DP_ROOT/man/dp-fetch.1" | col -b)
 	for f in '"type":"price"' volume_24h_to change_pct_24h mktcap '"type":"ohlcv"' volume_from volume_to \
+	         STREAMING '"type":"tick"' '"type":"trade"' 'gap 1: no data from' last_trade_id \
+	         'Thursdays at 00:00 UTC' aggregatePredictableTimePeriods STANDARDS \
 	         'EXIT STATUS' ENVIRONMENT FILES EXAMPLES crontab --settle \
 	         'Do not pipe dp-fetch --state straight into dp-publish(1)' 'WRONG: when dp-publish fails' \
 	         'examples/cron-fetch.sh' 'spool'; do
@@ -818,7 +821,10 @@ dp-fetch: no price for BTC/BTCDDD in the response' ]
 @test "bash completion offers commands, options and intervals" {
 	source "$DP_ROOT/completions/bash/dp-fetch"
 	comp() { COMP_WORDS=("$@"); COMP_CWORD=$((${#COMP_WORDS[@]} - 1)); COMPREPLY=(); _dp_fetch; echo "${COMPREPLY[*]}"; }
-	[ "$(comp dp-fetch '')" = "price ohlcv" ]
+	[ "$(comp dp-fetch '')" = "price ohlcv stream" ]
+	[ "$(comp dp-fetch stream --channel '')" = "aggregate ticker trade ohlc" ]
+	[[ " $(comp dp-fetch stream --s) " == *" --subs "* ]]
+	[[ " $(comp dp-fetch stream --s) " == *" --stream-url "* ]]
 	[ "$(comp dp-fetch ohlcv --interval '')" = "1m 5m 15m 30m 1h 2h 4h 12h 1d 3d 1w minute hour day" ]
 	[[ " $(comp dp-fetch ohlcv --in) " == *" --include-open "* ]]
 	[[ " $(comp dp-fetch ohlcv --in) " == *" --interval "* ]]
