@@ -110,8 +110,14 @@ $(OBJ)/json-scan: bench/json-scan.c $(OBJ)/libdp.a
 	@echo "  LINK    $@"
 	@$(CC) $(CPPFLAGS) $(WARN) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-bench: all $(OBJ)/json-scan
+# The streamer engine alone (see docs/BENCHMARKS.md).
+$(OBJ)/ccstream-feed: bench/ccstream-feed.c $(OBJ)/libdp.a
+	@echo "  LINK    $@"
+	@$(CC) $(CPPFLAGS) $(WARN) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+bench: all $(OBJ)/json-scan $(OBJ)/ccstream-feed
 	bench/publish-tail.sh
+	bench/stream.sh
 
 demo: deps
 	@$(MAKE) --no-print-directory all

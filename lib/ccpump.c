@@ -22,6 +22,7 @@ struct pump {
 	struct dp_progress *prog;
 	struct dp_buf *why;
 	enum dp_ccs_end end;
+	int64_t now;            /* the wall clock of this burst; 0: not read yet */
 };
 
 static int
@@ -29,7 +30,10 @@ on_message(void *arg, const char *msg, size_t n)
 {
 	struct pump *p = arg;
 
-	switch (dp_ccs_message(p->c, msg, n, dp_time_now_ms())) {
+	/* One clock reading per burst: messages of a burst came together. */
+	if (!p->now)
+		p->now = dp_time_now_ms();
+	switch (dp_ccs_message(p->c, msg, n, p->now)) {
 	case DP_CCS_NOTHING:
 		return 0;
 	case DP_CCS_SUBSCRIBED:
@@ -68,6 +72,7 @@ on_drained(void *arg)
 	struct pump *p = arg;
 	char extra[200];
 
+	p->now = 0;
 	if (p->out && dp_out_flush(p->out) < 0) {
 		p->end = DP_CCS_END_OUTPUT;
 		return 1;
@@ -82,7 +87,7 @@ enum dp_ccs_end
 dp_ccs_pump(struct dp_ccs *c, struct dp_ws *ws, bool until_subscribed, int64_t idle_ms,
             struct dp_progress *prog, struct dp_buf *why)
 {
-	struct pump p = { c, ws, dp_ccs_output(c), until_subscribed, prog, why, DP_CCS_END_LOST };
+	struct pump p = { c, ws, dp_ccs_output(c), until_subscribed, prog, why, DP_CCS_END_LOST, 0 };
 	const struct dp_ws_handler h = { on_message, on_drained, &p };
 	struct dp_buf err = DP_BUF_INIT;
 	char d[48];

@@ -106,6 +106,15 @@ key_name(unsigned k)
 #define KEYSLOTS 256
 static short key_index[KEYSLOTS];
 
+/* The keys of the records, quoted once (jsonw.h). */
+enum pk { P_TYPE, P_SOURCE, P_CHANNEL, P_MARKET, P_FSYM, P_TSYM, P_INTERVAL, P_TS, P_ID, P_SIDE,
+          P_PRICE, P_QUANTITY, P_TOTAL, P_FLAGS, P_RECV_TS, P_CCSEQ, NPK };
+static const char *const pk_names[NPK] = {
+	"type", "source", "channel", "market", "fsym", "tsym", "interval", "ts", "id", "side",
+	"price", "quantity", "total", "flags", "recv_ts", "ccseq",
+};
+static struct dp_jw_pkey pk[NPK], pk_tick[NTICK], pk_ohlc[NOHLC];
+
 static uint32_t
 hash32(const char *s, size_t n)
 {
@@ -121,6 +130,12 @@ build_index(void)
 {
 	if (key_index[0])
 		return;
+	for (size_t i = 0; i < NPK; i++)
+		(void)dp_jw_pkey(&pk[i], pk_names[i]);
+	for (size_t i = 0; i < NTICK; i++)
+		(void)dp_jw_pkey(&pk_tick[i], tick_fields[i].name);
+	for (size_t i = 0; i < NOHLC; i++)
+		(void)dp_jw_pkey(&pk_ohlc[i], ohlc_fields[i].name);
 	for (size_t i = 0; i < KEYSLOTS; i++)
 		key_index[i] = -1;
 	for (unsigned k = 0; k < NKEYS; k++) {
@@ -172,10 +187,14 @@ struct pair {
 	uint64_t hash;
 	int type;
 	char *market, *fsym, *tsym, *unit;   /* JSON string literals; unit may be NULL */
+	size_t market_len, fsym_len, tsym_len;
 	struct slot *v;         /* tick or candle fields */
 	bool has_ts;
-	int64_t ts_s;           /* LASTUPDATE, or the candle's TS */
+	int64_t last_ms;        /* LASTUPDATE, or the candle's TS (ms) */
+	int64_t ts_s;           /* the time in ts (ms), -1: none yet */
 	char ts[DP_TIME_BUFSZ];
+	int64_t recv_ms;        /* trades: the time in recv_ts */
+	char recv[DP_TIME_BUFSZ];
 	uint64_t *ids;          /* trades: the last DP_CCS_DEDUP ids' hashes */
 	unsigned nids, ipos;
 };
@@ -191,9 +210,11 @@ struct dp_ccs {
 	struct pair **tab;      /* open addressing */
 	size_t cap, npairs;
 
-	/* the message being read */
+	/* the message being read: its members, and which were set */
 	const char *val[NKEYS];
 	size_t vlen[NKEYS];
+	unsigned char set[NKEYS];
+	size_t nset;
 
 	struct dp_buf rec;      /* one record */
 	struct dp_buf tmp;      /* scratch */
@@ -629,13 +650,17 @@ time_of(const struct dp_ccs *c, int k, int ns_k, int64_t *ms)
 
 	if (r <= 0)
 		return r;
-	if (n >= sizeof(buf))
-		return -1;
-	memcpy(buf, t, n);
-	buf[n] = '\0';
-	/* Seconds, as the streamer sends them: the epoch grammar's seconds range. */
-	if (dp_time_parse_epoch(buf, ms) < 0 || *ms >= INT64_C(100000000000) * 1000)
-		return -1;
+	if (int_of(c, k, ms) > 0 && *ms < INT64_C(100000000000)) {
+		*ms *= 1000;        /* whole seconds, as the streamer sends them */
+	} else {
+		if (n >= sizeof(buf))
+			return -1;
+		memcpy(buf, t, n);
+		buf[n] = '\0';
+		/* Seconds: the epoch grammar's seconds range. */
+		if (dp_time_parse_epoch(buf, ms) < 0 || *ms >= INT64_C(100000000000) * 1000)
+			return -1;
+	}
 	if (ns_k >= 0 && (r = int_of(c, ns_k, &ns)) < 0)
 		return -1;
 	if (r > 0 && ns < 1000000000)
@@ -738,9 +763,16 @@ get_pair(struct dp_ccs *c, int type, int mk, int fk, int tk, int uk, const char 
 	uint64_t h;
 	size_t i;
 
+	char tnum[12];
+	int tl = 0;
+
 	dp_buf_reset(key);
-	if (dp_buf_addf(key, "%d", type) < 0)
-		return NULL;
+	/* The type as text, without printf: this runs for every message. */
+	for (int v = type; tl == 0 || v > 0; v /= 10)
+		tnum[tl++] = (char)('0' + v % 10);
+	while (tl > 0)
+		if (dp_buf_addch(key, tnum[--tl]) < 0)
+			return NULL;
 	for (int j = 0; j < 4; j++) {
 		if (ks[j] < 0)
 			continue;
@@ -767,9 +799,10 @@ get_pair(struct dp_ccs *c, int type, int mk, int fk, int tk, int uk, const char 
 	p->hash = h;
 	p->klen = key->len;
 	p->key = dup_text(key->data, key->len);
-	p->market = dup_text(c->val[mk], c->vlen[mk]);
-	p->fsym = dup_text(c->val[fk], c->vlen[fk]);
-	p->tsym = dup_text(c->val[tk], c->vlen[tk]);
+	p->market = dup_text(c->val[mk], p->market_len = c->vlen[mk]);
+	p->fsym = dup_text(c->val[fk], p->fsym_len = c->vlen[fk]);
+	p->tsym = dup_text(c->val[tk], p->tsym_len = c->vlen[tk]);
+	p->ts_s = p->recv_ms = -1;
 	p->unit = uk >= 0 ? dup_text(c->val[uk], c->vlen[uk]) : NULL;
 	if (nslots(type))
 		p->v = calloc(nslots(type), sizeof(*p->v));
@@ -804,25 +837,38 @@ emit(struct dp_ccs *c)
 }
 
 static void
-head(struct dp_jw *w, const char *type, const struct pair *p)
+head(struct dp_jw *w, const char *type, size_t tn, const struct pair *p)
 {
 	dp_jw_obj(w);
-	dp_jw_kstr(w, "type", type);
-	dp_jw_kstr(w, "source", "cryptocompare");
+	dp_jw_pstr(w, &pk[P_TYPE], type, tn);
+	dp_jw_pstr(w, &pk[P_SOURCE], "cryptocompare", 13);
 	if (p->type == 2 || p->type == 5)
-		dp_jw_kstr(w, "channel", p->type == 5 ? "aggregate" : "ticker");
-	dp_jw_kraw(w, "market", p->market, strlen(p->market));
-	dp_jw_kraw(w, "fsym", p->fsym, strlen(p->fsym));
-	dp_jw_kraw(w, "tsym", p->tsym, strlen(p->tsym));
+		dp_jw_pstr(w, &pk[P_CHANNEL], p->type == 5 ? "aggregate" : "ticker",
+		           p->type == 5 ? 9 : 6);
+	dp_jw_praw(w, &pk[P_MARKET], p->market, p->market_len);
+	dp_jw_praw(w, &pk[P_FSYM], p->fsym, p->fsym_len);
+	dp_jw_praw(w, &pk[P_TSYM], p->tsym, p->tsym_len);
 }
 
 static void
-kslot(struct dp_jw *w, const char *name, const struct slot *s)
+kslot(struct dp_jw *w, const struct dp_jw_pkey *k, const struct slot *s)
 {
 	if (s->set)
-		dp_jw_kraw(w, name, s->text.data, s->text.len);
+		dp_jw_praw(w, k, s->text.data, s->text.len);
 	else
-		dp_jw_knull(w, name);
+		dp_jw_pnull(w, k);
+}
+
+/* A time member from a cached text: formatted again only when ms changed. */
+static void
+ktime(struct dp_jw *w, const struct dp_jw_pkey *k, int64_t ms, int64_t *cached,
+      char text[DP_TIME_BUFSZ])
+{
+	if (*cached != ms) {
+		dp_time_format(ms, text);
+		*cached = ms;
+	}
+	dp_jw_pstr(w, k, text, strlen(text));
 }
 
 static int
@@ -919,25 +965,23 @@ tick(struct dp_ccs *c, int type, const char *msg, size_t n)
 	}
 	if (r < 0)
 		return DP_CCS_NOMEM;
-	if (c->val[K_LASTUPDATE] && c->val[K_LASTUPDATE][0] != 'n' &&
-	    (!p->has_ts || p->ts_s != ms)) {
+	if (c->val[K_LASTUPDATE] && c->val[K_LASTUPDATE][0] != 'n') {
 		p->has_ts = true;
-		p->ts_s = ms;
-		dp_time_format(ms, p->ts);
+		p->last_ms = ms;
 	}
 	dp_buf_reset(&c->rec);
 	dp_jw_init(&w, &c->rec);
-	head(&w, "tick", p);
+	head(&w, "tick", 4, p);
 	if (p->has_ts)
-		dp_jw_kstr(&w, "ts", p->ts);
+		ktime(&w, &pk[P_TS], p->last_ms, &p->ts_s, p->ts);
 	else
-		dp_jw_knull(&w, "ts");
+		dp_jw_pnull(&w, &pk[P_TS]);
 	for (size_t i = 0; i < NTICK; i++)
-		kslot(&w, tick_fields[i].name, &p->v[i]);
+		kslot(&w, &pk_tick[i], &p->v[i]);
 	if (num_text(c, K_FLAGS, &t, &tn) > 0)
-		dp_jw_kraw(&w, "flags", t, tn);
+		dp_jw_praw(&w, &pk[P_FLAGS], t, tn);
 	else
-		dp_jw_knull(&w, "flags");
+		dp_jw_pnull(&w, &pk[P_FLAGS]);
 	dp_jw_end(&w);
 	if (dp_jw_finish(&w) < 0)
 		return DP_CCS_NOMEM;
@@ -966,7 +1010,7 @@ candle(struct dp_ccs *c, const char *msg, size_t n)
 	}
 	if (p->unit && !(iv = unit_interval(p->unit + 1, strlen(p->unit) - 2)))
 		return malformed(c, msg, n, "UNIT is not m, H or D");
-	if (!p->has_ts || p->ts_s != ms) {
+	if (!p->has_ts || p->last_ms != ms) {
 		/* Another candle: nothing of the last one carries over. */
 		for (size_t i = 0; i < NOHLC; i++)
 			p->v[i].set = false;
@@ -978,21 +1022,18 @@ candle(struct dp_ccs *c, const char *msg, size_t n)
 	}
 	if (r < 0)
 		return DP_CCS_NOMEM;
-	if (!p->has_ts || p->ts_s != ms) {
-		p->has_ts = true;
-		p->ts_s = ms;
-		dp_time_format(ms, p->ts);
-	}
+	p->has_ts = true;
+	p->last_ms = ms;
 	dp_buf_reset(&c->rec);
 	dp_jw_init(&w, &c->rec);
-	head(&w, "ohlcv", p);
+	head(&w, "ohlcv", 5, p);
 	if (iv)
-		dp_jw_kstr(&w, "interval", iv);
+		dp_jw_pstr(&w, &pk[P_INTERVAL], iv, 2);
 	else
-		dp_jw_knull(&w, "interval");
-	dp_jw_kstr(&w, "ts", p->ts);
+		dp_jw_pnull(&w, &pk[P_INTERVAL]);
+	ktime(&w, &pk[P_TS], ms, &p->ts_s, p->ts);
 	for (size_t i = 0; i < NOHLC; i++)
-		kslot(&w, ohlc_fields[i].name, &p->v[i]);
+		kslot(&w, &pk_ohlc[i], &p->v[i]);
 	dp_jw_end(&w);
 	if (dp_jw_finish(&w) < 0)
 		return DP_CCS_NOMEM;
@@ -1054,39 +1095,37 @@ trade(struct dp_ccs *c, const char *msg, size_t n)
 	}
 	dp_buf_reset(&c->rec);
 	dp_jw_init(&w, &c->rec);
-	head(&w, "trade", p);
-	dp_jw_kstr(&w, "ts", dp_time_format(ts, p->ts));
+	head(&w, "trade", 5, p);
+	ktime(&w, &pk[P_TS], ts, &p->ts_s, p->ts);
 	if (!c->val[K_ID])
-		dp_jw_knull(&w, "id");
+		dp_jw_pnull(&w, &pk[P_ID]);
 	else if (c->val[K_ID][0] == '"')
-		dp_jw_kraw(&w, "id", c->val[K_ID], c->vlen[K_ID]);
-	else {
-		dp_jw_key(&w, "id");
-		dp_jw_strn(&w, c->val[K_ID], c->vlen[K_ID]);
-	}
-	if (rf > 0 && (flags & 1))
-		dp_jw_kstr(&w, "side", "sell");
-	else if (rf > 0 && (flags & 2))
-		dp_jw_kstr(&w, "side", "buy");
+		dp_jw_praw(&w, &pk[P_ID], c->val[K_ID], c->vlen[K_ID]);
 	else
-		dp_jw_knull(&w, "side");
-	static const struct { int k; const char *name; } out[] = {
-		{ K_P, "price" }, { K_Q, "quantity" }, { K_TOTAL, "total" }, { K_F, "flags" },
+		dp_jw_pstr(&w, &pk[P_ID], c->val[K_ID], c->vlen[K_ID]);
+	if (rf > 0 && (flags & 1))
+		dp_jw_pstr(&w, &pk[P_SIDE], "sell", 4);
+	else if (rf > 0 && (flags & 2))
+		dp_jw_pstr(&w, &pk[P_SIDE], "buy", 3);
+	else
+		dp_jw_pnull(&w, &pk[P_SIDE]);
+	static const struct { int k, p; } out[] = {
+		{ K_P, P_PRICE }, { K_Q, P_QUANTITY }, { K_TOTAL, P_TOTAL }, { K_F, P_FLAGS },
 	};
 	for (size_t i = 0; i < sizeof(out) / sizeof(out[0]); i++) {
 		if (num_text(c, out[i].k, &t, &tn) > 0)
-			dp_jw_kraw(&w, out[i].name, t, tn);
+			dp_jw_praw(&w, &pk[out[i].p], t, tn);
 		else
-			dp_jw_knull(&w, out[i].name);
+			dp_jw_pnull(&w, &pk[out[i].p]);
 	}
 	if (rr > 0 || (rr == 0 && c->val[K_RTS] && c->val[K_RTS][0] != 'n'))
-		dp_jw_kstr(&w, "recv_ts", dp_time_format(rts, p->ts));
+		ktime(&w, &pk[P_RECV_TS], rts, &p->recv_ms, p->recv);
 	else
-		dp_jw_knull(&w, "recv_ts");
+		dp_jw_pnull(&w, &pk[P_RECV_TS]);
 	if (num_text(c, K_CCSEQ, &t, &tn) > 0)
-		dp_jw_kraw(&w, "ccseq", t, tn);
+		dp_jw_praw(&w, &pk[P_CCSEQ], t, tn);
 	else
-		dp_jw_knull(&w, "ccseq");
+		dp_jw_pnull(&w, &pk[P_CCSEQ]);
 	dp_jw_end(&w);
 	if (dp_jw_finish(&w) < 0)
 		return DP_CCS_NOMEM;
@@ -1230,11 +1269,16 @@ dp_ccs_message(struct dp_ccs *c, const char *msg, size_t n, int64_t now_ms)
 			dp_buf_msgf(&c->reason, "not a JSON object");
 		return malformed(c, msg, n, dp_buf_str(&c->reason));
 	}
-	memset(c->val, 0, sizeof(c->val));
+	/* Forget the last message's members: only those it had. */
+	for (size_t i = 0; i < c->nset; i++)
+		c->val[c->set[i]] = NULL;
+	c->nset = 0;
 	dp_json_iter_init(&it, msg, n);
 	while (dp_json_iter_next(&it, &k, &kn, &v, &vn)) {
 		int key = lookup_key(k, kn);
 		if (key >= 0) {
+			if (!c->val[key])
+				c->set[c->nset++] = (unsigned char)key;
 			c->val[key] = v;
 			c->vlen[key] = vn;
 		}

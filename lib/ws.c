@@ -63,7 +63,8 @@ struct dp_ws {
 	long http_status;
 	struct dp_buf why;          /* what ended it */
 	int64_t opened_ms;          /* monotonic time of the upgrade */
-	int64_t last_msg_ms;
+	int64_t last_msg_ms;        /* ... and of the last message */
+	bool got;                   /* a message came in this lws_service() */
 
 	/* receiving: the message being put together, and the queue of complete
 	 * ones, each a uint32_t length and the bytes */
@@ -148,7 +149,7 @@ on_receive(struct dp_ws *ws, struct lws *wsi, const void *in, size_t len)
 	if (push(&ws->queue, ws->frag.data ? ws->frag.data : "", ws->frag.len) < 0)
 		goto oom;
 	dp_buf_reset(&ws->frag);
-	ws->last_msg_ms = dp_time_mono_ms();
+	ws->got = true;
 	return 0;
 oom:
 	dp_buf_reset(&ws->why);
@@ -592,7 +593,11 @@ dp_ws_service(struct dp_ws *ws, int64_t idle_ms, const struct dp_ws_handler *h,
 				return DP_WS_IDLE;
 			}
 		}
+		ws->got = false;
 		lws_service(ws->ctx, 0);
+		/* One clock reading per burst, not per message. */
+		if (ws->got)
+			ws->last_msg_ms = dp_time_mono_ms();
 	}
 }
 
