@@ -98,3 +98,28 @@ setup() {
 	[[ $output == *"api key file /tmp/dp-test-secret."*"/key holds more than one line or a control character"* ]]
 	[[ $output == *"ok secrets"* ]]
 }
+
+@test "candle sizes: aggregate, page limit, and toTs at the last base candle" {
+	run "$TEST_LIB" intervals
+	[ "$status" -eq 0 ]
+	[[ $output == *"ok intervals"* ]]
+}
+
+@test "json writer: keys quoted once; the member iterator" {
+	run "$TEST_LIB" jsonw
+	[ "$status" -eq 0 ]
+	[[ $output == *"ok jsonw"* ]]
+}
+
+@test "streamer engine: subscriptions, merging, refusals, gaps, duplicate trades, 401, --count" {
+	run "$TEST_LIB" ccstream
+	[ "$status" -eq 0 ]
+	[[ $output == *"ok ccstream"* ]]
+}
+
+@test "WebSocket URLs are checked before connecting" {
+	run "$TEST_LIB" wsurl
+	[ "$status" -eq 0 ]
+	[[ $output == *"invalid URL 'ws://u:p@h/': no user name or password in it"* ]]
+	[[ $output == *"ok ws urls"* ]]
+}
