@@ -385,12 +385,6 @@ usage(FILE *fp)
 	dp_cli_help_common(fp, false);
 }
 
-static bool
-every_mode(const struct fetch *c)
-{
-	return c->every_ms > 0;
-}
-
 /* ------------------------------------------------------------------ */
 /* Parsing and validating options */
 
@@ -864,7 +858,7 @@ end_poll(struct fetch *c)
 {
 	c->polls++;
 	dp_cc_series_clear(&c->plan);
-	if (every_mode(c) && (c->count == 0 || c->polls < c->count))
+	if (c->every_ms > 0 && (c->count == 0 || c->polls < c->count))
 		return EV_POLL_DONE;
 	return c->partial || c->prices.missing ? EV_FINISHED_PARTIAL : EV_FINISHED;
 }
@@ -908,7 +902,7 @@ static int
 stopped(struct fetch *c)
 {
 	dp_info("stopping on signal %d", (int)dp_sig_stop);
-	if (every_mode(c))
+	if (c->every_ms > 0)
 		return EV_STOP;
 	dp_err("interrupted before the fetch was complete");
 	return EV_INTERRUPT;
@@ -930,11 +924,13 @@ build_url(struct fetch *c)
 
 /* Make the planned request; returns what came of it. */
 static int
-fetch(struct fetch *c)
+act_fetch(struct dp_fsm *m, void *ctx)
 {
+	struct fetch *c = ctx;
 	struct dp_buf err = DP_BUF_INIT;
 	int ev;
 
+	(void)m;
 	if (dp_sig_stop)
 		return stopped(c);
 	free_page(c);
@@ -1105,14 +1101,7 @@ act_poll(struct dp_fsm *m, void *ctx)
 		dp_cc_prices_start(&c->prices);      /* every pair in one request */
 	else if (!next_series(c))
 		return end_poll(c);
-	return fetch(c);
-}
-
-static int
-act_fetch(struct dp_fsm *m, void *ctx)
-{
-	(void)m;
-	return fetch(ctx);
+	return act_fetch(m, c);
 }
 
 static int
@@ -1125,7 +1114,7 @@ act_error(struct dp_fsm *m, void *ctx)
 		return EV_RETRY;
 	if (c->fail_transient && c->max_retries > 0)
 		dp_buf_msgf(&c->msg, " (gave up after %u %s)", tries, tries == 1 ? "retry" : "retries");
-	if (every_mode(c) && (c->count == 0 || c->polls + 1 < c->count)) {
+	if (c->every_ms > 0 && (c->count == 0 || c->polls + 1 < c->count)) {
 		dp_err("poll %lu failed: %s", c->polls + 1, dp_buf_str(&c->msg));
 		c->polls++;
 		dp_cc_series_clear(&c->plan);
