@@ -108,6 +108,9 @@ dp_ccs_pump(struct dp_ccs *c, struct dp_ws *ws, bool until_subscribed, int64_t i
 		break;
 	}
 	dp_buf_free(&err);
+	/* Records of a burst cut short by the end are handed on now, not with the next burst. */
+	if (p.end != DP_CCS_END_OUTPUT && p.out && dp_out_flush(p.out) < 0)
+		p.end = DP_CCS_END_OUTPUT;
 	if (p.end != DP_CCS_END_SUBSCRIBED)
 		dp_ws_close(ws, CLOSE_WAIT_MS);
 	return p.end;

@@ -367,6 +367,20 @@ Try 'dp-fetch --help' for more information." ]
 		grep -q '"from":"streaming","event":"failed","to":"failed"' <<<"$stderr"
 }
 
+@test "stream: records reach stdout as they come, the first payload before the subscription is answered too" {
+	# The record and the answers come in one burst, which ends with the answer.
+	serve_ws '{"connections":[{"steps":[{"msg":"'$PT':1"},{"await":"SubAdd"},{"burst":[{"msg":"'$AGG':1"},{"send":{"TYPE":"16","MESSAGE":"SUBSCRIBECOMPLETE","SUB":"5~CCCAGG~BTC~USD"}}]},{"hold":true}]}]}'
+	dp-fetch stream --fsyms BTC --tsyms USD > "$W/out" 2> "$W/err" &
+	BG_PID=$!
+	# Still running, and nothing more comes: the record must not wait in a buffer.
+	wait_until 5 test -s "$W/out"
+	[ "$(jq -r .fsym "$W/out")" = BTC ]
+	proc_gone "$BG_PID" && { echo "dp-fetch ended"; return 1; }
+	kill -TERM "$BG_PID"
+	wait "$BG_PID"
+	BG_PID=
+}
+
 # --- signals in every state ----------------------------------------------------------
 
 @test "stream: SIGTERM ends it within a second in every state, closing the socket, exit 0" {
@@ -374,7 +388,9 @@ Try 'dp-fetch --help' for more information." ]
 	signal_in connecting TERM dp-fetch stream --fsyms BTC --tsyms USD --stream-url "ws://127.0.0.1:$BLACKHOLE_PORT/v2" --trace-states
 	[ "$status" -eq 0 ]
 	[ "$(last_move)" = "connecting -stop-> done" ]
-	serve_ws '{"connections":[{"steps":[{"msg":"'$PT':1"},{"await":"SubAdd"},{"hold":true}]},{"steps":['"$HELLO"',{"msg":"'$AGG':1"},{"hold":true}]},{"http_status":503}]}'
+	# The record comes before the subscription is answered (as the streamer
+	# sends a first payload), so it is there before the machine streams.
+	serve_ws '{"connections":[{"steps":[{"msg":"'$PT':1"},{"await":"SubAdd"},{"hold":true}]},{"steps":[{"msg":"'$PT':1"},{"await":"SubAdd"},{"msg":"'$AGG':1"},{"ack":{}},{"hold":true}]},{"http_status":503}]}'
 	signal_in subscribing TERM dp-fetch stream --fsyms BTC --tsyms USD --trace-states
 	[ "$status" -eq 0 ]
 	[ "$(last_move)" = "subscribing -stop-> done" ]

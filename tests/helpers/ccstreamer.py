@@ -29,6 +29,8 @@ A STEP is one of:
                               for each sub, or INVALID_SUB (500) with INFO for
                               the refused ones, then LOADCOMPLETE (3), in the
                               documented formats
+    {"burst": [STEP, ...]}    play the steps (msg, send, raw, ack) into one
+                              send, so the client reads them all at once
     {"sleep": SECONDS}
     {"every": SECONDS, "send": VALUE | "msg": "FILE:LINE", "times": N}
                               send it every SECONDS, N times (default: until
@@ -88,6 +90,7 @@ class Conn:
         self.n = n
         self.buf = b""
         self.last_subs = []
+        self.pending = None     # frames held back for one send (a burst)
 
     def log(self, **kv):
         self.srv.log(dict(n=self.n, **kv))
@@ -139,6 +142,9 @@ class Conn:
                 return msg
 
     def send_raw(self, data):
+        if self.pending is not None:
+            self.pending += data
+            return
         try:
             self.sock.sendall(data)
         except (BrokenPipeError, ConnectionResetError, OSError):
@@ -157,7 +163,7 @@ class Conn:
             if self.buf or select.select([self.sock], [], [], wait)[0]:
                 self.read_message()
 
-    def play(self, steps):
+    def play(self, steps, inner=False):
         for st in steps:
             if "msg" in st and "every" not in st:
                 self.send_text(self.srv.line(st["msg"]))
@@ -185,6 +191,11 @@ class Conn:
                     self.send_text(json.dumps(m, separators=(",", ":")))
                 self.send_text('{"TYPE":"3","MESSAGE":"LOADCOMPLETE",'
                                '"INFO":"All your valid subs have been loaded."}')
+            elif "burst" in st:
+                self.pending = b""
+                self.play(st["burst"], inner=True)
+                data, self.pending = self.pending, None
+                self.send_raw(data)
             elif "sleep" in st:
                 self.hold(time.monotonic() + float(st["sleep"]))
             elif "every" in st:
@@ -210,7 +221,8 @@ class Conn:
                 return "closed"
             elif "hold" in st:
                 break
-        self.hold()
+        if not inner:
+            self.hold()
 
 
 class Handler(socketserver.BaseRequestHandler):
