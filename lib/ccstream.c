@@ -8,6 +8,7 @@
  * to a round trip through a double, and the hot path does no conversion
  * but the times.
  */
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -115,13 +116,14 @@ static const char *const pk_names[NPK] = {
 };
 static struct dp_jw_pkey pk[NPK], pk_tick[NTICK], pk_ohlc[NOHLC];
 
-static uint32_t
-hash32(const char *s, size_t n)
+/* FNV-1a: the keys of the index, the pairs, the trade ids. */
+static uint64_t
+hash64(const char *s, size_t n)
 {
-	uint32_t h = 2166136261u;
+	uint64_t h = 14695981039346656037ull;
 
 	for (size_t i = 0; i < n; i++)
-		h = (h ^ (unsigned char)s[i]) * 16777619u;
+		h = (h ^ (unsigned char)s[i]) * 1099511628211ull;
 	return h;
 }
 
@@ -140,7 +142,7 @@ build_index(void)
 		key_index[i] = -1;
 	for (unsigned k = 0; k < NKEYS; k++) {
 		const char *name = key_name(k);
-		uint32_t h = hash32(name, strlen(name)) % KEYSLOTS;
+		size_t h = hash64(name, strlen(name)) % KEYSLOTS;
 		while (key_index[h] >= 0)
 			h = (h + 1) % KEYSLOTS;
 		key_index[h] = (short)k;
@@ -151,11 +153,11 @@ build_index(void)
 static int
 lookup_key(const char *lit, size_t n)
 {
-	uint32_t h;
+	size_t h;
 
 	if (n < 3 || memchr(lit + 1, '\\', n - 2))
 		return -1;     /* our keys have no escapes */
-	h = hash32(lit + 1, n - 2) % KEYSLOTS;
+	h = hash64(lit + 1, n - 2) % KEYSLOTS;
 	for (; key_index[h] >= 0; h = (h + 1) % KEYSLOTS) {
 		const char *name = key_name((unsigned)key_index[h]);
 		if (strlen(name) == n - 2 && memcmp(name, lit + 1, n - 2) == 0)
@@ -684,26 +686,28 @@ excerpt(struct dp_buf *b, const char *msg, size_t n)
 }
 
 static enum dp_ccs_event
-malformed(struct dp_ccs *c, const char *msg, size_t n, const char *why)
+malformed(struct dp_ccs *c, const char *msg, size_t n, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+/* Report message msg as skipped, for the reason fmt. */
+static enum dp_ccs_event
+malformed(struct dp_ccs *c, const char *msg, size_t n, const char *fmt, ...)
 {
+	va_list ap;
+
 	c->st.malformed++;
+	dp_buf_reset(&c->reason);
+	va_start(ap, fmt);
+	dp_buf_vmsgf(&c->reason, fmt, ap);
+	va_end(ap);
 	dp_warn("skipped message %llu from the server: %s: %s",
-	        (unsigned long long)c->st.messages, why, excerpt(&c->tmp, msg, n));
+	        (unsigned long long)c->st.messages, dp_buf_str(&c->reason),
+	        excerpt(&c->tmp, msg, n));
 	return DP_CCS_NOTHING;
 }
 
 /* ------------------------------------------------------------------ */
 /* Pairs */
-
-static uint64_t
-hash64(const char *s, size_t n)
-{
-	uint64_t h = 14695981039346656037ull;
-
-	for (size_t i = 0; i < n; i++)
-		h = (h ^ (unsigned char)s[i]) * 1099511628211ull;
-	return h;
-}
 
 /* Append a string member's contents (no quotes) to b. */
 static int
@@ -836,6 +840,16 @@ emit(struct dp_ccs *c)
 	return DP_CCS_NOTHING;
 }
 
+/* Close the record and print it. */
+static enum dp_ccs_event
+finish_record(struct dp_ccs *c, struct dp_jw *w)
+{
+	dp_jw_end(w);
+	if (dp_jw_finish(w) < 0)
+		return DP_CCS_NOMEM;
+	return emit(c);
+}
+
 static void
 head(struct dp_jw *w, const char *type, size_t tn, const struct pair *p)
 {
@@ -945,24 +959,13 @@ tick(struct dp_ccs *c, int type, const char *msg, size_t n)
 	struct pair *p = get_pair(c, type, K_MARKET, K_FROMSYMBOL, K_TOSYMBOL, -1, &bad);
 	int r;
 
-	if (!p && bad) {
-		dp_buf_reset(&c->reason);
-		dp_buf_msgf(&c->reason, "%s is missing or not a string", bad);
-		return malformed(c, msg, n, dp_buf_str(&c->reason));
-	}
 	if (!p)
-		return DP_CCS_NOMEM;
-	if ((r = time_of(c, K_LASTUPDATE, -1, &ms)) < 0 || num_text(c, K_FLAGS, &t, &tn) < 0) {
-		dp_buf_reset(&c->reason);
-		dp_buf_msgf(&c->reason, "%s is not a %s", r < 0 ? "LASTUPDATE" : "FLAGS",
-		            r < 0 ? "time in seconds" : "number");
-		return malformed(c, msg, n, dp_buf_str(&c->reason));
-	}
-	if ((r = merge(c, p, tick_fields, NTICK, first_key(tick_fields), &bad)) == -1) {
-		dp_buf_reset(&c->reason);
-		dp_buf_msgf(&c->reason, "%s is not a %s", bad, "number");
-		return malformed(c, msg, n, dp_buf_str(&c->reason));
-	}
+		return bad ? malformed(c, msg, n, "%s is missing or not a string", bad) : DP_CCS_NOMEM;
+	if ((r = time_of(c, K_LASTUPDATE, -1, &ms)) < 0 || num_text(c, K_FLAGS, &t, &tn) < 0)
+		return malformed(c, msg, n, "%s is not a %s", r < 0 ? "LASTUPDATE" : "FLAGS",
+		                 r < 0 ? "time in seconds" : "number");
+	if ((r = merge(c, p, tick_fields, NTICK, first_key(tick_fields), &bad)) == -1)
+		return malformed(c, msg, n, "%s is not a number", bad);
 	if (r < 0)
 		return DP_CCS_NOMEM;
 	if (c->val[K_LASTUPDATE] && c->val[K_LASTUPDATE][0] != 'n') {
@@ -982,10 +985,7 @@ tick(struct dp_ccs *c, int type, const char *msg, size_t n)
 		dp_jw_praw(&w, &pk[P_FLAGS], t, tn);
 	else
 		dp_jw_pnull(&w, &pk[P_FLAGS]);
-	dp_jw_end(&w);
-	if (dp_jw_finish(&w) < 0)
-		return DP_CCS_NOMEM;
-	return emit(c);
+	return finish_record(c, &w);
 }
 
 static enum dp_ccs_event
@@ -998,16 +998,10 @@ candle(struct dp_ccs *c, const char *msg, size_t n)
 	                          c->val[K_UNIT] ? K_UNIT : -1, &bad);
 	int r;
 
-	if (!p && bad) {
-		dp_buf_reset(&c->reason);
-		dp_buf_msgf(&c->reason, "%s is missing or not a string", bad);
-		return malformed(c, msg, n, dp_buf_str(&c->reason));
-	}
 	if (!p)
-		return DP_CCS_NOMEM;
-	if (time_of(c, K_TS, -1, &ms) != 0) {
+		return bad ? malformed(c, msg, n, "%s is missing or not a string", bad) : DP_CCS_NOMEM;
+	if (time_of(c, K_TS, -1, &ms) != 0)
 		return malformed(c, msg, n, "TS is missing or not a time in seconds");
-	}
 	if (p->unit && !(iv = unit_interval(p->unit + 1, strlen(p->unit) - 2)))
 		return malformed(c, msg, n, "UNIT is not m, H or D");
 	if (!p->has_ts || p->last_ms != ms) {
@@ -1015,11 +1009,8 @@ candle(struct dp_ccs *c, const char *msg, size_t n)
 		for (size_t i = 0; i < NOHLC; i++)
 			p->v[i].set = false;
 	}
-	if ((r = merge(c, p, ohlc_fields, NOHLC, first_key(ohlc_fields), &bad)) == -1) {
-		dp_buf_reset(&c->reason);
-		dp_buf_msgf(&c->reason, "%s is not a number", bad);
-		return malformed(c, msg, n, dp_buf_str(&c->reason));
-	}
+	if ((r = merge(c, p, ohlc_fields, NOHLC, first_key(ohlc_fields), &bad)) == -1)
+		return malformed(c, msg, n, "%s is not a number", bad);
 	if (r < 0)
 		return DP_CCS_NOMEM;
 	p->has_ts = true;
@@ -1034,10 +1025,7 @@ candle(struct dp_ccs *c, const char *msg, size_t n)
 	ktime(&w, &pk[P_TS], ms, &p->ts_s, p->ts);
 	for (size_t i = 0; i < NOHLC; i++)
 		kslot(&w, &pk_ohlc[i], &p->v[i]);
-	dp_jw_end(&w);
-	if (dp_jw_finish(&w) < 0)
-		return DP_CCS_NOMEM;
-	return emit(c);
+	return finish_record(c, &w);
 }
 
 /* 1 when the trade id (hash) was seen among the pair's last ones; else remember it. */
@@ -1065,13 +1053,8 @@ trade(struct dp_ccs *c, const char *msg, size_t n)
 	struct dp_jw w;
 	struct pair *p = get_pair(c, 0, K_M, K_FSYM, K_TSYM, -1, &bad);
 
-	if (!p && bad) {
-		dp_buf_reset(&c->reason);
-		dp_buf_msgf(&c->reason, "%s is missing or not a string", bad);
-		return malformed(c, msg, n, dp_buf_str(&c->reason));
-	}
 	if (!p)
-		return DP_CCS_NOMEM;
+		return bad ? malformed(c, msg, n, "%s is missing or not a string", bad) : DP_CCS_NOMEM;
 	if (time_of(c, K_TS, K_TSNS, &ts) != 0)
 		return malformed(c, msg, n, "TS is missing or not a time in seconds");
 	if ((rr = time_of(c, K_RTS, K_RTSNS, &rts)) < 0)
@@ -1079,11 +1062,8 @@ trade(struct dp_ccs *c, const char *msg, size_t n)
 	if ((rf = int_of(c, K_F, &flags)) < 0)
 		return malformed(c, msg, n, "F is not a number");
 	for (size_t i = 0; i < sizeof(nums) / sizeof(nums[0]); i++) {
-		if (num_text(c, nums[i], &t, &tn) < 0) {
-			dp_buf_reset(&c->reason);
-			dp_buf_msgf(&c->reason, "%s is not a number", key_name((unsigned)nums[i]));
-			return malformed(c, msg, n, dp_buf_str(&c->reason));
-		}
+		if (num_text(c, nums[i], &t, &tn) < 0)
+			return malformed(c, msg, n, "%s is not a number", key_name((unsigned)nums[i]));
 	}
 	if (c->val[K_ID] && !(c->val[K_ID][0] == '"' || c->val[K_ID][0] == '-' ||
 	                      (c->val[K_ID][0] >= '0' && c->val[K_ID][0] <= '9')))
@@ -1126,10 +1106,7 @@ trade(struct dp_ccs *c, const char *msg, size_t n)
 		dp_jw_praw(&w, &pk[P_CCSEQ], t, tn);
 	else
 		dp_jw_pnull(&w, &pk[P_CCSEQ]);
-	dp_jw_end(&w);
-	if (dp_jw_finish(&w) < 0)
-		return DP_CCS_NOMEM;
-	return emit(c);
+	return finish_record(c, &w);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1261,14 +1238,10 @@ dp_ccs_message(struct dp_ccs *c, const char *msg, size_t n, int64_t now_ms)
 	c->st.messages++;
 	c->last_msg_ms = now_ms;
 	jt = dp_json_check_compact(msg, n, &why, &off, &compact);
-	if (jt != DP_JSON_OBJECT) {
-		dp_buf_reset(&c->reason);
-		if (jt == DP_JSON_INVALID)
-			dp_buf_msgf(&c->reason, "not valid JSON (%s at byte %zu)", why, off);
-		else
-			dp_buf_msgf(&c->reason, "not a JSON object");
-		return malformed(c, msg, n, dp_buf_str(&c->reason));
-	}
+	if (jt == DP_JSON_INVALID)
+		return malformed(c, msg, n, "not valid JSON (%s at byte %zu)", why, off);
+	if (jt != DP_JSON_OBJECT)
+		return malformed(c, msg, n, "not a JSON object");
 	/* Forget the last message's members: only those it had. */
 	for (size_t i = 0; i < c->nset; i++)
 		c->val[c->set[i]] = NULL;
@@ -1284,7 +1257,7 @@ dp_ccs_message(struct dp_ccs *c, const char *msg, size_t n, int64_t now_ms)
 		}
 	}
 	if ((r = int_of(c, K_TYPE, &type)) <= 0 || type > 100000)
-		return malformed(c, msg, n, r < 0 ? "TYPE is not a number" : "no TYPE");
+		return malformed(c, msg, n, "%s", r < 0 ? "TYPE is not a number" : "no TYPE");
 	if (type != 0 && type != 2 && type != 5 && type != 24) {
 		ev = control(c, (int)type);
 		if (c->raw && ev != DP_CCS_NOMEM) {

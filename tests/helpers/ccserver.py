@@ -55,15 +55,15 @@ auth_scheme (its first word), auth_ok (whether it was "Apikey <expect_key>";
 null without expect_key), ua, accept_encoding.  The key itself is never
 logged.
 """
-import argparse
 import gzip
 import json
 import os
-import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlsplit
+
+import serverlib
 
 STEPS = {"histominute": 60, "histohour": 3600, "histoday": 86400}
 NO_PATH = {"Response": "Error", "Message": "Path does not exist", "Type": 0, "Data": {}}
@@ -217,34 +217,18 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True
 
 
-class Server(ThreadingHTTPServer):
+class Server(serverlib.Quiet, ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def handle_error(self, request, client_address):
-        # A client that gave up (timeout) is expected; keep stderr quiet.
-        if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
-            return
-        super().handle_error(request, client_address)
-
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--fixtures", required=True)
-    ap.add_argument("--scenario", required=True)
-    ap.add_argument("--port-file", required=True)
-    ap.add_argument("--log", required=True)
-    a = ap.parse_args()
-    with open(a.scenario) as f:
-        spec = json.load(f)
+    a = serverlib.command_line(__doc__)
+    spec = serverlib.scenario(a)
     srv = Server(("127.0.0.1", 0), Handler)
     srv.scenario = Scenario(spec, a.fixtures)
     srv.log_path = a.log
-    open(a.log, "a").close()
-    tmp = a.port_file + ".tmp"
-    with open(tmp, "w") as f:
-        f.write("%d\n" % srv.server_address[1])
-    os.rename(tmp, a.port_file)
+    serverlib.announce(a, srv.server_address[1])
     srv.serve_forever()
 
 

@@ -51,7 +51,6 @@ when the client closes, {"n", "event": "eof"} when it just goes away, and
 {"n", "event": "end"} when the server is done with it.  The key itself is
 never logged.
 """
-import argparse
 import base64
 import hashlib
 import json
@@ -60,10 +59,11 @@ import select
 import socket
 import socketserver
 import struct
-import sys
 import threading
 import time
 from urllib.parse import parse_qsl, urlsplit
+
+import serverlib
 
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"   # RFC 6455 section 1.3
 
@@ -279,7 +279,7 @@ class Handler(socketserver.BaseRequestHandler):
             c.log(event="end")
 
 
-class Server(socketserver.ThreadingTCPServer):
+class Server(serverlib.Quiet, socketserver.ThreadingTCPServer):
     daemon_threads = True
     allow_reuse_address = True
 
@@ -309,27 +309,12 @@ class Server(socketserver.ThreadingTCPServer):
         with self.lock, open(self.log_path, "a") as f:
             f.write(json.dumps(rec) + "\n")
 
-    def handle_error(self, request, client_address):
-        if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
-            return
-        super().handle_error(request, client_address)
-
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--fixtures", required=True)
-    ap.add_argument("--scenario", required=True)
-    ap.add_argument("--port-file", required=True)
-    ap.add_argument("--log", required=True)
-    a = ap.parse_args()
-    with open(a.scenario) as f:
-        spec = json.load(f)
-    open(a.log, "a").close()
+    a = serverlib.command_line(__doc__)
+    spec = serverlib.scenario(a)
     srv = Server(("127.0.0.1", 0), spec, a.fixtures, a.log)
-    tmp = a.port_file + ".tmp"
-    with open(tmp, "w") as f:
-        f.write("%d\n" % srv.server_address[1])
-    os.rename(tmp, a.port_file)
+    serverlib.announce(a, srv.server_address[1])
     srv.serve_forever()
 
 
