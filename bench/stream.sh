@@ -9,8 +9,10 @@
 # updates merged into complete ticks, trades with ids of their own), sent
 # MESSAGES / 10,000 times over one connection after the subscriptions are
 # answered; dp-fetch stops with --count MESSAGES, once every message has
-# become a record, and writes to /dev/null.  The rate counts the whole run
-# of dp-fetch: start, connection, subscription and the stream.
+# become a record, and writes to /dev/null.  The rates count the whole run
+# of dp-fetch: start, connection, subscription and the stream; "per CPU
+# second" divides by dp-fetch's own user + system time, what one core
+# does for it whatever else the machine runs (the server takes another).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PATH=$PWD/bin:$PATH
@@ -44,21 +46,26 @@ url=ws://127.0.0.1:$(cat "$work/port")/v2
 
 : > "$work/results"
 for ((r = 0; r <= reps; r++)); do
-	/usr/bin/time -f "%e %M" -o "$work/t" \
+	/usr/bin/time -f "%e %M %U %S" -o "$work/t" \
 		dp-fetch stream --subs "$subs" --stream-url "$url" --count "$messages" \
 		--max-retries 0 > "$work/out"
 	n=$(wc -l < "$work/out")
 	((n == messages)) || { echo "repetition $r: $n records, not $messages" >&2; exit 1; }
-	echo "repetition $r: $(cat "$work/t") (s, KB)" >&2
+	echo "repetition $r: $(cat "$work/t") (elapsed s, KB, user s, system s)" >&2
 	# Repetition 0 warms the page cache and the server; it is not counted.
 	((r > 0)) && cat "$work/t" >> "$work/results"
 done
 
-sort -n "$work/results" | awk -v m="$messages" '
-	{ t[NR] = $1; if ($2 > rss) rss = $2 }
-	END {
-		med = NR % 2 ? t[(NR + 1) / 2] : (t[NR / 2] + t[NR / 2 + 1]) / 2
-		printf "| command | messages | msgs/s (median) | best | peak RSS MB |\n"
-		printf "|---|---:|---:|---:|---:|\n"
-		printf "| dp-fetch stream | %d | %\047d | %\047d | %.1f |\n", m, m / med, m / t[1], rss / 1024
-	}'
+# median COLUMN-EXPR: the median over the repetitions (awk expression on a line)
+median() {
+	awk "{ print $1 }" "$work/results" | sort -n |
+		awk '{ a[NR] = $1 } END { print NR % 2 ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
+}
+t=$(median '$1')
+best=$(awk '{ print $1 }' "$work/results" | sort -n | head -1)
+cpu=$(median '$3 + $4')
+rss=$(awk '{ print $2 }' "$work/results" | sort -n | tail -1)
+echo "| command | messages | msgs/s (median) | best | msgs per CPU second (median) | peak RSS MB |"
+echo "|---|---:|---:|---:|---:|---:|"
+awk -v m="$messages" -v t="$t" -v b="$best" -v c="$cpu" -v r="$rss" 'BEGIN {
+	printf "| dp-fetch stream | %d | %d | %d | %d | %.1f |\n", m, m / t, m / b, m / c, r / 1024 }'

@@ -155,8 +155,9 @@ lookup_key(const char *lit, size_t n)
 {
 	size_t h;
 
-	if (n < 3 || memchr(lit + 1, '\\', n - 2))
-		return -1;     /* our keys have no escapes */
+	/* An escaped spelling never matches: none of our keys has a backslash. */
+	if (n < 3)
+		return -1;
 	h = hash64(lit + 1, n - 2) % KEYSLOTS;
 	for (; key_index[h] >= 0; h = (h + 1) % KEYSLOTS) {
 		const char *name = key_name((unsigned)key_index[h]);
@@ -1224,12 +1225,26 @@ raw(struct dp_ccs *c, const char *msg, size_t n, bool compact)
 	return emit(c);
 }
 
+/* A member of a message: kept when it is one of ours (the last of duplicates). */
+static void
+on_member(void *arg, const char *k, size_t kn, const char *v, size_t vn)
+{
+	struct dp_ccs *c = arg;
+	int key = lookup_key(k, kn);
+
+	if (key < 0)
+		return;
+	if (!c->val[key])
+		c->set[c->nset++] = (unsigned char)key;
+	c->val[key] = v;
+	c->vlen[key] = vn;
+}
+
 enum dp_ccs_event
 dp_ccs_message(struct dp_ccs *c, const char *msg, size_t n, int64_t now_ms)
 {
-	struct dp_json_iter it;
-	const char *k, *v, *why;
-	size_t kn, vn, off;
+	const char *why;
+	size_t off;
 	int64_t type;
 	int compact, r;
 	enum dp_json_type jt;
@@ -1237,25 +1252,16 @@ dp_ccs_message(struct dp_ccs *c, const char *msg, size_t n, int64_t now_ms)
 
 	c->st.messages++;
 	c->last_msg_ms = now_ms;
-	jt = dp_json_check_compact(msg, n, &why, &off, &compact);
-	if (jt == DP_JSON_INVALID)
-		return malformed(c, msg, n, "not valid JSON (%s at byte %zu)", why, off);
-	if (jt != DP_JSON_OBJECT)
-		return malformed(c, msg, n, "not a JSON object");
 	/* Forget the last message's members: only those it had. */
 	for (size_t i = 0; i < c->nset; i++)
 		c->val[c->set[i]] = NULL;
 	c->nset = 0;
-	dp_json_iter_init(&it, msg, n);
-	while (dp_json_iter_next(&it, &k, &kn, &v, &vn)) {
-		int key = lookup_key(k, kn);
-		if (key >= 0) {
-			if (!c->val[key])
-				c->set[c->nset++] = (unsigned char)key;
-			c->val[key] = v;
-			c->vlen[key] = vn;
-		}
-	}
+	/* Checked and read in one pass (a bad text's members go unused). */
+	jt = dp_json_check_members(msg, n, on_member, c, &why, &off, &compact);
+	if (jt == DP_JSON_INVALID)
+		return malformed(c, msg, n, "not valid JSON (%s at byte %zu)", why, off);
+	if (jt != DP_JSON_OBJECT)
+		return malformed(c, msg, n, "not a JSON object");
 	if ((r = int_of(c, K_TYPE, &type)) <= 0 || type > 100000)
 		return malformed(c, msg, n, "%s", r < 0 ? "TYPE is not a number" : "no TYPE");
 	if (type != 0 && type != 2 && type != 5 && type != 24) {

@@ -54,6 +54,19 @@ enum dp_json_type dp_json_check_member(const char *s, size_t n, const char *memb
                                        size_t *off, int *compact);
 
 /*
+ * The same, and while checking, hand each member of the top-level value,
+ * when it is an object, to fn in order: its key as a string literal with
+ * the quotes (k, kn) and its value's text (v, vn), borrowed from s.  For
+ * a text found invalid, fn may have seen members before the error.  One
+ * pass for a reader that wants many members (dp-fetch stream's messages).
+ */
+typedef void (*dp_json_member_fn)(void *arg, const char *k, size_t kn, const char *v,
+                                  size_t vn);
+enum dp_json_type dp_json_check_members(const char *s, size_t n, dp_json_member_fn fn,
+                                        void *arg, const char **why, size_t *off,
+                                        int *compact);
+
+/*
  * Find the member at path[0].path[1]... in the valid JSON text s[0..n).
  * Returns the type of the value found and sets *v and *vn to its text
  * (borrowed from s).  When a step is missing or is not an object it
@@ -70,25 +83,6 @@ enum dp_json_type dp_json_get(const char *s, size_t n, const char *const *path,
  * every integer: 1 with *at and *len set to its text, else 0.
  */
 int dp_json_big_int(const char *s, size_t n, const char **at, size_t *len);
-
-/*
- * The members of a valid JSON object, one by one, without a copy:
- *
- *   struct dp_json_iter it;
- *   dp_json_iter_init(&it, text, n);       text holds one object
- *   while (dp_json_iter_next(&it, &k, &kn, &v, &vn)) ...
- *
- * k/kn is the key as a string literal with its quotes, v/vn the value's
- * text, both borrowed from text.  The text must have passed
- * dp_json_check() as an object: nothing is checked again.
- */
-struct dp_json_iter {
-	const char *p, *end;
-};
-
-void dp_json_iter_init(struct dp_json_iter *it, const char *s, size_t n);
-int dp_json_iter_next(struct dp_json_iter *it, const char **k, size_t *kn, const char **v,
-                      size_t *vn);
 
 /* The type of the valid JSON value that starts at p. */
 enum dp_json_type dp_json_type_of(const char *p);

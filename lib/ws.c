@@ -4,8 +4,10 @@
  *
  * libwebsockets runs everything from lws_service(): connecting, the
  * upgrade, reading and writing frames, and it calls callback() for each
- * event.  The callback only records: complete messages go into a queue,
- * the end of a connection into the state.  The loops here call
+ * event.  The callback only records the end of a connection into the
+ * state; a complete message goes straight to the caller's handler while
+ * dp_ws_service() runs and the handler did not ask to stop, else into a
+ * queue that the next dp_ws_service() hands out first.  The loops here call
  * lws_service() until what they wait for happened, and a timer that fires
  * every DP_WS_SLICE_MS keeps lws_service() from sleeping longer than that,
  * so the stop flag and the deadlines are looked at in time.
@@ -71,6 +73,9 @@ struct dp_ws {
 	struct dp_buf frag;
 	struct dp_buf queue;
 	size_t qhead;
+	const struct dp_ws_handler *h;   /* while dp_ws_service() runs */
+	bool stopped;               /* h asked to stop: queue the rest */
+	bool delivered;             /* h had a message in this lws_service() */
 
 	/* sending: the same layout */
 	struct dp_buf out;
@@ -134,6 +139,12 @@ push(struct dp_buf *q, const void *p, size_t n)
 static int
 on_receive(struct dp_ws *ws, struct lws *wsi, const void *in, size_t len)
 {
+	/* Most messages come whole in one call: no copy then. */
+	bool whole = ws->frag.len == 0 && lws_is_final_fragment(wsi) &&
+	             lws_remaining_packet_payload(wsi) == 0;
+	const char *msg = in;
+	size_t n = len;
+
 	if (ws->frag.len + len > ws->max_message) {
 		dp_buf_reset(&ws->why);
 		dp_buf_msgf(&ws->why, "a message of more than %zu bytes from %s", ws->max_message,
@@ -142,14 +153,22 @@ on_receive(struct dp_ws *ws, struct lws *wsi, const void *in, size_t len)
 		ws->result = DP_WS_ERROR;
 		return -1;              /* libwebsockets drops the connection */
 	}
-	if (dp_buf_add(&ws->frag, in, len) < 0)
-		goto oom;
-	if (!lws_is_final_fragment(wsi) || lws_remaining_packet_payload(wsi) > 0)
-		return 0;
-	if (push(&ws->queue, ws->frag.data ? ws->frag.data : "", ws->frag.len) < 0)
-		goto oom;
-	dp_buf_reset(&ws->frag);
+	if (!whole) {
+		if (dp_buf_add(&ws->frag, in, len) < 0)
+			goto oom;
+		if (!lws_is_final_fragment(wsi) || lws_remaining_packet_payload(wsi) > 0)
+			return 0;
+		msg = ws->frag.data ? ws->frag.data : "";
+		n = ws->frag.len;
+	}
 	ws->got = true;
+	if (ws->h && !ws->stopped) {
+		ws->delivered = true;
+		ws->stopped = ws->h->message(ws->h->arg, msg, n) != 0;
+	} else if (push(&ws->queue, msg, n) < 0) {
+		goto oom;
+	}
+	dp_buf_reset(&ws->frag);
 	return 0;
 oom:
 	dp_buf_reset(&ws->why);
@@ -558,9 +577,8 @@ end_result(struct dp_ws *ws, struct dp_buf *err)
 	return ws->result ? ws->result : DP_WS_CLOSED;
 }
 
-int
-dp_ws_service(struct dp_ws *ws, int64_t idle_ms, const struct dp_ws_handler *h,
-              struct dp_buf *err)
+static int
+service(struct dp_ws *ws, int64_t idle_ms, const struct dp_ws_handler *h, struct dp_buf *err)
 {
 	bool burst = false;
 
@@ -594,11 +612,27 @@ dp_ws_service(struct dp_ws *ws, int64_t idle_ms, const struct dp_ws_handler *h,
 			}
 		}
 		ws->got = false;
+		ws->stopped = ws->delivered = false;
 		lws_service(ws->ctx, 0);
 		/* One clock reading per burst, not per message. */
 		if (ws->got)
 			ws->last_msg_ms = dp_time_mono_ms();
+		if (ws->stopped)
+			return DP_WS_STOP;
+		burst = ws->delivered;
 	}
+}
+
+int
+dp_ws_service(struct dp_ws *ws, int64_t idle_ms, const struct dp_ws_handler *h,
+              struct dp_buf *err)
+{
+	int r;
+
+	ws->h = h;
+	r = service(ws, idle_ms, h, err);
+	ws->h = NULL;
+	return r;
 }
 
 int

@@ -6,10 +6,11 @@
  * dp_ws_service() hands every complete text message to a callback and
  * returns when the callback asks it to, when nothing arrived for a given
  * time, when the connection ends, or when the stop flag (sig.h) is set.
- * Messages that arrive in one burst are queued here and handed out one by
- * one outside libwebsockets' own callbacks, so a caller that stops after
- * one message finds the next one at the next call.  After a burst the
- * "drained" callback runs, the moment to flush output.
+ * Messages that arrive in one burst are handed out one by
+ * one: a caller that stops after one message finds the next one at the
+ * next call.  The handler runs from within libwebsockets' receive
+ * callback (no copy of the message), so it must not call this module.
+ * After a burst the "drained" callback runs, the moment to flush output.
  *
  * Every wait is cut into slices of at most DP_WS_SLICE_MS, so a signal
  * ends any of them within about that time.

@@ -105,7 +105,7 @@ setup() {
 	[[ $output == *"ok intervals"* ]]
 }
 
-@test "json writer: keys quoted once; the member iterator" {
+@test "json writer: keys quoted once; the top-level members of a checked object" {
 	run "$TEST_LIB" jsonw
 	[ "$status" -eq 0 ]
 	[[ $output == *"ok jsonw"* ]]

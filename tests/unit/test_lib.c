@@ -825,16 +825,24 @@ t_intervals(void)
 	return 0;
 }
 
-/* The record writer's quoted-once keys and the member iterator. */
+static char last_member[64];
+
+static void
+count_member(void *arg, const char *k, size_t kn, const char *v, size_t vn)
+{
+	(*(int *)arg)++;
+	snprintf(last_member, sizeof(last_member), "%.*s=%.*s", (int)kn, k, (int)vn, v);
+}
+
+/* The record writer's quoted-once keys, and the members of a checked object. */
 static int
 t_jsonw(void)
 {
 	struct dp_buf b = DP_BUF_INIT;
 	struct dp_jw w;
 	struct dp_jw_pkey k1, k2, k3;
-	struct dp_json_iter it;
-	const char *k, *v;
-	size_t kn, vn;
+	const char *why;
+	size_t off;
 	int n = 0;
 
 	CHECK(dp_jw_pkey(&k1, "price") == 0 && dp_jw_pkey(&k2, "id") == 0 &&
@@ -852,15 +860,17 @@ t_jsonw(void)
 	printf("%s\n", b.data);
 	CHECK(!strcmp(b.data, "{\"price\":1.50,\"id\":\"a\\\"b\\n\",\"t\":null,\"x\":\"y\","
 	              "\"q\\\"\":[1]}"));
-	dp_json_iter_init(&it, b.data, b.len);
-	while (dp_json_iter_next(&it, &k, &kn, &v, &vn))
-		n++;
-	CHECK(n == 5);
-	dp_json_iter_init(&it, " { \"a\" : { \"b\": [1, \"]\"] } , \"c\":2 } ", 37);
-	CHECK(dp_json_iter_next(&it, &k, &kn, &v, &vn) && kn == 3 && !strncmp(v, "{ \"b\"", 5) &&
-	      v[vn - 1] == '}');
-	CHECK(dp_json_iter_next(&it, &k, &kn, &v, &vn) && vn == 1 && *v == '2');
-	CHECK(!dp_json_iter_next(&it, &k, &kn, &v, &vn));
+	CHECK(dp_json_check_members(b.data, b.len, count_member, &n, &why, &off, NULL) ==
+	      DP_JSON_OBJECT && n == 5);
+	/* Only the top level's members, with their values' whole text. */
+	n = 0;
+	last_member[0] = '\0';
+	CHECK(dp_json_check_members(" { \"a\" : { \"b\": [1, \"]\"] } , \"c\":2 } ", 37,
+	                            count_member, &n, &why, &off, NULL) == DP_JSON_OBJECT && n == 2);
+	CHECK(!strcmp(last_member, "\"c\"=2"));
+	n = 0;
+	CHECK(dp_json_check_members("[{\"a\":1}]", 9, count_member, &n, &why, &off, NULL) ==
+	      DP_JSON_ARRAY && n == 0);
 	dp_buf_free(&b);
 	printf("ok jsonw\n");
 	return 0;
