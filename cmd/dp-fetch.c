@@ -1295,8 +1295,10 @@ act_reconnect(struct dp_fsm *m, void *ctx)
 		c->open = false;
 	}
 	if (tries >= c->max_retries) {
-		dp_err("%s (gave up after %u %s)", dp_buf_str(&c->msg), tries,
-		       tries == 1 ? "reconnect" : "reconnects");
+		if (tries)
+			dp_buf_msgf(&c->msg, " (gave up after %u %s)", tries,
+			            tries == 1 ? "reconnect" : "reconnects");
+		dp_err("%s", dp_buf_str(&c->msg));
 		dp_fsm_fail(&c->fsm, DP_EX_UNAVAILABLE);
 		return EV_GIVE_UP;
 	}

@@ -26,10 +26,11 @@ teardown() {
 	blackhole_stop
 }
 
-# serve_ws SCENARIO: start the streamer stand-in (see ccstreamer.py) and
-# point $DP_CRYPTOCOMPARE_STREAM_URL at it.  Its log is $W/requests.
+# serve_ws SCENARIO [ARGS...]: start the streamer stand-in (see
+# ccstreamer.py) and point $DP_CRYPTOCOMPARE_STREAM_URL at it.  Its log is
+# $W/requests.
 serve_ws() {
-	start_server ccstreamer.py "$1" "$FIX"
+	start_server ccstreamer.py "$1" "$FIX" "${@:2}"
 	SURL=ws://127.0.0.1:$PORT/v2
 	export DP_CRYPTOCOMPARE_STREAM_URL=$SURL
 }
@@ -302,6 +303,23 @@ Try 'dp-fetch --help' for more information." ]
 	# Without a key, no header.
 	run dp-fetch stream --fsyms BTC --tsyms USD --count 1
 	[ "$(jq -c 'select(.event == "upgrade") | .auth' "$W/requests" | tail -1)" = false ]
+}
+
+@test "stream: wss:// checks the server's certificate against the trust store" {
+	openssl req -x509 -newkey rsa:2048 -nodes -keyout "$W/key.pem" -out "$W/cert.pem" \
+		-days 1 -subj /CN=localhost -addext subjectAltName=DNS:localhost 2>/dev/null
+	serve_ws '{"connections":[{"steps":['"$HELLO"',{"msg":"'$AGG':1"}]}]}' \
+		--tls-cert "$W/cert.pem" --tls-key "$W/key.pem"
+	# Not trusted: refused by the client, retried, given up.
+	run --separate-stderr dp-fetch stream --fsyms BTC --tsyms USD --stream-url "wss://localhost:$PORT/v2" --max-retries 0
+	[ "$status" -eq 69 ]
+	[[ $stderr == "dp-fetch: cannot connect to wss://localhost:$PORT/v2: "* ]]
+	[ "$(jq -r .event "$W/requests" | sort -u | paste -sd' ')" = "end tls_error" ]
+	# Trusted (OpenSSL reads $SSL_CERT_FILE): records.
+	SSL_CERT_FILE=$W/cert.pem run --separate-stderr dp-fetch stream --fsyms BTC --tsyms USD --stream-url "wss://localhost:$PORT/v2" --count 1
+	[ "$status" -eq 0 ]
+	output=$(norm)
+	same "$(expect 'tick("aggregate")' "$AGG:1")"
 }
 
 @test "stream: an unreachable streamer is retried until --max-retries, then 69" {

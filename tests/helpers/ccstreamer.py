@@ -43,6 +43,9 @@ A STEP is one of:
     {"hold": true}            send nothing more; answer pings and a close
                               (also what happens after the last step)
 
+With --tls-cert FILE --tls-key FILE it speaks TLS (wss://), with that
+certificate.
+
 Every connection is logged to --log as JSON lines: {"n", "event": "upgrade",
 "path", "query", "auth" (whether an Authorization header came), "auth_scheme",
 "auth_ok" (null without expect_key), "ua"}, then {"n", "event": "recv",
@@ -58,6 +61,7 @@ import os
 import select
 import socket
 import socketserver
+import ssl
 import struct
 import threading
 import time
@@ -236,6 +240,12 @@ class Handler(socketserver.BaseRequestHandler):
         spec = conns[min(n, len(conns)) - 1]
         c = Conn(srv, sock, n)
         try:
+            if srv.tls:
+                try:
+                    sock = c.sock = srv.tls.wrap_socket(sock, server_side=True)
+                except (ssl.SSLError, OSError) as e:
+                    c.log(event="tls_error", error=str(e))
+                    return
             head = b""
             while b"\r\n\r\n" not in head:
                 chunk = sock.recv(4096)
@@ -311,9 +321,14 @@ class Server(serverlib.Quiet, socketserver.ThreadingTCPServer):
 
 
 def main():
-    a = serverlib.command_line(__doc__)
+    a = serverlib.command_line(__doc__, [("--tls-cert", "certificate (PEM): speak TLS"),
+                                         ("--tls-key", "its private key (PEM)")])
     spec = serverlib.scenario(a)
     srv = Server(("127.0.0.1", 0), spec, a.fixtures, a.log)
+    srv.tls = None
+    if a.tls_cert:
+        srv.tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        srv.tls.load_cert_chain(a.tls_cert, a.tls_key)
     serverlib.announce(a, srv.server_address[1])
     srv.serve_forever()
 

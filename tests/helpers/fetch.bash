@@ -7,10 +7,11 @@
 #   fetch_setup             setup(): W, no key or server URL from the caller
 #   fetch_teardown          teardown(): stops the test server and a command
 #                           left running in the background
-#   start_server SCRIPT SCENARIO FIXTURES
+#   start_server SCRIPT SCENARIO FIXTURES [ARGS...]
 #                           starts tests/helpers/SCRIPT (ccserver.py or
-#                           ccstreamer.py) with the JSON text SCENARIO; sets
-#                           SRV_PID and PORT; the server logs to $W/requests
+#                           ccstreamer.py) with the JSON text SCENARIO and
+#                           ARGS; sets SRV_PID and PORT; the server logs to
+#                           $W/requests
 #   same EXPECTED           $output must be EXPECTED; shows a diff when not
 #   signal_in STATE SIG CMD...
 #                           runs CMD (given --trace-states) in the background,
@@ -40,11 +41,11 @@ fetch_teardown() {
 	fi
 }
 
-start_server() { # SCRIPT SCENARIO FIXTURES
+start_server() { # SCRIPT SCENARIO FIXTURES [ARGS...]
 	printf '%s\n' "$2" > "$W/scenario.json"
 	rm -f "$W/port"
 	python3 "$DP_ROOT/tests/helpers/$1" --fixtures "$3" \
-		--scenario "$W/scenario.json" --port-file "$W/port" --log "$W/requests" 3>&- &
+		--scenario "$W/scenario.json" --port-file "$W/port" --log "$W/requests" "${@:4}" 3>&- &
 	SRV_PID=$!
 	wait_until 10 test -s "$W/port"
 	PORT=$(cat "$W/port")

@@ -21,12 +21,15 @@ class Quiet:
         super().handle_error(request, client_address)
 
 
-def command_line(doc):
+def command_line(doc, extra=()):
+    """The common options, and extra ones: (flag, help) pairs taking a value."""
     ap = argparse.ArgumentParser(description=doc.split("\n")[0])
     ap.add_argument("--fixtures", required=True)
     ap.add_argument("--scenario", required=True)
     ap.add_argument("--port-file", required=True)
     ap.add_argument("--log", required=True)
+    for flag, help_text in extra:
+        ap.add_argument(flag, help=help_text)
     return ap.parse_args()
 
 
