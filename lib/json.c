@@ -20,11 +20,6 @@ struct scan {
 	int capturing;
 	const char *cap;    /* the wanted member's value: cap..cap_end */
 	const char *cap_end;
-	/* Optional: every top-level member to a callback instead. */
-	dp_json_member_fn member_fn;
-	void *member_arg;
-	const char *mkey;   /* the member being scanned: its key literal */
-	size_t mkeylen;
 };
 
 static int
@@ -253,11 +248,6 @@ member_at(struct scan *s, const char *p, int depth)
 		s->armed = s->want && depth == 1 &&
 		           key_equals(name, (size_t)(p - name), s->want, s->wantlen);
 	}
-	if (s->member_fn && depth == 1) {
-		s->armed = 1;
-		s->mkey = name;
-		s->mkeylen = (size_t)(p - name);
-	}
 	p = skip_ws(s, p);
 	if (p >= s->end || *p != ':')
 		return fail(s, p, "expected ':'"), NULL;
@@ -347,13 +337,8 @@ scan_value(struct scan *s)
 		for (;;) {
 			if (s->capturing && depth == 1) {
 				s->capturing = 0;
-				if (s->member_fn) {
-					s->member_fn(s->member_arg, s->mkey, s->mkeylen, cap_start,
-					             (size_t)(p - cap_start));
-				} else {
-					s->cap = cap_start;
-					s->cap_end = p;
-				}
+				s->cap = cap_start;
+				s->cap_end = p;
 			}
 			if (depth == 0) {
 				s->p = p;
@@ -396,54 +381,34 @@ dp_json_check_compact(const char *text, size_t n, const char **why, size_t *off,
 	return dp_json_check_member(text, n, NULL, NULL, NULL, why, off, compact);
 }
 
-/* Check text as dp_json_check_member says, with the scan s set up. */
-static enum dp_json_type
-check(struct scan *s, const char **why, size_t *off, int *compact)
-{
-	enum dp_json_type t = scan_value(s);
-
-	if (t != DP_JSON_INVALID) {
-		s->p = skip_ws(s, s->p);
-		if (s->p != s->end) {
-			s->why = "trailing characters after the value";
-			t = DP_JSON_INVALID;
-		}
-	}
-	if (t == DP_JSON_INVALID) {
-		*why = s->why ? s->why : "invalid JSON";
-		*off = (size_t)(s->p - s->base);
-	}
-	if (compact)
-		*compact = !s->spaced;
-	return t;
-}
-
-enum dp_json_type
-dp_json_check_members(const char *text, size_t n, dp_json_member_fn fn, void *arg,
-                      const char **why, size_t *off, int *compact)
-{
-	struct scan s = { text, text + n, text, NULL, 0, NULL, 0, 0, 0, NULL, NULL,
-	                  fn, arg, NULL, 0 };
-
-	return check(&s, why, off, compact);
-}
-
 enum dp_json_type
 dp_json_check_member(const char *text, size_t n, const char *member, const char **v,
                      size_t *vn, const char **why, size_t *off, int *compact)
 {
 	struct scan s = { text, text + n, text, NULL, 0, member,
-	                  member ? strlen(member) : 0, 0, 0, NULL, NULL, NULL, NULL, NULL, 0 };
+	                  member ? strlen(member) : 0, 0, 0, NULL, NULL };
 	enum dp_json_type t;
 
-	t = check(&s, why, off, compact);
+	t = scan_value(&s);
+	if (t != DP_JSON_INVALID) {
+		s.p = skip_ws(&s, s.p);
+		if (s.p != s.end) {
+			s.why = "trailing characters after the value";
+			t = DP_JSON_INVALID;
+		}
+	}
+	if (t == DP_JSON_INVALID) {
+		*why = s.why ? s.why : "invalid JSON";
+		*off = (size_t)(s.p - text);
+	}
+	if (compact)
+		*compact = !s.spaced;
 	if (v) {
 		*v = s.cap;
 		*vn = s.cap ? (size_t)(s.cap_end - s.cap) : 0;
 	}
 	return t;
 }
-
 
 /* Compare a JSON string literal (with quotes) to a plain key. */
 static int
@@ -570,8 +535,7 @@ enum dp_json_type
 dp_json_get(const char *text, size_t n, const char *const *path, size_t npath,
             const char **v, size_t *vn)
 {
-	struct scan s = { text, text + n, text, NULL, 0, NULL, 0, 0, 0, NULL, NULL, NULL, NULL,
-	                  NULL, 0 };
+	struct scan s = { text, text + n, text, NULL, 0, NULL, 0, 0, 0, NULL, NULL };
 	size_t step = 0;
 
 	for (;;) {

@@ -54,19 +54,6 @@ enum dp_json_type dp_json_check_member(const char *s, size_t n, const char *memb
                                        size_t *off, int *compact);
 
 /*
- * The same, and while checking, hand each member of the top-level value,
- * when it is an object, to fn in order: its key as a string literal with
- * the quotes (k, kn) and its value's text (v, vn), borrowed from s.  For
- * a text found invalid, fn may have seen members before the error.  One
- * pass for a reader that wants many members (dp-fetch stream's messages).
- */
-typedef void (*dp_json_member_fn)(void *arg, const char *k, size_t kn, const char *v,
-                                  size_t vn);
-enum dp_json_type dp_json_check_members(const char *s, size_t n, dp_json_member_fn fn,
-                                        void *arg, const char **why, size_t *off,
-                                        int *compact);
-
-/*
  * Find the member at path[0].path[1]... in the valid JSON text s[0..n).
  * Returns the type of the value found and sets *v and *vn to its text
  * (borrowed from s).  When a step is missing or is not an object it
