@@ -20,6 +20,12 @@ struct scan {
 	int capturing;
 	const char *cap;    /* the wanted member's value: cap..cap_end */
 	const char *cap_end;
+	/* Or every top-level member, handed to visit as it is scanned. */
+	dp_json_member_fn visit;
+	void *visit_ctx;
+	const char *key;    /* the member's name literal */
+	size_t keylen;
+	int stopped;        /* visit said stop */
 };
 
 static int
@@ -27,15 +33,6 @@ fail(struct scan *s, const char *p, const char *why)
 {
 	s->p = p;
 	s->why = why;
-	return -1;
-}
-
-static int
-hexval(char c)
-{
-	if (c >= '0' && c <= '9') return c - '0';
-	if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F') return c - 'A' + 10;
 	return -1;
 }
 
@@ -122,8 +119,8 @@ string_slow(struct scan *s, const char *p)
 				p += 2;
 				break;
 			case 'u':
-				if (end - p < 6 || hexval(p[2]) < 0 || hexval(p[3]) < 0 ||
-				    hexval(p[4]) < 0 || hexval(p[5]) < 0)
+				if (end - p < 6 || dp_hexval(p[2]) < 0 || dp_hexval(p[3]) < 0 ||
+				    dp_hexval(p[4]) < 0 || dp_hexval(p[5]) < 0)
 					return fail(s, p, "bad \\u escape"), NULL;
 				p += 6;
 				break;
@@ -229,7 +226,7 @@ static int key_equals(const char *lit, size_t litlen, const char *key, size_t kl
  * after the ':', or NULL.  At the top level, notes whether this is the
  * member to capture.
  */
-static inline const char *
+static inline __attribute__((always_inline)) const char *
 member_at(struct scan *s, const char *p, int depth)
 {
 	const char *name = p;
@@ -242,11 +239,21 @@ member_at(struct scan *s, const char *p, int depth)
 		/* No escapes: only the exact spelling can match. */
 		s->armed = s->want && depth == 1 && (size_t)(p - name) == s->wantlen + 2 &&
 		           memcmp(name + 1, s->want, s->wantlen) == 0;
+		if (s->visit && depth == 1) {
+			s->armed = 1;
+			s->key = name;
+			s->keylen = (size_t)(p - name);
+		}
 	} else {
 		if (!(p = string_slow(s, p)))
 			return NULL;
 		s->armed = s->want && depth == 1 &&
 		           key_equals(name, (size_t)(p - name), s->want, s->wantlen);
+		if (s->visit && depth == 1) {
+			s->armed = 1;
+			s->key = name;
+			s->keylen = (size_t)(p - name);
+		}
 	}
 	p = skip_ws(s, p);
 	if (p >= s->end || *p != ':')
@@ -339,6 +346,12 @@ scan_value(struct scan *s)
 				s->capturing = 0;
 				s->cap = cap_start;
 				s->cap_end = p;
+				if (s->visit &&
+				    s->visit(s->visit_ctx, s->key, s->keylen, cap_start,
+				             (size_t)(p - cap_start), dp_json_type_of(cap_start))) {
+					s->stopped = 1;
+					return fail(s, p, NULL), DP_JSON_INVALID;
+				}
 			}
 			if (depth == 0) {
 				s->p = p;
@@ -368,6 +381,26 @@ scan_value(struct scan *s)
 	}
 }
 
+/* One value and nothing after it; the reason and where, when not. */
+static enum dp_json_type
+check_all(struct scan *s, const char **why, size_t *off)
+{
+	enum dp_json_type t = scan_value(s);
+
+	if (t != DP_JSON_INVALID && !s->stopped) {
+		s->p = skip_ws(s, s->p);
+		if (s->p != s->end) {
+			s->why = "trailing characters after the value";
+			t = DP_JSON_INVALID;
+		}
+	}
+	if (t == DP_JSON_INVALID) {
+		*why = s->why ? s->why : "invalid JSON";
+		*off = (size_t)(s->p - s->base);
+	}
+	return t;
+}
+
 enum dp_json_type
 dp_json_check(const char *text, size_t n, const char **why, size_t *off)
 {
@@ -386,27 +419,28 @@ dp_json_check_member(const char *text, size_t n, const char *member, const char 
                      size_t *vn, const char **why, size_t *off, int *compact)
 {
 	struct scan s = { text, text + n, text, NULL, 0, member,
-	                  member ? strlen(member) : 0, 0, 0, NULL, NULL };
-	enum dp_json_type t;
+	                  member ? strlen(member) : 0, 0, 0, NULL, NULL, NULL, NULL, NULL, 0, 0 };
+	enum dp_json_type t = check_all(&s, why, off);
 
-	t = scan_value(&s);
-	if (t != DP_JSON_INVALID) {
-		s.p = skip_ws(&s, s.p);
-		if (s.p != s.end) {
-			s.why = "trailing characters after the value";
-			t = DP_JSON_INVALID;
-		}
-	}
-	if (t == DP_JSON_INVALID) {
-		*why = s.why ? s.why : "invalid JSON";
-		*off = (size_t)(s.p - text);
-	}
 	if (compact)
 		*compact = !s.spaced;
 	if (v) {
 		*v = s.cap;
 		*vn = s.cap ? (size_t)(s.cap_end - s.cap) : 0;
 	}
+	return t;
+}
+
+enum dp_json_type
+dp_json_check_members(const char *text, size_t n, dp_json_member_fn fn, void *ctx,
+                      const char **why, size_t *off)
+{
+	struct scan s = { text, text + n, text, NULL, 0, NULL, 0, 0, 0, NULL, NULL, fn, ctx, NULL,
+	                  0, 0 };
+	enum dp_json_type t = check_all(&s, why, off);
+
+	if (s.stopped)
+		*why = NULL;
 	return t;
 }
 
@@ -535,7 +569,8 @@ enum dp_json_type
 dp_json_get(const char *text, size_t n, const char *const *path, size_t npath,
             const char **v, size_t *vn)
 {
-	struct scan s = { text, text + n, text, NULL, 0, NULL, 0, 0, 0, NULL, NULL };
+	struct scan s = { text, text + n, text, NULL, 0, NULL, 0, 0, 0, NULL, NULL, NULL, NULL, NULL,
+	                  0, 0 };
 	size_t step = 0;
 
 	for (;;) {
@@ -580,6 +615,50 @@ none:
 	*v = "null";
 	*vn = 0;
 	return DP_JSON_NULL;
+}
+
+static size_t
+ws_at(const char *s, size_t n, size_t i)
+{
+	while (i < n && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r'))
+		i++;
+	return i;
+}
+
+enum dp_json_type
+dp_json_next_member(const char *s, size_t n, size_t *pos, const char **key, size_t *klen,
+                    const char **v, size_t *vn)
+{
+	const char *end = s + n;
+	size_t i = *pos;
+
+	if (i == 0) {
+		i = ws_at(s, n, 0);
+		if (i >= n || s[i] != '{')
+			return DP_JSON_INVALID;
+		i++;
+	}
+	i = ws_at(s, n, i);
+	if (i < n && s[i] == ',')
+		i = ws_at(s, n, i + 1);
+	if (i >= n || s[i] != '"') {
+		*pos = n;
+		return DP_JSON_INVALID;        /* '}' or the end */
+	}
+	*key = s + i;
+	i = (size_t)(skip_string(s + i, end) - s);
+	*klen = (size_t)(s + i - *key);
+	i = ws_at(s, n, i);
+	i = ws_at(s, n, i + 1);         /* ':' */
+	if (i >= n) {
+		*pos = n;
+		return DP_JSON_INVALID;
+	}
+	*v = s + i;
+	i = (size_t)(skip_value(s + i, end) - s);
+	*vn = (size_t)(s + i - *v);
+	*pos = i;
+	return dp_json_type_of(*v);
 }
 
 int
@@ -643,8 +722,8 @@ put_utf8(struct dp_buf *out, uint32_t cp)
 static uint32_t
 hex4(const char *p)
 {
-	return (uint32_t)(hexval(p[0]) << 12 | hexval(p[1]) << 8 |
-	                  hexval(p[2]) << 4 | hexval(p[3]));
+	return (uint32_t)(dp_hexval(p[0]) << 12 | dp_hexval(p[1]) << 8 |
+	                  dp_hexval(p[2]) << 4 | dp_hexval(p[3]));
 }
 
 int

@@ -54,6 +54,21 @@ enum dp_json_type dp_json_check_member(const char *s, size_t n, const char *memb
                                        size_t *off, int *compact);
 
 /*
+ * The same check, and while checking, hand each member of a top-level
+ * object to fn as soon as its value is scanned: the name's literal as
+ * written (quotes and escapes included) and the value's text, borrowed
+ * from s, with the value's type.  One pass instead of check + a walk.
+ * fn returning non-zero stops the scan: the result is then
+ * DP_JSON_INVALID with *why NULL.  fn may have seen members of a text
+ * that turns out invalid further on.  A value that is not an object is
+ * checked, and fn never called.
+ */
+typedef int (*dp_json_member_fn)(void *ctx, const char *key, size_t klen, const char *v,
+                                 size_t vn, enum dp_json_type t);
+enum dp_json_type dp_json_check_members(const char *s, size_t n, dp_json_member_fn fn,
+                                        void *ctx, const char **why, size_t *off);
+
+/*
  * Find the member at path[0].path[1]... in the valid JSON text s[0..n).
  * Returns the type of the value found and sets *v and *vn to its text
  * (borrowed from s).  When a step is missing or is not an object it
@@ -71,6 +86,18 @@ enum dp_json_type dp_json_get(const char *s, size_t n, const char *const *path,
  */
 int dp_json_big_int(const char *s, size_t n, const char **at, size_t *len);
 
+/*
+ * Walk the members of an object, in order, duplicates included.  s[0..n)
+ * must be valid JSON (dp_json_check said so).  Start with *pos 0; each
+ * call sets *key and *klen to the next member name's literal as written
+ * (quotes and escapes included; dp_json_unquote decodes it) and *v and
+ * *vn to its value's text, all borrowed from s, and returns the value's
+ * type.  After the last member, or when s is not an object, it returns
+ * DP_JSON_INVALID.
+ */
+enum dp_json_type dp_json_next_member(const char *s, size_t n, size_t *pos, const char **key,
+                                      size_t *klen, const char **v, size_t *vn);
+
 /* The type of the valid JSON value that starts at p. */
 enum dp_json_type dp_json_type_of(const char *p);
 
@@ -79,6 +106,16 @@ int dp_json_compact(struct dp_buf *out, const char *s, size_t n) DP_MUST_CHECK;
 
 /* Append the decoded contents of a JSON string literal (with quotes). */
 int dp_json_unquote(struct dp_buf *out, const char *s, size_t n) DP_MUST_CHECK;
+
+/* The value of a hex digit, or -1 (for \u escapes, and anyone else's hex). */
+static inline int
+dp_hexval(char c)
+{
+	if (c >= '0' && c <= '9') return c - '0';
+	if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+	return -1;
+}
 
 /* Append bytes as a JSON string literal, escaping as needed. */
 int dp_json_quote(struct dp_buf *out, const char *s, size_t n) DP_MUST_CHECK;

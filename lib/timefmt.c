@@ -75,10 +75,14 @@ month_days(int y, int mo)
 	return mo == 2 && leap_year(y) ? 29 : mdays[mo - 1];
 }
 
+/*
+ * The parts of an RFC 3339 date-time: whole seconds since the epoch, and
+ * the digits of the fraction (borrowed from s; *nfrac may be 0).
+ */
 static int
-rfc3339(const char *s, int64_t *ms, const char **why)
+rfc3339_parts(const char *s, int64_t *secs, const char **frac, int *nfrac, const char **why)
 {
-	int y, mo, d, h, mi, sec, frac = 0, tzh = 0, tzm = 0, sign = 0;
+	int y, mo, d, h, mi, sec, tzh = 0, tzm = 0, sign = 0;
 
 	*why = not_time;
 	if (digits(&s, 4, &y) || *s++ != '-' || digits(&s, 2, &mo) || *s++ != '-' ||
@@ -90,20 +94,15 @@ rfc3339(const char *s, int64_t *ms, const char **why)
 	if (digits(&s, 2, &h) || *s++ != ':' || digits(&s, 2, &mi) || *s++ != ':' ||
 	    digits(&s, 2, &sec))
 		return -1;
+	*frac = s;
+	*nfrac = 0;
 	if (*s == '.') {
-		int n = 0;
-		s++;
+		*frac = ++s;
 		if (!isdigit((unsigned char)*s))
 			return -1;
-		while (isdigit((unsigned char)*s)) {
-			if (n < 3) {
-				frac = frac * 10 + (*s - '0');
-				n++;
-			}
+		while (isdigit((unsigned char)*s))
 			s++;
-		}
-		while (n++ < 3)
-			frac *= 10;
+		*nfrac = (int)(s - *frac);
 	}
 	if (*s == 'Z' || *s == 'z') {
 		s++;
@@ -134,13 +133,73 @@ rfc3339(const char *s, int64_t *ms, const char **why)
 		return -1;
 	int64_t days = days_from_civil(y, mo, d);
 	int64_t t = ((days * 24 + h) * 60 + mi) * 60 + sec;
-	t -= sign * (tzh * 3600 + tzm * 60);
-	t = t * 1000 + frac;
+	*secs = t - sign * (tzh * 3600 + tzm * 60);
+	return 0;
+}
+
+/* The first n digits of the fraction as an integer (padded with zeros). */
+static int64_t
+frac_digits(const char *frac, int nfrac, int n)
+{
+	int64_t v = 0;
+
+	for (int i = 0; i < n; i++)
+		v = v * 10 + (i < nfrac ? frac[i] - '0' : 0);
+	return v;
+}
+
+static int
+rfc3339(const char *s, int64_t *ms, const char **why)
+{
+	int64_t secs;
+	const char *frac;
+	int nfrac;
+
+	if (rfc3339_parts(s, &secs, &frac, &nfrac, why) < 0)
+		return -1;
+	int64_t t = secs * 1000 + frac_digits(frac, nfrac, 3);
 	if (t > DP_TIME_MAX_MS) {
 		*why = "after the year 9999";
 		return -1;
 	}
 	*ms = t;
+	return 0;
+}
+
+int
+dp_time_parse_rfc3339_us(const char *s, int64_t *us)
+{
+	int64_t secs;
+	const char *frac, *why;
+	int nfrac;
+
+	if (rfc3339_parts(s, &secs, &frac, &nfrac, &why) < 0 || secs * 1000 > DP_TIME_MAX_MS)
+		return -1;
+	if (nfrac <= 6) {
+		*us = secs * 1000000 + frac_digits(frac, nfrac, 6);
+		return 0;
+	}
+	/* Longer fractions round the way PostgreSQL's own input does
+	 * (ParseFractionalSecond: rint(strtod(".ddd") * 1e6)), so a value
+	 * lands the same whether it came as text or through dp. */
+	char buf[40];
+	int n = nfrac < 36 ? nfrac : 36;
+	buf[0] = '.';
+	memcpy(buf + 1, frac, (size_t)n);
+	buf[n + 1] = '\0';
+	*us = secs * 1000000 + (int64_t)rint(strtod(buf, NULL) * 1000000.0);
+	return 0;
+}
+
+int
+dp_time_parse_date(const char *s, int64_t *days)
+{
+	int y, mo, d;
+
+	if (digits(&s, 4, &y) || *s++ != '-' || digits(&s, 2, &mo) || *s++ != '-' ||
+	    digits(&s, 2, &d) || *s || mo < 1 || mo > 12 || d < 1 || d > month_days(y, mo))
+		return -1;
+	*days = days_from_civil(y, mo, d);
 	return 0;
 }
 

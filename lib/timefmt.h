@@ -33,6 +33,15 @@ int64_t dp_time_mono_ms(void);
 int dp_time_parse_rfc3339(const char *s, int64_t *ms);
 
 /*
+ * The same to the microsecond (PostgreSQL's resolution): digits past the
+ * sixth are rounded exactly as PostgreSQL rounds its own text input.
+ */
+int dp_time_parse_rfc3339_us(const char *s, int64_t *us);
+
+/* Parse a calendar date "YYYY-MM-DD" into days since 1970-01-01. */
+int dp_time_parse_date(const char *s, int64_t *days);
+
+/*
  * Parse a number as epoch time: values below 1e11 are seconds, others
  * milliseconds (1e11 s is the year 5138, 1e11 ms is 1973).  Fractions of
  * a second are kept to the millisecond.  The number is decimal, as JSON
