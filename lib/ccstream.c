@@ -1212,11 +1212,11 @@ control(struct dp_ccs *c, int type)
 }
 
 static enum dp_ccs_event
-raw(struct dp_ccs *c, const char *msg, size_t n, bool compact)
+raw(struct dp_ccs *c, const char *msg, size_t n)
 {
 	dp_buf_reset(&c->rec);
 	/* One message a line: white space with line ends goes, nothing else changes. */
-	if (!compact && (memchr(msg, '\n', n) || memchr(msg, '\r', n))) {
+	if (memchr(msg, '\n', n) || memchr(msg, '\r', n)) {
 		if (dp_json_compact(&c->rec, msg, n) < 0)
 			return DP_CCS_NOMEM;
 	} else if (dp_buf_add(&c->rec, msg, n) < 0) {
@@ -1226,18 +1226,20 @@ raw(struct dp_ccs *c, const char *msg, size_t n, bool compact)
 }
 
 /* A member of a message: kept when it is one of ours (the last of duplicates). */
-static void
-on_member(void *arg, const char *k, size_t kn, const char *v, size_t vn)
+static int
+on_member(void *arg, const char *k, size_t kn, const char *v, size_t vn, enum dp_json_type t)
 {
 	struct dp_ccs *c = arg;
 	int key = lookup_key(k, kn);
 
+	(void)t;
 	if (key < 0)
-		return;
+		return 0;
 	if (!c->val[key])
 		c->set[c->nset++] = (unsigned char)key;
 	c->val[key] = v;
 	c->vlen[key] = vn;
+	return 0;
 }
 
 enum dp_ccs_event
@@ -1246,7 +1248,7 @@ dp_ccs_message(struct dp_ccs *c, const char *msg, size_t n, int64_t now_ms)
 	const char *why;
 	size_t off;
 	int64_t type;
-	int compact, r;
+	int r;
 	enum dp_json_type jt;
 	enum dp_ccs_event ev;
 
@@ -1257,7 +1259,7 @@ dp_ccs_message(struct dp_ccs *c, const char *msg, size_t n, int64_t now_ms)
 		c->val[c->set[i]] = NULL;
 	c->nset = 0;
 	/* Checked and read in one pass (a bad text's members go unused). */
-	jt = dp_json_check_members(msg, n, on_member, c, &why, &off, &compact);
+	jt = dp_json_check_members(msg, n, on_member, c, &why, &off);
 	if (jt == DP_JSON_INVALID)
 		return malformed(c, msg, n, "not valid JSON (%s at byte %zu)", why, off);
 	if (jt != DP_JSON_OBJECT)
@@ -1267,7 +1269,7 @@ dp_ccs_message(struct dp_ccs *c, const char *msg, size_t n, int64_t now_ms)
 	if (type != 0 && type != 2 && type != 5 && type != 24) {
 		ev = control(c, (int)type);
 		if (c->raw && ev != DP_CCS_NOMEM) {
-			enum dp_ccs_event e = raw(c, msg, n, compact);
+			enum dp_ccs_event e = raw(c, msg, n);
 			if (e != DP_CCS_NOTHING)
 				return e;
 		}
@@ -1277,7 +1279,7 @@ dp_ccs_message(struct dp_ccs *c, const char *msg, size_t n, int64_t now_ms)
 		report_gap(c, now_ms, false);
 	c->data = true;
 	if (c->raw)
-		return raw(c, msg, n, compact);
+		return raw(c, msg, n);
 	if (type == 0)
 		return trade(c, msg, n);
 	if (type == 24)

@@ -827,11 +827,12 @@ t_intervals(void)
 
 static char last_member[64];
 
-static void
-count_member(void *arg, const char *k, size_t kn, const char *v, size_t vn)
+static int
+count_member(void *arg, const char *k, size_t kn, const char *v, size_t vn, enum dp_json_type t)
 {
 	(*(int *)arg)++;
 	snprintf(last_member, sizeof(last_member), "%.*s=%.*s", (int)kn, k, (int)vn, v);
+	return t == DP_JSON_TRUE;   /* stop at a true */
 }
 
 /* The record writer's quoted-once keys, and the members of a checked object. */
@@ -860,17 +861,21 @@ t_jsonw(void)
 	printf("%s\n", b.data);
 	CHECK(!strcmp(b.data, "{\"price\":1.50,\"id\":\"a\\\"b\\n\",\"t\":null,\"x\":\"y\","
 	              "\"q\\\"\":[1]}"));
-	CHECK(dp_json_check_members(b.data, b.len, count_member, &n, &why, &off, NULL) ==
+	CHECK(dp_json_check_members(b.data, b.len, count_member, &n, &why, &off) ==
 	      DP_JSON_OBJECT && n == 5);
 	/* Only the top level's members, with their values' whole text. */
 	n = 0;
 	last_member[0] = '\0';
 	CHECK(dp_json_check_members(" { \"a\" : { \"b\": [1, \"]\"] } , \"c\":2 } ", 37,
-	                            count_member, &n, &why, &off, NULL) == DP_JSON_OBJECT && n == 2);
+	                            count_member, &n, &why, &off) == DP_JSON_OBJECT && n == 2);
 	CHECK(!strcmp(last_member, "\"c\"=2"));
 	n = 0;
-	CHECK(dp_json_check_members("[{\"a\":1}]", 9, count_member, &n, &why, &off, NULL) ==
+	CHECK(dp_json_check_members("[{\"a\":1}]", 9, count_member, &n, &why, &off) ==
 	      DP_JSON_ARRAY && n == 0);
+	/* The callback stops the scan: invalid, with no reason. */
+	n = 0;
+	CHECK(dp_json_check_members("{\"a\":1,\"b\":true,\"c\":2}", 22, count_member, &n, &why,
+	                            &off) == DP_JSON_INVALID && n == 2 && why == NULL);
 	dp_buf_free(&b);
 	printf("ok jsonw\n");
 	return 0;
