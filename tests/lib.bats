@@ -79,26 +79,6 @@ setup() {
 	[[ $output == *"cannot create a temporary file next to state file "*"/no/such/state: directory "*"/no/such does not exist"* ]]
 }
 
-@test "cryptocompare errors are told apart by Message, not by Type alone" {
-	run "$TEST_LIB" ccerrors
-	[ "$status" -eq 0 ]
-	[[ $output == *'no such market or pair (Type 1): "Binance market does not exist for this coin pair (ETH-USD)"'* ]]
-	[[ $output == *'no such market or pair (Type 2): "cccagg_or_exchange market does not exist'* ]]
-}
-
-@test "candle series: settled, the API's newest open, pages that reach the present" {
-	run "$TEST_LIB" ccseries
-	[ "$status" -eq 0 ]
-	[[ $output == *"ok candle series"* ]]
-}
-
-@test "secrets: first line of a file or the environment; refused without showing them" {
-	run "$TEST_LIB" secret
-	[ "$status" -eq 0 ]
-	[[ $output == *"api key file /tmp/dp-test-secret."*"/key holds more than one line or a control character"* ]]
-	[[ $output == *"ok secrets"* ]]
-}
-
 @test "candle sizes: aggregate, page limit, and toTs at the last base candle" {
 	run "$TEST_LIB" intervals
 	[ "$status" -eq 0 ]
@@ -122,4 +102,24 @@ setup() {
 	[ "$status" -eq 0 ]
 	[[ $output == *"invalid URL 'ws://u:p@h/': no user name or password in it"* ]]
 	[[ $output == *"ok ws urls"* ]]
+}
+
+@test "cryptocompare errors are told apart by Message, not by Type alone" {
+	run "$TEST_LIB" ccerrors
+	[ "$status" -eq 0 ]
+	[[ $output == *'no such market or pair (Type 1): "Binance market does not exist for this coin pair (ETH-USD)"'* ]]
+	[[ $output == *'no such market or pair (Type 2): "cccagg_or_exchange market does not exist'* ]]
+}
+
+@test "candle series: settled, the API's newest open, pages that reach the present" {
+	run "$TEST_LIB" ccseries
+	[ "$status" -eq 0 ]
+	[[ $output == *"ok candle series"* ]]
+}
+
+@test "secrets: first line of a file or the environment; refused without showing them" {
+	run "$TEST_LIB" secret
+	[ "$status" -eq 0 ]
+	[[ $output == *"api key file /tmp/dp-test-secret."*"/key holds more than one line or a control character"* ]]
+	[[ $output == *"ok secrets"* ]]
 }

@@ -733,64 +733,6 @@ t_ccseries(void)
 	return 0;
 }
 
-/* Write s (n bytes) to a fresh file in dir; returns its path (static). */
-static const char *
-secret_file(const char *dir, const char *s, size_t n)
-{
-	static char path[256];
-	int fd;
-
-	snprintf(path, sizeof(path), "%s/key", dir);
-	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-	if (fd < 0 || write(fd, s, n) != (ssize_t)n)
-		return NULL;
-	close(fd);
-	return path;
-}
-
-static int
-t_secret(void)
-{
-	char dir[] = "/tmp/dp-test-secret.XXXXXX";
-	struct dp_buf err = DP_BUF_INIT;
-	const char *f;
-	char *key = NULL;
-
-	CHECK(mkdtemp(dir) != NULL);
-	f = secret_file(dir, "  s3cr3t-key \r\n", 15);
-	CHECK(f && dp_secret_load(f, "DP_TEST_KEY", "api key", &key, &err) == 0);
-	CHECK(key && !strcmp(key, "s3cr3t-key"));
-	dp_secret_free(key);
-	/* Refused, and the message never shows the secret. */
-	static const struct { const char *s; size_t n; const char *why; } bad[] = {
-		{ "s3cr3t\nsecond", 13, "more than one line" },
-		{ "s3cr3t\0x", 8, "control character" },
-		{ " \n", 2, "is empty" },
-	};
-	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		dp_buf_reset(&err);
-		f = secret_file(dir, bad[i].s, bad[i].n);
-		CHECK(f && dp_secret_load(f, NULL, "api key", &key, &err) == DP_EX_CONFIG);
-		printf("%s\n", dp_buf_str(&err));
-		CHECK(!key && strstr(dp_buf_str(&err), bad[i].why) && !strstr(dp_buf_str(&err), "s3cr3t"));
-	}
-	dp_buf_reset(&err);
-	CHECK(dp_secret_load("/nonexistent/key", NULL, "api key", &key, &err) == DP_EX_NOINPUT);
-	/* The environment, when no file is named. */
-	setenv("DP_TEST_KEY", "from-env", 1);
-	CHECK(dp_secret_load(NULL, "DP_TEST_KEY", "api key", &key, &err) == 0 && !strcmp(key, "from-env"));
-	dp_secret_free(key);
-	setenv("DP_TEST_KEY", "bad\tkey", 1);
-	CHECK(dp_secret_load(NULL, "DP_TEST_KEY", "api key", &key, &err) == DP_EX_CONFIG && !key);
-	unsetenv("DP_TEST_KEY");
-	CHECK(dp_secret_load(NULL, "DP_TEST_KEY", "api key", &key, &err) == 0 && !key);
-	unlink(f);
-	CHECK(rmdir(dir) == 0);
-	dp_buf_free(&err);
-	printf("ok secrets\n");
-	return 0;
-}
-
 /* Candle sizes: labels, sizes, the aggregate, the page limit, the URL. */
 static int
 t_intervals(void)
@@ -1013,6 +955,64 @@ t_wsurl(void)
 	return 0;
 }
 
+/* Write s (n bytes) to a fresh file in dir; returns its path (static). */
+static const char *
+secret_file(const char *dir, const char *s, size_t n)
+{
+	static char path[256];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/key", dir);
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	if (fd < 0 || write(fd, s, n) != (ssize_t)n)
+		return NULL;
+	close(fd);
+	return path;
+}
+
+static int
+t_secret(void)
+{
+	char dir[] = "/tmp/dp-test-secret.XXXXXX";
+	struct dp_buf err = DP_BUF_INIT;
+	const char *f;
+	char *key = NULL;
+
+	CHECK(mkdtemp(dir) != NULL);
+	f = secret_file(dir, "  s3cr3t-key \r\n", 15);
+	CHECK(f && dp_secret_load(f, "DP_TEST_KEY", "api key", &key, &err) == 0);
+	CHECK(key && !strcmp(key, "s3cr3t-key"));
+	dp_secret_free(key);
+	/* Refused, and the message never shows the secret. */
+	static const struct { const char *s; size_t n; const char *why; } bad[] = {
+		{ "s3cr3t\nsecond", 13, "more than one line" },
+		{ "s3cr3t\0x", 8, "control character" },
+		{ " \n", 2, "is empty" },
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		dp_buf_reset(&err);
+		f = secret_file(dir, bad[i].s, bad[i].n);
+		CHECK(f && dp_secret_load(f, NULL, "api key", &key, &err) == DP_EX_CONFIG);
+		printf("%s\n", dp_buf_str(&err));
+		CHECK(!key && strstr(dp_buf_str(&err), bad[i].why) && !strstr(dp_buf_str(&err), "s3cr3t"));
+	}
+	dp_buf_reset(&err);
+	CHECK(dp_secret_load("/nonexistent/key", NULL, "api key", &key, &err) == DP_EX_NOINPUT);
+	/* The environment, when no file is named. */
+	setenv("DP_TEST_KEY", "from-env", 1);
+	CHECK(dp_secret_load(NULL, "DP_TEST_KEY", "api key", &key, &err) == 0 && !strcmp(key, "from-env"));
+	dp_secret_free(key);
+	setenv("DP_TEST_KEY", "bad\tkey", 1);
+	CHECK(dp_secret_load(NULL, "DP_TEST_KEY", "api key", &key, &err) == DP_EX_CONFIG && !key);
+	unsetenv("DP_TEST_KEY");
+	CHECK(dp_secret_load(NULL, "DP_TEST_KEY", "api key", &key, &err) == 0 && !key);
+	unlink(f);
+	CHECK(rmdir(dir) == 0);
+	dp_buf_free(&err);
+	printf("ok secrets\n");
+	return 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -1021,9 +1021,9 @@ main(int argc, char **argv)
 		{ "lines_bad", t_lines_bad }, { "lines_swap", t_lines_swap }, { "json", t_json }, { "expr", t_expr },
 		{ "parse", t_parse }, { "base64", t_base64 }, { "jqfast", t_jqfast },
 		{ "times", t_times }, { "backoff", t_backoff }, { "file", t_file },
-		{ "ccerrors", t_ccerrors }, { "ccseries", t_ccseries }, { "secret", t_secret },
 		{ "intervals", t_intervals }, { "jsonw", t_jsonw }, { "ccstream", t_ccstream },
 		{ "wsurl", t_wsurl },
+		{ "ccerrors", t_ccerrors }, { "ccseries", t_ccseries }, { "secret", t_secret },
 	};
 
 	dp_log_init("test_lib");
