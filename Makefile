@@ -15,7 +15,8 @@ CFLAGS  ?= -O2 -g
 WARN     = -std=c11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
            -Wmissing-prototypes -Wno-unused-parameter
 
-# Library flags come from pkg-config.  libjq is the exception: jq 1.7 ships
+# Library flags come from pkg-config (libwebsockets is dp-fetch stream's
+# WebSocket client).  libjq is the exception: jq 1.7 ships
 # libjq.pc, but Debian 12's libjq-dev (jq 1.6) has none, so without it we
 # link -ljq by name (its header is in /usr/include; the shared libjq brings
 # libonig along by itself).  The flags are asked for at the first compile,
@@ -23,7 +24,7 @@ WARN     = -std=c11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
 # fresh machine can install the packages (scripts/deps) before anything
 # needs them.
 PKG_CONFIG ?= pkg-config
-PKGS     = rdkafka libpq libcurl
+PKGS     = rdkafka libpq libcurl libwebsockets
 PKG_JQ   = $(eval PKG_JQ := $$(shell { $(PKG_CONFIG) --exists libjq; } 2>/dev/null && echo libjq))$(PKG_JQ)
 pkg_flags = $(or $(shell $(PKG_CONFIG) $(1) $(PKGS) $(PKG_JQ) 2>/dev/null && echo ' '), \
               $(error '$(PKG_CONFIG) $(1) $(PKGS) $(PKG_JQ)' failed: \
@@ -109,8 +110,14 @@ $(OBJ)/json-scan: bench/json-scan.c $(OBJ)/libdp.a
 	@echo "  LINK    $@"
 	@$(CC) $(CPPFLAGS) $(WARN) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-bench: all $(OBJ)/json-scan
+# The streamer engine alone (see docs/BENCHMARKS.md).
+$(OBJ)/ccstream-feed: bench/ccstream-feed.c $(OBJ)/libdp.a
+	@echo "  LINK    $@"
+	@$(CC) $(CPPFLAGS) $(WARN) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+bench: all $(OBJ)/json-scan $(OBJ)/ccstream-feed
 	bench/publish-tail.sh
+	bench/stream.sh
 
 demo: deps
 	@$(MAKE) --no-print-directory all

@@ -1,19 +1,25 @@
 /*
- * dp-fetch -- CryptoCompare REST API -> NDJSON on stdout.
+ * dp-fetch -- CryptoCompare -> NDJSON on stdout.
  *
  *   dp-fetch price --fsyms BTC,ETH --tsyms USD,EUR
- *   dp-fetch ohlcv --fsym BTC --tsym USD --interval hour --state FILE
+ *   dp-fetch ohlcv --fsym BTC --tsym USD --interval 4h --state FILE
+ *   dp-fetch stream --fsyms BTC,ETH --tsyms USD --channel aggregate
  *
- * One poll fetches everything asked for: prices in one request (split up
- * when the API refuses it for a pair that does not exist), candles series
- * by series in as many pages as lib/ccseries.c plans.  Without --every
- * there is one poll (for cron); with it, polls repeat on wall-clock
- * boundaries.
+ * price and ohlcv poll the REST API: one poll fetches everything asked
+ * for, prices in one request (split up when the API refuses it for a pair
+ * that does not exist, lib/ccprice.c), candles series by series in as many
+ * pages as lib/ccseries.c plans.  Without --every there is one poll (for
+ * cron); with it, polls repeat on wall-clock boundaries.  With --state
+ * every printed batch is flushed before the state file moves past it (see
+ * the man page, GUARANTEES).
  *
- * The state machine does the work: each action makes one request, prints
- * one answer, decides about one failure or waits, and returns the event
- * that follows.  With --state every printed batch is flushed before the
- * state file moves past it (see the man page, GUARANTEES).
+ * stream keeps a WebSocket to the streamer open (lib/ws.c) and turns its
+ * messages into records as they come (lib/ccstream.c): connecting ->
+ * subscribing -> streaming, and on any loss reconnecting after a backoff.
+ *
+ * The state machine does the work: each action makes one request,
+ * connection or wait, prints what came, and returns the event that
+ * follows.
  *
  * The API key never leaves memory except in the Authorization header:
  * it is not accepted on the command line, never logged, and wiped at exit.
@@ -32,6 +38,7 @@
 #include "backoff.h"
 #include "buf.h"
 #include "cc.h"
+#include "ccstream.h"
 #include "cli.h"
 #include "cmd.h"
 #include "exit.h"
@@ -39,39 +46,51 @@
 #include "http.h"
 #include "log.h"
 #include "out.h"
+#include "progress.h"
 #include "secret.h"
 #include "sig.h"
 #include "timefmt.h"
+#include "ws.h"
 
 #define PROG "dp-fetch"
 #define RETRY_CAP_MS 30000
 #define SETTLE_DEFAULT "5s"         /* for --help; the same as ... */
 #define SETTLE_DEFAULT_MS 5000     /* ... this */
 #define SETTLE_MAX_MS 3600000   /* keeps the page that reaches the present in one request */
+/* The streamer asks to wait at least 5 s before connecting again; the
+ * first delay is between half and all of this. */
+#define STREAM_RETRY_BASE "10s"
+#define STREAM_RETRY_BASE_MS 10000
+#define IDLE_DEFAULT "1m30s"       /* three heartbeats (ccstream.h) */
+#define IDLE_DEFAULT_MS (3 * DP_CCS_HEARTBEAT_MS)
 
 /* ------------------------------------------------------------------ */
 /* The state machine */
 
 enum state {
 	ST_IDLE, ST_FETCHING, ST_EMITTING, ST_ERROR, ST_BACKOFF, ST_WAITING,
+	ST_CONNECTING, ST_SUBSCRIBING, ST_STREAMING, ST_RECONNECTING,
 	ST_DONE, ST_PARTIAL, ST_FAILED, ST_INTERRUPTED, NSTATES
 };
 
 static const char *const state_names[NSTATES] = {
 	"idle", "fetching", "emitting", "error", "backoff", "waiting",
+	"connecting", "subscribing", "streaming", "reconnecting",
 	"done", "partial", "failed", "interrupted",
 };
 
 enum event {
 	EV_START, EV_RESPONSE, EV_MISSING, EV_TRANSIENT, EV_FAILED, EV_RETRY, EV_WAKE,
 	EV_MORE, EV_POLL_DONE, EV_POLL_FAILED, EV_TICK, EV_FINISHED, EV_FINISHED_PARTIAL,
-	EV_GIVE_UP, EV_CLOSED, EV_INTERRUPT, EV_STOP, NEVENTS
+	EV_GIVE_UP, EV_CLOSED, EV_INTERRUPT, EV_STOP,
+	EV_STREAM, EV_CONNECTED, EV_SUBSCRIBED, EV_LOST, NEVENTS
 };
 
 static const char *const event_names[NEVENTS] = {
 	"start", "response", "missing", "transient", "failed", "retry", "wake",
 	"more", "poll_done", "poll_failed", "tick", "finished", "finished_partial",
 	"give_up", "closed", "interrupt", "stop",
+	"stream", "connected", "subscribed", "lost",
 };
 
 static int act_poll(struct dp_fsm *m, void *ctx);
@@ -81,36 +100,62 @@ static int act_missing(struct dp_fsm *m, void *ctx);
 static int act_error(struct dp_fsm *m, void *ctx);
 static int act_backoff(struct dp_fsm *m, void *ctx);
 static int act_wait(struct dp_fsm *m, void *ctx);
+static int act_connect(struct dp_fsm *m, void *ctx);
+static int act_subscribe(struct dp_fsm *m, void *ctx);
+static int act_stream(struct dp_fsm *m, void *ctx);
+static int act_reconnect(struct dp_fsm *m, void *ctx);
 
 /*
  * interrupt: a signal in a one-shot run, which is then incomplete (75);
- * stop: a signal with --every, the normal way to end it (0).
+ * stop: a signal with --every or while streaming, the normal way to end
+ * it (0).  lost: a stream connection ended or could not be made; failed:
+ * nothing to retry (the key refused, every subscription refused).
  */
 static const struct dp_fsm_row rows[] = {
-	/* state        event                next            action */
-	{ ST_IDLE,      EV_START,            ST_FETCHING,    act_poll },
-	{ ST_FETCHING,  EV_RESPONSE,         ST_EMITTING,    act_emit },
-	{ ST_FETCHING,  EV_MISSING,          ST_EMITTING,    act_missing },
-	{ ST_FETCHING,  EV_TRANSIENT,        ST_ERROR,       act_error },
-	{ ST_FETCHING,  EV_FAILED,           ST_ERROR,       act_error },
-	{ ST_FETCHING,  EV_POLL_DONE,        ST_WAITING,     act_wait },
-	{ ST_FETCHING,  EV_FINISHED,         ST_DONE,        NULL },
-	{ ST_FETCHING,  EV_INTERRUPT,        ST_INTERRUPTED, NULL },
-	{ ST_FETCHING,  EV_STOP,             ST_DONE,        NULL },
-	{ ST_EMITTING,  EV_MORE,             ST_FETCHING,    act_fetch },
-	{ ST_EMITTING,  EV_POLL_DONE,        ST_WAITING,     act_wait },
-	{ ST_EMITTING,  EV_FINISHED,         ST_DONE,        NULL },
-	{ ST_EMITTING,  EV_FINISHED_PARTIAL, ST_PARTIAL,     NULL },
-	{ ST_EMITTING,  EV_CLOSED,           ST_DONE,        NULL },
-	{ ST_EMITTING,  EV_FAILED,           ST_FAILED,      NULL },
-	{ ST_ERROR,     EV_RETRY,            ST_BACKOFF,     act_backoff },
-	{ ST_ERROR,     EV_POLL_FAILED,      ST_WAITING,     act_wait },
-	{ ST_ERROR,     EV_GIVE_UP,          ST_FAILED,      NULL },
-	{ ST_BACKOFF,   EV_WAKE,             ST_FETCHING,    act_fetch },
-	{ ST_BACKOFF,   EV_INTERRUPT,        ST_INTERRUPTED, NULL },
-	{ ST_BACKOFF,   EV_STOP,             ST_DONE,        NULL },
-	{ ST_WAITING,   EV_TICK,             ST_FETCHING,    act_poll },
-	{ ST_WAITING,   EV_STOP,             ST_DONE,        NULL },
+	/* state          event                next             action */
+	{ ST_IDLE,        EV_START,            ST_FETCHING,     act_poll },
+	{ ST_FETCHING,    EV_RESPONSE,         ST_EMITTING,     act_emit },
+	{ ST_FETCHING,    EV_MISSING,          ST_EMITTING,     act_missing },
+	{ ST_FETCHING,    EV_TRANSIENT,        ST_ERROR,        act_error },
+	{ ST_FETCHING,    EV_FAILED,           ST_ERROR,        act_error },
+	{ ST_FETCHING,    EV_POLL_DONE,        ST_WAITING,      act_wait },
+	{ ST_FETCHING,    EV_FINISHED,         ST_DONE,         NULL },
+	{ ST_FETCHING,    EV_INTERRUPT,        ST_INTERRUPTED,  NULL },
+	{ ST_FETCHING,    EV_STOP,             ST_DONE,         NULL },
+	{ ST_EMITTING,    EV_MORE,             ST_FETCHING,     act_fetch },
+	{ ST_EMITTING,    EV_POLL_DONE,        ST_WAITING,      act_wait },
+	{ ST_EMITTING,    EV_FINISHED,         ST_DONE,         NULL },
+	{ ST_EMITTING,    EV_FINISHED_PARTIAL, ST_PARTIAL,      NULL },
+	{ ST_EMITTING,    EV_CLOSED,           ST_DONE,         NULL },
+	{ ST_EMITTING,    EV_FAILED,           ST_FAILED,       NULL },
+	{ ST_ERROR,       EV_RETRY,            ST_BACKOFF,      act_backoff },
+	{ ST_ERROR,       EV_POLL_FAILED,      ST_WAITING,      act_wait },
+	{ ST_ERROR,       EV_GIVE_UP,          ST_FAILED,       NULL },
+	{ ST_BACKOFF,     EV_WAKE,             ST_FETCHING,     act_fetch },
+	{ ST_BACKOFF,     EV_INTERRUPT,        ST_INTERRUPTED,  NULL },
+	{ ST_BACKOFF,     EV_STOP,             ST_DONE,         NULL },
+	{ ST_WAITING,     EV_TICK,             ST_FETCHING,     act_poll },
+	{ ST_WAITING,     EV_STOP,             ST_DONE,         NULL },
+
+	{ ST_IDLE,        EV_STREAM,           ST_CONNECTING,   act_connect },
+	{ ST_CONNECTING,  EV_CONNECTED,        ST_SUBSCRIBING,  act_subscribe },
+	{ ST_CONNECTING,  EV_LOST,             ST_RECONNECTING, act_reconnect },
+	{ ST_CONNECTING,  EV_FAILED,           ST_FAILED,       NULL },
+	{ ST_CONNECTING,  EV_STOP,             ST_DONE,         NULL },
+	{ ST_SUBSCRIBING, EV_SUBSCRIBED,       ST_STREAMING,    act_stream },
+	{ ST_SUBSCRIBING, EV_LOST,             ST_RECONNECTING, act_reconnect },
+	{ ST_SUBSCRIBING, EV_FAILED,           ST_FAILED,       NULL },
+	{ ST_SUBSCRIBING, EV_FINISHED,         ST_DONE,         NULL },
+	{ ST_SUBSCRIBING, EV_CLOSED,           ST_DONE,         NULL },
+	{ ST_SUBSCRIBING, EV_STOP,             ST_DONE,         NULL },
+	{ ST_STREAMING,   EV_LOST,             ST_RECONNECTING, act_reconnect },
+	{ ST_STREAMING,   EV_FAILED,           ST_FAILED,       NULL },
+	{ ST_STREAMING,   EV_FINISHED,         ST_DONE,         NULL },
+	{ ST_STREAMING,   EV_CLOSED,           ST_DONE,         NULL },
+	{ ST_STREAMING,   EV_STOP,             ST_DONE,         NULL },
+	{ ST_RECONNECTING, EV_WAKE,            ST_CONNECTING,   act_connect },
+	{ ST_RECONNECTING, EV_GIVE_UP,         ST_FAILED,       NULL },
+	{ ST_RECONNECTING, EV_STOP,            ST_DONE,         NULL },
 };
 
 static const struct dp_fsm_final finals[] = {
@@ -128,7 +173,7 @@ static const struct dp_fsm_def machine = {
 /* ------------------------------------------------------------------ */
 /* Options and run-time context */
 
-enum cmd { CMD_NONE, CMD_PRICE, CMD_OHLCV };
+enum cmd { CMD_NONE, CMD_PRICE, CMD_OHLCV, CMD_STREAM };
 
 enum {
 	OPT_FSYMS = DP_OPT_CMD,
@@ -151,6 +196,11 @@ enum {
 	OPT_RETRY_BASE,
 	OPT_PAGE_SIZE,
 	OPT_NOW,
+	OPT_CHANNEL,
+	OPT_SUBS,
+	OPT_STREAM_URL,
+	OPT_IDLE_TIMEOUT,
+	OPT_PROGRESS,
 	OPT_END,
 };
 
@@ -178,6 +228,11 @@ static const struct option longopts[] = {
 	{ "retry-base",      required_argument, NULL, OPT_RETRY_BASE },
 	{ "page-size",       required_argument, NULL, OPT_PAGE_SIZE },
 	{ "now",             required_argument, NULL, OPT_NOW },
+	{ "channel",         required_argument, NULL, OPT_CHANNEL },
+	{ "subs",            required_argument, NULL, OPT_SUBS },
+	{ "stream-url",      required_argument, NULL, OPT_STREAM_URL },
+	{ "idle-timeout",    required_argument, NULL, OPT_IDLE_TIMEOUT },
+	{ "progress",        no_argument,       NULL, OPT_PROGRESS },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -189,11 +244,6 @@ struct series {
 	bool have_cursor;
 	int64_t cursor;              /* open time of the last closed candle printed */
 };
-
-/* price: what became of a pair in this poll. */
-enum pair { PAIR_WANTED, PAIR_DONE, PAIR_MISSING };
-
-#define NONE ((size_t)-1)
 
 struct fetch {
 	struct dp_common common;
@@ -223,42 +273,45 @@ struct fetch {
 	const char *key_file;
 	int64_t timeout_ms, connect_timeout_ms, retry_base_ms;
 	uint64_t max_retries, page_size;
+	const char *channel_arg, *subs_arg, *stream_url;
+	int64_t idle_ms;
+	bool progress;
 
 	/* resources */
 	struct dp_http *http;
 	bool http_init;
 	bool have_key;
+	char *key;                          /* stream: until the client has it; wiped */
 	struct dp_cc_state *state;          /* NULL without --state */
 	int lock_fd;
 	struct series *ser;                 /* ohlcv: nf * nt */
 	size_t nser;
-	enum pair *pairs;                   /* price: nf * nt, row per fsym */
-	bool *single;                       /* price: per fsym, ask pair by pair */
-	const char **req_tsyms;             /* price: the tsyms of one request */
+	struct dp_cc_prices prices;         /* price: the pairs of a poll */
 	struct dp_backoff backoff;
+	struct dp_ws *ws;                   /* stream */
+	struct dp_ccs *ccs;
+	struct dp_progress prog;
 
 	/* the poll in progress */
 	unsigned long polls;                /* polls finished, good or bad */
 	int64_t poll_ms;                    /* the clock of this poll */
-	int poll_status;                    /* DP_EX_PARTIAL once something is missing */
-	size_t cur;                         /* ohlcv: the series; price: the fsym asked, NONE: all */
-	size_t cur_t;                       /* price: the one tsym asked, NONE: several */
+	size_t cur;                         /* ohlcv: the series */
+	bool partial;                       /* something was missing in this poll */
 	struct dp_cc_series plan;           /* ohlcv: the series' pages */
 	bool series_done;
 
 	/* the current request */
 	struct dp_buf url;
-	struct dp_http_resp resp;
+	struct dp_cc_reply reply;
 	struct dp_cc_candle *page;          /* ohlcv: the answer */
 	size_t npage;
 	struct dp_buf batch;                /* price: the records of the answer */
-	struct dp_buf api_msg;              /* the API's Message of an error */
-	struct dp_buf rec;                  /* scratch for one record */
+
+	bool open;                          /* stream: a connection was up; losing it is a gap */
 
 	/* the last failure */
 	int fail_status;
 	bool fail_transient;
-	int64_t retry_after_ms;
 	struct dp_buf msg;
 };
 
@@ -267,19 +320,25 @@ usage(FILE *fp)
 {
 	fputs("usage: dp-fetch price --fsyms LIST --tsyms LIST [options]\n"
 	      "       dp-fetch ohlcv --fsym LIST --tsym LIST --interval INTERVAL [options]\n"
+	      "       dp-fetch stream --fsyms LIST --tsyms LIST [--channel LIST] [options]\n"
+	      "       dp-fetch stream --subs LIST [options]\n"
 	      "\n"
-	      "Fetch market data from the CryptoCompare API and print one JSON record per\n"
-	      "line on stdout.\n"
+	      "Fetch market data from CryptoCompare and print one JSON record per line on\n"
+	      "stdout.\n"
 	      "\n"
 	      "Commands:\n"
 	      "  price                   current prices: one record per FSYM/TSYM pair\n"
 	      "  ohlcv                   candles, oldest first; only closed ones by default\n"
+	      "  stream                  real-time ticks, trades or candles from the streamer,\n"
+	      "                          until stopped\n"
 	      "\n"
 	      "Selection:\n"
 	      "      --fsyms LIST        base symbols, comma-separated (BTC,ETH); or --fsym\n"
 	      "      --tsyms LIST        quote symbols, comma-separated (USD,EUR); or --tsym\n"
-	      "      --market NAME       exchange to ask (the API's e parameter; default CCCAGG)\n"
-	      "      --interval INTERVAL ohlcv: minute, hour or day (also 1m, 1h, 1d)\n"
+	      "      --market NAME       exchange (the API's e; default CCCAGG, the aggregate)\n"
+	      "      --interval INTERVAL ohlcv: 1m, 5m, 15m, 30m, 1h, 2h, 4h, 12h, 1d, 3d or 1w\n"
+	      "                          (also minute, hour, day); aligned to the epoch;\n"
+	      "                          stream --channel ohlc: 1m, 1h or 1d (default 1m)\n"
 	      "      --since TIME        ohlcv: first candle wanted (default: all history the\n"
 	      "                          API has; 7 days for minutes)\n"
 	      "      --until TIME        ohlcv: only candles that open before TIME\n"
@@ -289,13 +348,25 @@ usage(FILE *fp)
 	      "      --state FILE        ohlcv: remember the last candle printed per series and\n"
 	      "                          print only newer ones (for cron; see the man page\n"
 	      "                          before piping into dp-publish)\n"
-	      "      --raw               print the API's own objects instead of records\n"
+	      "      --raw               print the API's own objects (stream: the server's\n"
+	      "                          messages) instead of records\n"
 	      "  TIME is RFC 3339, epoch seconds or milliseconds, 'now', or -DURATION (-2h).\n"
+	      "\n"
+	      "Streaming:\n"
+	      "      --channel LIST      aggregate (the default), ticker, trade, ohlc;\n"
+	      "                          ticker and trade need --market\n"
+	      "      --subs LIST         raw subscriptions, comma-separated (5~CCCAGG~BTC~USD)\n"
+	      "      --stream-url URL    streamer (default $DP_CRYPTOCOMPARE_STREAM_URL, else\n"
+	      "                          " DP_CCS_DEFAULT_URL ")\n"
+	      "      --idle-timeout DURATION  reconnect after so long without a message\n"
+	      "                          (default " IDLE_DEFAULT ", three heartbeats)\n"
+	      "      --progress          report records, gaps and reconnects every second\n"
 	      "\n"
 	      "Repetition:\n"
 	      "      --every DURATION    poll forever, aligned to the wall clock (1m: at :00;\n"
 	      "                          ohlcv: --settle later)\n"
-	      "      --count N           with --every: stop after N polls\n"
+	      "      --count N           with --every: stop after N polls; stream: after N\n"
+	      "                          records\n"
 	      "\n"
 	      "API access:\n"
 	      "      --base-url URL      API server (default $DP_CRYPTOCOMPARE_URL, else\n"
@@ -305,137 +376,31 @@ usage(FILE *fp)
 	      "      --timeout DURATION  time limit of one request (default 30s)\n"
 	      "      --connect-timeout DURATION  time limit to connect (default 10s)\n"
 	      "      --max-retries N     retries of a request that failed for a transient\n"
-	      "                          reason: rate limit, HTTP 5xx, network (default 5)\n"
+	      "                          reason: rate limit, HTTP 5xx, network (default 5);\n"
+	      "                          stream: reconnects in a row (default: forever)\n"
 	      "      --retry-base DURATION  first retry delay, doubled per retry up to 30s,\n"
-	      "                          with jitter (default 500ms)\n"
+	      "                          with jitter (default 500ms; stream " STREAM_RETRY_BASE ")\n"
 	      "      --page-size N       ohlcv: candles per request, 1..2000 (default 2000)\n"
 	      "      --now TIME          take TIME as the current time (tests, replays)\n", fp);
 	dp_cli_help_common(fp, false);
 }
 
-static bool
-every_mode(const struct fetch *c)
-{
-	return c->every_ms > 0;
-}
-
 /* ------------------------------------------------------------------ */
 /* Parsing and validating options */
 
-/* Split a comma-separated symbol list; symbols are non-empty and plain. */
+/* Say why an option is wrong; -1. */
 static int
-split_syms(const char *name, const char *arg, char ***out, size_t *n)
-{
-	char *copy = strdup(arg), *save = NULL;
-	char **v = NULL;
-	size_t cnt = 0;
+bad(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
-	if (!copy) {
-		dp_err("out of memory");
-		return -1;
-	}
-	if (!*arg || arg[strlen(arg) - 1] == ',' || *arg == ',' || strstr(arg, ",,")) {
-		dp_err("invalid %s '%s': expected symbols separated by commas", name, arg);
-		goto fail;
-	}
-	for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-		for (const char *p = tok; *p; p++) {
-			if ((unsigned char)*p <= ' ' || *p == 0x7f || *p == '/' || *p == '&' ||
-			    *p == '?' || *p == '#') {
-				dp_err("invalid %s '%s': symbols are letters, digits and the like, "
-				       "without spaces", name, arg);
-				goto fail;
-			}
-		}
-		if (strlen(tok) > 64) {
-			dp_err("invalid %s: symbol '%.20s...' is too long", name, tok);
-			goto fail;
-		}
-		char **p = realloc(v, (cnt + 1) * sizeof(*v));
-		if (!p || !(p[cnt] = strdup(tok))) {
-			v = p ? p : v;
-			dp_err("out of memory");
-			goto fail;
-		}
-		v = p;
-		cnt++;
-	}
-	free(copy);
-	*out = v;
-	*n = cnt;
-	return 0;
-fail:
-	for (size_t i = 0; i < cnt; i++)
-		free(v[i]);
-	free(v);
-	free(copy);
+static int
+bad(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	dp_vlog(DP_LOG_QUIET, fmt, ap);
+	va_end(ap);
 	return -1;
-}
-
-static void
-free_syms(char **v, size_t n)
-{
-	for (size_t i = 0; v && i < n; i++)
-		free(v[i]);
-	free(v);
-}
-
-/* TIME: RFC 3339, epoch s/ms, "now", or -DURATION relative to now. */
-static int
-parse_time(const char *name, const char *s, int64_t now, int64_t *ms)
-{
-	const char *why;
-	int64_t d;
-
-	if (strcmp(s, "now") == 0) {
-		*ms = now;
-		return 0;
-	}
-	if (s[0] == '-') {
-		if (dp_parse_duration(name, s + 1, &d) < 0)
-			return -1;
-		*ms = now - d;
-		return 0;
-	}
-	if (dp_time_parse_why(s, ms, &why) == 0)
-		return 0;
-	dp_err("invalid %s '%s': %s; expected RFC 3339, epoch seconds or milliseconds, "
-	       "'now' or -DURATION", name, s, why);
-	return -1;
-}
-
-static int
-check_plain(const char *name, const char *s)
-{
-	if (!*s || strlen(s) > 64)
-		goto bad;
-	for (const char *p = s; *p; p++)
-		if ((unsigned char)*p <= ' ' || *p == 0x7f)
-			goto bad;
-	return 0;
-bad:
-	dp_err("invalid %s '%s': expected a name without spaces", name, s);
-	return -1;
-}
-
-/*
- * getopt_long takes "--api-key=..." as an abbreviation of --api-key-file:
- * someone is passing the key itself.  Refuse every abbreviation, and never
- * echo the value.
- */
-static int
-check_key_option(char **argv)
-{
-	const char *tok = argv[optind - 1];
-
-	if (!(tok[0] == '-' && tok[1] == '-' && strchr(tok, '=')))
-		tok = optind >= 2 ? argv[optind - 2] : "";
-	if (strncmp(tok, "--api-key-file", 14) != 0 || (tok[14] != '\0' && tok[14] != '=')) {
-		dp_err("unknown or incomplete option '--api-key': the key is read "
-		       "only from $CRYPTOCOMPARE_API_KEY or --api-key-file FILE");
-		return -1;
-	}
-	return 0;
 }
 
 static int
@@ -458,15 +423,18 @@ parse_options(void *ctx, int argc, char **argv)
 		case OPT_INCLUDE_OPEN: c->include_open = true; break;
 		case OPT_RAW: c->raw = true; break;
 		case OPT_BASE_URL: c->base_url_arg = optarg; break;
+		case OPT_CHANNEL: c->channel_arg = optarg; break;
+		case OPT_SUBS: c->subs_arg = optarg; break;
+		case OPT_STREAM_URL: c->stream_url = optarg; break;
+		case OPT_PROGRESS: c->progress = true; break;
 		case OPT_STATE:
-			if (!*optarg) {
-				dp_err("invalid --state: empty file name");
-				return -1;
-			}
+			if (!*optarg)
+				return bad("invalid --state: empty file name");
 			c->state_path = optarg;
 			break;
 		case OPT_API_KEY_FILE:
-			if (check_key_option(argv) < 0)
+			if (dp_secret_check_option(argv, optind, "--api-key-file", "key",
+			                           "CRYPTOCOMPARE_API_KEY") < 0)
 				return -1;
 			c->key_file = optarg;
 			break;
@@ -491,12 +459,16 @@ parse_options(void *ctx, int argc, char **argv)
 			                     &c->connect_timeout_ms) < 0)
 				return -1;
 			break;
+		case OPT_IDLE_TIMEOUT:
+			if (dp_parse_timeout("--idle-timeout", optarg, INT32_MAX, "24d", &c->idle_ms) < 0)
+				return -1;
+			break;
 		case OPT_RETRY_BASE:
 			if (dp_parse_duration("--retry-base", optarg, &c->retry_base_ms) < 0)
 				return -1;
 			break;
 		case OPT_MAX_RETRIES:
-			if (dp_parse_u64("--max-retries", optarg, 0, 100, &c->max_retries) < 0)
+			if (dp_parse_u64("--max-retries", optarg, 0, UINT32_MAX, &c->max_retries) < 0)
 				return -1;
 			break;
 		case OPT_PAGE_SIZE:
@@ -521,25 +493,103 @@ parse_options(void *ctx, int argc, char **argv)
 	return 0;
 }
 
+/* err's message, once, and -1. */
+static int
+said(struct dp_buf *err)
+{
+	dp_err("%s", dp_buf_str(err));
+	dp_buf_free(err);
+	return -1;
+}
+
+/* The options that belong to some commands only. */
+static int
+check_scope(const struct fetch *c)
+{
+	static const struct { int opt; const char *name; unsigned cmds; } only[] = {
+		{ OPT_INTERVAL, "--interval", 1u << CMD_OHLCV | 1u << CMD_STREAM },
+		{ OPT_SINCE, "--since", 1u << CMD_OHLCV },
+		{ OPT_UNTIL, "--until", 1u << CMD_OHLCV },
+		{ OPT_INCLUDE_OPEN, "--include-open", 1u << CMD_OHLCV },
+		{ OPT_SETTLE, "--settle", 1u << CMD_OHLCV },
+		{ OPT_STATE, "--state", 1u << CMD_OHLCV },
+		{ OPT_PAGE_SIZE, "--page-size", 1u << CMD_OHLCV },
+		{ OPT_EVERY, "--every", 1u << CMD_PRICE | 1u << CMD_OHLCV },
+		{ OPT_NOW, "--now", 1u << CMD_PRICE | 1u << CMD_OHLCV },
+		{ OPT_BASE_URL, "--base-url", 1u << CMD_PRICE | 1u << CMD_OHLCV },
+		{ OPT_TIMEOUT, "--timeout", 1u << CMD_PRICE | 1u << CMD_OHLCV },
+		{ OPT_CHANNEL, "--channel", 1u << CMD_STREAM },
+		{ OPT_SUBS, "--subs", 1u << CMD_STREAM },
+		{ OPT_STREAM_URL, "--stream-url", 1u << CMD_STREAM },
+		{ OPT_IDLE_TIMEOUT, "--idle-timeout", 1u << CMD_STREAM },
+		{ OPT_PROGRESS, "--progress", 1u << CMD_STREAM },
+	};
+	static const char *const names[] = { "", "price", "ohlcv", "stream" };
+
+	for (size_t i = 0; i < DP_FSM_COUNT(only); i++) {
+		if (GIVEN(c, only[i].opt) && !(only[i].cmds & 1u << c->cmd))
+			return bad("%s is not for %s", only[i].name, names[c->cmd]);
+	}
+	return 0;
+}
+
 /* The base URL from --base-url, $DP_CRYPTOCOMPARE_URL or the default. */
 static int
 check_base_url(struct fetch *c)
 {
+	static const char *const schemes[] = { "http://", "https://", NULL };
 	const char *url = c->base_url_arg, *env = getenv("DP_CRYPTOCOMPARE_URL");
+	struct dp_buf err = DP_BUF_INIT;
 
 	if (!url)
 		url = env && *env ? env : DP_CC_DEFAULT_URL;
-	if (strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0) {
-		dp_err("invalid base URL '%s': expected http:// or https://", url);
+	if (dp_cc_check_url("base URL", url, schemes, false, &err) < 0)
+		return said(&err);
+	c->base_url_arg = url;
+	return 0;
+}
+
+/* stream: the URL, and the subscriptions from --subs or the pairs and channels. */
+static int
+check_stream(struct fetch *c)
+{
+	static const char *const schemes[] = { "ws://", "wss://", NULL };
+	const char *env = getenv("DP_CRYPTOCOMPARE_STREAM_URL");
+	const char *period = "m";
+	struct dp_buf err = DP_BUF_INIT;
+
+	if (!c->stream_url)
+		c->stream_url = env && *env ? env : DP_CCS_DEFAULT_URL;
+	if (dp_cc_check_url("stream URL", c->stream_url, schemes, true, &err) < 0 ||
+	    dp_ws_check_url(c->stream_url, &err) < 0)
+		return said(&err);
+	if (!c->subs_arg && (!c->fsyms_arg || !c->tsyms_arg))
+		return bad("missing %s", c->fsyms_arg ? "--tsyms" : c->tsyms_arg ? "--fsyms"
+		                                              : "--fsyms and --tsyms, or --subs");
+	if (!c->fsyms_arg && (c->channel_arg || c->market))
+		return bad("%s is for --fsyms and --tsyms; --subs names the channel and market "
+		           "itself", c->channel_arg ? "--channel" : "--market");
+	if (c->interval_arg && !strstr(c->channel_arg ? c->channel_arg : "", "ohlc"))
+		return bad("--interval is for --channel ohlc");
+	if (c->interval_arg && (dp_cc_interval_parse(c->interval_arg, &c->iv) < 0 ||
+	                        !(period = dp_ccs_ohlc_period(dp_cc_interval_label(c->iv))))) {
+		dp_err("invalid --interval '%s' for stream: expected 1m, 1h or 1d", c->interval_arg);
 		return -1;
 	}
-	for (const char *p = url; *p; p++) {
-		if ((unsigned char)*p <= ' ' || *p == '?' || *p == '#') {
-			dp_err("invalid base URL '%s': no spaces, query or fragment", url);
-			return -1;
-		}
+	if (!(c->ccs = dp_ccs_new(&(struct dp_ccs_opts){ .out = NULL, .raw = c->raw,
+	                                                 .max_records = c->count }))) {
+		dp_err("out of memory");
+		return -1;
 	}
-	c->base_url_arg = url;
+	if ((c->subs_arg && dp_ccs_subscribe_list(c->ccs, c->subs_arg, &err) < 0) ||
+	    (c->fsyms_arg && dp_ccs_subscribe_pairs(c->ccs, c->channel_arg ? c->channel_arg
+	                                            : "aggregate", c->market, c->fsyms, c->nf,
+	                                            c->tsyms, c->nt, period, &err) < 0))
+		return said(&err);
+	if (!GIVEN(c, OPT_RETRY_BASE))
+		c->retry_base_ms = STREAM_RETRY_BASE_MS;
+	if (!GIVEN(c, OPT_MAX_RETRIES))
+		c->max_retries = UINT64_MAX;
 	return 0;
 }
 
@@ -547,106 +597,75 @@ check_base_url(struct fetch *c)
 static int
 validate(void *ctx)
 {
-	static const struct { int opt; const char *name; } ohlcv_only[] = {
-		{ OPT_INTERVAL, "--interval" }, { OPT_SINCE, "--since" },
-		{ OPT_UNTIL, "--until" }, { OPT_INCLUDE_OPEN, "--include-open" },
-		{ OPT_SETTLE, "--settle" }, { OPT_STATE, "--state" },
-		{ OPT_PAGE_SIZE, "--page-size" },
-	};
+	static const char *const cmds[] = { "price", "ohlcv", "stream" };
 	struct fetch *c = ctx;
+	struct dp_buf err = DP_BUF_INIT;
 
-	if (c->nargs < 1) {
-		dp_err("missing command: price or ohlcv");
+	if (c->nargs < 1)
+		return bad("missing command: price, ohlcv or stream");
+	for (size_t i = 0; i < DP_FSM_COUNT(cmds); i++)
+		if (strcmp(c->args[0], cmds[i]) == 0)
+			c->cmd = (enum cmd)(i + 1);
+	if (c->cmd == CMD_NONE)
+		return bad("unknown command '%s': expected price, ohlcv or stream", c->args[0]);
+	if (c->nargs > 1)
+		return bad("unexpected argument '%s'", c->args[1]);
+	if (check_scope(c) < 0)
 		return -1;
-	}
-	if (strcmp(c->args[0], "price") == 0) {
-		c->cmd = CMD_PRICE;
-	} else if (strcmp(c->args[0], "ohlcv") == 0) {
-		c->cmd = CMD_OHLCV;
-	} else {
-		dp_err("unknown command '%s': expected price or ohlcv", c->args[0]);
-		return -1;
-	}
-	if (c->nargs > 1) {
-		dp_err("unexpected argument '%s'", c->args[1]);
-		return -1;
-	}
-	for (size_t i = 0; c->cmd == CMD_PRICE && i < DP_FSM_COUNT(ohlcv_only); i++) {
-		if (GIVEN(c, ohlcv_only[i].opt)) {
-			dp_err("%s is only for ohlcv", ohlcv_only[i].name);
-			return -1;
-		}
-	}
-	if (!c->fsyms_arg || !c->tsyms_arg) {
-		dp_err("missing %s", !c->fsyms_arg ? (c->cmd == CMD_PRICE ? "--fsyms" : "--fsym")
-		                                   : (c->cmd == CMD_PRICE ? "--tsyms" : "--tsym"));
-		return -1;
-	}
-	if (split_syms("--fsyms", c->fsyms_arg, &c->fsyms, &c->nf) < 0 ||
-	    split_syms("--tsyms", c->tsyms_arg, &c->tsyms, &c->nt) < 0)
-		return -1;
-	if (c->market && check_plain("--market", c->market) < 0)
-		return -1;
+	if (c->cmd != CMD_STREAM && (!c->fsyms_arg || !c->tsyms_arg))
+		return bad("missing %s", !c->fsyms_arg ? (c->cmd == CMD_PRICE ? "--fsyms" : "--fsym")
+		                                     : (c->cmd == CMD_PRICE ? "--tsyms" : "--tsym"));
+	if ((c->fsyms_arg && dp_cc_symbols("--fsyms", c->fsyms_arg, &c->fsyms, &c->nf, &err) < 0) ||
+	    (c->tsyms_arg && dp_cc_symbols("--tsyms", c->tsyms_arg, &c->tsyms, &c->nt, &err) < 0) ||
+	    (c->market && dp_cc_check_name("--market", c->market, &err) < 0))
+		return said(&err);
+	if (c->retry_base_ms <= 0)
+		return bad("invalid --retry-base: must be more than 0");
+	if (c->retry_base_ms > RETRY_CAP_MS)
+		return bad("invalid --retry-base: at most 30s");
+	if (c->cmd == CMD_STREAM)
+		return check_stream(c);
 	if (c->cmd == CMD_OHLCV) {
-		if (!c->interval_arg) {
-			dp_err("missing --interval: minute, hour or day");
-			return -1;
-		}
-		if (dp_cc_interval_parse(c->interval_arg, &c->iv) < 0) {
-			dp_err("invalid --interval '%s': expected minute, hour or day", c->interval_arg);
-			return -1;
-		}
+		if (!c->interval_arg)
+			return bad("missing --interval: " DP_CC_INTERVALS);
+		if (dp_cc_interval_parse(c->interval_arg, &c->iv) < 0)
+			return bad("invalid --interval '%s': expected " DP_CC_INTERVALS, c->interval_arg);
 	}
-	if (c->settle_ms > SETTLE_MAX_MS) {
-		dp_err("invalid --settle: at most 1h");
-		return -1;
-	}
-	if (c->now_arg && c->every_ms) {
-		dp_err("--now cannot be combined with --every (polls follow the real clock)");
-		return -1;
-	}
+	if (c->max_retries > 100)
+		return bad("invalid --max-retries '%" PRIu64 "': must be between 0 and 100",
+		           c->max_retries);
+	if (c->settle_ms > SETTLE_MAX_MS)
+		return bad("invalid --settle: at most 1h");
+	if (c->now_arg && c->every_ms)
+		return bad("--now cannot be combined with --every (polls follow the real clock)");
 	c->now_ms = dp_time_now_ms();
-	if (c->now_arg && parse_time("--now", c->now_arg, c->now_ms, &c->now_ms) < 0)
+	if ((c->now_arg && dp_parse_time("--now", c->now_arg, c->now_ms, &c->now_ms) < 0) ||
+	    (c->since_arg && dp_parse_time("--since", c->since_arg, c->now_ms, &c->since_ms) < 0) ||
+	    (c->until_arg && dp_parse_time("--until", c->until_arg, c->now_ms, &c->until_ms) < 0))
 		return -1;
-	if (c->since_arg && parse_time("--since", c->since_arg, c->now_ms, &c->since_ms) < 0)
-		return -1;
-	if (c->until_arg && parse_time("--until", c->until_arg, c->now_ms, &c->until_ms) < 0)
-		return -1;
-	if (c->since_arg && c->until_arg && c->since_ms >= c->until_ms) {
-		dp_err("--since must be before --until");
-		return -1;
-	}
-	if (GIVEN(c, OPT_COUNT) && !c->every_ms) {
-		dp_err("--count needs --every");
-		return -1;
-	}
-	if (GIVEN(c, OPT_EVERY) && c->every_ms < 1000) {
-		dp_err("invalid --every: must be at least 1s");
-		return -1;
-	}
-	if (c->retry_base_ms <= 0) {
-		dp_err("invalid --retry-base: must be more than 0");
-		return -1;
-	}
-	if (c->retry_base_ms > RETRY_CAP_MS) {
-		dp_err("invalid --retry-base: at most 30s");
-		return -1;
-	}
+	if (c->since_arg && c->until_arg && c->since_ms >= c->until_ms)
+		return bad("--since must be before --until");
+	if (GIVEN(c, OPT_COUNT) && !c->every_ms)
+		return bad("--count needs --every");
+	if (GIVEN(c, OPT_EVERY) && c->every_ms < 1000)
+		return bad("invalid --every: must be at least 1s");
 	return check_base_url(c);
 }
 
 /* ------------------------------------------------------------------ */
-/* The API key */
+/* Resources */
 
-/* Send the key as "Authorization: Apikey KEY"; the copies are wiped. */
+/* The key's header, "Authorization: Apikey KEY", for the HTTP or WebSocket client. */
 static int
 set_key(struct fetch *c, const char *key)
 {
 	struct dp_buf v = DP_BUF_INIT, err = DP_BUF_INIT;
-	int r = dp_buf_addf(&v, "Apikey %s", key);
+	int r = dp_cc_auth_value(&v, key);
 
 	if (r < 0)
 		dp_buf_msgf(&err, "out of memory");
+	else if (c->ws)
+		r = dp_ws_set_secret_header(c->ws, "Authorization", v.data, &err);
 	else
 		r = dp_http_set_secret_header(c->http, "Authorization", v.data, &err);
 	if (v.data)
@@ -659,43 +678,33 @@ set_key(struct fetch *c, const char *key)
 	return r < 0 ? DP_EX_CONFIG : 0;
 }
 
-/* ------------------------------------------------------------------ */
-/* Resources */
-
 static int
-open_state(struct fetch *c)
+open_stream(struct fetch *c)
 {
 	struct dp_buf err = DP_BUF_INIT;
-	int status = 0;
-
-	c->lock_fd = dp_cc_state_lock(c->state_path, &err);
-	if (c->lock_fd == -2) {
-		dp_err("state file %s is in use by another dp-fetch", c->state_path);
-		status = DP_EX_TEMPFAIL;
-	} else if (c->lock_fd < 0) {
+	struct dp_ws_opts wo = {
+		.user_agent = PROG "/" DP_VERSION,
+		.connect_timeout_ms = c->connect_timeout_ms,
+		.cancel = &dp_sig_stop,
+	};
+	/* validate() made the engine to check the subscriptions; stdout exists
+	 * only from here on. */
+	dp_ccs_set_output(c->ccs, c->common.out);
+	if (!(c->ws = dp_ws_new(&wo, &err))) {
 		dp_err("%s", dp_buf_str(&err));
-		status = DP_EX_IOERR;
-	} else if (dp_cc_state_load(c->state_path, &c->state, &err) < 0) {
-		dp_err("%s", dp_buf_str(&err));
-		status = DP_EX_DATAERR;
+		dp_buf_free(&err);
+		return DP_EX_SOFTWARE;
 	}
-	dp_buf_free(&err);
-	return status;
+	dp_backoff_init(&c->backoff, c->retry_base_ms, RETRY_CAP_MS, 0.5, 0);
+	dp_progress_init(&c->prog, c->progress);
+	return 0;
 }
 
 static int
-setup_work(struct fetch *c)
+setup_series(struct fetch *c)
 {
-	size_t n = c->nf * c->nt;
-
-	if (c->cmd == CMD_PRICE) {
-		c->pairs = calloc(n, sizeof(*c->pairs));
-		c->single = calloc(c->nf, sizeof(*c->single));
-		c->req_tsyms = calloc(c->nt, sizeof(*c->req_tsyms));
-		return c->pairs && c->single && c->req_tsyms ? 0 : -1;
-	}
-	c->nser = n;
-	c->ser = calloc(n, sizeof(*c->ser));
+	c->nser = c->nf * c->nt;
+	c->ser = calloc(c->nser, sizeof(*c->ser));
 	if (!c->ser)
 		return -1;
 	for (size_t i = 0; i < c->nf; i++) {
@@ -712,13 +721,10 @@ setup_work(struct fetch *c)
 }
 
 static int
-open_fetch(void *ctx)
+open_rest(struct fetch *c)
 {
-	struct fetch *c = ctx;
 	struct dp_buf err = DP_BUF_INIT;
-	char *key = NULL;
 	size_t n;
-	int status;
 
 	if (!(c->base_url = strdup(c->base_url_arg))) {
 		dp_err("out of memory");
@@ -726,19 +732,9 @@ open_fetch(void *ctx)
 	}
 	for (n = strlen(c->base_url); n > 0 && c->base_url[n - 1] == '/'; n--)
 		c->base_url[n - 1] = '\0';
-	/* Never from the command line; see check_key_option(). */
-	status = dp_secret_load(c->key_file, "CRYPTOCOMPARE_API_KEY", "api key", &key, &err);
-	if (status) {
-		dp_err("%s", dp_buf_str(&err));
-		dp_buf_free(&err);
-		return status;
-	}
-	if (c->state_path && (status = open_state(c)) != 0)
-		goto out;
 	if (dp_http_global_init() < 0) {
 		dp_err("cannot initialize libcurl");
-		status = DP_EX_SOFTWARE;
-		goto out;
+		return DP_EX_SOFTWARE;
 	}
 	c->http_init = true;
 	struct dp_http_opts ho = {
@@ -750,20 +746,42 @@ open_fetch(void *ctx)
 	};
 	if (!(c->http = dp_http_new(&ho, &err))) {
 		dp_err("%s", dp_buf_str(&err));
-		status = DP_EX_SOFTWARE;
-		goto out;
+		dp_buf_free(&err);
+		return DP_EX_SOFTWARE;
 	}
-	if (key && (status = set_key(c, key)) != 0)
-		goto out;
-	if (setup_work(c) < 0) {
+	if ((c->cmd == CMD_PRICE && dp_cc_prices_init(&c->prices, c->fsyms, c->nf, c->tsyms,
+	                                              c->nt) < 0) ||
+	    (c->cmd == CMD_OHLCV && setup_series(c) < 0)) {
 		dp_err("out of memory");
-		status = DP_EX_SOFTWARE;
-		goto out;
+		return DP_EX_SOFTWARE;
 	}
 	dp_backoff_init(&c->backoff, c->retry_base_ms, RETRY_CAP_MS, 0.5, 0);
+	return 0;
+}
+
+static int
+open_fetch(void *ctx)
+{
+	struct fetch *c = ctx;
+	struct dp_buf err = DP_BUF_INIT;
+	char *key = NULL;
+	int status;
+
+	/* Never from the command line; see dp_secret_check_option(). */
+	status = dp_secret_load(c->key_file, "CRYPTOCOMPARE_API_KEY", "api key", &key, &err);
+	if (status) {
+		dp_err("%s", dp_buf_str(&err));
+		dp_buf_free(&err);
+		return status;
+	}
+	if (c->state_path && (status = dp_cc_state_open(c->state_path, &c->state,
+	                                                &c->lock_fd)) != 0)
+		goto out;
+	status = c->cmd == CMD_STREAM ? open_stream(c) : open_rest(c);
+	if (status == 0 && key)
+		status = set_key(c, key);
 out:
 	dp_secret_free(key);
-	dp_buf_free(&err);
 	return status;
 }
 
@@ -782,25 +800,31 @@ close_fetch(void *ctx)
 
 	free_page(c);
 	dp_cc_series_clear(&c->plan);
-	dp_http_resp_free(&c->resp);
+	dp_cc_reply_free(&c->reply);
 	dp_http_free(c->http);
 	if (c->http_init)
 		dp_http_global_cleanup();
+	dp_ws_free(c->ws);
+	dp_ccs_free(c->ccs);
 	dp_cc_state_free(c->state);
 	if (c->lock_fd >= 0)
 		close(c->lock_fd);
 	free(c->ser);
-	free(c->pairs);
-	free(c->single);
-	free(c->req_tsyms);
+	dp_cc_prices_free(&c->prices);
 	dp_buf_free(&c->url);
 	dp_buf_free(&c->batch);
-	dp_buf_free(&c->api_msg);
-	dp_buf_free(&c->rec);
 	dp_buf_free(&c->msg);
-	free_syms(c->fsyms, c->nf);
-	free_syms(c->tsyms, c->nt);
+	dp_cc_symbols_free(c->fsyms, c->nf);
+	dp_cc_symbols_free(c->tsyms, c->nt);
 	free(c->base_url);
+}
+
+static int
+start_event(void *ctx)
+{
+	const struct fetch *c = ctx;
+
+	return c->cmd == CMD_STREAM ? EV_STREAM : EV_START;
 }
 
 /* ------------------------------------------------------------------ */
@@ -828,42 +852,15 @@ next_series(struct fetch *c)
 	return false;
 }
 
-static enum pair *
-pair_at(struct fetch *c, size_t f, size_t t)
-{
-	return &c->pairs[f * c->nt + t];
-}
-
-/*
- * price: the next request.  The first of a poll asks for every pair at
- * once (c->cur == NONE); after the API refused one because a pair does not
- * exist, one request per fsym for its pairs still wanted, or per pair
- * for an fsym marked single.  False when every pair is done or missing.
- */
-static bool
-next_prices(struct fetch *c)
-{
-	for (size_t f = 0; f < c->nf; f++) {
-		for (size_t t = 0; t < c->nt; t++) {
-			if (*pair_at(c, f, t) == PAIR_WANTED) {
-				c->cur = f;
-				c->cur_t = c->single[f] ? t : NONE;
-				return true;
-			}
-		}
-	}
-	return false;
-}
-
 /* The poll is over: the event that ends it. */
 static int
 end_poll(struct fetch *c)
 {
 	c->polls++;
 	dp_cc_series_clear(&c->plan);
-	if (every_mode(c) && (c->count == 0 || c->polls < c->count))
+	if (c->every_ms > 0 && (c->count == 0 || c->polls < c->count))
 		return EV_POLL_DONE;
-	return c->poll_status == DP_EX_PARTIAL ? EV_FINISHED_PARTIAL : EV_FINISHED;
+	return c->partial || c->prices.missing ? EV_FINISHED_PARTIAL : EV_FINISHED;
 }
 
 /* After an answer was handled: more requests in this poll, or its end. */
@@ -871,7 +868,7 @@ static int
 next_step(struct fetch *c)
 {
 	if (c->cmd == CMD_PRICE)
-		return next_prices(c) ? EV_MORE : end_poll(c);
+		return dp_cc_prices_next(&c->prices) ? EV_MORE : end_poll(c);
 	if (!c->series_done)
 		return EV_MORE;
 	c->cur++;
@@ -905,7 +902,7 @@ static int
 stopped(struct fetch *c)
 {
 	dp_info("stopping on signal %d", (int)dp_sig_stop);
-	if (every_mode(c))
+	if (c->every_ms > 0)
 		return EV_STOP;
 	dp_err("interrupted before the fetch was complete");
 	return EV_INTERRUPT;
@@ -918,167 +915,54 @@ build_url(struct fetch *c)
 	unsigned limit;
 
 	dp_buf_reset(&c->url);
-	if (c->cmd == CMD_PRICE) {
-		const char *const *fs = (const char *const *)c->fsyms;
-		size_t nf = c->nf, nt = 0;
-		if (c->cur != NONE) {
-			fs = (const char *const *)&c->fsyms[c->cur];
-			nf = 1;
-		}
-		for (size_t t = 0; t < c->nt; t++)
-			if (c->cur == NONE || (c->cur_t == NONE ? *pair_at(c, c->cur, t) == PAIR_WANTED
-			                                        : t == c->cur_t))
-				c->req_tsyms[nt++] = c->tsyms[t];
-		return dp_cc_url_price(&c->url, c->base_url, fs, nf, c->req_tsyms, nt, c->market);
-	}
+	if (c->cmd == CMD_PRICE)
+		return dp_cc_prices_url(&c->prices, &c->url, c->base_url, c->market);
 	dp_cc_series_request(&c->plan, &to, &limit);
 	return dp_cc_url_histo(&c->url, c->base_url, c->iv, c->ser[c->cur].fsym,
 	                       c->ser[c->cur].tsym, c->market, limit, to);
 }
 
-/* 1 when pair (f, t) was part of the current price request. */
-static bool
-asked(const struct fetch *c, size_t f, size_t t)
-{
-	if (c->cur == NONE)
-		return true;
-	return f == c->cur && (c->cur_t == NONE || t == c->cur_t) &&
-	       c->pairs[f * c->nt + t] == PAIR_WANTED;
-}
-
-/* Price: turn the answer into records now, so bad data prints nothing. */
-static int
-price_batch(struct fetch *c, jv root)
-{
-	struct dp_buf fkey = DP_BUF_INIT, tkey = DP_BUF_INIT, err = DP_BUF_INIT;
-	int ev = EV_RESPONSE;
-
-	dp_buf_reset(&c->batch);
-	for (size_t f = 0; f < c->nf && ev == EV_RESPONSE; f++) {
-		for (size_t t = 0; t < c->nt && ev == EV_RESPONSE; t++) {
-			jv obj;
-			int r;
-			if (!asked(c, f, t))
-				continue;
-			dp_buf_reset(&fkey);
-			dp_buf_reset(&tkey);
-			dp_buf_reset(&err);
-			r = dp_cc_price_find(root, c->fsyms[f], c->tsyms[t], &obj, &fkey, &tkey, &err);
-			if (r == 1) {
-				r = c->raw ? dp_cc_dump(&c->batch, obj)
-				           : dp_cc_price_record(&c->batch, obj, fkey.data, tkey.data, &err);
-				if (r == 0)
-					r = dp_buf_addch(&c->batch, '\n');
-				jv_free(obj);
-				if (r < 0 && !err.len)
-					dp_buf_msgf(&err, "out of memory");
-				if (r == 0)
-					*pair_at(c, f, t) = PAIR_DONE;
-			}
-			if (r < 0) {
-				ev = fail(c, EV_FAILED, DP_EX_DATAERR, "malformed response from %s: %s",
-				          c->url.data, dp_buf_str(&err));
-			} else if (r == 0 && *pair_at(c, f, t) == PAIR_WANTED) {
-				dp_warn("no price for %s/%s in the response", c->fsyms[f], c->tsyms[t]);
-				*pair_at(c, f, t) = PAIR_MISSING;
-				c->poll_status = DP_EX_PARTIAL;
-			}
-		}
-	}
-	dp_buf_free(&fkey);
-	dp_buf_free(&tkey);
-	dp_buf_free(&err);
-	return ev;
-}
-
-/*
- * What an answer means for dp-fetch: the HTTP status where it speaks,
- * else the verdict on the body (cc.h).  Returns the event.
- */
-static int
-classify(struct fetch *c, enum dp_cc_verdict v, const struct dp_buf *msg)
-{
-	long st = c->resp.status;
-	const char *url = c->url.data;
-
-	if (st != 200) {
-		bool transient = st == 408 || st == 429 || st >= 500 || v == DP_CC_RATELIMIT;
-		bool api = v != DP_CC_OK && v != DP_CC_MALFORMED;
-		int status = st == 401 || st == 403 || v == DP_CC_AUTH ? DP_EX_NOPERM :
-		             v == DP_CC_PARAM ? DP_EX_USAGE : DP_EX_UNAVAILABLE;
-		if (v == DP_CC_NOPAIR)
-			return EV_MISSING;
-		return fail(c, transient ? EV_TRANSIENT : EV_FAILED, transient ? DP_EX_UNAVAILABLE
-		            : status, "HTTP %ld from %s%s%s", st, url, api ? ": " : "",
-		            api ? dp_buf_str(msg) : "");
-	}
-	switch (v) {
-	case DP_CC_OK:
-		return EV_RESPONSE;
-	case DP_CC_NOPAIR:
-		return EV_MISSING;
-	case DP_CC_RATELIMIT:
-		return fail(c, EV_TRANSIENT, DP_EX_UNAVAILABLE, "%s: %s", url, dp_buf_str(msg));
-	case DP_CC_AUTH:
-		return fail(c, EV_FAILED, DP_EX_NOPERM, "%s: %s", url, dp_buf_str(msg));
-	case DP_CC_PARAM:
-		return fail(c, EV_FAILED, DP_EX_USAGE, "%s: %s", url, dp_buf_str(msg));
-	case DP_CC_MALFORMED:
-		return fail(c, EV_FAILED, DP_EX_DATAERR, "malformed response from %s: %s", url,
-		            dp_buf_str(msg));
-	case DP_CC_APIERR:
-	default:
-		return fail(c, EV_FAILED, DP_EX_UNAVAILABLE, "%s: %s", url, dp_buf_str(msg));
-	}
-}
-
 /* Make the planned request; returns what came of it. */
 static int
-fetch(struct fetch *c)
+act_fetch(struct dp_fsm *m, void *ctx)
 {
-	struct dp_buf err = DP_BUF_INIT, msg = DP_BUF_INIT;
-	enum dp_cc_verdict v;
-	jv root;
-	int type, ev;
+	struct fetch *c = ctx;
+	struct dp_buf err = DP_BUF_INIT;
+	int ev;
 
+	(void)m;
 	if (dp_sig_stop)
 		return stopped(c);
 	free_page(c);
 	if (build_url(c) < 0)
 		return fail(c, EV_FAILED, DP_EX_SOFTWARE, "out of memory");
-	c->retry_after_ms = -1;
 	dp_debug("GET %s (%s api key)", c->url.data, c->have_key ? "with" : "without");
-	if (dp_http_get(c->http, c->url.data, &c->resp, &err) < 0) {
-		if (c->resp.cancelled)
-			ev = stopped(c);
-		else
-			ev = fail(c, c->resp.transient ? EV_TRANSIENT : EV_FAILED, DP_EX_UNAVAILABLE,
-			          "%s", dp_buf_str(&err));
-		dp_buf_free(&err);
-		return ev;
-	}
-	dp_debug("HTTP %ld, %zu bytes in %ld ms", c->resp.status, c->resp.body.len,
-	         c->resp.elapsed_ms);
-	c->retry_after_ms = c->resp.retry_after_ms;
-	dp_buf_reset(&c->api_msg);
-	v = dp_cc_parse(c->resp.body.data, c->resp.body.len, &root, &type, &msg, &c->api_msg);
-	ev = classify(c, v, &msg);
-	if (ev == EV_MISSING) {
+	switch (dp_cc_get(c->http, c->url.data, &c->reply)) {
+	case DP_CC_ANSWER:
+		dp_buf_reset(&c->batch);
+		ev = EV_RESPONSE;
+		if ((c->cmd == CMD_PRICE ? dp_cc_prices_take(&c->prices, c->reply.root, c->raw,
+		                                             &c->batch, &err)
+		                         : dp_cc_candles(c->reply.root, c->iv, c->raw, &c->page,
+		                                         &c->npage, &err)) < 0)
+			ev = fail(c, EV_FAILED, DP_EX_DATAERR, "malformed response from %s: %s",
+			          c->url.data, dp_buf_str(&err));
+		break;
+	case DP_CC_MISSING:
 		/* Kept for act_missing, which says which pairs it concerns. */
-		fail(c, EV_MISSING, DP_EX_PARTIAL, "%s", dp_buf_str(&msg));
-	} else if (ev == EV_RESPONSE && c->cmd == CMD_PRICE) {
-		ev = price_batch(c, root);
-	} else if (ev == EV_RESPONSE &&
-	           dp_cc_candles(root, c->iv, c->raw, &c->page, &c->npage, &err) < 0) {
-		ev = fail(c, EV_FAILED, DP_EX_DATAERR, "malformed response from %s: %s",
-		          c->url.data, dp_buf_str(&err));
+		ev = fail(c, EV_MISSING, DP_EX_PARTIAL, "%s", dp_buf_str(&c->reply.msg));
+		break;
+	case DP_CC_RETRY:
+		ev = fail(c, EV_TRANSIENT, c->reply.status, "%s", dp_buf_str(&c->reply.msg));
+		break;
+	default:
+		ev = c->reply.cancelled ? stopped(c) : fail(c, EV_FAILED, c->reply.status, "%s",
+		                                             dp_buf_str(&c->reply.msg));
+		break;
 	}
 	if (ev == EV_RESPONSE || ev == EV_MISSING)
 		dp_backoff_reset(&c->backoff);
-	jv_free(root);
-	dp_http_resp_free(&c->resp);
 	dp_buf_free(&err);
-	dp_buf_free(&msg);
 	return ev;
 }
 
@@ -1096,29 +980,6 @@ out_failed(struct fetch *c)
 	return EV_FAILED;
 }
 
-static int
-write_candle(struct fetch *c, const struct dp_cc_candle *k)
-{
-	const struct series *s = &c->ser[c->cur];
-	int r;
-
-	dp_buf_reset(&c->rec);
-	if (c->raw)
-		r = dp_buf_addstr(&c->rec, k->raw);
-	else
-		r = dp_cc_ohlcv_record(&c->rec, s->fsym, s->tsym, c->iv, k);
-	if (r == 0)
-		r = dp_buf_addch(&c->rec, '\n');
-	if (r < 0) {
-		dp_err("out of memory");
-		dp_fsm_fail(&c->fsm, DP_EX_SOFTWARE);
-		return EV_FAILED;
-	}
-	if (dp_out_write(c->common.out, c->rec.data, c->rec.len) < 0)
-		return out_failed(c);
-	return 0;
-}
-
 /*
  * Print candles k[0..n) (ascending), flush, then commit the newest closed
  * one as the series' cursor: in memory and, with --state, on disk.
@@ -1129,34 +990,21 @@ emit_batch(struct fetch *c, const struct dp_cc_candle *k, size_t n)
 {
 	struct series *s = &c->ser[c->cur];
 	struct dp_buf err = DP_BUF_INIT;
-	bool advance = false;
-	int64_t cursor = 0;
-	int ev;
+	int r = dp_cc_series_write(&c->plan, c->common.out, s->fsym, s->tsym, c->raw, k, n,
+	                           &s->have_cursor, &s->cursor);
 
-	for (size_t i = 0; i < n; i++) {
-		if ((ev = write_candle(c, &k[i])) != 0)
-			return ev;
-		if (dp_cc_series_closed(&c->plan, k[i].time) &&
-		    (!s->have_cursor || k[i].time > s->cursor)) {
-			cursor = k[i].time;
-			advance = true;
-		}
-	}
-	if (dp_out_flush(c->common.out) < 0)
+	if (r == -1)
 		return out_failed(c);
-	if (!advance)
+	if (r == 0 || (r == 1 && !c->state))
 		return 0;
-	s->cursor = cursor;
-	s->have_cursor = true;
-	if (!c->state)
-		return 0;
-	if (dp_cc_state_set(c->state, s->fsym, s->tsym, c->iv, c->market, cursor) < 0)
+	if (r == -2 || dp_cc_state_set(c->state, s->fsym, s->tsym, c->iv, c->market,
+	                               s->cursor) < 0)
 		dp_buf_msgf(&err, "out of memory");
 	else if (dp_cc_state_save(c->state, c->state_path, &err) == 0)
 		return 0;
 	dp_err("%s", dp_buf_str(&err));
 	dp_buf_free(&err);
-	dp_fsm_fail(&c->fsm, DP_EX_IOERR);
+	dp_fsm_fail(&c->fsm, r == -2 ? DP_EX_SOFTWARE : DP_EX_IOERR);
 	return EV_FAILED;
 }
 
@@ -1219,10 +1067,9 @@ static int
 act_missing(struct dp_fsm *m, void *ctx)
 {
 	struct fetch *c = ctx;
-	size_t named = 0, nasked = 0, last_f = 0, last_t = 0;
 
 	(void)m;
-	c->poll_status = DP_EX_PARTIAL;
+	c->partial = true;
 	if (c->cmd == CMD_OHLCV) {
 		const struct series *s = &c->ser[c->cur];
 		dp_warn("no candles for %s/%s %s: %s", s->fsym, s->tsym,
@@ -1230,31 +1077,9 @@ act_missing(struct dp_fsm *m, void *ctx)
 		c->series_done = true;
 		return next_step(c);
 	}
-	for (size_t f = 0; f < c->nf; f++) {
-		for (size_t t = 0; t < c->nt; t++) {
-			if (!asked(c, f, t) || *pair_at(c, f, t) != PAIR_WANTED)
-				continue;
-			nasked++;
-			last_f = f;
-			last_t = t;
-			if (dp_cc_names_pair(dp_buf_str(&c->api_msg), c->fsyms[f], c->tsyms[t])) {
-				dp_warn("no price for %s/%s: %s", c->fsyms[f], c->tsyms[t],
-				        dp_buf_str(&c->msg));
-				*pair_at(c, f, t) = PAIR_MISSING;
-				named++;
-			}
-		}
-	}
-	if (!named && nasked == 1) {
-		/* One pair asked: the message is about it, however it names it. */
-		dp_warn("no price for %s/%s: %s", c->fsyms[last_f], c->tsyms[last_t],
-		        dp_buf_str(&c->msg));
-		*pair_at(c, last_f, last_t) = PAIR_MISSING;
-	} else if (!named && (c->cur != NONE || c->nf == 1)) {
-		/* One fsym, a message naming no pair asked: ask its pairs one by one. */
-		c->single[c->cur != NONE ? c->cur : 0] = true;
-	}
 	/* After a refusal, never all pairs at once again in this poll. */
+	dp_cc_prices_refused(&c->prices, dp_buf_str(&c->reply.api_message),
+	                     dp_buf_str(&c->msg));
 	return next_step(c);
 }
 
@@ -1267,28 +1092,16 @@ act_poll(struct dp_fsm *m, void *ctx)
 	struct fetch *c = ctx;
 
 	(void)m;
-	c->poll_status = DP_EX_OK;
 	c->poll_ms = c->now_arg ? c->now_ms : dp_time_now_ms();
 	dp_backoff_reset(&c->backoff);
 	dp_info("poll %lu started", c->polls + 1);
 	c->cur = 0;
-	if (c->cmd == CMD_PRICE) {
-		for (size_t i = 0; i < c->nf * c->nt; i++)
-			c->pairs[i] = PAIR_WANTED;
-		memset(c->single, 0, c->nf * sizeof(*c->single));
-		c->cur = NONE;        /* every pair in one request */
-		c->cur_t = NONE;
-	} else if (!next_series(c)) {
+	c->partial = false;
+	if (c->cmd == CMD_PRICE)
+		dp_cc_prices_start(&c->prices);      /* every pair in one request */
+	else if (!next_series(c))
 		return end_poll(c);
-	}
-	return fetch(c);
-}
-
-static int
-act_fetch(struct dp_fsm *m, void *ctx)
-{
-	(void)m;
-	return fetch(ctx);
+	return act_fetch(m, c);
 }
 
 static int
@@ -1301,7 +1114,7 @@ act_error(struct dp_fsm *m, void *ctx)
 		return EV_RETRY;
 	if (c->fail_transient && c->max_retries > 0)
 		dp_buf_msgf(&c->msg, " (gave up after %u %s)", tries, tries == 1 ? "retry" : "retries");
-	if (every_mode(c) && (c->count == 0 || c->polls + 1 < c->count)) {
+	if (c->every_ms > 0 && (c->count == 0 || c->polls + 1 < c->count)) {
 		dp_err("poll %lu failed: %s", c->polls + 1, dp_buf_str(&c->msg));
 		c->polls++;
 		dp_cc_series_clear(&c->plan);
@@ -1316,14 +1129,14 @@ static int
 act_backoff(struct dp_fsm *m, void *ctx)
 {
 	struct fetch *c = ctx;
-	int64_t d = dp_backoff_next(&c->backoff, c->retry_after_ms);
+	int64_t d = dp_backoff_next(&c->backoff, c->reply.retry_after_ms);
 	char dur[48], asked_for[48];
 
 	(void)m;
-	if (c->retry_after_ms > d)
+	if (c->reply.retry_after_ms > d)
 		dp_info("%s; retry %u of %" PRIu64 " in %s (the server asks for %s)",
 		        dp_buf_str(&c->msg), c->backoff.attempts, c->max_retries,
-		        dp_duration_format(d, dur), dp_duration_format(c->retry_after_ms, asked_for));
+		        dp_duration_format(d, dur), dp_duration_format(c->reply.retry_after_ms, asked_for));
 	else
 		dp_info("%s; retry %u of %" PRIu64 " in %s", dp_buf_str(&c->msg),
 		        c->backoff.attempts, c->max_retries, dp_duration_format(d, dur));
@@ -1349,6 +1162,184 @@ act_wait(struct dp_fsm *m, void *ctx)
 	return EV_TICK;
 }
 
+
+/* ------------------------------------------------------------------ */
+/* Streaming */
+
+static int
+stream_fail(struct fetch *c, int status, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static int
+stream_fail(struct fetch *c, int status, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	dp_vlog(DP_LOG_QUIET, fmt, ap);
+	va_end(ap);
+	dp_fsm_fail(&c->fsm, status);
+	return EV_FAILED;
+}
+
+static int
+act_connect(struct dp_fsm *m, void *ctx)
+{
+	struct fetch *c = ctx;
+	struct dp_buf err = DP_BUF_INIT;
+	int r, ev;
+	long st;
+
+	(void)m;
+	dp_info("connecting to %s (%s api key)", c->stream_url, c->have_key ? "with" : "without");
+	r = dp_ws_connect(c->ws, c->stream_url, &err);
+	st = dp_ws_http_status(c->ws);
+	if (r == DP_WS_OK) {
+		c->open = true;
+		ev = EV_CONNECTED;
+	} else if (r == DP_WS_CANCELLED) {
+		dp_info("stopping on signal %d", (int)dp_sig_stop);
+		ev = EV_STOP;
+	} else if (r == DP_WS_REFUSED && (st == 401 || st == 403)) {
+		ev = stream_fail(c, DP_EX_NOPERM, "%s: the streamer wants a valid key",
+		                 dp_buf_str(&err));
+	} else if (r == DP_WS_FAILED || (r == DP_WS_REFUSED && (st == 408 || st == 429 ||
+	                                                        st >= 500))) {
+		ev = fail(c, EV_LOST, DP_EX_UNAVAILABLE, "%s", dp_buf_str(&err));
+	} else {
+		ev = stream_fail(c, r == DP_WS_REFUSED ? DP_EX_UNAVAILABLE : DP_EX_SOFTWARE, "%s",
+		                 dp_buf_str(&err));
+	}
+	dp_buf_free(&err);
+	return ev;
+}
+
+/* Messages until the engine, the server or a signal decides (dp_ccs_pump). */
+static int
+pump(struct fetch *c, bool subscribing)
+{
+	struct dp_buf why = DP_BUF_INIT;
+	int ev;
+
+	switch (dp_ccs_pump(c->ccs, c->ws, subscribing, c->idle_ms, &c->prog, &why)) {
+	case DP_CCS_END_SUBSCRIBED:
+		ev = EV_SUBSCRIBED;
+		break;
+	case DP_CCS_END_LOST:
+		ev = fail(c, EV_LOST, DP_EX_UNAVAILABLE, "%s", dp_buf_str(&why));
+		break;
+	case DP_CCS_END_REFUSED:
+		ev = stream_fail(c, DP_EX_PARTIAL, "every subscription was refused");
+		break;
+	case DP_CCS_END_UNAUTHORIZED:
+		ev = stream_fail(c, DP_EX_NOPERM, "the streamer refused the key: %s",
+		                 dp_buf_str(&why));
+		break;
+	case DP_CCS_END_DONE:
+		ev = EV_FINISHED;
+		break;
+	case DP_CCS_END_OUTPUT:
+		ev = out_failed(c);
+		break;
+	case DP_CCS_END_STOPPED:
+		dp_info("stopping on signal %d", (int)dp_sig_stop);
+		ev = EV_STOP;
+		break;
+	default:
+		ev = stream_fail(c, DP_EX_SOFTWARE, "out of memory");
+		break;
+	}
+	dp_buf_free(&why);
+	return ev;
+}
+
+static int
+act_subscribe(struct dp_fsm *m, void *ctx)
+{
+	struct fetch *c = ctx;
+	struct dp_buf sub = DP_BUF_INIT, err = DP_BUF_INIT;
+	int ev = -1;
+
+	(void)m;
+	if (dp_ccs_connected(c->ccs, &sub) < 0)
+		ev = stream_fail(c, DP_EX_SOFTWARE, "out of memory");
+	else if (dp_ws_send(c->ws, sub.data, sub.len, &err) < 0)
+		ev = fail(c, EV_LOST, DP_EX_UNAVAILABLE, "%s", dp_buf_str(&err));
+	dp_buf_free(&sub);
+	dp_buf_free(&err);
+	return ev >= 0 ? ev : pump(c, true);
+}
+
+static int
+act_stream(struct dp_fsm *m, void *ctx)
+{
+	struct fetch *c = ctx;
+
+	(void)m;
+	/* The connection works: the next loss starts the backoff anew. */
+	dp_backoff_reset(&c->backoff);
+	return pump(c, false);
+}
+
+static int
+act_reconnect(struct dp_fsm *m, void *ctx)
+{
+	struct fetch *c = ctx;
+	unsigned tries = c->backoff.attempts;
+	int64_t d;
+	char dur[48];
+
+	(void)m;
+	if (c->open) {
+		dp_ccs_lost(c->ccs, dp_time_now_ms(), dp_buf_str(&c->msg));
+		c->open = false;
+	}
+	if (tries >= c->max_retries) {
+		if (tries)
+			dp_buf_msgf(&c->msg, " (gave up after %u %s)", tries,
+			            tries == 1 ? "reconnect" : "reconnects");
+		dp_err("%s", dp_buf_str(&c->msg));
+		dp_fsm_fail(&c->fsm, DP_EX_UNAVAILABLE);
+		return EV_GIVE_UP;
+	}
+	d = dp_backoff_next(&c->backoff, 0);
+	dp_warn("%s; connecting again in %s", dp_buf_str(&c->msg), dp_duration_format(d, dur));
+	if (dp_backoff_sleep(d, &dp_sig_stop) < 0) {
+		dp_info("stopping on signal %d", (int)dp_sig_stop);
+		return EV_STOP;
+	}
+	return EV_WAKE;
+}
+
+/* After the machine: the stream's summary, and its exit status. */
+static int
+finish_fetch(void *ctx, int status)
+{
+	struct fetch *c = ctx;
+	const struct dp_ccs_stats *s;
+	char extra[200];
+
+	if (c->cmd != CMD_STREAM || !c->ccs)
+		return status;
+	dp_ccs_finish(c->ccs, dp_time_now_ms());
+	s = dp_ccs_stats(c->ccs);
+	dp_progress_tick(&c->prog, "records", s->records,
+	                 dp_ccs_stats_line(c->ccs, extra, sizeof(extra)), true);
+	dp_info("%llu records from %llu messages; %llu duplicate trades, %llu skipped "
+	        "messages, %llu gaps, %zu refused subscriptions",
+	        (unsigned long long)s->records, (unsigned long long)s->messages,
+	        (unsigned long long)s->duplicates, (unsigned long long)s->malformed,
+	        (unsigned long long)s->gaps, s->refused);
+	/* Data the server sent that could not be read was lost: say so at the end too. */
+	if (status == DP_EX_OK || status == DP_EX_PARTIAL) {
+		if (s->malformed)
+			return DP_EX_DATAERR;
+		if (s->refused)
+			return DP_EX_PARTIAL;
+	}
+	return status;
+}
+
 /* ------------------------------------------------------------------ */
 
 static const struct dp_cmd cmd = {
@@ -1356,10 +1347,12 @@ static const struct dp_cmd cmd = {
 	.usage = usage,
 	.machine = &machine,
 	.start = EV_START,
+	.start_event = start_event,
 	.outbuf = (size_t)1 << 20,
 	.parse = parse_options,
 	.validate = validate,
 	.open = open_fetch,
+	.finish = finish_fetch,
 	.close = close_fetch,
 };
 
@@ -1373,8 +1366,9 @@ main(int argc, char **argv)
 		.max_retries = 5,
 		.settle_ms = SETTLE_DEFAULT_MS,
 		.page_size = DP_CC_MAX_LIMIT,
+		.idle_ms = IDLE_DEFAULT_MS,
 		.lock_fd = -1,
-		.resp = DP_HTTP_RESP_INIT,
+		.reply = DP_CC_REPLY_INIT,
 	};
 
 	return dp_cmd_main(&cmd, &c, &c.common, &c.fsm, argc, argv);

@@ -10,27 +10,47 @@
 #include <strings.h>
 
 #include "cc.h"
+#include "exit.h"
 #include "jsonw.h"
 #include "http.h"
 #include "json.h"
+#include "log.h"
 #include "timefmt.h"
 
 /* ------------------------------------------------------------------ */
 /* Intervals */
 
 static const struct {
-	const char *name, *label, *path;
+	const char *name, *label;
+	enum dp_cc_interval base;
+	unsigned aggregate;
+} intervals[DP_CC_NINTERVALS] = {
+	[DP_CC_MINUTE] = { "minute", "1m",  DP_CC_MINUTE, 1 },
+	[DP_CC_5M]     = { "5m",     "5m",  DP_CC_MINUTE, 5 },
+	[DP_CC_15M]    = { "15m",    "15m", DP_CC_MINUTE, 15 },
+	[DP_CC_30M]    = { "30m",    "30m", DP_CC_MINUTE, 30 },
+	[DP_CC_HOUR]   = { "hour",   "1h",  DP_CC_HOUR,   1 },
+	[DP_CC_2H]     = { "2h",     "2h",  DP_CC_HOUR,   2 },
+	[DP_CC_4H]     = { "4h",     "4h",  DP_CC_HOUR,   4 },
+	[DP_CC_12H]    = { "12h",    "12h", DP_CC_HOUR,   12 },
+	[DP_CC_DAY]    = { "day",    "1d",  DP_CC_DAY,    1 },
+	[DP_CC_3D]     = { "3d",     "3d",  DP_CC_DAY,    3 },
+	[DP_CC_1W]     = { "1w",     "1w",  DP_CC_DAY,    7 },
+};
+
+static const struct {
+	const char *path;
 	int64_t secs;
-} intervals[] = {
-	[DP_CC_MINUTE] = { "minute", "1m", "histominute", 60 },
-	[DP_CC_HOUR]   = { "hour",   "1h", "histohour",   3600 },
-	[DP_CC_DAY]    = { "day",    "1d", "histoday",    86400 },
+} bases[DP_CC_NINTERVALS] = {
+	[DP_CC_MINUTE] = { "histominute", 60 },
+	[DP_CC_HOUR]   = { "histohour",   3600 },
+	[DP_CC_DAY]    = { "histoday",    86400 },
 };
 
 int
 dp_cc_interval_parse(const char *s, enum dp_cc_interval *iv)
 {
-	for (size_t i = 0; i < sizeof(intervals) / sizeof(intervals[0]); i++) {
+	for (size_t i = 0; i < DP_CC_NINTERVALS; i++) {
 		if (strcmp(s, intervals[i].name) == 0 || strcmp(s, intervals[i].label) == 0) {
 			*iv = (enum dp_cc_interval)i;
 			return 0;
@@ -39,9 +59,129 @@ dp_cc_interval_parse(const char *s, enum dp_cc_interval *iv)
 	return -1;
 }
 
-int64_t dp_cc_interval_secs(enum dp_cc_interval iv) { return intervals[iv].secs; }
+int64_t
+dp_cc_interval_secs(enum dp_cc_interval iv)
+{
+	return bases[intervals[iv].base].secs * intervals[iv].aggregate;
+}
+
 const char *dp_cc_interval_label(enum dp_cc_interval iv) { return intervals[iv].label; }
 const char *dp_cc_interval_name(enum dp_cc_interval iv) { return intervals[iv].name; }
+enum dp_cc_interval dp_cc_interval_base(enum dp_cc_interval iv) { return intervals[iv].base; }
+unsigned dp_cc_interval_aggregate(enum dp_cc_interval iv) { return intervals[iv].aggregate; }
+
+unsigned
+dp_cc_interval_max_limit(enum dp_cc_interval iv)
+{
+	return DP_CC_MAX_LIMIT / intervals[iv].aggregate;
+}
+
+/* ------------------------------------------------------------------ */
+/* Command-line values */
+
+void
+dp_cc_symbols_free(char **v, size_t n)
+{
+	for (size_t i = 0; v && i < n; i++)
+		free(v[i]);
+	free(v);
+}
+
+int
+dp_cc_symbols(const char *name, const char *arg, char ***out, size_t *n, struct dp_buf *err)
+{
+	const char *p = arg;
+	char **v = NULL;
+	size_t cnt = 0;
+
+	*out = NULL;
+	*n = 0;
+	if (!*arg || arg[strlen(arg) - 1] == ',' || *arg == ',' || strstr(arg, ",,")) {
+		dp_buf_msgf(err, "invalid %s '%s': expected symbols separated by commas", name, arg);
+		return -1;
+	}
+	for (const char *c = arg; *c; c++) {
+		if ((unsigned char)*c <= ' ' || *c == 0x7f || strchr("/&?#~", *c)) {
+			dp_buf_msgf(err, "invalid %s '%s': symbols are letters, digits and the like, "
+			            "without spaces", name, arg);
+			return -1;
+		}
+	}
+	while (*p) {
+		size_t len = strcspn(p, ",");
+		char **t;
+		if (len > 64) {
+			dp_buf_msgf(err, "invalid %s: symbol '%.20s...' is too long", name, p);
+			goto fail;
+		}
+		if (!(t = realloc(v, (cnt + 1) * sizeof(*v))) || !(t[cnt] = strndup(p, len))) {
+			v = t ? t : v;
+			dp_buf_msgf(err, "out of memory");
+			goto fail;
+		}
+		v = t;
+		cnt++;
+		p += len + (p[len] == ',');
+	}
+	*out = v;
+	*n = cnt;
+	return 0;
+fail:
+	dp_cc_symbols_free(v, cnt);
+	return -1;
+}
+
+int
+dp_cc_check_name(const char *name, const char *s, struct dp_buf *err)
+{
+	if (!*s || strlen(s) > 64)
+		goto bad;
+	for (const char *p = s; *p; p++)
+		if ((unsigned char)*p <= ' ' || *p == 0x7f || *p == '~')
+			goto bad;
+	return 0;
+bad:
+	dp_buf_msgf(err, "invalid %s '%s': expected a name without spaces", name, s);
+	return -1;
+}
+
+int
+dp_cc_check_url(const char *what, const char *url, const char *const *schemes, bool query,
+                struct dp_buf *err)
+{
+	const char *const *sc = schemes;
+	const char *q;
+
+	for (; *sc; sc++)
+		if (strncmp(url, *sc, strlen(*sc)) == 0)
+			break;
+	if (!*sc) {
+		dp_buf_msgf(err, "invalid %s '%s': expected ", what, url);
+		for (sc = schemes; *sc; sc++)
+			dp_buf_msgf(err, "%s%s", sc == schemes ? "" : sc[1] ? ", " : " or ", *sc);
+		return -1;
+	}
+	for (const char *p = url; *p; p++) {
+		if ((unsigned char)*p <= ' ' || *p == 0x7f || *p == '#' || (!query && *p == '?')) {
+			dp_buf_msgf(err, "invalid %s '%s': no spaces, %sfragment", what, url,
+			            query ? "" : "query or ");
+			return -1;
+		}
+	}
+	/* The key never goes into a URL: URLs end up in logs and messages. */
+	if ((q = strchr(url, '?')) && (strcasestr(q, "?api_key=") || strcasestr(q, "&api_key="))) {
+		dp_buf_msgf(err, "invalid %s: no api_key in it; the key is read only from "
+		            "$CRYPTOCOMPARE_API_KEY or --api-key-file FILE", what);
+		return -1;
+	}
+	return 0;
+}
+
+int
+dp_cc_auth_value(struct dp_buf *v, const char *key)
+{
+	return dp_buf_addf(v, "Apikey %s", key);
+}
 
 /* ------------------------------------------------------------------ */
 /* URLs */
@@ -76,11 +216,18 @@ dp_cc_url_histo(struct dp_buf *url, const char *base, enum dp_cc_interval iv,
                 const char *fsym, const char *tsym, const char *market,
                 unsigned limit, int64_t to_ts)
 {
-	if (dp_buf_addf(url, "%s/data/v2/%s?fsym=", base, intervals[iv].path) < 0 ||
+	enum dp_cc_interval b = intervals[iv].base;
+	unsigned agg = intervals[iv].aggregate;
+
+	if (dp_buf_addf(url, "%s/data/v2/%s?fsym=", base, bases[b].path) < 0 ||
 	    dp_http_escape(url, fsym) < 0 || dp_buf_addstr(url, "&tsym=") < 0 ||
 	    dp_http_escape(url, tsym) < 0 || dp_buf_addf(url, "&limit=%u", limit) < 0)
 		return -1;
-	if (to_ts >= 0 && dp_buf_addf(url, "&toTs=%lld", (long long)to_ts) < 0)
+	if (agg > 1 && dp_buf_addf(url, "&aggregate=%u&aggregatePredictableTimePeriods=true",
+	                           agg) < 0)
+		return -1;
+	if (to_ts >= 0 && dp_buf_addf(url, "&toTs=%lld", (long long)(agg > 1 ?
+	                              to_ts + dp_cc_interval_secs(iv) - bases[b].secs : to_ts)) < 0)
 		return -1;
 	if (market && (dp_buf_addstr(url, "&e=") < 0 || dp_http_escape(url, market) < 0))
 		return -1;
@@ -300,6 +447,82 @@ dp_cc_parse(const char *body, size_t len, jv *root, int *type, struct dp_buf *ms
 	return verdict;
 }
 
+enum dp_cc_outcome
+dp_cc_judge(long st, enum dp_cc_verdict v, const char *url, const char *msg, int *status,
+            struct dp_buf *out)
+{
+	if (v == DP_CC_NOPAIR) {
+		dp_buf_msgf(out, "%s", msg);
+		return DP_CC_MISSING;
+	}
+	if (st != 200) {
+		bool transient = st == 408 || st == 429 || st >= 500 || v == DP_CC_RATELIMIT;
+		bool api = v != DP_CC_OK && v != DP_CC_MALFORMED;
+		*status = transient ? DP_EX_UNAVAILABLE :
+		          st == 401 || st == 403 || v == DP_CC_AUTH ? DP_EX_NOPERM :
+		          v == DP_CC_PARAM ? DP_EX_USAGE : DP_EX_UNAVAILABLE;
+		dp_buf_msgf(out, "HTTP %ld from %s%s%s", st, url, api ? ": " : "", api ? msg : "");
+		return transient ? DP_CC_RETRY : DP_CC_FAIL;
+	}
+	switch (v) {
+	case DP_CC_OK:
+		return DP_CC_ANSWER;
+	case DP_CC_RATELIMIT:
+		*status = DP_EX_UNAVAILABLE;
+		dp_buf_msgf(out, "%s: %s", url, msg);
+		return DP_CC_RETRY;
+	case DP_CC_MALFORMED:
+		*status = DP_EX_DATAERR;
+		dp_buf_msgf(out, "malformed response from %s: %s", url, msg);
+		return DP_CC_FAIL;
+	default:
+		*status = v == DP_CC_AUTH ? DP_EX_NOPERM : v == DP_CC_PARAM ? DP_EX_USAGE
+		                                                             : DP_EX_UNAVAILABLE;
+		dp_buf_msgf(out, "%s: %s", url, msg);
+		return DP_CC_FAIL;
+	}
+}
+
+void
+dp_cc_reply_free(struct dp_cc_reply *r)
+{
+	jv_free(r->root);
+	r->root = jv_null();
+	dp_buf_free(&r->msg);
+	dp_buf_free(&r->api_message);
+}
+
+enum dp_cc_outcome
+dp_cc_get(struct dp_http *h, const char *url, struct dp_cc_reply *r)
+{
+	struct dp_http_resp resp = DP_HTTP_RESP_INIT;
+	struct dp_buf err = DP_BUF_INIT, msg = DP_BUF_INIT;
+	enum dp_cc_outcome o;
+	enum dp_cc_verdict v;
+	int type;
+
+	dp_cc_reply_free(r);
+	r->status = 0;
+	r->retry_after_ms = -1;
+	r->cancelled = false;
+	if (dp_http_get(h, url, &resp, &err) < 0) {
+		r->cancelled = resp.cancelled;
+		r->status = DP_EX_UNAVAILABLE;
+		dp_buf_msgf(&r->msg, "%s", dp_buf_str(&err));
+		o = resp.transient && !resp.cancelled ? DP_CC_RETRY : DP_CC_FAIL;
+	} else {
+		dp_debug("HTTP %ld, %zu bytes in %ld ms", resp.status, resp.body.len, resp.elapsed_ms);
+		r->retry_after_ms = resp.retry_after_ms;
+		v = dp_cc_parse(resp.body.data, resp.body.len, &r->root, &type, &msg,
+		                &r->api_message);
+		o = dp_cc_judge(resp.status, v, url, dp_buf_str(&msg), &r->status, &r->msg);
+	}
+	dp_http_resp_free(&resp);
+	dp_buf_free(&err);
+	dp_buf_free(&msg);
+	return o;
+}
+
 int
 dp_cc_names_pair(const char *api_message, const char *fsym, const char *tsym)
 {
@@ -512,7 +735,7 @@ dp_cc_candles(jv root, enum dp_cc_interval iv, bool keep_raw, struct dp_cc_candl
 		           t < 0 || t > (double)(DP_TIME_MAX_MS / 1000)) {
 			dp_buf_msgf(err, "candle %zu: \"time\" is not a time in seconds", i);
 			bad = 1;
-		} else if (fmod(t, (double)intervals[iv].secs) != 0) {
+		} else if (fmod(t, (double)dp_cc_interval_secs(iv)) != 0) {
 			dp_buf_msgf(err, "candle %zu: \"time\" %.0f is not the start of a %s "
 			            "interval", i, t, intervals[iv].name);
 			bad = 1;

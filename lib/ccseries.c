@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "cc.h"
+#include "out.h"
 
 #define MINUTE_HISTORY_S (7 * 86400)   /* the API keeps 7 days of minutes */
 
@@ -36,9 +37,10 @@ dp_cc_series_plan(struct dp_cc_series *s, enum dp_cc_interval iv,
 	int64_t step = dp_cc_interval_secs(iv);
 	int64_t now_s = floor_div(w->now_ms, 1000);
 	int64_t open_ts = floor_div(now_s, step) * step;
+	unsigned max = dp_cc_interval_max_limit(iv);
 	/* Keeps the page from hi to the present within one request. */
-	int64_t settle = w->settle_ms < (DP_CC_MAX_LIMIT - 2) * step * 1000
-	                 ? w->settle_ms : (DP_CC_MAX_LIMIT - 2) * step * 1000;
+	int64_t settle = w->settle_ms < (int64_t)(max - 2) * step * 1000
+	                 ? w->settle_ms : (int64_t)(max - 2) * step * 1000;
 	/* The newest t whose end, t + step, is settle or more before now. */
 	int64_t closed_hi = floor_div(w->now_ms - settle - step * 1000, step * 1000) * step;
 	bool have_lo = false;
@@ -47,7 +49,8 @@ dp_cc_series_plan(struct dp_cc_series *s, enum dp_cc_interval iv,
 	memset(s, 0, sizeof(*s));
 	s->iv = iv;
 	s->step = step;
-	s->page_size = w->page_size ? w->page_size : DP_CC_MAX_LIMIT;
+	s->max_limit = max;
+	s->page_size = w->page_size && w->page_size < max ? w->page_size : max;
 	s->include_open = w->include_open;
 	s->open_from = closed_hi + step;
 	s->hi = w->include_open ? open_ts : closed_hi;
@@ -75,7 +78,7 @@ dp_cc_series_plan(struct dp_cc_series *s, enum dp_cc_interval iv,
 		s->forward = true;
 		return s->lo <= s->hi;
 	}
-	if (iv == DP_CC_MINUTE)
+	if (dp_cc_interval_base(iv) == DP_CC_MINUTE)
 		s->floor_s = now_s - MINUTE_HISTORY_S;
 	s->req_to = s->top;
 	return s->hi >= 0;
@@ -99,7 +102,7 @@ dp_cc_series_request(struct dp_cc_series *s, int64_t *to_ts, unsigned *limit)
 		 * candle is the API's own open one.  When that is more than one
 		 * request can hold, this page stops short of hi and the next does it.
 		 */
-		to = (s->top - s->lo) / s->step <= DP_CC_MAX_LIMIT || s->hi - s->step < s->lo
+		to = (s->top - s->lo) / s->step <= (int64_t)s->max_limit || s->hi - s->step < s->lo
 		     ? s->top : s->hi - s->step;
 	} else if (to > s->hi) {
 		to = s->hi;
@@ -107,8 +110,8 @@ dp_cc_series_request(struct dp_cc_series *s, int64_t *to_ts, unsigned *limit)
 	n = (to - s->lo) / s->step;
 	if (n < 1)
 		n = 1;           /* limit 0 is the API's default (30 or so), not "one" */
-	if (n > DP_CC_MAX_LIMIT)
-		n = DP_CC_MAX_LIMIT;
+	if (n > s->max_limit)
+		n = s->max_limit;
 	s->req_to = to;
 	s->req_limit = (unsigned)n;
 	s->req_live = s->live && to == s->top;
@@ -255,4 +258,38 @@ int
 dp_cc_series_closed(const struct dp_cc_series *s, int64_t t)
 {
 	return t < s->open_from;
+}
+
+int
+dp_cc_series_write(const struct dp_cc_series *s, struct dp_out *out, const char *fsym,
+                   const char *tsym, bool raw, const struct dp_cc_candle *k, size_t n,
+                   bool *have, int64_t *cursor)
+{
+	struct dp_buf rec = DP_BUF_INIT;
+	bool advance = false;
+	int64_t newest = 0;
+	int rc = 0;
+
+	for (size_t i = 0; i < n && rc == 0; i++) {
+		dp_buf_reset(&rec);
+		if ((raw ? dp_buf_addstr(&rec, k[i].raw)
+		         : dp_cc_ohlcv_record(&rec, fsym, tsym, s->iv, &k[i])) < 0 ||
+		    dp_buf_addch(&rec, '\n') < 0)
+			rc = -2;
+		else if (dp_out_write(out, rec.data, rec.len) < 0)
+			rc = -1;
+		if (dp_cc_series_closed(s, k[i].time) && (!*have || k[i].time > *cursor) &&
+		    (!advance || k[i].time > newest)) {
+			newest = k[i].time;
+			advance = true;
+		}
+	}
+	dp_buf_free(&rec);
+	if (rc == 0 && dp_out_flush(out) < 0)
+		rc = -1;
+	if (rc < 0 || !advance)
+		return rc;
+	*cursor = newest;
+	*have = true;
+	return 1;
 }

@@ -7,7 +7,9 @@
 #include <string.h>
 
 #include "cc.h"
+#include "exit.h"
 #include "file.h"
+#include "log.h"
 #include "timefmt.h"
 
 struct entry {
@@ -248,4 +250,26 @@ dp_cc_state_lock(const char *path, struct dp_buf *err)
 	fd = dp_file_lock(lock.data, err);
 	dp_buf_free(&lock);
 	return fd;
+}
+
+int
+dp_cc_state_open(const char *path, struct dp_cc_state **st, int *lock_fd)
+{
+	struct dp_buf err = DP_BUF_INIT;
+	int status = 0;
+
+	*st = NULL;
+	*lock_fd = dp_cc_state_lock(path, &err);
+	if (*lock_fd == -2) {
+		dp_err("state file %s is in use by another dp-fetch", path);
+		status = DP_EX_TEMPFAIL;
+	} else if (*lock_fd < 0) {
+		dp_err("%s", dp_buf_str(&err));
+		status = DP_EX_IOERR;
+	} else if (dp_cc_state_load(path, st, &err) < 0) {
+		dp_err("%s", dp_buf_str(&err));
+		status = DP_EX_DATAERR;
+	}
+	dp_buf_free(&err);
+	return status;
 }

@@ -9,6 +9,7 @@
 #include "cli.h"
 #include "log.h"
 #include "out.h"
+#include "timefmt.h"
 
 void
 dp_cli_bad_option(char **argv)
@@ -414,4 +415,27 @@ dp_props_read(const char *path, struct dp_kv **kv, size_t *n, struct dp_buf *err
 	free(line);
 	fclose(fp);
 	return rc;
+}
+
+int
+dp_parse_time(const char *name, const char *s, int64_t now_ms, int64_t *ms)
+{
+	const char *why;
+	int64_t d;
+
+	if (strcmp(s, "now") == 0) {
+		*ms = now_ms;
+		return 0;
+	}
+	if (s[0] == '-') {
+		if (dp_parse_duration(name, s + 1, &d) < 0)
+			return -1;
+		*ms = now_ms - d;
+		return 0;
+	}
+	if (dp_time_parse_why(s, ms, &why) == 0)
+		return 0;
+	dp_err("invalid %s '%s': %s; expected RFC 3339, epoch seconds or milliseconds, "
+	       "'now' or -DURATION", name, s, why);
+	return -1;
 }

@@ -125,6 +125,11 @@ int dp_parse_duration(const char *name, const char *s, int64_t *ms);
  * 10000 -> "10s", 90000 -> "1m30s", 1500 -> "1s500ms".  Returns buf.
  */
 char *dp_duration_format(int64_t ms, char buf[48]);
+/*
+ * A point in time: RFC 3339, epoch seconds or milliseconds, "now" (now_ms),
+ * or -DURATION before now_ms ("-2h").  Dates that do not exist are errors.
+ */
+int dp_parse_time(const char *name, const char *s, int64_t now_ms, int64_t *ms);
 /* A duration for a timeout: at least 1 ms, at most max_ms (named max_label). */
 int dp_parse_timeout(const char *name, const char *s, int64_t max_ms, const char *max_label,
                      int64_t *ms);

@@ -32,6 +32,10 @@ struct dp_cmd {
 	void (*usage)(FILE *fp);                /* --help text */
 	const struct dp_fsm_def *machine;       /* run, and drawn by --dot */
 	int start;                              /* the event that starts it */
+	/* The start event when it depends on the options (a subcommand that
+	 * runs another part of the machine); NULL: .start.  Called after
+	 * open. */
+	int (*start_event)(void *ctx);
 	size_t outbuf;                          /* stdout buffer; 0: 64 KiB */
 
 	/* Options into ctx; other options go to dp_cli_common().  0, or -1

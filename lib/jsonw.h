@@ -63,6 +63,26 @@ void dp_jw_kbool(struct dp_jw *w, const char *k, bool v);
 void dp_jw_knull(struct dp_jw *w, const char *k);
 void dp_jw_kraw(struct dp_jw *w, const char *k, const char *json, size_t n);
 
+/*
+ * Keys quoted once, for records written many times with the same keys
+ * (dp-fetch stream writes one per message): dp_jw_pkey() checks and
+ * quotes name into k and returns 0, or -1 when name is longer than
+ * DP_JW_PKEY_MAX or needs escapes (then use the plain calls).  The
+ * dp_jw_p* calls write the member as dp_jw_kraw/knull/kstr do.
+ */
+#define DP_JW_PKEY_MAX 48
+
+struct dp_jw_pkey {
+	size_t len;
+	char text[DP_JW_PKEY_MAX + 4];      /* "name": */
+};
+
+int dp_jw_pkey(struct dp_jw_pkey *k, const char *name);
+void dp_jw_praw(struct dp_jw *w, const struct dp_jw_pkey *k, const char *json, size_t n);
+void dp_jw_pnull(struct dp_jw *w, const struct dp_jw_pkey *k);
+/* s must be valid UTF-8; one that needs escapes takes the general path. */
+void dp_jw_pstr(struct dp_jw *w, const struct dp_jw_pkey *k, const char *s, size_t n);
+
 /* 0 when everything was written and every object and array closed; else -1. */
 int dp_jw_finish(const struct dp_jw *w) DP_MUST_CHECK;
 

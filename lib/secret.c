@@ -113,3 +113,21 @@ dp_secret_load(const char *file, const char *env, const char *what, char **out,
 	explicit_bzero(buf, sizeof(buf));
 	return rc;
 }
+
+int
+dp_secret_check_option(char **argv, int optind_after, const char *opt_name, const char *what,
+                       const char *env)
+{
+	size_t n = strlen(opt_name);
+	const char *tok = argv[optind_after - 1];
+
+	/* "--opt=value" is one word; "--opt value" two. */
+	if (!(tok[0] == '-' && tok[1] == '-' && strchr(tok, '=')))
+		tok = optind_after >= 2 ? argv[optind_after - 2] : "";
+	if (strncmp(tok, opt_name, n) == 0 && (tok[n] == '\0' || tok[n] == '='))
+		return 0;
+	dp_err("unknown or incomplete option '%.*s': the %s is read only from $%s or %s FILE",
+	       (int)(strchr(tok, '=') ? strchr(tok, '=') - tok : (long)strlen(tok)), tok, what, env,
+	       opt_name);
+	return -1;
+}

@@ -30,6 +30,19 @@
 int dp_secret_load(const char *file, const char *env, const char *what, char **out,
                    struct dp_buf *err);
 
+/*
+ * Called by getopt_long's caller right after it returned the option
+ * opt_name ("--api-key-file"): 0 when the option was spelled out, -1 after
+ * an error message when it was an abbreviation.  getopt_long takes
+ * "--api-key=VALUE" for an abbreviation of --api-key-file, so someone
+ * passing the secret itself would have it taken for a file name (and
+ * printed in "cannot open" messages).  what names the secret ("api key"),
+ * env the variable that is the other way to give it.  The value is never
+ * echoed.
+ */
+int dp_secret_check_option(char **argv, int optind_after, const char *opt_name,
+                           const char *what, const char *env);
+
 /* Wipe and free a secret; accepts NULL. */
 void dp_secret_free(char *s);
 

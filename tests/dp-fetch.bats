@@ -5,6 +5,7 @@
 
 bats_require_minimum_version 1.5.0
 load helpers/common
+load helpers/fetch
 
 # A dp-fetch that pages forever must fail its test, not hang the suite.
 BATS_TEST_TIMEOUT=${BATS_TEST_TIMEOUT:-60}
@@ -20,34 +21,15 @@ NOW_MIN=2024-12-11T12:01:00Z       # the 12:00 candle is the API's newest: open
 # the API's newest) and the requests end where the fixtures end.
 MIN_ALL=(--now 2024-12-11T13:00:00Z --until 2024-12-11T12:01:00Z)
 DAY_ALL=(--now 2020-01-10T00:00:00Z --until 2020-01-05T00:00:00Z)
-KEY=ccTestKey-8f2b6c1d0e9a7345     # a fake API key to look for
 
-setup() {
-	W=$BATS_TEST_TMPDIR
-	unset CRYPTOCOMPARE_API_KEY DP_CRYPTOCOMPARE_URL
-	SRV_PID=
-}
-
-teardown() {
-	if [[ -n ${SRV_PID:-} ]]; then
-		kill "$SRV_PID" 2>/dev/null || true
-		wait "$SRV_PID" 2>/dev/null || true
-	fi
-	if [[ -n ${BG_PID:-} ]]; then
-		kill -KILL "$BG_PID" 2>/dev/null || true
-		wait "$BG_PID" 2>/dev/null || true
-	fi
-}
+setup() { fetch_setup; }
+teardown() { fetch_teardown; }
 
 # serve SCENARIO: start the fake API with SCENARIO (JSON, see ccserver.py);
 # exports DP_CRYPTOCOMPARE_URL.  Requests are logged to $W/requests.
 serve() {
-	printf '%s\n' "$1" > "$W/scenario.json"
-	python3 "$BATS_TEST_DIRNAME/helpers/ccserver.py" --fixtures "$FIX" \
-		--scenario "$W/scenario.json" --port-file "$W/port" --log "$W/requests" 3>&- &
-	SRV_PID=$!
-	wait_until 10 test -s "$W/port"
-	URL=http://127.0.0.1:$(cat "$W/port")
+	start_server ccserver.py "$1" "$FIX"
+	URL=http://127.0.0.1:$PORT
 	export DP_CRYPTOCOMPARE_URL=$URL
 }
 
@@ -62,37 +44,22 @@ expect_ohlcv() { # FIXTURE FSYM TSYM INTERVAL [jq filter on candles]
 		 volume_from: .volumefrom, volume_to: .volumeto}' "$FIX/$1"
 }
 
-# same EXPECTED: $output must be EXPECTED; shows a diff when it is not.
-same() {
-	[ "$output" = "$1" ] && return 0
-	diff <(printf '%s\n' "$1") <(printf '%s\n' "$output") | head -20
-	return 1
+# The records for the candles of FIXTURE aggregated into candles of SIZE
+# seconds, opening on multiples of SIZE since the epoch, as the API does
+# (and tests/helpers/ccserver.py with aggregate=N), computed here by jq.
+expect_agg() { # FIXTURE FSYM TSYM LABEL SIZE [jq filter on candles]
+	jq -c --arg f "$2" --arg t "$3" --arg i "$4" --argjson n "$5" \
+		'(.Data | if type == "object" then .Data else . end) | group_by(.time - .time % $n) |
+		 map({time: (.[0].time - .[0].time % $n), open: .[0].open, high: (map(.high) | max),
+		      low: (map(.low) | min), close: .[-1].close, volumefrom: (map(.volumefrom) | add),
+		      volumeto: (map(.volumeto) | add)})[] | '"${6:-.}"' |
+		{type: "ohlcv", source: "cryptocompare", fsym: $f, tsym: $t, interval: $i,
+		 ts: (.time | todate), open, high, low, close,
+		 volume_from: .volumefrom, volume_to: .volumeto}' "$FIX/$1"
 }
 
 state_last() { awk '!/^#/ { print $5 }' "$1" 2>/dev/null; }
 state_at_least() { local v; v=$(state_last "$1"); [[ -n $v ]] && ((v >= $2)); }
-
-# signal_in STATE SIG CMD...: run CMD (given --trace-states) in the
-# background, send SIG once the machine entered STATE, and check that it
-# ends within 1.5 s; sets status, output and stderr like bats' run.
-signal_in() {
-	local state=$1 sig=$2 pid
-	shift 2
-	"$@" > "$W/sig.out" 2> "$W/sig.err" < /dev/null &
-	pid=$!
-	BG_PID=$pid
-	wait_until 10 grep -q "\"to\":\"$state\"" "$W/sig.err" || return 1
-	kill -"$sig" "$pid"
-	wait_until 1.5 proc_gone "$pid" || return 1
-	BG_PID=
-	status=0
-	wait "$pid" || status=$?
-	output=$(< "$W/sig.out")
-	stderr=$(< "$W/sig.err")
-}
-
-# last_move: the machine's last transition as "FROM -EVENT-> TO".
-last_move() { grep '^{"cmd"' <<<"$stderr" | tail -1 | jq -r '"\(.from) -\(.event)-> \(.to)"'; }
 
 PRICE_BTC='{"type":"price","source":"cryptocompare","market":"CCCAGG","fsym":"BTC","tsym":"USD","ts":"2026-01-03T03:34:27Z","price":90176.2230825884,"open_24h":88846.1136412025,"high_24h":90940.5362669072,"low_24h":88400.8971197111,"volume_24h":30885.72287551,"volume_24h_to":2771230723.09418,"change_24h":1330.10944138591,"change_pct_24h":1.497093555220034,"mktcap":1800887889241.2793}'
 PRICE_ETH='{"type":"price","source":"cryptocompare","market":"CCCAGG","fsym":"ETH","tsym":"USD","ts":"2026-01-03T03:34:27Z","price":3120.02994706168,"open_24h":3019.37115688818,"high_24h":3148.96201674119,"low_24h":3005.74633061256,"volume_24h":391174.04956232,"volume_24h_to":1207826213.57055,"change_24h":100.65879017350017,"change_pct_24h":3.3337666998594826,"mktcap":376571634175.4037}'
@@ -100,13 +67,14 @@ PRICES='{"routes":{"/data/pricemultifull":[{"file":"saundersconsult__pricemultif
 
 # --- command line -----------------------------------------------------------
 
-@test "--help names both commands; every long option is in the man page and bash completion" {
+@test "--help names the commands; every long option is in the man page and bash completion" {
 	run dp-fetch --help
 	[ "$status" -eq 0 ]
 	[[ $output == *"dp-fetch price --fsyms LIST --tsyms LIST"* ]]
 	[[ $output == *"dp-fetch ohlcv --fsym LIST --tsym LIST --interval INTERVAL"* ]]
+	[[ $output == *"dp-fetch stream --fsyms LIST --tsyms LIST [--channel LIST]"* ]]
 	opts=$(grep -o -- '--[a-z][a-z-]*' <<<"$output" | sort -u)
-	[ "$(wc -l <<<"$opts")" -ge 25 ]
+	[ "$(wc -l <<<"$opts")" -ge 30 ]
 	man=$(sed -e 's/Fl -/--/g' "$DP_ROOT/man/dp-fetch.1")
 	for o in $opts; do
 		grep -q -- "${o}\b" <<<"$man" || { echo "man page lacks $o"; return 1; }
@@ -582,6 +550,82 @@ dp-fetch: no price for BTC/BTCDDD in the response' ]
 	same "$(expect_ohlcv "$DAY" BTC USD 1d 'select(.time >= 1578009600)'; expect_ohlcv "$DAY" ETH USD 1d 'select(.time >= 1578009600)')"
 }
 
+# --- candles of any size ------------------------------------------------------------
+
+@test "15m candles: aggregate=15 on histominute, paged backward, each bucket once and whole" {
+	serve '{"routes":{"/data/v2/histominute":[{"histo":"'$MIN'"}]}}'
+	run --separate-stderr dp-fetch ohlcv --fsym X --tsym USD --interval 15m "${MIN_ALL[@]}" --page-size 50
+	[ "$status" -eq 0 ]
+	same "$(expect_agg "$MIN" X USD 15m 900)"
+	[ "${#lines[@]}" -eq 135 ]
+	[[ ${lines[0]} == '{"type":"ohlcv","source":"cryptocompare","fsym":"X","tsym":"USD","interval":"15m","ts":"2024-12-10T02:30:00Z","open":'* ]]
+	# Every request: aggregate 15, predictable periods, toTs the last
+	# minute of a 15m candle (the whole candle, never one cut short).
+	[ "$(jq -r '"\(.query.aggregate) \(.query.aggregatePredictableTimePeriods) \(.query.limit) \((.query.toTs | tonumber) % 900)"' "$W/requests" | sort -u)" = "15 true 50 840" ]
+	# 3 pages of 51 (one repeated at each boundary), and one that finds nothing older.
+	[ "$(nreq)" -eq 4 ]
+}
+
+@test "15m candles with --state: forward pages, closed by --settle, each candle once across runs" {
+	serve '{"routes":{"/data/v2/histominute":[{"histo":"'$MIN'"}]}}'
+	S=$W/state
+	f() { dp-fetch ohlcv --fsym X --tsym USD --interval 15m --since 2024-12-11T09:00:00Z --state "$S" --page-size 3 "$@"; }
+	# 09:45 ended 3 s ago: not settled, not printed, not recorded.
+	f --now 2024-12-11T10:00:03Z > "$W/run1"
+	[ "$(cat "$W/run1")" = "$(expect_agg "$MIN" X USD 15m 900 'select(.time >= 1733907600 and .time <= 1733909400)')" ]
+	[ "$(grep -v '^#' "$S")" = "X USD 15m - 1733909400 2024-12-11T09:30:00Z" ]
+	f --now 2024-12-11T12:10:00Z > "$W/run2"
+	f --now 2024-12-11T12:10:00Z > "$W/run3"
+	[ ! -s "$W/run3" ]
+	[ "$(cat "$W/run1" "$W/run2")" = "$(expect_agg "$MIN" X USD 15m 900 'select(.time >= 1733907600 and .time < 1733918400)')" ]
+	[ "$(grep -v '^#' "$S")" = "X USD 15m - 1733917500 2024-12-11T11:45:00Z" ]
+	# Pages of 3; the page that reaches the present may hold one more.
+	[ "$(jq -r .query.limit "$W/requests" | sort -u | paste -sd,)" = "1,3,4" ]
+}
+
+@test "4h candles: aggregate=4 on histohour, forward pages of 2 with --state, open at 00, 04, ... UTC" {
+	serve '{"routes":{"/data/v2/histohour":[{"histo":"'$MIN'"}]}}'
+	S=$W/state
+	f() { dp-fetch ohlcv --fsym X --tsym USD --interval 4h --since 2024-12-10T00:00:00Z --state "$S" --page-size 2 "$@"; }
+	f --now 2024-12-11T08:00:10Z > "$W/run1"
+	[ "$(cat "$W/run1")" = "$(expect_agg "$MIN" X USD 4h 14400 'select(.time <= 1733889600)')" ]
+	[ "$(grep -v '^#' "$S")" = "X USD 4h - 1733889600 2024-12-11T04:00:00Z" ]
+	[ "$(jq -r '"\(.path) \(.query.aggregate) \(.query.limit) \((.query.toTs | tonumber) % 14400)"' "$W/requests" | sort -u)" = "/data/v2/histohour 4 2 10800" ]
+	f --now 2024-12-11T16:00:10Z > "$W/run2"
+	f --now 2024-12-11T16:00:10Z > "$W/run3"
+	[ ! -s "$W/run3" ]
+	# The 12:00 candle is the API's newest (the fixture ends in it): open.
+	[ "$(cat "$W/run1" "$W/run2")" = "$(expect_agg "$MIN" X USD 4h 14400 'select(.time < 1733918400)')" ]
+	[ "$(wc -l < "$W/run2")" -eq 1 ]
+	[ "$(jq -r .ts "$W/run1" "$W/run2" | cut -c12- | sort -u | paste -sd' ')" = "00:00:00Z 04:00:00Z 08:00:00Z 12:00:00Z 16:00:00Z 20:00:00Z" ]
+}
+
+@test "4h candles: --settle decides when one is closed; --include-open prints the open one" {
+	serve '{"routes":{"/data/v2/histohour":[{"histo":"'$MIN'"}]}}'
+	f() { dp-fetch ohlcv --fsym X --tsym USD --interval 4h --since 2024-12-11T00:00:00Z "$@"; }
+	# The 04:00 candle ended 3 s ago.
+	run f --now 2024-12-11T08:00:03Z
+	same "$(expect_agg "$MIN" X USD 4h 14400 'select(.time == 1733875200)')"
+	run f --now 2024-12-11T08:00:03Z --settle 2s
+	same "$(expect_agg "$MIN" X USD 4h 14400 'select(.time == 1733875200 or .time == 1733889600)')"
+	run f --now 2024-12-11T08:00:03Z --settle 2s --include-open
+	same "$(expect_agg "$MIN" X USD 4h 14400 'select(.time >= 1733875200 and .time <= 1733904000)')"
+}
+
+@test "1w candles open on Thursdays (epoch-aligned); 2000/aggregate caps a page; misaligned candles exit 65" {
+	serve '{"routes":{"/data/v2/histoday":[{"histo":"'$DAY'","times":2},{"json":{"Response":"Success","Data":{"Data":[{"time":1577664000,"open":1,"high":1,"low":1,"close":1,"volumefrom":1,"volumeto":1}]}}}]}}'
+	WEEKS=(--now 2020-01-20T00:00:00Z --until 2020-01-09T00:00:00Z)
+	run --separate-stderr dp-fetch ohlcv --fsym BTC --tsym USD --interval 1w "${WEEKS[@]}"
+	[ "$status" -eq 0 ]
+	same "$(expect_agg "$DAY" BTC USD 1w 604800)"
+	[ "$(jq -r .ts <<<"$output" | paste -sd' ')" = "2019-12-19T00:00:00Z 2019-12-26T00:00:00Z 2020-01-02T00:00:00Z" ]
+	[ "$(jq -r '"\(.query.aggregate) \(.query.limit)"' "$W/requests" | sort -u)" = "7 285" ]
+	# 2019-12-30 is a Monday: no 1w candle opens then.
+	run --separate-stderr dp-fetch ohlcv --fsym BTC --tsym USD --interval 1w "${WEEKS[@]}"
+	[ "$status" -eq 65 ]
+	[[ $stderr == *': candle 0: "time" 1577664000 is not the start of a 1w interval' ]]
+}
+
 # --- state across runs ------------------------------------------------------------
 
 @test "--state makes runs incremental: each candle once across runs" {
@@ -765,6 +809,8 @@ dp-fetch: no price for BTC/BTCDDD in the response' ]
 	[ "$(grep -v 'STYLE: referenced manual not found' <<<"$output")" = "" ]
 	text=$(mandoc -Tutf8 "$DP_ROOT/man/dp-fetch.1" | col -b)
 	for f in '"type":"price"' volume_24h_to change_pct_24h mktcap '"type":"ohlcv"' volume_from volume_to \
+	         STREAMING '"type":"tick"' '"type":"trade"' 'gap 1: no data from' last_trade_id \
+	         'Thursdays at 00:00 UTC' aggregatePredictableTimePeriods STANDARDS \
 	         'EXIT STATUS' ENVIRONMENT FILES EXAMPLES crontab --settle \
 	         'Do not pipe dp-fetch --state straight into dp-publish(1)' 'WRONG: when dp-publish fails' \
 	         'examples/cron-fetch.sh' 'spool'; do
@@ -775,8 +821,11 @@ dp-fetch: no price for BTC/BTCDDD in the response' ]
 @test "bash completion offers commands, options and intervals" {
 	source "$DP_ROOT/completions/bash/dp-fetch"
 	comp() { COMP_WORDS=("$@"); COMP_CWORD=$((${#COMP_WORDS[@]} - 1)); COMPREPLY=(); _dp_fetch; echo "${COMPREPLY[*]}"; }
-	[ "$(comp dp-fetch '')" = "price ohlcv" ]
-	[ "$(comp dp-fetch ohlcv --interval '')" = "minute hour day" ]
+	[ "$(comp dp-fetch '')" = "price ohlcv stream" ]
+	[ "$(comp dp-fetch stream --channel '')" = "aggregate ticker trade ohlc" ]
+	[[ " $(comp dp-fetch stream --s) " == *" --subs "* ]]
+	[[ " $(comp dp-fetch stream --s) " == *" --stream-url "* ]]
+	[ "$(comp dp-fetch ohlcv --interval '')" = "1m 5m 15m 30m 1h 2h 4h 12h 1d 3d 1w minute hour day" ]
 	[[ " $(comp dp-fetch ohlcv --in) " == *" --include-open "* ]]
 	[[ " $(comp dp-fetch ohlcv --in) " == *" --interval "* ]]
 }

@@ -79,6 +79,31 @@ setup() {
 	[[ $output == *"cannot create a temporary file next to state file "*"/no/such/state: directory "*"/no/such does not exist"* ]]
 }
 
+@test "candle sizes: aggregate, page limit, and toTs at the last base candle" {
+	run "$TEST_LIB" intervals
+	[ "$status" -eq 0 ]
+	[[ $output == *"ok intervals"* ]]
+}
+
+@test "json writer: keys quoted once; the top-level members of a checked object" {
+	run "$TEST_LIB" jsonw
+	[ "$status" -eq 0 ]
+	[[ $output == *"ok jsonw"* ]]
+}
+
+@test "streamer engine: subscriptions, merging, refusals, gaps, duplicate trades, 401, --count" {
+	run "$TEST_LIB" ccstream
+	[ "$status" -eq 0 ]
+	[[ $output == *"ok ccstream"* ]]
+}
+
+@test "WebSocket URLs are checked before connecting" {
+	run "$TEST_LIB" wsurl
+	[ "$status" -eq 0 ]
+	[[ $output == *"invalid URL 'ws://u:p@h/': no user name or password in it"* ]]
+	[[ $output == *"ok ws urls"* ]]
+}
+
 @test "cryptocompare errors are told apart by Message, not by Type alone" {
 	run "$TEST_LIB" ccerrors
 	[ "$status" -eq 0 ]

@@ -19,7 +19,8 @@ object with any of:
     "histo": NAME       a histo endpoint over the candles of fixture NAME (v1
                         or v2 layout): honors limit and toTs like the API
                         (the limit+1 candles at or before toTs, oldest
-                        first, in the v2 envelope)
+                        first, in the v2 envelope), and aggregate (see
+                        below)
     "zero_fill": true   with histo: slots before the first candle are
                         all-zero candles, as the API gives before a coin existed
     "clock": T          with histo: the API's clock, epoch seconds: candles
@@ -34,6 +35,18 @@ object with any of:
     "drop": true        close the connection without answering
     "times": N          answer N requests with this entry (default 1)
 
+Aggregated candles.  With aggregate=N (N > 1) a histo route answers with
+candles of N times the endpoint's interval, derived from the fixture's
+candles as the API documents them: each opens on a whole multiple of its
+size since the epoch (aggregatePredictableTimePeriods, the default), and
+holds the fixture candles whose endpoint-interval candle opens at or before
+toTs (so a toTs inside an aggregated candle gives it cut short, the way the
+API may); open is the first one's open, close the last one's close, high
+the highest, low the lowest, volumes the sums, in time order.  A fixture
+finer than the endpoint (minutes on histohour) is grouped the same way.
+limit counts aggregated candles, and "if limit * aggregate > 2000 we reduce
+the limit param on our side" (the API documentation) is done too.
+
 A path without a route gets the API's "Path does not exist" error (Type 0).
 
 Every request is logged to --log as one JSON line: n, t (epoch seconds),
@@ -42,15 +55,15 @@ auth_scheme (its first word), auth_ok (whether it was "Apikey <expect_key>";
 null without expect_key), ua, accept_encoding.  The key itself is never
 logged.
 """
-import argparse
 import gzip
 import json
 import os
-import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlsplit
+
+import serverlib
 
 STEPS = {"histominute": 60, "histohour": 3600, "histoday": 86400}
 NO_PATH = {"Response": "Error", "Message": "Path does not exist", "Type": 0, "Data": {}}
@@ -91,14 +104,38 @@ class Scenario:
             return self.cache[name]
 
 
+def aggregate(candles, step, size, to):
+    """The aggregated candles of size seconds over candles, up to toTs."""
+    groups = {}
+    for c in candles:
+        if c["time"] - c["time"] % step <= to:
+            groups.setdefault(c["time"] - c["time"] % size, []).append(c)
+    out = []
+    for t in sorted(groups):
+        g = groups[t]
+        out.append({"time": t, "high": max(c["high"] for c in g),
+                    "low": min(c["low"] for c in g), "open": g[0]["open"],
+                    "volumefrom": sum(c["volumefrom"] for c in g),
+                    "volumeto": sum(c["volumeto"] for c in g), "close": g[-1]["close"],
+                    "conversionType": g[0].get("conversionType", "direct"),
+                    "conversionSymbol": g[0].get("conversionSymbol", "")})
+    return out
+
+
 def histo_body(scn, entry, path, query):
     candles = scn.candles(entry["histo"])
     if "clock" in entry:
         candles = [c for c in candles if c["time"] <= int(entry["clock"])]
     step = STEPS.get(path.rsplit("/", 1)[-1], 60)
     limit = int(query.get("limit", "1440"))
+    agg = int(query.get("aggregate", "1"))
     last = candles[-1]["time"] if candles else 0
     to = int(query["toTs"]) if "toTs" in query else last
+    if agg > 1:
+        if limit * agg > 2000:
+            limit = 2000 // agg
+        step *= agg
+        candles = aggregate(candles, step // agg, step, to)
     if entry.get("zero_fill"):
         by_time = {c["time"]: c for c in candles}
         first = candles[0]["time"] if candles else to + step
@@ -115,7 +152,7 @@ def histo_body(scn, entry, path, query):
         sel = [c for c in candles if c["time"] <= to][-(limit + 1):]
     doc = {"Response": "Success", "Message": "", "HasWarning": False, "Type": 100,
            "RateLimit": {},
-           "Data": {"Aggregated": False, "TimeFrom": sel[0]["time"] if sel else to,
+           "Data": {"Aggregated": agg > 1, "TimeFrom": sel[0]["time"] if sel else to,
                     "TimeTo": to, "Data": sel}}
     return json.dumps(doc, separators=(",", ":")).encode()
 
@@ -180,34 +217,18 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True
 
 
-class Server(ThreadingHTTPServer):
+class Server(serverlib.Quiet, ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def handle_error(self, request, client_address):
-        # A client that gave up (timeout) is expected; keep stderr quiet.
-        if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
-            return
-        super().handle_error(request, client_address)
-
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--fixtures", required=True)
-    ap.add_argument("--scenario", required=True)
-    ap.add_argument("--port-file", required=True)
-    ap.add_argument("--log", required=True)
-    a = ap.parse_args()
-    with open(a.scenario) as f:
-        spec = json.load(f)
+    a = serverlib.command_line(__doc__)
+    spec = serverlib.scenario(a)
     srv = Server(("127.0.0.1", 0), Handler)
     srv.scenario = Scenario(spec, a.fixtures)
     srv.log_path = a.log
-    open(a.log, "a").close()
-    tmp = a.port_file + ".tmp"
-    with open(tmp, "w") as f:
-        f.write("%d\n" % srv.server_address[1])
-    os.rename(tmp, a.port_file)
+    serverlib.announce(a, srv.server_address[1])
     srv.serve_forever()
 
 

@@ -25,6 +25,7 @@
 #include "base64.h"
 #include "buf.h"
 #include "cc.h"
+#include "ccstream.h"
 #include "cli.h"
 #include "consumer.h"
 #include "envelope.h"
@@ -33,9 +34,11 @@
 #include "file.h"
 #include "jqfast.h"
 #include "json.h"
+#include "jsonw.h"
 #include "lines.h"
 #include "kafka.h"
 #include "log.h"
+#include "out.h"
 #include "secret.h"
 #include "onerror.h"
 #include "producer.h"
@@ -44,6 +47,7 @@
 #include "pgbin.h"
 #include "pgsink.h"
 #include "timefmt.h"
+#include "ws.h"
 
 #define CHECK(cond) do { if (!(cond)) { \
 	fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
@@ -751,6 +755,228 @@ t_ccseries(void)
 	return 0;
 }
 
+/* Candle sizes: labels, sizes, the aggregate, the page limit, the URL. */
+static int
+t_intervals(void)
+{
+	static const struct { const char *s; int64_t secs; unsigned agg, max; } iv[] = {
+		{ "minute", 60, 1, 2000 }, { "5m", 300, 5, 400 }, { "15m", 900, 15, 133 },
+		{ "30m", 1800, 30, 66 }, { "1h", 3600, 1, 2000 }, { "2h", 7200, 2, 1000 },
+		{ "4h", 14400, 4, 500 }, { "12h", 43200, 12, 166 }, { "day", 86400, 1, 2000 },
+		{ "3d", 259200, 3, 666 }, { "1w", 604800, 7, 285 },
+	};
+	struct dp_buf url = DP_BUF_INIT;
+	enum dp_cc_interval v;
+
+	for (size_t i = 0; i < sizeof(iv) / sizeof(iv[0]); i++) {
+		CHECK(dp_cc_interval_parse(iv[i].s, &v) == 0);
+		CHECK(dp_cc_interval_secs(v) == iv[i].secs && dp_cc_interval_aggregate(v) == iv[i].agg &&
+		      dp_cc_interval_max_limit(v) == iv[i].max);
+	}
+	CHECK(dp_cc_interval_parse("week", &v) < 0 && dp_cc_interval_parse("1M", &v) < 0);
+	/* toTs asks up to the last base candle of the newest candle wanted. */
+	CHECK(dp_cc_interval_parse("4h", &v) == 0);
+	CHECK(dp_cc_url_histo(&url, "http://x", v, "BTC", "USD", NULL, 2, 1733875200) == 0);
+	printf("%s\n", url.data);
+	CHECK(!strcmp(url.data, "http://x/data/v2/histohour?fsym=BTC&tsym=USD&limit=2&aggregate=4"
+	              "&aggregatePredictableTimePeriods=true&toTs=1733886000"));
+	dp_buf_reset(&url);
+	CHECK(dp_cc_interval_parse("1d", &v) == 0);
+	CHECK(dp_cc_url_histo(&url, "http://x", v, "BTC", "USD", "Kraken", 5, 86400) == 0);
+	CHECK(!strcmp(url.data, "http://x/data/v2/histoday?fsym=BTC&tsym=USD&limit=5&toTs=86400&e=Kraken"));
+	dp_buf_free(&url);
+	printf("ok intervals\n");
+	return 0;
+}
+
+static char last_member[64];
+
+static int
+count_member(void *arg, const char *k, size_t kn, const char *v, size_t vn, enum dp_json_type t)
+{
+	(*(int *)arg)++;
+	snprintf(last_member, sizeof(last_member), "%.*s=%.*s", (int)kn, k, (int)vn, v);
+	return t == DP_JSON_TRUE;   /* stop at a true */
+}
+
+/* The record writer's quoted-once keys, and the members of a checked object. */
+static int
+t_jsonw(void)
+{
+	struct dp_buf b = DP_BUF_INIT;
+	struct dp_jw w;
+	struct dp_jw_pkey k1, k2, k3;
+	const char *why;
+	size_t off;
+	int n = 0;
+
+	CHECK(dp_jw_pkey(&k1, "price") == 0 && dp_jw_pkey(&k2, "id") == 0 &&
+	      dp_jw_pkey(&k3, "t") == 0);
+	CHECK(dp_jw_pkey(&k3, "a\"b") < 0);
+	dp_jw_init(&w, &b);
+	dp_jw_obj(&w);
+	dp_jw_praw(&w, &k1, "1.50", 4);
+	dp_jw_pstr(&w, &k2, "a\"b\n", 4);
+	dp_jw_pnull(&w, &k3);
+	dp_jw_kstr(&w, "x", "y");
+	dp_jw_kraw(&w, "q\"", "[1]", 3);
+	dp_jw_end(&w);
+	CHECK(dp_jw_finish(&w) == 0);
+	printf("%s\n", b.data);
+	CHECK(!strcmp(b.data, "{\"price\":1.50,\"id\":\"a\\\"b\\n\",\"t\":null,\"x\":\"y\","
+	              "\"q\\\"\":[1]}"));
+	CHECK(dp_json_check_members(b.data, b.len, count_member, &n, &why, &off) ==
+	      DP_JSON_OBJECT && n == 5);
+	/* Only the top level's members, with their values' whole text. */
+	n = 0;
+	last_member[0] = '\0';
+	CHECK(dp_json_check_members(" { \"a\" : { \"b\": [1, \"]\"] } , \"c\":2 } ", 37,
+	                            count_member, &n, &why, &off) == DP_JSON_OBJECT && n == 2);
+	CHECK(!strcmp(last_member, "\"c\"=2"));
+	n = 0;
+	CHECK(dp_json_check_members("[{\"a\":1}]", 9, count_member, &n, &why, &off) ==
+	      DP_JSON_ARRAY && n == 0);
+	/* The callback stops the scan: invalid, with no reason. */
+	n = 0;
+	CHECK(dp_json_check_members("{\"a\":1,\"b\":true,\"c\":2}", 22, count_member, &n, &why,
+	                            &off) == DP_JSON_INVALID && n == 2 && why == NULL);
+	dp_buf_free(&b);
+	printf("ok jsonw\n");
+	return 0;
+}
+
+/* Feed messages to a streamer engine writing to a file; returns the file's text. */
+static char *
+feed(struct dp_ccs *c, struct dp_out *o, int fd, const char *const *msgs, int *last)
+{
+	static char text[16384];
+	ssize_t n;
+
+	for (; *msgs; msgs++)
+		*last = dp_ccs_message(c, *msgs, strlen(*msgs), 1700000000000);
+	if (dp_out_flush(o) < 0 || lseek(fd, 0, SEEK_SET) < 0 ||
+	    (n = read(fd, text, sizeof(text) - 1)) < 0)
+		return NULL;
+	text[n] = '\0';
+	return text;
+}
+
+static int
+t_ccstream(void)
+{
+	char path[] = "/tmp/dp-test-ccs.XXXXXX";
+	int fd = mkstemp(path), last;
+	struct dp_out *o = dp_out_new(fd, 4096);
+	struct dp_ccs *c = dp_ccs_new(&(struct dp_ccs_opts){ .out = o, .max_records = 5 });
+	struct dp_buf err = DP_BUF_INIT, sub = DP_BUF_INIT;
+	char *out;
+
+	CHECK(fd >= 0 && o && c);
+	unlink(path);
+	/* Subscriptions: checked, no duplicates, types with records only. */
+	CHECK(dp_ccs_subscribe(c, "5~CCCAGG~BTC", &err) < 0);
+	CHECK(dp_ccs_subscribe(c, "11~BTC", &err) < 0 && strstr(dp_buf_str(&err), "type 11"));
+	CHECK(dp_ccs_subscribe(c, "24~CCCAGG~BTC~USD~X", &err) < 0);
+	CHECK(dp_ccs_subscribe(c, "5~CC CAGG~BTC~USD", &err) < 0);
+	CHECK(dp_ccs_subscribe_list(c, "5~CCCAGG~BTC~USD,0~Coinbase~BTC~USD", &err) == 0);
+	CHECK(dp_ccs_subscribe(c, "5~cccagg~btc~usd", &err) < 0 && strstr(dp_buf_str(&err), "twice"));
+	CHECK(dp_ccs_subscribe_pairs(c, "trade", NULL, NULL, 0, NULL, 0, "m", &err) < 0 &&
+	      strstr(dp_buf_str(&err), "needs --market"));
+	CHECK(dp_ccs_connected(c, &sub) == 0);
+	printf("%s\n", sub.data);
+	CHECK(!strcmp(sub.data, "{\"action\":\"SubAdd\",\"subs\":[\"5~CCCAGG~BTC~USD\","
+	              "\"0~Coinbase~BTC~USD\"]}"));
+	/* Acks, TYPE as a number or a string; a partial update before the full one. */
+	static const char *const m1[] = {
+		"{\"TYPE\":16,\"MESSAGE\":\"SUBSCRIBECOMPLETE\",\"SUB\":\"5~CCCAGG~BTC~USD\"}",
+		"{\"TYPE\":\"5\",\"MARKET\":\"CCCAGG\",\"FROMSYMBOL\":\"BTC\",\"TOSYMBOL\":\"USD\","
+		"\"FLAGS\":\"1\",\"PRICE\":\"10.5\"}",
+		NULL,
+	};
+	CHECK((out = feed(c, o, fd, m1, &last)) && last == DP_CCS_NOTHING);
+	printf("%s", out);
+	CHECK(strstr(out, "\"ts\":null,\"price\":10.5,\"bid\":null,") && strstr(out, "\"flags\":1}"));
+	static const char *const m2[] = {
+		"{\"TYPE\":\"500\",\"MESSAGE\":\"INVALID_SUB\",\"PARAMETER\":\"0~Coinbase~BTC~USD\","
+		"\"INFO\":\"no\"}",
+		NULL,
+	};
+	CHECK(feed(c, o, fd, m2, &last) && last == DP_CCS_SUBSCRIBED);
+	CHECK(dp_ccs_stats(c)->refused == 1 && dp_ccs_stats(c)->active == 1);
+	/* A gap: lost, then the next data ends it. */
+	dp_ccs_lost(c, 1700000000000, "test");
+	static const char *const m3[] = {
+		"{\"TYPE\":\"5\",\"MARKET\":\"CCCAGG\",\"FROMSYMBOL\":\"BTC\",\"TOSYMBOL\":\"USD\","
+		"\"FLAGS\":4,\"LASTUPDATE\":1700000000,\"OPENDAY\":9}",
+		"not json", "[]", "{\"TYPE\":\"x\"}",
+		NULL,
+	};
+	CHECK((out = feed(c, o, fd, m3, &last)) && last == DP_CCS_NOTHING);
+	CHECK(strstr(out, "\"ts\":\"2023-11-14T22:13:20Z\",\"price\":10.5,") &&
+	      strstr(out, "\"open_day\":9,"));
+	CHECK(dp_ccs_stats(c)->gaps == 1 && dp_ccs_stats(c)->malformed == 3);
+	/* The refused subscription is not asked for again. */
+	dp_buf_reset(&sub);
+	CHECK(dp_ccs_connected(c, &sub) == 0 && !strstr(sub.data, "Coinbase"));
+	/* Trades: the same id twice is printed once; max_records ends it. */
+	static const char *const m4[] = {
+		"{\"TYPE\":\"0\",\"M\":\"Coinbase\",\"FSYM\":\"BTC\",\"TSYM\":\"USD\",\"F\":\"2\","
+		"\"ID\":7,\"TS\":1700000000,\"TSNS\":5000000,\"Q\":1,\"P\":2,\"TOTAL\":2}",
+		"{\"TYPE\":\"0\",\"M\":\"Coinbase\",\"FSYM\":\"BTC\",\"TSYM\":\"USD\",\"F\":\"2\","
+		"\"ID\":7,\"TS\":1700000000,\"Q\":1,\"P\":2,\"TOTAL\":2}",
+		"{\"TYPE\":\"0\",\"M\":\"Coinbase\",\"FSYM\":\"BTC\",\"TSYM\":\"USD\",\"F\":\"1\","
+		"\"ID\":\"8\",\"TS\":1700000001,\"Q\":1,\"P\":3,\"TOTAL\":3}",
+		NULL,
+	};
+	CHECK((out = feed(c, o, fd, m4, &last)) && last == DP_CCS_NOTHING);
+	CHECK(dp_ccs_stats(c)->duplicates == 1);
+	CHECK(strstr(out, "\"ts\":\"2023-11-14T22:13:20.005Z\",\"id\":\"7\",\"side\":\"buy\","));
+	static const char *const m5[] = {
+		"{\"TYPE\":\"401\",\"MESSAGE\":\"UNAUTHORIZED\",\"PARAMETER\":\"format\"}", NULL,
+	};
+	CHECK(feed(c, o, fd, m5, &last) && last == DP_CCS_UNAUTHORIZED);
+	CHECK(!strcmp(dp_ccs_reason(c), "401 UNAUTHORIZED (parameter format)"));
+	static const char *const m6[] = { m4[2], NULL };
+	CHECK(feed(c, o, fd, m6, &last) && last == DP_CCS_NOTHING && dp_ccs_stats(c)->duplicates == 2);
+	static const char *const m7[] = {
+		"{\"TYPE\":\"0\",\"M\":\"Coinbase\",\"FSYM\":\"BTC\",\"TSYM\":\"USD\",\"ID\":\"9\","
+		"\"TS\":1700000002}", NULL,
+	};
+	CHECK(feed(c, o, fd, m7, &last) && last == DP_CCS_DONE && dp_ccs_stats(c)->records == 5);
+	dp_ccs_free(c);
+	dp_out_free(o);
+	close(fd);
+	dp_buf_free(&err);
+	dp_buf_free(&sub);
+	printf("ok ccstream\n");
+	return 0;
+}
+
+static int
+t_wsurl(void)
+{
+	static const char *const good[] = {
+		"ws://127.0.0.1:8080/v2", "wss://streamer.cryptocompare.com/v2", "ws://h",
+		"ws://[::1]:9/x?y=1", NULL,
+	};
+	static const char *const bad[] = {
+		"http://h", "ws://", "ws://h:0/", "ws://h:70000", "ws://u:p@h/", "ws://h/a b",
+		"ws://[::1/", "ws://h#f", NULL,
+	};
+	struct dp_buf err = DP_BUF_INIT;
+
+	for (const char *const *u = good; *u; u++)
+		CHECK(dp_ws_check_url(*u, &err) == 0);
+	for (const char *const *u = bad; *u; u++) {
+		dp_buf_reset(&err);
+		CHECK(dp_ws_check_url(*u, &err) < 0);
+		printf("%s\n", dp_buf_str(&err));
+	}
+	dp_buf_free(&err);
+	printf("ok ws urls\n");
+	return 0;
+}
+
 /* Write s (n bytes) to a fresh file in dir; returns its path (static). */
 static const char *
 secret_file(const char *dir, const char *s, size_t n)
@@ -1450,6 +1676,8 @@ main(int argc, char **argv)
 		{ "lines_bad", t_lines_bad }, { "lines_swap", t_lines_swap }, { "json", t_json }, { "expr", t_expr },
 		{ "parse", t_parse }, { "base64", t_base64 }, { "jqfast", t_jqfast },
 		{ "times", t_times }, { "backoff", t_backoff }, { "file", t_file },
+		{ "intervals", t_intervals }, { "jsonw", t_jsonw }, { "ccstream", t_ccstream },
+		{ "wsurl", t_wsurl },
 		{ "ccerrors", t_ccerrors }, { "ccseries", t_ccseries }, { "secret", t_secret },
 		{ "lines_cap", t_lines_cap }, { "envelope_ts", t_envelope_ts },
 		{ "expr_limit", t_expr_limit },
