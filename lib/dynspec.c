@@ -6,10 +6,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pwd.h>
 #include <sys/random.h>
 #include <unistd.h>
 
 #include "dynspec.h"
+#include "exit.h"
 #include "json.h"
 #include "jsonw.h"
 #include "timefmt.h"
@@ -23,6 +25,36 @@ dp_dyn_state_name(enum dp_dyn_state s)
 	case DP_DYN_RETIRED:  return "retired";
 	default:              return "unknown";
 	}
+}
+
+static const char *const reject_names[] = {
+	[DP_DYN_OK] = NULL, [DP_DYN_BAD_NAME] = "name", [DP_DYN_BAD_FILTER] = "filter",
+	[DP_DYN_BAD_PARTITIONS] = "partitions", [DP_DYN_TOO_MANY] = "topics",
+	[DP_DYN_NO_SOURCE] = "source", [DP_DYN_BAD_CONFIG] = "config", [DP_DYN_EXISTS] = "exists",
+	[DP_DYN_OTHER] = "other",
+};
+
+const char *
+dp_dyn_reject_name(enum dp_dyn_reject r)
+{
+	return (size_t)r < sizeof(reject_names) / sizeof(reject_names[0]) ? reject_names[r] : NULL;
+}
+
+int
+dp_dyn_reject_status(enum dp_dyn_reject r)
+{
+	switch (r) {
+	case DP_DYN_OK:             return DP_EX_OK;
+	case DP_DYN_BAD_NAME:       return DP_EX_INVALID;
+	case DP_DYN_BAD_FILTER:
+	case DP_DYN_OTHER:          return DP_EX_DATAERR;
+	case DP_DYN_BAD_PARTITIONS:
+	case DP_DYN_TOO_MANY:       return DP_EX_CAPACITY;
+	case DP_DYN_NO_SOURCE:      return DP_EX_NOTFOUND;
+	case DP_DYN_BAD_CONFIG:     return DP_EX_CONFIG;
+	case DP_DYN_EXISTS:         return DP_EX_EXISTS;
+	}
+	return DP_EX_DATAERR;
 }
 
 /* ---- reading ------------------------------------------------------------ */
@@ -243,6 +275,15 @@ dp_dyn_spec_parse(const char *json, size_t n, struct dp_dyn_spec *s, struct dp_b
 	get_time(&r, "created_at", &s->created_at);
 	get_time(&r, "updated_at", &s->updated_at);
 	get_string(&r, "reason", false, &s->reason);
+	char *why = NULL;
+	get_string(&r, "rejected_for", false, &why);
+	for (size_t i = 1; why && i < sizeof(reject_names) / sizeof(reject_names[0]); i++)
+		if (!strcmp(why, reject_names[i]))
+			s->rejected_for = (enum dp_dyn_reject)i;
+	/* A reason this reader does not know is still a rejection. */
+	if (why && !s->rejected_for)
+		s->rejected_for = DP_DYN_OTHER;
+	free(why);
 	get_time(&r, "delete_at", &s->delete_at);
 	s->partitions = (int32_t)parts;
 	if (!r.bad && state) {
@@ -374,6 +415,8 @@ dp_dyn_spec_json(struct dp_buf *out, const struct dp_dyn_spec *s)
 	time_member(&w, "created_at", s->created_at);
 	time_member(&w, "updated_at", s->updated_at);
 	dp_jw_kstr(&w, "reason", s->reason);
+	dp_jw_kstr(&w, "rejected_for", dp_dyn_reject_name(s->rejected_for));
+
 	time_member(&w, "delete_at", s->delete_at);
 	dp_jw_end(&w);
 	return dp_jw_finish(&w);
@@ -452,7 +495,10 @@ dp_dyn_requester(char *buf, size_t size)
 {
 	char host[256] = "?";
 	const char *user = getenv("USER");
+	struct passwd *pw;
 
+	if (!user || !*user)
+		user = (pw = getpwuid(geteuid())) ? pw->pw_name : NULL;
 	gethostname(host, sizeof(host) - 1);
 	host[sizeof(host) - 1] = '\0';
 	snprintf(buf, size, "%s@%s:%ld", user && *user ? user : "?", host, (long)getpid());

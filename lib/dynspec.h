@@ -19,9 +19,10 @@
  * (key: the topic name; a tombstone means the topic is gone):
  *   {"topic":"dyn.btc-eur","state":"active","filter":"...","source":"prices",
  *    "partitions":1,"config":{...},"request_id":"...","requested_by":"...",
- *    "created_at":"...","updated_at":"...","reason":null,"delete_at":null}
- * state is "active", "rejected" (reason says why) or "retired" (delete_at
- * says when the topic goes).
+ *    "created_at":"...","updated_at":"...","reason":null,"rejected_for":null,
+ *    "delete_at":null}
+ * state is "active", "rejected" (reason says why, rejected_for what) or
+ * "retired" (delete_at says when the topic goes).
  *
  * Records are checked with json.h's scanner, the one definition of JSON
  * every dp path shares.  All strings in the structs are owned and
@@ -38,6 +39,23 @@
 #include "cli.h"
 
 enum dp_dyn_state { DP_DYN_NONE = 0, DP_DYN_ACTIVE, DP_DYN_REJECTED, DP_DYN_RETIRED };
+
+/*
+ * What a rejected request got wrong ("rejected_for" in the spec), so that
+ * a requester can tell the cases apart without reading the reason: each
+ * has its own exit status in dp-coord request (dp_dyn_reject_status).
+ */
+enum dp_dyn_reject {
+	DP_DYN_OK = 0,
+	DP_DYN_BAD_NAME,        /* "name": not a legal name, or not allowed (82) */
+	DP_DYN_BAD_FILTER,      /* "filter": does not compile as jq (65) */
+	DP_DYN_BAD_PARTITIONS,  /* "partitions": more than the coordinator allows (83) */
+	DP_DYN_TOO_MANY,        /* "topics": as many active as allowed already (83) */
+	DP_DYN_NO_SOURCE,       /* "source": the source topic does not exist (81) */
+	DP_DYN_BAD_CONFIG,      /* "config": the broker refused a topic config (78) */
+	DP_DYN_EXISTS,          /* "exists": a topic of that name exists otherwise (80) */
+	DP_DYN_OTHER,           /* "other", or a reason this reader does not know (65) */
+};
 enum dp_dyn_action { DP_DYN_CREATE = 1, DP_DYN_RETIRE };
 
 struct dp_dyn_spec {
@@ -53,6 +71,7 @@ struct dp_dyn_spec {
 	int64_t created_at;         /* ms since the epoch; -1 unknown */
 	int64_t updated_at;
 	char *reason;               /* rejected: why; else NULL */
+	enum dp_dyn_reject rejected_for;
 	int64_t delete_at;          /* retired: when the topic is deleted; -1 none */
 };
 
@@ -71,6 +90,8 @@ struct dp_dyn_request {
 };
 
 const char *dp_dyn_state_name(enum dp_dyn_state s);   /* "active", ...; static */
+const char *dp_dyn_reject_name(enum dp_dyn_reject r);  /* "name", ...; static */
+int dp_dyn_reject_status(enum dp_dyn_reject r);        /* an exit status (exit.h) */
 
 /*
  * Parse a registry value (or a request).  Returns 0, or -1 with the

@@ -222,6 +222,52 @@ dp_registry_poll(struct dp_registry *r, int timeout_ms, struct dp_buf *err)
 	}
 }
 
+/* The offset of the next registry record the view will take; -1 unknown. */
+static int64_t
+next_offset(const struct dp_registry *r)
+{
+	size_t n;
+	struct dp_consumer_part *const *parts = dp_consumer_parts(r->c, &n);
+
+	for (size_t i = 0; i < n; i++)
+		if (parts[i]->partition == 0)
+			return parts[i]->next;
+	return -1;
+}
+
+int
+dp_registry_sync(struct dp_registry *r, int64_t offset, struct dp_buf *err)
+{
+	int64_t timeout = r->conf.common->timeout_ms;
+	int64_t deadline = dp_time_mono_ms() + timeout;
+	int st;
+
+	if (offset < 0) {
+		int64_t lo, hi;
+		st = dp_kafka_watermarks(dp_consumer_rk(r->c), r->conf.topic, 0, (int)timeout,
+		                         &lo, &hi, err);
+		if (st)
+			return st;
+		if (hi <= lo)
+			return 0;
+		offset = hi - 1;
+	}
+	while (next_offset(r) <= offset) {
+		if ((st = dp_registry_poll(r, 100, err)) != 0)
+			return st;
+		if (r->progress)
+			deadline = dp_time_mono_ms() + timeout;
+		else if (dp_time_mono_ms() >= deadline) {
+			char d[48];
+			dp_buf_msgf(err, "cannot read registry '%s' up to offset %lld: no answer "
+			            "within %s", r->conf.topic, (long long)offset,
+			            dp_duration_format(timeout, d));
+			return DP_EX_UNAVAILABLE;
+		}
+	}
+	return 0;
+}
+
 int
 dp_registry_load(struct dp_registry *r, struct dp_buf *err)
 {

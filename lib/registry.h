@@ -74,6 +74,15 @@ int dp_registry_load(struct dp_registry *r, struct dp_buf *err);
  */
 int dp_registry_poll(struct dp_registry *r, int timeout_ms, struct dp_buf *err);
 
+/*
+ * Poll until the view holds every registry record up to offset (-1: up
+ * to the registry's end as it is now), within --timeout.  A coordinator
+ * that takes over syncs before it decides anything, and one that wrote a
+ * record syncs to the record's offset before the next decision.  Returns
+ * 0, DP_KAFKA_STOPPED, or an exit status with a message in err.
+ */
+int dp_registry_sync(struct dp_registry *r, int64_t offset, struct dp_buf *err);
+
 /* The spec of topic, or NULL (borrowed until the next load or poll). */
 const struct dp_dyn_spec *dp_registry_get(const struct dp_registry *r, const char *topic);
 

@@ -13,6 +13,7 @@
 
 #include "backoff.h"
 #include "log.h"
+#include "sig.h"
 #include "supervise.h"
 #include "timefmt.h"
 
@@ -75,6 +76,26 @@ dp_sup_has(const struct dp_sup *s, const char *key)
 	return c && !c->stopping && (c->pid || c->restart_at);
 }
 
+/* arg with every "{}" replaced by key (as GNU find -exec does), malloc'd. */
+static char *
+substitute(const char *arg, const char *key)
+{
+	struct dp_buf b = DP_BUF_INIT;
+	const char *p = arg, *q;
+
+	while ((q = strstr(p, "{}")) != NULL) {
+		if (dp_buf_add(&b, p, (size_t)(q - p)) < 0 || dp_buf_addstr(&b, key) < 0)
+			goto fail;
+		p = q + 2;
+	}
+	if (dp_buf_addstr(&b, p) < 0)
+		goto fail;
+	return dp_buf_detach(&b, NULL);
+fail:
+	dp_buf_free(&b);
+	return NULL;
+}
+
 /* In the child: stderr to the pipe, DP_TOPIC, {} replaced; never returns. */
 static void
 exec_child(const struct dp_sup *s, const char *key, int err_w)
@@ -84,7 +105,8 @@ exec_child(const struct dp_sup *s, const char *key, int err_w)
 	if (dup2(err_w, STDERR_FILENO) < 0 || !argv)
 		_exit(127);
 	for (size_t i = 0; i < s->argc; i++)
-		argv[i] = strcmp(s->argv[i], "{}") == 0 ? (char *)key : s->argv[i];
+		if (!(argv[i] = substitute(s->argv[i], key)))
+			_exit(127);
 	if (setenv("DP_TOPIC", key, 1) < 0)
 		_exit(127);
 	/* The handlers of the parent are not the child's business. */
@@ -237,7 +259,8 @@ reaped(struct dp_sup *s, struct child *c, int wstatus)
 		dp_info("'%s': child killed by signal %d", c->key, WTERMSIG(wstatus));
 	else
 		dp_info("'%s': child exited with status %d", c->key, WEXITSTATUS(wstatus));
-	if (c->stopping || (!failed && !c->restart_at))
+	/* A signal to us means stop: a child that died of it too is not restarted. */
+	if (c->stopping || dp_sig_stop || (!failed && !c->restart_at))
 		return;
 	if (now - c->started_ms >= s->max_backoff_ms)
 		dp_backoff_reset(&c->backoff);

@@ -10,7 +10,9 @@
  * children stay apart; stdout and stdin are inherited.
  *
  * Children see the key in the environment variable DP_TOPIC, and every
- * argument that is exactly "{}" is replaced by it (as find -exec does).
+ * "{}" in an argument is replaced by it (as GNU find -exec does), so
+ * `sh -c 'dp-tail -t {}'` works.  After SIGINT or SIGTERM (sig.h) no
+ * child is restarted: a terminal's Ctrl-C reaches the children too.
  *
  * Single-threaded: call dp_sup_poll() from the loop that owns it.  SIGCHLD
  * is not used (children are reaped by polling), so the caller's signal
