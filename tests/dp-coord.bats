@@ -421,7 +421,7 @@ dyn.w2 deleted" ]
 	dp-topic delete dyn.n -o json >/dev/null
 }
 
-@test "a requests topic deleted under the coordinators ends them with an error" {
+@test "a registry deleted under the coordinators and readers ends them with an error" {
 	serve_start 1
 	serve_active 1
 	serve_start 2
@@ -431,27 +431,25 @@ dyn.w2 deleted" ]
 	dp-coord watch --trace-states >/dev/null 2>"$W/watch.err" &
 	WATCH_PID=$!
 	wait_until 10 grep -q '"to":"watching"' "$W/watch.err"
-	dp-topic delete "$DP_REQUESTS" "$DP_REGISTRY" -o json >/dev/null
+	dp-topic delete "$DP_REGISTRY" -o json >/dev/null
 	for n in 1 2; do
 		wait_until 60 proc_gone "${SERVES[$n]}"
 		rc=0
 		wait "${SERVES[$n]}" || rc=$?
-		[ "$rc" -ne 0 ]
+		[ "$rc" -eq 69 ]
 		grep -q '"event":"FATAL","to":"stopping"' "$W/serve$n.err"
 		traced "$n" stopping FATAL failed
 	done
+	grep -q "registry: .*topic does not exist" "$W/serve1.err"
 	SERVES=()
-	wait_until 60 proc_gone "$WATCH_PID"
-	rc=0
-	wait "$WATCH_PID" || rc=$?
-	WATCH_PID=
-	[ "$rc" -ne 0 ]
+	for pid in $WATCH_PID $RUN_PID; do
+		wait_until 60 proc_gone "$pid"
+		rc=0
+		wait "$pid" || rc=$?
+		[ "$rc" -eq 69 ]
+	done
+	WATCH_PID= RUN_PID=
 	grep -q '"from":"watching","event":"lost","to":"failed"' "$W/watch.err"
-	wait_until 60 proc_gone "$RUN_PID"
-	rc=0
-	wait "$RUN_PID" || rc=$?
-	RUN_PID=
-	[ "$rc" -ne 0 ]
 }
 
 @test "an unreachable cluster: serve and the readers exit 69" {
