@@ -95,6 +95,8 @@ struct coord {
 	struct dp_consumer_part *req_part;
 	int64_t req_offset;
 	bool assigned;                  /* the requests partition is ours */
+	unsigned revokes;               /* times it was taken away */
+	unsigned revokes_seen;          /* ... as far as the machine knows */
 	char *deleting;                 /* a retired topic being deleted; owned */
 	char *notice_key;               /* the registry record to write; owned */
 	struct dp_buf notice;           /* its value; empty for a tombstone */
@@ -590,8 +592,13 @@ on_revoked(struct dp_consumer *cons, void *arg, struct dp_consumer_part **parts,
 {
 	struct coord *c = arg;
 
-	/* A request not committed yet is the next owner's to redo. */
+	/*
+	 * A request not committed yet is the next owner's to redo.  Counted:
+	 * an eager rebalance may give the partition back within the same
+	 * poll, and the machine must still pass through standby.
+	 */
 	c->assigned = false;
+	c->revokes++;
 	if (c->have_req) {
 		dp_dyn_request_clear(&c->req);
 		c->have_req = false;
@@ -744,6 +751,7 @@ act_standby(struct dp_fsm *m, void *ctx)
 		if (ev > 0)
 			return ev;
 		if (c->assigned) {
+			c->revokes_seen = c->revokes;
 			/* Decide nothing before the view holds what the last owner wrote. */
 			int st = dp_registry_sync(c->reg, -1, &c->err);
 			if (st == DP_KAFKA_STOPPED)
@@ -787,10 +795,10 @@ act_listen(struct dp_fsm *m, void *ctx)
 	for (;;) {
 		if (dp_sig_stop)
 			return E_SIGNAL;
+		if (!c->assigned || c->revokes != c->revokes_seen)
+			return E_REVOKED;
 		if (c->have_req)
 			return request_event(c);
-		if (!c->assigned)
-			return E_REVOKED;
 		if (c->deleting)
 			return E_DELETE_DUE;
 		const struct dp_dyn_spec *d = due(c);
@@ -1053,20 +1061,38 @@ act_client_connect(struct dp_fsm *m, void *ctx)
 	const struct dp_registry_conf rconf = { &c->common, c->registry, NULL, NULL };
 	int st;
 
-	if (!(c->reg = dp_registry_new(&rconf, err, &st)))
-		st = st ? st : DP_EX_SOFTWARE;
-	if (st == 0)
-		st = dp_registry_load(c->reg, err);
-	if (st == DP_EX_NOTFOUND) {
+	/*
+	 * With --wait, a coordinator that is only starting (its topics not
+	 * made yet) is waited for, as its answer would be.
+	 */
+	int64_t deadline = dp_time_mono_ms() + (c->wait ? c->wait_ms : 0);
+	for (;;) {
+		if (!(c->reg = dp_registry_new(&rconf, err, &st)))
+			st = st ? st : DP_EX_SOFTWARE;
+		if (st == 0)
+			st = dp_registry_load(c->reg, err);
+		if (st == 0 && !(c->prod = dp_producer_new(&pconf, err, &st)))
+			st = st ? st : DP_EX_SOFTWARE;
+		if (st == 0)
+			st = dp_producer_connect(c->prod, NULL, 0, err);
+		if (st != DP_EX_NOTFOUND || dp_time_mono_ms() >= deadline)
+			break;
+		dp_registry_free(c->reg);
+		dp_producer_free(c->prod);
+		c->reg = NULL;
+		c->prod = NULL;
+		dp_buf_reset(err);
+		if (dp_backoff_sleep(200, &dp_sig_stop) < 0) {
+			st = DP_KAFKA_STOPPED;
+			break;
+		}
+	}
+	if (st == DP_EX_NOTFOUND && !c->prod) {
 		dp_buf_reset(err);
 		dp_buf_msgf(err, "registry '%s' does not exist: no dp-coord serve has run on this "
 		            "cluster", c->registry);
 		st = DP_EX_UNAVAILABLE;
 	}
-	if (st == 0 && !(c->prod = dp_producer_new(&pconf, err, &st)))
-		st = st ? st : DP_EX_SOFTWARE;
-	if (st == 0)
-		st = dp_producer_connect(c->prod, NULL, 0, err);
 	if (st == DP_KAFKA_STOPPED || dp_sig_stop)
 		return QE_SIGNAL;
 	if (st) {
