@@ -708,6 +708,94 @@ out:
 	return status;
 }
 
+/* Does the existing topic match spec?  0, or a status with res failed. */
+static int
+matches(rd_kafka_t *rk, const struct dp_admin_spec *spec, int timeout_ms,
+        struct dp_admin_result *res)
+{
+	struct dp_admin_topics md;
+	struct dp_admin_configs cfg;
+	struct dp_buf err = DP_BUF_INIT;
+	const char *names[1] = { spec->name };
+	int st = dp_admin_list(rk, timeout_ms, &md, &err);
+
+	memset(&cfg, 0, sizeof(cfg));
+	if (st) {
+		dp_admin_result_fail(res, st, 0, "%s", dp_buf_str(&err));
+		goto out;
+	}
+	const struct dp_admin_topic *t = dp_admin_topics_find(&md, spec->name);
+	if (!t) {
+		/* Deleted between the two requests: let the caller try again. */
+		st = DP_EX_UNAVAILABLE;
+		dp_admin_result_fail(res, st, 0, "topic exists but is not in the metadata");
+		goto out;
+	}
+	if (spec->partitions > 0 && t->npartitions != spec->partitions) {
+		st = DP_EX_EXISTS;
+		dp_admin_result_fail(res, st, RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS,
+		                     "topic exists with %d partitions, not %d", t->npartitions,
+		                     (int)spec->partitions);
+		goto out;
+	}
+	if (spec->nconfig) {
+		st = dp_admin_describe_configs(rk, names, 1, timeout_ms, &cfg);
+		if (st || cfg.res.status) {
+			st = st ? st : cfg.res.status;
+			dp_admin_result_fail(res, st, cfg.res.err, "%s",
+			                     cfg.res.error ? cfg.res.error : "cannot describe");
+			goto out;
+		}
+		for (size_t i = 0; i < spec->nconfig; i++) {
+			const struct dp_admin_config *c = dp_admin_configs_find(&cfg, spec->config[i].key);
+			if (!c || !c->value || strcmp(c->value, spec->config[i].value) != 0) {
+				st = DP_EX_EXISTS;
+				dp_admin_result_fail(res, st, RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS,
+				                     "topic exists with %s=%s, not %s",
+				                     spec->config[i].key,
+				                     c && c->value ? c->value : "(unset)",
+				                     spec->config[i].value);
+				goto out;
+			}
+		}
+	}
+out:
+	dp_admin_configs_clear(&cfg);
+	dp_admin_topics_clear(&md);
+	dp_buf_free(&err);
+	return st;
+}
+
+int
+dp_admin_ensure(rd_kafka_t *rk, const struct dp_admin_spec *spec, int timeout_ms,
+                struct dp_admin_result *res, bool *created)
+{
+	struct dp_buf err = DP_BUF_INIT;
+	int st = dp_admin_create(rk, spec, 1, false, timeout_ms, res);
+
+	*created = false;
+	if (st == 0 && res->status == 0) {
+		*created = true;
+	} else if (res->err == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
+		dp_admin_result_clear(res);
+		res->name = strdup(spec->name);
+		if (!res->name)
+			return DP_EX_SOFTWARE;
+		if ((st = matches(rk, spec, timeout_ms, res)) != 0)
+			return st;
+	} else {
+		return res->status ? res->status : st;
+	}
+	/* Usable when we return: the metadata shows it (see dp_kafka_probe). */
+	st = dp_kafka_probe(rk, spec->name, timeout_ms, NULL, &err);
+	if (st == DP_KAFKA_STOPPED)
+		st = DP_EX_TEMPFAIL;
+	if (st)
+		dp_admin_result_fail(res, st, 0, "%s", dp_buf_str(&err));
+	dp_buf_free(&err);
+	return st;
+}
+
 int
 dp_admin_delete(rd_kafka_t *rk, const char *const *names, size_t n, int timeout_ms,
                 struct dp_admin_result *res)

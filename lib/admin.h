@@ -166,6 +166,21 @@ const struct dp_admin_topic *dp_admin_topics_find(const struct dp_admin_topics *
 int dp_admin_create(rd_kafka_t *rk, const struct dp_admin_spec *specs, size_t n,
                     bool validate_only, int timeout_ms, struct dp_admin_result *res);
 
+/*
+ * Create spec's topic, or accept the one already there when it matches
+ * the spec: the same partition count (when the spec gives one) and, for
+ * each config the spec gives, the same value.  Returns once the topic
+ * shows in the cluster's metadata, so it can be used at once.  Returns 0
+ * with *created telling which happened, or an exit status with the
+ * message in res: DP_EX_EXISTS when a topic of that name exists with
+ * another spec (the message names the difference), the statuses of
+ * dp_admin_create otherwise.  res is filled in either way (caller clears).
+ * This is what makes dp-coord's create idempotent: asking again for what
+ * exists is success, asking for something else under its name is not.
+ */
+int dp_admin_ensure(rd_kafka_t *rk, const struct dp_admin_spec *spec, int timeout_ms,
+                    struct dp_admin_result *res, bool *created);
+
 /* DeleteTopics.  res[n] in name order. */
 int dp_admin_delete(rd_kafka_t *rk, const char *const *names, size_t n, int timeout_ms,
                     struct dp_admin_result *res);

@@ -64,6 +64,12 @@ dp_cmd_main(const struct dp_cmd *cmd, void *ctx, struct dp_common *common,
 		status = dp_cmd_usage_hint();
 		goto out;
 	}
+	if (cmd->machines && common->dot) {
+		for (size_t i = 0; cmd->machines[i]; i++)
+			dp_fsm_dot(cmd->machines[i], stdout);
+		status = 0;
+		goto out;
+	}
 	if ((status = dp_cli_answer(common, cmd->usage, cmd->machine)) >= 0)
 		goto out;
 	if (cmd->validate && cmd->validate(ctx) < 0) {
@@ -83,7 +89,8 @@ dp_cmd_main(const struct dp_cmd *cmd, void *ctx, struct dp_common *common,
 		status = DP_EX_SOFTWARE;
 		goto out;
 	}
-	dp_fsm_init(m, cmd->machine, common->trace_states);
+	dp_fsm_init(m, cmd->machines ? cmd->machines[cmd->choose ? cmd->choose(ctx) : 0]
+	                             : cmd->machine, common->trace_states);
 	if (cmd->open && (status = cmd->open(ctx)) != 0)
 		goto out;
 

@@ -36,6 +36,14 @@ struct dp_cmd {
 	 * runs another part of the machine); NULL: .start.  Called after
 	 * open. */
 	int (*start_event)(void *ctx);
+	/*
+	 * A command with subcommands that behave differently has a machine
+	 * for each: machines (NULL-terminated) replaces machine, --dot draws
+	 * every one, first to last, and choose (after validate) says which
+	 * one runs.  Each machine's start event is start.
+	 */
+	const struct dp_fsm_def *const *machines;
+	size_t (*choose)(void *ctx);
 	size_t outbuf;                          /* stdout buffer; 0: 64 KiB */
 
 	/* Options into ctx; other options go to dp_cli_common().  0, or -1

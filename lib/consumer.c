@@ -60,6 +60,7 @@ struct dp_consumer {
 	size_t wake_next;
 
 	rd_kafka_queue_t *commitq;       /* results of asynchronous commits */
+	bool topic_gone;                 /* a subscribed topic was deleted */
 	int64_t reset_offset;            /* auto.offset.reset as a logical offset */
 
 	struct dp_consumer_part **parts; /* each a struct part */
@@ -1069,6 +1070,7 @@ on_message(struct dp_consumer *c, rd_kafka_message_t *m)
 		    m->err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC ||
 		    m->err == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED) {
 			snprintf(msg, sizeof(msg), "topic '%s': %s", topic, rd_kafka_message_errstr(m));
+			c->topic_gone |= m->err != RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED;
 			fail(c, dp_kafka_exit_status(m->err), msg);
 		} else {
 			dp_warn("kafka: %s", rd_kafka_message_errstr(m));
@@ -1442,7 +1444,17 @@ dp_consumer_free(struct dp_consumer *c)
 		rd_kafka_topic_partition_list_destroy(c->pending);
 		c->pending = NULL;
 	}
-	if (c->rk) {
+	if (c->rk && c->group && c->topic_gone) {
+		/*
+		 * librdkafka 2.0.2 cannot destroy a group consumer whose topic
+		 * was deleted under it: a partition pause or resume leaves a
+		 * reference that its broker thread waits for, for ever
+		 * (librdkafka issues #4362, #4486; fixed after 2.0).  The
+		 * consumer has left its group already (dp_consumer_close);
+		 * what is left is memory the process's exit returns.
+		 */
+		dp_debug("not destroying the consumer: its topic is gone (librdkafka #4486)");
+	} else if (c->rk) {
 		/* Not closed (a signal while connecting): go without the
 		 * leave-group handshake, which waits for the cluster. */
 		if (c->group && !c->closed)

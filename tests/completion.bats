@@ -27,6 +27,21 @@ complete_words() {   # complete_words SCRIPT FUNC WORD... : prints COMPREPLY
 	[[ $output == *"$T"* ]]
 }
 
+@test "bash completion of dp-coord offers subcommands, their options and live names" {
+	run complete_words "$DP_ROOT/completions/bash/dp-coord" _dp_coord dp-coord re
+	[ "$output" = $'request\nretire' ]
+	run complete_words "$DP_ROOT/completions/bash/dp-coord" _dp_coord dp-coord serve --max
+	[ "$output" = $'--max-partitions\n--max-topics' ]
+	run complete_words "$DP_ROOT/completions/bash/dp-coord" _dp_coord dp-coord run -- dp-ta
+	[ -z "$output" ]
+	# --help, the man page and the completions name the same options.
+	for o in $(dp-coord --help | grep -oE -- '--[a-z][a-z-]+' | sort -u); do
+		grep -qF -- "Fl ${o#--}" "$DP_ROOT/man/dp-coord.1" || grep -qF -- "Fl -${o#--}" "$DP_ROOT/man/dp-coord.1" || { echo "man lacks $o"; false; }
+		grep -qF -- "$o" "$DP_ROOT/completions/bash/dp-coord" || { echo "bash lacks $o"; false; }
+		grep -qF -- "$o" "$DP_ROOT/completions/zsh/_dp-coord" || { echo "zsh lacks $o"; false; }
+	done
+}
+
 @test "topic completion stays silent and quick without a broker" {
 	port=$(free_port)
 	start=$SECONDS
@@ -39,7 +54,7 @@ complete_words() {   # complete_words SCRIPT FUNC WORD... : prints COMPREPLY
 @test "make install puts binaries, man pages and completions under DESTDIR; uninstall removes them" {
 	dest=$BATS_TEST_TMPDIR/root
 	make -C "$DP_ROOT" -s install DESTDIR="$dest" PREFIX=/usr/local > /dev/null
-	for c in dp-fetch dp-publish dp-sink-pg dp-tail dp-topic; do
+	for c in dp-coord dp-fetch dp-publish dp-sink-pg dp-tail dp-topic; do
 		[ -x "$dest/usr/local/bin/$c" ]
 		[ -f "$dest/usr/local/share/man/man1/$c.1" ]
 		[ -f "$dest/usr/local/share/bash-completion/completions/$c" ]

@@ -13,6 +13,10 @@ setup() {
 
 teardown() {
 	blackhole_stop
+	local pid
+	for pid in "${DELETED_PIDS[@]}"; do
+		kill -KILL "$pid" 2>/dev/null || true
+	done
 }
 
 # transitions FILE: the --trace-states lines of FILE as "from event to", one a line
@@ -383,19 +387,21 @@ kcat_dump() {
 @test "a topic deleted under a reader ends it with 69, with or without a group" {
 	T=$(new_topic)
 	create_topic "$T"
-	dp-tail -t "$T" >/dev/null 2>"$BATS_TEST_TMPDIR/simple.err" &
-	simple=$!
+	dp-tail -t "$T" --trace-states >/dev/null 2>"$BATS_TEST_TMPDIR/simple.err" &
+	DELETED_PIDS=($!)
 	dp-tail -t "$T" -g "$(uniq_name g)" -X topic.metadata.refresh.interval.ms=1000 \
-		>/dev/null 2>"$BATS_TEST_TMPDIR/group.err" &
-	group=$!
-	wait_until 10 grep -q . "$BATS_TEST_TMPDIR/simple.err" || true
+		--trace-states >/dev/null 2>"$BATS_TEST_TMPDIR/group.err" &
+	DELETED_PIDS+=($!)
+	wait_until 10 grep -q '"to":"consuming"' "$BATS_TEST_TMPDIR/simple.err"
+	wait_until 10 grep -q '"to":"consuming"' "$BATS_TEST_TMPDIR/group.err"
 	dp-topic delete "$T" -o json >/dev/null
-	for pid in $simple $group; do
+	for pid in "${DELETED_PIDS[@]}"; do
 		wait_until 30 proc_gone "$pid"
 		rc=0
 		wait "$pid" || rc=$?
 		[ "$rc" -eq 69 ]
 	done
+	DELETED_PIDS=()
 	grep -q "$T \[0\]: topic does not exist" "$BATS_TEST_TMPDIR/simple.err"
 	grep -q "Subscribed topic not available" "$BATS_TEST_TMPDIR/group.err"
 }

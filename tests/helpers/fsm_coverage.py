@@ -4,8 +4,8 @@
     fsm_coverage.py TRACE BIN...
 
 TRACE holds the transitions the suite made (DP_TRACE_STATES, one NDJSON
-object per line).  Each BIN's --dot output is its table, one edge per
-row and state.  Prints every edge no transition in TRACE matches, as
+object per line).  Each BIN's --dot output is its tables (one digraph per machine), one
+edge per row and state.  Prints every edge no transition in TRACE matches, as
 "CMD: FROM -EVENT-> TO", and exits 1 when there is any.
 """
 import json
@@ -30,8 +30,13 @@ def main():
     total = 0
     for b in bins:
         dot = subprocess.run([b, "--dot"], capture_output=True, text=True, check=True).stdout
-        name = re.search(r'^digraph "([^"]+)"', dot, re.M).group(1)
+        # A command with subcommands draws one digraph per machine.
+        name = None
         for line in dot.splitlines():
+            g = re.match(r'^digraph "([^"]+)"', line)
+            if g:
+                name = g.group(1)
+                continue
             m = EDGE.match(line)
             if not m:
                 continue

@@ -5,6 +5,10 @@
 #                                    with dp-topic's message when it cannot
 #   gen_prices N [FROM]              prints N price-like NDJSON lines (~200 B)
 #   sorted FILE                      prints FILE sorted bytewise
+#   broker_pausable                  the broker is the harness's own (a PID to stop)
+#   broker_pause, broker_resume      SIGSTOP / SIGCONT the broker: it hangs as a
+#                                    broker under a long GC pause or a frozen VM
+#                                    does; resume is safe to call when not paused
 
 create_topic() {
 	local name=${1:?create_topic NAME [PARTITIONS]} parts=${2:-1}
@@ -28,4 +32,27 @@ PY
 
 sorted() {
 	LC_ALL=C sort "$1"
+}
+
+_broker_pid() {
+	[[ -z ${DP_TEST_BROKERS:-} && -n ${DP_STACK_DIR:-} && -s $DP_STACK_DIR/kafka.pid ]] || return 1
+	cat "$DP_STACK_DIR/kafka.pid"
+}
+
+broker_pausable() {
+	_broker_pid >/dev/null
+}
+
+broker_pause() {
+	local pid
+	pid=$(_broker_pid) || return 1
+	kill -STOP "$pid"
+	BROKER_PAUSED=$pid
+}
+
+broker_resume() {
+	if [[ -n ${BROKER_PAUSED:-} ]]; then
+		kill -CONT "$BROKER_PAUSED" 2>/dev/null || true
+		BROKER_PAUSED=
+	fi
 }

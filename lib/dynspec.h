@@ -1,0 +1,120 @@
+/*
+ * dynspec.h -- the records of dynamic topics: what an application asks
+ * for (a request) and what the coordinator decided (a registry spec).
+ *
+ * Both are interfaces: other languages write requests and read the
+ * registry, so the JSON shapes below are documented in dp-coord(1) and
+ * never change meaning.  Unknown members are kept out of the structs but
+ * never make a record invalid (newer writers may add some).
+ *
+ * A request, one per record on the requests topic (key: the topic name):
+ *   {"action":"create","request_id":"...","topic":"dyn.btc-eur",
+ *    "source":"prices","filter":".fsym == \"BTC\"","partitions":1,
+ *    "config":{"retention.ms":"3600000"},"requested_by":"...",
+ *    "requested_at":"2026-11-30T10:00:00Z"}
+ *   {"action":"retire","request_id":"...","topic":"dyn.btc-eur",
+ *    "delete_after_ms":600000,"requested_by":"...","requested_at":"..."}
+ *
+ * A registry spec, the latest per topic on the compacted registry topic
+ * (key: the topic name; a tombstone means the topic is gone):
+ *   {"topic":"dyn.btc-eur","state":"active","filter":"...","source":"prices",
+ *    "partitions":1,"config":{...},"request_id":"...","requested_by":"...",
+ *    "created_at":"...","updated_at":"...","reason":null,"rejected_for":null,
+ *    "delete_at":null}
+ * state is "active", "rejected" (reason says why, rejected_for what) or
+ * "retired" (delete_at says when the topic goes).
+ *
+ * Records are checked with json.h's scanner, the one definition of JSON
+ * every dp path shares.  All strings in the structs are owned and
+ * NUL-terminated; a string that holds a NUL byte is refused.
+ */
+#ifndef DP_DYNSPEC_H
+#define DP_DYNSPEC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "buf.h"
+#include "cli.h"
+
+enum dp_dyn_state { DP_DYN_NONE = 0, DP_DYN_ACTIVE, DP_DYN_REJECTED, DP_DYN_RETIRED };
+
+/*
+ * What a rejected request got wrong ("rejected_for" in the spec), so that
+ * a requester can tell the cases apart without reading the reason: each
+ * has its own exit status in dp-coord request (dp_dyn_reject_status).
+ */
+enum dp_dyn_reject {
+	DP_DYN_OK = 0,
+	DP_DYN_BAD_NAME,        /* "name": not a legal name, or not allowed (82) */
+	DP_DYN_BAD_FILTER,      /* "filter": does not compile as jq (65) */
+	DP_DYN_BAD_PARTITIONS,  /* "partitions": more than the coordinator allows (83) */
+	DP_DYN_TOO_MANY,        /* "topics": as many active as allowed already (83) */
+	DP_DYN_NO_SOURCE,       /* "source": the source topic does not exist (81) */
+	DP_DYN_BAD_CONFIG,      /* "config": the broker refused a topic config (78) */
+	DP_DYN_EXISTS,          /* "exists": a topic of that name exists otherwise (80) */
+	DP_DYN_OTHER,           /* "other", or a reason this reader does not know (65) */
+};
+enum dp_dyn_action { DP_DYN_CREATE = 1, DP_DYN_RETIRE };
+
+struct dp_dyn_spec {
+	char *topic;
+	enum dp_dyn_state state;
+	char *filter;               /* jq over the source's records */
+	char *source;               /* the fixed topic that feeds it */
+	int32_t partitions;         /* -1: the broker's default */
+	struct dp_kv *config;       /* topic configs, in given order */
+	size_t nconfig;
+	char *request_id;
+	char *requested_by;
+	int64_t created_at;         /* ms since the epoch; -1 unknown */
+	int64_t updated_at;
+	char *reason;               /* rejected: why; else NULL */
+	enum dp_dyn_reject rejected_for;
+	int64_t delete_at;          /* retired: when the topic is deleted; -1 none */
+};
+
+struct dp_dyn_request {
+	enum dp_dyn_action action;
+	char *request_id;
+	char *topic;
+	char *source;               /* create */
+	char *filter;               /* create */
+	int32_t partitions;         /* create; -1: the broker's default */
+	struct dp_kv *config;       /* create */
+	size_t nconfig;
+	int64_t delete_after_ms;    /* retire; 0: at once */
+	char *requested_by;
+	int64_t requested_at;       /* ms; -1 unknown */
+};
+
+const char *dp_dyn_state_name(enum dp_dyn_state s);   /* "active", ...; static */
+const char *dp_dyn_reject_name(enum dp_dyn_reject r);  /* "name", ...; static */
+int dp_dyn_reject_status(enum dp_dyn_reject r);        /* an exit status (exit.h) */
+
+/*
+ * Parse a registry value (or a request).  Returns 0, or -1 with the
+ * reason appended to err (for the warning a reader gives when it skips
+ * the record).  The struct is safe to clear either way.
+ */
+int dp_dyn_spec_parse(const char *json, size_t n, struct dp_dyn_spec *s, struct dp_buf *err);
+int dp_dyn_request_parse(const char *json, size_t n, struct dp_dyn_request *r,
+                         struct dp_buf *err);
+void dp_dyn_spec_clear(struct dp_dyn_spec *s);
+void dp_dyn_request_clear(struct dp_dyn_request *r);
+
+/* Append the compact JSON of a spec or a request (no newline).  0 or -1 (memory). */
+int dp_dyn_spec_json(struct dp_buf *out, const struct dp_dyn_spec *s) DP_MUST_CHECK;
+int dp_dyn_request_json(struct dp_buf *out, const struct dp_dyn_request *r) DP_MUST_CHECK;
+
+/* Deep copy (dst is overwritten).  0 or -1 (memory). */
+int dp_dyn_spec_copy(struct dp_dyn_spec *dst, const struct dp_dyn_spec *src) DP_MUST_CHECK;
+
+/* A fresh request id: 32 hex digits from getrandom(2) (into buf). */
+int dp_dyn_request_id(char buf[33]);
+
+/* "user@host:pid" for requested_by (into buf). */
+void dp_dyn_requester(char *buf, size_t size);
+
+#endif
