@@ -214,27 +214,6 @@ usage(FILE *fp)
 	      "See dp-topic(1).\n", fp);
 }
 
-/* Set key=value, replacing an earlier value of the same key. */
-static int
-kv_put(struct dp_kv **kv, size_t *n, const char *pair)
-{
-	const char *eq = strchr(pair, '=');
-
-	if (!eq || eq == pair)
-		return -1;
-	for (size_t i = 0; i < *n; i++)
-		if (strlen((*kv)[i].key) == (size_t)(eq - pair) &&
-		    strncmp((*kv)[i].key, pair, (size_t)(eq - pair)) == 0) {
-			char *v = strdup(eq + 1);
-			if (!v)
-				return -1;
-			free((*kv)[i].value);
-			(*kv)[i].value = v;
-			return 0;
-		}
-	return dp_kv_add(kv, n, pair);
-}
-
 static int
 parse_options(void *ctx, int argc, char **argv)
 {
@@ -258,7 +237,7 @@ parse_options(void *ctx, int argc, char **argv)
 			t->given |= G_REPLICATION;
 			break;
 		case 'c':
-			if (kv_put(&t->tconfig, &t->ntconfig, optarg) < 0) {
+			if (dp_kv_put(&t->tconfig, &t->ntconfig, optarg) < 0) {
 				dp_err("invalid --topic-config '%s': expected KEY=VALUE", optarg);
 				return -1;
 			}

@@ -333,6 +333,26 @@ dp_kv_add(struct dp_kv **kv, size_t *n, const char *pair)
 	return 0;
 }
 
+int
+dp_kv_put(struct dp_kv **kv, size_t *n, const char *pair)
+{
+	const char *eq = strchr(pair, '=');
+
+	if (!eq || eq == pair)
+		return -1;
+	for (size_t i = 0; i < *n; i++)
+		if (strlen((*kv)[i].key) == (size_t)(eq - pair) &&
+		    strncmp((*kv)[i].key, pair, (size_t)(eq - pair)) == 0) {
+			char *v = strdup(eq + 1);
+			if (!v)
+				return -1;
+			free((*kv)[i].value);
+			(*kv)[i].value = v;
+			return 0;
+		}
+	return dp_kv_add(kv, n, pair);
+}
+
 void
 dp_kv_free(struct dp_kv *kv, size_t n)
 {
