@@ -16,13 +16,14 @@ teardown() {
 
 # states FILE: the transitions traced in FILE, one "from event to" a line.
 states() {
-	jq -r 'select(.cmd == "dp-publish") | "\(.from) \(.event) \(.to)"' "$1"
+	grep "^{" "$1" | jq -r 'select(.cmd == "dp-publish") | "\(.from) \(.event) \(.to)"'
 }
 
 # term_mid_publish N [ARGS...]: dp-publish ARGS --report reads N price lines
 # from a pipe; once all are acknowledged, 100 more go in and SIGTERM
-# follows at once.  Sets st (its exit status) and acked (acknowledgements
-# with an offset); stderr is in $W/err.
+# follows at once.  The pipe stays open until dp-publish has exited, so the
+# signal, not the end of input, is what ends it.  Sets st (its exit status)
+# and acked (acknowledgements with an offset); stderr is in $W/err.
 term_mid_publish() {
 	local n=$1 pid
 	shift
@@ -35,9 +36,9 @@ term_mid_publish() {
 	wait_until 20 acks_at_least "$n"
 	gen_prices 100 $((n + 1)) >&5
 	kill -TERM "$pid"
-	exec 5>&-
 	st=0
 	wait "$pid" || st=$?
+	exec 5>&-
 	acked=$(jq -s 'map(select(.offset != null)) | length' "$W/acks")
 }
 
@@ -186,8 +187,9 @@ draining aborted failed" ]
 
 @test "SIGTERM during a large publish loses nothing that was read" {
 	create_topic "$T"
-	term_mid_publish 20000 -t "$T"
+	term_mid_publish 20000 -t "$T" --trace-states
 	[ "$st" -eq 0 ]
+	states "$W/err" | grep -qx "publishing signal draining"
 	[[ $(cat "$W/err") != *"not delivered"* ]]
 	# Every line it took from the pipe is in the topic, in order, once.
 	[ "$acked" -ge 20000 ]
