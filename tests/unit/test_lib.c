@@ -985,7 +985,7 @@ t_producer(int argc, char **argv)
 		char dlq[300];
 		snprintf(dlq, sizeof(dlq), "dlq=%s", topic);
 		CHECK(dp_on_error_parse(&pol, dlq) == 0);
-		CHECK(dp_on_error_record(&pol, p, "row 7", "duplicate key", "raw", 3, dh, 1, 7) == 0);
+		CHECK(dp_on_error_record(&pol, p, "row 7", "duplicate key", NULL, 0, "raw", 3, dh, 1, 7) == 0);
 		CHECK(pol.count == 1);
 		dp_producer_stats(p, &stats);
 		printf("produced %llu delivered %llu lost %llu pending %d\n",
