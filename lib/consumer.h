@@ -85,7 +85,10 @@
  * seek clears the application position, so fetching continues at the
  * seek; a seek wakes the partition's fetcher and a resume does not;
  * rd_kafka_yield() makes the poll return right after the rebalance
- * callback).
+ * callback; a seek that outdates the answer to a pending query for a
+ * logical offset makes librdkafka query again and go back to that
+ * offset, rd_kafka_toppar_handle_Offset, so a record before the position
+ * the engine set is never handed over: the engine seeks again).
  */
 #ifndef DP_CONSUMER_H
 #define DP_CONSUMER_H
