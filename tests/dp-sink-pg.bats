@@ -642,7 +642,7 @@ ok" ]
 	for o in $opts; do
 		grep -qF -- "Fl ${o#-}" "$DP_ROOT/man/dp-sink-pg.1" || { echo "man lacks $o"; false; }
 		grep -qE -- "(^|[[:space:]\"'])$o([[:space:]\"'=]|\$)" "$DP_ROOT/completions/bash/dp-sink-pg" || { echo "bash lacks $o"; false; }
-		grep -qF -- "'$o" "$DP_ROOT/completions/zsh/_dp-sink-pg" || grep -qF -- ",$o" "$DP_ROOT/completions/zsh/_dp-sink-pg" || { echo "zsh lacks $o"; false; }
+		grep -qE -- "['),]$o([=+[]|'|\\}|,)" "$DP_ROOT/completions/zsh/_dp-sink-pg" || { echo "zsh lacks $o"; false; }
 	done
 	run bash -c 'source "$DP_ROOT/completions/bash/dp-sink-pg"
 		COMP_WORDS=(dp-sink-pg --unknown-keys ""); COMP_CWORD=2; _dp_sink_pg; echo "${COMPREPLY[*]}"
