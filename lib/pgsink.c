@@ -150,6 +150,7 @@ struct writer {
 	PGconn *c;
 	PGcancel *cancel;
 	struct batch *head, *tail;      /* queue; head is the one running */
+	unsigned queued;                /* caller side: submitted, not answered */
 	bool running;
 	bool broken;                    /* lost the database: waits for reconnect */
 	bool quit;
@@ -2090,6 +2091,7 @@ dp_pgsink_release(struct dp_pgsink *s, struct dp_pgsink_src *src)
 			b->next = gone;
 			gone = b;
 			src->queued--;
+			w->queued--;
 			continue;
 		}
 		prev = b;
@@ -2649,6 +2651,7 @@ submit(struct dp_pgsink *s, struct dp_pgsink_src *src)
 		w->head = b;
 	w->tail = b;
 	src->queued++;
+	w->queued++;
 	pthread_cond_signal(&w->cv);
 	pthread_mutex_unlock(&s->mu);
 }
@@ -2704,6 +2707,7 @@ collect(struct dp_pgsink *s, struct dp_buf *err)
 		struct dp_pgsink_src *src = b->src;
 		list = b->next;
 		src->queued--;
+		s->w[b->widx].queued--;
 		bool current = b->gen == src->gen;
 		switch (b->result) {
 		case R_COMMITTED:
@@ -2803,7 +2807,9 @@ dp_pgsink_write(struct dp_pgsink *s, bool flush, struct dp_buf *err)
 		/* Records that made no row need no table: their offsets can go. */
 		if (b && b->raw && b->nrows == 0)
 			b->raw = false;
-		if (!b || b->raw || src->queued >= QDEPTH)
+		/* Per writer, not per source: memory stays bounded however
+		 * many partitions share a connection. */
+		if (!b || b->raw || s->w[src->writer].queued >= QDEPTH)
 			continue;
 		if (flush || src->flush || over || full(s, b) || lingered(s, b, now))
 			submit(s, src);
