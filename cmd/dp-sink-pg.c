@@ -357,19 +357,18 @@ pick(const char *opt, const char *arg, const char *const *names, int *out)
 }
 
 
+/* Append name (borrowed) to the array *v of *n names.  0, or -1 after saying why. */
 static int
-add_topic(struct sink *k, const char *name)
+push_name(const char ***v, size_t *n, const char *name)
 {
-	const char **n = realloc(k->topics, (k->ntopics + 1) * sizeof(*n));
+	const char **a = realloc(*v, (*n + 1) * sizeof(*a));
 
-	if (!n) {
+	if (!a) {
 		dp_err("out of memory");
 		return -1;
 	}
-	k->topics = n;
-	k->topics[k->ntopics++] = name;
-	if (name[0] == '^')
-		k->regex = true;
+	*v = a;
+	a[(*n)++] = name;
 	return 0;
 }
 
@@ -391,8 +390,9 @@ parse_options(void *ctx, int argc, char **argv)
 				dp_err("invalid --topic: empty");
 				return -1;
 			}
-			if (add_topic(k, optarg) < 0)
+			if (push_name(&k->topics, &k->ntopics, optarg) < 0)
 				return -1;
+			k->regex |= optarg[0] == '^';
 			break;
 		case 'g':
 			if (!*optarg) {
@@ -526,13 +526,8 @@ split_keys(struct sink *k)
 			dp_err("invalid --upsert: an empty column name");
 			return -1;
 		}
-		const char **v = realloc(k->keys, (k->nkeys + 1) * sizeof(*v));
-		if (!v) {
-			dp_err("out of memory");
+		if (push_name(&k->keys, &k->nkeys, p) < 0)
 			return -1;
-		}
-		k->keys = v;
-		k->keys[k->nkeys++] = p;
 		if (!comma)
 			return 0;
 		p = comma + 1;
@@ -863,32 +858,30 @@ nomem:
 	return DP_CONSUMER_HALT;
 }
 
+/* A rebalance event through the machine (a same-state row): its action's status. */
 static int
-on_assigned(struct dp_consumer *c, void *arg, struct dp_consumer_part **parts, size_t n)
+rebalanced(struct sink *k, int ev, struct dp_consumer_part **parts, size_t n)
 {
-	struct sink *k = arg;
-
-	(void)c;
 	k->moved = parts;
 	k->nmoved = n;
 	k->hook_status = 0;
-	if (dp_fsm_step(&k->fsm, E_ASSIGNED, k) == DP_FSM_NOTRANS)
+	if (dp_fsm_step(&k->fsm, ev, k) == DP_FSM_NOTRANS)
 		return DP_EX_SOFTWARE;
 	return k->hook_status;
 }
 
 static int
+on_assigned(struct dp_consumer *c, void *arg, struct dp_consumer_part **parts, size_t n)
+{
+	(void)c;
+	return rebalanced(arg, E_ASSIGNED, parts, n);
+}
+
+static int
 on_revoked(struct dp_consumer *c, void *arg, struct dp_consumer_part **parts, size_t n)
 {
-	struct sink *k = arg;
-
 	(void)c;
-	k->moved = parts;
-	k->nmoved = n;
-	k->hook_status = 0;
-	if (dp_fsm_step(&k->fsm, E_REVOKED, k) == DP_FSM_NOTRANS)
-		return DP_EX_SOFTWARE;
-	return k->hook_status;
+	return rebalanced(arg, E_REVOKED, parts, n);
 }
 
 /*
@@ -1742,24 +1735,6 @@ act_close(struct dp_fsm *m, void *ctx)
 	return m->reason ? E_FAILED : E_CLOSED;
 }
 
-/* "reading T [0], T [1]" at -v, for a rebalance event. */
-static void
-say_moved(struct sink *k, const char *what)
-{
-	struct dp_buf b = DP_BUF_INIT;
-	size_t i;
-
-	for (i = 0; i < k->nmoved; i++)
-		if (dp_buf_addf(&b, "%s%s [%d]", i ? ", " : "", k->moved[i]->topic,
-		                (int)k->moved[i]->partition) < 0)
-			break;
-	if (i < k->nmoved)
-		dp_info("%s %zu partitions", what, k->nmoved);
-	else
-		dp_info("%s %s", what, dp_buf_str(&b));
-	dp_buf_free(&b);
-}
-
 /* A rebalance gave partitions (same state): each starts where the database says. */
 static int
 act_assigned(struct dp_fsm *m, void *ctx)
@@ -1767,7 +1742,7 @@ act_assigned(struct dp_fsm *m, void *ctx)
 	struct sink *k = ctx;
 
 	(void)m;
-	say_moved(k, "reading");
+	dp_consumer_say_parts("reading", k->moved, k->nmoved);
 	for (size_t i = 0; i < k->nmoved; i++) {
 		struct dp_consumer_part *p = k->moved[i];
 		struct pstate *ps = p->user;
@@ -1808,7 +1783,7 @@ act_revoked(struct dp_fsm *m, void *ctx)
 {
 	struct sink *k = ctx;
 
-	say_moved(k, "handing over");
+	dp_consumer_say_parts("handing over", k->moved, k->nmoved);
 	if (!m->reason) {
 		int rc = finish_parts(k, k->moved, k->nmoved);
 		if (rc && rc != DP_PGSINK_DOWN && !k->deferred)

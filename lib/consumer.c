@@ -1478,6 +1478,25 @@ dp_consumer_in_group(const struct dp_consumer *c)
 	return c->real_group;
 }
 
+void
+dp_consumer_say_parts(const char *what, struct dp_consumer_part *const *parts, size_t n)
+{
+	struct dp_buf b = DP_BUF_INIT;
+	size_t i;
+
+	if (dp_log_level() < DP_LOG_VERBOSE)
+		return;
+	for (i = 0; i < n; i++)
+		if (dp_buf_addf(&b, "%s%s [%d]", i ? ", " : "", parts[i]->topic,
+		                (int)parts[i]->partition) < 0)
+			break;
+	if (i < n)
+		dp_info("%s %zu partitions", what, n);
+	else
+		dp_info("%s %s", what, dp_buf_str(&b));
+	dp_buf_free(&b);
+}
+
 rd_kafka_t *
 dp_consumer_rk(const struct dp_consumer *c)
 {

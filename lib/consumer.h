@@ -372,6 +372,12 @@ unsigned dp_consumer_commit_failures(const struct dp_consumer *c);
 /* 1 when the consumer is in a group (commits possible). */
 int dp_consumer_in_group(const struct dp_consumer *c);
 
+/*
+ * Say at -v which partitions a rebalance event moved: "what T [0],
+ * T [1]" (or "what N partitions" when memory runs out), for the hooks.
+ */
+void dp_consumer_say_parts(const char *what, struct dp_consumer_part *const *parts, size_t n);
+
 /* The librdkafka client (borrowed), for what this API does not cover. */
 rd_kafka_t *dp_consumer_rk(const struct dp_consumer *c);
 

@@ -21,15 +21,7 @@ setup() {
 }
 
 teardown() {
-	local p
-	for p in "${BG_PIDS[@]}"; do
-		kill -KILL "$p" 2>/dev/null || true
-		wait "$p" 2>/dev/null || true
-	done
-	if [[ -n $RESTART_PID ]]; then
-		wait "$RESTART_PID" 2>/dev/null || true
-	fi
-	blackhole_stop
+	stop_background
 	psql_dp -c "drop table if exists \"$T\"" >/dev/null 2>&1 || true
 }
 
@@ -56,6 +48,13 @@ offsets_at_end() { # TOPIC GROUP
 		"$W/kafka.offsets"
 }
 publish() { dp-publish -t "$1" -k .seq; }     # records from stdin, keyed by seq
+# stream N SECONDS: $T gets N records over about SECONDS, in the background (PUB)
+stream() {
+	records "$1" > "$W/in"
+	pace "$W/in" "$2" | publish "$T" &
+	PUB=$!
+	BG_PIDS+=("$PUB")
+}
 sink_bg() { # ERRFILE ARGS...: a dp-sink-pg in the background, its pid in SINK_PID
 	local err=$1
 	shift
@@ -67,6 +66,18 @@ states() { grep '^{' "$1" | jq -r '"\(.from) \(.event) \(.to)"'; }
 assigned_in() { grep -q '"event":"assigned"' "$1"; }
 stored_sum() { psql_dp -c "select coalesce(sum(next_offset), 0) from dp_sink_offsets where \"group\" = '$G' and topic = '$T'"; }
 stored_is() { [[ $(stored_sum) == "$1" ]]; }
+# end_stream N PID: once the table holds N rows and the stored offsets say
+# so, SIGTERM ends the sink PID with 0, and the table is the topic, once
+end_stream() {
+	wait_until 90 count_is "$1"
+	wait_until 10 stored_is "$1"
+	kill -TERM "$2"
+	status=0
+	wait "$2" || status=$?
+	[ "$status" -eq 0 ]
+	same_keys "$T"
+	offsets_at_end "$T" "$G"
+}
 
 # --- command line ------------------------------------------------------------------
 
@@ -191,10 +202,7 @@ stored_is() { [[ $(stored_sum) == "$1" ]]; }
 
 @test "exactly once under crashes: SIGKILL 20 times while 200k records stream in" {
 	create_topic "$T" 3
-	records 200000 > "$W/in"
-	pace "$W/in" 40 | publish "$T" &
-	PUB=$!
-	BG_PIDS+=("$PUB")
+	stream 200000 40
 	# static membership: a restarted member takes its partitions back at once
 	args=(-t "$T" -g "$G" --create --batch-rows 2000 -X group.instance.id=crash
 	      -X session.timeout.ms=6000)
@@ -220,10 +228,7 @@ stored_is() { [[ $(stored_sum) == "$1" ]]; }
 
 @test "two instances in one group, the second started mid-stream, the first killed later: each record once" {
 	create_topic "$T" 4
-	records 60000 > "$W/in"
-	pace "$W/in" 20 | publish "$T" &
-	PUB=$!
-	BG_PIDS+=("$PUB")
+	stream 60000 20
 	args=(-t "$T" -g "$G" --create --batch-rows 1000 --trace-states -X session.timeout.ms=6000)
 	sink_bg "$W/err.a" "${args[@]}"
 	A=$SINK_PID
@@ -239,14 +244,7 @@ stored_is() { [[ $(stored_sum) == "$1" ]]; }
 	wait "$A" || true
 	wait "$PUB"
 	# B takes A's partitions after the session timeout and finishes the stream
-	wait_until 60 count_is 60000
-	wait_until 10 stored_is 60000
-	kill -TERM "$B"
-	status=0
-	wait "$B" || status=$?
-	[ "$status" -eq 0 ]
-	same_keys "$T"
-	offsets_at_end "$T" "$G"
+	end_stream 60000 "$B"
 	# both wrote
 	[ "$(grep -c '"event":"assigned"' "$W/err.b")" -ge 2 ]
 }
@@ -281,10 +279,7 @@ for l in sys.stdin:
 @test "PostgreSQL down for 20s mid-stream: partitions paused, nothing lost or twice, still in the group" {
 	need_restart
 	create_topic "$T" 3
-	records 60000 > "$W/in"
-	pace "$W/in" 30 | publish "$T" &
-	PUB=$!
-	BG_PIDS+=("$PUB")
+	stream 60000 30
 	sink_bg "$W/err" -t "$T" -g "$G" --create --batch-rows 1000 --trace-states
 	wait_until 30 count_at_least 5000
 	pg_restart_bg 20s
@@ -292,15 +287,7 @@ for l in sys.stdin:
 	wait_until 30 grep -q '"to":"backoff"' "$W/err"
 	wait "$RESTART_PID"
 	wait "$PUB"
-	wait_until 60 count_is 60000
-	wait_until 10 stored_is 60000
-	kill -TERM "$SINK_PID"
-	status=0
-	wait "$SINK_PID" || status=$?
-	cat "$W/err" | grep -v '^{'
-	[ "$status" -eq 0 ]
-	same_keys "$T"
-	offsets_at_end "$T" "$G"
+	end_stream 60000 "$SINK_PID"
 	grep -q "lost the database" "$W/err"
 	grep -q "reconnected to the database" "$W/err"
 	states "$W/err" | grep -q "error outage paused"
@@ -314,10 +301,7 @@ for l in sys.stdin:
 @test "a rebalance while PostgreSQL is down: the partitions wait, then start from the stored offsets" {
 	need_restart
 	create_topic "$T" 4
-	records 20000 > "$W/in"
-	pace "$W/in" 10 | publish "$T" &
-	PUB=$!
-	BG_PIDS+=("$PUB")
+	stream 20000 10
 	args=(-t "$T" -g "$G" --create --batch-rows 500 --trace-states -X session.timeout.ms=6000)
 	sink_bg "$W/err.a" "${args[@]}"
 	A=$SINK_PID
@@ -340,14 +324,7 @@ for l in sys.stdin:
 	wait_until 30 grep -q '"from":"backoff","event":"assigned"' "$W/err.a"
 	wait "$RESTART_PID"
 	wait "$PUB"
-	wait_until 60 count_is 20000
-	wait_until 10 stored_is 20000
-	kill -TERM "$A"
-	status=0
-	wait "$A" || status=$?
-	[ "$status" -eq 0 ]
-	same_keys "$T"
-	offsets_at_end "$T" "$G"
+	end_stream 20000 "$A"
 }
 
 @test "a broker restart under the sink: no gap and no repeat" {
@@ -360,14 +337,7 @@ for l in sys.stdin:
 	wait_until 30 count_at_least 5000
 	"$DP_ROOT/scripts/stack" restart kafka --down-for 2s > "$W/restart.log" 2>&1
 	records 20000 40001 | publish "$T"
-	wait_until 90 count_is 60000
-	wait_until 10 stored_is 60000
-	kill -TERM "$SINK_PID"
-	status=0
-	wait "$SINK_PID" || status=$?
-	[ "$status" -eq 0 ]
-	same_keys "$T"
-	offsets_at_end "$T" "$G"
+	end_stream 60000 "$SINK_PID"
 }
 
 # --- bad records -------------------------------------------------------------------------

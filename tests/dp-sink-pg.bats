@@ -22,16 +22,7 @@ setup() {
 }
 
 teardown() {
-	local p
-	for p in "${BG_PIDS[@]}"; do
-		kill -KILL "$p" 2>/dev/null || true
-		wait "$p" 2>/dev/null || true
-	done
-	# A restart in flight must finish: the next test needs the database.
-	if [[ -n $RESTART_PID ]]; then
-		wait "$RESTART_PID" 2>/dev/null || true
-	fi
-	blackhole_stop
+	stop_background
 	if [[ -n $ROLE ]]; then
 		psql_dp -c "drop table if exists \"$T\"" -c "drop role if exists \"$ROLE\"" || true
 	fi

@@ -15,6 +15,8 @@
 #                          (RESTART_PID; the caller's teardown waits for it)
 #   pg_down                PostgreSQL does not answer
 #   pg_port                the port of the harness's PostgreSQL
+#   stop_background        for teardown: kills BG_PIDS, waits for RESTART_PID
+#                          (the next test needs the database), blackhole_stop
 
 records() {
 	python3 - "$1" "${2:-1}" <<'PY'
@@ -70,3 +72,15 @@ pg_restart_bg() { # DURATION: stop PostgreSQL, keep it down that long, start it
 }
 pg_down() { ! pg_isready -q -d "$DP_PG"; }
 pg_port() { [[ $DP_PG =~ @127\.0\.0\.1:([0-9]+)/ ]] && echo "${BASH_REMATCH[1]}"; }
+
+stop_background() {
+	local p
+	for p in "${BG_PIDS[@]}"; do
+		kill -KILL "$p" 2>/dev/null || true
+		wait "$p" 2>/dev/null || true
+	done
+	if [[ -n ${RESTART_PID:-} ]]; then
+		wait "$RESTART_PID" 2>/dev/null || true
+	fi
+	blackhole_stop
+}
