@@ -1462,6 +1462,28 @@ act_process(struct dp_fsm *m, void *ctx)
 	return k->from_stdin ? process_lines(k) : process_records(k);
 }
 
+/* A signal came more than DRAIN_AFTER_SIGNAL_MS ago (the clock starts at the first look). */
+static bool
+signal_grace_over(struct sink *k)
+{
+	int64_t now = dp_time_mono_ms();
+
+	if (!dp_sig_stop)
+		return false;
+	if (!k->sig_ms)
+		k->sig_ms = now;
+	return now - k->sig_ms > DRAIN_AFTER_SIGNAL_MS;
+}
+
+/* Read nothing more: the input stops at a bad record, or a signal. */
+static void
+stop_input(struct sink *k)
+{
+	k->draining = true;
+	k->held = false;
+	k->nin = k->in_next = 0;
+}
+
 /* The source of the record to process next, or NULL. */
 static struct dp_pgsink_src *
 next_src(const struct sink *k)
@@ -1497,16 +1519,14 @@ act_write(struct dp_fsm *m, void *ctx)
 		struct dp_pgsink_src *src = next_src(k);
 		if (k->draining || !src || dp_pgsink_room(k->sink, src))
 			return E_WRITE_SUCCESS;
+		if (signal_grace_over(k)) {
+			/* The database holds on to the batches in flight: what is
+			 * not in one stays unread, and act_commit rolls them back. */
+			stop_input(k);
+			return E_WRITE_SUCCESS;
+		}
 		dp_pgsink_wait(k->sink, 100);
 	}
-}
-
-/* Read nothing more: the input stops at a bad record. */
-static void
-stop_input(struct sink *k)
-{
-	k->draining = true;
-	k->nin = k->in_next = 0;
 }
 
 /* A bad record, a stop, an outage or something worse: decide. */
@@ -1700,16 +1720,11 @@ act_commit(struct dp_fsm *m, void *ctx)
 		}
 		if (dp_pgsink_idle(k->sink))
 			return E_COMMITTED;
-		if (dp_sig_stop && !cancelled) {
-			int64_t now = dp_time_mono_ms();
-			if (!k->sig_ms)
-				k->sig_ms = now;
-			if (now - k->sig_ms > DRAIN_AFTER_SIGNAL_MS) {
-				dp_warn("the batch in flight did not commit within %d ms of the "
-				        "signal: rolling it back", DRAIN_AFTER_SIGNAL_MS);
-				dp_pgsink_cancel(k->sink);
-				cancelled = true;
-			}
+		if (!cancelled && signal_grace_over(k)) {
+			dp_warn("the batch in flight did not commit within %d ms of the "
+			        "signal: rolling it back", DRAIN_AFTER_SIGNAL_MS);
+			dp_pgsink_cancel(k->sink);
+			cancelled = true;
 		} else if (cancelled && dp_time_mono_ms() - k->sig_ms > 2 * DRAIN_AFTER_SIGNAL_MS) {
 			/* A cancel the server did not act on: stop waiting for it. */
 			dp_buf_reset(&k->err);

@@ -2335,12 +2335,19 @@ dp_pgsink_due(struct dp_pgsink *s)
 
 	if (atomic_load(&s->answered) || s->stop_pending || s->ctl_broken)
 		return true;
+	/* A batch whose writer has QDEPTH queued cannot go yet: not due, or a
+	 * reader that asks would spin while the database is slow or locked. */
+	bool can_submit = false;
 	for (size_t i = 0; i < s->nsrc; i++) {
-		const struct batch *b = s->src[i]->filling;
-		if (b && (full(s, b) || lingered(s, b, now) || (s->src[i]->flush && !s->src[i]->queued)))
+		const struct dp_pgsink_src *src = s->src[i];
+		const struct batch *b = src->filling;
+		if (!b || s->w[src->writer].queued >= QDEPTH)
+			continue;
+		can_submit = true;
+		if (full(s, b) || lingered(s, b, now) || (src->flush && !src->queued))
 			return true;
 	}
-	return s->filling_bytes >= s->budget;
+	return can_submit && s->filling_bytes >= s->budget;
 }
 
 static void submit(struct dp_pgsink *s, struct dp_pgsink_src *src);

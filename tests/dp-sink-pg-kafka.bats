@@ -198,6 +198,44 @@ end_stream() {
 	[ "$(cat "$W/committed")" = "$got" ]
 }
 
+@test "SIGTERM while a lock holds the batches: rolled back within seconds, exit 75, nothing half-written" {
+	create_topic "$T" 2
+	records 50000 | publish "$T"
+	psql_dp -c "create table \"$T\" (seq bigint, fsym text, ts timestamptz, price double precision)"
+	# another session holds the table: the writers' COPY waits behind it
+	PGAPPNAME=dp-test-locker psql_dp -c "begin" -c "lock table \"$T\"" -c "select pg_sleep(120)" &
+	BG_PIDS+=($!)
+	locked() {
+		[[ $(psql_dp -c "select count(*) from pg_locks l join pg_class c on c.oid = l.relation
+		                 where c.relname = '$T' and l.mode = 'AccessExclusiveLock' and l.granted") == 1 ]]
+	}
+	copy_waits() {
+		[[ $(psql_dp -c "select count(*) from pg_stat_activity where application_name = 'dp-sink-pg'
+		                 and wait_event_type = 'Lock' and query like '%$T%'") -ge 1 ]]
+	}
+	wait_until 10 locked
+	sink_bg "$W/err" -t "$T" -g "$G" --batch-rows 1000 --trace-states
+	wait_until 30 copy_waits
+	kill -TERM "$SINK_PID"
+	t0=$SECONDS
+	status=0
+	wait "$SINK_PID" || status=$?
+	psql_dp -c "select pg_terminate_backend(pid) from pg_stat_activity
+	            where application_name = 'dp-test-locker'" > /dev/null
+	grep -v "^{" "$W/err" || true
+	echo "status $status"; grep "^{" "$W/err" | jq -r "\"\\(.from) \\(.event) \\(.to)\"" | uniq -c | tail -12
+	[ "$status" -eq 75 ]
+	[ $((SECONDS - t0)) -le 8 ]
+	grep -q "the batch in flight did not commit within 2000 ms of the signal: rolling it back" "$W/err"
+	[ "$(count)" = 0 ]
+	[ "$(stored_sum)" = 0 ]
+	# the next run writes every record once
+	run dp-sink-pg -t "$T" -g "$G" -e
+	[ "$status" -eq 0 ]
+	same_keys "$T"
+	offsets_at_end "$T" "$G"
+}
+
 # --- exactly once ---------------------------------------------------------------------
 
 @test "exactly once under crashes: SIGKILL 20 times while 200k records stream in" {
