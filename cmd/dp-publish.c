@@ -768,7 +768,7 @@ bad_line(struct pub *p, const char *line, size_t len, uint64_t lineno, const cha
 	};
 
 	snprintf(where, sizeof(where), "line %llu", (unsigned long long)lineno);
-	return dp_on_error_record(&p->on_error, p->prod, where, why, line, len, h,
+	return dp_on_error_record(&p->on_error, p->prod, where, why, NULL, 0, line, len, h,
 	                          p->topic ? 3 : 2, lineno);
 }
 

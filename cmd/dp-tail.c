@@ -615,29 +615,13 @@ act_consume(struct dp_fsm *m, void *ctx)
 	return r;
 }
 
-/* "reading T [0], T [1]" at -v, for a rebalance event. */
-static void
-say_moved(struct tail *t, const char *what)
-{
-	struct dp_buf b = DP_BUF_INIT;
-	size_t i;
-
-	for (i = 0; i < t->nmoved; i++)
-		if (dp_buf_addf(&b, "%s%s [%d]", i ? ", " : "", t->moved[i]->topic,
-		                (int)t->moved[i]->partition) < 0)
-			break;
-	if (i < t->nmoved)
-		dp_info("%s %zu partitions", what, t->nmoved);
-	else
-		dp_info("%s %s", what, dp_buf_str(&b));
-	dp_buf_free(&b);
-}
-
 /* A rebalance gave partitions (same state). */
 static int
 act_assigned(struct dp_fsm *m, void *ctx)
 {
-	say_moved(ctx, "reading");
+	struct tail *t = ctx;
+
+	dp_consumer_say_parts("reading", t->moved, t->nmoved);
 	return DP_FSM_NONE;
 }
 
@@ -645,7 +629,9 @@ act_assigned(struct dp_fsm *m, void *ctx)
 static int
 act_revoked(struct dp_fsm *m, void *ctx)
 {
-	say_moved(ctx, "handing over");
+	struct tail *t = ctx;
+
+	dp_consumer_say_parts("handing over", t->moved, t->nmoved);
 	return DP_FSM_NONE;
 }
 

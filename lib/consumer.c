@@ -61,6 +61,7 @@ struct dp_consumer {
 
 	rd_kafka_queue_t *commitq;       /* results of asynchronous commits */
 	bool topic_gone;                 /* a subscribed topic was deleted */
+	rd_kafka_queue_t *cgq;           /* group mode: the consumer queue (for its length) */
 	int64_t reset_offset;            /* auto.offset.reset as a logical offset */
 
 	struct dp_consumer_part **parts; /* each a struct part */
@@ -1022,6 +1023,21 @@ deliver(struct dp_consumer *c, struct part *p, const rd_kafka_message_t *m)
 		p->drop = true;
 		return;
 	}
+	/*
+	 * Before the position this engine set: librdkafka 2.0.2 went back to
+	 * the logical offset the partition was assigned at (an answer to its
+	 * offset query outdated by our seek makes it query again,
+	 * rd_kafka_toppar_handle_Offset), so the hook's start would be lost
+	 * and records handed over twice.  Seek to the position again.
+	 */
+	if (p->pub.next >= 0 && m->offset < p->pub.next) {
+		dp_debug("%s [%d]: offset %lld before the position %lld; seeking again",
+		         p->topic, (int)p->pub.partition, (long long)m->offset,
+		         (long long)p->pub.next);
+		drop(p, m);
+		p->drop = true;
+		return;
+	}
 	p->pub.at_eof = false;
 	if (p->pub.done) {
 		/* Past its stop point while others catch up: not handed over. */
@@ -1086,18 +1102,21 @@ on_message(struct dp_consumer *c, rd_kafka_message_t *m)
 }
 
 /*
- * Prefetch wake-up for simple mode.  librdkafka 2.0 stops prefetching when
- * its queue passes queued.min.messages and then looks again only after a
- * second (fetch.queue.backoff.ms arrived in 2.1).  A small request to the
- * broker wakes its thread, which then sees the drained queue and fetches
- * at once: memory stays bounded without the stall.
+ * Prefetch wake-up.  librdkafka 2.0 stops prefetching a partition when
+ * its queue passes queued.min.messages and then looks again only when
+ * its broker thread wakes for something else, up to a second later
+ * (rd_kafka_toppar_fetch_decide: "not fetchable", no backoff time;
+ * fetch.queue.backoff.ms arrived in 2.1).  A small request to the broker
+ * wakes its thread, which then sees the drained queue and fetches at
+ * once: memory stays bounded without the stall.  In group mode every
+ * partition feeds the one consumer queue, so the same holds for it.
  */
 #define QUEUE_LOW 2000
 
 static void
 wake_fetcher(struct dp_consumer *c)
 {
-	size_t queued = rd_kafka_queue_length(c->rkqu);
+	size_t queued = rd_kafka_queue_length(c->group ? c->cgq : c->rkqu);
 	int64_t lo, hi;
 
 	if (queued > c->prefetch_high) {
@@ -1107,7 +1126,7 @@ wake_fetcher(struct dp_consumer *c)
 		 * is reached over a few rounds; a slow answer costs 200 ms at most. */
 		for (size_t k = 0; k < c->nparts; k++) {
 			struct part *p = PRIV(c->parts[c->wake_next++ % c->nparts]);
-			if (!p->started)
+			if (!running(c, p) || p->pub.paused)
 				continue;
 			rd_kafka_query_watermark_offsets(c->rk, p->topic, p->pub.partition, &lo, &hi,
 			                                 200);
@@ -1184,6 +1203,8 @@ dp_consumer_poll(struct dp_consumer *c, int timeout_ms, struct dp_buf *err, int 
 			on_message(c, m);
 			rd_kafka_message_destroy(m);
 		}
+		if (c->cgq)
+			wake_fetcher(c);
 	}
 	if (c->fail)
 		return failed(c, err, status);
@@ -1317,6 +1338,7 @@ dp_consumer_new(const struct dp_common *common, const struct dp_consumer_opts *o
 		rd_kafka_poll_set_consumer(c->rk);
 		if (c->real_group && !(c->commitq = rd_kafka_queue_new(c->rk)))
 			goto nomem;
+		c->cgq = rd_kafka_queue_get_consumer(c->rk);
 	} else {
 		c->rkqu = rd_kafka_queue_new(c->rk);
 		c->rkts = calloc(opts->ntopics ? opts->ntopics : 1, sizeof(*c->rkts));
@@ -1431,6 +1453,8 @@ dp_consumer_free(struct dp_consumer *c)
 		rd_kafka_queue_destroy(c->rkqu);
 	if (c->commitq)
 		rd_kafka_queue_destroy(c->commitq);
+	if (c->cgq)
+		rd_kafka_queue_destroy(c->cgq);
 	for (size_t i = 0; c->rkts && i < c->o.ntopics; i++)
 		if (c->rkts[i])
 			rd_kafka_topic_destroy(c->rkts[i]);
@@ -1491,6 +1515,25 @@ int
 dp_consumer_in_group(const struct dp_consumer *c)
 {
 	return c->real_group;
+}
+
+void
+dp_consumer_say_parts(const char *what, struct dp_consumer_part *const *parts, size_t n)
+{
+	struct dp_buf b = DP_BUF_INIT;
+	size_t i;
+
+	if (dp_log_level() < DP_LOG_VERBOSE)
+		return;
+	for (i = 0; i < n; i++)
+		if (dp_buf_addf(&b, "%s%s [%d]", i ? ", " : "", parts[i]->topic,
+		                (int)parts[i]->partition) < 0)
+			break;
+	if (i < n)
+		dp_info("%s %zu partitions", what, n);
+	else
+		dp_info("%s %s", what, dp_buf_str(&b));
+	dp_buf_free(&b);
 }
 
 rd_kafka_t *

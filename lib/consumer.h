@@ -85,7 +85,10 @@
  * seek clears the application position, so fetching continues at the
  * seek; a seek wakes the partition's fetcher and a resume does not;
  * rd_kafka_yield() makes the poll return right after the rebalance
- * callback).
+ * callback; a seek that outdates the answer to a pending query for a
+ * logical offset makes librdkafka query again and go back to that
+ * offset, rd_kafka_toppar_handle_Offset, so a record before the position
+ * the engine set is never handed over: the engine seeks again).
  */
 #ifndef DP_CONSUMER_H
 #define DP_CONSUMER_H
@@ -368,6 +371,12 @@ unsigned dp_consumer_commit_failures(const struct dp_consumer *c);
 
 /* 1 when the consumer is in a group (commits possible). */
 int dp_consumer_in_group(const struct dp_consumer *c);
+
+/*
+ * Say at -v which partitions a rebalance event moved: "what T [0],
+ * T [1]" (or "what N partitions" when memory runs out), for the hooks.
+ */
+void dp_consumer_say_parts(const char *what, struct dp_consumer_part *const *parts, size_t n);
 
 /* The librdkafka client (borrowed), for what this API does not cover. */
 rd_kafka_t *dp_consumer_rk(const struct dp_consumer *c);

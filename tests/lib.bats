@@ -177,3 +177,12 @@ setup() {
 	[ "$status" -eq 0 ]
 	[[ $output == *"rows per partition: 0:1000:1000,1:1000:1000,2:1000:1000"* ]]
 }
+
+@test "the sink engine: a source released and acquired again, lost and resynced; bad rows judged by the caller" {
+	[[ -n ${DP_PG:-} ]] || skip "needs a database (DP_PG; scripts/check sets it)"
+	run "$TEST_LIB" pgsink_release
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ $output == *"bad row at offset 123 judged on the caller's thread: 23514 k123 {\"p\":0,\"o\":123}"* ]]
+	[[ $output == *"rows: 399 399 0-399"* ]]
+}

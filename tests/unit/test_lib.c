@@ -1211,7 +1211,7 @@ t_producer(int argc, char **argv)
 		char dlq[300];
 		snprintf(dlq, sizeof(dlq), "dlq=%s", topic);
 		CHECK(dp_on_error_parse(&pol, dlq) == 0);
-		CHECK(dp_on_error_record(&pol, p, "row 7", "duplicate key", "raw", 3, dh, 1, 7) == 0);
+		CHECK(dp_on_error_record(&pol, p, "row 7", "duplicate key", NULL, 0, "raw", 3, dh, 1, 7) == 0);
 		CHECK(pol.count == 1);
 		dp_producer_stats(p, &stats);
 		printf("produced %llu delivered %llu lost %llu pending %d\n",
@@ -1575,7 +1575,7 @@ static int
 feed_source(struct dp_pgsink *s, struct dp_pgsink_src *src, int part, int from, int to,
             struct dp_buf *err)
 {
-	char row[64];
+	char row[64], key[16];
 
 	for (int i = from; i < to; i++) {
 		while (!dp_pgsink_room(s, src)) {
@@ -1585,6 +1585,8 @@ feed_source(struct dp_pgsink *s, struct dp_pgsink_src *src, int part, int from, 
 			dp_pgsink_wait(s, 50);
 		}
 		snprintf(row, sizeof(row), "{\"p\":%d,\"o\":%d}", part, i);
+		snprintf(key, sizeof(key), "k%d", i);
+		dp_pgsink_raw(s, src, i, key, strlen(key), row, strlen(row));
 		int rc = dp_pgsink_add(s, src, i, row, strlen(row), err);
 		if (rc)
 			return rc;
@@ -1668,6 +1670,117 @@ t_pgsink_sources(void)
 	return 0;
 }
 
+/* on_bad for t_pgsink_release: the caller's thread, the record as it came. */
+struct judged {
+	pthread_t caller;
+	int calls, other_thread;
+	int64_t offset;
+	char sqlstate[6];
+	char key[32], value[128];
+};
+
+static int
+judge_bad(void *arg, const struct dp_pgsink_bad *b)
+{
+	struct judged *j = arg;
+
+	j->calls++;
+	j->other_thread += !pthread_equal(pthread_self(), j->caller);
+	j->offset = b->offset;
+	snprintf(j->sqlstate, sizeof(j->sqlstate), "%s", b->sqlstate);
+	snprintf(j->key, sizeof(j->key), "%.*s", (int)b->klen, b->key ? (const char *)b->key : "");
+	snprintf(j->value, sizeof(j->value), "%.*s", (int)b->vlen,
+	         b->value ? (const char *)b->value : "");
+	return 0;
+}
+
+/*
+ * What a group member does with the engine: a source released with a
+ * batch filling is acquired again from its stored offset; a source
+ * another instance moved is lost (resync) and starts again where that
+ * one stopped; a row the server refuses reaches on_bad on the caller's
+ * thread, with the record as it came, before its batch commits.
+ */
+static int
+t_pgsink_release(void)
+{
+	const char *db = getenv("DP_PG");
+	struct dp_buf err = DP_BUF_INIT;
+	struct dp_pgsink *s = NULL;
+	struct dp_pgsink_src *src, *lost;
+	struct judged j = { .caller = pthread_self() };
+	char table[64], topic[64], sql[256];
+	int status;
+
+	if (!db || !*db) {
+		printf("no database\n");
+		return 3;
+	}
+	snprintf(table, sizeof(table), "pgsink_rel_%d", (int)getpid());
+	snprintf(topic, sizeof(topic), "rel_%d", (int)getpid());
+	PGconn *c = PQconnectdb(db);
+	CHECK(PQstatus(c) == CONNECTION_OK);
+	snprintf(sql, sizeof(sql), "create table \"%s\" (p int, o bigint check (o <> 123))", table);
+	PQclear(PQexec(c, sql));
+	struct dp_pgsink_config cfg = {
+		.conninfo = db, .app = "test_lib", .table = table, .writers = 2,
+		.batch_rows = 100, .batch_bytes = 1 << 20, .linger_ms = 50,
+		.on_error = DP_PGSINK_SKIP, .keep_raw = true, .resync = true, .timeout_ms = 5000,
+		.on_bad = judge_bad, .arg = &j,
+	};
+	CHECK(dp_pgsink_open(&s, &cfg, &err) == 0);
+	src = dp_pgsink_source(s, "group", topic, 0, true, &err, &status);
+	CHECK(src && dp_pgsink_stored(src) == -1);
+	/* 0-199 committed; 200-249 filling when the partition is revoked */
+	CHECK(feed_source(s, src, 0, 0, 200, &err) == 0);
+	CHECK(drain(s, &err) == 0 && dp_pgsink_stored(src) == 200);
+	CHECK(feed_source(s, src, 0, 200, 250, &err) == 0);
+	dp_pgsink_release(s, src);
+	CHECK(dp_pgsink_src_idle(src));
+	CHECK(drain(s, &err) == 0);
+	/* assigned again: it starts from the stored 200, not from 250 */
+	CHECK(dp_pgsink_source(s, "group", topic, 0, true, &err, &status) == src);
+	CHECK(dp_pgsink_stored(src) == 200 && dp_pgsink_accounted(src) == 200);
+	CHECK(feed_source(s, src, 0, 200, 300, &err) == 0);
+	CHECK(drain(s, &err) == 0 && dp_pgsink_stored(src) == 300);
+	CHECK(j.calls == 1 && j.other_thread == 0 && j.offset == 123);
+	CHECK(!strcmp(j.sqlstate, "23514") && !strcmp(j.key, "k123"));
+	CHECK(!strcmp(j.value, "{\"p\":0,\"o\":123}"));
+	printf("bad row at offset %lld judged on the caller's thread: %s %s %s\n",
+	       (long long)j.offset, j.sqlstate, j.key, j.value);
+	/* another instance writes 300-349 and moves the offset */
+	snprintf(sql, sizeof(sql), "insert into \"%s\" select 0, g from generate_series(300, 349) g",
+	         table);
+	PQclear(PQexec(c, sql));
+	snprintf(sql, sizeof(sql), "update dp_sink_offsets set next_offset = 350 "
+	         "where \"group\" = 'group' and topic = '%s'", topic);
+	PQclear(PQexec(c, sql));
+	CHECK(feed_source(s, src, 0, 300, 320, &err) == 0);
+	CHECK(drain(s, &err) == 0);
+	CHECK((lost = dp_pgsink_lost(s)) == src && !dp_pgsink_lost(s));
+	CHECK(dp_pgsink_source(s, "group", topic, 0, true, &err, &status) == src);
+	CHECK(dp_pgsink_stored(src) == 350);
+	CHECK(feed_source(s, src, 0, 350, 400, &err) == 0);
+	CHECK(drain(s, &err) == 0 && dp_pgsink_stored(src) == 400);
+	snprintf(sql, sizeof(sql), "select count(*), count(distinct o), min(o), max(o) from \"%s\"",
+	         table);
+	PGresult *r = PQexec(c, sql);
+	CHECK(PQresultStatus(r) == PGRES_TUPLES_OK);
+	printf("rows: %s %s %s-%s\n", PQgetvalue(r, 0, 0), PQgetvalue(r, 0, 1), PQgetvalue(r, 0, 2),
+	       PQgetvalue(r, 0, 3));
+	CHECK(!strcmp(PQgetvalue(r, 0, 0), "399") && !strcmp(PQgetvalue(r, 0, 1), "399"));
+	PQclear(r);
+	snprintf(sql, sizeof(sql), "drop table \"%s\"", table);
+	PQclear(PQexec(c, sql));
+	snprintf(sql, sizeof(sql), "delete from dp_sink_offsets where topic = '%s'", topic);
+	PQclear(PQexec(c, sql));
+	PQfinish(c);
+	dp_pgsink_free(s);
+	dp_buf_free(&err);
+	printf("ok released and acquired again, lost and resynced\n");
+	return 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -1682,7 +1795,7 @@ main(int argc, char **argv)
 		{ "lines_cap", t_lines_cap }, { "envelope_ts", t_envelope_ts },
 		{ "expr_limit", t_expr_limit },
 		{ "pgbin", t_pgbin }, { "pg_scrub", t_pg_scrub }, { "sink_parse", t_sink_parse },
-		{ "pgsink_sources", t_pgsink_sources },
+		{ "pgsink_sources", t_pgsink_sources }, { "pgsink_release", t_pgsink_release },
 	};
 
 	dp_log_init("test_lib");
