@@ -51,6 +51,32 @@ kcat_dump() {
 	grep -q '{"key":"nul","value":null}' "$W/env"
 }
 
+@test "envelope copy carries odd but valid JSON byte for byte, as the plain path accepts it" {
+	create_topic "$T"
+	create_topic "$T.copy"
+	# escapes, surrogates (lone ones too), huge numbers, empty and repeated
+	# names, raw UTF-8; then 1000 levels deep (the scanner allows 1024)
+	cp "$DP_ROOT/tests/fixtures/json/odd.ndjson" "$W/in"
+	python3 -c 'print("[" * 1000 + "]" * 1000); print("{\"a\":" * 1000 + "{}" + "}" * 1000)' >> "$W/in"
+	n=$(wc -l < "$W/in")
+	run dp-publish -t "$T" < "$W/in"
+	[ "$status" -eq 0 ]
+	[ "$output" = "" ]
+	# keys and header names that are not plain text
+	printf '\xc3\xa9\x01k\t|{"s":"\\ud800"}\n' |
+		kcat_produce "$T" -K'|' -H "$(printf 'h\xc3\xa9=\x01v')" -H "$(printf '\xff=x')"
+	run dp-tail -t "$T" --from beginning -e --envelope
+	[ "$status" -eq 0 ]
+	printf '%s\n' "$output" > "$W/env"
+	[ "$(wc -l < "$W/env")" -eq $((n + 1)) ]
+	run dp-publish --envelope -t "$T.copy" < "$W/env"
+	[ "$status" -eq 0 ]
+	[ "$output" = "" ]
+	cmp <(kcat_dump "$T") <(kcat_dump "$T.copy")
+	cmp "$W/in" <(kcat_payloads "$T.copy" -c "$n")
+	grep -qF '{"key":"/w==","key_encoding":"base64","value":"x"}' "$W/env"
+}
+
 @test "--from beginning, -N per partition, N, and @TIME" {
 	create_topic "$T" 2
 	gen_prices 40 | dp-publish -t "$T" -p 0
