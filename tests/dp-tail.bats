@@ -186,7 +186,7 @@ kcat_dump() {
 	printf '{"a":1}\nplain\n\xff\xfe\n' | kcat_produce "$T"
 	run dp-tail -t "$T" --from beginning -e
 	[ "$status" -eq 65 ]
-	[[ $output == *"dp-tail: $T [0] offset 1: value is not JSON"* ]]
+	[[ $output == *"dp-tail: $T [0] offset 1: value is not JSON (unexpected character at byte 1); see --non-json"* ]]
 	run dp-tail -t "$T" --from beginning -e --non-json skip
 	[ "$status" -eq 0 ]
 	[ "${lines[0]}" = '{"a":1}' ]
@@ -196,6 +196,11 @@ kcat_dump() {
 	[ "${lines[2]}" = '"//4="' ]
 	run dp-tail -t "$T" --from beginning -e --non-json base64
 	[ "${lines[1]}" = '"cGxhaW4="' ]
+	# An empty value has no byte to point at.
+	printf 'k:\n' | kcat_produce "$T" -K:
+	run dp-tail -t "$T" --from 3 -e
+	[ "$status" -eq 65 ]
+	[ "$output" = "dp-tail: $T [0] offset 3: value is not JSON (empty value); see --non-json" ]
 }
 
 @test "a ^regex subscription picks up topics created later" {
