@@ -2,6 +2,7 @@
 # dp-tail against the real broker: output forms, where to start and stop,
 # consumer groups, and the closed-pipe case.
 
+bats_require_minimum_version 1.5.0
 load helpers/common
 load helpers/kafka
 
@@ -179,6 +180,28 @@ kcat_dump() {
 	[ "$output" = $'{"s":1}\n{"s":9}' ]
 	run dp-tail -t "$T" --from beginning -e --envelope --filter '.offset'
 	[ "$(tail -1 <<<"$output")" = 15 ]
+}
+
+@test "jq and big numbers: the fast shapes keep an integer's bytes, libjq warns once" {
+	create_topic "$T"
+	printf '%s\n' '{"id":288230376151711744,"n":13911860366432393}' \
+		'{"id":288230376151711745,"n":1}' | dp-publish -t "$T"
+	run --separate-stderr dp-tail -t "$T" --from beginning -e --filter '{id,n}'
+	[ "$status" -eq 0 ]
+	[ "$output" = '{"id":288230376151711744,"n":13911860366432393}
+{"id":288230376151711745,"n":1}' ]
+	[ "$stderr" = "" ]
+	run --separate-stderr dp-tail -t "$T" --from beginning -e --filter '.id'
+	[ "$output" = $'288230376151711744\n288230376151711745' ]
+	run --separate-stderr dp-tail -t "$T" --from beginning -e \
+		--filter 'select(.n > 2 and .id != null) | {n: (.n | tostring), "the id": .id}'
+	[ "$output" = '{"n":"13911860366432393","the id":288230376151711744}' ]
+	[ "$stderr" = "" ]
+	# Arithmetic is libjq's: the digits may change, and it says so, once.
+	run --separate-stderr dp-tail -t "$T" --from beginning -e --filter '[.id + 0]'
+	[ "$status" -eq 0 ]
+	[ "${#lines[@]}" -eq 2 ]
+	[ "$stderr" = "dp-tail: jq expression '[.id + 0]' sees the integer 288230376151711744, beyond 2^53: libjq holds numbers as doubles and may change its last digits (see \"jq and big numbers\" in the man page)" ]
 }
 
 @test "--non-json: error names the record, skip, string and base64 carry it" {
