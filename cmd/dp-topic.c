@@ -792,8 +792,17 @@ static int
 fetch_metadata(struct topic *t)
 {
 	struct dp_buf err = DP_BUF_INIT;
-	int st = dp_admin_list(t->rk, (int)t->common.timeout_ms, &t->md, &err);
+	const char **names = calloc(t->nitems + 1, sizeof(*names));
+	size_t n = 0;
 	bool any = false;
+	int st;
+
+	/* The topics about to be described: a moment to show up when just created. */
+	for (size_t i = 0; names && i < t->nitems; i++)
+		if (!t->items[i].res.status && !t->items[i].action && t->items[i].res.name)
+			names[n++] = t->items[i].res.name;
+	st = dp_admin_list_for(t->rk, names, n, (int)t->common.timeout_ms, &t->md, &err);
+	free(names);
 
 	for (size_t i = 0; st && i < t->nitems; i++)
 		if (!t->items[i].res.status && !t->items[i].action) {

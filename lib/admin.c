@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <librdkafka/rdkafka.h>
 
@@ -9,6 +10,8 @@
 #include "exit.h"
 #include "json.h"
 #include "kafka.h"
+#include "sig.h"
+#include "timefmt.h"
 
 /*
  * librdkafka enforces the request timeout itself and then emits a result
@@ -622,9 +625,8 @@ copy_topic(struct dp_admin_topic *t, const rd_kafka_metadata_topic_t *mt)
 	return 0;
 }
 
-int
-dp_admin_list(rd_kafka_t *rk, int timeout_ms, struct dp_admin_topics *out,
-              struct dp_buf *err)
+static int
+list_once(rd_kafka_t *rk, int timeout_ms, struct dp_admin_topics *out, struct dp_buf *err)
 {
 	const struct rd_kafka_metadata *md = NULL;
 	rd_kafka_resp_err_t e;
@@ -662,6 +664,64 @@ nomem:
 	dp_admin_topics_clear(out);
 	dp_buf_msgf(err, "out of memory");
 	return DP_EX_SOFTWARE;
+}
+
+/* Wait ms, or -1 when a signal came first. */
+static int
+pause_ms(int ms)
+{
+	for (; ms > 0; ms -= 50) {
+		struct timespec ts = { 0, 50 * 1000000L };
+		if (dp_sig_stop)
+			return -1;
+		nanosleep(&ts, NULL);
+	}
+	return dp_sig_stop ? -1 : 0;
+}
+
+/* 1 when t is in the metadata with a leader for every partition. */
+static int
+settled(const struct dp_admin_topic *t)
+{
+	if (!t || (t->err && dp_kafka_retriable(t->err)))
+		return 0;
+	for (int i = 0; i < t->npartitions; i++)
+		if (t->partitions[i].leader < 0 || dp_kafka_retriable(t->partitions[i].err))
+			return 0;
+	return 1;
+}
+
+int
+dp_admin_list_for(rd_kafka_t *rk, const char *const *names, size_t n, int timeout_ms,
+                  struct dp_admin_topics *out, struct dp_buf *err)
+{
+	int64_t start = dp_time_mono_ms(), deadline = start + timeout_ms;
+	int64_t until = start + DP_KAFKA_PROPAGATION_MS;
+
+	for (;;) {
+		int64_t left = deadline - dp_time_mono_ms();
+		int st = list_once(rk, left > 1 ? (int)left : 1, out, err);
+		size_t i = 0;
+		if (st)
+			return st;
+		while (i < n && settled(dp_admin_topics_find(out, names[i])))
+			i++;
+		/* A topic created a moment ago may not be there, or not led, yet. */
+		if (i == n || dp_time_mono_ms() >= (until < deadline ? until : deadline))
+			return 0;
+		dp_admin_topics_clear(out);
+		if (pause_ms(100) < 0) {
+			dp_buf_msgf(err, "interrupted before the cluster answered");
+			return DP_EX_TEMPFAIL;
+		}
+	}
+}
+
+int
+dp_admin_list(rd_kafka_t *rk, int timeout_ms, struct dp_admin_topics *out,
+              struct dp_buf *err)
+{
+	return dp_admin_list_for(rk, NULL, 0, timeout_ms, out, err);
 }
 
 void
@@ -1061,9 +1121,9 @@ copy_configs(struct dp_admin_configs *c, const rd_kafka_ConfigResource_t *r)
 	return 0;
 }
 
-int
-dp_admin_describe_configs(rd_kafka_t *rk, const char *const *names, size_t n,
-                          int timeout_ms, struct dp_admin_configs *out)
+static int
+describe_once(rd_kafka_t *rk, const char *const *names, size_t n, int timeout_ms,
+              struct dp_admin_configs *out)
 {
 	struct dp_admin_result *res = calloc(n ? n : 1, sizeof(*res));
 	rd_kafka_ConfigResource_t **cr = calloc(n ? n : 1, sizeof(*cr));
@@ -1142,6 +1202,41 @@ out:
 	free(sent);
 	dp_buf_free(&msg);
 	return status;
+}
+
+/*
+ * Whether a look-up that failed with e is worth sending again: an unknown
+ * topic within the propagation window (it may have been created a moment
+ * ago), any other retriable error until the deadline.
+ */
+static int
+again(rd_kafka_resp_err_t e, int64_t start, int64_t deadline)
+{
+	int64_t now = dp_time_mono_ms();
+
+	if (e == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART || e == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC)
+		return now < start + DP_KAFKA_PROPAGATION_MS && now + 100 < deadline;
+	return e != RD_KAFKA_RESP_ERR__TIMED_OUT && dp_kafka_retriable(e) && now + 100 < deadline;
+}
+
+int
+dp_admin_describe_configs(rd_kafka_t *rk, const char *const *names, size_t n,
+                          int timeout_ms, struct dp_admin_configs *out)
+{
+	int64_t start = dp_time_mono_ms(), deadline = start + timeout_ms;
+
+	for (;;) {
+		int64_t left = deadline - dp_time_mono_ms();
+		int st = describe_once(rk, names, n, left > 1 ? (int)left : 1, out);
+		size_t i = 0;
+		while (i < n && !(out[i].res.status && again(out[i].res.err, start, deadline)))
+			i++;
+		/* A signal during the pause: the last answer is the answer. */
+		if (i == n || pause_ms(100) < 0)
+			return st;
+		for (i = 0; i < n; i++)
+			dp_admin_configs_clear(&out[i]);
+	}
 }
 
 /*
@@ -1452,9 +1547,9 @@ dp_admin_watermarks(rd_kafka_t *rk, const char *topic, int32_t partition, int ti
 	return st;
 }
 
-int
-dp_admin_committed(rd_kafka_t *rk, const char *group, const char *topic, int n,
-                   int timeout_ms, int64_t *committed, struct dp_buf *err)
+static int
+committed_once(rd_kafka_t *rk, const char *group, const char *topic, int n, int timeout_ms,
+               int64_t *committed, struct dp_buf *err, rd_kafka_resp_err_t *why)
 {
 	rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(n > 0 ? n : 1);
 	rd_kafka_ListConsumerGroupOffsets_t *req = NULL;
@@ -1482,6 +1577,7 @@ dp_admin_committed(rd_kafka_t *rk, const char *group, const char *topic, int n,
 	rd_kafka_ListConsumerGroupOffsets(rk, &req, 1, o, q);
 	if (!(ev = await(q, timeout_ms, &status, &kerr, &msg))) {
 		dp_buf_msgf(err, "cannot get offsets of group '%s': %s", group, msg.data);
+		*why = kerr;
 		goto out;
 	}
 	size_t gcnt = 0;
@@ -1497,6 +1593,7 @@ dp_admin_committed(rd_kafka_t *rk, const char *group, const char *topic, int n,
 		dp_buf_msgf(err, "cannot get offsets of group '%s': %s", group,
 		            rd_kafka_error_string(ge));
 		status = dp_admin_status(rd_kafka_error_code(ge));
+		*why = rd_kafka_error_code(ge);
 		goto out;
 	}
 	const rd_kafka_topic_partition_list_t *got = rd_kafka_group_result_partitions(gr[0]);
@@ -1508,6 +1605,7 @@ dp_admin_committed(rd_kafka_t *rk, const char *group, const char *topic, int n,
 			dp_buf_msgf(err, "cannot get offset of group '%s' on '%s' partition %d: %s",
 			            group, topic, (int)tp->partition, rd_kafka_err2str(tp->err));
 			status = dp_admin_status(tp->err);
+			*why = tp->err;
 			goto out;
 		}
 		committed[tp->partition] = tp->offset >= 0 ? tp->offset : -1;
@@ -1524,4 +1622,23 @@ out:
 	rd_kafka_topic_partition_list_destroy(parts);
 	dp_buf_free(&msg);
 	return status;
+}
+
+int
+dp_admin_committed(rd_kafka_t *rk, const char *group, const char *topic, int n,
+                   int timeout_ms, int64_t *committed, struct dp_buf *err)
+{
+	int64_t start = dp_time_mono_ms(), deadline = start + timeout_ms;
+	size_t mark = err->len;
+
+	for (;;) {
+		rd_kafka_resp_err_t why = 0;
+		int64_t left = deadline - dp_time_mono_ms();
+		int st = committed_once(rk, group, topic, n, left > 1 ? (int)left : 1, committed,
+		                        err, &why);
+		/* The group's coordinator may be loading, moving or restarting. */
+		if (!st || !why || !again(why, start, deadline) || pause_ms(100) < 0)
+			return st;
+		dp_buf_truncate(err, mark);
+	}
 }

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "consumer.h"
@@ -355,6 +356,8 @@ on_async_commit(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 struct sync_commit {
 	struct dp_consumer *c;
 	bool done;
+	bool again;             /* a retriable error, with time left: ask again */
+	int64_t deadline;
 	rd_kafka_resp_err_t err;
 };
 
@@ -366,32 +369,43 @@ on_sync_commit(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 
 	r->done = true;
 	r->err = first_error(err, offsets);
-	if (r->c->h.committed)
+	/* Only the last answer is the commit's result. */
+	r->again = dp_kafka_retriable(r->err) && dp_time_mono_ms() + 100 < r->deadline;
+	if (!r->again && r->c->h.committed)
 		r->c->h.committed(r->c, r->c->h.arg, r->err, offsets);
 }
 
 /*
- * Commit and wait for the answer, at most --timeout.  Not cut short by
- * a signal: the commit after SIGTERM is the point of a graceful drain
- * (a second signal ends the process, sig.h).  0, or TEMPFAIL with err.
+ * Commit and wait for the answer, at most --timeout.  Errors Kafka calls
+ * retriable (the coordinator is loading, moved, or its broker restarts)
+ * are asked again until then.  Not cut short by a signal: the commit
+ * after SIGTERM is the point of a graceful drain (a second signal ends
+ * the process, sig.h).  0, or TEMPFAIL with err.
  */
 static int
 commit_wait(struct dp_consumer *c, const rd_kafka_topic_partition_list_t *offsets,
             struct dp_buf *err)
 {
-	struct sync_commit r = { c, false, 0 };
-	rd_kafka_queue_t *q = rd_kafka_queue_new(c->rk);
-	int64_t deadline = dp_time_mono_ms() + c->common->timeout_ms;
-	rd_kafka_resp_err_t e;
+	struct sync_commit r = { c, false, true, dp_time_mono_ms() + c->common->timeout_ms, 0 };
+	int64_t deadline = r.deadline;
+	rd_kafka_resp_err_t e = 0;
 
-	if (!q) {
-		dp_buf_msgf(err, "out of memory");
-		return DP_EX_SOFTWARE;
+	while (!e && r.again) {
+		rd_kafka_queue_t *q = rd_kafka_queue_new(c->rk);
+		if (!q) {
+			dp_buf_msgf(err, "out of memory");
+			return DP_EX_SOFTWARE;
+		}
+		if (r.done) {           /* not the first try: a pause, not a spin */
+			struct timespec ts = { 0, 100 * 1000000L };
+			nanosleep(&ts, NULL);
+		}
+		r.done = r.again = false;
+		e = rd_kafka_commit_queue(c->rk, offsets, q, on_sync_commit, &r);
+		while (!e && !r.done && dp_time_mono_ms() < deadline)
+			rd_kafka_queue_poll_callback(q, DP_KAFKA_SLICE_MS);
+		rd_kafka_queue_destroy(q);
 	}
-	e = rd_kafka_commit_queue(c->rk, offsets, q, on_sync_commit, &r);
-	while (!e && !r.done && dp_time_mono_ms() < deadline)
-		rd_kafka_queue_poll_callback(q, DP_KAFKA_SLICE_MS);
-	rd_kafka_queue_destroy(q);
 	if (!e && !r.done) {
 		char within[48];
 		dp_buf_msgf(err, "no answer within %s",

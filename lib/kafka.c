@@ -343,7 +343,8 @@ probe(rd_kafka_t *rk, const char *topic, int timeout_ms, const char *within, int
 	 * A topic created a moment ago may not be in every broker's metadata
 	 * yet: look again for a little while before calling it missing.
 	 */
-	int64_t missing_until = start + (timeout_ms < 1500 ? timeout_ms : 1500);
+	int64_t missing_until = start + (timeout_ms < DP_KAFKA_PROPAGATION_MS
+	                                 ? timeout_ms : DP_KAFKA_PROPAGATION_MS);
 	size_t mark = err->len;
 
 	for (;;) {

@@ -24,6 +24,14 @@
 
 #define DP_KAFKA_SLICE_MS 250
 
+/*
+ * How long a topic may be missing from a broker's metadata, or have
+ * partitions without a leader, before it counts as absent: a topic
+ * created a moment ago (by this process or another) takes that long, at
+ * most, to reach every broker and to get its leaders.
+ */
+#define DP_KAFKA_PROPAGATION_MS 1500
+
 /* Returned instead of an exit status when a signal stopped the wait. */
 #define DP_KAFKA_STOPPED (-1)
 

@@ -1814,6 +1814,73 @@ t_pgsink_sources(void)
 	return 0;
 }
 
+/*
+ * Create a topic and use it at once, in the same process, with nothing in
+ * between (no probe, unlike dp-topic create): every look-up that must
+ * retry while the broker catches up.  N rounds; prints what failed.
+ */
+static int
+t_fresh(int rounds)
+{
+	struct dp_common c;
+	struct dp_buf err = DP_BUF_INIT;
+	int st, failures = 0;
+	rd_kafka_t *rk;
+
+	dp_cli_init(&c);
+	c.timeout_ms = 10000;
+	rk = dp_kafka_new(&c, RD_KAFKA_PRODUCER, NULL, 0, NULL, NULL, &err, &st);
+	CHECK(rk != NULL);
+	for (int i = 0; i < rounds; i++) {
+		char name[64], group[80];
+		snprintf(name, sizeof(name), "fresh_%d_%d", (int)getpid(), i);
+		snprintf(group, sizeof(group), "g_%s", name);
+		struct dp_admin_spec spec = { name, 6, 1, NULL, 0 };
+		struct dp_admin_result res;
+		struct dp_admin_topics md;
+		struct dp_admin_configs cfg;
+		const char *names[1] = { name };
+		int64_t lo, hi, committed[6];
+		CHECK(dp_admin_create(rk, &spec, 1, false, 10000, &res) == 0 && res.status == 0);
+		dp_admin_result_clear(&res);
+		dp_buf_reset(&err);
+		st = dp_admin_list_for(rk, names, 1, 10000, &md, &err);
+		const struct dp_admin_topic *t = st ? NULL : dp_admin_topics_find(&md, name);
+		int led = 0;
+		for (int p = 0; t && p < t->npartitions; p++)
+			led += t->partitions[p].leader >= 0;
+		if (!t || t->npartitions != 6 || led != 6) {
+			printf("round %d: metadata: status %d, %s, %d of %d partitions led\n", i, st,
+			       t ? "listed" : "missing", led, t ? t->npartitions : 0);
+			failures++;
+		}
+		dp_admin_topics_clear(&md);
+		st = dp_admin_describe_configs(rk, names, 1, 10000, &cfg);
+		if (st || cfg.res.status) {
+			printf("round %d: configs: %s\n", i, cfg.res.error);
+			failures++;
+		}
+		dp_admin_configs_clear(&cfg);
+		for (int p = 0; p < 6; p++) {
+			dp_buf_reset(&err);
+			if (dp_kafka_watermarks(rk, name, p, 10000, &lo, &hi, &err)) {
+				printf("round %d: %s\n", i, dp_buf_str(&err));
+				failures++;
+			}
+		}
+		dp_buf_reset(&err);
+		if (dp_admin_committed(rk, group, name, 6, 10000, committed, &err)) {
+			printf("round %d: %s\n", i, dp_buf_str(&err));
+			failures++;
+		}
+	}
+	printf("%d rounds, %d failures\n", rounds, failures);
+	rd_kafka_destroy(rk);
+	dp_cli_free(&c);
+	dp_buf_free(&err);
+	return failures != 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -1837,6 +1904,8 @@ main(int argc, char **argv)
 		return t_producer(argc, argv);
 	if (argc == 4 && !strcmp(argv[1], "consumer_sink"))
 		return t_consumer_sink(argv[2], argv[3]);
+	if (argc == 3 && !strcmp(argv[1], "fresh"))
+		return t_fresh((int)strtol(argv[2], NULL, 10));
 	if (argc == 3 && !strcmp(argv[1], "consumer_registry"))
 		return t_consumer_registry(argv[2]);
 	for (size_t i = 0; argc == 2 && i < sizeof(cases) / sizeof(cases[0]); i++)
