@@ -754,10 +754,11 @@ run_create(struct topic *t)
 			 */
 			if (!t->dry_run) {
 				struct dp_buf werr = DP_BUF_INIT;
-				if (dp_kafka_probe(t->rk, it->spec->name, (int)t->common.timeout_ms, NULL,
-				                   &werr) == DP_EX_NOTFOUND)
-					dp_warn("topic '%s' was created but is not visible yet",
-					        it->spec->name);
+				int st2 = dp_kafka_await_topic(t->rk, it->spec->name,
+				                               (int)t->common.timeout_ms, NULL, &werr);
+				if (st2 && st2 != DP_KAFKA_STOPPED)
+					dp_warn("topic '%s' was created but is not usable yet: %s",
+					        it->spec->name, dp_buf_str(&werr));
 				dp_buf_free(&werr);
 			}
 		} else if (res[k].err == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS && t->if_not_exists) {

@@ -35,6 +35,7 @@ struct part {
 	int64_t assigned_at;    /* the offset librdkafka was given at assignment */
 	int64_t target;         /* where release starts it; NO_TARGET until known */
 	int64_t held_since;     /* monotonic ms */
+	int64_t unsaved;        /* a failed engine commit left it up to here; -1 */
 };
 
 #define NO_TARGET INT64_MIN
@@ -198,6 +199,7 @@ add_part(struct dp_consumer *c, const char *topic, int32_t partition)
 	p->pub.next = DP_CONSUMER_NO_OFFSET;
 	p->pub.end = DP_CONSUMER_NO_OFFSET;
 	p->target = NO_TARGET;
+	p->unsaved = -1;
 	c->parts[c->nparts++] = &p->pub;
 	return p;
 }
@@ -322,11 +324,32 @@ first_error(rd_kafka_resp_err_t err, const rd_kafka_topic_partition_list_t *offs
 	return err;
 }
 
+/*
+ * Partitions a successful commit carried past where a failed engine
+ * commit had left them: that failure cost nothing in the end.
+ */
+static void
+healed(struct dp_consumer *c, rd_kafka_resp_err_t err,
+       const rd_kafka_topic_partition_list_t *offsets)
+{
+	for (int i = 0; !err && offsets && i < offsets->cnt; i++) {
+		const rd_kafka_topic_partition_t *tp = &offsets->elems[i];
+		struct part *p = find_part(c, tp->topic, tp->partition);
+		if (!p || p->unsaved < 0 || tp->err || tp->offset < p->unsaved)
+			continue;
+		p->unsaved = -1;
+		dp_warn("%s [%d]: the offsets that could not be committed for group '%s' "
+		        "are committed now (up to offset %lld)", p->topic, (int)p->pub.partition,
+		        c->o.group, (long long)tp->offset);
+	}
+}
+
 /* A commit's result: to the committed hook, else reported (periodic: at -v). */
 static void
 commit_result(struct dp_consumer *c, rd_kafka_resp_err_t err,
               const rd_kafka_topic_partition_list_t *offsets, bool periodic)
 {
+	healed(c, err, offsets);
 	if (c->h.committed)
 		c->h.committed(c, c->h.arg, err, offsets);
 	else if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET)
@@ -371,6 +394,7 @@ on_sync_commit(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 	r->err = first_error(err, offsets);
 	/* Only the last answer is the commit's result. */
 	r->again = dp_kafka_retriable(r->err) && dp_time_mono_ms() + 100 < r->deadline;
+	healed(r->c, r->err, offsets);
 	if (!r->again && r->c->h.committed)
 		r->c->h.committed(r->c, r->c->h.arg, r->err, offsets);
 }
@@ -419,7 +443,8 @@ commit_wait(struct dp_consumer *c, const rd_kafka_topic_partition_list_t *offset
 		return 0;
 	if (e == RD_KAFKA_RESP_ERR__ASSIGNMENT_LOST)
 		dp_buf_msgf(err, "the partitions were lost to the group first (this member "
-		            "was too slow to answer it); others read again from the last commit");
+		            "was too slow to answer it); unless they come back to this member, "
+		            "they are read again from the last commit");
 	else
 		dp_buf_msgf(err, "%s", rd_kafka_err2str(e));
 	return DP_EX_TEMPFAIL;
@@ -437,7 +462,16 @@ commit_stored(struct dp_consumer *c)
 	if (commit_wait(c, NULL, &err) != 0) {
 		dp_err("cannot commit offsets for group '%s' %s: %s", c->o.group,
 		       c->closing ? "at exit" : "at a rebalance", dp_buf_str(&err));
-		c->commit_failures++;
+		/*
+		 * What was handled here is not committed: a failure, unless a
+		 * later commit carries these partitions past it (they come
+		 * back to this member, which goes on where it was).
+		 */
+		for (size_t i = 0; i < c->nparts; i++) {
+			struct part *p = PRIV(c->parts[i]);
+			if (p->pub.assigned && p->pub.next > p->unsaved)
+				p->unsaved = p->pub.next;
+		}
 	}
 	dp_buf_free(&err);
 }
@@ -983,8 +1017,22 @@ release(struct dp_consumer *c, struct dp_buf *err)
 	if (!st && times->cnt > 0 && !(st = dp_kafka_offsets_for_times(c->rk, times, timeout, err)))
 		targets_from(c, times, RD_KAFKA_OFFSET_END);
 	/* No committed offset: auto.offset.reset says, as librdkafka would. */
-	if (!st && stored->cnt > 0 && !(st = dp_kafka_committed(c->rk, stored, timeout, err)))
+	if (!st && stored->cnt > 0 && !(st = dp_kafka_committed(c->rk, stored, timeout, err))) {
 		targets_from(c, stored, c->reset_offset);
+		/*
+		 * Handed back: a commit behind where this member was means its
+		 * last commit failed (its session was lost while the broker
+		 * was away, say); the records from there on were handed over
+		 * here already, so go on where it was.  A commit beyond it
+		 * means another member read on: start there.
+		 */
+		for (int i = 0; i < stored->cnt; i++) {
+			struct part *p = find_part(c, stored->elems[i].topic,
+			                           stored->elems[i].partition);
+			if (p->pub.next >= 0 && p->target < p->pub.next)
+				p->target = p->pub.next;
+		}
+	}
 	rd_kafka_topic_partition_list_destroy(times);
 	rd_kafka_topic_partition_list_destroy(stored);
 	if (st)
@@ -1433,6 +1481,9 @@ dp_consumer_close(struct dp_consumer *c)
 		rd_kafka_consumer_close(c->rk);
 	}
 	c->closed = true;
+	for (size_t i = 0; i < c->nparts; i++)
+		if (PRIV(c->parts[i])->unsaved >= 0)
+			c->commit_failures++;
 	return c->commit_failures ? DP_EX_TEMPFAIL : 0;
 }
 

@@ -94,6 +94,17 @@ int dp_kafka_probe(rd_kafka_t *rk, const char *topic, int timeout_ms,
                    int *partitions, struct dp_buf *err);
 
 /*
+ * dp_kafka_probe() for a topic known to exist, because this process has
+ * just created it: wait until this broker's metadata shows it, with a
+ * leader for every partition, as long as timeout_ms.  A broker that was
+ * restarted a moment ago can take seconds to get there, far longer than
+ * the window in which dp_kafka_probe forgives a missing topic.  Returns
+ * what dp_kafka_probe does.
+ */
+int dp_kafka_await_topic(rd_kafka_t *rk, const char *topic, int timeout_ms, int *partitions,
+                         struct dp_buf *err);
+
+/*
  * rd_kafka_metadata(), waited for in slices: a request that times out is
  * sent again until timeout_ms, and a signal ends the wait (*stopped set).
  */
