@@ -308,6 +308,22 @@ literal(const char *s, size_t n, enum dp_json_type t)
 	return l;
 }
 
+/*
+ * A number literal: only when its text is a JSON number too, since values
+ * are handed on as their text.  jq also reads 2. and 01 (as 2 and 1);
+ * those are left to libjq, which prints them as JSON.
+ */
+static struct node *
+number(const char *s, size_t n)
+{
+	const char *why;
+	size_t off;
+
+	if (dp_json_check(s, n, &why, &off) != DP_JSON_NUMBER)
+		return NULL;
+	return literal(s, n, DP_JSON_NUMBER);
+}
+
 static struct node *parse_pipe(struct lex *l);
 
 /* Postfix paths after a term: .a  ."b"  ["c"] (glued, as jq lexes them). */
@@ -472,7 +488,8 @@ parse_term(struct lex *l)
 		next(l);
 		break;
 	case T_NUM:
-		t = literal(l->s, l->n, DP_JSON_NUMBER);
+		if (!(t = number(l->s, l->n)))
+			return NULL;
 		next(l);
 		break;
 	case T_MINUS: {
@@ -481,7 +498,7 @@ parse_term(struct lex *l)
 			return NULL;
 		struct dp_buf b = DP_BUF_INIT;
 		if (dp_buf_addch(&b, '-') == 0 && dp_buf_add(&b, l->s, l->n) == 0)
-			t = literal(b.data, b.len, DP_JSON_NUMBER);
+			t = number(b.data, b.len);
 		dp_buf_free(&b);
 		next(l);
 		return t;       /* jq: '-' Exp, so no postfix binds to the number */

@@ -24,6 +24,11 @@ setup() {
 	[[ $output == *"line 3: NUL byte at byte 4"* ]]
 }
 
+@test "line reader: a CR at the end of one read and its LF in the next (found by fuzzing)" {
+	run "$TEST_LIB" lines_split
+	[ "$status" -eq 0 ]
+}
+
 @test "line reader: lines handed over by a swap stay intact" {
 	run "$TEST_LIB" lines_swap
 	[ "$status" -eq 0 ]

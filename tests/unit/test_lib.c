@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -386,7 +387,9 @@ t_jqfast(void)
 	}
 	/* Outside the subset: left to libjq. */
 	static const char *const other[] = { ".a + 1", ".a, .b", ".[0]", ".a?", "..", "$x",
-		".a == .b == .c", "{(.a): 1}", "{a: 1, a: 2}", "not(.a)", "select", "length" };
+		".a == .b == .c", "{(.a): 1}", "{a: 1, a: 2}", "not(.a)", "select", "length",
+		/* jq reads these numbers, JSON does not (found by fuzz_jqfast) */
+		"2.", "01", "-01", "{a: 1.}", "select(.n > 00)" };
 	for (size_t i = 0; i < sizeof(other) / sizeof(other[0]); i++) {
 		struct dp_jqf *q = dp_jqf_compile(other[i]);
 		if (q) {
@@ -409,7 +412,7 @@ t_jqfast(void)
 static int
 t_parse(void)
 {
-	int64_t ms;
+	int64_t ms, ms2;
 	uint64_t u;
 
 	dp_log_init("test_lib");
@@ -428,6 +431,14 @@ t_parse(void)
 	CHECK(dp_parse_size("s", "-1", 1, UINT64_MAX, "x", &u) < 0);
 	CHECK(dp_parse_duration("d", "", &ms) < 0);
 	CHECK(dp_parse_duration("d", "-1s", &ms) < 0);
+	/* What dp_duration_format prints reads back (found by fuzz_parsers). */
+	char dbuf[48];
+	CHECK(dp_parse_duration("d", "1500000000s", &ms) == 0 && ms == 1500000000000LL);
+	CHECK(!strcmp(dp_duration_format(ms, dbuf), "17361d2h40m"));
+	CHECK(dp_parse_duration("d", "999999955d2h", &ms) == 0);
+	CHECK(dp_parse_duration("d", dp_duration_format(ms, dbuf), &ms2) == 0 && ms2 == ms);
+	CHECK(dp_parse_duration("d", "30000000000d", &ms) < 0);
+	CHECK(dp_parse_duration("d", "99999999999999999999s", &ms) < 0);
 	CHECK(dp_parse_u64("n", "42", 0, 100, &u) == 0 && u == 42);
 	CHECK(dp_parse_u64("n", "42abc", 0, 100, &u) < 0);
 	CHECK(dp_parse_u64("n", "101", 0, 100, &u) < 0);
@@ -1076,6 +1087,39 @@ t_lines_cap(void)
 	waitpid(c, NULL, 0);
 	dp_buf_free(&in);
 	printf("ok lines over 100 bytes skipped: 1000, 101 and 716800 bytes; 7 lines\n");
+	return 0;
+}
+
+/*
+ * Reads that end between a CR and its LF (found by fuzz_lines): the cap
+ * counts a line without its CRLF whatever the reads.  A SOCK_SEQPACKET
+ * socket returns exactly one write per read, so the boundaries are the
+ * test's.
+ */
+static int
+t_lines_split(void)
+{
+	static const char *const pieces[] = { "abcd\r", "\n", "efgh\r", "x\n", "ab\r", "\ncd\r",
+	                                      "\r\n", "wxyz" , "\r" };
+	int sv[2];
+	const char *l;
+	size_t n;
+
+	CHECK(socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv) == 0);
+	for (size_t i = 0; i < sizeof(pieces) / sizeof(pieces[0]); i++)
+		CHECK(write(sv[0], pieces[i], strlen(pieces[i])) == (ssize_t)strlen(pieces[i]));
+	close(sv[0]);
+	struct dp_lines *r = dp_lines_new(sv[1], DP_LINES_STRICT);
+	dp_lines_set_max(r, 4);
+	CHECK(dp_lines_next(r, &l, &n) == DP_LINES_OK && !strcmp(l, "abcd"));   /* at the cap */
+	CHECK(dp_lines_next(r, &l, &n) == DP_LINES_LONG && n == 6);   /* "efgh\rx": the CR counts */
+	CHECK(dp_lines_next(r, &l, &n) == DP_LINES_OK && !strcmp(l, "ab"));
+	CHECK(dp_lines_next(r, &l, &n) == DP_LINES_OK && n == 3 && !memcmp(l, "cd\r", 3));
+	CHECK(dp_lines_next(r, &l, &n) == DP_LINES_OK && !strcmp(l, "wxyz"));  /* CR at EOF goes */
+	CHECK(dp_lines_next(r, &l, &n) == DP_LINES_EOF && dp_lines_lineno(r) == 5);
+	dp_lines_free(r);
+	close(sv[1]);
+	printf("ok a CR at the end of a read is not counted against the cap\n");
 	return 0;
 }
 
@@ -1893,7 +1937,7 @@ main(int argc, char **argv)
 		{ "wsurl", t_wsurl },
 		{ "ccerrors", t_ccerrors }, { "ccseries", t_ccseries }, { "secret", t_secret },
 		{ "lines_cap", t_lines_cap }, { "envelope_ts", t_envelope_ts },
-		{ "envelope", t_envelope }, { "spec", t_spec },
+		{ "envelope", t_envelope }, { "spec", t_spec }, { "lines_split", t_lines_split },
 		{ "expr_limit", t_expr_limit },
 		{ "pgbin", t_pgbin }, { "pg_scrub", t_pg_scrub }, { "sink_parse", t_sink_parse },
 		{ "pgsink_sources", t_pgsink_sources },
