@@ -94,10 +94,13 @@ check: deps
 	@$(MAKE) --no-print-directory all fuzz-build
 	scripts/check
 
+# The fuzzers run under ASan and UBSan in `make check` already: here a
+# few seconds each do.
 check-asan: deps
 	$(MAKE) SAN=1 all
 	$(MAKE) fuzz-build
 	DP_BIN=$(CURDIR)/build/asan/bin DP_TEST_LIB=$(CURDIR)/build/asan/test_lib \
+	DP_FUZZ_SECONDS=$${DP_FUZZ_SECONDS:-5} \
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:exitcode=70 \
 	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	LSAN_OPTIONS=suppressions=$(CURDIR)/scripts/lsan.supp \
