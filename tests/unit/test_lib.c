@@ -646,6 +646,10 @@ t_ccerrors(void)
 {
 	struct dp_buf msg = DP_BUF_INIT, api = DP_BUF_INIT;
 
+	/* JSON as every dp path reads it: libjq's nan is not JSON. */
+	CHECK(verdict("{\"RAW\":nan}", &msg, &api) == DP_CC_MALFORMED);
+	CHECK(strstr(dp_buf_str(&msg), "not valid JSON (unexpected character at byte 8)"));
+	dp_buf_reset(&msg);
 	/* The same condition with Type 1 (2018) and Type 2 (later). */
 	CHECK(verdict("{\"Response\":\"Error\",\"Message\":\"Binance market does not exist for "
 	              "this coin pair (ETH-USD)\",\"Type\":1,\"Aggregated\":false,\"Data\":[]}",
