@@ -420,7 +420,9 @@ dp_cc_parse(const char *body, size_t len, jv *root, int *type, struct dp_buf *ms
 		return DP_CC_MALFORMED;
 	}
 	t = get(v, "Type");
-	if (jv_get_kind(t) == JV_KIND_NUMBER)
+	/* Only an int is a Type: converting 1e21 (or 0.5) to int is undefined. */
+	if (jv_get_kind(t) == JV_KIND_NUMBER && jv_number_value(t) >= 0 &&
+	    jv_number_value(t) <= INT_MAX && jv_number_value(t) == trunc(jv_number_value(t)))
 		*type = (int)jv_number_value(t);
 	jv_free(t);
 	resp = get(v, "Response");

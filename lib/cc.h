@@ -165,7 +165,7 @@ enum dp_cc_verdict {
 /*
  * Parse a body and classify it.  On DP_CC_OK *root is the parsed object
  * (caller frees with jv_free); otherwise *root is jv_null().  *type gets
- * the API's Type (-1 when absent).  For the error verdicts a message is
+ * the API's Type (-1 when absent, or not a whole number from 0 to INT_MAX).  For the error verdicts a message is
  * appended to msg: what it means and the Type, then the API's Message and
  * ParamWithError quoted, for rate limits also the windows whose limit was
  * reached; for MALFORMED the scanner's complaint and the byte.

@@ -646,6 +646,12 @@ t_ccerrors(void)
 {
 	struct dp_buf msg = DP_BUF_INIT, api = DP_BUF_INIT;
 
+	/* A Type no int can hold is no Type (found by fuzz_cc: undefined behaviour). */
+	CHECK(verdict("{\"Response\":\"Error\",\"Message\":\"x\",\"Type\":9.99e20}", &msg,
+	              &api) == DP_CC_APIERR);
+	CHECK(strstr(dp_buf_str(&msg), "(Type -1)"));
+	CHECK(verdict("{\"Response\":\"Error\",\"Message\":\"x\",\"Type\":99.5}", &msg,
+	              &api) == DP_CC_APIERR);
 	/* JSON as every dp path reads it: libjq's nan is not JSON. */
 	CHECK(verdict("{\"RAW\":nan}", &msg, &api) == DP_CC_MALFORMED);
 	CHECK(strstr(dp_buf_str(&msg), "not valid JSON (unexpected character at byte 8)"));
