@@ -268,8 +268,8 @@ take_encoding(struct reader *r, const struct slot *s, const char *what, char **e
 	if (absent(s))
 		return 0;
 	if (s->t != DP_JSON_STRING) {
-		dp_buf_msgf(r->err, "envelope %s must be a string, not %s (at byte %zu)", what,
-		            type_name(s->t), byte_of(r, s->v));
+		dp_buf_msgf(r->err, "envelope %s%s must be a string, not %s (at byte %zu)", what,
+		            enc ? " with an encoding" : "", type_name(s->t), byte_of(r, s->v));
 		return -1;
 	}
 	if (decode_string(r, s, what, enc, &n) < 0)
@@ -292,6 +292,11 @@ take_bytes(struct reader *r, const struct slot *s, const char *enc, const char *
 	char *text;
 	size_t len;
 
+	if (s->t != DP_JSON_STRING) {
+		dp_buf_msgf(r->err, "envelope %s%s must be a string, not %s (at byte %zu)", what,
+		            enc ? " with an encoding" : "", type_name(s->t), byte_of(r, s->v));
+		return -1;
+	}
 	if (decode_string(r, s, what, &text, &len) < 0)
 		return -1;
 	if (!enc || strcmp(enc, "string") == 0) {
@@ -531,15 +536,9 @@ dp_envelope_parse(const char *line, size_t len, struct dp_envelope *env,
 	if (take_encoding(&r, &m[M_KEY_ENC], "key_encoding", &kenc) < 0 ||
 	    take_encoding(&r, &m[M_VALUE_ENC], "value_encoding", &venc) < 0)
 		goto out;
-	if (!absent(&m[M_KEY])) {
-		if (m[M_KEY].t != DP_JSON_STRING) {
-			dp_buf_msgf(err, "envelope key must be a string or null, not %s (at byte "
-			            "%zu)", type_name(m[M_KEY].t), byte_of(&r, m[M_KEY].v));
-			goto out;
-		}
-		if (take_bytes(&r, &m[M_KEY], kenc, "key", &env->key, &env->key_len) < 0)
-			goto out;
-	}
+	if (!absent(&m[M_KEY]) &&
+	    take_bytes(&r, &m[M_KEY], kenc, "key", &env->key, &env->key_len) < 0)
+		goto out;
 	if (parse_headers(&r, &m[M_HEADERS], env) < 0)
 		goto out;
 	if (!m[M_VALUE].v) {
@@ -547,11 +546,6 @@ dp_envelope_parse(const char *line, size_t len, struct dp_envelope *env,
 		goto out;
 	}
 	if (venc) {
-		if (m[M_VALUE].t != DP_JSON_STRING) {
-			dp_buf_msgf(err, "envelope value with an encoding must be a string, not %s "
-			            "(at byte %zu)", type_name(m[M_VALUE].t), byte_of(&r, m[M_VALUE].v));
-			goto out;
-		}
 		if (take_bytes(&r, &m[M_VALUE], venc, "value", &env->value, &env->value_len) < 0)
 			goto out;
 	} else if (m[M_VALUE].t != DP_JSON_NULL) {

@@ -21,11 +21,7 @@ setup() {
 }
 
 teardown() {
-	local p
-	for p in "${BG_PIDS[@]}"; do
-		kill -KILL "$p" 2>/dev/null || true
-		wait "$p" 2>/dev/null || true
-	done
+	bg_kill
 	# A restart in flight must finish: the next test needs the database.
 	if [[ -n $RESTART_PID ]]; then
 		wait "$RESTART_PID" 2>/dev/null || true
@@ -58,24 +54,6 @@ w = sys.stdout.write
 for i in range(start, start + n):
     w('{"seq":%d,"fsym":"BTC","ts":"2026-01-01T%02d:%02d:%02dZ","price":%d.5}\n'
       % (i, i // 3600 % 24, i // 60 % 60, i % 60, 1000 + i % 97))
-PY
-}
-
-# pace FILE SECONDS: FILE on stdout, spread evenly over about SECONDS (a
-# stream that is still flowing while a test acts on it)
-pace() {
-	python3 - "$1" "$2" <<'PY'
-import sys, time
-lines = open(sys.argv[1], "rb").readlines()
-chunks = 50
-per = max(1, len(lines) // chunks)
-for i in range(0, len(lines), per):
-    try:
-        sys.stdout.buffer.write(b"".join(lines[i:i + per]))
-        sys.stdout.buffer.flush()
-    except BrokenPipeError:
-        sys.exit(0)
-    time.sleep(float(sys.argv[2]) / chunks)
 PY
 }
 

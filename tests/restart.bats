@@ -18,11 +18,7 @@ setup() {
 }
 
 teardown() {
-	local p
-	for p in "${BG_PIDS[@]}"; do
-		kill -KILL "$p" 2>/dev/null || true
-		wait "$p" 2>/dev/null || true
-	done
+	bg_kill
 	# The next test needs the broker: a restart in flight must finish.
 	kafka_restart_wait || true
 }

@@ -16,7 +16,6 @@
 #                                    sets KAFKA_RESTART_PID, log in
 #                                    $BATS_TEST_TMPDIR/kafka-restart.log
 #   kafka_restart_wait               waits for it; fails when it failed
-#   pace FILE SECONDS                FILE on stdout, spread over about SECONDS
 
 create_topic() {
 	local name=${1:?create_topic NAME [PARTITIONS]} parts=${2:-1}
@@ -85,20 +84,4 @@ kafka_restart_wait() {
 		cat "$BATS_TEST_TMPDIR/kafka-restart.log" >&2
 		return 1
 	fi
-}
-
-pace() {
-	python3 - "$1" "$2" <<'PY'
-import sys, time
-lines = open(sys.argv[1], "rb").readlines()
-chunks = 100
-per = max(1, len(lines) // chunks)
-for i in range(0, len(lines), per):
-    try:
-        sys.stdout.buffer.write(b"".join(lines[i:i + per]))
-        sys.stdout.buffer.flush()
-    except BrokenPipeError:
-        sys.exit(0)
-    time.sleep(float(sys.argv[2]) / chunks)
-PY
 }
