@@ -85,12 +85,20 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (!nl || memchr(data, '\0', (size_t)(nl - data)))
 		return 0;
 	char *src = fuzz_str(data, (size_t)(nl - data));
-	const char *rec = (const char *)nl + 1;
 	size_t n = size - (size_t)(nl + 1 - data);
+	/*
+	 * The record is followed by digits, as a number at the end of a Kafka
+	 * payload may be followed by anything: nothing may read past n.
+	 */
+	char *rec = malloc(n + 9);
+	FUZZ_CHECK(rec != NULL);
+	memcpy(rec, nl + 1, n);
+	memcpy(rec + n, "99999999", 9);
 	struct dp_jqf *f = dp_jqf_compile(src);
 	if (!f || dp_json_check(rec, n, &why, &off) == DP_JSON_INVALID) {
 		dp_jqf_free(f);
 		free(src);
+		free(rec);
 		return 0;
 	}
 	struct dp_jqf_run run = DP_JQF_RUN_INIT;
@@ -147,5 +155,6 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	dp_jqf_run_free(&run);
 	dp_jqf_free(f);
 	free(src);
+	free(rec);
 	return 0;
 }

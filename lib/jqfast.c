@@ -725,6 +725,29 @@ string_bytes(struct dp_buf *b, const char *s, size_t n)
 }
 
 /*
+ * The double of the number text s[0..n).  The text need not end in a
+ * delimiter: a record that is one number may be the last bytes of a
+ * Kafka payload, and strtod would read on past it (found by fuzz_jqfast,
+ * which saw "2" compare as 25 against stale memory).  0, or -1 when
+ * memory runs out.
+ */
+static int
+number_value(const char *s, size_t n, double *d)
+{
+	char small[64];
+	char *p = n < sizeof(small) ? small : malloc(n + 1);
+
+	if (!p)
+		return -1;
+	memcpy(p, s, n);
+	p[n] = '\0';
+	*d = strtod(p, NULL);
+	if (p != small)
+		free(p);
+	return 0;
+}
+
+/*
  * Compare a and b as jq does.  Returns DP_JQF_VALUE with *cmp set, or
  * DP_JQF_NEED_JQ for two arrays or two objects.
  */
@@ -741,8 +764,9 @@ compare(struct dp_jqf_run *r, const struct val *a, const struct val *b, int *cmp
 	switch (a->t) {
 	case DP_JSON_NUMBER: {
 		/* jq 1.6 holds numbers as doubles: compare those. */
-		char *ea, *eb;
-		double da = strtod(sa, &ea), db = strtod(sb, &eb);
+		double da, db;
+		if (number_value(sa, a->n, &da) < 0 || number_value(sb, b->n, &db) < 0)
+			return DP_JQF_NOMEM;
 		*cmp = da < db ? -1 : da > db ? 1 : 0;
 		return DP_JQF_VALUE;
 	}

@@ -398,6 +398,15 @@ t_jqfast(void)
 		}
 		dp_jqf_free(q);
 	}
+	/* A record that is one number ends where its length says, not at a
+	 * delimiter (found by fuzz_jqfast: "2" read on into "25"). */
+	struct dp_jqf *gt = dp_jqf_compile("select(. > 9)");
+	struct dp_jqf_run run = DP_JQF_RUN_INIT;
+	bool truth = true;
+	CHECK(gt && dp_jqf_test(gt, &run, "25", 1, &truth) == DP_JQF_VALUE && !truth);
+	CHECK(dp_jqf_test(gt, &run, "25", 2, &truth) == DP_JQF_VALUE && truth);
+	dp_jqf_run_free(&run);
+	dp_jqf_free(gt);
 	/* Values keep their bytes: big integers and tostring of them. */
 	CHECK(first("{id,n}", "{\"id\":288230376151711744,\"n\":13911860366432393}",
 	            "{\"id\":288230376151711744,\"n\":13911860366432393}"));
