@@ -924,8 +924,12 @@ dp_admin_ensure(rd_kafka_t *rk, const struct dp_admin_spec *spec, int timeout_ms
 	} else {
 		return res->status ? res->status : st;
 	}
-	/* Usable when we return: the metadata shows it (see dp_kafka_probe). */
-	st = dp_kafka_probe(rk, spec->name, timeout_ms, NULL, &err);
+	/*
+	 * Usable when we return: the metadata shows it with its leaders.  It
+	 * exists, so it is waited for as long as timeout_ms: right after a
+	 * broker restart that takes seconds (dp_kafka_await_topic).
+	 */
+	st = dp_kafka_await_topic(rk, spec->name, timeout_ms, NULL, &err);
 	if (st == DP_KAFKA_STOPPED)
 		st = DP_EX_TEMPFAIL;
 	if (st)
