@@ -43,6 +43,14 @@ fuzz() {
 	fuzz cc
 }
 
+@test "fuzz: the CryptoCompare streaming messages" {
+	fuzz ccstream
+}
+
+@test "fuzz: dp-coord's requests and registry specs, parse -> print -> parse" {
+	fuzz dynspec
+}
+
 @test "fuzz: durations, times, numbers and sizes" {
 	fuzz parsers
 }
