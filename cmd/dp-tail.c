@@ -432,9 +432,14 @@ value_json(struct tail *t, const rd_kafka_message_t *m)
 	} else {
 		switch (t->non_json) {
 		case NJ_ERROR:
-			dp_err("%s [%d] offset %lld: value is not JSON (%s at byte %zu); "
-			       "see --non-json", rd_kafka_topic_name(m->rkt), (int)m->partition,
-			       (long long)m->offset, why, off + 1);
+			if (m->len == 0)        /* not "at byte 1": there is no byte */
+				dp_err("%s [%d] offset %lld: value is not JSON (empty value); "
+				       "see --non-json", rd_kafka_topic_name(m->rkt),
+				       (int)m->partition, (long long)m->offset);
+			else
+				dp_err("%s [%d] offset %lld: value is not JSON (%s at byte %zu); "
+				       "see --non-json", rd_kafka_topic_name(m->rkt),
+				       (int)m->partition, (long long)m->offset, why, off + 1);
 			dp_fsm_fail(&t->fsm, DP_EX_DATAERR);
 			halt(t, E_BAD_RECORD);
 			return V_STOP;

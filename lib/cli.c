@@ -250,7 +250,7 @@ dp_parse_duration(const char *name, const char *s, int64_t *ms)
 			return bad(name, s, "expected a number such as 500ms, 10s, 5m, 1h");
 		errno = 0;
 		unsigned long long v = strtoull(p, &end, 10);
-		if (errno == ERANGE || v > 1000000000ull)
+		if (errno == ERANGE)
 			return bad(name, s, "too large");
 		int64_t unit;
 		p = end;
@@ -269,9 +269,14 @@ dp_parse_duration(const char *name, const char *s, int64_t *ms)
 		} else {
 			return bad(name, s, "unknown unit (use ms, s, m, h or d)");
 		}
-		total += (int64_t)v * unit;
-		if (total > INT64_MAX / 4)
+		/*
+		 * The sum stays within INT64_MAX / 4, and so does each count
+		 * times its unit: whatever dp_duration_format prints of an
+		 * accepted duration (90 days as "90d") reads back.
+		 */
+		if (v > (unsigned long long)((INT64_MAX / 4 - total) / unit))
 			return bad(name, s, "too large");
+		total += (int64_t)v * unit;
 	}
 	*ms = total;
 	return 0;

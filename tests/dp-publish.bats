@@ -2,6 +2,7 @@
 # dp-publish against the real broker: round trips, routing, bad lines,
 # delivery guarantees, and interop with kcat.
 
+bats_require_minimum_version 1.5.0
 load helpers/common
 load helpers/kafka
 
@@ -316,6 +317,21 @@ draining aborted failed" ]
 		kcat -b "$DP_BROKERS" -C -t "$T" -p "$p" -e -q -o beginning -f '%s\n' |
 			jq -s -e 'map(.seq) | . == sort' > /dev/null
 	done
+}
+
+@test "jq and big numbers: a key and a header from an integer beyond 2^53 keep its digits" {
+	create_topic "$T"
+	run --separate-stderr dp-publish -t "$T" -k .id -H 'n=.n|tostring' -H 'both={id,n}' \
+		<<< '{"id":288230376151711744,"n":13911860366432393}'
+	[ "$status" -eq 0 ]
+	[ "$stderr" = "" ]
+	[ "$(kcat_payloads "$T" -f '%k|%h\n')" = '288230376151711744|n=13911860366432393,both={"id":288230376151711744,"n":13911860366432393}' ]
+	# A header libjq computes may lose digits: one warning says so.
+	run --separate-stderr dp-publish -t "$T" -H 'n=.n + 1' \
+		<<< $'{"n":13911860366432393}\n{"n":13911860366432395}'
+	[ "$status" -eq 0 ]
+	[[ $stderr == *"jq expression '.n + 1' sees the integer 13911860366432393, beyond 2^53"* ]]
+	[ "$(grep -c 'beyond 2^53' <<<"$stderr")" -eq 1 ]
 }
 
 @test "a record too large for message.max.bytes is a bad line, in keyed runs too" {

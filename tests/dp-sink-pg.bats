@@ -218,6 +218,15 @@ BTC|EUR|2" ]
 	[ "$(count)" = 2 ]
 }
 
+@test "--map and big numbers: object construction keeps an integer's digits" {
+	printf '%s\n' '{"id":288230376151711744,"n":13911860366432393,"x":1}' > "$W/in"
+	run --separate-stderr dp-sink-pg --stdin --table "$T" --create --map '{id, n}' < "$W/in"
+	[ "$status" -eq 0 ]
+	[[ $stderr != *"2^53"* ]]
+	run q "select id, n from \"$T\""
+	[ "$output" = "288230376151711744|13911860366432393" ]
+}
+
 @test "a hostile field or table name becomes exactly that name, never SQL" {
 	psql_dp -c "create table \"${T}_canary\" (x int)" -c "insert into \"${T}_canary\" values (1)"
 	printf '{"a\\"; drop table \\"%s_canary\\"; --":1,"ok":"v"}\n' "$T" |

@@ -74,11 +74,7 @@ pg_down() { ! pg_isready -q -d "$DP_PG"; }
 pg_port() { [[ $DP_PG =~ @127\.0\.0\.1:([0-9]+)/ ]] && echo "${BASH_REMATCH[1]}"; }
 
 stop_background() {
-	local p
-	for p in "${BG_PIDS[@]}"; do
-		kill -KILL "$p" 2>/dev/null || true
-		wait "$p" 2>/dev/null || true
-	done
+	bg_kill
 	if [[ -n ${RESTART_PID:-} ]]; then
 		wait "$RESTART_PID" 2>/dev/null || true
 	fi
