@@ -678,7 +678,7 @@ value_at(struct dp_route *r, const struct path *p)
 }
 
 static int
-match_expr(struct dp_route *r, struct rt *rt, struct dp_expr_rec *rec, const char *where,
+match_expr(struct dp_route *r, struct rt *rt, struct dp_expr_rec *rec, uint64_t line,
            bool *yes)
 {
 	enum dp_json_type t;
@@ -691,8 +691,8 @@ match_expr(struct dp_route *r, struct rt *rt, struct dp_expr_rec *rec, const cha
 			return -1;      /* memory */
 		if (!rt->warned) {
 			rt->warned = true;
-			dp_warn("%s: not copied to '%s': its filter failed: %s (said once per "
-			        "topic)", where, rt->topic, dp_buf_str(&r->err));
+			dp_warn("line %llu: not copied to '%s': its filter failed: %s (said once "
+			        "per topic)", (unsigned long long)line, rt->topic, dp_buf_str(&r->err));
 		}
 		return 0;
 	}
@@ -702,7 +702,7 @@ match_expr(struct dp_route *r, struct rt *rt, struct dp_expr_rec *rec, const cha
 
 int
 dp_route_match(struct dp_route *r, const char *source, const char *json, size_t n,
-               const char *where, dp_route_fn fn, void *ctx)
+               uint64_t line, dp_route_fn fn, void *ctx)
 {
 	struct src *s = NULL;
 	int rc = 0;
@@ -740,7 +740,7 @@ dp_route_match(struct dp_route *r, const char *source, const char *json, size_t 
 		for (size_t i = 0; i < s->nexprs && !rc; i++) {
 			struct rt *rt = r->v[s->exprs[i]];
 			bool yes;
-			if (match_expr(r, rt, &rec, where, &yes) < 0)
+			if (match_expr(r, rt, &rec, line, &yes) < 0)
 				rc = -1;
 			else if (yes)
 				rc = fn(ctx, rt->topic);

@@ -85,12 +85,12 @@ typedef int (*dp_route_fn)(void *ctx, const char *topic);
 
 /*
  * The routes a record published to source takes: fn(ctx, topic) for
- * each whose filter matches json[0..n), valid JSON text.  where names
+ * each whose filter matches json[0..n), valid JSON text.  line names
  * the record ("line 12") in the one warning given per route whose filter
- * fails with a jq error.  Returns 0, fn's first non-zero result, or -1
- * when memory ran out.
+ * fails with a jq error.  source and json must not move while fn runs.
+ * Returns 0, fn's first non-zero result, or -1 when memory ran out.
  */
 int dp_route_match(struct dp_route *r, const char *source, const char *json, size_t n,
-                   const char *where, dp_route_fn fn, void *ctx);
+                   uint64_t line, dp_route_fn fn, void *ctx);
 
 #endif

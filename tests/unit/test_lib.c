@@ -495,7 +495,7 @@ t_route(void)
 			int yes = jq_says(slow[i], recs[k]);
 			CHECK(dp_route_set(one, &all[i], 1) == 0);
 			dp_buf_reset(&got);
-			CHECK(dp_route_match(one, "s", recs[k], strlen(recs[k]), "t", route_hit,
+			CHECK(dp_route_match(one, "s", recs[k], strlen(recs[k]), 1, route_hit,
 			                     &got) == 0);
 			if ((got.len > 0) != yes) {
 				printf("FAIL %s on %s: router %s, jq %s\n", filters[i], recs[k],
@@ -507,7 +507,7 @@ t_route(void)
 		}
 		/* All at once: the same set (sorted, as the index gives no order). */
 		dp_buf_reset(&got);
-		CHECK(dp_route_match(every, "s", recs[k], strlen(recs[k]), "t", route_hit,
+		CHECK(dp_route_match(every, "s", recs[k], strlen(recs[k]), 1, route_hit,
 		                     &got) == 0);
 		char *a = strdup(dp_buf_str(&got)), *b = strdup(dp_buf_str(&want));
 		size_t na = 0, nb = 0;
@@ -538,7 +538,7 @@ t_route(void)
 		free(b);
 		/* Another source takes nothing. */
 		dp_buf_reset(&got);
-		CHECK(dp_route_match(every, "other", recs[k], strlen(recs[k]), "t", route_hit,
+		CHECK(dp_route_match(every, "other", recs[k], strlen(recs[k]), 1, route_hit,
 		                     &got) == 0 && got.len == 0);
 	}
 	/* A route into itself (a producer-initiated topic) is never taken. */
