@@ -1,4 +1,4 @@
-# dp -- one flat Makefile.  `make`, `make check`, `make check-asan`,
+# dp -- one flat Makefile.  `make`, `make check`, `make check-asan`, `make fuzz`,
 # `make install PREFIX=... DESTDIR=...`, `make uninstall`, `make demo`.
 
 PREFIX  ?= /usr/local
@@ -91,12 +91,16 @@ deps:
 # deps first, then the build, even under -j: on a fresh machine the
 # build needs what deps installs.
 check: deps
-	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory all fuzz-build
 	scripts/check
 
+# The fuzzers run under ASan and UBSan in `make check` already: here a
+# few seconds each do.
 check-asan: deps
 	$(MAKE) SAN=1 all
+	$(MAKE) fuzz-build
 	DP_BIN=$(CURDIR)/build/asan/bin DP_TEST_LIB=$(CURDIR)/build/asan/test_lib \
+	DP_FUZZ_SECONDS=$${DP_FUZZ_SECONDS:-5} \
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:exitcode=70 \
 	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	LSAN_OPTIONS=suppressions=$(CURDIR)/scripts/lsan.supp \
@@ -104,6 +108,41 @@ check-asan: deps
 
 check-valgrind: all
 	scripts/valgrind-smoke
+
+# libFuzzer harnesses (fuzz/, see HACKING.md): clang with ASan and UBSan,
+# the whole of lib/ built again with coverage for the fuzzer.
+# `make fuzz FUZZ_SECONDS=600` fuzzes each target that long (default 30).
+FUZZ_CC      ?= clang-14
+FUZZ_SECONDS ?= 30
+FUZZ_CFLAGS   = -g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined \
+                -fno-sanitize-recover=undefined
+FUZZ_TARGETS := $(patsubst fuzz/fuzz_%.c,%,$(wildcard fuzz/fuzz_*.c))
+FUZZ_OBJ     := $(LIB_SRC:lib/%.c=build/fuzz/lib/%.o)
+FUZZ_BINS    := $(FUZZ_TARGETS:%=build/fuzz/fuzz-%) build/fuzz/json-verdict
+
+build/fuzz/lib/%.o: lib/%.c $(wildcard lib/*.h) Makefile
+	@mkdir -p $(@D)
+	@echo "  FUZZCC  $<"
+	@$(FUZZ_CC) $(CPPFLAGS) $(WARN) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
+
+build/fuzz/libdp.a: $(FUZZ_OBJ)
+	@$(AR) rcs $@ $^
+
+build/fuzz/fuzz-%: fuzz/fuzz_%.c fuzz/fuzz.h build/fuzz/libdp.a
+	@echo "  FUZZLD  $@"
+	@$(FUZZ_CC) $(CPPFLAGS) -Ifuzz $(WARN) -Wno-missing-prototypes $(FUZZ_CFLAGS) \
+		-fsanitize=fuzzer -o $@ $< build/fuzz/libdp.a $(LDLIBS)
+
+# The scanner's verdict on files, for fuzz/json_reference.py.
+build/fuzz/json-verdict: fuzz/json_verdict.c build/fuzz/libdp.a
+	@echo "  FUZZLD  $@"
+	@$(FUZZ_CC) $(CPPFLAGS) $(WARN) $(FUZZ_CFLAGS) -o $@ $< build/fuzz/libdp.a $(LDLIBS)
+
+fuzz-build: $(FUZZ_BINS)
+
+fuzz: deps
+	@$(MAKE) --no-print-directory fuzz-build
+	scripts/fuzz -t $(FUZZ_SECONDS)
 
 # Micro-benchmark of the JSON scanner (see docs/BENCHMARKS.md).
 $(OBJ)/json-scan: bench/json-scan.c $(OBJ)/libdp.a
@@ -144,5 +183,6 @@ lint-man:
 clean:
 	rm -rf build bin lib/libdp.a
 
-.PHONY: all bench deps check check-asan check-valgrind demo install uninstall clean lint-man
+.PHONY: all bench deps check check-asan check-valgrind demo fuzz fuzz-build install \
+        uninstall clean lint-man
 .SECONDARY:

@@ -1,21 +1,24 @@
 #!/usr/bin/env bash
-# bench/sink-pg.sh - dp-sink-pg --stdin against psql \copy, same database,
-# same rows, same typed table, same run.  Prints a markdown table of medians
-# and ratios.
+# bench/sink-pg.sh - dp-sink-pg against psql \copy, same database, same rows,
+# same typed table, same run.  Prints a markdown table of medians and ratios.
 #
 #   bench/sink-pg.sh [LINES] [REPS]     (defaults: 1000000 5)
 #
-# The input is bench/gen-prices.py's price records; psql \copy loads the same
-# rows from a CSV made from them beforehand (not timed), with the numbers as
-# the records write them.  Each measurement loads into a freshly created
-# table, and the two tools alternate, each going first in every other
-# repetition.  dp-sink-pg runs with --source-id, so exactly-once is on: every
-# batch also moves its row of dp_sink_offsets.  When timescaledb-parallel-copy
-# is on PATH it is measured too (2 workers, the same CSV).
+# The input is bench/gen-prices.py's price records.  Before the clock runs
+# they are written to a file, to a CSV with the same values (what psql
+# \copy loads), and with dp-publish -k .fsym into a 3-partition topic.
+# Each measurement loads into a freshly created table, and the loaders take
+# turns going first.  Exactly-once is on for dp-sink-pg both ways: from
+# Kafka (-t -g, a fresh group each time, -e; every batch moves its
+# partition's row of dp_sink_offsets) and from the file (--stdin
+# --source-id).  When timescaledb-parallel-copy is on PATH it is measured
+# too (2 workers, the same CSV).  Each loader's peak RSS is reported.
 #
-# Uses $DP_PG when set; otherwise starts the test stack, with its data on
-# /dev/shm when there is one, and stops it again.  With DP_BENCH_HYPERTABLE=1
-# the table is a TimescaleDB hypertable on ts (the server needs the extension).
+# Uses $DP_BROKERS and $DP_PG when both are set; otherwise starts the test
+# stack, with its data on /dev/shm when there is one, and stops it again.
+# With DP_BENCH_HYPERTABLE=1 the table is a TimescaleDB hypertable on ts
+# (the server needs the extension).  DP_BENCH_SINK_ARGS adds options to
+# the Kafka run (default: none).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PATH=$PWD/bin:$PATH
@@ -23,11 +26,18 @@ lines=${1:-1000000}
 reps=${2:-5}
 
 . bench/stack.bash
-bench_stack DP_PG
+if [[ -n ${DP_BROKERS:-} && -n ${DP_PG:-} ]]; then
+	bench_stack DP_PG
+else
+	unset DP_BROKERS DP_PG
+	bench_stack DP_PG
+fi
+topic=bench_sink_$$
 cleanup() {
 	psql "$DP_PG" -Xq -c 'drop table if exists bench_sink' \
-		-c "delete from dp_sink_offsets where \"group\" = '' and topic like 'bench_sink_%'" \
+		-c "delete from dp_sink_offsets where topic like 'bench_sink_%'" \
 		2>/dev/null || true
+	dp-topic delete "$topic" -o json > /dev/null 2>&1 || true
 	rm -rf "$work"
 	bench_unstack
 }
@@ -45,6 +55,10 @@ for line in open(sys.argv[1]):
 PY
 bytes=$(wc -c < "$work/in")
 echo "input: $lines lines, $bytes bytes ($((bytes / lines)) B/line)" >&2
+dp-topic create "$topic" -p 3 -o json > /dev/null
+dp-publish -t "$topic" -k .fsym < "$work/in"
+[[ $(dp-topic offsets "$topic" -o json | jq -s 'map(.high) | add') == "$lines" ]] ||
+	{ echo "bench: $topic does not hold $lines records" >&2; exit 1; }
 
 fresh() {
 	psql "$DP_PG" -Xq -v ON_ERROR_STOP=1 -c 'drop table if exists bench_sink' -c '
@@ -78,12 +92,18 @@ tpc=$(command -v timescaledb-parallel-copy || true)
 # Repetition 0 warms the server's caches; it is not counted.
 for r in $(seq 0 "$reps"); do
 	ps() { measure psql psql "$DP_PG" -Xq -c "\\copy bench_sink from '$work/in.csv' csv"; }
-	dp() { measure dp-sink-pg sh -c "dp-sink-pg --stdin --table bench_sink --source-id bench_sink_$$_$r < '$work/in'"; }
-	if ((r % 2)); then ps; dp; else dp; ps; fi
-	if [[ -n $tpc ]]; then
-		measure tpc "$tpc" --connection "$DP_PG" --table bench_sink --file "$work/in.csv" \
-			--workers 2 --skip-header=false
-	fi
+	dk() { measure dp-kafka dp-sink-pg -t "$topic" -g "bench_sink_$$_$r" --table bench_sink -e ${DP_BENCH_SINK_ARGS:-}; }
+	ds() { measure dp-stdin sh -c "dp-sink-pg --stdin --table bench_sink --source-id bench_sink_$$_$r < '$work/in'"; }
+	tp() { [[ -z $tpc ]] || measure tpc "$tpc" --connection "$DP_PG" --table bench_sink \
+		--file "$work/in.csv" --workers 2 --skip-header=false > /dev/null; }
+	# Whoever goes first meets the server's checkpoint and autovacuum
+	# from the run before least: the order turns each repetition.
+	case $((r % 4)) in
+	0) ps; dk; ds; tp ;;
+	1) dk; ds; tp; ps ;;
+	2) ds; tp; ps; dk ;;
+	3) tp; ps; dk; ds ;;
+	esac
 	if ((r == 0)); then
 		: > "$work/results"
 	fi
@@ -106,11 +126,13 @@ def paired(ours):
     return statistics.median(b[0] / o[0] for o, b in zip(rows[ours], rows["psql"]))
 print("| loader | rows/s (median) | peak RSS MB | client CPU s | ratio vs psql \\copy (median of pairs) |")
 print("|---|---:|---:|---:|---:|")
-for name in ("psql", "dp-sink-pg", "tpc"):
+labels = {"psql": "psql \\copy (CSV)", "tpc": "timescaledb-parallel-copy -w 2 (CSV)",
+          "dp-kafka": "dp-sink-pg -t (3 partitions, exactly once)",
+          "dp-stdin": "dp-sink-pg --stdin --source-id (exactly once)"}
+for name in ("psql", "dp-kafka", "dp-stdin", "tpc"):
     if name not in rows:
         continue
     rate, rss, user = med(name)
-    label = {"psql": "psql \\copy (CSV)", "tpc": "timescaledb-parallel-copy -w 2"}.get(name, name)
     ratio = "1.00" if name == "psql" else f"{paired(name):.2f}"
-    print(f"| {label} | {rate:,.0f} | {rss:.1f} | {user:.2f} | {ratio} |")
+    print(f"| {labels[name]} | {rate:,.0f} | {rss:.1f} | {user:.2f} | {ratio} |")
 PY

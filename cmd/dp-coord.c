@@ -366,27 +366,6 @@ usage(FILE *fp)
 	      "69 no coordinator answered.  See dp-coord(1).\n", fp);
 }
 
-/* Set key=value, replacing an earlier value of the same key. */
-static int
-config_put(struct coord *c, const char *pair)
-{
-	const char *eq = strchr(pair, '=');
-
-	if (!eq || eq == pair)
-		return -1;
-	for (size_t i = 0; i < c->nconfig; i++)
-		if (strlen(c->config[i].key) == (size_t)(eq - pair) &&
-		    !strncmp(c->config[i].key, pair, (size_t)(eq - pair))) {
-			char *v = strdup(eq + 1);
-			if (!v)
-				return -1;
-			free(c->config[i].value);
-			c->config[i].value = v;
-			return 0;
-		}
-	return dp_kv_add(&c->config, &c->nconfig, pair);
-}
-
 static int
 parse_options(void *ctx, int argc, char **argv)
 {
@@ -436,7 +415,7 @@ parse_options(void *ctx, int argc, char **argv)
 				c->partitions = (int32_t)n;
 				break;
 			case 'c':
-				if (config_put(c, optarg) < 0) {
+				if (dp_kv_put(&c->config, &c->nconfig, optarg) < 0) {
 					dp_err("invalid --topic-config '%s': expected KEY=VALUE", optarg);
 					return -1;
 				}

@@ -1099,7 +1099,7 @@ bad_line(struct pub *p, const char *line, size_t len, uint64_t lineno, const cha
 	};
 
 	snprintf(where, sizeof(where), "line %llu", (unsigned long long)lineno);
-	int st = dp_on_error_record(&p->on_error, p->prod, where, why, line, len, h,
+	int st = dp_on_error_record(&p->on_error, p->prod, where, why, NULL, 0, line, len, h,
 	                            p->topic ? 3 : 2, lineno);
 	if (st == 0 && p->on_error.mode == DP_ON_ERROR_DLQ)
 		p->records++;           /* the dead letter is delivered like any record */

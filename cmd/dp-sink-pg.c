@@ -5,18 +5,24 @@
  * (a TimescaleDB hypertable when the extension is there), written with
  * binary COPY, each batch in one transaction that also moves the
  * source's stored offset.  This file reads the input, maps records to
- * rows and drives the state machine; the database work is lib/pgsink.c.
+ * rows and drives the state machine; the database work is lib/pgsink.c,
+ * the Kafka work lib/consumer.c, and a bad record goes through
+ * lib/onerror.c (with --on-error dlq, lib/producer.c).
  *
- * Input today is --stdin: NDJSON lines, where with --source-id the line
- * number plays the part of a Kafka offset.  The machine and the engine
- * already speak in sources and offsets, so the Kafka input (a consumer
- * group whose partitions are sources, seeking to the stored offsets on
- * assignment, pausing them during an outage) plugs into the same states.
+ * Two inputs feed the same states.  --stdin reads NDJSON lines, where
+ * with --source-id the line number plays the part of a Kafka offset.
+ * -t/-g joins a consumer group whose partitions are sources: the
+ * consumer's record hook only copies each record into the inbox, and the
+ * machine takes it from there as it takes a line.  A partition starts
+ * where the offsets table says (the assigned hook reads it); a revoked
+ * one has its batches finished (or rolled back) first; during a database
+ * outage the partitions are paused and the consumer is still polled, so
+ * the process stays in the group.
  */
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
-#include <stdatomic.h>
+#include <regex.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -24,18 +30,24 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <librdkafka/rdkafka.h>
+
 #include "backoff.h"
 #include "buf.h"
 #include "cli.h"
 #include "cmd.h"
+#include "consumer.h"
 #include "exit.h"
 #include "expr.h"
 #include "fsm.h"
 #include "json.h"
+#include "kafka.h"
 #include "lines.h"
 #include "log.h"
+#include "onerror.h"
 #include "pg.h"
 #include "pgsink.h"
+#include "producer.h"
 #include "progress.h"
 #include "sig.h"
 #include "timefmt.h"
@@ -43,12 +55,37 @@
 #define RETRY_BASE_MS 250
 #define RETRY_CAP_MS 30000
 #define DRAIN_AFTER_SIGNAL_MS 2000      /* then the batch in flight is rolled back */
+#define KAFKA_COMMIT_MS 1000            /* offsets to Kafka at most this often */
+
+/* A record the consumer handed over, waiting in the inbox to be processed. */
+struct inrec {
+	struct dp_consumer_part *part;
+	int64_t offset;
+	size_t pos;                     /* its key, then its value, in the inbox's data */
+	size_t klen, vlen;
+	bool has_key, has_value;
+};
+
+/* What dp-sink-pg keeps about a partition (its part->user). */
+struct pstate {
+	struct dp_pgsink_src *src;      /* its source, NULL until first acquired */
+	bool acquired;                  /* the source takes its records */
+	bool waiting;                   /* assigned while the database was away: paused,
+	                                   start unknown until the reconnect */
+	bool held;                      /* paused for an outage */
+	int64_t committed;              /* the offset last committed to Kafka, -1 none */
+};
 
 struct sink {
 	/* options */
 	struct dp_common common;
 	bool from_stdin;
 	const char *source_id;
+	const char **topics;            /* -t */
+	size_t ntopics;
+	bool regex;
+	const char *group;
+	bool until_end;                 /* -e */
 	const char *db;                 /* --db, else $DP_PG, else NULL */
 	const char *db_from;            /* "--db" or "$DP_PG", for messages */
 	const char *table;
@@ -65,7 +102,8 @@ struct sink {
 	bool update;
 	enum dp_pgsink_hyper hypertable;
 	int64_t chunk_ms;
-	enum dp_pgsink_on_error on_error;
+	struct dp_on_error_policy on_error;
+	uint64_t writers;
 	uint64_t batch_rows;
 	uint64_t batch_bytes;
 	int64_t linger_ms;
@@ -75,22 +113,39 @@ struct sink {
 	/* resources */
 	struct dp_lines *in;
 	struct dp_pgsink *sink;
-	struct dp_pgsink_src *src;
+	struct dp_pgsink_src *src;      /* --stdin's one source */
+	struct dp_consumer *c;
+	struct dp_producer *dlq;
 
-	/* state */
+	/* --stdin state */
 	const char *line;               /* the line being processed (the reader's) */
 	size_t len;
 	int line_rc;                    /* DP_LINES_OK, or DP_LINES_LONG: line NULL, len its length */
 	bool held;                      /* line not processed yet */
 	unsigned long lineno;
 	unsigned long skip_to;          /* --source-id: lines up to this one are stored */
-	bool draining;                  /* no more input: EOF, signal, or a stop */
 	bool stopping;                  /* dp_lines_stop() called */
+
+	/* Kafka state */
+	struct dp_buf inbox;            /* the records' bytes */
+	struct inrec *inrecs;
+	size_t nin, capin, in_next;     /* inrecs[in_next..nin) wait */
+	struct dp_consumer_part **moved;        /* the partitions of a rebalance event */
+	size_t nmoved;
+	int hook_status;                /* an exit status an event's action recorded */
+	int deferred;                   /* a write result seen inside a hook, for act_write */
+	bool outage;                    /* the database is away: partitions stay paused */
+	int64_t commit_ms;              /* the last commit to Kafka */
+
+	/* common state */
+	bool draining;                  /* no more input: EOF, signal, -e, or a stop */
 	int fail;                       /* why the last write or process failed */
-	int64_t bad_offset;             /* the bad record (PROCESS_FAILURE) */
-	unsigned since_due;             /* lines since dp_pgsink_due() was asked */
+	struct dp_pgsink_src *bad_src;  /* the bad record (PROCESS_FAILURE) */
+	const char *bad_topic;
+	int32_t bad_partition;
+	int64_t bad_offset;
+	unsigned since_due;             /* records since dp_pgsink_due() was asked */
 	uint64_t maps_empty;            /* records --map turned into no row */
-	atomic_ullong bad;              /* bad records reported */
 	struct dp_buf err;
 	struct dp_buf why;
 	struct dp_backoff backoff;
@@ -105,25 +160,27 @@ struct sink {
 /*
  * The seed's fixed-topic consumer (idle, processingMessage, writingToDB,
  * error, with MESSAGE_RECEIVED, PROCESS_SUCCESS/FAILURE, WRITE_SUCCESS/
- * FAILURE and RESET), plus connecting, committing (the final flush),
- * paused, backoff and reconnecting (a database outage).
+ * FAILURE and RESET), plus connecting; paused, backoff and reconnecting
+ * (a database outage); committing (the final flush) and closing (leaving
+ * the group).  assigned and revoked come from the consumer's hooks while
+ * an action polls it: in idle, in backoff (an outage), and in closing.
  */
 enum state { S_IDLE, S_CONNECTING, S_PROCESSING, S_WRITING, S_ERROR, S_PAUSED, S_BACKOFF,
-             S_RECONNECTING, S_COMMITTING, S_DONE, S_FAILED, NSTATES };
+             S_RECONNECTING, S_COMMITTING, S_CLOSING, S_DONE, S_FAILED, NSTATES };
 enum event { E_START, E_CONNECTED, E_UNAVAILABLE, E_SIGNAL, E_MESSAGE_RECEIVED, E_WRITE_DUE,
              E_EOF, E_PROCESS_SUCCESS, E_NEED_MORE, E_PROCESS_FAILURE, E_WRITE_SUCCESS,
              E_WRITE_FAILURE, E_RESET, E_STOP, E_OUTAGE, E_FATAL, E_RETRY, E_WAKE, E_GIVE_UP,
-             E_RECONNECTED, E_COMMITTED, E_STOPPED, NEVENTS };
+             E_RECONNECTED, E_COMMITTED, E_ASSIGNED, E_REVOKED, E_CLOSED, E_FAILED, NEVENTS };
 
 static const char *const state_names[NSTATES] = {
 	"idle", "connecting", "processing_message", "writing_to_db", "error", "paused",
-	"backoff", "reconnecting", "committing", "done", "failed",
+	"backoff", "reconnecting", "committing", "closing", "done", "failed",
 };
 static const char *const event_names[NEVENTS] = {
 	"start", "connected", "unavailable", "signal", "MESSAGE_RECEIVED", "write_due", "eof",
 	"PROCESS_SUCCESS", "need_more", "PROCESS_FAILURE", "WRITE_SUCCESS", "WRITE_FAILURE",
 	"RESET", "stop", "outage", "fatal", "retry", "wake", "give_up", "reconnected",
-	"committed", "stopped",
+	"committed", "assigned", "revoked", "closed", "failed",
 };
 
 static int act_connect(struct dp_fsm *m, void *ctx);
@@ -135,6 +192,9 @@ static int act_pause(struct dp_fsm *m, void *ctx);
 static int act_backoff(struct dp_fsm *m, void *ctx);
 static int act_reconnect(struct dp_fsm *m, void *ctx);
 static int act_commit(struct dp_fsm *m, void *ctx);
+static int act_close(struct dp_fsm *m, void *ctx);
+static int act_assigned(struct dp_fsm *m, void *ctx);
+static int act_revoked(struct dp_fsm *m, void *ctx);
 
 static const struct dp_fsm_row rows[] = {
 	/* state           event               next            action */
@@ -145,6 +205,9 @@ static const struct dp_fsm_row rows[] = {
 	{ S_IDLE,          E_MESSAGE_RECEIVED, S_PROCESSING,   act_process },
 	{ S_IDLE,          E_WRITE_DUE,        S_WRITING,      act_write },
 	{ S_IDLE,          E_EOF,              S_COMMITTING,   act_commit },
+	/* From the consumer's hooks, while act_wait polls: */
+	{ S_IDLE,          E_ASSIGNED,         DP_FSM_SAME,    act_assigned },
+	{ S_IDLE,          E_REVOKED,          DP_FSM_SAME,    act_revoked },
 	{ S_PROCESSING,    E_PROCESS_SUCCESS,  S_WRITING,      act_write },
 	{ S_PROCESSING,    E_NEED_MORE,        S_IDLE,         act_wait },
 	{ S_PROCESSING,    E_PROCESS_FAILURE,  S_ERROR,        act_error },
@@ -154,16 +217,22 @@ static const struct dp_fsm_row rows[] = {
 	{ S_ERROR,         E_RESET,            S_IDLE,         act_wait },
 	{ S_ERROR,         E_STOP,             S_COMMITTING,   act_commit },
 	{ S_ERROR,         E_OUTAGE,           S_PAUSED,       act_pause },
-	{ S_ERROR,         E_FATAL,            S_FAILED,       NULL },
+	{ S_ERROR,         E_FATAL,            S_CLOSING,      act_close },
 	{ S_PAUSED,        E_RETRY,            S_BACKOFF,      act_backoff },
 	{ S_BACKOFF,       E_WAKE,             S_RECONNECTING, act_reconnect },
-	{ S_BACKOFF,       E_SIGNAL,           S_FAILED,       NULL },
-	{ S_BACKOFF,       E_GIVE_UP,          S_FAILED,       NULL },
+	{ S_BACKOFF,       E_SIGNAL,           S_CLOSING,      act_close },
+	{ S_BACKOFF,       E_GIVE_UP,          S_CLOSING,      act_close },
+	/* A rebalance during an outage, while act_backoff polls: */
+	{ S_BACKOFF,       E_ASSIGNED,         DP_FSM_SAME,    act_assigned },
+	{ S_BACKOFF,       E_REVOKED,          DP_FSM_SAME,    act_revoked },
 	{ S_RECONNECTING,  E_RECONNECTED,      S_WRITING,      act_write },
 	{ S_RECONNECTING,  E_UNAVAILABLE,      S_BACKOFF,      act_backoff },
-	{ S_COMMITTING,    E_COMMITTED,        S_DONE,         NULL },
-	{ S_COMMITTING,    E_STOPPED,          S_FAILED,       NULL },
+	{ S_COMMITTING,    E_COMMITTED,        S_CLOSING,      act_close },
 	{ S_COMMITTING,    E_WRITE_FAILURE,    S_ERROR,        act_error },
+	/* Leaving the group revokes, inside act_close: */
+	{ S_CLOSING,       E_REVOKED,          DP_FSM_SAME,    act_revoked },
+	{ S_CLOSING,       E_CLOSED,           S_DONE,         NULL },
+	{ S_CLOSING,       E_FAILED,           S_FAILED,       NULL },
 };
 static const struct dp_fsm_final finals[] = { { S_DONE, 0 }, { S_FAILED, DP_FSM_REASON } };
 
@@ -177,11 +246,14 @@ static const struct dp_fsm_def machine = {
 enum {
 	OPT_STDIN = DP_OPT_CMD, OPT_SOURCE_ID, OPT_DB, OPT_TABLE, OPT_CREATE, OPT_UNKNOWN_KEYS,
 	OPT_TIME_COLUMN, OPT_NUMERIC, OPT_MAP, OPT_UPSERT, OPT_ON_CONFLICT, OPT_HYPERTABLE,
-	OPT_CHUNK_INTERVAL, OPT_ON_ERROR, OPT_BATCH_ROWS, OPT_BATCH_BYTES, OPT_LINGER,
-	OPT_MAX_RETRIES, OPT_PROGRESS,
+	OPT_CHUNK_INTERVAL, OPT_ON_ERROR, OPT_WRITERS, OPT_BATCH_ROWS, OPT_BATCH_BYTES,
+	OPT_LINGER, OPT_MAX_RETRIES, OPT_PROGRESS,
 };
 
 static const struct option longopts[] = {
+	{ "topic",          required_argument, NULL, 't' },
+	{ "group",          required_argument, NULL, 'g' },
+	{ "exit",           no_argument,       NULL, 'e' },
 	{ "stdin",          no_argument,       NULL, OPT_STDIN },
 	{ "source-id",      required_argument, NULL, OPT_SOURCE_ID },
 	{ "db",             required_argument, NULL, OPT_DB },
@@ -196,12 +268,13 @@ static const struct option longopts[] = {
 	{ "hypertable",     required_argument, NULL, OPT_HYPERTABLE },
 	{ "chunk-interval", required_argument, NULL, OPT_CHUNK_INTERVAL },
 	{ "on-error",       required_argument, NULL, OPT_ON_ERROR },
+	{ "writers",        required_argument, NULL, OPT_WRITERS },
 	{ "batch-rows",     required_argument, NULL, OPT_BATCH_ROWS },
 	{ "batch-bytes",    required_argument, NULL, OPT_BATCH_BYTES },
 	{ "linger",         required_argument, NULL, OPT_LINGER },
 	{ "max-retries",    required_argument, NULL, OPT_MAX_RETRIES },
 	{ "progress",       no_argument,       NULL, OPT_PROGRESS },
-	{ "timeout",        required_argument, NULL, DP_OPT_TIMEOUT },
+	DP_CLI_KAFKA_LONG,
 	DP_CLI_BASE_LONG,
 	{ NULL, 0, NULL, 0 },
 };
@@ -209,21 +282,28 @@ static const struct option longopts[] = {
 static void
 usage(FILE *fp)
 {
-	fputs("usage: dp-sink-pg --stdin --table TABLE [options] < records.ndjson\n"
+	fputs("usage: dp-sink-pg -t TOPIC [-t TOPIC ...] -g GROUP [-e] [options]\n"
+	      "       dp-sink-pg --stdin --table TABLE [options] < records.ndjson\n"
 	      "       dp-sink-pg --stdin --source-id NAME [options] < records.ndjson\n"
 	      "\n"
 	      "Write JSON records as rows of a PostgreSQL table, exactly once: each batch is\n"
 	      "one COPY in one transaction that also stores how far the input is written.\n"
 	      "\n"
 	      "Input:\n"
-	      "      --stdin               read NDJSON from standard input\n"
-	      "      --source-id NAME      store the line number under NAME, so that a rerun\n"
-	      "                            resumes after the last line written\n"
+	      "  -t, --topic TOPIC         read Kafka topic TOPIC; repeatable; '^regex'\n"
+	      "                            follows every matching topic\n"
+	      "  -g, --group GROUP         the consumer group; its offsets live in the table\n"
+	      "                            dp_sink_offsets, under GROUP\n"
+	      "  -e, --exit                stop at the ends the partitions had at start\n"
+	      "      --stdin               read NDJSON from standard input instead\n"
+	      "      --source-id NAME      with --stdin: store the line number under NAME, so\n"
+	      "                            that a rerun resumes after the last line written\n"
 	      "\n"
 	      "Database:\n"
 	      "      --db CONNINFO         libpq conninfo or URI (default $DP_PG, else libpq's\n"
 	      "                            defaults: PG* variables, ~/.pgpass)\n"
-	      "      --table NAME          table, schema.name allowed (default: --source-id)\n"
+	      "      --table NAME          table, schema.name allowed (default: the topic, or\n"
+	      "                            the --source-id)\n"
 	      "      --create              create a missing table from the first batch\n"
 	      "      --time-column NAME    the time column (default ts, else time)\n"
 	      "      --numeric             numbers that are not integers become numeric, not\n"
@@ -238,22 +318,26 @@ usage(FILE *fp)
 	      "      --hypertable MODE     auto (default), on or off: make the table a\n"
 	      "                            TimescaleDB hypertable on the time column\n"
 	      "      --chunk-interval DURATION  hypertable chunk size (default TimescaleDB's)\n"
-	      "      --timeout DURATION    give up connecting after this (default 10s)\n"
 	      "      --max-retries N       reconnect attempts after losing the database\n"
 	      "                            (default 0: for ever)\n"
+	      "      (--timeout, below, also bounds connecting to the database)\n"
 	      "\n"
 	      "Batching and errors:\n"
+	      "      --writers N           database connections writing at once, each with\n"
+	      "                            its own partitions (default 2 with -t, else 1)\n"
 	      "      --batch-rows N        rows per batch (default 10000)\n"
 	      "      --batch-bytes SIZE    encoded bytes per batch (default 4M)\n"
 	      "      --linger DURATION     send a batch when its first row is this old\n"
 	      "                            (default 100ms)\n"
-	      "      --on-error MODE       a bad record: fail (default: stop there, exit 65)\n"
-	      "                            or skip (report it, go on)\n"
-	      "      --progress            rows/s and batch latency on stderr every second\n", fp);
-	dp_cli_help_common(fp, false);
-	fputs("\nExit status: 0 ok, 64 usage, 65 bad record (--on-error fail), 69 database\n"
-	      "unreachable, 74 cannot read input, 75 rows not committed, 77 permission denied,\n"
-	      "78 table and options disagree, 81 no such table.  See dp-sink-pg(1).\n", fp);
+	      "      --on-error MODE       a bad record: fail (default: stop there, exit 65),\n"
+	      "                            skip (report it, go on) or dlq=TOPIC (also send it\n"
+	      "                            to TOPIC, with -t)\n"
+	      "      --progress            rows/s, lag and batch latency on stderr every second\n", fp);
+	dp_cli_help_common(fp, true);
+	fputs("\nExit status: 0 ok, 64 usage, 65 bad record (--on-error fail), 66 -F unreadable,\n"
+	      "69 database or Kafka unreachable, 70 internal error, 74 cannot read input, 75 rows\n"
+	      "not committed, 77 permission denied, 78 table and options disagree, 81 no such\n"
+	      "table.  See dp-sink-pg(1).\n", fp);
 }
 
 static int
@@ -272,19 +356,54 @@ pick(const char *opt, const char *arg, const char *const *names, int *out)
 	return -1;
 }
 
+
+/* Append name (borrowed) to the array *v of *n names.  0, or -1 after saying why. */
+static int
+push_name(const char ***v, size_t *n, const char *name)
+{
+	const char **a = realloc(*v, (*n + 1) * sizeof(*a));
+
+	if (!a) {
+		dp_err("out of memory");
+		return -1;
+	}
+	*v = a;
+	a[(*n)++] = name;
+	return 0;
+}
+
 static int
 parse_options(void *ctx, int argc, char **argv)
 {
 	static const char *const unknown_names[] = { "bad", "add", "extra", NULL };
 	static const char *const conflict_names[] = { "nothing", "update", NULL };
 	static const char *const hyper_names[] = { "auto", "on", "off", NULL };
-	static const char *const error_names[] = { "fail", "skip", NULL };
+	const char *shortopts = "t:g:e" DP_CLI_KAFKA_SHORT DP_CLI_BASE_SHORT;
 	struct sink *k = ctx;
 	uint64_t n;
 	int opt, v;
 
-	while ((opt = getopt_long(argc, argv, DP_CLI_BASE_SHORT, longopts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, shortopts, longopts, NULL)) != -1) {
 		switch (opt) {
+		case 't':
+			if (!*optarg) {
+				dp_err("invalid --topic: empty");
+				return -1;
+			}
+			if (push_name(&k->topics, &k->ntopics, optarg) < 0)
+				return -1;
+			k->regex |= optarg[0] == '^';
+			break;
+		case 'g':
+			if (!*optarg) {
+				dp_err("invalid --group: empty");
+				return -1;
+			}
+			k->group = optarg;
+			break;
+		case 'e':
+			k->until_end = true;
+			break;
 		case OPT_STDIN:
 			k->from_stdin = true;
 			break;
@@ -345,9 +464,12 @@ parse_options(void *ctx, int argc, char **argv)
 				return -1;
 			break;
 		case OPT_ON_ERROR:
-			if (pick("--on-error", optarg, error_names, &v) < 0)
+			if (dp_on_error_parse(&k->on_error, optarg) < 0)
 				return -1;
-			k->on_error = v == 0 ? DP_PGSINK_FAIL : DP_PGSINK_SKIP;
+			break;
+		case OPT_WRITERS:
+			if (dp_parse_u64("--writers", optarg, 1, 64, &k->writers) < 0)
+				return -1;
 			break;
 		case OPT_BATCH_ROWS:
 			if (dp_parse_u64("--batch-rows", optarg, 1, 10000000, &n) < 0)
@@ -383,7 +505,8 @@ parse_options(void *ctx, int argc, char **argv)
 		}
 	}
 	if (optind < argc) {
-		dp_err("unexpected argument '%s'", argv[optind]);
+		dp_err("unexpected argument '%s'%s", argv[optind],
+		       k->from_stdin ? "" : " (name topics with -t)");
 		return -1;
 	}
 	return 0;
@@ -403,17 +526,58 @@ split_keys(struct sink *k)
 			dp_err("invalid --upsert: an empty column name");
 			return -1;
 		}
-		const char **v = realloc(k->keys, (k->nkeys + 1) * sizeof(*v));
-		if (!v) {
-			dp_err("out of memory");
+		if (push_name(&k->keys, &k->nkeys, p) < 0)
 			return -1;
-		}
-		k->keys = v;
-		k->keys[k->nkeys++] = p;
 		if (!comma)
 			return 0;
 		p = comma + 1;
 	}
+}
+
+
+/* The combinations of the Kafka input's options. */
+static int
+validate_kafka(struct sink *k)
+{
+	if (k->from_stdin) {
+		dp_err("give --stdin or -t TOPIC, not both");
+		return -1;
+	}
+	if (!k->group) {
+		dp_err("-t needs a consumer group (-g GROUP): its offsets are stored in the "
+		       "database under that name");
+		return -1;
+	}
+	if (k->source_id) {
+		dp_err("--source-id is for --stdin; with -t the partitions are the sources");
+		return -1;
+	}
+	for (size_t i = 0; i < k->ntopics; i++) {
+		regex_t re;
+		if (k->topics[i][0] != '^')
+			continue;
+		if (regcomp(&re, k->topics[i], REG_EXTENDED | REG_NOSUB) != 0) {
+			dp_err("invalid topic pattern '%s'", k->topics[i]);
+			return -1;
+		}
+		regfree(&re);
+	}
+	for (size_t i = 0; k->on_error.mode == DP_ON_ERROR_DLQ && i < k->ntopics; i++)
+		if (strcmp(k->topics[i], k->on_error.dlq_topic) == 0) {
+			dp_err("--on-error dlq=%s: the dead-letter topic cannot be one that is read",
+			       k->on_error.dlq_topic);
+			return -1;
+		}
+	if (!k->table) {
+		if (k->ntopics > 1 || k->regex) {
+			dp_err("several topics need --table: their rows go into one table");
+			return -1;
+		}
+		k->table = k->topics[0];
+	}
+	if (!k->writers)
+		k->writers = 2;
+	return 0;
 }
 
 static int
@@ -421,15 +585,29 @@ validate(void *ctx)
 {
 	struct sink *k = ctx;
 
-	if (!k->from_stdin) {
-		dp_err("no input: give --stdin (reading Kafka topics is not available yet)");
+	if (k->ntopics) {
+		if (validate_kafka(k) < 0)
+			return -1;
+	} else if (!k->from_stdin) {
+		dp_err("no input: give -t TOPIC -g GROUP, or --stdin");
 		return -1;
-	}
-	if (!k->table)
-		k->table = k->source_id;
-	if (!k->table) {
-		dp_err("--stdin needs --table (or --source-id, which then names the table)");
-		return -1;
+	} else {
+		if (k->group || k->until_end) {
+			dp_err("%s is for Kafka input (-t)", k->group ? "-g" : "-e");
+			return -1;
+		}
+		if (k->on_error.mode == DP_ON_ERROR_DLQ) {
+			dp_err("--on-error dlq needs Kafka input (-t TOPIC -g GROUP)");
+			return -1;
+		}
+		if (!k->table)
+			k->table = k->source_id;
+		if (!k->table) {
+			dp_err("--stdin needs --table (or --source-id, which then names the table)");
+			return -1;
+		}
+		if (!k->writers)
+			k->writers = 1;
 	}
 	if (!*k->table || k->table[0] == '.' || k->table[strlen(k->table) - 1] == '.') {
 		dp_err("invalid --table '%s': expected NAME or SCHEMA.NAME", k->table);
@@ -460,38 +638,373 @@ validate(void *ctx)
 		return -1;
 	}
 	dp_buf_free(&err);
+	/* A dead letter is acknowledged before the batch that skips it commits. */
+	k->on_error.durable = true;
+	k->on_error.timeout_ms = k->common.timeout_ms;
 	return 0;
 }
 
-/* ---- reporting -------------------------------------------------------- */
+/* ---- bad records and reporting --------------------------------------------- */
 
-/* on_bad: every bad record, with its line; from a writer thread too. */
+/* Where a record is, as a person names it: "line 12", "prices [2] offset 4711". */
 static void
-report_bad(void *arg, const struct dp_pgsink_src *src, int64_t offset, const char *reason)
+where(const struct sink *k, const char *topic, int32_t partition, int64_t offset,
+      char *buf, size_t n)
 {
-	struct sink *k = arg;
-
-	atomic_fetch_add(&k->bad, 1);
-	if (k->source_id)
-		dp_err("line %" PRId64 " of %s: %s", offset + 1, dp_pgsink_src_label(src), reason);
+	if (partition >= 0)
+		snprintf(buf, n, "%s [%d] offset %" PRId64, topic, (int)partition, offset);
+	else if (k->source_id)
+		snprintf(buf, n, "line %" PRId64 " of source '%s'", offset + 1, topic);
 	else
-		dp_err("line %" PRId64 ": %s", offset + 1, reason);
+		snprintf(buf, n, "line %" PRId64, offset + 1);
+}
+
+/*
+ * One bad record, by --on-error: named on stderr with its coordinates,
+ * and under dlq sent as it came with headers that say why and where from,
+ * acknowledged before this returns.  0, or the status of a dead letter
+ * that could not be sent.  Under fail the stop is the caller's (and the
+ * engine's) to make, so that is 0 too.
+ */
+static int
+bad_record(struct sink *k, const char *topic, int32_t partition, int64_t offset,
+           const char *why, const char *sqlstate, const void *key, size_t klen,
+           const void *value, size_t vlen)
+{
+	char at[512], part[16], off[24];
+	struct dp_producer_header h[5];
+	size_t nh = 0;
+	int st;
+
+	where(k, topic, partition, offset, at, sizeof(at));
+	h[nh++] = (struct dp_producer_header){ "dp-error", why, strlen(why) };
+	if (sqlstate && *sqlstate)
+		h[nh++] = (struct dp_producer_header){ "dp-sqlstate", sqlstate, strlen(sqlstate) };
+	h[nh++] = (struct dp_producer_header){ "dp-topic", topic, strlen(topic) };
+	h[nh++] = (struct dp_producer_header){ "dp-partition", part,
+	                                       (size_t)snprintf(part, sizeof(part), "%d",
+	                                                        (int)partition) };
+	h[nh++] = (struct dp_producer_header){ "dp-offset", off,
+	                                       (size_t)snprintf(off, sizeof(off), "%" PRId64,
+	                                                        offset) };
+	st = dp_on_error_record(&k->on_error, k->dlq, at, why, key, klen, value, vlen, h, nh, 0);
+	return st == DP_EX_DATAERR && k->on_error.mode == DP_ON_ERROR_FAIL ? 0 : st;
+}
+
+/* on_bad: the engine's bad records (the caller's thread). */
+static int
+engine_bad(void *arg, const struct dp_pgsink_bad *b)
+{
+	return bad_record(arg, b->topic, b->partition, b->offset, b->reason, b->sqlstate, b->key,
+	                  b->klen, b->value, b->vlen);
+}
+
+/* Records in Kafka not yet in the table, from librdkafka's cached watermarks. */
+static int64_t
+lag(struct sink *k)
+{
+	struct dp_consumer_part *const *parts;
+	size_t n;
+	int64_t sum = 0;
+
+	if (!k->c)
+		return -1;
+	parts = dp_consumer_parts(k->c, &n);
+	for (size_t i = 0; i < n; i++) {
+		const struct pstate *ps = parts[i]->user;
+		int64_t lo, hi, at;
+		if (!parts[i]->assigned || !ps || !ps->src ||
+		    rd_kafka_get_watermark_offsets(dp_consumer_rk(k->c), parts[i]->topic,
+		                                   parts[i]->partition, &lo, &hi) != 0 || hi < 0)
+			continue;
+		at = dp_pgsink_stored(ps->src);
+		if (at < lo)
+			at = lo;
+		if (hi > at)
+			sum += hi - at;
+	}
+	return sum;
 }
 
 static void
 progress(struct sink *k, bool final)
 {
 	struct dp_pgsink_stats st;
-	char extra[96];
+	char extra[128];
+	int64_t l;
 
-	if (!k->sink)
+	if (!k->sink || !k->progress)
+		return;
+	if (!final && dp_time_mono_ms() - k->prog.last_ms < 1000)
 		return;
 	dp_pgsink_stats(k->sink, &st);
-	snprintf(extra, sizeof(extra), "batch latency %" PRId64 " ms", st.latency_ms);
+	l = lag(k);
+	if (l >= 0)
+		snprintf(extra, sizeof(extra), "lag %" PRId64 ", batch latency %" PRId64 " ms", l,
+		         st.latency_ms);
+	else
+		snprintf(extra, sizeof(extra), "batch latency %" PRId64 " ms", st.latency_ms);
 	dp_progress_tick(&k->prog, "rows", st.rows, extra, final);
 }
 
-/* ---- resources ---------------------------------------------------------- */
+/* ---- Kafka -------------------------------------------------------------------- */
+
+/* The partitions' stored offsets to the group, for dp-topic offsets and lag tools. */
+static void
+kafka_commit(struct sink *k, bool wait)
+{
+	struct dp_consumer_part *const *parts;
+	rd_kafka_topic_partition_list_t *l;
+	size_t n;
+	int64_t now = dp_time_mono_ms();
+
+	if (!k->c || (!wait && now - k->commit_ms < KAFKA_COMMIT_MS))
+		return;
+	k->commit_ms = now;
+	parts = dp_consumer_parts(k->c, &n);
+	l = rd_kafka_topic_partition_list_new((int)(n ? n : 1));
+	for (size_t i = 0; i < n; i++) {
+		struct pstate *ps = parts[i]->user;
+		if (!parts[i]->assigned || !ps || !ps->src || !ps->acquired)
+			continue;
+		int64_t at = dp_pgsink_stored(ps->src);
+		if (at < 0 || at == ps->committed)
+			continue;
+		rd_kafka_topic_partition_list_add(l, parts[i]->topic, parts[i]->partition)->offset = at;
+		ps->committed = at;
+	}
+	if (l->cnt > 0) {
+		dp_buf_reset(&k->err);
+		if (dp_consumer_commit(k->c, l, !wait, &k->err) != 0)
+			/* The table and its offsets are right; only lag tools lag. */
+			dp_warn("cannot commit offsets to kafka for group '%s': %s", k->group,
+			        dp_buf_str(&k->err));
+	}
+	rd_kafka_topic_partition_list_destroy(l);
+}
+
+/* The committed hook: an asynchronous commit's result. */
+static void
+on_committed(struct dp_consumer *c, void *arg, rd_kafka_resp_err_t err,
+             const rd_kafka_topic_partition_list_t *offsets)
+{
+	struct dp_consumer_part *const *parts;
+	size_t n;
+
+	(void)arg;
+	if (!err || err == RD_KAFKA_RESP_ERR__NO_OFFSET)
+		return;
+	dp_info("committing offsets to kafka failed: %s (tried again later)",
+	        rd_kafka_err2str(err));
+	parts = dp_consumer_parts(c, &n);
+	for (size_t i = 0; i < n; i++) {
+		struct pstate *ps = parts[i]->user;
+		if (ps)
+			ps->committed = -1;
+	}
+}
+
+/* Drop the inbox's records of p: they come again from where its source resumes. */
+static void
+purge(struct sink *k, const struct dp_consumer_part *p)
+{
+	size_t j = k->in_next;
+
+	for (size_t i = k->in_next; i < k->nin; i++)
+		if (k->inrecs[i].part != p)
+			k->inrecs[j++] = k->inrecs[i];
+	k->nin = j;
+}
+
+/* The record hook: into the inbox; the machine processes it. */
+static enum dp_consumer_verdict
+on_record(struct dp_consumer *c, void *arg, struct dp_consumer_part *p,
+          const rd_kafka_message_t *m)
+{
+	struct sink *k = arg;
+	const struct pstate *ps = p->user;
+	size_t klen = m->key ? m->key_len : 0, vlen = m->payload ? m->len : 0;
+
+	(void)c;
+	if (!ps || !ps->acquired)
+		return DP_CONSUMER_AGAIN;       /* not ours yet: it comes again after the resume */
+	/* Bounded in bytes: what does not fit comes again at the next poll. */
+	if (k->nin > k->in_next && k->inbox.len + klen + vlen > k->batch_bytes)
+		return DP_CONSUMER_AGAIN;
+	if (k->nin == k->capin) {
+		size_t cap = k->capin ? 2 * k->capin : 1024;
+		struct inrec *v = realloc(k->inrecs, cap * sizeof(*v));
+		if (!v)
+			goto nomem;
+		k->inrecs = v;
+		k->capin = cap;
+	}
+	struct inrec *r = &k->inrecs[k->nin];
+	r->part = p;
+	r->offset = m->offset;
+	r->pos = k->inbox.len;
+	r->klen = klen;
+	r->vlen = vlen;
+	r->has_key = m->key != NULL;
+	r->has_value = m->payload != NULL;
+	if ((klen && dp_buf_add(&k->inbox, m->key, klen) < 0) ||
+	    (vlen && dp_buf_add(&k->inbox, m->payload, vlen) < 0))
+		goto nomem;
+	k->nin++;
+	return DP_CONSUMER_NEXT;
+nomem:
+	dp_err("out of memory");
+	k->hook_status = DP_EX_SOFTWARE;
+	return DP_CONSUMER_HALT;
+}
+
+/* A rebalance event through the machine (a same-state row): its action's status. */
+static int
+rebalanced(struct sink *k, int ev, struct dp_consumer_part **parts, size_t n)
+{
+	k->moved = parts;
+	k->nmoved = n;
+	k->hook_status = 0;
+	if (dp_fsm_step(&k->fsm, ev, k) == DP_FSM_NOTRANS)
+		return DP_EX_SOFTWARE;
+	return k->hook_status;
+}
+
+static int
+on_assigned(struct dp_consumer *c, void *arg, struct dp_consumer_part **parts, size_t n)
+{
+	(void)c;
+	return rebalanced(arg, E_ASSIGNED, parts, n);
+}
+
+static int
+on_revoked(struct dp_consumer *c, void *arg, struct dp_consumer_part **parts, size_t n)
+{
+	(void)c;
+	return rebalanced(arg, E_REVOKED, parts, n);
+}
+
+/*
+ * Start p from its source's stored offset.  0; DP_PGSINK_DOWN (p waits,
+ * paused, for the reconnect); or an exit status after saying why.
+ */
+static int
+start_part(struct sink *k, struct dp_consumer_part *p, bool released)
+{
+	struct pstate *ps = p->user;
+	int st = 0;
+
+	dp_buf_reset(&k->err);
+	ps->src = dp_pgsink_source(k->sink, k->group, p->topic, p->partition, true, &k->err, &st);
+	if (!ps->src && st == DP_PGSINK_DOWN) {
+		ps->waiting = true;
+		dp_buf_reset(&k->why);
+		if (dp_consumer_pause(k->c, p, &k->why) != 0) {
+			dp_err("%s", dp_buf_str(&k->why));
+			return DP_EX_SOFTWARE;
+		}
+		dp_info("%s [%d]: the database is away; it starts after the reconnect", p->topic,
+		        (int)p->partition);
+		return DP_PGSINK_DOWN;
+	}
+	if (!ps->src) {
+		dp_err("%s", dp_buf_str(&k->err));
+		return st;
+	}
+	int64_t stored = dp_pgsink_stored(ps->src);
+	/* No row yet: nothing of it was written, so from its first record. */
+	int64_t at = stored >= 0 ? stored : 0;
+	ps->acquired = true;
+	ps->waiting = false;
+	if (released) {
+		p->start = at;
+	} else {
+		dp_buf_reset(&k->why);
+		if (dp_consumer_seek(k->c, p, at, &k->why) != 0) {
+			dp_err("%s", dp_buf_str(&k->why));
+			return DP_EX_SOFTWARE;
+		}
+	}
+	dp_info("%s [%d]: from offset %" PRId64 "%s", p->topic, (int)p->partition, at,
+	        stored >= 0 ? " (stored)" : " (nothing stored yet)");
+	return 0;
+}
+
+/* A source another instance wrote (resync): start it again where that one left it. */
+static int
+resync(struct sink *k, struct dp_pgsink_src *src)
+{
+	struct dp_consumer_part *const *parts;
+	size_t n;
+
+	parts = dp_consumer_parts(k->c, &n);
+	for (size_t i = 0; i < n; i++) {
+		struct pstate *ps = parts[i]->user;
+		if (!ps || ps->src != src)
+			continue;
+		ps->acquired = false;
+		purge(k, parts[i]);
+		if (!parts[i]->assigned)
+			return 0;
+		dp_warn("%s [%d]: another dp-sink-pg of group '%s' wrote it meanwhile; going on "
+		        "from the offset it stored", parts[i]->topic, (int)parts[i]->partition,
+		        k->group);
+		int st = start_part(k, parts[i], false);
+		return st == DP_PGSINK_DOWN ? 0 : st;
+	}
+	return 0;
+}
+
+/* dp_pgsink_write, then the sources another instance took over. */
+static int
+write_sink(struct sink *k, bool flush)
+{
+	struct dp_pgsink_src *src;
+	int rc;
+
+	dp_buf_reset(&k->err);
+	rc = dp_pgsink_write(k->sink, flush, &k->err);
+	while (k->c && (src = dp_pgsink_lost(k->sink)) != NULL) {
+		int st = resync(k, src);
+		if (st && !rc)
+			rc = st;
+	}
+	return rc;
+}
+
+/* The revoked partitions' batches commit before they go (unless the database is away). */
+static int
+finish_parts(struct sink *k, struct dp_consumer_part **parts, size_t n)
+{
+	int64_t deadline = dp_time_mono_ms() + k->common.timeout_ms;
+	bool busy = false;
+	int rc = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		const struct pstate *ps = parts[i]->user;
+		if (ps && ps->acquired && !dp_pgsink_src_idle(ps->src)) {
+			dp_pgsink_flush(k->sink, ps->src);
+			busy = true;
+		}
+	}
+	while (busy && !k->outage && !dp_sig_stop && dp_time_mono_ms() < deadline) {
+		if ((rc = write_sink(k, false)) != 0)
+			break;
+		busy = false;
+		for (size_t i = 0; i < n; i++) {
+			const struct pstate *ps = parts[i]->user;
+			busy |= ps && ps->acquired && !dp_pgsink_src_idle(ps->src);
+		}
+		if (busy)
+			dp_pgsink_wait(k->sink, 50);
+	}
+	if (busy && !rc && !k->outage)
+		dp_warn("letting partitions go before their last batch committed: the next "
+		        "owner starts from what is stored");
+	return rc;
+}
+
+/* ---- resources ---------------------------------------------------------------- */
 
 /* The reader's idle hook: stop waiting for input when the database side needs us. */
 static int
@@ -499,8 +1012,7 @@ reader_idle(void *ctx)
 {
 	struct sink *k = ctx;
 
-	if (k->progress)
-		progress(k, false);
+	progress(k, false);
 	return dp_sig_stop || (k->sink && dp_pgsink_due(k->sink));
 }
 
@@ -509,16 +1021,18 @@ open_sink(void *ctx)
 {
 	struct sink *k = ctx;
 
-	/* Not DP_LINES_STRICT: the JSON scanner checks UTF-8 and NUL bytes
-	 * anyway, and names the byte. */
-	k->in = dp_lines_new(STDIN_FILENO, 0);
-	if (!k->in) {
-		dp_err("out of memory");
-		return DP_EX_SOFTWARE;
+	if (k->from_stdin) {
+		/* Not DP_LINES_STRICT: the JSON scanner checks UTF-8 and NUL bytes
+		 * anyway, and names the byte. */
+		k->in = dp_lines_new(STDIN_FILENO, 0);
+		if (!k->in) {
+			dp_err("out of memory");
+			return DP_EX_SOFTWARE;
+		}
+		dp_lines_set_idle(k->in, reader_idle, k);
+		/* A record longer than a batch could not be written anyway. */
+		dp_lines_set_max(k->in, k->batch_bytes);
 	}
-	dp_lines_set_idle(k->in, reader_idle, k);
-	/* A record longer than a batch could not be written anyway. */
-	dp_lines_set_max(k->in, k->batch_bytes);
 	/* Equal jitter: at least half the doubled delay, the rest random. */
 	dp_backoff_init(&k->backoff, RETRY_BASE_MS, RETRY_CAP_MS, 0.5, 0);
 	dp_progress_init(&k->prog, k->progress);
@@ -531,14 +1045,67 @@ close_sink(void *ctx)
 	struct sink *k = ctx;
 
 	dp_pgsink_free(k->sink);
+	if (k->c) {
+		struct dp_consumer_part *const *parts;
+		size_t n;
+		parts = dp_consumer_parts(k->c, &n);
+		for (size_t i = 0; i < n; i++)
+			free(parts[i]->user);
+		dp_consumer_free(k->c);
+	}
+	dp_producer_free(k->dlq);
 	dp_lines_free(k->in);
 	dp_expr_free(k->map);
 	free(k->keys);
+	free(k->topics);
+	free(k->inrecs);
+	dp_buf_free(&k->inbox);
 	dp_buf_free(&k->err);
 	dp_buf_free(&k->why);
 }
 
 /* ---- actions -------------------------------------------------------------- */
+
+/* The consumer (and the dead-letter producer): 0, DP_KAFKA_STOPPED, or a status. */
+static int
+connect_kafka(struct sink *k)
+{
+	/*
+	 * Half the engine's prefetch, in smaller fetches: the records waiting
+	 * in librdkafka and the response buffers they pin were 18 of 42 MB
+	 * at the defaults; the writers' batches need the room (BENCHMARKS.md).
+	 */
+	static const struct dp_kv defaults[] = {
+		{ "queued.min.messages", "10000" },
+		{ "max.partition.fetch.bytes", "262144" },
+	};
+	const struct dp_consumer_opts opts = {
+		.topics = k->topics, .ntopics = k->ntopics, .group = k->group,
+		.defaults = defaults, .ndefaults = sizeof(defaults) / sizeof(defaults[0]),
+		/* Each partition's start comes from the database (the assigned hook). */
+		.from = DP_FROM_BEGINNING,
+		.until = k->until_end ? DP_UNTIL_END : DP_UNTIL_NONE,
+		.manual_commit = true,
+	};
+	const struct dp_consumer_hooks hooks = {
+		.arg = k, .record = on_record, .assigned = on_assigned, .revoked = on_revoked,
+		.committed = on_committed,
+	};
+	int st;
+
+	if (k->on_error.mode == DP_ON_ERROR_DLQ) {
+		const struct dp_producer_conf conf = {
+			.common = &k->common, .topic = k->on_error.dlq_topic,
+		};
+		if (!(k->dlq = dp_producer_new(&conf, &k->err, &st)))
+			return st;
+		if ((st = dp_producer_connect(k->dlq, NULL, 0, &k->err)) != 0)
+			return st;
+	}
+	if (!(k->c = dp_consumer_new(&k->common, &opts, &hooks, &k->err, &st)))
+		return st;
+	return dp_consumer_connect(k->c, &k->err);
+}
 
 static int
 act_connect(struct dp_fsm *m, void *ctx)
@@ -548,27 +1115,34 @@ act_connect(struct dp_fsm *m, void *ctx)
 		.conninfo = k->db, .app = "dp-sink-pg", .table = k->table, .create = k->create,
 		.unknown = k->unknown, .extra_column = "extra", .time_column = k->time_column,
 		.numeric = k->numeric, .keys = k->keys, .nkeys = k->nkeys, .update = k->update,
-		.hypertable = k->hypertable, .chunk_ms = k->chunk_ms, .writers = 1,
-		.batch_rows = k->batch_rows, .batch_bytes = k->batch_bytes,
-		.linger_ms = k->linger_ms, .on_error = k->on_error,
-		.timeout_ms = k->common.timeout_ms, .on_bad = report_bad, .arg = k,
+		.hypertable = k->hypertable, .chunk_ms = k->chunk_ms,
+		.writers = (unsigned)k->writers, .batch_rows = k->batch_rows,
+		.batch_bytes = k->batch_bytes, .linger_ms = k->linger_ms,
+		.on_error = k->on_error.mode == DP_ON_ERROR_FAIL ? DP_PGSINK_FAIL : DP_PGSINK_SKIP,
+		.keep_raw = k->on_error.mode == DP_ON_ERROR_DLQ,
+		.resync = !k->from_stdin,
+		.timeout_ms = k->common.timeout_ms, .on_bad = engine_bad, .arg = k,
 	};
 	int status;
 
 	dp_buf_reset(&k->err);
 	status = dp_pgsink_open(&k->sink, &cfg, &k->err);
-	if (status == 0) {
+	if (status == 0 && k->from_stdin) {
 		k->src = dp_pgsink_source(k->sink, "", k->source_id ? k->source_id : "stdin", -1,
 		                          k->source_id != NULL, &k->err, &status);
+		if (status == DP_PGSINK_DOWN)
+			status = DP_EX_UNAVAILABLE;
 	}
+	if (status == 0 && !k->from_stdin)
+		status = connect_kafka(k);
 	if (status) {
-		if (dp_sig_stop)
+		if (dp_sig_stop || status == DP_KAFKA_STOPPED)
 			return E_SIGNAL;
 		dp_err("%s", dp_buf_str(&k->err));
 		dp_fsm_fail(m, status);
 		return E_UNAVAILABLE;
 	}
-	int64_t stored = dp_pgsink_stored(k->src);
+	int64_t stored = k->src ? dp_pgsink_stored(k->src) : 0;
 	if (stored > 0) {
 		k->skip_to = (unsigned long)stored;
 		dp_info("%s: lines up to %" PRId64 " are written already; resuming after them",
@@ -577,12 +1151,19 @@ act_connect(struct dp_fsm *m, void *ctx)
 	return E_CONNECTED;
 }
 
+/* The consumer failed: why, as it said. */
+static void
+consumer_failed(struct dp_fsm *m, struct sink *k, int st)
+{
+	if (k->err.len || k->err.lost)
+		dp_err("%s", dp_buf_str(&k->err));
+	dp_fsm_fail(m, st ? st : k->hook_status ? k->hook_status : DP_EX_SOFTWARE);
+}
+
 /* Read the next line to process.  A line before the stored offset is passed over. */
 static int
-act_wait(struct dp_fsm *m, void *ctx)
+wait_line(struct dp_fsm *m, struct sink *k)
 {
-	struct sink *k = ctx;
-
 	if (k->held)
 		return E_MESSAGE_RECEIVED;
 	if (k->draining)
@@ -628,9 +1209,72 @@ act_wait(struct dp_fsm *m, void *ctx)
 	}
 }
 
+/* Poll the consumer until records are in the inbox or the database side needs us. */
+static int
+wait_record(struct dp_fsm *m, struct sink *k)
+{
+	int poll_ms = k->linger_ms >= 200 ? 100 : k->linger_ms >= 20 ? (int)k->linger_ms / 2 : 10;
+
+	for (;;) {
+		if (k->deferred)
+			return E_WRITE_DUE;
+		if (k->in_next < k->nin)
+			return E_MESSAGE_RECEIVED;
+		k->nin = k->in_next = 0;
+		dp_buf_reset(&k->inbox);
+		if (k->draining)
+			return E_EOF;
+		if (dp_pgsink_due(k->sink))
+			return E_WRITE_DUE;
+		kafka_commit(k, false);
+		progress(k, false);
+		int st = 0;
+		dp_buf_reset(&k->err);
+		int r = dp_consumer_poll(k->c, poll_ms, &k->err, &st);
+		if (r == DP_CONSUMER_MORE)
+			continue;
+		/* What is in the inbox is still written. */
+		k->draining = true;
+		if (r == DP_CONSUMER_END)
+			dp_info("every partition is at its end as it was at start (-e)");
+		else if (r != DP_CONSUMER_SIGNAL)
+			consumer_failed(m, k, st);
+	}
+}
+
+static int
+act_wait(struct dp_fsm *m, void *ctx)
+{
+	struct sink *k = ctx;
+
+	return k->from_stdin ? wait_line(m, k) : wait_record(m, k);
+}
+
+/* One record in hand, from either input. */
+struct rec {
+	struct dp_pgsink_src *src;
+	const char *topic;              /* its topic, or the --source-id */
+	int32_t partition;              /* -1 for a line */
+	int64_t offset;
+	const void *key;                /* NULL: none */
+	size_t klen;
+	const char *value;              /* NULL: none (a tombstone) */
+	size_t vlen;
+};
+
+/* A bad record this file found: its reason in k->why.  DP_PGSINK_BAD or a status. */
+static int
+own_bad(struct sink *k, const struct rec *r)
+{
+	int st = bad_record(k, r->topic, r->partition, r->offset, dp_buf_str(&k->why), "",
+	                    r->key, r->klen, r->value, r->vlen);
+
+	return st ? st : DP_PGSINK_BAD;
+}
+
 struct map_ctx {
 	struct sink *k;
-	int64_t offset;
+	const struct rec *r;
 	int rc;
 	uint64_t rows;
 };
@@ -646,58 +1290,78 @@ add_mapped(void *ctx, const char *json, size_t len)
 		dp_buf_reset(&k->why);
 		dp_buf_msgf(&k->why, "--map made %.*s%s, not an object", len > 40 ? 40 : (int)len, json,
 		            len > 40 ? "..." : "");
-		report_bad(k, k->src, mc->offset, dp_buf_str(&k->why));
-		mc->rc = DP_PGSINK_BAD;
+		mc->rc = own_bad(k, mc->r);
 		return 1;
 	}
 	dp_buf_reset(&k->err);
-	mc->rc = dp_pgsink_add(k->sink, k->src, mc->offset, json, len, &k->err);
+	mc->rc = dp_pgsink_add(k->sink, mc->r->src, mc->r->offset, json, len, &k->err);
 	return mc->rc != 0;
 }
 
-/* One record: its rows into the batch.  0, DP_PGSINK_BAD (reported), or a failure. */
+/*
+ * One record: its rows into the batch.  0, DP_PGSINK_BAD (reported),
+ * DP_PGSINK_STOPPED (its source takes no more rows), or a failure.
+ */
 static int
-process_line(struct sink *k)
+process_record(struct sink *k, const struct rec *r)
 {
-	int64_t offset = (int64_t)k->lineno - 1;
 	const char *why;
 	size_t off;
-	enum dp_json_type t;
 
 	dp_buf_reset(&k->why);
-	if (k->line_rc == DP_LINES_LONG) {
-		/* not kept by the reader: it could not go into a batch anyway */
-		dp_buf_msgf(&k->why, "a line of %zu bytes, longer than --batch-bytes (%" PRIu64 ")",
-		            k->len, k->batch_bytes);
-		report_bad(k, k->src, offset, dp_buf_str(&k->why));
-		return DP_PGSINK_BAD;
+	if (!r->value) {
+		dp_buf_msgf(&k->why, "a record without a value (a tombstone)");
+		return own_bad(k, r);
 	}
-	if (k->len == 0 || strspn(k->line, " \t") == k->len)
-		return 0;       /* an empty line: no record, but its number counts */
+	if (r->vlen > k->batch_bytes) {
+		dp_buf_msgf(&k->why, "a record of %zu bytes, longer than --batch-bytes (%" PRIu64 ")",
+		            r->vlen, k->batch_bytes);
+		return own_bad(k, r);
+	}
+	dp_pgsink_raw(k->sink, r->src, r->offset, r->key, r->klen, r->value, r->vlen);
 	if (!k->map) {
 		/* The engine checks the JSON while it encodes the row. */
 		dp_buf_reset(&k->err);
-		return dp_pgsink_add(k->sink, k->src, offset, k->line, k->len, &k->err);
+		return dp_pgsink_add(k->sink, r->src, r->offset, r->value, r->vlen, &k->err);
 	}
-	t = dp_json_check(k->line, k->len, &why, &off);
-	if (t == DP_JSON_INVALID) {
+	if (dp_json_check(r->value, r->vlen, &why, &off) == DP_JSON_INVALID) {
 		dp_buf_msgf(&k->why, "not JSON: %s at byte %zu", why, off + 1);
-		report_bad(k, k->src, offset, dp_buf_str(&k->why));
-		return DP_PGSINK_BAD;
+		return own_bad(k, r);
 	}
-	struct dp_expr_rec rec = DP_EXPR_REC(k->line, k->len);
-	struct map_ctx mc = { k, offset, 0, 0 };
+	struct dp_expr_rec rec = DP_EXPR_REC(r->value, r->vlen);
+	struct map_ctx mc = { k, r, 0, 0 };
 	dp_buf_reset(&k->err);
 	int rc = dp_expr_each(k->map, &rec, add_mapped, &mc, &k->err);
 	dp_expr_rec_clear(&rec);
 	if (rc < 0) {
 		dp_buf_msgf(&k->why, "--map: %s", dp_buf_str(&k->err));
-		report_bad(k, k->src, offset, dp_buf_str(&k->why));
-		return DP_PGSINK_BAD;
+		return own_bad(k, r);
 	}
 	if (rc == 0 && mc.rows == 0)
 		k->maps_empty++;
 	return mc.rc;
+}
+
+/* The line in hand as a record.  An empty line makes none, but its number counts. */
+static int
+process_line(struct sink *k)
+{
+	struct rec r = {
+		.src = k->src, .topic = k->source_id ? k->source_id : "stdin", .partition = -1,
+		.offset = (int64_t)k->lineno - 1, .value = k->line, .vlen = k->len,
+	};
+
+	if (k->line_rc == DP_LINES_LONG) {
+		/* not kept by the reader: it could not go into a batch anyway */
+		dp_buf_reset(&k->why);
+		dp_buf_msgf(&k->why, "a line of %zu bytes, longer than --batch-bytes (%" PRIu64 ")",
+		            k->len, k->batch_bytes);
+		r.value = NULL;
+		return own_bad(k, &r);
+	}
+	if (k->len == 0 || strspn(k->line, " \t") == k->len)
+		return 0;
+	return process_record(k, &r);
 }
 
 /*
@@ -705,15 +1369,16 @@ process_line(struct sink *k)
  * batch is full or due: the per-record loop stays inside this state.
  */
 static int
-act_process(struct dp_fsm *m, void *ctx)
+process_lines(struct sink *k)
 {
-	struct sink *k = ctx;
-
-	(void)m;
 	for (;;) {
 		int rc = process_line(k);
 		if (rc == DP_PGSINK_BAD) {
 			k->held = false;
+			k->fail = 0;
+			k->bad_src = k->src;
+			k->bad_topic = k->source_id ? k->source_id : "stdin";
+			k->bad_partition = -1;
 			k->bad_offset = (int64_t)k->lineno - 1;
 			return E_PROCESS_FAILURE;
 		}
@@ -742,24 +1407,124 @@ act_process(struct dp_fsm *m, void *ctx)
 	}
 }
 
-/* Hand batches to the writer; wait for room when the batch is full. */
+/* The inbox's records, until a batch is full or due. */
+static int
+process_records(struct sink *k)
+{
+	while (k->in_next < k->nin) {
+		const struct inrec *in = &k->inrecs[k->in_next];
+		const struct pstate *ps = in->part->user;
+		if (!ps || !ps->acquired) {
+			k->in_next++;   /* let go meanwhile: its next owner reads it */
+			continue;
+		}
+		if (!dp_pgsink_room(k->sink, ps->src))
+			return E_PROCESS_SUCCESS;
+		const char *p = k->inbox.data ? k->inbox.data + in->pos : "";
+		struct rec r = {
+			.src = ps->src, .topic = in->part->topic, .partition = in->part->partition,
+			.offset = in->offset, .key = in->has_key ? p : NULL, .klen = in->klen,
+			.value = in->has_value ? p + in->klen : NULL, .vlen = in->vlen,
+		};
+		int rc = process_record(k, &r);
+		if (rc == DP_PGSINK_BAD) {
+			k->in_next++;
+			k->fail = 0;
+			k->bad_src = ps->src;
+			k->bad_topic = in->part->topic;
+			k->bad_partition = in->part->partition;
+			k->bad_offset = in->offset;
+			return E_PROCESS_FAILURE;
+		}
+		if (rc == DP_PGSINK_STOPPED) {
+			/* After a stop at a bad record: not written, not stored. */
+			k->in_next++;
+			continue;
+		}
+		if (rc != 0) {
+			k->fail = rc;   /* kept for after the reconnect */
+			return E_WRITE_FAILURE;
+		}
+		dp_pgsink_done(k->sink, ps->src, in->offset + 1);
+		k->in_next++;
+		if ((++k->since_due & 255) == 0 && dp_pgsink_due(k->sink))
+			return E_PROCESS_SUCCESS;
+	}
+	return dp_pgsink_due(k->sink) ? E_PROCESS_SUCCESS : E_NEED_MORE;
+}
+
+static int
+act_process(struct dp_fsm *m, void *ctx)
+{
+	struct sink *k = ctx;
+
+	(void)m;
+	return k->from_stdin ? process_lines(k) : process_records(k);
+}
+
+/* A signal came more than DRAIN_AFTER_SIGNAL_MS ago (the clock starts at the first look). */
+static bool
+signal_grace_over(struct sink *k)
+{
+	int64_t now = dp_time_mono_ms();
+
+	if (!dp_sig_stop)
+		return false;
+	if (!k->sig_ms)
+		k->sig_ms = now;
+	return now - k->sig_ms > DRAIN_AFTER_SIGNAL_MS;
+}
+
+/* Read nothing more: the input stops at a bad record, or a signal. */
+static void
+stop_input(struct sink *k)
+{
+	k->draining = true;
+	k->held = false;
+	k->nin = k->in_next = 0;
+}
+
+/* The source of the record to process next, or NULL. */
+static struct dp_pgsink_src *
+next_src(const struct sink *k)
+{
+	if (k->from_stdin)
+		return k->src;
+	if (k->in_next < k->nin) {
+		const struct pstate *ps = k->inrecs[k->in_next].part->user;
+		return ps && ps->acquired ? ps->src : NULL;
+	}
+	return NULL;
+}
+
+/* Hand batches to the writers; wait for room when the batch is full. */
 static int
 act_write(struct dp_fsm *m, void *ctx)
 {
 	struct sink *k = ctx;
 
 	(void)m;
+	if (k->deferred) {
+		k->fail = k->deferred;
+		k->deferred = 0;
+		return E_WRITE_FAILURE;
+	}
 	for (;;) {
-		dp_buf_reset(&k->err);
-		int rc = dp_pgsink_write(k->sink, k->draining, &k->err);
-		if (k->progress)
-			progress(k, false);
+		int rc = write_sink(k, k->draining);
+		progress(k, false);
 		if (rc) {
 			k->fail = rc;
 			return E_WRITE_FAILURE;
 		}
-		if (k->draining || dp_pgsink_room(k->sink, k->src))
+		struct dp_pgsink_src *src = next_src(k);
+		if (k->draining || !src || dp_pgsink_room(k->sink, src))
 			return E_WRITE_SUCCESS;
+		if (signal_grace_over(k)) {
+			/* The database holds on to the batches in flight: what is
+			 * not in one stays unread, and act_commit rolls them back. */
+			stop_input(k);
+			return E_WRITE_SUCCESS;
+		}
 		dp_pgsink_wait(k->sink, 100);
 	}
 }
@@ -769,33 +1534,36 @@ static int
 act_error(struct dp_fsm *m, void *ctx)
 {
 	struct sink *k = ctx;
+	char at[512];
 
 	switch (k->fail) {
-	case 0:         /* a bad record from processing */
-		if (k->on_error == DP_PGSINK_SKIP) {
-			dp_pgsink_done(k->sink, k->src, k->bad_offset + 1);
+	case 0:         /* a bad record from processing, reported */
+		if (k->on_error.mode != DP_ON_ERROR_FAIL) {
+			dp_pgsink_done(k->sink, k->bad_src, k->bad_offset + 1);
 			return E_RESET;
 		}
 		/* fail: what came before it is committed, nothing after */
-		dp_info("stopping at line %" PRId64 " (--on-error fail)", k->bad_offset + 1);
-		k->draining = true;
+		where(k, k->bad_topic, k->bad_partition, k->bad_offset, at, sizeof(at));
+		dp_info("stopping at %s (--on-error fail)", at);
+		stop_input(k);
 		dp_fsm_fail(m, DP_EX_DATAERR);
 		return E_STOP;
 	case DP_PGSINK_STOPPED:
 		k->fail = 0;
-		k->draining = true;
+		stop_input(k);
 		dp_fsm_fail(m, DP_EX_DATAERR);
 		return E_STOP;
 	case DP_PGSINK_DOWN:
 		return E_OUTAGE;
 	default:
-		dp_err("%s", dp_buf_str(&k->err));
+		if (k->err.len || k->err.lost)
+			dp_err("%s", dp_buf_str(&k->err));
 		dp_fsm_fail(m, k->fail > 0 ? k->fail : DP_EX_SOFTWARE);
 		return E_FATAL;
 	}
 }
 
-/* The input waits while the database is away (a Kafka input pauses its partitions here). */
+/* The input waits while the database is away: partitions are paused, still polled. */
 static int
 act_pause(struct dp_fsm *m, void *ctx)
 {
@@ -807,9 +1575,42 @@ act_pause(struct dp_fsm *m, void *ctx)
 		        k->max_retries ? "" : " until it is back");
 		k->said_down = true;
 	}
+	k->outage = true;
+	if (k->c) {
+		struct dp_consumer_part *const *parts;
+		size_t n;
+		parts = dp_consumer_parts(k->c, &n);
+		for (size_t i = 0; i < n; i++) {
+			struct pstate *ps = parts[i]->user;
+			if (!parts[i]->assigned || !ps || !ps->acquired || parts[i]->paused)
+				continue;
+			dp_buf_reset(&k->why);
+			if (dp_consumer_pause(k->c, parts[i], &k->why) != 0)
+				dp_warn("%s", dp_buf_str(&k->why));
+			ps->held = true;
+		}
+	}
 	return E_RETRY;
 }
 
+/* A signal while the database is away: what was not committed stays unwritten. */
+static int
+stopped_in_outage(struct dp_fsm *m, struct sink *k)
+{
+	if (k->from_stdin) {
+		int64_t stored = dp_pgsink_stored(k->src);
+		dp_err("stopped while the database was away: lines after %" PRId64 " are not "
+		       "written%s", stored > 0 ? stored : 0,
+		       k->source_id ? " (a rerun with the same --source-id resumes there)" : "");
+	} else {
+		dp_err("stopped while the database was away: records after the stored offsets "
+		       "are not written (the next run of group '%s' resumes there)", k->group);
+	}
+	dp_fsm_fail(m, DP_EX_TEMPFAIL);
+	return E_SIGNAL;
+}
+
+/* Wait out the delay; a group member polls meanwhile, so it stays in the group. */
 static int
 act_backoff(struct dp_fsm *m, void *ctx)
 {
@@ -823,13 +1624,31 @@ act_backoff(struct dp_fsm *m, void *ctx)
 	}
 	int64_t ms = dp_backoff_next(&k->backoff, 0);
 	dp_info("retry %u in %" PRId64 " ms", k->backoff.attempts, ms);
-	if (dp_backoff_sleep(ms, &dp_sig_stop) < 0 || dp_sig_stop) {
-		int64_t stored = dp_pgsink_stored(k->src);
-		dp_err("stopped while the database was away: lines after %" PRId64 " are not "
-		       "written%s", stored > 0 ? stored : 0,
-		       k->source_id ? " (a rerun with the same --source-id resumes there)" : "");
-		dp_fsm_fail(m, DP_EX_TEMPFAIL);
-		return E_SIGNAL;
+	if (!k->c) {
+		if (dp_backoff_sleep(ms, &dp_sig_stop) < 0 || dp_sig_stop)
+			return stopped_in_outage(m, k);
+		return E_WAKE;
+	}
+	int64_t until = dp_time_mono_ms() + ms;
+	for (int64_t now = dp_time_mono_ms(); now < until; now = dp_time_mono_ms()) {
+		int st = 0;
+		struct dp_buf perr = DP_BUF_INIT;
+		int r = dp_consumer_poll(k->c, until - now < 250 ? (int)(until - now) : 250, &perr,
+		                         &st);
+		if (r == DP_CONSUMER_SIGNAL) {
+			dp_buf_free(&perr);
+			return stopped_in_outage(m, k);
+		}
+		if (r == DP_CONSUMER_FAILED || r == DP_CONSUMER_HALTED) {
+			dp_buf_reset(&k->err);
+			dp_buf_msgf(&k->err, "%s", dp_buf_str(&perr));
+			dp_buf_free(&perr);
+			consumer_failed(m, k, st);
+			return E_GIVE_UP;
+		}
+		if (r == DP_CONSUMER_END)
+			k->draining = true;
+		dp_buf_free(&perr);
 	}
 	return E_WAKE;
 }
@@ -846,10 +1665,40 @@ act_reconnect(struct dp_fsm *m, void *ctx)
 		dp_info("still no database: %s", dp_buf_str(&k->err));
 		return E_UNAVAILABLE;
 	}
+	if (k->c) {
+		struct dp_consumer_part *const *parts;
+		size_t n;
+		/* Partitions assigned meanwhile start from their stored offsets. */
+		parts = dp_consumer_parts(k->c, &n);
+		for (size_t i = 0; i < n; i++) {
+			struct pstate *ps = parts[i]->user;
+			if (!parts[i]->assigned || !ps || !ps->waiting)
+				continue;
+			int st = start_part(k, parts[i], false);
+			if (st == DP_PGSINK_DOWN) {
+				dp_info("still no database: %s", dp_buf_str(&k->err));
+				return E_UNAVAILABLE;
+			}
+			if (st && !k->deferred)
+				k->deferred = st;
+		}
+		for (size_t i = 0; i < n; i++) {
+			struct pstate *ps = parts[i]->user;
+			if (!parts[i]->assigned || !ps || !ps->acquired || !parts[i]->paused)
+				continue;
+			dp_buf_reset(&k->why);
+			if (dp_consumer_resume(k->c, parts[i], &k->why) != 0 && !k->deferred) {
+				dp_err("%s", dp_buf_str(&k->why));
+				k->deferred = DP_EX_SOFTWARE;
+			}
+			ps->held = false;
+		}
+	}
 	dp_warn("reconnected to the database after %u retr%s", k->backoff.attempts,
 	        k->backoff.attempts == 1 ? "y" : "ies");
 	dp_backoff_reset(&k->backoff);
 	k->said_down = false;
+	k->outage = false;
 	return E_RECONNECTED;
 }
 
@@ -860,28 +1709,22 @@ act_commit(struct dp_fsm *m, void *ctx)
 	struct sink *k = ctx;
 	bool cancelled = false;
 
+	(void)m;
 	k->draining = true;
 	for (;;) {
-		dp_buf_reset(&k->err);
-		int rc = dp_pgsink_write(k->sink, true, &k->err);
-		if (k->progress)
-			progress(k, false);
+		int rc = write_sink(k, true);
+		progress(k, false);
 		if (rc) {
 			k->fail = rc;
 			return E_WRITE_FAILURE;
 		}
 		if (dp_pgsink_idle(k->sink))
-			return m->reason ? E_STOPPED : E_COMMITTED;
-		if (dp_sig_stop && !cancelled) {
-			int64_t now = dp_time_mono_ms();
-			if (!k->sig_ms)
-				k->sig_ms = now;
-			if (now - k->sig_ms > DRAIN_AFTER_SIGNAL_MS) {
-				dp_warn("the batch in flight did not commit within %d ms of the "
-				        "signal: rolling it back", DRAIN_AFTER_SIGNAL_MS);
-				dp_pgsink_cancel(k->sink);
-				cancelled = true;
-			}
+			return E_COMMITTED;
+		if (!cancelled && signal_grace_over(k)) {
+			dp_warn("the batch in flight did not commit within %d ms of the "
+			        "signal: rolling it back", DRAIN_AFTER_SIGNAL_MS);
+			dp_pgsink_cancel(k->sink);
+			cancelled = true;
 		} else if (cancelled && dp_time_mono_ms() - k->sig_ms > 2 * DRAIN_AFTER_SIGNAL_MS) {
 			/* A cancel the server did not act on: stop waiting for it. */
 			dp_buf_reset(&k->err);
@@ -894,6 +1737,88 @@ act_commit(struct dp_fsm *m, void *ctx)
 	}
 }
 
+/* The end: offsets to Kafka once more, then leave the group (its revoke runs here). */
+static int
+act_close(struct dp_fsm *m, void *ctx)
+{
+	struct sink *k = ctx;
+
+	if (k->c) {
+		kafka_commit(k, true);
+		dp_consumer_close(k->c);
+	}
+	return m->reason ? E_FAILED : E_CLOSED;
+}
+
+/* A rebalance gave partitions (same state): each starts where the database says. */
+static int
+act_assigned(struct dp_fsm *m, void *ctx)
+{
+	struct sink *k = ctx;
+
+	(void)m;
+	dp_consumer_say_parts("reading", k->moved, k->nmoved);
+	for (size_t i = 0; i < k->nmoved; i++) {
+		struct dp_consumer_part *p = k->moved[i];
+		struct pstate *ps = p->user;
+		if (!ps) {
+			if (!(ps = calloc(1, sizeof(*ps)))) {
+				dp_err("out of memory");
+				k->hook_status = DP_EX_SOFTWARE;
+				return DP_FSM_NONE;
+			}
+			ps->committed = -1;
+			p->user = ps;
+		}
+		int st = start_part(k, p, true);
+		if (st == DP_PGSINK_DOWN)
+			continue;
+		if (st) {
+			k->hook_status = st;
+			return DP_FSM_NONE;
+		}
+		if (k->outage) {
+			/* The writers are away: it waits with the others. */
+			dp_buf_reset(&k->why);
+			if (dp_consumer_pause(k->c, p, &k->why) != 0)
+				dp_warn("%s", dp_buf_str(&k->why));
+			ps->held = true;
+		}
+	}
+	return DP_FSM_NONE;
+}
+
+/*
+ * A rebalance or the close took partitions (same state): their batches
+ * commit first (or, the database away, are dropped: the next owner reads
+ * the stored offset), then they go.
+ */
+static int
+act_revoked(struct dp_fsm *m, void *ctx)
+{
+	struct sink *k = ctx;
+
+	dp_consumer_say_parts("handing over", k->moved, k->nmoved);
+	if (!m->reason) {
+		int rc = finish_parts(k, k->moved, k->nmoved);
+		if (rc && rc != DP_PGSINK_DOWN && !k->deferred)
+			k->deferred = rc;
+	}
+	kafka_commit(k, false);
+	for (size_t i = 0; i < k->nmoved; i++) {
+		struct dp_consumer_part *p = k->moved[i];
+		struct pstate *ps = p->user;
+		purge(k, p);
+		if (!ps)
+			continue;
+		if (ps->acquired)
+			dp_pgsink_release(k->sink, ps->src);
+		ps->acquired = ps->waiting = ps->held = false;
+		ps->committed = -1;
+	}
+	return DP_FSM_NONE;
+}
+
 /* ---- main --------------------------------------------------------------- */
 
 static int
@@ -904,24 +1829,22 @@ finish(void *ctx, int status)
 
 	if (!k->sink)
 		return status;
-	if (k->progress)
-		progress(k, true);
+	progress(k, true);
 	dp_pgsink_stats(k->sink, &st);
-	unsigned long long bad = atomic_load(&k->bad);
 	dp_info("wrote %" PRIu64 " rows in %" PRIu64 " batches to %s", st.rows, st.batches, k->table);
 	if (k->maps_empty)
 		dp_info("--map made no row of %" PRIu64 " record%s", k->maps_empty,
 		        k->maps_empty == 1 ? "" : "s");
-	if (bad && k->on_error == DP_PGSINK_SKIP)
-		dp_warn("skipped %llu bad record%s (reported above)", bad, bad == 1 ? "" : "s");
+	dp_on_error_summary(&k->on_error, "record");
 	if (status == DP_EX_DATAERR) {
 		int64_t at = k->src ? dp_pgsink_stored(k->src) : -1;
 		if (k->source_id && at >= 0)
 			dp_err("stopped at the bad record; lines up to %" PRId64 " are in %s "
 			       "(--on-error skip would go on)", at, k->table);
 		else
-			dp_err("stopped at the bad record; the lines before it are in %s "
-			       "(--on-error skip would go on)", k->table);
+			dp_err("stopped at the bad record; the %s before it are in %s "
+			       "(--on-error skip would go on)", k->from_stdin ? "lines" : "records",
+			       k->table);
 	}
 	return status;
 }

@@ -565,9 +565,14 @@ value_json(struct tail *t, const rd_kafka_message_t *m)
 	} else {
 		switch (t->non_json) {
 		case NJ_ERROR:
-			dp_err("%s [%d] offset %lld: value is not JSON (%s at byte %zu); "
-			       "see --non-json", rd_kafka_topic_name(m->rkt), (int)m->partition,
-			       (long long)m->offset, why, off + 1);
+			if (m->len == 0)        /* not "at byte 1": there is no byte */
+				dp_err("%s [%d] offset %lld: value is not JSON (empty value); "
+				       "see --non-json", rd_kafka_topic_name(m->rkt),
+				       (int)m->partition, (long long)m->offset);
+			else
+				dp_err("%s [%d] offset %lld: value is not JSON (%s at byte %zu); "
+				       "see --non-json", rd_kafka_topic_name(m->rkt),
+				       (int)m->partition, (long long)m->offset, why, off + 1);
 			dp_fsm_fail(&t->fsm, DP_EX_DATAERR);
 			halt(t, E_BAD_RECORD);
 			return V_STOP;
@@ -1023,29 +1028,13 @@ act_process(struct dp_fsm *m, void *ctx)
 	return E_PROCESSED;
 }
 
-/* "reading T [0], T [1]" at -v, for a rebalance event. */
-static void
-say_moved(struct tail *t, const char *what)
-{
-	struct dp_buf b = DP_BUF_INIT;
-	size_t i;
-
-	for (i = 0; i < t->nmoved; i++)
-		if (dp_buf_addf(&b, "%s%s [%d]", i ? ", " : "", t->moved[i]->topic,
-		                (int)t->moved[i]->partition) < 0)
-			break;
-	if (i < t->nmoved)
-		dp_info("%s %zu partitions", what, t->nmoved);
-	else
-		dp_info("%s %s", what, dp_buf_str(&b));
-	dp_buf_free(&b);
-}
-
 /* A rebalance gave partitions (same state). */
 static int
 act_assigned(struct dp_fsm *m, void *ctx)
 {
-	say_moved(ctx, "reading");
+	struct tail *t = ctx;
+
+	dp_consumer_say_parts("reading", t->moved, t->nmoved);
 	return DP_FSM_NONE;
 }
 
@@ -1053,7 +1042,9 @@ act_assigned(struct dp_fsm *m, void *ctx)
 static int
 act_revoked(struct dp_fsm *m, void *ctx)
 {
-	say_moved(ctx, "handing over");
+	struct tail *t = ctx;
+
+	dp_consumer_say_parts("handing over", t->moved, t->nmoved);
 	return DP_FSM_NONE;
 }
 

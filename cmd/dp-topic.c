@@ -214,27 +214,6 @@ usage(FILE *fp)
 	      "See dp-topic(1).\n", fp);
 }
 
-/* Set key=value, replacing an earlier value of the same key. */
-static int
-kv_put(struct dp_kv **kv, size_t *n, const char *pair)
-{
-	const char *eq = strchr(pair, '=');
-
-	if (!eq || eq == pair)
-		return -1;
-	for (size_t i = 0; i < *n; i++)
-		if (strlen((*kv)[i].key) == (size_t)(eq - pair) &&
-		    strncmp((*kv)[i].key, pair, (size_t)(eq - pair)) == 0) {
-			char *v = strdup(eq + 1);
-			if (!v)
-				return -1;
-			free((*kv)[i].value);
-			(*kv)[i].value = v;
-			return 0;
-		}
-	return dp_kv_add(kv, n, pair);
-}
-
 static int
 parse_options(void *ctx, int argc, char **argv)
 {
@@ -258,7 +237,7 @@ parse_options(void *ctx, int argc, char **argv)
 			t->given |= G_REPLICATION;
 			break;
 		case 'c':
-			if (kv_put(&t->tconfig, &t->ntconfig, optarg) < 0) {
+			if (dp_kv_put(&t->tconfig, &t->ntconfig, optarg) < 0) {
 				dp_err("invalid --topic-config '%s': expected KEY=VALUE", optarg);
 				return -1;
 			}
@@ -775,10 +754,11 @@ run_create(struct topic *t)
 			 */
 			if (!t->dry_run) {
 				struct dp_buf werr = DP_BUF_INIT;
-				if (dp_kafka_probe(t->rk, it->spec->name, (int)t->common.timeout_ms, NULL,
-				                   &werr) == DP_EX_NOTFOUND)
-					dp_warn("topic '%s' was created but is not visible yet",
-					        it->spec->name);
+				int st2 = dp_kafka_await_topic(t->rk, it->spec->name,
+				                               (int)t->common.timeout_ms, NULL, &werr);
+				if (st2 && st2 != DP_KAFKA_STOPPED)
+					dp_warn("topic '%s' was created but is not usable yet: %s",
+					        it->spec->name, dp_buf_str(&werr));
 				dp_buf_free(&werr);
 			}
 		} else if (res[k].err == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS && t->if_not_exists) {
@@ -813,8 +793,17 @@ static int
 fetch_metadata(struct topic *t)
 {
 	struct dp_buf err = DP_BUF_INIT;
-	int st = dp_admin_list(t->rk, (int)t->common.timeout_ms, &t->md, &err);
+	const char **names = calloc(t->nitems + 1, sizeof(*names));
+	size_t n = 0;
 	bool any = false;
+	int st;
+
+	/* The topics about to be described: a moment to show up when just created. */
+	for (size_t i = 0; names && i < t->nitems; i++)
+		if (!t->items[i].res.status && !t->items[i].action && t->items[i].res.name)
+			names[n++] = t->items[i].res.name;
+	st = dp_admin_list_for(t->rk, names, n, (int)t->common.timeout_ms, &t->md, &err);
+	free(names);
 
 	for (size_t i = 0; st && i < t->nitems; i++)
 		if (!t->items[i].res.status && !t->items[i].action) {

@@ -1,15 +1,17 @@
-#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
-#include <jv.h>
 #include <librdkafka/rdkafka.h>
 
 #include "admin.h"
 #include "exit.h"
+#include "json.h"
 #include "kafka.h"
+#include "sig.h"
+#include "timefmt.h"
 
 /*
  * librdkafka enforces the request timeout itself and then emits a result
@@ -332,89 +334,170 @@ dp_admin_spec_clear(struct dp_admin_spec *spec)
 	spec->replication_factor = -1;
 }
 
-/* An integer member within [min, max]; jq 1.6 numbers are doubles. */
-static int
-spec_int(jv v, const char *what, double min, double max, int32_t *out, struct dp_buf *err)
-{
-	double d;
+/*
+ * Specs are read with json.h, the JSON every other path of dp reads:
+ * numbers from their own text (no double in between), strings decoded
+ * exactly (a lone surrogate escape is refused, never replaced).
+ */
 
-	if (jv_get_kind(v) != JV_KIND_NUMBER) {
-		dp_buf_msgf(err, "\"%s\" must be a number, not %s", what,
-		            jv_kind_name(jv_get_kind(v)));
+/* The name of a JSON type, as messages give it. */
+static const char *
+kind_name(enum dp_json_type t)
+{
+	switch (t) {
+	case DP_JSON_NULL: return "null";
+	case DP_JSON_FALSE: case DP_JSON_TRUE: return "boolean";
+	case DP_JSON_NUMBER: return "number";
+	case DP_JSON_STRING: return "string";
+	case DP_JSON_ARRAY: return "array";
+	case DP_JSON_OBJECT: return "object";
+	default: return "invalid";
+	}
+}
+
+/* An integer literal (-?[0-9]+) within [min, max]: 0, else -1. */
+static int
+int_text(const char *v, size_t n, int64_t min, int64_t max, int64_t *out)
+{
+	size_t i = v[0] == '-';
+	int64_t x = 0;
+
+	if (i == n)
+		return -1;
+	for (; i < n; i++) {
+		if (v[i] < '0' || v[i] > '9' || x > (INT64_MAX - (v[i] - '0')) / 10)
+			return -1;
+		x = x * 10 + (v[i] - '0');
+	}
+	if (v[0] == '-')
+		x = -x;
+	if (x < min || x > max)
+		return -1;
+	*out = x;
+	return 0;
+}
+
+/* An integer member within [min, max]. */
+static int
+spec_int(const char *v, size_t n, enum dp_json_type t, const char *what, int64_t min,
+         int64_t max, int32_t *out, struct dp_buf *err)
+{
+	int64_t x;
+
+	if (t != DP_JSON_NUMBER) {
+		dp_buf_msgf(err, "\"%s\" must be a number, not %s", what, kind_name(t));
 		return -1;
 	}
-	d = jv_number_value(v);
-	if (d != floor(d) || d < min || d > max) {
-		dp_buf_msgf(err, "\"%s\" must be an integer between %.0f and %.0f", what, min, max);
+	if (int_text(v, n, min, max, &x) < 0) {
+		dp_buf_msgf(err, "\"%s\" must be an integer between %lld and %lld", what,
+		            (long long)min, (long long)max);
 		return -1;
 	}
-	*out = (int32_t)d;
+	*out = (int32_t)x;
+	return 0;
+}
+
+/*
+ * A string literal's bytes into b (reset first), NUL-terminated.  -1 with
+ * a message naming what when it cannot be a C string.
+ */
+static int
+spec_string(struct dp_buf *b, const char *v, size_t n, const char *what, struct dp_buf *err)
+{
+	size_t bad = 0;
+	int rc;
+
+	dp_buf_reset(b);
+	rc = dp_json_unquote_exact(b, v, n, &bad);
+	if (rc == -2) {
+		dp_buf_msgf(err, "%s holds the lone surrogate escape %.6s, which stands for no "
+		            "UTF-8 text", what, v + bad);
+		return -1;
+	}
+	if (rc < 0 || dp_buf_addstr(b, "") < 0) {
+		dp_buf_msgf(err, "out of memory");
+		return -1;
+	}
+	if (strlen(b->data) != b->len) {
+		dp_buf_msgf(err, "%s contains a NUL character", what);
+		return -1;
+	}
 	return 0;
 }
 
 static int
-spec_config(jv obj, struct dp_admin_spec *spec, struct dp_buf *err)
+spec_config(const char *obj, size_t objn, enum dp_json_type ot, struct dp_admin_spec *spec,
+            struct dp_buf *err)
 {
+	struct dp_buf key = DP_BUF_INIT, val = DP_BUF_INIT, what = DP_BUF_INIT;
+	size_t pos = 0, klen, vn;
+	const char *k, *v;
+	enum dp_json_type t;
 	int rc = 0;
 
-	if (jv_get_kind(obj) != JV_KIND_OBJECT) {
-		dp_buf_msgf(err, "\"config\" must be an object, not %s",
-		            jv_kind_name(jv_get_kind(obj)));
+	if (ot != DP_JSON_OBJECT) {
+		dp_buf_msgf(err, "\"config\" must be an object, not %s", kind_name(ot));
 		return -1;
 	}
-	for (int it = jv_object_iter(obj); rc == 0 && jv_object_iter_valid(obj, it);
-	     it = jv_object_iter_next(obj, it)) {
-		jv k = jv_object_iter_key(obj, it);
-		jv v = jv_object_iter_value(obj, it);
-		const char *key = jv_string_value(k);
-		struct dp_buf pair = DP_BUF_INIT;
-		char num[32];
-		const char *text = NULL;
-
-		switch (jv_get_kind(v)) {
-		case JV_KIND_STRING:
-			text = jv_string_value(v);
-			break;
-		case JV_KIND_TRUE:
-			text = "true";
-			break;
-		case JV_KIND_FALSE:
-			text = "false";
-			break;
-		case JV_KIND_NUMBER: {
-			/* Beyond 2^53 a double has lost digits already. */
-			double d = jv_number_value(v);
-			if (d == floor(d) && fabs(d) <= 9007199254740992.0) {
-				snprintf(num, sizeof(num), "%.0f", d);
-				text = num;
-			}
-			break;
-		}
-		default:
-			break;
-		}
-		if (!*key) {
+	while (rc == 0 && (t = dp_json_next_member(obj, objn, &pos, &k, &klen, &v, &vn)) !=
+	                  DP_JSON_INVALID) {
+		int64_t x;
+		dp_buf_reset(&what);
+		rc = spec_string(&key, k, klen, "a \"config\" key", err);
+		if (rc == 0 && !key.len) {
 			dp_buf_msgf(err, "\"config\" has an empty key");
 			rc = -1;
-		} else if (!text) {
-			dp_buf_msgf(err, "config \"%s\" must be a string, an integer below 2^53 or "
-			            "a boolean", key);
+		}
+		if (rc < 0)
+			break;
+		dp_buf_msgf(&what, "config \"%s\"", key.data);
+		dp_buf_reset(&val);
+		if (t == DP_JSON_STRING) {
+			rc = spec_string(&val, v, vn, dp_buf_str(&what), err);
+		} else if (t == DP_JSON_TRUE || t == DP_JSON_FALSE ||
+		           (t == DP_JSON_NUMBER && int_text(v, vn, INT64_MIN, INT64_MAX, &x) == 0)) {
+			/* As written: an integer keeps its digits, no double in between. */
+			if (dp_buf_add(&val, v, vn) < 0) {
+				dp_buf_msgf(err, "out of memory");
+				rc = -1;
+			}
+		} else {
+			dp_buf_msgf(err, "config \"%s\" must be a string, an integer or a boolean",
+			            key.data);
 			rc = -1;
-		} else if (strlen(key) != (size_t)jv_string_length_bytes(jv_copy(k)) ||
-		           strlen(text) != (jv_get_kind(v) == JV_KIND_STRING ?
-		                            (size_t)jv_string_length_bytes(jv_copy(v)) :
-		                            strlen(text))) {
-			dp_buf_msgf(err, "config \"%s\" contains a NUL character", key);
+		}
+		if (rc < 0)
+			break;
+		/* A repeated key: the last counts, as for any repeated name. */
+		size_t i;
+		for (i = 0; i < spec->nconfig && strcmp(spec->config[i].key, key.data); i++)
+			;
+		if (i < spec->nconfig) {
+			char *nv = strdup(val.data);
+			if (!nv) {
+				dp_buf_msgf(err, "out of memory");
+				rc = -1;
+				break;
+			}
+			free(spec->config[i].value);
+			spec->config[i].value = nv;
+			continue;
+		}
+		/* dp_kv_add splits at the first '=': keys never hold one. */
+		if (strchr(key.data, '=')) {
+			dp_buf_msgf(err, "config key \"%s\" contains '='", key.data);
 			rc = -1;
-		} else if (dp_buf_addf(&pair, "%s=%s", key, text) < 0 ||
-		           dp_kv_add(&spec->config, &spec->nconfig, pair.data) < 0) {
+			break;
+		}
+		if (dp_buf_addch(&key, '=') < 0 || dp_buf_add(&key, val.data, val.len) < 0 ||
+		    dp_kv_add(&spec->config, &spec->nconfig, key.data) < 0) {
 			dp_buf_msgf(err, "out of memory");
 			rc = -1;
 		}
-		dp_buf_free(&pair);
-		jv_free(k);
-		jv_free(v);
 	}
+	dp_buf_free(&key);
+	dp_buf_free(&val);
+	dp_buf_free(&what);
 	return rc;
 }
 
@@ -422,63 +505,61 @@ int
 dp_admin_spec_parse(const char *json, size_t len, struct dp_admin_spec *spec,
                     struct dp_buf *err)
 {
-	jv root;
+	struct dp_buf key = DP_BUF_INIT, name = DP_BUF_INIT;
+	size_t pos = 0, klen, vn, off;
+	const char *k, *v, *why;
+	enum dp_json_type t;
 	int rc = 0;
 
 	memset(spec, 0, sizeof(*spec));
 	spec->partitions = -1;
 	spec->replication_factor = -1;
-	if (len > INT32_MAX) {
-		dp_buf_msgf(err, "spec is too long");
+	t = dp_json_check(json, len, &why, &off);
+	if (t == DP_JSON_INVALID) {
+		dp_buf_msgf(err, "invalid JSON: %s at byte %zu", why, off + 1);
 		return -1;
 	}
-	root = jv_parse_sized(json, (int)len);
-	if (!jv_is_valid(root)) {
-		jv msg = jv_invalid_get_msg(root);
-		dp_buf_msgf(err, "invalid JSON: %s", jv_get_kind(msg) == JV_KIND_STRING ?
-		            jv_string_value(msg) : "parse error");
-		jv_free(msg);
+	if (t != DP_JSON_OBJECT) {
+		dp_buf_msgf(err, "a topic spec must be an object, not %s", kind_name(t));
 		return -1;
 	}
-	if (jv_get_kind(root) != JV_KIND_OBJECT) {
-		dp_buf_msgf(err, "a topic spec must be an object, not %s",
-		            jv_kind_name(jv_get_kind(root)));
-		jv_free(root);
-		return -1;
-	}
-	for (int it = jv_object_iter(root); rc == 0 && jv_object_iter_valid(root, it);
-	     it = jv_object_iter_next(root, it)) {
-		jv k = jv_object_iter_key(root, it);
-		jv v = jv_object_iter_value(root, it);
-		const char *key = jv_string_value(k);
-
-		if (strcmp(key, "name") == 0) {
-			if (jv_get_kind(v) != JV_KIND_STRING) {
-				dp_buf_msgf(err, "\"name\" must be a string, not %s",
-				            jv_kind_name(jv_get_kind(v)));
+	while (rc == 0 && (t = dp_json_next_member(json, len, &pos, &k, &klen, &v, &vn)) !=
+	                  DP_JSON_INVALID) {
+		dp_buf_reset(&key);
+		if (dp_json_unquote(&key, k, klen) < 0 || dp_buf_addstr(&key, "") < 0) {
+			dp_buf_msgf(err, "out of memory");
+			rc = -1;
+			break;
+		}
+		if (strcmp(key.data, "name") == 0) {
+			if (t != DP_JSON_STRING) {
+				dp_buf_msgf(err, "\"name\" must be a string, not %s", kind_name(t));
 				rc = -1;
-			} else if (!(spec->name = strdup(jv_string_value(v)))) {
-				dp_buf_msgf(err, "out of memory");
-				rc = -1;
-			} else if (strlen(spec->name) != (size_t)jv_string_length_bytes(jv_copy(v))) {
-				dp_buf_msgf(err, "\"name\" contains a NUL character");
-				rc = -1;
+			} else if ((rc = spec_string(&name, v, vn, "\"name\"", err)) == 0) {
+				free(spec->name);
+				if (!(spec->name = strdup(name.data))) {
+					dp_buf_msgf(err, "out of memory");
+					rc = -1;
+				}
 			}
-		} else if (strcmp(key, "partitions") == 0) {
-			rc = spec_int(v, key, 1, INT32_MAX, &spec->partitions, err);
-		} else if (strcmp(key, "replication_factor") == 0) {
-			rc = spec_int(v, key, 1, INT16_MAX, &spec->replication_factor, err);
-		} else if (strcmp(key, "config") == 0) {
-			rc = spec_config(v, spec, err);
+		} else if (strcmp(key.data, "partitions") == 0) {
+			rc = spec_int(v, vn, t, key.data, 1, INT32_MAX, &spec->partitions, err);
+		} else if (strcmp(key.data, "replication_factor") == 0) {
+			rc = spec_int(v, vn, t, key.data, 1, INT16_MAX, &spec->replication_factor, err);
+		} else if (strcmp(key.data, "config") == 0) {
+			/* A repeated "config" replaces the earlier one, as jq would. */
+			dp_kv_free(spec->config, spec->nconfig);
+			spec->config = NULL;
+			spec->nconfig = 0;
+			rc = spec_config(v, vn, t, spec, err);
 		} else {
 			dp_buf_msgf(err, "unknown member \"%s\" (expected name, partitions, "
-			            "replication_factor, config)", key);
+			            "replication_factor, config)", key.data);
 			rc = -1;
 		}
-		jv_free(k);
-		jv_free(v);
 	}
-	jv_free(root);
+	dp_buf_free(&key);
+	dp_buf_free(&name);
 	if (rc == 0 && !spec->name) {
 		dp_buf_msgf(err, "spec has no \"name\"");
 		rc = -1;
@@ -544,9 +625,8 @@ copy_topic(struct dp_admin_topic *t, const rd_kafka_metadata_topic_t *mt)
 	return 0;
 }
 
-int
-dp_admin_list(rd_kafka_t *rk, int timeout_ms, struct dp_admin_topics *out,
-              struct dp_buf *err)
+static int
+list_once(rd_kafka_t *rk, int timeout_ms, struct dp_admin_topics *out, struct dp_buf *err)
 {
 	const struct rd_kafka_metadata *md = NULL;
 	rd_kafka_resp_err_t e;
@@ -584,6 +664,64 @@ nomem:
 	dp_admin_topics_clear(out);
 	dp_buf_msgf(err, "out of memory");
 	return DP_EX_SOFTWARE;
+}
+
+/* Wait ms, or -1 when a signal came first. */
+static int
+pause_ms(int ms)
+{
+	for (; ms > 0; ms -= 50) {
+		struct timespec ts = { 0, 50 * 1000000L };
+		if (dp_sig_stop)
+			return -1;
+		nanosleep(&ts, NULL);
+	}
+	return dp_sig_stop ? -1 : 0;
+}
+
+/* 1 when t is in the metadata with a leader for every partition. */
+static int
+settled(const struct dp_admin_topic *t)
+{
+	if (!t || (t->err && dp_kafka_retriable(t->err)))
+		return 0;
+	for (int i = 0; i < t->npartitions; i++)
+		if (t->partitions[i].leader < 0 || dp_kafka_retriable(t->partitions[i].err))
+			return 0;
+	return 1;
+}
+
+int
+dp_admin_list_for(rd_kafka_t *rk, const char *const *names, size_t n, int timeout_ms,
+                  struct dp_admin_topics *out, struct dp_buf *err)
+{
+	int64_t start = dp_time_mono_ms(), deadline = start + timeout_ms;
+	int64_t until = start + DP_KAFKA_PROPAGATION_MS;
+
+	for (;;) {
+		int64_t left = deadline - dp_time_mono_ms();
+		int st = list_once(rk, left > 1 ? (int)left : 1, out, err);
+		size_t i = 0;
+		if (st)
+			return st;
+		while (i < n && settled(dp_admin_topics_find(out, names[i])))
+			i++;
+		/* A topic created a moment ago may not be there, or not led, yet. */
+		if (i == n || dp_time_mono_ms() >= (until < deadline ? until : deadline))
+			return 0;
+		dp_admin_topics_clear(out);
+		if (pause_ms(100) < 0) {
+			dp_buf_msgf(err, "interrupted before the cluster answered");
+			return DP_EX_TEMPFAIL;
+		}
+	}
+}
+
+int
+dp_admin_list(rd_kafka_t *rk, int timeout_ms, struct dp_admin_topics *out,
+              struct dp_buf *err)
+{
+	return dp_admin_list_for(rk, NULL, 0, timeout_ms, out, err);
 }
 
 void
@@ -786,8 +924,12 @@ dp_admin_ensure(rd_kafka_t *rk, const struct dp_admin_spec *spec, int timeout_ms
 	} else {
 		return res->status ? res->status : st;
 	}
-	/* Usable when we return: the metadata shows it (see dp_kafka_probe). */
-	st = dp_kafka_probe(rk, spec->name, timeout_ms, NULL, &err);
+	/*
+	 * Usable when we return: the metadata shows it with its leaders.  It
+	 * exists, so it is waited for as long as timeout_ms: right after a
+	 * broker restart that takes seconds (dp_kafka_await_topic).
+	 */
+	st = dp_kafka_await_topic(rk, spec->name, timeout_ms, NULL, &err);
 	if (st == DP_KAFKA_STOPPED)
 		st = DP_EX_TEMPFAIL;
 	if (st)
@@ -983,9 +1125,9 @@ copy_configs(struct dp_admin_configs *c, const rd_kafka_ConfigResource_t *r)
 	return 0;
 }
 
-int
-dp_admin_describe_configs(rd_kafka_t *rk, const char *const *names, size_t n,
-                          int timeout_ms, struct dp_admin_configs *out)
+static int
+describe_once(rd_kafka_t *rk, const char *const *names, size_t n, int timeout_ms,
+              struct dp_admin_configs *out)
 {
 	struct dp_admin_result *res = calloc(n ? n : 1, sizeof(*res));
 	rd_kafka_ConfigResource_t **cr = calloc(n ? n : 1, sizeof(*cr));
@@ -1064,6 +1206,41 @@ out:
 	free(sent);
 	dp_buf_free(&msg);
 	return status;
+}
+
+/*
+ * Whether a look-up that failed with e is worth sending again: an unknown
+ * topic within the propagation window (it may have been created a moment
+ * ago), any other retriable error until the deadline.
+ */
+static int
+again(rd_kafka_resp_err_t e, int64_t start, int64_t deadline)
+{
+	int64_t now = dp_time_mono_ms();
+
+	if (e == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART || e == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC)
+		return now < start + DP_KAFKA_PROPAGATION_MS && now + 100 < deadline;
+	return e != RD_KAFKA_RESP_ERR__TIMED_OUT && dp_kafka_retriable(e) && now + 100 < deadline;
+}
+
+int
+dp_admin_describe_configs(rd_kafka_t *rk, const char *const *names, size_t n,
+                          int timeout_ms, struct dp_admin_configs *out)
+{
+	int64_t start = dp_time_mono_ms(), deadline = start + timeout_ms;
+
+	for (;;) {
+		int64_t left = deadline - dp_time_mono_ms();
+		int st = describe_once(rk, names, n, left > 1 ? (int)left : 1, out);
+		size_t i = 0;
+		while (i < n && !(out[i].res.status && again(out[i].res.err, start, deadline)))
+			i++;
+		/* A signal during the pause: the last answer is the answer. */
+		if (i == n || pause_ms(100) < 0)
+			return st;
+		for (i = 0; i < n; i++)
+			dp_admin_configs_clear(&out[i]);
+	}
 }
 
 /*
@@ -1374,9 +1551,9 @@ dp_admin_watermarks(rd_kafka_t *rk, const char *topic, int32_t partition, int ti
 	return st;
 }
 
-int
-dp_admin_committed(rd_kafka_t *rk, const char *group, const char *topic, int n,
-                   int timeout_ms, int64_t *committed, struct dp_buf *err)
+static int
+committed_once(rd_kafka_t *rk, const char *group, const char *topic, int n, int timeout_ms,
+               int64_t *committed, struct dp_buf *err, rd_kafka_resp_err_t *why)
 {
 	rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(n > 0 ? n : 1);
 	rd_kafka_ListConsumerGroupOffsets_t *req = NULL;
@@ -1404,6 +1581,7 @@ dp_admin_committed(rd_kafka_t *rk, const char *group, const char *topic, int n,
 	rd_kafka_ListConsumerGroupOffsets(rk, &req, 1, o, q);
 	if (!(ev = await(q, timeout_ms, &status, &kerr, &msg))) {
 		dp_buf_msgf(err, "cannot get offsets of group '%s': %s", group, msg.data);
+		*why = kerr;
 		goto out;
 	}
 	size_t gcnt = 0;
@@ -1419,6 +1597,7 @@ dp_admin_committed(rd_kafka_t *rk, const char *group, const char *topic, int n,
 		dp_buf_msgf(err, "cannot get offsets of group '%s': %s", group,
 		            rd_kafka_error_string(ge));
 		status = dp_admin_status(rd_kafka_error_code(ge));
+		*why = rd_kafka_error_code(ge);
 		goto out;
 	}
 	const rd_kafka_topic_partition_list_t *got = rd_kafka_group_result_partitions(gr[0]);
@@ -1430,6 +1609,7 @@ dp_admin_committed(rd_kafka_t *rk, const char *group, const char *topic, int n,
 			dp_buf_msgf(err, "cannot get offset of group '%s' on '%s' partition %d: %s",
 			            group, topic, (int)tp->partition, rd_kafka_err2str(tp->err));
 			status = dp_admin_status(tp->err);
+			*why = tp->err;
 			goto out;
 		}
 		committed[tp->partition] = tp->offset >= 0 ? tp->offset : -1;
@@ -1446,4 +1626,23 @@ out:
 	rd_kafka_topic_partition_list_destroy(parts);
 	dp_buf_free(&msg);
 	return status;
+}
+
+int
+dp_admin_committed(rd_kafka_t *rk, const char *group, const char *topic, int n,
+                   int timeout_ms, int64_t *committed, struct dp_buf *err)
+{
+	int64_t start = dp_time_mono_ms(), deadline = start + timeout_ms;
+	size_t mark = err->len;
+
+	for (;;) {
+		rd_kafka_resp_err_t why = 0;
+		int64_t left = deadline - dp_time_mono_ms();
+		int st = committed_once(rk, group, topic, n, left > 1 ? (int)left : 1, committed,
+		                        err, &why);
+		/* The group's coordinator may be loading, moving or restarting. */
+		if (!st || !why || !again(why, start, deadline) || pause_ms(100) < 0)
+			return st;
+		dp_buf_truncate(err, mark);
+	}
 }

@@ -154,6 +154,15 @@ void dp_admin_spec_clear(struct dp_admin_spec *spec);
  */
 int dp_admin_list(rd_kafka_t *rk, int timeout_ms, struct dp_admin_topics *out,
                   struct dp_buf *err);
+/*
+ * The same, for a caller about to use the n topics named: while one of
+ * them is missing, or has a partition without a leader, it asks again
+ * for up to DP_KAFKA_PROPAGATION_MS (kafka.h), since a topic created a
+ * moment ago may not be in this broker's metadata yet.  After that the
+ * metadata is returned as it is.  DP_EX_TEMPFAIL when a signal came.
+ */
+int dp_admin_list_for(rd_kafka_t *rk, const char *const *names, size_t n, int timeout_ms,
+                      struct dp_admin_topics *out, struct dp_buf *err);
 void dp_admin_topics_clear(struct dp_admin_topics *t);
 /* The topic called name, or NULL (borrowed from t). */
 const struct dp_admin_topic *dp_admin_topics_find(const struct dp_admin_topics *t,
@@ -193,7 +202,8 @@ int dp_admin_add_partitions(rd_kafka_t *rk, const char *const *names, size_t n,
 /*
  * DescribeConfigs for n topics.  out[n] is filled in name order, every
  * entry the broker knows, defaults included (caller clears each with
- * dp_admin_configs_clear).
+ * dp_admin_configs_clear).  Errors Kafka calls retriable are asked again
+ * until timeout_ms; "unknown topic" only within DP_KAFKA_PROPAGATION_MS.
  */
 int dp_admin_describe_configs(rd_kafka_t *rk, const char *const *names, size_t n,
                               int timeout_ms, struct dp_admin_configs *out);
@@ -228,8 +238,9 @@ int dp_admin_watermarks(rd_kafka_t *rk, const char *topic, int32_t partition,
 /*
  * The offsets group has committed on partitions 0..n-1 of topic, into
  * committed[n]: -1 where nothing is committed.  Uses the Admin API, so
- * the group is never joined.  Returns 0 or an exit status with a message
- * in err.
+ * the group is never joined.  Errors Kafka calls retriable (the group's
+ * coordinator is loading or moving) are asked again until timeout_ms.
+ * Returns 0 or an exit status with a message in err.
  */
 int dp_admin_committed(rd_kafka_t *rk, const char *group, const char *topic, int n,
                        int timeout_ms, int64_t *committed, struct dp_buf *err);

@@ -392,6 +392,13 @@ dp_cc_parse(const char *body, size_t len, jv *root, int *type, struct dp_buf *ms
 		dp_buf_msgf(msg, "body too large");
 		return DP_CC_MALFORMED;
 	}
+	/* JSON as every dp path reads it (json.h), not libjq's wider idea (nan, 01). */
+	const char *why;
+	size_t off;
+	if (dp_json_check(body, len, &why, &off) == DP_JSON_INVALID) {
+		dp_buf_msgf(msg, "not valid JSON (%s at byte %zu)", why, off + 1);
+		return DP_CC_MALFORMED;
+	}
 	v = jv_parse_sized(body, (int)len);
 	if (!jv_is_valid(v)) {
 		jv m = jv_invalid_get_msg(v);
@@ -413,7 +420,9 @@ dp_cc_parse(const char *body, size_t len, jv *root, int *type, struct dp_buf *ms
 		return DP_CC_MALFORMED;
 	}
 	t = get(v, "Type");
-	if (jv_get_kind(t) == JV_KIND_NUMBER)
+	/* Only an int is a Type: converting 1e21 (or 0.5) to int is undefined. */
+	if (jv_get_kind(t) == JV_KIND_NUMBER && jv_number_value(t) >= 0 &&
+	    jv_number_value(t) <= INT_MAX && jv_number_value(t) == trunc(jv_number_value(t)))
 		*type = (int)jv_number_value(t);
 	jv_free(t);
 	resp = get(v, "Response");

@@ -2,7 +2,9 @@
  * cc.h -- the CryptoCompare min-api: URLs, response checks, normalized
  * records, and dp-fetch's cursor state file.
  *
- * Responses are parsed with libjq's jv API.  Functions that take a jv
+ * Responses are checked with json.h first, the JSON every dp path accepts
+ * (a body libjq alone would take, such as nan or 01, is malformed), then
+ * parsed with libjq's jv API.  Functions that take a jv
  * say whether they consume it ("consumed") or only look at it
  * ("borrowed"); functions that return a jv hand over a reference the
  * caller must jv_free().
@@ -163,11 +165,12 @@ enum dp_cc_verdict {
 /*
  * Parse a body and classify it.  On DP_CC_OK *root is the parsed object
  * (caller frees with jv_free); otherwise *root is jv_null().  *type gets
- * the API's Type (-1 when absent).  For the error verdicts a message is
+ * the API's Type (-1 when absent, or not a whole number from 0 to INT_MAX).  For the error verdicts a message is
  * appended to msg: what it means and the Type, then the API's Message and
  * ParamWithError quoted, for rate limits also the windows whose limit was
- * reached; for MALFORMED the parser's complaint.  api_message (may be
- * NULL) gets the API's Message as sent, for dp_cc_names_pair().
+ * reached; for MALFORMED the scanner's complaint and the byte.
+ * api_message (may be NULL) gets the API's Message as sent, for
+ * dp_cc_names_pair().
  */
 enum dp_cc_verdict dp_cc_parse(const char *body, size_t len, jv *root, int *type,
                                struct dp_buf *msg, struct dp_buf *api_message);

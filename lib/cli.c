@@ -250,7 +250,7 @@ dp_parse_duration(const char *name, const char *s, int64_t *ms)
 			return bad(name, s, "expected a number such as 500ms, 10s, 5m, 1h");
 		errno = 0;
 		unsigned long long v = strtoull(p, &end, 10);
-		if (errno == ERANGE || v > 1000000000ull)
+		if (errno == ERANGE)
 			return bad(name, s, "too large");
 		int64_t unit;
 		p = end;
@@ -269,9 +269,14 @@ dp_parse_duration(const char *name, const char *s, int64_t *ms)
 		} else {
 			return bad(name, s, "unknown unit (use ms, s, m, h or d)");
 		}
-		total += (int64_t)v * unit;
-		if (total > INT64_MAX / 4)
+		/*
+		 * The sum stays within INT64_MAX / 4, and so does each count
+		 * times its unit: whatever dp_duration_format prints of an
+		 * accepted duration (90 days as "90d") reads back.
+		 */
+		if (v > (unsigned long long)((INT64_MAX / 4 - total) / unit))
 			return bad(name, s, "too large");
+		total += (int64_t)v * unit;
 	}
 	*ms = total;
 	return 0;
@@ -331,6 +336,26 @@ dp_kv_add(struct dp_kv **kv, size_t *n, const char *pair)
 	}
 	(*n)++;
 	return 0;
+}
+
+int
+dp_kv_put(struct dp_kv **kv, size_t *n, const char *pair)
+{
+	const char *eq = strchr(pair, '=');
+
+	if (!eq || eq == pair)
+		return -1;
+	for (size_t i = 0; i < *n; i++)
+		if (strlen((*kv)[i].key) == (size_t)(eq - pair) &&
+		    strncmp((*kv)[i].key, pair, (size_t)(eq - pair)) == 0) {
+			char *v = strdup(eq + 1);
+			if (!v)
+				return -1;
+			free((*kv)[i].value);
+			(*kv)[i].value = v;
+			return 0;
+		}
+	return dp_kv_add(kv, n, pair);
 }
 
 void

@@ -142,6 +142,8 @@ int dp_parse_timeout(const char *name, const char *s, int64_t max_ms, const char
 int dp_props_read(const char *path, struct dp_kv **kv, size_t *n, struct dp_buf *err);
 /* Split "key=value" and append; -1 when there is no '=' or no key. */
 int dp_kv_add(struct dp_kv **kv, size_t *n, const char *pair);
+/* The same, but a key already there gets the new value (-c, last one wins). */
+int dp_kv_put(struct dp_kv **kv, size_t *n, const char *pair);
 void dp_kv_free(struct dp_kv *kv, size_t n);
 
 /* 1 when a property's value must never be printed (passwords, keys). */

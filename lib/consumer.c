@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "consumer.h"
@@ -35,6 +36,7 @@ struct part {
 	int64_t assigned_at;    /* the offset librdkafka was given at assignment */
 	int64_t target;         /* where release starts it; NO_TARGET until known */
 	int64_t held_since;     /* monotonic ms */
+	int64_t unsaved;        /* a failed engine commit left it up to here; -1 */
 };
 
 /* A topic read in simple mode. */
@@ -70,6 +72,7 @@ struct dp_consumer {
 
 	rd_kafka_queue_t *commitq;       /* results of asynchronous commits */
 	bool topic_gone;                 /* a subscribed topic was deleted */
+	rd_kafka_queue_t *cgq;           /* group mode: the consumer queue (for its length) */
 	int64_t reset_offset;            /* auto.offset.reset as a logical offset */
 
 	struct dp_consumer_part **parts; /* each a struct part */
@@ -206,6 +209,7 @@ add_part(struct dp_consumer *c, const char *topic, int32_t partition)
 	p->pub.next = DP_CONSUMER_NO_OFFSET;
 	p->pub.end = DP_CONSUMER_NO_OFFSET;
 	p->target = NO_TARGET;
+	p->unsaved = -1;
 	c->parts[c->nparts++] = &p->pub;
 	return p;
 }
@@ -336,11 +340,32 @@ first_error(rd_kafka_resp_err_t err, const rd_kafka_topic_partition_list_t *offs
 	return err;
 }
 
+/*
+ * Partitions a successful commit carried past where a failed engine
+ * commit had left them: that failure cost nothing in the end.
+ */
+static void
+healed(struct dp_consumer *c, rd_kafka_resp_err_t err,
+       const rd_kafka_topic_partition_list_t *offsets)
+{
+	for (int i = 0; !err && offsets && i < offsets->cnt; i++) {
+		const rd_kafka_topic_partition_t *tp = &offsets->elems[i];
+		struct part *p = find_part(c, tp->topic, tp->partition);
+		if (!p || p->unsaved < 0 || tp->err || tp->offset < p->unsaved)
+			continue;
+		p->unsaved = -1;
+		dp_warn("%s [%d]: the offsets that could not be committed for group '%s' "
+		        "are committed now (up to offset %lld)", p->topic, (int)p->pub.partition,
+		        c->o.group, (long long)tp->offset);
+	}
+}
+
 /* A commit's result: to the committed hook, else reported (periodic: at -v). */
 static void
 commit_result(struct dp_consumer *c, rd_kafka_resp_err_t err,
               const rd_kafka_topic_partition_list_t *offsets, bool periodic)
 {
+	healed(c, err, offsets);
 	if (c->h.committed)
 		c->h.committed(c, c->h.arg, err, offsets);
 	else if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET)
@@ -370,6 +395,8 @@ on_async_commit(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 struct sync_commit {
 	struct dp_consumer *c;
 	bool done;
+	bool again;             /* a retriable error, with time left: ask again */
+	int64_t deadline;
 	rd_kafka_resp_err_t err;
 };
 
@@ -381,32 +408,44 @@ on_sync_commit(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 
 	r->done = true;
 	r->err = first_error(err, offsets);
-	if (r->c->h.committed)
+	/* Only the last answer is the commit's result. */
+	r->again = dp_kafka_retriable(r->err) && dp_time_mono_ms() + 100 < r->deadline;
+	healed(r->c, r->err, offsets);
+	if (!r->again && r->c->h.committed)
 		r->c->h.committed(r->c, r->c->h.arg, r->err, offsets);
 }
 
 /*
- * Commit and wait for the answer, at most --timeout.  Not cut short by
- * a signal: the commit after SIGTERM is the point of a graceful drain
- * (a second signal ends the process, sig.h).  0, or TEMPFAIL with err.
+ * Commit and wait for the answer, at most --timeout.  Errors Kafka calls
+ * retriable (the coordinator is loading, moved, or its broker restarts)
+ * are asked again until then.  Not cut short by a signal: the commit
+ * after SIGTERM is the point of a graceful drain (a second signal ends
+ * the process, sig.h).  0, or TEMPFAIL with err.
  */
 static int
 commit_wait(struct dp_consumer *c, const rd_kafka_topic_partition_list_t *offsets,
             struct dp_buf *err)
 {
-	struct sync_commit r = { c, false, 0 };
-	rd_kafka_queue_t *q = rd_kafka_queue_new(c->rk);
-	int64_t deadline = dp_time_mono_ms() + c->common->timeout_ms;
-	rd_kafka_resp_err_t e;
+	struct sync_commit r = { c, false, true, dp_time_mono_ms() + c->common->timeout_ms, 0 };
+	int64_t deadline = r.deadline;
+	rd_kafka_resp_err_t e = 0;
 
-	if (!q) {
-		dp_buf_msgf(err, "out of memory");
-		return DP_EX_SOFTWARE;
+	while (!e && r.again) {
+		rd_kafka_queue_t *q = rd_kafka_queue_new(c->rk);
+		if (!q) {
+			dp_buf_msgf(err, "out of memory");
+			return DP_EX_SOFTWARE;
+		}
+		if (r.done) {           /* not the first try: a pause, not a spin */
+			struct timespec ts = { 0, 100 * 1000000L };
+			nanosleep(&ts, NULL);
+		}
+		r.done = r.again = false;
+		e = rd_kafka_commit_queue(c->rk, offsets, q, on_sync_commit, &r);
+		while (!e && !r.done && dp_time_mono_ms() < deadline)
+			rd_kafka_queue_poll_callback(q, DP_KAFKA_SLICE_MS);
+		rd_kafka_queue_destroy(q);
 	}
-	e = rd_kafka_commit_queue(c->rk, offsets, q, on_sync_commit, &r);
-	while (!e && !r.done && dp_time_mono_ms() < deadline)
-		rd_kafka_queue_poll_callback(q, DP_KAFKA_SLICE_MS);
-	rd_kafka_queue_destroy(q);
 	if (!e && !r.done) {
 		char within[48];
 		dp_buf_msgf(err, "no answer within %s",
@@ -420,7 +459,8 @@ commit_wait(struct dp_consumer *c, const rd_kafka_topic_partition_list_t *offset
 		return 0;
 	if (e == RD_KAFKA_RESP_ERR__ASSIGNMENT_LOST)
 		dp_buf_msgf(err, "the partitions were lost to the group first (this member "
-		            "was too slow to answer it); others read again from the last commit");
+		            "was too slow to answer it); unless they come back to this member, "
+		            "they are read again from the last commit");
 	else
 		dp_buf_msgf(err, "%s", rd_kafka_err2str(e));
 	return DP_EX_TEMPFAIL;
@@ -438,7 +478,16 @@ commit_stored(struct dp_consumer *c)
 	if (commit_wait(c, NULL, &err) != 0) {
 		dp_err("cannot commit offsets for group '%s' %s: %s", c->o.group,
 		       c->closing ? "at exit" : "at a rebalance", dp_buf_str(&err));
-		c->commit_failures++;
+		/*
+		 * What was handled here is not committed: a failure, unless a
+		 * later commit carries these partitions past it (they come
+		 * back to this member, which goes on where it was).
+		 */
+		for (size_t i = 0; i < c->nparts; i++) {
+			struct part *p = PRIV(c->parts[i]);
+			if (p->pub.assigned && p->pub.next > p->unsaved)
+				p->unsaved = p->pub.next;
+		}
 	}
 	dp_buf_free(&err);
 }
@@ -991,8 +1040,22 @@ release(struct dp_consumer *c, struct dp_buf *err)
 	if (!st && times->cnt > 0 && !(st = dp_kafka_offsets_for_times(c->rk, times, timeout, err)))
 		targets_from(c, times, RD_KAFKA_OFFSET_END);
 	/* No committed offset: auto.offset.reset says, as librdkafka would. */
-	if (!st && stored->cnt > 0 && !(st = dp_kafka_committed(c->rk, stored, timeout, err)))
+	if (!st && stored->cnt > 0 && !(st = dp_kafka_committed(c->rk, stored, timeout, err))) {
 		targets_from(c, stored, c->reset_offset);
+		/*
+		 * Handed back: a commit behind where this member was means its
+		 * last commit failed (its session was lost while the broker
+		 * was away, say); the records from there on were handed over
+		 * here already, so go on where it was.  A commit beyond it
+		 * means another member read on: start there.
+		 */
+		for (int i = 0; i < stored->cnt; i++) {
+			struct part *p = find_part(c, stored->elems[i].topic,
+			                           stored->elems[i].partition);
+			if (p->pub.next >= 0 && p->target < p->pub.next)
+				p->target = p->pub.next;
+		}
+	}
 	rd_kafka_topic_partition_list_destroy(times);
 	rd_kafka_topic_partition_list_destroy(stored);
 	if (st)
@@ -1042,6 +1105,21 @@ deliver(struct dp_consumer *c, struct part *p, const rd_kafka_message_t *m)
 	if (p->held || !p->pub.assigned)
 		return;
 	if (c->halting || p->drop || p->reseek) {
+		drop(p, m);
+		p->drop = true;
+		return;
+	}
+	/*
+	 * Before the position this engine set: librdkafka 2.0.2 went back to
+	 * the logical offset the partition was assigned at (an answer to its
+	 * offset query outdated by our seek makes it query again,
+	 * rd_kafka_toppar_handle_Offset), so the hook's start would be lost
+	 * and records handed over twice.  Seek to the position again.
+	 */
+	if (p->pub.next >= 0 && m->offset < p->pub.next) {
+		dp_debug("%s [%d]: offset %lld before the position %lld; seeking again",
+		         p->topic, (int)p->pub.partition, (long long)m->offset,
+		         (long long)p->pub.next);
 		drop(p, m);
 		p->drop = true;
 		return;
@@ -1133,18 +1211,21 @@ on_message(struct dp_consumer *c, rd_kafka_message_t *m)
 }
 
 /*
- * Prefetch wake-up for simple mode.  librdkafka 2.0 stops prefetching when
- * its queue passes queued.min.messages and then looks again only after a
- * second (fetch.queue.backoff.ms arrived in 2.1).  A small request to the
- * broker wakes its thread, which then sees the drained queue and fetches
- * at once: memory stays bounded without the stall.
+ * Prefetch wake-up.  librdkafka 2.0 stops prefetching a partition when
+ * its queue passes queued.min.messages and then looks again only when
+ * its broker thread wakes for something else, up to a second later
+ * (rd_kafka_toppar_fetch_decide: "not fetchable", no backoff time;
+ * fetch.queue.backoff.ms arrived in 2.1).  A small request to the broker
+ * wakes its thread, which then sees the drained queue and fetches at
+ * once: memory stays bounded without the stall.  In group mode every
+ * partition feeds the one consumer queue, so the same holds for it.
  */
 #define QUEUE_LOW 2000
 
 static void
 wake_fetcher(struct dp_consumer *c)
 {
-	size_t queued = rd_kafka_queue_length(c->rkqu);
+	size_t queued = rd_kafka_queue_length(c->group ? c->cgq : c->rkqu);
 	int64_t lo, hi;
 
 	if (queued > c->prefetch_high) {
@@ -1154,7 +1235,7 @@ wake_fetcher(struct dp_consumer *c)
 		 * is reached over a few rounds; a slow answer costs 200 ms at most. */
 		for (size_t k = 0; k < c->nparts; k++) {
 			struct part *p = PRIV(c->parts[c->wake_next++ % c->nparts]);
-			if (!p->started)
+			if (!running(c, p) || p->pub.paused)
 				continue;
 			rd_kafka_query_watermark_offsets(c->rk, p->topic, p->pub.partition, &lo, &hi,
 			                                 200);
@@ -1231,6 +1312,8 @@ dp_consumer_poll(struct dp_consumer *c, int timeout_ms, struct dp_buf *err, int 
 			on_message(c, m);
 			rd_kafka_message_destroy(m);
 		}
+		if (c->cgq)
+			wake_fetcher(c);
 	}
 	if (c->fail)
 		return failed(c, err, status);
@@ -1371,6 +1454,7 @@ dp_consumer_new(const struct dp_common *common, const struct dp_consumer_opts *o
 		rd_kafka_poll_set_consumer(c->rk);
 		if (c->real_group && !(c->commitq = rd_kafka_queue_new(c->rk)))
 			goto nomem;
+		c->cgq = rd_kafka_queue_get_consumer(c->rk);
 	} else {
 		c->rkqu = rd_kafka_queue_new(c->rk);
 		c->topics = calloc(opts->ntopics ? opts->ntopics : 1, sizeof(*c->topics));
@@ -1476,6 +1560,9 @@ dp_consumer_close(struct dp_consumer *c)
 		rd_kafka_consumer_close(c->rk);
 	}
 	c->closed = true;
+	for (size_t i = 0; i < c->nparts; i++)
+		if (PRIV(c->parts[i])->unsaved >= 0)
+			c->commit_failures++;
 	return c->commit_failures ? DP_EX_TEMPFAIL : 0;
 }
 
@@ -1488,6 +1575,8 @@ dp_consumer_free(struct dp_consumer *c)
 		rd_kafka_queue_destroy(c->rkqu);
 	if (c->commitq)
 		rd_kafka_queue_destroy(c->commitq);
+	if (c->cgq)
+		rd_kafka_queue_destroy(c->cgq);
 	for (size_t i = 0; i < c->ntopics; i++) {
 		if (c->topics[i].rkt)
 			rd_kafka_topic_destroy(c->topics[i].rkt);
@@ -1550,6 +1639,25 @@ int
 dp_consumer_in_group(const struct dp_consumer *c)
 {
 	return c->real_group;
+}
+
+void
+dp_consumer_say_parts(const char *what, struct dp_consumer_part *const *parts, size_t n)
+{
+	struct dp_buf b = DP_BUF_INIT;
+	size_t i;
+
+	if (dp_log_level() < DP_LOG_VERBOSE)
+		return;
+	for (i = 0; i < n; i++)
+		if (dp_buf_addf(&b, "%s%s [%d]", i ? ", " : "", parts[i]->topic,
+		                (int)parts[i]->partition) < 0)
+			break;
+	if (i < n)
+		dp_info("%s %zu partitions", what, n);
+	else
+		dp_info("%s %s", what, dp_buf_str(&b));
+	dp_buf_free(&b);
 }
 
 rd_kafka_t *

@@ -35,15 +35,20 @@
  *   revoked   inside librdkafka's callback: the revoked hook finishes
  *             the application's work on the partitions, the engine syncs
  *             (commit hook, then offsets stored) and commits, then lets
- *             them go.  A commit that fails here is reported and counted
- *             (dp_consumer_commit_failures, and dp_consumer_close's
- *             status).
+ *             them go.  A commit that fails here is reported at once;
+ *             it counts as a failure (dp_consumer_commit_failures, and
+ *             dp_consumer_close's status) unless a later commit of this
+ *             member carries the partition past it (it came back).
  *
  * Where a partition starts, the first time this process sees it: the
  * assigned hook's choice (part->start), else opts.from.  When a rebalance
- * hands it back later it continues where it was (part->next), except with
- * --from stored, where the group's committed offset is the better
- * answer.  Where it stops (opts.until):
+ * hands it back later it continues where it was (part->next), except when
+ * it starts from the group's committed offset (--from stored, the default
+ * with a group): then at the later of the two.  A commit beyond part->next
+ * means another member read on; one behind it means this member's own
+ * last commit failed (its session was lost while a broker was away, say)
+ * and the records in between were handed over here already.  Where it
+ * stops (opts.until):
  *   end    the high watermark when the partition was first seen: "the
  *          end as it was at start", also for partitions a rebalance hands
  *          over later;
@@ -85,7 +90,10 @@
  * seek clears the application position, so fetching continues at the
  * seek; a seek wakes the partition's fetcher and a resume does not;
  * rd_kafka_yield() makes the poll return right after the rebalance
- * callback).
+ * callback; a seek that outdates the answer to a pending query for a
+ * logical offset makes librdkafka query again and go back to that
+ * offset, rd_kafka_toppar_handle_Offset, so a record before the position
+ * the engine set is never handed over: the engine seeks again).
  */
 #ifndef DP_CONSUMER_H
 #define DP_CONSUMER_H
@@ -361,7 +369,8 @@ int dp_consumer_seek(struct dp_consumer *c, struct dp_consumer_part *p, int64_t 
  * The closing step: sync (the commit hook), commit what is stored
  * (group mode, handled offsets), leave the group (its revoke runs the
  * revoked hook), stop the fetchers.  Returns 0, or DP_EX_TEMPFAIL with
- * the reason printed when a commit failed, here or at an earlier revoke.
+ * the reason printed when a commit failed, here or at an earlier revoke,
+ * and no later one made up for it.
  * Call once; afterwards only dp_consumer_free.
  */
 int dp_consumer_close(struct dp_consumer *c);
@@ -410,11 +419,20 @@ void dp_consumer_free(struct dp_consumer *c);
 /* Every partition seen so far (borrowed, valid until the next poll). */
 struct dp_consumer_part *const *dp_consumer_parts(const struct dp_consumer *c, size_t *n);
 
-/* Commits the engine made (revoke, close) that failed. */
+/*
+ * After dp_consumer_close: the partitions whose handled offsets an engine
+ * commit (revoke, close) failed to commit, and no later commit did.
+ */
 unsigned dp_consumer_commit_failures(const struct dp_consumer *c);
 
 /* 1 when the consumer is in a group (commits possible). */
 int dp_consumer_in_group(const struct dp_consumer *c);
+
+/*
+ * Say at -v which partitions a rebalance event moved: "what T [0],
+ * T [1]" (or "what N partitions" when memory runs out), for the hooks.
+ */
+void dp_consumer_say_parts(const char *what, struct dp_consumer_part *const *parts, size_t n);
 
 /* The librdkafka client (borrowed), for what this API does not cover. */
 rd_kafka_t *dp_consumer_rk(const struct dp_consumer *c);

@@ -308,6 +308,22 @@ literal(const char *s, size_t n, enum dp_json_type t)
 	return l;
 }
 
+/*
+ * A number literal: only when its text is a JSON number too, since values
+ * are handed on as their text.  jq also reads 2. and 01 (as 2 and 1);
+ * those are left to libjq, which prints them as JSON.
+ */
+static struct node *
+number(const char *s, size_t n)
+{
+	const char *why;
+	size_t off;
+
+	if (dp_json_check(s, n, &why, &off) != DP_JSON_NUMBER)
+		return NULL;
+	return literal(s, n, DP_JSON_NUMBER);
+}
+
 static struct node *parse_pipe(struct lex *l);
 
 /* Postfix paths after a term: .a  ."b"  ["c"] (glued, as jq lexes them). */
@@ -472,7 +488,8 @@ parse_term(struct lex *l)
 		next(l);
 		break;
 	case T_NUM:
-		t = literal(l->s, l->n, DP_JSON_NUMBER);
+		if (!(t = number(l->s, l->n)))
+			return NULL;
 		next(l);
 		break;
 	case T_MINUS: {
@@ -481,7 +498,7 @@ parse_term(struct lex *l)
 			return NULL;
 		struct dp_buf b = DP_BUF_INIT;
 		if (dp_buf_addch(&b, '-') == 0 && dp_buf_add(&b, l->s, l->n) == 0)
-			t = literal(b.data, b.len, DP_JSON_NUMBER);
+			t = number(b.data, b.len);
 		dp_buf_free(&b);
 		next(l);
 		return t;       /* jq: '-' Exp, so no postfix binds to the number */
@@ -708,6 +725,29 @@ string_bytes(struct dp_buf *b, const char *s, size_t n)
 }
 
 /*
+ * The double of the number text s[0..n).  The text need not end in a
+ * delimiter: a record that is one number may be the last bytes of a
+ * Kafka payload, and strtod would read on past it (found by fuzz_jqfast,
+ * which saw "2" compare as 25 against stale memory).  0, or -1 when
+ * memory runs out.
+ */
+static int
+number_value(const char *s, size_t n, double *d)
+{
+	char small[64];
+	char *p = n < sizeof(small) ? small : malloc(n + 1);
+
+	if (!p)
+		return -1;
+	memcpy(p, s, n);
+	p[n] = '\0';
+	*d = strtod(p, NULL);
+	if (p != small)
+		free(p);
+	return 0;
+}
+
+/*
  * Compare a and b as jq does.  Returns DP_JQF_VALUE with *cmp set, or
  * DP_JQF_NEED_JQ for two arrays or two objects.
  */
@@ -724,8 +764,9 @@ compare(struct dp_jqf_run *r, const struct val *a, const struct val *b, int *cmp
 	switch (a->t) {
 	case DP_JSON_NUMBER: {
 		/* jq 1.6 holds numbers as doubles: compare those. */
-		char *ea, *eb;
-		double da = strtod(sa, &ea), db = strtod(sb, &eb);
+		double da, db;
+		if (number_value(sa, a->n, &da) < 0 || number_value(sb, b->n, &db) < 0)
+			return DP_JQF_NOMEM;
 		*cmp = da < db ? -1 : da > db ? 1 : 0;
 		return DP_JQF_VALUE;
 	}

@@ -625,40 +625,69 @@ ws_at(const char *s, size_t n, size_t i)
 	return i;
 }
 
-enum dp_json_type
-dp_json_next_member(const char *s, size_t n, size_t *pos, const char **key, size_t *klen,
-                    const char **v, size_t *vn)
+/*
+ * For the walkers: where the next item of the container opened by open
+ * starts, past the opening bracket (on the first call, i 0), white space
+ * and a comma; SIZE_MAX when s is no such container or has ended.
+ */
+static size_t
+next_item(const char *s, size_t n, size_t i, char open)
 {
-	const char *end = s + n;
-	size_t i = *pos;
-
 	if (i == 0) {
 		i = ws_at(s, n, 0);
-		if (i >= n || s[i] != '{')
-			return DP_JSON_INVALID;
+		if (i >= n || s[i] != open)
+			return SIZE_MAX;
 		i++;
 	}
 	i = ws_at(s, n, i);
 	if (i < n && s[i] == ',')
 		i = ws_at(s, n, i + 1);
-	if (i >= n || s[i] != '"') {
-		*pos = n;
-		return DP_JSON_INVALID;        /* '}' or the end */
-	}
-	*key = s + i;
-	i = (size_t)(skip_string(s + i, end) - s);
-	*klen = (size_t)(s + i - *key);
-	i = ws_at(s, n, i);
-	i = ws_at(s, n, i + 1);         /* ':' */
+	return i < n ? i : SIZE_MAX;
+}
+
+/* The value at s[i]: its text into *v and *vn, *pos past it, its type. */
+static enum dp_json_type
+value_at(const char *s, size_t n, size_t i, size_t *pos, const char **v, size_t *vn)
+{
 	if (i >= n) {
 		*pos = n;
 		return DP_JSON_INVALID;
 	}
 	*v = s + i;
-	i = (size_t)(skip_value(s + i, end) - s);
+	i = (size_t)(skip_value(s + i, s + n) - s);
 	*vn = (size_t)(s + i - *v);
 	*pos = i;
 	return dp_json_type_of(*v);
+}
+
+enum dp_json_type
+dp_json_next_member(const char *s, size_t n, size_t *pos, const char **key, size_t *klen,
+                    const char **v, size_t *vn)
+{
+	size_t i = next_item(s, n, *pos, '{');
+
+	if (i == SIZE_MAX || s[i] != '"') {
+		*pos = n;
+		return DP_JSON_INVALID;        /* '}' or the end */
+	}
+	*key = s + i;
+	i = (size_t)(skip_string(s + i, s + n) - s);
+	*klen = (size_t)(s + i - *key);
+	i = ws_at(s, n, i);
+	i = ws_at(s, n, i + 1);         /* ':' */
+	return value_at(s, n, i, pos, v, vn);
+}
+
+enum dp_json_type
+dp_json_next_element(const char *s, size_t n, size_t *pos, const char **v, size_t *vn)
+{
+	size_t i = next_item(s, n, *pos, '[');
+
+	if (i == SIZE_MAX || s[i] == ']') {
+		*pos = n;
+		return DP_JSON_INVALID;        /* ']' or the end */
+	}
+	return value_at(s, n, i, pos, v, vn);
 }
 
 int
@@ -726,8 +755,13 @@ hex4(const char *p)
 	                  dp_hexval(p[2]) << 4 | dp_hexval(p[3]));
 }
 
-int
-dp_json_unquote(struct dp_buf *out, const char *s, size_t n)
+/*
+ * Decode a string literal.  A lone surrogate escape becomes U+FFFD, as
+ * jq does, unless exact is set: then the result is -2 with *bad at the
+ * escape's offset in s, since UTF-8 has no form for it.
+ */
+static int
+unquote(struct dp_buf *out, const char *s, size_t n, int exact, size_t *bad)
 {
 	const char *p = s + 1, *end = s + n - 1;
 
@@ -764,8 +798,13 @@ dp_json_unquote(struct dp_buf *out, const char *s, size_t n)
 					p += 6;
 				}
 			}
-			if (cp >= 0xd800 && cp <= 0xdfff)
+			if (cp >= 0xd800 && cp <= 0xdfff) {
+				if (exact) {
+					*bad = (size_t)(q - s);
+					return -2;
+				}
 				cp = 0xfffd;   /* lone surrogate, as jq does */
+			}
 			if (put_utf8(out, cp) < 0)
 				return -1;
 			continue;
@@ -776,6 +815,18 @@ dp_json_unquote(struct dp_buf *out, const char *s, size_t n)
 			return -1;
 	}
 	return 0;
+}
+
+int
+dp_json_unquote(struct dp_buf *out, const char *s, size_t n)
+{
+	return unquote(out, s, n, 0, NULL);
+}
+
+int
+dp_json_unquote_exact(struct dp_buf *out, const char *s, size_t n, size_t *bad)
+{
+	return unquote(out, s, n, 1, bad);
 }
 
 int

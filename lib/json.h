@@ -98,14 +98,36 @@ int dp_json_big_int(const char *s, size_t n, const char **at, size_t *len);
 enum dp_json_type dp_json_next_member(const char *s, size_t n, size_t *pos, const char **key,
                                       size_t *klen, const char **v, size_t *vn);
 
+/*
+ * Walk the elements of an array, in order, the same way: start with *pos
+ * 0; each call sets *v and *vn to the next element's text (borrowed from
+ * s) and returns its type; after the last one, or when s is not an
+ * array, it returns DP_JSON_INVALID.  s[0..n) must be valid JSON.
+ */
+enum dp_json_type dp_json_next_element(const char *s, size_t n, size_t *pos, const char **v,
+                                       size_t *vn);
+
 /* The type of the valid JSON value that starts at p. */
 enum dp_json_type dp_json_type_of(const char *p);
 
 /* Append valid JSON text without the white space outside strings. */
 int dp_json_compact(struct dp_buf *out, const char *s, size_t n) DP_MUST_CHECK;
 
-/* Append the decoded contents of a JSON string literal (with quotes). */
+/*
+ * Append the decoded contents of a JSON string literal (with quotes).  A
+ * lone surrogate escape (\ud800 without its pair) becomes U+FFFD, as jq
+ * does: right for comparing strings as jq would, wrong for carrying bytes.
+ */
 int dp_json_unquote(struct dp_buf *out, const char *s, size_t n) DP_MUST_CHECK;
+
+/*
+ * The same, for callers that must carry the bytes the text stands for: a
+ * lone surrogate escape has no UTF-8 form, so instead of a replacement
+ * it returns -2 with *bad set to the escape's offset in s.  -1 when
+ * memory runs out or s is no string literal.
+ */
+int dp_json_unquote_exact(struct dp_buf *out, const char *s, size_t n,
+                          size_t *bad) DP_MUST_CHECK;
 
 /* The value of a hex digit, or -1 (for \u escapes, and anyone else's hex). */
 static inline int

@@ -283,10 +283,13 @@ dp_kafka_metadata(rd_kafka_t *rk, int all_topics, rd_kafka_topic_t *only, int ti
 	return metadata(rk, all_topics, only, dp_time_mono_ms() + timeout_ms, md, stopped);
 }
 
-/* One look at the topic (or the cluster); see dp_kafka_probe. */
+/*
+ * One look at the topic (or the cluster); see dp_kafka_probe.  With led,
+ * a partition without a leader is reported as LEADER_NOT_AVAILABLE.
+ */
 static int
 probe_once(rd_kafka_t *rk, const char *topic, int64_t deadline, const char *within,
-           int *partitions, struct dp_buf *err, rd_kafka_resp_err_t *terr)
+           int led, int *partitions, struct dp_buf *err, rd_kafka_resp_err_t *terr)
 {
 	const struct rd_kafka_metadata *md = NULL;
 	rd_kafka_topic_t *rkt = NULL;
@@ -326,29 +329,47 @@ probe_once(rd_kafka_t *rk, const char *topic, int64_t deadline, const char *with
 		} else if (te) {
 			dp_buf_msgf(err, "topic '%s': %s", topic, rd_kafka_err2str(te));
 			status = dp_kafka_exit_status(te);
-		} else if (partitions) {
-			*partitions = md->topics[0].partition_cnt;
+		} else {
+			const rd_kafka_metadata_topic_t *mt = &md->topics[0];
+			for (int i = 0; led && !status && i < mt->partition_cnt; i++)
+				if (mt->partitions[i].leader < 0 || mt->partitions[i].err) {
+					*terr = mt->partitions[i].err ? mt->partitions[i].err
+					        : RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE;
+					dp_buf_msgf(err, "topic '%s' partition %d: %s", topic,
+					            (int)mt->partitions[i].id, rd_kafka_err2str(*terr));
+					status = dp_kafka_exit_status(*terr);
+				}
+			if (!status && partitions)
+				*partitions = mt->partition_cnt;
 		}
 	}
 	rd_kafka_metadata_destroy(md);
 	return status;
 }
 
+/*
+ * Probe until it succeeds, or it fails for good, or timeout_ms.  created:
+ * the topic is known to exist (this process created it), so "missing" and
+ * partitions without a leader are waited out as long as any other
+ * retriable error.
+ */
 static int
-probe(rd_kafka_t *rk, const char *topic, int timeout_ms, const char *within, int *partitions,
-      struct dp_buf *err)
+probe(rd_kafka_t *rk, const char *topic, int timeout_ms, const char *within, int created,
+      int *partitions, struct dp_buf *err)
 {
 	int64_t start = dp_time_mono_ms(), deadline = start + timeout_ms;
 	/*
 	 * A topic created a moment ago may not be in every broker's metadata
 	 * yet: look again for a little while before calling it missing.
 	 */
-	int64_t missing_until = start + (timeout_ms < 1500 ? timeout_ms : 1500);
+	int64_t missing_until = created ? deadline
+	                        : start + (timeout_ms < DP_KAFKA_PROPAGATION_MS
+	                                   ? timeout_ms : DP_KAFKA_PROPAGATION_MS);
 	size_t mark = err->len;
 
 	for (;;) {
 		rd_kafka_resp_err_t te;
-		int st = probe_once(rk, topic, deadline, within, partitions, err, &te);
+		int st = probe_once(rk, topic, deadline, within, created, partitions, err, &te);
 		int64_t now = dp_time_mono_ms();
 		if (st == 0 || st == DP_KAFKA_STOPPED)
 			return st;
@@ -367,7 +388,17 @@ dp_kafka_probe(rd_kafka_t *rk, const char *topic, int timeout_ms, int *partition
 {
 	char within[48];
 
-	return probe(rk, topic, timeout_ms, dp_duration_format(timeout_ms, within), partitions,
+	return probe(rk, topic, timeout_ms, dp_duration_format(timeout_ms, within), 0, partitions,
+	             err);
+}
+
+int
+dp_kafka_await_topic(rd_kafka_t *rk, const char *topic, int timeout_ms, int *partitions,
+                     struct dp_buf *err)
+{
+	char within[48];
+
+	return probe(rk, topic, timeout_ms, dp_duration_format(timeout_ms, within), 1, partitions,
 	             err);
 }
 
@@ -443,10 +474,10 @@ dp_kafka_connect(rd_kafka_t *rk, const struct dp_common *c, const char *const *t
 		brokers = c->brokers;
 	if (unresolvable(brokers, err))
 		return DP_EX_UNAVAILABLE;
-	st = probe(rk, NULL, (int)c->timeout_ms, within, NULL, err);
+	st = probe(rk, NULL, (int)c->timeout_ms, within, 0, NULL, err);
 	for (size_t i = 0; st == 0 && i < n; i++) {
 		int64_t left = deadline - dp_time_mono_ms();
-		st = probe(rk, topics[i], left > 1000 ? (int)left : 1000, within,
+		st = probe(rk, topics[i], left > 1000 ? (int)left : 1000, within, 0,
 		           partitions ? &partitions[i] : NULL, err);
 	}
 	if (st == DP_EX_UNAVAILABLE)

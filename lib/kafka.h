@@ -24,6 +24,14 @@
 
 #define DP_KAFKA_SLICE_MS 250
 
+/*
+ * How long a topic may be missing from a broker's metadata, or have
+ * partitions without a leader, before it counts as absent: a topic
+ * created a moment ago (by this process or another) takes that long, at
+ * most, to reach every broker and to get its leaders.
+ */
+#define DP_KAFKA_PROPAGATION_MS 1500
+
 /* Returned instead of an exit status when a signal stopped the wait. */
 #define DP_KAFKA_STOPPED (-1)
 
@@ -84,6 +92,17 @@ int dp_kafka_connect(rd_kafka_t *rk, const struct dp_common *c, const char *cons
  */
 int dp_kafka_probe(rd_kafka_t *rk, const char *topic, int timeout_ms,
                    int *partitions, struct dp_buf *err);
+
+/*
+ * dp_kafka_probe() for a topic known to exist, because this process has
+ * just created it: wait until this broker's metadata shows it, with a
+ * leader for every partition, as long as timeout_ms.  A broker that was
+ * restarted a moment ago can take seconds to get there, far longer than
+ * the window in which dp_kafka_probe forgives a missing topic.  Returns
+ * what dp_kafka_probe does.
+ */
+int dp_kafka_await_topic(rd_kafka_t *rk, const char *topic, int timeout_ms, int *partitions,
+                         struct dp_buf *err);
 
 /*
  * rd_kafka_metadata(), waited for in slices: a request that times out is

@@ -209,11 +209,17 @@ dp_lines_next(struct dp_lines *r, const char **line, size_t *len)
 		if (nl)
 			break;
 		r->scanned = r->end - r->start;
-		if (r->scanned > r->max) {
+		/*
+		 * A last '\r' may be the CR of a CRLF whose LF is in the next
+		 * read: the cap counts a line without it, as len does, so it
+		 * is neither counted nor forgotten until that read says.
+		 */
+		size_t cr = r->scanned && r->buf[r->end - 1] == '\r';
+		if (r->scanned - cr > r->max) {
 			/* Over the cap: forget the bytes, find the line's end. */
-			r->skipped += r->scanned;
-			r->start = r->end;
-			r->scanned = 0;
+			r->skipped += r->scanned - cr;
+			r->start = r->end - cr;
+			r->scanned = cr;
 		}
 		if (r->stopped)
 			return DP_LINES_EOF;

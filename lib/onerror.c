@@ -9,9 +9,6 @@
 #include "log.h"
 #include "onerror.h"
 
-/* Bad records named on stderr before the rest are only counted (without -v). */
-#define NAMED 10
-
 int
 dp_on_error_parse(struct dp_on_error_policy *p, const char *arg)
 {
@@ -31,20 +28,20 @@ dp_on_error_parse(struct dp_on_error_policy *p, const char *arg)
 
 int
 dp_on_error_record(struct dp_on_error_policy *p, struct dp_producer *prod, const char *where,
-                   const char *why, const void *value, size_t len,
+                   const char *why, const void *key, size_t klen, const void *value, size_t len,
                    const struct dp_producer_header *hdrs, size_t nhdrs, uint64_t tag)
 {
 	struct dp_producer_rec r = {
-		.topic = p->dlq_topic, .partition = DP_PRODUCER_ANY, .value = value,
-		.value_len = value ? len : 0, .hdrs = hdrs, .nhdrs = nhdrs, .tag = tag,
+		.topic = p->dlq_topic, .partition = DP_PRODUCER_ANY, .key = key,
+		.key_len = key ? klen : 0, .value = value, .value_len = value ? len : 0,
+		.hdrs = hdrs, .nhdrs = nhdrs, .tag = tag,
 	};
 	struct dp_buf err = DP_BUF_INIT;
 	size_t failed;
 	int st;
 
 	p->count++;
-	if (p->mode == DP_ON_ERROR_FAIL || p->count <= NAMED || dp_log_level() > 0)
-		dp_err("%s: %s", where, why);
+	dp_err("%s: %s", where, why);
 	if (p->mode == DP_ON_ERROR_FAIL)
 		return DP_EX_DATAERR;
 	if (p->mode == DP_ON_ERROR_SKIP)

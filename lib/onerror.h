@@ -4,10 +4,13 @@
  *
  *   fail  stop at the first bad record (the command exits 65, everything
  *         before it delivered or committed);
- *   skip  go on; each bad record is named on stderr (the first 10, all
- *         with -v), their number at the end;
+ *   skip  go on; their number at the end;
  *   dlq   go on, and send the raw record to TOPIC through the producer
  *         engine, with headers that say why and where it came from.
+ *
+ * Under every mode each bad record is named on stderr with where it came
+ * from and why (dp-sink-pg(1) promises every one: a quiet skip is data
+ * lost without a trace).
  *
  * dp-publish uses it for bad lines (headers dp-error, dp-line, dp-topic);
  * dp-sink-pg for rows the database refuses (the reason, the SQLSTATE,
@@ -46,16 +49,18 @@ int dp_on_error_parse(struct dp_on_error_policy *p, const char *arg);
 
 /*
  * One bad record: where names it for a person ("line 12", "prices [3]
- * @4711"), why says what is wrong.  Prints "where: why" as the policy
- * says; under dlq sends value[0..len) (NULL: none) to the dead-letter
- * topic with hdrs[0..nhdrs) (borrowed; the caller's: the reason and the
- * record's origin) and tag (for the report callback).  Returns 0 to go
- * on, DP_EX_DATAERR under fail, or the producer's status when the dead
+ * offset 4711"), why says what is wrong.  Prints "where: why"; under dlq
+ * sends the record as it came, key[0..klen) (NULL: none) and
+ * value[0..len) (NULL: none), to the dead-letter topic with
+ * hdrs[0..nhdrs) (borrowed; the caller's: the reason and the record's
+ * origin) and tag (for the report callback).  Returns 0 to go on,
+ * DP_EX_DATAERR under fail, or the producer's status when the dead
  * letter could not be sent or acknowledged (then it says so with where).
  */
 int dp_on_error_record(struct dp_on_error_policy *p, struct dp_producer *prod,
-                       const char *where, const char *why, const void *value, size_t len,
-                       const struct dp_producer_header *hdrs, size_t nhdrs, uint64_t tag);
+                       const char *where, const char *why, const void *key, size_t klen,
+                       const void *value, size_t len, const struct dp_producer_header *hdrs,
+                       size_t nhdrs, uint64_t tag);
 
 /* "N bad WHATs skipped" / "... sent to the dead-letter topic"; nothing under fail. */
 void dp_on_error_summary(const struct dp_on_error_policy *p, const char *what);

@@ -68,6 +68,20 @@ struct seg {
 
 enum result { R_NONE, R_COMMITTED, R_STOPPED, R_DISCARDED, R_LOST, R_FATAL };
 
+/* A record as it came (keep_raw): key then value at pos of the batch's odata. */
+struct orig {
+	int64_t offset;
+	size_t pos, klen, vlen;
+	bool has_key;
+};
+
+/* A record the server refused, found by bisecting. */
+struct badrec {
+	int64_t offset;
+	char *reason;
+	char sqlstate[6];
+};
+
 struct batch {
 	struct batch *next;
 	struct dp_pgsink_src *src;
@@ -78,11 +92,24 @@ struct batch {
 	size_t nrows, caprows;
 	struct seg *segs;
 	size_t nsegs, capsegs;
+	struct dp_buf odata;            /* keep_raw: the records as they came */
+	struct orig *origs;
+	size_t norigs, caporigs;
 	int64_t born_ms;                /* first row or advance */
 	int64_t sent_ms;
+	unsigned gen;                   /* the source's acquisition it belongs to */
+	unsigned widx;                  /* the writer it was handed to */
+	/* bad records the writer found, for the caller (under the mutex) */
+	struct badrec *bads;
+	size_t nbads, capbads;
+	struct batch *ask_next;         /* in the engine's list of batches to judge */
+	size_t njudged;                 /* bads[0..njudged) were judged */
+	bool asking;                    /* the writer waits for the caller's verdict */
+	bool judged;
+	int verdict;                    /* 0, or on_bad's status */
 	/* the writer's answer */
 	enum result result;
-	uint64_t written, bad, bad_rows;
+	uint64_t written, bad_rows;
 	int64_t stop;                   /* R_STOPPED: the bad record's offset */
 	int status;                     /* R_LOST, R_FATAL: exit status */
 	char *msg;
@@ -94,16 +121,25 @@ struct dp_pgsink_src {
 	int32_t partition;
 	bool track;
 	char *label;
-	atomic_llong stored;            /* stored next_offset, -1 none; written by its writer */
+	atomic_llong stored;            /* stored next_offset, -1 none; written under mu */
 	int64_t end;                    /* accounted */
 	struct batch *filling;
 	unsigned writer;
 	unsigned queued;                /* submitted, not answered */
-	bool stopped;                   /* writer side: discard later batches (set by its writer) */
+	unsigned gen;                   /* acquisitions so far; changed under mu */
+	bool active;                    /* acquired, not released */
+	bool stopped;                   /* writer side: discard later batches (under mu) */
 	bool closed;                    /* caller side: takes no more rows */
+	bool flush;                     /* send the batch being filled when possible */
+	bool lost;                      /* resync: its compare-and-set failed */
 	/* the record being added: where its rows start, to take them back */
 	int64_t rec;
-	size_t rec_row, rec_pos, rec_seg;
+	size_t rec_row, rec_pos, rec_seg, rec_orig;
+	/* the record as it came (dp_pgsink_raw), borrowed until done */
+	int64_t raw_off;
+	const void *raw_key, *raw_val;
+	size_t raw_klen, raw_vlen;
+	bool raw_kept;                  /* copied into the batch (keep_raw) */
 };
 
 struct writer {
@@ -114,6 +150,7 @@ struct writer {
 	PGconn *c;
 	PGcancel *cancel;
 	struct batch *head, *tail;      /* queue; head is the one running */
+	unsigned queued;                /* caller side: submitted, not answered */
 	bool running;
 	bool broken;                    /* lost the database: waits for reconnect */
 	bool quit;
@@ -176,6 +213,8 @@ struct dp_pgsink {
 	pthread_mutex_t mu;
 	pthread_cond_t answer_cv;
 	struct batch *ans_head, *ans_tail;
+	struct batch *ask_head, *ask_tail;      /* batches with bad records to judge */
+	struct dp_buf ctl_down;         /* why the control connection lost the database */
 	atomic_int answered;
 	bool mu_ok;
 	struct dp_pgsink_stats stats;
@@ -211,13 +250,25 @@ buf_dup(struct dp_buf *b)
 }
 
 static void
+bads_clear(struct batch *b)
+{
+	for (size_t i = 0; i < b->nbads; i++)
+		free(b->bads[i].reason);
+	b->nbads = 0;
+}
+
+static void
 batch_free(struct batch *b)
 {
 	if (!b)
 		return;
 	dp_buf_free(&b->data);
+	dp_buf_free(&b->odata);
 	free(b->rows);
 	free(b->segs);
+	free(b->origs);
+	bads_clear(b);
+	free(b->bads);
 	free(b->msg);
 	free(b);
 }
@@ -225,7 +276,24 @@ batch_free(struct batch *b)
 static size_t
 batch_bytes(const struct batch *b)
 {
-	return b->data.len + b->nrows * sizeof(struct row);
+	return b->data.len + b->nrows * sizeof(struct row) + b->odata.len +
+	       b->norigs * sizeof(struct orig);
+}
+
+/* The record at offset as it came, kept in b (keep_raw), or NULL. */
+static const struct orig *
+orig_of(const struct batch *b, int64_t offset)
+{
+	size_t lo = 0, hi = b->norigs;
+
+	while (lo < hi) {
+		size_t m = lo + (hi - lo) / 2;
+		if (b->origs[m].offset < offset)
+			lo = m + 1;
+		else
+			hi = m;
+	}
+	return lo < b->norigs && b->origs[lo].offset == offset ? &b->origs[lo] : NULL;
 }
 
 /* Append name as a JSON string (for messages: unambiguous, escapes shown). */
@@ -261,6 +329,8 @@ exec_ctl(struct dp_pgsink *s, const char *sql, int n, const char *const *p, PGre
 		return 0;
 	if (k == DP_PG_TRANSIENT) {
 		s->ctl_broken = true;
+		dp_buf_reset(&s->ctl_down);
+		dp_buf_msgf(&s->ctl_down, "%s", dp_buf_str(err));
 		return DP_PGSINK_DOWN;
 	}
 	return -1;
@@ -821,15 +891,77 @@ add_seg(struct batch *b, struct layout *L)
 	return 0;
 }
 
-/* Report a bad row: the reason in s->why. */
+/* Tell on_bad about one bad record (the caller's thread): 0 or its status. */
 static int
-bad_row(struct dp_pgsink *s, struct dp_pgsink_src *src, int64_t offset, struct dp_buf *err)
+report(struct dp_pgsink *s, struct dp_pgsink_src *src, int64_t offset, const char *reason,
+       const char *sqlstate, const void *key, size_t klen, const void *value, size_t vlen)
 {
+	struct dp_pgsink_bad bad = {
+		.src = src, .topic = src->topic, .partition = src->partition, .offset = offset,
+		.reason = reason, .sqlstate = sqlstate, .key = key, .klen = klen, .value = value,
+		.vlen = vlen,
+	};
+
 	s->stats.bad++;
-	if (s->cfg.on_bad)
-		s->cfg.on_bad(s->cfg.arg, src, offset, dp_buf_str(&s->why));
+	return s->cfg.on_bad ? s->cfg.on_bad(s->cfg.arg, &bad) : 0;
+}
+
+/* Report a bad record of a batch, as kept there (keep_raw) or as its row's JSON. */
+static int
+report_kept(struct dp_pgsink *s, const struct batch *b, int64_t offset, const char *reason,
+            const char *sqlstate, const char *json, size_t len)
+{
+	const struct orig *o = orig_of(b, offset);
+
+	if (!o)
+		return report(s, b->src, offset, reason, sqlstate, NULL, 0, json, len);
+	const char *p = b->odata.data ? b->odata.data + o->pos : "";
+	return report(s, b->src, offset, reason, sqlstate, o->has_key ? p : NULL, o->klen,
+	              o->vlen != SIZE_MAX ? p + o->klen : NULL, o->vlen != SIZE_MAX ? o->vlen : 0);
+}
+
+/* A row dp_pgsink_add refuses (the reason in s->why): reported with its record. */
+static int
+bad_row(struct dp_pgsink *s, struct dp_pgsink_src *src, int64_t offset, const char *json,
+        size_t len, struct dp_buf *err)
+{
+	int st;
+
+	if (src->raw_off == offset)
+		st = report(s, src, offset, dp_buf_str(&s->why), "", src->raw_key, src->raw_klen,
+		            src->raw_val, src->raw_vlen);
+	else
+		st = report(s, src, offset, dp_buf_str(&s->why), "", NULL, 0, json, len);
 	dp_buf_msgf(err, "%s", dp_buf_str(&s->why));
-	return DP_PGSINK_BAD;
+	return st ? st : DP_PGSINK_BAD;
+}
+
+/*
+ * Keep the record being added as it came (keep_raw), once, when its
+ * first row is in: the server may refuse a row later, and then on_bad
+ * needs the record.  A value of SIZE_MAX length stands for no value.
+ */
+static int
+keep_orig(struct dp_pgsink *s, struct dp_pgsink_src *src, struct batch *b, int64_t offset)
+{
+	if (!s->cfg.keep_raw || src->raw_off != offset || src->raw_kept)
+		return 0;
+	struct orig *o = grow(b->origs, &b->caporigs, b->norigs + 1, sizeof(*o), 256);
+	if (!o)
+		return -1;
+	b->origs = o;
+	o = &b->origs[b->norigs];
+	o->offset = offset;
+	o->pos = b->odata.len;
+	o->has_key = src->raw_key != NULL;
+	o->klen = src->raw_key ? src->raw_klen : 0;
+	o->vlen = src->raw_val ? src->raw_vlen : SIZE_MAX;
+	if ((o->klen && dp_buf_add(&b->odata, src->raw_key, o->klen) < 0) ||
+	    (src->raw_val && src->raw_vlen && dp_buf_add(&b->odata, src->raw_val, src->raw_vlen) < 0))
+		return -1;
+	b->norigs++;
+	src->raw_kept = true;
+	return 0;
 }
 
 /*
@@ -1222,6 +1354,60 @@ offset_params(struct dp_pgsink_src *src, char part[16], const char *p[5])
 }
 
 /*
+ * A bad record for the caller.  One the caller has judged already (this
+ * batch is being sent again after an outage) is not asked about twice.
+ */
+static int
+note_bad(struct batch *b, int64_t offset, const char *reason, const char *sqlstate)
+{
+	for (size_t i = 0; i < b->nbads; i++)
+		if (b->bads[i].offset == offset)
+			return 0;
+	struct badrec *v = grow(b->bads, &b->capbads, b->nbads + 1, sizeof(*v), 4);
+	if (!v)
+		return -1;
+	b->bads = v;
+	v = &b->bads[b->nbads];
+	if (!(v->reason = strdup(reason)))
+		return -1;
+	v->offset = offset;
+	snprintf(v->sqlstate, sizeof(v->sqlstate), "%s", sqlstate);
+	b->nbads++;
+	return 0;
+}
+
+/*
+ * Hand the batch's bad records to the caller's thread and wait, with the
+ * transaction open, for its verdict (judge()): 0 to commit, on_bad's
+ * status, or -1 when the source was released meanwhile or the engine is
+ * closing (roll back).
+ */
+static int
+ask(struct writer *w, struct batch *b)
+{
+	struct dp_pgsink *s = w->s;
+	int v;
+
+	pthread_mutex_lock(&s->mu);
+	b->judged = false;
+	b->asking = true;
+	b->ask_next = NULL;
+	if (s->ask_tail)
+		s->ask_tail->ask_next = b;
+	else
+		s->ask_head = b;
+	s->ask_tail = b;
+	atomic_fetch_add(&s->answered, 1);
+	pthread_cond_broadcast(&s->answer_cv);
+	while (!b->judged && !w->quit)
+		pthread_cond_wait(&w->cv, &s->mu);
+	v = b->judged ? b->verdict : -1;
+	b->asking = false;
+	pthread_mutex_unlock(&s->mu);
+	return v;
+}
+
+/*
  * Find the bad records of [r0, r1) by halving, each try under a
  * savepoint so that a failure undoes only itself.  Returns DP_PG_OK
  * (the good rows are in), DP_PG_DATA when the fail mode stopped at a bad
@@ -1242,8 +1428,10 @@ bisect(struct writer *w, struct batch *b, size_t r0, size_t r1)
 	if (k != DP_PG_DATA)
 		return k;
 	/* The server's reason, before the rollback statements reset it. */
+	char state[6];
 	dp_buf_reset(&w->why);
 	dp_buf_msgf(&w->why, "%s", dp_buf_str(&w->err));
+	memcpy(state, w->sqlstate, sizeof(state));
 	if ((k = wexec(w, "ROLLBACK TO SAVEPOINT dp", 0, NULL, NULL)) != DP_PG_OK ||
 	    (k = wexec(w, "RELEASE SAVEPOINT dp", 0, NULL, NULL)) != DP_PG_OK)
 		return k;
@@ -1253,14 +1441,17 @@ bisect(struct writer *w, struct batch *b, size_t r0, size_t r1)
 			return k;
 		return bisect(w, b, m, r1);
 	}
-	/* One record, and it is bad: the server said why. */
+	/* One record, and it is bad: the server said why.  The caller hears
+	 * of it before this transaction commits (ask). */
 	int64_t off = b->rows[w->recs[r0]].offset;
 	struct dp_pgsink *s = w->s;
-	b->bad++;
 	if (s->cfg.on_error != DP_PGSINK_FAIL)
 		b->bad_rows += w->recs[r1] - w->recs[r0];
-	if (s->cfg.on_bad)
-		s->cfg.on_bad(s->cfg.arg, b->src, off, dp_buf_str(&w->why));
+	if (note_bad(b, off, dp_buf_str(&w->why), state) < 0) {
+		dp_buf_reset(&w->err);
+		dp_buf_msgf(&w->err, "out of memory");
+		return DP_PG_FATAL;
+	}
 	if (s->cfg.on_error == DP_PGSINK_FAIL) {
 		b->stop = off;
 		return DP_PG_DATA;
@@ -1344,11 +1535,31 @@ attempt(struct writer *w, struct batch *b, size_t nrec, bool halving)
 	}
 	if (k != DP_PG_OK)
 		return k;
+	if (b->nbads > b->njudged) {
+		int v = ask(w, b);
+		if (v < 0 || (v > 0 && b->stop < 0)) {
+			/* Released meanwhile, or a bad record could not be dealt with
+			 * (a dead letter not acknowledged): nothing of it commits. */
+			wexec(w, "ROLLBACK", 0, NULL, NULL);
+			dp_buf_reset(&w->err);
+			if (v > 0)
+				dp_buf_msgf(&w->err, "%s: a batch was rolled back because a bad record "
+				            "in it could not be dealt with", src->label);
+			answer(b, v < 0 ? R_DISCARDED : R_FATAL, v > 0 ? v : 0, &w->err);
+			return DP_PG_OK;
+		}
+	}
 	if ((k = wexec(w, "COMMIT", 0, NULL, NULL)) != DP_PG_OK)
 		return k;
 	int64_t end = b->stop >= 0 ? b->stop : b->end;
-	if (src->track)
-		atomic_store(&src->stored, end);
+	if (src->track) {
+		/* Not for a batch of an earlier acquisition: the stored offset
+		 * was read again since, and is newer. */
+		pthread_mutex_lock(&w->s->mu);
+		if (b->gen == src->gen)
+			atomic_store(&src->stored, end);
+		pthread_mutex_unlock(&w->s->mu);
+	}
 	b->written = 0;
 	for (size_t i = 0; i < b->nrows; i++)
 		b->written += b->rows[i].offset < end;
@@ -1395,8 +1606,12 @@ run_batch(struct writer *w, struct batch *b)
 	size_t nrec = 0;
 	enum dp_pg_kind k;
 
-	b->bad = b->bad_rows = 0;
+	b->bad_rows = 0;
 	b->written = 0;
+	/* Bad records found by an attempt cut short (an outage) are found again. */
+	for (size_t i = b->njudged; i < b->nbads; i++)
+		free(b->bads[i].reason);
+	b->nbads = b->njudged;
 	if (b->nrows == 0 && !b->src->track) {
 		answer(b, R_COMMITTED, 0, NULL);
 		return DP_PG_OK;
@@ -1422,7 +1637,7 @@ run_batch(struct writer *w, struct batch *b)
 		if (k == DP_PG_DATA) {
 			/* Some row is bad: start over, halving to find it. */
 			if ((k = wexec(w, "ROLLBACK", 0, NULL, NULL)) == DP_PG_OK) {
-				b->bad = b->bad_rows = 0;
+				b->bad_rows = 0;
 				k = attempt(w, b, nrec, true);
 			}
 		}
@@ -1452,11 +1667,13 @@ writer_main(void *arg)
 		if (w->quit)
 			break;
 		struct batch *b = w->head;
+		/* A source stopped at a bad row, or released since: not sent. */
+		bool skip = b->src->stopped || b->gen != b->src->gen;
 		w->running = true;
 		pthread_mutex_unlock(&s->mu);
 
 		enum dp_pg_kind k = DP_PG_OK;
-		if (b->src->stopped)
+		if (skip)
 			answer(b, R_DISCARDED, 0, NULL);
 		else
 			k = run_batch(w, b);
@@ -1469,7 +1686,8 @@ writer_main(void *arg)
 			dp_buf_reset(&w->down);
 			dp_buf_msgf(&w->down, "%s", dp_buf_str(&w->err));
 		} else {
-			if (b->result == R_STOPPED || b->result == R_LOST || b->result == R_FATAL)
+			if ((b->result == R_STOPPED || b->result == R_LOST || b->result == R_FATAL) &&
+			    b->gen == b->src->gen)
 				b->src->stopped = true;
 			w->head = b->next;
 			if (!w->head)
@@ -1681,6 +1899,7 @@ dp_pgsink_free(struct dp_pgsink *s)
 	dp_buf_free(&s->extrabuf);
 	dp_buf_free(&s->why);
 	dp_buf_free(&s->sql);
+	dp_buf_free(&s->ctl_down);
 	if (s->mu_ok) {
 		pthread_mutex_destroy(&s->mu);
 		pthread_cond_destroy(&s->answer_cv);
@@ -1690,6 +1909,7 @@ dp_pgsink_free(struct dp_pgsink *s)
 
 /* ---- sources --------------------------------------------------------------------- */
 
+/* The offsets table, made when missing: 0, DP_PGSINK_DOWN, or an exit status. */
 static int
 offsets_table(struct dp_pgsink *s, struct dp_buf *err)
 {
@@ -1704,9 +1924,10 @@ offsets_table(struct dp_pgsink *s, struct dp_buf *err)
 	if (s->offsets_ready)
 		return 0;
 	PGresult *r;
-	if (exec_ctl(s, "SELECT to_regclass('" OFFSETS_TABLE "') IS NOT NULL", 0, NULL, &r, state,
-	             err, "cannot look for table " OFFSETS_TABLE) != 0)
-		return DP_EX_UNAVAILABLE;
+	rc = exec_ctl(s, "SELECT to_regclass('" OFFSETS_TABLE "') IS NOT NULL", 0, NULL, &r, state,
+	              err, "cannot look for table " OFFSETS_TABLE);
+	if (rc)
+		return rc == DP_PGSINK_DOWN ? rc : DP_EX_UNAVAILABLE;
 	bool exists = *PQgetvalue(r, 0, 0) == 't';
 	PQclear(r);
 	if (exists) {
@@ -1720,7 +1941,7 @@ offsets_table(struct dp_pgsink *s, struct dp_buf *err)
 		rc = 0;
 	}
 	if (rc)
-		return rc == DP_PGSINK_DOWN ? DP_EX_UNAVAILABLE : fatal_status(state);
+		return rc == DP_PGSINK_DOWN ? rc : fatal_status(state);
 	s->offsets_ready = true;
 	return 0;
 }
@@ -1745,16 +1966,81 @@ read_stored(PGconn *c, struct dp_pgsink_src *src, int64_t *out, struct dp_buf *e
 	return DP_PG_OK;
 }
 
+/* The writer with the fewest acquired sources besides src (the lowest of equals). */
+static unsigned
+least_loaded(const struct dp_pgsink *s, const struct dp_pgsink_src *src)
+{
+	unsigned best = 0;
+	size_t best_n = SIZE_MAX;
+
+	for (unsigned i = 0; i < s->nw; i++) {
+		size_t n = 0;
+		for (size_t j = 0; j < s->nsrc; j++)
+			n += s->src[j] != src && s->src[j]->active && s->src[j]->writer == i;
+		if (n < best_n) {
+			best = i;
+			best_n = n;
+		}
+	}
+	return best;
+}
+
+/* Start taking rows for src, from its stored offset: 0, DP_PGSINK_DOWN, or a status. */
+static int
+acquire(struct dp_pgsink *s, struct dp_pgsink_src *src, struct dp_buf *err)
+{
+	int64_t stored = -1;
+	int rc;
+
+	if (src->track) {
+		if ((rc = offsets_table(s, err)) != 0)
+			return rc;
+		enum dp_pg_kind k = read_stored(s->ctl, src, &stored, err);
+		if (k == DP_PG_TRANSIENT) {
+			s->ctl_broken = true;
+			dp_buf_reset(&s->ctl_down);
+			dp_buf_msgf(&s->ctl_down, "%s", dp_buf_str(err));
+			return DP_PGSINK_DOWN;
+		}
+		if (k != DP_PG_OK)
+			return DP_EX_UNAVAILABLE;
+	}
+	/* A batch of the last acquisition may still be running: its writer
+	 * stays, so that the two never commit on two connections at once. */
+	if (!src->queued)
+		src->writer = least_loaded(s, src);
+	pthread_mutex_lock(&s->mu);
+	src->gen++;
+	src->stopped = false;
+	atomic_store(&src->stored, stored);
+	pthread_mutex_unlock(&s->mu);
+	src->end = stored >= 0 ? stored : 0;
+	src->active = true;
+	src->closed = src->flush = src->lost = false;
+	src->rec = src->raw_off = -1;
+	return 0;
+}
+
 struct dp_pgsink_src *
 dp_pgsink_source(struct dp_pgsink *s, const char *group, const char *topic, int32_t partition,
                  bool track, struct dp_buf *err, int *status)
 {
-	struct dp_pgsink_src *src = calloc(1, sizeof(*src));
-	struct dp_pgsink_src **v = realloc(s->src, (s->nsrc + 1) * sizeof(*v));
+	struct dp_pgsink_src *src = NULL;
 	struct dp_buf label = DP_BUF_INIT;
 
+	for (size_t i = 0; i < s->nsrc && !src; i++)
+		if (s->src[i]->partition == partition && !strcmp(s->src[i]->topic, topic) &&
+		    !strcmp(s->src[i]->group, group))
+			src = s->src[i];
+	if (src) {
+		if (src->active)
+			return src;
+		goto acquire;
+	}
+	struct dp_pgsink_src **v = realloc(s->src, (s->nsrc + 1) * sizeof(*v));
 	if (v)
 		s->src = v;
+	src = calloc(1, sizeof(*src));
 	if (!src || !v || !(src->group = strdup(group)) || !(src->topic = strdup(topic)))
 		goto nomem;
 	if (partition < 0)
@@ -1767,21 +2053,12 @@ dp_pgsink_source(struct dp_pgsink *s, const char *group, const char *topic, int3
 	src->s = s;
 	src->partition = partition;
 	src->track = track;
-	src->writer = (unsigned)(s->nsrc % s->nw);
-	src->rec = -1;
+	src->rec = src->raw_off = -1;
 	atomic_store(&src->stored, -1);
 	s->src[s->nsrc++] = src;
-	if (track) {
-		int64_t stored;
-		if ((*status = offsets_table(s, err)) != 0)
-			return NULL;
-		if (read_stored(s->ctl, src, &stored, err) != DP_PG_OK) {
-			*status = DP_EX_UNAVAILABLE;
-			return NULL;
-		}
-		atomic_store(&src->stored, stored);
-		src->end = stored >= 0 ? stored : 0;
-	}
+acquire:
+	if ((*status = acquire(s, src, err)) != 0)
+		return NULL;
 	return src;
 nomem:
 	dp_buf_free(&label);
@@ -1792,6 +2069,78 @@ nomem:
 	}
 	dp_buf_msgf(err, "out of memory");
 	*status = DP_EX_SOFTWARE;
+	return NULL;
+}
+
+void
+dp_pgsink_release(struct dp_pgsink *s, struct dp_pgsink_src *src)
+{
+	struct batch *gone = NULL;
+
+	if (!src->active)
+		return;
+	pthread_mutex_lock(&s->mu);
+	src->gen++;
+	/* Its queued batches go now; one running (the head) may still commit. */
+	struct writer *w = &s->w[src->writer];
+	struct batch **pp = &w->head, *prev = NULL;
+	while (*pp) {
+		struct batch *b = *pp;
+		if (b->src == src && !(b == w->head && w->running)) {
+			*pp = b->next;
+			b->next = gone;
+			gone = b;
+			src->queued--;
+			w->queued--;
+			continue;
+		}
+		prev = b;
+		pp = &b->next;
+	}
+	w->tail = prev;
+	pthread_mutex_unlock(&s->mu);
+	while (gone) {
+		struct batch *b = gone;
+		gone = b->next;
+		batch_free(b);
+	}
+	if (src->filling) {
+		s->filling_bytes -= batch_bytes(src->filling);
+		batch_free(src->filling);
+		src->filling = NULL;
+	}
+	src->active = false;
+	src->closed = true;
+	src->flush = false;
+	src->rec = src->raw_off = -1;
+}
+
+void
+dp_pgsink_flush(struct dp_pgsink *s, struct dp_pgsink_src *src)
+{
+	(void)s;
+	if (src->active)
+		src->flush = true;
+}
+
+bool
+dp_pgsink_src_idle(const struct dp_pgsink_src *src)
+{
+	const struct batch *b = src->filling;
+
+	if (!src->active)
+		return true;
+	return !src->queued && (!b || src->closed || (!b->nrows && !(src->track && b->end > b->start)));
+}
+
+struct dp_pgsink_src *
+dp_pgsink_lost(struct dp_pgsink *s)
+{
+	for (size_t i = 0; i < s->nsrc; i++)
+		if (s->src[i]->lost) {
+			s->src[i]->lost = false;
+			return s->src[i];
+		}
 	return NULL;
 }
 
@@ -1814,9 +2163,13 @@ recycle(struct dp_pgsink *s, struct batch *b)
 		return;
 	}
 	free(b->msg);
+	bads_clear(b);
 	*b = (struct batch){ .next = s->spare, .data = b->data, .rows = b->rows,
-	                     .caprows = b->caprows, .segs = b->segs, .capsegs = b->capsegs };
+	                     .caprows = b->caprows, .segs = b->segs, .capsegs = b->capsegs,
+	                     .odata = b->odata, .origs = b->origs, .caporigs = b->caporigs,
+	                     .bads = b->bads, .capbads = b->capbads };
 	dp_buf_reset(&b->data);
+	dp_buf_reset(&b->odata);
 	s->spare = b;
 	s->nspare++;
 }
@@ -1834,6 +2187,7 @@ filling(struct dp_pgsink *s, struct dp_pgsink_src *src)
 			return NULL;
 		}
 		b->src = src;
+		b->gen = src->gen;
 		b->start = b->end = src->end;
 		b->raw = !s->table_ready;
 		b->born_ms = dp_time_mono_ms();
@@ -1861,7 +2215,25 @@ undo_record(struct dp_pgsink_src *src, struct batch *b)
 	b->nrows = src->rec_row;
 	dp_buf_truncate(&b->data, src->rec_pos);
 	b->nsegs = src->rec_seg;
+	if (src->raw_kept && b->norigs > src->rec_orig) {
+		dp_buf_truncate(&b->odata, b->origs[src->rec_orig].pos);
+		b->norigs = src->rec_orig;
+		src->raw_kept = false;
+	}
 	src->rec = -1;
+}
+
+void
+dp_pgsink_raw(struct dp_pgsink *s, struct dp_pgsink_src *src, int64_t offset, const void *key,
+              size_t klen, const void *value, size_t vlen)
+{
+	(void)s;
+	src->raw_off = offset;
+	src->raw_key = key;
+	src->raw_klen = klen;
+	src->raw_val = value;
+	src->raw_vlen = vlen;
+	src->raw_kept = false;
 }
 
 int
@@ -1871,7 +2243,7 @@ dp_pgsink_add(struct dp_pgsink *s, struct dp_pgsink_src *src, int64_t offset, co
 	struct batch *b;
 	int rc;
 
-	if (src->closed)
+	if (src->closed || !src->active)
 		return DP_PGSINK_STOPPED;
 	if (!(b = filling(s, src))) {
 		dp_buf_msgf(err, "out of memory");
@@ -1882,6 +2254,7 @@ dp_pgsink_add(struct dp_pgsink *s, struct dp_pgsink_src *src, int64_t offset, co
 		src->rec_row = b->nrows;
 		src->rec_pos = b->data.len;
 		src->rec_seg = b->nsegs;
+		src->rec_orig = b->norigs;
 	}
 	size_t before = batch_bytes(b);
 	if (b->raw) {
@@ -1895,10 +2268,13 @@ dp_pgsink_add(struct dp_pgsink *s, struct dp_pgsink_src *src, int64_t offset, co
 				dp_buf_msgf(&s->why, "not JSON: %s at byte %zu", jwhy, off + 1);
 			else
 				dp_buf_msgf(&s->why, "not a JSON object");
+			s->filling_bytes -= before;
 			undo_record(src, b);
-			return bad_row(s, src, offset, err);
+			s->filling_bytes += batch_bytes(b);
+			return bad_row(s, src, offset, json, len, err);
 		}
-		if (grow_rows(b) < 0 || dp_buf_add(&b->data, json, len) < 0) {
+		if (grow_rows(b) < 0 || dp_buf_add(&b->data, json, len) < 0 ||
+		    keep_orig(s, src, b, offset) < 0) {
 			dp_buf_msgf(err, "out of memory");
 			return DP_EX_SOFTWARE;
 		}
@@ -1914,22 +2290,30 @@ dp_pgsink_add(struct dp_pgsink *s, struct dp_pgsink_src *src, int64_t offset, co
 		b->rows[b->nrows].offset = offset;
 		b->rows[b->nrows].pos = at;
 		b->nrows++;
+		if (keep_orig(s, src, b, offset) < 0) {
+			dp_buf_msgf(err, "out of memory");
+			return DP_EX_SOFTWARE;
+		}
 		s->filling_bytes += batch_bytes(b) - before;
 		return 0;
 	}
+	s->filling_bytes -= before;
 	undo_record(src, b);
-	s->filling_bytes -= before - batch_bytes(b);
+	s->filling_bytes += batch_bytes(b);
 	if (rc == DP_PGSINK_BAD)
-		return bad_row(s, src, offset, err);
+		return bad_row(s, src, offset, json, len, err);
 	return rc;
 }
 
 void
 dp_pgsink_done(struct dp_pgsink *s, struct dp_pgsink_src *src, int64_t next)
 {
-	struct batch *b = filling(s, src);
+	struct batch *b;
 
-	src->rec = -1;
+	if (!src->active)
+		return;
+	b = filling(s, src);
+	src->rec = src->raw_off = -1;
 	src->end = next;
 	if (b)
 		b->end = next;
@@ -1949,14 +2333,21 @@ dp_pgsink_due(struct dp_pgsink *s)
 {
 	int64_t now = dp_time_mono_ms();
 
-	if (atomic_load(&s->answered) || s->stop_pending)
+	if (atomic_load(&s->answered) || s->stop_pending || s->ctl_broken)
 		return true;
+	/* A batch whose writer has QDEPTH queued cannot go yet: not due, or a
+	 * reader that asks would spin while the database is slow or locked. */
+	bool can_submit = false;
 	for (size_t i = 0; i < s->nsrc; i++) {
-		const struct batch *b = s->src[i]->filling;
-		if (b && (full(s, b) || lingered(s, b, now)))
+		const struct dp_pgsink_src *src = s->src[i];
+		const struct batch *b = src->filling;
+		if (!b || s->w[src->writer].queued >= QDEPTH)
+			continue;
+		can_submit = true;
+		if (full(s, b) || lingered(s, b, now) || (src->flush && !src->queued))
 			return true;
 	}
-	return s->filling_bytes >= s->budget;
+	return can_submit && s->filling_bytes >= s->budget;
 }
 
 static void submit(struct dp_pgsink *s, struct dp_pgsink_src *src);
@@ -2178,8 +2569,8 @@ encode_raw(struct dp_pgsink *s, struct dp_buf *err)
 			dp_buf_msgf(err, "out of memory");
 			return DP_EX_SOFTWARE;
 		}
-		*b = (struct batch){ .src = src, .start = raw->start, .end = raw->end,
-		                     .born_ms = raw->born_ms };
+		*b = (struct batch){ .src = src, .gen = raw->gen, .start = raw->start,
+		                     .end = raw->end, .born_ms = raw->born_ms };
 		int64_t cur = -1;
 		size_t rec_row = 0, rec_pos = 0, rec_seg = 0;
 		for (size_t r = 0; r < raw->nrows; r++) {
@@ -2208,9 +2599,11 @@ encode_raw(struct dp_pgsink *s, struct dp_buf *err)
 				batch_free(b);
 				return rc;
 			}
-			struct dp_buf ignore = DP_BUF_INIT;
-			bad_row(s, src, off, &ignore);
-			dp_buf_free(&ignore);
+			rc = report_kept(s, raw, off, dp_buf_str(&s->why), "", json, len);
+			if (rc && s->cfg.on_error != DP_PGSINK_FAIL) {
+				batch_free(b);
+				return rc;
+			}
 			if (s->cfg.on_error == DP_PGSINK_FAIL) {
 				b->end = off;
 				src->end = off;
@@ -2222,6 +2615,14 @@ encode_raw(struct dp_pgsink *s, struct dp_buf *err)
 			while (r + 1 < raw->nrows && raw->rows[r + 1].offset == off)
 				r++;
 		}
+		/* The records as they came stay with their rows. */
+		b->odata = raw->odata;
+		b->origs = raw->origs;
+		b->norigs = raw->norigs;
+		b->caporigs = raw->caporigs;
+		raw->odata = (struct dp_buf)DP_BUF_INIT;
+		raw->origs = NULL;
+		raw->norigs = raw->caporigs = 0;
 		s->filling_bytes -= batch_bytes(raw);
 		s->filling_bytes += batch_bytes(b);
 		src->filling = b;
@@ -2248,6 +2649,7 @@ submit(struct dp_pgsink *s, struct dp_pgsink_src *src)
 		return;
 	}
 	b->sent_ms = dp_time_mono_ms();
+	b->widx = src->writer;
 	pthread_mutex_lock(&s->mu);
 	b->next = NULL;
 	if (w->tail)
@@ -2256,42 +2658,88 @@ submit(struct dp_pgsink *s, struct dp_pgsink_src *src)
 		w->head = b;
 	w->tail = b;
 	src->queued++;
+	w->queued++;
 	pthread_cond_signal(&w->cv);
 	pthread_mutex_unlock(&s->mu);
+}
+
+/*
+ * The bad records writers found, each to on_bad, and the verdicts back
+ * to the writers waiting for them (ask).  A batch of a source released
+ * meanwhile is rolled back unjudged: its new owner will find them.
+ */
+static void
+judge(struct dp_pgsink *s, struct batch *list)
+{
+	while (list) {
+		struct batch *b = list;
+		list = b->ask_next;
+		int v = 0;
+		if (b->gen != b->src->gen) {
+			v = -1;
+		} else {
+			for (size_t i = b->njudged; i < b->nbads; i++) {
+				const struct badrec *r = &b->bads[i];
+				int st = report_kept(s, b, r->offset, r->reason, r->sqlstate, NULL, 0);
+				if (st && !v)
+					v = st;
+			}
+			b->njudged = b->nbads;
+		}
+		pthread_mutex_lock(&s->mu);
+		b->verdict = v;
+		b->judged = true;
+		pthread_cond_broadcast(&s->w[b->widx].cv);
+		pthread_mutex_unlock(&s->mu);
+	}
 }
 
 /* Take in what the writers answered.  0 or the first status worth stopping for. */
 static int
 collect(struct dp_pgsink *s, struct dp_buf *err)
 {
-	struct batch *list;
+	struct batch *list, *asks;
 	int rc = 0;
 
 	pthread_mutex_lock(&s->mu);
 	list = s->ans_head;
 	s->ans_head = s->ans_tail = NULL;
+	asks = s->ask_head;
+	s->ask_head = s->ask_tail = NULL;
 	atomic_store(&s->answered, 0);
 	pthread_mutex_unlock(&s->mu);
+	judge(s, asks);
 	while (list) {
 		struct batch *b = list;
+		struct dp_pgsink_src *src = b->src;
 		list = b->next;
-		b->src->queued--;
+		src->queued--;
+		s->w[b->widx].queued--;
+		bool current = b->gen == src->gen;
 		switch (b->result) {
 		case R_COMMITTED:
 		case R_STOPPED:
 			s->stats.rows += b->written;
-			s->stats.bad += b->bad;
 			s->stats.batches++;
 			s->stats.latency_ms = dp_time_mono_ms() - b->sent_ms;
-			if (b->result == R_STOPPED) {
-				b->src->end = b->stop;
-				b->src->closed = true;
+			if (b->result == R_STOPPED && current) {
+				src->end = b->stop;
+				src->closed = true;
 				s->stop_pending = true;
 			}
 			break;
 		case R_LOST:
+			if (current && s->cfg.resync) {
+				/* Another instance wrote it: start over from its offset. */
+				dp_pgsink_release(s, src);
+				src->lost = true;
+				break;
+			}
+			/* fall through */
 		case R_FATAL:
-			b->src->closed = true;
+			if (!current)
+				break;
+			src->closed = true;
 			if (!rc) {
 				dp_buf_msgf(err, "%s", b->msg ? b->msg : "a writer failed");
 				rc = b->status ? b->status : DP_EX_SOFTWARE;
@@ -2331,11 +2779,15 @@ dp_pgsink_write(struct dp_pgsink *s, bool flush, struct dp_buf *err)
 		return rc;
 	if (writer_down(s, err))
 		return DP_PGSINK_DOWN;
+	if (s->ctl_broken) {
+		dp_buf_msgf(err, "%s", dp_buf_str(&s->ctl_down));
+		return DP_PGSINK_DOWN;
+	}
 	if (!s->table_ready) {
 		bool due = flush || s->filling_bytes >= s->budget;
 		for (size_t i = 0; i < s->nsrc && !due; i++) {
 			const struct batch *b = s->src[i]->filling;
-			due = b && b->nrows && (full(s, b) || lingered(s, b, now));
+			due = b && b->nrows && (full(s, b) || lingered(s, b, now) || s->src[i]->flush);
 		}
 		bool rows = false;
 		for (size_t i = 0; i < s->nsrc; i++)
@@ -2362,9 +2814,11 @@ dp_pgsink_write(struct dp_pgsink *s, bool flush, struct dp_buf *err)
 		/* Records that made no row need no table: their offsets can go. */
 		if (b && b->raw && b->nrows == 0)
 			b->raw = false;
-		if (!b || b->raw || src->queued >= QDEPTH)
+		/* Per writer, not per source: memory stays bounded however
+		 * many partitions share a connection. */
+		if (!b || b->raw || s->w[src->writer].queued >= QDEPTH)
 			continue;
-		if (flush || over || full(s, b) || lingered(s, b, now))
+		if (flush || src->flush || over || full(s, b) || lingered(s, b, now))
 			submit(s, src);
 	}
 	if (s->stop_pending) {
@@ -2395,14 +2849,9 @@ dp_pgsink_wait(struct dp_pgsink *s, int64_t ms)
 bool
 dp_pgsink_idle(const struct dp_pgsink *s)
 {
-	for (size_t i = 0; i < s->nsrc; i++) {
-		const struct dp_pgsink_src *src = s->src[i];
-		if (src->queued)
+	for (size_t i = 0; i < s->nsrc; i++)
+		if (!dp_pgsink_src_idle(s->src[i]))
 			return false;
-		const struct batch *b = src->filling;
-		if (b && !src->closed && (b->nrows || (src->track && b->end > b->start)))
-			return false;
-	}
 	return true;
 }
 
@@ -2448,7 +2897,7 @@ dp_pgsink_reconnect(struct dp_pgsink *s, struct dp_buf *err)
 		for (size_t j = 0; j < s->nsrc; j++) {
 			struct dp_pgsink_src *src = s->src[j];
 			int64_t stored;
-			if (src->writer != i || !src->track)
+			if (src->writer != i || !src->track || !src->active)
 				continue;
 			enum dp_pg_kind k = read_stored(w->c, src, &stored, err);
 			if (k == DP_PG_TRANSIENT)

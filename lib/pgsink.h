@@ -20,21 +20,33 @@
  * hence after any crash the stored offset says exactly which records are
  * in the table: resuming there neither loses nor repeats one.
  *
- * Threads: the caller's thread (one) calls every function here.  Each
- * writer connection has a thread of its own; a source always goes to the
- * same writer (its registration order modulo the writer count), so its
- * batches commit in order and its offset row sees one writer.  Up to
- * two batches per writer are queued or in flight while the caller fills
- * the next one, and all the batches being filled together stay under a
- * byte budget: memory is bounded by batch_bytes whatever the input.
+ * Threads: the caller's thread (one) calls every function here, and
+ * every callback runs on it.  Each writer connection has a thread of its
+ * own; a source always goes to one writer while it is acquired (the one
+ * with the fewest sources when it was), so its batches commit in order
+ * and its offset row sees one writer.  Up to two batches per writer are
+ * queued or in flight while the caller fills the next one, and all the
+ * batches being filled together stay under a byte budget: memory is
+ * bounded by batch_bytes whatever the input.
+ *
+ * Sources come and go (Kafka partitions assigned and revoked): a source
+ * is acquired when registered, starting from its stored offset, and can
+ * be released (its rows not yet committed are dropped) and acquired
+ * again later, when the stored offset is read again.  A batch belongs to
+ * the acquisition it was filled in: one from before a release is never
+ * sent, and if it was running, its answer is ignored.
  *
  * Bad rows: a row that cannot be encoded for its column (a string in a
  * bigint column, a NUL in text, a key without a column) is refused by
  * dp_pgsink_add.  A row the server refuses (SQLSTATE class 22 or 23) is
  * found by bisecting its batch inside the transaction with savepoints,
  * so the good rows of that batch still land.  Every bad row is passed to
- * on_bad with its source and offset; with DP_PGSINK_FAIL the source
- * stops at the first one, everything before it committed.
+ * on_bad with its source, offset, reason and SQLSTATE, on the caller's
+ * thread: a writer that found some waits, with its transaction open,
+ * until the caller has dealt with them (dp_pgsink_write serves it), so a
+ * dead letter can be acknowledged before the batch that skips the row
+ * commits.  With DP_PGSINK_FAIL the source stops at the first one,
+ * everything before it committed.
  *
  * Outages: when a writer loses the database (pg.h's transient errors),
  * its batches stay queued and dp_pgsink_write() returns DP_PGSINK_DOWN;
@@ -66,17 +78,36 @@ enum dp_pgsink_hyper { DP_PGSINK_HYPER_AUTO, DP_PGSINK_HYPER_ON, DP_PGSINK_HYPER
 
 enum dp_pgsink_on_error {
 	DP_PGSINK_FAIL,             /* stop the source at the first bad row */
-	DP_PGSINK_SKIP,             /* report it, write the others */
+	DP_PGSINK_SKIP,             /* report it (on_bad), write the others */
+};
+
+/* One bad record, for on_bad; every pointer is borrowed for the call. */
+struct dp_pgsink_bad {
+	const struct dp_pgsink_src *src;
+	const char *topic;          /* the source's topic, or its --source-id */
+	int32_t partition;          /* -1 for a --stdin source */
+	int64_t offset;             /* the record's */
+	const char *reason;
+	const char *sqlstate;       /* the server's SQLSTATE, "" when dp refused it */
+	/* The record as it came (dp_pgsink_raw; with keep_raw also for rows
+	 * refused later), else the row's JSON as value and no key. */
+	const void *key;
+	size_t klen;
+	const void *value;
+	size_t vlen;
 };
 
 /*
- * Called for each bad row, with the record's offset and the reason.
- * Called from the caller's thread or from a writer thread (for rows the
- * server refused), so it must be thread-safe; it runs before the batch
- * that skips the row commits.
+ * Called for each bad record, on the caller's thread: from
+ * dp_pgsink_add for a row refused at once, from dp_pgsink_write for
+ * rows refused later (the server's, or those of the first batch, which
+ * is encoded only once the table exists), before the batch that skips
+ * them commits.  Returns 0 when the record is dealt with (reported,
+ * dead-lettered), or an exit status when it could not be: the batch is
+ * then not committed and the engine fails with that status (under
+ * DP_PGSINK_FAIL the result is not used: the source stops anyway).
  */
-typedef void (*dp_pgsink_bad_fn)(void *arg, const struct dp_pgsink_src *src, int64_t offset,
-                                 const char *reason);
+typedef int (*dp_pgsink_bad_fn)(void *arg, const struct dp_pgsink_bad *bad);
 
 struct dp_pgsink_config {
 	const char *conninfo;           /* libpq conninfo or URI; NULL: libpq defaults */
@@ -97,6 +128,15 @@ struct dp_pgsink_config {
 	size_t batch_bytes;             /* ... or this many encoded bytes ... */
 	int64_t linger_ms;              /* ... or when its first row is this old */
 	enum dp_pgsink_on_error on_error;
+	bool keep_raw;                  /* keep each record as dp_pgsink_raw gave it, for on_bad */
+	/*
+	 * A batch whose offset compare-and-set fails (another writer moved
+	 * the source) ends the source: with resync it is only marked lost
+	 * (dp_pgsink_lost) and the caller starts it again from the stored
+	 * offset, as a consumer group member does; without, dp_pgsink_write
+	 * fails with 75.
+	 */
+	bool resync;
 	int64_t timeout_ms;             /* give up connecting after this */
 	dp_pgsink_bad_fn on_bad;
 	void *arg;
@@ -131,17 +171,39 @@ int dp_pgsink_open(struct dp_pgsink **out, const struct dp_pgsink_config *cfg,
 void dp_pgsink_free(struct dp_pgsink *s);
 
 /*
- * Register a source.  group and topic are copied; a --stdin source is
- * group "", topic = its --source-id, partition -1.  With track, the
- * offsets table is created when missing and the source's stored offset
- * read (dp_pgsink_stored); without, nothing is stored and a resend after
+ * Register a source, or find the one registered with these names, and
+ * acquire it: read its stored offset (with track) and take rows from
+ * there.  group and topic are copied; a --stdin source is group "",
+ * topic = its --source-id, partition -1.  With track, the offsets table
+ * is created when missing; without, nothing is stored and a resend after
  * an outage may repeat rows (only --upsert makes that harmless).
- * Returns NULL with an exit status in *status and the reason in err.
- * The engine owns the source.
+ * Returns the source (the engine owns it), or NULL with the reason in
+ * err and *status: DP_PGSINK_DOWN when the database is out of reach
+ * (dp_pgsink_reconnect, then call again), or an exit status.
  */
 struct dp_pgsink_src *dp_pgsink_source(struct dp_pgsink *s, const char *group,
                                        const char *topic, int32_t partition, bool track,
                                        struct dp_buf *err, int *status);
+
+/*
+ * Let the source go (a revoked partition): its rows not yet committed
+ * are dropped, queued batches are not sent, a batch running now may
+ * still commit (the stored offset then says so).  It takes no rows
+ * until dp_pgsink_source() acquires it again.
+ */
+void dp_pgsink_release(struct dp_pgsink *s, struct dp_pgsink_src *src);
+
+/* Send src's batch being filled as soon as its writer has room, full or not. */
+void dp_pgsink_flush(struct dp_pgsink *s, struct dp_pgsink_src *src);
+
+/* 1 when every record accounted for src is committed (or src is released). */
+bool dp_pgsink_src_idle(const struct dp_pgsink_src *src);
+
+/*
+ * With resync: a source whose compare-and-set failed (another instance
+ * wrote it), or NULL.  It is released already; each is returned once.
+ */
+struct dp_pgsink_src *dp_pgsink_lost(struct dp_pgsink *s);
 
 /* The stored next offset (the first record not yet in the table), or -1 when none. */
 int64_t dp_pgsink_stored(const struct dp_pgsink_src *src);
@@ -151,11 +213,21 @@ int64_t dp_pgsink_accounted(const struct dp_pgsink_src *src);
 const char *dp_pgsink_src_label(const struct dp_pgsink_src *src);
 
 /*
+ * The record at offset, as it came (key may be NULL), before its rows
+ * are added: what on_bad shows, and with keep_raw what is kept for rows
+ * the server refuses later.  Borrowed until dp_pgsink_done().  Optional.
+ */
+void dp_pgsink_raw(struct dp_pgsink *s, struct dp_pgsink_src *src, int64_t offset,
+                   const void *key, size_t klen, const void *value, size_t vlen);
+
+/*
  * Add one row (json[0..len), which must be a JSON object: the check is
- * part of encoding it) of the record at offset.  Returns 0; DP_PGSINK_BAD (rows of this record already added
- * are taken back); DP_PGSINK_DOWN (adding a column needed the database:
- * add the record again after dp_pgsink_reconnect); or an exit status.
- * Call only when dp_pgsink_room() says so.
+ * part of encoding it) of the record at offset.  Returns 0;
+ * DP_PGSINK_BAD (on_bad has been told; rows of this record already
+ * added are taken back); DP_PGSINK_DOWN (adding a column needed the
+ * database: add the record again after dp_pgsink_reconnect);
+ * DP_PGSINK_STOPPED (the source takes no rows: stopped or released); or
+ * an exit status (on_bad's too).  Call only when dp_pgsink_room() says so.
  */
 int dp_pgsink_add(struct dp_pgsink *s, struct dp_pgsink_src *src, int64_t offset,
                   const char *json, size_t len, struct dp_buf *err);
@@ -177,11 +249,13 @@ bool dp_pgsink_room(const struct dp_pgsink *s, const struct dp_pgsink_src *src);
 bool dp_pgsink_due(struct dp_pgsink *s);
 
 /*
- * Collect the writers' answers, create the table when the first batch
- * is due, and hand due batches (with flush: every batch holding
- * anything) to the writers.  Never waits.  Returns 0, DP_PGSINK_DOWN,
- * DP_PGSINK_STOPPED, or an exit status (75 another writer moved a
- * source's offset; 70, 77, 78 for errors retrying cannot mend).
+ * Deal with the bad rows writers found (on_bad), collect the writers'
+ * answers, create the table when the first batch is due, and hand due
+ * batches (with flush: every batch holding anything) to the writers.
+ * Never waits for the database.  Returns 0, DP_PGSINK_DOWN (a writer or
+ * the control connection lost the database), DP_PGSINK_STOPPED, or an
+ * exit status (75 another writer moved a source's offset, without
+ * resync; 70, 77, 78 for errors retrying cannot mend; on_bad's).
  */
 int dp_pgsink_write(struct dp_pgsink *s, bool flush, struct dp_buf *err);
 

@@ -4,6 +4,7 @@
 
 bats_require_minimum_version 1.5.0
 load helpers/common
+load helpers/sink
 
 BATS_TEST_TIMEOUT=${BATS_TEST_TIMEOUT:-180}
 
@@ -21,16 +22,7 @@ setup() {
 }
 
 teardown() {
-	local p
-	for p in "${BG_PIDS[@]}"; do
-		kill -KILL "$p" 2>/dev/null || true
-		wait "$p" 2>/dev/null || true
-	done
-	# A restart in flight must finish: the next test needs the database.
-	if [[ -n $RESTART_PID ]]; then
-		wait "$RESTART_PID" 2>/dev/null || true
-	fi
-	blackhole_stop
+	stop_background
 	if [[ -n $ROLE ]]; then
 		psql_dp -c "drop table if exists \"$T\"" -c "drop role if exists \"$ROLE\"" || true
 	fi
@@ -38,45 +30,10 @@ teardown() {
 
 # --- helpers -------------------------------------------------------------------
 
-q() { psql_dp -c "set timezone = 'UTC'" -c "$1"; }
-ident() { local n=${1:-$T}; printf '"%s"' "${n//\"/\"\"}"; }   # a quoted SQL identifier
-count() { psql_dp -c "select count(*) from $(ident "$1")" 2>/dev/null; }
-count_is() { [[ $(count "${2:-$T}") == "$1" ]]; }
-count_at_least() { local n; n=$(count) && [[ -n $n ]] && ((n >= $1)); }
 stored() { psql_dp -c "select next_offset from dp_sink_offsets where \"group\" = '' and topic = '$1' and partition = -1"; }
 columns() {
 	psql_dp -c "select column_name || ' ' || data_type from information_schema.columns
 	            where table_name = '${1:-$T}' order by ordinal_position"
-}
-
-# seq N [FROM]: N numbered records {"seq":i,"ts":...,"price":...}
-records() {
-	python3 - "$1" "${2:-1}" <<'PY'
-import sys
-n, start = int(sys.argv[1]), int(sys.argv[2])
-w = sys.stdout.write
-for i in range(start, start + n):
-    w('{"seq":%d,"fsym":"BTC","ts":"2026-01-01T%02d:%02d:%02dZ","price":%d.5}\n'
-      % (i, i // 3600 % 24, i // 60 % 60, i % 60, 1000 + i % 97))
-PY
-}
-
-# pace FILE SECONDS: FILE on stdout, spread evenly over about SECONDS (a
-# stream that is still flowing while a test acts on it)
-pace() {
-	python3 - "$1" "$2" <<'PY'
-import sys, time
-lines = open(sys.argv[1], "rb").readlines()
-chunks = 50
-per = max(1, len(lines) // chunks)
-for i in range(0, len(lines), per):
-    try:
-        sys.stdout.buffer.write(b"".join(lines[i:i + per]))
-        sys.stdout.buffer.flush()
-    except BrokenPipeError:
-        sys.exit(0)
-    time.sleep(float(sys.argv[2]) / chunks)
-PY
 }
 
 # A sink reading a FIFO the test writes into: open_feed ARGS..., feed LINE...,
@@ -96,23 +53,6 @@ wait_sink() {
 	stderr=$(< "$W/err")
 }
 
-# Restarting the database needs the harness's own PostgreSQL.
-need_restart() {
-	[[ -z ${DP_TEST_PG:-} && -n ${DP_STACK_DIR:-} ]] ||
-		skip "needs the harness's own PostgreSQL to restart (DP_TEST_PG is set, or DP_STACK_DIR is not)"
-}
-pg_restart_bg() { # DURATION: stop PostgreSQL, keep it down that long, start it
-	# not holding the test's FIFO open: its reader would wait for this EOF
-	if [[ -n ${FEED:-} ]]; then
-		"$DP_ROOT/scripts/stack" restart pg --down-for "$1" > "$W/restart.log" 2>&1 {FEED}>&- &
-	else
-		"$DP_ROOT/scripts/stack" restart pg --down-for "$1" > "$W/restart.log" 2>&1 &
-	fi
-	RESTART_PID=$!
-}
-pg_down() { ! pg_isready -q -d "$DP_PG"; }
-pg_port() { [[ $DP_PG =~ @127\.0\.0\.1:([0-9]+)/ ]] && echo "${BASH_REMATCH[1]}"; }
-
 has_timescaledb() {
 	[[ $(psql_dp -c "select count(*) from pg_extension where extname = 'timescaledb'") == 1 ]]
 }
@@ -122,7 +62,7 @@ has_timescaledb() {
 @test "usage errors say what is wrong and exit 64" {
 	run dp-sink-pg --table x
 	[ "$status" -eq 64 ]
-	[[ $output == *"no input: give --stdin"* ]]
+	[[ $output == *"no input: give -t TOPIC -g GROUP, or --stdin"* ]]
 	run dp-sink-pg --stdin
 	[ "$status" -eq 64 ]
 	[[ $output == *"--stdin needs --table (or --source-id, which then names the table)"* ]]
@@ -223,7 +163,7 @@ EOF
 	[[ $stderr == *'line 7: column "i" (bigint): 9223372036854775808 is out of range for bigint'* ]]
 	[[ $stderr == *'line 8: column "r" (real): 16777217 is an integer that real would round'* ]]
 	[[ $stderr == *'line 9: column "d" (date): "2023-02-29" is not a date (YYYY-MM-DD)'* ]]
-	[[ $stderr == *"skipped 7 bad records"* ]]
+	[[ $stderr == *"7 bad records skipped"* ]]
 	run q "select i, f, t from \"$T\" order by i"
 	[ "$output" = "1|1.5|ok
 12||" ]
@@ -276,6 +216,15 @@ BTC|EUR|2" ]
 	run --separate-stderr dp-sink-pg --stdin --table "$T" --on-error skip --map '{px: (.px + "a")}' <<< '{"px":1}'
 	[[ $stderr == *"line 1: --map: jq error: number (1) and string (\"a\") cannot be added"* ]]
 	[ "$(count)" = 2 ]
+}
+
+@test "--map and big numbers: object construction keeps an integer's digits" {
+	printf '%s\n' '{"id":288230376151711744,"n":13911860366432393,"x":1}' > "$W/in"
+	run --separate-stderr dp-sink-pg --stdin --table "$T" --create --map '{id, n}' < "$W/in"
+	[ "$status" -eq 0 ]
+	[[ $stderr != *"2^53"* ]]
+	run q "select id, n from \"$T\""
+	[ "$output" = "288230376151711744|13911860366432393" ]
 }
 
 @test "a hostile field or table name becomes exactly that name, never SQL" {
@@ -520,7 +469,7 @@ ok" ]
 	run --separate-stderr dp-sink-pg --stdin --source-id "$T" --on-error skip < "$W/in"
 	[ "$status" -eq 0 ]
 	[[ $stderr == *"line 500 of source '$T': new row for relation"* ]]
-	[[ $stderr == *"skipped 1 bad record"* ]]
+	[[ $stderr == *"1 bad record skipped"* ]]
 	run q "select count(*), count(distinct seq), max(seq) from \"$T\" where seq <> 500"
 	[ "$output" = "999|999|1000" ]
 	[ "$(stored "$T")" = 1000 ]
@@ -535,7 +484,7 @@ ok" ]
 	[[ $stderr == *'line 1007: null value in column "price"'* ]]
 	[[ $stderr == *'line 2007: null value in column "price"'* ]]
 	[[ $stderr == *'line 2500: column "seq" (bigint): "x" is not an integer'* ]]
-	[[ $stderr == *"skipped 4 bad records"* ]]
+	[[ $stderr == *"4 bad records skipped"* ]]
 	[ "$(count)" = 2996 ]
 }
 
@@ -663,7 +612,7 @@ ok" ]
 	[ "$status" -eq 0 ]
 	trace=$(printf '%s\n' "$stderr" | grep '^{' | jq -r '"\(.from) \(.event) \(.to)"' | uniq | paste -sd,)
 	[[ $trace == "idle start connecting,connecting connected idle,idle MESSAGE_RECEIVED processing_message,processing_message PROCESS_SUCCESS writing_to_db,writing_to_db WRITE_SUCCESS idle,"* ]]
-	[[ $trace == *",idle eof committing,committing committed done" ]]
+	[[ $trace == *",idle eof committing,committing committed closing,closing closed done" ]]
 	[[ $stderr == *"progress: 25 rows"*"overall"* ]]
 }
 
@@ -693,7 +642,7 @@ ok" ]
 	for o in $opts; do
 		grep -qF -- "Fl ${o#-}" "$DP_ROOT/man/dp-sink-pg.1" || { echo "man lacks $o"; false; }
 		grep -qE -- "(^|[[:space:]\"'])$o([[:space:]\"'=]|\$)" "$DP_ROOT/completions/bash/dp-sink-pg" || { echo "bash lacks $o"; false; }
-		grep -qF -- "'$o" "$DP_ROOT/completions/zsh/_dp-sink-pg" || grep -qF -- ",$o" "$DP_ROOT/completions/zsh/_dp-sink-pg" || { echo "zsh lacks $o"; false; }
+		grep -qE -- "['),]$o([=+[]|'|\\}|,)" "$DP_ROOT/completions/zsh/_dp-sink-pg" || { echo "zsh lacks $o"; false; }
 	done
 	run bash -c 'source "$DP_ROOT/completions/bash/dp-sink-pg"
 		COMP_WORDS=(dp-sink-pg --unknown-keys ""); COMP_CWORD=2; _dp_sink_pg; echo "${COMPREPLY[*]}"

@@ -2,6 +2,7 @@
 # dp-tail against the real broker: output forms, where to start and stop,
 # consumer groups, and the closed-pipe case.
 
+bats_require_minimum_version 1.5.0
 load helpers/common
 load helpers/kafka
 
@@ -49,6 +50,32 @@ kcat_dump() {
 	grep -q '"key":"tomb","headers":\[\],"value":null}' "$W/env"
 	grep -q '"key":"//5r","key_encoding":"base64"' "$W/env"
 	grep -q '{"key":"nul","value":null}' "$W/env"
+}
+
+@test "envelope copy carries odd but valid JSON byte for byte, as the plain path accepts it" {
+	create_topic "$T"
+	create_topic "$T.copy"
+	# escapes, surrogates (lone ones too), huge numbers, empty and repeated
+	# names, raw UTF-8; then 1000 levels deep (the scanner allows 1024)
+	cp "$DP_ROOT/tests/fixtures/json/odd.ndjson" "$W/in"
+	python3 -c 'print("[" * 1000 + "]" * 1000); print("{\"a\":" * 1000 + "{}" + "}" * 1000)' >> "$W/in"
+	n=$(wc -l < "$W/in")
+	run dp-publish -t "$T" < "$W/in"
+	[ "$status" -eq 0 ]
+	[ "$output" = "" ]
+	# keys and header names that are not plain text
+	printf '\xc3\xa9\x01k\t|{"s":"\\ud800"}\n' |
+		kcat_produce "$T" -K'|' -H "$(printf 'h\xc3\xa9=\x01v')" -H "$(printf '\xff=x')"
+	run dp-tail -t "$T" --from beginning -e --envelope
+	[ "$status" -eq 0 ]
+	printf '%s\n' "$output" > "$W/env"
+	[ "$(wc -l < "$W/env")" -eq $((n + 1)) ]
+	run dp-publish --envelope -t "$T.copy" < "$W/env"
+	[ "$status" -eq 0 ]
+	[ "$output" = "" ]
+	cmp <(kcat_dump "$T") <(kcat_dump "$T.copy")
+	cmp "$W/in" <(kcat_payloads "$T.copy" -c "$n")
+	grep -qF '{"key":"/w==","key_encoding":"base64","value":"x"}' "$W/env"
 }
 
 @test "--from beginning, -N per partition, N, and @TIME" {
@@ -155,12 +182,34 @@ kcat_dump() {
 	[ "$(tail -1 <<<"$output")" = 15 ]
 }
 
+@test "jq and big numbers: the fast shapes keep an integer's bytes, libjq warns once" {
+	create_topic "$T"
+	printf '%s\n' '{"id":288230376151711744,"n":13911860366432393}' \
+		'{"id":288230376151711745,"n":1}' | dp-publish -t "$T"
+	run --separate-stderr dp-tail -t "$T" --from beginning -e --filter '{id,n}'
+	[ "$status" -eq 0 ]
+	[ "$output" = '{"id":288230376151711744,"n":13911860366432393}
+{"id":288230376151711745,"n":1}' ]
+	[ "$stderr" = "" ]
+	run --separate-stderr dp-tail -t "$T" --from beginning -e --filter '.id'
+	[ "$output" = $'288230376151711744\n288230376151711745' ]
+	run --separate-stderr dp-tail -t "$T" --from beginning -e \
+		--filter 'select(.n > 2 and .id != null) | {n: (.n | tostring), "the id": .id}'
+	[ "$output" = '{"n":"13911860366432393","the id":288230376151711744}' ]
+	[ "$stderr" = "" ]
+	# Arithmetic is libjq's: the digits may change, and it says so, once.
+	run --separate-stderr dp-tail -t "$T" --from beginning -e --filter '[.id + 0]'
+	[ "$status" -eq 0 ]
+	[ "${#lines[@]}" -eq 2 ]
+	[ "$stderr" = "dp-tail: jq expression '[.id + 0]' sees the integer 288230376151711744, beyond 2^53: libjq holds numbers as doubles and may change its last digits (see \"jq and big numbers\" in the man page)" ]
+}
+
 @test "--non-json: error names the record, skip, string and base64 carry it" {
 	create_topic "$T"
 	printf '{"a":1}\nplain\n\xff\xfe\n' | kcat_produce "$T"
 	run dp-tail -t "$T" --from beginning -e
 	[ "$status" -eq 65 ]
-	[[ $output == *"dp-tail: $T [0] offset 1: value is not JSON"* ]]
+	[[ $output == *"dp-tail: $T [0] offset 1: value is not JSON (unexpected character at byte 1); see --non-json"* ]]
 	run dp-tail -t "$T" --from beginning -e --non-json skip
 	[ "$status" -eq 0 ]
 	[ "${lines[0]}" = '{"a":1}' ]
@@ -170,6 +219,11 @@ kcat_dump() {
 	[ "${lines[2]}" = '"//4="' ]
 	run dp-tail -t "$T" --from beginning -e --non-json base64
 	[ "${lines[1]}" = '"cGxhaW4="' ]
+	# An empty value has no byte to point at.
+	printf 'k:\n' | kcat_produce "$T" -K:
+	run dp-tail -t "$T" --from 3 -e
+	[ "$status" -eq 65 ]
+	[ "$output" = "dp-tail: $T [0] offset 3: value is not JSON (empty value); see --non-json" ]
 }
 
 @test "a ^regex subscription picks up topics created later" {

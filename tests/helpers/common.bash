@@ -23,6 +23,10 @@
 #                             answers; sets BLACKHOLE_PORT (stopped at teardown
 #                             by blackhole_stop, which a test's teardown calls)
 #   proc_gone PID             the process has ended (a zombie counts)
+#   bg_kill                   SIGKILLs and reaps every PID in the array BG_PIDS
+#                             (a test's background commands; for teardown)
+#   pace FILE SECONDS         FILE on stdout, spread evenly over about SECONDS
+#                             (a stream still flowing while a test acts on it)
 #   signal_within SECS SIG CMD...  runs CMD in the background, sends SIG once its
 #                             stderr shows the machine left "idle" (it runs with
 #                             --trace-states), and checks that it ends within SECS;
@@ -112,6 +116,30 @@ psql_dp() {
 # for its parent).
 proc_gone() {
 	[[ ! -d /proc/$1 ]] || [[ $(awk '/^State:/{print $2}' "/proc/$1/status" 2>/dev/null) == Z ]]
+}
+
+bg_kill() {
+	local p
+	for p in "${BG_PIDS[@]}"; do
+		kill -KILL "$p" 2>/dev/null || true
+		wait "$p" 2>/dev/null || true
+	done
+}
+
+pace() {
+	python3 - "$1" "$2" <<'PY'
+import sys, time
+lines = open(sys.argv[1], "rb").readlines()
+chunks = 50
+per = max(1, len(lines) // chunks)
+for i in range(0, len(lines), per):
+    try:
+        sys.stdout.buffer.write(b"".join(lines[i:i + per]))
+        sys.stdout.buffer.flush()
+    except BrokenPipeError:
+        sys.exit(0)
+    time.sleep(float(sys.argv[2]) / chunks)
+PY
 }
 
 blackhole_start() {

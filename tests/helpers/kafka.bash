@@ -9,6 +9,13 @@
 #   broker_pause, broker_resume      SIGSTOP / SIGCONT the broker: it hangs as a
 #                                    broker under a long GC pause or a frozen VM
 #                                    does; resume is safe to call when not paused
+#   need_kafka_restart               skips the test unless the harness's own
+#                                    Kafka can be restarted (not DP_TEST_BROKERS)
+#   kafka_restart_bg DURATION        scripts/stack restart kafka --down-for
+#                                    DURATION in the background (keeps data);
+#                                    sets KAFKA_RESTART_PID, log in
+#                                    $BATS_TEST_TMPDIR/kafka-restart.log
+#   kafka_restart_wait               waits for it; fails when it failed
 
 create_topic() {
 	local name=${1:?create_topic NAME [PARTITIONS]} parts=${2:-1}
@@ -54,5 +61,27 @@ broker_resume() {
 	if [[ -n ${BROKER_PAUSED:-} ]]; then
 		kill -CONT "$BROKER_PAUSED" 2>/dev/null || true
 		BROKER_PAUSED=
+	fi
+}
+
+need_kafka_restart() {
+	[[ -z ${DP_TEST_BROKERS:-} && -n ${DP_STACK_DIR:-} ]] ||
+		skip "needs the harness's own Kafka to restart (DP_TEST_BROKERS is set, or DP_STACK_DIR is not)"
+}
+
+kafka_restart_bg() {
+	"$DP_ROOT/scripts/stack" restart kafka --down-for "${1:?kafka_restart_bg DURATION}" \
+		> "$BATS_TEST_TMPDIR/kafka-restart.log" 2>&1 &
+	KAFKA_RESTART_PID=$!
+}
+
+kafka_restart_wait() {
+	local st=0
+	[[ -n ${KAFKA_RESTART_PID:-} ]] || return 0
+	wait "$KAFKA_RESTART_PID" || st=$?
+	KAFKA_RESTART_PID=
+	if ((st != 0)); then
+		cat "$BATS_TEST_TMPDIR/kafka-restart.log" >&2
+		return 1
 	fi
 }
