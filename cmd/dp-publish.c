@@ -1800,11 +1800,16 @@ run_lines(struct pub *p)
 			dp_producer_flush(p->prod, 10);
 			serve(p);
 			quiet = false;
+			/* stdout failed under --report: also while the input pauses. */
+			if (p->status)
+				return end_input(p, E_FATAL);
 			continue;
 		}
 		struct dp_feed_batch *b = dp_feed_next(p->feed, 100);
 		if (!b) {
 			serve(p);
+			if (p->status)
+				return end_input(p, E_FATAL);
 			continue;
 		}
 		int st = send_batch(p, b);
