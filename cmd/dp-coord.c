@@ -657,7 +657,7 @@ act_serve_connect(struct dp_fsm *m, void *ctx)
 		.arg = c, .record = on_request, .assigned = on_assigned, .revoked = on_revoked,
 	};
 	const struct dp_producer_conf pconf = { .common = &c->common, .topic = c->registry };
-	const struct dp_registry_conf rconf = { &c->common, c->registry, NULL, NULL };
+	const struct dp_registry_conf rconf = { .common = &c->common, .topic = c->registry };
 	static const struct dp_kv admin_defaults[] = { { "allow.auto.create.topics", "false" } };
 
 	c->admin = dp_kafka_new(&c->common, RD_KAFKA_PRODUCER, admin_defaults, 1, NULL, NULL,
@@ -839,8 +839,13 @@ act_create(struct dp_fsm *m, void *ctx)
 	}
 	if (d == DP_COORD_CREATE) {
 		int partitions = 0;
-		int st = dp_kafka_probe(c->admin, spec.source, (int)c->common.timeout_ms,
-		                        &partitions, &why);
+		/*
+		 * A topic that is its own source is fed directly by the producer
+		 * that asked for it (dp-publish --request-topics): no source to check.
+		 */
+		int st = strcmp(spec.source, spec.topic) == 0
+		         ? 0 : dp_kafka_probe(c->admin, spec.source, (int)c->common.timeout_ms,
+		                              &partitions, &why);
 		if (st == DP_EX_NOTFOUND) {
 			dp_coord_reject(&spec, DP_DYN_NO_SOURCE, "source topic '%s' does not exist",
 			                spec.source);
@@ -1037,7 +1042,7 @@ act_client_connect(struct dp_fsm *m, void *ctx)
 	struct coord *c = ctx;
 	struct dp_buf *err = &c->err;
 	const struct dp_producer_conf pconf = { .common = &c->common, .topic = c->requests };
-	const struct dp_registry_conf rconf = { &c->common, c->registry, NULL, NULL };
+	const struct dp_registry_conf rconf = { .common = &c->common, .topic = c->registry };
 	int st;
 
 	/*
@@ -1222,27 +1227,9 @@ act_await(struct dp_fsm *m, void *ctx)
 static bool
 wanted(struct coord *c, const struct dp_dyn_spec *s)
 {
-	struct dp_buf line = DP_BUF_INIT, out = DP_BUF_INIT;
-	enum dp_json_type t = DP_JSON_TRUE;
-
 	if (!s || s->state != DP_DYN_ACTIVE)
 		return false;
-	if (!c->match_expr)
-		return true;
-	if (dp_dyn_spec_json(&line, s) == 0) {
-		struct dp_expr_rec rec = DP_EXPR_REC(line.data, line.len);
-		dp_buf_reset(&c->err);
-		if (dp_expr_first(c->match_expr, &rec, &t, &out, &c->err) < 0) {
-			dp_warn("--match on '%s': %s", s->topic, dp_buf_str(&c->err));
-			t = DP_JSON_FALSE;
-		}
-		dp_expr_rec_clear(&rec);
-	} else {
-		t = DP_JSON_FALSE;
-	}
-	dp_buf_free(&line);
-	dp_buf_free(&out);
-	return t != DP_JSON_FALSE && t != DP_JSON_NULL && t != DP_JSON_INVALID;
+	return !c->match_expr || dp_dyn_spec_matches(s, c->match_expr, "--match");
 }
 
 /* A registry change, for watch (print it) and run (start or stop a child). */
@@ -1294,7 +1281,8 @@ act_load(struct dp_fsm *m, void *ctx)
 {
 	struct coord *c = ctx;
 	const struct dp_registry_conf rconf = {
-		&c->common, c->registry, c->sub == SUB_LIST ? NULL : on_change, c,
+		.common = &c->common, .topic = c->registry,
+		.change = c->sub == SUB_LIST ? NULL : on_change, .arg = c,
 	};
 	int st;
 

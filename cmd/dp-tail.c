@@ -6,6 +6,11 @@
  * Its commit hook is "flush stdout", so with -g an offset is stored only
  * after the lines of its record reached the reader: a reader sees every
  * record at least once across restarts.
+ *
+ * With --follow and --follow-match it is the seed's consumer of dynamic
+ * topics: it follows the registry (registry.h) and adds each topic to
+ * the engine once the coordinator made it active, reads it from its
+ * beginning, and reads a retired one up to its end, then drops it.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -18,6 +23,7 @@
 
 #include <librdkafka/rdkafka.h>
 
+#include "admin.h"
 #include "base64.h"
 #include "buf.h"
 #include "cli.h"
@@ -33,8 +39,21 @@
 #include "log.h"
 #include "out.h"
 #include "progress.h"
+#include "registry.h"
+#include "sig.h"
+#include "timefmt.h"
+#include "backoff.h"
 
 enum non_json { NJ_ERROR, NJ_SKIP, NJ_STRING, NJ_BASE64 };
+
+/* A dynamic topic followed: named by --follow, or found by --follow-match. */
+struct followed {
+	char *topic;
+	bool named;              /* --follow NAME: once finished, for good */
+	bool reading;            /* added to the consumer */
+	bool ending;             /* retired or deleted: read up to its end, then drop */
+	bool finished;           /* read to its end, or gone */
+};
 
 struct tail {
 	struct dp_common common;
@@ -57,9 +76,16 @@ struct tail {
 	bool progress;
 	struct dp_expr *filter;
 	enum non_json non_json;
+	const char *registry;    /* --registry */
+	struct dp_expr *follow_match;
+	bool following;          /* --follow or --follow-match */
 
 	/* resources */
 	struct dp_consumer *c;
+	struct dp_registry *reg;
+	struct followed *fl;
+	size_t nfl;
+	struct dp_backoff backoff;
 	struct dp_buf line;      /* one record's JSON */
 	struct dp_buf text;      /* -r: a string's decoded contents */
 	struct dp_buf err;
@@ -72,51 +98,80 @@ struct tail {
 	struct dp_consumer_part **moved;   /* the partitions of a rebalance event */
 	size_t nmoved;
 	struct dp_progress prog;
+	bool prog_started;
+	int64_t reg_polled;      /* when the registry was last polled (monotonic ms) */
+	bool reg_changed;        /* it changed since the last survey */
 };
 
 /* ---- state machine ---------------------------------------------------- */
 
-enum state { S_IDLE, S_CONNECTING, S_CONSUMING, S_CLOSING, S_DONE, S_FAILED, NSTATES };
+/*
+ * The seed's consumer of dynamic topics (idle, subscribing, consuming,
+ * processingMessage, error) around the engine's connect and close.  A
+ * reader of fixed topics goes from connecting straight to consuming.
+ * consuming polls; each poll that handed records over passes through
+ * processingMessage, which takes stock of them (progress, finished
+ * topics) before the next poll.
+ */
+enum state { S_IDLE, S_CONNECTING, S_SUBSCRIBING, S_CONSUMING, S_PROCESSING, S_ERROR,
+             S_CLOSING, S_DONE, S_FAILED, NSTATES };
 enum event { E_START, E_CONNECTED, E_BAD_CONFIG, E_UNREACHABLE, E_SIGNAL, E_ASSIGNED,
              E_REVOKED, E_END, E_COUNT, E_PIPE_CLOSED, E_BAD_RECORD, E_FATAL, E_CLOSED,
-             E_COMMIT_FAILED, E_FAILED, NEVENTS };
+             E_COMMIT_FAILED, E_FAILED, E_SUBSCRIBE, E_SUBSCRIBED, E_SUBSCRIBE_FAILED,
+             E_MESSAGE, E_PROCESSED, E_RESET, NEVENTS };
 
 static const char *const state_names[NSTATES] = {
-	"idle", "connecting", "consuming", "closing", "done", "failed",
+	"idle", "connecting", "subscribing", "consuming", "processingMessage", "error",
+	"closing", "done", "failed",
 };
 static const char *const event_names[NEVENTS] = {
 	"start", "connected", "bad_config", "unreachable", "signal", "assigned",
 	"revoked", "end", "count", "pipe_closed", "bad_record", "fatal", "closed",
-	"commit_failed", "failed",
+	"commit_failed", "failed", "SUBSCRIBE_TO_TOPIC", "SUBSCRIBE_SUCCESS",
+	"SUBSCRIBE_FAILURE", "MESSAGE_RECEIVED", "PROCESS_SUCCESS", "RESET",
 };
 
 static int act_connect(struct dp_fsm *m, void *ctx);
+static int act_subscribe(struct dp_fsm *m, void *ctx);
 static int act_consume(struct dp_fsm *m, void *ctx);
+static int act_process(struct dp_fsm *m, void *ctx);
+static int act_error(struct dp_fsm *m, void *ctx);
 static int act_assigned(struct dp_fsm *m, void *ctx);
 static int act_revoked(struct dp_fsm *m, void *ctx);
 static int act_close(struct dp_fsm *m, void *ctx);
 
 static const struct dp_fsm_row rows[] = {
-	/* state         event             next           action */
-	{ S_IDLE,       E_START,         S_CONNECTING, act_connect },
-	{ S_CONNECTING, E_CONNECTED,     S_CONSUMING,  act_consume },
-	{ S_CONNECTING, E_BAD_CONFIG,    S_FAILED,     NULL },
-	{ S_CONNECTING, E_UNREACHABLE,   S_FAILED,     NULL },
-	{ S_CONNECTING, E_SIGNAL,        S_DONE,       NULL },
+	/* state          event               next           action */
+	{ S_IDLE,        E_START,            S_CONNECTING,  act_connect },
+	{ S_CONNECTING,  E_CONNECTED,        S_CONSUMING,   act_consume },
+	{ S_CONNECTING,  E_SUBSCRIBE,        S_SUBSCRIBING, act_subscribe },
+	{ S_CONNECTING,  E_BAD_CONFIG,       S_FAILED,      NULL },
+	{ S_CONNECTING,  E_UNREACHABLE,      S_FAILED,      NULL },
+	{ S_CONNECTING,  E_SIGNAL,           S_DONE,        NULL },
+	/* --follow, --follow-match: wait for a topic to be active, then add it. */
+	{ S_SUBSCRIBING, E_SUBSCRIBED,       S_CONSUMING,   act_consume },
+	{ S_SUBSCRIBING, E_SUBSCRIBE_FAILED, S_ERROR,       act_error },
+	{ S_SUBSCRIBING, E_SIGNAL,           S_CLOSING,     act_close },
+	{ S_SUBSCRIBING, E_FATAL,            S_CLOSING,     act_close },
+	{ S_ERROR,       E_RESET,            S_SUBSCRIBING, act_subscribe },
+	{ S_ERROR,       E_SIGNAL,           S_CLOSING,     act_close },
+	{ S_CONSUMING,   E_MESSAGE,          S_PROCESSING,  act_process },
+	{ S_PROCESSING,  E_PROCESSED,        S_CONSUMING,   act_consume },
+	{ S_CONSUMING,   E_SUBSCRIBE,        S_SUBSCRIBING, act_subscribe },
 	/* From the consumer's hooks, while act_consume polls: */
-	{ S_CONSUMING,  E_ASSIGNED,      DP_FSM_SAME,  act_assigned },
-	{ S_CONSUMING,  E_REVOKED,       DP_FSM_SAME,  act_revoked },
-	{ S_CONSUMING,  E_END,           S_CLOSING,    act_close },
-	{ S_CONSUMING,  E_COUNT,         S_CLOSING,    act_close },
-	{ S_CONSUMING,  E_SIGNAL,        S_CLOSING,    act_close },
-	{ S_CONSUMING,  E_PIPE_CLOSED,   S_CLOSING,    act_close },
-	{ S_CONSUMING,  E_BAD_RECORD,    S_CLOSING,    act_close },
-	{ S_CONSUMING,  E_FATAL,         S_CLOSING,    act_close },
+	{ S_CONSUMING,   E_ASSIGNED,         DP_FSM_SAME,   act_assigned },
+	{ S_CONSUMING,   E_REVOKED,          DP_FSM_SAME,   act_revoked },
+	{ S_CONSUMING,   E_END,              S_CLOSING,     act_close },
+	{ S_CONSUMING,   E_COUNT,            S_CLOSING,     act_close },
+	{ S_CONSUMING,   E_SIGNAL,           S_CLOSING,     act_close },
+	{ S_CONSUMING,   E_PIPE_CLOSED,      S_CLOSING,     act_close },
+	{ S_CONSUMING,   E_BAD_RECORD,       S_CLOSING,     act_close },
+	{ S_CONSUMING,   E_FATAL,            S_CLOSING,     act_close },
 	/* Leaving the group revokes, inside act_close: */
-	{ S_CLOSING,    E_REVOKED,       DP_FSM_SAME,  act_revoked },
-	{ S_CLOSING,    E_CLOSED,        S_DONE,       NULL },
-	{ S_CLOSING,    E_COMMIT_FAILED, S_FAILED,     NULL },
-	{ S_CLOSING,    E_FAILED,        S_FAILED,     NULL },
+	{ S_CLOSING,     E_REVOKED,          DP_FSM_SAME,   act_revoked },
+	{ S_CLOSING,     E_CLOSED,           S_DONE,        NULL },
+	{ S_CLOSING,     E_COMMIT_FAILED,    S_FAILED,      NULL },
+	{ S_CLOSING,     E_FAILED,           S_FAILED,      NULL },
 };
 static const struct dp_fsm_final finals[] = { { S_DONE, 0 }, { S_FAILED, DP_FSM_REASON } };
 
@@ -128,7 +183,7 @@ static const struct dp_fsm_def machine = {
 /* ---- options ---------------------------------------------------------- */
 
 enum { OPT_FROM = DP_OPT_CMD, OPT_UNTIL, OPT_ENVELOPE, OPT_FILTER, OPT_NON_JSON,
-       OPT_PROGRESS };
+       OPT_PROGRESS, OPT_FOLLOW, OPT_FOLLOW_MATCH, OPT_REGISTRY };
 
 static const struct option longopts[] = {
 	{ "topic",      required_argument, NULL, 't' },
@@ -143,6 +198,9 @@ static const struct option longopts[] = {
 	{ "filter",     required_argument, NULL, OPT_FILTER },
 	{ "non-json",   required_argument, NULL, OPT_NON_JSON },
 	{ "progress",   no_argument,       NULL, OPT_PROGRESS },
+	{ "follow",     required_argument, NULL, OPT_FOLLOW },
+	{ "follow-match", required_argument, NULL, OPT_FOLLOW_MATCH },
+	{ "registry",   required_argument, NULL, OPT_REGISTRY },
 	DP_CLI_KAFKA_LONG,
 	DP_CLI_BASE_LONG,
 	{ NULL, 0, NULL, 0 },
@@ -152,6 +210,7 @@ static void
 usage(FILE *fp)
 {
 	fputs("usage: dp-tail -t TOPIC [-t TOPIC ...] [-p N ...] [-g GROUP] [options]\n"
+	      "       dp-tail --follow NAME [--follow NAME ...] [--follow-match JQ] [options]\n"
 	      "\n"
 	      "Consume Kafka records and print them as NDJSON on stdout.\n"
 	      "\n"
@@ -163,10 +222,18 @@ usage(FILE *fp)
 	      "  -g, --group GROUP       join consumer group GROUP and commit offsets after\n"
 	      "                          the lines are flushed (without -g nothing is committed)\n"
 	      "\n"
+	      "Dynamic topics (see dp-coord(1)):\n"
+	      "      --follow NAME       wait until dynamic topic NAME is active, read it from\n"
+	      "                          its beginning; ends once it is retired and read to\n"
+	      "                          its end (or at its end with -e); repeatable\n"
+	      "      --follow-match JQ   read every active dynamic topic whose spec matches,\n"
+	      "                          adding new ones as they come, until a signal\n"
+	      "      --registry TOPIC    the registry (default $DP_REGISTRY, else dp.registry)\n"
+	      "\n"
 	      "Where to start and stop:\n"
 	      "      --from WHERE        beginning, end, stored, -N (last N per partition),\n"
 	      "                          N (offset), or @TIME (RFC 3339, epoch ms, or -1h);\n"
-	      "                          default: end, or stored with -g\n"
+	      "                          default: end, stored with -g, beginning with --follow\n"
 	      "      --until WHEN        end (offsets as they were at start) or @TIME\n"
 	      "  -n, --count N           stop after printing N records\n"
 	      "  -e, --exit              same as --until end\n"
@@ -220,14 +287,39 @@ add_partition(struct tail *t, const char *s)
 	return 0;
 }
 
+/* A followed topic; NULL when out of memory (said). */
+static struct followed *
+add_followed(struct tail *t, const char *name, bool named)
+{
+	struct followed *v = realloc(t->fl, (t->nfl + 1) * sizeof(*v));
+
+	if (!v) {
+		dp_err("out of memory");
+		return NULL;
+	}
+	t->fl = v;
+	v = &v[t->nfl];
+	memset(v, 0, sizeof(*v));
+	v->named = named;
+	if (!(v->topic = strdup(name))) {
+		dp_err("out of memory");
+		return NULL;
+	}
+	t->nfl++;
+	return v;
+}
+
 static int
 parse_options(void *ctx, int argc, char **argv)
 {
 	struct tail *t = ctx;
 	const char *shortopts = "t:p:g:n:er" DP_CLI_KAFKA_SHORT DP_CLI_BASE_SHORT;
 	struct dp_buf err = DP_BUF_INIT;
+	const char *e;
+	bool from_given = false;
 	int opt;
 
+	t->registry = (e = getenv("DP_REGISTRY")) && *e ? e : DP_REGISTRY_DEFAULT;
 	while ((opt = getopt_long(argc, argv, shortopts, longopts, NULL)) != -1) {
 		switch (opt) {
 		case 't':
@@ -244,6 +336,7 @@ parse_options(void *ctx, int argc, char **argv)
 		case OPT_FROM:
 			if (dp_consumer_parse_from(optarg, &t->from, &t->from_arg) < 0)
 				return -1;
+			from_given = true;
 			break;
 		case OPT_UNTIL:
 			if (dp_consumer_parse_until(optarg, &t->until, &t->until_ms) < 0)
@@ -264,6 +357,22 @@ parse_options(void *ctx, int argc, char **argv)
 			break;
 		case OPT_PROGRESS:
 			t->progress = true;
+			break;
+		case OPT_FOLLOW:
+			if (!add_followed(t, optarg, true))
+				return -1;
+			break;
+		case OPT_FOLLOW_MATCH:
+			dp_expr_free(t->follow_match);
+			t->follow_match = dp_expr_compile(optarg, &err);
+			if (!t->follow_match) {
+				dp_err("invalid --follow-match: %s", dp_buf_str(&err));
+				dp_buf_free(&err);
+				return -1;
+			}
+			break;
+		case OPT_REGISTRY:
+			t->registry = optarg;
 			break;
 		case OPT_FILTER:
 			dp_expr_free(t->filter);        /* the last one given wins */
@@ -301,6 +410,10 @@ parse_options(void *ctx, int argc, char **argv)
 		dp_err("unexpected argument '%s' (name topics with -t)", argv[optind]);
 		return -1;
 	}
+	t->following = t->nfl || t->follow_match;
+	/* A dynamic topic holds only what was routed to it once it was active. */
+	if (t->following && !from_given)
+		t->from = DP_FROM_BEGINNING;
 	return 0;
 }
 
@@ -309,8 +422,28 @@ validate(void *ctx)
 {
 	struct tail *t = ctx;
 
+	if (t->following) {
+		if (t->ntopics || t->npartitions || t->group) {
+			dp_err("--follow and --follow-match read dynamic topics without a group: "
+			       "-t, -p and -g cannot be used with them");
+			return -1;
+		}
+		if (t->follow_match && t->until != DP_UNTIL_NONE) {
+			dp_err("--follow-match follows for ever: -e and --until are for --follow");
+			return -1;
+		}
+		for (size_t i = 0; i < t->nfl; i++) {
+			struct dp_buf err = DP_BUF_INIT;
+			if (dp_admin_check_name(t->fl[i].topic, &err)) {
+				dp_err("invalid --follow '%s': %s", t->fl[i].topic, dp_buf_str(&err));
+				dp_buf_free(&err);
+				return -1;
+			}
+		}
+		return 0;
+	}
 	if (t->ntopics == 0) {
-		dp_err("no topic: use -t TOPIC");
+		dp_err("no topic: use -t TOPIC, or --follow NAME");
 		return -1;
 	}
 	if (t->from == DP_FROM_STORED && !t->group) {
@@ -550,6 +683,166 @@ on_revoked(struct dp_consumer *c, void *arg, struct dp_consumer_part **parts, si
 
 /* ---- actions ---------------------------------------------------------------- */
 
+/* ---- following dynamic topics --------------------------------------------- */
+
+static struct followed *
+followed_of(struct tail *t, const char *topic)
+{
+	for (size_t i = 0; i < t->nfl; i++)
+		if (strcmp(t->fl[i].topic, topic) == 0)
+			return &t->fl[i];
+	return NULL;
+}
+
+/* The registry changed: look at it after the poll, outside the callback. */
+static void
+on_registry(void *arg, const char *topic, const struct dp_dyn_spec *old,
+            const struct dp_dyn_spec *now, int64_t offset)
+{
+	struct tail *t = arg;
+
+	t->reg_changed = true;
+}
+
+/* The engine: a topic read was deleted.  Finished: it has no more records. */
+static int
+on_gone(struct dp_consumer *c, void *arg, const char *topic)
+{
+	struct tail *t = arg;
+	struct followed *f = followed_of(t, topic);
+
+	if (!f)
+		return DP_EX_UNAVAILABLE;
+	dp_info("dynamic topic '%s' was deleted: it is read no more", topic);
+	f->reading = false;
+	f->finished = true;
+	return 0;
+}
+
+/*
+ * Bring the followed topics in line with the registry: new matches for
+ * --follow-match, and a topic read that is retired or gone is read up
+ * to its end as it is now (or dropped when it is gone already).
+ */
+static int
+survey(struct tail *t)
+{
+	size_t n;
+	const struct dp_dyn_spec *const *v = dp_registry_specs(t->reg, &n);
+
+	t->reg_changed = false;
+	for (size_t i = 0; t->follow_match && i < n; i++) {
+		struct followed *f = followed_of(t, v[i]->topic);
+		if (v[i]->state != DP_DYN_ACTIVE)
+			continue;
+		if (f && f->finished && !f->named && !f->reading) {
+			/* Made anew after it went: read it again. */
+			f->finished = f->ending = false;
+			continue;
+		}
+		if (!f && dp_dyn_spec_matches(v[i], t->follow_match, "--follow-match") &&
+		    !add_followed(t, v[i]->topic, false))
+			return -1;
+	}
+	for (size_t i = 0; i < t->nfl; i++) {
+		struct followed *f = &t->fl[i];
+		const struct dp_dyn_spec *s = dp_registry_get(t->reg, f->topic);
+		if (!f->reading || f->ending || (s && s->state == DP_DYN_ACTIVE))
+			continue;
+		dp_info("dynamic topic '%s' is %s: reading it up to its end", f->topic,
+		        s ? dp_dyn_state_name(s->state) : "deleted");
+		f->ending = true;
+		dp_buf_reset(&t->err);
+		int st = dp_consumer_end_topic(t->c, f->topic, &t->err);
+		if (st == DP_KAFKA_STOPPED)
+			return 0;               /* the caller sees the signal */
+		if (st) {
+			dp_info("dynamic topic '%s' is gone: %s", f->topic, dp_buf_str(&t->err));
+			dp_consumer_drop_topic(t->c, f->topic);
+			f->reading = false;
+			f->finished = true;
+		}
+	}
+	return 0;
+}
+
+/* Topics read to their end (retired, or -e) leave the consumer. */
+static void
+finish_topics(struct tail *t)
+{
+	for (size_t i = 0; i < t->nfl; i++) {
+		struct followed *f = &t->fl[i];
+		if (!f->reading || !dp_consumer_topic_done(t->c, f->topic))
+			continue;
+		dp_info("dynamic topic '%s' read to its end", f->topic);
+		dp_consumer_drop_topic(t->c, f->topic);
+		f->reading = false;
+		f->finished = true;
+	}
+}
+
+/* Followed topics that are active and not read yet. */
+static bool
+to_add(struct tail *t)
+{
+	for (size_t i = 0; i < t->nfl; i++) {
+		const struct followed *f = &t->fl[i];
+		const struct dp_dyn_spec *s = dp_registry_get(t->reg, f->topic);
+		if (!f->reading && !f->finished && s && s->state == DP_DYN_ACTIVE)
+			return true;
+	}
+	return false;
+}
+
+static bool
+reading_any(const struct tail *t)
+{
+	for (size_t i = 0; i < t->nfl; i++)
+		if (t->fl[i].reading)
+			return true;
+	return false;
+}
+
+/* --follow without --follow-match: every named topic is finished. */
+static bool
+all_finished(const struct tail *t)
+{
+	if (t->follow_match)
+		return false;
+	for (size_t i = 0; i < t->nfl; i++)
+		if (!t->fl[i].finished)
+			return false;
+	return true;
+}
+
+/* Poll the registry (at most every 100 ms); 0, or the event that ends the wait. */
+static int
+follow_registry(struct tail *t, int ms)
+{
+	int64_t now = dp_time_mono_ms();
+	int st;
+
+	if (ms == 0 && now - t->reg_polled < 100)
+		return 0;
+	t->reg_polled = now;
+	dp_buf_reset(&t->err);
+	if ((st = dp_registry_poll(t->reg, ms, &t->err)) == DP_KAFKA_STOPPED || dp_sig_stop)
+		return E_SIGNAL;
+	if (st) {
+		dp_err("registry: %s", dp_buf_str(&t->err));
+		dp_fsm_fail(&t->fsm, st);
+		return E_FATAL;
+	}
+	if (t->reg_changed && survey(t) < 0) {
+		dp_err("out of memory");
+		dp_fsm_fail(&t->fsm, DP_EX_SOFTWARE);
+		return E_FATAL;
+	}
+	return dp_sig_stop ? E_SIGNAL : 0;
+}
+
+/* ---- actions ---------------------------------------------------------------- */
+
 /* idle -> connecting: the client, then proof that the cluster and topics answer. */
 static int
 act_connect(struct dp_fsm *m, void *ctx)
@@ -565,7 +858,11 @@ act_connect(struct dp_fsm *m, void *ctx)
 	};
 	const struct dp_consumer_hooks hooks = {
 		.arg = t, .record = on_record, .assigned = on_assigned, .revoked = on_revoked,
-		.commit = on_commit,
+		.commit = on_commit, .gone = t->following ? on_gone : NULL,
+	};
+	const struct dp_registry_conf rconf = {
+		.common = &t->common, .topic = t->registry, .change = on_registry, .arg = t,
+		.missing_ok = true,
 	};
 	int st, ev;
 
@@ -574,13 +871,26 @@ act_connect(struct dp_fsm *m, void *ctx)
 		dp_err("%s", dp_buf_str(&err));
 		dp_fsm_fail(m, st);
 		ev = E_BAD_CONFIG;
-	} else if ((st = dp_consumer_connect(t->c, &err)) == DP_KAFKA_STOPPED) {
+	} else if ((st = dp_consumer_connect(t->c, &err)) == 0 && t->following &&
+	           (t->reg = dp_registry_new(&rconf, &err, &st)) != NULL) {
+		st = dp_registry_load(t->reg, &err);
+	}
+	if (!t->c) {
+		/* said */
+	} else if (st == DP_KAFKA_STOPPED) {
 		ev = E_SIGNAL;           /* nothing read, nothing to commit */
 	} else if (st) {
 		dp_err("%s", dp_buf_str(&err));
 		/* A topic or partition that is not there: unavailable, as before. */
 		dp_fsm_fail(m, st == DP_EX_NOTFOUND ? DP_EX_UNAVAILABLE : st);
-		ev = E_UNREACHABLE;
+		ev = st == DP_EX_CONFIG || st == DP_EX_NOINPUT ? E_BAD_CONFIG : E_UNREACHABLE;
+	} else if (t->following) {
+		dp_backoff_init(&t->backoff, 1000, 30000, 0.2, 0);
+		ev = survey(t) < 0 ? E_UNREACHABLE : E_SUBSCRIBE;
+		if (ev == E_UNREACHABLE) {
+			dp_err("out of memory");
+			dp_fsm_fail(m, DP_EX_SOFTWARE);
+		}
 	} else {
 		ev = E_CONNECTED;
 	}
@@ -588,36 +898,134 @@ act_connect(struct dp_fsm *m, void *ctx)
 	return ev;
 }
 
-/* connecting -> consuming: poll until something ends it. */
+/*
+ * -> subscribing: add every followed topic that is active; with none
+ * to read, wait for one.
+ */
+static int
+act_subscribe(struct dp_fsm *m, void *ctx)
+{
+	struct tail *t = ctx;
+
+	for (;;) {
+		bool added = false;
+		for (size_t i = 0; i < t->nfl; i++) {
+			struct followed *f = &t->fl[i];
+			const struct dp_dyn_spec *s = dp_registry_get(t->reg, f->topic);
+			if (f->reading || f->finished || !s || s->state != DP_DYN_ACTIVE)
+				continue;
+			dp_buf_reset(&t->err);
+			int st = dp_consumer_add_topic(t->c, f->topic, &t->err);
+			if (st == DP_KAFKA_STOPPED)
+				return E_SIGNAL;
+			if (st) {
+				dp_warn("cannot read dynamic topic '%s': %s", f->topic,
+				        dp_buf_str(&t->err));
+				return E_SUBSCRIBE_FAILED;
+			}
+			dp_info("reading dynamic topic '%s'", f->topic);
+			f->reading = added = true;
+		}
+		if (added || reading_any(t)) {
+			dp_backoff_reset(&t->backoff);
+			return E_SUBSCRIBED;
+		}
+		int ev = follow_registry(t, 200);
+		if (ev)
+			return ev;
+	}
+}
+
+/* subscribing -> error: the topic is in the registry, not (yet) in the cluster. */
+static int
+act_error(struct dp_fsm *m, void *ctx)
+{
+	struct tail *t = ctx;
+	int64_t ms = dp_backoff_next(&t->backoff, 0);
+
+	dp_info("trying again in %lld ms", (long long)ms);
+	return dp_backoff_sleep(ms, &dp_sig_stop) < 0 ? E_SIGNAL : E_RESET;
+}
+
+/* What ended the polls, as an event. */
+static int
+poll_event(struct tail *t, int r, int st, struct dp_buf *err)
+{
+	switch (r) {
+	case DP_CONSUMER_END:
+		return E_END;
+	case DP_CONSUMER_SIGNAL:
+		return E_SIGNAL;
+	case DP_CONSUMER_HALTED:
+		return t->halt ? t->halt : E_FATAL;
+	default:
+		if (err->len || err->lost)
+			dp_err("%s", dp_buf_str(err));
+		dp_fsm_fail(&t->fsm, st ? st : DP_EX_SOFTWARE);
+		return E_FATAL;
+	}
+}
+
+/*
+ * -> consuming: poll until records come (MESSAGE_RECEIVED), something
+ * ends the reading, or (following) a topic is to be added or waited for.
+ */
 static int
 act_consume(struct dp_fsm *m, void *ctx)
 {
 	struct tail *t = ctx;
 	struct dp_buf err = DP_BUF_INIT;
-	int r, st = 0;
+	int r, st = 0, ev = 0;
 
-	dp_progress_init(&t->prog, t->progress);
-	while ((r = dp_consumer_poll(t->c, 100, &err, &st)) == DP_CONSUMER_MORE)
-		dp_progress_tick(&t->prog, "records", t->consumed, NULL, false);
-	switch (r) {
-	case DP_CONSUMER_END:
-		r = E_END;
-		break;
-	case DP_CONSUMER_SIGNAL:
-		r = E_SIGNAL;
-		break;
-	case DP_CONSUMER_HALTED:
-		r = t->halt ? t->halt : E_FATAL;
-		break;
-	default:
-		if (err.len || err.lost)
-			dp_err("%s", dp_buf_str(&err));
-		dp_fsm_fail(m, st ? st : DP_EX_SOFTWARE);
-		r = E_FATAL;
-		break;
+	if (!t->prog_started) {
+		dp_progress_init(&t->prog, t->progress);
+		t->prog_started = true;
+	}
+	while (!ev) {
+		uint64_t before = t->consumed;
+		r = dp_consumer_poll(t->c, 100, &err, &st);
+		/* The last records come first; the end is seen again at the next poll. */
+		if (r == DP_CONSUMER_END && t->consumed != before) {
+			ev = E_MESSAGE;
+			break;
+		}
+		if (r == DP_CONSUMER_END && t->following) {
+			/* The topics read are at their end: drop them, go on with the rest. */
+			finish_topics(t);
+			r = DP_CONSUMER_MORE;
+		}
+		if (r != DP_CONSUMER_MORE) {
+			ev = poll_event(t, r, st, &err);
+			break;
+		}
+		if (t->consumed != before) {
+			ev = E_MESSAGE;
+			break;
+		}
+		if (!t->following)
+			continue;
+		if ((ev = follow_registry(t, 0)) != 0)
+			break;
+		finish_topics(t);
+		if (to_add(t))
+			ev = E_SUBSCRIBE;
+		else if (!reading_any(t))
+			ev = all_finished(t) ? E_END : E_SUBSCRIBE;
 	}
 	dp_buf_free(&err);
-	return r;
+	return ev;
+}
+
+/* consuming -> processingMessage: the records of a poll are out; take stock. */
+static int
+act_process(struct dp_fsm *m, void *ctx)
+{
+	struct tail *t = ctx;
+
+	dp_progress_tick(&t->prog, "records", t->consumed, NULL, false);
+	if (t->following)
+		finish_topics(t);
+	return E_PROCESSED;
 }
 
 /* A rebalance gave partitions (same state). */
@@ -663,7 +1071,8 @@ finish(void *ctx, int status)
 {
 	struct tail *t = ctx;
 
-	dp_progress_tick(&t->prog, "records", t->consumed, NULL, true);
+	if (t->prog_started)
+		dp_progress_tick(&t->prog, "records", t->consumed, NULL, true);
 	if (t->skipped)
 		dp_warn("%llu record%s skipped: value not JSON", (unsigned long long)t->skipped,
 		        t->skipped == 1 ? "" : "s");
@@ -676,6 +1085,11 @@ close_tail(void *ctx)
 	struct tail *t = ctx;
 
 	dp_consumer_free(t->c);
+	dp_registry_free(t->reg);
+	for (size_t i = 0; i < t->nfl; i++)
+		free(t->fl[i].topic);
+	free(t->fl);
+	dp_expr_free(t->follow_match);
 	free(t->topics);
 	free(t->partitions);
 	dp_expr_free(t->filter);

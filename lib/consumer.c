@@ -32,10 +32,18 @@ struct part {
 	bool started;           /* simple mode: its fetcher runs */
 	bool drop;              /* drop its records left in this batch */
 	bool reseek;            /* seek to pub.next before reading it again */
+	bool stop_end;          /* dp_consumer_end_topic: done at pub.end */
 	int64_t assigned_at;    /* the offset librdkafka was given at assignment */
 	int64_t target;         /* where release starts it; NO_TARGET until known */
 	int64_t held_since;     /* monotonic ms */
 	int64_t unsaved;        /* a failed engine commit left it up to here; -1 */
+};
+
+/* A topic read in simple mode. */
+struct topic {
+	char *name;
+	rd_kafka_topic_t *rkt;   /* made when its first fetcher starts */
+	bool dropped;            /* dp_consumer_drop_topic */
 };
 
 #define NO_TARGET INT64_MIN
@@ -56,7 +64,8 @@ struct dp_consumer {
 
 	/* simple mode */
 	rd_kafka_queue_t *rkqu;          /* every partition feeds it */
-	rd_kafka_topic_t **rkts;         /* one per opts.topics entry */
+	struct topic *topics;            /* opts.topics, then dp_consumer_add_topic's */
+	size_t ntopics;
 	size_t prefetch_high;
 	bool prefetch_full;
 	size_t wake_next;
@@ -285,7 +294,7 @@ reached_end(struct dp_consumer *c, struct part *p)
 	if (p->pub.caught_up)
 		return;
 	p->pub.caught_up = true;
-	if (c->o.until == DP_UNTIL_END)
+	if (c->o.until == DP_UNTIL_END || p->stop_end)
 		p->pub.done = true;
 	if (c->h.caught_up)
 		c->h.caught_up(c, c->h.arg, &p->pub);
@@ -295,14 +304,20 @@ reached_end(struct dp_consumer *c, struct part *p)
 static bool
 all_done(const struct dp_consumer *c)
 {
-	if (c->o.until == DP_UNTIL_NONE || !c->assigned_once || c->rebalancing)
+	size_t assigned = 0;
+
+	if (!c->assigned_once || c->rebalancing)
 		return false;
 	for (size_t i = 0; i < c->nparts; i++) {
 		const struct part *p = PRIV(c->parts[i]);
-		if (p->pub.assigned && (p->held || !p->pub.done))
+		if (!p->pub.assigned)
+			continue;
+		if (p->held || !p->pub.done)
 			return false;
+		assigned++;
 	}
-	return true;
+	/* Without --until only dp_consumer_end_topic makes partitions done. */
+	return c->o.until != DP_UNTIL_NONE || assigned > 0;
 }
 
 static rd_kafka_topic_partition_list_t *
@@ -860,21 +875,28 @@ resolve(struct dp_consumer *c, struct part *p, rd_kafka_topic_partition_list_t *
 }
 
 /* Simple mode: start the fetcher of p at its target. */
+static struct topic *
+topic_find(const struct dp_consumer *c, const char *name)
+{
+	for (size_t i = 0; i < c->ntopics; i++)
+		if (strcmp(c->topics[i].name, name) == 0)
+			return &c->topics[i];
+	return NULL;
+}
+
 static int
 start_fetch(struct dp_consumer *c, struct part *p, struct dp_buf *err)
 {
-	size_t i;
+	struct topic *t = topic_find(c, p->topic);
 
-	for (i = 0; i < c->o.ntopics && strcmp(c->o.topics[i], p->topic) != 0; i++)
-		;
-	if (i == c->o.ntopics) {
+	if (!t) {
 		dp_buf_msgf(err, "internal error: %s is not a topic given", p->topic);
 		return DP_EX_SOFTWARE;
 	}
-	if (!c->rkts[i])
-		c->rkts[i] = rd_kafka_topic_new(c->rk, p->topic, NULL);
-	if (!c->rkts[i] ||
-	    rd_kafka_consume_start_queue(c->rkts[i], p->pub.partition, p->target, c->rkqu) < 0) {
+	if (!t->rkt)
+		t->rkt = rd_kafka_topic_new(c->rk, p->topic, NULL);
+	if (!t->rkt ||
+	    rd_kafka_consume_start_queue(t->rkt, p->pub.partition, p->target, c->rkqu) < 0) {
 		rd_kafka_resp_err_t e = rd_kafka_last_error();
 		dp_buf_msgf(err, "cannot start reading %s [%d]: %s", p->topic,
 		            (int)p->pub.partition, rd_kafka_err2str(e));
@@ -1053,6 +1075,8 @@ partition_eof(struct dp_consumer *c, const rd_kafka_message_t *m)
 	dp_info("%s [%d] at end, offset %lld", p->topic, (int)p->pub.partition,
 	        (long long)m->offset);
 	p->pub.at_eof = true;
+	if (p->pub.next < 0)
+		p->pub.next = m->offset;        /* where the next record will be */
 	if (p->end_known && m->offset >= p->pub.end)
 		reached_end(c, p);
 	if (c->o.until == DP_UNTIL_TIME && dp_time_now_ms() >= c->o.until_ms)
@@ -1135,6 +1159,26 @@ deliver(struct dp_consumer *c, struct part *p, const rd_kafka_message_t *m)
 	}
 }
 
+/*
+ * Simple mode: a topic being read was deleted.  1 when that is no
+ * failure: the topic was dropped already, or the gone hook drops it.
+ */
+static bool
+gone(struct dp_consumer *c, const char *topic)
+{
+	struct topic *t = topic_find(c, topic);
+
+	if (!t)
+		return false;
+	if (!t->dropped) {
+		if (!c->h.gone || c->h.gone(c, c->h.arg, topic) != 0)
+			return false;
+		dp_consumer_drop_topic(c, topic);
+	}
+	dp_debug("topic '%s' is gone; it was no longer read", topic);
+	return true;
+}
+
 static void
 on_message(struct dp_consumer *c, rd_kafka_message_t *m)
 {
@@ -1147,6 +1191,9 @@ on_message(struct dp_consumer *c, rd_kafka_message_t *m)
 		if (m->err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART ||
 		    m->err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC ||
 		    m->err == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED) {
+			if (m->err != RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED && !c->group &&
+			    gone(c, topic))
+				return;
 			snprintf(msg, sizeof(msg), "topic '%s': %s", topic, rd_kafka_message_errstr(m));
 			c->topic_gone |= m->err != RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED;
 			fail(c, dp_kafka_exit_status(m->err), msg);
@@ -1301,6 +1348,13 @@ on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 
 	if (!c->group && (err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART ||
 	                  err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC)) {
+		/* librdkafka 2.0.2 names the partition first: "T [0]: topic does not exist". */
+		for (size_t i = 0; i < c->ntopics; i++) {
+			size_t len = strlen(c->topics[i].name);
+			if (!strncmp(reason, c->topics[i].name, len) && !strncmp(reason + len, " [", 2) &&
+			    gone(c, c->topics[i].name))
+				return;
+		}
 		fail(c, DP_EX_UNAVAILABLE, reason);
 		return;
 	}
@@ -1403,9 +1457,12 @@ dp_consumer_new(const struct dp_common *common, const struct dp_consumer_opts *o
 		c->cgq = rd_kafka_queue_get_consumer(c->rk);
 	} else {
 		c->rkqu = rd_kafka_queue_new(c->rk);
-		c->rkts = calloc(opts->ntopics ? opts->ntopics : 1, sizeof(*c->rkts));
-		if (!c->rkqu || !c->rkts)
+		c->topics = calloc(opts->ntopics ? opts->ntopics : 1, sizeof(*c->topics));
+		if (!c->rkqu || !c->topics)
 			goto nomem;
+		for (size_t i = 0; i < opts->ntopics; i++, c->ntopics++)
+			if (!(c->topics[i].name = strdup(opts->topics[i])))
+				goto nomem;
 	}
 	c->pending = rd_kafka_topic_partition_list_new(8);
 	if (!c->pending)
@@ -1491,9 +1548,9 @@ dp_consumer_close(struct dp_consumer *c)
 	if (!c->group) {
 		for (size_t i = 0; i < c->nparts; i++) {
 			struct part *p = PRIV(c->parts[i]);
-			for (size_t k = 0; p->started && k < c->o.ntopics; k++)
-				if (c->rkts[k] && !strcmp(c->o.topics[k], p->topic))
-					rd_kafka_consume_stop(c->rkts[k], p->pub.partition);
+			struct topic *t = p->started ? topic_find(c, p->topic) : NULL;
+			if (t && t->rkt)
+				rd_kafka_consume_stop(t->rkt, p->pub.partition);
 			p->started = false;
 		}
 	} else {
@@ -1520,10 +1577,12 @@ dp_consumer_free(struct dp_consumer *c)
 		rd_kafka_queue_destroy(c->commitq);
 	if (c->cgq)
 		rd_kafka_queue_destroy(c->cgq);
-	for (size_t i = 0; c->rkts && i < c->o.ntopics; i++)
-		if (c->rkts[i])
-			rd_kafka_topic_destroy(c->rkts[i]);
-	free(c->rkts);
+	for (size_t i = 0; i < c->ntopics; i++) {
+		if (c->topics[i].rkt)
+			rd_kafka_topic_destroy(c->topics[i].rkt);
+		free(c->topics[i].name);
+	}
+	free(c->topics);
 	/*
 	 * Lists that went through librdkafka hold references to its
 	 * partitions: destroyed after the handle, they make rd_kafka_destroy
@@ -1605,4 +1664,112 @@ rd_kafka_t *
 dp_consumer_rk(const struct dp_consumer *c)
 {
 	return c->rk;
+}
+
+/* ---- topics at run time (simple mode) ------------------------------------------- */
+
+int
+dp_consumer_add_topic(struct dp_consumer *c, const char *name, struct dp_buf *err)
+{
+	struct topic *t = topic_find(c, name);
+	int count = 0, st;
+
+	if (c->group) {
+		dp_buf_msgf(err, "internal error: topics are added at run time without a group");
+		return DP_EX_SOFTWARE;
+	}
+	if (t && !t->dropped)
+		return 0;
+	if ((st = dp_kafka_probe(c->rk, name, (int)c->common->timeout_ms, &count, err)) != 0)
+		return st;
+	if (!t) {
+		struct topic *v = realloc(c->topics, (c->ntopics + 1) * sizeof(*v));
+		if (!v)
+			goto nomem;
+		c->topics = v;
+		t = &v[c->ntopics];
+		memset(t, 0, sizeof(*t));
+		if (!(t->name = strdup(name)))
+			goto nomem;
+		c->ntopics++;
+	}
+	t->dropped = false;
+	for (int32_t j = 0; j < count; j++) {
+		struct part *p = add_part(c, name, j);
+		if (!p)
+			goto nomem;
+		/* Read again after a drop: a topic of that name made anew starts over. */
+		p->pub.next = p->pub.end = DP_CONSUMER_NO_OFFSET;
+		p->pub.caught_up = p->pub.done = false;
+		p->end_known = p->stop_end = false;
+		take(c, p);
+	}
+	c->assigned_once = true;
+	c->last_part = NULL;
+	return 0;
+nomem:
+	dp_buf_msgf(err, "out of memory");
+	return DP_EX_SOFTWARE;
+}
+
+void
+dp_consumer_drop_topic(struct dp_consumer *c, const char *name)
+{
+	struct topic *t = topic_find(c, name);
+
+	if (!t || t->dropped)
+		return;
+	t->dropped = true;
+	for (size_t i = 0; i < c->nparts; i++) {
+		struct part *p = PRIV(c->parts[i]);
+		if (strcmp(p->topic, name) != 0)
+			continue;
+		/* The stop bumps the partition's version: what was fetched is dropped. */
+		if (p->started && t->rkt)
+			rd_kafka_consume_stop(t->rkt, p->pub.partition);
+		p->started = false;
+		p->pub.assigned = p->pub.paused = p->pub.at_eof = false;
+		p->held = p->hook_pending = p->drop = p->reseek = false;
+	}
+	c->last_part = NULL;
+}
+
+int
+dp_consumer_end_topic(struct dp_consumer *c, const char *name, struct dp_buf *err)
+{
+	for (size_t i = 0; i < c->nparts; i++) {
+		struct part *p = PRIV(c->parts[i]);
+		int64_t lo = 0, hi = 0;
+		int st;
+		if (strcmp(p->topic, name) != 0 || !p->pub.assigned || p->pub.done)
+			continue;
+		if (p->pub.at_eof && p->pub.next >= 0 && !p->held) {
+			/* At its end already: nothing to ask (the topic may be going). */
+			lo = hi = p->pub.next;
+		} else {
+			/* A topic being deleted answers no more: do not wait long for it. */
+			int ms = c->common->timeout_ms < 2000 ? (int)c->common->timeout_ms : 2000;
+			st = dp_kafka_watermarks(c->rk, p->topic, p->pub.partition, ms, &lo, &hi, err);
+			if (st)
+				return st;
+		}
+		p->pub.end = hi;
+		p->end_known = true;
+		p->stop_end = true;
+		p->pub.caught_up = false;
+		if (hi <= lo || (p->pub.next >= 0 && p->pub.next >= hi))
+			reached_end(c, p);
+	}
+	return 0;
+}
+
+bool
+dp_consumer_topic_done(const struct dp_consumer *c, const char *name)
+{
+	for (size_t i = 0; i < c->nparts; i++) {
+		const struct part *p = PRIV(c->parts[i]);
+		if (p->pub.assigned && !strcmp(p->topic, name) && (p->held || !p->pub.done))
+			return false;
+	}
+	return true;
 }

@@ -238,6 +238,16 @@ struct dp_consumer_hooks {
 	 * initial view when all its partitions have called this.
 	 */
 	void (*caught_up)(struct dp_consumer *c, void *arg, struct dp_consumer_part *p);
+
+	/*
+	 * Simple mode: librdkafka says topic does not exist any more (it
+	 * was deleted under the reader).  Return 0 to stop reading it (the
+	 * engine drops it, dp_consumer_drop_topic) and go on with the
+	 * others, or an exit status to fail with.  Without the hook the
+	 * consumer fails (DP_EX_UNAVAILABLE): a reader of fixed topics has
+	 * lost one.  A topic dropped before is never reported.
+	 */
+	int (*gone)(struct dp_consumer *c, void *arg, const char *topic);
 };
 
 struct dp_consumer_opts {
@@ -364,6 +374,43 @@ int dp_consumer_seek(struct dp_consumer *c, struct dp_consumer_part *p, int64_t 
  * Call once; afterwards only dp_consumer_free.
  */
 int dp_consumer_close(struct dp_consumer *c);
+
+/*
+ * Simple mode: read topic too, from now on, as if opts.topics had named
+ * it (every partition it has now: taken held, released at the next poll
+ * with the assigned hook, --from and --until).  For a reader that follows
+ * topics as they come (dp-tail --follow).  Proves within --timeout that
+ * the topic exists.  Returns 0 (also when it is read already),
+ * DP_KAFKA_STOPPED, or an exit status with a message in err:
+ * DP_EX_NOTFOUND when the topic does not exist, DP_EX_SOFTWARE with a
+ * group (a subscription decides the topics there).  A topic dropped
+ * before starts over: its partitions are new ones.
+ */
+int dp_consumer_add_topic(struct dp_consumer *c, const char *topic, struct dp_buf *err);
+
+/*
+ * Simple mode: stop reading topic: its fetchers stop, its partitions
+ * leave the assignment (records of it not handed over yet are dropped),
+ * and librdkafka's errors about it (it is deleted next) are no failure.
+ */
+void dp_consumer_drop_topic(struct dp_consumer *c, const char *topic);
+
+/*
+ * Stop each assigned partition of topic at its end as it is now (its
+ * high watermark), as --until end does for every partition: for a topic
+ * that no more records will reach (a retired dynamic topic).  The
+ * partitions count as done there (dp_consumer_topic_done), and once
+ * every assigned partition is done, dp_consumer_poll returns
+ * DP_CONSUMER_END also without --until.  A partition at its end already
+ * needs no look-up; the others ask for their high watermark, within 2 s
+ * at most (a retired topic may be deleted at once).  Returns 0,
+ * DP_KAFKA_STOPPED, or an exit status with a message in err (the topic
+ * is gone already: the caller drops it).
+ */
+int dp_consumer_end_topic(struct dp_consumer *c, const char *topic, struct dp_buf *err);
+
+/* Every assigned partition of topic has reached its stop point (or none is assigned). */
+bool dp_consumer_topic_done(const struct dp_consumer *c, const char *topic);
 
 /* Release everything; leaves a group without committing when not closed.
  * Accepts NULL. */

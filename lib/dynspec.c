@@ -12,6 +12,8 @@
 
 #include "dynspec.h"
 #include "exit.h"
+#include "expr.h"
+#include "log.h"
 #include "json.h"
 #include "jsonw.h"
 #include "timefmt.h"
@@ -502,4 +504,26 @@ dp_dyn_requester(char *buf, size_t size)
 	gethostname(host, sizeof(host) - 1);
 	host[sizeof(host) - 1] = '\0';
 	snprintf(buf, size, "%s@%s:%ld", user && *user ? user : "?", host, (long)getpid());
+}
+
+bool
+dp_dyn_spec_matches(const struct dp_dyn_spec *s, struct dp_expr *e, const char *what)
+{
+	struct dp_buf line = DP_BUF_INIT, out = DP_BUF_INIT, err = DP_BUF_INIT;
+	enum dp_json_type t = DP_JSON_INVALID;
+
+	if (dp_dyn_spec_json(&line, s) == 0) {
+		struct dp_expr_rec rec = DP_EXPR_REC(line.data, line.len);
+		if (dp_expr_first(e, &rec, &t, &out, &err) < 0) {
+			dp_warn("%s on '%s': %s", what, s->topic, dp_buf_str(&err));
+			t = DP_JSON_INVALID;
+		}
+		dp_expr_rec_clear(&rec);
+	} else {
+		dp_warn("%s on '%s': out of memory", what, s->topic);
+	}
+	dp_buf_free(&line);
+	dp_buf_free(&out);
+	dp_buf_free(&err);
+	return t != DP_JSON_FALSE && t != DP_JSON_NULL && t != DP_JSON_INVALID;
 }

@@ -114,6 +114,16 @@ int dp_dyn_spec_copy(struct dp_dyn_spec *dst, const struct dp_dyn_spec *src) DP_
 /* A fresh request id: 32 hex digits from getrandom(2) (into buf). */
 int dp_dyn_request_id(char buf[33]);
 
+struct dp_expr;
+
+/*
+ * Whether s satisfies e, a jq condition over its registry JSON (dp-coord
+ * run --match, dp-tail --follow-match): e's first result is neither
+ * false nor null.  No result, or a jq error (said in a warning naming
+ * the topic), is no.
+ */
+bool dp_dyn_spec_matches(const struct dp_dyn_spec *s, struct dp_expr *e, const char *what);
+
 /* "user@host:pid" for requested_by (into buf). */
 void dp_dyn_requester(char *buf, size_t size);
 

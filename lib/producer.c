@@ -284,9 +284,10 @@ refused(const struct dp_producer *p, const struct dp_producer_rec *r, const char
 
 /*
  * Produce one record with back-pressure: a full local queue waits for
- * deliveries.  Returns 0, DP_EX_DATAERR (refused for itself), or another
- * status, with librdkafka's error in *kerr and a message in err (when
- * err is not NULL).
+ * deliveries.  Returns 0, DP_EX_DATAERR (refused for itself),
+ * DP_EX_NOTFOUND (its topic is gone), or another status, with
+ * librdkafka's error in *kerr and a message in err (when err is not
+ * NULL).
  */
 static int
 produce(struct dp_producer *p, const struct dp_producer_rec *r, void *opaque,
@@ -342,6 +343,9 @@ produce(struct dp_producer *p, const struct dp_producer_rec *r, void *opaque,
 	*kerr = e;
 	if (err)
 		refused(p, r, topic ? topic : p->topic, e, err);
+	/* A topic deleted since librdkafka knew it (librdkafka 2.0.2: __UNKNOWN_TOPIC). */
+	if (e == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC)
+		return DP_EX_NOTFOUND;
 	int st = dp_kafka_exit_status(e);
 	return st == DP_EX_DATAERR || e == RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION ? DP_EX_DATAERR
 	                                                                        : st;
@@ -875,10 +879,12 @@ dp_producer_connect(struct dp_producer *p, const char *const *topics, size_t n,
 int32_t dp_producer_partitions(const struct dp_producer *p) { return p->partitions; }
 
 int
-dp_producer_check_topic(struct dp_producer *p, const char *topic, struct dp_buf *err)
+dp_producer_check_topic(struct dp_producer *p, const char *topic, int timeout_ms,
+                        struct dp_buf *err)
 {
 	size_t mark = err->len;
-	int st = dp_kafka_probe(p->rk, topic, (int)p->common->timeout_ms, NULL, err);
+	int st = dp_kafka_probe(p->rk, topic, timeout_ms < 0 ? (int)p->common->timeout_ms
+	                                                     : timeout_ms, NULL, err);
 
 	if (st == DP_EX_NOTFOUND && p->auto_create) {
 		dp_buf_truncate(err, mark);

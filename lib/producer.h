@@ -172,6 +172,9 @@ int32_t dp_producer_partitions(const struct dp_producer *p);
  *                     message.max.bytes, a partition the topic does not
  *                     have, ...); the records before it went, none after
  *                     it: the caller may go on after it;
+ *   DP_EX_NOTFOUND    recs[*failed]'s topic does not exist any more (it
+ *                     was deleted while the producer knew it); as with
+ *                     DP_EX_DATAERR the caller may go on after it;
  *   another status    the producer cannot go on (out of memory, an
  *                     unexpected librdkafka error); records after
  *                     *failed may have gone too.  Drain, then stop.
@@ -234,13 +237,17 @@ int dp_producer_send_wait(struct dp_producer *p, const struct dp_producer_rec *r
 
 /*
  * Whether records can go to topic: it exists (or allow.auto.create.topics
- * is on and the broker will make it), asked within --timeout.  The one
+ * is on and the broker will make it), asked within timeout_ms
+ * (DP_PRODUCER_FOREVER: --timeout).  A topic made a moment ago may not be
+ * in the metadata yet, so a missing one is looked for again for up to
+ * 1.5 s, or timeout_ms when shorter (kafka.h's dp_kafka_probe).  The one
  * call that may come from another thread than the producer's (it only
  * reads metadata, and librdkafka's calls are thread-safe): dp-publish's
  * reader checks each topic --topic-expr names.  Returns 0,
  * DP_KAFKA_STOPPED, or an exit status with a message in err
  * (DP_EX_NOTFOUND: it does not exist).
  */
-int dp_producer_check_topic(struct dp_producer *p, const char *topic, struct dp_buf *err);
+int dp_producer_check_topic(struct dp_producer *p, const char *topic, int timeout_ms,
+                            struct dp_buf *err);
 
 #endif

@@ -5,10 +5,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backoff.h"
 #include "consumer.h"
 #include "exit.h"
 #include "kafka.h"
 #include "log.h"
+#include "sig.h"
 #include "registry.h"
 #include "timefmt.h"
 
@@ -19,6 +21,8 @@ struct dp_registry {
 	size_t n;
 	bool loaded;
 	bool progress;              /* a record arrived in the last poll */
+	bool absent;                /* missing_ok: the topic is not there yet */
+	int64_t next_look;          /* ... when to look again (monotonic ms) */
 };
 
 static size_t
@@ -206,12 +210,49 @@ dp_registry_free(struct dp_registry *r)
 	free(r);
 }
 
+bool
+dp_registry_absent(const struct dp_registry *r)
+{
+	return r->absent;
+}
+
+/* missing_ok: is the registry there now?  Then it is read from its beginning. */
+static int
+look_again(struct dp_registry *r, int timeout_ms, struct dp_buf *err)
+{
+	int64_t now = dp_time_mono_ms();
+
+	if (now < r->next_look) {
+		int64_t ms = r->next_look - now < timeout_ms ? r->next_look - now : timeout_ms;
+		if (ms > 0 && dp_backoff_sleep(ms, &dp_sig_stop) < 0)
+			return DP_KAFKA_STOPPED;
+		return dp_sig_stop ? DP_KAFKA_STOPPED : 0;
+	}
+	r->next_look = now + 1000;
+	/* A short look: the follower's own work must not wait on it. */
+	size_t mark = err->len;
+	int st = dp_kafka_probe(dp_consumer_rk(r->c), r->conf.topic, 500, NULL, err);
+	dp_buf_truncate(err, mark);
+	if (st == DP_KAFKA_STOPPED)
+		return st;
+	if (st)
+		return 0;               /* not there yet, or no answer: look again later */
+	st = dp_consumer_connect(r->c, err);
+	if (st == 0) {
+		r->absent = false;
+		dp_info("registry '%s' exists now: following it", r->conf.topic);
+	}
+	return st;
+}
+
 int
 dp_registry_poll(struct dp_registry *r, int timeout_ms, struct dp_buf *err)
 {
 	int st = 0;
 
 	r->progress = false;
+	if (r->absent)
+		return look_again(r, timeout_ms, err);
 	switch (dp_consumer_poll(r->c, timeout_ms, err, &st)) {
 	case DP_CONSUMER_SIGNAL:
 		return DP_KAFKA_STOPPED;
@@ -275,6 +316,14 @@ dp_registry_load(struct dp_registry *r, struct dp_buf *err)
 	int64_t timeout = r->conf.common->timeout_ms;
 	int64_t deadline = dp_time_mono_ms() + timeout;
 
+	if (st == DP_EX_NOTFOUND && r->conf.missing_ok) {
+		dp_buf_reset(err);
+		dp_info("registry '%s' does not exist yet: waiting for a dp-coord serve to make it",
+		        r->conf.topic);
+		r->absent = r->loaded = true;
+		r->next_look = dp_time_mono_ms() + 1000;
+		return 0;
+	}
 	if (st)
 		return st;
 	while (!r->loaded) {

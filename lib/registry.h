@@ -49,6 +49,13 @@ struct dp_registry_conf {
 	const char *topic;                /* the registry topic (DP_REGISTRY_DEFAULT) */
 	dp_registry_fn change;            /* may be NULL */
 	void *arg;
+	/*
+	 * A registry that does not exist yet (no dp-coord serve has run) is
+	 * an empty one: load succeeds, and polls look for the topic again
+	 * every second, then follow it from its beginning.  For followers
+	 * that may start before the first coordinator.
+	 */
+	bool missing_ok;
 };
 
 /*
@@ -64,7 +71,7 @@ void dp_registry_free(struct dp_registry *r);
  * now, calling the change callback for every key.  Returns 0 once the view
  * is current, DP_KAFKA_STOPPED on a signal, or an exit status with a
  * message in err: DP_EX_UNAVAILABLE, DP_EX_NOTFOUND when the registry
- * topic does not exist (no dp-coord serve ever ran).
+ * topic does not exist (no dp-coord serve ever ran; 0 with missing_ok).
  */
 int dp_registry_load(struct dp_registry *r, struct dp_buf *err);
 
@@ -91,5 +98,8 @@ const struct dp_dyn_spec *const *dp_registry_specs(const struct dp_registry *r, 
 
 /* Topics in a state. */
 size_t dp_registry_count(const struct dp_registry *r, enum dp_dyn_state state);
+
+/* The registry topic does not exist (yet): only with missing_ok. */
+bool dp_registry_absent(const struct dp_registry *r);
 
 #endif

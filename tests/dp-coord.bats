@@ -6,6 +6,7 @@
 
 load helpers/common
 load helpers/kafka
+load helpers/coord
 bats_require_minimum_version 1.5.0
 
 setup() {
@@ -29,20 +30,6 @@ teardown() {
 	done
 }
 
-# serve_start N [ARGS]: a coordinator in the background, its stderr (with
-# the machine's transitions) in $W/serveN.err; its PID goes to SERVES.
-serve_start() {
-	local n=$1
-	shift
-	dp-coord serve -v -g "$G" --trace-states --timeout 2s "$@" 2>"$W/serve$n.err" &
-	SERVES[$n]=$!
-}
-
-# serve_active N: coordinator N owns the requests topic.
-serve_active() {
-	wait_until 30 grep -q '"event":"ASSIGNED","to":"active"' "$W/serve$1.err"
-}
-
 # settled: of coordinators 1 and 2, one owns the requests partition and
 # the other does not, after the rebalance that the second one's arrival
 # caused (the first gave the partition up then: eager rebalancing revokes
@@ -60,12 +47,6 @@ settled() {
 	else
 		return 1
 	fi
-}
-
-# registry_has JQ: some registry spec satisfies the jq condition.  (jq 1.6's
-# -e succeeds on no input at all, so the specs are slurped first.)
-registry_has() {
-	dp-coord list -o json 2>/dev/null | jq -s -e "any(.[]; $1)" >/dev/null
 }
 
 # traced N FROM EVENT TO: coordinator N took that row.

@@ -130,7 +130,7 @@ term_mid_publish() {
 	head -4999 "$W/in" | cmp - "$W/out"
 	# The machine ends in failed, the state whose reason is the exit status.
 	grep '^{' <<<"$output" > "$W/trace"
-	[ "$(states "$W/trace" | tail -2)" = "publishing bad_line draining
+	[ "$(states "$W/trace" | tail -2)" = "publishingFixed bad_line draining
 draining aborted failed" ]
 }
 
@@ -190,7 +190,7 @@ draining aborted failed" ]
 	create_topic "$T"
 	term_mid_publish 20000 -t "$T" --trace-states
 	[ "$st" -eq 0 ]
-	states "$W/err" | grep -qx "publishing signal draining"
+	states "$W/err" | grep -qx "publishingFixed signal draining"
 	[[ $(cat "$W/err") != *"not delivered"* ]]
 	# Every line it took from the pipe is in the topic, in order, once.
 	[ "$acked" -ge 20000 ]
@@ -400,7 +400,7 @@ connecting signal done" ]
 	[ "$status" -eq 69 ]
 	[[ $output == *"dp-publish: line 2: topic '$T.nope' does not exist; create it with 'dp-topic create $T.nope'"* ]]
 	grep '^{' <<<"$output" > "$W/trace"
-	[ "$(states "$W/trace" | tail -2)" = "publishing fatal draining
+	[ "$(states "$W/trace" | tail -2)" = "publishingFixed fatal draining
 draining aborted failed" ]
 	[ "$(kcat_payloads "$T")" = '{"t":"'"$T"'","n":1}' ]
 }

@@ -24,8 +24,8 @@ load helpers/kafka
 	run jq -c -r '[.cmd, .from, .event, .to] | join(" ")' "$BATS_TEST_TMPDIR/trace"
 	[ "$status" -eq 0 ]
 	[ "$output" = "dp-publish idle start connecting
-dp-publish connecting connected publishing
-dp-publish publishing eof draining
+dp-publish connecting connected publishingFixed
+dp-publish publishingFixed eof draining
 dp-publish draining drained done" ]
 	jq -e '.t | test("^[0-9]{4}-[0-9]{2}-[0-9]{2}T")' "$BATS_TEST_TMPDIR/trace" > /dev/null
 	# A consumer: the rebalance events are same-state rows inside consuming.
@@ -35,6 +35,8 @@ dp-publish draining drained done" ]
 	[ "$output" = "dp-tail idle start connecting
 dp-tail connecting connected consuming
 dp-tail consuming assigned consuming
+dp-tail consuming MESSAGE_RECEIVED processingMessage
+dp-tail processingMessage PROCESS_SUCCESS consuming
 dp-tail consuming end closing
 dp-tail closing revoked closing
 dp-tail closing closed done" ]

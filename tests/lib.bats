@@ -41,6 +41,14 @@ setup() {
 	[[ $output == *"rejected [1,]"*"unexpected character"* ]]
 }
 
+@test "routes of dynamic topics: the index and the fast path agree with libjq" {
+	run "$TEST_LIB" route
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ $output == *"18 indexed"* ]]
+	[[ $output == *": 0 disagreements"* ]]
+}
+
 @test "jq expressions: fast paths agree with jq, errors name the expression" {
 	run "$TEST_LIB" expr
 	[ "$status" -eq 0 ]

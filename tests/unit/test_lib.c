@@ -44,6 +44,7 @@
 #include "secret.h"
 #include "onerror.h"
 #include "producer.h"
+#include "route.h"
 #include "sig.h"
 #include "pg.h"
 #include "pgbin.h"
@@ -415,6 +416,161 @@ t_jqfast(void)
 	dp_buf_free(&slow);
 	dp_buf_free(&err);
 	printf("%d disagreements\n", bad);
+	return bad ? 1 : 0;
+}
+
+/* route.h: collects the topics a record takes. */
+static int
+route_hit(void *ctx, const char *topic)
+{
+	struct dp_buf *b = ctx;
+
+	return dp_buf_addstr(b, topic) < 0 || dp_buf_addch(b, ' ') < 0 ? -1 : 0;
+}
+
+/* libjq's answer: the first result is neither false nor null; an error is no. */
+static int
+jq_says(struct dp_expr *slow, const char *json)
+{
+	struct dp_expr_rec rec = DP_EXPR_REC(json, strlen(json));
+	struct dp_buf out = DP_BUF_INIT, err = DP_BUF_INIT;
+	enum dp_json_type t;
+	int rc = dp_expr_first(slow, &rec, &t, &out, &err);
+
+	dp_expr_rec_clear(&rec);
+	dp_buf_free(&out);
+	dp_buf_free(&err);
+	return rc == 0 && t != DP_JSON_INVALID && t != DP_JSON_NULL && t != DP_JSON_FALSE;
+}
+
+/*
+ * The router (index, jqfast, libjq) against libjq alone: every filter of
+ * the corpus, one route each and all together, on every record, gives
+ * the answer jq gives.
+ */
+static int
+t_route(void)
+{
+	static const char *const filters[] = {
+		".fsym == \"BTC\"", ".fsym == \"BTC\" and .tsym == \"EUR\"",
+		"\"EUR\" == .tsym and .fsym == \"BTC\"", "(.fsym == \"BTC\") and (.tsym == \"USD\")",
+		".n == 1", ".n == 1.0", ".n == -0", ".n == 1e2", ".n == 288230376151711744",
+		".a.b == \"x\"", ".a.b == \"x\" and .fsym == \"BTC\"", ".fsym == \"B\\u0054C\"",
+		".e == \"A\"", ".fsym == \"BTC\" and .fsym == \"ETH\"",
+		".fsym == \"BTC\" and .fsym == \"BTC\"", ".\"a b\" == 3", ".u == \"\u00e9\"",
+		".fsym == \"ETH\"", ".tsym == \"EUR\" and .fsym == \"ETH\"",
+		/* not equalities: jqfast or libjq */
+		".price > 100", ".fsym == \"BTC\" or .fsym == \"ETH\"", ".n >= 1 and .n < 3",
+		".fsym != \"BTC\"", "select(.fsym == \"BTC\")", ".flag", ".missing", ".a.b.c",
+		".fsym | test(\"^B\")", ".tags | index(\"x\")", ".n + 1 > 2", ".fsym == .tsym",
+		"null", "true", ".a == null", "(.n | tostring) == \"1\"",
+	};
+	static const char *const recs[] = {
+		"{\"fsym\":\"BTC\",\"tsym\":\"EUR\",\"price\":100.5,\"n\":1}",
+		"{\"fsym\":\"BTC\",\"tsym\":\"USD\",\"price\":\"200\",\"n\":1.0}",
+		"{\"fsym\":\"ETH\",\"fsym\":\"BTC\",\"tsym\":\"EUR\"}",
+		"{\"fsym\":\"BTC\",\"fsym\":\"ETH\",\"tsym\":\"EUR\"}",
+		"{\"f\\u0073ym\":\"BTC\",\"tsym\":\"EUR\"}", "{\"fsym\":\"B\\u0054C\"}",
+		"{\"e\":\"\\u0041\",\"u\":\"\\u00e9\"}", "{\"n\":-0.0}", "{\"n\":1e0}", "{\"n\":100}",
+		"{\"n\":288230376151711745}", "{\"a\":{\"b\":\"x\"},\"fsym\":\"BTC\"}",
+		"{\"a\":5,\"fsym\":\"BTC\"}", "{\"a\":null}", "{\"a\":[1]}", "{\"a\":{\"b\":{\"c\":1}}}",
+		"{\"a b\":3}", "{\"tags\":[\"y\",\"x\"],\"flag\":false}", "{\"flag\":0}", "{}",
+		"5", "null", "\"str\"", "[1]", " { \"fsym\" : \"BTC\" , \"tsym\" : \"EUR\" } ",
+		"{\"fsym\":\"BTC\",\"tsym\":\"BTC\"}", "{\"fsym\":1,\"tsym\":1}", "{\"n\":2,\"fsym\":true}",
+	};
+	size_t nf = sizeof(filters) / sizeof(filters[0]), nr = sizeof(recs) / sizeof(recs[0]);
+	struct dp_route_spec *all = calloc(nf, sizeof(*all));
+	struct dp_expr **slow = calloc(nf, sizeof(*slow));
+	char (*names)[16] = calloc(nf, sizeof(*names));
+	struct dp_buf got = DP_BUF_INIT, want = DP_BUF_INIT, err = DP_BUF_INIT;
+	struct dp_route *one = dp_route_new(), *every = dp_route_new();
+	int bad = 0;
+
+	dp_log_init("test_lib");
+	/* The warnings about big integers and failing filters are not the point here. */
+	dp_log_set_level(DP_LOG_QUIET);
+	CHECK(all && slow && names && one && every);
+	for (size_t i = 0; i < nf; i++) {
+		struct dp_buf src = DP_BUF_INIT;
+		snprintf(names[i], sizeof(names[i]), "dyn.%zu", i);
+		all[i] = (struct dp_route_spec){ names[i], "s", filters[i] };
+		CHECK(dp_buf_addf(&src, "def dp_slow: %s; dp_slow", filters[i]) == 0);
+		CHECK((slow[i] = dp_expr_compile(src.data, &err)) && !dp_expr_is_fast(slow[i]));
+		dp_buf_free(&src);
+	}
+	CHECK(dp_route_set(every, all, nf) == 0);
+	/* The equality filters (and their duplicates and contradictions) stay out of jq. */
+	printf("%zu routes, %zu indexed\n", dp_route_count(every), dp_route_indexed(every));
+	CHECK(dp_route_count(every) == nf && dp_route_indexed(every) == 18);
+	for (size_t k = 0; k < nr; k++) {
+		dp_buf_reset(&want);
+		for (size_t i = 0; i < nf; i++) {
+			int yes = jq_says(slow[i], recs[k]);
+			CHECK(dp_route_set(one, &all[i], 1) == 0);
+			dp_buf_reset(&got);
+			CHECK(dp_route_match(one, "s", recs[k], strlen(recs[k]), 1, route_hit,
+			                     &got) == 0);
+			if ((got.len > 0) != yes) {
+				printf("FAIL %s on %s: router %s, jq %s\n", filters[i], recs[k],
+				       got.len ? "yes" : "no", yes ? "yes" : "no");
+				bad++;
+			}
+			if (yes)
+				CHECK(dp_buf_addf(&want, "%s ", names[i]) == 0);
+		}
+		/* All at once: the same set (sorted, as the index gives no order). */
+		dp_buf_reset(&got);
+		CHECK(dp_route_match(every, "s", recs[k], strlen(recs[k]), 1, route_hit,
+		                     &got) == 0);
+		char *a = strdup(dp_buf_str(&got)), *b = strdup(dp_buf_str(&want));
+		size_t na = 0, nb = 0;
+		for (char *t = strtok(a, " "); t; t = strtok(NULL, " "))
+			na++;
+		for (char *t = strtok(b, " "); t; t = strtok(NULL, " "))
+			nb++;
+		for (size_t i = 0; i < nf; i++) {
+			char needle[20];
+			snprintf(needle, sizeof(needle), "%s ", names[i]);
+			bool in_got = false, in_want = strstr(dp_buf_str(&want), needle) != NULL;
+			for (const char *p = dp_buf_str(&got); (p = strstr(p, needle)); p++)
+				if (p == dp_buf_str(&got) || p[-1] == ' ')
+					in_got = true;
+			if (in_want && !strstr(dp_buf_str(&want), needle))
+				in_want = false;
+			if (in_got != in_want) {
+				printf("FAIL all routes on %s: %s %s\n", recs[k], filters[i],
+				       in_got ? "taken" : "missed");
+				bad++;
+			}
+		}
+		if (na != nb) {
+			printf("FAIL all routes on %s: %zu taken, jq says %zu\n", recs[k], na, nb);
+			bad++;
+		}
+		free(a);
+		free(b);
+		/* Another source takes nothing. */
+		dp_buf_reset(&got);
+		CHECK(dp_route_match(every, "other", recs[k], strlen(recs[k]), 1, route_hit,
+		                     &got) == 0 && got.len == 0);
+	}
+	/* A route into itself (a producer-initiated topic) is never taken. */
+	struct dp_route_spec self = { "s", "s", "." };
+	CHECK(dp_route_set(one, &self, 1) == 0 && dp_route_count(one) == 0);
+	/* Changing the set keeps what stays; a filter that does not compile is left out. */
+	struct dp_route_spec two[2] = { all[0], { "dyn.bad", "s", ".a ==" } };
+	CHECK(dp_route_set(every, two, 2) == 0 && dp_route_count(every) == 1);
+	for (size_t i = 0; i < nf; i++)
+		dp_expr_free(slow[i]);
+	free(slow);
+	free(all);
+	free(names);
+	dp_route_free(one);
+	dp_route_free(every);
+	dp_buf_free(&got);
+	dp_buf_free(&want);
+	dp_buf_free(&err);
+	printf("%zu filters on %zu records: %d disagreements\n", nf, nr, bad);
 	return bad ? 1 : 0;
 }
 
@@ -2064,6 +2220,7 @@ main(int argc, char **argv)
 		{ "lines_basic", t_lines_basic }, { "lines_long", t_lines_long },
 		{ "lines_bad", t_lines_bad }, { "lines_swap", t_lines_swap }, { "json", t_json }, { "expr", t_expr },
 		{ "parse", t_parse }, { "base64", t_base64 }, { "jqfast", t_jqfast },
+		{ "route", t_route },
 		{ "times", t_times }, { "backoff", t_backoff }, { "file", t_file },
 		{ "intervals", t_intervals }, { "jsonw", t_jsonw }, { "ccstream", t_ccstream },
 		{ "wsurl", t_wsurl },
