@@ -157,6 +157,8 @@ $(OBJ)/ccstream-feed: bench/ccstream-feed.c $(OBJ)/libdp.a
 bench: all $(OBJ)/json-scan $(OBJ)/ccstream-feed
 	bench/publish-tail.sh
 	bench/stream.sh
+	bench/follow-publish.sh
+	bench/follow-latency.sh
 
 demo: deps
 	@$(MAKE) --no-print-directory all
