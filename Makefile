@@ -7,6 +7,7 @@ BINDIR   = $(PREFIX)/bin
 MANDIR   = $(PREFIX)/share/man/man1
 BASHDIR  = $(PREFIX)/share/bash-completion/completions
 ZSHDIR   = $(PREFIX)/share/zsh/site-functions
+EXDIR    = $(PREFIX)/share/dp/examples
 
 VERSION := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
 
@@ -160,22 +161,35 @@ bench: all $(OBJ)/json-scan $(OBJ)/ccstream-feed
 	bench/follow-publish.sh
 	bench/follow-latency.sh
 
+# The system diagram, from each command's --dot and the hand-kept
+# docs/system.links; tests/diagrams.bats fails when the committed one differs.
+diagrams: all
+	PATH="$(CURDIR)/bin:$$PATH" scripts/diagrams docs/system.links > docs/system.dot.tmp
+	mv docs/system.dot.tmp docs/system.dot
+	dot -Tsvg docs/system.dot > docs/system.svg.tmp
+	mv docs/system.svg.tmp docs/system.svg
+
 demo: deps
 	@$(MAKE) --no-print-directory all
 	scripts/demo
 
 install: all
-	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR) $(DESTDIR)$(BASHDIR) $(DESTDIR)$(ZSHDIR)
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR) $(DESTDIR)$(BASHDIR) $(DESTDIR)$(ZSHDIR) \
+	        $(DESTDIR)$(EXDIR)/systemd
 	install -m 755 $(BINS) $(DESTDIR)$(BINDIR)/
 	install -m 644 $(MANS) $(DESTDIR)$(MANDIR)/
 	for c in completions/bash/*; do install -m 644 $$c $(DESTDIR)$(BASHDIR)/; done
 	for c in completions/zsh/*; do install -m 644 $$c $(DESTDIR)$(ZSHDIR)/; done
+	install -m 755 examples/*.sh $(DESTDIR)$(EXDIR)/
+	install -m 644 examples/*.crontab $(DESTDIR)$(EXDIR)/
+	install -m 644 examples/systemd/* $(DESTDIR)$(EXDIR)/systemd/
 
 uninstall:
 	rm -f $(CMDS:%=$(DESTDIR)$(BINDIR)/%)
 	rm -f $(MANS:man/%=$(DESTDIR)$(MANDIR)/%)
 	rm -f $(patsubst completions/bash/%,$(DESTDIR)$(BASHDIR)/%,$(wildcard completions/bash/*))
 	rm -f $(patsubst completions/zsh/%,$(DESTDIR)$(ZSHDIR)/%,$(wildcard completions/zsh/*))
+	rm -rf $(DESTDIR)$(EXDIR)
 
 # mandoc -Tlint -Wstyle; only references to other packages' pages may
 # remain (scripts/lint-man says why).
@@ -185,6 +199,6 @@ lint-man:
 clean:
 	rm -rf build bin lib/libdp.a
 
-.PHONY: all bench deps check check-asan check-valgrind demo fuzz fuzz-build install \
+.PHONY: all bench deps check check-asan check-valgrind demo diagrams fuzz fuzz-build install \
         uninstall clean lint-man
 .SECONDARY:

@@ -1090,7 +1090,8 @@ act_client_connect(struct dp_fsm *m, void *ctx)
 		struct dp_dyn_request q = { .topic = (char *)c->name, .source = (char *)c->source,
 		                            .filter = (char *)c->filter, .partitions = c->partitions,
 		                            .config = c->config, .nconfig = c->nconfig };
-		if (cur->state != DP_DYN_ACTIVE || !dp_coord_same(cur, &q)) {
+		if ((cur->state != DP_DYN_ACTIVE && cur->state != DP_DYN_RETIRED) ||
+		    !dp_coord_same(cur, &q)) {
 			dp_err("dynamic topic '%s' is %s with another spec", c->name,
 			       dp_dyn_state_name(cur->state));
 			dp_fsm_fail(m, DP_EX_EXISTS);

@@ -115,7 +115,10 @@ dp_coord_decide_create(const struct dp_coord_policy *p, const struct dp_registry
 	/* Decided before (the coordinator stopped before it committed). */
 	if (cur && cur->request_id && strcmp(cur->request_id, q->request_id) == 0)
 		return dp_dyn_spec_copy(spec, cur) < 0 ? -1 : DP_COORD_REPEAT;
-	if (cur && (cur->state == DP_DYN_ACTIVE || cur->state == DP_DYN_RETIRED)) {
+	/* A retired topic asked for again as it was is taken back: decided
+	 * as new, so the policy holds and its deletion is called off. */
+	bool back = cur && cur->state == DP_DYN_RETIRED && dp_coord_same(cur, q);
+	if (cur && !back && (cur->state == DP_DYN_ACTIVE || cur->state == DP_DYN_RETIRED)) {
 		/* Asking again for what is there is success, under the new id. */
 		if (cur->state == DP_DYN_ACTIVE && dp_coord_same(cur, q)) {
 			if (dp_dyn_spec_copy(spec, cur) < 0)
@@ -154,6 +157,14 @@ dp_coord_decide_create(const struct dp_coord_policy *p, const struct dp_registry
 		dp_expr_free(e);
 	}
 	dp_buf_free(&err);
+	if (back && spec->state == DP_DYN_REJECTED) {
+		/* A rejection would overwrite the record that still says when to
+		 * delete the topic: the retired topic stays as it is. */
+		dp_buf_msgf(why, "topic '%s' is retired and cannot be taken back: %s", q->topic,
+		            spec->reason ? spec->reason : "rejected");
+		dp_dyn_spec_clear(spec);
+		return DP_COORD_IGNORE;
+	}
 	return spec->state == DP_DYN_REJECTED ? DP_COORD_REJECT : DP_COORD_CREATE;
 }
 

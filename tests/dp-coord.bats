@@ -181,6 +181,25 @@ traced() {
 	[[ $stderr == *"no dynamic topic 'dyn.old' in the registry"* ]]
 }
 
+@test "a retired topic asked for again as it was is taken back; with another spec, refused (80)" {
+	create_topic "$SRC"
+	serve_start 1
+	serve_active 1
+	dp-coord request dyn.back --source "$SRC" --filter '.fsym == "BTC"' --wait=5s >/dev/null
+	run --separate-stderr dp-coord retire dyn.back --delete-after 1h --wait=5s
+	[ "$status" -eq 0 ]
+	[ "$(jq -r .state <<<"$output")" = retired ]
+	run --separate-stderr dp-coord request dyn.back --source "$SRC" --filter '.fsym == "ETH"' --wait=5s
+	[ "$status" -eq 80 ]
+	[[ $stderr == *"dynamic topic 'dyn.back' is retired with another spec"* ]]
+	run --separate-stderr dp-coord request dyn.back --source "$SRC" --filter '.fsym == "BTC"' --wait=5s
+	[ "$status" -eq 0 ]
+	[ "$(jq -r '"\(.state) \(.delete_at)"' <<<"$output")" = "active null" ]
+	registry_has '.topic == "dyn.back" and .state == "active" and .delete_at == null'
+	run dp-topic describe dyn.back -o json
+	[ "$status" -eq 0 ]
+}
+
 @test "registry records that are not specs are skipped with a warning by every reader" {
 	create_topic "$SRC"
 	serve_start 1

@@ -34,8 +34,10 @@ teardown() {
 }
 
 # Run CMD as a new user would on the suite's stack.
+# DP_DEMO_LIVE=0: the replay even where the live API answers, so that the
+# data is the recorded one.
 on_test_stack() {
-	DP_TEST_BROKERS=$DP_BROKERS DP_TEST_PG=$DP_PG "$@"
+	DP_TEST_BROKERS=$DP_BROKERS DP_TEST_PG=$DP_PG DP_DEMO_LIVE=0 "$@"
 }
 
 # ---- make demo -------------------------------------------------------------
@@ -45,8 +47,9 @@ on_test_stack() {
 	[ "$status" -eq 0 ]
 	[[ $output != *$'\033'* ]]
 	# Its steps' output, and the hint to go on by hand.
-	[[ $output == *'"type":"price"'*'"fsym":"ETH"'* ]]
-	[[ $output == *'"topic":"demo.candles"'*'"interval":"1h"'* ]]
+	[[ $output == *"fsym | tsym | rows |"*"ETH  | USD  |"* ]]                  # psql: the table
+	[[ $output == *'"type":"price"'*'"fsym":"BTC","tsym":"USD"'* ]]  # the application
+	[[ $output != *'"fsym":"ETH"'* ]]
 	[[ $output == *"export PATH=\"$DP_BIN:\$PATH\""* ]]
 	[[ $output == *"export DP_BROKERS=$DP_BROKERS"* ]]
 	[[ $output == *"export DP_CRYPTOCOMPARE_URL=http://127.0.0.1:"* ]]
@@ -59,7 +62,7 @@ on_test_stack() {
 
 @test "make demo on a terminal: bold headings" {
 	command -v script >/dev/null || skip "script(1) is not installed"
-	export DP_TEST_BROKERS=$DP_BROKERS DP_TEST_PG=$DP_PG
+	export DP_TEST_BROKERS=$DP_BROKERS DP_TEST_PG=$DP_PG DP_DEMO_LIVE=0
 	run env TERM=xterm script -qec "$DP_ROOT/scripts/demo" /dev/null </dev/null
 	[ "$status" -eq 0 ]
 	[[ $output == *$'\033[1m== dp-topic create demo.prices'* ]]
@@ -70,7 +73,7 @@ on_test_stack() {
 
 @test "make demo fails with a hint when a step fails" {
 	# A broker name that does not resolve: the first Kafka step fails at once.
-	run env DP_TEST_BROKERS=no-such-broker.invalid:9092 DP_TEST_PG=$DP_PG \
+	run env DP_TEST_BROKERS=no-such-broker.invalid:9092 DP_TEST_PG=$DP_PG DP_DEMO_LIVE=0 \
 		"$DP_ROOT/scripts/demo" </dev/null
 	[ "$status" -eq 69 ]
 	[[ $output == *"demo: failed (exit status 69)"*"scripts/stack down"* ]]

@@ -25,7 +25,7 @@
 #   proc_gone PID             the process has ended (a zombie counts)
 #   bg_kill                   SIGKILLs and reaps every PID in the array BG_PIDS
 #                             (a test's background commands; for teardown)
-#   pace FILE SECONDS         FILE on stdout, spread evenly over about SECONDS
+#   pace [FILE] SECONDS       FILE (or stdin) on stdout, spread evenly over about SECONDS
 #                             (a stream still flowing while a test acts on it)
 #   signal_within SECS SIG CMD...  runs CMD in the background, sends SIG once its
 #                             stderr shows the machine left "idle" (it runs with
@@ -127,7 +127,13 @@ bg_kill() {
 }
 
 pace() {
-	python3 - "$1" "$2" <<'PY'
+	local file=/dev/stdin
+	if (($# == 2)); then
+		file=$1
+		shift
+	fi
+	# -c, not a here-document: stdin may be the input
+	python3 -c '
 import sys, time
 lines = open(sys.argv[1], "rb").readlines()
 chunks = 50
@@ -138,8 +144,7 @@ for i in range(0, len(lines), per):
         sys.stdout.buffer.flush()
     except BrokenPipeError:
         sys.exit(0)
-    time.sleep(float(sys.argv[2]) / chunks)
-PY
+    time.sleep(float(sys.argv[2]) / chunks)' "$file" "$1"
 }
 
 blackhole_start() {

@@ -3,8 +3,7 @@
 #
 #   records N [FROM]       prints N numbered records
 #                          {"seq":i,"fsym":"BTC","ts":...,"price":...}
-#   pace [FILE] SECONDS    FILE (or stdin) on stdout, spread evenly over about
-#                          SECONDS: a stream still flowing while a test acts
+#   (pace, for a stream still flowing while a test acts, is in helpers/common)
 #   q SQL                  psql in UTC
 #   ident [NAME]           NAME (default $T) as a quoted SQL identifier
 #   count [TABLE]          rows of TABLE (default $T); empty when it is missing
@@ -27,27 +26,6 @@ for i in range(start, start + n):
     w('{"seq":%d,"fsym":"BTC","ts":"2026-01-01T%02d:%02d:%02dZ","price":%d.5}\n'
       % (i, i // 3600 % 24, i // 60 % 60, i % 60, 1000 + i % 97))
 PY
-}
-
-pace() {
-	local file=/dev/stdin
-	if (($# == 2)); then
-		file=$1
-		shift
-	fi
-	# -c, not a here-document: stdin may be the input
-	python3 -c '
-import sys, time
-lines = open(sys.argv[1], "rb").readlines()
-chunks = 50
-per = max(1, len(lines) // chunks)
-for i in range(0, len(lines), per):
-    try:
-        sys.stdout.buffer.write(b"".join(lines[i:i + per]))
-        sys.stdout.buffer.flush()
-    except BrokenPipeError:
-        sys.exit(0)
-    time.sleep(float(sys.argv[2]) / chunks)' "$file" "$1"
 }
 
 q() { psql_dp -c "set timezone = 'UTC'" -c "$1"; }
