@@ -158,6 +158,8 @@ $(OBJ)/ccstream-feed: bench/ccstream-feed.c $(OBJ)/libdp.a
 bench: all $(OBJ)/json-scan $(OBJ)/ccstream-feed
 	bench/publish-tail.sh
 	bench/stream.sh
+	bench/follow-publish.sh
+	bench/follow-latency.sh
 
 # The system diagram, from each command's --dot and the hand-kept
 # docs/system.links; tests/diagrams.bats fails when the committed one differs.

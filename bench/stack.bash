@@ -5,6 +5,10 @@
 #                     /dev/shm when there is one (disk writeback from earlier
 #                     repetitions was the largest source of noise)
 #   bench_unstack     stop the stack again if bench_stack started it
+#   bench_cleanup PATTERN PID...  for an EXIT trap: SIGTERM the PIDs (the
+#                     script's background commands) and wait for them,
+#                     delete the topics whose whole name matches PATTERN,
+#                     remove $work, bench_unstack
 #
 # Also makes $work, a scratch directory the script removes at exit.
 
@@ -24,4 +28,14 @@ bench_stack() {
 bench_unstack() {
 	((bench_started)) && scripts/stack down >&2
 	return 0
+}
+
+bench_cleanup() {
+	local pattern=$1 pid
+	shift
+	for pid in "$@"; do kill "$pid" 2>/dev/null || true; done
+	for pid in "$@"; do wait "$pid" 2>/dev/null || true; done
+	dp-topic delete --pattern "$pattern" --yes -o json >/dev/null 2>&1 || true
+	rm -rf "$work"
+	bench_unstack
 }
