@@ -2034,6 +2034,8 @@ distinct(uint64_t *v, size_t n)
 {
 	uint64_t k = 0;
 
+	if (n == 0)
+		return 0;       /* v may be NULL: qsort must not see it */
 	qsort(v, n, sizeof(*v), cmp_u64);
 	for (size_t i = 0; i < n; i++)
 		k += i == 0 || v[i] != v[i - 1];

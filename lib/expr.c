@@ -205,6 +205,32 @@ run_jq(struct dp_expr *e, struct dp_expr_rec *rec, jv_fn fn, void *ctx,
 		if (rc)
 			return rc;      /* jq_start resets the rest next time */
 	}
+	if (jq_halted(e->jq)) {
+		/*
+		 * halt or halt_error: an error for this record.  libjq 1.6 frees
+		 * the halt's message and exit code in jq_reset without forgetting
+		 * them, so the next jq_start and the teardown would free them
+		 * twice (heap corruption): this state goes now, and the next
+		 * record compiles the program again.
+		 */
+		jv msg = jq_get_error_message(e->jq);
+		if (jv_get_kind(msg) == JV_KIND_STRING) {
+			int n = jv_string_length_bytes(jv_copy(msg));
+			const char *t = jv_string_value(msg);
+			while (n > 0 && t[n - 1] == '\n')
+				n--;
+			dp_buf_msgf(err, "jq program halted: %.*s", n, t);
+		} else if (jv_is_valid(msg)) {
+			msg = jv_dump_string(msg, 0);
+			dp_buf_msgf(err, "jq program halted: %s", jv_string_value(msg));
+		} else {
+			dp_buf_msgf(err, "jq program halted (halt)");
+		}
+		jv_free(msg);
+		jv_free(r);
+		jq_teardown(&e->jq);
+		return -1;
+	}
 	if (jv_invalid_has_msg(jv_copy(r))) {
 		jv msg = jv_invalid_get_msg(r);
 		if (jv_get_kind(msg) == JV_KIND_STRING) {

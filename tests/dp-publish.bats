@@ -460,3 +460,21 @@ draining aborted failed" ]
 	[ "$status" -eq 65 ]
 	[[ $output == *"line 1: --timestamp gave '1970-01-01T00:00:00Z', not RFC 3339 or epoch time after 1970-01-01T00:00:00Z"* ]]
 }
+
+@test "a jq program that halts is a bad line for that record; the next records are judged afresh" {
+	create_topic "$T"
+	# libjq 1.6 freed a halt's message twice when the state was used again
+	# (heap corruption, exit 134): every record here reuses the program.
+	printf '%s\n' '{"a":3}' '{"a":1}' '{"a":2}' '{"a":3}' '{"a":4}' > "$W/in"
+	run --separate-stderr dp-publish -t "$T" --on-error skip \
+		-k 'if .a == 3 then halt_error elif .a == 2 then "no\n" | halt_error(1) else .a end' < "$W/in"
+	[ "$status" -eq 0 ]
+	[[ $stderr == *'line 1: jq program halted: {"a":3}'* ]]
+	[[ $stderr == *'line 3: jq program halted: no'* ]]
+	[[ $stderr == *'line 4: jq program halted: {"a":3}'* ]]
+	[[ $stderr == *"3 bad lines skipped"* ]]
+	[ "$(kcat -b "$DP_BROKERS" -C -t "$T" -e -q -o beginning -f '%k\n' | sort | tr '\n' ,)" = "1,4," ]
+	run --separate-stderr dp-publish -t "$T" -k 'halt' < "$W/in"
+	[ "$status" -eq 65 ]
+	[[ $stderr == *"line 1: jq program halted (halt)"* ]]
+}

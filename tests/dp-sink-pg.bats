@@ -218,6 +218,15 @@ BTC|EUR|2" ]
 	[ "$(count)" = 2 ]
 }
 
+@test "--map that halts: a bad record named with the halt's message, not a silent drop" {
+	printf '%s\n' '{"a":1}' '{"a":3}' '{"a":2}' > "$W/in"
+	run --separate-stderr dp-sink-pg --stdin --table "$T" --create --on-error skip \
+		--map 'if .a == 3 then halt_error else . end' < "$W/in"
+	[ "$status" -eq 0 ]
+	[[ $stderr == *'line 2'*'jq program halted: {"a":3}'* ]]
+	[ "$(psql_dp -c "select string_agg(a::text, ',' order by a) from \"$T\"")" = "1,2" ]
+}
+
 @test "--map and big numbers: object construction keeps an integer's digits" {
 	printf '%s\n' '{"id":288230376151711744,"n":13911860366432393,"x":1}' > "$W/in"
 	run --separate-stderr dp-sink-pg --stdin --table "$T" --create --map '{id, n}' < "$W/in"
