@@ -342,7 +342,10 @@ fatal_status(const char *sqlstate)
 {
 	if (strcmp(sqlstate, "42501") == 0 || strncmp(sqlstate, "28", 2) == 0)
 		return DP_EX_NOPERM;
-	if (strncmp(sqlstate, "42", 2) == 0 || strncmp(sqlstate, "0A", 2) == 0)
+	/* 3F: a schema that does not exist (--table schema.name, or a topic
+	 * name with a dot taken as one): no retry makes it. */
+	if (strncmp(sqlstate, "42", 2) == 0 || strncmp(sqlstate, "0A", 2) == 0 ||
+	    strncmp(sqlstate, "3F", 2) == 0)
 		return DP_EX_CONFIG;
 	return DP_EX_TEMPFAIL;
 }

@@ -218,6 +218,12 @@ BTC|EUR|2" ]
 	[ "$(count)" = 2 ]
 }
 
+@test "--table in a schema that does not exist: exit 78 (configuration), not a retry" {
+	run --separate-stderr dp-sink-pg --stdin --table "nosuch_$T.t" --create <<< '{"a":1}'
+	[ "$status" -eq 78 ]
+	[[ $stderr == *"cannot create the table: schema \"nosuch_$T\" does not exist (SQLSTATE 3F000)"* ]]
+}
+
 @test "--map that halts: a bad record named with the halt's message, not a silent drop" {
 	printf '%s\n' '{"a":1}' '{"a":3}' '{"a":2}' > "$W/in"
 	run --separate-stderr dp-sink-pg --stdin --table "$T" --create --on-error skip \
