@@ -704,6 +704,31 @@ on_registry(void *arg, const char *topic, const struct dp_dyn_spec *old,
 	t->reg_changed = true;
 }
 
+/*
+ * A followed topic was deleted: say which partitions this reader had not
+ * read to their end, since what was after is gone (never silently).
+ */
+static void
+warn_unread(const struct dp_consumer *c, const char *topic)
+{
+	struct dp_consumer_part *const *parts;
+	size_t n;
+
+	parts = dp_consumer_parts(c, &n);
+	for (size_t i = 0; i < n; i++) {
+		const struct dp_consumer_part *p = parts[i];
+		if (strcmp(p->topic, topic) != 0 || !p->assigned || p->at_eof || p->caught_up)
+			continue;
+		if (p->next >= 0)
+			dp_warn("dynamic topic '%s' was deleted before it was read to its end: "
+			        "partition %d from offset %lld on was not read", topic,
+			        (int)p->partition, (long long)p->next);
+		else
+			dp_warn("dynamic topic '%s' was deleted before it was read to its end: "
+			        "partition %d was not read", topic, (int)p->partition);
+	}
+}
+
 /* The engine: a topic read was deleted.  Finished: it has no more records. */
 static int
 on_gone(struct dp_consumer *c, void *arg, const char *topic)
@@ -713,6 +738,7 @@ on_gone(struct dp_consumer *c, void *arg, const char *topic)
 
 	if (!f)
 		return DP_EX_UNAVAILABLE;
+	warn_unread(c, topic);
 	dp_info("dynamic topic '%s' was deleted: it is read no more", topic);
 	f->reading = false;
 	f->finished = true;
@@ -758,6 +784,7 @@ survey(struct tail *t)
 			return 0;               /* the caller sees the signal */
 		if (st) {
 			dp_info("dynamic topic '%s' is gone: %s", f->topic, dp_buf_str(&t->err));
+			warn_unread(t->c, f->topic);
 			dp_consumer_drop_topic(t->c, f->topic);
 			f->reading = false;
 			f->finished = true;

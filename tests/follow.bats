@@ -474,3 +474,32 @@ PY
 	[ "$status" -eq 64 ]
 	[[ $output == *"it needs --topic-expr"* ]]
 }
+
+@test "dp-tail --follow behind when its topic is deleted: says from which offset it read nothing" {
+	create_topic "$SRC"
+	serve_start 1
+	serve_active 1
+	dp-coord request "$D" --source "$SRC" --filter . --wait=20s >/dev/null
+	python3 -c 'import json
+for i in range(20000): print(json.dumps({"i": i, "pad": "x" * 100}))' |
+		dp-publish -t "$SRC" --follow-registry
+	mkfifo "$W/fifo"
+	# little prefetch, and a pipe nobody reads yet: the reader stays behind
+	dp-tail --follow "$D" -X queued.min.messages=100 -X queued.max.messages.kbytes=64 \
+		>"$W/fifo" 2>"$W/tail.err" &
+	pid=$!
+	PIDS+=("$pid")
+	exec 5<"$W/fifo"
+	dp-coord retire "$D" --wait=20s >/dev/null
+	gone() { ! dp-topic list -o names | grep -qx "$D"; }
+	wait_until 30 gone
+	cat <&5 >"$W/out"
+	exec 5<&-
+	rc=0
+	wait "$pid" || rc=$?
+	cat "$W/tail.err"
+	[ "$rc" -eq 0 ]
+	n=$(wc -l <"$W/out")
+	[ "$n" -lt 20000 ]
+	grep -q "dp-tail: dynamic topic '$D' was deleted before it was read to its end: partition 0 from offset $n on was not read" "$W/tail.err"
+}
