@@ -815,6 +815,54 @@ plain_integer(const char *s, size_t n)
 	return true;
 }
 
+/*
+ * Whether jq 1.6 would print the compact value s[0..n) with the same
+ * bytes, so that its text can stand for jq's tostring.  jq prints numbers
+ * in its own shortest form (1.0 -> 1, 1e2 -> 100), writes strings with
+ * its own escapes (\u00e9 -> the UTF-8, DEL -> \u007f), and keeps only
+ * the last of duplicate keys; text that may differ in any of those ways
+ * is left to jq.  Integers beyond 2^53 keep their digits, as everywhere
+ * in the subset.  Deep or wide values are left to jq as well, to bound
+ * the work.
+ */
+static bool
+dumps_as_jq(const char *s, size_t n, enum dp_json_type t, int depth)
+{
+	const char *key[64], *k, *v;
+	size_t klen[64], kn, vn, pos = 0;
+	int nk = 0;
+
+	switch (t) {
+	case DP_JSON_NUMBER:
+		return plain_integer(s, n);
+	case DP_JSON_STRING:
+		return !memchr(s, '\\', n) && !memchr(s, 0x7f, n);
+	case DP_JSON_ARRAY:
+		if (depth >= 32)
+			return false;
+		while ((t = dp_json_next_element(s, n, &pos, &v, &vn)) != DP_JSON_INVALID)
+			if (!dumps_as_jq(v, vn, t, depth + 1))
+				return false;
+		return true;
+	case DP_JSON_OBJECT:
+		if (depth >= 32)
+			return false;
+		while ((t = dp_json_next_member(s, n, &pos, &k, &kn, &v, &vn)) != DP_JSON_INVALID) {
+			if (nk == 64 || !dumps_as_jq(k, kn, DP_JSON_STRING, depth) ||
+			    !dumps_as_jq(v, vn, t, depth + 1))
+				return false;
+			for (int i = 0; i < nk; i++)
+				if (klen[i] == kn && !memcmp(key[i], k, kn))
+					return false;
+			key[nk] = k;
+			klen[nk++] = kn;
+		}
+		return true;
+	default:
+		return true;    /* null, true, false */
+	}
+}
+
 static enum dp_jqf_result
 eval_field(const struct node *n, struct dp_jqf_run *r, const struct val *in,
            struct val *out)
@@ -951,15 +999,16 @@ eval(const struct node *n, struct dp_jqf_run *r, const struct val *in, struct va
 			return DP_JQF_VALUE;
 		}
 		/*
-		 * The value's text, as a string.  An integer keeps every digit
-		 * (jq 1.6 would round one beyond 2^53); other numbers are left
-		 * to jq, whose shortest form ("1.0" -> "1") is its answer.
+		 * The value's compact text, as a string, when that is what jq
+		 * prints; an integer keeps every digit (jq 1.6 would round one
+		 * beyond 2^53).  Anything jq would print its own way is its to
+		 * answer.
 		 */
-		if (in->t == DP_JSON_NUMBER && !plain_integer(text_of(r, in), in->n))
-			return DP_JQF_NEED_JQ;
 		dp_buf_reset(&r->tmp);
 		if (dp_json_compact(&r->tmp, text_of(r, in), in->n) < 0)
 			return DP_JQF_NOMEM;
+		if (!dumps_as_jq(r->tmp.data, r->tmp.len, in->t, 0))
+			return DP_JQF_NEED_JQ;
 		size_t start = r->arena.len;
 		if (dp_json_quote(&r->arena, r->tmp.data, r->tmp.len) < 0)
 			return DP_JQF_NOMEM;

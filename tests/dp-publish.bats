@@ -334,6 +334,18 @@ draining aborted failed" ]
 	[ "$(grep -c 'beyond 2^53' <<<"$stderr")" -eq 1 ]
 }
 
+@test "jq's tostring of an object or array: the same text as jq, big integers kept" {
+	create_topic "$T"
+	# jq prints numbers, escapes and duplicate keys its own way: 1.10 -> 1.1,
+	# 1e2 -> 100, \u00e9 -> the letter, the last "x" only.
+	rec='{"a":{"x":1.10,"y":[1e2,"\u00e9",-0],"x":2},"b":{"id":288230376151711744,"s":["x"]}}'
+	run --separate-stderr dp-publish -t "$T" -k '.a|tostring' -H 'b=.b|tostring' <<< "$rec"
+	[ "$status" -eq 0 ]
+	want=$(jq -r '.a|tostring' <<< "$rec")
+	[ "$want" = '{"x":2,"y":[100,"é",-0]}' ]
+	[ "$(kcat_payloads "$T" -f '%k|%h\n')" = "$want|b={\"id\":288230376151711744,\"s\":[\"x\"]}" ]
+}
+
 @test "a record too large for message.max.bytes is a bad line, in keyed runs too" {
 	create_topic "$T" 3
 	gen_prices 3000 > "$W/in"
