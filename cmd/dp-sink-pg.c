@@ -87,6 +87,7 @@ struct sink {
 	const char *group;
 	bool until_end;                 /* -e */
 	const char *db;                 /* --db, else $DP_PG, else NULL */
+	char *db_arg;                   /* owned: --db's copy, its argv bytes blanked */
 	const char *db_from;            /* "--db" or "$DP_PG", for messages */
 	const char *table;
 	bool create;
@@ -414,10 +415,19 @@ parse_options(void *ctx, int argc, char **argv)
 			}
 			k->source_id = optarg;
 			break;
-		case OPT_DB:
-			k->db = optarg;
+		case OPT_DB: {
+			bool had;
+			free(k->db_arg);
+			if (!(k->db = k->db_arg = dp_pg_conninfo_hide(optarg, &had))) {
+				dp_err("out of memory");
+				return -1;
+			}
 			k->db_from = "--db";
+			if (had)
+				dp_warn("--db holds a password, which other users of this machine "
+				        "may see in the process list: prefer ~/.pgpass or $DP_PG");
 			break;
+		}
 		case OPT_TABLE:
 			k->table = optarg;
 			break;
@@ -1057,6 +1067,7 @@ close_sink(void *ctx)
 	dp_lines_free(k->in);
 	dp_expr_free(k->map);
 	free(k->keys);
+	free(k->db_arg);
 	free(k->topics);
 	free(k->inrecs);
 	dp_buf_free(&k->inbox);

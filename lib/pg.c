@@ -65,12 +65,12 @@ secret_add_uri(struct secrets *sc, const char *p, size_t n)
  * key/value form, quoted or not.
  */
 static void
-secrets_of(struct secrets *sc, const char *ci)
+secrets_of(struct secrets *sc, const char *ci, bool env)
 {
-	const char *env = getenv("PGPASSWORD");
+	const char *pw = env ? getenv("PGPASSWORD") : NULL;
 
-	if (env)
-		secret_add(sc, env, strlen(env));
+	if (pw)
+		secret_add(sc, pw, strlen(pw));
 	if (!ci)
 		return;
 	const char *scheme = strstr(ci, "://");
@@ -174,7 +174,7 @@ scrub_into(struct dp_buf *err, struct dp_buf *msg, const char *conninfo, const P
 {
 	struct secrets sc = { { NULL }, 0 };
 
-	secrets_of(&sc, conninfo);
+	secrets_of(&sc, conninfo, true);
 	if (c && PQpass(c))
 		secret_add(&sc, PQpass(c), strlen(PQpass(c)));
 	scrub(msg, &sc);
@@ -188,9 +188,30 @@ dp_pg_scrub(struct dp_buf *msg, const char *conninfo)
 {
 	struct secrets sc = { { NULL }, 0 };
 
-	secrets_of(&sc, conninfo);
+	secrets_of(&sc, conninfo, true);
 	scrub(msg, &sc);
 	secrets_free(&sc);
+}
+
+char *
+dp_pg_conninfo_hide(char *arg, bool *had)
+{
+	struct secrets sc = { { NULL }, 0 };
+	char *copy = strdup(arg);
+
+	*had = false;
+	if (!copy)
+		return NULL;
+	secrets_of(&sc, copy, false);
+	for (size_t i = 0; i < sc.n; i++) {
+		size_t n = strlen(sc.s[i]);
+		for (char *hit = strstr(arg, sc.s[i]); hit; hit = strstr(hit + n, sc.s[i])) {
+			memset(hit, '*', n);
+			*had = true;
+		}
+	}
+	secrets_free(&sc);
+	return copy;
 }
 
 /*
@@ -309,10 +330,14 @@ dp_pg_conninfo_check(const char *conninfo, struct dp_buf *err)
 }
 
 PGconn *
-dp_pg_connect(const char *conninfo, const char *app, int64_t timeout_ms, struct dp_buf *err)
+dp_pg_connect(const char *conninfo, const char *app, int64_t timeout_ms,
+              enum dp_pg_kind *kind, struct dp_buf *err)
 {
 	const char *kw[3], *val[3];
 	int n = 0;
+
+	if (kind)
+		*kind = DP_PG_TRANSIENT;
 
 	if (conninfo && *conninfo) {
 		kw[n] = "dbname";       /* expand_dbname: a conninfo string or URI */
@@ -325,6 +350,17 @@ dp_pg_connect(const char *conninfo, const char *app, int64_t timeout_ms, struct 
 
 	PGconn *c = PQconnectStartParams(kw, val, 1);
 	if (!c || PQstatus(c) == CONNECTION_BAD) {
+		/*
+		 * libpq checks option values (connectOptions2 in fe-connect.c)
+		 * before it resolves or dials anything, and says "invalid ..."
+		 * or "could not match ..." (dp never sets LC_MESSAGES, so the
+		 * text is libpq's English).  A name that does not resolve fails
+		 * here too, with another text: that one may be retried.
+		 */
+		const char *m = c ? PQerrorMessage(c) : "";
+		if (kind && c && (!strncmp(m, "invalid ", 8) || !strncmp(m, "could not match ", 16) ||
+		                  strstr(m, "not compiled in")))
+			*kind = DP_PG_FATAL;
 		connect_failed(err, c, conninfo, NULL);
 		PQfinish(c);
 		return NULL;

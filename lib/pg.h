@@ -29,6 +29,7 @@
 #ifndef DP_PG_H
 #define DP_PG_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include <libpq-fe.h>
@@ -48,17 +49,29 @@ enum dp_pg_kind {
  * timeout_ms bounds the whole attempt (> 0).  Returns the connection, or
  * NULL with a message in err ("cannot connect to the database (host h
  * port p dbname d user u): why", password-free); NULL with nothing in
- * err when a signal stopped it (dp_sig_stop is set).  Notices from the
- * server go to dp_info() (shown with -v).  Caller PQfinish()es.
+ * err when a signal stopped it (dp_sig_stop is set).  *kind (may be
+ * NULL) says why it failed: DP_PG_FATAL when libpq refused the options
+ * themselves before trying any server (sslmode=bogus, a bad port: no
+ * retry can help), else DP_PG_TRANSIENT.  Notices from the server go to
+ * dp_info() (shown with -v).  Caller PQfinish()es.
  */
 PGconn *dp_pg_connect(const char *conninfo, const char *app, int64_t timeout_ms,
-                      struct dp_buf *err);
+                      enum dp_pg_kind *kind, struct dp_buf *err);
 
 /*
  * Check a conninfo string or URI without connecting: 0, or -1 with
  * libpq's reason (password-free) in err.
  */
 int dp_pg_conninfo_check(const char *conninfo, struct dp_buf *err);
+
+/*
+ * A conninfo from the command line is visible to every user of the
+ * machine (ps, /proc/PID/cmdline): return a copy of arg (the caller
+ * frees it) and overwrite each password in arg itself with '*', so that
+ * what ps shows from then on has none; *had says whether there was one.
+ * NULL when memory runs out (arg is left alone).
+ */
+char *dp_pg_conninfo_hide(char *arg, bool *had);
 
 /* Classify a failed result (or NULL: a lost connection) on conn. */
 enum dp_pg_kind dp_pg_classify(const PGresult *res, const PGconn *conn);

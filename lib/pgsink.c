@@ -1714,12 +1714,14 @@ writer_main(void *arg)
 static int
 connect_one(struct dp_pgsink *s, PGconn **c, struct dp_buf *err)
 {
-	*c = dp_pg_connect(s->cfg.conninfo, s->cfg.app, s->cfg.timeout_ms, err);
+	enum dp_pg_kind k;
+
+	*c = dp_pg_connect(s->cfg.conninfo, s->cfg.app, s->cfg.timeout_ms, &k, err);
 	if (*c)
 		return 0;
 	if (dp_sig_stop && !err->len)
 		dp_buf_msgf(err, "interrupted while connecting to the database");
-	return -1;
+	return k == DP_PG_FATAL ? DP_EX_CONFIG : DP_EX_UNAVAILABLE;
 }
 
 int
@@ -1759,8 +1761,8 @@ dp_pgsink_open(struct dp_pgsink **out, const struct dp_pgsink_config *cfg, struc
 	}
 	dp_buf_free(&q);
 
-	if (connect_one(s, &s->ctl, err) < 0)
-		return DP_EX_UNAVAILABLE;
+	if ((rc = connect_one(s, &s->ctl, err)) != 0)
+		return rc;
 	PGresult *r;
 	if (exec_ctl(s, "SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'", 0, NULL, &r,
 	             NULL, err, "cannot list the database's extensions") != 0)
@@ -1799,8 +1801,8 @@ dp_pgsink_open(struct dp_pgsink **out, const struct dp_pgsink_config *cfg, struc
 			dp_buf_msgf(err, "cannot make a condition variable");
 			return DP_EX_SOFTWARE;
 		}
-		if (connect_one(s, &w->c, err) < 0)
-			return DP_EX_UNAVAILABLE;
+		if ((rc = connect_one(s, &w->c, err)) != 0)
+			return rc;
 		w->cancel = PQgetCancel(w->c);
 		if (pthread_create(&w->th, NULL, writer_main, w)) {
 			dp_buf_msgf(err, "cannot start a writer thread: %s", strerror(errno));
@@ -2226,6 +2228,26 @@ undo_record(struct dp_pgsink_src *src, struct batch *b)
 	src->rec = -1;
 }
 
+/*
+ * Whether the object json (valid) has a key that make_table would turn
+ * into a column.  A row without one is bad in any table; before the
+ * table exists it would also make a table of no columns.
+ */
+static bool
+makes_column(struct dp_pgsink *s, const char *json, size_t len)
+{
+	size_t pos = 0, klen, vn, nlen;
+	const char *key, *v, *name;
+
+	if (s->cfg.unknown == DP_PGSINK_UNKNOWN_EXTRA)
+		return true;    /* the extra column takes anything */
+	while (dp_json_next_member(json, len, &pos, &key, &klen, &v, &vn) != DP_JSON_INVALID) {
+		if (key_name(&s->keybuf, key, klen, &name, &nlen) < 0 || !bad_ident(name, nlen))
+			return true;    /* out of memory: make_table will say so */
+	}
+	return false;
+}
+
 void
 dp_pgsink_raw(struct dp_pgsink *s, struct dp_pgsink_src *src, int64_t offset, const void *key,
               size_t klen, const void *value, size_t vlen)
@@ -2265,12 +2287,15 @@ dp_pgsink_add(struct dp_pgsink *s, struct dp_pgsink_src *src, int64_t offset, co
 		const char *jwhy;
 		size_t off;
 		enum dp_json_type t = dp_json_check(json, len, &jwhy, &off);
-		if (t != DP_JSON_OBJECT) {
+		if (t != DP_JSON_OBJECT || !makes_column(s, json, len)) {
 			dp_buf_reset(&s->why);
 			if (t == DP_JSON_INVALID)
 				dp_buf_msgf(&s->why, "not JSON: %s at byte %zu", jwhy, off + 1);
-			else
+			else if (t != DP_JSON_OBJECT)
 				dp_buf_msgf(&s->why, "not a JSON object");
+			else
+				dp_buf_msgf(&s->why, "the row sets no column, and --create makes the "
+				            "table from the columns of the first rows");
 			s->filling_bytes -= before;
 			undo_record(src, b);
 			s->filling_bytes += batch_bytes(b);
@@ -2861,7 +2886,7 @@ dp_pgsink_idle(const struct dp_pgsink *s)
 static int
 reconnect_one(struct dp_pgsink *s, PGconn **c, struct dp_buf *err)
 {
-	PGconn *n = dp_pg_connect(s->cfg.conninfo, s->cfg.app, s->cfg.timeout_ms, err);
+	PGconn *n = dp_pg_connect(s->cfg.conninfo, s->cfg.app, s->cfg.timeout_ms, NULL, err);
 
 	if (!n)
 		return -1;

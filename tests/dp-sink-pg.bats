@@ -96,6 +96,19 @@ has_timescaledb() {
 
 # --- columns --------------------------------------------------------------------
 
+@test "--create never makes a table of no columns: a first row without one is a bad record" {
+	printf '{}\n{"":1}\n' > "$W/in"
+	run --separate-stderr dp-sink-pg --stdin --table "$T" --create --on-error skip < "$W/in"
+	[ "$status" -eq 0 ]
+	[[ $stderr == *"line 1: the row sets no column, and --create makes the table from the columns of the first rows"* ]]
+	[[ $stderr == *"line 2: the row sets no column"* ]]
+	[ "$(psql_dp -c "select to_regclass('\"$T\"') is null")" = t ]
+	# the next records make it, from their own columns
+	printf '{}\n{"a":1}\n' | dp-sink-pg --stdin --table "$T" --create --on-error skip 2>/dev/null
+	[ "$(columns)" = "a bigint" ]
+	[ "$(psql_dp -c "select a from \"$T\"")" = 1 ]
+}
+
 @test "--create infers the documented column types and writes the values" {
 	cat > "$W/in" <<'EOF'
 {"s":"a","t":"2024-01-02T03:04:05.123456789Z","i":1,"f":1.5,"mix":1,"b":true,"o":{"k":[1]},"a":[1,2],"n":null,"sn":"x"}
@@ -545,6 +558,42 @@ ok" ]
 		--db "postgresql://dp_pwtest@127.0.0.1:$port/dp" < /dev/null
 	[ "$status" -eq 69 ]
 	[[ $stderr != *"$secret"* ]]
+}
+
+@test "a password in --db: gone from the process list while it runs, and a warning says so" {
+	[[ $DP_PG == postgres*://* && $DP_PG != *\?* ]] || skip "DP_PG is not a URI without a query"
+	mkfifo "$W/in"
+	dp-sink-pg --stdin --table "$T" --create --db "$DP_PG?password=Pw-In-Argv" \
+		< "$W/in" 2> "$W/err" &
+	pid=$!
+	BG_PIDS+=("$pid")
+	exec {fd}> "$W/in"
+	wait_until 10 grep -q 'holds a password' "$W/err"
+	tr '\0' ' ' < "/proc/$pid/cmdline" > "$W/cmdline"
+	cat "$W/cmdline"
+	grep -q -- "--db $DP_PG?password=\*\*\*\*\*\*\*\*\*\*" "$W/cmdline"
+	echo '{"a":1}' >&$fd
+	exec {fd}>&-
+	wait "$pid"
+	# the copy the command kept still carries it: the row is in
+	[ "$(psql_dp -c "select a from \"$T\"")" = 1 ]
+	[[ $(cat "$W/err") == "dp-sink-pg: --db holds a password, which other users of this machine may see in the process list: prefer ~/.pgpass or \$DP_PG"* ]]
+	[[ $(cat "$W/err") != *Pw-In-Argv* ]]
+}
+
+@test "a connection option libpq refuses: exit 78 (no retry helps), the password nowhere" {
+	run --separate-stderr dp-sink-pg --stdin --table x --db "$DP_PG?sslmode=bogus" < /dev/null
+	[ "$status" -eq 78 ]
+	[[ $stderr == *'invalid sslmode value: "bogus"'* ]]
+	run --separate-stderr dp-sink-pg --stdin --table x \
+		--db "host=127.0.0.1 port=99999 dbname=dp user=u password=hunter2" < /dev/null
+	[ "$status" -eq 78 ]
+	[[ $stderr == *'invalid port number: "99999"'* ]]
+	[[ $stderr != *hunter2* ]]
+	# a name that does not resolve may resolve later: 69, as for a server away
+	run --separate-stderr dp-sink-pg --stdin --table x \
+		--db "host=nonexistent.invalid dbname=dp user=u" < /dev/null
+	[ "$status" -eq 69 ]
 }
 
 @test "an unreachable database: exit 69 quickly, refused or silent" {
