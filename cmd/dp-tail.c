@@ -706,19 +706,25 @@ on_registry(void *arg, const char *topic, const struct dp_dyn_spec *old,
 
 /*
  * A followed topic was deleted: say which partitions this reader had not
- * read to their end, since what was after is gone (never silently).
+ * read to their end, since what was after is gone (never silently), and
+ * make the exit status say it too (1), after the other topics are read.
  */
 static void
-warn_unread(const struct dp_consumer *c, const char *topic)
+warn_unread(struct tail *t, const char *topic)
 {
 	struct dp_consumer_part *const *parts;
 	size_t n;
 
-	parts = dp_consumer_parts(c, &n);
+	parts = dp_consumer_parts(t->c, &n);
 	for (size_t i = 0; i < n; i++) {
 		const struct dp_consumer_part *p = parts[i];
 		if (strcmp(p->topic, topic) != 0 || !p->assigned || p->at_eof || p->caught_up)
 			continue;
+		/* Read up to the end the last fetch showed: nothing was lost. */
+		int64_t end = dp_consumer_seen_end(t->c, p);
+		if (p->next >= 0 && end != DP_CONSUMER_NO_OFFSET && p->next >= end)
+			continue;
+		dp_fsm_fail(&t->fsm, DP_EX_PARTIAL);
 		if (p->next >= 0)
 			dp_warn("dynamic topic '%s' was deleted before it was read to its end: "
 			        "partition %d from offset %lld on was not read", topic,
@@ -738,7 +744,7 @@ on_gone(struct dp_consumer *c, void *arg, const char *topic)
 
 	if (!f)
 		return DP_EX_UNAVAILABLE;
-	warn_unread(c, topic);
+	warn_unread(t, topic);
 	dp_info("dynamic topic '%s' was deleted: it is read no more", topic);
 	f->reading = false;
 	f->finished = true;
@@ -784,7 +790,7 @@ survey(struct tail *t)
 			return 0;               /* the caller sees the signal */
 		if (st) {
 			dp_info("dynamic topic '%s' is gone: %s", f->topic, dp_buf_str(&t->err));
-			warn_unread(t->c, f->topic);
+			warn_unread(t, f->topic);
 			dp_consumer_drop_topic(t->c, f->topic);
 			f->reading = false;
 			f->finished = true;
@@ -1027,6 +1033,11 @@ act_consume(struct dp_fsm *m, void *ctx)
 		}
 		if (t->consumed != before) {
 			ev = E_MESSAGE;
+			break;
+		}
+		/* Nothing came: the reader may have left meanwhile (| head -1). */
+		if (dp_out_gone(t->common.out)) {
+			ev = E_PIPE_CLOSED;
 			break;
 		}
 		if (!t->following)

@@ -37,6 +37,8 @@ struct part {
 	int64_t target;         /* where release starts it; NO_TARGET until known */
 	int64_t held_since;     /* monotonic ms */
 	int64_t unsaved;        /* a failed engine commit left it up to here; -1 */
+	int64_t seen_end;       /* high watermark of the last fetch that gave records; -1 */
+	bool fresh;             /* records handed over in this poll: seen_end is to update */
 };
 
 /* A topic read in simple mode. */
@@ -210,6 +212,7 @@ add_part(struct dp_consumer *c, const char *topic, int32_t partition)
 	p->pub.end = DP_CONSUMER_NO_OFFSET;
 	p->target = NO_TARGET;
 	p->unsaved = -1;
+	p->seen_end = -1;
 	c->parts[c->nparts++] = &p->pub;
 	return p;
 }
@@ -1140,6 +1143,7 @@ deliver(struct dp_consumer *c, struct part *p, const rd_kafka_message_t *m)
 	case DP_CONSUMER_NEXT:
 	case DP_CONSUMER_LAST:
 		p->pub.next = m->offset + 1;
+		p->fresh = true;
 		if (c->commits)
 			pending_add(c, m, p);
 		if (p->end_known && m->offset + 1 >= p->pub.end)
@@ -1245,6 +1249,27 @@ wake_fetcher(struct dp_consumer *c)
 	}
 }
 
+/*
+ * Keep the end each fetch showed for the partitions that gave records,
+ * once per poll: librdkafka forgets it with the topic, and a reader whose
+ * topic is deleted must still know whether it had read everything.
+ */
+static void
+note_ends(struct dp_consumer *c)
+{
+	int64_t lo, hi;
+
+	for (size_t i = 0; i < c->nparts; i++) {
+		struct part *p = PRIV(c->parts[i]);
+		if (!p->fresh)
+			continue;
+		p->fresh = false;
+		if (!rd_kafka_get_watermark_offsets(c->rk, p->topic, p->pub.partition, &lo, &hi) &&
+		    hi >= 0)
+			p->seen_end = hi;
+	}
+}
+
 static int
 failed(struct dp_consumer *c, struct dp_buf *err, int *status)
 {
@@ -1315,6 +1340,8 @@ dp_consumer_poll(struct dp_consumer *c, int timeout_ms, struct dp_buf *err, int 
 		if (c->cgq)
 			wake_fetcher(c);
 	}
+	if (n > 0)
+		note_ends(c);
 	if (c->fail)
 		return failed(c, err, status);
 	/*
@@ -1629,6 +1656,14 @@ dp_consumer_parts(const struct dp_consumer *c, size_t *n)
 	return c->parts;
 }
 
+int64_t
+dp_consumer_seen_end(const struct dp_consumer *c, const struct dp_consumer_part *p)
+{
+	const struct part *q = PRIV(p);
+
+	return q->seen_end >= 0 ? q->seen_end : DP_CONSUMER_NO_OFFSET;
+}
+
 unsigned
 dp_consumer_commit_failures(const struct dp_consumer *c)
 {
@@ -1700,6 +1735,7 @@ dp_consumer_add_topic(struct dp_consumer *c, const char *name, struct dp_buf *er
 			goto nomem;
 		/* Read again after a drop: a topic of that name made anew starts over. */
 		p->pub.next = p->pub.end = DP_CONSUMER_NO_OFFSET;
+		p->seen_end = -1;
 		p->pub.caught_up = p->pub.done = false;
 		p->end_known = p->stop_end = false;
 		take(c, p);

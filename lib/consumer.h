@@ -420,6 +420,14 @@ void dp_consumer_free(struct dp_consumer *c);
 struct dp_consumer_part *const *dp_consumer_parts(const struct dp_consumer *c, size_t *n);
 
 /*
+ * The high watermark of p as it was when its last records were handed
+ * over (librdkafka's from the fetch response, kept here), so it still
+ * answers once the topic is deleted; DP_CONSUMER_NO_OFFSET before any
+ * record.  Like at_eof, it may be behind by what was written since.
+ */
+int64_t dp_consumer_seen_end(const struct dp_consumer *c, const struct dp_consumer_part *p);
+
+/*
  * After dp_consumer_close: the partitions whose handled offsets an engine
  * commit (revoke, close) failed to commit, and no later commit did.
  */

@@ -1,4 +1,5 @@
 #include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -84,6 +85,26 @@ size_t dp_out_pending(const struct dp_out *o) { return o->len; }
 size_t dp_out_room(const struct dp_out *o) { return o->cap - o->len; }
 int dp_out_closed(const struct dp_out *o) { return o->err == EPIPE; }
 int dp_out_error(const struct dp_out *o) { return o->err; }
+
+int
+dp_out_gone(struct dp_out *o)
+{
+	struct pollfd p = { o->fd, 0, 0 };
+
+	if (o->err)
+		return o->err == EPIPE;
+	/*
+	 * POLLERR and POLLHUP are reported whatever the events asked for:
+	 * Linux's pipe_poll sets POLLERR on a pipe with no reader left, and a
+	 * socket whose peer is gone shows POLLHUP.  A file or a terminal
+	 * shows neither.
+	 */
+	if (poll(&p, 1, 0) == 1 && (p.revents & (POLLERR | POLLHUP))) {
+		o->err = EPIPE;
+		return 1;
+	}
+	return 0;
+}
 
 int
 dp_out_free(struct dp_out *o)

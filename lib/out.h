@@ -29,6 +29,15 @@ int dp_out_closed(const struct dp_out *o);
 int dp_out_error(const struct dp_out *o);
 
 /*
+ * Whether the reader has gone away although nothing was written since:
+ * for a command that waits for records, so that `dp-tail ... | head -1`
+ * ends when head does, not at the next record.  1 (and dp_out_closed()
+ * turns true) when fd is a pipe with no reader or a socket whose peer
+ * hung up; else 0.  Costs one poll(2) without waiting.
+ */
+int dp_out_gone(struct dp_out *o);
+
+/*
  * Flush and close stdout's stdio stream too, checking for errors (some
  * only appear at close).  Returns 0, or -1 with errno.  Only the first
  * call closes; later ones return 0.

@@ -318,7 +318,7 @@ dp_registry_load(struct dp_registry *r, struct dp_buf *err)
 
 	if (st == DP_EX_NOTFOUND && r->conf.missing_ok) {
 		dp_buf_reset(err);
-		dp_info("registry '%s' does not exist yet: waiting for a dp-coord serve to make it",
+		dp_warn("registry '%s' does not exist yet: waiting for a dp-coord serve to make it",
 		        r->conf.topic);
 		r->absent = r->loaded = true;
 		r->next_look = dp_time_mono_ms() + 1000;

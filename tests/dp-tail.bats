@@ -15,6 +15,7 @@ setup() {
 teardown() {
 	blackhole_stop
 	local pid
+	[[ ! -s $W/tail.pid ]] || kill -KILL "$(cat "$W/tail.pid")" 2>/dev/null || true
 	for pid in "${DELETED_PIDS[@]}"; do
 		kill -KILL "$pid" 2>/dev/null || true
 	done
@@ -170,6 +171,26 @@ kcat_dump() {
 	[ "$n" -ge 1 ]
 	[ "$n" -lt 35000 ]
 	gen_prices 50000 | tail -n "$n" | cmp - "$W/rest"
+}
+
+@test "the reader leaves while dp-tail waits for records: it ends then, not at the next record" {
+	create_topic "$T"
+	echo '{"n":1}' | dp-publish -t "$T"
+	# One record, then nothing more comes: head has its line and leaves, and
+	# dp-tail, idle at the end of the topic, notices within its poll.
+	{
+		dp-tail -t "$T" --from beginning --trace-states 2> "$W/err" &
+		echo $! > "$W/tail.pid"
+		wait $!
+		echo $? > "$W/rc"
+	} 3>&- | head -1 > "$W/out" &
+	wait_until 10 test -s "$W/rc"
+	[ "$(cat "$W/rc")" = 0 ]
+	[ "$(cat "$W/out")" = '{"n":1}' ]
+	grep -q '"from":"consuming","event":"pipe_closed","to":"closing"' "$W/err"
+	# dp-tail's own status, without a pipe around it: stdout a pipe nobody reads
+	run bash -c "dp-tail -t '$T' --from beginning | head -1 > /dev/null; exit \${PIPESTATUS[0]}"
+	[ "$status" -eq 0 ]
 }
 
 @test "--filter transforms and drops values" {

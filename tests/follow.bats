@@ -368,6 +368,8 @@ PY
 	dp-tail --follow "$D" --trace-states >"$W/out" 2>"$W/tail.err" &
 	PIDS+=($!)
 	wait_until 20 took "$W/tail.err" connecting SUBSCRIBE_TO_TOPIC subscribing
+	# Waiting is not silent: one line says for what.
+	grep -qx "dp-tail: registry '$DP_REGISTRY' does not exist yet: waiting for a dp-coord serve to make it" "$W/tail.err"
 	serve_start 1
 	serve_active 1
 	dp-coord request "$D" --source "$SRC" --filter '.fsym == "SOL"' --wait=20s >/dev/null
@@ -384,6 +386,8 @@ PY
 	wait_until 10 proc_gone "${PIDS[0]}"
 	wait "${PIDS[0]}"
 	PIDS=()
+	# read to its end before the deletion: no warning, however soon it came
+	[ "$(grep -c "was deleted before it was read to its end" "$W/tail.err")" -eq 0 ]
 	took "$W/tail.err" consuming end closing
 	cmp "$W/want" "$W/out"
 }
@@ -475,7 +479,7 @@ PY
 	[[ $output == *"it needs --topic-expr"* ]]
 }
 
-@test "dp-tail --follow behind when its topic is deleted: says from which offset it read nothing" {
+@test "dp-tail --follow behind when its topic is deleted: says from which offset it read nothing, exit 1" {
 	create_topic "$SRC"
 	serve_start 1
 	serve_active 1
@@ -498,7 +502,8 @@ for i in range(20000): print(json.dumps({"i": i, "pad": "x" * 100}))' |
 	rc=0
 	wait "$pid" || rc=$?
 	cat "$W/tail.err"
-	[ "$rc" -eq 0 ]
+	# what it did read is whole; what it could not, the status says (1)
+	[ "$rc" -eq 1 ]
 	n=$(wc -l <"$W/out")
 	[ "$n" -lt 20000 ]
 	grep -q "dp-tail: dynamic topic '$D' was deleted before it was read to its end: partition 0 from offset $n on was not read" "$W/tail.err"
