@@ -836,7 +836,8 @@ topic_of(struct pub *p, struct dp_expr_rec *rec)
 		return -1;
 	if (t != DP_JSON_STRING || p->topicbuf.len == 0) {
 		dp_buf_msgf(&p->err, "--topic-expr gave %s, not a topic name",
-		            t == DP_JSON_INVALID ? "no result" : dp_buf_str(&p->topicbuf));
+		            t == DP_JSON_INVALID ? "no result" :
+		            t == DP_JSON_STRING ? "an empty string" : dp_buf_str(&p->topicbuf));
 		return -1;
 	}
 	return 0;

@@ -34,6 +34,21 @@ collect(void *data, jv msg)
 	jv_free(msg);
 }
 
+/*
+ * `input` and `inputs` read the records after this one in jq; dp gives
+ * jq one record at a time, so either is a mistake, and an error says so
+ * (an empty `inputs`, as at jq's end of input, would hide it).  Without
+ * a callback libjq 1.6 says only "break".
+ */
+static jv
+no_input(jq_state *jq, void *arg)
+{
+	(void)jq;
+	(void)arg;
+	return jv_invalid_with_msg(jv_string("input and inputs have nothing to read: "
+	                                     "each record is given to jq alone"));
+}
+
 static int
 compile_jq(struct dp_expr *e, struct dp_buf *err)
 {
@@ -43,6 +58,7 @@ compile_jq(struct dp_expr *e, struct dp_buf *err)
 		return -1;
 	}
 	jq_set_error_cb(e->jq, collect, e);
+	jq_set_input_cb(e->jq, no_input, NULL);
 	if (!jq_compile(e->jq, e->src)) {
 		dp_buf_msgf(err, "cannot compile jq expression '%s': %s", e->src,
 		            e->msgs.len ? e->msgs.data : "syntax error");

@@ -100,6 +100,13 @@ term_mid_publish() {
 		[ -s "$W/$s" ]
 		jq -c "select(.fsym == \"$s\")" "$W/in" | cmp - "$W/$s"
 	done
+	# what is no topic name is named for what it is
+	printf '{"t":""}\n{"t":7}\n{}\n' > "$W/bad"
+	run dp-publish --topic-expr .t --on-error skip < "$W/bad"
+	[ "$status" -eq 0 ]
+	[[ $output == *"line 1: --topic-expr gave an empty string, not a topic name"* ]]
+	[[ $output == *"line 2: --topic-expr gave 7, not a topic name"* ]]
+	[[ $output == *"line 3: --topic-expr gave null, not a topic name"* ]]
 }
 
 @test "--partition, --header and --timestamp set the record's fields" {
@@ -384,6 +391,12 @@ draining aborted failed" ]
 	[ "$status" -eq 65 ]
 	[[ $output == *'dp-publish: line 2: jq error: Cannot index array with string "a"'* ]]
 	[ "$(kcat_count "$T")" -eq 1 ]
+	# input and inputs would read other records: jq is given one at a time
+	for k in input '[inputs] | length | tostring'; do
+		run dp-publish -t "$T" -k "$k" <<< '{"n":1}'
+		[ "$status" -eq 65 ]
+		[[ $output == *'dp-publish: line 1: jq error: input and inputs have nothing to read: each record is given to jq alone'* ]]
+	done
 	# A properties file names the cluster; -b alone would point nowhere.
 	printf '# test cluster\nbootstrap.servers = %s\n' "$DP_BROKERS" > "$W/props"
 	echo '{"n":1}' | dp-publish -b 127.0.0.1:1 -F "$W/props" -t "$T"
