@@ -150,6 +150,9 @@ struct pub {
 	uint64_t held_bytes;
 	size_t nheld;
 	int ended;                      /* the event that ended the input, while held records wait */
+	bool feed_stuck;                /* the reader thread is in jq for good: left behind */
+	uint64_t taken;                 /* the last line of the batches taken from the reader */
+	int64_t stop_ms;                /* monotonic ms the run loop first saw the signal */
 	bool create_failed;             /* a request was refused or not answered */
 
 	/* the reader thread's scratch, reused */
@@ -1743,6 +1746,35 @@ serve(struct pub *p)
 	dp_progress_tick(&p->prog, "lines", dp_feed_lines(p->feed), NULL, false);
 }
 
+/*
+ * Told to stop, the reader thread finishes the line in hand.  One whose
+ * jq program runs on (libjq cannot be interrupted) would hold the stop
+ * for ever: after STUCK_MS it is left behind, and its line and those it
+ * read after it count as not sent.
+ */
+#define STUCK_MS 1000
+
+static bool
+feed_stuck(struct pub *p)
+{
+	int64_t now = dp_time_mono_ms(), busy = dp_feed_busy_ms(p->feed);
+	char d[48];
+
+	if (!p->stop_ms)
+		p->stop_ms = now;
+	if (busy < STUCK_MS || now - p->stop_ms < STUCK_MS)
+		return false;
+	uint64_t line = dp_feed_lines(p->feed);
+	dp_err("line %llu: jq still works on it %s after the signal: lines %llu to %llu are "
+	       "not sent, nor any read after them", (unsigned long long)line,
+	       dp_duration_format(now - p->stop_ms, d), (unsigned long long)p->taken + 1,
+	       (unsigned long long)line);
+	p->feed_stuck = true;
+	if (!p->status)
+		p->status = DP_EX_TEMPFAIL;
+	return true;
+}
+
 /* The input ends with ev: no more is read. */
 static int
 end_input(struct pub *p, int ev)
@@ -1769,6 +1801,8 @@ run_lines(struct pub *p)
 		int ev = poll_registry(p, 0);
 		if (ev)
 			return end_input(p, ev);
+		if (dp_sig_stop && feed_stuck(p))
+			return end_input(p, E_FATAL);
 		bool pending = pending_any(p);
 		if (state == S_CREATING && !pending)
 			return p->create_failed ? E_CREATE_FAILURE : E_CREATE_SUCCESS;
@@ -1813,6 +1847,8 @@ run_lines(struct pub *p)
 				return end_input(p, E_FATAL);
 			continue;
 		}
+		if (b->n)
+			p->taken = ((const struct rec *)b->recs)[b->n - 1].lineno;
 		int st = send_batch(p, b);
 		if (st) {
 			p->status = st;
@@ -2146,6 +2182,12 @@ close_pub(void *ctx)
 {
 	struct pub *p = ctx;
 
+	if (p->feed_stuck) {
+		/* Its reader is in jq for good: what that uses stays (p is static). */
+		dp_feed_abandon(p->feed);
+		dp_producer_free(p->prod);
+		return;
+	}
 	dp_feed_free(p->feed);
 	dp_route_free(p->router);
 	free(atomic_exchange(&p->routes_next, NULL));

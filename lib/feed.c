@@ -13,6 +13,7 @@
 #include "feed.h"
 #include "log.h"
 #include "sig.h"
+#include "timefmt.h"
 
 struct dp_feed {
 	struct dp_feed_conf c;
@@ -28,6 +29,7 @@ struct dp_feed {
 	atomic_int halt;                /* the command to the thread: stop */
 	atomic_int waiting;             /* the thread to the command: the writer is quiet */
 	atomic_ullong lines;
+	atomic_llong busy_since;        /* monotonic ms the running prepare began; 0: none */
 };
 
 size_t
@@ -59,6 +61,32 @@ dp_feed_keep(struct dp_feed_batch *b, size_t i, const char *line, size_t len)
 
 const char *dp_feed_line(const struct dp_feed_batch *b, size_t i) { return b->line[i]; }
 uint64_t dp_feed_lines(const struct dp_feed *f) { return atomic_load(&f->lines); }
+
+int64_t
+dp_feed_busy_ms(const struct dp_feed *f)
+{
+	int64_t since = atomic_load(&f->busy_since);
+
+	return since ? dp_time_mono_ms() - since : 0;
+}
+
+void
+dp_feed_abandon(struct dp_feed *f)
+{
+	if (!f)
+		return;
+	if (!f->started) {
+		dp_feed_free(f);
+		return;
+	}
+	/*
+	 * Its thread is inside prepare and does not come back (a jq program
+	 * that never ends: libjq cannot be interrupted).  Joining would hang,
+	 * freeing would pull memory from under it: it is left to the exit.
+	 */
+	atomic_store(&f->halt, 1);
+	pthread_detach(f->thread);
+}
 
 /* Wait for input, but give up when the command or a signal says stop. */
 static int
@@ -136,7 +164,9 @@ fill(struct dp_feed *f, struct dp_feed_batch *b)
 		memset((char *)b->recs + b->n * f->c.rec_size, 0, f->c.rec_size);
 		b->line[b->n] = NULL;
 		b->n++;
+		atomic_store(&f->busy_since, dp_time_mono_ms());
 		int ev = f->c.prepare(f->c.arg, b, b->n - 1, line, len, got);
+		atomic_store(&f->busy_since, 0);
 		if (ev)
 			return ev;
 	}

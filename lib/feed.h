@@ -119,6 +119,22 @@ void dp_feed_halt(struct dp_feed *f);
 /* Halt, join the thread, free everything.  Accepts NULL. */
 void dp_feed_free(struct dp_feed *f);
 
+/*
+ * How long the thread has been inside the prepare callback now, in
+ * milliseconds; 0 when it is not in one.  A command that was told to
+ * stop can tell a prepare that never ends (a jq program such as
+ * last(range(infinite))) from a slow one.
+ */
+int64_t dp_feed_busy_ms(const struct dp_feed *f);
+
+/*
+ * For a thread that never comes back from prepare: halt it and let it
+ * be, without joining or freeing.  Everything prepare uses (conf.arg,
+ * conf.in, the command's jq programs) must stay allocated too: the
+ * process is expected to exit.  Accepts NULL.
+ */
+void dp_feed_abandon(struct dp_feed *f);
+
 /* Lines read so far (empty ones too); any thread. */
 uint64_t dp_feed_lines(const struct dp_feed *f);
 

@@ -418,6 +418,29 @@ connecting signal done" ]
 	[[ $stderr != *"no kafka broker answered"* ]]
 }
 
+@test "SIGTERM while a jq program never ends on a line: out in about a second, the lines not sent named, 75" {
+	create_topic "$T"
+	printf '{"n":1}\n{"n":2}\n{"n":3,"loop":true}\n{"n":4}\n' > "$W/in"
+	# The key of line 3 never comes, and libjq cannot be interrupted.
+	dp-publish -t "$T" -k 'if .loop then last(range(infinite)) else .n end | tostring' \
+		--trace-states < "$W/in" 2> "$W/err" &
+	pid=$!
+	# spinning in jq: a second of CPU time (field 14 of stat, in clock ticks)
+	cpu() { (($(awk '{print $14}' "/proc/$pid/stat") >= $(getconf CLK_TCK))); }
+	wait_until 20 cpu
+	t0=$(_dp_now_us)
+	kill -TERM "$pid"
+	wait_until 5 proc_gone "$pid" || { kill -9 "$pid"; false; }
+	st=0
+	wait "$pid" || st=$?
+	elapsed=$((($(_dp_now_us) - t0) / 1000))
+	cat "$W/err"
+	[ "$st" -eq 75 ]
+	((elapsed < 3000))
+	grep -q "dp-publish: line 3: jq still works on it 1.*s after the signal: lines 1 to 3 are not sent, nor any read after them" "$W/err"
+	[ "$(kcat_count "$T")" -eq 0 ]
+}
+
 @test "--topic-expr naming a topic that does not exist stops with 69, earlier lines delivered" {
 	create_topic "$T"
 	printf '{"t":"%s","n":1}\n{"t":"%s.nope","n":2}\n{"t":"%s","n":3}\n' "$T" "$T" "$T" > "$W/in"
