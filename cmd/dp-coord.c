@@ -820,6 +820,29 @@ reject_for(int status)
 	}
 }
 
+/*
+ * A topic that was there before the request, and that the registry does
+ * not list as ours: 1 when it holds records, 0 when it is empty, else an
+ * exit status with a message in why.  An empty one is taken: it is what
+ * a coordinator leaves that stopped between creating a topic and writing
+ * it down.  One with records belongs to someone else, and is never made
+ * a dynamic topic (that a retire would delete).
+ */
+static int
+holds_records(struct coord *c, const char *topic, int partitions, struct dp_buf *why)
+{
+	for (int32_t i = 0; i < partitions; i++) {
+		int64_t lo, hi;
+		int st = dp_kafka_watermarks(c->admin, topic, i, (int)c->common.timeout_ms, &lo, &hi,
+		                             why);
+		if (st)
+			return st == DP_KAFKA_STOPPED ? DP_EX_UNAVAILABLE : st;
+		if (hi > 0)
+			return 1;
+	}
+	return 0;
+}
+
 /* active -> processingCreateTopic: decide, and create what is granted. */
 static int
 act_create(struct dp_fsm *m, void *ctx)
@@ -872,6 +895,16 @@ act_create(struct dp_fsm *m, void *ctx)
 				                   &why) == 0 && n > 0)
 					spec.partitions = n;
 				dp_buf_reset(&why);
+				const struct dp_dyn_spec *known = dp_registry_get(c->reg, spec.topic);
+				bool ours = known && (known->state == DP_DYN_ACTIVE ||
+				                      known->state == DP_DYN_RETIRED);
+				if (!created && !ours &&
+				    (st = holds_records(c, spec.topic, n, &why)) == 1) {
+					dp_coord_reject(&spec, DP_DYN_EXISTS, "topic '%s' exists already, with "
+					                "records, and is not one this coordinator made",
+					                spec.topic);
+					st = 0;
+				}
 			}
 			dp_admin_result_clear(&res);
 		}

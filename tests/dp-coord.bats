@@ -200,6 +200,26 @@ traced() {
 	[ "$status" -eq 0 ]
 }
 
+@test "a topic there before the request: refused (80) when it holds records, taken when empty" {
+	create_topic "$SRC"
+	serve_start 1
+	serve_active 1
+	full=dyn.$(uniq_name full) empty=dyn.$(uniq_name empty)
+	create_topic "$full"
+	create_topic "$empty"
+	echo '{"someone":"else"}' | dp-publish -t "$full"
+	# Someone else's records: never made dynamic, which a retire would delete.
+	run --separate-stderr dp-coord request "$full" --source "$SRC" --filter . --wait=10s
+	[ "$status" -eq 80 ]
+	[[ $stderr == *"topic '$full' exists already, with records, and is not one this coordinator made"* ]]
+	[ "$(kcat_count "$full")" -eq 1 ]
+	# Empty, as a coordinator stopped between creating and notifying leaves it.
+	run --separate-stderr dp-coord request "$empty" --source "$SRC" --filter . --wait=10s
+	[ "$status" -eq 0 ]
+	[ "$(jq -r .state <<<"$output")" = active ]
+	dp-topic delete "$full" "$empty" >/dev/null
+}
+
 @test "registry records that are not specs are skipped with a warning by every reader" {
 	create_topic "$SRC"
 	serve_start 1
