@@ -12,6 +12,7 @@
 #include "expr.h"
 #include "jqfast.h"
 #include "log.h"
+#include "sig.h"
 
 struct dp_expr {
 	char *src;
@@ -215,12 +216,17 @@ run_jq(struct dp_expr *e, struct dp_expr_rec *rec, jv_fn fn, void *ctx,
 			e->warned = true;
 		}
 	}
+	/* libjq cannot be interrupted: a signal's watchdog looks at these (sig.h). */
+	dp_sig_busy_enter();
 	jq_start(e->jq, in, 0);
 	while (jv_is_valid(r = jq_next(e->jq))) {
+		dp_sig_busy_leave();
 		rc = fn(ctx, r);        /* fn owns r */
 		if (rc)
 			return rc;      /* jq_start resets the rest next time */
+		dp_sig_busy_enter();
 	}
+	dp_sig_busy_leave();
 	if (jq_halted(e->jq)) {
 		/*
 		 * halt or halt_error: an error for this record.  libjq 1.6 frees

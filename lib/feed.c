@@ -86,6 +86,7 @@ dp_feed_abandon(struct dp_feed *f)
 	 */
 	atomic_store(&f->halt, 1);
 	pthread_detach(f->thread);
+	dp_sig_busy_leave();    /* its jq is given up for: no watchdog for it (sig.h) */
 }
 
 /* Wait for input, but give up when the command or a signal says stop. */

@@ -5,7 +5,8 @@
  * wait for deliveries, commit, exit).  The handler then restores the
  * default action, so a second signal ends the process at once.  The
  * handlers do not use SA_RESTART: a blocking read returns EINTR so the
- * command notices the request promptly.  SIGPIPE is ignored: a closed
+ * command notices the request promptly; so is SIGALRM, which the
+ * watchdog below uses.  SIGPIPE is ignored: a closed
  * stdout shows up as EPIPE on write, which commands end on quietly.
  */
 #ifndef DP_SIG_H
@@ -24,5 +25,19 @@
 extern atomic_int dp_sig_stop;
 
 int dp_sig_install(void);
+
+/*
+ * Work that a signal cannot stop -- libjq's evaluation, which has no way
+ * to be interrupted -- is bracketed with these (one bracket open at a
+ * time in the process).  Once a stop signal has come, SIGALRM looks
+ * every second while one is open: the same bracket open for two seconds
+ * means a program that does not end (last(range(infinite))), and the
+ * process then exits at once with 75 after one line on stderr, without
+ * flushing or committing: what was not committed is read again by the
+ * next run.  Cheap: one relaxed store each (and one alarm(2) the first
+ * time after a signal).
+ */
+void dp_sig_busy_enter(void);
+void dp_sig_busy_leave(void);
 
 #endif

@@ -96,6 +96,30 @@ has_timescaledb() {
 
 # --- columns --------------------------------------------------------------------
 
+@test "SIGTERM while a --map never ends: out within about two seconds, 75, nothing committed" {
+	printf '{"n":1}\n{"n":2,"loop":true}\n' > "$W/in"
+	dp-sink-pg --stdin --table "$T" --create --source-id "$T" \
+		--map 'if .loop then last(range(infinite)) else . end' < "$W/in" 2> "$W/err" &
+	pid=$!
+	BG_PIDS+=("$pid")
+	cpu() { (($(awk '{print $14}' "/proc/$pid/stat") >= $(getconf CLK_TCK) / 2)); }
+	wait_until 20 cpu
+	t0=$(_dp_now_us)
+	kill -TERM "$pid"
+	wait_until 6 proc_gone "$pid" || { kill -9 "$pid"; false; }
+	st=0
+	wait "$pid" || st=$?
+	elapsed=$((($(_dp_now_us) - t0) / 1000))
+	cat "$W/err"
+	[ "$st" -eq 75 ]
+	((elapsed < 4000))
+	grep -qx "dp-sink-pg: a jq program still runs two seconds after the signal, and libjq cannot be interrupted: ending now, without flushing or committing" "$W/err"
+	# the rerun with the same source id starts at line 1: nothing was stored
+	if [ "$(psql_dp -c "select to_regclass('dp_sink_offsets') is not null")" = t ]; then
+		[ "$(psql_dp -c "select count(*) from dp_sink_offsets where topic = '$T'")" = 0 ]
+	fi
+}
+
 @test "--create never makes a table of no columns: a first row without one is a bad record" {
 	printf '{}\n{"":1}\n' > "$W/in"
 	run --separate-stderr dp-sink-pg --stdin --table "$T" --create --on-error skip < "$W/in"

@@ -193,6 +193,27 @@ kcat_dump() {
 	[ "$status" -eq 0 ]
 }
 
+@test "SIGTERM while a --filter never ends: out within about two seconds, exit 75, said why" {
+	create_topic "$T"
+	printf '{"n":1}\n{"n":2,"loop":true}\n' | dp-publish -t "$T"
+	# libjq cannot be interrupted: the watchdog of lib/sig.h ends it
+	dp-tail -t "$T" --from beginning --filter 'if .loop then last(range(infinite)) else . end' \
+		> "$W/out" 2> "$W/err" &
+	pid=$!
+	cpu() { (($(awk '{print $14}' "/proc/$pid/stat") >= $(getconf CLK_TCK) / 2)); }
+	wait_until 20 cpu
+	t0=$(_dp_now_us)
+	kill -TERM "$pid"
+	wait_until 6 proc_gone "$pid" || { kill -9 "$pid"; false; }
+	st=0
+	wait "$pid" || st=$?
+	elapsed=$((($(_dp_now_us) - t0) / 1000))
+	cat "$W/err"
+	[ "$st" -eq 75 ]
+	((elapsed < 4000))
+	[ "$(cat "$W/err")" = "dp-tail: a jq program still runs two seconds after the signal, and libjq cannot be interrupted: ending now, without flushing or committing" ]
+}
+
 @test "--filter transforms and drops values" {
 	create_topic "$T"
 	gen_prices 16 | dp-publish -t "$T"
