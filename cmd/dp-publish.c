@@ -152,7 +152,8 @@ struct pub {
 	int ended;                      /* the event that ended the input, while held records wait */
 	bool feed_stuck;                /* the reader thread is in jq for good: left behind */
 	uint64_t taken;                 /* the last line of the batches taken from the reader */
-	int64_t stop_ms;                /* monotonic ms the run loop first saw the signal */
+	uint64_t stuck_line;            /* after a signal: the line the reader's jq is on */
+	int64_t stuck_ms;               /* monotonic ms it was first seen there */
 	bool create_failed;             /* a request was refused or not answered */
 
 	/* the reader thread's scratch, reused */
@@ -1757,17 +1758,21 @@ serve(struct pub *p)
 static bool
 feed_stuck(struct pub *p)
 {
-	int64_t now = dp_time_mono_ms(), busy = dp_feed_busy_ms(p->feed);
+	int64_t now = dp_time_mono_ms();
+	uint64_t line = dp_feed_busy_line(p->feed);
 	char d[48];
 
-	if (!p->stop_ms)
-		p->stop_ms = now;
-	if (busy < STUCK_MS || now - p->stop_ms < STUCK_MS)
+	if (!line || line != p->stuck_line) {
+		/* the signal came, or prepare moved on: watch this line from now */
+		p->stuck_line = line;
+		p->stuck_ms = now;
 		return false;
-	uint64_t line = dp_feed_lines(p->feed);
+	}
+	if (now - p->stuck_ms < STUCK_MS)
+		return false;
 	dp_err("line %llu: jq still works on it %s after the signal: lines %llu to %llu are "
 	       "not sent, nor any read after them", (unsigned long long)line,
-	       dp_duration_format(now - p->stop_ms, d), (unsigned long long)p->taken + 1,
+	       dp_duration_format(now - p->stuck_ms, d), (unsigned long long)p->taken + 1,
 	       (unsigned long long)line);
 	p->feed_stuck = true;
 	if (!p->status)

@@ -13,7 +13,6 @@
 #include "feed.h"
 #include "log.h"
 #include "sig.h"
-#include "timefmt.h"
 
 struct dp_feed {
 	struct dp_feed_conf c;
@@ -29,7 +28,7 @@ struct dp_feed {
 	atomic_int halt;                /* the command to the thread: stop */
 	atomic_int waiting;             /* the thread to the command: the writer is quiet */
 	atomic_ullong lines;
-	atomic_llong busy_since;        /* monotonic ms the running prepare began; 0: none */
+	atomic_ullong busy_line;        /* the line prepare works on now; 0: none */
 };
 
 size_t
@@ -62,12 +61,10 @@ dp_feed_keep(struct dp_feed_batch *b, size_t i, const char *line, size_t len)
 const char *dp_feed_line(const struct dp_feed_batch *b, size_t i) { return b->line[i]; }
 uint64_t dp_feed_lines(const struct dp_feed *f) { return atomic_load(&f->lines); }
 
-int64_t
-dp_feed_busy_ms(const struct dp_feed *f)
+uint64_t
+dp_feed_busy_line(const struct dp_feed *f)
 {
-	int64_t since = atomic_load(&f->busy_since);
-
-	return since ? dp_time_mono_ms() - since : 0;
+	return atomic_load_explicit(&f->busy_line, memory_order_relaxed);
 }
 
 void
@@ -159,15 +156,16 @@ fill(struct dp_feed *f, struct dp_feed_batch *b)
 			return f->c.failed(f->c.arg, b, b->n - 1,
 			                   got == DP_LINES_ERR ? DP_EX_IOERR : DP_EX_SOFTWARE, why);
 		}
-		atomic_fetch_add(&f->lines, 1);
+		uint64_t lineno = atomic_fetch_add(&f->lines, 1) + 1;
 		if (len == 0)
 			continue;
 		memset((char *)b->recs + b->n * f->c.rec_size, 0, f->c.rec_size);
 		b->line[b->n] = NULL;
 		b->n++;
-		atomic_store(&f->busy_since, dp_time_mono_ms());
+		/* Relaxed: plain stores on the hot path; the reader only samples them. */
+		atomic_store_explicit(&f->busy_line, lineno, memory_order_relaxed);
 		int ev = f->c.prepare(f->c.arg, b, b->n - 1, line, len, got);
-		atomic_store(&f->busy_since, 0);
+		atomic_store_explicit(&f->busy_line, 0, memory_order_relaxed);
 		if (ev)
 			return ev;
 	}

@@ -120,12 +120,12 @@ void dp_feed_halt(struct dp_feed *f);
 void dp_feed_free(struct dp_feed *f);
 
 /*
- * How long the thread has been inside the prepare callback now, in
- * milliseconds; 0 when it is not in one.  A command that was told to
- * stop can tell a prepare that never ends (a jq program such as
+ * The number of the line the thread's prepare callback works on now; 0
+ * when it is in none.  Sampled over time, it lets a command that was told
+ * to stop tell a prepare that never ends (a jq program such as
  * last(range(infinite))) from a slow one.
  */
-int64_t dp_feed_busy_ms(const struct dp_feed *f);
+uint64_t dp_feed_busy_line(const struct dp_feed *f);
 
 /*
  * For a thread that never comes back from prepare: halt it and let it
