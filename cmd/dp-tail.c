@@ -152,6 +152,7 @@ static const struct dp_fsm_row rows[] = {
 	{ S_SUBSCRIBING, E_SUBSCRIBED,       S_CONSUMING,   act_consume },
 	{ S_SUBSCRIBING, E_SUBSCRIBE_FAILED, S_ERROR,       act_error },
 	{ S_SUBSCRIBING, E_SIGNAL,           S_CLOSING,     act_close },
+	{ S_SUBSCRIBING, E_PIPE_CLOSED,      S_CLOSING,     act_close },
 	{ S_SUBSCRIBING, E_FATAL,            S_CLOSING,     act_close },
 	{ S_ERROR,       E_RESET,            S_SUBSCRIBING, act_subscribe },
 	{ S_ERROR,       E_SIGNAL,           S_CLOSING,     act_close },
@@ -963,6 +964,9 @@ act_subscribe(struct dp_fsm *m, void *ctx)
 			dp_backoff_reset(&t->backoff);
 			return E_SUBSCRIBED;
 		}
+		/* Waiting for a topic, the reader may leave (| head -1, | true). */
+		if (dp_out_gone(t->common.out))
+			return E_PIPE_CLOSED;
 		int ev = follow_registry(t, 200);
 		if (ev)
 			return ev;

@@ -15,6 +15,7 @@
 #include "timefmt.h"
 
 #define MASK "********"
+#define SCRUB_MIN 4      /* bytes: shorter secrets are not searched for in messages */
 
 /* ---- passwords out of messages ----------------------------------------- */
 
@@ -58,22 +59,24 @@ secret_add_uri(struct secrets *sc, const char *p, size_t n)
 	free(d);
 }
 
+/* Where a password sits in a connection string, as written. */
+struct span {
+	size_t off, len;
+	enum { SPAN_PLAIN, SPAN_QUOTED, SPAN_URI } kind;
+};
+
 /*
  * Every password a connection string may carry, found without libpq's
  * parser (which is what fails on a malformed string): a URI's
  * user:password@, password=... in its query, and password = ... in the
- * key/value form, quoted or not.
+ * key/value form, quoted or not.  At most max; returns how many.
  */
-static void
-secrets_of(struct secrets *sc, const char *ci, bool env)
+static size_t
+password_spans(const char *ci, struct span *sp, size_t max)
 {
-	const char *pw = env ? getenv("PGPASSWORD") : NULL;
-
-	if (pw)
-		secret_add(sc, pw, strlen(pw));
-	if (!ci)
-		return;
+	size_t n = 0;
 	const char *scheme = strstr(ci, "://");
+
 	if (scheme && (strncmp(ci, "postgresql://", 13) == 0 || strncmp(ci, "postgres://", 11) == 0)) {
 		const char *a = scheme + 3, *slash = strchr(a, '/'), *at = NULL;
 		const char *end = slash ? slash : a + strlen(a);
@@ -82,15 +85,16 @@ secrets_of(struct secrets *sc, const char *ci, bool env)
 				at = p;
 		if (at) {
 			const char *colon = memchr(a, ':', (size_t)(at - a));
-			if (colon)
-				secret_add_uri(sc, colon + 1, (size_t)(at - colon - 1));
+			if (colon && n < max)
+				sp[n++] = (struct span){ (size_t)(colon + 1 - ci),
+				                         (size_t)(at - colon - 1), SPAN_URI };
 		}
 		for (const char *q = strstr(ci, "password="); q; q = strstr(q + 1, "password=")) {
 			const char *v = q + 9;
-			size_t n = strcspn(v, "&");
-			secret_add_uri(sc, v, n);
+			if (n < max)
+				sp[n++] = (struct span){ (size_t)(v - ci), strcspn(v, "&"), SPAN_URI };
 		}
-		return;
+		return n;
 	}
 	for (const char *q = strstr(ci, "password"); q; q = strstr(q + 1, "password")) {
 		const char *p = q + 8;
@@ -102,23 +106,51 @@ secrets_of(struct secrets *sc, const char *ci, bool env)
 		while (*p == ' ' || *p == '\t')
 			p++;
 		if (*p == '\'') {
-			/* quoted: backslash escapes; keep the raw and the unescaped text */
 			const char *v = ++p;
-			char *d = malloc(strlen(v) + 1);
-			size_t k = 0;
 			while (*p && *p != '\'') {
 				if (*p == '\\' && p[1])
 					p++;
-				if (d)
-					d[k++] = *p;
 				p++;
 			}
-			secret_add(sc, v, (size_t)(p - v));
+			if (n < max)
+				sp[n++] = (struct span){ (size_t)(v - ci), (size_t)(p - v), SPAN_QUOTED };
+		} else if (n < max) {
+			sp[n++] = (struct span){ (size_t)(p - ci), strcspn(p, " \t\n"), SPAN_PLAIN };
+		}
+	}
+	return n;
+}
+
+static void
+secrets_of(struct secrets *sc, const char *ci, bool env)
+{
+	const char *pw = env ? getenv("PGPASSWORD") : NULL;
+	struct span sp[8];
+
+	if (pw)
+		secret_add(sc, pw, strlen(pw));
+	if (!ci)
+		return;
+	size_t n = password_spans(ci, sp, 8);
+	for (size_t i = 0; i < n; i++) {
+		const char *v = ci + sp[i].off;
+		if (sp[i].kind == SPAN_URI) {
+			secret_add_uri(sc, v, sp[i].len);
+		} else if (sp[i].kind == SPAN_QUOTED) {
+			/* backslash escapes: the raw and the unescaped text */
+			char *d = malloc(sp[i].len + 1);
+			size_t k = 0;
+			secret_add(sc, v, sp[i].len);
+			for (size_t j = 0; d && j < sp[i].len; j++) {
+				if (v[j] == '\\' && j + 1 < sp[i].len)
+					j++;
+				d[k++] = v[j];
+			}
 			if (d)
 				secret_add(sc, d, k);
 			free(d);
 		} else {
-			secret_add(sc, p, strcspn(p, " \t\n"));
+			secret_add(sc, v, sp[i].len);
 		}
 	}
 }
@@ -145,6 +177,15 @@ scrub(struct dp_buf *msg, struct secrets *sc)
 	for (size_t i = 0; i < sc->n && msg->len; i++) {
 		const char *s = sc->s[i];
 		size_t n = strlen(s);
+		/*
+		 * Masked wherever it appears, a short one would mark every "1"
+		 * of 127.0.0.1 and so give itself away.  No message of libpq's
+		 * or ours carries a password on purpose; where a connection
+		 * string is echoed (a parse error), dp_pg_conninfo_check
+		 * reports on a copy without it instead.
+		 */
+		if (n < SCRUB_MIN)
+			continue;
 		char *hit;
 		size_t from = 0;
 		while (from < msg->len && (hit = memmem(msg->data + from, msg->len - from, s, n))) {
@@ -196,21 +237,19 @@ dp_pg_scrub(struct dp_buf *msg, const char *conninfo)
 char *
 dp_pg_conninfo_hide(char *arg, bool *had)
 {
-	struct secrets sc = { { NULL }, 0 };
+	struct span sp[8];
 	char *copy = strdup(arg);
 
 	*had = false;
 	if (!copy)
 		return NULL;
-	secrets_of(&sc, copy, false);
-	for (size_t i = 0; i < sc.n; i++) {
-		size_t n = strlen(sc.s[i]);
-		for (char *hit = strstr(arg, sc.s[i]); hit; hit = strstr(hit + n, sc.s[i])) {
-			memset(hit, '*', n);
-			*had = true;
-		}
+	size_t n = password_spans(copy, sp, 8);
+	for (size_t i = 0; i < n; i++) {
+		if (!sp[i].len)
+			continue;
+		memset(arg + sp[i].off, '*', sp[i].len);
+		*had = true;
 	}
-	secrets_free(&sc);
 	return copy;
 }
 
@@ -320,12 +359,30 @@ dp_pg_conninfo_check(const char *conninfo, struct dp_buf *err)
 		PQconninfoFree(o);
 		return 0;
 	}
+	PQfreemem(why);
+	/*
+	 * libpq quotes the part it could not parse, which may be the
+	 * password: parse a copy with every password blanked, and report
+	 * on that.  When the copy parses, the password was the fault.
+	 */
+	bool had;
+	char *copy = strdup(conninfo), *blank = copy ? dp_pg_conninfo_hide(copy, &had) : NULL;
 	struct dp_buf m = DP_BUF_INIT;
-	one_line(&m, why ? why : "out of memory");
+	why = NULL;
+	if (!blank)
+		dp_buf_msgf(&m, "out of memory");
+	else if ((o = PQconninfoParse(copy, &why)) != NULL)
+		dp_buf_msgf(&m, "the password is not valid there (in a URI, %% must begin a %%XX "
+		            "escape, and @ / : ? # must be written as %%XX)");
+	else
+		one_line(&m, why ? why : "out of memory");
+	PQconninfoFree(o);
+	PQfreemem(why);
+	free(blank);
+	free(copy);
 	dp_pg_scrub(&m, conninfo);
 	dp_buf_msgf(err, "%s", dp_buf_str(&m));
 	dp_buf_free(&m);
-	PQfreemem(why);
 	return -1;
 }
 

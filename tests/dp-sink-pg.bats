@@ -81,11 +81,18 @@ has_timescaledb() {
 	run dp-sink-pg --stdin --table x --map '.a['
 	[ "$status" -eq 64 ]
 	[[ $output == *"invalid --map: cannot compile jq expression '.a['"* ]]
-	# a malformed URI: libpq quotes the component, the password is masked
+	# a malformed URI: libpq would quote the part, here the password itself
 	run dp-sink-pg --stdin --table x --db 'postgresql://u:s3cr%zzet@127.0.0.1/dp'
 	[ "$status" -eq 64 ]
-	[[ $output == *"invalid --db: invalid percent-encoded token"* ]]
+	[[ $output == *"invalid --db: the password is not valid there (in a URI, % must begin a %XX escape"* ]]
 	[[ $output != *s3cr* ]]
+	run dp-sink-pg --stdin --table x --db 'postgresql://u:pw@127.0.0.1/dp?bad%zz=1'
+	[ "$status" -eq 64 ]
+	[[ $output == *'invalid --db: invalid percent-encoded token: "bad%zz"'* ]]
+	# a short password is not searched for in messages: they stay whole
+	run dp-sink-pg --stdin --table x --db 'postgresql://u:t@127.0.0.1:1/dp'
+	[ "$status" -eq 69 ]
+	[[ $output == *"cannot connect to the database (host 127.0.0.1 port 1 dbname dp user u): "* ]]
 }
 
 @test "a missing table without --create: exit 81, and --create is named" {
@@ -596,6 +603,10 @@ ok" ]
 	tr '\0' ' ' < "/proc/$pid/cmdline" > "$W/cmdline"
 	cat "$W/cmdline"
 	grep -q -- "--db $DP_PG?password=\*\*\*\*\*\*\*\*\*\*" "$W/cmdline"
+	# only the password's own bytes: a one-letter one leaves the rest alone
+	run dp-sink-pg --stdin --table "$T" --db "host=127.0.0.1 port=1 password=1" < /dev/null
+	[ "$status" -eq 69 ]
+	[[ $output == *"(host 127.0.0.1 port 1 dbname"* ]]
 	echo '{"a":1}' >&$fd
 	exec {fd}>&-
 	wait "$pid"

@@ -25,6 +25,7 @@ setup() {
 teardown() {
 	local pid
 	touch "$W/stop"
+	[[ ! -s $W/tail.pid ]] || kill -KILL "$(cat "$W/tail.pid")" 2>/dev/null || true
 	for pid in "${PIDS[@]}"; do
 		kill -TERM "$pid" 2>/dev/null || true
 	done
@@ -459,6 +460,23 @@ PY
 	wait_until 2 proc_gone "$pid"
 	wait "$pid"
 	took "$W/b.err" error signal closing
+}
+
+@test "dp-tail --follow: a reader that leaves while it waits for a topic ends it (0)" {
+	registry_topics
+	# for a topic not there yet, and with no match at all: | true leaves at once
+	for how in "--follow $D" "--follow-match .source==\"nope\""; do
+		{
+			dp-tail $how --trace-states 2>"$W/err" &
+			echo $! >"$W/tail.pid"
+			wait $!
+			echo $? >"$W/rc"
+		} 3>&- | true &
+		wait_until 10 test -s "$W/rc"
+		[ "$(cat "$W/rc")" = 0 ]
+		took "$W/err" subscribing pipe_closed closing
+		rm -f "$W/rc" "$W/tail.pid"
+	done
 }
 
 @test "--follow options are checked before anything runs" {

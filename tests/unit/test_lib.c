@@ -1882,7 +1882,23 @@ t_pg_scrub(void)
 	CHECK(scrubbed("postgresql://u:s%33cret@h/db", "a s%33cret b s3cret", "a ******** b ********"));
 	CHECK(scrubbed("host=h password='a b\\'c' port=1", "x a b'c y", "x ******** y"));
 	CHECK(scrubbed("host=h password = plain port=1", "plain text", "******** text"));
-	CHECK(scrubbed("postgresql://h/db?user=u&password=qp&x=1", "qp!", "********!"));
+	CHECK(scrubbed("postgresql://h/db?user=u&password=qpqp&x=1", "qpqp!", "********!"));
+	/* A one-byte password is not hunted for in text: it would mark every "1". */
+	CHECK(scrubbed("host=127.0.0.1 password=1", "host 127.0.0.1", "host 127.0.0.1"));
+	/* In the command's own arguments, exactly its bytes are blanked. */
+	char arg[] = "host=127.0.0.1 password=1 user=u1", arg2[] = "postgresql://p:p@h:1/p?password=%31";
+	bool had;
+	char *copy = dp_pg_conninfo_hide(arg, &had);
+	CHECK(had && copy && !strcmp(copy, "host=127.0.0.1 password=1 user=u1"));
+	CHECK(!strcmp(arg, "host=127.0.0.1 password=* user=u1"));
+	free(copy);
+	copy = dp_pg_conninfo_hide(arg2, &had);
+	CHECK(had && copy && !strcmp(arg2, "postgresql://p:*@h:1/p?password=***"));
+	free(copy);
+	struct dp_buf e = DP_BUF_INIT;
+	CHECK(dp_pg_conninfo_check("postgresql://u:s3cr%zz@h/db", &e) < 0);
+	CHECK(strstr(dp_buf_str(&e), "the password is not valid there") && !strstr(dp_buf_str(&e), "s3cr"));
+	dp_buf_free(&e);
 	setenv("PGPASSWORD", "envpw", 1);
 	CHECK(scrubbed(NULL, "it was envpw", "it was ********"));
 	unsetenv("PGPASSWORD");
