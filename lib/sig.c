@@ -4,7 +4,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "exit.h"
 #include "log.h"
 #include "sig.h"
 
@@ -78,8 +77,12 @@ on_alarm(int sig)
 	}
 	say(dp_log_progname());
 	say(": a jq program still runs two seconds after the signal, and libjq cannot be "
-	    "interrupted: ending now, without flushing or committing\n");
-	_exit(DP_EX_TEMPFAIL);
+	    "interrupted: ending by the signal, without flushing or committing\n");
+	/*
+	 * As a second signal would: the first one's handler was reset
+	 * (SA_RESETHAND), so this ends the process by that signal.
+	 */
+	raise(atomic_load(&dp_sig_stop));
 }
 
 static void

@@ -32,9 +32,9 @@ int dp_sig_install(void);
  * time in the process).  Once a stop signal has come, SIGALRM looks
  * every second while one is open: the same bracket open for two seconds
  * means a program that does not end (last(range(infinite))), and the
- * process then exits at once with 75 after one line on stderr, without
- * flushing or committing: what was not committed is read again by the
- * next run.  Cheap: one relaxed store each (and one alarm(2) the first
+ * process then ends by that signal, as a second one would, after one
+ * line on stderr, without flushing or committing: what was not
+ * committed is read again by the next run.  Cheap: one relaxed store each (and one alarm(2) the first
  * time after a signal).
  */
 void dp_sig_busy_enter(void);

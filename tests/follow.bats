@@ -508,10 +508,12 @@ for i in range(20000): print(json.dumps({"i": i, "pad": "x" * 100}))' |
 	mkfifo "$W/fifo"
 	# little prefetch, and a pipe nobody reads yet: the reader stays behind
 	dp-tail --follow "$D" -X queued.min.messages=100 -X queued.max.messages.kbytes=64 \
-		>"$W/fifo" 2>"$W/tail.err" &
+		--trace-states >"$W/fifo" 2>"$W/tail.err" &
 	pid=$!
 	PIDS+=("$pid")
 	exec 5<"$W/fifo"
+	# reading it before the retire (one that saw it retired first would wait for it)
+	wait_until 20 took "$W/tail.err" subscribing SUBSCRIBE_SUCCESS consuming
 	dp-coord retire "$D" --wait=20s >/dev/null
 	gone() { ! dp-topic list -o names | grep -qx "$D"; }
 	wait_until 30 gone
