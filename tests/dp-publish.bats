@@ -424,16 +424,7 @@ connecting signal done" ]
 	# The key of line 3 never comes, and libjq cannot be interrupted.
 	dp-publish -t "$T" -k 'if .loop then last(range(infinite)) else .n end | tostring' \
 		--trace-states < "$W/in" 2> "$W/err" &
-	pid=$!
-	# spinning in jq: a second of CPU time (field 14 of stat, in clock ticks)
-	cpu() { (($(awk '{print $14}' "/proc/$pid/stat") >= $(getconf CLK_TCK))); }
-	wait_until 20 cpu
-	t0=$(_dp_now_us)
-	kill -TERM "$pid"
-	wait_until 5 proc_gone "$pid" || { kill -9 "$pid"; false; }
-	st=0
-	wait "$pid" || st=$?
-	elapsed=$((($(_dp_now_us) - t0) / 1000))
+	term_when_busy $! 5
 	cat "$W/err"
 	[ "$st" -eq 75 ]
 	((elapsed < 3000))

@@ -107,16 +107,8 @@ has_timescaledb() {
 	printf '{"n":1}\n{"n":2,"loop":true}\n' > "$W/in"
 	dp-sink-pg --stdin --table "$T" --create --source-id "$T" \
 		--map 'if .loop then last(range(infinite)) else . end' < "$W/in" 2> "$W/err" &
-	pid=$!
-	BG_PIDS+=("$pid")
-	cpu() { (($(awk '{print $14}' "/proc/$pid/stat") >= $(getconf CLK_TCK) / 2)); }
-	wait_until 20 cpu
-	t0=$(_dp_now_us)
-	kill -TERM "$pid"
-	wait_until 6 proc_gone "$pid" || { kill -9 "$pid"; false; }
-	st=0
-	wait "$pid" || st=$?
-	elapsed=$((($(_dp_now_us) - t0) / 1000))
+	BG_PIDS+=($!)
+	term_when_busy $!
 	cat "$W/err"
 	[ "$st" -eq 143 ]   # 128 + SIGTERM: ended by the signal
 	((elapsed < 4000))

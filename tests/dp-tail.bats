@@ -199,15 +199,7 @@ kcat_dump() {
 	# libjq cannot be interrupted: the watchdog of lib/sig.h ends it
 	dp-tail -t "$T" --from beginning --filter 'if .loop then last(range(infinite)) else . end' \
 		> "$W/out" 2> "$W/err" &
-	pid=$!
-	cpu() { (($(awk '{print $14}' "/proc/$pid/stat") >= $(getconf CLK_TCK) / 2)); }
-	wait_until 20 cpu
-	t0=$(_dp_now_us)
-	kill -TERM "$pid"
-	wait_until 6 proc_gone "$pid" || { kill -9 "$pid"; false; }
-	st=0
-	wait "$pid" || st=$?
-	elapsed=$((($(_dp_now_us) - t0) / 1000))
+	term_when_busy $!
 	cat "$W/err"
 	[ "$st" -eq 143 ]   # 128 + SIGTERM: ended by the signal
 	((elapsed < 4000))

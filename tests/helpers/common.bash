@@ -118,6 +118,21 @@ proc_gone() {
 	[[ ! -d /proc/$1 ]] || [[ $(awk '/^State:/{print $2}' "/proc/$1/status" 2>/dev/null) == Z ]]
 }
 
+# term_when_busy PID [SECS]: once PID has spent half a second of CPU (a jq
+# program that spins), SIGTERM it and wait up to SECS (6) for it to end.
+# Sets st (its exit status) and elapsed (ms from the signal to its end).
+term_when_busy() {
+	local pid=$1 secs=${2:-6} t0
+	_busy() { (($(awk '{print $14}' "/proc/$pid/stat") >= $(getconf CLK_TCK) / 2)); }
+	wait_until 20 _busy || return 1
+	t0=$(_dp_now_us)
+	kill -TERM "$pid"
+	wait_until "$secs" proc_gone "$pid" || { kill -9 "$pid"; return 1; }
+	st=0
+	wait "$pid" || st=$?
+	elapsed=$((($(_dp_now_us) - t0) / 1000))
+}
+
 bg_kill() {
 	local p
 	for p in "${BG_PIDS[@]}"; do
