@@ -234,22 +234,27 @@ dp_pg_scrub(struct dp_buf *msg, const char *conninfo)
 	secrets_free(&sc);
 }
 
+/* Overwrite every password in ci with '*', in place; whether there was one. */
+static bool
+blank_passwords(char *ci)
+{
+	struct span sp[8];
+	size_t n = password_spans(ci, sp, 8);
+	bool had = false;
+
+	for (size_t i = 0; i < n; i++) {
+		memset(ci + sp[i].off, '*', sp[i].len);
+		had |= sp[i].len > 0;
+	}
+	return had;
+}
+
 char *
 dp_pg_conninfo_hide(char *arg, bool *had)
 {
-	struct span sp[8];
 	char *copy = strdup(arg);
 
-	*had = false;
-	if (!copy)
-		return NULL;
-	size_t n = password_spans(copy, sp, 8);
-	for (size_t i = 0; i < n; i++) {
-		if (!sp[i].len)
-			continue;
-		memset(arg + sp[i].off, '*', sp[i].len);
-		*had = true;
-	}
+	*had = copy && blank_passwords(arg);
 	return copy;
 }
 
@@ -365,11 +370,12 @@ dp_pg_conninfo_check(const char *conninfo, struct dp_buf *err)
 	 * password: parse a copy with every password blanked, and report
 	 * on that.  When the copy parses, the password was the fault.
 	 */
-	bool had;
-	char *copy = strdup(conninfo), *blank = copy ? dp_pg_conninfo_hide(copy, &had) : NULL;
+	char *copy = strdup(conninfo);
 	struct dp_buf m = DP_BUF_INIT;
 	why = NULL;
-	if (!blank)
+	if (copy)
+		blank_passwords(copy);
+	if (!copy)
 		dp_buf_msgf(&m, "out of memory");
 	else if ((o = PQconninfoParse(copy, &why)) != NULL)
 		dp_buf_msgf(&m, "the password is not valid there (in a URI, %% must begin a %%XX "
@@ -378,7 +384,6 @@ dp_pg_conninfo_check(const char *conninfo, struct dp_buf *err)
 		one_line(&m, why ? why : "out of memory");
 	PQconninfoFree(o);
 	PQfreemem(why);
-	free(blank);
 	free(copy);
 	dp_pg_scrub(&m, conninfo);
 	dp_buf_msgf(err, "%s", dp_buf_str(&m));
