@@ -859,14 +859,18 @@ on_gone(struct dp_consumer *c, void *arg, const char *topic)
 	warn_unread(t, topic);
 	/* The engine drops it when this returns. */
 	settle(t, f, FIN_GONE);
+	if (!f->finished)
+		dp_info("dynamic topic '%s' was made again: reading the new one from its "
+		        "beginning", topic);
 	return 0;
 }
 
 /*
  * Bring the followed topics in line with the registry: new matches for
- * --follow-match, a topic read that is retired is read up to its end as
- * it is now, and one that is deleted (gone from the registry, or another
- * topic under its name) is dropped, with what it still held said.
+ * --follow-match, a topic read that is retired or deleted is read up to
+ * its end as it is now (what was fetched of a deleted one too), and one
+ * with another topic under its name now is dropped at once, with what it
+ * still held said.
  */
 static int
 survey(struct tail *t)
@@ -893,16 +897,21 @@ survey(struct tail *t)
 		const struct dp_dyn_spec *s = dp_registry_get(t->reg, f->topic);
 		if (!f->reading)
 			continue;
-		if (!s || (f->has_id && s->created_at != f->id)) {
-			dp_info("dynamic topic '%s' was deleted%s", f->topic,
-			        s ? " and another made under its name" : "");
+		if (s && f->has_id && s->created_at != f->id) {
+			/*
+			 * Its fetchers would read on into the new topic as if it
+			 * were this one: it goes now, with what it still held.
+			 */
+			dp_info("dynamic topic '%s' was deleted and another made under its name",
+			        f->topic);
 			lost(t, f);
 			continue;
 		}
-		if (f->ending || s->state == DP_DYN_ACTIVE)
+		/* Deleted (a tombstone), nothing made since: what was fetched is read. */
+		if (f->ending || (s && s->state == DP_DYN_ACTIVE))
 			continue;
 		dp_info("dynamic topic '%s' is %s: reading it up to its end", f->topic,
-		        dp_dyn_state_name(s->state));
+		        s ? dp_dyn_state_name(s->state) : "deleted");
 		f->ending = true;
 		dp_buf_reset(&t->err);
 		int st = dp_consumer_end_topic(t->c, f->topic, &t->err);
