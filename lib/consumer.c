@@ -1165,7 +1165,8 @@ deliver(struct dp_consumer *c, struct part *p, const rd_kafka_message_t *m)
 
 /*
  * Simple mode: a topic being read was deleted.  1 when that is no
- * failure: the topic was dropped already, or the gone hook drops it.
+ * failure: the topic was dropped already, the gone hook drops it, or it
+ * says the topic is there (the report was about an earlier one).
  */
 static bool
 gone(struct dp_consumer *c, const char *topic)
@@ -1175,7 +1176,10 @@ gone(struct dp_consumer *c, const char *topic)
 	if (!t)
 		return false;
 	if (!t->dropped) {
-		if (!c->h.gone || c->h.gone(c, c->h.arg, topic) != 0)
+		int r = c->h.gone ? c->h.gone(c, c->h.arg, topic) : DP_EX_UNAVAILABLE;
+		if (r == DP_CONSUMER_KEEP)
+			return true;
+		if (r != 0)
 			return false;
 		dp_consumer_drop_topic(c, topic);
 	}

@@ -126,6 +126,9 @@ enum dp_until {
 	DP_UNTIL_TIME,      /* until_ms (epoch ms) */
 };
 
+/* The gone hook's "the topic is there: go on reading it". */
+#define DP_CONSUMER_KEEP (-1)
+
 /* "No offset" in part->start and part->next. */
 #define DP_CONSUMER_NO_OFFSET (-1)
 
@@ -243,9 +246,12 @@ struct dp_consumer_hooks {
 	 * Simple mode: librdkafka says topic does not exist any more (it
 	 * was deleted under the reader).  Return 0 to stop reading it (the
 	 * engine drops it, dp_consumer_drop_topic) and go on with the
-	 * others, or an exit status to fail with.  Without the hook the
-	 * consumer fails (DP_EX_UNAVAILABLE): a reader of fixed topics has
-	 * lost one.  A topic dropped before is never reported.
+	 * others, DP_CONSUMER_KEEP to go on reading it (the topic is there:
+	 * the report, which names a topic only by its name, was about an
+	 * earlier topic of that name, deleted), or an exit status to fail
+	 * with.  Without the hook the consumer fails (DP_EX_UNAVAILABLE): a
+	 * reader of fixed topics has lost one.  A topic dropped before is
+	 * never reported.
 	 */
 	int (*gone)(struct dp_consumer *c, void *arg, const char *topic);
 };

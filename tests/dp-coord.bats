@@ -241,12 +241,12 @@ traced() {
 	# only be answered by overwriting another topic's record is ignored.
 	printf 'x\tgarbage\ndyn.ok\t{"action":"create","request_id":"r1","topic":"dyn.ok","source":"%s","filter":".other"}\n' "$SRC" |
 		kcat -b "$DP_BROKERS" -P -t "$DP_REQUESTS" -K '\t'
-	wait_until 10 traced 1 processingCreateTopic CREATE_TOPIC_IGNORED active
+	wait_until 10 traced 1 processingCreateTopic CREATE_TOPIC_IGNORED notifyingActors
 	grep -q "request at $DP_REQUESTS offset [0-9]* skipped: not JSON" "$W/serve1.err"
 	grep -q "request r1 for 'dyn.ok' ignored: topic 'dyn.ok' is active with another spec" "$W/serve1.err"
 	printf 'dyn.nothere\t{"action":"retire","request_id":"r2","topic":"dyn.nothere"}\n' |
 		kcat -b "$DP_BROKERS" -P -t "$DP_REQUESTS" -K '\t'
-	wait_until 10 traced 1 processingRetireTopic RETIRE_TOPIC_IGNORED active
+	wait_until 10 traced 1 processingRetireTopic RETIRE_TOPIC_IGNORED notifyingActors
 	dp-topic delete dyn.ok dyn.ok2 -o json >/dev/null
 }
 

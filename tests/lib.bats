@@ -49,6 +49,15 @@ setup() {
 	[[ $output == *": 0 disagreements"* ]]
 }
 
+@test "dynamic topics: requests are checked completely; the decisions table keeps, replaces and forgets" {
+	run "$TEST_LIB" coord
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ $output == *"requests: 0 wrong"* ]]
+	[[ $output == *"skipped: key 'req-10' is not its request_id 'req-1'"* ]]
+	[[ $output == *"decisions: 4999 kept"* ]]
+}
+
 @test "jq expressions: fast paths agree with jq, errors name the expression" {
 	run "$TEST_LIB" expr
 	[ "$status" -eq 0 ]
