@@ -39,6 +39,11 @@ struct part {
 	int64_t unsaved;        /* a failed engine commit left it up to here; -1 */
 	int64_t seen_end;       /* high watermark of the last fetch that gave records; -1 */
 	bool fresh;             /* records handed over in this poll: seen_end is to update */
+	/* Where target came from, so release knows to check it against the
+	 * partition's records (check_ranges); the watermarks resolve asked. */
+	enum { FROM_ENGINE, FROM_HOOK, FROM_COMMITTED, FROM_ARG } origin;
+	bool wm_known;
+	int64_t wm_lo, wm_hi;
 };
 
 /* A topic read in simple mode. */
@@ -76,6 +81,7 @@ struct dp_consumer {
 	bool topic_gone;                 /* a subscribed topic was deleted */
 	rd_kafka_queue_t *cgq;           /* group mode: the consumer queue (for its length) */
 	int64_t reset_offset;            /* auto.offset.reset as a logical offset */
+	char reset_name[16];             /* earliest, latest or error, for messages */
 
 	struct dp_consumer_part **parts; /* each a struct part */
 	size_t nparts, capparts;
@@ -287,6 +293,8 @@ take(struct dp_consumer *c, struct part *p)
 	p->hook_pending = true;
 	p->drop = p->reseek = false;
 	p->target = NO_TARGET;
+	p->origin = FROM_ENGINE;
+	p->wm_known = false;
 	p->held_since = dp_time_mono_ms();
 	p->assigned_at = assign_offset(c, p);
 }
@@ -855,6 +863,9 @@ resolve(struct dp_consumer *c, struct part *p, rd_kafka_topic_partition_list_t *
 		                             (int)c->common->timeout_ms, &lo, &hi, err);
 		if (st)
 			return st;
+		p->wm_known = true;
+		p->wm_lo = lo;
+		p->wm_hi = hi;
 	}
 	if (want_end) {
 		p->pub.end = hi;
@@ -862,9 +873,10 @@ resolve(struct dp_consumer *c, struct part *p, rd_kafka_topic_partition_list_t *
 		if (hi <= lo)
 			reached_end(c, p);     /* empty: nothing to wait for */
 	}
-	if (p->pub.start >= 0)
+	if (p->pub.start >= 0) {
 		p->target = p->pub.start;
-	else if (want_tail)
+		p->origin = FROM_HOOK;
+	} else if (want_tail)
 		p->target = hi - c->o.from_arg > lo ? hi - c->o.from_arg : lo;
 	else if (fresh && c->o.from == DP_FROM_TIME)
 		rd_kafka_topic_partition_list_add(times, p->topic, p->pub.partition)->offset =
@@ -872,9 +884,102 @@ resolve(struct dp_consumer *c, struct part *p, rd_kafka_topic_partition_list_t *
 	else if (p->assigned_at == RD_KAFKA_OFFSET_INVALID)
 		/* Stored: learn the offset itself, so release can seek to it. */
 		rd_kafka_topic_partition_list_add(stored, p->topic, p->pub.partition);
-	else
+	else if (fresh && c->o.from == DP_FROM_OFFSET) {
 		p->target = p->assigned_at;
+		p->origin = FROM_ARG;
+	} else {
+		p->target = p->assigned_at;
+	}
 	return 0;
+}
+
+/* ---- starts outside the records ------------------------------------------ */
+
+/*
+ * p was to go on at offset, outside its records lo..hi; librdkafka would
+ * go on at to (auto.offset.reset; RD_KAFKA_OFFSET_INVALID: error).  The
+ * out_of_range hook decides, else the engine says so and agrees.
+ * Returns 0, or an exit status after saying why.
+ */
+static int
+out_of_range(struct dp_consumer *c, struct part *p, int64_t offset, int64_t lo, int64_t hi,
+             int64_t to, const char *what)
+{
+	bool past = offset > hi;
+	char range[80];
+	int st;
+
+	if (c->h.out_of_range &&
+	    (st = c->h.out_of_range(c, c->h.arg, &p->pub, offset, lo, hi)) != 0)
+		return st;
+	if (lo >= 0)
+		snprintf(range, sizeof(range), "low..high watermark %lld..%lld", (long long)lo,
+		         (long long)hi);
+	else
+		snprintf(range, sizeof(range), "high watermark %lld", (long long)hi);
+	const char *why = past ? "the topic was deleted and created again, or its log lost "
+	                         "records (an unclean leader election)"
+	                       : "retention deleted records before they were read";
+	if (to == RD_KAFKA_OFFSET_INVALID) {
+		dp_err("%s [%d]: offset %lld%s is %s (%s): %s; auto.offset.reset=error stops here",
+		       p->topic, (int)p->pub.partition, (long long)offset, what,
+		       past ? "past the partition's end" : "before the partition's first record",
+		       range, why);
+		return DP_EX_CONFIG;
+	}
+	dp_warn("%s [%d]: offset %lld%s is %s (%s): %s; going on from offset %lld "
+	        "(auto.offset.reset=%s)", p->topic, (int)p->pub.partition, (long long)offset, what,
+	        past ? "past the partition's end" : "before the partition's first record", range,
+	        why, (long long)to, c->reset_name);
+	return 0;
+}
+
+/*
+ * The held partitions' targets that came from outside the engine (the
+ * assigned hook, the group's commit, --from N) against their records:
+ * a start past the end would otherwise have librdkafka go back to
+ * auto.offset.reset, and deliver() seek forward again, for ever.  Every
+ * partition is looked at before the first failure is returned, so each
+ * one is named.
+ */
+static int
+check_ranges(struct dp_consumer *c, size_t n, struct dp_buf *err)
+{
+	int first = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		struct part *p = PRIV(c->scratch[i]);
+		char what[320];
+		if (p->origin == FROM_ENGINE || p->target <= 0)
+			continue;
+		if (!p->wm_known) {
+			int st = dp_kafka_watermarks(c->rk, p->topic, p->pub.partition,
+			                             (int)c->common->timeout_ms, &p->wm_lo, &p->wm_hi,
+			                             err);
+			if (st)
+				return st;
+			p->wm_known = true;
+		}
+		if (p->target >= p->wm_lo && p->target <= p->wm_hi)
+			continue;
+		int64_t to = c->reset_offset == RD_KAFKA_OFFSET_END         ? p->wm_hi
+		             : c->reset_offset == RD_KAFKA_OFFSET_BEGINNING ? p->wm_lo
+		                                                            : RD_KAFKA_OFFSET_INVALID;
+		if (p->origin == FROM_COMMITTED)
+			snprintf(what, sizeof(what), " (committed by group '%s')", c->o.group);
+		else if (p->origin == FROM_ARG)
+			snprintf(what, sizeof(what), " (--from)");
+		else
+			what[0] = '\0';
+		int st = out_of_range(c, p, p->target, p->wm_lo, p->wm_hi, to, what);
+		if (st) {
+			if (!first)
+				first = st;
+			continue;
+		}
+		p->target = to;
+	}
+	return first;
 }
 
 /* Simple mode: start the fetcher of p at its target. */
@@ -1057,10 +1162,14 @@ release(struct dp_consumer *c, struct dp_buf *err)
 			                           stored->elems[i].partition);
 			if (p->pub.next >= 0 && p->target < p->pub.next)
 				p->target = p->pub.next;
+			else if (stored->elems[i].offset >= 0)
+				p->origin = FROM_COMMITTED;
 		}
 	}
 	rd_kafka_topic_partition_list_destroy(times);
 	rd_kafka_topic_partition_list_destroy(stored);
+	if (!st)
+		st = check_ranges(c, n, err);
 	if (st)
 		return st;
 	return c->group ? release_group(c, n, err) : release_simple(c, n, err);
@@ -1120,12 +1229,31 @@ deliver(struct dp_consumer *c, struct part *p, const rd_kafka_message_t *m)
 	 * and records handed over twice.  Seek to the position again.
 	 */
 	if (p->pub.next >= 0 && m->offset < p->pub.next) {
-		dp_debug("%s [%d]: offset %lld before the position %lld; seeking again",
-		         p->topic, (int)p->pub.partition, (long long)m->offset,
-		         (long long)p->pub.next);
-		drop(p, m);
-		p->drop = true;
-		return;
+		int64_t lo, hi;
+		/*
+		 * Unless the position is past the log's end now (an unclean
+		 * leader election cut it while this member read): then
+		 * librdkafka went back to auto.offset.reset, and seeking to
+		 * the position again would do so for ever.  The cached end is
+		 * the newest fetch's, which brought this record.
+		 */
+		if (rd_kafka_get_watermark_offsets(c->rk, p->topic, p->pub.partition, &lo, &hi) ||
+		    hi < 0 || hi >= p->pub.next) {
+			dp_debug("%s [%d]: offset %lld before the position %lld; seeking again",
+			         p->topic, (int)p->pub.partition, (long long)m->offset,
+			         (long long)p->pub.next);
+			drop(p, m);
+			p->drop = true;
+			return;
+		}
+		int st = out_of_range(c, p, p->pub.next, lo, hi, m->offset, " (the position)");
+		if (st) {
+			fail(c, st, NULL);
+			drop(p, m);
+			p->drop = true;
+			return;
+		}
+		p->pub.next = m->offset;
 	}
 	p->pub.at_eof = false;
 	if (p->pub.done) {
@@ -1404,11 +1532,15 @@ configure(rd_kafka_conf_t *conf, void *arg, struct dp_buf *err)
 	rd_kafka_conf_set_error_cb(conf, on_error);
 	rd_kafka_conf_set_opaque(conf, c);
 	c->reset_offset = RD_KAFKA_OFFSET_BEGINNING;
+	snprintf(c->reset_name, sizeof(c->reset_name), "earliest");
 	if (dp_kafka_conf_str(conf, "auto.offset.reset", q, sizeof(q))) {
-		if (!strcmp(q, "latest") || !strcmp(q, "largest") || !strcmp(q, "end"))
+		if (!strcmp(q, "latest") || !strcmp(q, "largest") || !strcmp(q, "end")) {
 			c->reset_offset = RD_KAFKA_OFFSET_END;
-		else if (!strcmp(q, "error"))
+			snprintf(c->reset_name, sizeof(c->reset_name), "latest");
+		} else if (!strcmp(q, "error")) {
 			c->reset_offset = RD_KAFKA_OFFSET_INVALID;
+			snprintf(c->reset_name, sizeof(c->reset_name), "error");
+		}
 	}
 	c->prefetch_high = 20000 * 9 / 10;
 	if (dp_kafka_conf_str(conf, "queued.min.messages", q, sizeof(q)))
