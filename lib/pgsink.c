@@ -24,12 +24,13 @@
 #include "pgbin.h"
 #include "pgsink.h"
 #include "sig.h"
+#include "sinkoffsets.h"
 #include "timefmt.h"
 
 #define QDEPTH 2                        /* batches per writer: one in flight, one waiting */
 #define COPY_CHUNK (256 * 1024)         /* bytes per PQputCopyData */
 
-#define OFFSETS_TABLE "dp_sink_offsets"
+#define OFFSETS_TABLE DP_SINKOFFSETS_TABLE
 
 /* ---- model ------------------------------------------------------------ */
 
@@ -1918,11 +1919,7 @@ dp_pgsink_free(struct dp_pgsink *s)
 static int
 offsets_table(struct dp_pgsink *s, struct dp_buf *err)
 {
-	static const char sql[] =
-		"CREATE TABLE IF NOT EXISTS " OFFSETS_TABLE " ("
-		"\"group\" text NOT NULL, topic text NOT NULL, \"partition\" integer NOT NULL, "
-		"next_offset bigint NOT NULL, updated_at timestamptz NOT NULL DEFAULT now(), "
-		"PRIMARY KEY (\"group\", topic, \"partition\"))";
+	static const char sql[] = DP_SINKOFFSETS_DDL;
 	char state[6];
 	int rc;
 
