@@ -63,8 +63,8 @@
 struct inrec {
 	struct dp_consumer_part *part;
 	int64_t offset;
-	size_t pos;                     /* its key, then its value, in the inbox's data */
-	size_t klen, vlen;
+	size_t pos;                     /* its key, value and headers, in the inbox's data */
+	size_t klen, vlen, hlen;        /* hlen: packed (onerror.h), with --on-error dlq only */
 	bool has_key, has_value;
 };
 
@@ -858,14 +858,21 @@ where(const struct sink *k, const char *topic, int32_t partition, int64_t offset
 static int
 bad_record(struct sink *k, const char *topic, int32_t partition, int64_t offset,
            const char *why, const char *sqlstate, const void *key, size_t klen,
-           const void *value, size_t vlen)
+           const void *value, size_t vlen, const void *own, size_t ownlen)
 {
 	char at[512], part[16], off[24];
-	struct dp_producer_header h[5];
+	struct dp_producer_header *h = NULL;
 	size_t nh = 0;
 	int st;
 
 	where(k, topic, partition, offset, at, sizeof(at));
+	/* The record's own headers first (a trace id stays with it), then dp's. */
+	if ((ownlen && dp_on_error_unpack_headers(own, ownlen, &h, &nh) < 0) ||
+	    !(h = realloc(h, (nh + 5) * sizeof(*h)))) {
+		free(h);
+		dp_err("%s: out of memory", at);
+		return DP_EX_SOFTWARE;
+	}
 	h[nh++] = (struct dp_producer_header){ "dp-error", why, strlen(why) };
 	if (sqlstate && *sqlstate)
 		h[nh++] = (struct dp_producer_header){ "dp-sqlstate", sqlstate, strlen(sqlstate) };
@@ -877,6 +884,7 @@ bad_record(struct sink *k, const char *topic, int32_t partition, int64_t offset,
 	                                       (size_t)snprintf(off, sizeof(off), "%" PRId64,
 	                                                        offset) };
 	st = dp_on_error_record(&k->on_error, k->dlq, at, why, key, klen, value, vlen, h, nh, 0);
+	free(h);
 	return st == DP_EX_DATAERR && k->on_error.mode == DP_ON_ERROR_FAIL ? 0 : st;
 }
 
@@ -885,7 +893,7 @@ static int
 engine_bad(void *arg, const struct dp_pgsink_bad *b)
 {
 	return bad_record(arg, b->topic, b->partition, b->offset, b->reason, b->sqlstate, b->key,
-	                  b->klen, b->value, b->vlen);
+	                  b->klen, b->value, b->vlen, b->headers, b->hlen);
 }
 
 /* Records in Kafka not yet in the table, from librdkafka's cached watermarks. */
@@ -1039,6 +1047,11 @@ on_record(struct dp_consumer *c, void *arg, struct dp_consumer_part *p,
 	if ((klen && dp_buf_add(&k->inbox, m->key, klen) < 0) ||
 	    (vlen && dp_buf_add(&k->inbox, m->payload, vlen) < 0))
 		goto nomem;
+	/* Only a dead letter needs the headers: nobody else pays for them. */
+	size_t before = k->inbox.len;
+	if (k->on_error.mode == DP_ON_ERROR_DLQ && dp_on_error_pack_headers(m, &k->inbox) < 0)
+		goto nomem;
+	r->hlen = k->inbox.len - before;
 	k->nin++;
 	return DP_CONSUMER_NEXT;
 nomem:
@@ -1501,6 +1514,8 @@ struct rec {
 	size_t klen;
 	const char *value;              /* NULL: none (a tombstone) */
 	size_t vlen;
+	const void *hdr;                /* its headers, packed (onerror.h); NULL: none */
+	size_t hlen;
 };
 
 /* A bad record this file found: its reason in k->why.  DP_PGSINK_BAD or a status. */
@@ -1508,7 +1523,7 @@ static int
 own_bad(struct sink *k, const struct rec *r)
 {
 	int st = bad_record(k, r->topic, r->partition, r->offset, dp_buf_str(&k->why), "",
-	                    r->key, r->klen, r->value, r->vlen);
+	                    r->key, r->klen, r->value, r->vlen, r->hdr, r->hlen);
 
 	return st ? st : DP_PGSINK_BAD;
 }
@@ -1560,6 +1575,8 @@ process_record(struct sink *k, const struct rec *r)
 		return own_bad(k, r);
 	}
 	dp_pgsink_raw(k->sink, r->src, r->offset, r->key, r->klen, r->value, r->vlen);
+	if (r->hlen)
+		dp_pgsink_raw_headers(k->sink, r->src, r->hdr, r->hlen);
 	if (!k->map) {
 		/* The engine checks the JSON while it encodes the row. */
 		dp_buf_reset(&k->err);
@@ -1666,6 +1683,7 @@ process_records(struct sink *k)
 			.src = ps->src, .topic = in->part->topic, .partition = in->part->partition,
 			.offset = in->offset, .key = in->has_key ? p : NULL, .klen = in->klen,
 			.value = in->has_value ? p + in->klen : NULL, .vlen = in->vlen,
+			.hdr = in->hlen ? p + in->klen + in->vlen : NULL, .hlen = in->hlen,
 		};
 		int rc = process_record(k, &r);
 		if (rc == DP_PGSINK_BAD) {
@@ -1797,7 +1815,9 @@ act_error(struct dp_fsm *m, void *ctx)
 	case DP_PGSINK_DOWN:
 		return E_OUTAGE;
 	default:
-		if (k->err.len || k->err.lost)
+		/* A refused dead letter was named where it was refused. */
+		if ((k->err.len || k->err.lost) &&
+		    !(k->fail == DP_EX_DATAERR && k->on_error.mode == DP_ON_ERROR_DLQ))
 			dp_err("%s", dp_buf_str(&k->err));
 		dp_fsm_fail(m, k->fail > 0 ? k->fail : DP_EX_SOFTWARE);
 		return E_FATAL;
@@ -2334,7 +2354,12 @@ finish(void *ctx, int status)
 		dp_info("--map made no row of %" PRIu64 " record%s", k->maps_empty,
 		        k->maps_empty == 1 ? "" : "s");
 	dp_on_error_summary(&k->on_error, "record");
-	if (status == DP_EX_DATAERR) {
+	if (status == DP_EX_DATAERR && k->on_error.mode == DP_ON_ERROR_DLQ) {
+		dp_err("stopped at a bad record the dead-letter topic '%s' refuses; its batch is "
+		       "rolled back, and the next run of group '%s' starts at the stored offsets "
+		       "(raise the topic's max.message.bytes, or --on-error skip would go on)",
+		       k->on_error.dlq_topic, k->group);
+	} else if (status == DP_EX_DATAERR) {
 		int64_t at = k->src ? dp_pgsink_stored(k->src) : -1;
 		if (k->source_id && at >= 0)
 			dp_err("stopped at the bad record; lines up to %" PRId64 " are in %s "

@@ -73,6 +73,7 @@ enum result { R_NONE, R_COMMITTED, R_STOPPED, R_DISCARDED, R_LOST, R_FATAL };
 struct orig {
 	int64_t offset;
 	size_t pos, klen, vlen;
+	size_t hlen;                    /* its headers, after the value (dp_pgsink_raw_headers) */
 	bool has_key;
 };
 
@@ -138,8 +139,8 @@ struct dp_pgsink_src {
 	size_t rec_row, rec_pos, rec_seg, rec_orig;
 	/* the record as it came (dp_pgsink_raw), borrowed until done */
 	int64_t raw_off;
-	const void *raw_key, *raw_val;
-	size_t raw_klen, raw_vlen;
+	const void *raw_key, *raw_val, *raw_hdr;
+	size_t raw_klen, raw_vlen, raw_hlen;
 	bool raw_kept;                  /* copied into the batch (keep_raw) */
 };
 
@@ -898,12 +899,13 @@ add_seg(struct batch *b, struct layout *L)
 /* Tell on_bad about one bad record (the caller's thread): 0 or its status. */
 static int
 report(struct dp_pgsink *s, struct dp_pgsink_src *src, int64_t offset, const char *reason,
-       const char *sqlstate, const void *key, size_t klen, const void *value, size_t vlen)
+       const char *sqlstate, const void *key, size_t klen, const void *value, size_t vlen,
+       const void *hdr, size_t hlen)
 {
 	struct dp_pgsink_bad bad = {
 		.src = src, .topic = src->topic, .partition = src->partition, .offset = offset,
 		.reason = reason, .sqlstate = sqlstate, .key = key, .klen = klen, .value = value,
-		.vlen = vlen,
+		.vlen = vlen, .headers = hdr, .hlen = hlen,
 	};
 
 	s->stats.bad++;
@@ -918,10 +920,12 @@ report_kept(struct dp_pgsink *s, const struct batch *b, int64_t offset, const ch
 	const struct orig *o = orig_of(b, offset);
 
 	if (!o)
-		return report(s, b->src, offset, reason, sqlstate, NULL, 0, json, len);
+		return report(s, b->src, offset, reason, sqlstate, NULL, 0, json, len, NULL, 0);
 	const char *p = b->odata.data ? b->odata.data + o->pos : "";
+	size_t vlen = o->vlen != SIZE_MAX ? o->vlen : 0;
 	return report(s, b->src, offset, reason, sqlstate, o->has_key ? p : NULL, o->klen,
-	              o->vlen != SIZE_MAX ? p + o->klen : NULL, o->vlen != SIZE_MAX ? o->vlen : 0);
+	              o->vlen != SIZE_MAX ? p + o->klen : NULL, vlen,
+	              o->hlen ? p + o->klen + vlen : NULL, o->hlen);
 }
 
 /* A row dp_pgsink_add refuses (the reason in s->why): reported with its record. */
@@ -933,9 +937,9 @@ bad_row(struct dp_pgsink *s, struct dp_pgsink_src *src, int64_t offset, const ch
 
 	if (src->raw_off == offset)
 		st = report(s, src, offset, dp_buf_str(&s->why), "", src->raw_key, src->raw_klen,
-		            src->raw_val, src->raw_vlen);
+		            src->raw_val, src->raw_vlen, src->raw_hdr, src->raw_hlen);
 	else
-		st = report(s, src, offset, dp_buf_str(&s->why), "", NULL, 0, json, len);
+		st = report(s, src, offset, dp_buf_str(&s->why), "", NULL, 0, json, len, NULL, 0);
 	dp_buf_msgf(err, "%s", dp_buf_str(&s->why));
 	return st ? st : DP_PGSINK_BAD;
 }
@@ -960,8 +964,10 @@ keep_orig(struct dp_pgsink *s, struct dp_pgsink_src *src, struct batch *b, int64
 	o->has_key = src->raw_key != NULL;
 	o->klen = src->raw_key ? src->raw_klen : 0;
 	o->vlen = src->raw_val ? src->raw_vlen : SIZE_MAX;
+	o->hlen = src->raw_hdr ? src->raw_hlen : 0;
 	if ((o->klen && dp_buf_add(&b->odata, src->raw_key, o->klen) < 0) ||
-	    (src->raw_val && src->raw_vlen && dp_buf_add(&b->odata, src->raw_val, src->raw_vlen) < 0))
+	    (src->raw_val && src->raw_vlen && dp_buf_add(&b->odata, src->raw_val, src->raw_vlen) < 0) ||
+	    (o->hlen && dp_buf_add(&b->odata, src->raw_hdr, o->hlen) < 0))
 		return -1;
 	b->norigs++;
 	src->raw_kept = true;
@@ -2255,7 +2261,18 @@ dp_pgsink_raw(struct dp_pgsink *s, struct dp_pgsink_src *src, int64_t offset, co
 	src->raw_klen = klen;
 	src->raw_val = value;
 	src->raw_vlen = vlen;
+	src->raw_hdr = NULL;
+	src->raw_hlen = 0;
 	src->raw_kept = false;
+}
+
+void
+dp_pgsink_raw_headers(struct dp_pgsink *s, struct dp_pgsink_src *src, const void *hdr,
+                      size_t hlen)
+{
+	(void)s;
+	src->raw_hdr = hlen ? hdr : NULL;
+	src->raw_hlen = hlen;
 }
 
 int
