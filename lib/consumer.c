@@ -8,6 +8,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "admin.h"
 #include "consumer.h"
 #include "exit.h"
 #include "kafka.h"
@@ -18,6 +19,24 @@
 /* Records handed over per poll: bounded, so that the queue length seen
  * between batches tells whether the prefetch has stopped. */
 #define BATCH 1000
+
+/*
+ * A group member without partitions this long after it subscribed asks
+ * the group why (DescribeConsumerGroups), and again this often, until
+ * it can say; after WAIT_VAGUE_MS it says what it knows.
+ */
+#define WAIT_ASK_MS 3000
+#define WAIT_VAGUE_MS 15000
+
+/* During a broker outage, how often to ask whether a broker answers. */
+#define OUTAGE_PROBE_MS 1000
+
+/*
+ * The outage the process has said, since when (monotonic ms; 0: none).
+ * A command with several consumers (dp-coord, dp-tail --follow) sees one
+ * outage on each client and says it once.  Only polling threads touch it.
+ */
+static int64_t said_outage_ms;
 
 /*
  * The engine's view of a partition.  The public part comes first, so a
@@ -101,6 +120,15 @@ struct dp_consumer {
 	struct dp_buf failmsg;
 	unsigned commit_failures;
 	int64_t last_sync_ms;
+
+	/* waiting for the first assignment (group mode) */
+	int64_t subscribed_ms;
+	int64_t wait_ask_ms;    /* when to ask the group next */
+	bool said_waiting;
+
+	/* a broker outage: every broker down since outage_ms (0: none) */
+	int64_t outage_ms;
+	int64_t outage_probe_ms;
 
 	/* the last message's partition, for the common case of runs */
 	rd_kafka_topic_t *last_rkt;
@@ -792,6 +820,15 @@ on_assign(struct dp_consumer *c, rd_kafka_topic_partition_list_t *list, bool inc
 				p->held = p->hook_pending = false;
 		}
 	}
+	if (c->said_waiting && !c->assigned_once) {
+		char d[48];
+		dp_warn("group '%s' gave this member its partitions after %s", c->o.group,
+		        dp_duration_format((dp_time_mono_ms() - c->subscribed_ms) / 100 * 100, d));
+	}
+	if (!c->closing && list->cnt == 0 && !c->assigned_once)
+		dp_info("group '%s' gave this member no partitions: the others hold them all "
+		        "(more members than partitions); it takes some over when one leaves",
+		        c->o.group ? c->o.group : "");
 	c->assigned_once = true;
 	c->rebalancing = false;
 }
@@ -1418,6 +1455,94 @@ idle_until(struct dp_consumer *c)
 			c->parts[i]->done = true;
 }
 
+/*
+ * A member still without partitions a while after it joined: say once
+ * why, as the group tells it.  The usual reason is a member that
+ * stopped without leaving (kill -9, a crash): the group waits for it to
+ * rejoin until its session times out, and so does every other member.
+ */
+static void
+say_waiting(struct dp_consumer *c)
+{
+	int64_t now = dp_time_mono_ms();
+	struct dp_admin_group g;
+	struct dp_buf err = DP_BUF_INIT, who = DP_BUF_INIT;
+	char d[48], q[32];
+	size_t others = 0;
+
+	if (!c->real_group || c->assigned_once || c->said_waiting || !c->subscribed_ms ||
+	    now < c->wait_ask_ms)
+		return;
+	c->wait_ask_ms = now + WAIT_ASK_MS;
+	char *me = rd_kafka_memberid(c->rk);
+	int st = dp_admin_describe_group(c->rk, c->o.group, 1000, &g, &err);
+	for (size_t i = 0; !st && i < g.nmembers; i++) {
+		if (me && !strcmp(me, g.members[i].member_id))
+			continue;
+		dp_buf_msgf(&who, "%s%s on %s", others++ ? ", " : "", g.members[i].client_id,
+		            g.members[i].host);
+	}
+	if (me)
+		rd_kafka_mem_free(c->rk, me);
+	dp_duration_format((now - c->subscribed_ms) / 1000 * 1000, d);
+	if (!st && others && (g.state == RD_KAFKA_CONSUMER_GROUP_STATE_PREPARING_REBALANCE ||
+	                      g.state == RD_KAFKA_CONSUMER_GROUP_STATE_COMPLETING_REBALANCE)) {
+		if (!dp_kafka_conf_str(rd_kafka_conf(c->rk), "session.timeout.ms", q, sizeof(q)))
+			snprintf(q, sizeof(q), "45000");
+		dp_warn("no partitions yet after %s: group '%s' waits for %zu member%s to rejoin "
+		        "(%s); a member that stopped without leaving the group (kill -9, a crash, "
+		        "a lost network) holds its partitions until its session times out "
+		        "(session.timeout.ms=%s); with -X group.instance.id=NAME a restarted member "
+		        "takes its own back at once", d, c->o.group, others, others == 1 ? "" : "s",
+		        dp_buf_str(&who), q);
+		c->said_waiting = true;
+	} else if (now - c->subscribed_ms >= WAIT_VAGUE_MS) {
+		if (st)
+			dp_warn("no partitions yet after %s from group '%s' (%s)", d, c->o.group,
+			        dp_buf_str(&err));
+		else
+			dp_warn("no partitions yet after %s from group '%s', which is %s with %zu "
+			        "other member%s%s%s%s", d, c->o.group,
+			        rd_kafka_consumer_group_state_name(g.state), others,
+			        others == 1 ? "" : "s", others ? " (" : "", dp_buf_str(&who),
+			        others ? ")" : "");
+		c->said_waiting = true;
+	}
+	if (!st)
+		dp_admin_group_clear(&g);
+	dp_buf_free(&err);
+	dp_buf_free(&who);
+}
+
+/*
+ * During an outage (every broker down, said once by on_error): the end
+ * of it, once a record came or a broker answers a metadata request
+ * (asked at most every OUTAGE_PROBE_MS, briefly).
+ */
+static void
+outage_over(struct dp_consumer *c, int got)
+{
+	int64_t now = dp_time_mono_ms();
+	const struct rd_kafka_metadata *md;
+	char d[48];
+
+	if (!c->outage_ms)
+		return;
+	if (!got) {
+		if (now - c->outage_probe_ms < OUTAGE_PROBE_MS)
+			return;
+		c->outage_probe_ms = now;
+		if (rd_kafka_metadata(c->rk, 0, NULL, &md, 200) != RD_KAFKA_RESP_ERR_NO_ERROR)
+			return;
+		rd_kafka_metadata_destroy(md);
+	}
+	if (said_outage_ms)
+		dp_warn("kafka answers again, after an outage of %s",
+		        dp_duration_format((now - said_outage_ms + 50) / 100 * 100, d));
+	said_outage_ms = 0;
+	c->outage_ms = 0;
+}
+
 int
 dp_consumer_poll(struct dp_consumer *c, int timeout_ms, struct dp_buf *err, int *status)
 {
@@ -1470,6 +1595,8 @@ dp_consumer_poll(struct dp_consumer *c, int timeout_ms, struct dp_buf *err, int 
 	}
 	if (n > 0)
 		note_ends(c);
+	outage_over(c, n);
+	say_waiting(c);
 	if (c->fail)
 		return failed(c, err, status);
 	/*
@@ -1511,6 +1638,20 @@ on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 				return;
 		}
 		fail(c, DP_EX_UNAVAILABLE, reason);
+		return;
+	}
+	/*
+	 * Every broker down: said once, here, and its end once, with its
+	 * length (outage_over); librdkafka's lines about each broker and
+	 * each retry stay at -v.
+	 */
+	if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN) {
+		if (!c->outage_ms)
+			c->outage_ms = c->outage_probe_ms = dp_time_mono_ms();
+		if (!said_outage_ms) {
+			said_outage_ms = c->outage_ms;
+			dp_warn("lost every kafka broker (%s); waiting for them to come back", reason);
+		}
 		return;
 	}
 	dp_kafka_on_error(rk, err, reason, opaque);
@@ -1667,6 +1808,8 @@ dp_consumer_connect(struct dp_consumer *c, struct dp_buf *err)
 			dp_buf_msgf(err, "cannot subscribe: %s", rd_kafka_err2str(e));
 			st = dp_kafka_exit_status(e);
 		}
+		c->subscribed_ms = dp_time_mono_ms();
+		c->wait_ask_ms = c->subscribed_ms + WAIT_ASK_MS;
 		goto out;
 	}
 	/* Simple mode: every topic is named; take its partitions, held. */
