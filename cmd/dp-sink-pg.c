@@ -816,6 +816,17 @@ validate(void *ctx)
 		dp_err("--on-conflict needs --upsert");
 		return -1;
 	}
+	/* Chunks are sized when create_hypertable makes the hypertable, only. */
+	if (k->chunk_ms && k->hypertable == DP_PGSINK_HYPER_OFF) {
+		dp_err("--chunk-interval sizes a hypertable's chunks, and --hypertable off makes "
+		       "none");
+		return -1;
+	}
+	if (k->chunk_ms && !k->create) {
+		dp_err("--chunk-interval sizes the chunks of the hypertable --create makes: give "
+		       "--create (an existing hypertable's: SELECT set_chunk_time_interval(...))");
+		return -1;
+	}
 	if (k->keys_arg && split_keys(k) < 0)
 		return -1;
 	if (validate_db(k) < 0)
