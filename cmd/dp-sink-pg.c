@@ -378,7 +378,8 @@ usage(FILE *fp)
 	      "      --on-conflict MODE    with --upsert: update (default) or nothing\n"
 	      "      --hypertable MODE     auto (default), on or off: make the table a\n"
 	      "                            TimescaleDB hypertable on the time column\n"
-	      "      --chunk-interval DURATION  hypertable chunk size (default TimescaleDB's)\n"
+	      "      --chunk-interval DURATION  with --create: the hypertable's chunk size (default\n"
+	      "                            TimescaleDB's)\n"
 	      "      --max-retries N       reconnect attempts after losing the database\n"
 	      "                            (default 0: for ever)\n"
 	      "      (--timeout, below, also bounds connecting to the database)\n"
@@ -403,10 +404,12 @@ usage(FILE *fp)
 	      "                            TOPIC:PARTITION:OFFSET, repeatable; no member of\n"
 	      "                            GROUP may be running\n", fp);
 	dp_cli_help_common(fp, true);
-	fputs("\nExit status: 0 ok, 64 usage, 65 bad record (--on-error fail), 66 -F unreadable,\n"
-	      "69 database or Kafka unreachable, 70 internal error, 74 cannot read input, 75 rows\n"
-	      "not committed, 77 permission denied, 78 table and options disagree, 81 no such\n"
-	      "table.  See dp-sink-pg(1).\n", fp);
+	fputs("\nExit status: 0 ok, 64 usage, 65 bad record (--on-error fail, or refused as a dead\n"
+	      "letter), 66 -F unreadable, 69 database or Kafka unreachable, 70 internal error,\n"
+	      "74 cannot read input, 75 rows not committed (or a member runs: --reset-offsets),\n"
+	      "77 permission denied, 78 table and options disagree, or a stored offset past the\n"
+	      "topic's end, 81 no such table, topic or partition, 82 --reset-offsets outside the\n"
+	      "records.  See dp-sink-pg(1).\n", fp);
 }
 
 static int
