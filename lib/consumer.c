@@ -1520,8 +1520,7 @@ say_waiting(struct dp_consumer *c)
 			        others ? ")" : "");
 		c->said_waiting = true;
 	}
-	if (!st)
-		dp_admin_group_clear(&g);
+	dp_admin_group_clear(&g);
 	dp_buf_free(&err);
 	dp_buf_free(&who);
 }
