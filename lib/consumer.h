@@ -254,6 +254,24 @@ struct dp_consumer_hooks {
 	 * never reported.
 	 */
 	int (*gone)(struct dp_consumer *c, void *arg, const char *topic);
+
+	/*
+	 * Where p was to go on lies outside its records, lo..hi (its low and
+	 * high watermark; lo is -1 when unknown): offset is past hi (the
+	 * topic was deleted and created again, or an unclean leader election
+	 * cut its log) or before lo (retention deleted records before they
+	 * were read).  offset is the start the assigned hook chose, the
+	 * group's committed offset or --from N, checked at release; or,
+	 * found while reading, the position (librdkafka has reset it).
+	 * Return 0 to go on where auto.offset.reset says, as librdkafka
+	 * would (lo, or hi with latest; the engine says so on stderr), or an
+	 * exit status after printing why: dp_consumer_poll then fails with
+	 * it and p hands nothing over.  Without the hook the engine says so
+	 * and goes on.  A start of 0 is never checked: it is "from the
+	 * first record", whatever that is now.
+	 */
+	int (*out_of_range)(struct dp_consumer *c, void *arg, struct dp_consumer_part *p,
+	                    int64_t offset, int64_t lo, int64_t hi);
 };
 
 struct dp_consumer_opts {
