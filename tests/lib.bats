@@ -221,3 +221,17 @@ setup() {
 	[[ $output == *"bad row at offset 123 judged on the caller's thread: 23514 k123 {\"p\":0,\"o\":123}"* ]]
 	[[ $output == *"rows: 399 399 0-399"* ]]
 }
+
+@test "jq subset: operands in jq's order, so an error is never \"no value\" (found by fuzzing)" {
+	run "$TEST_LIB" jqfast_order
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ $output == *"expressions on "*" records: 0 disagreements"* ]]
+}
+
+@test "jq subset: an expression deeper than its cap is libjq's, not a stack overflow" {
+	run "$TEST_LIB" jqfast_deep
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ $output == *"0 deep expressions misjudged"* ]]
+}
