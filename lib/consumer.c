@@ -1411,7 +1411,7 @@ static void
 wake_fetcher(struct dp_consumer *c)
 {
 	size_t queued = rd_kafka_queue_length(c->group ? c->cgq : c->rkqu);
-	int64_t lo, hi;
+	int64_t hi;
 
 	if (queued > c->prefetch_high) {
 		c->prefetch_full = true;        /* the fetcher has stopped by now */
@@ -1422,8 +1422,7 @@ wake_fetcher(struct dp_consumer *c)
 			struct part *p = PRIV(c->parts[c->wake_next++ % c->nparts]);
 			if (!running(c, p) || p->pub.paused)
 				continue;
-			rd_kafka_query_watermark_offsets(c->rk, p->topic, p->pub.partition, &lo, &hi,
-			                                 200);
+			dp_kafka_high_once(c->rk, p->topic, p->pub.partition, 200, &hi);
 			break;
 		}
 		c->prefetch_full = false;
