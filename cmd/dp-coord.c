@@ -65,6 +65,7 @@ struct coord {
 	const char *allow;
 	uint64_t max_partitions;
 	uint64_t max_topics;
+	int32_t replication;            /* serve: of its topics; -1 not given (3) */
 	const char *name;               /* request, retire */
 	const char *source;
 	const char *filter;
@@ -313,7 +314,7 @@ choose(void *ctx)
 /* ---- options ------------------------------------------------------------ */
 
 enum { OPT_REGISTRY = DP_OPT_CMD, OPT_REQUESTS, OPT_DECISIONS, OPT_ALLOW, OPT_MAX_PARTITIONS,
-       OPT_MAX_TOPICS, OPT_SOURCE, OPT_FILTER, OPT_WAIT, OPT_DELETE_AFTER, OPT_MATCH };
+       OPT_MAX_TOPICS, OPT_REPLICATION, OPT_SOURCE, OPT_FILTER, OPT_WAIT, OPT_DELETE_AFTER, OPT_MATCH };
 
 static const struct option longopts[] = {
 	{ "registry",       required_argument, NULL, OPT_REGISTRY },
@@ -323,6 +324,7 @@ static const struct option longopts[] = {
 	{ "allow",          required_argument, NULL, OPT_ALLOW },
 	{ "max-partitions", required_argument, NULL, OPT_MAX_PARTITIONS },
 	{ "max-topics",     required_argument, NULL, OPT_MAX_TOPICS },
+	{ "replication-factor", required_argument, NULL, OPT_REPLICATION },
 	{ "source",         required_argument, NULL, OPT_SOURCE },
 	{ "filter",         required_argument, NULL, OPT_FILTER },
 	{ "partitions",     required_argument, NULL, 'p' },
@@ -340,7 +342,7 @@ static void
 usage(FILE *fp)
 {
 	fputs("usage: dp-coord serve [-g GROUP] [--decisions TOPIC] [--allow REGEX] [--max-partitions N]\n"
-	      "                [--max-topics N]\n"
+	      "                [--max-topics N] [--replication-factor N]\n"
 	      "       dp-coord request NAME --source TOPIC --filter JQ [-p N] [-c KEY=VALUE]...\n"
 	      "                [--wait[=TIMEOUT]]\n"
 	      "       dp-coord retire NAME [--delete-after DURATION] [--wait[=TIMEOUT]]\n"
@@ -363,6 +365,8 @@ usage(FILE *fp)
 	      "      --allow REGEX           names that may be requested (default ^dyn\\.)\n"
 	      "      --max-partitions N      most partitions per dynamic topic (default 12)\n"
 	      "      --max-topics N          most dynamic topics active at once (default 1000)\n"
+	      "      --replication-factor N  replicas of the registry, requests and decisions\n"
+	      "                              topics it creates (default 3, or the brokers up)\n"
 	      "  A filter is granted when it is at most 4096 bytes and in the jq subset that\n"
 	      "  producers evaluate without libjq (see Filters in dp-coord(1)).\n"
 	      "\n"
@@ -398,6 +402,7 @@ parse_options(void *ctx, int argc, char **argv)
 	c->allow = DP_COORD_ALLOW_DEFAULT;
 	c->max_partitions = 12;
 	c->max_topics = 1000;
+	c->replication = -1;
 	c->partitions = -1;
 	c->wait_ms = 30000;
 	c->wait_arg = "30s";
@@ -426,6 +431,12 @@ parse_options(void *ctx, int argc, char **argv)
 				if (dp_parse_u64("--max-topics", optarg, 1, SIZE_MAX / 2,
 				                 &c->max_topics) < 0)
 					return -1;
+				break;
+			case OPT_REPLICATION:
+				if (dp_parse_u64("--replication-factor", optarg, 1, INT16_MAX,
+				                 &n) < 0)
+					return -1;
+				c->replication = (int32_t)n;
 				break;
 			case 'p':
 				if (dp_parse_u64("--partitions", optarg, 1, INT32_MAX, &n) < 0)
@@ -522,8 +533,8 @@ validate(void *ctx)
 		dp_err("--delete-after is for retire, not %s", sub);
 		return -1;
 	}
-	if (c->decisions && c->sub != SUB_SERVE) {
-		dp_err("--decisions is for serve, not %s", sub);
+	if ((c->decisions || c->replication > 0) && c->sub != SUB_SERVE) {
+		dp_err("--decisions and --replication-factor are for serve, not %s", sub);
 		return -1;
 	}
 	if (c->match && c->sub != SUB_RUN) {
@@ -652,31 +663,78 @@ on_decision(void *arg, const char *where, const char *key, size_t keylen, const 
 	return dp_coord_decisions_apply(c->decided, where, key, keylen, value, len);
 }
 
-/* The registry, requests and decisions topics exist, as the coordinator wants them. */
+/*
+ * The brokers up and, for a topic (not NULL), its replication factor
+ * (its partitions' largest replica count; -1 when it cannot be seen).
+ */
+static int
+cluster_replicas(struct coord *c, const char *topic, int *brokers)
+{
+	rd_kafka_topic_t *rkt = topic ? rd_kafka_topic_new(c->admin, topic, NULL) : NULL;
+	const struct rd_kafka_metadata *md = NULL;
+	int stopped = 0, rf = -1;
+
+	*brokers = -1;
+	if (dp_kafka_metadata(c->admin, 0, rkt, (int)c->common.timeout_ms, &md, &stopped) == 0) {
+		*brokers = md->broker_cnt;
+		for (int t = 0; rkt && t < md->topic_cnt; t++)
+			for (int i = 0; i < md->topics[t].partition_cnt; i++)
+				if (md->topics[t].partitions[i].replica_cnt > rf)
+					rf = md->topics[t].partitions[i].replica_cnt;
+		rd_kafka_metadata_destroy(md);
+	}
+	if (rkt)
+		rd_kafka_topic_destroy(rkt);
+	return rf;
+}
+
+/*
+ * The registry, requests and decisions topics exist, as the coordinator
+ * wants them.  They are the dynamic topics' only record, so they are made
+ * with replicas on --replication-factor brokers (3), to outlive a broker:
+ * on a cluster with fewer brokers up, on all of them, and a warning says
+ * so; a topic that exists with fewer replicas than that is pointed out.
+ */
 static int
 ensure_topics(struct coord *c, struct dp_buf *err)
 {
 	struct dp_kv compact = { "cleanup.policy", "compact" };
+	int want = c->replication > 0 ? c->replication : 3, brokers, rf;
 	struct dp_admin_spec specs[3] = {
-		{ (char *)c->registry, 1, -1, &compact, 1 },
-		{ (char *)c->requests, 1, -1, NULL, 0 },
-		{ (char *)c->decisions, 1, -1, &compact, 1 },
+		{ (char *)c->registry, 1, want, &compact, 1 },
+		{ (char *)c->requests, 1, want, NULL, 0 },
+		{ (char *)c->decisions, 1, want, &compact, 1 },
 	};
 
+	cluster_replicas(c, NULL, &brokers);
 	for (size_t i = 0; i < 3; i++) {
 		struct dp_admin_result res = { 0 };
 		bool created;
-		int st = dp_admin_ensure(c->admin, &specs[i], (int)c->common.timeout_ms, &res,
-		                         &created);
+		int st;
+		if (brokers > 0 && brokers < want)
+			specs[i].replication_factor = brokers;
+		st = dp_admin_ensure(c->admin, &specs[i], (int)c->common.timeout_ms, &res, &created);
 		if (st) {
 			dp_buf_msgf(err, "cannot set up topic '%s': %s", specs[i].name,
 			            res.error ? res.error : "failed");
 			dp_admin_result_clear(&res);
 			return st;
 		}
-		if (created)
-			dp_info("created topic '%s'", specs[i].name);
 		dp_admin_result_clear(&res);
+		if (created) {
+			dp_info("created topic '%s' with replication factor %d", specs[i].name,
+			        (int)specs[i].replication_factor);
+			if (specs[i].replication_factor < want)
+				dp_warn("topic '%s' was made with replication factor %d, not %d: the "
+				        "cluster has %d broker%s up; a broker that dies can take it down",
+				        specs[i].name, (int)specs[i].replication_factor, want, brokers,
+				        brokers == 1 ? "" : "s");
+		} else if ((rf = cluster_replicas(c, specs[i].name, &brokers)) > 0 &&
+		           rf < specs[i].replication_factor) {
+			dp_warn("topic '%s' exists with replication factor %d, not %d: a broker that "
+			        "dies can take it down (raise it with kafka-reassign-partitions)",
+			        specs[i].name, rf, (int)specs[i].replication_factor);
+		}
 	}
 	return 0;
 }
