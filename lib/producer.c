@@ -294,7 +294,7 @@ look_at(struct dp_producer *p, const char *topic, bool ours, struct dp_buf *said
 }
 
 /*
- * No report came for --timeout while records wait: ask the cluster
+ * No report came for limit ms (--timeout) while records wait: ask the cluster
  * why.  When waiting cannot help (no broker answers; a partition with
  * records has no leader, or too few in-sync replicas for acks=all), the
  * records waiting are given up now, each reported as not delivered
@@ -305,9 +305,9 @@ look_at(struct dp_producer *p, const char *topic, bool ours, struct dp_buf *said
  * slow: the records wait on.  Returns whether records were given up.
  */
 static bool
-stall_check(struct dp_producer *p)
+stall_check(struct dp_producer *p, int64_t limit)
 {
-	int64_t limit = p->common->timeout_ms, now;
+	int64_t now;
 	uint64_t done = p->delivered + p->lost;
 	struct dp_buf said = DP_BUF_INIT, err = DP_BUF_INIT;
 	char waited[48];
@@ -380,7 +380,7 @@ wait_lane(struct dp_producer *p, rd_kafka_t *rk, int ms)
 		if (n > 0 || slice == ms || dp_time_mono_ms() >= until)
 			break;
 	}
-	stall_check(p);
+	stall_check(p, p->common->timeout_ms);
 }
 
 void
@@ -427,7 +427,7 @@ dp_producer_drain(struct dp_producer *p, int64_t timeout_ms)
 	while (dp_producer_pending(p) > 0) {
 		/* flush, not poll: the last batches need not wait for linger.ms */
 		dp_producer_flush(p, 100);
-		if (stall_check(p))
+		if (stall_check(p, timeout_ms))
 			break;
 	}
 	/* Purge whatever is left so that its reports arrive (as failures). */
@@ -775,7 +775,8 @@ int
 dp_producer_send(struct dp_producer *p, const struct dp_producer_rec *recs, size_t n,
                  size_t *failed, struct dp_buf *err)
 {
-	stall_check(p);         /* an engine with nothing waiting starts the clock now */
+	/* An engine with nothing waiting starts the clock now. */
+	stall_check(p, p->common->timeout_ms);
 	refresh_partitions(p);
 	bool batching = p->rkt && p->partitioner && p->partitions > 0 &&
 	                p->partitions <= MAX_BUCKETS;
@@ -825,7 +826,7 @@ dp_producer_send_wait(struct dp_producer *p, const struct dp_producer_rec *recs,
 		dp_buf_msgf(err, "out of memory");
 		return DP_EX_SOFTWARE;
 	}
-	stall_check(p);
+	stall_check(p, p->common->timeout_ms);
 	p->wait_call = (p->wait_call + 1) & WAIT_CALLS;
 	p->wait_acks = acks;
 	p->wait_n = n;
