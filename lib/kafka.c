@@ -531,11 +531,16 @@ refresh_leaders(rd_kafka_t *rk, const char *topic, int64_t deadline)
 	rd_kafka_topic_destroy(rkt);
 }
 
-rd_kafka_resp_err_t
-dp_kafka_high_once(rd_kafka_t *rk, const char *topic, int32_t partition, int timeout_ms,
-                   int64_t *high)
+void
+dp_kafka_wake_leaders(rd_kafka_t *rk, const rd_kafka_topic_partition_list_t *parts, int ms)
 {
-	return list_offset(rk, topic, partition, RD_KAFKA_OFFSET_END, timeout_ms, high);
+	rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_copy(parts);
+
+	/* One ListOffsets request per leader; the answers are not needed. */
+	for (int i = 0; i < l->cnt; i++)
+		l->elems[i].offset = RD_KAFKA_OFFSET_END;
+	rd_kafka_offsets_for_times(rk, l, ms);
+	rd_kafka_topic_partition_list_destroy(l);
 }
 
 /*

@@ -125,11 +125,12 @@ int dp_kafka_watermarks(rd_kafka_t *rk, const char *topic, int32_t partition, in
                         int64_t *low, int64_t *high, struct dp_buf *err);
 
 /*
- * One ListOffsets request for the partition's high watermark, waited for
- * at most timeout_ms, not retried: librdkafka's error, or 0 with *high.
+ * Wake the broker thread of every leader of parts: one small request to
+ * each (ListOffsets), sent at once, its answer waited for at most ms and
+ * then dropped.  For the consumer engine's prefetch (consumer.c).
  */
-rd_kafka_resp_err_t dp_kafka_high_once(rd_kafka_t *rk, const char *topic, int32_t partition,
-                                       int timeout_ms, int64_t *high);
+void dp_kafka_wake_leaders(rd_kafka_t *rk, const rd_kafka_topic_partition_list_t *parts,
+                           int ms);
 
 /*
  * rd_kafka_offsets_for_times(), waited for in slices: each element's
