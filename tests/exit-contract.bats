@@ -272,6 +272,11 @@ closed_out() { "$@" >&-; }
 	run --separate-stderr closed_in timeout 20 dp-tail -t "$T" --from beginning -e
 	[ "$status" -eq 0 ]
 	[ "${#lines[@]}" -eq 3 ]
+	# Nor does dp-sink-pg reading Kafka.
+	TABLES+=("$T")
+	run closed_in timeout 20 dp-sink-pg -t "$T" -g "$(uniq_name g)" --create -e
+	[ "$status" -eq 0 ]
+	[ "$(psql_dp -c "select count(*) from \"$T\"")" -eq 3 ]
 }
 
 @test "closed stdout: 74 before any side effect where it is needed, and no file takes its place" {
@@ -285,6 +290,11 @@ closed_out() { "$@" >&-; }
 	run closed_out dp-publish -t "$T" <"$W/in"
 	[ "$status" -eq 0 ]
 	[ "$(kcat_count "$T")" -eq 3 ]
+	# dp-sink-pg prints nothing either.
+	TABLES+=("$T")
+	run closed_out dp-sink-pg --stdin --table "$T" --create <"$W/in"
+	[ "$status" -eq 0 ]
+	[ "$(psql_dp -c "select count(*) from \"$T\"")" -eq 3 ]
 	# dp-tail with a group: nothing read, no offset committed.
 	G=$(uniq_name g)
 	run --separate-stderr closed_out dp-tail -t "$T" -g "$G" --from beginning -e
