@@ -144,10 +144,11 @@ PY
 }
 
 # cron_run COMMAND: run a crontab job as cron does: $SHELL -c COMMAND in
-# cron's small environment plus the crontab's variables
+# cron's small environment plus the crontab's variables (and the suite's
+# DP_TRACE_STATES, for tests/final/fsm-coverage.bats, as everywhere here)
 cron_run() {
-	env -i HOME="$CRON_HOME" LOGNAME="$(id -un)" PATH=/usr/bin:/bin "${CRON_VARS[@]}" \
-		"$CRON_SHELL" -c "$1"
+	env -i ${DP_TRACE_STATES:+DP_TRACE_STATES="$DP_TRACE_STATES"} HOME="$CRON_HOME" \
+		LOGNAME="$(id -un)" PATH=/usr/bin:/bin "${CRON_VARS[@]}" "$CRON_SHELL" -c "$1"
 }
 
 @test "examples/pipeline.crontab: every job runs as written, in order, and delivers" {
@@ -188,7 +189,7 @@ cron_run() {
 		n=$((n + 1))
 		if [[ $job == *"dp-coord serve"* ]]; then
 			# A daemon: cron starts it and goes on.
-			setsid env -i HOME="$CRON_HOME" LOGNAME="$(id -un)" PATH=/usr/bin:/bin \
+			setsid env -i ${DP_TRACE_STATES:+DP_TRACE_STATES="$DP_TRACE_STATES"} HOME="$CRON_HOME" LOGNAME="$(id -un)" PATH=/usr/bin:/bin \
 				"${CRON_VARS[@]}" "$CRON_SHELL" -c "$job" &
 			UNIT_GROUPS+=($!)
 			BG_PIDS+=($!)
@@ -286,7 +287,7 @@ unit_bg() {
 	mkdir -p "$W/var"
 	# systemd's environment: its PATH (where /usr/local/bin is this run's
 	# binaries), then the unit's files and lines
-	env -i PATH="$DP_BIN:/usr/sbin:/usr/bin:/sbin:/bin" HOME="$W/home" "${envs[@]}" \
+	env -i ${DP_TRACE_STATES:+DP_TRACE_STATES="$DP_TRACE_STATES"} PATH="$DP_BIN:/usr/sbin:/usr/bin:/sbin:/bin" HOME="$W/home" "${envs[@]}" \
 		setsid "${argv[@]}" >"$out" 2>"$W/$name.err" &
 	UNIT_PID=$!
 	BG_PIDS+=("$UNIT_PID")
