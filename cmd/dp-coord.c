@@ -112,6 +112,8 @@ struct coord {
 
 	/* request, retire */
 	char request_id[33];
+	bool sent;                      /* the request was acknowledged */
+	bool finished;                  /* request, retire, list: all done (cmd.h) */
 
 	/* watch, run */
 	bool loaded;                    /* the view is current: changes count */
@@ -378,9 +380,10 @@ usage(FILE *fp)
 	      "  -o, --output FORMAT         list: table or json (default: table on a terminal)\n"
 	      "      --match JQ              run: only topics whose spec matches\n", fp);
 	dp_cli_help_common(fp, true);
-	fputs("\nExit status: 0 ok; request --wait: 65 rejected (bad filter or request), 80 exists,\n"
-	      "81 source missing, 82 name not allowed, 83 too many partitions or topics,\n"
-	      "69 no coordinator answered.  See dp-coord(1).\n", fp);
+	fputs("\nExit status: 0 ok (serve, watch, run: also after a signal); request --wait:\n"
+	      "65 rejected (bad filter or request), 80 exists, 81 source missing, 82 name not\n"
+	      "allowed, 83 too many partitions or topics, 69 no coordinator answered; request,\n"
+	      "retire, list: 130/143 SIGINT/SIGTERM before the end.  See dp-coord(1).\n", fp);
 }
 
 static int
@@ -1322,17 +1325,19 @@ act_client_connect(struct dp_fsm *m, void *ctx)
 			break;
 		}
 	}
-	if (st == DP_EX_NOTFOUND && !c->prod) {
+	if (st == DP_EX_NOTFOUND) {
+		/* Its topics are made by the coordinator: none has run (exit.h). */
 		dp_buf_reset(err);
-		dp_buf_msgf(err, "registry '%s' does not exist: no dp-coord serve has run on this "
-		            "cluster", c->registry);
+		dp_buf_msgf(err, "%s '%s' does not exist: no dp-coord serve has run on this "
+		            "cluster", c->prod ? "requests topic" : "registry",
+		            c->prod ? c->requests : c->registry);
 		st = DP_EX_UNAVAILABLE;
 	}
 	if (st == DP_KAFKA_STOPPED || dp_sig_stop)
 		return QE_SIGNAL;
 	if (st) {
 		dp_err("%s", dp_buf_str(err));
-		dp_fsm_fail(m, st == DP_EX_NOTFOUND ? DP_EX_UNAVAILABLE : st);
+		dp_fsm_fail(m, st);
 		return QE_UNREACHABLE;
 	}
 	const struct dp_dyn_spec *cur = dp_registry_get(c->reg, c->name);
@@ -1414,6 +1419,8 @@ act_send(struct dp_fsm *m, void *ctx)
 		return QE_SEND_FAILED;
 	}
 	dp_info("request %s sent", c->request_id);
+	c->sent = true;
+	c->finished = !c->wait;
 	if (c->wait) {
 		dp_buf_free(&value);
 		return QE_AWAIT;
@@ -1439,6 +1446,7 @@ act_await(struct dp_fsm *m, void *ctx)
 		if (c->sub == SUB_RETIRE)
 			answered = !s || s->state == DP_DYN_RETIRED;
 		if (answered) {
+			c->finished = true;
 			if (s && print_spec(c, s) < 0) {
 				dp_fsm_fail(m, dp_cmd_stdout_failed(errno));
 				return QE_DENIED;
@@ -1460,7 +1468,7 @@ act_await(struct dp_fsm *m, void *ctx)
 		}
 		int st = dp_registry_poll(c->reg, 100, &c->err);
 		if (st == DP_KAFKA_STOPPED || dp_sig_stop) {
-			dp_err("interrupted before request %s was answered", c->request_id);
+			/* said by dp_cmd_main, with its status (cmd.h) */
 			dp_fsm_fail(m, DP_EX_TEMPFAIL);
 			return QE_SIGNAL;
 		}
@@ -1630,6 +1638,7 @@ act_list(struct dp_fsm *m, void *ctx)
 		dp_fsm_fail(m, dp_cmd_stdout_failed(errno));
 		return RE_WRITE_FAILED;
 	}
+	c->finished = true;
 	return RE_LISTED;
 }
 
@@ -1724,6 +1733,40 @@ close_coord(void *ctx)
 	dp_buf_free(&c->err);
 }
 
+/* request, retire and list end by themselves; serve, watch and run at a signal. */
+static unsigned
+io_coord(void *ctx)
+{
+	const struct coord *c = ctx;
+
+	switch (c->sub) {
+	case SUB_REQUEST:
+	case SUB_RETIRE:
+	case SUB_LIST:  return DP_CMD_STDOUT | DP_CMD_BOUNDED;
+	case SUB_WATCH: return DP_CMD_STDOUT;
+	default:        return 0;
+	}
+}
+
+/* A signal came in a bounded run (cmd.h): after its end, or what it left. */
+static bool
+interrupted_coord(void *ctx, int status, struct dp_buf *said)
+{
+	const struct coord *c = ctx;
+
+	(void)status;
+	if (c->finished)
+		return false;
+	if (c->sub == SUB_LIST)
+		dp_buf_msgf(said, "the registry was not listed");
+	else if (c->sent)
+		dp_buf_msgf(said, "request %s was sent but not answered yet ('dp-coord list' "
+		            "shows its fate)", c->request_id);
+	else
+		dp_buf_msgf(said, "no request was sent");
+	return true;
+}
+
 static const struct dp_cmd cmd = {
 	.name = "dp-coord",
 	.usage = usage,
@@ -1734,6 +1777,8 @@ static const struct dp_cmd cmd = {
 	.parse = parse_options,
 	.validate = validate,
 	.close = close_coord,
+	.io = io_coord,
+	.interrupted = interrupted_coord,
 };
 
 int

@@ -149,6 +149,7 @@ struct sink {
 	unsigned long lineno;
 	unsigned long skip_to;          /* --source-id: lines up to this one are stored */
 	bool stopping;                  /* dp_lines_stop() called */
+	bool at_end;                    /* the input's end was read (EOF, -e's ends) */
 
 	/* Kafka state */
 	struct dp_buf inbox;            /* the records' bytes */
@@ -405,11 +406,12 @@ usage(FILE *fp)
 	      "                            GROUP may be running\n", fp);
 	dp_cli_help_common(fp, true);
 	fputs("\nExit status: 0 ok, 64 usage, 65 bad record (--on-error fail, or refused as a dead\n"
-	      "letter), 66 -F unreadable, 69 database or Kafka unreachable, 70 internal error,\n"
-	      "74 cannot read input, 75 rows not committed (or a member runs: --reset-offsets),\n"
-	      "77 permission denied, 78 table and options disagree, or a stored offset past the\n"
-	      "topic's end, 81 no such table, topic or partition, 82 --reset-offsets outside the\n"
-	      "records.  See dp-sink-pg(1).\n", fp);
+	      "letter), 66 -F unreadable or stdin closed, 69 database or Kafka unreachable,\n"
+	      "70 internal error, 74 cannot read input, 75 rows not committed (or a member runs:\n"
+	      "--reset-offsets), 77 login or permission refused, 78 table and options disagree,\n"
+	      "or a stored offset past the topic's end, 81 no such table, topic or partition,\n"
+	      "82 --reset-offsets outside the records, 130/143 SIGINT/SIGTERM before the end of\n"
+	      "--stdin or -e.  See dp-sink-pg(1).\n", fp);
 }
 
 static int
@@ -1437,6 +1439,11 @@ wait_line(struct dp_fsm *m, struct sink *k)
 	if (k->draining)
 		return E_EOF;
 	for (;;) {
+		/* A file never makes a read wait (EINTR, below): look here too. */
+		if (dp_sig_stop && !k->stopping) {
+			dp_lines_stop(k->in);
+			k->stopping = true;
+		}
 		int rc = dp_lines_next(k->in, &k->line, &k->len);
 		if (rc == DP_LINES_OK || rc == DP_LINES_LONG) {
 			k->lineno = dp_lines_lineno(k->in);
@@ -1447,6 +1454,7 @@ wait_line(struct dp_fsm *m, struct sink *k)
 			return E_MESSAGE_RECEIVED;
 		}
 		if (rc == DP_LINES_EOF) {
+			k->at_end = !k->stopping;
 			if (k->skip_to && dp_lines_lineno(k->in) < k->skip_to)
 				dp_warn("the input has %lu lines, but %s is stored at line %lu: "
 				        "nothing new to write", dp_lines_lineno(k->in),
@@ -1503,6 +1511,7 @@ wait_record(struct dp_fsm *m, struct sink *k)
 			continue;
 		/* What is in the inbox is still written. */
 		k->draining = true;
+		k->at_end = r == DP_CONSUMER_END;
 		if (r == DP_CONSUMER_END)
 			dp_info("every partition is at its end as it was at start (-e)");
 		else if (r != DP_CONSUMER_SIGNAL)
@@ -1922,7 +1931,7 @@ act_backoff(struct dp_fsm *m, void *ctx)
 			return E_GIVE_UP;
 		}
 		if (r == DP_CONSUMER_END)
-			k->draining = true;
+			k->draining = k->at_end = true;
 		dp_buf_free(&perr);
 	}
 	return E_WAKE;
@@ -2386,6 +2395,46 @@ finish(void *ctx, int status)
 	return status;
 }
 
+static unsigned
+io_sink(void *ctx)
+{
+	const struct sink *k = ctx;
+
+	if (k->from_stdin)
+		return DP_CMD_STDIN | DP_CMD_BOUNDED;
+	return k->until_end ? DP_CMD_BOUNDED : 0;
+}
+
+/* A signal came (cmd.h): after the end of the input, or what it left. */
+static bool
+interrupted_sink(void *ctx, int status, struct dp_buf *said)
+{
+	struct sink *k = ctx;
+	struct dp_pgsink_stats st = { 0 };
+
+	if (k->at_end && status == 0)
+		return false;
+	if (!k->from_stdin) {
+		if (k->sink)
+			dp_pgsink_stats(k->sink, &st);
+		dp_buf_msgf(said, "%" PRIu64 " row%s committed; the records after the stored "
+		            "offsets of group '%s' are not written (its next run resumes there)",
+		            st.rows, st.rows == 1 ? "" : "s", k->group);
+		return true;
+	}
+	int64_t done = k->src ? dp_pgsink_committed(k->src) : -1;
+	uint64_t read = k->in ? dp_lines_lineno(k->in) : 0;
+	uint64_t delivered = done > 0 ? (uint64_t)done : 0;
+	long long unread = k->in ? dp_lines_unread(k->in) : -1;
+	uint64_t undelivered = read > delivered ? read - delivered : 0;
+
+	/* The whole file was read before the signal, and written. */
+	if (unread == 0 && !undelivered && status == 0)
+		return false;
+	dp_cmd_say_undelivered(said, "line", delivered, undelivered, unread);
+	return true;
+}
+
 static const struct dp_cmd cmd = {
 	.name = "dp-sink-pg",
 	.usage = usage,
@@ -2397,6 +2446,8 @@ static const struct dp_cmd cmd = {
 	.open = open_sink,
 	.finish = finish,
 	.close = close_sink,
+	.io = io_sink,
+	.interrupted = interrupted_sink,
 };
 
 int

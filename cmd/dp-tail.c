@@ -107,6 +107,7 @@ struct tail {
 	uint64_t printed;
 	uint64_t skipped;
 	int halt;                /* the event that made a hook stop the consumer */
+	bool at_end;             /* -e, --until or -n reached */
 	struct dp_consumer_part **moved;   /* the partitions of a rebalance event */
 	size_t nmoved;
 	struct dp_progress prog;
@@ -262,10 +263,11 @@ usage(FILE *fp)
 	      "                          string, base64\n"
 	      "      --progress          print rate and totals on stderr every second\n", fp);
 	dp_cli_help_common(fp, true);
-	fputs("\nExit status: 0 ok, interrupted or the reader left, 64 usage, 65 a value is\n"
-	      "not JSON or --filter failed, 66 -F unreadable, 69 cluster, topic or partition\n"
-	      "unavailable, 70 internal error, 74 stdout error, 75 a commit failed,\n"
-	      "77 not authorized, 78 bad configuration.  See dp-tail(1).\n", fp);
+	fputs("\nExit status: 0 ok, stopped without -e/-n/--until, or the reader left, 64 usage,\n"
+	      "65 a value is not JSON or --filter failed, 66 -F unreadable, 69 cluster\n"
+	      "unavailable, 70 internal error, 74 stdout error or closed, 75 a commit failed,\n"
+	      "77 not authorized, 78 bad configuration, 81 no such topic or partition,\n"
+	      "130/143 SIGINT/SIGTERM before -e/-n/--until was reached.  See dp-tail(1).\n", fp);
 }
 
 static int
@@ -1042,8 +1044,7 @@ act_connect(struct dp_fsm *m, void *ctx)
 		ev = E_SIGNAL;           /* nothing read, nothing to commit */
 	} else if (st) {
 		dp_err("%s", dp_buf_str(&err));
-		/* A topic or partition that is not there: unavailable, as before. */
-		dp_fsm_fail(m, st == DP_EX_NOTFOUND ? DP_EX_UNAVAILABLE : st);
+		dp_fsm_fail(m, st);
 		ev = st == DP_EX_CONFIG || st == DP_EX_NOINPUT ? E_BAD_CONFIG : E_UNREACHABLE;
 	} else if (t->following) {
 		dp_backoff_init(&t->backoff, 1000, 30000, 0.2, 0);
@@ -1185,6 +1186,7 @@ act_consume(struct dp_fsm *m, void *ctx)
 		else if (!reading_any(t))
 			ev = all_finished(t) ? E_END : E_SUBSCRIBE;
 	}
+	t->at_end |= ev == E_END || ev == E_COUNT;
 	dp_buf_free(&err);
 	return ev;
 }
@@ -1260,6 +1262,28 @@ finish(void *ctx, int status)
 	return status;
 }
 
+static unsigned
+io_tail(void *ctx)
+{
+	const struct tail *t = ctx;
+
+	return DP_CMD_STDOUT | (t->until != DP_UNTIL_NONE || t->count ? DP_CMD_BOUNDED : 0);
+}
+
+/* A signal came (cmd.h): after the end asked for, or what was printed. */
+static bool
+interrupted_tail(void *ctx, int status, struct dp_buf *said)
+{
+	struct tail *t = ctx;
+
+	(void)status;
+	if (t->at_end)
+		return false;
+	dp_buf_msgf(said, "%llu record%s written, the rest not read", (unsigned long long)t->printed,
+	            t->printed == 1 ? "" : "s");
+	return true;
+}
+
 static void
 close_tail(void *ctx)
 {
@@ -1291,6 +1315,8 @@ static const struct dp_cmd cmd = {
 	.validate = validate,
 	.finish = finish,
 	.close = close_tail,
+	.io = io_tail,
+	.interrupted = interrupted_tail,
 };
 
 int

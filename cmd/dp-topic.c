@@ -219,8 +219,9 @@ usage(FILE *fp)
 	      "  -o, --output FORMAT         table, json, or names (list only)\n", fp);
 	dp_cli_help_common(fp, true);
 	fputs("\nExit status: 0 ok, 1 several topics failed differently, 64 usage, 65 bad spec,\n"
-	      "69 cluster unavailable, 78 unknown config key, 80 exists, 81 does not exist,\n"
-	      "82 invalid name or spec, 83 replication factor above broker count.\n"
+	      "69 cluster unavailable, 74 stdout error or closed, 78 unknown config key,\n"
+	      "80 exists, 81 does not exist, 82 invalid name or spec, 83 replication factor\n"
+	      "above broker count, 130/143 SIGINT/SIGTERM before it was done.\n"
 	      "See dp-topic(1).\n", fp);
 }
 
@@ -1903,6 +1904,33 @@ close_topic(void *ctx)
 	free(t->db_arg);
 }
 
+static unsigned
+io_topic(void *ctx)
+{
+	const struct topic *t = ctx;
+
+	return DP_CMD_STDOUT | DP_CMD_BOUNDED | (t->from_stdin ? DP_CMD_STDIN : 0);
+}
+
+/* A signal came (cmd.h): after every answer, or which topics it left. */
+static bool
+interrupted_topic(void *ctx, int status, struct dp_buf *said)
+{
+	const struct topic *t = ctx;
+	size_t left = 0;
+
+	if (status == 0)
+		return false;
+	for (size_t i = 0; i < t->nitems; i++)
+		left += t->items[i].res.status != 0;
+	if (t->nitems)
+		dp_buf_msgf(said, "%zu of %zu topic%s not done", left, t->nitems,
+		            t->nitems == 1 ? "" : "s");
+	else
+		dp_buf_msgf(said, "the cluster did not answer");
+	return true;
+}
+
 static const struct dp_cmd cmd = {
 	.name = "dp-topic",
 	.usage = usage,
@@ -1911,6 +1939,8 @@ static const struct dp_cmd cmd = {
 	.parse = parse_options,
 	.validate = validate,
 	.close = close_topic,
+	.io = io_topic,
+	.interrupted = interrupted_topic,
 };
 
 int

@@ -1652,7 +1652,7 @@ on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 			    gone(c, c->topics[i].name))
 				return;
 		}
-		fail(c, DP_EX_UNAVAILABLE, reason);
+		fail(c, DP_EX_NOTFOUND, reason);
 		return;
 	}
 	/*

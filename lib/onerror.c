@@ -52,8 +52,6 @@ dp_on_error_record(struct dp_on_error_policy *p, struct dp_producer *prod, const
 	                : dp_producer_send(prod, &r, 1, &failed, &err);
 	if (st == DP_KAFKA_STOPPED)
 		dp_buf_msgf(&err, "stopped by a signal before it was acknowledged");
-	if (st == DP_EX_NOTFOUND)
-		st = DP_EX_UNAVAILABLE;         /* a dead-letter topic deleted meanwhile */
 	if (st == DP_EX_DATAERR)
 		dp_err("%s: the dead-letter topic '%s' refuses it: %s", where, p->dlq_topic,
 		       dp_buf_str(&err));

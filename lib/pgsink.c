@@ -125,6 +125,7 @@ struct dp_pgsink_src {
 	bool track;
 	char *label;
 	atomic_llong stored;            /* stored next_offset, -1 none; written under mu */
+	atomic_llong committed;         /* the end of the last batch committed, -1 none */
 	int64_t end;                    /* accounted */
 	struct batch *filling;
 	unsigned writer;
@@ -1706,14 +1707,15 @@ attempt(struct writer *w, struct batch *b, size_t nrec, bool halving)
 	if ((k = wexec(w, "COMMIT", 0, NULL, NULL)) != DP_PG_OK)
 		return k;
 	int64_t end = b->stop >= 0 ? b->stop : b->end;
-	if (src->track) {
-		/* Not for a batch of an earlier acquisition: the stored offset
-		 * was read again since, and is newer. */
-		pthread_mutex_lock(&w->s->mu);
-		if (b->gen == src->gen)
+	/* Not for a batch of an earlier acquisition: the stored offset
+	 * was read again since, and is newer. */
+	pthread_mutex_lock(&w->s->mu);
+	if (b->gen == src->gen) {
+		if (src->track)
 			atomic_store(&src->stored, end);
-		pthread_mutex_unlock(&w->s->mu);
+		atomic_store(&src->committed, end);
 	}
+	pthread_mutex_unlock(&w->s->mu);
 	b->written = 0;
 	for (size_t i = 0; i < b->nrows; i++)
 		b->written += b->rows[i].offset < end;
@@ -1872,7 +1874,7 @@ connect_one(struct dp_pgsink *s, PGconn **c, struct dp_buf *err)
 		return 0;
 	if (dp_sig_stop && !err->len)
 		dp_buf_msgf(err, "interrupted while connecting to the database");
-	return k == DP_PG_FATAL ? DP_EX_CONFIG : DP_EX_UNAVAILABLE;
+	return k == DP_PG_FATAL ? DP_EX_CONFIG : k == DP_PG_AUTH ? DP_EX_NOPERM : DP_EX_UNAVAILABLE;
 }
 
 int
@@ -2210,6 +2212,7 @@ dp_pgsink_source(struct dp_pgsink *s, const char *group, const char *topic, int3
 	src->track = track;
 	src->rec = src->raw_off = -1;
 	atomic_store(&src->stored, -1);
+	atomic_store(&src->committed, -1);
 	s->src[s->nsrc++] = src;
 acquire:
 	if ((*status = acquire(s, src, err)) != 0)
@@ -2300,6 +2303,7 @@ dp_pgsink_lost(struct dp_pgsink *s)
 }
 
 int64_t dp_pgsink_stored(const struct dp_pgsink_src *src) { return atomic_load(&src->stored); }
+int64_t dp_pgsink_committed(const struct dp_pgsink_src *src) { return atomic_load(&src->committed); }
 int64_t dp_pgsink_accounted(const struct dp_pgsink_src *src) { return src->end; }
 const char *dp_pgsink_src_label(const struct dp_pgsink_src *src) { return src->label; }
 

@@ -210,6 +210,11 @@ struct dp_pgsink_src *dp_pgsink_lost(struct dp_pgsink *s);
 
 /* The stored next offset (the first record not yet in the table), or -1 when none. */
 int64_t dp_pgsink_stored(const struct dp_pgsink_src *src);
+/*
+ * The end of the last batch this process committed for src (tracked or
+ * not: the lines of --stdin written), or -1 when none.
+ */
+int64_t dp_pgsink_committed(const struct dp_pgsink_src *src);
 /* Everything accounted with dp_pgsink_done() so far, committed or not. */
 int64_t dp_pgsink_accounted(const struct dp_pgsink_src *src);
 /* The source as the user names it: its --source-id, or "topic/partition". */

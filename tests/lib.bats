@@ -35,6 +35,12 @@ setup() {
 	[[ $output == *"reading goes on"* ]]
 }
 
+@test "line reader: what a stop leaves of a file is counted, the reading goes on; a pipe's is unknown" {
+	run "$TEST_LIB" lines_unread
+	[ "$status" -eq 0 ]
+	[[ $output == *"a pipe's unknown"* ]]
+}
+
 @test "json scanner accepts RFC 8259 and rejects the rest with a reason" {
 	run "$TEST_LIB" json
 	[ "$status" -eq 0 ]

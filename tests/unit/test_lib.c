@@ -29,6 +29,7 @@
 #include "cc.h"
 #include "ccstream.h"
 #include "cli.h"
+#include "cmd.h"
 #include "consumer.h"
 #include "coord.h"
 #include "dynspec.h"
@@ -100,6 +101,53 @@ t_lines_basic(void)
 	dp_lines_free(r);
 	waitpid(c, NULL, 0);
 	printf("ok crlf, empty line, last line without newline, 4 lines\n");
+	return 0;
+}
+
+/*
+ * What a stop leaves of a file is counted without moving it (the reading
+ * goes on where it was); a pipe's rest is unknown.  And the one wording
+ * of what was and was not delivered.
+ */
+static int
+t_lines_unread(void)
+{
+	char path[] = "/tmp/dp-test-unread-XXXXXX";
+	int fd = mkstemp(path);
+	const char *l;
+	size_t n;
+	pid_t c;
+
+	CHECK(fd >= 0);
+	unlink(path);
+	CHECK(write(fd, "a\nb\n\nc\nd", 8) == 8 && lseek(fd, 0, SEEK_SET) == 0);
+	struct dp_lines *r = dp_lines_new(fd, 0);
+	CHECK(r && dp_lines_unread(r) == 5);
+	CHECK(dp_lines_next(r, &l, &n) == DP_LINES_OK && !strcmp(l, "a"));
+	CHECK(dp_lines_unread(r) == 4);         /* b, the empty one, c, d */
+	CHECK(dp_lines_next(r, &l, &n) == DP_LINES_OK && !strcmp(l, "b"));
+	CHECK(dp_lines_unread(r) == 3);
+	while (dp_lines_next(r, &l, &n) == DP_LINES_OK)
+		;
+	CHECK(!strcmp(l, "d") && dp_lines_unread(r) == 0);
+	dp_lines_free(r);
+	close(fd);
+	r = reader_for("x\n", 2, 0, &c);
+	CHECK(r && dp_lines_unread(r) == -1);
+	dp_lines_free(r);
+	waitpid(c, NULL, 0);
+
+	struct dp_buf b = DP_BUF_INIT;
+	dp_cmd_say_undelivered(&b, "line", 12, 3, 5);
+	CHECK(!strcmp(dp_buf_str(&b), "12 lines delivered, 8 not delivered (5 of them not read)"));
+	dp_buf_reset(&b);
+	dp_cmd_say_undelivered(&b, "line", 1, 0, 7);
+	CHECK(!strcmp(dp_buf_str(&b), "1 line delivered, 7 not delivered (not read)"));
+	dp_buf_reset(&b);
+	dp_cmd_say_undelivered(&b, "line", 0, 2, -1);
+	CHECK(!strcmp(dp_buf_str(&b), "0 lines delivered, 2 read and not delivered, the rest of the input not read"));
+	dp_buf_free(&b);
+	printf("ok the rest of a file counted, a pipe's unknown\n");
 	return 0;
 }
 
@@ -2344,7 +2392,8 @@ main(int argc, char **argv)
 {
 	static const struct { const char *name; int (*fn)(void); } cases[] = {
 		{ "lines_basic", t_lines_basic }, { "lines_long", t_lines_long },
-		{ "lines_bad", t_lines_bad }, { "lines_swap", t_lines_swap }, { "json", t_json }, { "expr", t_expr },
+		{ "lines_bad", t_lines_bad }, { "lines_swap", t_lines_swap },
+		{ "lines_unread", t_lines_unread }, { "json", t_json }, { "expr", t_expr },
 		{ "parse", t_parse }, { "base64", t_base64 }, { "jqfast", t_jqfast },
 		{ "route", t_route },
 		{ "times", t_times }, { "backoff", t_backoff }, { "file", t_file },
