@@ -144,6 +144,10 @@ dp_cmd_main(const struct dp_cmd *cmd, void *ctx, struct dp_common *common,
 	int status;
 
 	dp_log_init(cmd->name);
+	if (dp_sig_ignore_pipe() < 0) {
+		dp_err("cannot ignore SIGPIPE: %s", strerror(errno));
+		return DP_EX_SOFTWARE;
+	}
 	dp_cli_init(common);
 
 	/* 1. options, and their combinations */

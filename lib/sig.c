@@ -96,6 +96,17 @@ on_stop(int sig)
 }
 
 int
+dp_sig_ignore_pipe(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = SIG_IGN;
+	sigemptyset(&sa.sa_mask);
+	return sigaction(SIGPIPE, &sa, NULL);
+}
+
+int
 dp_sig_install(void)
 {
 	struct sigaction sa;
@@ -110,7 +121,5 @@ dp_sig_install(void)
 	sa.sa_flags = 0;
 	if (sigaction(SIGALRM, &sa, NULL) < 0)
 		return -1;
-	sa.sa_handler = SIG_IGN;
-	sa.sa_flags = 0;
-	return sigaction(SIGPIPE, &sa, NULL);
+	return dp_sig_ignore_pipe();
 }

@@ -29,6 +29,14 @@ extern atomic_int dp_sig_stop;
 int dp_sig_install(void);
 
 /*
+ * Ignore SIGPIPE, so that a write to a pipe nobody reads fails with
+ * EPIPE (a quiet end, out.h) instead of killing the process: first thing
+ * in every command, before --help prints a text longer than stdio's
+ * buffer.  0 or -1 (errno).
+ */
+int dp_sig_ignore_pipe(void);
+
+/*
  * Work that a signal cannot stop -- libjq's evaluation, which has no way
  * to be interrupted -- is bracketed with these (one bracket open at a
  * time in the process).  Once a stop signal has come, SIGALRM looks
