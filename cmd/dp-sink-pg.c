@@ -55,6 +55,7 @@
 #define RETRY_BASE_MS 250
 #define RETRY_CAP_MS 30000
 #define DRAIN_AFTER_SIGNAL_MS 2000      /* then the batch in flight is rolled back */
+#define ABORT_AFTER_CANCEL_MS 500       /* then its connection is closed */
 #define KAFKA_COMMIT_MS 1000            /* offsets to Kafka at most this often */
 
 /* A record the consumer handed over, waiting in the inbox to be processed. */
@@ -150,6 +151,7 @@ struct sink {
 	struct dp_buf err;
 	struct dp_buf why;
 	struct dp_backoff backoff;
+	uint64_t backoff_batches;       /* batches committed when the backoff last started over */
 	int64_t sig_ms;                 /* when the drain after a signal began */
 	bool said_down;
 	struct dp_progress prog;
@@ -320,7 +322,8 @@ usage(FILE *fp)
 	      "                            TimescaleDB hypertable on the time column\n"
 	      "      --chunk-interval DURATION  hypertable chunk size (default TimescaleDB's)\n"
 	      "      --max-retries N       reconnect attempts after losing the database\n"
-	      "                            (default 0: for ever)\n"
+	      "                            (default 0: for ever), and retries of a batch the\n"
+	      "                            server refused for a passing reason (default 10)\n"
 	      "      (--timeout, below, also bounds connecting to the database)\n"
 	      "\n"
 	      "Batching and errors:\n"
@@ -337,8 +340,8 @@ usage(FILE *fp)
 	dp_cli_help_common(fp, true);
 	fputs("\nExit status: 0 ok, 64 usage, 65 bad record (--on-error fail), 66 -F unreadable,\n"
 	      "69 database or Kafka unreachable, 70 internal error, 74 cannot read input, 75 rows\n"
-	      "not committed, 77 permission denied, 78 table and options disagree, 81 no such\n"
-	      "table.  See dp-sink-pg(1).\n", fp);
+	      "not committed, 77 permission denied, 78 table and options disagree (or the table\n"
+	      "changed so that a record no longer fits), 81 no such table.  See dp-sink-pg(1).\n", fp);
 }
 
 static int
@@ -749,11 +752,16 @@ progress(struct sink *k, bool final)
 		return;
 	dp_pgsink_stats(k->sink, &st);
 	l = lag(k);
+	char retries[48] = "";
+	if (st.retries)
+		snprintf(retries, sizeof(retries), ", %" PRIu64 " retr%s", st.retries,
+		         st.retries == 1 ? "y" : "ies");
 	if (l >= 0)
-		snprintf(extra, sizeof(extra), "lag %" PRId64 ", batch latency %" PRId64 " ms", l,
-		         st.latency_ms);
+		snprintf(extra, sizeof(extra), "lag %" PRId64 ", batch latency %" PRId64 " ms%s", l,
+		         st.latency_ms, retries);
 	else
-		snprintf(extra, sizeof(extra), "batch latency %" PRId64 " ms", st.latency_ms);
+		snprintf(extra, sizeof(extra), "batch latency %" PRId64 " ms%s", st.latency_ms,
+		         retries);
 	dp_progress_tick(&k->prog, "rows", st.rows, extra, final);
 }
 
@@ -1133,6 +1141,7 @@ act_connect(struct dp_fsm *m, void *ctx)
 		.keep_raw = k->on_error.mode == DP_ON_ERROR_DLQ,
 		.resync = !k->from_stdin,
 		.timeout_ms = k->common.timeout_ms, .on_bad = engine_bad, .arg = k,
+		.max_retries = k->max_retries,
 	};
 	int status;
 
@@ -1582,7 +1591,8 @@ act_pause(struct dp_fsm *m, void *ctx)
 
 	(void)m;
 	if (!k->said_down) {
-		dp_warn("lost the database (%s); reconnecting%s", dp_buf_str(&k->err),
+		/* The engine says what: "lost the database (...)", read-only, ... */
+		dp_warn("%s; reconnecting%s", dp_buf_str(&k->err),
 		        k->max_retries ? "" : " until it is back");
 		k->said_down = true;
 	}
@@ -1627,6 +1637,15 @@ act_backoff(struct dp_fsm *m, void *ctx)
 {
 	struct sink *k = ctx;
 
+	/* The retries count from the last commit, not the last reconnect: a
+	 * server that takes connections but no batch (read-only) must not
+	 * hold the run for ever. */
+	struct dp_pgsink_stats stats;
+	dp_pgsink_stats(k->sink, &stats);
+	if (stats.batches != k->backoff_batches) {
+		k->backoff_batches = stats.batches;
+		dp_backoff_reset(&k->backoff);
+	}
 	if (k->max_retries && k->backoff.attempts >= k->max_retries) {
 		dp_err("gave up on the database after %" PRIu64 " retries: %s", k->max_retries,
 		       dp_buf_str(&k->err));
@@ -1707,7 +1726,6 @@ act_reconnect(struct dp_fsm *m, void *ctx)
 	}
 	dp_warn("reconnected to the database after %u retr%s", k->backoff.attempts,
 	        k->backoff.attempts == 1 ? "y" : "ies");
-	dp_backoff_reset(&k->backoff);
 	k->said_down = false;
 	k->outage = false;
 	return E_RECONNECTED;
@@ -1736,11 +1754,15 @@ act_commit(struct dp_fsm *m, void *ctx)
 			        "signal: rolling it back", DRAIN_AFTER_SIGNAL_MS);
 			dp_pgsink_cancel(k->sink);
 			cancelled = true;
-		} else if (cancelled && dp_time_mono_ms() - k->sig_ms > 2 * DRAIN_AFTER_SIGNAL_MS) {
-			/* A cancel the server did not act on: stop waiting for it. */
+		} else if (cancelled && dp_time_mono_ms() - k->sig_ms >
+		                        DRAIN_AFTER_SIGNAL_MS + ABORT_AFTER_CANCEL_MS) {
+			/* A server that does not answer the cancel either: its
+			 * connections are closed under the writers. */
+			dp_pgsink_abort(k->sink);
 			dp_buf_reset(&k->err);
-			dp_buf_msgf(&k->err, "the last batch did not roll back either; its rows "
-			            "are not committed");
+			dp_buf_msgf(&k->err, "the database answered neither the batch nor its cancel "
+			            "within %d ms: closed the connection; the batch is not committed",
+			            ABORT_AFTER_CANCEL_MS);
 			k->fail = DP_EX_TEMPFAIL;
 			return E_WRITE_FAILURE;
 		}
