@@ -11,9 +11,10 @@
  * to the requests topic; the coordinator that owns the requests topic's
  * only partition (one consumer group, so exactly one) creates the topic
  * and writes its spec to the registry, a compacted topic that every
- * follower reads (registry.h).  The decisions are in lib/coord.c, the
- * record formats in lib/dynspec.h; this file holds the options, the
- * machines and the actions that drive them.
+ * follower reads (registry.h), and its decision to the decisions topic,
+ * so that no replay of the requests decides a request twice.  The
+ * decisions are in lib/coord.c, the record formats in lib/dynspec.h; this
+ * file holds the options, the machines and the actions that drive them.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -58,6 +59,8 @@ struct coord {
 	enum sub sub;
 	const char *registry;
 	const char *requests;
+	const char *decisions;          /* serve; NULL: requests + ".decisions" */
+	char *decisions_own;            /* ... that name; owned */
 	const char *group;
 	const char *allow;
 	uint64_t max_partitions;
@@ -79,6 +82,9 @@ struct coord {
 
 	/* resources */
 	struct dp_registry *reg;
+	struct dp_registry *dec;        /* serve: the decisions topic's view ... */
+	struct dp_coord_decisions *decided;   /* ... what it holds */
+	int64_t prune_at;               /* when to forget gone requests' decisions (mono ms) */
 	struct dp_producer *prod;
 	struct dp_consumer *cons;       /* serve: the requests */
 	rd_kafka_t *admin;              /* serve: topic admin */
@@ -102,9 +108,12 @@ struct coord {
 	struct dp_buf notice;           /* its value; empty for a tombstone */
 	bool tombstone;
 	int64_t written;                /* registry offset of the last write, -1 */
+	struct dp_dyn_decision decision;   /* the request's, to write; request_id NULL: none */
 
 	/* request, retire */
 	char request_id[33];
+	bool sent;                      /* the request was acknowledged */
+	bool finished;                  /* request, retire, list: all done (cmd.h) */
 
 	/* watch, run */
 	bool loaded;                    /* the view is current: changes count */
@@ -130,10 +139,10 @@ now_ms(void)
 enum { S_IDLE, S_CONNECTING, S_STANDBY, S_ACTIVE, S_PROCESSING_CREATE, S_PROCESSING_RETIRE,
        S_DELETING, S_NOTIFYING, S_ERROR, S_STOPPING, S_DONE, S_FAILED, S_NSTATES };
 enum { E_START, E_CONNECTED, E_UNREACHABLE, E_SIGNAL, E_ASSIGNED, E_REVOKED, E_FATAL,
-       E_REQUEST_CREATE, E_REQUEST_RETIRE, E_DELETE_DUE, E_CREATE_SUCCESS, E_CREATE_REJECTED,
-       E_CREATE_IGNORED, E_CREATE_FAILURE, E_RETIRE_SUCCESS, E_RETIRE_IGNORED,
-       E_DELETE_SUCCESS, E_DELETE_FAILURE, E_NOTIFY_SUCCESS, E_NOTIFY_FAILURE, E_RESET,
-       E_STOPPED, E_NEVENTS };
+       E_REQUEST_CREATE, E_REQUEST_RETIRE, E_REQUEST_DECIDED, E_DELETE_DUE, E_CREATE_SUCCESS,
+       E_CREATE_REJECTED, E_CREATE_IGNORED, E_CREATE_FAILURE, E_RETIRE_SUCCESS,
+       E_RETIRE_REJECTED, E_RETIRE_IGNORED, E_DELETE_SUCCESS, E_DELETE_FAILURE,
+       E_NOTIFY_SUCCESS, E_NOTIFY_FAILURE, E_RESET, E_STOPPED, E_NEVENTS };
 
 static const char *const serve_states[S_NSTATES] = {
 	"idle", "connecting", "standby", "active", "processingCreateTopic",
@@ -142,10 +151,11 @@ static const char *const serve_states[S_NSTATES] = {
 };
 static const char *const serve_events[E_NEVENTS] = {
 	"START", "CONNECTED", "UNREACHABLE", "SIGNAL", "ASSIGNED", "REVOKED", "FATAL",
-	"REQUEST_CREATE_TOPIC", "REQUEST_RETIRE_TOPIC", "DELETE_DUE", "CREATE_TOPIC_SUCCESS",
-	"CREATE_TOPIC_REJECTED", "CREATE_TOPIC_IGNORED", "CREATE_TOPIC_FAILURE",
-	"RETIRE_TOPIC_SUCCESS", "RETIRE_TOPIC_IGNORED", "DELETE_TOPIC_SUCCESS",
-	"DELETE_TOPIC_FAILURE", "NOTIFY_SUCCESS", "NOTIFY_FAILURE", "RESET", "STOPPED",
+	"REQUEST_CREATE_TOPIC", "REQUEST_RETIRE_TOPIC", "REQUEST_DECIDED_BEFORE", "DELETE_DUE",
+	"CREATE_TOPIC_SUCCESS", "CREATE_TOPIC_REJECTED", "CREATE_TOPIC_IGNORED",
+	"CREATE_TOPIC_FAILURE", "RETIRE_TOPIC_SUCCESS", "RETIRE_TOPIC_REJECTED",
+	"RETIRE_TOPIC_IGNORED", "DELETE_TOPIC_SUCCESS", "DELETE_TOPIC_FAILURE", "NOTIFY_SUCCESS",
+	"NOTIFY_FAILURE", "RESET", "STOPPED",
 };
 
 static int act_serve_connect(struct dp_fsm *m, void *ctx);
@@ -169,16 +179,19 @@ static const struct dp_fsm_row serve_rows[] = {
 	{ S_STANDBY,           E_SIGNAL,          S_STOPPING,          act_stop },
 	{ S_ACTIVE,            E_REQUEST_CREATE,  S_PROCESSING_CREATE, act_create },
 	{ S_ACTIVE,            E_REQUEST_RETIRE,  S_PROCESSING_RETIRE, act_retire },
+	/* Replayed (a new group, offsets reset or expired): decided once only. */
+	{ S_ACTIVE,            E_REQUEST_DECIDED, S_ACTIVE,            act_done },
 	{ S_ACTIVE,            E_DELETE_DUE,      S_DELETING,          act_delete },
 	{ S_ACTIVE,            E_REVOKED,         S_STANDBY,           act_standby },
 	{ S_ACTIVE,            E_FATAL,           S_STOPPING,          act_stop },
 	{ S_ACTIVE,            E_SIGNAL,          S_STOPPING,          act_stop },
 	{ S_PROCESSING_CREATE, E_CREATE_SUCCESS,  S_NOTIFYING,         act_notify },
 	{ S_PROCESSING_CREATE, E_CREATE_REJECTED, S_NOTIFYING,         act_notify },
-	{ S_PROCESSING_CREATE, E_CREATE_IGNORED,  S_ACTIVE,            act_done },
+	{ S_PROCESSING_CREATE, E_CREATE_IGNORED,  S_NOTIFYING,         act_notify },
 	{ S_PROCESSING_CREATE, E_CREATE_FAILURE,  S_ERROR,             act_error },
 	{ S_PROCESSING_RETIRE, E_RETIRE_SUCCESS,  S_NOTIFYING,         act_notify },
-	{ S_PROCESSING_RETIRE, E_RETIRE_IGNORED,  S_ACTIVE,            act_done },
+	{ S_PROCESSING_RETIRE, E_RETIRE_REJECTED, S_NOTIFYING,         act_notify },
+	{ S_PROCESSING_RETIRE, E_RETIRE_IGNORED,  S_NOTIFYING,         act_notify },
 	{ S_DELETING,          E_DELETE_SUCCESS,  S_NOTIFYING,         act_notify },
 	{ S_DELETING,          E_DELETE_FAILURE,  S_ERROR,             act_error },
 	{ S_NOTIFYING,         E_NOTIFY_SUCCESS,  S_ACTIVE,            act_done },
@@ -301,12 +314,13 @@ choose(void *ctx)
 
 /* ---- options ------------------------------------------------------------ */
 
-enum { OPT_REGISTRY = DP_OPT_CMD, OPT_REQUESTS, OPT_ALLOW, OPT_MAX_PARTITIONS,
+enum { OPT_REGISTRY = DP_OPT_CMD, OPT_REQUESTS, OPT_DECISIONS, OPT_ALLOW, OPT_MAX_PARTITIONS,
        OPT_MAX_TOPICS, OPT_SOURCE, OPT_FILTER, OPT_WAIT, OPT_DELETE_AFTER, OPT_MATCH };
 
 static const struct option longopts[] = {
 	{ "registry",       required_argument, NULL, OPT_REGISTRY },
 	{ "requests",       required_argument, NULL, OPT_REQUESTS },
+	{ "decisions",      required_argument, NULL, OPT_DECISIONS },
 	{ "group",          required_argument, NULL, 'g' },
 	{ "allow",          required_argument, NULL, OPT_ALLOW },
 	{ "max-partitions", required_argument, NULL, OPT_MAX_PARTITIONS },
@@ -327,7 +341,8 @@ static const struct option longopts[] = {
 static void
 usage(FILE *fp)
 {
-	fputs("usage: dp-coord serve [-g GROUP] [--allow REGEX] [--max-partitions N] [--max-topics N]\n"
+	fputs("usage: dp-coord serve [-g GROUP] [--decisions TOPIC] [--allow REGEX] [--max-partitions N]\n"
+	      "                [--max-topics N]\n"
 	      "       dp-coord request NAME --source TOPIC --filter JQ [-p N] [-c KEY=VALUE]...\n"
 	      "                [--wait[=TIMEOUT]]\n"
 	      "       dp-coord retire NAME [--delete-after DURATION] [--wait[=TIMEOUT]]\n"
@@ -345,9 +360,13 @@ usage(FILE *fp)
 	      "\n"
 	      "serve:\n"
 	      "  -g, --group GROUP           the coordinators' consumer group (default dp-coord)\n"
+	      "      --decisions TOPIC       the decisions made, by request id (default: the\n"
+	      "                              requests topic's name followed by .decisions)\n"
 	      "      --allow REGEX           names that may be requested (default ^dyn\\.)\n"
 	      "      --max-partitions N      most partitions per dynamic topic (default 12)\n"
 	      "      --max-topics N          most dynamic topics active at once (default 1000)\n"
+	      "  A filter is granted when it is at most 4096 bytes and in the jq subset that\n"
+	      "  producers evaluate without libjq (see Filters in dp-coord(1)).\n"
 	      "\n"
 	      "request, retire:\n"
 	      "      --source TOPIC          the fixed topic whose records feed NAME\n"
@@ -361,9 +380,10 @@ usage(FILE *fp)
 	      "  -o, --output FORMAT         list: table or json (default: table on a terminal)\n"
 	      "      --match JQ              run: only topics whose spec matches\n", fp);
 	dp_cli_help_common(fp, true);
-	fputs("\nExit status: 0 ok; request --wait: 65 rejected (bad filter), 80 exists,\n"
-	      "81 source missing, 82 name not allowed, 83 too many partitions or topics,\n"
-	      "69 no coordinator answered.  See dp-coord(1).\n", fp);
+	fputs("\nExit status: 0 ok (serve, watch, run: also after a signal); request --wait:\n"
+	      "65 rejected (bad filter or request), 80 exists, 81 source missing, 82 name not\n"
+	      "allowed, 83 too many partitions or topics, 69 no coordinator answered; request,\n"
+	      "retire, list: 130/143 SIGINT/SIGTERM before the end.  See dp-coord(1).\n", fp);
 }
 
 static int
@@ -394,6 +414,7 @@ parse_options(void *ctx, int argc, char **argv)
 			switch (opt) {
 			case OPT_REGISTRY:       c->registry = optarg; break;
 			case OPT_REQUESTS:       c->requests = optarg; break;
+			case OPT_DECISIONS:      c->decisions = optarg; break;
 			case 'g':                c->group = optarg; break;
 			case OPT_ALLOW:          c->allow = optarg; break;
 			case OPT_SOURCE:         c->source = optarg; break;
@@ -504,6 +525,10 @@ validate(void *ctx)
 		dp_err("--delete-after is for retire, not %s", sub);
 		return -1;
 	}
+	if (c->decisions && c->sub != SUB_SERVE) {
+		dp_err("--decisions is for serve, not %s", sub);
+		return -1;
+	}
 	if (c->match && c->sub != SUB_RUN) {
 		dp_err("--match is for run, not %s", sub);
 		return -1;
@@ -541,6 +566,15 @@ validate(void *ctx)
 		}
 	}
 	if (c->sub == SUB_SERVE) {
+		if (!c->decisions) {
+			struct dp_buf name = DP_BUF_INIT;
+			if (dp_buf_addf(&name, "%s.decisions", c->requests) < 0) {
+				dp_err("out of memory");
+				return -1;
+			}
+			c->decisions = c->decisions_own = dp_buf_detach(&name, NULL);
+			dp_buf_free(&name);
+		}
 		if (dp_coord_policy_init(&c->policy, c->allow, (int32_t)c->max_partitions,
 		                         (size_t)c->max_topics, &err) < 0) {
 			dp_err("%s", dp_buf_str(&err));
@@ -594,13 +628,16 @@ on_request(struct dp_consumer *cons, void *arg, struct dp_consumer_part *p,
 	struct coord *c = arg;
 	struct dp_buf why = DP_BUF_INIT;
 
-	if (!m->payload || dp_dyn_request_parse(m->payload, m->len, &c->req, &why) < 0) {
+	if (!m->payload || (dp_dyn_request_parse(m->payload, m->len, &c->req, &why) < 0 &&
+	                    !c->req.request_id)) {
+		/* No request_id or topic: no one to answer. */
 		dp_warn("request at %s offset %lld skipped: %s", c->requests,
 		        (long long)m->offset, m->payload ? dp_buf_str(&why) : "no value");
 		dp_dyn_request_clear(&c->req);
 		dp_buf_free(&why);
 		return DP_CONSUMER_NEXT;
 	}
+	/* An invalid one that says who asked is refused by its request_id. */
 	dp_buf_free(&why);
 	c->have_req = true;
 	c->req_part = p;
@@ -608,17 +645,28 @@ on_request(struct dp_consumer *cons, void *arg, struct dp_consumer_part *p,
 	return DP_CONSUMER_LAST;
 }
 
-/* The registry and requests topics exist, as the coordinator wants them. */
+/* A record of the decisions topic, into the decisions known. */
+static int
+on_decision(void *arg, const char *where, const char *key, size_t keylen, const char *value,
+            size_t len)
+{
+	struct coord *c = arg;
+
+	return dp_coord_decisions_apply(c->decided, where, key, keylen, value, len);
+}
+
+/* The registry, requests and decisions topics exist, as the coordinator wants them. */
 static int
 ensure_topics(struct coord *c, struct dp_buf *err)
 {
 	struct dp_kv compact = { "cleanup.policy", "compact" };
-	struct dp_admin_spec specs[2] = {
+	struct dp_admin_spec specs[3] = {
 		{ (char *)c->registry, 1, -1, &compact, 1 },
 		{ (char *)c->requests, 1, -1, NULL, 0 },
+		{ (char *)c->decisions, 1, -1, &compact, 1 },
 	};
 
-	for (size_t i = 0; i < 2; i++) {
+	for (size_t i = 0; i < 3; i++) {
 		struct dp_admin_result res = { 0 };
 		bool created;
 		int st = dp_admin_ensure(c->admin, &specs[i], (int)c->common.timeout_ms, &res,
@@ -658,6 +706,9 @@ act_serve_connect(struct dp_fsm *m, void *ctx)
 	};
 	const struct dp_producer_conf pconf = { .common = &c->common, .topic = c->registry };
 	const struct dp_registry_conf rconf = { .common = &c->common, .topic = c->registry };
+	const struct dp_registry_conf dconf = {
+		.common = &c->common, .topic = c->decisions, .record = on_decision, .arg = c,
+	};
 	static const struct dp_kv admin_defaults[] = { { "allow.auto.create.topics", "false" } };
 
 	c->admin = dp_kafka_new(&c->common, RD_KAFKA_PRODUCER, admin_defaults, 1, NULL, NULL,
@@ -670,6 +721,14 @@ act_serve_connect(struct dp_fsm *m, void *ctx)
 		st = st ? st : DP_EX_SOFTWARE;
 	if (st == 0)
 		st = dp_registry_load(c->reg, err);
+	if (st == 0 && !(c->decided = dp_coord_decisions_new())) {
+		dp_buf_msgf(err, "out of memory");
+		st = DP_EX_SOFTWARE;
+	}
+	if (st == 0 && !(c->dec = dp_registry_new(&dconf, err, &st)))
+		st = st ? st : DP_EX_SOFTWARE;
+	if (st == 0)
+		st = dp_registry_load(c->dec, err);
 	if (st == 0 && !(c->prod = dp_producer_new(&pconf, err, &st)))
 		st = st ? st : DP_EX_SOFTWARE;
 	if (st == 0)
@@ -708,6 +767,11 @@ poll_requests(struct coord *c, struct dp_fsm *m)
 		return E_FATAL;
 	}
 	st = dp_registry_poll(c->reg, 0, &c->err);
+	if (st == 0 && (st = dp_registry_poll(c->dec, 0, &c->err)) != 0 && st != DP_KAFKA_STOPPED) {
+		dp_err("decisions: %s", dp_buf_str(&c->err));
+		dp_fsm_fail(m, st);
+		return E_FATAL;
+	}
 	if (st == DP_KAFKA_STOPPED)
 		return E_SIGNAL;
 	if (st) {
@@ -716,6 +780,58 @@ poll_requests(struct coord *c, struct dp_fsm *m)
 		return E_FATAL;
 	}
 	return c->have_req ? -1 : 0;
+}
+
+/*
+ * Forget the decisions on requests that the requests topic holds no more
+ * (below its low watermark): no replay can reach them.  At each takeover
+ * and then hourly; what fails is tried again the next time.
+ */
+static void
+prune(struct coord *c)
+{
+	int64_t lo, hi;
+	const char **ids = NULL;
+	size_t n;
+	struct dp_buf err = DP_BUF_INIT;
+
+	c->prune_at = dp_time_mono_ms() + 3600 * 1000;
+	if (dp_kafka_watermarks(dp_consumer_rk(c->cons), c->requests, 0,
+	                        (int)c->common.timeout_ms, &lo, &hi, &err) != 0) {
+		dp_warn("cannot tell which decisions to forget: %s", dp_buf_str(&err));
+		dp_buf_free(&err);
+		return;
+	}
+	if ((n = dp_coord_decisions_before(c->decided, lo, &ids)) == (size_t)-1) {
+		dp_warn("cannot tell which decisions to forget: out of memory");
+		return;
+	}
+	struct dp_producer_rec *recs = calloc(n ? n : 1, sizeof(*recs));
+	if (!recs) {
+		dp_warn("cannot forget decisions: out of memory");
+		free(ids);
+		return;
+	}
+	for (size_t i = 0; i < n; i++)
+		recs[i] = (struct dp_producer_rec){
+			.topic = c->decisions, .partition = 0,
+			.key = ids[i], .key_len = strlen(ids[i]),
+		};
+	int st = n ? dp_producer_send_wait(c->prod, recs, n, NULL, c->common.timeout_ms, &err)
+	           : 0;
+	if (st) {
+		dp_warn("cannot forget decisions: %s",
+		        st == DP_KAFKA_STOPPED ? "interrupted" : dp_buf_str(&err));
+	} else if (n) {
+		/* Each id is its own decision's: it is looked up before it is freed. */
+		for (size_t i = 0; i < n; i++)
+			dp_coord_decisions_forget(c->decided, ids[i]);
+		dp_info("forgot %zu decision%s on requests %s holds no more", n, n == 1 ? "" : "s",
+		        c->requests);
+	}
+	free(recs);
+	free(ids);
+	dp_buf_free(&err);
 }
 
 /* -> standby: wait until this coordinator owns the requests partition. */
@@ -731,15 +847,21 @@ act_standby(struct dp_fsm *m, void *ctx)
 			return ev;
 		if (c->assigned) {
 			c->revokes_seen = c->revokes;
-			/* Decide nothing before the view holds what the last owner wrote. */
+			/* Decide nothing before the views hold what the last owner wrote. */
+			const char *what = "registry";
 			int st = dp_registry_sync(c->reg, -1, &c->err);
+			if (st == 0) {
+				what = "decisions";
+				st = dp_registry_sync(c->dec, -1, &c->err);
+			}
 			if (st == DP_KAFKA_STOPPED)
 				return E_SIGNAL;
 			if (st) {
-				dp_err("registry: %s", dp_buf_str(&c->err));
+				dp_err("%s: %s", what, dp_buf_str(&c->err));
 				dp_fsm_fail(m, st);
 				return E_FATAL;
 			}
+			prune(c);
 			return E_ASSIGNED;
 		}
 	}
@@ -759,10 +881,22 @@ due(const struct coord *c)
 	return NULL;
 }
 
+/*
+ * The request in hand as an event.  One decided before is not decided
+ * again (a replay).  One whose action is not known (invalid) is refused
+ * as a retire is: nothing in the registry changes for it.
+ */
 static int
 request_event(const struct coord *c)
 {
-	return c->req.action == DP_DYN_RETIRE ? E_REQUEST_RETIRE : E_REQUEST_CREATE;
+	const struct dp_dyn_decision *d = dp_coord_decided(c->decided, c->req.request_id);
+
+	if (d) {
+		dp_info("request %s for '%s' was decided before (%s): not again",
+		        c->req.request_id, c->req.topic, dp_dyn_outcome_name(d->outcome));
+		return E_REQUEST_DECIDED;
+	}
+	return c->req.action == DP_DYN_CREATE ? E_REQUEST_CREATE : E_REQUEST_RETIRE;
 }
 
 /* -> active: the next thing to do.  A request in hand comes first. */
@@ -780,6 +914,8 @@ act_listen(struct dp_fsm *m, void *ctx)
 			return request_event(c);
 		if (c->deleting)
 			return E_DELETE_DUE;
+		if (dp_time_mono_ms() >= c->prune_at)
+			prune(c);
 		const struct dp_dyn_spec *d = due(c);
 		if (d) {
 			if (!(c->deleting = strdup(d->topic))) {
@@ -806,6 +942,36 @@ set_notice(struct coord *c, const char *key, const struct dp_dyn_spec *spec)
 	if (!c->notice_key || (spec && dp_dyn_spec_json(&c->notice, spec) < 0))
 		return -1;
 	return 0;
+}
+
+/* Set the decision notifyingActors writes for the request in hand. */
+static int
+set_decision(struct coord *c, enum dp_dyn_outcome outcome, const char *reason)
+{
+	struct dp_dyn_decision *d = &c->decision;
+
+	dp_dyn_decision_clear(d);
+	d->action = c->req.action;
+	d->outcome = outcome;
+	d->request_offset = c->req_offset;
+	d->decided_at = now_ms();
+	if (!(d->request_id = strdup(c->req.request_id)) || !(d->topic = strdup(c->req.topic)) ||
+	    (reason && !(d->reason = strdup(reason)))) {
+		dp_dyn_decision_clear(d);
+		return -1;
+	}
+	return 0;
+}
+
+/* The outcome of a create, from the spec written. */
+static enum dp_dyn_outcome
+outcome_of(const struct dp_dyn_spec *s)
+{
+	switch (s->state) {
+	case DP_DYN_REJECTED: return DP_DYN_OUT_REJECTED;
+	case DP_DYN_RETIRED:  return DP_DYN_OUT_RETIRED;
+	default:              return DP_DYN_OUT_GRANTED;
+	}
 }
 
 /* What a failed create means for the requester: a rejection, or a retry. */
@@ -857,6 +1023,10 @@ act_create(struct dp_fsm *m, void *ctx)
 	if (d == DP_COORD_IGNORE) {
 		dp_warn("request %s for '%s' ignored: %s", c->req.request_id, c->req.topic,
 		        dp_buf_str(&why));
+		free(c->notice_key);
+		c->notice_key = NULL;
+		if (set_decision(c, DP_DYN_OUT_IGNORED, dp_buf_str(&why)) < 0)
+			goto nomem;
 		dp_buf_free(&why);
 		return E_CREATE_IGNORED;
 	}
@@ -916,7 +1086,8 @@ act_create(struct dp_fsm *m, void *ctx)
 			return E_CREATE_FAILURE;
 		}
 	}
-	if (set_notice(c, spec.topic, &spec) < 0)
+	if (set_notice(c, spec.topic, &spec) < 0 ||
+	    set_decision(c, outcome_of(&spec), spec.reason) < 0)
 		goto nomem;
 	ev = spec.state == DP_DYN_REJECTED ? E_CREATE_REJECTED : E_CREATE_SUCCESS;
 	if (ev == E_CREATE_REJECTED)
@@ -941,14 +1112,25 @@ act_retire(struct dp_fsm *m, void *ctx)
 	struct dp_buf why = DP_BUF_INIT;
 	int d = dp_coord_decide_retire(c->reg, &c->req, now_ms(), &spec, &why);
 
-	if (d == DP_COORD_IGNORE) {
-		dp_warn("request %s to retire '%s' ignored: %s", c->req.request_id, c->req.topic,
-		        dp_buf_str(&why));
+	if (d == DP_COORD_IGNORE || d == DP_COORD_REJECT) {
+		dp_warn("request %s to %s '%s' %s: %s", c->req.request_id,
+		        c->req.action == DP_DYN_RETIRE ? "retire" : "act on", c->req.topic,
+		        d == DP_COORD_IGNORE ? "ignored" : "rejected", dp_buf_str(&why));
+		free(c->notice_key);
+		c->notice_key = NULL;
+		int rc = set_decision(c, d == DP_COORD_IGNORE ? DP_DYN_OUT_IGNORED
+		                                              : DP_DYN_OUT_REJECTED,
+		                      dp_buf_str(&why));
 		dp_buf_free(&why);
-		return E_RETIRE_IGNORED;
+		if (rc < 0) {
+			dp_err("out of memory");
+			return E_RETIRE_SUCCESS;        /* not notified: retried */
+		}
+		return d == DP_COORD_IGNORE ? E_RETIRE_IGNORED : E_RETIRE_REJECTED;
 	}
 	dp_buf_free(&why);
-	if (d < 0 || set_notice(c, spec.topic, &spec) < 0) {
+	if (d < 0 || set_notice(c, spec.topic, &spec) < 0 ||
+	    set_decision(c, DP_DYN_OUT_RETIRED, NULL) < 0) {
 		dp_err("out of memory");
 		dp_dyn_spec_clear(&spec);
 		/* The retire never fails for itself: not notified, it is retried. */
@@ -985,27 +1167,63 @@ act_delete(struct dp_fsm *m, void *ctx)
 	return E_DELETE_SUCCESS;
 }
 
-/* -> notifyingActors: the registry record every follower sees. */
+/*
+ * -> notifyingActors: the registry record every follower sees, then the
+ * decision on the request in hand (in that order: a coordinator stopped
+ * between the two redoes the request, and finds its outcome in the
+ * registry).
+ */
 static int
 act_notify(struct dp_fsm *m, void *ctx)
 {
 	struct coord *c = ctx;
-	struct dp_producer_rec rec = {
-		.topic = c->registry, .partition = 0,
-		.key = c->notice_key, .key_len = strlen(c->notice_key),
-		.value = c->tombstone ? NULL : c->notice.data,
-		.value_len = c->tombstone ? 0 : c->notice.len,
-	};
 	struct dp_producer_ack ack;
+	int st;
 
-	dp_buf_reset(&c->err);
-	int st = dp_producer_send_wait(c->prod, &rec, 1, &ack, c->common.timeout_ms, &c->err);
-	if (st) {
-		dp_err("cannot write '%s' to the registry: %s", c->notice_key,
-		       st == DP_KAFKA_STOPPED ? "interrupted" : dp_buf_str(&c->err));
+	if (c->have_req && !c->decision.request_id) {
+		dp_err("request %s: out of memory", c->req.request_id);
 		return E_NOTIFY_FAILURE;
 	}
-	c->written = ack.offset;
+	dp_buf_reset(&c->err);
+	if (c->notice_key) {
+		struct dp_producer_rec rec = {
+			.topic = c->registry, .partition = 0,
+			.key = c->notice_key, .key_len = strlen(c->notice_key),
+			.value = c->tombstone ? NULL : c->notice.data,
+			.value_len = c->tombstone ? 0 : c->notice.len,
+		};
+		st = dp_producer_send_wait(c->prod, &rec, 1, &ack, c->common.timeout_ms, &c->err);
+		if (st) {
+			dp_err("cannot write '%s' to the registry: %s", c->notice_key,
+			       st == DP_KAFKA_STOPPED ? "interrupted" : dp_buf_str(&c->err));
+			return E_NOTIFY_FAILURE;
+		}
+		c->written = ack.offset;
+	}
+	if (c->decision.request_id) {
+		struct dp_buf value = DP_BUF_INIT;
+		if (dp_dyn_decision_json(&value, &c->decision) < 0) {
+			dp_err("request %s: out of memory", c->req.request_id);
+			dp_buf_free(&value);
+			return E_NOTIFY_FAILURE;
+		}
+		struct dp_producer_rec rec = {
+			.topic = c->decisions, .partition = 0,
+			.key = c->decision.request_id, .key_len = strlen(c->decision.request_id),
+			.value = value.data, .value_len = value.len,
+		};
+		st = dp_producer_send_wait(c->prod, &rec, 1, NULL, c->common.timeout_ms, &c->err);
+		dp_buf_free(&value);
+		if (st) {
+			dp_err("cannot write the decision on request %s to '%s': %s",
+			       c->decision.request_id, c->decisions,
+			       st == DP_KAFKA_STOPPED ? "interrupted" : dp_buf_str(&c->err));
+			return E_NOTIFY_FAILURE;
+		}
+		/* Known at once, before the view reads it back. */
+		if (dp_coord_decisions_put(c->decided, &c->decision) < 0)
+			dp_warn("request %s: out of memory", c->decision.request_id);
+	}
 	return E_NOTIFY_SUCCESS;
 }
 
@@ -1035,6 +1253,9 @@ act_done(struct dp_fsm *m, void *ctx)
 		free(c->deleting);
 		c->deleting = NULL;
 	}
+	free(c->notice_key);
+	c->notice_key = NULL;
+	dp_dyn_decision_clear(&c->decision);
 	if (c->written >= 0) {
 		int st = dp_registry_sync(c->reg, c->written, &c->err);
 		c->written = -1;
@@ -1104,17 +1325,19 @@ act_client_connect(struct dp_fsm *m, void *ctx)
 			break;
 		}
 	}
-	if (st == DP_EX_NOTFOUND && !c->prod) {
+	if (st == DP_EX_NOTFOUND) {
+		/* Its topics are made by the coordinator: none has run (exit.h). */
 		dp_buf_reset(err);
-		dp_buf_msgf(err, "registry '%s' does not exist: no dp-coord serve has run on this "
-		            "cluster", c->registry);
+		dp_buf_msgf(err, "%s '%s' does not exist: no dp-coord serve has run on this "
+		            "cluster", c->prod ? "requests topic" : "registry",
+		            c->prod ? c->requests : c->registry);
 		st = DP_EX_UNAVAILABLE;
 	}
 	if (st == DP_KAFKA_STOPPED || dp_sig_stop)
 		return QE_SIGNAL;
 	if (st) {
 		dp_err("%s", dp_buf_str(err));
-		dp_fsm_fail(m, st == DP_EX_NOTFOUND ? DP_EX_UNAVAILABLE : st);
+		dp_fsm_fail(m, st);
 		return QE_UNREACHABLE;
 	}
 	const struct dp_dyn_spec *cur = dp_registry_get(c->reg, c->name);
@@ -1196,6 +1419,8 @@ act_send(struct dp_fsm *m, void *ctx)
 		return QE_SEND_FAILED;
 	}
 	dp_info("request %s sent", c->request_id);
+	c->sent = true;
+	c->finished = !c->wait;
 	if (c->wait) {
 		dp_buf_free(&value);
 		return QE_AWAIT;
@@ -1221,6 +1446,7 @@ act_await(struct dp_fsm *m, void *ctx)
 		if (c->sub == SUB_RETIRE)
 			answered = !s || s->state == DP_DYN_RETIRED;
 		if (answered) {
+			c->finished = true;
 			if (s && print_spec(c, s) < 0) {
 				dp_fsm_fail(m, dp_cmd_stdout_failed(errno));
 				return QE_DENIED;
@@ -1242,7 +1468,7 @@ act_await(struct dp_fsm *m, void *ctx)
 		}
 		int st = dp_registry_poll(c->reg, 100, &c->err);
 		if (st == DP_KAFKA_STOPPED || dp_sig_stop) {
-			dp_err("interrupted before request %s was answered", c->request_id);
+			/* said by dp_cmd_main, with its status (cmd.h) */
 			dp_fsm_fail(m, DP_EX_TEMPFAIL);
 			return QE_SIGNAL;
 		}
@@ -1412,6 +1638,7 @@ act_list(struct dp_fsm *m, void *ctx)
 		dp_fsm_fail(m, dp_cmd_stdout_failed(errno));
 		return RE_WRITE_FAILED;
 	}
+	c->finished = true;
 	return RE_LISTED;
 }
 
@@ -1489,6 +1716,10 @@ close_coord(void *ctx)
 	dp_consumer_free(c->cons);
 	dp_producer_free(c->prod);
 	dp_registry_free(c->reg);
+	dp_registry_free(c->dec);
+	dp_coord_decisions_free(c->decided);
+	dp_dyn_decision_clear(&c->decision);
+	free(c->decisions_own);
 	if (c->admin)
 		rd_kafka_destroy(c->admin);
 	if (c->policy_ok)
@@ -1502,6 +1733,40 @@ close_coord(void *ctx)
 	dp_buf_free(&c->err);
 }
 
+/* request, retire and list end by themselves; serve, watch and run at a signal. */
+static unsigned
+io_coord(void *ctx)
+{
+	const struct coord *c = ctx;
+
+	switch (c->sub) {
+	case SUB_REQUEST:
+	case SUB_RETIRE:
+	case SUB_LIST:  return DP_CMD_STDOUT | DP_CMD_BOUNDED;
+	case SUB_WATCH: return DP_CMD_STDOUT;
+	default:        return 0;
+	}
+}
+
+/* A signal came in a bounded run (cmd.h): after its end, or what it left. */
+static bool
+interrupted_coord(void *ctx, int status, struct dp_buf *said)
+{
+	const struct coord *c = ctx;
+
+	(void)status;
+	if (c->finished)
+		return false;
+	if (c->sub == SUB_LIST)
+		dp_buf_msgf(said, "the registry was not listed");
+	else if (c->sent)
+		dp_buf_msgf(said, "request %s was sent but not answered yet ('dp-coord list' "
+		            "shows its fate)", c->request_id);
+	else
+		dp_buf_msgf(said, "no request was sent");
+	return true;
+}
+
 static const struct dp_cmd cmd = {
 	.name = "dp-coord",
 	.usage = usage,
@@ -1512,6 +1777,8 @@ static const struct dp_cmd cmd = {
 	.parse = parse_options,
 	.validate = validate,
 	.close = close_coord,
+	.io = io_coord,
+	.interrupted = interrupted_coord,
 };
 
 int

@@ -308,6 +308,7 @@ struct fetch {
 	struct dp_buf batch;                /* price: the records of the answer */
 
 	bool open;                          /* stream: a connection was up; losing it is a gap */
+	bool finished;                      /* a one-shot poll came to its end */
 
 	/* the last failure */
 	int fail_status;
@@ -819,6 +820,32 @@ close_fetch(void *ctx)
 	free(c->base_url);
 }
 
+static unsigned
+io_fetch(void *ctx)
+{
+	const struct fetch *c = ctx;
+
+	return DP_CMD_STDOUT | (c->cmd != CMD_STREAM && !c->every_ms ? DP_CMD_BOUNDED : 0);
+}
+
+/* A signal came in a one-shot run (cmd.h): after its end, or what it left. */
+static bool
+interrupted_fetch(void *ctx, int status, struct dp_buf *said)
+{
+	const struct fetch *c = ctx;
+
+	(void)status;
+	if (c->finished)
+		return false;
+	if (c->cmd == CMD_PRICE)
+		dp_buf_msgf(said, "the fetch was not complete: no prices printed");
+	else
+		dp_buf_msgf(said, "the fetch was not complete: %zu of %zu series not fetched to "
+		            "their end%s", c->nser - c->cur, c->nser,
+		            c->state ? " (the state file has the rest to do)" : "");
+	return true;
+}
+
 static int
 start_event(void *ctx)
 {
@@ -860,6 +887,7 @@ end_poll(struct fetch *c)
 	dp_cc_series_clear(&c->plan);
 	if (c->every_ms > 0 && (c->count == 0 || c->polls < c->count))
 		return EV_POLL_DONE;
+	c->finished = true;
 	return c->partial || c->prices.missing ? EV_FINISHED_PARTIAL : EV_FINISHED;
 }
 
@@ -904,8 +932,7 @@ stopped(struct fetch *c)
 	dp_info("stopping on signal %d", (int)dp_sig_stop);
 	if (c->every_ms > 0)
 		return EV_STOP;
-	dp_err("interrupted before the fetch was complete");
-	return EV_INTERRUPT;
+	return EV_INTERRUPT;        /* said by dp_cmd_main, with its status (cmd.h) */
 }
 
 static int
@@ -1354,6 +1381,8 @@ static const struct dp_cmd cmd = {
 	.open = open_fetch,
 	.finish = finish_fetch,
 	.close = close_fetch,
+	.io = io_fetch,
+	.interrupted = interrupted_fetch,
 };
 
 int

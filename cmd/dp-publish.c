@@ -174,6 +174,7 @@ struct pub {
 	uint64_t copies;                /* copies into dynamic topics handed over */
 	uint64_t excused;               /* copies into topics retired since: not counted */
 	uint64_t delivered;             /* records acknowledged (reports) */
+	uint64_t undelivered;           /* lines read and not delivered (act_drain) */
 	uint64_t copies_delivered;      /* copies acknowledged */
 	uint64_t *lost_lines;           /* lines with an undelivered copy (or record) */
 	size_t nlost, caplost;
@@ -334,10 +335,11 @@ usage(FILE *fp)
 	dp_cli_help_common(fp, true);
 	fputs("\nDefaults that -X overrides: enable.idempotence=true acks=all linger.ms=100\n"
 	      "allow.auto.create.topics=false; a pause in the input sends what waits.\n", fp);
-	fputs("\nExit status: 0 all delivered (also after SIGINT/SIGTERM), 64 usage,\n"
-	      "65 bad line (--on-error fail), 66 -F unreadable, 69 cluster, topic or\n"
-	      "coordinator unavailable, 74 I/O error, 75 records not delivered (a record\n"
-	      "counts once all its copies are), 78 bad configuration.  See dp-publish(1).\n", fp);
+	fputs("\nExit status: 0 all of stdin read and delivered, 64 usage, 65 bad line\n"
+	      "(--on-error fail), 66 -F unreadable or stdin closed, 69 cluster or coordinator\n"
+	      "unavailable, 74 I/O error, 75 records not delivered (a record counts once all\n"
+	      "its copies are), 77 not authorized, 78 bad configuration, 81 no such topic,\n"
+	      "130/143 SIGINT/SIGTERM before the end of stdin.  See dp-publish(1).\n", fp);
 }
 
 static int
@@ -751,9 +753,7 @@ check_topic(struct pub *p, const char *name, bool *missing, struct dp_buf *why)
 		*missing = true;
 		return remember(&p->missing, &p->nmissing, name, why);
 	}
-	if (st == DP_EX_NOTFOUND)
-		st = DP_EX_UNAVAILABLE;         /* dp-publish(1): 69, cluster or topic */
-	else if (st == DP_KAFKA_STOPPED)
+	if (st == DP_KAFKA_STOPPED)
 		st = PREP_STOP;
 	if (st)
 		return st;
@@ -1290,8 +1290,7 @@ send_run(struct pub *p, const struct dp_feed_batch *b, size_t from, size_t to)
 		p->records += failed;
 		if (st != DP_EX_DATAERR) {
 			dp_err("line %llu: %s", (unsigned long long)recs[i].lineno, dp_buf_str(&p->perr));
-			/* 69 as dp-publish(1) has always said: a topic gone is unavailable. */
-			status = st == DP_EX_NOTFOUND ? DP_EX_UNAVAILABLE : st;
+			status = st;
 			sent = i - from;
 			break;
 		}
@@ -1433,7 +1432,7 @@ send_held(struct pub *p, struct req_topic *rq)
 			status = bad_line(p, h->value, h->vallen, h->lineno, dp_buf_str(&p->perr));
 		} else if (st) {
 			dp_err("line %llu: %s", (unsigned long long)h->lineno, dp_buf_str(&p->perr));
-			return st == DP_EX_NOTFOUND ? DP_EX_UNAVAILABLE : st;
+			return st;
 		} else {
 			p->records++;
 			if (out_room(p, h->ncopies) < 0)
@@ -1921,9 +1920,8 @@ act_connect(struct dp_fsm *m, void *ctx)
 		ev = E_STOP;
 	} else if (st) {
 		dp_err("%s", dp_buf_str(&err));
-		/* A missing topic is 69 as dp-publish(1) has always said, not 81. */
 		ev = st == DP_EX_UNAVAILABLE ? E_UNREACHABLE : E_REFUSED;
-		dp_fsm_fail(m, st == DP_EX_NOTFOUND ? DP_EX_UNAVAILABLE : st);
+		dp_fsm_fail(m, st);
 	} else if (p->topic && p->partition != DP_PRODUCER_ANY &&
 	           dp_producer_partitions(p->prod) > 0 &&
 	           p->partition >= dp_producer_partitions(p->prod)) {
@@ -2127,6 +2125,7 @@ act_drain(struct dp_fsm *m, void *ctx)
 	uint64_t lost = distinct(p->lost_lines, p->nlost) + p->lost_overflow +
 	                (st.produced - st.delivered - st.lost);
 	uint64_t held = p->nheld;
+	p->undelivered = lost + held;
 	if (lost + held)
 		dp_err("%llu of %llu record%s not delivered%s", (unsigned long long)(lost + held),
 		       (unsigned long long)(p->records + held), p->records + held == 1 ? "" : "s",
@@ -2168,9 +2167,6 @@ finish_pub(void *ctx, int status)
 	if (p->progress)
 		dp_progress_tick(&p->prog, "lines", lines, NULL, true);
 	dp_on_error_summary(&p->on_error, "line");
-	if (dp_sig_stop && !status)
-		dp_info("stopped by signal after %llu lines; all delivered",
-		        (unsigned long long)lines);
 	if (p->follow)
 		dp_info("%llu lines, %llu delivered (and %llu copies into dynamic topics), %llu bad",
 		        (unsigned long long)lines, (unsigned long long)p->delivered,
@@ -2180,6 +2176,39 @@ finish_pub(void *ctx, int status)
 		dp_info("%llu lines, %llu delivered, %llu bad", (unsigned long long)lines,
 		        (unsigned long long)p->delivered, (unsigned long long)p->on_error.count);
 	return status;
+}
+
+static unsigned
+io_pub(void *ctx)
+{
+	const struct pub *p = ctx;
+
+	return DP_CMD_STDIN | DP_CMD_BOUNDED | (p->report ? DP_CMD_STDOUT : 0);
+}
+
+/* A signal came (cmd.h): after the end of the input, or what it left. */
+static bool
+interrupted_pub(void *ctx, int status, struct dp_buf *said)
+{
+	struct pub *p = ctx;
+	long long unread = -1;
+	uint64_t undelivered = p->undelivered;
+
+	if (p->ended == E_EOF && status == 0)
+		return false;
+	if (p->feed_stuck)
+		undelivered += dp_feed_lines(p->feed) - p->taken;      /* left in the reader */
+	else if (p->in) {
+		/* The reader thread ends here, so that what it left can be counted. */
+		dp_feed_free(p->feed);
+		p->feed = NULL;
+		unread = dp_lines_unread(p->in);
+	}
+	/* It had read the whole file already, and delivered it. */
+	if (unread == 0 && !undelivered && status == 0)
+		return false;
+	dp_cmd_say_undelivered(said, "line", p->delivered, undelivered, unread);
+	return true;
 }
 
 static void
@@ -2247,6 +2276,8 @@ static const struct dp_cmd cmd = {
 	.open = open_pub,
 	.finish = finish_pub,
 	.close = close_pub,
+	.io = io_pub,
+	.interrupted = interrupted_pub,
 };
 
 int

@@ -32,6 +32,7 @@
 
 #include <librdkafka/rdkafka.h>
 
+#include "admin.h"
 #include "backoff.h"
 #include "buf.h"
 #include "cli.h"
@@ -50,6 +51,7 @@
 #include "producer.h"
 #include "progress.h"
 #include "sig.h"
+#include "sinkoffsets.h"
 #include "timefmt.h"
 
 #define RETRY_BASE_MS 250
@@ -62,10 +64,19 @@
 struct inrec {
 	struct dp_consumer_part *part;
 	int64_t offset;
-	size_t pos;                     /* its key, then its value, in the inbox's data */
-	size_t klen, vlen;
+	size_t pos;                     /* its key, value and headers, in the inbox's data */
+	size_t klen, vlen, hlen;        /* hlen: packed (onerror.h), with --on-error dlq only */
 	bool has_key, has_value;
 };
+
+/* One TOPIC:PARTITION:OFFSET of --reset-offsets. */
+struct reset_spec {
+	char *topic;                    /* owned */
+	int32_t partition;
+	int64_t offset;
+};
+
+enum reset_to { RESET_NONE, RESET_EARLIEST, RESET_LATEST, RESET_EXPLICIT };
 
 /* What dp-sink-pg keeps about a partition (its part->user). */
 struct pstate {
@@ -111,6 +122,18 @@ struct sink {
 	int64_t linger_ms;
 	uint64_t max_retries;
 	bool progress;
+	enum reset_to reset;            /* --reset-offsets */
+	struct reset_spec *specs;       /* its TOPIC:PARTITION:OFFSETs */
+	size_t nspecs;
+
+	/* --reset-offsets resources */
+	PGconn *pg;
+	rd_kafka_t *admin;
+	struct dp_sinkoffset *stored;   /* the group's rows */
+	size_t nstored;
+	const char **rtopics;           /* the topics whose offsets move (borrowed names) */
+	size_t nrtopics;
+	int *rcounts;                   /* their partition counts */
 
 	/* resources */
 	struct dp_lines *in;
@@ -127,6 +150,7 @@ struct sink {
 	unsigned long lineno;
 	unsigned long skip_to;          /* --source-id: lines up to this one are stored */
 	bool stopping;                  /* dp_lines_stop() called */
+	bool at_end;                    /* the input's end was read (EOF, -e's ends) */
 
 	/* Kafka state */
 	struct dp_buf inbox;            /* the records' bytes */
@@ -154,6 +178,7 @@ struct sink {
 	uint64_t backoff_batches;       /* batches committed when the backoff last started over */
 	int64_t sig_ms;                 /* when the drain after a signal began */
 	bool said_down;
+	bool said_reset;                /* how to go on after an offset past the end */
 	struct dp_progress prog;
 	struct dp_fsm fsm;
 };
@@ -244,13 +269,46 @@ static const struct dp_fsm_def machine = {
 	rows, DP_FSM_COUNT(rows), S_IDLE, finals, DP_FSM_COUNT(finals),
 };
 
+/*
+ * --reset-offsets: connect to the database and Kafka, then move the
+ * group's stored offsets (and its offsets in Kafka) in one transaction.
+ */
+enum { R_IDLE, R_CONNECTING, R_MOVING, R_DONE, R_FAILED, R_NSTATES };
+enum { RE_START, RE_CONNECTED, RE_UNAVAILABLE, RE_MOVED, RE_REFUSED, RE_NEVENTS };
+
+static const char *const reset_states[R_NSTATES] = {
+	"idle", "connecting", "moving", "done", "failed",
+};
+static const char *const reset_events[RE_NEVENTS] = {
+	"start", "connected", "unavailable", "moved", "refused",
+};
+
+static int act_reset_connect(struct dp_fsm *m, void *ctx);
+static int act_reset_move(struct dp_fsm *m, void *ctx);
+
+static const struct dp_fsm_row reset_rows[] = {
+	{ R_IDLE,       RE_START,       R_CONNECTING, act_reset_connect },
+	{ R_CONNECTING, RE_CONNECTED,   R_MOVING,     act_reset_move },
+	{ R_CONNECTING, RE_UNAVAILABLE, R_FAILED,     NULL },
+	{ R_MOVING,     RE_MOVED,       R_DONE,       NULL },
+	{ R_MOVING,     RE_REFUSED,     R_FAILED,     NULL },
+};
+static const struct dp_fsm_final reset_finals[] = { { R_DONE, 0 }, { R_FAILED, DP_FSM_REASON } };
+
+static const struct dp_fsm_def reset_machine = {
+	"dp-sink-pg reset-offsets", reset_states, R_NSTATES, reset_events, RE_NEVENTS,
+	reset_rows, DP_FSM_COUNT(reset_rows), R_IDLE, reset_finals, DP_FSM_COUNT(reset_finals),
+};
+
+static const struct dp_fsm_def *const machines[] = { &machine, &reset_machine, NULL };
+
 /* ---- options ---------------------------------------------------------- */
 
 enum {
 	OPT_STDIN = DP_OPT_CMD, OPT_SOURCE_ID, OPT_DB, OPT_TABLE, OPT_CREATE, OPT_UNKNOWN_KEYS,
 	OPT_TIME_COLUMN, OPT_NUMERIC, OPT_MAP, OPT_UPSERT, OPT_ON_CONFLICT, OPT_HYPERTABLE,
 	OPT_CHUNK_INTERVAL, OPT_ON_ERROR, OPT_WRITERS, OPT_BATCH_ROWS, OPT_BATCH_BYTES,
-	OPT_LINGER, OPT_MAX_RETRIES, OPT_PROGRESS,
+	OPT_LINGER, OPT_MAX_RETRIES, OPT_PROGRESS, OPT_RESET_OFFSETS,
 };
 
 static const struct option longopts[] = {
@@ -277,6 +335,7 @@ static const struct option longopts[] = {
 	{ "linger",         required_argument, NULL, OPT_LINGER },
 	{ "max-retries",    required_argument, NULL, OPT_MAX_RETRIES },
 	{ "progress",       no_argument,       NULL, OPT_PROGRESS },
+	{ "reset-offsets",  required_argument, NULL, OPT_RESET_OFFSETS },
 	DP_CLI_KAFKA_LONG,
 	DP_CLI_BASE_LONG,
 	{ NULL, 0, NULL, 0 },
@@ -288,6 +347,8 @@ usage(FILE *fp)
 	fputs("usage: dp-sink-pg -t TOPIC [-t TOPIC ...] -g GROUP [-e] [options]\n"
 	      "       dp-sink-pg --stdin --table TABLE [options] < records.ndjson\n"
 	      "       dp-sink-pg --stdin --source-id NAME [options] < records.ndjson\n"
+	      "       dp-sink-pg --reset-offsets earliest|latest|TOPIC:PART:OFFSET -g GROUP\n"
+	      "                  [-t TOPIC ...]\n"
 	      "\n"
 	      "Write JSON records as rows of a PostgreSQL table, exactly once: each batch is\n"
 	      "one COPY in one transaction that also stores how far the input is written.\n"
@@ -320,7 +381,8 @@ usage(FILE *fp)
 	      "      --on-conflict MODE    with --upsert: update (default) or nothing\n"
 	      "      --hypertable MODE     auto (default), on or off: make the table a\n"
 	      "                            TimescaleDB hypertable on the time column\n"
-	      "      --chunk-interval DURATION  hypertable chunk size (default TimescaleDB's)\n"
+	      "      --chunk-interval DURATION  with --create: the hypertable's chunk size (default\n"
+	      "                            TimescaleDB's)\n"
 	      "      --max-retries N       reconnect attempts after losing the database\n"
 	      "                            (default 0: for ever), and retries of a batch the\n"
 	      "                            server refused for a passing reason (default 10)\n"
@@ -336,12 +398,24 @@ usage(FILE *fp)
 	      "      --on-error MODE       a bad record: fail (default: stop there, exit 65),\n"
 	      "                            skip (report it, go on) or dlq=TOPIC (also send it\n"
 	      "                            to TOPIC, with -t)\n"
-	      "      --progress            rows/s, lag and batch latency on stderr every second\n", fp);
+	      "      --progress            rows/s, lag and batch latency on stderr every second\n"
+	      "\n"
+	      "Stored offsets:\n"
+	      "      --reset-offsets WHERE move GROUP's stored offsets in the database (and its\n"
+	      "                            offsets in Kafka), say what moved, and exit; WHERE is\n"
+	      "                            earliest or latest (every partition of each -t\n"
+	      "                            TOPIC, else of each topic GROUP has stored), or\n"
+	      "                            TOPIC:PARTITION:OFFSET, repeatable; no member of\n"
+	      "                            GROUP may be running\n", fp);
 	dp_cli_help_common(fp, true);
-	fputs("\nExit status: 0 ok, 64 usage, 65 bad record (--on-error fail), 66 -F unreadable,\n"
-	      "69 database or Kafka unreachable, 70 internal error, 74 cannot read input, 75 rows\n"
-	      "not committed, 77 permission denied, 78 table and options disagree (or the table\n"
-	      "changed so that a record no longer fits), 81 no such table.  See dp-sink-pg(1).\n", fp);
+	fputs("\nExit status: 0 ok, 64 usage, 65 bad record (--on-error fail, or refused as a dead\n"
+	      "letter), 66 -F unreadable or stdin closed, 69 database or Kafka unreachable,\n"
+	      "70 internal error, 74 cannot read input, 75 rows not committed (or a member runs:\n"
+	      "--reset-offsets), 77 login or permission refused, 78 table and options disagree,\n"
+	      "the table changed so that a record no longer fits, or a stored offset past the\n"
+	      "topic's end, 81 no such table, topic or partition, 82 --reset-offsets outside the\n"
+	      "records, 130/143 SIGINT/SIGTERM before the end of --stdin or -e.\n"
+	      "See dp-sink-pg(1).\n", fp);
 }
 
 static int
@@ -373,6 +447,61 @@ push_name(const char ***v, size_t *n, const char *name)
 	}
 	*v = a;
 	a[(*n)++] = name;
+	return 0;
+}
+
+/* One --reset-offsets: earliest, latest or TOPIC:PARTITION:OFFSET.  0, or -1 after saying why. */
+static int
+parse_reset(struct sink *k, const char *arg)
+{
+	const char *c1 = NULL, *c2 = NULL;
+	uint64_t part, off;
+
+	if (!strcmp(arg, "earliest") || !strcmp(arg, "latest")) {
+		if (k->reset != RESET_NONE) {
+			dp_err("--reset-offsets %s: give earliest or latest once, and alone", arg);
+			return -1;
+		}
+		k->reset = arg[0] == 'e' ? RESET_EARLIEST : RESET_LATEST;
+		return 0;
+	}
+	if (k->reset == RESET_EARLIEST || k->reset == RESET_LATEST) {
+		dp_err("--reset-offsets %s: give earliest or latest once, and alone", arg);
+		return -1;
+	}
+	/* TOPIC:PARTITION:OFFSET; a topic name has no colon. */
+	for (const char *p = arg; *p; p++)
+		if (*p == ':') {
+			c1 = c2;
+			c2 = p;
+		}
+	if (!c1 || c1 == arg || c2 == c1 + 1 || !c2[1] || memchr(arg, ':', (size_t)(c1 - arg))) {
+		dp_err("invalid --reset-offsets '%s': expected earliest, latest or "
+		       "TOPIC:PARTITION:OFFSET", arg);
+		return -1;
+	}
+	char part_s[24];
+	size_t pn = (size_t)(c2 - c1 - 1);
+	snprintf(part_s, sizeof(part_s), "%.*s", (int)(pn < sizeof(part_s) ? pn : sizeof(part_s) - 1),
+	         c1 + 1);
+	if (pn >= sizeof(part_s) ||
+	    dp_parse_u64("--reset-offsets partition", part_s, 0, INT32_MAX, &part) < 0 ||
+	    dp_parse_u64("--reset-offsets offset", c2 + 1, 0, INT64_MAX / 2, &off) < 0)
+		return -1;
+	struct reset_spec *v = realloc(k->specs, (k->nspecs + 1) * sizeof(*v));
+	if (!v) {
+		dp_err("out of memory");
+		return -1;
+	}
+	k->specs = v;
+	if (!(v[k->nspecs].topic = strndup(arg, (size_t)(c1 - arg)))) {
+		dp_err("out of memory");
+		return -1;
+	}
+	v[k->nspecs].partition = (int32_t)part;
+	v[k->nspecs].offset = (int64_t)off;
+	k->nspecs++;
+	k->reset = RESET_EXPLICIT;
 	return 0;
 }
 
@@ -509,6 +638,10 @@ parse_options(void *ctx, int argc, char **argv)
 		case OPT_PROGRESS:
 			k->progress = true;
 			break;
+		case OPT_RESET_OFFSETS:
+			if (parse_reset(k, optarg) < 0)
+				return -1;
+			break;
 		case '?':
 			dp_cli_bad_option(argv);
 			return -1;
@@ -593,11 +726,73 @@ validate_kafka(struct sink *k)
 	return 0;
 }
 
+/* The topic names of -t and of --reset-offsets's specs: real names, no patterns. */
+static int
+validate_reset(struct sink *k)
+{
+	struct dp_buf why = DP_BUF_INIT;
+
+	if (k->from_stdin || k->source_id) {
+		dp_err("--reset-offsets moves the offsets of a consumer group (-g), not of --stdin");
+		return -1;
+	}
+	if (!k->group) {
+		dp_err("--reset-offsets needs the group whose offsets move (-g GROUP)");
+		return -1;
+	}
+	for (size_t i = 0; i < k->ntopics; i++)
+		if (k->topics[i][0] == '^') {
+			dp_err("--reset-offsets needs topic names, not a pattern ('%s')", k->topics[i]);
+			return -1;
+		}
+	for (size_t i = 0; i < k->nspecs; i++) {
+		bool named = !k->ntopics;
+		for (size_t j = 0; j < k->ntopics; j++)
+			named |= strcmp(k->topics[j], k->specs[i].topic) == 0;
+		if (dp_admin_check_name(k->specs[i].topic, &why) != 0) {
+			dp_err("invalid --reset-offsets topic '%s': %s", k->specs[i].topic,
+			       dp_buf_str(&why));
+			dp_buf_free(&why);
+			return -1;
+		}
+		if (!named) {
+			dp_err("--reset-offsets %s:%d:%" PRId64 ": topic '%s' is not one of -t",
+			       k->specs[i].topic, (int)k->specs[i].partition, k->specs[i].offset,
+			       k->specs[i].topic);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* --db, else $DP_PG; checked without connecting. */
+static int
+validate_db(struct sink *k)
+{
+	if (!k->db) {
+		const char *env = getenv("DP_PG");
+		if (env && *env) {
+			k->db = env;
+			k->db_from = "$DP_PG";
+		}
+	}
+	struct dp_buf err = DP_BUF_INIT;
+	if (k->db && dp_pg_conninfo_check(k->db, &err) < 0) {
+		dp_err("invalid %s: %s", k->db_from, dp_buf_str(&err));
+		dp_buf_free(&err);
+		return -1;
+	}
+	dp_buf_free(&err);
+	return 0;
+}
+
 static int
 validate(void *ctx)
 {
 	struct sink *k = ctx;
 
+	if (k->reset != RESET_NONE)
+		return validate_reset(k) < 0 || validate_db(k) < 0 ? -1 : 0;
 	if (k->ntopics) {
 		if (validate_kafka(k) < 0)
 			return -1;
@@ -630,21 +825,22 @@ validate(void *ctx)
 		dp_err("--on-conflict needs --upsert");
 		return -1;
 	}
+	/* Chunks are sized when create_hypertable makes the hypertable, only. */
+	if (k->chunk_ms && k->hypertable == DP_PGSINK_HYPER_OFF) {
+		dp_err("--chunk-interval sizes a hypertable's chunks, and --hypertable off makes "
+		       "none");
+		return -1;
+	}
+	if (k->chunk_ms && !k->create) {
+		dp_err("--chunk-interval sizes the chunks of the hypertable --create makes: give "
+		       "--create (an existing hypertable's: SELECT set_chunk_time_interval(...))");
+		return -1;
+	}
 	if (k->keys_arg && split_keys(k) < 0)
 		return -1;
-	if (!k->db) {
-		const char *env = getenv("DP_PG");
-		if (env && *env) {
-			k->db = env;
-			k->db_from = "$DP_PG";
-		}
-	}
-	struct dp_buf err = DP_BUF_INIT;
-	if (k->db && dp_pg_conninfo_check(k->db, &err) < 0) {
-		dp_err("invalid %s: %s", k->db_from, dp_buf_str(&err));
-		dp_buf_free(&err);
+	if (validate_db(k) < 0)
 		return -1;
-	}
+	struct dp_buf err = DP_BUF_INIT;
 	if (k->map_src && !(k->map = dp_expr_compile(k->map_src, &err))) {
 		dp_err("invalid --map: %s", dp_buf_str(&err));
 		dp_buf_free(&err);
@@ -682,14 +878,21 @@ where(const struct sink *k, const char *topic, int32_t partition, int64_t offset
 static int
 bad_record(struct sink *k, const char *topic, int32_t partition, int64_t offset,
            const char *why, const char *sqlstate, const void *key, size_t klen,
-           const void *value, size_t vlen)
+           const void *value, size_t vlen, const void *own, size_t ownlen)
 {
 	char at[512], part[16], off[24];
-	struct dp_producer_header h[5];
+	struct dp_producer_header *h = NULL;
 	size_t nh = 0;
 	int st;
 
 	where(k, topic, partition, offset, at, sizeof(at));
+	/* The record's own headers first (a trace id stays with it), then dp's. */
+	if ((ownlen && dp_on_error_unpack_headers(own, ownlen, &h, &nh) < 0) ||
+	    !(h = realloc(h, (nh + 5) * sizeof(*h)))) {
+		free(h);
+		dp_err("%s: out of memory", at);
+		return DP_EX_SOFTWARE;
+	}
 	h[nh++] = (struct dp_producer_header){ "dp-error", why, strlen(why) };
 	if (sqlstate && *sqlstate)
 		h[nh++] = (struct dp_producer_header){ "dp-sqlstate", sqlstate, strlen(sqlstate) };
@@ -701,6 +904,7 @@ bad_record(struct sink *k, const char *topic, int32_t partition, int64_t offset,
 	                                       (size_t)snprintf(off, sizeof(off), "%" PRId64,
 	                                                        offset) };
 	st = dp_on_error_record(&k->on_error, k->dlq, at, why, key, klen, value, vlen, h, nh, 0);
+	free(h);
 	return st == DP_EX_DATAERR && k->on_error.mode == DP_ON_ERROR_FAIL ? 0 : st;
 }
 
@@ -709,7 +913,7 @@ static int
 engine_bad(void *arg, const struct dp_pgsink_bad *b)
 {
 	return bad_record(arg, b->topic, b->partition, b->offset, b->reason, b->sqlstate, b->key,
-	                  b->klen, b->value, b->vlen);
+	                  b->klen, b->value, b->vlen, b->headers, b->hlen);
 }
 
 /* Records in Kafka not yet in the table, from librdkafka's cached watermarks. */
@@ -868,6 +1072,11 @@ on_record(struct dp_consumer *c, void *arg, struct dp_consumer_part *p,
 	if ((klen && dp_buf_add(&k->inbox, m->key, klen) < 0) ||
 	    (vlen && dp_buf_add(&k->inbox, m->payload, vlen) < 0))
 		goto nomem;
+	/* Only a dead letter needs the headers: nobody else pays for them. */
+	size_t before = k->inbox.len;
+	if (k->on_error.mode == DP_ON_ERROR_DLQ && dp_on_error_pack_headers(m, &k->inbox) < 0)
+		goto nomem;
+	r->hlen = k->inbox.len - before;
 	k->nin++;
 	return DP_CONSUMER_NEXT;
 nomem:
@@ -946,6 +1155,47 @@ start_part(struct sink *k, struct dp_consumer_part *p, bool released)
 	dp_info("%s [%d]: from offset %" PRId64 "%s", p->topic, (int)p->partition, at,
 	        stored >= 0 ? " (stored)" : " (nothing stored yet)");
 	return 0;
+}
+
+/*
+ * The out_of_range hook: where p was to go on lies outside its records.
+ * Before the first one, retention deleted records before they were
+ * written: nothing can bring them back, so the engine says so and goes
+ * on from the first record.  Past the end, the records the offset counts
+ * are not the topic's any more (deleted and created again, or cut by an
+ * unclean leader election): which of the new ones are in the table is
+ * for a person to say, so stop with 78 and say how (--reset-offsets).
+ */
+static int
+on_out_of_range(struct dp_consumer *c, void *arg, struct dp_consumer_part *p, int64_t offset,
+                int64_t lo, int64_t hi)
+{
+	struct sink *k = arg;
+	struct pstate *ps = p->user;
+	bool stored = ps && ps->src && dp_pgsink_stored(ps->src) == offset;
+
+	(void)c;
+	if (offset <= hi)
+		return 0;
+	dp_err("%s [%d]: the %s offset %" PRId64 " (group '%s') is past the partition's end "
+	       "(low..high watermark %" PRId64 "..%" PRId64 "): the topic was deleted and "
+	       "created again, or an unclean leader election lost records; nothing more of it "
+	       "is written", p->topic, (int)p->partition, stored ? "stored" : "current", offset,
+	       k->group, lo, hi);
+	if (!k->said_reset)
+		dp_err("to write what the topic holds now, stop every dp-sink-pg of group '%s' "
+		       "and move its stored offsets: dp-sink-pg --reset-offsets earliest -t %s "
+		       "-g %s (or latest, or %s:%d:OFFSET); see \"When the topic is re-created\" "
+		       "in dp-sink-pg(1)", k->group, p->topic, k->group, p->topic,
+		       (int)p->partition);
+	k->said_reset = true;
+	if (ps && ps->acquired) {
+		/* Nothing of it is written, and no offset of it goes to Kafka. */
+		dp_pgsink_release(k->sink, ps->src);
+		ps->acquired = false;
+		purge(k, p);
+	}
+	return DP_EX_CONFIG;
 }
 
 /* A source another instance wrote (resync): start it again where that one left it. */
@@ -1081,6 +1331,16 @@ close_sink(void *ctx)
 	dp_buf_free(&k->inbox);
 	dp_buf_free(&k->err);
 	dp_buf_free(&k->why);
+	for (size_t i = 0; i < k->nspecs; i++)
+		free(k->specs[i].topic);
+	free(k->specs);
+	if (k->pg)
+		PQfinish(k->pg);
+	if (k->admin)
+		rd_kafka_destroy(k->admin);
+	dp_sinkoffsets_free(k->stored, k->nstored);
+	free(k->rtopics);
+	free(k->rcounts);
 }
 
 /* ---- actions -------------------------------------------------------------- */
@@ -1108,7 +1368,7 @@ connect_kafka(struct sink *k)
 	};
 	const struct dp_consumer_hooks hooks = {
 		.arg = k, .record = on_record, .assigned = on_assigned, .revoked = on_revoked,
-		.committed = on_committed,
+		.committed = on_committed, .out_of_range = on_out_of_range,
 	};
 	int st;
 
@@ -1189,6 +1449,11 @@ wait_line(struct dp_fsm *m, struct sink *k)
 	if (k->draining)
 		return E_EOF;
 	for (;;) {
+		/* A file never makes a read wait (EINTR, below): look here too. */
+		if (dp_sig_stop && !k->stopping) {
+			dp_lines_stop(k->in);
+			k->stopping = true;
+		}
 		int rc = dp_lines_next(k->in, &k->line, &k->len);
 		if (rc == DP_LINES_OK || rc == DP_LINES_LONG) {
 			k->lineno = dp_lines_lineno(k->in);
@@ -1199,6 +1464,7 @@ wait_line(struct dp_fsm *m, struct sink *k)
 			return E_MESSAGE_RECEIVED;
 		}
 		if (rc == DP_LINES_EOF) {
+			k->at_end = !k->stopping;
 			if (k->skip_to && dp_lines_lineno(k->in) < k->skip_to)
 				dp_warn("the input has %lu lines, but %s is stored at line %lu: "
 				        "nothing new to write", dp_lines_lineno(k->in),
@@ -1255,6 +1521,7 @@ wait_record(struct dp_fsm *m, struct sink *k)
 			continue;
 		/* What is in the inbox is still written. */
 		k->draining = true;
+		k->at_end = r == DP_CONSUMER_END;
 		if (r == DP_CONSUMER_END)
 			dp_info("every partition is at its end as it was at start (-e)");
 		else if (r != DP_CONSUMER_SIGNAL)
@@ -1280,6 +1547,8 @@ struct rec {
 	size_t klen;
 	const char *value;              /* NULL: none (a tombstone) */
 	size_t vlen;
+	const void *hdr;                /* its headers, packed (onerror.h); NULL: none */
+	size_t hlen;
 };
 
 /* A bad record this file found: its reason in k->why.  DP_PGSINK_BAD or a status. */
@@ -1287,7 +1556,7 @@ static int
 own_bad(struct sink *k, const struct rec *r)
 {
 	int st = bad_record(k, r->topic, r->partition, r->offset, dp_buf_str(&k->why), "",
-	                    r->key, r->klen, r->value, r->vlen);
+	                    r->key, r->klen, r->value, r->vlen, r->hdr, r->hlen);
 
 	return st ? st : DP_PGSINK_BAD;
 }
@@ -1339,6 +1608,8 @@ process_record(struct sink *k, const struct rec *r)
 		return own_bad(k, r);
 	}
 	dp_pgsink_raw(k->sink, r->src, r->offset, r->key, r->klen, r->value, r->vlen);
+	if (r->hlen)
+		dp_pgsink_raw_headers(k->sink, r->src, r->hdr, r->hlen);
 	if (!k->map) {
 		/* The engine checks the JSON while it encodes the row. */
 		dp_buf_reset(&k->err);
@@ -1445,6 +1716,7 @@ process_records(struct sink *k)
 			.src = ps->src, .topic = in->part->topic, .partition = in->part->partition,
 			.offset = in->offset, .key = in->has_key ? p : NULL, .klen = in->klen,
 			.value = in->has_value ? p + in->klen : NULL, .vlen = in->vlen,
+			.hdr = in->hlen ? p + in->klen + in->vlen : NULL, .hlen = in->hlen,
 		};
 		int rc = process_record(k, &r);
 		if (rc == DP_PGSINK_BAD) {
@@ -1576,7 +1848,9 @@ act_error(struct dp_fsm *m, void *ctx)
 	case DP_PGSINK_DOWN:
 		return E_OUTAGE;
 	default:
-		if (k->err.len || k->err.lost)
+		/* A refused dead letter was named where it was refused. */
+		if ((k->err.len || k->err.lost) &&
+		    !(k->fail == DP_EX_DATAERR && k->on_error.mode == DP_ON_ERROR_DLQ))
 			dp_err("%s", dp_buf_str(&k->err));
 		dp_fsm_fail(m, k->fail > 0 ? k->fail : DP_EX_SOFTWARE);
 		return E_FATAL;
@@ -1677,7 +1951,7 @@ act_backoff(struct dp_fsm *m, void *ctx)
 			return E_GIVE_UP;
 		}
 		if (r == DP_CONSUMER_END)
-			k->draining = true;
+			k->draining = k->at_end = true;
 		dp_buf_free(&perr);
 	}
 	return E_WAKE;
@@ -1852,6 +2126,263 @@ act_revoked(struct dp_fsm *m, void *ctx)
 	return DP_FSM_NONE;
 }
 
+/* ---- --reset-offsets ----------------------------------------------------- */
+
+/* Add name to the topics whose offsets move, once. */
+static int
+add_rtopic(struct sink *k, const char *name)
+{
+	for (size_t i = 0; i < k->nrtopics; i++)
+		if (strcmp(k->rtopics[i], name) == 0)
+			return 0;
+	return push_name(&k->rtopics, &k->nrtopics, name);
+}
+
+/* idle -> connecting: the database (and the group's rows), then Kafka and the topics. */
+static int
+act_reset_connect(struct dp_fsm *m, void *ctx)
+{
+	static const struct dp_kv defaults[] = { { "allow.auto.create.topics", "false" } };
+	struct sink *k = ctx;
+	enum dp_pg_kind kind = DP_PG_TRANSIENT;
+	int st = 0;
+
+	dp_buf_reset(&k->err);
+	if (!(k->pg = dp_pg_connect(k->db, "dp-sink-pg", k->common.timeout_ms, &kind, &k->err))) {
+		st = kind == DP_PG_FATAL ? DP_EX_CONFIG : DP_EX_UNAVAILABLE;
+		goto fail;
+	}
+	if ((st = dp_sinkoffsets_read(k->pg, k->group, &k->stored, &k->nstored, &k->err)) != 0)
+		goto fail;
+	for (size_t i = 0; i < k->nspecs && !st; i++)
+		st = add_rtopic(k, k->specs[i].topic);
+	for (size_t i = 0; k->reset != RESET_EXPLICIT && i < k->ntopics && !st; i++)
+		st = add_rtopic(k, k->topics[i]);
+	for (size_t i = 0; k->reset != RESET_EXPLICIT && !k->ntopics && i < k->nstored && !st; i++)
+		st = add_rtopic(k, k->stored[i].topic);
+	if (st) {
+		dp_fsm_fail(m, DP_EX_SOFTWARE);
+		return RE_UNAVAILABLE;
+	}
+	if (!k->nrtopics) {
+		dp_buf_msgf(&k->err, "group '%s' has no stored offsets in table %s (of %s): name "
+		            "the topics with -t", k->group, DP_SINKOFFSETS_TABLE,
+		            k->db_from ? k->db_from : "the default database");
+		st = DP_EX_NOTFOUND;
+		goto fail;
+	}
+	if (!(k->rcounts = calloc(k->nrtopics, sizeof(*k->rcounts)))) {
+		dp_buf_msgf(&k->err, "out of memory");
+		st = DP_EX_SOFTWARE;
+		goto fail;
+	}
+	if (!(k->admin = dp_kafka_new(&k->common, RD_KAFKA_PRODUCER, defaults, 1, NULL, NULL,
+	                              &k->err, &st)))
+		goto fail;
+	st = dp_kafka_connect(k->admin, &k->common, k->rtopics, k->nrtopics, k->rcounts, &k->err);
+	if (st == 0)
+		return RE_CONNECTED;
+fail:
+	if (st == DP_KAFKA_STOPPED || dp_sig_stop) {
+		dp_err("stopped by a signal before anything moved");
+		st = DP_EX_TEMPFAIL;
+	} else {
+		dp_err("%s", dp_buf_str(&k->err));
+	}
+	dp_fsm_fail(m, st);
+	return RE_UNAVAILABLE;
+}
+
+/* "dp-sink-pg on /10.0.0.7, ..." for the members of a group, into b. */
+static void
+say_members(struct dp_buf *b, const struct dp_admin_group *g)
+{
+	for (size_t i = 0; i < g->nmembers; i++)
+		dp_buf_msgf(b, "%s%s on %s%s%s", i ? ", " : "", g->members[i].client_id,
+		            g->members[i].host, g->members[i].instance_id ? " as " : "",
+		            g->members[i].instance_id ? g->members[i].instance_id : "");
+}
+
+/* The moves of a reset, growing. */
+struct moves {
+	struct dp_sinkoffsets_move *v;
+	size_t n, cap;
+};
+
+static int
+push_move(struct moves *mv, const char *topic, int32_t partition, int64_t to)
+{
+	if (mv->n == mv->cap) {
+		size_t cap = mv->cap ? 2 * mv->cap : 16;
+		struct dp_sinkoffsets_move *v = realloc(mv->v, cap * sizeof(*v));
+		if (!v) {
+			dp_err("out of memory");
+			return DP_EX_SOFTWARE;
+		}
+		mv->v = v;
+		mv->cap = cap;
+	}
+	mv->v[mv->n++] = (struct dp_sinkoffsets_move){ topic, partition, to, -1 };
+	return 0;
+}
+
+/* A partition's low and high watermark: 0, or a status after saying why. */
+static int
+reset_watermarks(struct sink *k, const char *topic, int32_t partition, int64_t *lo, int64_t *hi)
+{
+	int st;
+
+	dp_buf_reset(&k->err);
+	st = dp_admin_watermarks(k->admin, topic, partition, (int)k->common.timeout_ms, lo, hi,
+	                         &k->err);
+	if (st)
+		dp_err("%s", dp_buf_str(&k->err));
+	return st;
+}
+
+/* TOPIC:PARTITION:OFFSET: a partition the topic has, an offset among its records. */
+static int
+reset_explicit(struct sink *k, const struct reset_spec *sp, int count, struct moves *mv)
+{
+	int64_t lo, hi;
+	int st;
+
+	if (sp->partition >= count) {
+		dp_err("topic '%s' has no partition %d (it has %d: 0-%d)", sp->topic,
+		       (int)sp->partition, count, count - 1);
+		return DP_EX_NOTFOUND;
+	}
+	if ((st = reset_watermarks(k, sp->topic, sp->partition, &lo, &hi)) != 0)
+		return st;
+	if (sp->offset < lo || sp->offset > hi) {
+		dp_err("--reset-offsets %s:%d:%" PRId64 ": the partition's offsets go from %" PRId64
+		       " to %" PRId64 " (low..high watermark; the high one is where its next record "
+		       "goes)", sp->topic, (int)sp->partition, sp->offset, lo, hi);
+		return DP_EX_INVALID;
+	}
+	return push_move(mv, sp->topic, sp->partition, sp->offset);
+}
+
+/* Where each partition of the reset goes, into mv: 0 or a status after saying why. */
+static int
+reset_targets(struct sink *k, struct moves *mv)
+{
+	int st = 0;
+
+	for (size_t t = 0; t < k->nrtopics && !st; t++) {
+		const char *topic = k->rtopics[t];
+		int count = k->rcounts[t];
+		if (k->reset == RESET_EXPLICIT) {
+			for (size_t i = 0; i < k->nspecs && !st; i++)
+				if (strcmp(k->specs[i].topic, topic) == 0)
+					st = reset_explicit(k, &k->specs[i], count, mv);
+			continue;
+		}
+		for (int32_t p = 0; p < count && !st; p++) {
+			int64_t lo, hi;
+			if ((st = reset_watermarks(k, topic, p, &lo, &hi)) == 0)
+				st = push_move(mv, topic, p, k->reset == RESET_EARLIEST ? lo : hi);
+		}
+		/* Rows of partitions the topic does not have (any more) go. */
+		for (size_t i = 0; i < k->nstored && !st; i++)
+			if (strcmp(k->stored[i].topic, topic) == 0 && k->stored[i].partition >= count)
+				st = push_move(mv, topic, k->stored[i].partition, -1);
+	}
+	return st;
+}
+
+struct reset_commit {
+	struct sink *k;
+	rd_kafka_topic_partition_list_t *l;
+};
+
+/* Inside the transaction, the new offsets in place: the group's in Kafka too. */
+static int
+reset_commit_kafka(void *arg, struct dp_buf *err)
+{
+	struct reset_commit *rc = arg;
+
+	return dp_admin_commit_offsets(rc->k->admin, rc->k->group, rc->l,
+	                               (int)rc->k->common.timeout_ms, err);
+}
+
+/* connecting -> moving: no member may run; then the offsets move, in one transaction. */
+static int
+act_reset_move(struct dp_fsm *m, void *ctx)
+{
+	struct sink *k = ctx;
+	struct dp_admin_group g;
+	struct moves mv = { NULL, 0, 0 };
+	int st;
+
+	dp_buf_reset(&k->err);
+	st = dp_admin_describe_group(k->admin, k->group, (int)k->common.timeout_ms, &g, &k->err);
+	if (st) {
+		dp_err("%s", dp_buf_str(&k->err));
+		dp_admin_group_clear(&g);
+		dp_fsm_fail(m, st);
+		return RE_REFUSED;
+	}
+	if (g.nmembers) {
+		dp_buf_reset(&k->why);
+		say_members(&k->why, &g);
+		dp_err("group '%s' has %zu member%s running (%s): stop %s first, or %s would go "
+		       "on from where %s and write the old offsets back", k->group, g.nmembers,
+		       g.nmembers == 1 ? "" : "s", dp_buf_str(&k->why),
+		       g.nmembers == 1 ? "it" : "them", g.nmembers == 1 ? "it" : "they",
+		       g.nmembers == 1 ? "it is" : "they are");
+		dp_admin_group_clear(&g);
+		dp_fsm_fail(m, DP_EX_TEMPFAIL);
+		return RE_REFUSED;
+	}
+	dp_admin_group_clear(&g);
+	if ((st = reset_targets(k, &mv)) != 0) {
+		free(mv.v);
+		dp_fsm_fail(m, st);
+		return RE_REFUSED;
+	}
+	struct dp_sinkoffsets_move *v = mv.v;
+	size_t n = mv.n;
+	struct reset_commit rc = { k, rd_kafka_topic_partition_list_new((int)(n ? n : 1)) };
+	for (size_t i = 0; i < n; i++)
+		if (v[i].to >= 0)
+			rd_kafka_topic_partition_list_add(rc.l, v[i].topic, v[i].partition)->offset =
+				v[i].to;
+	dp_buf_reset(&k->err);
+	st = dp_sinkoffsets_move(k->pg, k->group, v, n, k->common.timeout_ms, reset_commit_kafka,
+	                         &rc, &k->err);
+	rd_kafka_topic_partition_list_destroy(rc.l);
+	if (st) {
+		dp_err("%s; no offset moved", dp_buf_str(&k->err));
+		free(v);
+		dp_fsm_fail(m, st);
+		return RE_REFUSED;
+	}
+	for (size_t i = 0; i < n; i++) {
+		char from[24], to[24];
+		snprintf(from, sizeof(from), "%" PRId64, v[i].from);
+		snprintf(to, sizeof(to), "%" PRId64, v[i].to);
+		if (v[i].from == v[i].to)
+			dp_warn("%s [%d]: stored offset of group '%s' stays at %s", v[i].topic,
+			        (int)v[i].partition, k->group, to);
+		else
+			dp_warn("%s [%d]: stored offset of group '%s' moved from %s to %s",
+			        v[i].topic, (int)v[i].partition, k->group,
+			        v[i].from >= 0 ? from : "none",
+			        v[i].to >= 0 ? to : "none (the topic has no such partition)");
+	}
+	free(v);
+	return RE_MOVED;
+}
+
+static size_t
+choose(void *ctx)
+{
+	const struct sink *k = ctx;
+
+	return k->reset != RESET_NONE;
+}
+
 /* ---- main --------------------------------------------------------------- */
 
 static int
@@ -1869,7 +2400,12 @@ finish(void *ctx, int status)
 		dp_info("--map made no row of %" PRIu64 " record%s", k->maps_empty,
 		        k->maps_empty == 1 ? "" : "s");
 	dp_on_error_summary(&k->on_error, "record");
-	if (status == DP_EX_DATAERR) {
+	if (status == DP_EX_DATAERR && k->on_error.mode == DP_ON_ERROR_DLQ) {
+		dp_err("stopped at a bad record the dead-letter topic '%s' refuses; its batch is "
+		       "rolled back, and the next run of group '%s' starts at the stored offsets "
+		       "(raise the topic's max.message.bytes, or --on-error skip would go on)",
+		       k->on_error.dlq_topic, k->group);
+	} else if (status == DP_EX_DATAERR) {
 		int64_t at = k->src ? dp_pgsink_stored(k->src) : -1;
 		if (k->source_id && at >= 0)
 			dp_err("stopped at the bad record; lines up to %" PRId64 " are in %s "
@@ -1882,16 +2418,59 @@ finish(void *ctx, int status)
 	return status;
 }
 
+static unsigned
+io_sink(void *ctx)
+{
+	const struct sink *k = ctx;
+
+	if (k->from_stdin)
+		return DP_CMD_STDIN | DP_CMD_BOUNDED;
+	return k->until_end ? DP_CMD_BOUNDED : 0;
+}
+
+/* A signal came (cmd.h): after the end of the input, or what it left. */
+static bool
+interrupted_sink(void *ctx, int status, struct dp_buf *said)
+{
+	struct sink *k = ctx;
+	struct dp_pgsink_stats st = { 0 };
+
+	if (k->at_end && status == 0)
+		return false;
+	if (!k->from_stdin) {
+		if (k->sink)
+			dp_pgsink_stats(k->sink, &st);
+		dp_buf_msgf(said, "%" PRIu64 " row%s committed; the records after the stored "
+		            "offsets of group '%s' are not written (its next run resumes there)",
+		            st.rows, st.rows == 1 ? "" : "s", k->group);
+		return true;
+	}
+	int64_t done = k->src ? dp_pgsink_committed(k->src) : -1;
+	uint64_t read = k->in ? dp_lines_lineno(k->in) : 0;
+	uint64_t delivered = done > 0 ? (uint64_t)done : 0;
+	long long unread = k->in ? dp_lines_unread(k->in) : -1;
+	uint64_t undelivered = read > delivered ? read - delivered : 0;
+
+	/* The whole file was read before the signal, and written. */
+	if (unread == 0 && !undelivered && status == 0)
+		return false;
+	dp_cmd_say_undelivered(said, "line", delivered, undelivered, unread);
+	return true;
+}
+
 static const struct dp_cmd cmd = {
 	.name = "dp-sink-pg",
 	.usage = usage,
-	.machine = &machine,
+	.machines = machines,
+	.choose = choose,
 	.start = E_START,
 	.parse = parse_options,
 	.validate = validate,
 	.open = open_sink,
 	.finish = finish,
 	.close = close_sink,
+	.io = io_sink,
+	.interrupted = interrupted_sink,
 };
 
 int

@@ -10,7 +10,10 @@
  * With --follow and --follow-match it is the seed's consumer of dynamic
  * topics: it follows the registry (registry.h) and adds each topic to
  * the engine once the coordinator made it active, reads it from its
- * beginning, and reads a retired one up to its end, then drops it.
+ * beginning, and reads a retired one up to its end, then drops it.  A
+ * topic is known by its name and the created_at of its spec (librdkafka
+ * 2.0 gives no topic ids): a name deleted and made again is a new topic,
+ * read from its beginning once what the old one still held is said.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -46,13 +49,22 @@
 
 enum non_json { NJ_ERROR, NJ_SKIP, NJ_STRING, NJ_BASE64 };
 
+/* Why a followed topic is read no more. */
+enum fin { FIN_NO, FIN_END, FIN_GONE };
+
 /* A dynamic topic followed: named by --follow, or found by --follow-match. */
 struct followed {
 	char *topic;
 	bool named;              /* --follow NAME: once finished, for good */
 	bool reading;            /* added to the consumer */
 	bool ending;             /* retired or deleted: read up to its end, then drop */
-	bool finished;           /* read to its end, or gone */
+	bool finished;           /* read to its end, or gone: see fin */
+	enum fin fin;            /* read to its end (retired, or -e), or deleted before */
+	bool has_id;             /* id is known: the topic was read */
+	int64_t id;              /* the created_at of the topic read (or last read) */
+	int64_t *resume;         /* FIN_END: where each partition stopped; owned */
+	int32_t nresume;
+	bool resuming;           /* taken back: its partitions go on at resume[] */
 };
 
 struct tail {
@@ -95,12 +107,14 @@ struct tail {
 	uint64_t printed;
 	uint64_t skipped;
 	int halt;                /* the event that made a hook stop the consumer */
+	bool at_end;             /* -e, --until or -n reached */
 	struct dp_consumer_part **moved;   /* the partitions of a rebalance event */
 	size_t nmoved;
 	struct dp_progress prog;
 	bool prog_started;
 	int64_t reg_polled;      /* when the registry was last polled (monotonic ms) */
 	bool reg_changed;        /* it changed since the last survey */
+	int reg_event;           /* what that poll brought while processing (signal, fatal) */
 };
 
 /* ---- state machine ---------------------------------------------------- */
@@ -249,10 +263,11 @@ usage(FILE *fp)
 	      "                          string, base64\n"
 	      "      --progress          print rate and totals on stderr every second\n", fp);
 	dp_cli_help_common(fp, true);
-	fputs("\nExit status: 0 ok, interrupted or the reader left, 64 usage, 65 a value is\n"
-	      "not JSON or --filter failed, 66 -F unreadable, 69 cluster, topic or partition\n"
-	      "unavailable, 70 internal error, 74 stdout error, 75 a commit failed,\n"
-	      "77 not authorized, 78 bad configuration.  See dp-tail(1).\n", fp);
+	fputs("\nExit status: 0 ok, stopped without -e/-n/--until, or the reader left, 64 usage,\n"
+	      "65 a value is not JSON or --filter failed, 66 -F unreadable, 69 cluster\n"
+	      "unavailable, 70 internal error, 74 stdout error or closed, 75 a commit failed,\n"
+	      "77 not authorized, 78 bad configuration, 81 no such topic or partition,\n"
+	      "130/143 SIGINT/SIGTERM before -e/-n/--until was reached.  See dp-tail(1).\n", fp);
 }
 
 static int
@@ -662,11 +677,20 @@ on_commit(struct dp_consumer *c, void *arg)
 	return DP_CONSUMER_HALT;
 }
 
+static struct followed *followed_of(struct tail *t, const char *topic);
+
 static int
 on_assigned(struct dp_consumer *c, void *arg, struct dp_consumer_part **parts, size_t n)
 {
 	struct tail *t = arg;
 
+	/* A dynamic topic taken back goes on where it stopped, not from its beginning. */
+	for (size_t i = 0; t->following && i < n; i++) {
+		struct followed *f = followed_of(t, parts[i]->topic);
+		if (f && f->resuming && parts[i]->partition < f->nresume &&
+		    f->resume[parts[i]->partition] >= 0)
+			parts[i]->start = f->resume[parts[i]->partition];
+	}
 	t->moved = parts;
 	t->nmoved = n;
 	return dp_fsm_step(&t->fsm, E_ASSIGNED, t) == DP_FSM_NOTRANS ? DP_EX_SOFTWARE : 0;
@@ -736,26 +760,119 @@ warn_unread(struct tail *t, const char *topic)
 	}
 }
 
-/* The engine: a topic read was deleted.  Finished: it has no more records. */
+/*
+ * f is read no more (why): finished, unless the registry shows a topic
+ * under its name to read now -- the same one taken back after it was
+ * retired and read to its end (not with -e), or another one made after
+ * it was deleted (for --follow NAME only when the one read was deleted
+ * before it was read to its end).
+ */
+static void
+settle(struct tail *t, struct followed *f, enum fin why)
+{
+	const struct dp_dyn_spec *s = dp_registry_get(t->reg, f->topic);
+
+	f->reading = f->ending = f->resuming = false;
+	f->finished = true;
+	f->fin = why;
+	if (!s || s->state != DP_DYN_ACTIVE)
+		return;
+	bool same = f->has_id && s->created_at == f->id, again;
+	if (same)
+		again = why == FIN_END && t->until == DP_UNTIL_NONE;
+	else if (f->named)
+		again = why == FIN_GONE;
+	else
+		again = dp_dyn_spec_matches(s, t->follow_match, "--follow-match");
+	if (again) {
+		f->finished = false;
+		f->fin = FIN_NO;
+		f->resuming = same;
+	}
+}
+
+/* Keep where each partition of f's topic stopped, for a taken-back topic. */
+static void
+keep_positions(struct tail *t, struct followed *f)
+{
+	struct dp_consumer_part *const *parts;
+	size_t n;
+	int32_t most = 0;
+
+	parts = dp_consumer_parts(t->c, &n);
+	for (size_t i = 0; i < n; i++)
+		if (!strcmp(parts[i]->topic, f->topic) && parts[i]->partition >= most)
+			most = parts[i]->partition + 1;
+	int64_t *v = most ? realloc(f->resume, (size_t)most * sizeof(*v)) : NULL;
+	if (!v) {
+		/* Out of memory: it would be read again from its beginning. */
+		free(f->resume);
+		f->resume = NULL;
+		f->nresume = 0;
+		return;
+	}
+	for (int32_t k = 0; k < most; k++)
+		v[k] = -1;
+	for (size_t i = 0; i < n; i++)
+		if (!strcmp(parts[i]->topic, f->topic))
+			v[parts[i]->partition] = parts[i]->next;
+	f->resume = v;
+	f->nresume = most;
+}
+
+/* f's topic is deleted: what was not read is said, and it leaves the consumer. */
+static void
+lost(struct tail *t, struct followed *f)
+{
+	warn_unread(t, f->topic);
+	dp_consumer_drop_topic(t->c, f->topic);
+	settle(t, f, FIN_GONE);
+	if (!f->finished)
+		dp_info("dynamic topic '%s' was made again: reading the new one from its "
+		        "beginning", f->topic);
+}
+
+/*
+ * The engine: a topic read was deleted.  Finished: it has no more
+ * records.  But when the registry shows the very topic being read, and
+ * the cluster has it, the report was about an earlier topic of that
+ * name (librdkafka says so by name only): never charged to this one.
+ */
 static int
 on_gone(struct dp_consumer *c, void *arg, const char *topic)
 {
 	struct tail *t = arg;
 	struct followed *f = followed_of(t, topic);
+	const struct dp_dyn_spec *s = dp_registry_get(t->reg, topic);
 
 	if (!f)
 		return DP_EX_UNAVAILABLE;
-	warn_unread(t, topic);
+	if (s && s->state == DP_DYN_ACTIVE && f->has_id && s->created_at == f->id) {
+		struct dp_buf err = DP_BUF_INIT;
+		int st = dp_kafka_probe(dp_consumer_rk(c), topic, 2000, NULL, &err);
+		dp_buf_free(&err);
+		if (st == 0) {
+			dp_debug("dynamic topic '%s': a report about an earlier topic of that name "
+			         "ignored", topic);
+			return DP_CONSUMER_KEEP;
+		}
+	}
 	dp_info("dynamic topic '%s' was deleted: it is read no more", topic);
-	f->reading = false;
-	f->finished = true;
+	warn_unread(t, topic);
+	/* The engine drops it when this returns. */
+	settle(t, f, FIN_GONE);
+	if (!f->finished)
+		dp_info("dynamic topic '%s' was made again: reading the new one from its "
+		        "beginning", topic);
 	return 0;
 }
 
 /*
  * Bring the followed topics in line with the registry: new matches for
- * --follow-match, and a topic read that is retired or gone is read up
- * to its end as it is now (or dropped when it is gone already).
+ * --follow-match, a topic read that is retired or deleted is read up to
+ * its end as it is now (what was fetched of a deleted one too), and one
+ * with another topic under its name now is dropped at once, with what it
+ * still held said.
  */
 static int
 survey(struct tail *t)
@@ -769,8 +886,8 @@ survey(struct tail *t)
 		if (v[i]->state != DP_DYN_ACTIVE)
 			continue;
 		if (f && f->finished && !f->named && !f->reading) {
-			/* Made anew after it went: read it again. */
-			f->finished = f->ending = false;
+			/* Taken back, or made anew after it went: read it again. */
+			settle(t, f, f->fin);
 			continue;
 		}
 		if (!f && dp_dyn_spec_matches(v[i], t->follow_match, "--follow-match") &&
@@ -780,7 +897,20 @@ survey(struct tail *t)
 	for (size_t i = 0; i < t->nfl; i++) {
 		struct followed *f = &t->fl[i];
 		const struct dp_dyn_spec *s = dp_registry_get(t->reg, f->topic);
-		if (!f->reading || f->ending || (s && s->state == DP_DYN_ACTIVE))
+		if (!f->reading)
+			continue;
+		if (s && f->has_id && s->created_at != f->id) {
+			/*
+			 * Its fetchers would read on into the new topic as if it
+			 * were this one: it goes now, with what it still held.
+			 */
+			dp_info("dynamic topic '%s' was deleted and another made under its name",
+			        f->topic);
+			lost(t, f);
+			continue;
+		}
+		/* Deleted (a tombstone), nothing made since: what was fetched is read. */
+		if (f->ending || (s && s->state == DP_DYN_ACTIVE))
 			continue;
 		dp_info("dynamic topic '%s' is %s: reading it up to its end", f->topic,
 		        s ? dp_dyn_state_name(s->state) : "deleted");
@@ -791,10 +921,7 @@ survey(struct tail *t)
 			return 0;               /* the caller sees the signal */
 		if (st) {
 			dp_info("dynamic topic '%s' is gone: %s", f->topic, dp_buf_str(&t->err));
-			warn_unread(t, f->topic);
-			dp_consumer_drop_topic(t->c, f->topic);
-			f->reading = false;
-			f->finished = true;
+			lost(t, f);
 		}
 	}
 	return 0;
@@ -809,9 +936,11 @@ finish_topics(struct tail *t)
 		if (!f->reading || !dp_consumer_topic_done(t->c, f->topic))
 			continue;
 		dp_info("dynamic topic '%s' read to its end", f->topic);
+		keep_positions(t, f);
 		dp_consumer_drop_topic(t->c, f->topic);
-		f->reading = false;
-		f->finished = true;
+		settle(t, f, FIN_END);
+		if (f->resuming)
+			dp_info("dynamic topic '%s' is active again: reading on", f->topic);
 	}
 }
 
@@ -915,8 +1044,7 @@ act_connect(struct dp_fsm *m, void *ctx)
 		ev = E_SIGNAL;           /* nothing read, nothing to commit */
 	} else if (st) {
 		dp_err("%s", dp_buf_str(&err));
-		/* A topic or partition that is not there: unavailable, as before. */
-		dp_fsm_fail(m, st == DP_EX_NOTFOUND ? DP_EX_UNAVAILABLE : st);
+		dp_fsm_fail(m, st);
 		ev = st == DP_EX_CONFIG || st == DP_EX_NOINPUT ? E_BAD_CONFIG : E_UNREACHABLE;
 	} else if (t->following) {
 		dp_backoff_init(&t->backoff, 1000, 30000, 0.2, 0);
@@ -959,6 +1087,8 @@ act_subscribe(struct dp_fsm *m, void *ctx)
 			}
 			dp_info("reading dynamic topic '%s'", f->topic);
 			f->reading = added = true;
+			f->id = s->created_at;
+			f->has_id = true;
 		}
 		if (added || reading_any(t)) {
 			dp_backoff_reset(&t->backoff);
@@ -1018,6 +1148,8 @@ act_consume(struct dp_fsm *m, void *ctx)
 		dp_progress_init(&t->prog, t->progress);
 		t->prog_started = true;
 	}
+	ev = t->reg_event;
+	t->reg_event = 0;
 	while (!ev) {
 		uint64_t before = t->consumed;
 		r = dp_consumer_poll(t->c, 100, &err, &st);
@@ -1054,6 +1186,7 @@ act_consume(struct dp_fsm *m, void *ctx)
 		else if (!reading_any(t))
 			ev = all_finished(t) ? E_END : E_SUBSCRIBE;
 	}
+	t->at_end |= ev == E_END || ev == E_COUNT;
 	dp_buf_free(&err);
 	return ev;
 }
@@ -1065,8 +1198,16 @@ act_process(struct dp_fsm *m, void *ctx)
 	struct tail *t = ctx;
 
 	dp_progress_tick(&t->prog, "records", t->consumed, NULL, false);
-	if (t->following)
+	if (t->following) {
 		finish_topics(t);
+		/*
+		 * While records keep coming the registry is read too: a topic
+		 * deleted and made again is learnt of before the old one's
+		 * fetcher reads on into the new one.  What ends the reading
+		 * comes out of consuming.
+		 */
+		t->reg_event = follow_registry(t, 0);
+	}
 	return E_PROCESSED;
 }
 
@@ -1121,6 +1262,28 @@ finish(void *ctx, int status)
 	return status;
 }
 
+static unsigned
+io_tail(void *ctx)
+{
+	const struct tail *t = ctx;
+
+	return DP_CMD_STDOUT | (t->until != DP_UNTIL_NONE || t->count ? DP_CMD_BOUNDED : 0);
+}
+
+/* A signal came (cmd.h): after the end asked for, or what was printed. */
+static bool
+interrupted_tail(void *ctx, int status, struct dp_buf *said)
+{
+	struct tail *t = ctx;
+
+	(void)status;
+	if (t->at_end)
+		return false;
+	dp_buf_msgf(said, "%llu record%s written, the rest not read", (unsigned long long)t->printed,
+	            t->printed == 1 ? "" : "s");
+	return true;
+}
+
 static void
 close_tail(void *ctx)
 {
@@ -1128,8 +1291,10 @@ close_tail(void *ctx)
 
 	dp_consumer_free(t->c);
 	dp_registry_free(t->reg);
-	for (size_t i = 0; i < t->nfl; i++)
+	for (size_t i = 0; i < t->nfl; i++) {
 		free(t->fl[i].topic);
+		free(t->fl[i].resume);
+	}
 	free(t->fl);
 	dp_expr_free(t->follow_match);
 	free(t->topics);
@@ -1150,6 +1315,8 @@ static const struct dp_cmd cmd = {
 	.validate = validate,
 	.finish = finish,
 	.close = close_tail,
+	.io = io_tail,
+	.interrupted = interrupted_tail,
 };
 
 int

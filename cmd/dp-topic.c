@@ -34,6 +34,8 @@
 #include "lines.h"
 #include "log.h"
 #include "out.h"
+#include "pg.h"
+#include "sinkoffsets.h"
 #include "table.h"
 
 enum subcmd { SC_NONE, SC_CREATE, SC_LIST, SC_DESCRIBE, SC_ALTER, SC_ADD_PARTITIONS,
@@ -50,7 +52,7 @@ enum {
 	G_PARTITIONS = 1 << 0, G_REPLICATION = 1 << 1, G_TOPIC_CONFIG = 1 << 2,
 	G_IF_NOT_EXISTS = 1 << 3, G_IF_EXISTS = 1 << 4, G_DRY_RUN = 1 << 5,
 	G_PATTERN = 1 << 6, G_INTERNAL = 1 << 7, G_YES = 1 << 8, G_SET = 1 << 9,
-	G_DELETE = 1 << 10, G_GROUP = 1 << 11, G_MAX_LINE = 1 << 12,
+	G_DELETE = 1 << 10, G_GROUP = 1 << 11, G_MAX_LINE = 1 << 12, G_DB = 1 << 13,
 };
 
 /* One topic named on the command line or in a spec, and what became of it. */
@@ -84,6 +86,9 @@ struct topic {
 	regex_t re;
 	bool re_ok;
 	const char *group;
+	const char *db;                 /* offsets -g: --db, else $DP_PG, else NULL */
+	char *db_arg;                   /* owned: --db's copy, its argv bytes blanked */
+	const char *db_from;            /* "--db" or "$DP_PG", for messages */
 	enum outfmt fmt;
 	unsigned given;
 
@@ -98,6 +103,8 @@ struct topic {
 	int method;                     /* alter */
 	struct dp_buf rec;              /* output scratch */
 	struct dp_table *table;
+	struct dp_sinkoffset *stored;   /* offsets -g: dp-sink-pg's rows of the group */
+	size_t nstored;
 
 	/* state */
 	int status;                     /* exit status so far */
@@ -150,7 +157,7 @@ static const struct dp_fsm_def machine = {
 
 enum {
 	OPT_IF_NOT_EXISTS = DP_OPT_CMD, OPT_IF_EXISTS, OPT_DRY_RUN, OPT_PATTERN,
-	OPT_INTERNAL, OPT_YES, OPT_SET, OPT_DELETE, OPT_MAX_LINE,
+	OPT_INTERNAL, OPT_YES, OPT_SET, OPT_DELETE, OPT_MAX_LINE, OPT_DB,
 };
 
 static const struct option longopts[] = {
@@ -168,6 +175,7 @@ static const struct option longopts[] = {
 	{ "group",              required_argument, NULL, 'g' },
 	{ "output",             required_argument, NULL, 'o' },
 	{ "max-line-bytes",     required_argument, NULL, OPT_MAX_LINE },
+	{ "db",                 required_argument, NULL, OPT_DB },
 	DP_CLI_KAFKA_LONG,
 	DP_CLI_BASE_LONG,
 	{ NULL, 0, NULL, 0 },
@@ -184,7 +192,7 @@ usage(FILE *fp)
 	      "       dp-topic add-partitions NAME... -p N [--dry-run]\n"
 	      "       dp-topic delete NAME... [--if-exists] [--dry-run]\n"
 	      "       dp-topic delete --pattern REGEX --yes [--dry-run]\n"
-	      "       dp-topic offsets NAME... [-g GROUP]\n"
+	      "       dp-topic offsets NAME... [-g GROUP [--db CONNINFO]]\n"
 	      "\n"
 	      "Create, inspect, change and delete Kafka topics.  Prints NDJSON when stdout is\n"
 	      "not a terminal, an aligned table when it is.\n"
@@ -202,6 +210,8 @@ usage(FILE *fp)
 	      "      --set KEY=VALUE         alter: set a topic config, repeatable\n"
 	      "      --delete KEY            alter: remove a topic config override, repeatable\n"
 	      "  -g, --group GROUP           offsets: also show GROUP's committed offsets and lag\n"
+	      "      --db CONNINFO           offsets -g: and the offsets dp-sink-pg stored for\n"
+	      "                              GROUP in this database (default $DP_PG)\n"
 	      "      --max-line-bytes N      create -: a longer spec line is bad (default "
 	      DP_LINES_MAX_DEFAULT_ARG ")\n"
 	      "\n"
@@ -209,8 +219,9 @@ usage(FILE *fp)
 	      "  -o, --output FORMAT         table, json, or names (list only)\n", fp);
 	dp_cli_help_common(fp, true);
 	fputs("\nExit status: 0 ok, 1 several topics failed differently, 64 usage, 65 bad spec,\n"
-	      "69 cluster unavailable, 78 unknown config key, 80 exists, 81 does not exist,\n"
-	      "82 invalid name or spec, 83 replication factor above broker count.\n"
+	      "69 cluster unavailable, 74 stdout error or closed, 78 unknown config key,\n"
+	      "80 exists, 81 does not exist, 82 invalid name or spec, 83 replication factor\n"
+	      "above broker count, 130/143 SIGINT/SIGTERM before it was done.\n"
 	      "See dp-topic(1).\n", fp);
 }
 
@@ -302,6 +313,20 @@ parse_options(void *ctx, int argc, char **argv)
 			t->group = optarg;
 			t->given |= G_GROUP;
 			break;
+		case OPT_DB: {
+			bool had;
+			free(t->db_arg);
+			if (!(t->db = t->db_arg = dp_pg_conninfo_hide(optarg, &had))) {
+				dp_err("out of memory");
+				return -1;
+			}
+			t->db_from = "--db";
+			t->given |= G_DB;
+			if (had)
+				dp_warn("--db holds a password, which other users of this machine "
+				        "may see in the process list: prefer ~/.pgpass or $DP_PG");
+			break;
+		}
 		case 'o':
 			if (strcmp(optarg, "table") == 0) {
 				t->fmt = OUT_TABLE;
@@ -341,7 +366,7 @@ parse_options(void *ctx, int argc, char **argv)
 static const char *const option_names[] = {
 	"--partitions", "--replication-factor", "--topic-config", "--if-not-exists",
 	"--if-exists", "--dry-run", "--pattern", "--internal", "--yes", "--set",
-	"--delete", "--group", "--max-line-bytes",
+	"--delete", "--group", "--max-line-bytes", "--db",
 };
 
 /* All option combinations are checked here, once. */
@@ -357,7 +382,7 @@ validate(void *ctx)
 		[SC_ALTER] = G_SET | G_DELETE | G_DRY_RUN,
 		[SC_ADD_PARTITIONS] = G_PARTITIONS | G_DRY_RUN,
 		[SC_DELETE] = G_IF_EXISTS | G_PATTERN | G_YES | G_DRY_RUN,
-		[SC_OFFSETS] = G_GROUP,
+		[SC_OFFSETS] = G_GROUP | G_DB,
 	};
 	const char *sub = subcmd_names[t->sub];
 
@@ -371,6 +396,26 @@ validate(void *ctx)
 			dp_err("%s cannot be used with %s", option_names[i], sub);
 			return -1;
 		}
+	if ((t->given & G_DB) && !t->group) {
+		dp_err("--db shows the offsets dp-sink-pg stored for a group: it needs -g GROUP");
+		return -1;
+	}
+	if (t->sub == SC_OFFSETS && t->group && !t->db) {
+		const char *env = getenv("DP_PG");
+		if (env && *env) {
+			t->db = env;
+			t->db_from = "$DP_PG";
+		}
+	}
+	if (t->db) {
+		struct dp_buf err = DP_BUF_INIT;
+		if (dp_pg_conninfo_check(t->db, &err) < 0) {
+			dp_err("invalid %s: %s", t->db_from, dp_buf_str(&err));
+			dp_buf_free(&err);
+			return -1;
+		}
+		dp_buf_free(&err);
+	}
 	if (t->fmt == OUT_NAMES && t->sub != SC_LIST) {
 		dp_err("--output names is only for list");
 		return -1;
@@ -881,12 +926,43 @@ run_describe(struct topic *t)
 	return st ? E_NO_ANSWER : E_ANSWERED;
 }
 
+/*
+ * The offsets dp-sink-pg stored for the group (offsets -g with --db or
+ * $DP_PG).  A database named only by $DP_PG that cannot be read is a
+ * warning: the Kafka side is still worth showing.
+ */
+static void
+read_stored(struct topic *t)
+{
+	struct dp_buf err = DP_BUF_INIT;
+	enum dp_pg_kind kind = DP_PG_TRANSIENT;
+	int st;
+
+	PGconn *c = dp_pg_connect(t->db, "dp-topic", t->common.timeout_ms, &kind, &err);
+	if (!c)
+		st = kind == DP_PG_FATAL ? DP_EX_CONFIG : DP_EX_UNAVAILABLE;
+	else
+		st = dp_sinkoffsets_read(c, t->group, &t->stored, &t->nstored, &err);
+	if (c)
+		PQfinish(c);
+	if (st && (t->given & G_DB)) {
+		dp_err("cannot read the offsets dp-sink-pg stored: %s", dp_buf_str(&err));
+		note_status(t, st);
+	} else if (st) {
+		dp_warn("not showing the offsets dp-sink-pg stored (%s): %s", t->db_from,
+		        dp_buf_str(&err));
+	}
+	dp_buf_free(&err);
+}
+
 static int
 run_offsets(struct topic *t)
 {
 	if (fetch_metadata(t))
 		return E_NO_ANSWER;
 	require_existing(t);
+	if (t->group && t->db)
+		read_stored(t);
 	return E_ANSWERED;
 }
 
@@ -1538,25 +1614,84 @@ report_describe(struct topic *t)
 static int64_t
 lag(int64_t low, int64_t high, int64_t committed)
 {
-	int64_t l;
+	int64_t from = low >= 0 ? low : 0;
 
 	if (high < 0)
 		return -1;
-	l = committed >= 0 ? high - committed : high - (low >= 0 ? low : 0);
-	return l > 0 ? l : 0;
+	/*
+	 * An offset outside low..high is where no record is: a consumer goes
+	 * on where auto.offset.reset says (dp-sink-pg stops), and none of the
+	 * partition's records is read yet.
+	 */
+	if (committed >= from && committed <= high)
+		from = committed;
+	return high > from ? high - from : 0;
+}
+
+/* The offset dp-sink-pg stored for (topic, p), or -1. */
+static int64_t
+stored_of(const struct topic *t, const char *topic, int p)
+{
+	for (size_t i = 0; i < t->nstored; i++)
+		if (t->stored[i].partition == p && strcmp(t->stored[i].topic, topic) == 0)
+			return t->stored[i].next_offset;
+	return -1;
+}
+
+/* dp-sink-pg stored offsets for topic (NULL: for a topic shown): they are shown. */
+static bool
+has_stored(const struct topic *t, const char *topic)
+{
+	for (size_t i = 0; i < t->nstored; i++) {
+		if (topic) {
+			if (strcmp(t->stored[i].topic, topic) == 0)
+				return true;
+			continue;
+		}
+		for (size_t j = 0; j < t->nitems; j++)
+			if (!t->items[j].res.status && t->items[j].res.name &&
+			    strcmp(t->stored[i].topic, t->items[j].res.name) == 0)
+				return true;
+	}
+	return false;
+}
+
+/* An offset of the group outside the partition's records, said on stderr. */
+static void
+say_outside(const struct topic *t, const char *topic, int p, int64_t low, int64_t high,
+            int64_t at, bool stored)
+{
+	if (at < 0 || high < 0 || (at >= low && at <= high))
+		return;
+	dp_warn("%s [%d]: the offset %s group '%s' is %lld, %s (low..high watermark "
+	        "%lld..%lld): %s", topic, p,
+	        stored ? "dp-sink-pg stored for" : "committed by", t->group, (long long)at,
+	        at > high ? "past the partition's end" : "before its first record",
+	        (long long)low, (long long)high,
+	        at <= high ? "retention deleted records before they were read"
+	        : stored ? "the topic was deleted and created again, or lost records; dp-sink-pg "
+	                   "stops there until its offsets move (dp-sink-pg --reset-offsets)"
+	                 : "the topic was deleted and created again, or lost records; a consumer "
+	                   "goes on where auto.offset.reset says");
 }
 
 static int
 offsets_row(struct topic *t, const char *topic, int p, int64_t low, int64_t high,
             int64_t committed)
 {
-	int64_t l = lag(low, high, committed);
+	/* A sink's lag is from what its table holds: the stored offset. */
+	bool sink = has_stored(t, topic);
+	int64_t stored = sink ? stored_of(t, topic, p) : -1;
+	int64_t l = lag(low, high, sink ? stored : committed);
 	struct dp_jw w;
 
+	say_outside(t, topic, p, low, high, committed, false);
+	say_outside(t, topic, p, low, high, stored, true);
 	if (as_table(t)) {
-		char id[24], lo[24], hi[24], co[24], la[24];
+		char id[24], lo[24], hi[24], co[24], st[24], la[24];
 		const char *row[] = { topic, cell(id, p), cell(lo, low), cell(hi, high),
-		                      cell(co, committed), cell(la, l) };
+		                      cell(co, committed), cell(la, l), cell(st, stored) };
+		/* STORED is the last column, there when some topic has stored offsets. */
 		return table_row(t, row);
 	}
 	begin_record(t, &w);
@@ -1567,6 +1702,8 @@ offsets_row(struct topic *t, const char *topic, int p, int64_t low, int64_t high
 	if (t->group) {
 		dp_jw_kstr(&w, "group", t->group);
 		kcount(&w, "committed", committed);
+		if (sink)
+			kcount(&w, "stored", stored);
 		kcount(&w, "lag", l);
 	}
 	dp_jw_end(&w);
@@ -1611,9 +1748,11 @@ out:
 static void
 report_offsets(struct topic *t)
 {
-	static const char *const h[] = { "TOPIC", "PARTITION", "LOW", "HIGH", "COMMITTED", "LAG" };
+	static const char *const h[] = { "TOPIC", "PARTITION", "LOW", "HIGH", "COMMITTED", "LAG",
+		                          "STORED" };
 
-	if (as_table(t) && new_table(t, h, t->group ? 6 : 4, 0x3eu) < 0)
+	if (as_table(t) &&
+	    new_table(t, h, !t->group ? 4 : has_stored(t, NULL) ? 7 : 6, 0x7eu) < 0)
 		return;
 	for (size_t i = 0; i < t->nitems && !dp_out_error(t->common.out); i++) {
 		struct item *it = &t->items[i];
@@ -1761,6 +1900,35 @@ close_topic(void *ctx)
 		regfree(&t->re);
 	dp_table_free(t->table);
 	dp_buf_free(&t->rec);
+	dp_sinkoffsets_free(t->stored, t->nstored);
+	free(t->db_arg);
+}
+
+static unsigned
+io_topic(void *ctx)
+{
+	const struct topic *t = ctx;
+
+	return DP_CMD_STDOUT | DP_CMD_BOUNDED | (t->from_stdin ? DP_CMD_STDIN : 0);
+}
+
+/* A signal came (cmd.h): after every answer, or which topics it left. */
+static bool
+interrupted_topic(void *ctx, int status, struct dp_buf *said)
+{
+	const struct topic *t = ctx;
+	size_t left = 0;
+
+	if (status == 0)
+		return false;
+	for (size_t i = 0; i < t->nitems; i++)
+		left += t->items[i].res.status != 0;
+	if (t->nitems)
+		dp_buf_msgf(said, "%zu of %zu topic%s not done", left, t->nitems,
+		            t->nitems == 1 ? "" : "s");
+	else
+		dp_buf_msgf(said, "the cluster did not answer");
+	return true;
 }
 
 static const struct dp_cmd cmd = {
@@ -1771,6 +1939,8 @@ static const struct dp_cmd cmd = {
 	.parse = parse_options,
 	.validate = validate,
 	.close = close_topic,
+	.io = io_topic,
+	.interrupted = interrupted_topic,
 };
 
 int

@@ -1646,3 +1646,186 @@ dp_admin_committed(rd_kafka_t *rk, const char *group, const char *topic, int n,
 		dp_buf_truncate(err, mark);
 	}
 }
+
+/* ---- groups ------------------------------------------------------------- */
+
+void
+dp_admin_group_clear(struct dp_admin_group *g)
+{
+	if (!g)
+		return;
+	for (size_t i = 0; i < g->nmembers; i++) {
+		free(g->members[i].member_id);
+		free(g->members[i].instance_id);
+		free(g->members[i].client_id);
+		free(g->members[i].host);
+	}
+	free(g->members);
+	memset(g, 0, sizeof(*g));
+}
+
+static char *
+dup_or_empty(const char *s)
+{
+	return strdup(s ? s : "");
+}
+
+static int
+describe_group_once(rd_kafka_t *rk, const char *group, int timeout_ms,
+                    struct dp_admin_group *out, struct dp_buf *err, rd_kafka_resp_err_t *why)
+{
+	rd_kafka_AdminOptions_t *o = NULL;
+	rd_kafka_queue_t *q = NULL;
+	rd_kafka_event_t *ev = NULL;
+	struct dp_buf msg = DP_BUF_INIT;
+	const char *groups[1] = { group };
+	int status = 0;
+	size_t cnt = 0;
+
+	if (!(o = options(rk, RD_KAFKA_ADMIN_OP_DESCRIBECONSUMERGROUPS, timeout_ms, false, false,
+	                  &msg))) {
+		dp_buf_msgf(err, "cannot describe group '%s': %s", group, dp_buf_str(&msg));
+		status = DP_EX_SOFTWARE;
+		goto out;
+	}
+	q = rd_kafka_queue_new(rk);
+	rd_kafka_DescribeConsumerGroups(rk, groups, 1, o, q);
+	if (!(ev = await(q, timeout_ms, &status, why, &msg))) {
+		dp_buf_msgf(err, "cannot describe group '%s': %s", group, dp_buf_str(&msg));
+		goto out;
+	}
+	const rd_kafka_ConsumerGroupDescription_t **gd =
+		rd_kafka_DescribeConsumerGroups_result_groups(
+			rd_kafka_event_DescribeConsumerGroups_result(ev), &cnt);
+	if (cnt != 1) {
+		dp_buf_msgf(err, "cannot describe group '%s': no result", group);
+		status = DP_EX_SOFTWARE;
+		goto out;
+	}
+	const rd_kafka_error_t *ge = rd_kafka_ConsumerGroupDescription_error(gd[0]);
+	if (ge) {
+		*why = rd_kafka_error_code(ge);
+		dp_buf_msgf(err, "cannot describe group '%s': %s", group, rd_kafka_error_string(ge));
+		status = dp_admin_status(*why);
+		goto out;
+	}
+	out->state = rd_kafka_ConsumerGroupDescription_state(gd[0]);
+	size_t n = rd_kafka_ConsumerGroupDescription_member_count(gd[0]);
+	if (n && !(out->members = calloc(n, sizeof(*out->members))))
+		goto nomem;
+	for (size_t i = 0; i < n; i++) {
+		const rd_kafka_MemberDescription_t *md =
+			rd_kafka_ConsumerGroupDescription_member(gd[0], i);
+		struct dp_admin_member *m = &out->members[out->nmembers++];
+		const rd_kafka_MemberAssignment_t *a = rd_kafka_MemberDescription_assignment(md);
+		const rd_kafka_topic_partition_list_t *l =
+			a ? rd_kafka_MemberAssignment_partitions(a) : NULL;
+		m->npartitions = l ? l->cnt : 0;
+		if (!(m->member_id = dup_or_empty(rd_kafka_MemberDescription_consumer_id(md))) ||
+		    !(m->client_id = dup_or_empty(rd_kafka_MemberDescription_client_id(md))) ||
+		    !(m->host = dup_or_empty(rd_kafka_MemberDescription_host(md))))
+			goto nomem;
+		const char *inst = rd_kafka_MemberDescription_group_instance_id(md);
+		if (inst && *inst && !(m->instance_id = strdup(inst)))
+			goto nomem;
+	}
+	goto out;
+nomem:
+	dp_buf_msgf(err, "out of memory");
+	status = DP_EX_SOFTWARE;
+out:
+	if (ev)
+		rd_kafka_event_destroy(ev);
+	if (q)
+		rd_kafka_queue_destroy(q);
+	if (o)
+		rd_kafka_AdminOptions_destroy(o);
+	dp_buf_free(&msg);
+	return status;
+}
+
+int
+dp_admin_describe_group(rd_kafka_t *rk, const char *group, int timeout_ms,
+                        struct dp_admin_group *out, struct dp_buf *err)
+{
+	int64_t start = dp_time_mono_ms(), deadline = start + timeout_ms;
+	size_t mark = err->len;
+
+	memset(out, 0, sizeof(*out));
+	for (;;) {
+		rd_kafka_resp_err_t why = 0;
+		int64_t left = deadline - dp_time_mono_ms();
+		int st = describe_group_once(rk, group, left > 1 ? (int)left : 1, out, err, &why);
+		/* The group's coordinator may be loading, moving or restarting. */
+		if (!st || !why || !again(why, start, deadline) || pause_ms(100) < 0)
+			return st;
+		dp_admin_group_clear(out);
+		dp_buf_truncate(err, mark);
+	}
+}
+
+int
+dp_admin_commit_offsets(rd_kafka_t *rk, const char *group,
+                        const rd_kafka_topic_partition_list_t *offsets, int timeout_ms,
+                        struct dp_buf *err)
+{
+	rd_kafka_AlterConsumerGroupOffsets_t *req = NULL;
+	rd_kafka_AdminOptions_t *o = NULL;
+	rd_kafka_queue_t *q = NULL;
+	rd_kafka_event_t *ev = NULL;
+	struct dp_buf msg = DP_BUF_INIT;
+	rd_kafka_resp_err_t kerr = 0;
+	int status = 0;
+	size_t cnt = 0;
+
+	if (!offsets->cnt)
+		return 0;
+	req = rd_kafka_AlterConsumerGroupOffsets_new(group, offsets);
+	if (!req || !(o = options(rk, RD_KAFKA_ADMIN_OP_ALTERCONSUMERGROUPOFFSETS, timeout_ms,
+	                          false, false, &msg))) {
+		dp_buf_msgf(err, "cannot build the offset commit for group '%s'", group);
+		status = DP_EX_SOFTWARE;
+		goto out;
+	}
+	q = rd_kafka_queue_new(rk);
+	rd_kafka_AlterConsumerGroupOffsets(rk, &req, 1, o, q);
+	if (!(ev = await(q, timeout_ms, &status, &kerr, &msg))) {
+		dp_buf_msgf(err, "cannot commit offsets for group '%s': %s", group, dp_buf_str(&msg));
+		goto out;
+	}
+	const rd_kafka_group_result_t **gr = rd_kafka_AlterConsumerGroupOffsets_result_groups(
+		rd_kafka_event_AlterConsumerGroupOffsets_result(ev), &cnt);
+	if (cnt != 1) {
+		dp_buf_msgf(err, "cannot commit offsets for group '%s': no result", group);
+		status = DP_EX_SOFTWARE;
+		goto out;
+	}
+	const rd_kafka_error_t *ge = rd_kafka_group_result_error(gr[0]);
+	if (ge) {
+		dp_buf_msgf(err, "cannot commit offsets for group '%s': %s", group,
+		            rd_kafka_error_string(ge));
+		status = dp_admin_status(rd_kafka_error_code(ge));
+		goto out;
+	}
+	const rd_kafka_topic_partition_list_t *got = rd_kafka_group_result_partitions(gr[0]);
+	for (int i = 0; got && i < got->cnt; i++) {
+		if (!got->elems[i].err)
+			continue;
+		dp_buf_msgf(err, "cannot commit the offset of group '%s' on %s [%d]: %s", group,
+		            got->elems[i].topic, (int)got->elems[i].partition,
+		            rd_kafka_err2str(got->elems[i].err));
+		status = dp_admin_status(got->elems[i].err);
+		break;
+	}
+out:
+	if (ev)
+		rd_kafka_event_destroy(ev);
+	if (q)
+		rd_kafka_queue_destroy(q);
+	if (o)
+		rd_kafka_AdminOptions_destroy(o);
+	if (req)
+		rd_kafka_AlterConsumerGroupOffsets_destroy(req);
+	dp_buf_free(&msg);
+	return status;
+}

@@ -245,4 +245,42 @@ int dp_admin_watermarks(rd_kafka_t *rk, const char *topic, int32_t partition,
 int dp_admin_committed(rd_kafka_t *rk, const char *group, const char *topic, int n,
                        int timeout_ms, int64_t *committed, struct dp_buf *err);
 
+/* ---- groups --------------------------------------------------------- */
+
+/* One member of a consumer group, as DescribeConsumerGroups shows it. */
+struct dp_admin_member {
+	char *member_id;              /* owned */
+	char *instance_id;            /* owned; NULL: not a static member */
+	char *client_id;              /* owned: the command's name for dp's */
+	char *host;                   /* owned: "/10.0.0.7" as the broker saw it */
+	int npartitions;              /* assigned to it */
+};
+
+struct dp_admin_group {
+	rd_kafka_consumer_group_state_t state;  /* rd_kafka_consumer_group_state_name() */
+	struct dp_admin_member *members;        /* owned */
+	size_t nmembers;
+};
+
+/*
+ * The state and members of group now (a group that does not exist is
+ * Dead with no members).  Errors Kafka calls retriable are asked again
+ * until timeout_ms.  Returns 0, or an exit status with a message in err;
+ * out is cleared with dp_admin_group_clear in either case.
+ */
+int dp_admin_describe_group(rd_kafka_t *rk, const char *group, int timeout_ms,
+                            struct dp_admin_group *out, struct dp_buf *err);
+void dp_admin_group_clear(struct dp_admin_group *g);
+
+/*
+ * Commit offsets (each element's offset: the next record to read) for
+ * group without joining it (AlterConsumerGroupOffsets).  Kafka refuses
+ * while the group has members (UNKNOWN_MEMBER_ID): the members' own
+ * commits would overwrite these anyway.  Returns 0, or an exit status
+ * with a message in err naming the first partition that failed.
+ */
+int dp_admin_commit_offsets(rd_kafka_t *rk, const char *group,
+                            const rd_kafka_topic_partition_list_t *offsets, int timeout_ms,
+                            struct dp_buf *err);
+
 #endif

@@ -2,6 +2,9 @@
  * cmd.c -- dp_cmd_main(): the order every dp command runs in (cmd.h).
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <signal.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -30,6 +33,89 @@ dp_cmd_stdout_failed(int err)
 	return DP_EX_IOERR;
 }
 
+void
+dp_cmd_say_undelivered(struct dp_buf *said, const char *unit, uint64_t delivered,
+                       uint64_t undelivered, int64_t unread)
+{
+	if (unread < 0) {
+		dp_buf_msgf(said, "%" PRIu64 " %s%s delivered, %" PRIu64 " read and not delivered, "
+		            "the rest of the input not read", delivered, unit,
+		            delivered == 1 ? "" : "s", undelivered);
+		return;
+	}
+	dp_buf_msgf(said, "%" PRIu64 " %s%s delivered, %" PRIu64 " not delivered", delivered,
+	            unit, delivered == 1 ? "" : "s", undelivered + (uint64_t)unread);
+	if (unread > 0 && undelivered == 0)
+		dp_buf_msgf(said, " (not read)");
+	else if (unread > 0)
+		dp_buf_msgf(said, " (%" PRId64 " of them not read)", unread);
+}
+
+/*
+ * fds 0-2 that are closed, opened on /dev/null the way that fails (cmd.h);
+ * returns the mask of those that were closed (bit fd).  Before anything
+ * opens a file: open(2) takes the lowest free number.
+ */
+static unsigned
+reserve_std(void)
+{
+	unsigned closed = 0;
+
+	for (int fd = 0; fd <= 2; fd++) {
+		if (fcntl(fd, F_GETFD) >= 0 || errno != EBADF)
+			continue;
+		closed |= 1u << fd;
+		int nfd = open("/dev/null", (fd == 0 ? O_WRONLY : O_RDONLY) | O_CLOEXEC);
+		if (nfd >= 0 && nfd != fd) {
+			/* cannot happen (the lower ones are open), but never guess */
+			if (dup2(nfd, fd) >= 0)
+				fcntl(fd, F_SETFD, FD_CLOEXEC);
+			close(nfd);
+		}
+	}
+	return closed;
+}
+
+/* A descriptor the run needs was closed at start: 0 or the exit status, said. */
+static int
+check_std(unsigned io, unsigned closed)
+{
+	if ((io & DP_CMD_STDIN) && (closed & 1u)) {
+		dp_err("standard input is closed: nothing to read (give a file, a pipe, "
+		       "or </dev/null for no input)");
+		return DP_EX_NOINPUT;
+	}
+	if ((io & DP_CMD_STDOUT) && (closed & 2u)) {
+		dp_err("standard output is closed: nowhere to write (redirect it to a file, "
+		       "or >/dev/null to drop it)");
+		return DP_EX_IOERR;
+	}
+	return 0;
+}
+
+/*
+ * A signal stopped a bounded run: unless it reached its end anyway, or
+ * failed for a reason of its own, 128 + the signal, said once (cmd.h).
+ */
+static int
+signal_verdict(const struct dp_cmd *cmd, void *ctx, unsigned io, int status)
+{
+	int sig = atomic_load(&dp_sig_stop);
+	struct dp_buf said = DP_BUF_INIT;
+
+	if (!sig || !(io & DP_CMD_BOUNDED) || (status != 0 && status != DP_EX_TEMPFAIL))
+		return status;
+	if (cmd->interrupted && !cmd->interrupted(ctx, status, &said)) {
+		dp_buf_free(&said);
+		return status;
+	}
+	dp_err("stopped by %s before the end%s%s", sig == SIGINT ? "SIGINT" : sig == SIGTERM ?
+	       "SIGTERM" : "a signal", said.len || said.lost ? ": " : "",
+	       said.len || said.lost ? dp_buf_str(&said) : "");
+	dp_buf_free(&said);
+	return DP_EX_SIGNAL + sig;
+}
+
 /* Flush the data writer and close stdout; a failure may change status. */
 static int
 flush_stdout(struct dp_common *common, int status)
@@ -54,6 +140,7 @@ int
 dp_cmd_main(const struct dp_cmd *cmd, void *ctx, struct dp_common *common,
             struct dp_fsm *m, int argc, char **argv)
 {
+	unsigned closed = reserve_std(), io = 0;
 	int status;
 
 	dp_log_init(cmd->name);
@@ -76,6 +163,10 @@ dp_cmd_main(const struct dp_cmd *cmd, void *ctx, struct dp_common *common,
 		status = dp_cmd_usage_hint();
 		goto out;
 	}
+	if (cmd->io)
+		io = cmd->io(ctx);
+	if ((status = check_std(io, closed)) != 0)
+		goto out;
 
 	/* 2. resources */
 	if (dp_sig_install() < 0) {
@@ -100,6 +191,7 @@ dp_cmd_main(const struct dp_cmd *cmd, void *ctx, struct dp_common *common,
 	/* 4. flush and report */
 	if (cmd->finish)
 		status = cmd->finish(ctx, status);
+	status = signal_verdict(cmd, ctx, io, status);
 out:
 	status = flush_stdout(common, status);
 	if (cmd->close)

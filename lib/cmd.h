@@ -17,15 +17,41 @@
  * --version and --dot, the signal handlers (sig.h), the data writer for
  * stdout (common->out) and the final close of stdout.  A closed pipe
  * (EPIPE) is never an error: the reader has what it wanted.
+ *
+ * Standard descriptors.  Before anything else, each of fds 0-2 that is
+ * closed is opened on /dev/null, the wrong way round (stdin for writing,
+ * stdout and stderr for reading), so that no file the command opens
+ * later (a lock file, librdkafka's wake-up pipe, the database socket)
+ * takes its number and is read or written as data, and any use of it
+ * fails.  A command that needs a closed one (.io) ends before it opens
+ * anything: stdin 66, stdout 74.
+ *
+ * Exit 0 and signals.  A run with an end (DP_CMD_BOUNDED: a file or pipe
+ * read to its end, a topic read up to -e, one poll, one request) exits
+ * 0 only when it reached that end and delivered everything it read.
+ * When SIGINT or SIGTERM stopped it before (and it had no failure of its
+ * own to report), the status is 128 + the signal's number, 130 or 143,
+ * after one line that says what was delivered and what was not
+ * (.interrupted).  A run without an end (a consumer group, --every, a
+ * daemon) is stopped by a signal as its normal end: its own status.
  */
 #ifndef DP_CMD_H
 #define DP_CMD_H
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
+
+#include "buf.h"
 
 #include "cli.h"
 #include "fsm.h"
+
+/* .io's answer: what a run needs, and whether its input has an end. */
+#define DP_CMD_STDIN   0x1u     /* reads standard input */
+#define DP_CMD_STDOUT  0x2u     /* writes data to standard output */
+#define DP_CMD_BOUNDED 0x4u     /* ends by itself: a signal before is not 0 */
 
 struct dp_cmd {
 	const char *name;                       /* "dp-tail" */
@@ -59,6 +85,17 @@ struct dp_cmd {
 	int (*finish)(void *ctx, int status);
 	/* Release everything; runs whatever step failed.  May be NULL. */
 	void (*close)(void *ctx);
+	/* DP_CMD_* for this run, after validate.  NULL: none of them. */
+	unsigned (*io)(void *ctx);
+	/*
+	 * After finish, when a signal came in a bounded run whose status is
+	 * 0 or 75: false when its input was read to its end all the same
+	 * (the status stands); else true, with what was delivered and what
+	 * was not appended to said ("12 lines delivered, 3 not delivered"),
+	 * for the one message.  It may release what it needs to count (a
+	 * reader thread).  NULL: every signal is before the end.
+	 */
+	bool (*interrupted)(void *ctx, int status, struct dp_buf *said);
 };
 
 /*
@@ -78,5 +115,14 @@ int dp_cmd_usage_hint(void);
  * DP_EX_IOERR, or 0 for EPIPE.
  */
 int dp_cmd_stdout_failed(int err);
+
+/*
+ * For .interrupted: "N UNITs delivered, M not delivered (K of them not
+ * read)" (M counts the K), or with unread -1 (a pipe: what is left is unknown) "N UNITs
+ * delivered, M read and not delivered, the rest of the input not read".
+ * unit is singular ("line"); an s is added.
+ */
+void dp_cmd_say_undelivered(struct dp_buf *said, const char *unit, uint64_t delivered,
+                            uint64_t undelivered, int64_t unread);
 
 #endif

@@ -8,6 +8,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "admin.h"
 #include "consumer.h"
 #include "exit.h"
 #include "kafka.h"
@@ -18,6 +19,24 @@
 /* Records handed over per poll: bounded, so that the queue length seen
  * between batches tells whether the prefetch has stopped. */
 #define BATCH 1000
+
+/*
+ * A group member without partitions this long after it subscribed asks
+ * the group why (DescribeConsumerGroups), and again this often, until
+ * it can say; after WAIT_VAGUE_MS it says what it knows.
+ */
+#define WAIT_ASK_MS 3000
+#define WAIT_VAGUE_MS 15000
+
+/* During a broker outage, how often to ask whether a broker answers. */
+#define OUTAGE_PROBE_MS 1000
+
+/*
+ * The outage the process has said, since when (monotonic ms; 0: none).
+ * A command with several consumers (dp-coord, dp-tail --follow) sees one
+ * outage on each client and says it once.  Only polling threads touch it.
+ */
+static int64_t said_outage_ms;
 
 /*
  * The engine's view of a partition.  The public part comes first, so a
@@ -39,6 +58,11 @@ struct part {
 	int64_t unsaved;        /* a failed engine commit left it up to here; -1 */
 	int64_t seen_end;       /* high watermark of the last fetch that gave records; -1 */
 	bool fresh;             /* records handed over in this poll: seen_end is to update */
+	/* Where target came from, so release knows to check it against the
+	 * partition's records (check_ranges); the watermarks resolve asked. */
+	enum { FROM_ENGINE, FROM_HOOK, FROM_COMMITTED, FROM_ARG } origin;
+	bool wm_known;
+	int64_t wm_lo, wm_hi;
 };
 
 /* A topic read in simple mode. */
@@ -76,6 +100,7 @@ struct dp_consumer {
 	bool topic_gone;                 /* a subscribed topic was deleted */
 	rd_kafka_queue_t *cgq;           /* group mode: the consumer queue (for its length) */
 	int64_t reset_offset;            /* auto.offset.reset as a logical offset */
+	char reset_name[16];             /* earliest, latest or error, for messages */
 
 	struct dp_consumer_part **parts; /* each a struct part */
 	size_t nparts, capparts;
@@ -95,6 +120,15 @@ struct dp_consumer {
 	struct dp_buf failmsg;
 	unsigned commit_failures;
 	int64_t last_sync_ms;
+
+	/* waiting for the first assignment (group mode) */
+	int64_t subscribed_ms;
+	int64_t wait_ask_ms;    /* when to ask the group next */
+	bool said_waiting;
+
+	/* a broker outage: every broker down since outage_ms (0: none) */
+	int64_t outage_ms;
+	int64_t outage_probe_ms;
 
 	/* the last message's partition, for the common case of runs */
 	rd_kafka_topic_t *last_rkt;
@@ -287,6 +321,8 @@ take(struct dp_consumer *c, struct part *p)
 	p->hook_pending = true;
 	p->drop = p->reseek = false;
 	p->target = NO_TARGET;
+	p->origin = FROM_ENGINE;
+	p->wm_known = false;
 	p->held_since = dp_time_mono_ms();
 	p->assigned_at = assign_offset(c, p);
 }
@@ -784,6 +820,15 @@ on_assign(struct dp_consumer *c, rd_kafka_topic_partition_list_t *list, bool inc
 				p->held = p->hook_pending = false;
 		}
 	}
+	if (c->said_waiting && !c->assigned_once) {
+		char d[48];
+		dp_warn("group '%s' gave this member its partitions after %s", c->o.group,
+		        dp_duration_format((dp_time_mono_ms() - c->subscribed_ms) / 100 * 100, d));
+	}
+	if (!c->closing && list->cnt == 0 && !c->assigned_once)
+		dp_info("group '%s' gave this member no partitions: the others hold them all "
+		        "(more members than partitions); it takes some over when one leaves",
+		        c->o.group ? c->o.group : "");
 	c->assigned_once = true;
 	c->rebalancing = false;
 }
@@ -855,6 +900,9 @@ resolve(struct dp_consumer *c, struct part *p, rd_kafka_topic_partition_list_t *
 		                             (int)c->common->timeout_ms, &lo, &hi, err);
 		if (st)
 			return st;
+		p->wm_known = true;
+		p->wm_lo = lo;
+		p->wm_hi = hi;
 	}
 	if (want_end) {
 		p->pub.end = hi;
@@ -862,9 +910,10 @@ resolve(struct dp_consumer *c, struct part *p, rd_kafka_topic_partition_list_t *
 		if (hi <= lo)
 			reached_end(c, p);     /* empty: nothing to wait for */
 	}
-	if (p->pub.start >= 0)
+	if (p->pub.start >= 0) {
 		p->target = p->pub.start;
-	else if (want_tail)
+		p->origin = FROM_HOOK;
+	} else if (want_tail)
 		p->target = hi - c->o.from_arg > lo ? hi - c->o.from_arg : lo;
 	else if (fresh && c->o.from == DP_FROM_TIME)
 		rd_kafka_topic_partition_list_add(times, p->topic, p->pub.partition)->offset =
@@ -872,9 +921,114 @@ resolve(struct dp_consumer *c, struct part *p, rd_kafka_topic_partition_list_t *
 	else if (p->assigned_at == RD_KAFKA_OFFSET_INVALID)
 		/* Stored: learn the offset itself, so release can seek to it. */
 		rd_kafka_topic_partition_list_add(stored, p->topic, p->pub.partition);
-	else
+	else if (fresh && c->o.from == DP_FROM_OFFSET) {
 		p->target = p->assigned_at;
+		p->origin = FROM_ARG;
+	} else {
+		p->target = p->assigned_at;
+	}
 	return 0;
+}
+
+/* ---- starts outside the records ------------------------------------------ */
+
+/*
+ * p was to go on at offset, outside its records lo..hi; librdkafka would
+ * go on at to (auto.offset.reset; RD_KAFKA_OFFSET_INVALID: error).  The
+ * out_of_range hook decides, else the engine says so and agrees.
+ * Returns 0, or an exit status after saying why.
+ */
+static int
+out_of_range(struct dp_consumer *c, struct part *p, int64_t offset, int64_t lo, int64_t hi,
+             int64_t to, const char *what)
+{
+	bool past = offset > hi;
+	char range[80];
+	int st;
+
+	if (c->h.out_of_range &&
+	    (st = c->h.out_of_range(c, c->h.arg, &p->pub, offset, lo, hi)) != 0)
+		return st;
+	if (lo >= 0)
+		snprintf(range, sizeof(range), "low..high watermark %lld..%lld", (long long)lo,
+		         (long long)hi);
+	else
+		snprintf(range, sizeof(range), "high watermark %lld", (long long)hi);
+	const char *why = past ? "the topic was deleted and created again, or its log lost "
+	                         "records (an unclean leader election)"
+	                       : "retention deleted records before they were read";
+	if (to == RD_KAFKA_OFFSET_INVALID) {
+		dp_err("%s [%d]: offset %lld%s is %s (%s): %s; auto.offset.reset=error stops here",
+		       p->topic, (int)p->pub.partition, (long long)offset, what,
+		       past ? "past the partition's end" : "before the partition's first record",
+		       range, why);
+		return DP_EX_CONFIG;
+	}
+	dp_warn("%s [%d]: offset %lld%s is %s (%s): %s; going on from offset %lld "
+	        "(auto.offset.reset=%s)", p->topic, (int)p->pub.partition, (long long)offset, what,
+	        past ? "past the partition's end" : "before the partition's first record", range,
+	        why, (long long)to, c->reset_name);
+	return 0;
+}
+
+/*
+ * The held partitions' targets that came from outside the engine (the
+ * assigned hook, the group's commit, --from N) against their records:
+ * a start past the end would otherwise have librdkafka go back to
+ * auto.offset.reset, and deliver() seek forward again, for ever.  Every
+ * partition is looked at before the first failure is returned, so each
+ * one is named.
+ */
+static int
+check_ranges(struct dp_consumer *c, size_t n)
+{
+	int first = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		struct part *p = PRIV(c->scratch[i]);
+		char what[320];
+		if (p->origin == FROM_ENGINE || p->target <= 0)
+			continue;
+		if (!p->wm_known) {
+			struct dp_buf why = DP_BUF_INIT;
+			int st = dp_kafka_watermarks(c->rk, p->topic, p->pub.partition,
+			                             (int)c->common->timeout_ms, &p->wm_lo, &p->wm_hi,
+			                             &why);
+			if (st == DP_KAFKA_STOPPED) {
+				dp_buf_free(&why);
+				return st;
+			}
+			/* A check that cannot be made stops nothing: reading finds
+			 * a position past the end too (deliver). */
+			if (st)
+				dp_debug("%s [%d]: not checking offset %lld against the partition's "
+				         "records: %s", p->topic, (int)p->pub.partition,
+				         (long long)p->target, dp_buf_str(&why));
+			dp_buf_free(&why);
+			if (st)
+				continue;
+			p->wm_known = true;
+		}
+		if (p->target >= p->wm_lo && p->target <= p->wm_hi)
+			continue;
+		int64_t to = c->reset_offset == RD_KAFKA_OFFSET_END         ? p->wm_hi
+		             : c->reset_offset == RD_KAFKA_OFFSET_BEGINNING ? p->wm_lo
+		                                                            : RD_KAFKA_OFFSET_INVALID;
+		if (p->origin == FROM_COMMITTED)
+			snprintf(what, sizeof(what), " (committed by group '%s')", c->o.group);
+		else if (p->origin == FROM_ARG)
+			snprintf(what, sizeof(what), " (--from)");
+		else
+			what[0] = '\0';
+		int st = out_of_range(c, p, p->target, p->wm_lo, p->wm_hi, to, what);
+		if (st) {
+			if (!first)
+				first = st;
+			continue;
+		}
+		p->target = to;
+	}
+	return first;
 }
 
 /* Simple mode: start the fetcher of p at its target. */
@@ -1057,10 +1211,14 @@ release(struct dp_consumer *c, struct dp_buf *err)
 			                           stored->elems[i].partition);
 			if (p->pub.next >= 0 && p->target < p->pub.next)
 				p->target = p->pub.next;
+			else if (stored->elems[i].offset >= 0)
+				p->origin = FROM_COMMITTED;
 		}
 	}
 	rd_kafka_topic_partition_list_destroy(times);
 	rd_kafka_topic_partition_list_destroy(stored);
+	if (!st)
+		st = check_ranges(c, n);
 	if (st)
 		return st;
 	return c->group ? release_group(c, n, err) : release_simple(c, n, err);
@@ -1120,12 +1278,31 @@ deliver(struct dp_consumer *c, struct part *p, const rd_kafka_message_t *m)
 	 * and records handed over twice.  Seek to the position again.
 	 */
 	if (p->pub.next >= 0 && m->offset < p->pub.next) {
-		dp_debug("%s [%d]: offset %lld before the position %lld; seeking again",
-		         p->topic, (int)p->pub.partition, (long long)m->offset,
-		         (long long)p->pub.next);
-		drop(p, m);
-		p->drop = true;
-		return;
+		int64_t lo, hi;
+		/*
+		 * Unless the position is past the log's end now (an unclean
+		 * leader election cut it while this member read): then
+		 * librdkafka went back to auto.offset.reset, and seeking to
+		 * the position again would do so for ever.  The cached end is
+		 * the newest fetch's, which brought this record.
+		 */
+		if (rd_kafka_get_watermark_offsets(c->rk, p->topic, p->pub.partition, &lo, &hi) ||
+		    hi < 0 || hi >= p->pub.next) {
+			dp_debug("%s [%d]: offset %lld before the position %lld; seeking again",
+			         p->topic, (int)p->pub.partition, (long long)m->offset,
+			         (long long)p->pub.next);
+			drop(p, m);
+			p->drop = true;
+			return;
+		}
+		int st = out_of_range(c, p, p->pub.next, lo, hi, m->offset, " (the position)");
+		if (st) {
+			fail(c, st, NULL);
+			drop(p, m);
+			p->drop = true;
+			return;
+		}
+		p->pub.next = m->offset;
 	}
 	p->pub.at_eof = false;
 	if (p->pub.done) {
@@ -1165,7 +1342,8 @@ deliver(struct dp_consumer *c, struct part *p, const rd_kafka_message_t *m)
 
 /*
  * Simple mode: a topic being read was deleted.  1 when that is no
- * failure: the topic was dropped already, or the gone hook drops it.
+ * failure: the topic was dropped already, the gone hook drops it, or it
+ * says the topic is there (the report was about an earlier one).
  */
 static bool
 gone(struct dp_consumer *c, const char *topic)
@@ -1175,7 +1353,10 @@ gone(struct dp_consumer *c, const char *topic)
 	if (!t)
 		return false;
 	if (!t->dropped) {
-		if (!c->h.gone || c->h.gone(c, c->h.arg, topic) != 0)
+		int r = c->h.gone ? c->h.gone(c, c->h.arg, topic) : DP_EX_UNAVAILABLE;
+		if (r == DP_CONSUMER_KEEP)
+			return true;
+		if (r != 0)
 			return false;
 		dp_consumer_drop_topic(c, topic);
 	}
@@ -1290,6 +1471,93 @@ idle_until(struct dp_consumer *c)
 			c->parts[i]->done = true;
 }
 
+/*
+ * A member still without partitions a while after it joined: say once
+ * why, as the group tells it.  The usual reason is a member that
+ * stopped without leaving (kill -9, a crash): the group waits for it to
+ * rejoin until its session times out, and so does every other member.
+ */
+static void
+say_waiting(struct dp_consumer *c)
+{
+	int64_t now = dp_time_mono_ms();
+	struct dp_admin_group g;
+	struct dp_buf err = DP_BUF_INIT, who = DP_BUF_INIT;
+	char d[48], q[32];
+	size_t others = 0;
+
+	if (!c->real_group || c->assigned_once || c->said_waiting || !c->subscribed_ms ||
+	    now < c->wait_ask_ms)
+		return;
+	c->wait_ask_ms = now + WAIT_ASK_MS;
+	char *me = rd_kafka_memberid(c->rk);
+	int st = dp_admin_describe_group(c->rk, c->o.group, 1000, &g, &err);
+	for (size_t i = 0; !st && i < g.nmembers; i++) {
+		if (me && !strcmp(me, g.members[i].member_id))
+			continue;
+		dp_buf_msgf(&who, "%s%s on %s", others++ ? ", " : "", g.members[i].client_id,
+		            g.members[i].host);
+	}
+	if (me)
+		rd_kafka_mem_free(c->rk, me);
+	dp_duration_format((now - c->subscribed_ms) / 1000 * 1000, d);
+	if (!st && others && (g.state == RD_KAFKA_CONSUMER_GROUP_STATE_PREPARING_REBALANCE ||
+	                      g.state == RD_KAFKA_CONSUMER_GROUP_STATE_COMPLETING_REBALANCE)) {
+		if (!dp_kafka_conf_str(rd_kafka_conf(c->rk), "session.timeout.ms", q, sizeof(q)))
+			snprintf(q, sizeof(q), "45000");
+		dp_warn("no partitions yet after %s: group '%s' waits for %zu member%s to rejoin "
+		        "(%s); a member that stopped without leaving the group (kill -9, a crash, "
+		        "a lost network) holds its partitions until its session times out "
+		        "(session.timeout.ms=%s); with -X group.instance.id=NAME a restarted member "
+		        "takes its own back at once", d, c->o.group, others, others == 1 ? "" : "s",
+		        dp_buf_str(&who), q);
+		c->said_waiting = true;
+	} else if (now - c->subscribed_ms >= WAIT_VAGUE_MS) {
+		if (st)
+			dp_warn("no partitions yet after %s from group '%s' (%s)", d, c->o.group,
+			        dp_buf_str(&err));
+		else
+			dp_warn("no partitions yet after %s from group '%s', which is %s with %zu "
+			        "other member%s%s%s%s", d, c->o.group,
+			        rd_kafka_consumer_group_state_name(g.state), others,
+			        others == 1 ? "" : "s", others ? " (" : "", dp_buf_str(&who),
+			        others ? ")" : "");
+		c->said_waiting = true;
+	}
+	dp_admin_group_clear(&g);
+	dp_buf_free(&err);
+	dp_buf_free(&who);
+}
+
+/*
+ * During an outage (every broker down, said once by on_error): the end
+ * of it, once a record came or a broker answers a metadata request
+ * (asked at most every OUTAGE_PROBE_MS, briefly).
+ */
+static void
+outage_over(struct dp_consumer *c, int got)
+{
+	int64_t now = dp_time_mono_ms();
+	const struct rd_kafka_metadata *md;
+	char d[48];
+
+	if (!c->outage_ms)
+		return;
+	if (!got) {
+		if (now - c->outage_probe_ms < OUTAGE_PROBE_MS)
+			return;
+		c->outage_probe_ms = now;
+		if (rd_kafka_metadata(c->rk, 0, NULL, &md, 200) != RD_KAFKA_RESP_ERR_NO_ERROR)
+			return;
+		rd_kafka_metadata_destroy(md);
+	}
+	if (said_outage_ms)
+		dp_warn("kafka answers again, after an outage of %s",
+		        dp_duration_format((now - said_outage_ms + 50) / 100 * 100, d));
+	said_outage_ms = 0;
+	c->outage_ms = 0;
+}
+
 int
 dp_consumer_poll(struct dp_consumer *c, int timeout_ms, struct dp_buf *err, int *status)
 {
@@ -1342,6 +1610,8 @@ dp_consumer_poll(struct dp_consumer *c, int timeout_ms, struct dp_buf *err, int 
 	}
 	if (n > 0)
 		note_ends(c);
+	outage_over(c, n);
+	say_waiting(c);
 	if (c->fail)
 		return failed(c, err, status);
 	/*
@@ -1382,7 +1652,21 @@ on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 			    gone(c, c->topics[i].name))
 				return;
 		}
-		fail(c, DP_EX_UNAVAILABLE, reason);
+		fail(c, DP_EX_NOTFOUND, reason);
+		return;
+	}
+	/*
+	 * Every broker down: said once, here, and its end once, with its
+	 * length (outage_over); librdkafka's lines about each broker and
+	 * each retry stay at -v.
+	 */
+	if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN) {
+		if (!c->outage_ms)
+			c->outage_ms = c->outage_probe_ms = dp_time_mono_ms();
+		if (!said_outage_ms) {
+			said_outage_ms = c->outage_ms;
+			dp_warn("lost every kafka broker (%s); waiting for them to come back", reason);
+		}
 		return;
 	}
 	dp_kafka_on_error(rk, err, reason, opaque);
@@ -1404,11 +1688,15 @@ configure(rd_kafka_conf_t *conf, void *arg, struct dp_buf *err)
 	rd_kafka_conf_set_error_cb(conf, on_error);
 	rd_kafka_conf_set_opaque(conf, c);
 	c->reset_offset = RD_KAFKA_OFFSET_BEGINNING;
+	snprintf(c->reset_name, sizeof(c->reset_name), "earliest");
 	if (dp_kafka_conf_str(conf, "auto.offset.reset", q, sizeof(q))) {
-		if (!strcmp(q, "latest") || !strcmp(q, "largest") || !strcmp(q, "end"))
+		if (!strcmp(q, "latest") || !strcmp(q, "largest") || !strcmp(q, "end")) {
 			c->reset_offset = RD_KAFKA_OFFSET_END;
-		else if (!strcmp(q, "error"))
+			snprintf(c->reset_name, sizeof(c->reset_name), "latest");
+		} else if (!strcmp(q, "error")) {
 			c->reset_offset = RD_KAFKA_OFFSET_INVALID;
+			snprintf(c->reset_name, sizeof(c->reset_name), "error");
+		}
 	}
 	c->prefetch_high = 20000 * 9 / 10;
 	if (dp_kafka_conf_str(conf, "queued.min.messages", q, sizeof(q)))
@@ -1535,6 +1823,8 @@ dp_consumer_connect(struct dp_consumer *c, struct dp_buf *err)
 			dp_buf_msgf(err, "cannot subscribe: %s", rd_kafka_err2str(e));
 			st = dp_kafka_exit_status(e);
 		}
+		c->subscribed_ms = dp_time_mono_ms();
+		c->wait_ask_ms = c->subscribed_ms + WAIT_ASK_MS;
 		goto out;
 	}
 	/* Simple mode: every topic is named; take its partitions, held. */

@@ -126,6 +126,9 @@ enum dp_until {
 	DP_UNTIL_TIME,      /* until_ms (epoch ms) */
 };
 
+/* The gone hook's "the topic is there: go on reading it". */
+#define DP_CONSUMER_KEEP (-1)
+
 /* "No offset" in part->start and part->next. */
 #define DP_CONSUMER_NO_OFFSET (-1)
 
@@ -243,11 +246,32 @@ struct dp_consumer_hooks {
 	 * Simple mode: librdkafka says topic does not exist any more (it
 	 * was deleted under the reader).  Return 0 to stop reading it (the
 	 * engine drops it, dp_consumer_drop_topic) and go on with the
-	 * others, or an exit status to fail with.  Without the hook the
-	 * consumer fails (DP_EX_UNAVAILABLE): a reader of fixed topics has
-	 * lost one.  A topic dropped before is never reported.
+	 * others, DP_CONSUMER_KEEP to go on reading it (the topic is there:
+	 * the report, which names a topic only by its name, was about an
+	 * earlier topic of that name, deleted), or an exit status to fail
+	 * with.  Without the hook the consumer fails (DP_EX_UNAVAILABLE): a
+	 * reader of fixed topics has lost one.  A topic dropped before is
+	 * never reported.
 	 */
 	int (*gone)(struct dp_consumer *c, void *arg, const char *topic);
+
+	/*
+	 * Where p was to go on lies outside its records, lo..hi (its low and
+	 * high watermark; lo is -1 when unknown): offset is past hi (the
+	 * topic was deleted and created again, or an unclean leader election
+	 * cut its log) or before lo (retention deleted records before they
+	 * were read).  offset is the start the assigned hook chose, the
+	 * group's committed offset or --from N, checked at release; or,
+	 * found while reading, the position (librdkafka has reset it).
+	 * Return 0 to go on where auto.offset.reset says, as librdkafka
+	 * would (lo, or hi with latest; the engine says so on stderr), or an
+	 * exit status after printing why: dp_consumer_poll then fails with
+	 * it and p hands nothing over.  Without the hook the engine says so
+	 * and goes on.  A start of 0 is never checked: it is "from the
+	 * first record", whatever that is now.
+	 */
+	int (*out_of_range)(struct dp_consumer *c, void *arg, struct dp_consumer_part *p,
+	                    int64_t offset, int64_t lo, int64_t hi);
 };
 
 struct dp_consumer_opts {

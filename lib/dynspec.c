@@ -33,7 +33,7 @@ static const char *const reject_names[] = {
 	[DP_DYN_OK] = NULL, [DP_DYN_BAD_NAME] = "name", [DP_DYN_BAD_FILTER] = "filter",
 	[DP_DYN_BAD_PARTITIONS] = "partitions", [DP_DYN_TOO_MANY] = "topics",
 	[DP_DYN_NO_SOURCE] = "source", [DP_DYN_BAD_CONFIG] = "config", [DP_DYN_EXISTS] = "exists",
-	[DP_DYN_OTHER] = "other",
+	[DP_DYN_OTHER] = "other", [DP_DYN_BAD_REQUEST] = "request",
 };
 
 const char *
@@ -49,6 +49,7 @@ dp_dyn_reject_status(enum dp_dyn_reject r)
 	case DP_DYN_OK:             return DP_EX_OK;
 	case DP_DYN_BAD_NAME:       return DP_EX_INVALID;
 	case DP_DYN_BAD_FILTER:
+	case DP_DYN_BAD_REQUEST:
 	case DP_DYN_OTHER:          return DP_EX_DATAERR;
 	case DP_DYN_BAD_PARTITIONS:
 	case DP_DYN_TOO_MANY:       return DP_EX_CAPACITY;
@@ -57,6 +58,18 @@ dp_dyn_reject_status(enum dp_dyn_reject r)
 	case DP_DYN_EXISTS:         return DP_EX_EXISTS;
 	}
 	return DP_EX_DATAERR;
+}
+
+static const char *const outcome_names[] = {
+	[DP_DYN_OUT_GRANTED] = "granted", [DP_DYN_OUT_REJECTED] = "rejected",
+	[DP_DYN_OUT_RETIRED] = "retired", [DP_DYN_OUT_IGNORED] = "ignored",
+};
+
+const char *
+dp_dyn_outcome_name(enum dp_dyn_outcome o)
+{
+	return (size_t)o < sizeof(outcome_names) / sizeof(outcome_names[0]) && outcome_names[o]
+	       ? outcome_names[o] : "unknown";
 }
 
 /* ---- reading ------------------------------------------------------------ */
@@ -308,39 +321,146 @@ dp_dyn_spec_parse(const char *json, size_t n, struct dp_dyn_spec *s, struct dp_b
 	return finish(&r);
 }
 
+/* The members each action of a request has (NULL-terminated). */
+static const char *const request_common[] = {
+	"action", "request_id", "topic", "requested_by", "requested_at", NULL,
+};
+static const char *const request_create[] = {
+	"source", "filter", "partitions", "config", NULL,
+};
+static const char *const request_retire[] = {
+	"delete_after_ms", NULL,
+};
+
+static bool
+listed(const char *const *names, const char *name, size_t len)
+{
+	for (; *names; names++)
+		if (strlen(*names) == len && memcmp(*names, name, len) == 0)
+			return true;
+	return false;
+}
+
+/* The first member that action (0: none known) does not have. */
+static void
+unknown_members(struct rd *r, enum dp_dyn_action action)
+{
+	const char *key, *val;
+	size_t pos = 0, klen, vlen;
+
+	while (!r->bad && dp_json_next_member(r->json, r->n, &pos, &key, &klen, &val, &vlen) !=
+	       DP_JSON_INVALID) {
+		dp_buf_reset(&r->tmp);
+		if (dp_json_unquote(&r->tmp, key, klen) < 0 || dp_buf_addstr(&r->tmp, "") < 0) {
+			dp_buf_msgf(r->err, "out of memory");
+			r->bad = 1;
+			return;
+		}
+		const char *k = r->tmp.data;
+		size_t kn = r->tmp.len;
+		if (listed(request_common, k, kn) ||
+		    (action == DP_DYN_CREATE && listed(request_create, k, kn)) ||
+		    (action == DP_DYN_RETIRE && listed(request_retire, k, kn)))
+			continue;
+		/* The name as JSON text: it may hold anything. */
+		if (action == DP_DYN_CREATE && listed(request_retire, k, kn))
+			dp_buf_msgf(r->err, "field %.*s is for retire, not create", (int)klen, key);
+		else if (action == DP_DYN_RETIRE && listed(request_create, k, kn))
+			dp_buf_msgf(r->err, "field %.*s is for create, not retire", (int)klen, key);
+		else
+			dp_buf_msgf(r->err, "unknown field %.*s", (int)klen, key);
+		r->bad = 1;
+	}
+}
+
 int
 dp_dyn_request_parse(const char *json, size_t n, struct dp_dyn_request *q, struct dp_buf *err)
 {
 	struct rd r = { 0 };
 	char *action = NULL;
 	int64_t parts = -1, after = 0;
+	size_t mark = err->len;
 
 	memset(q, 0, sizeof(*q));
 	q->partitions = -1;
 	q->requested_at = -1;
 	if (start(&r, json, n, err) < 0)
 		return -1;
-	get_string(&r, "action", true, &action);
+	/* Who asked, and about what, first: with these a refusal can be answered. */
 	get_string(&r, "request_id", true, &q->request_id);
 	get_string(&r, "topic", true, &q->topic);
-	get_string(&r, "requested_by", false, &q->requested_by);
-	get_time(&r, "requested_at", &q->requested_at);
+	if (!r.bad && !*q->request_id) {
+		dp_buf_msgf(err, "\"request_id\" is empty");
+		r.bad = 1;
+	}
+	if (r.bad) {
+		free(q->request_id);
+		free(q->topic);
+		q->request_id = q->topic = NULL;
+		return finish(&r);
+	}
+	get_string(&r, "action", true, &action);
 	if (!r.bad && !strcmp(action, "create")) {
 		q->action = DP_DYN_CREATE;
+	} else if (!r.bad && !strcmp(action, "retire")) {
+		q->action = DP_DYN_RETIRE;
+	} else if (!r.bad) {
+		dp_buf_msgf(err, "unknown \"action\" '%s' (expected create or retire)", action);
+		r.bad = 1;
+	}
+	unknown_members(&r, q->action);
+	get_string(&r, "requested_by", false, &q->requested_by);
+	get_time(&r, "requested_at", &q->requested_at);
+	if (q->action == DP_DYN_CREATE) {
 		get_string(&r, "source", true, &q->source);
 		get_string(&r, "filter", true, &q->filter);
 		get_int(&r, "partitions", 1, INT32_MAX, &parts);
 		get_config(&r, &q->config, &q->nconfig);
-	} else if (!r.bad && !strcmp(action, "retire")) {
-		q->action = DP_DYN_RETIRE;
+	} else if (q->action == DP_DYN_RETIRE) {
 		get_int(&r, "delete_after_ms", 0, INT64_MAX / 2, &after);
-	} else if (!r.bad) {
-		dp_buf_msgf(err, "unknown \"action\" '%s'", action);
-		r.bad = 1;
 	}
 	q->partitions = (int32_t)parts;
 	q->delete_after_ms = after;
 	free(action);
+	if (r.bad && !(q->invalid = strdup(dp_buf_str(err) + (err->lost ? 0 : mark)))) {
+		/* Without the reason it cannot be answered either. */
+		free(q->request_id);
+		q->request_id = NULL;
+	}
+	return finish(&r);
+}
+
+int
+dp_dyn_decision_parse(const char *json, size_t n, struct dp_dyn_decision *d,
+                      struct dp_buf *err)
+{
+	struct rd r = { 0 };
+	char *action = NULL, *outcome = NULL;
+
+	memset(d, 0, sizeof(*d));
+	d->request_offset = d->decided_at = -1;
+	if (start(&r, json, n, err) < 0)
+		return -1;
+	get_string(&r, "request_id", true, &d->request_id);
+	get_string(&r, "action", false, &action);
+	get_string(&r, "topic", false, &d->topic);
+	get_string(&r, "outcome", true, &outcome);
+	get_string(&r, "reason", false, &d->reason);
+	get_int(&r, "request_offset", -1, INT64_MAX, &d->request_offset);
+	get_time(&r, "decided_at", &d->decided_at);
+	if (action && !strcmp(action, "create"))
+		d->action = DP_DYN_CREATE;
+	else if (action && !strcmp(action, "retire"))
+		d->action = DP_DYN_RETIRE;
+	for (size_t i = 1; outcome && i < sizeof(outcome_names) / sizeof(outcome_names[0]); i++)
+		if (!strcmp(outcome, outcome_names[i]))
+			d->outcome = (enum dp_dyn_outcome)i;
+	if (!r.bad && !d->outcome) {
+		dp_buf_msgf(err, "unknown \"outcome\" '%s'", outcome);
+		r.bad = 1;
+	}
+	free(action);
+	free(outcome);
 	return finish(&r);
 }
 
@@ -370,7 +490,19 @@ dp_dyn_request_clear(struct dp_dyn_request *r)
 	free(r->filter);
 	dp_kv_free(r->config, r->nconfig);
 	free(r->requested_by);
+	free(r->invalid);
 	memset(r, 0, sizeof(*r));
+}
+
+void
+dp_dyn_decision_clear(struct dp_dyn_decision *d)
+{
+	if (!d)
+		return;
+	free(d->request_id);
+	free(d->topic);
+	free(d->reason);
+	memset(d, 0, sizeof(*d));
 }
 
 /* ---- writing ------------------------------------------------------------ */
@@ -445,6 +577,25 @@ dp_dyn_request_json(struct dp_buf *out, const struct dp_dyn_request *r)
 	}
 	dp_jw_kstr(&w, "requested_by", r->requested_by);
 	time_member(&w, "requested_at", r->requested_at);
+	dp_jw_end(&w);
+	return dp_jw_finish(&w);
+}
+
+int
+dp_dyn_decision_json(struct dp_buf *out, const struct dp_dyn_decision *d)
+{
+	struct dp_jw w;
+
+	dp_jw_init(&w, out);
+	dp_jw_obj(&w);
+	dp_jw_kstr(&w, "request_id", d->request_id);
+	dp_jw_kstr(&w, "action", d->action == DP_DYN_CREATE ? "create" :
+	                         d->action == DP_DYN_RETIRE ? "retire" : NULL);
+	dp_jw_kstr(&w, "topic", d->topic);
+	dp_jw_kstr(&w, "outcome", dp_dyn_outcome_name(d->outcome));
+	dp_jw_kstr(&w, "reason", d->reason);
+	dp_jw_kint(&w, "request_offset", d->request_offset);
+	time_member(&w, "decided_at", d->decided_at);
 	dp_jw_end(&w);
 	return dp_jw_finish(&w);
 }

@@ -4,8 +4,11 @@
  *
  * Both are interfaces: other languages write requests and read the
  * registry, so the JSON shapes below are documented in dp-coord(1) and
- * never change meaning.  Unknown members are kept out of the structs but
- * never make a record invalid (newer writers may add some).
+ * never change meaning.  A request is checked completely: a member its
+ * action does not have (a misspelt "partiton") makes it invalid, so that
+ * it is refused by name instead of granted with a default.  A registry
+ * spec may carry members this reader does not know (newer coordinators
+ * may add some): they are kept out of the struct.
  *
  * A request, one per record on the requests topic (key: the topic name):
  *   {"action":"create","request_id":"...","topic":"dyn.btc-eur",
@@ -22,7 +25,20 @@
  *    "created_at":"...","updated_at":"...","reason":null,"rejected_for":null,
  *    "delete_at":null}
  * state is "active", "rejected" (reason says why, rejected_for what) or
- * "retired" (delete_at says when the topic goes).
+ * "retired" (delete_at says when the topic goes).  created_at names the
+ * topic the spec is about: a name deleted and made again gets a new one,
+ * a retired topic taken back keeps its own (followers tell the two topics
+ * of one name apart by it; librdkafka 2.0 gives no topic ids).
+ *
+ * A decision, one per request decided, on the coordinator's compacted
+ * decisions topic (key: the request_id), so that a request is decided
+ * once whatever the coordinators' group offsets say:
+ *   {"request_id":"...","action":"create","topic":"dyn.btc-eur",
+ *    "outcome":"granted","reason":null,"request_offset":17,
+ *    "decided_at":"..."}
+ * outcome is "granted" (active), "rejected", "retired" or "ignored"
+ * (nothing written: the name belongs to another topic); request_offset is
+ * the request's offset on the requests topic (its one partition).
  *
  * Records are checked with json.h's scanner, the one definition of JSON
  * every dp path shares.  All strings in the structs are owned and
@@ -55,7 +71,11 @@ enum dp_dyn_reject {
 	DP_DYN_BAD_CONFIG,      /* "config": the broker refused a topic config (78) */
 	DP_DYN_EXISTS,          /* "exists": a topic of that name exists otherwise (80) */
 	DP_DYN_OTHER,           /* "other", or a reason this reader does not know (65) */
+	DP_DYN_BAD_REQUEST,     /* "request": a member unknown or of the wrong type (65) */
 };
+
+/* The longest filter a coordinator grants, in bytes (see dp-coord(1)). */
+#define DP_DYN_FILTER_MAX 4096
 enum dp_dyn_action { DP_DYN_CREATE = 1, DP_DYN_RETIRE };
 
 struct dp_dyn_spec {
@@ -76,7 +96,7 @@ struct dp_dyn_spec {
 };
 
 struct dp_dyn_request {
-	enum dp_dyn_action action;
+	enum dp_dyn_action action;  /* 0: not known (invalid) */
 	char *request_id;
 	char *topic;
 	char *source;               /* create */
@@ -87,26 +107,52 @@ struct dp_dyn_request {
 	int64_t delete_after_ms;    /* retire; 0: at once */
 	char *requested_by;
 	int64_t requested_at;       /* ms; -1 unknown */
+	char *invalid;              /* not a member: why the request is refused */
+};
+
+enum dp_dyn_outcome { DP_DYN_OUT_GRANTED = 1, DP_DYN_OUT_REJECTED, DP_DYN_OUT_RETIRED,
+                      DP_DYN_OUT_IGNORED };
+
+struct dp_dyn_decision {
+	char *request_id;
+	enum dp_dyn_action action;  /* 0: the request's action was not known */
+	char *topic;
+	enum dp_dyn_outcome outcome;
+	char *reason;               /* rejected, ignored: why; else NULL */
+	int64_t request_offset;     /* on the requests topic; -1 unknown */
+	int64_t decided_at;         /* ms since the epoch; -1 unknown */
 };
 
 const char *dp_dyn_state_name(enum dp_dyn_state s);   /* "active", ...; static */
 const char *dp_dyn_reject_name(enum dp_dyn_reject r);  /* "name", ...; static */
+const char *dp_dyn_outcome_name(enum dp_dyn_outcome o); /* "granted", ...; static */
 int dp_dyn_reject_status(enum dp_dyn_reject r);        /* an exit status (exit.h) */
 
 /*
- * Parse a registry value (or a request).  Returns 0, or -1 with the
- * reason appended to err (for the warning a reader gives when it skips
- * the record).  The struct is safe to clear either way.
+ * Parse a registry value, a request or a decision.  Returns 0, or -1
+ * with the reason appended to err (for the warning a reader gives when
+ * it skips the record).  The struct is safe to clear either way.
+ *
+ * A request that names its request_id (not empty) and topic but is
+ * otherwise invalid -- no or an unknown action, a member unknown to its
+ * action, a member of the wrong type or out of range -- can still be
+ * answered: the parse returns -1 and keeps request_id, topic, action
+ * (when known) and the reason in invalid.  Without those two nobody can
+ * be answered, and both are NULL.
  */
 int dp_dyn_spec_parse(const char *json, size_t n, struct dp_dyn_spec *s, struct dp_buf *err);
 int dp_dyn_request_parse(const char *json, size_t n, struct dp_dyn_request *r,
                          struct dp_buf *err);
+int dp_dyn_decision_parse(const char *json, size_t n, struct dp_dyn_decision *d,
+                          struct dp_buf *err);
 void dp_dyn_spec_clear(struct dp_dyn_spec *s);
 void dp_dyn_request_clear(struct dp_dyn_request *r);
+void dp_dyn_decision_clear(struct dp_dyn_decision *d);
 
 /* Append the compact JSON of a spec or a request (no newline).  0 or -1 (memory). */
 int dp_dyn_spec_json(struct dp_buf *out, const struct dp_dyn_spec *s) DP_MUST_CHECK;
 int dp_dyn_request_json(struct dp_buf *out, const struct dp_dyn_request *r) DP_MUST_CHECK;
+int dp_dyn_decision_json(struct dp_buf *out, const struct dp_dyn_decision *d) DP_MUST_CHECK;
 
 /* Deep copy (dst is overwritten).  0 or -1 (memory). */
 int dp_dyn_spec_copy(struct dp_dyn_spec *dst, const struct dp_dyn_spec *src) DP_MUST_CHECK;

@@ -19,6 +19,8 @@ dp_exit_describe(int status)
 	case DP_EX_NOTFOUND:    return "does not exist";
 	case DP_EX_INVALID:     return "invalid name or spec";
 	case DP_EX_CAPACITY:    return "cluster cannot satisfy request";
+	case DP_EX_SIGNAL + 2:  return "stopped by SIGINT before the end";
+	case DP_EX_SIGNAL + 15: return "stopped by SIGTERM before the end";
 	}
 	return "unknown status";
 }

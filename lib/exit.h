@@ -4,6 +4,24 @@
  * The numbers follow sysexits(3) where a meaning exists there.  They are
  * an interface: scripts test them, every man page lists them under EXIT
  * STATUS.  Never renumber; only append.
+ *
+ * One status per cause, whatever the command (every man page's EXIT
+ * STATUS has this table):
+ *
+ *   cause                                              status
+ *   a topic, partition or table that does not exist    81 NOTFOUND
+ *   no broker, database, API or coordinator answers    69 UNAVAILABLE
+ *   credentials or permissions refused (SASL, ACLs,
+ *     the database's login or a statement, API key)    77 NOPERM
+ *   a bad property, connection option or table         78 CONFIG
+ *   -F or a key file unreadable; stdin closed          66 NOINPUT
+ *   stdin or stdout failed; stdout closed              74 IOERR
+ *   records read, not delivered or committed           75 TEMPFAIL
+ *   SIGINT, SIGTERM before the end of the input        130, 143
+ *     (a bounded input, cmd.h: 128 + the signal)
+ *
+ * librdkafka's errors become causes in dp_kafka_exit_status() (kafka.h),
+ * libpq's in pg.h's kinds; no command maps one status to another.
  */
 #ifndef DP_EXIT_H
 #define DP_EXIT_H
@@ -24,6 +42,9 @@ enum dp_exit {
 	DP_EX_NOTFOUND    = 81,  /* the object does not exist */
 	DP_EX_INVALID     = 82,  /* invalid name or spec (topic name, partitions) */
 	DP_EX_CAPACITY    = 83,  /* the cluster cannot satisfy it (replication factor) */
+	/* + the signal's number: SIGINT (130) or SIGTERM (143) stopped a run
+	 * before the end of its input (cmd.h), as a shell reports it */
+	DP_EX_SIGNAL      = 128,
 };
 
 /* Short lowercase description of an exit status; never NULL. */

@@ -168,6 +168,11 @@ dp_kafka_exit_status(rd_kafka_resp_err_t err)
 		return DP_EX_NOPERM;
 	case RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS:
 		return DP_EX_EXISTS;
+	/* The one status of a missing topic, in every command (exit.h). */
+	case RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART:
+	case RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC:
+	case RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION:
+		return DP_EX_NOTFOUND;
 	case RD_KAFKA_RESP_ERR_TOPIC_EXCEPTION:
 	case RD_KAFKA_RESP_ERR_INVALID_PARTITIONS:
 	case RD_KAFKA_RESP_ERR_INVALID_REQUEST:

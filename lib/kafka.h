@@ -163,7 +163,11 @@ rd_kafka_event_t *dp_kafka_queue_wait(rd_kafka_queue_t *q, int timeout_ms, int *
  */
 void dp_kafka_on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque);
 
-/* The exit status for a Kafka error code. */
+/*
+ * The exit status for a Kafka error code: the one place librdkafka's
+ * errors become dp's causes (exit.h).  A missing topic or partition is
+ * 81, refused credentials or ACLs 77, anything not answered 69.
+ */
 int dp_kafka_exit_status(rd_kafka_resp_err_t err);
 
 #endif

@@ -1,8 +1,10 @@
 #include <errno.h>
 #include <poll.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "lines.h"
@@ -69,6 +71,54 @@ dp_lines_has_line(struct dp_lines *r)
 		return 1;
 	r->scanned += avail;    /* next time, look only at new bytes */
 	return r->eof && r->end > r->start;
+}
+
+/* The '\n' in p[0..n). */
+static long long
+newlines(const char *p, size_t n)
+{
+	long long k = 0;
+	const char *e = p + n;
+
+	while (p < e && (p = memchr(p, '\n', (size_t)(e - p))) != NULL) {
+		k++;
+		p++;
+	}
+	return k;
+}
+
+long long
+dp_lines_unread(struct dp_lines *r)
+{
+	struct stat st;
+	long long n;
+	bool any = r->skipped > 0;      /* inside a long line: its start is gone */
+	char last = '\n', b[64 * 1024];
+	off_t off;
+	ssize_t k;
+
+	if (fstat(r->fd, &st) < 0 || !S_ISREG(st.st_mode))
+		return -1;
+	n = newlines(r->buf + r->start, r->end - r->start);
+	if (r->end > r->start) {
+		any = true;
+		last = r->buf[r->end - 1];
+	}
+	if (!r->eof) {
+		if ((off = lseek(r->fd, 0, SEEK_CUR)) < 0)
+			return -1;
+		while ((k = pread(r->fd, b, sizeof(b), off)) != 0) {
+			if (k < 0 && errno == EINTR)
+				continue;
+			if (k < 0)
+				return -1;
+			n += newlines(b, (size_t)k);
+			any = true;
+			last = b[k - 1];
+			off += k;
+		}
+	}
+	return n + (any && last != '\n');
 }
 
 void

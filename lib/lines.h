@@ -58,6 +58,16 @@ void dp_lines_set_max(struct dp_lines *r, size_t max);
 void dp_lines_stop(struct dp_lines *r);
 
 /*
+ * The lines not handed out yet, for saying what a stop left behind: the
+ * ones buffered and, when the descriptor is a regular file, those after
+ * its offset (read with pread(2): the offset stays).  A last line
+ * without "\n" counts.  -1 when the descriptor is not a regular file (a
+ * pipe: what is left cannot be known without taking it) or reading
+ * failed.  Reads the rest of the file: for the end of a run only.
+ */
+long long dp_lines_unread(struct dp_lines *r);
+
+/*
  * Call fn(ctx) about every 100 ms while waiting for input, so a command
  * can do other work while its writer is quiet.  When fn returns non-zero
  * the wait ends: dp_lines_next() returns DP_LINES_ERR with errno EINTR.

@@ -6,7 +6,8 @@
  *         before it delivered or committed);
  *   skip  go on; their number at the end;
  *   dlq   go on, and send the raw record to TOPIC through the producer
- *         engine, with headers that say why and where it came from.
+ *         engine, with its own headers (a trace id stays with it) and
+ *         then dp's, which say why and where it came from.
  *
  * Under every mode each bad record is named on stderr with where it came
  * from and why (dp-sink-pg(1) promises every one: a quiet skip is data
@@ -39,6 +40,7 @@ struct dp_on_error_policy {
 	bool durable;
 	int64_t timeout_ms;     /* durable: how long to wait for the acknowledgement */
 	uint64_t count;         /* bad records so far */
+	uint64_t sent;          /* dlq: dead letters acknowledged (durable) or handed over */
 };
 
 /*
@@ -62,7 +64,28 @@ int dp_on_error_record(struct dp_on_error_policy *p, struct dp_producer *prod,
                        const void *value, size_t len, const struct dp_producer_header *hdrs,
                        size_t nhdrs, uint64_t tag);
 
-/* "N bad WHATs skipped" / "... sent to the dead-letter topic"; nothing under fail. */
+/*
+ * "N bad WHATs skipped" / "N bad WHATs sent to the dead-letter topic
+ * 'T'" / "N bad WHATs, M sent to ..." when some were not; nothing under
+ * fail.
+ */
 void dp_on_error_summary(const struct dp_on_error_policy *p, const char *what);
+
+/*
+ * A Kafka record's own headers, appended to out in a form that can be
+ * kept with the record's bytes until it proves bad (librdkafka's are
+ * borrowed from the message), for dp_on_error_unpack_headers.  Nothing
+ * is appended when it has none.  0, or -1 when memory runs out.
+ */
+int dp_on_error_pack_headers(const rd_kafka_message_t *m, struct dp_buf *out);
+
+/*
+ * The headers data[0..len) holds (dp_on_error_pack_headers), after the
+ * n0 headers already in (*hdrs)[0..n0): *hdrs grows (caller frees it;
+ * the new names and values point into data) and *n is the new count.
+ * 0, or -1 when memory runs out or data is no such pack.
+ */
+int dp_on_error_unpack_headers(const void *data, size_t len, struct dp_producer_header **hdrs,
+                               size_t *n);
 
 #endif

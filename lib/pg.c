@@ -394,6 +394,17 @@ dp_pg_conninfo_check(const char *conninfo, struct dp_buf *err)
 	return -1;
 }
 
+/* The server refused the login itself (credentials), not the connection. */
+static bool
+login_refused(PGconn *c)
+{
+	const char *m = PQerrorMessage(c);
+
+	return PQconnectionNeedsPassword(c) || strstr(m, "authentication failed") ||
+	       strstr(m, "no pg_hba.conf entry") ||
+	       (strstr(m, "role \"") && strstr(m, "\" does not exist"));
+}
+
 PGconn *
 dp_pg_connect(const char *conninfo, const char *app, int64_t timeout_ms,
               enum dp_pg_kind *kind, struct dp_buf *err)
@@ -443,6 +454,8 @@ dp_pg_connect(const char *conninfo, const char *app, int64_t timeout_ms,
 	PostgresPollingStatusType st = PGRES_POLLING_WRITING;
 	while (st != PGRES_POLLING_OK) {
 		if (st == PGRES_POLLING_FAILED) {
+			if (kind && login_refused(c))
+				*kind = DP_PG_AUTH;
 			connect_failed(err, c, conninfo, NULL);
 			PQfinish(c);
 			return NULL;

@@ -53,6 +53,7 @@ enum dp_pg_kind {
 	DP_PG_RETRY,
 	DP_PG_DATA,
 	DP_PG_FATAL,
+	DP_PG_AUTH,             /* dp_pg_connect only: the server refused the login */
 };
 
 /*
@@ -64,7 +65,11 @@ enum dp_pg_kind {
  * err when a signal stopped it (dp_sig_stop is set).  *kind (may be
  * NULL) says why it failed: DP_PG_FATAL when libpq refused the options
  * themselves before trying any server (sslmode=bogus, a bad port: no
- * retry can help), else DP_PG_TRANSIENT.  Notices from the server go to
+ * retry can help), DP_PG_AUTH when the server refused the login (a
+ * password wanted and none given, a wrong password, an unknown role, no
+ * pg_hba.conf entry: told by libpq and by the server's text, which is
+ * English unless the server's lc_messages says otherwise), else
+ * DP_PG_TRANSIENT.  Notices from the server go to
  * dp_info() (shown with -v).  Caller PQfinish()es.
  */
 PGconn *dp_pg_connect(const char *conninfo, const char *app, int64_t timeout_ms,

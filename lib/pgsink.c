@@ -42,12 +42,13 @@
 #include "pgsink.h"
 #include "sig.h"
 #include "sqlstate.h"
+#include "sinkoffsets.h"
 #include "timefmt.h"
 
 #define QDEPTH 2                        /* batches per writer: one in flight, one waiting */
 #define COPY_CHUNK (256 * 1024)         /* bytes per PQputCopyData */
 
-#define OFFSETS_TABLE "dp_sink_offsets"
+#define OFFSETS_TABLE DP_SINKOFFSETS_TABLE
 #define MAX_COLUMNS 1600                /* MaxHeapAttributeNumber: dropped ones count */
 #define RETRIES_DEFAULT 10              /* in-place retries of one batch without --max-retries */
 #define RESHAPES_MAX 10                 /* table changes in a row before giving up */
@@ -132,6 +133,7 @@ enum result { R_NONE, R_COMMITTED, R_STOPPED, R_DISCARDED, R_LOST, R_FATAL, R_RE
 struct orig {
 	int64_t offset;
 	size_t pos, klen, vlen;
+	size_t hlen;                    /* its headers, after the value (dp_pgsink_raw_headers) */
 	bool has_key;
 };
 
@@ -185,6 +187,7 @@ struct dp_pgsink_src {
 	bool track;
 	char *label;
 	atomic_llong stored;            /* stored next_offset, -1 none; written under mu */
+	atomic_llong committed;         /* the end of the last batch committed, -1 none */
 	int64_t end;                    /* accounted */
 	struct batch *filling;
 	unsigned writer;
@@ -203,8 +206,8 @@ struct dp_pgsink_src {
 	size_t rec_row, rec_pos, rec_seg, rec_orig, rec_jpos;
 	/* the record as it came (dp_pgsink_raw), borrowed until done */
 	int64_t raw_off;
-	const void *raw_key, *raw_val;
-	size_t raw_klen, raw_vlen;
+	const void *raw_key, *raw_val, *raw_hdr;
+	size_t raw_klen, raw_vlen, raw_hlen;
 	bool raw_kept;                  /* copied into the batch (keep_raw) */
 };
 
@@ -853,6 +856,132 @@ find_table(struct dp_pgsink *s, struct dp_buf *err)
 	return 1;
 }
 
+/* ---- TimescaleDB users' habits ---------------------------------------------- */
+
+static bool table_has(const struct dp_pgsink *s, const char *name, void *arg);
+static const char *time_column(const struct dp_pgsink *s,
+                               bool (*has)(const struct dp_pgsink *, const char *, void *),
+                               void *arg);
+
+/*
+ * The time column of the table as a hypertable, into buf: 1; 0 when it
+ * is not one (or TimescaleDB is not installed); -1 with the reason in err.
+ */
+static int
+hyper_time(struct dp_pgsink *s, char *buf, size_t n, struct dp_buf *err)
+{
+	static const char sql[] =
+		"SELECT column_name FROM timescaledb_information.dimensions "
+		"WHERE hypertable_schema = $1 AND hypertable_name = $2 "
+		"ORDER BY dimension_number LIMIT 1";
+	const char *p[2] = { s->schema, s->name };
+	PGresult *r;
+
+	if (!s->has_ts)
+		return 0;
+	if (exec_ctl(s, sql, 2, p, &r, NULL, err, "cannot ask TimescaleDB about the table") != 0)
+		return -1;
+	int yes = PQntuples(r) > 0;
+	if (yes)
+		snprintf(buf, n, "%s", PQgetvalue(r, 0, 0));
+	PQclear(r);
+	return yes;
+}
+
+/* The table as a user types it into SQL: as given, or quoted where it must be. */
+static void
+msg_regclass(struct dp_buf *m, const struct dp_pgsink *s)
+{
+	const char *t = s->cfg.table;
+	bool plain = true;
+
+	for (const char *c = t; *c; c++)
+		plain &= (*c >= 'a' && *c <= 'z') || *c == '_' || *c == '.' ||
+		         (c > t && *c >= '0' && *c <= '9');
+	for (const char *c = plain ? t : s->qname; *c; c++)
+		dp_buf_msgf(m, *c == '\'' ? "''" : "%c", *c);
+}
+
+/* A table of no hypertable's shape that --hypertable on refuses: how to make it one. */
+static int
+not_hypertable(struct dp_pgsink *s, struct dp_buf *err)
+{
+	const char *tcol = time_column(s, table_has, NULL);
+	struct dp_buf q = DP_BUF_INIT;
+	PGresult *r;
+	bool rows = false;
+
+	if (tcol) {
+		/* migrate_data is only needed, and only slow, with rows to move */
+		if (dp_buf_addf(&q, "SELECT EXISTS (SELECT 1 FROM %s)", s->qname) < 0) {
+			dp_buf_free(&q);
+			dp_buf_msgf(err, "out of memory");
+			return DP_EX_SOFTWARE;
+		}
+		int rc = exec_ctl(s, q.data, 0, NULL, &r, NULL, err, "cannot look into the table");
+		dp_buf_free(&q);
+		if (rc)
+			return DP_EX_UNAVAILABLE;
+		rows = *PQgetvalue(r, 0, 0) == 't';
+		PQclear(r);
+	}
+	dp_buf_msgf(err, "--hypertable on: table %s exists and is not a hypertable", s->cfg.table);
+	if (!tcol) {
+		dp_buf_msgf(err, ", and has no time column (ts or time; see --time-column)");
+		return DP_EX_CONFIG;
+	}
+	dp_buf_msgf(err, "; make it one%s: SELECT create_hypertable('",
+	            rows ? ", moving its rows into chunks" : "");
+	msg_regclass(err, s);
+	dp_buf_msgf(err, "', '%s'%s)", tcol, rows ? ", migrate_data => true" : "");
+	return DP_EX_CONFIG;
+}
+
+/*
+ * --chunk-interval with a table that exists already: its chunks are not
+ * changed (only --create's create_hypertable sizes them), so say so,
+ * unless they are of that size already.
+ */
+static void
+chunk_note(struct dp_pgsink *s)
+{
+	static const char sql[] =
+		"SELECT d.time_interval = $3::interval, d.time_interval::text "
+		"FROM timescaledb_information.dimensions d "
+		"WHERE d.hypertable_schema = $1 AND d.hypertable_name = $2 "
+		"ORDER BY d.dimension_number LIMIT 1";
+	struct dp_buf err = DP_BUF_INIT, m = DP_BUF_INIT;
+	char chunk[48], now[64] = "";
+	PGresult *r = NULL;
+	int same = 0;
+
+	snprintf(chunk, sizeof(chunk), "%lld milliseconds", (long long)s->cfg.chunk_ms);
+	const char *p[3] = { s->schema, s->name, chunk };
+	if (s->has_ts && exec_ctl(s, sql, 3, p, &r, NULL, &err, "cannot ask TimescaleDB") == 0) {
+		if (PQntuples(r) > 0) {
+			same = *PQgetvalue(r, 0, 0) == 't' ? 1 : -1;
+			snprintf(now, sizeof(now), "%s", PQgetvalue(r, 0, 1));
+		}
+		PQclear(r);
+	}
+	if (same > 0) {
+		dp_buf_free(&err);
+		return;
+	}
+	if (same == 0) {
+		dp_warn("--chunk-interval: table %s exists and is not a hypertable; the option "
+		        "sizes the chunks of a hypertable --create makes", s->cfg.table);
+	} else {
+		char d[48];
+		msg_regclass(&m, s);
+		dp_warn("--chunk-interval: table %s exists, and its chunks stay as they are (%s); "
+		        "to size the next ones: SELECT set_chunk_time_interval('%s', INTERVAL '%s')",
+		        s->cfg.table, now, dp_buf_str(&m), dp_duration_format(s->cfg.chunk_ms, d));
+	}
+	dp_buf_free(&m);
+	dp_buf_free(&err);
+}
+
 /* --upsert needs a unique index on exactly its columns (ON CONFLICT's arbiter). */
 static int
 check_keys(struct dp_pgsink *s, struct dp_buf *err)
@@ -897,6 +1026,18 @@ check_keys(struct dp_pgsink *s, struct dp_buf *err)
 		for (size_t k = 0; k < s->cfg.nkeys; k++)
 			dp_buf_msgf(err, "%s%s", k ? ", " : "", s->cfg.keys[k]);
 		dp_buf_msgf(err, "), which ON CONFLICT needs");
+		/* TimescaleDB refuses such an index when the keys lack the time column. */
+		struct dp_buf why = DP_BUF_INIT;
+		char tcol[128];
+		bool in = false;
+		if (hyper_time(s, tcol, sizeof(tcol), &why) == 1) {
+			for (size_t k = 0; k < s->cfg.nkeys; k++)
+				in |= strcmp(s->cfg.keys[k], tcol) == 0;
+			if (!in)
+				dp_buf_msgf(err, "; and a hypertable's unique index must include its time "
+				            "column %s: add %s to --upsert (and to the index)", tcol, tcol);
+		}
+		dp_buf_free(&why);
 		return DP_EX_CONFIG;
 	}
 	return 0;
@@ -972,11 +1113,8 @@ table_known(struct dp_pgsink *s, struct dp_buf *err)
 		int h = is_hypertable(s, err);
 		if (h < 0)
 			return DP_EX_UNAVAILABLE;
-		if (!h) {
-			dp_buf_msgf(err, "--hypertable on: table %s exists and is not a hypertable",
-			            s->cfg.table);
-			return DP_EX_CONFIG;
-		}
+		if (!h)
+			return not_hypertable(s, err);
 	}
 	s->table_ready = true;
 	return 0;
@@ -1266,6 +1404,14 @@ bad_ident(const char *name, size_t len)
 	return NULL;
 }
 
+/* The table's columns, for time_column(). */
+static bool
+table_has(const struct dp_pgsink *s, const char *name, void *arg)
+{
+	(void)arg;
+	return find_col(s, name, strlen(name)) >= 0;
+}
+
 static const char *
 time_column(const struct dp_pgsink *s, bool (*has)(const struct dp_pgsink *, const char *, void *),
             void *arg)
@@ -1407,12 +1553,13 @@ add_seg(struct batch *b, struct layout *L)
 /* Tell on_bad about one bad record (the caller's thread): 0 or its status. */
 static int
 report(struct dp_pgsink *s, struct dp_pgsink_src *src, int64_t offset, const char *reason,
-       const char *sqlstate, const void *key, size_t klen, const void *value, size_t vlen)
+       const char *sqlstate, const void *key, size_t klen, const void *value, size_t vlen,
+       const void *hdr, size_t hlen)
 {
 	struct dp_pgsink_bad bad = {
 		.src = src, .topic = src->topic, .partition = src->partition, .offset = offset,
 		.reason = reason, .sqlstate = sqlstate, .key = key, .klen = klen, .value = value,
-		.vlen = vlen,
+		.vlen = vlen, .headers = hdr, .hlen = hlen,
 	};
 
 	s->stats.bad++;
@@ -1427,10 +1574,12 @@ report_kept(struct dp_pgsink *s, const struct batch *b, int64_t offset, const ch
 	const struct orig *o = orig_of(b, offset);
 
 	if (!o)
-		return report(s, b->src, offset, reason, sqlstate, NULL, 0, json, len);
+		return report(s, b->src, offset, reason, sqlstate, NULL, 0, json, len, NULL, 0);
 	const char *p = b->odata.data ? b->odata.data + o->pos : "";
+	size_t vlen = o->vlen != SIZE_MAX ? o->vlen : 0;
 	return report(s, b->src, offset, reason, sqlstate, o->has_key ? p : NULL, o->klen,
-	              o->vlen != SIZE_MAX ? p + o->klen : NULL, o->vlen != SIZE_MAX ? o->vlen : 0);
+	              o->vlen != SIZE_MAX ? p + o->klen : NULL, vlen,
+	              o->hlen ? p + o->klen + vlen : NULL, o->hlen);
 }
 
 /* A row dp_pgsink_add refuses (the reason in s->why): reported with its record. */
@@ -1442,9 +1591,9 @@ bad_row(struct dp_pgsink *s, struct dp_pgsink_src *src, int64_t offset, const ch
 
 	if (src->raw_off == offset)
 		st = report(s, src, offset, dp_buf_str(&s->why), "", src->raw_key, src->raw_klen,
-		            src->raw_val, src->raw_vlen);
+		            src->raw_val, src->raw_vlen, src->raw_hdr, src->raw_hlen);
 	else
-		st = report(s, src, offset, dp_buf_str(&s->why), "", NULL, 0, json, len);
+		st = report(s, src, offset, dp_buf_str(&s->why), "", NULL, 0, json, len, NULL, 0);
 	dp_buf_msgf(err, "%s", dp_buf_str(&s->why));
 	return st ? st : DP_PGSINK_BAD;
 }
@@ -1469,8 +1618,10 @@ keep_orig(struct dp_pgsink *s, struct dp_pgsink_src *src, struct batch *b, int64
 	o->has_key = src->raw_key != NULL;
 	o->klen = src->raw_key ? src->raw_klen : 0;
 	o->vlen = src->raw_val ? src->raw_vlen : SIZE_MAX;
+	o->hlen = src->raw_hdr ? src->raw_hlen : 0;
 	if ((o->klen && dp_buf_add(&b->odata, src->raw_key, o->klen) < 0) ||
-	    (src->raw_val && src->raw_vlen && dp_buf_add(&b->odata, src->raw_val, src->raw_vlen) < 0))
+	    (src->raw_val && src->raw_vlen && dp_buf_add(&b->odata, src->raw_val, src->raw_vlen) < 0) ||
+	    (o->hlen && dp_buf_add(&b->odata, src->raw_hdr, o->hlen) < 0))
 		return -1;
 	b->norigs++;
 	src->raw_kept = true;
@@ -2228,14 +2379,15 @@ attempt(struct writer *w, struct batch *b, size_t nrec, bool halving)
 	if ((k = wexec(w, "COMMIT", 0, NULL, NULL)) != DP_PG_OK)
 		return k;
 	int64_t end = b->stop >= 0 ? b->stop : b->end;
-	if (src->track) {
-		/* Not for a batch of an earlier acquisition: the stored offset
-		 * was read again since, and is newer. */
-		pthread_mutex_lock(&w->s->mu);
-		if (b->gen == src->gen)
+	/* Not for a batch of an earlier acquisition: the stored offset
+	 * was read again since, and is newer. */
+	pthread_mutex_lock(&w->s->mu);
+	if (b->gen == src->gen) {
+		if (src->track)
 			atomic_store(&src->stored, end);
-		pthread_mutex_unlock(&w->s->mu);
+		atomic_store(&src->committed, end);
 	}
+	pthread_mutex_unlock(&w->s->mu);
 	b->written = 0;
 	for (size_t i = 0; i < b->nrows; i++)
 		b->written += b->rows[i].offset < end;
@@ -2479,7 +2631,7 @@ connect_one(struct dp_pgsink *s, PGconn **c, struct dp_buf *err)
 		return 0;
 	if (dp_sig_stop && !err->len)
 		dp_buf_msgf(err, "interrupted while connecting to the database");
-	return k == DP_PG_FATAL ? DP_EX_CONFIG : DP_EX_UNAVAILABLE;
+	return k == DP_PG_FATAL ? DP_EX_CONFIG : k == DP_PG_AUTH ? DP_EX_NOPERM : DP_EX_UNAVAILABLE;
 }
 
 int
@@ -2549,8 +2701,11 @@ dp_pgsink_open(struct dp_pgsink **out, const struct dp_pgsink_config *cfg, struc
 		            cfg->table);
 		return DP_EX_NOTFOUND;
 	}
-	if (rc == 1 && (rc = table_known(s, err)) != 0)
+	bool existed = rc == 1;
+	if (existed && (rc = table_known(s, err)) != 0)
 		return rc;
+	if (existed && cfg->chunk_ms)
+		chunk_note(s);
 
 	s->nw = s->cfg.writers;
 	s->w = calloc(s->nw, sizeof(*s->w));
@@ -2771,11 +2926,7 @@ dp_pgsink_free(struct dp_pgsink *s)
 static int
 offsets_table(struct dp_pgsink *s, struct dp_buf *err)
 {
-	static const char sql[] =
-		"CREATE TABLE IF NOT EXISTS " OFFSETS_TABLE " ("
-		"\"group\" text NOT NULL, topic text NOT NULL, \"partition\" integer NOT NULL, "
-		"next_offset bigint NOT NULL, updated_at timestamptz NOT NULL DEFAULT now(), "
-		"PRIMARY KEY (\"group\", topic, \"partition\"))";
+	static const char sql[] = DP_SINKOFFSETS_DDL;
 	char state[6];
 	int rc;
 
@@ -2918,6 +3069,7 @@ dp_pgsink_source(struct dp_pgsink *s, const char *group, const char *topic, int3
 	src->track = track;
 	src->rec = src->raw_off = -1;
 	atomic_store(&src->stored, -1);
+	atomic_store(&src->committed, -1);
 	s->src[s->nsrc++] = src;
 acquire:
 	if ((*status = acquire(s, src, err)) != 0)
@@ -3012,6 +3164,7 @@ dp_pgsink_lost(struct dp_pgsink *s)
 }
 
 int64_t dp_pgsink_stored(const struct dp_pgsink_src *src) { return atomic_load(&src->stored); }
+int64_t dp_pgsink_committed(const struct dp_pgsink_src *src) { return atomic_load(&src->committed); }
 int64_t dp_pgsink_accounted(const struct dp_pgsink_src *src) { return src->end; }
 const char *dp_pgsink_src_label(const struct dp_pgsink_src *src) { return src->label; }
 
@@ -3103,7 +3256,18 @@ dp_pgsink_raw(struct dp_pgsink *s, struct dp_pgsink_src *src, int64_t offset, co
 	src->raw_klen = klen;
 	src->raw_val = value;
 	src->raw_vlen = vlen;
+	src->raw_hdr = NULL;
+	src->raw_hlen = 0;
 	src->raw_kept = false;
+}
+
+void
+dp_pgsink_raw_headers(struct dp_pgsink *s, struct dp_pgsink_src *src, const void *hdr,
+                      size_t hlen)
+{
+	(void)s;
+	src->raw_hdr = hlen ? hdr : NULL;
+	src->raw_hlen = hlen;
 }
 
 int
@@ -3254,6 +3418,7 @@ want_hypertable(struct dp_pgsink *s, const char *tcol, const char *ttype, struct
 {
 	const char *why = NULL;
 	bool keys_ok = true;
+	char keys_why[256];
 
 	if (s->cfg.hypertable == DP_PGSINK_HYPER_OFF)
 		return 0;
@@ -3268,15 +3433,20 @@ want_hypertable(struct dp_pgsink *s, const char *tcol, const char *ttype, struct
 		why = "no time column (ts or time; see --time-column) in the first records";
 	else if (strcmp(ttype, "timestamptz") != 0)
 		why = "the time column does not hold timestamps";
-	else if (!keys_ok)
-		why = "the --upsert keys do not include the time column, which TimescaleDB requires";
+	else if (!keys_ok) {
+		snprintf(keys_why, sizeof(keys_why), "the --upsert keys do not include the time "
+		         "column %s, and a hypertable's unique index must include it (add %s to "
+		         "--upsert)", tcol, tcol);
+		why = keys_why;
+	}
 	if (!why)
 		return 1;
 	if (s->cfg.hypertable == DP_PGSINK_HYPER_ON) {
 		dp_buf_msgf(err, "--hypertable on: %s", why);
 		return -1;
 	}
-	dp_warn("%s: making %s a plain table", why, s->cfg.table);
+	dp_warn("%s: making %s a plain table%s", why, s->cfg.table,
+	        s->cfg.chunk_ms ? " (--chunk-interval goes unused)" : "");
 	return 0;
 }
 

@@ -108,6 +108,9 @@ struct dp_pgsink_bad {
 	size_t klen;
 	const void *value;
 	size_t vlen;
+	/* Its headers as dp_pgsink_raw_headers gave them (opaque here), or NULL. */
+	const void *headers;
+	size_t hlen;
 };
 
 /*
@@ -221,6 +224,11 @@ struct dp_pgsink_src *dp_pgsink_lost(struct dp_pgsink *s);
 
 /* The stored next offset (the first record not yet in the table), or -1 when none. */
 int64_t dp_pgsink_stored(const struct dp_pgsink_src *src);
+/*
+ * The end of the last batch this process committed for src (tracked or
+ * not: the lines of --stdin written), or -1 when none.
+ */
+int64_t dp_pgsink_committed(const struct dp_pgsink_src *src);
 /* Everything accounted with dp_pgsink_done() so far, committed or not. */
 int64_t dp_pgsink_accounted(const struct dp_pgsink_src *src);
 /* The source as the user names it: its --source-id, or "topic/partition". */
@@ -233,6 +241,14 @@ const char *dp_pgsink_src_label(const struct dp_pgsink_src *src);
  */
 void dp_pgsink_raw(struct dp_pgsink *s, struct dp_pgsink_src *src, int64_t offset,
                    const void *key, size_t klen, const void *value, size_t vlen);
+
+/*
+ * After dp_pgsink_raw: the record's headers, hdr[0..hlen) in whatever
+ * form the caller packed them (onerror.h's), kept with the record and
+ * given back with it in dp_pgsink_bad.  Borrowed until dp_pgsink_done().
+ */
+void dp_pgsink_raw_headers(struct dp_pgsink *s, struct dp_pgsink_src *src, const void *hdr,
+                           size_t hlen);
 
 /*
  * Add one row (json[0..len), which must be a JSON object: the check is

@@ -653,7 +653,10 @@ dp_producer_send_wait(struct dp_producer *p, const struct dp_producer_rec *recs,
 			const char *t = other_topic(p, recs[i].topic);
 			dp_buf_msgf(err, "record %zu of %zu not delivered to '%s': %s", i + 1, n,
 			            t ? t : p->topic, rd_kafka_err2str(e));
-			status = DP_EX_TEMPFAIL;
+			/* The broker refused the record itself (over the topic's
+			 * max.message.bytes, say): sending it again cannot help. */
+			status = dp_kafka_exit_status(e) == DP_EX_DATAERR ? DP_EX_DATAERR
+			                                                  : DP_EX_TEMPFAIL;
 		}
 		break;
 	}

@@ -226,8 +226,9 @@ struct dp_producer_ack {
  * Returns 0 when every record was acknowledged, DP_KAFKA_STOPPED when a
  * signal came first, or an exit status with a message in err naming the
  * first failure: DP_EX_TEMPFAIL for a record not acknowledged (failed or
- * timed out), DP_EX_DATAERR for one refused at hand-over (too large),
- * ... .  Records that were not answered in time or before the signal are
+ * timed out), DP_EX_DATAERR for one refused for itself, at hand-over or
+ * by the broker (too large: message.max.bytes, the topic's
+ * max.message.bytes), ... .  Records that were not answered in time or before the signal are
  * not withdrawn: they may still be delivered later (counted in the
  * stats only), so a caller that retries must write records that are
  * safe to repeat (a compacted topic's key, say).

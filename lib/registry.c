@@ -2,6 +2,7 @@
  * registry.c -- the live view of the registry (registry.h), on the
  * consumer engine without a group.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -123,6 +124,13 @@ on_record(struct dp_consumer *c, void *arg, struct dp_consumer_part *p,
 	char *key = key_of(m);
 
 	r->progress = true;
+	if (r->conf.record) {
+		char where[300];
+		snprintf(where, sizeof(where), "%s offset %lld", p->topic, (long long)m->offset);
+		free(key);
+		return r->conf.record(r->conf.arg, where, m->key, m->key_len, m->payload,
+		                      m->len) < 0 ? DP_CONSUMER_AGAIN : DP_CONSUMER_NEXT;
+	}
 	if (!key) {
 		dp_warn("registry %s offset %lld: skipped: no key naming a topic", p->topic,
 		        (long long)m->offset);

@@ -44,10 +44,25 @@ struct dp_registry;
 typedef void (*dp_registry_fn)(void *arg, const char *topic, const struct dp_dyn_spec *old,
                                const struct dp_dyn_spec *now, int64_t offset);
 
+/*
+ * A record as it is, for a view of another compacted topic (dp-coord's
+ * decisions): key and value borrowed for the call, value NULL for a
+ * tombstone; where names the record ("topic offset 12") for warnings.
+ * Returns 0, or -1 when memory ran out (the record is read again).
+ */
+typedef int (*dp_registry_record_fn)(void *arg, const char *where, const char *key,
+                                     size_t keylen, const char *value, size_t len);
+
 struct dp_registry_conf {
 	const struct dp_common *common;   /* -b, -X, --timeout; borrowed, outlives the view */
 	const char *topic;                /* the registry topic (DP_REGISTRY_DEFAULT) */
 	dp_registry_fn change;            /* may be NULL */
+	/*
+	 * Set, the records go to it instead of becoming specs: the view then
+	 * holds no specs, and load, poll and sync read another compacted topic
+	 * the same way (change is not called).
+	 */
+	dp_registry_record_fn record;
 	void *arg;
 	/*
 	 * A registry that does not exist yet (no dp-coord serve has run) is

@@ -2,7 +2,9 @@
  * sig.h -- signals as dp commands treat them.
  *
  * SIGINT and SIGTERM set a flag that asks for a graceful drain (flush,
- * wait for deliveries, commit, exit).  The handler then restores the
+ * wait for deliveries, commit, exit).  What the exit status is then is
+ * dp_cmd_main()'s (cmd.h): 128 + the signal when it stopped a run before
+ * the end of its input, the run's own status otherwise.  The handler then restores the
  * default action, so a second signal ends the process at once.  The
  * handlers do not use SA_RESTART: a blocking read returns EINTR so the
  * command notices the request promptly; so is SIGALRM, which the

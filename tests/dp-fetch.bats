@@ -352,7 +352,7 @@ PRICES='{"routes":{"/data/pricemultifull":[{"file":"saundersconsult__pricemultif
 	[ "$(nreq)" -eq 2 ]
 }
 
-@test "Retry-After is honored; a huge one is clamped to the 30s cap and SIGTERM ends the wait (75)" {
+@test "Retry-After is honored; a huge one is clamped to the 30s cap and SIGTERM ends the wait (143)" {
 	serve '{"routes":{"/data/pricemultifull":[{"status":429,"body":"","headers":{"Retry-After":"1"}},{"file":"saundersconsult__pricemultifull.json"}]}}'
 	run --separate-stderr dp-fetch price --fsyms BTC --tsyms USD --retry-base 10ms -v
 	[ "$status" -eq 0 ]
@@ -363,10 +363,10 @@ PRICES='{"routes":{"/data/pricemultifull":[{"file":"saundersconsult__pricemultif
 	# 2^63-1 seconds: as milliseconds it would overflow.
 	serve '{"routes":{"/data/pricemultifull":[{"status":429,"body":"","headers":{"Retry-After":"9223372036854775807"}}]}}'
 	signal_in backoff TERM dp-fetch price --fsyms BTC --tsyms USD -v --trace-states
-	[ "$status" -eq 75 ]
+	[ "$status" -eq 143 ]
 	[ "$output" = "" ]
 	[[ $stderr == *"HTTP 429 from $URL/data/pricemultifull?fsyms=BTC&tsyms=USD; retry 1 of 5 in 30s (the server asks for 1d)"* ]]
-	[[ $stderr == *"dp-fetch: interrupted before the fetch was complete"* ]]
+	[[ $stderr == *"dp-fetch: stopped by SIGTERM before the end: the fetch was not complete: no prices printed"* ]]
 	[ "$(last_move)" = "backoff -interrupt-> interrupted" ]
 }
 
@@ -453,10 +453,10 @@ dp-fetch: no price for BTC/BTCDDD in the response' ]
 
 # --- signals in every state --------------------------------------------------------------
 
-@test "SIGTERM during a request: a one-shot run exits 75 at once, --every exits 0" {
+@test "SIGTERM during a request: a one-shot run exits 143 at once, --every exits 0" {
 	serve '{"routes":{"/data/pricemultifull":[{"file":"saundersconsult__pricemultifull.json","delay":10}]}}'
 	signal_in fetching TERM dp-fetch price --fsyms BTC --tsyms USD --trace-states
-	[ "$status" -eq 75 ]
+	[ "$status" -eq 143 ]
 	[ "$output" = "" ]
 	[ "$(last_move)" = "fetching -interrupt-> interrupted" ]
 	signal_in fetching TERM dp-fetch price --fsyms BTC --tsyms USD --every 1m --trace-states

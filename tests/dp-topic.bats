@@ -455,8 +455,9 @@ reporting all_ok done" ]
 @test "a signal ends dp-topic at once while the broker hangs, and while it will not answer a request" {
 	blackhole_start
 	signal_within 1.5 INT dp-topic -b "127.0.0.1:$BLACKHOLE_PORT" --timeout 30s list --trace-states
-	[ "$status" -eq 75 ]
+	[ "$status" -eq 130 ]
 	[[ $stderr == *"interrupted before the cluster answered"* ]]
+	[[ $stderr == *"dp-topic: stopped by SIGINT before the end: the cluster did not answer"* ]]
 	[[ $stderr == *'"from":"connecting","event":"signal","to":"failed"'* ]]
 	# A broker taken for one that predates the admin API never answers the
 	# request itself; the signal ends the wait for it too.
@@ -469,8 +470,9 @@ reporting all_ok done" ]
 	wait_until 1.5 proc_gone "$pid"
 	rc=0
 	wait "$pid" || rc=$?
-	[ "$rc" -eq 75 ]
+	[ "$rc" -eq 130 ]
 	grep -q '"from":"requesting","event":"no_answer","to":"reporting"' "$err"
+	grep -q "dp-topic: stopped by SIGINT before the end: 1 of 1 topic not done" "$err"
 }
 
 @test "a request the cluster does not answer fails its topics with 69 after --timeout" {

@@ -35,6 +35,12 @@ setup() {
 	[[ $output == *"reading goes on"* ]]
 }
 
+@test "line reader: what a stop leaves of a file is counted, the reading goes on; a pipe's is unknown" {
+	run "$TEST_LIB" lines_unread
+	[ "$status" -eq 0 ]
+	[[ $output == *"a pipe's unknown"* ]]
+}
+
 @test "json scanner accepts RFC 8259 and rejects the rest with a reason" {
 	run "$TEST_LIB" json
 	[ "$status" -eq 0 ]
@@ -47,6 +53,15 @@ setup() {
 	[ "$status" -eq 0 ]
 	[[ $output == *"18 indexed"* ]]
 	[[ $output == *": 0 disagreements"* ]]
+}
+
+@test "dynamic topics: requests are checked completely; the decisions table keeps, replaces and forgets" {
+	run "$TEST_LIB" coord
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ $output == *"requests: 0 wrong"* ]]
+	[[ $output == *"skipped: key 'req-10' is not its request_id 'req-1'"* ]]
+	[[ $output == *"decisions: 4999 kept"* ]]
 }
 
 @test "jq expressions: fast paths agree with jq, errors name the expression" {

@@ -29,7 +29,10 @@
 #include "cc.h"
 #include "ccstream.h"
 #include "cli.h"
+#include "cmd.h"
 #include "consumer.h"
+#include "coord.h"
+#include "dynspec.h"
 #include "envelope.h"
 #include "exit.h"
 #include "expr.h"
@@ -99,6 +102,53 @@ t_lines_basic(void)
 	dp_lines_free(r);
 	waitpid(c, NULL, 0);
 	printf("ok crlf, empty line, last line without newline, 4 lines\n");
+	return 0;
+}
+
+/*
+ * What a stop leaves of a file is counted without moving it (the reading
+ * goes on where it was); a pipe's rest is unknown.  And the one wording
+ * of what was and was not delivered.
+ */
+static int
+t_lines_unread(void)
+{
+	char path[] = "/tmp/dp-test-unread-XXXXXX";
+	int fd = mkstemp(path);
+	const char *l;
+	size_t n;
+	pid_t c;
+
+	CHECK(fd >= 0);
+	unlink(path);
+	CHECK(write(fd, "a\nb\n\nc\nd", 8) == 8 && lseek(fd, 0, SEEK_SET) == 0);
+	struct dp_lines *r = dp_lines_new(fd, 0);
+	CHECK(r && dp_lines_unread(r) == 5);
+	CHECK(dp_lines_next(r, &l, &n) == DP_LINES_OK && !strcmp(l, "a"));
+	CHECK(dp_lines_unread(r) == 4);         /* b, the empty one, c, d */
+	CHECK(dp_lines_next(r, &l, &n) == DP_LINES_OK && !strcmp(l, "b"));
+	CHECK(dp_lines_unread(r) == 3);
+	while (dp_lines_next(r, &l, &n) == DP_LINES_OK)
+		;
+	CHECK(!strcmp(l, "d") && dp_lines_unread(r) == 0);
+	dp_lines_free(r);
+	close(fd);
+	r = reader_for("x\n", 2, 0, &c);
+	CHECK(r && dp_lines_unread(r) == -1);
+	dp_lines_free(r);
+	waitpid(c, NULL, 0);
+
+	struct dp_buf b = DP_BUF_INIT;
+	dp_cmd_say_undelivered(&b, "line", 12, 3, 5);
+	CHECK(!strcmp(dp_buf_str(&b), "12 lines delivered, 8 not delivered (5 of them not read)"));
+	dp_buf_reset(&b);
+	dp_cmd_say_undelivered(&b, "line", 1, 0, 7);
+	CHECK(!strcmp(dp_buf_str(&b), "1 line delivered, 7 not delivered (not read)"));
+	dp_buf_reset(&b);
+	dp_cmd_say_undelivered(&b, "line", 0, 2, -1);
+	CHECK(!strcmp(dp_buf_str(&b), "0 lines delivered, 2 read and not delivered, the rest of the input not read"));
+	dp_buf_free(&b);
+	printf("ok the rest of a file counted, a pipe's unknown\n");
 	return 0;
 }
 
@@ -2290,12 +2340,121 @@ t_fresh(int rounds)
 	return failures != 0;
 }
 
+/*
+ * dynspec.h's requests are checked completely, and an invalid one keeps
+ * what it takes to answer it; coord.h's decisions table keeps, replaces,
+ * forgets and lists decisions by request_id through growth and removal.
+ */
+static int
+t_coord(void)
+{
+	static const struct { const char *json, *invalid; bool answerable; } reqs[] = {
+		{ "{\"action\":\"create\",\"request_id\":\"a\",\"topic\":\"dyn.a\","
+		  "\"source\":\"s\",\"filter\":\".\",\"partitions\":2,\"config\":{}}", NULL, true },
+		{ "{\"action\":\"create\",\"request_id\":\"a\",\"topic\":\"dyn.a\","
+		  "\"source\":\"s\",\"filter\":\".\",\"partiton\":6}",
+		  "unknown field \"partiton\"", true },
+		{ "{\"action\":\"create\",\"request_id\":\"a\",\"topic\":\"dyn.a\","
+		  "\"source\":\"s\",\"filter\":\".\",\"\\u0070artiton\":6}",
+		  "unknown field \"\\u0070artiton\"", true },
+		{ "{\"action\":\"create\",\"request_id\":\"a\",\"topic\":\"dyn.a\","
+		  "\"source\":\"s\",\"filter\":\".\",\"partitions\":0}",
+		  "\"partitions\" is not an integer from 1 to 2147483647", true },
+		{ "{\"action\":\"create\",\"request_id\":\"a\",\"topic\":\"dyn.a\","
+		  "\"source\":\"s\"}", "no \"filter\"", true },
+		{ "{\"action\":\"retire\",\"request_id\":\"a\",\"topic\":\"dyn.a\","
+		  "\"delete_after_ms\":5,\"requested_by\":\"me\",\"requested_at\":null}", NULL, true },
+		{ "{\"action\":\"retire\",\"request_id\":\"a\",\"topic\":\"dyn.a\","
+		  "\"filter\":\".\"}", "field \"filter\" is for create, not retire", true },
+		{ "{\"action\":\"drop\",\"request_id\":\"a\",\"topic\":\"dyn.a\"}",
+		  "unknown \"action\" 'drop' (expected create or retire)", true },
+		{ "{\"request_id\":\"a\",\"topic\":\"dyn.a\"}", "no \"action\"", true },
+		{ "{\"action\":\"create\",\"topic\":\"dyn.a\"}", NULL, false },
+		{ "{\"action\":\"create\",\"request_id\":\"\",\"topic\":\"dyn.a\"}", NULL, false },
+		{ "{\"action\":\"create\",\"request_id\":\"a\"}", NULL, false },
+		{ "[1]", NULL, false },
+	};
+	struct dp_buf err = DP_BUF_INIT;
+	int bad = 0;
+
+	for (size_t i = 0; i < sizeof(reqs) / sizeof(reqs[0]); i++) {
+		struct dp_dyn_request q;
+		dp_buf_reset(&err);
+		int rc = dp_dyn_request_parse(reqs[i].json, strlen(reqs[i].json), &q, &err);
+		bool ok = reqs[i].invalid || !reqs[i].answerable ? rc < 0 : rc == 0;
+		if (reqs[i].invalid)
+			ok = ok && q.invalid && !strcmp(q.invalid, reqs[i].invalid) &&
+			     !strcmp(dp_buf_str(&err), reqs[i].invalid);
+		ok = ok && (q.request_id != NULL) == reqs[i].answerable &&
+		     (q.topic != NULL) == reqs[i].answerable;
+		if (!ok) {
+			printf("FAIL %s: rc %d, invalid '%s', err '%s'\n", reqs[i].json, rc,
+			       q.invalid ? q.invalid : "", dp_buf_str(&err));
+			bad++;
+		}
+		dp_dyn_request_clear(&q);
+	}
+	printf("requests: %d wrong\n", bad);
+
+	/* The table: 5000 decisions, every third forgotten, then put again. */
+	struct dp_coord_decisions *d = dp_coord_decisions_new();
+	char id[32];
+	CHECK(d);
+	for (int i = 0; i < 5000; i++) {
+		snprintf(id, sizeof(id), "req-%d", i);
+		struct dp_dyn_decision dec = { .request_id = id, .action = DP_DYN_CREATE,
+		                               .topic = "dyn.x", .outcome = DP_DYN_OUT_GRANTED,
+		                               .request_offset = i, .decided_at = -1 };
+		CHECK(dp_coord_decisions_put(d, &dec) == 0);
+	}
+	for (int i = 0; i < 5000; i += 3) {
+		snprintf(id, sizeof(id), "req-%d", i);
+		dp_coord_decisions_forget(d, id);
+	}
+	CHECK(dp_coord_decisions_count(d) == 5000 - 1667);
+	for (int i = 0; i < 5000; i++) {
+		snprintf(id, sizeof(id), "req-%d", i);
+		const struct dp_dyn_decision *x = dp_coord_decided(d, id);
+		CHECK(i % 3 == 0 ? x == NULL : x && x->request_offset == i);
+	}
+	/* Replaced, not added; from the topic's records too (a tombstone forgets). */
+	const char *v = "{\"request_id\":\"req-1\",\"action\":\"retire\",\"topic\":\"dyn.x\","
+	                "\"outcome\":\"retired\",\"reason\":null,\"request_offset\":1,"
+	                "\"decided_at\":\"2026-01-01T00:00:00Z\"}";
+	CHECK(dp_coord_decisions_apply(d, "here", "req-1", 5, v, strlen(v)) == 0);
+	CHECK(dp_coord_decided(d, "req-1")->outcome == DP_DYN_OUT_RETIRED);
+	CHECK(dp_coord_decisions_apply(d, "here", "req-2", 5, NULL, 0) == 0);
+	CHECK(!dp_coord_decided(d, "req-2"));
+	/* A value whose request_id is not its key is skipped. */
+	CHECK(dp_coord_decisions_apply(d, "here", "req-10", 6, v, strlen(v)) == 0);
+	CHECK(dp_coord_decided(d, "req-10")->outcome == DP_DYN_OUT_GRANTED);
+	CHECK(dp_coord_decisions_count(d) == 5000 - 1667 - 1);
+	for (int i = 0; i < 5000; i += 3) {
+		snprintf(id, sizeof(id), "req-%d", i);
+		struct dp_dyn_decision dec = { .request_id = id, .outcome = DP_DYN_OUT_IGNORED,
+		                               .reason = "why", .request_offset = -1 };
+		CHECK(dp_coord_decisions_put(d, &dec) == 0);
+	}
+	const char **ids;
+	size_t n = dp_coord_decisions_before(d, 100, &ids);
+	/* 1..99 not divisible by 3, without req-2; the ignored ones have no offset */
+	CHECK(n == 66 - 1);
+	for (size_t i = 0; i < n; i++)
+		CHECK(dp_coord_decided(d, ids[i])->request_offset < 100);
+	free(ids);
+	printf("decisions: %zu kept\n", dp_coord_decisions_count(d));
+	dp_coord_decisions_free(d);
+	dp_buf_free(&err);
+	return bad != 0;
+}
+
 int
 main(int argc, char **argv)
 {
 	static const struct { const char *name; int (*fn)(void); } cases[] = {
 		{ "lines_basic", t_lines_basic }, { "lines_long", t_lines_long },
-		{ "lines_bad", t_lines_bad }, { "lines_swap", t_lines_swap }, { "json", t_json }, { "expr", t_expr },
+		{ "lines_bad", t_lines_bad }, { "lines_swap", t_lines_swap },
+		{ "lines_unread", t_lines_unread }, { "json", t_json }, { "expr", t_expr },
 		{ "parse", t_parse }, { "base64", t_base64 }, { "jqfast", t_jqfast },
 		{ "route", t_route },
 		{ "times", t_times }, { "backoff", t_backoff }, { "file", t_file },
@@ -2307,6 +2466,7 @@ main(int argc, char **argv)
 		{ "expr_limit", t_expr_limit },
 		{ "pgbin", t_pgbin }, { "pg_scrub", t_pg_scrub }, { "sqlstate", t_sqlstate }, { "sink_parse", t_sink_parse },
 		{ "pgsink_sources", t_pgsink_sources }, { "pgsink_release", t_pgsink_release },
+		{ "coord", t_coord },
 	};
 
 	dp_log_init("test_lib");
