@@ -57,6 +57,7 @@
 #define RETRY_BASE_MS 250
 #define RETRY_CAP_MS 30000
 #define DRAIN_AFTER_SIGNAL_MS 2000      /* then the batch in flight is rolled back */
+#define ABORT_AFTER_CANCEL_MS 500       /* then its connection is closed */
 #define KAFKA_COMMIT_MS 1000            /* offsets to Kafka at most this often */
 
 /* A record the consumer handed over, waiting in the inbox to be processed. */
@@ -174,6 +175,7 @@ struct sink {
 	struct dp_buf err;
 	struct dp_buf why;
 	struct dp_backoff backoff;
+	uint64_t backoff_batches;       /* batches committed when the backoff last started over */
 	int64_t sig_ms;                 /* when the drain after a signal began */
 	bool said_down;
 	bool said_reset;                /* how to go on after an offset past the end */
@@ -382,7 +384,8 @@ usage(FILE *fp)
 	      "      --chunk-interval DURATION  with --create: the hypertable's chunk size (default\n"
 	      "                            TimescaleDB's)\n"
 	      "      --max-retries N       reconnect attempts after losing the database\n"
-	      "                            (default 0: for ever)\n"
+	      "                            (default 0: for ever), and retries of a batch the\n"
+	      "                            server refused for a passing reason (default 10)\n"
 	      "      (--timeout, below, also bounds connecting to the database)\n"
 	      "\n"
 	      "Batching and errors:\n"
@@ -409,9 +412,10 @@ usage(FILE *fp)
 	      "letter), 66 -F unreadable or stdin closed, 69 database or Kafka unreachable,\n"
 	      "70 internal error, 74 cannot read input, 75 rows not committed (or a member runs:\n"
 	      "--reset-offsets), 77 login or permission refused, 78 table and options disagree,\n"
-	      "or a stored offset past the topic's end, 81 no such table, topic or partition,\n"
-	      "82 --reset-offsets outside the records, 130/143 SIGINT/SIGTERM before the end of\n"
-	      "--stdin or -e.  See dp-sink-pg(1).\n", fp);
+	      "the table changed so that a record no longer fits, or a stored offset past the\n"
+	      "topic's end, 81 no such table, topic or partition, 82 --reset-offsets outside the\n"
+	      "records, 130/143 SIGINT/SIGTERM before the end of --stdin or -e.\n"
+	      "See dp-sink-pg(1).\n", fp);
 }
 
 static int
@@ -952,11 +956,16 @@ progress(struct sink *k, bool final)
 		return;
 	dp_pgsink_stats(k->sink, &st);
 	l = lag(k);
+	char retries[48] = "";
+	if (st.retries)
+		snprintf(retries, sizeof(retries), ", %" PRIu64 " retr%s", st.retries,
+		         st.retries == 1 ? "y" : "ies");
 	if (l >= 0)
-		snprintf(extra, sizeof(extra), "lag %" PRId64 ", batch latency %" PRId64 " ms", l,
-		         st.latency_ms);
+		snprintf(extra, sizeof(extra), "lag %" PRId64 ", batch latency %" PRId64 " ms%s", l,
+		         st.latency_ms, retries);
 	else
-		snprintf(extra, sizeof(extra), "batch latency %" PRId64 " ms", st.latency_ms);
+		snprintf(extra, sizeof(extra), "batch latency %" PRId64 " ms%s", st.latency_ms,
+		         retries);
 	dp_progress_tick(&k->prog, "rows", st.rows, extra, final);
 }
 
@@ -1392,6 +1401,7 @@ act_connect(struct dp_fsm *m, void *ctx)
 		.keep_raw = k->on_error.mode == DP_ON_ERROR_DLQ,
 		.resync = !k->from_stdin,
 		.timeout_ms = k->common.timeout_ms, .on_bad = engine_bad, .arg = k,
+		.max_retries = k->max_retries,
 	};
 	int status;
 
@@ -1855,7 +1865,8 @@ act_pause(struct dp_fsm *m, void *ctx)
 
 	(void)m;
 	if (!k->said_down) {
-		dp_warn("lost the database (%s); reconnecting%s", dp_buf_str(&k->err),
+		/* The engine says what: "lost the database (...)", read-only, ... */
+		dp_warn("%s; reconnecting%s", dp_buf_str(&k->err),
 		        k->max_retries ? "" : " until it is back");
 		k->said_down = true;
 	}
@@ -1900,6 +1911,15 @@ act_backoff(struct dp_fsm *m, void *ctx)
 {
 	struct sink *k = ctx;
 
+	/* The retries count from the last commit, not the last reconnect: a
+	 * server that takes connections but no batch (read-only) must not
+	 * hold the run for ever. */
+	struct dp_pgsink_stats stats;
+	dp_pgsink_stats(k->sink, &stats);
+	if (stats.batches != k->backoff_batches) {
+		k->backoff_batches = stats.batches;
+		dp_backoff_reset(&k->backoff);
+	}
 	if (k->max_retries && k->backoff.attempts >= k->max_retries) {
 		dp_err("gave up on the database after %" PRIu64 " retries: %s", k->max_retries,
 		       dp_buf_str(&k->err));
@@ -1980,7 +2000,6 @@ act_reconnect(struct dp_fsm *m, void *ctx)
 	}
 	dp_warn("reconnected to the database after %u retr%s", k->backoff.attempts,
 	        k->backoff.attempts == 1 ? "y" : "ies");
-	dp_backoff_reset(&k->backoff);
 	k->said_down = false;
 	k->outage = false;
 	return E_RECONNECTED;
@@ -2009,11 +2028,15 @@ act_commit(struct dp_fsm *m, void *ctx)
 			        "signal: rolling it back", DRAIN_AFTER_SIGNAL_MS);
 			dp_pgsink_cancel(k->sink);
 			cancelled = true;
-		} else if (cancelled && dp_time_mono_ms() - k->sig_ms > 2 * DRAIN_AFTER_SIGNAL_MS) {
-			/* A cancel the server did not act on: stop waiting for it. */
+		} else if (cancelled && dp_time_mono_ms() - k->sig_ms >
+		                        DRAIN_AFTER_SIGNAL_MS + ABORT_AFTER_CANCEL_MS) {
+			/* A server that does not answer the cancel either: its
+			 * connections are closed under the writers. */
+			dp_pgsink_abort(k->sink);
 			dp_buf_reset(&k->err);
-			dp_buf_msgf(&k->err, "the last batch did not roll back either; its rows "
-			            "are not committed");
+			dp_buf_msgf(&k->err, "the database answered neither the batch nor its cancel "
+			            "within %d ms: closed the connection; the batch is not committed",
+			            ABORT_AFTER_CANCEL_MS);
 			k->fail = DP_EX_TEMPFAIL;
 			return E_WRITE_FAILURE;
 		}

@@ -3,15 +3,18 @@
  */
 #include <errno.h>
 #include <poll.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "cli.h"
 #include "json.h"
 #include "log.h"
 #include "pg.h"
 #include "sig.h"
+#include "sqlstate.h"
 #include "timefmt.h"
 
 #define MASK "********"
@@ -406,8 +409,17 @@ PGconn *
 dp_pg_connect(const char *conninfo, const char *app, int64_t timeout_ms,
               enum dp_pg_kind *kind, struct dp_buf *err)
 {
-	const char *kw[3], *val[3];
-	int n = 0;
+	/*
+	 * Keepalives and tcp_user_timeout come first: keywords are taken in
+	 * order and a later one wins, so the conninfo expanded from dbname
+	 * overrides them (libpq, PQconnectdbParams).  A frozen or cut-off
+	 * server is then noticed within about a minute: 30 s idle, 3 probes
+	 * 10 s apart, and at most 60 s for data the peer never acknowledges.
+	 */
+	const char *kw[9] = { "keepalives", "keepalives_idle", "keepalives_interval",
+	                      "keepalives_count", "tcp_user_timeout" };
+	const char *val[9] = { "1", "30", "10", "3", "60000" };
+	int n = 5;
 
 	if (kind)
 		*kind = DP_PG_TRANSIENT;
@@ -490,12 +502,58 @@ dp_pg_classify(const PGresult *res, const PGconn *conn)
 
 	if (!conn || PQstatus(conn) == CONNECTION_BAD)
 		return DP_PG_TRANSIENT;
-	if (strncmp(s, "08", 2) == 0 || strncmp(s, "53", 2) == 0 ||
-	    strncmp(s, "57P", 3) == 0 || strncmp(s, "40", 2) == 0)
-		return DP_PG_TRANSIENT;
-	if (strncmp(s, "22", 2) == 0 || strncmp(s, "23", 2) == 0)
-		return DP_PG_DATA;
-	return DP_PG_FATAL;
+	if (!*s)
+		return DP_PG_FATAL;     /* libpq's own complaint, on a good connection */
+	switch (dp_sqlstate_of(s)->what) {
+	case DP_SQLSTATE_OUTAGE: return DP_PG_TRANSIENT;
+	case DP_SQLSTATE_RETRY: return DP_PG_RETRY;
+	case DP_SQLSTATE_BAD: return DP_PG_DATA;
+	default: return DP_PG_FATAL;
+	}
+}
+
+/* When a waiter first saw the stop signal (monotonic ms), 0 before. */
+static atomic_llong stop_seen_ms;
+
+static bool
+stop_grace_over(void)
+{
+	if (!dp_sig_stop)
+		return false;
+	long long now = dp_time_mono_ms(), zero = 0;
+	atomic_compare_exchange_strong(&stop_seen_ms, &zero, now);
+	return now - atomic_load(&stop_seen_ms) >= DP_PG_STOP_GRACE_MS;
+}
+
+void
+dp_pg_shutdown(PGconn *conn)
+{
+	int fd = conn ? PQsocket(conn) : -1;
+
+	if (fd >= 0)
+		shutdown(fd, SHUT_RDWR);
+}
+
+int
+dp_pg_wait(PGconn *c)
+{
+	while (PQisBusy(c)) {
+		struct pollfd pfd = { PQsocket(c), POLLIN, 0 };
+		if (pfd.fd < 0)
+			return -1;
+		int r = poll(&pfd, 1, 250);
+		if (r < 0 && errno != EINTR)
+			return -1;
+		if (stop_grace_over()) {
+			/* The server does not answer, and the user asked to stop. */
+			dp_pg_shutdown(c);
+			PQconsumeInput(c);
+			return -1;
+		}
+		if (r > 0 && !PQconsumeInput(c))
+			return -1;
+	}
+	return 0;
 }
 
 void
@@ -513,8 +571,13 @@ dp_pg_error(struct dp_buf *err, const PGresult *res, const PGconn *conn)
 		one_line(&m, PQerrorMessage(conn));
 	else
 		dp_buf_msgf(&m, "the connection to the database was lost");
-	if (*st)
-		dp_buf_msgf(&m, " (SQLSTATE %s)", st);
+	if (*st) {
+		const struct dp_sqlstate *row = dp_sqlstate_of(st);
+		if (row->what == DP_SQLSTATE_BAD)
+			dp_buf_msgf(&m, " (SQLSTATE %s)", st);
+		else
+			dp_buf_msgf(&m, " (SQLSTATE %s %s)", st, row->name);
+	}
 	scrub_into(err, &m, NULL, conn);
 }
 
@@ -522,7 +585,31 @@ enum dp_pg_kind
 dp_pg_exec(PGconn *c, const char *sql, int nparams, const char *const *params,
            PGresult **res, char *sqlstate, struct dp_buf *err, const char *what)
 {
-	PGresult *r = PQexecParams(c, sql, nparams, NULL, params, NULL, NULL, 0);
+	PGresult *r = NULL;
+
+	/* Sent, then waited for in slices: a stop signal is not held by a
+	 * server that does not answer (dp_pg_wait). */
+	/* Without parameters, the simple protocol: sql may be several statements. */
+	if (nparams ? PQsendQueryParams(c, sql, nparams, NULL, params, NULL, NULL, 0)
+	            : PQsendQuery(c, sql)) {
+		for (PGresult *x; dp_pg_wait(c), (x = PQgetResult(c)) != NULL; ) {
+			ExecStatusType xs = PQresultStatus(x);
+			if (xs == PGRES_COPY_IN || xs == PGRES_COPY_OUT || xs == PGRES_COPY_BOTH) {
+				PQclear(x);     /* not for COPY: end it, it fails */
+				PQputCopyEnd(c, "not expected");
+				continue;
+			}
+			/* the first error, else the last result */
+			if (r && PQresultStatus(r) == PGRES_FATAL_ERROR) {
+				PQclear(x);
+			} else {
+				PQclear(r);
+				r = x;
+			}
+			if (PQstatus(c) == CONNECTION_BAD)
+				break;
+		}
+	}
 	ExecStatusType st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
 
 	if (sqlstate)

@@ -14,17 +14,28 @@
  * environment ($PGPASSWORD) or the connection names, and the target is
  * described by host, port, database and user only.
  *
- * Errors: a failed statement is classified by its SQLSTATE (PostgreSQL
- * documentation, Appendix A "PostgreSQL Error Codes"):
- *   transient  class 08 (connection), 53 (insufficient resources), 57P
- *              (operator intervention: shutdown, crash, starting up), 40
- *              (transaction rollback: serialization, deadlock), and a
- *              connection that is gone: retry later, nothing is wrong
- *              with the data;
- *   data       class 22 (data exception) and 23 (integrity constraint):
- *              some row is bad;
+ * Keepalives: unless the conninfo says otherwise (its values win), every
+ * connection has TCP keepalives (idle 30 s, then every 10 s, 3 probes)
+ * and tcp_user_timeout 60 s, so that a server that went silent -- a
+ * partition, a host that died -- is noticed within about a minute, not
+ * after the kernel's two hours.
+ *
+ * Waiting: dp_pg_exec waits for its answer in slices.  Once SIGINT or
+ * SIGTERM has come (dp_sig_stop), it waits DP_PG_STOP_GRACE_MS more at
+ * most, then shuts the socket down and fails as for a lost connection:
+ * a server that does not answer cannot hold a stop.
+ *
+ * Errors: a failed statement is classified by its SQLSTATE through the
+ * table in sqlstate.h (PostgreSQL documentation, Appendix A):
+ *   transient  an outage: a connection that is gone, class 08, 57P01-03,
+ *              25006 (read-only after a failover): reconnect later,
+ *              nothing is wrong with the data;
+ *   retry      a passing failure of this statement (40001, 40P01, 53100,
+ *              53200, 55P03, ...): run it again on the same connection;
+ *   data       class 22 (data exception), 23 (integrity constraint),
+ *              54000, 54011: some row is bad;
  *   fatal      everything else (42 syntax or undefined object, 28
- *              authorization, ...): retrying cannot help.
+ *              authorization, 0A000, 53400, ...): retrying cannot help.
  */
 #ifndef DP_PG_H
 #define DP_PG_H
@@ -39,6 +50,7 @@
 enum dp_pg_kind {
 	DP_PG_OK = 0,
 	DP_PG_TRANSIENT,
+	DP_PG_RETRY,
 	DP_PG_DATA,
 	DP_PG_FATAL,
 	DP_PG_AUTH,             /* dp_pg_connect only: the server refused the login */
@@ -78,16 +90,36 @@ int dp_pg_conninfo_check(const char *conninfo, struct dp_buf *err);
  */
 char *dp_pg_conninfo_hide(char *arg, bool *had);
 
+/* After a stop signal, a statement still unanswered this long (ms) is abandoned. */
+#define DP_PG_STOP_GRACE_MS 2500
+
 /* Classify a failed result (or NULL: a lost connection) on conn. */
 enum dp_pg_kind dp_pg_classify(const PGresult *res, const PGconn *conn);
+
+/*
+ * Wait, in slices, until conn has an answer to read (!PQisBusy), after
+ * PQsendQuery* or PQputCopyEnd.  0; -1 when the connection failed, or
+ * when a stop signal came DP_PG_STOP_GRACE_MS ago (the socket is then
+ * shut down, so the connection is lost as far as libpq can tell).
+ */
+int dp_pg_wait(PGconn *conn);
+
+/*
+ * Shut conn's socket down (both ways) without closing it, so that a
+ * thread blocked on it in libpq returns at once with a lost connection.
+ * Safe from another thread than conn's user; NULL is fine.
+ */
+void dp_pg_shutdown(PGconn *conn);
 
 /* "08006", or "" when the error has no SQLSTATE (libpq's own); static or borrowed. */
 const char *dp_pg_sqlstate(const PGresult *res);
 
 /*
  * Append the error of res (or of conn when res is NULL) to err as one
- * line: the primary message, the column or constraint when the server
- * named one, and the SQLSTATE; scrubbed of passwords.
+ * line: the primary message, and the SQLSTATE with its condition name
+ * from sqlstate.h, "(SQLSTATE 53100 disk_full)", or for a bad row the
+ * code alone, "(SQLSTATE 23514)" (the server's words say what it is);
+ * scrubbed of passwords.
  */
 void dp_pg_error(struct dp_buf *err, const PGresult *res, const PGconn *conn);
 
@@ -97,6 +129,9 @@ void dp_pg_error(struct dp_buf *err, const PGresult *res, const PGconn *conn);
  * when res is not NULL (caller PQclear()s), else the error's kind with
  * the message in err, prefixed by what (e.g. "cannot create table x").
  * sqlstate (may be NULL, 6 bytes) gets the error's SQLSTATE or "".
+ * Without parameters sql may hold several statements ("BEGIN; LOCK
+ * ..."), run in one round trip; the first error, else the last result,
+ * counts.  The answer is waited for as dp_pg_wait does.
  */
 enum dp_pg_kind dp_pg_exec(PGconn *c, const char *sql, int nparams,
                            const char *const *params, PGresult **res, char *sqlstate,

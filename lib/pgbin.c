@@ -433,17 +433,61 @@ field_numeric(struct dp_buf *out, enum dp_json_type t, const char *v, size_t n,
 	return 0;
 }
 
-/* Decoded contents of a string value, NUL-terminated, in scratch. */
+/*
+ * Decoded contents of a string value, NUL-terminated, in scratch.  A
+ * lone surrogate escape has no UTF-8 form: 2, never U+FFFD.
+ */
 static int
 string_text(enum dp_json_type t, const char *v, size_t n, struct dp_buf *scratch)
 {
+	size_t bad;
+
 	if (t != DP_JSON_STRING)
 		return 1;
 	dp_buf_reset(scratch);
-	if (dp_json_unquote(scratch, v, n) < 0 || dp_buf_addch(scratch, '\0') < 0)
+	int rc = dp_json_unquote_exact(scratch, v, n, &bad);
+	if (rc == -2)
+		return 2;
+	if (rc < 0 || dp_buf_addch(scratch, '\0') < 0)
 		return -1;
 	scratch->len--;
 	return 0;
+}
+
+#define LONE_SURROGATE "a string with a lone surrogate escape (such as \\ud800), which has " \
+	"no UTF-8 form"
+
+/*
+ * What jsonb refuses in valid JSON text (PostgreSQL's json lexer): the
+ * escape \u0000, and a lone surrogate escape.  NULL when it takes it.
+ */
+static const char *
+jsonb_refuses(const char *v, size_t n)
+{
+	const char *p = v, *end = v + n;
+	bool high = false;
+
+	while ((p = memchr(p, '\\', (size_t)(end - p))) != NULL) {
+		if (p + 1 < end && p[1] == 'u' && p + 5 < end) {
+			unsigned cp = 0;
+			for (int i = 2; i < 6; i++)
+				cp = cp << 4 | (unsigned)dp_hexval(p[i]);
+			if (cp == 0)
+				return "a string with \\u0000, which jsonb cannot hold";
+			bool is_high = cp >= 0xd800 && cp <= 0xdbff, is_low = cp >= 0xdc00 && cp <= 0xdfff;
+			if ((high && !is_low) || (!high && is_low))
+				return LONE_SURROGATE;
+			high = is_high;
+			p += 6;
+			if (high && !(p + 1 < end && p[0] == '\\' && p[1] == 'u'))
+				return LONE_SURROGATE;
+			continue;
+		}
+		if (high)
+			return LONE_SURROGATE;
+		p += 2;
+	}
+	return high ? LONE_SURROGATE : NULL;
 }
 
 static int
@@ -535,7 +579,9 @@ dp_pgbin_field(struct dp_buf *out, enum dp_pgbin_kind k, enum dp_json_type t,
 			return put32(out, (uint32_t)(n - 2)) < 0 || put(out, v + 1, n - 2) < 0 ? -1 : 0;
 		}
 		if (t == DP_JSON_STRING) {
-			if ((rc = string_text(t, v, n, scratch)) != 0)
+			if ((rc = string_text(t, v, n, scratch)) == 2)
+				return *why = LONE_SURROGATE, 1;
+			if (rc != 0)
 				return rc;
 			if (memchr(scratch->data, '\0', scratch->len))
 				return *why = "a string with a NUL character (\\u0000), which "
@@ -547,6 +593,9 @@ dp_pgbin_field(struct dp_buf *out, enum dp_pgbin_kind k, enum dp_json_type t,
 		__attribute__((fallthrough));
 	case DP_PGBIN_JSON:
 	case DP_PGBIN_JSONB: {
+		const char *no;
+		if (k == DP_PGBIN_JSONB && memchr(v, '\\', n) && (no = jsonb_refuses(v, n)) != NULL)
+			return *why = no, 1;
 		dp_buf_reset(scratch);
 		if (k == DP_PGBIN_JSONB && dp_buf_addch(scratch, 1) < 0)   /* jsonb version */
 			return -1;

@@ -4,10 +4,25 @@
  *
  * The caller's thread owns the table model (columns, layouts), encodes
  * rows into batches and runs every DDL statement on the control
- * connection.  Writer threads only run batches: BEGIN, compare-and-set
- * of the offsets row, COPY (and for --upsert the INSERT from the stage
- * table), COMMIT.  They share with the caller only the queues and the
- * answers, under one mutex; a layout, once made, is read-only.
+ * connection.  Writer threads only run batches: BEGIN and the table's
+ * lock, the check of the table's shape, compare-and-set of the offsets
+ * row, COPY (and for --upsert the INSERT from the stage table), COMMIT.
+ * They share with the caller only the queues and the answers, under one
+ * mutex; a layout, once made, is read-only.
+ *
+ * The table can change under a running sink (ALTER TABLE).  The model
+ * has a version (struct mver): a fingerprint of the table's catalog rows
+ * (pg_attribute: number, name, type, typmod, NOT NULL, dropped, default,
+ * identity, generated), read in the same statement as the columns.  Each
+ * batch carries the version it was encoded for and the JSON of its rows.
+ * Its transaction first takes the table's lock (ROW EXCLUSIVE, as COPY
+ * would: no ALTER TABLE can run until it ends), then compares the
+ * catalog's fingerprint with the batch's; a batch whose table changed
+ * is rolled back before anything is written and goes back to the
+ * caller's thread, which reads the table again and encodes the batch's
+ * rows for it.  A row that does not fit the new table stops the run with
+ * 78: a changed table never turns a valid record into a bad one, and a
+ * batch never reaches a column with the bytes of another type.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -17,6 +32,7 @@
 
 #include <libpq-fe.h>
 
+#include "backoff.h"
 #include "cli.h"
 #include "exit.h"
 #include "json.h"
@@ -25,6 +41,7 @@
 #include "pgbin.h"
 #include "pgsink.h"
 #include "sig.h"
+#include "sqlstate.h"
 #include "sinkoffsets.h"
 #include "timefmt.h"
 
@@ -32,6 +49,22 @@
 #define COPY_CHUNK (256 * 1024)         /* bytes per PQputCopyData */
 
 #define OFFSETS_TABLE DP_SINKOFFSETS_TABLE
+#define MAX_COLUMNS 1600                /* MaxHeapAttributeNumber: dropped ones count */
+#define RETRIES_DEFAULT 10              /* in-place retries of one batch without --max-retries */
+#define RESHAPES_MAX 10                 /* table changes in a row before giving up */
+#define ABORT_WAIT_MS 1000              /* dp_pgsink_free: cancelled writers get this long */
+
+/*
+ * The table's fingerprint as the catalog has it now, for the relation
+ * whose oid is c.oid: any ALTER TABLE that changes what a batch's COPY
+ * means changes it.  One expression for the writers' check and for the
+ * caller's reading of the columns, so that both say the same thing.
+ */
+#define FINGERPRINT \
+	"c.oid::text || ':' || md5(coalesce((SELECT array_agg(ROW(a.attnum, a.attname, " \
+	"a.atttypid, a.atttypmod, a.attnotnull, a.attisdropped, a.atthasdef, a.attidentity, " \
+	"a.attgenerated) ORDER BY a.attnum)::text FROM pg_attribute a " \
+	"WHERE a.attrelid = c.oid AND a.attnum > 0), ''))"
 
 /* ---- model ------------------------------------------------------------ */
 
@@ -40,10 +73,35 @@ struct column {
 	size_t len;
 	enum dp_pgbin_kind kind;
 	char *type;                     /* format_type(), for messages */
+	uint32_t typid;                 /* pg_attribute.atttypid */
+	int32_t typmod;
+	bool notnull;
 	bool hasdef;                    /* DEFAULT, serial or identity: may be left out */
 	bool writable;                  /* not generated, not identity ALWAYS */
 	bool key;                       /* an --upsert key */
 	bool plain;                     /* no backslash or quote in the name */
+	/* since the table last changed under the sink (for its messages) */
+	char *was;                      /* the type before, when it changed; NULL otherwise */
+	bool fresh;                     /* the column was not there before */
+	bool required;                  /* NOT NULL without a default, and was not */
+};
+
+/*
+ * A version of the table model: the catalog's fingerprint when it was
+ * read.  A batch encoded for it may be sent while the table still has
+ * that fingerprint; epoch tells whether the columns of a later version
+ * only grew (an ADD COLUMN that needs no value), which leaves encoded
+ * rows good.  Kept until the engine is freed: writers read them.
+ */
+struct mver {
+	struct mver *next;
+	char *fp;
+	unsigned epoch;
+};
+
+/* A column the last change of the table took away (for messages). */
+struct gone {
+	char *name, *type;
 };
 
 /* The columns one COPY names, and the statements that use them. */
@@ -61,6 +119,7 @@ struct layout {
 struct row {
 	int64_t offset;                 /* of its record */
 	size_t pos;                     /* into the batch's data */
+	size_t jpos;                    /* its JSON, into the batch's json */
 };
 
 struct seg {
@@ -68,7 +127,7 @@ struct seg {
 	size_t first;                   /* row index */
 };
 
-enum result { R_NONE, R_COMMITTED, R_STOPPED, R_DISCARDED, R_LOST, R_FATAL };
+enum result { R_NONE, R_COMMITTED, R_STOPPED, R_DISCARDED, R_LOST, R_FATAL, R_RESHAPE };
 
 /* A record as it came (keep_raw): key then value at pos of the batch's odata. */
 struct orig {
@@ -91,6 +150,8 @@ struct batch {
 	int64_t start, end;             /* records [start, end) are accounted here */
 	bool raw;                       /* rows are JSON text: the table is not made yet */
 	struct dp_buf data;             /* binary tuples, or JSON text when raw */
+	struct dp_buf json;             /* the rows' JSON (not when raw: data has it) */
+	const struct mver *mv;          /* the table model its rows are encoded for */
 	struct row *rows;
 	size_t nrows, caprows;
 	struct seg *segs;
@@ -102,6 +163,7 @@ struct batch {
 	int64_t sent_ms;
 	unsigned gen;                   /* the source's acquisition it belongs to */
 	unsigned widx;                  /* the writer it was handed to */
+	unsigned bounces;               /* times its table changed before it could commit */
 	/* bad records the writer found, for the caller (under the mutex) */
 	struct badrec *bads;
 	size_t nbads, capbads;
@@ -136,9 +198,12 @@ struct dp_pgsink_src {
 	bool closed;                    /* caller side: takes no more rows */
 	bool flush;                     /* send the batch being filled when possible */
 	bool lost;                      /* resync: its compare-and-set failed */
+	bool bouncing;                  /* writer side: its table changed, send every batch back
+	                                   unsent until the caller re-encodes them (under mu) */
+	struct batch *bounced, *bounced_tail;   /* those batches, back, in order */
 	/* the record being added: where its rows start, to take them back */
 	int64_t rec;
-	size_t rec_row, rec_pos, rec_seg, rec_orig;
+	size_t rec_row, rec_pos, rec_seg, rec_orig, rec_jpos;
 	/* the record as it came (dp_pgsink_raw), borrowed until done */
 	int64_t raw_off;
 	const void *raw_key, *raw_val, *raw_hdr;
@@ -167,6 +232,7 @@ struct writer {
 	struct dp_buf why;              /* a bad row's reason */
 	struct dp_buf down;             /* why it lost the database */
 	char sqlstate[6];
+	struct dp_backoff backoff;      /* in-place retries of the batch running */
 };
 
 struct slot {
@@ -179,6 +245,7 @@ struct slot {
 struct dp_pgsink {
 	struct dp_pgsink_config cfg;
 	char *qname;                    /* the table, quoted */
+	char *begin_sql;                /* a batch's BEGIN and the table's lock */
 	char *schema, *name;            /* as the catalog has them, once known */
 	PGconn *ctl;
 	bool ctl_broken;
@@ -193,6 +260,15 @@ struct dp_pgsink {
 	bool has_ts;                    /* TimescaleDB is installed */
 	struct layout *layouts;
 	unsigned nlayouts;
+	struct layout *retired;         /* layouts of earlier epochs: batches may point at them */
+	struct mver *mv;                /* the model's version; older ones follow it */
+	unsigned epoch;                 /* changes when a change of the table invalidates rows */
+	unsigned natts;                 /* pg_class.relnatts: columns, dropped ones included */
+	bool stale;                     /* the table changed in a way not yet taken in */
+	bool reshaping;                 /* encoding rows again for a changed table */
+	int bad_col;                    /* the column encode_row refused a value for, or -1 */
+	struct gone *gone;              /* columns the last change took away */
+	size_t ngone;
 	/* rows */
 	struct slot *slots;
 	unsigned gen;
@@ -203,6 +279,7 @@ struct dp_pgsink {
 	unsigned *tmpcols;
 	int64_t ord;                    /* --upsert: sequence of rows, last one wins */
 	struct dp_buf scratch, keybuf, extrabuf, why, sql;
+	struct dp_buf probe;            /* value_mask's trial encodings */
 	/* writers and sources */
 	struct writer *w;
 	unsigned nw;
@@ -220,6 +297,8 @@ struct dp_pgsink {
 	struct batch *ask_head, *ask_tail;      /* batches with bad records to judge */
 	struct dp_buf ctl_down;         /* why the control connection lost the database */
 	atomic_int answered;
+	atomic_bool aborting;           /* dp_pgsink_cancel: no more in-place retries */
+	atomic_ullong retries;          /* in-place retries, all writers */
 	bool mu_ok;
 	struct dp_pgsink_stats stats;
 };
@@ -267,6 +346,7 @@ batch_free(struct batch *b)
 	if (!b)
 		return;
 	dp_buf_free(&b->data);
+	dp_buf_free(&b->json);
 	dp_buf_free(&b->odata);
 	free(b->rows);
 	free(b->segs);
@@ -280,7 +360,7 @@ batch_free(struct batch *b)
 static size_t
 batch_bytes(const struct batch *b)
 {
-	return b->data.len + b->nrows * sizeof(struct row) + b->odata.len +
+	return b->data.len + b->json.len + b->nrows * sizeof(struct row) + b->odata.len +
 	       b->norigs * sizeof(struct orig);
 }
 
@@ -323,35 +403,69 @@ msg_value(struct dp_buf *m, const char *v, size_t n)
 		dp_buf_msgf(m, "%.40s...", v);
 }
 
+/*
+ * Why the database is out of reach, in the words of sqlstate.h: "lost
+ * the database (...)" only when the connection is lost; a standby says
+ * that it is read-only.
+ */
+static void
+down_msg(struct dp_buf *out, const char *sqlstate, const char *msg)
+{
+	const struct dp_sqlstate *row = dp_sqlstate_of(sqlstate);
+
+	if (row->what == DP_SQLSTATE_OUTAGE && strcmp(row->words, "lost the database") == 0)
+		dp_buf_msgf(out, "lost the database (%s)", msg);
+	else
+		dp_buf_msgf(out, "%s: %s", row->words, msg);
+}
+
 static int
 exec_ctl(struct dp_pgsink *s, const char *sql, int n, const char *const *p, PGresult **res,
          char *state, struct dp_buf *err, const char *what)
 {
-	enum dp_pg_kind k = dp_pg_exec(s->ctl, sql, n, p, res, state, err, what);
+	char st[6];
+	enum dp_pg_kind k = dp_pg_exec(s->ctl, sql, n, p, res, state ? state : st, err, what);
 
 	if (k == DP_PG_OK)
 		return 0;
-	if (k == DP_PG_TRANSIENT) {
+	/* A passing failure of one of these statements (a deadlock with
+	 * another DDL) is served as an outage: reconnect, then again. */
+	if (k == DP_PG_TRANSIENT || k == DP_PG_RETRY) {
 		s->ctl_broken = true;
 		dp_buf_reset(&s->ctl_down);
-		dp_buf_msgf(&s->ctl_down, "%s", dp_buf_str(err));
+		down_msg(&s->ctl_down, state ? state : st, dp_buf_str(err));
+		dp_buf_reset(err);
+		dp_buf_msgf(err, "%s", dp_buf_str(&s->ctl_down));
 		return DP_PGSINK_DOWN;
 	}
 	return -1;
 }
 
-/* An exit status for an error retrying cannot mend. */
+/*
+ * An exit status for an error retrying cannot mend (sqlstate.h): 77 for
+ * permissions, 78 for what the table or the server's configuration must
+ * change (42xxx, 0A000, 3F000: a schema that does not exist, 53400),
+ * else 75.
+ */
 static int
 fatal_status(const char *sqlstate)
 {
-	if (strcmp(sqlstate, "42501") == 0 || strncmp(sqlstate, "28", 2) == 0)
-		return DP_EX_NOPERM;
-	/* 3F: a schema that does not exist (--table schema.name, or a topic
-	 * name with a dot taken as one): no retry makes it. */
-	if (strncmp(sqlstate, "42", 2) == 0 || strncmp(sqlstate, "0A", 2) == 0 ||
-	    strncmp(sqlstate, "3F", 2) == 0)
-		return DP_EX_CONFIG;
-	return DP_EX_TEMPFAIL;
+	const struct dp_sqlstate *row = dp_sqlstate_of(sqlstate);
+
+	return row->what == DP_SQLSTATE_STOP && row->status ? row->status : DP_EX_TEMPFAIL;
+}
+
+/* Where a record is, as the user names it: "line 12", "prices [2] offset 4711". */
+static void
+rec_where(const struct dp_pgsink_src *src, int64_t offset, struct dp_buf *out)
+{
+	if (src->partition >= 0)
+		dp_buf_msgf(out, "%s [%d] offset %lld", src->topic, (int)src->partition,
+		            (long long)offset);
+	else if (src->track)
+		dp_buf_msgf(out, "line %lld of source '%s'", (long long)offset + 1, src->topic);
+	else
+		dp_buf_msgf(out, "line %lld", (long long)offset + 1);
 }
 
 /* ---- columns ------------------------------------------------------------ */
@@ -415,13 +529,187 @@ about_table(struct dp_pgsink *s, const char *sql, PGresult **r, struct dp_buf *e
 	return exec_ctl(s, sql, 1, p, r, NULL, err, what);
 }
 
+static void
+column_clear(struct column *c)
+{
+	free(c->name);
+	free(c->type);
+	free(c->was);
+}
+
+/* Column i of a load_model result into c (zeroed): 0, or -1 out of memory. */
+static int
+column_of(struct dp_pgsink *s, struct column *c, const PGresult *r, int i)
+{
+	const char *name = PQgetvalue(r, i, 0);
+
+	c->name = strdup(name);
+	c->type = strdup(PQgetvalue(r, i, 3));
+	if (!c->name || !c->type)
+		return -1;
+	c->len = strlen(name);
+	c->plain = !strpbrk(name, "\\\"");
+	c->kind = dp_pgbin_kind_of((uint32_t)strtoul(PQgetvalue(r, i, 1), NULL, 10),
+	                           *PQgetvalue(r, i, 2));
+	c->hasdef = *PQgetvalue(r, i, 4) == 't';
+	c->writable = *PQgetvalue(r, i, 5) == 't';
+	c->typid = (uint32_t)strtoul(PQgetvalue(r, i, 6), NULL, 10);
+	c->typmod = (int32_t)strtol(PQgetvalue(r, i, 7), NULL, 10);
+	c->notnull = *PQgetvalue(r, i, 8) == 't';
+	for (size_t k = 0; k < s->cfg.nkeys; k++)
+		if (strcmp(s->cfg.keys[k], name) == 0)
+			c->key = true;
+	return 0;
+}
+
+/* Whether a row with no value for c goes in: nullable, or with a default. */
+static bool
+takes_nothing(const struct column *c)
+{
+	return !c->notnull || c->hasdef || !c->writable;
+}
+
+/* The scratch arrays indexed by column, for ncols columns.  -1: out of memory. */
+static int
+size_slots(struct dp_pgsink *s, size_t from)
+{
+	struct slot *sl = realloc(s->slots, (s->ncols + 1) * sizeof(*sl));
+	if (sl)
+		s->slots = sl;
+	unsigned *tc = realloc(s->tmpcols, (s->ncols + 1) * sizeof(*tc));
+	if (tc)
+		s->tmpcols = tc;
+	if (!sl || !tc)
+		return -1;
+	for (size_t i = from; i < s->ncols; i++)
+		s->slots[i].gen = 0;
+	return 0;
+}
+
+static struct mver *
+mver_new(struct dp_pgsink *s, const char *fp)
+{
+	struct mver *m = calloc(1, sizeof(*m));
+
+	if (!m || !(m->fp = strdup(fp))) {
+		free(m);
+		return NULL;
+	}
+	m->epoch = s->epoch;
+	m->next = s->mv;
+	s->mv = m;
+	return m;
+}
+
+static void
+gone_clear(struct dp_pgsink *s)
+{
+	for (size_t i = 0; i < s->ngone; i++) {
+		free(s->gone[i].name);
+		free(s->gone[i].type);
+	}
+	free(s->gone);
+	s->gone = NULL;
+	s->ngone = 0;
+}
+
 /*
- * Read the table's columns from the catalog and merge them into the
- * model: known columns keep their index (layouts refer to it), new ones
- * are appended.  0, DP_PGSINK_DOWN, or an exit status.
+ * A new model from the catalog's columns r (rows 0..n, those with a
+ * name): every column is compared with the one of its name before, for
+ * the messages a batch that no longer fits gets.  Layouts of the old
+ * model are retired (batches still point at them), and the epoch moves:
+ * rows encoded before must be encoded again.  0 or -1 (out of memory;
+ * the model is then empty and stale).
  */
 static int
-load_columns(struct dp_pgsink *s, struct dp_buf *err)
+rebuild_model(struct dp_pgsink *s, const PGresult *r, int n)
+{
+	struct column *cols = calloc((size_t)n + 1, sizeof(*cols));
+	size_t ncols = 0;
+
+	if (!cols)
+		return -1;
+	for (int i = 0; i < n; i++) {
+		if (PQgetisnull(r, i, 0))
+			continue;
+		struct column *c = &cols[ncols++];
+		if (column_of(s, c, r, i) < 0)
+			goto nomem;
+		int o = find_col(s, c->name, c->len);
+		if (o < 0) {
+			c->fresh = s->ncols > 0 || s->mv;
+			c->required = c->fresh && !takes_nothing(c);
+			continue;
+		}
+		const struct column *old = &s->cols[o];
+		if ((old->typid != c->typid || old->typmod != c->typmod) && !(c->was = strdup(old->type)))
+			goto nomem;
+		c->required = !takes_nothing(c) && takes_nothing(old);
+	}
+	gone_clear(s);
+	for (size_t i = 0; i < s->ncols; i++) {
+		bool kept = false;
+		for (size_t j = 0; j < ncols && !kept; j++)
+			kept = cols[j].len == s->cols[i].len &&
+			       memcmp(cols[j].name, s->cols[i].name, cols[j].len) == 0;
+		if (kept)
+			continue;
+		struct gone *g = realloc(s->gone, (s->ngone + 1) * sizeof(*g));
+		if (!g)
+			goto nomem;
+		s->gone = g;
+		g[s->ngone].name = strdup(s->cols[i].name);
+		g[s->ngone].type = strdup(s->cols[i].type);
+		s->ngone++;
+		if (!g[s->ngone - 1].name || !g[s->ngone - 1].type)
+			goto nomem;
+	}
+	for (size_t i = 0; i < s->ncols; i++)
+		column_clear(&s->cols[i]);
+	free(s->cols);
+	s->cols = cols;
+	s->ncols = ncols;
+	s->extra = -1;
+	for (size_t i = 0; i < ncols; i++)
+		if (s->cfg.unknown == DP_PGSINK_UNKNOWN_EXTRA &&
+		    strcmp(cols[i].name, s->cfg.extra_column) == 0)
+			s->extra = (int)i;
+	/* Layouts name columns by index: those of the old model are kept for
+	 * the batches that point at them, never matched again. */
+	pthread_mutex_lock(&s->mu);
+	while (s->layouts) {
+		struct layout *L = s->layouts;
+		s->layouts = L->next;
+		L->next = s->retired;
+		s->retired = L;
+	}
+	pthread_mutex_unlock(&s->mu);
+	for (size_t i = 0; i < s->nshape; i++)
+		s->shape[i] = -1;
+	s->epoch++;
+	if (rehash(s) < 0 || size_slots(s, 0) < 0)
+		return -1;
+	return 0;
+nomem:
+	for (size_t i = 0; i < ncols; i++)
+		column_clear(&cols[i]);
+	free(cols);
+	return -1;
+}
+
+/*
+ * Read the table's columns and its fingerprint from the catalog, in one
+ * statement, and bring the model up to them.  When the table only
+ * gained columns that need no value (what --unknown-keys add makes),
+ * they are appended: known columns keep their index, and rows encoded
+ * before stay good.  Any other change (a type, NOT NULL, a column
+ * dropped or renamed, a default) makes a new model when rebuild is
+ * allowed (*rebuilt says so); otherwise the new columns are appended and
+ * the model is marked stale, for the caller's next dp_pgsink_write.
+ * 0, DP_PGSINK_DOWN, or an exit status.
+ */
+static int
+load_model(struct dp_pgsink *s, bool rebuild, bool *rebuilt, struct dp_buf *err)
 {
 	static const char sql[] =
 		"SELECT a.attname, "
@@ -429,65 +717,102 @@ load_columns(struct dp_pgsink *s, struct dp_buf *err)
 		"       CASE WHEN t.typtype = 'd' THEN bt.typtype ELSE t.typtype END, "
 		"       format_type(a.atttypid, a.atttypmod), "
 		"       a.atthasdef OR a.attidentity <> '', "
-		"       a.attgenerated = '' AND a.attidentity <> 'a' "
-		"FROM pg_attribute a "
-		"JOIN pg_type t ON t.oid = a.atttypid "
-		"LEFT JOIN pg_type bt ON bt.oid = t.typbasetype "
-		"WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped "
+		"       a.attgenerated = '' AND a.attidentity <> 'a', "
+		"       a.atttypid, a.atttypmod, a.attnotnull, x.fp, x.relnatts "
+		"FROM (SELECT " FINGERPRINT " AS fp, c.relnatts FROM pg_class c "
+		"      WHERE c.oid = $1::oid) x "
+		"LEFT JOIN (pg_attribute a JOIN pg_type t ON t.oid = a.atttypid "
+		"           LEFT JOIN pg_type bt ON bt.oid = t.typbasetype) "
+		"  ON a.attrelid = $1::oid AND a.attnum > 0 AND NOT a.attisdropped "
 		"ORDER BY a.attnum";
 	PGresult *r;
 	int rc;
 
+	if (rebuilt)
+		*rebuilt = false;
 	if ((rc = about_table(s, sql, &r, err, "cannot read the table's columns")) != 0)
 		return rc == DP_PGSINK_DOWN ? rc : DP_EX_UNAVAILABLE;
 	int n = PQntuples(r);
-	size_t old = s->ncols;
-	struct column *cols = realloc(s->cols, ((size_t)n + s->ncols + 1) * sizeof(*cols));
-	if (!cols)
-		goto nomem;
-	s->cols = cols;
-	for (int i = 0; i < n; i++) {
-		const char *name = PQgetvalue(r, i, 0);
-		size_t len = strlen(name);
-		if (find_col(s, name, len) >= 0)
+	if (n == 0) {
+		PQclear(r);
+		dp_buf_msgf(err, "table %s is gone: dropped or renamed while dp-sink-pg ran",
+		            s->cfg.table);
+		return DP_EX_CONFIG;
+	}
+	const char *fp = PQgetvalue(r, 0, 9);
+	s->natts = (unsigned)strtoul(PQgetvalue(r, 0, 10), NULL, 10);
+	if (s->mv && strcmp(fp, s->mv->fp) == 0) {
+		PQclear(r);
+		s->stale = false;
+		return 0;
+	}
+	/* Only grown, by columns that need no value? */
+	bool grown = s->mv != NULL;
+	size_t seen = 0;
+	for (int i = 0; i < n && grown; i++) {
+		if (PQgetisnull(r, i, 0))
 			continue;
-		struct column *c = &s->cols[s->ncols];
-		memset(c, 0, sizeof(*c));
-		c->name = strdup(name);
-		c->type = strdup(PQgetvalue(r, i, 3));
-		if (!c->name || !c->type) {
-			free(c->name);
-			free(c->type);
+		struct column c = { 0 };
+		if (column_of(s, &c, r, i) < 0) {
+			column_clear(&c);
 			goto nomem;
 		}
-		c->len = len;
-		c->plain = !strpbrk(name, "\\\"");
-		c->kind = dp_pgbin_kind_of((uint32_t)strtoul(PQgetvalue(r, i, 1), NULL, 10),
-		                           *PQgetvalue(r, i, 2));
-		c->hasdef = *PQgetvalue(r, i, 4) == 't';
-		c->writable = *PQgetvalue(r, i, 5) == 't';
-		for (size_t k = 0; k < s->cfg.nkeys; k++)
-			if (strcmp(s->cfg.keys[k], name) == 0)
-				c->key = true;
-		s->ncols++;
-		if (s->cfg.unknown == DP_PGSINK_UNKNOWN_EXTRA && strcmp(name, s->cfg.extra_column) == 0)
-			s->extra = (int)s->ncols - 1;
-		if (rehash(s) < 0)
+		int o = find_col(s, c.name, c.len);
+		if (o < 0) {
+			grown = takes_nothing(&c);
+		} else {
+			const struct column *k = &s->cols[o];
+			seen++;
+			grown = k->typid == c.typid && k->typmod == c.typmod && k->notnull == c.notnull &&
+			        k->hasdef == c.hasdef && k->writable == c.writable;
+		}
+		column_clear(&c);
+	}
+	grown &= seen == s->ncols;
+	if (!grown && rebuild) {
+		if (rebuild_model(s, r, n) < 0)
 			goto nomem;
+		if (rebuilt)
+			*rebuilt = true;
+	} else {
+		size_t old = s->ncols;
+		struct column *cols = realloc(s->cols, ((size_t)n + s->ncols + 1) * sizeof(*cols));
+		if (!cols)
+			goto nomem;
+		s->cols = cols;
+		for (int i = 0; i < n; i++) {
+			if (PQgetisnull(r, i, 0) ||
+			    find_col(s, PQgetvalue(r, i, 0), strlen(PQgetvalue(r, i, 0))) >= 0)
+				continue;
+			struct column *c = &s->cols[s->ncols];
+			memset(c, 0, sizeof(*c));
+			if (column_of(s, c, r, i) < 0) {
+				column_clear(c);
+				goto nomem;
+			}
+			c->fresh = old > 0;
+			s->ncols++;
+			if (s->cfg.unknown == DP_PGSINK_UNKNOWN_EXTRA &&
+			    strcmp(c->name, s->cfg.extra_column) == 0)
+				s->extra = (int)s->ncols - 1;
+			if (rehash(s) < 0)
+				goto nomem;
+		}
+		if (size_slots(s, old) < 0)
+			goto nomem;
+		s->stale = !grown && s->mv;
+	}
+	if (!s->stale) {
+		if (!mver_new(s, fp))
+			goto nomem;
+		/* Rows encoded for the model before are good for this one. */
+		for (size_t i = 0; i < s->nsrc; i++) {
+			struct batch *b = s->src[i]->filling;
+			if (b && !b->raw && b->mv && b->mv->epoch == s->epoch)
+				b->mv = s->mv;
+		}
 	}
 	PQclear(r);
-	struct slot *sl = realloc(s->slots, (s->ncols + 1) * sizeof(*sl));
-	unsigned *tc = realloc(s->tmpcols, (s->ncols + 1) * sizeof(*tc));
-	if (sl)
-		s->slots = sl;
-	if (tc)
-		s->tmpcols = tc;
-	if (!sl || !tc) {
-		dp_buf_msgf(err, "out of memory");
-		return DP_EX_SOFTWARE;
-	}
-	for (size_t i = old; i < s->ncols; i++)
-		s->slots[i].gen = 0;
 	return 0;
 nomem:
 	PQclear(r);
@@ -675,8 +1000,9 @@ check_keys(struct dp_pgsink *s, struct dp_buf *err)
 			msg_name(err, s->cfg.keys[k], strlen(s->cfg.keys[k]));
 			return DP_EX_CONFIG;
 		}
-	if (about_table(s, sql, &r, err, "cannot read the table's indexes") != 0)
-		return DP_EX_UNAVAILABLE;
+	int rc = about_table(s, sql, &r, err, "cannot read the table's indexes");
+	if (rc)
+		return rc == DP_PGSINK_DOWN ? rc : DP_EX_UNAVAILABLE;
 	int n = PQntuples(r), ok = 0;
 	for (int i = 0; i < n && !ok; ) {
 		int j = i;
@@ -733,21 +1059,24 @@ is_hypertable(struct dp_pgsink *s, struct dp_buf *err)
 	return yes;
 }
 
-/* The table is known: the columns, and what the options need of them. */
+/*
+ * What the options need of the table's columns: the extra column (added
+ * when missing), the --upsert keys' unique index.  0, DP_PGSINK_DOWN, or
+ * an exit status.
+ */
 static int
-table_known(struct dp_pgsink *s, struct dp_buf *err)
+check_columns(struct dp_pgsink *s, struct dp_buf *err)
 {
 	int rc;
 
-	if ((rc = load_columns(s, err)) != 0)
-		return rc == DP_PGSINK_DOWN ? DP_EX_UNAVAILABLE : rc;
 	if (s->cfg.unknown == DP_PGSINK_UNKNOWN_EXTRA) {
 		if (s->extra < 0) {
 			struct dp_buf q = DP_BUF_INIT;
+			char state[6] = "";
 			int bad = dp_buf_addf(&q, "ALTER TABLE %s ADD COLUMN IF NOT EXISTS ", s->qname) < 0 ||
 			          dp_pg_ident(&q, s->cfg.extra_column, strlen(s->cfg.extra_column)) < 0 ||
 			          dp_buf_addstr(&q, " jsonb") < 0;
-			rc = bad ? -1 : exec_ctl(s, q.data, 0, NULL, NULL, NULL, err,
+			rc = bad ? -1 : exec_ctl(s, q.data, 0, NULL, NULL, state, err,
 			                         "cannot add the extra column");
 			dp_buf_free(&q);
 			if (bad) {
@@ -755,9 +1084,9 @@ table_known(struct dp_pgsink *s, struct dp_buf *err)
 				return DP_EX_SOFTWARE;
 			}
 			if (rc)
-				return DP_EX_UNAVAILABLE;
-			if ((rc = load_columns(s, err)) != 0)
-				return rc == DP_PGSINK_DOWN ? DP_EX_UNAVAILABLE : rc;
+				return rc == DP_PGSINK_DOWN ? rc : fatal_status(state);
+			if ((rc = load_model(s, true, NULL, err)) != 0)
+				return rc;
 		}
 		if (s->extra < 0 || (s->cols[s->extra].kind != DP_PGBIN_JSONB &&
 		                     s->cols[s->extra].kind != DP_PGBIN_JSON)) {
@@ -769,6 +1098,17 @@ table_known(struct dp_pgsink *s, struct dp_buf *err)
 	}
 	if (s->cfg.nkeys && (rc = check_keys(s, err)) != 0)
 		return rc;
+	return 0;
+}
+
+/* The table is known: the columns, and what the options need of them. */
+static int
+table_known(struct dp_pgsink *s, struct dp_buf *err)
+{
+	int rc;
+
+	if ((rc = load_model(s, true, NULL, err)) != 0 || (rc = check_columns(s, err)) != 0)
+		return rc == DP_PGSINK_DOWN ? DP_EX_UNAVAILABLE : rc;
 	if (s->cfg.hypertable == DP_PGSINK_HYPER_ON) {
 		int h = is_hypertable(s, err);
 		if (h < 0)
@@ -918,17 +1258,67 @@ layout_for(struct dp_pgsink *s, const unsigned *cols, size_t n)
 
 /* ---- type inference -------------------------------------------------------- */
 
-enum { I_NULL = 1, I_TS = 2, I_STR = 4, I_INT = 8, I_NUM = 16, I_BOOL = 32, I_JSON = 64 };
+enum {
+	I_NULL = 1, I_TS = 2, I_STR = 4, I_INT = 8, I_NUM = 16, I_BOOL = 32, I_JSON = 64,
+	I_WIDE = 128,           /* an integer that double precision would round */
+	I_BIG = 256,            /* an integer beyond bigint: numeric holds it */
+	I_NOTIME = 512,         /* a number that is no epoch time */
+};
 
-static unsigned
-value_mask(enum dp_json_type t, const char *v, size_t n, struct dp_buf *scratch)
+/* Whether the encoder of kind k takes the value; *why when it does not. */
+static bool
+fits(struct dp_pgsink *s, enum dp_pgbin_kind k, enum dp_json_type t, const char *v, size_t n,
+     const char **why)
 {
+	const char *w = NULL;
+
+	dp_buf_reset(&s->probe);
+	if (dp_pgbin_field(&s->probe, k, t, v, n, &s->scratch, &w) <= 0)
+		return true;    /* out of memory: encoding the row will say so */
+	if (why)
+		*why = w;
+	return false;
+}
+
+/*
+ * What a value is, for typing a column (--create, --unknown-keys add):
+ * its I_ bits, or 0 when no type dp infers holds it, *why saying why (a
+ * string with \u0000 or a lone surrogate escape, 1e400 without
+ * --numeric, an integer of more digits than numeric takes).  The
+ * encoders judge, so that a column is only ever typed from values that
+ * fit it.
+ */
+static unsigned
+value_mask(struct dp_pgsink *s, enum dp_json_type t, const char *v, size_t n, const char **why)
+{
+	unsigned m;
+
 	switch (t) {
 	case DP_JSON_NULL: return I_NULL;
 	case DP_JSON_TRUE: case DP_JSON_FALSE: return I_BOOL;
-	case DP_JSON_NUMBER: return dp_pgbin_number_class(v, n) == 1 ? I_INT : I_NUM;
-	case DP_JSON_STRING: return dp_pgbin_is_timestamp(v, n, scratch) ? I_TS : I_STR;
-	default: return I_JSON;
+	case DP_JSON_NUMBER:
+		if (dp_pgbin_number_class(v, n) == 1) {
+			m = I_INT;
+			if (!fits(s, DP_PGBIN_FLOAT8, t, v, n, NULL))
+				m |= I_WIDE;
+		} else if (!memchr(v, '.', n) && !memchr(v, 'e', n) && !memchr(v, 'E', n)) {
+			if (!fits(s, DP_PGBIN_NUMERIC, t, v, n, why))
+				return 0;
+			m = I_BIG;
+		} else {
+			if (!fits(s, s->cfg.numeric ? DP_PGBIN_NUMERIC : DP_PGBIN_FLOAT8, t, v, n, why))
+				return 0;
+			m = I_NUM;
+		}
+		if (!fits(s, DP_PGBIN_TIMESTAMPTZ, t, v, n, NULL))
+			m |= I_NOTIME;
+		return m;
+	case DP_JSON_STRING:
+		if (dp_pgbin_is_timestamp(v, n, &s->scratch))
+			return I_TS;
+		return fits(s, DP_PGBIN_TEXT, t, v, n, why) ? I_STR : 0;
+	default:
+		return fits(s, DP_PGBIN_JSONB, t, v, n, why) ? I_JSON : 0;
 	}
 }
 
@@ -936,11 +1326,11 @@ value_mask(enum dp_json_type t, const char *v, size_t n, struct dp_buf *scratch)
 static const char *
 type_for(unsigned mask, bool is_time, bool numeric)
 {
-	unsigned m = mask & ~(unsigned)I_NULL;
+	unsigned m = mask & ~(unsigned)(I_NULL | I_WIDE | I_NOTIME);
 
 	if (!m)
 		return "text";
-	if (is_time && !(m & ~(unsigned)(I_TS | I_INT | I_NUM)))
+	if (is_time && !(mask & I_NOTIME) && !(m & ~(unsigned)(I_TS | I_INT | I_NUM)))
 		return "timestamptz";
 	if (!(m & ~(unsigned)I_TS))
 		return "timestamptz";
@@ -948,12 +1338,26 @@ type_for(unsigned mask, bool is_time, bool numeric)
 		return "text";
 	if (!(m & ~(unsigned)I_INT))
 		return "bigint";
-	if (!(m & ~(unsigned)(I_INT | I_NUM)))
-		return numeric ? "numeric" : "double precision";
+	/* An integer that double precision would round wants numeric, as
+	 * does one beyond bigint. */
+	if (!(m & ~(unsigned)(I_INT | I_NUM | I_BIG)))
+		return numeric || (m & I_BIG) || ((mask & I_WIDE) && (m & I_NUM))
+		       ? "numeric" : "double precision";
 	if (m == I_BOOL)
 		return "boolean";
 	return "jsonb";
 }
+
+static bool
+is_time_name(const struct dp_pgsink *s, const char *name, size_t len)
+{
+	const char *tc = s->cfg.time_column;
+
+	return tc ? strlen(tc) == len && memcmp(tc, name, len) == 0
+	          : (len == 2 && memcmp(name, "ts", 2) == 0) ||
+	            (len == 4 && memcmp(name, "time", 4) == 0);
+}
+
 
 static const char *
 sc_name(const struct dp_pgsink *s, int c, size_t *len)
@@ -962,17 +1366,25 @@ sc_name(const struct dp_pgsink *s, int c, size_t *len)
 	return s->cols[c].name;
 }
 
-/* A key's decoded name; borrowed from the literal or from buf. */
+/*
+ * A key's decoded name; borrowed from the literal or from buf.  -1 out
+ * of memory; -2 a lone surrogate escape, which no name can hold.
+ */
 static int
 key_name(struct dp_buf *buf, const char *lit, size_t n, const char **name, size_t *len)
 {
+	size_t bad;
+
 	if (!memchr(lit, '\\', n)) {
 		*name = lit + 1;
 		*len = n - 2;
 		return 0;
 	}
 	dp_buf_reset(buf);
-	if (dp_json_unquote(buf, lit, n) < 0 || dp_buf_addch(buf, '\0') < 0)
+	int rc = dp_json_unquote_exact(buf, lit, n, &bad);
+	if (rc == -2)
+		return -2;
+	if (rc < 0 || dp_buf_addch(buf, '\0') < 0)
 		return -1;
 	*name = buf->data;
 	*len = buf->len - 1;
@@ -1011,6 +1423,103 @@ time_column(const struct dp_pgsink *s, bool (*has)(const struct dp_pgsink *, con
 	if (has(s, "time", arg))
 		return "time";
 	return NULL;
+}
+
+struct seen {
+	char *name;
+	size_t len;
+	unsigned mask;
+	const char *why;                /* mask 0: why no type holds the value (static) */
+};
+
+struct inference {
+	struct seen *v;
+	size_t n, cap;
+};
+
+static void
+seen_clear(struct inference *in)
+{
+	for (size_t i = 0; i < in->n; i++)
+		free(in->v[i].name);
+	in->n = 0;
+}
+
+/* name's mask: or'ed with what it had, or with replace (a later value of
+ * one key in one row) set to mask. */
+static int
+seen_add(struct inference *in, const char *name, size_t len, unsigned mask, bool replace)
+{
+	for (size_t i = 0; i < in->n; i++)
+		if (in->v[i].len == len && memcmp(in->v[i].name, name, len) == 0) {
+			in->v[i].mask = replace ? mask : in->v[i].mask | mask;
+			return 0;
+		}
+	struct seen *v = grow(in->v, &in->cap, in->n + 1, sizeof(*v), 16);
+	if (!v)
+		return -1;
+	in->v = v;
+	if (!(in->v[in->n].name = malloc(len + 1)))
+		return -1;
+	memcpy(in->v[in->n].name, name, len);
+	in->v[in->n].name[len] = '\0';
+	in->v[in->n].len = len;
+	in->v[in->n].mask = mask;
+	in->v[in->n].why = NULL;
+	in->n++;
+	return 0;
+}
+
+/*
+ * The columns a row would make (--create): each key that can be a
+ * column name, with the mask of its last value (the one the row keeps),
+ * into one (emptied first).  1; 0 when the row cannot shape the table,
+ * the reason in s->why: it has no key that can be a column, or a value
+ * no type holds (then it makes no column at all: it is a bad record);
+ * -1 out of memory.
+ */
+static int
+row_columns(struct dp_pgsink *s, const char *json, size_t len, struct inference *one)
+{
+	size_t pos = 0, klen, vn, nlen;
+	const char *key, *v, *name;
+	enum dp_json_type t;
+	bool extra = s->cfg.unknown == DP_PGSINK_UNKNOWN_EXTRA;
+
+	seen_clear(one);
+	while ((t = dp_json_next_member(json, len, &pos, &key, &klen, &v, &vn)) != DP_JSON_INVALID) {
+		int rc = key_name(&s->keybuf, key, klen, &name, &nlen);
+		if (rc == -1)
+			return -1;
+		if (rc == -2 || bad_ident(name, nlen))
+			continue;       /* not a column: handled per --unknown-keys */
+		if (extra && strlen(s->cfg.extra_column) == nlen &&
+		    memcmp(s->cfg.extra_column, name, nlen) == 0)
+			continue;
+		const char *why = NULL;
+		unsigned mask = value_mask(s, t, v, vn, &why);
+		if (seen_add(one, name, nlen, mask, true) < 0)
+			return -1;
+		for (size_t i = 0; i < one->n; i++)
+			if (one->v[i].len == nlen && memcmp(one->v[i].name, name, nlen) == 0)
+				one->v[i].why = why;
+	}
+	for (size_t i = 0; i < one->n; i++)
+		if (!one->v[i].mask) {
+			dp_buf_reset(&s->why);
+			dp_buf_msgf(&s->why, "key ");
+			msg_name(&s->why, one->v[i].name, one->v[i].len);
+			dp_buf_msgf(&s->why, " has a value that fits no column type (%s), so the row "
+			            "cannot shape the table", one->v[i].why ? one->v[i].why : "?");
+			return 0;
+		}
+	if (!one->n && !extra) {
+		dp_buf_reset(&s->why);
+		dp_buf_msgf(&s->why, "the row sets no column, and --create makes the table from the "
+		            "columns of the first rows");
+		return 0;
+	}
+	return 1;
 }
 
 /* ---- encoding rows ---------------------------------------------------------- */
@@ -1119,48 +1628,6 @@ keep_orig(struct dp_pgsink *s, struct dp_pgsink_src *src, struct batch *b, int64
 	return 0;
 }
 
-/*
- * ALTER TABLE ... ADD COLUMN IF NOT EXISTS for a key, its type inferred
- * from this value.  The catalog has the last word: someone may have
- * added the column first, with another type.  Returns the column's
- * index, or a negative result (DP_PGSINK_DOWN, or -status).
- */
-static int
-add_column(struct dp_pgsink *s, const char *name, size_t len, unsigned mask, struct dp_buf *err)
-{
-	struct dp_buf q = DP_BUF_INIT;
-	const char *tc = s->cfg.time_column;
-	bool is_time = tc ? strlen(tc) == len && memcmp(tc, name, len) == 0
-	                  : (len == 2 && memcmp(name, "ts", 2) == 0) ||
-	                    (len == 4 && memcmp(name, "time", 4) == 0);
-	int rc;
-
-	if (dp_buf_addf(&q, "ALTER TABLE %s ADD COLUMN IF NOT EXISTS ", s->qname) < 0 ||
-	    dp_pg_ident(&q, name, len) < 0 ||
-	    dp_buf_addf(&q, " %s", type_for(mask, is_time, s->cfg.numeric)) < 0) {
-		dp_buf_free(&q);
-		dp_buf_msgf(err, "out of memory");
-		return -DP_EX_SOFTWARE;
-	}
-	char state[6];
-	rc = exec_ctl(s, q.data, 0, NULL, NULL, state, err, "cannot add a column");
-	dp_buf_free(&q);
-	if (rc == DP_PGSINK_DOWN)
-		return rc;
-	if (rc)
-		return -fatal_status(state);
-	dp_info("added column %.*s %s to %s", (int)len, name, type_for(mask, is_time, s->cfg.numeric),
-	        s->cfg.table);
-	if ((rc = load_columns(s, err)) != 0)
-		return rc == DP_PGSINK_DOWN ? rc : -rc;
-	int c = find_col(s, name, len);
-	if (c < 0) {
-		dp_buf_msgf(err, "column %.*s is still missing after ALTER TABLE", (int)len, name);
-		return -DP_EX_SOFTWARE;
-	}
-	return c;
-}
-
 static int
 nomem(struct dp_buf *err)
 {
@@ -1173,7 +1640,142 @@ struct new_key {
 	const char *key, *v;            /* borrowed from the row */
 	size_t klen, vn;
 	enum dp_json_type t;
+	unsigned mask;
+	bool dup;                       /* a later member has its name: that one counts */
 };
+
+/* Why the value of slot sl does not fit column c, into s->why: 1, or 0 it fits. */
+static int
+refused(struct dp_pgsink *s, int c, const struct slot *sl, const char *why)
+{
+	const struct column *col = &s->cols[c];
+
+	dp_buf_msgf(&s->why, "column ");
+	msg_name(&s->why, col->name, col->len);
+	dp_buf_msgf(&s->why, " (%s): ", col->type);
+	msg_value(&s->why, sl->v, sl->n);
+	dp_buf_msgf(&s->why, " is %s", why);
+	s->bad_col = c;
+	return 1;
+}
+
+/*
+ * ALTER TABLE ... ADD COLUMN IF NOT EXISTS for the new keys of a row,
+ * all in one statement (all or none), each typed from its value: only
+ * once the row proved good, so that a refused row never shapes the
+ * table.  The catalog has the last word: someone may have added a
+ * column first, with another type.  0, DP_PGSINK_BAD (the reason in
+ * s->why: no type holds a value, PostgreSQL's 1600 columns), or a
+ * failure as encode_row returns it.
+ */
+static int
+add_columns(struct dp_pgsink *s, struct new_key *nk, size_t n, unsigned gen, struct dp_buf *err)
+{
+	struct dp_buf q = DP_BUF_INIT;
+	const char *name, *why = NULL;
+	size_t len, fresh = 0;
+	int rc;
+
+	/* The row's values for the columns it has must fit first. */
+	for (size_t i = 0; i < s->ncols; i++) {
+		const struct slot *sl = &s->slots[i];
+		if (sl->gen != gen || fits(s, s->cols[i].kind, sl->t, sl->v, sl->n, &why))
+			continue;
+		refused(s, (int)i, sl, why);
+		return DP_PGSINK_BAD;
+	}
+	/* The last of a key's values counts, for its type as for the row. */
+	struct dp_buf one = DP_BUF_INIT;
+	for (size_t i = 0; i < n; i++) {
+		nk[i].dup = false;
+		dp_buf_reset(&one);
+		if (key_name(&s->keybuf, nk[i].key, nk[i].klen, &name, &len) < 0 ||
+		    dp_buf_add(&one, name, len) < 0) {
+			dp_buf_free(&one);
+			return nomem(err);
+		}
+		for (size_t j = i + 1; j < n && !nk[i].dup; j++) {
+			if (key_name(&s->keybuf, nk[j].key, nk[j].klen, &name, &len) < 0) {
+				dp_buf_free(&one);
+				return nomem(err);
+			}
+			nk[i].dup = len == one.len && memcmp(name, one.data, len) == 0;
+		}
+		if (nk[i].dup)
+			continue;
+		fresh++;
+		if (!(nk[i].mask = value_mask(s, nk[i].t, nk[i].v, nk[i].vn, &why))) {
+			if ((rc = key_name(&s->keybuf, nk[i].key, nk[i].klen, &name, &len)) == -1)
+				return nomem(err);
+			dp_buf_msgf(&s->why, "key ");
+			msg_name(&s->why, name, len);
+			dp_buf_msgf(&s->why, ": ");
+			msg_value(&s->why, nk[i].v, nk[i].vn);
+			dp_buf_msgf(&s->why, " fits no column type (%s), so no column is added for it",
+			            why ? why : "?");
+			dp_buf_free(&one);
+			return DP_PGSINK_BAD;
+		}
+	}
+	dp_buf_free(&one);
+	if (s->natts + fresh > MAX_COLUMNS) {
+		dp_buf_msgf(&s->why, "%zu key%s without a column would take table %s past "
+		            "PostgreSQL's %d columns (it has %u, dropped ones included)", fresh,
+		            fresh == 1 ? "" : "s", s->cfg.table, MAX_COLUMNS, s->natts);
+		return DP_PGSINK_BAD;
+	}
+	if (dp_buf_addf(&q, "ALTER TABLE %s ", s->qname) < 0)
+		goto nomem;
+	size_t k = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (nk[i].dup)
+			continue;
+		if (key_name(&s->keybuf, nk[i].key, nk[i].klen, &name, &len) < 0)
+			goto nomem;
+		const char *type = type_for(nk[i].mask, is_time_name(s, name, len), s->cfg.numeric);
+		if (dp_buf_addstr(&q, k++ ? ", ADD COLUMN IF NOT EXISTS " : "ADD COLUMN IF NOT EXISTS ") < 0 ||
+		    dp_pg_ident(&q, name, len) < 0 || dp_buf_addf(&q, " %s", type) < 0)
+			goto nomem;
+		dp_info("adding column %.*s %s to %s", (int)len, name, type, s->cfg.table);
+	}
+	char state[6];
+	struct dp_buf e = DP_BUF_INIT;
+	rc = exec_ctl(s, q.data, 0, NULL, NULL, state, &e, "cannot add a column");
+	dp_buf_free(&q);
+	if (rc == -1 && dp_sqlstate_of(state)->what == DP_SQLSTATE_BAD) {
+		/* 54011: more than 1600 columns; the row is bad, the run goes on */
+		dp_buf_msgf(&s->why, "%s", dp_buf_str(&e));
+		dp_buf_free(&e);
+		return DP_PGSINK_BAD;
+	}
+	dp_buf_msgf(err, "%s", dp_buf_str(&e));
+	dp_buf_free(&e);
+	if (rc == DP_PGSINK_DOWN)
+		return rc;
+	if (rc)
+		return fatal_status(state);
+	if ((rc = load_model(s, false, NULL, err)) != 0)
+		return rc;
+	for (size_t i = 0; i < n; i++) {
+		if (nk[i].dup)
+			continue;
+		if (key_name(&s->keybuf, nk[i].key, nk[i].klen, &name, &len) < 0)
+			return nomem(err);
+		int c = find_col(s, name, len);
+		if (c < 0) {
+			dp_buf_msgf(err, "column %.*s is still missing after ALTER TABLE", (int)len, name);
+			return DP_EX_SOFTWARE;
+		}
+		s->slots[c].gen = gen;
+		s->slots[c].t = nk[i].t;
+		s->slots[c].v = nk[i].v;
+		s->slots[c].n = nk[i].vn;
+	}
+	return 0;
+nomem:
+	dp_buf_free(&q);
+	return nomem(err);
+}
 
 /* What a row's members leave for encode_row. */
 struct row_ctx {
@@ -1185,6 +1787,33 @@ struct row_ctx {
 	struct new_key *newkeys;
 	size_t nnew, capnew;
 };
+
+/* Why a key has no column (--unknown-keys bad), into s->why. */
+static void
+no_column(struct dp_pgsink *s, const char *name, size_t len, const char *v, size_t vn,
+          enum dp_json_type t)
+{
+	const char *why = NULL;
+
+	dp_buf_msgf(&s->why, "key ");
+	msg_name(&s->why, name, len);
+	if (s->reshaping)
+		for (size_t i = 0; i < s->ngone; i++)
+			if (strlen(s->gone[i].name) == len && memcmp(s->gone[i].name, name, len) == 0) {
+				dp_buf_msgf(&s->why, ": its column (%s) is gone, dropped or renamed",
+				            s->gone[i].type);
+				return;
+			}
+	if (!value_mask(s, t, v, vn, &why)) {
+		dp_buf_msgf(&s->why, ": ");
+		msg_value(&s->why, v, vn);
+		dp_buf_msgf(&s->why, " fits no column type (%s)", why ? why : "?");
+		return;
+	}
+	dp_buf_msgf(&s->why, " has no column in table %s (see --unknown-keys)", s->cfg.table);
+	if (s->natts >= MAX_COLUMNS)
+		dp_buf_msgf(&s->why, ", which has PostgreSQL's %d columns already", MAX_COLUMNS);
+}
 
 /* One member of a row: its column's slot, or per --unknown-keys. */
 static int
@@ -1212,9 +1841,15 @@ take_member(void *ctx, const char *key, size_t klen, const char *v, size_t vn,
 	if (c >= 0) {
 		name = sc_name(s, c, &name_len);
 	} else {
-		if (key_name(&s->keybuf, key, klen, &name, &name_len) < 0)
+		int rc = key_name(&s->keybuf, key, klen, &name, &name_len);
+		if (rc == -2 && s->cfg.unknown != DP_PGSINK_UNKNOWN_EXTRA) {
+			dp_buf_msgf(&s->why, "key %.*s holds a lone surrogate escape, which no column "
+			            "name can hold", klen > 48 ? 48 : (int)klen, key);
+			return rx->rc = DP_PGSINK_BAD;
+		}
+		if (rc == -1)
 			return rx->rc = nomem(err);
-		c = find_col(s, name, name_len);
+		c = rc == -2 ? -1 : find_col(s, name, name_len);
 		if (member >= s->nshape) {
 			size_t old = s->nshape;
 			int *sh = grow(s->shape, &s->nshape, member + 1, sizeof(*sh), 16);
@@ -1235,36 +1870,32 @@ take_member(void *ctx, const char *key, size_t klen, const char *v, size_t vn,
 		return rx->rc = DP_PGSINK_BAD;
 	}
 	if (c < 0) {
-		const char *why = bad_ident(name, name_len);
-		switch (s->cfg.unknown) {
-		case DP_PGSINK_UNKNOWN_EXTRA:
+		if (s->cfg.unknown == DP_PGSINK_UNKNOWN_EXTRA) {
 			if (dp_buf_addch(&s->extrabuf, s->extrabuf.len ? ',' : '{') < 0 ||
 			    dp_buf_add(&s->extrabuf, key, klen) < 0 ||
 			    dp_buf_addch(&s->extrabuf, ':') < 0 || dp_buf_add(&s->extrabuf, v, vn) < 0)
 				return rx->rc = nomem(err);
 			return 0;
-		case DP_PGSINK_UNKNOWN_ADD:
-			if (!why) {
-				/* The column is added once the whole row proved valid. */
-				struct new_key *nk = grow(rx->newkeys, &rx->capnew, rx->nnew + 1,
-				                          sizeof(*nk), 8);
-				if (!nk)
-					return rx->rc = nomem(err);
-				rx->newkeys = nk;
-				rx->newkeys[rx->nnew++] = (struct new_key){ .key = key, .klen = klen, .v = v, .vn = vn, .t = t };
-				return 0;
-			}
+		}
+		const char *why = bad_ident(name, name_len);
+		if (why) {
 			dp_buf_msgf(&s->why, "key ");
 			msg_name(&s->why, name, name_len);
 			dp_buf_msgf(&s->why, " cannot be a column name: %s", why);
 			return rx->rc = DP_PGSINK_BAD;
-		default:
-			dp_buf_msgf(&s->why, "key ");
-			msg_name(&s->why, name, name_len);
-			dp_buf_msgf(&s->why, " has no column in table %s (see --unknown-keys)",
-			            s->cfg.table);
-			return rx->rc = DP_PGSINK_BAD;
 		}
+		if (s->cfg.unknown == DP_PGSINK_UNKNOWN_ADD) {
+			/* The column is added once the whole row proved valid. */
+			struct new_key *nk = grow(rx->newkeys, &rx->capnew, rx->nnew + 1,
+			                          sizeof(*nk), 8);
+			if (!nk)
+				return rx->rc = nomem(err);
+			rx->newkeys = nk;
+			rx->newkeys[rx->nnew++] = (struct new_key){ .key = key, .klen = klen, .v = v, .vn = vn, .t = t };
+			return 0;
+		}
+		no_column(s, name, name_len, v, vn, t);
+		return rx->rc = DP_PGSINK_BAD;
 	}
 	s->slots[c].gen = rx->gen;
 	s->slots[c].t = t;
@@ -1275,9 +1906,10 @@ take_member(void *ctx, const char *key, size_t klen, const char *v, size_t vn,
 
 /*
  * Encode one row object into b, checking its JSON on the way (one scan
- * for both).  0, DP_PGSINK_BAD (reason in s->why, not yet reported),
- * DP_PGSINK_DOWN, or an exit status; on any failure b may hold part of
- * the row: the caller cuts it back.
+ * for both).  0, DP_PGSINK_BAD (reason in s->why, not yet reported;
+ * s->bad_col the column that refused it, or -1), DP_PGSINK_DOWN, or an
+ * exit status; on any failure b may hold part of the row: the caller
+ * cuts it back.
  */
 static int
 encode_row(struct dp_pgsink *s, struct batch *b, const char *json, size_t len, struct dp_buf *err)
@@ -1292,6 +1924,7 @@ encode_row(struct dp_pgsink *s, struct batch *b, const char *json, size_t len, s
 	}
 	dp_buf_reset(&s->why);
 	dp_buf_reset(&s->extrabuf);
+	s->bad_col = -1;
 	struct row_ctx rx = { s, err, gen, 0, 0, s->newkeys, 0, s->capnew };
 	const char *jwhy;
 	size_t off;
@@ -1308,22 +1941,10 @@ encode_row(struct dp_pgsink *s, struct batch *b, const char *json, size_t len, s
 		dp_buf_msgf(&s->why, "not a JSON object");
 		return DP_PGSINK_BAD;
 	}
-	for (size_t i = 0; i < rx.nnew; i++) {
-		const struct new_key *nk = &rx.newkeys[i];
-		const char *name;
-		size_t name_len;
-		if (key_name(&s->keybuf, nk->key, nk->klen, &name, &name_len) < 0)
-			return nomem(err);
-		/* An earlier key of this row may have added it (a duplicate key). */
-		int c = find_col(s, name, name_len);
-		if (c < 0)
-			c = add_column(s, name, name_len, value_mask(nk->t, nk->v, nk->vn, &s->scratch), err);
-		if (c < 0)
-			return c == DP_PGSINK_DOWN ? c : -c;
-		s->slots[c].gen = gen;
-		s->slots[c].t = nk->t;
-		s->slots[c].v = nk->v;
-		s->slots[c].n = nk->vn;
+	if (rx.nnew) {
+		int rc = add_columns(s, rx.newkeys, rx.nnew, gen, err);
+		if (rc)
+			return rc;
 	}
 	if (s->extrabuf.len) {
 		if (dp_buf_addch(&s->extrabuf, '}') < 0)
@@ -1364,18 +1985,27 @@ encode_row(struct dp_pgsink *s, struct batch *b, const char *json, size_t len, s
 		const char *why = NULL;
 		int rc;
 		if (sl->gen != gen) {
+			if (s->reshaping && col->required) {
+				/* NOT NULL since the row was read: it never had it */
+				dp_buf_msgf(&s->why, "column ");
+				msg_name(&s->why, col->name, col->len);
+				dp_buf_msgf(&s->why, " (%s) is NOT NULL, and the record has no value for it",
+				            col->type);
+				s->bad_col = (int)L->cols[i];
+				dp_buf_truncate(&b->data, at);
+				return DP_PGSINK_BAD;
+			}
 			rc = dp_pgbin_null(&b->data);
 		} else {
-			rc = dp_pgbin_field(&b->data, col->kind, sl->t, sl->v, sl->n, &s->scratch, &why);
+			if (s->reshaping && col->required && sl->t == DP_JSON_NULL)
+				rc = (why = "null, and the column is NOT NULL", 1);
+			else
+				rc = dp_pgbin_field(&b->data, col->kind, sl->t, sl->v, sl->n, &s->scratch, &why);
 		}
 		if (rc < 0)
 			goto nomem;
 		if (rc > 0) {
-			dp_buf_msgf(&s->why, "column ");
-			msg_name(&s->why, col->name, col->len);
-			dp_buf_msgf(&s->why, " (%s): ", col->type);
-			msg_value(&s->why, sl->v, sl->n);
-			dp_buf_msgf(&s->why, " is %s", why);
+			refused(s, (int)L->cols[i], sl, why);
 			dp_buf_truncate(&b->data, at);
 			return DP_PGSINK_BAD;
 		}
@@ -1623,6 +2253,23 @@ answer(struct batch *b, enum result r, int status, struct dp_buf *msg)
 		b->msg = strdup(dp_buf_str(msg));
 }
 
+/* Whether the table is still what b was encoded for (its fingerprint). */
+static enum dp_pg_kind
+same_shape(struct writer *w, const struct batch *b, bool *same)
+{
+	static const char sql[] =
+		"SELECT " FINGERPRINT " FROM pg_class c WHERE c.oid = to_regclass($1)";
+	const char *p[1] = { w->s->qname };
+	PGresult *r;
+	enum dp_pg_kind k;
+
+	if ((k = wexec(w, sql, 1, p, &r)) != DP_PG_OK)
+		return k;
+	*same = PQntuples(r) == 1 && b->mv && strcmp(PQgetvalue(r, 0, 0), b->mv->fp) == 0;
+	PQclear(r);
+	return DP_PG_OK;
+}
+
 /*
  * One transaction: the compare-and-set of the source's offset, the rows
  * (all at once, or bisected), the commit.  DP_PG_OK when it committed
@@ -1635,8 +2282,33 @@ attempt(struct writer *w, struct batch *b, size_t nrec, bool halving)
 	enum dp_pg_kind k;
 	PGresult *r = NULL;
 
-	if ((k = wexec(w, "BEGIN", 0, NULL, NULL)) != DP_PG_OK)
+	/*
+	 * The table's lock first (what COPY takes: no ALTER TABLE until the
+	 * end), then its shape: a table that changed since the batch was
+	 * encoded is not written.  A batch of no rows only moves its offset.
+	 */
+	if ((k = wexec(w, b->nrows ? w->s->begin_sql : "BEGIN", 0, NULL, NULL)) != DP_PG_OK) {
+		if (b->nrows && strcmp(w->sqlstate, "42P01") == 0) {
+			struct dp_buf m = DP_BUF_INIT;
+			dp_buf_msgf(&m, "table %s is gone: dropped or renamed while dp-sink-pg ran (%s)",
+			            w->s->cfg.table, dp_buf_str(&w->err));
+			dp_buf_reset(&w->err);
+			dp_buf_msgf(&w->err, "%s", dp_buf_str(&m));
+			dp_buf_free(&m);
+		}
 		return k;
+	}
+	if (b->nrows) {
+		bool same;
+		if ((k = same_shape(w, b, &same)) != DP_PG_OK)
+			return k;
+		if (!same) {
+			if ((k = wexec(w, "ROLLBACK", 0, NULL, NULL)) != DP_PG_OK)
+				return k;
+			answer(b, R_RESHAPE, 0, NULL);
+			return DP_PG_OK;
+		}
+	}
 	if (src->track) {
 		static const char cas[] =
 			"INSERT INTO " OFFSETS_TABLE " AS o (\"group\", topic, \"partition\", next_offset, updated_at) "
@@ -1755,6 +2427,44 @@ ensure_stages(struct writer *w, struct batch *b)
 	return DP_PG_OK;
 }
 
+/*
+ * After a passing failure of the batch (sqlstate.h's retry rows): wait
+ * before trying it again, saying why.  false when it must not be tried
+ * again: the retries are used up (--max-retries, else RETRIES_DEFAULT),
+ * or the engine is cancelling or closing.
+ */
+static bool
+retry_wait(struct writer *w, struct batch *b, unsigned tries)
+{
+	struct dp_pgsink *s = w->s;
+	uint64_t limit = s->cfg.max_retries ? s->cfg.max_retries : RETRIES_DEFAULT;
+	const struct dp_sqlstate *row = dp_sqlstate_of(w->sqlstate);
+
+	if (tries >= limit || atomic_load(&s->aborting))
+		return false;
+	int64_t ms = dp_backoff_next(&w->backoff, 0);
+	char d[48];
+	dp_warn("%s: %s: %s; trying the batch again in %s (retry %u of %llu)", b->src->label,
+	        row->words, dp_buf_str(&w->err), dp_duration_format(ms, d), tries + 1,
+	        (unsigned long long)limit);
+	atomic_fetch_add(&s->retries, 1);
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	ts.tv_sec += (time_t)(ms / 1000);
+	ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&s->mu);
+	while (!w->quit && !atomic_load(&s->aborting) &&
+	       pthread_cond_timedwait(&w->cv, &s->mu, &ts) != ETIMEDOUT)
+		;
+	bool go = !w->quit && !atomic_load(&s->aborting);
+	pthread_mutex_unlock(&s->mu);
+	return go;
+}
+
 /* Run one batch; its answer goes into b.  DP_PG_TRANSIENT: try again later. */
 static enum dp_pg_kind
 run_batch(struct writer *w, struct batch *b)
@@ -1762,12 +2472,6 @@ run_batch(struct writer *w, struct batch *b)
 	size_t nrec = 0;
 	enum dp_pg_kind k;
 
-	b->bad_rows = 0;
-	b->written = 0;
-	/* Bad records found by an attempt cut short (an outage) are found again. */
-	for (size_t i = b->njudged; i < b->nbads; i++)
-		free(b->bads[i].reason);
-	b->nbads = b->njudged;
 	if (b->nrows == 0 && !b->src->track) {
 		answer(b, R_COMMITTED, 0, NULL);
 		return DP_PG_OK;
@@ -1788,24 +2492,71 @@ run_batch(struct writer *w, struct batch *b)
 			w->recs[nrec++] = i;
 	w->recs[nrec] = b->nrows;
 
-	if ((k = ensure_stages(w, b)) == DP_PG_OK) {
-		k = attempt(w, b, nrec, false);
-		if (k == DP_PG_DATA) {
-			/* Some row is bad: start over, halving to find it. */
-			if ((k = wexec(w, "ROLLBACK", 0, NULL, NULL)) == DP_PG_OK) {
-				b->bad_rows = 0;
-				k = attempt(w, b, nrec, true);
+	dp_backoff_reset(&w->backoff);
+	for (unsigned tries = 0; ; tries++) {
+		b->bad_rows = 0;
+		b->written = 0;
+		/* Bad records found by an attempt cut short (an outage, a
+		 * deadlock) are found again. */
+		for (size_t i = b->njudged; i < b->nbads; i++)
+			free(b->bads[i].reason);
+		b->nbads = b->njudged;
+		k = ensure_stages(w, b);
+		if (k == DP_PG_FATAL) {
+			/* The stage is made from the table as the batch knew it:
+			 * a column gone since fails here, before the check. */
+			bool same = true;
+			char state[6];
+			memcpy(state, w->sqlstate, sizeof(state));
+			struct dp_buf keep = DP_BUF_INIT;
+			dp_buf_msgf(&keep, "%s", dp_buf_str(&w->err));
+			if (same_shape(w, b, &same) == DP_PG_OK && !same) {
+				dp_buf_free(&keep);
+				answer(b, R_RESHAPE, 0, NULL);
+				return DP_PG_OK;
+			}
+			dp_buf_reset(&w->err);
+			dp_buf_msgf(&w->err, "%s", dp_buf_str(&keep));
+			dp_buf_free(&keep);
+			memcpy(w->sqlstate, state, sizeof(state));
+		}
+		if (k == DP_PG_OK) {
+			k = attempt(w, b, nrec, false);
+			if (k == DP_PG_DATA) {
+				/* Some row is bad: start over, halving to find it. */
+				if ((k = wexec(w, "ROLLBACK", 0, NULL, NULL)) == DP_PG_OK) {
+					b->bad_rows = 0;
+					k = attempt(w, b, nrec, true);
+				}
 			}
 		}
+		if (k != DP_PG_RETRY)
+			break;
+		if (PQtransactionStatus(w->c) != PQTRANS_IDLE)
+			PQclear(PQexec(w->c, "ROLLBACK"));
+		if (PQstatus(w->c) == CONNECTION_BAD)
+			return DP_PG_TRANSIENT;
+		if (!retry_wait(w, b, tries))
+			break;
 	}
 	if (k == DP_PG_OK || k == DP_PG_TRANSIENT)
 		return k;
 	/* Retrying cannot mend it: a dropped column, a permission, ... */
 	if (PQtransactionStatus(w->c) != PQTRANS_IDLE)
 		PQclear(PQexec(w->c, "ROLLBACK"));
+	const struct dp_sqlstate *row = dp_sqlstate_of(w->sqlstate);
 	struct dp_buf m = DP_BUF_INIT;
-	dp_buf_msgf(&m, "cannot write to %s: %s", w->s->cfg.table, dp_buf_str(&w->err));
-	answer(b, R_FATAL, fatal_status(w->sqlstate), &m);
+	dp_buf_msgf(&m, "cannot write to %s: ", w->s->cfg.table);
+	if (k == DP_PG_RETRY && atomic_load(&w->s->aborting))
+		dp_buf_msgf(&m, "cancelled: ");
+	else if (k == DP_PG_RETRY)
+		dp_buf_msgf(&m, "gave up on the batch after %llu retries: ",
+		            (unsigned long long)(w->s->cfg.max_retries ? w->s->cfg.max_retries
+		                                                      : RETRIES_DEFAULT));
+	if (*w->sqlstate && strcmp(w->sqlstate, "42P01") != 0)
+		dp_buf_msgf(&m, "%s: ", row->words);
+	dp_buf_msgf(&m, "%s", dp_buf_str(&w->err));
+	answer(b, R_FATAL, k == DP_PG_RETRY ? DP_EX_TEMPFAIL : fatal_status(w->sqlstate), &m);
 	dp_buf_free(&m);
 	return DP_PG_OK;
 }
@@ -1825,12 +2576,16 @@ writer_main(void *arg)
 		struct batch *b = w->head;
 		/* A source stopped at a bad row, or released since: not sent. */
 		bool skip = b->src->stopped || b->gen != b->src->gen;
+		/* Its table changed under an earlier batch: back, in order. */
+		bool back = !skip && b->src->bouncing;
 		w->running = true;
 		pthread_mutex_unlock(&s->mu);
 
 		enum dp_pg_kind k = DP_PG_OK;
 		if (skip)
 			answer(b, R_DISCARDED, 0, NULL);
+		else if (back)
+			answer(b, R_RESHAPE, 0, NULL);
 		else
 			k = run_batch(w, b);
 
@@ -1840,11 +2595,13 @@ writer_main(void *arg)
 			/* Keep the batch at the head; the caller reconnects. */
 			w->broken = true;
 			dp_buf_reset(&w->down);
-			dp_buf_msgf(&w->down, "%s", dp_buf_str(&w->err));
+			down_msg(&w->down, w->sqlstate, dp_buf_str(&w->err));
 		} else {
 			if ((b->result == R_STOPPED || b->result == R_LOST || b->result == R_FATAL) &&
 			    b->gen == b->src->gen)
 				b->src->stopped = true;
+			if (b->result == R_RESHAPE && b->gen == b->src->gen)
+				b->src->bouncing = true;
 			w->head = b->next;
 			if (!w->head)
 				w->tail = NULL;
@@ -1912,6 +2669,13 @@ dp_pgsink_open(struct dp_pgsink **out, const struct dp_pgsink_config *cfg, struc
 		dp_buf_msgf(err, "out of memory");
 		return DP_EX_SOFTWARE;
 	}
+	dp_buf_reset(&q);
+	if (dp_buf_addf(&q, "BEGIN; LOCK TABLE %s IN ROW EXCLUSIVE MODE", s->qname) < 0 ||
+	    !(s->begin_sql = buf_dup(&q))) {
+		dp_buf_free(&q);
+		dp_buf_msgf(err, "out of memory");
+		return DP_EX_SOFTWARE;
+	}
 	dp_buf_free(&q);
 
 	if ((rc = connect_one(s, &s->ctl, err)) != 0)
@@ -1953,10 +2717,14 @@ dp_pgsink_open(struct dp_pgsink **out, const struct dp_pgsink_config *cfg, struc
 		struct writer *w = &s->w[i];
 		w->s = s;
 		w->idx = i;
-		if (pthread_cond_init(&w->cv, NULL)) {
+		dp_backoff_init(&w->backoff, 250, 30000, 0.5, 0);
+		/* Retries wait on it with a deadline: the monotonic clock. */
+		if (pthread_condattr_init(&ca) || pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) ||
+		    pthread_cond_init(&w->cv, &ca)) {
 			dp_buf_msgf(err, "cannot make a condition variable");
 			return DP_EX_SOFTWARE;
 		}
+		pthread_condattr_destroy(&ca);
 		if ((rc = connect_one(s, &w->c, err)) != 0)
 			return rc;
 		w->cancel = PQgetCancel(w->c);
@@ -1969,18 +2737,77 @@ dp_pgsink_open(struct dp_pgsink **out, const struct dp_pgsink_config *cfg, struc
 	return 0;
 }
 
-void
-dp_pgsink_cancel(struct dp_pgsink *s)
+/* A cancel request, sent from a thread of its own: PQcancel waits for the
+ * server, which may not answer at all. */
+static void *
+cancel_main(void *arg)
 {
 	char buf[256];
 
+	PQcancel(arg, buf, sizeof(buf));
+	PQfreeCancel(arg);
+	return NULL;
+}
+
+void
+dp_pgsink_cancel(struct dp_pgsink *s)
+{
+	pthread_attr_t a;
+
 	if (!s || !s->w)
 		return;
+	atomic_store(&s->aborting, true);
+	if (pthread_attr_init(&a))
+		return;
+	pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
 	pthread_mutex_lock(&s->mu);
-	for (unsigned i = 0; i < s->nw; i++)
-		if (s->w[i].running && s->w[i].cancel)
-			PQcancel(s->w[i].cancel, buf, sizeof(buf));
+	for (unsigned i = 0; i < s->nw; i++) {
+		struct writer *w = &s->w[i];
+		pthread_cond_broadcast(&w->cv);         /* out of a retry's wait */
+		if (!w->running)
+			continue;
+		pthread_t t;
+		PGcancel *c = PQgetCancel(w->c);
+		if (c && pthread_create(&t, &a, cancel_main, c) != 0)
+			PQfreeCancel(c);
+	}
 	pthread_mutex_unlock(&s->mu);
+	pthread_attr_destroy(&a);
+}
+
+void
+dp_pgsink_abort(struct dp_pgsink *s)
+{
+	if (!s || !s->w)
+		return;
+	atomic_store(&s->aborting, true);
+	pthread_mutex_lock(&s->mu);
+	for (unsigned i = 0; i < s->nw; i++) {
+		pthread_cond_broadcast(&s->w[i].cv);
+		if (s->w[i].running)
+			dp_pg_shutdown(s->w[i].c);
+	}
+	pthread_mutex_unlock(&s->mu);
+}
+
+/* Whether a writer is running a batch (under mu). */
+static bool
+writers_busy(const struct dp_pgsink *s)
+{
+	for (unsigned i = 0; i < s->nw; i++)
+		if (s->w[i].running)
+			return true;
+	return false;
+}
+
+static void
+batch_list_free(struct batch *b)
+{
+	while (b) {
+		struct batch *n = b->next;
+		batch_free(b);
+		b = n;
+	}
 }
 
 void
@@ -1989,22 +2816,36 @@ dp_pgsink_free(struct dp_pgsink *s)
 	if (!s)
 		return;
 	if (s->w) {
-		dp_pgsink_cancel(s);
+		/*
+		 * What runs is cancelled: a live server rolls it back at once.
+		 * One that does not answer gets ABORT_WAIT_MS, then its
+		 * connection is shut down under the writer, which then ends.
+		 */
 		pthread_mutex_lock(&s->mu);
+		bool busy = writers_busy(s);
 		for (unsigned i = 0; i < s->nw; i++) {
 			s->w[i].quit = true;
-			pthread_cond_signal(&s->w[i].cv);
+			pthread_cond_broadcast(&s->w[i].cv);
 		}
 		pthread_mutex_unlock(&s->mu);
+		if (busy) {
+			dp_pgsink_cancel(s);
+			struct timespec ts;
+			clock_gettime(CLOCK_MONOTONIC, &ts);
+			ts.tv_sec += ABORT_WAIT_MS / 1000;
+			pthread_mutex_lock(&s->mu);
+			while (writers_busy(s) &&
+			       pthread_cond_timedwait(&s->answer_cv, &s->mu, &ts) != ETIMEDOUT)
+				;
+			pthread_mutex_unlock(&s->mu);
+			dp_pgsink_abort(s);
+		}
 		for (unsigned i = 0; i < s->nw; i++) {
 			struct writer *w = &s->w[i];
 			if (w->started)
 				pthread_join(w->th, NULL);
-			while (w->head) {
-				struct batch *b = w->head;
-				w->head = b->next;
-				batch_free(b);
-			}
+			batch_list_free(w->head);
+			w->head = NULL;
 			if (w->cancel)
 				PQfreeCancel(w->cancel);
 			PQfinish(w->c);
@@ -2030,21 +2871,30 @@ dp_pgsink_free(struct dp_pgsink *s)
 	for (size_t i = 0; i < s->nsrc; i++) {
 		struct dp_pgsink_src *src = s->src[i];
 		batch_free(src->filling);
+		batch_list_free(src->bounced);
 		free(src->group);
 		free(src->topic);
 		free(src->label);
 		free(src);
 	}
 	free(s->src);
-	while (s->layouts) {
-		struct layout *L = s->layouts;
-		s->layouts = L->next;
-		layout_free(L);
+	for (int i = 0; i < 2; i++) {
+		struct layout **list = i ? &s->retired : &s->layouts;
+		while (*list) {
+			struct layout *L = *list;
+			*list = L->next;
+			layout_free(L);
+		}
 	}
-	for (size_t i = 0; i < s->ncols; i++) {
-		free(s->cols[i].name);
-		free(s->cols[i].type);
+	while (s->mv) {
+		struct mver *m = s->mv;
+		s->mv = m->next;
+		free(m->fp);
+		free(m);
 	}
+	gone_clear(s);
+	for (size_t i = 0; i < s->ncols; i++)
+		column_clear(&s->cols[i]);
 	free(s->cols);
 	free(s->hash);
 	free(s->slots);
@@ -2053,9 +2903,11 @@ dp_pgsink_free(struct dp_pgsink *s)
 	free(s->tmpcols);
 	PQfinish(s->ctl);
 	free(s->qname);
+	free(s->begin_sql);
 	free(s->schema);
 	free(s->name);
 	dp_buf_free(&s->scratch);
+	dp_buf_free(&s->probe);
 	dp_buf_free(&s->keybuf);
 	dp_buf_free(&s->extrabuf);
 	dp_buf_free(&s->why);
@@ -2105,7 +2957,8 @@ offsets_table(struct dp_pgsink *s, struct dp_buf *err)
 
 /* The stored offset of src, read on c: 0 (*out -1 when none), or a kind. */
 static enum dp_pg_kind
-read_stored(PGconn *c, struct dp_pgsink_src *src, int64_t *out, struct dp_buf *err)
+read_stored(PGconn *c, struct dp_pgsink_src *src, int64_t *out, char sqlstate[6],
+            struct dp_buf *err)
 {
 	static const char sql[] =
 		"SELECT next_offset FROM " OFFSETS_TABLE
@@ -2115,7 +2968,8 @@ read_stored(PGconn *c, struct dp_pgsink_src *src, int64_t *out, struct dp_buf *e
 	PGresult *r;
 
 	offset_params(src, part, p);
-	enum dp_pg_kind k = dp_pg_exec(c, sql, 3, p, &r, NULL, err, "cannot read the stored offset");
+	enum dp_pg_kind k = dp_pg_exec(c, sql, 3, p, &r, sqlstate, err,
+	                               "cannot read the stored offset");
 	if (k != DP_PG_OK)
 		return k;
 	*out = PQntuples(r) ? strtoll(PQgetvalue(r, 0, 0), NULL, 10) : -1;
@@ -2152,11 +3006,14 @@ acquire(struct dp_pgsink *s, struct dp_pgsink_src *src, struct dp_buf *err)
 	if (src->track) {
 		if ((rc = offsets_table(s, err)) != 0)
 			return rc;
-		enum dp_pg_kind k = read_stored(s->ctl, src, &stored, err);
-		if (k == DP_PG_TRANSIENT) {
+		char st[6];
+		enum dp_pg_kind k = read_stored(s->ctl, src, &stored, st, err);
+		if (k == DP_PG_TRANSIENT || k == DP_PG_RETRY) {
 			s->ctl_broken = true;
 			dp_buf_reset(&s->ctl_down);
-			dp_buf_msgf(&s->ctl_down, "%s", dp_buf_str(err));
+			down_msg(&s->ctl_down, st, dp_buf_str(err));
+			dp_buf_reset(err);
+			dp_buf_msgf(err, "%s", dp_buf_str(&s->ctl_down));
 			return DP_PGSINK_DOWN;
 		}
 		if (k != DP_PG_OK)
@@ -2168,7 +3025,7 @@ acquire(struct dp_pgsink *s, struct dp_pgsink_src *src, struct dp_buf *err)
 		src->writer = least_loaded(s, src);
 	pthread_mutex_lock(&s->mu);
 	src->gen++;
-	src->stopped = false;
+	src->stopped = src->bouncing = false;
 	atomic_store(&src->stored, stored);
 	pthread_mutex_unlock(&s->mu);
 	src->end = stored >= 0 ? stored : 0;
@@ -2256,7 +3113,10 @@ dp_pgsink_release(struct dp_pgsink *s, struct dp_pgsink_src *src)
 		pp = &b->next;
 	}
 	w->tail = prev;
+	src->bouncing = false;
 	pthread_mutex_unlock(&s->mu);
+	batch_list_free(src->bounced);
+	src->bounced = src->bounced_tail = NULL;
 	while (gone) {
 		struct batch *b = gone;
 		gone = b->next;
@@ -2288,7 +3148,8 @@ dp_pgsink_src_idle(const struct dp_pgsink_src *src)
 
 	if (!src->active)
 		return true;
-	return !src->queued && (!b || src->closed || (!b->nrows && !(src->track && b->end > b->start)));
+	return !src->queued && !src->bounced &&
+	       (!b || src->closed || (!b->nrows && !(src->track && b->end > b->start)));
 }
 
 struct dp_pgsink_src *
@@ -2323,11 +3184,12 @@ recycle(struct dp_pgsink *s, struct batch *b)
 	}
 	free(b->msg);
 	bads_clear(b);
-	*b = (struct batch){ .next = s->spare, .data = b->data, .rows = b->rows,
+	*b = (struct batch){ .next = s->spare, .data = b->data, .json = b->json, .rows = b->rows,
 	                     .caprows = b->caprows, .segs = b->segs, .capsegs = b->capsegs,
 	                     .odata = b->odata, .origs = b->origs, .caporigs = b->caporigs,
 	                     .bads = b->bads, .capbads = b->capbads };
 	dp_buf_reset(&b->data);
+	dp_buf_reset(&b->json);
 	dp_buf_reset(&b->odata);
 	s->spare = b;
 	s->nspare++;
@@ -2349,6 +3211,7 @@ filling(struct dp_pgsink *s, struct dp_pgsink_src *src)
 		b->gen = src->gen;
 		b->start = b->end = src->end;
 		b->raw = !s->table_ready;
+		b->mv = s->mv;
 		b->born_ms = dp_time_mono_ms();
 		src->filling = b;
 	}
@@ -2373,6 +3236,7 @@ undo_record(struct dp_pgsink_src *src, struct batch *b)
 {
 	b->nrows = src->rec_row;
 	dp_buf_truncate(&b->data, src->rec_pos);
+	dp_buf_truncate(&b->json, src->rec_jpos);
 	b->nsegs = src->rec_seg;
 	if (src->raw_kept && b->norigs > src->rec_orig) {
 		dp_buf_truncate(&b->odata, b->origs[src->rec_orig].pos);
@@ -2380,26 +3244,6 @@ undo_record(struct dp_pgsink_src *src, struct batch *b)
 		src->raw_kept = false;
 	}
 	src->rec = -1;
-}
-
-/*
- * Whether the object json (valid) has a key that make_table would turn
- * into a column.  A row without one is bad in any table; before the
- * table exists it would also make a table of no columns.
- */
-static bool
-makes_column(struct dp_pgsink *s, const char *json, size_t len)
-{
-	size_t pos = 0, klen, vn, nlen;
-	const char *key, *v, *name;
-
-	if (s->cfg.unknown == DP_PGSINK_UNKNOWN_EXTRA)
-		return true;    /* the extra column takes anything */
-	while (dp_json_next_member(json, len, &pos, &key, &klen, &v, &vn) != DP_JSON_INVALID) {
-		if (key_name(&s->keybuf, key, klen, &name, &nlen) < 0 || !bad_ident(name, nlen))
-			return true;    /* out of memory: make_table will say so */
-	}
-	return false;
 }
 
 void
@@ -2445,6 +3289,7 @@ dp_pgsink_add(struct dp_pgsink *s, struct dp_pgsink_src *src, int64_t offset, co
 		src->rec_pos = b->data.len;
 		src->rec_seg = b->nsegs;
 		src->rec_orig = b->norigs;
+		src->rec_jpos = b->json.len;
 	}
 	size_t before = batch_bytes(b);
 	if (b->raw) {
@@ -2452,15 +3297,20 @@ dp_pgsink_add(struct dp_pgsink *s, struct dp_pgsink_src *src, int64_t offset, co
 		const char *jwhy;
 		size_t off;
 		enum dp_json_type t = dp_json_check(json, len, &jwhy, &off);
-		if (t != DP_JSON_OBJECT || !makes_column(s, json, len)) {
-			dp_buf_reset(&s->why);
-			if (t == DP_JSON_INVALID)
+		struct inference one = { NULL, 0, 0 };
+		int shapes = t == DP_JSON_OBJECT ? row_columns(s, json, len, &one) : 0;
+		seen_clear(&one);
+		free(one.v);
+		if (shapes < 0)
+			return nomem(err);
+		if (!shapes) {
+			if (t == DP_JSON_INVALID) {
+				dp_buf_reset(&s->why);
 				dp_buf_msgf(&s->why, "not JSON: %s at byte %zu", jwhy, off + 1);
-			else if (t != DP_JSON_OBJECT)
+			} else if (t != DP_JSON_OBJECT) {
+				dp_buf_reset(&s->why);
 				dp_buf_msgf(&s->why, "not a JSON object");
-			else
-				dp_buf_msgf(&s->why, "the row sets no column, and --create makes the "
-				            "table from the columns of the first rows");
+			}
 			s->filling_bytes -= before;
 			undo_record(src, b);
 			s->filling_bytes += batch_bytes(b);
@@ -2472,7 +3322,7 @@ dp_pgsink_add(struct dp_pgsink *s, struct dp_pgsink_src *src, int64_t offset, co
 			return DP_EX_SOFTWARE;
 		}
 		b->rows[b->nrows].offset = offset;
-		b->rows[b->nrows].pos = b->data.len - len;
+		b->rows[b->nrows].pos = b->rows[b->nrows].jpos = b->data.len - len;
 		b->nrows++;
 		s->filling_bytes += batch_bytes(b) - before;
 		return 0;
@@ -2480,10 +3330,12 @@ dp_pgsink_add(struct dp_pgsink *s, struct dp_pgsink_src *src, int64_t offset, co
 	size_t at = b->data.len;
 	rc = encode_row(s, b, json, len, err);
 	if (rc == 0) {
+		/* The row's JSON stays with it: a change of the table encodes it again. */
 		b->rows[b->nrows].offset = offset;
 		b->rows[b->nrows].pos = at;
+		b->rows[b->nrows].jpos = b->json.len;
 		b->nrows++;
-		if (keep_orig(s, src, b, offset) < 0) {
+		if (dp_buf_add(&b->json, json, len) < 0 || keep_orig(s, src, b, offset) < 0) {
 			dp_buf_msgf(err, "out of memory");
 			return DP_EX_SOFTWARE;
 		}
@@ -2526,7 +3378,7 @@ dp_pgsink_due(struct dp_pgsink *s)
 {
 	int64_t now = dp_time_mono_ms();
 
-	if (atomic_load(&s->answered) || s->stop_pending || s->ctl_broken)
+	if (atomic_load(&s->answered) || s->stop_pending || s->ctl_broken || s->stale)
 		return true;
 	/* A batch whose writer has QDEPTH queued cannot go yet: not due, or a
 	 * reader that asks would spin while the database is slow or locked. */
@@ -2544,41 +3396,9 @@ dp_pgsink_due(struct dp_pgsink *s)
 }
 
 static void submit(struct dp_pgsink *s, struct dp_pgsink_src *src);
+static void enqueue(struct dp_pgsink *s, struct dp_pgsink_src *src, struct batch *b);
 
 /* ---- making the table ------------------------------------------------------------ */
-
-struct seen {
-	char *name;
-	size_t len;
-	unsigned mask;
-};
-
-struct inference {
-	struct seen *v;
-	size_t n, cap;
-};
-
-static int
-seen_add(struct inference *in, const char *name, size_t len, unsigned mask)
-{
-	for (size_t i = 0; i < in->n; i++)
-		if (in->v[i].len == len && memcmp(in->v[i].name, name, len) == 0) {
-			in->v[i].mask |= mask;
-			return 0;
-		}
-	struct seen *v = grow(in->v, &in->cap, in->n + 1, sizeof(*v), 16);
-	if (!v)
-		return -1;
-	in->v = v;
-	if (!(in->v[in->n].name = malloc(len + 1)))
-		return -1;
-	memcpy(in->v[in->n].name, name, len);
-	in->v[in->n].name[len] = '\0';
-	in->v[in->n].len = len;
-	in->v[in->n].mask = mask;
-	in->n++;
-	return 0;
-}
 
 static bool
 inferred_has(const struct dp_pgsink *s, const char *name, void *arg)
@@ -2645,29 +3465,37 @@ make_table(struct dp_pgsink *s, struct dp_buf *err)
 	/* Another instance may have made it meanwhile: then it is the table. */
 	if ((rc = find_table(s, err)) != 0)
 		return rc == 1 ? table_known(s, err) : rc == DP_PGSINK_DOWN ? rc : -rc;
+	/*
+	 * Each row's columns (its last value of a key counting), from rows
+	 * that can shape the table only; PostgreSQL's 1600 columns at most:
+	 * a record with keys beyond is a bad record when it is encoded.
+	 */
+	size_t limit = MAX_COLUMNS - (s->cfg.unknown == DP_PGSINK_UNKNOWN_EXTRA);
+	struct inference one = { NULL, 0, 0 };
 	for (size_t i = 0; i < s->nsrc; i++) {
 		struct batch *b = s->src[i]->filling;
 		for (size_t r = 0; b && b->raw && r < b->nrows; r++) {
 			const char *json = b->data.data + b->rows[r].pos;
 			size_t len = (r + 1 < b->nrows ? b->rows[r + 1].pos : b->data.len) - b->rows[r].pos;
-			size_t pos = 0, klen, vn, nlen;
-			const char *key, *v, *name;
-			enum dp_json_type t;
-			while ((t = dp_json_next_member(json, len, &pos, &key, &klen, &v, &vn)) !=
-			       DP_JSON_INVALID) {
-				if (key_name(&s->keybuf, key, klen, &name, &nlen) < 0)
-					goto nomem;
-				if (bad_ident(name, nlen))
-					continue;       /* not a column: handled per --unknown-keys */
-				if (s->cfg.unknown == DP_PGSINK_UNKNOWN_EXTRA &&
-				    strlen(s->cfg.extra_column) == nlen &&
-				    memcmp(s->cfg.extra_column, name, nlen) == 0)
+			int shapes = row_columns(s, json, len, &one);
+			if (shapes < 0) {
+				seen_clear(&one);
+				free(one.v);
+				goto nomem;
+			}
+			for (size_t k = 0; shapes && k < one.n; k++) {
+				if (in.n >= limit && !inferred_has(s, one.v[k].name, &in))
 					continue;
-				if (seen_add(&in, name, nlen, value_mask(t, v, vn, &s->scratch)) < 0)
+				if (seen_add(&in, one.v[k].name, one.v[k].len, one.v[k].mask, false) < 0) {
+					seen_clear(&one);
+					free(one.v);
 					goto nomem;
+				}
 			}
 		}
 	}
+	seen_clear(&one);
+	free(one.v);
 	const char *tcol = time_column(s, inferred_has, &in);
 	const char *ttype = NULL;
 	if (dp_buf_addf(&q, "CREATE TABLE IF NOT EXISTS %s (", s->qname) < 0)
@@ -2769,9 +3597,9 @@ encode_raw(struct dp_pgsink *s, struct dp_buf *err)
 			return DP_EX_SOFTWARE;
 		}
 		*b = (struct batch){ .src = src, .gen = raw->gen, .start = raw->start,
-		                     .end = raw->end, .born_ms = raw->born_ms };
+		                     .end = raw->end, .born_ms = raw->born_ms, .mv = s->mv };
 		int64_t cur = -1;
-		size_t rec_row = 0, rec_pos = 0, rec_seg = 0;
+		size_t rec_row = 0, rec_pos = 0, rec_seg = 0, rec_jpos = 0;
 		for (size_t r = 0; r < raw->nrows; r++) {
 			int64_t off = raw->rows[r].offset;
 			if (off != cur) {
@@ -2779,6 +3607,7 @@ encode_raw(struct dp_pgsink *s, struct dp_buf *err)
 				rec_row = b->nrows;
 				rec_pos = b->data.len;
 				rec_seg = b->nsegs;
+				rec_jpos = b->json.len;
 			}
 			const char *json = raw->data.data + raw->rows[r].pos;
 			size_t len = (r + 1 < raw->nrows ? raw->rows[r + 1].pos : raw->data.len) -
@@ -2788,11 +3617,17 @@ encode_raw(struct dp_pgsink *s, struct dp_buf *err)
 			if (rc == 0) {
 				b->rows[b->nrows].offset = off;
 				b->rows[b->nrows].pos = at;
+				b->rows[b->nrows].jpos = b->json.len;
 				b->nrows++;
+				if (dp_buf_add(&b->json, json, len) < 0) {
+					batch_free(b);
+					return nomem(err);
+				}
 				continue;
 			}
 			b->nrows = rec_row;
 			dp_buf_truncate(&b->data, rec_pos);
+			dp_buf_truncate(&b->json, rec_jpos);
 			b->nsegs = rec_seg;
 			if (rc != DP_PGSINK_BAD) {
 				batch_free(b);
@@ -2833,20 +3668,218 @@ encode_raw(struct dp_pgsink *s, struct dp_buf *err)
 	return 0;
 }
 
+/* ---- a changed table ------------------------------------------------------------- */
+
+/*
+ * Why a row of a batch encoded before the table changed does not fit it
+ * now (s->why, s->bad_col), as the run's last words: the table, the
+ * column, its old and new type, the record.  Returns 78.
+ */
+static int
+misfit(struct dp_pgsink *s, const struct dp_pgsink_src *src, int64_t offset, struct dp_buf *err)
+{
+	dp_buf_msgf(err, "table %s changed under dp-sink-pg", s->cfg.table);
+	if (s->bad_col >= 0 && (size_t)s->bad_col < s->ncols) {
+		const struct column *c = &s->cols[s->bad_col];
+		dp_buf_msgf(err, " (column ");
+		msg_name(err, c->name, c->len);
+		if (c->was)
+			dp_buf_msgf(err, " is now %s, was %s)", c->type, c->was);
+		else if (c->fresh)
+			dp_buf_msgf(err, " %s%s is new)", c->type, c->notnull ? " NOT NULL" : "");
+		else if (c->required)
+			dp_buf_msgf(err, " %s is NOT NULL now)", c->type);
+		else
+			dp_buf_msgf(err, " is %s)", c->type);
+	}
+	dp_buf_msgf(err, ": ");
+	rec_where(src, offset, err);
+	dp_buf_msgf(err, " no longer fits: %s; nothing of its batch was committed",
+	            dp_buf_str(&s->why));
+	return DP_EX_CONFIG;
+}
+
+/*
+ * Encode b's rows again, from their JSON, for the model as it is now.
+ * 0; 78 when a row does not fit (misfit); DP_PGSINK_DOWN or a status
+ * when adding a column failed.  b is unchanged unless it succeeds.
+ */
+static int
+reencode(struct dp_pgsink *s, struct batch *b, struct dp_buf *err)
+{
+	struct batch nb = { 0 };
+	int rc = 0;
+
+	s->reshaping = true;
+	for (size_t r = 0; r < b->nrows; r++) {
+		const char *json = b->json.data + b->rows[r].jpos;
+		size_t len = (r + 1 < b->nrows ? b->rows[r + 1].jpos : b->json.len) - b->rows[r].jpos;
+		size_t at = nb.data.len;
+		s->bad_col = -1;
+		rc = encode_row(s, &nb, json, len, err);
+		if (rc == DP_PGSINK_BAD)
+			rc = misfit(s, b->src, b->rows[r].offset, err);
+		if (rc)
+			break;
+		nb.rows[nb.nrows] = (struct row){ b->rows[r].offset, at, b->rows[r].jpos };
+		nb.nrows++;
+	}
+	s->reshaping = false;
+	if (rc) {
+		dp_buf_free(&nb.data);
+		free(nb.rows);
+		free(nb.segs);
+		return rc;
+	}
+	dp_buf_free(&b->data);
+	free(b->rows);
+	free(b->segs);
+	b->data = nb.data;
+	b->rows = nb.rows;
+	b->caprows = nb.caprows;
+	b->segs = nb.segs;
+	b->nsegs = nb.nsegs;
+	b->capsegs = nb.capsegs;
+	b->mv = s->mv;
+	return 0;
+}
+
+/* b for the model as it is now: only its version when its rows are still good. */
+static int
+refresh(struct dp_pgsink *s, struct batch *b, struct dp_buf *err)
+{
+	if (b->raw || b->mv == s->mv)
+		return 0;
+	if (b->mv && b->mv->epoch == s->epoch) {
+		b->mv = s->mv;
+		return 0;
+	}
+	return reencode(s, b, err);
+}
+
+/* Say once per change what changed: the types, the columns gone and new. */
+static void
+say_change(struct dp_pgsink *s)
+{
+	struct dp_buf m = DP_BUF_INIT;
+
+	for (size_t i = 0; i < s->ncols; i++) {
+		const struct column *c = &s->cols[i];
+		if (!c->was && !c->fresh && !c->required)
+			continue;
+		dp_buf_msgf(&m, "%s", m.len ? ", " : "");
+		msg_name(&m, c->name, c->len);
+		if (c->was)
+			dp_buf_msgf(&m, " %s (was %s)", c->type, c->was);
+		else if (c->fresh)
+			dp_buf_msgf(&m, " %s (new)", c->type);
+		else
+			dp_buf_msgf(&m, " NOT NULL (new)");
+	}
+	for (size_t i = 0; i < s->ngone; i++) {
+		dp_buf_msgf(&m, "%s", m.len ? ", " : "");
+		msg_name(&m, s->gone[i].name, strlen(s->gone[i].name));
+		dp_buf_msgf(&m, " %s (gone)", s->gone[i].type);
+	}
+	dp_warn("table %s changed under dp-sink-pg%s%s; the rows not yet committed are "
+	        "encoded for it again", s->cfg.table, m.len ? ": " : "", dp_buf_str(&m));
+	dp_buf_free(&m);
+}
+
+/*
+ * The table changed: a writer sent batches back (their sources'
+ * bounced lists), or a column added for a key found other changes
+ * (stale).  Read the table again, encode every batch being filled and
+ * every batch sent back for it, and hand the latter to the writers
+ * again, in order, once all of their source's batches are back.
+ * 0, DP_PGSINK_DOWN, or an exit status (78: a row no longer fits, or
+ * the table is gone).
+ */
+static int
+reshape(struct dp_pgsink *s, struct dp_buf *err)
+{
+	bool any = s->stale;
+	int rc;
+
+	for (size_t i = 0; i < s->nsrc && !any; i++)
+		any = s->src[i]->bounced && !s->src[i]->queued;
+	if (!any || !s->table_ready)
+		return 0;
+	for (int round = 0; ; round++) {
+		if (round == RESHAPES_MAX) {
+			dp_buf_msgf(err, "table %s kept changing while dp-sink-pg read it again",
+			            s->cfg.table);
+			return DP_EX_TEMPFAIL;
+		}
+		bool rebuilt = false;
+		rc = find_table(s, err);
+		if (rc == 0) {
+			dp_buf_msgf(err, "table %s is gone: dropped or renamed while dp-sink-pg ran",
+			            s->cfg.table);
+			return DP_EX_CONFIG;
+		}
+		if (rc < 0)
+			return rc == DP_PGSINK_DOWN ? rc : -rc;
+		if ((rc = load_model(s, true, &rebuilt, err)) != 0)
+			return rc;
+		if (rebuilt) {
+			say_change(s);
+			if ((rc = check_columns(s, err)) != 0)
+				return rc;
+		}
+		for (size_t i = 0; i < s->nsrc; i++) {
+			struct dp_pgsink_src *src = s->src[i];
+			struct batch *b = src->filling;
+			if (!src->active)
+				continue;
+			if (b) {
+				size_t before = batch_bytes(b);
+				rc = refresh(s, b, err);
+				s->filling_bytes += batch_bytes(b);
+				s->filling_bytes -= before;
+				src->rec = -1;
+				if (rc)
+					return rc;
+			}
+			for (b = src->queued ? NULL : src->bounced; b; b = b->next)
+				if (++b->bounces > RESHAPES_MAX) {
+					dp_buf_msgf(err, "table %s kept changing while dp-sink-pg "
+					            "wrote %s", s->cfg.table, src->label);
+					return DP_EX_TEMPFAIL;
+				} else if ((rc = refresh(s, b, err)) != 0) {
+					return rc;
+				}
+		}
+		if (!s->stale)
+			break;
+	}
+	for (size_t i = 0; i < s->nsrc; i++) {
+		struct dp_pgsink_src *src = s->src[i];
+		if (!src->bounced || src->queued)
+			continue;
+		pthread_mutex_lock(&s->mu);
+		src->bouncing = false;
+		pthread_mutex_unlock(&s->mu);
+		struct batch *b = src->bounced;
+		src->bounced = src->bounced_tail = NULL;
+		while (b) {
+			struct batch *n = b->next;
+			b->next = NULL;
+			enqueue(s, src, b);
+			b = n;
+		}
+	}
+	return 0;
+}
+
 /* ---- writing --------------------------------------------------------------------- */
 
+/* Queue b on its source's writer. */
 static void
-submit(struct dp_pgsink *s, struct dp_pgsink_src *src)
+enqueue(struct dp_pgsink *s, struct dp_pgsink_src *src, struct batch *b)
 {
-	struct batch *b = src->filling;
 	struct writer *w = &s->w[src->writer];
 
-	src->filling = NULL;
-	s->filling_bytes -= batch_bytes(b);
-	if ((b->nrows == 0 && !src->track) || (b->nrows == 0 && b->end == b->start)) {
-		batch_free(b);          /* nothing to write, nothing to store */
-		return;
-	}
 	b->sent_ms = dp_time_mono_ms();
 	b->widx = src->writer;
 	pthread_mutex_lock(&s->mu);
@@ -2860,6 +3893,20 @@ submit(struct dp_pgsink *s, struct dp_pgsink_src *src)
 	w->queued++;
 	pthread_cond_signal(&w->cv);
 	pthread_mutex_unlock(&s->mu);
+}
+
+static void
+submit(struct dp_pgsink *s, struct dp_pgsink_src *src)
+{
+	struct batch *b = src->filling;
+
+	src->filling = NULL;
+	s->filling_bytes -= batch_bytes(b);
+	if ((b->nrows == 0 && !src->track) || (b->nrows == 0 && b->end == b->start)) {
+		batch_free(b);          /* nothing to write, nothing to store */
+		return;
+	}
+	enqueue(s, src, b);
 }
 
 /*
@@ -2944,6 +3991,18 @@ collect(struct dp_pgsink *s, struct dp_buf *err)
 				rc = b->status ? b->status : DP_EX_SOFTWARE;
 			}
 			break;
+		case R_RESHAPE:
+			if (!current)
+				break;
+			/* Its table changed: kept, in order, for reshape(). */
+			b->next = NULL;
+			b->result = R_NONE;
+			if (src->bounced_tail)
+				src->bounced_tail->next = b;
+			else
+				src->bounced = b;
+			src->bounced_tail = b;
+			continue;
 		default:
 			break;
 		}
@@ -2998,6 +4057,8 @@ dp_pgsink_write(struct dp_pgsink *s, bool flush, struct dp_buf *err)
 	}
 	if (s->table_ready && (rc = encode_raw(s, err)) != 0)
 		return rc;
+	if ((rc = reshape(s, err)) != 0)
+		return rc;
 	/* Over the byte budget: the biggest batches go first, full or not. */
 	bool over = s->filling_bytes >= s->budget;
 	for (size_t i = 0; i < s->nsrc; i++) {
@@ -3015,7 +4076,7 @@ dp_pgsink_write(struct dp_pgsink *s, bool flush, struct dp_buf *err)
 			b->raw = false;
 		/* Per writer, not per source: memory stays bounded however
 		 * many partitions share a connection. */
-		if (!b || b->raw || s->w[src->writer].queued >= QDEPTH)
+		if (!b || b->raw || s->w[src->writer].queued >= QDEPTH || src->bounced)
 			continue;
 		if (flush || src->flush || over || full(s, b) || lingered(s, b, now))
 			submit(s, src);
@@ -3098,8 +4159,9 @@ dp_pgsink_reconnect(struct dp_pgsink *s, struct dp_buf *err)
 			int64_t stored;
 			if (src->writer != i || !src->track || !src->active)
 				continue;
-			enum dp_pg_kind k = read_stored(w->c, src, &stored, err);
-			if (k == DP_PG_TRANSIENT)
+			char st[6];
+			enum dp_pg_kind k = read_stored(w->c, src, &stored, st, err);
+			if (k == DP_PG_TRANSIENT || k == DP_PG_RETRY)
 				return DP_PGSINK_DOWN;
 			if (k != DP_PG_OK)
 				return DP_EX_UNAVAILABLE;
@@ -3144,4 +4206,5 @@ void
 dp_pgsink_stats(const struct dp_pgsink *s, struct dp_pgsink_stats *st)
 {
 	*st = s->stats;
+	st->retries = atomic_load(&s->retries);
 }

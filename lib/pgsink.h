@@ -48,12 +48,25 @@
  * commits.  With DP_PGSINK_FAIL the source stops at the first one,
  * everything before it committed.
  *
- * Outages: when a writer loses the database (pg.h's transient errors),
- * its batches stay queued and dp_pgsink_write() returns DP_PGSINK_DOWN;
- * after dp_pgsink_reconnect() the engine reads the stored offsets again,
- * drops the batches that did commit (the answer may have been lost on
- * the way), and sends the others again.  Nothing is lost, nothing is
- * written twice.
+ * Outages: when a writer loses the database (sqlstate.h's outage rows:
+ * a lost connection, a shutdown, a read-only standby), its batches stay
+ * queued and dp_pgsink_write() returns DP_PGSINK_DOWN; after
+ * dp_pgsink_reconnect() the engine reads the stored offsets again, drops
+ * the batches that did commit (the answer may have been lost on the
+ * way), and sends the others again.  Nothing is lost, nothing is written
+ * twice.  A batch that fails for a passing reason (a deadlock, a lock
+ * timeout, a full disk: the retry rows) is rolled back and run again on
+ * its connection, up to max_retries times, each retry said on stderr and
+ * counted in the stats.
+ *
+ * A changed table: each batch's transaction takes the table's lock and
+ * checks its shape before writing anything.  A table that changed since
+ * the batch was encoded (ALTER TABLE ... TYPE, DROP COLUMN, SET NOT
+ * NULL, a new required column) is read again and the batch, and every
+ * batch being filled, is encoded again from the rows' JSON; a row that
+ * no longer fits makes dp_pgsink_write() fail with 78, naming the table,
+ * the column, its old and new type and the record, with nothing of that
+ * batch committed.  A dropped or renamed table is 78 with its name.
  */
 #ifndef DP_PGSINK_H
 #define DP_PGSINK_H
@@ -141,6 +154,7 @@ struct dp_pgsink_config {
 	 */
 	bool resync;
 	int64_t timeout_ms;             /* give up connecting after this */
+	uint64_t max_retries;           /* in-place retries of one batch; 0: 10 */
 	dp_pgsink_bad_fn on_bad;
 	void *arg;
 };
@@ -289,14 +303,28 @@ bool dp_pgsink_idle(const struct dp_pgsink *s);
  */
 int dp_pgsink_reconnect(struct dp_pgsink *s, struct dp_buf *err);
 
-/* Ask the server to cancel the writers' statements in flight (they roll back). */
+/*
+ * Ask the server to cancel the writers' statements in flight (they roll
+ * back), and retry nothing from now on.  Never waits: each request goes
+ * from a thread of its own, since a server that does not answer never
+ * answers a cancel either.
+ */
 void dp_pgsink_cancel(struct dp_pgsink *s);
+
+/*
+ * After a cancel that did not help: shut down the connections of the
+ * writers still running, so that they return at once (their
+ * transactions are lost, hence rolled back).  dp_pgsink_write then
+ * reports DP_PGSINK_DOWN.  Never waits.
+ */
+void dp_pgsink_abort(struct dp_pgsink *s);
 
 struct dp_pgsink_stats {
 	uint64_t rows;                  /* committed */
 	uint64_t bad;                   /* reported to on_bad */
 	uint64_t batches;               /* committed */
 	int64_t latency_ms;             /* of the last committed batch, from due to commit */
+	uint64_t retries;               /* batches run again for a passing failure */
 };
 
 void dp_pgsink_stats(const struct dp_pgsink *s, struct dp_pgsink_stats *st);

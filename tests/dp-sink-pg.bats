@@ -257,7 +257,7 @@ BTC|EUR|2" ]
 @test "--table in a schema that does not exist: exit 78 (configuration), not a retry" {
 	run --separate-stderr dp-sink-pg --stdin --table "nosuch_$T.t" --create <<< '{"a":1}'
 	[ "$status" -eq 78 ]
-	[[ $stderr == *"cannot create the table: schema \"nosuch_$T\" does not exist (SQLSTATE 3F000)"* ]]
+	[[ $stderr == *"cannot create the table: schema \"nosuch_$T\" does not exist (SQLSTATE 3F000 invalid_schema_name)"* ]]
 }
 
 @test "--map that halts: a bad record named with the halt's message, not a silent drop" {
@@ -657,7 +657,7 @@ ok" ]
 	run --separate-stderr dp-sink-pg --stdin --table "$T" --unknown-keys add \
 		--db "postgresql://$ROLE@127.0.0.1:$port/dp" <<< '{"a":1,"b":2}'
 	[ "$status" -eq 77 ]
-	[[ $stderr == *"cannot add a column: must be owner of table $T (SQLSTATE 42501)"* ]]
+	[[ $stderr == *"cannot add a column: must be owner of table $T (SQLSTATE 42501 insufficient_privilege)"* ]]
 }
 
 # --- TimescaleDB ----------------------------------------------------------------------

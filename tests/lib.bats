@@ -227,3 +227,12 @@ setup() {
 	[[ $output == *"bad row at offset 123 judged on the caller's thread: 23514 k123 {\"p\":0,\"o\":123}"* ]]
 	[[ $output == *"rows: 399 399 0-399"* ]]
 }
+
+@test "SQLSTATE table: outage, retry, bad record or stop for each class, with the manual's names" {
+	run "$TEST_LIB" sqlstate
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ $output == *"40P01 retry deadlock_detected (Transaction Rollback)"* ]]
+	[[ $output == *"25006 outage read_only_sql_transaction (Invalid Transaction State)"* ]]
+	[[ $output == *"ok the SQLSTATE table"* ]]
+}

@@ -51,6 +51,7 @@
 #include "sig.h"
 #include "pg.h"
 #include "pgbin.h"
+#include "sqlstate.h"
 #include "pgsink.h"
 #include "timefmt.h"
 #include "ws.h"
@@ -1960,6 +1961,66 @@ t_pg_scrub(void)
 	return 0;
 }
 
+/* lib/sqlstate.c: what each kind of server error leads to (Appendix A). */
+static int
+t_sqlstate(void)
+{
+	static const struct { const char *code; enum dp_sqlstate_do what; int status; const char *name; } want[] = {
+		{ "", DP_SQLSTATE_OUTAGE, 0, "connection lost" },
+		{ NULL, DP_SQLSTATE_OUTAGE, 0, "connection lost" },
+		{ "08006", DP_SQLSTATE_OUTAGE, 0, "connection_exception" },
+		{ "57P01", DP_SQLSTATE_OUTAGE, 0, "admin_shutdown" },
+		{ "57P02", DP_SQLSTATE_OUTAGE, 0, "crash_shutdown" },
+		{ "57P03", DP_SQLSTATE_OUTAGE, 0, "cannot_connect_now" },
+		{ "25006", DP_SQLSTATE_OUTAGE, 0, "read_only_sql_transaction" },
+		{ "40001", DP_SQLSTATE_RETRY, 0, "serialization_failure" },
+		{ "40P01", DP_SQLSTATE_RETRY, 0, "deadlock_detected" },
+		{ "53100", DP_SQLSTATE_RETRY, 0, "disk_full" },
+		{ "53200", DP_SQLSTATE_RETRY, 0, "out_of_memory" },
+		{ "55P03", DP_SQLSTATE_RETRY, 0, "lock_not_available" },
+		{ "22P02", DP_SQLSTATE_BAD, 0, "data_exception" },
+		{ "23505", DP_SQLSTATE_BAD, 0, "integrity_constraint_violation" },
+		{ "54011", DP_SQLSTATE_BAD, 0, "too_many_columns" },
+		{ "53400", DP_SQLSTATE_STOP, DP_EX_CONFIG, "configuration_limit_exceeded" },
+		{ "42P01", DP_SQLSTATE_STOP, DP_EX_CONFIG, "undefined_table" },
+		{ "42601", DP_SQLSTATE_STOP, DP_EX_CONFIG, "syntax_error_or_access_rule_violation" },
+		{ "42501", DP_SQLSTATE_STOP, DP_EX_NOPERM, "insufficient_privilege" },
+		{ "28P01", DP_SQLSTATE_STOP, DP_EX_NOPERM, "invalid_authorization_specification" },
+		{ "0A000", DP_SQLSTATE_STOP, DP_EX_CONFIG, "feature_not_supported" },
+		{ "3F000", DP_SQLSTATE_STOP, DP_EX_CONFIG, "invalid_schema_name" },
+		{ "08P01", DP_SQLSTATE_STOP, DP_EX_SOFTWARE, "protocol_violation" },
+		{ "P0001", DP_SQLSTATE_STOP, DP_EX_TEMPFAIL, "unknown" },
+	};
+	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+		const struct dp_sqlstate *r = dp_sqlstate_of(want[i].code);
+		if (r->what != want[i].what || r->status != want[i].status || strcmp(r->name, want[i].name)) {
+			fprintf(stderr, "%s: %s %d %s\n", want[i].code ? want[i].code : "(null)",
+			        dp_sqlstate_do_name(r->what), r->status, r->name);
+			return 1;
+		}
+		printf("%s %s %s (%s)\n", want[i].code ? want[i].code : "(none)",
+		       dp_sqlstate_do_name(r->what), r->name,
+		       want[i].code && *want[i].code ? dp_sqlstate_class(want[i].code) : "-");
+	}
+	CHECK(!strcmp(dp_sqlstate_class("40P01"), "Transaction Rollback"));
+	CHECK(!strcmp(dp_sqlstate_class("53100"), "Insufficient Resources"));
+	CHECK(!strcmp(dp_sqlstate_class("ZZ000"), "unknown class"));
+	/* Values are never changed: a lone surrogate is refused, never U+FFFD. */
+	struct dp_buf out = DP_BUF_INIT, scratch = DP_BUF_INIT;
+	const char *why = NULL;
+	CHECK(dp_pgbin_field(&out, DP_PGBIN_TEXT, DP_JSON_STRING, "\"a\\ud800\"", 9, &scratch, &why) == 1 &&
+	      strstr(why, "lone surrogate"));
+	CHECK(dp_pgbin_field(&out, DP_PGBIN_JSONB, DP_JSON_ARRAY, "[\"\\udc00\"]", 10, &scratch, &why) == 1);
+	CHECK(dp_pgbin_field(&out, DP_PGBIN_JSONB, DP_JSON_ARRAY, "[\"\\u0000\"]", 10, &scratch, &why) == 1);
+	CHECK(dp_pgbin_field(&out, DP_PGBIN_JSONB, DP_JSON_ARRAY, "[\"\\ud83d\\ude00\\\\u0000\"]", 22,
+	                     &scratch, &why) == 0);
+	CHECK(dp_pgbin_field(&out, DP_PGBIN_JSON, DP_JSON_ARRAY, "[\"\\udc00\"]", 10, &scratch, &why) == 0);
+	dp_buf_free(&out);
+	dp_buf_free(&scratch);
+	printf("ok the SQLSTATE table\n");
+	return 0;
+}
+
 static int
 t_sink_parse(void)
 {
@@ -2403,7 +2464,7 @@ main(int argc, char **argv)
 		{ "lines_cap", t_lines_cap }, { "envelope_ts", t_envelope_ts },
 		{ "envelope", t_envelope }, { "spec", t_spec }, { "lines_split", t_lines_split },
 		{ "expr_limit", t_expr_limit },
-		{ "pgbin", t_pgbin }, { "pg_scrub", t_pg_scrub }, { "sink_parse", t_sink_parse },
+		{ "pgbin", t_pgbin }, { "pg_scrub", t_pg_scrub }, { "sqlstate", t_sqlstate }, { "sink_parse", t_sink_parse },
 		{ "pgsink_sources", t_pgsink_sources }, { "pgsink_release", t_pgsink_release },
 		{ "coord", t_coord },
 	};
