@@ -19,6 +19,7 @@
 
 #include "buf.h"
 #include "fsm.h"
+#include "opt.h"
 
 /* Long-only option codes; commands number theirs from DP_OPT_CMD. */
 enum {
@@ -64,6 +65,7 @@ struct dp_common {
 	const char *timeout_arg; /* --timeout as typed, for messages; borrowed */
 	struct dp_out *out;      /* stdout's data writer; made and freed by dp_cmd_main */
 	int verbosity;           /* -1 quiet, 0 normal, 1.. verbose */
+	struct dp_opt_seen seen; /* which options were given (opt.h) */
 	bool trace_states;
 	bool dot;
 	bool help;

@@ -221,3 +221,10 @@ setup() {
 	[[ $output == *"bad row at offset 123 judged on the caller's thread: 23514 k123 {\"p\":0,\"o\":123}"* ]]
 	[[ $output == *"rows: 399 399 0-399"* ]]
 }
+
+@test "options: one table gives getopt's arrays, strict values, subcommand checks and --help" {
+	run "$TEST_LIB" opt
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ $output == *"opt: ok"* ]]
+}
