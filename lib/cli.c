@@ -131,25 +131,6 @@ dp_cli_help_common(FILE *fp, bool kafka)
 	      "  -V, --version           version\n", fp);
 }
 
-int
-dp_cli_answer(const struct dp_common *c, void (*usage)(FILE *), const struct dp_fsm_def *m)
-{
-	if (c->help)
-		usage(stdout);
-	else if (c->version)
-		dp_cli_version();
-	else if (c->dot)
-		dp_fsm_dot(m, stdout);
-	else
-		return -1;
-	/* A reader that closed the pipe early is fine: we said it all. */
-	if (dp_out_close_stdout() < 0 && errno != EPIPE) {
-		dp_err("cannot write to stdout: %s", strerror(errno));
-		return 74;
-	}
-	return 0;
-}
-
 void
 dp_cli_version(void)
 {

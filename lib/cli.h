@@ -19,6 +19,7 @@
 
 #include "buf.h"
 #include "fsm.h"
+#include "opt.h"
 
 /* Long-only option codes; commands number theirs from DP_OPT_CMD. */
 enum {
@@ -64,6 +65,7 @@ struct dp_common {
 	const char *timeout_arg; /* --timeout as typed, for messages; borrowed */
 	struct dp_out *out;      /* stdout's data writer; made and freed by dp_cmd_main */
 	int verbosity;           /* -1 quiet, 0 normal, 1.. verbose */
+	struct dp_opt_seen seen; /* which options were given (opt.h) */
 	bool trace_states;
 	bool dot;
 	bool help;
@@ -91,14 +93,6 @@ void dp_cli_bad_option(char **argv);
 
 /* Print the common part of a --help text (Kafka options when kafka). */
 void dp_cli_help_common(FILE *fp, bool kafka);
-
-/*
- * Answer --help (with usage), --version or --dot (with the machine m) on
- * stdout, the same way in every command.  Returns -1 when none of them
- * was asked for, else the exit status (0, or 74 when stdout failed).
- */
-int dp_cli_answer(const struct dp_common *c, void (*usage)(FILE *),
-                  const struct dp_fsm_def *m);
 
 /* Print "dp-xxx VERSION (librdkafka ...)" to stdout. */
 void dp_cli_version(void);

@@ -47,6 +47,19 @@
 
 #include "cli.h"
 #include "fsm.h"
+#include "opt.h"
+
+/*
+ * A subcommand (dp-topic create, dp-coord serve): the first operand
+ * names it.  Options say which subcommands take them (struct dp_opt's
+ * subs, by index in this list); the frame refuses the others.
+ */
+struct dp_subcmd {
+	const char *name;                       /* "create" */
+	/* Its machine; NULL: the command's .machine.  --dot draws each
+	 * machine once, in this order. */
+	const struct dp_fsm_def *machine;
+};
 
 /* .io's answer: what a run needs, and whether its input has an end. */
 #define DP_CMD_STDIN   0x1u     /* reads standard input */
@@ -55,7 +68,28 @@
 
 struct dp_cmd {
 	const char *name;                       /* "dp-tail" */
-	void (*usage)(FILE *fp);                /* --help text */
+	/*
+	 * --help: "usage: " and the synopsis lines (each line a form of the
+	 * command, without its name's prefix on the next lines), about (a
+	 * paragraph), the options of opts and the base block, then
+	 * epilogue (the exit statuses).  A command with no opts table
+	 * prints its own text with usage instead.
+	 */
+	const char *synopsis;
+	const char *about;
+	const struct dp_opt *opts;              /* its option table (opt.h) */
+	const char *epilogue;
+	void (*usage)(FILE *fp);
+	/* Subcommands (nsubs of them) and where the chosen one's index goes:
+	 * an int at sub_off in ctx. */
+	const struct dp_subcmd *subs;
+	size_t nsubs;
+	size_t sub_off;
+	/*
+	 * The operands after the options (and after the subcommand): argv[0
+	 * .. argc).  0, or -1 after printing why.  NULL: operands are refused.
+	 */
+	int (*operands)(void *ctx, int argc, char **argv);
 	const struct dp_fsm_def *machine;       /* run, and drawn by --dot */
 	int start;                              /* the event that starts it */
 	/* The start event when it depends on the options (a subcommand that
@@ -72,8 +106,8 @@ struct dp_cmd {
 	size_t (*choose)(void *ctx);
 	size_t outbuf;                          /* stdout buffer; 0: 64 KiB */
 
-	/* Options into ctx; other options go to dp_cli_common().  0, or -1
-	 * after printing why. */
+	/* Options into ctx, for a command without an opts table; other
+	 * options go to dp_cli_common().  0, or -1 after printing why. */
 	int (*parse)(void *ctx, int argc, char **argv);
 	/* Combinations of options, all checked here.  0, or -1 after
 	 * printing why.  Not called for --help, --version and --dot. */
@@ -105,6 +139,10 @@ struct dp_cmd {
  */
 int dp_cmd_main(const struct dp_cmd *cmd, void *ctx, struct dp_common *common,
                 struct dp_fsm *m, int argc, char **argv);
+
+/* Whether --long_name was given (for validate). */
+bool dp_cmd_given(const struct dp_cmd *cmd, const struct dp_common *common,
+                  const char *long_name);
 
 /* "Try 'dp-x --help' for more information." on stderr; returns DP_EX_USAGE. */
 int dp_cmd_usage_hint(void);

@@ -236,3 +236,10 @@ setup() {
 	[[ $output == *"25006 outage read_only_sql_transaction (Invalid Transaction State)"* ]]
 	[[ $output == *"ok the SQLSTATE table"* ]]
 }
+
+@test "options: one table gives getopt's arrays, strict values, subcommand checks and --help" {
+	run "$TEST_LIB" opt
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ $output == *"opt: ok"* ]]
+}

@@ -46,6 +46,8 @@
 #include "out.h"
 #include "secret.h"
 #include "onerror.h"
+#include "opt.h"
+#include "cmd.h"
 #include "producer.h"
 #include "route.h"
 #include "sig.h"
@@ -2448,6 +2450,149 @@ t_coord(void)
 	return bad != 0;
 }
 
+/*
+ * opt.h: one table gives getopt's arrays, the values parsed strictly
+ * into the context, the rows given, the subcommand check and --help.
+ */
+struct opt_ctx {
+	bool flag;
+	const char *name;
+	struct dp_opt_list topics;
+	int mode;
+	uint64_t count, bytes;
+	int64_t ms, wait_ms, offset;
+	const char *called;
+	struct dp_common common;
+};
+
+static int
+opt_call(void *ctx, const struct dp_opt *o, char *arg)
+{
+	struct opt_ctx *c = ctx;
+
+	if (strcmp(arg, "bad") == 0) {
+		dp_err("invalid --%s '%s': bad", o->long_name, arg);
+		return -1;
+	}
+	c->called = arg;
+	return 0;
+}
+
+static int
+t_opt(void)
+{
+	static const char *const modes[] = { "error", "skip", "string", NULL };
+	static const struct dp_opt opts[] = {
+		DP_OPT_GROUP("Things"),
+		{ DP_ARG_FLAG, 'f', "flag", NULL, "a flag", .off = offsetof(struct opt_ctx, flag),
+		  .subs = DP_SUB(1) },
+		{ DP_ARG_STRING, 0, "name", "NAME", "a name",
+		  .off = offsetof(struct opt_ctx, name), .flags = DP_OPT_NONEMPTY },
+		{ DP_ARG_LIST, 't', "topic", "TOPIC", "topic to read; repeatable\n'^regex' too",
+		  .off = offsetof(struct opt_ctx, topics) },
+		{ DP_ARG_CHOICE, 0, "non-json", "MODE", "error, skip or string",
+		  .off = offsetof(struct opt_ctx, mode), .choices = modes },
+		{ DP_ARG_U64, 'n', "count", "N", "how many", .off = offsetof(struct opt_ctx, count),
+		  .min = 1, .max = 100 },
+		{ DP_ARG_SIZE, 0, "batch-bytes", "SIZE", NULL,
+		  .off = offsetof(struct opt_ctx, bytes), .min = 1024, .max = 1 << 30,
+		  .max_label = "1G" },
+		{ DP_ARG_DURATION, 0, "linger", "DURATION", "at most 1h",
+		  .off = offsetof(struct opt_ctx, ms), .max = 3600000, .max_label = "1h" },
+		{ DP_ARG_TIMEOUT, 0, "wait", "DURATION", "a timeout with a long name column here",
+		  .off = offsetof(struct opt_ctx, wait_ms), .max = 60000, .max_label = "1m" },
+		{ DP_ARG_I64, 0, "offset", "N", "an offset", .off = offsetof(struct opt_ctx, offset),
+		  .min = -5, .max = 5, .subs = DP_SUB(0) | DP_SUB(2) },
+		{ DP_ARG_CALL, 'c', "call", "X", "parsed by a function", .fn = opt_call },
+		{ DP_ARG_FLAG, 0, "old", NULL, "hidden", .off = offsetof(struct opt_ctx, flag),
+		  .flags = DP_OPT_HIDDEN },
+		DP_OPT_KAFKA_ROWS,
+		DP_OPT_END,
+	};
+	const struct dp_opt *const tabs[] = { opts, dp_opt_base, NULL };
+	struct opt_ctx c;
+	int first;
+
+	dp_log_init("test_lib");
+#define PARSE(...) ( \
+	memset(&c, 0, sizeof(c)), dp_cli_init(&c.common), \
+	dp_opt_parse(tabs, &c, &c.common, &c.common.seen, \
+	             (int)(sizeof((char *[]){ "x", __VA_ARGS__ }) / sizeof(char *)), \
+	             (char *[]){ "x", __VA_ARGS__, NULL }, &first))
+	char a1[] = "-X", a2[] = "sasl.password=hunter2";
+	CHECK(PARSE("-f", "--name", "n1", "op1", "-t", "a", "--topic=b", "--non-json", "skip",
+	            "-n", "7", "--batch-bytes", "64K", "--linger", "1m30s", "--wait", "5s",
+	            "--offset=-3", "-c", "ok", "op2", "-v", "-b", "h:1", a1, a2) == 0);
+	CHECK(c.flag && !strcmp(c.name, "n1") && c.topics.n == 2 && !strcmp(c.topics.v[1], "b"));
+	CHECK(c.mode == 1 && c.count == 7 && c.bytes == 65536 && c.ms == 90000);
+	CHECK(c.wait_ms == 5000 && c.offset == -3 && !strcmp(c.called, "ok"));
+	CHECK(c.common.verbosity == 1 && !strcmp(c.common.brokers, "h:1"));
+	CHECK(c.common.nprops == 1 && strstr(a2, "hunter2") == NULL);
+	CHECK(first == 25);             /* operands permuted to the end */
+	CHECK(dp_opt_given(tabs, &c.common.seen, "linger"));
+	CHECK(!dp_opt_given(tabs, &c.common.seen, "old"));
+	/* --flag is subcommand 1's, --offset 0's and 2's */
+	CHECK(dp_opt_check_sub(tabs, &c.common.seen, 1, "one") < 0);
+	CHECK(dp_opt_check_sub(tabs, &c.common.seen, 0, "zero") < 0);
+	free(c.topics.v);
+	dp_cli_free(&c.common);
+	CHECK(PARSE("--offset", "1") == 0 && dp_opt_check_sub(tabs, &c.common.seen, 2, "two") == 0);
+	dp_cli_free(&c.common);
+
+	/* Every kind refuses what it cannot take. */
+	CHECK(PARSE("--name", "") < 0);
+	CHECK(PARSE("--non-json", "skipp") < 0);
+	CHECK(PARSE("-n", "0") < 0);
+	CHECK(PARSE("-n", "7x") < 0);
+	CHECK(PARSE("--batch-bytes", "2G") < 0);
+	CHECK(PARSE("--linger", "2h") < 0);
+	CHECK(PARSE("--wait", "0") < 0);
+	CHECK(PARSE("--offset", "-6") < 0);
+	CHECK(PARSE("-c", "bad") < 0);
+	CHECK(PARSE("--nope") < 0);
+	CHECK(PARSE("--count") < 0);            /* missing argument */
+	CHECK(PARSE("--flag=1") < 0);           /* a flag takes none */
+	CHECK(dp_opt_pick("--x", "b", modes) < 0 && dp_opt_pick("--x", "string", modes) == 2);
+	dp_cli_free(&c.common);
+#undef PARSE
+
+	/* --help's option text, laid out from the rows */
+	char *text = NULL;
+	size_t len = 0;
+	FILE *fp = open_memstream(&text, &len);
+	CHECK(fp);
+	dp_opt_help(fp, (const struct dp_opt *const[]){ opts, NULL });
+	fclose(fp);
+	static const char want[] =
+		"\n"
+		"Things:\n"
+		"  -f, --flag              a flag\n"
+		"      --name NAME         a name\n"
+		"  -t, --topic TOPIC       topic to read; repeatable\n"
+		"                          '^regex' too\n"
+		"      --non-json MODE     error, skip or string\n"
+		"  -n, --count N           how many\n"
+		"      --batch-bytes SIZE\n"
+		"      --linger DURATION   at most 1h\n"
+		"      --wait DURATION     a timeout with a long name column here\n"
+		"      --offset N          an offset\n"
+		"  -c, --call X            parsed by a function\n"
+		"\n"
+		"Kafka options:\n"
+		"  -b, --brokers LIST      bootstrap brokers (default $DP_BROKERS, else localhost:9092)\n"
+		"  -X, --property KEY=VAL  librdkafka property, repeatable (like kcat -X)\n"
+		"  -F, --config FILE       librdkafka properties file (default $DP_CONFIG)\n"
+		"      --timeout DURATION  give up on an unreachable cluster after this (default 10s)\n";
+	if (strcmp(text, want) != 0) {
+		printf("help:\n%s---\nwanted:\n%s---\n", text, want);
+		free(text);
+		return 1;
+	}
+	free(text);
+	printf("opt: ok\n");
+	return 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -2466,7 +2611,7 @@ main(int argc, char **argv)
 		{ "expr_limit", t_expr_limit },
 		{ "pgbin", t_pgbin }, { "pg_scrub", t_pg_scrub }, { "sqlstate", t_sqlstate }, { "sink_parse", t_sink_parse },
 		{ "pgsink_sources", t_pgsink_sources }, { "pgsink_release", t_pgsink_release },
-		{ "coord", t_coord },
+		{ "coord", t_coord }, { "opt", t_opt },
 	};
 
 	dp_log_init("test_lib");
