@@ -11,9 +11,9 @@
  * to the requests topic; the coordinator that owns the requests topic's
  * only partition (one consumer group, so exactly one) creates the topic
  * and writes its spec to the registry, a compacted topic that every
- * follower reads (registry.h), and its decision to the decisions topic,
+ * follower reads (dyn/registry.h), and its decision to the decisions topic,
  * so that no replay of the requests decides a request twice.  The
- * decisions are in lib/coord.c, the record formats in lib/dynspec.h; this
+ * decisions are in lib/dyn/decide.c, the record formats in lib/dyn/spec.h; this
  * file holds the options, the machines and the actions that drive them.
  */
 #include <errno.h>
@@ -27,26 +27,26 @@
 
 #include <librdkafka/rdkafka.h>
 
-#include "admin.h"
-#include "backoff.h"
-#include "cli.h"
-#include "cmd.h"
-#include "consumer.h"
-#include "coord.h"
-#include "dynspec.h"
-#include "exit.h"
-#include "expr.h"
-#include "fsm.h"
-#include "jsonw.h"
-#include "kafka.h"
-#include "log.h"
-#include "out.h"
-#include "producer.h"
-#include "registry.h"
-#include "sig.h"
-#include "supervise.h"
-#include "table.h"
-#include "timefmt.h"
+#include "kafka/admin.h"
+#include "core/backoff.h"
+#include "core/cli.h"
+#include "core/frame.h"
+#include "kafka/consumer.h"
+#include "dyn/decide.h"
+#include "dyn/spec.h"
+#include "core/exit.h"
+#include "jq/expr.h"
+#include "core/fsm.h"
+#include "json/write.h"
+#include "kafka/client.h"
+#include "core/log.h"
+#include "core/out.h"
+#include "kafka/producer.h"
+#include "dyn/registry.h"
+#include "core/sig.h"
+#include "dyn/supervise.h"
+#include "core/table.h"
+#include "core/timefmt.h"
 
 enum sub { SUB_NONE, SUB_SERVE, SUB_REQUEST, SUB_RETIRE, SUB_LIST, SUB_WATCH, SUB_RUN };
 static const char *const sub_names[] = {
@@ -113,7 +113,7 @@ struct coord {
 	/* request, retire */
 	char request_id[33];
 	bool sent;                      /* the request was acknowledged */
-	bool finished;                  /* request, retire, list: all done (cmd.h) */
+	bool finished;                  /* request, retire, list: all done (core/frame.h) */
 
 	/* watch, run */
 	bool loaded;                    /* the view is current: changes count */
@@ -1326,7 +1326,7 @@ act_client_connect(struct dp_fsm *m, void *ctx)
 		}
 	}
 	if (st == DP_EX_NOTFOUND) {
-		/* Its topics are made by the coordinator: none has run (exit.h). */
+		/* Its topics are made by the coordinator: none has run (core/exit.h). */
 		dp_buf_reset(err);
 		dp_buf_msgf(err, "%s '%s' does not exist: no dp-coord serve has run on this "
 		            "cluster", c->prod ? "requests topic" : "registry",
@@ -1468,7 +1468,7 @@ act_await(struct dp_fsm *m, void *ctx)
 		}
 		int st = dp_registry_poll(c->reg, 100, &c->err);
 		if (st == DP_KAFKA_STOPPED || dp_sig_stop) {
-			/* said by dp_cmd_main, with its status (cmd.h) */
+			/* said by dp_cmd_main, with its status (core/frame.h) */
 			dp_fsm_fail(m, DP_EX_TEMPFAIL);
 			return QE_SIGNAL;
 		}
@@ -1748,7 +1748,7 @@ io_coord(void *ctx)
 	}
 }
 
-/* A signal came in a bounded run (cmd.h): after its end, or what it left. */
+/* A signal came in a bounded run (core/frame.h): after its end, or what it left. */
 static bool
 interrupted_coord(void *ctx, int status, struct dp_buf *said)
 {

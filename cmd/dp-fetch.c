@@ -7,14 +7,14 @@
  *
  * price and ohlcv poll the REST API: one poll fetches everything asked
  * for, prices in one request (split up when the API refuses it for a pair
- * that does not exist, lib/ccprice.c), candles series by series in as many
- * pages as lib/ccseries.c plans.  Without --every there is one poll (for
+ * that does not exist, lib/cc/price.c), candles series by series in as many
+ * pages as lib/cc/series.c plans.  Without --every there is one poll (for
  * cron); with it, polls repeat on wall-clock boundaries.  With --state
  * every printed batch is flushed before the state file moves past it (see
  * the man page, GUARANTEES).
  *
- * stream keeps a WebSocket to the streamer open (lib/ws.c) and turns its
- * messages into records as they come (lib/ccstream.c): connecting ->
+ * stream keeps a WebSocket to the streamer open (lib/cc/ws.c) and turns its
+ * messages into records as they come (lib/cc/stream.c): connecting ->
  * subscribing -> streaming, and on any loss reconnecting after a backoff.
  *
  * The state machine does the work: each action makes one request,
@@ -35,22 +35,22 @@
 
 #include <jv.h>
 
-#include "backoff.h"
-#include "buf.h"
-#include "cc.h"
-#include "ccstream.h"
-#include "cli.h"
-#include "cmd.h"
-#include "exit.h"
-#include "fsm.h"
-#include "http.h"
-#include "log.h"
-#include "out.h"
-#include "progress.h"
-#include "secret.h"
-#include "sig.h"
-#include "timefmt.h"
-#include "ws.h"
+#include "core/backoff.h"
+#include "core/buf.h"
+#include "cc/rest.h"
+#include "cc/stream.h"
+#include "core/cli.h"
+#include "core/frame.h"
+#include "core/exit.h"
+#include "core/fsm.h"
+#include "cc/http.h"
+#include "core/log.h"
+#include "core/out.h"
+#include "core/progress.h"
+#include "core/secret.h"
+#include "core/sig.h"
+#include "core/timefmt.h"
+#include "cc/ws.h"
 
 #define PROG "dp-fetch"
 #define RETRY_CAP_MS 30000
@@ -61,7 +61,7 @@
  * first delay is between half and all of this. */
 #define STREAM_RETRY_BASE "10s"
 #define STREAM_RETRY_BASE_MS 10000
-#define IDLE_DEFAULT "1m30s"       /* three heartbeats (ccstream.h) */
+#define IDLE_DEFAULT "1m30s"       /* three heartbeats (cc/stream.h) */
 #define IDLE_DEFAULT_MS (3 * DP_CCS_HEARTBEAT_MS)
 
 /* ------------------------------------------------------------------ */
@@ -828,7 +828,7 @@ io_fetch(void *ctx)
 	return DP_CMD_STDOUT | (c->cmd != CMD_STREAM && !c->every_ms ? DP_CMD_BOUNDED : 0);
 }
 
-/* A signal came in a one-shot run (cmd.h): after its end, or what it left. */
+/* A signal came in a one-shot run (core/frame.h): after its end, or what it left. */
 static bool
 interrupted_fetch(void *ctx, int status, struct dp_buf *said)
 {
@@ -932,7 +932,7 @@ stopped(struct fetch *c)
 	dp_info("stopping on signal %d", (int)dp_sig_stop);
 	if (c->every_ms > 0)
 		return EV_STOP;
-	return EV_INTERRUPT;        /* said by dp_cmd_main, with its status (cmd.h) */
+	return EV_INTERRUPT;        /* said by dp_cmd_main, with its status (core/frame.h) */
 }
 
 static int

@@ -8,14 +8,14 @@
  *
  * Two threads: a reader turns lines into batches of prepared records
  * (reading, validating and jq run there), and the main thread hands them
- * to the producer engine (lib/producer.h), which alone talks to Kafka,
+ * to the producer engine (lib/kafka/producer.h), which alone talks to Kafka,
  * and serves delivery reports.  On two cores this overlaps the JSON work
  * with the producer's, which is what lets dp-publish keep up with kcat
  * while it still checks every line.
  *
  * With --follow-registry it is the seed's producer of dynamic topics:
- * the main thread follows the registry (registry.h) and hands the active
- * routes to the reader as immutable lists (route.h's dp_route_list,
+ * the main thread follows the registry (dyn/registry.h) and hands the active
+ * routes to the reader as immutable lists (dyn/route.h's dp_route_list,
  * swapped through one atomic pointer); the reader, which alone compiles
  * and evaluates the filters (libjq state never leaves it), adds the
  * dynamic topics each record goes to.  A record is delivered only when
@@ -35,28 +35,28 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "buf.h"
-#include "cli.h"
-#include "cmd.h"
-#include "dynspec.h"
-#include "envelope.h"
-#include "exit.h"
-#include "expr.h"
-#include "feed.h"
-#include "fsm.h"
-#include "json.h"
-#include "jsonw.h"
-#include "kafka.h"
-#include "lines.h"
-#include "log.h"
-#include "onerror.h"
-#include "out.h"
-#include "producer.h"
-#include "progress.h"
-#include "registry.h"
-#include "route.h"
-#include "sig.h"
-#include "timefmt.h"
+#include "core/buf.h"
+#include "core/cli.h"
+#include "core/frame.h"
+#include "dyn/spec.h"
+#include "json/envelope.h"
+#include "core/exit.h"
+#include "jq/expr.h"
+#include "publish/feed.h"
+#include "core/fsm.h"
+#include "json/scan.h"
+#include "json/write.h"
+#include "kafka/client.h"
+#include "core/lines.h"
+#include "core/log.h"
+#include "kafka/onerror.h"
+#include "core/out.h"
+#include "kafka/producer.h"
+#include "core/progress.h"
+#include "dyn/registry.h"
+#include "dyn/route.h"
+#include "core/sig.h"
+#include "core/timefmt.h"
 
 /* Lines travel from the reader thread in batches of this size. */
 #define BATCH_RECS 1024
@@ -126,7 +126,7 @@ struct pub {
 	/* resources */
 	struct dp_producer *prod;
 	struct dp_lines *in;
-	struct dp_feed *feed;           /* the reader thread (lib/feed.h) */
+	struct dp_feed *feed;           /* the reader thread (lib/publish/feed.h) */
 	char **known;                   /* topics proven to exist (reader thread) */
 	size_t nknown;
 	char **missing;                 /* --request-topics: topics found missing (reader) */
@@ -684,7 +684,7 @@ add_hdr(struct pub *p, struct dp_feed_batch *b, const char *name, const char *va
 	h->len = len;
 }
 
-/* The record's value is its line: kept in place, not copied (feed.h). */
+/* The record's value is its line: kept in place, not copied (publish/feed.h). */
 static void
 value_is_line(struct dp_feed_batch *b, size_t i, struct rec *r, const char *line, size_t len)
 {
@@ -995,7 +995,7 @@ mark(struct dp_feed_batch *b, struct rec *r, int rc, const char *why)
 	}
 }
 
-/* The feed's prepare: turn one line into record i of b (feed.h). */
+/* The feed's prepare: turn one line into record i of b (publish/feed.h). */
 static int
 prepare_line(void *arg, struct dp_feed_batch *b, size_t i, const char *line, size_t len,
              int got)
@@ -2186,7 +2186,7 @@ io_pub(void *ctx)
 	return DP_CMD_STDIN | DP_CMD_BOUNDED | (p->report ? DP_CMD_STDOUT : 0);
 }
 
-/* A signal came (cmd.h): after the end of the input, or what it left. */
+/* A signal came (core/frame.h): after the end of the input, or what it left. */
 static bool
 interrupted_pub(void *ctx, int status, struct dp_buf *said)
 {

@@ -5,9 +5,9 @@
  * (a TimescaleDB hypertable when the extension is there), written with
  * binary COPY, each batch in one transaction that also moves the
  * source's stored offset.  This file reads the input, maps records to
- * rows and drives the state machine; the database work is lib/pgsink.c,
- * the Kafka work lib/consumer.c, and a bad record goes through
- * lib/onerror.c (with --on-error dlq, lib/producer.c).
+ * rows and drives the state machine; the database work is lib/pg/sink.c,
+ * the Kafka work lib/kafka/consumer.c, and a bad record goes through
+ * lib/kafka/onerror.c (with --on-error dlq, lib/kafka/producer.c).
  *
  * Two inputs feed the same states.  --stdin reads NDJSON lines, where
  * with --source-id the line number plays the part of a Kafka offset.
@@ -32,27 +32,27 @@
 
 #include <librdkafka/rdkafka.h>
 
-#include "admin.h"
-#include "backoff.h"
-#include "buf.h"
-#include "cli.h"
-#include "cmd.h"
-#include "consumer.h"
-#include "exit.h"
-#include "expr.h"
-#include "fsm.h"
-#include "json.h"
-#include "kafka.h"
-#include "lines.h"
-#include "log.h"
-#include "onerror.h"
-#include "pg.h"
-#include "pgsink.h"
-#include "producer.h"
-#include "progress.h"
-#include "sig.h"
-#include "sinkoffsets.h"
-#include "timefmt.h"
+#include "kafka/admin.h"
+#include "core/backoff.h"
+#include "core/buf.h"
+#include "core/cli.h"
+#include "core/frame.h"
+#include "kafka/consumer.h"
+#include "core/exit.h"
+#include "jq/expr.h"
+#include "core/fsm.h"
+#include "json/scan.h"
+#include "kafka/client.h"
+#include "core/lines.h"
+#include "core/log.h"
+#include "kafka/onerror.h"
+#include "pg/conn.h"
+#include "pg/sink.h"
+#include "kafka/producer.h"
+#include "core/progress.h"
+#include "core/sig.h"
+#include "pg/offsets.h"
+#include "core/timefmt.h"
 
 #define RETRY_BASE_MS 250
 #define RETRY_CAP_MS 30000
@@ -65,7 +65,7 @@ struct inrec {
 	struct dp_consumer_part *part;
 	int64_t offset;
 	size_t pos;                     /* its key, value and headers, in the inbox's data */
-	size_t klen, vlen, hlen;        /* hlen: packed (onerror.h), with --on-error dlq only */
+	size_t klen, vlen, hlen;        /* hlen: packed (kafka/onerror.h), with --on-error dlq only */
 	bool has_key, has_value;
 };
 
@@ -1547,7 +1547,7 @@ struct rec {
 	size_t klen;
 	const char *value;              /* NULL: none (a tombstone) */
 	size_t vlen;
-	const void *hdr;                /* its headers, packed (onerror.h); NULL: none */
+	const void *hdr;                /* its headers, packed (kafka/onerror.h); NULL: none */
 	size_t hlen;
 };
 
@@ -2428,7 +2428,7 @@ io_sink(void *ctx)
 	return k->until_end ? DP_CMD_BOUNDED : 0;
 }
 
-/* A signal came (cmd.h): after the end of the input, or what it left. */
+/* A signal came (core/frame.h): after the end of the input, or what it left. */
 static bool
 interrupted_sink(void *ctx, int status, struct dp_buf *said)
 {

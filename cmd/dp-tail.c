@@ -1,14 +1,14 @@
 /*
  * dp-tail -- Kafka records to NDJSON on stdout.
  *
- * A thin command on lib/consumer.h: the engine reads the partitions and
+ * A thin command on lib/kafka/consumer.h: the engine reads the partitions and
  * decides where each starts and stops; dp-tail turns records into lines.
  * Its commit hook is "flush stdout", so with -g an offset is stored only
  * after the lines of its record reached the reader: a reader sees every
  * record at least once across restarts.
  *
  * With --follow and --follow-match it is the seed's consumer of dynamic
- * topics: it follows the registry (registry.h) and adds each topic to
+ * topics: it follows the registry (dyn/registry.h) and adds each topic to
  * the engine once the coordinator made it active, reads it from its
  * beginning, and reads a retired one up to its end, then drops it.  A
  * topic is known by its name and the created_at of its spec (librdkafka
@@ -26,26 +26,26 @@
 
 #include <librdkafka/rdkafka.h>
 
-#include "admin.h"
-#include "base64.h"
-#include "buf.h"
-#include "cli.h"
-#include "cmd.h"
-#include "consumer.h"
-#include "envelope.h"
-#include "exit.h"
-#include "expr.h"
-#include "fsm.h"
-#include "json.h"
-#include "kafka.h"
-#include "lines.h"
-#include "log.h"
-#include "out.h"
-#include "progress.h"
-#include "registry.h"
-#include "sig.h"
-#include "timefmt.h"
-#include "backoff.h"
+#include "kafka/admin.h"
+#include "json/base64.h"
+#include "core/buf.h"
+#include "core/cli.h"
+#include "core/frame.h"
+#include "kafka/consumer.h"
+#include "json/envelope.h"
+#include "core/exit.h"
+#include "jq/expr.h"
+#include "core/fsm.h"
+#include "json/scan.h"
+#include "kafka/client.h"
+#include "core/lines.h"
+#include "core/log.h"
+#include "core/out.h"
+#include "core/progress.h"
+#include "dyn/registry.h"
+#include "core/sig.h"
+#include "core/timefmt.h"
+#include "core/backoff.h"
 
 enum non_json { NJ_ERROR, NJ_SKIP, NJ_STRING, NJ_BASE64 };
 
@@ -1270,7 +1270,7 @@ io_tail(void *ctx)
 	return DP_CMD_STDOUT | (t->until != DP_UNTIL_NONE || t->count ? DP_CMD_BOUNDED : 0);
 }
 
-/* A signal came (cmd.h): after the end asked for, or what was printed. */
+/* A signal came (core/frame.h): after the end asked for, or what was printed. */
 static bool
 interrupted_tail(void *ctx, int status, struct dp_buf *said)
 {

@@ -8,7 +8,7 @@
  * of failure has its own exit status, so a script can apply the same
  * topic list again and again and tell "already there" from "broken".
  *
- * The Kafka work lives in lib/admin.c, which dp-coord shares; this file
+ * The Kafka work lives in lib/kafka/admin.c, which dp-coord shares; this file
  * parses the command line, drives the state machine and prints.
  */
 #include <errno.h>
@@ -23,20 +23,20 @@
 
 #include <librdkafka/rdkafka.h>
 
-#include "admin.h"
-#include "buf.h"
-#include "cli.h"
-#include "cmd.h"
-#include "exit.h"
-#include "fsm.h"
-#include "jsonw.h"
-#include "kafka.h"
-#include "lines.h"
-#include "log.h"
-#include "out.h"
-#include "pg.h"
-#include "sinkoffsets.h"
-#include "table.h"
+#include "kafka/admin.h"
+#include "core/buf.h"
+#include "core/cli.h"
+#include "core/frame.h"
+#include "core/exit.h"
+#include "core/fsm.h"
+#include "json/write.h"
+#include "kafka/client.h"
+#include "core/lines.h"
+#include "core/log.h"
+#include "core/out.h"
+#include "pg/conn.h"
+#include "pg/offsets.h"
+#include "core/table.h"
 
 enum subcmd { SC_NONE, SC_CREATE, SC_LIST, SC_DESCRIBE, SC_ALTER, SC_ADD_PARTITIONS,
               SC_DELETE, SC_OFFSETS };
@@ -1912,7 +1912,7 @@ io_topic(void *ctx)
 	return DP_CMD_STDOUT | DP_CMD_BOUNDED | (t->from_stdin ? DP_CMD_STDIN : 0);
 }
 
-/* A signal came (cmd.h): after every answer, or which topics it left. */
+/* A signal came (core/frame.h): after every answer, or which topics it left. */
 static bool
 interrupted_topic(void *ctx, int status, struct dp_buf *said)
 {

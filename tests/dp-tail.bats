@@ -196,7 +196,7 @@ kcat_dump() {
 @test "SIGTERM while a --filter never ends: ended by it within about two seconds, said why" {
 	create_topic "$T"
 	printf '{"n":1}\n{"n":2,"loop":true}\n' | dp-publish -t "$T"
-	# libjq cannot be interrupted: the watchdog of lib/sig.h ends it
+	# libjq cannot be interrupted: the watchdog of lib/core/sig.h ends it
 	dp-tail -t "$T" --from beginning --filter 'if .loop then last(range(infinite)) else . end' \
 		> "$W/out" 2> "$W/err" &
 	term_when_busy $!

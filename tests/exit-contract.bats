@@ -1,6 +1,6 @@
 #!/usr/bin/env bats
-# The exit statuses a script can trust, the same in every command (lib/cmd.h,
-# lib/exit.h): exit 0 only when a bounded input was read to its end and
+# The exit statuses a script can trust, the same in every command (lib/core/frame.h,
+# lib/core/exit.h): exit 0 only when a bounded input was read to its end and
 # delivered, 128 + the signal when SIGINT or SIGTERM came before that, 0 for
 # a stop of a command without an end; closed standard descriptors; one
 # status per cause.  The spool recipes run as README, dp-sink-pg(1) and

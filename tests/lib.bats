@@ -188,7 +188,7 @@ setup() {
 	# Every file that waits on a condition with a deadline sets its
 	# clock to CLOCK_MONOTONIC and never takes a deadline from the wall clock.
 	n=0
-	for f in $(grep -l 'pthread_cond_timedwait' "$BATS_TEST_DIRNAME"/../lib/*.c "$BATS_TEST_DIRNAME"/../cmd/*.c); do
+	for f in $(grep -l 'pthread_cond_timedwait' "$BATS_TEST_DIRNAME"/../lib/*/*.c "$BATS_TEST_DIRNAME"/../cmd/*.c); do
 		grep -q 'pthread_condattr_setclock(&[a-z_]*, CLOCK_MONOTONIC)' "$f"
 		! grep -n 'CLOCK_REALTIME' "$f"
 		n=$((n + 1))

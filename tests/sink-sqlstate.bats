@@ -1,5 +1,5 @@
 #!/usr/bin/env bats
-# dp-sink-pg and what the server answers (lib/sqlstate.c's table, one test
+# dp-sink-pg and what the server answers (lib/pg/sqlstate.c's table, one test
 # per kind of row), and a server that does not answer at all: against the
 # harness's PostgreSQL 15.  What a user sees: rows, stderr, exit status.
 

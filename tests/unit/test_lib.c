@@ -22,41 +22,41 @@
 
 #include <jv.h>
 
-#include "admin.h"
-#include "backoff.h"
-#include "base64.h"
-#include "buf.h"
-#include "cc.h"
-#include "ccstream.h"
-#include "cli.h"
-#include "cmd.h"
-#include "consumer.h"
-#include "coord.h"
-#include "dynspec.h"
-#include "envelope.h"
-#include "exit.h"
-#include "expr.h"
-#include "file.h"
-#include "jqfast.h"
-#include "json.h"
-#include "jsonw.h"
-#include "lines.h"
-#include "kafka.h"
-#include "log.h"
-#include "out.h"
-#include "secret.h"
-#include "onerror.h"
-#include "opt.h"
-#include "cmd.h"
-#include "producer.h"
-#include "route.h"
-#include "sig.h"
-#include "pg.h"
-#include "pgbin.h"
-#include "sqlstate.h"
-#include "pgsink.h"
-#include "timefmt.h"
-#include "ws.h"
+#include "kafka/admin.h"
+#include "core/backoff.h"
+#include "json/base64.h"
+#include "core/buf.h"
+#include "cc/rest.h"
+#include "cc/stream.h"
+#include "core/cli.h"
+#include "core/frame.h"
+#include "kafka/consumer.h"
+#include "dyn/decide.h"
+#include "dyn/spec.h"
+#include "json/envelope.h"
+#include "core/exit.h"
+#include "jq/expr.h"
+#include "core/file.h"
+#include "jq/fast.h"
+#include "json/scan.h"
+#include "json/write.h"
+#include "core/lines.h"
+#include "kafka/client.h"
+#include "core/log.h"
+#include "core/out.h"
+#include "core/secret.h"
+#include "kafka/onerror.h"
+#include "core/opt.h"
+#include "core/frame.h"
+#include "kafka/producer.h"
+#include "dyn/route.h"
+#include "core/sig.h"
+#include "pg/conn.h"
+#include "pg/binary.h"
+#include "pg/sqlstate.h"
+#include "pg/sink.h"
+#include "core/timefmt.h"
+#include "cc/ws.h"
 
 #define CHECK(cond) do { if (!(cond)) { \
 	fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
@@ -386,7 +386,7 @@ same_values(const char *a, const char *b)
 }
 
 /*
- * jqfast.h against libjq: each expression of the subset, compiled as dp
+ * jq/fast.h against libjq: each expression of the subset, compiled as dp
  * does (fast) and hidden from the subset inside a def (libjq), gives the
  * same values or the same failure on every record.
  */
@@ -472,7 +472,7 @@ t_jqfast(void)
 	return bad ? 1 : 0;
 }
 
-/* route.h: collects the topics a record takes. */
+/* dyn/route.h: collects the topics a record takes. */
 static int
 route_hit(void *ctx, const char *topic)
 {
@@ -1963,7 +1963,7 @@ t_pg_scrub(void)
 	return 0;
 }
 
-/* lib/sqlstate.c: what each kind of server error leads to (Appendix A). */
+/* lib/pg/sqlstate.c: what each kind of server error leads to (Appendix A). */
 static int
 t_sqlstate(void)
 {
@@ -2343,8 +2343,8 @@ t_fresh(int rounds)
 }
 
 /*
- * dynspec.h's requests are checked completely, and an invalid one keeps
- * what it takes to answer it; coord.h's decisions table keeps, replaces,
+ * dyn/spec.h's requests are checked completely, and an invalid one keeps
+ * what it takes to answer it; dyn/decide.h's decisions table keeps, replaces,
  * forgets and lists decisions by request_id through growth and removal.
  */
 static int
@@ -2451,7 +2451,7 @@ t_coord(void)
 }
 
 /*
- * opt.h: one table gives getopt's arrays, the values parsed strictly
+ * core/opt.h: one table gives getopt's arrays, the values parsed strictly
  * into the context, the rows given, the subcommand check and --help.
  */
 struct opt_ctx {
