@@ -76,7 +76,8 @@ $(OBJ)/cmd/%.o: cmd/%.c $(wildcard lib/*/*.h) Makefile
 	@$(CC) $(CPPFLAGS) $(WARN) $(CFLAGS) -c -o $@ $<
 
 $(OBJ)/libdp.a: $(LIB_OBJ)
-	@$(AR) rcs $@ $^
+	@rm -f $@
+	@$(AR) rcsP $@ $^
 
 lib/libdp.a: $(OBJ)/libdp.a
 	@cp $< $@
@@ -127,7 +128,8 @@ build/fuzz/lib/%.o: lib/%.c $(wildcard lib/*/*.h) Makefile
 	@$(FUZZ_CC) $(CPPFLAGS) $(WARN) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
 
 build/fuzz/libdp.a: $(FUZZ_OBJ)
-	@$(AR) rcs $@ $^
+	@rm -f $@
+	@$(AR) rcsP $@ $^
 
 build/fuzz/fuzz-%: fuzz/fuzz_%.c fuzz/fuzz.h build/fuzz/libdp.a
 	@echo "  FUZZLD  $@"

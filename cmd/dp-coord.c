@@ -669,7 +669,7 @@ ensure_topics(struct coord *c, struct dp_buf *err)
 	for (size_t i = 0; i < 3; i++) {
 		struct dp_admin_result res = { 0 };
 		bool created;
-		int st = dp_admin_ensure(c->admin, &specs[i], (int)c->common.timeout_ms, &res,
+		int st = dp_admin_ensure(c->admin, &specs[i], (int)c->common.kafka.timeout_ms, &res,
 		                         &created);
 		if (st) {
 			dp_buf_msgf(err, "cannot set up topic '%s': %s", specs[i].name,
@@ -704,17 +704,17 @@ act_serve_connect(struct dp_fsm *m, void *ctx)
 	const struct dp_consumer_hooks hooks = {
 		.arg = c, .record = on_request, .assigned = on_assigned, .revoked = on_revoked,
 	};
-	const struct dp_producer_conf pconf = { .common = &c->common, .topic = c->registry };
-	const struct dp_registry_conf rconf = { .common = &c->common, .topic = c->registry };
+	const struct dp_producer_conf pconf = { .kafka = &c->common.kafka, .topic = c->registry };
+	const struct dp_registry_conf rconf = { .kafka = &c->common.kafka, .topic = c->registry };
 	const struct dp_registry_conf dconf = {
-		.common = &c->common, .topic = c->decisions, .record = on_decision, .arg = c,
+		.kafka = &c->common.kafka, .topic = c->decisions, .record = on_decision, .arg = c,
 	};
 	static const struct dp_kv admin_defaults[] = { { "allow.auto.create.topics", "false" } };
 
-	c->admin = dp_kafka_new(&c->common, RD_KAFKA_PRODUCER, admin_defaults, 1, NULL, NULL,
+	c->admin = dp_kafka_new(&c->common.kafka, RD_KAFKA_PRODUCER, admin_defaults, 1, NULL, NULL,
 	                        err, &st);
 	if (c->admin)
-		st = dp_kafka_connect(c->admin, &c->common, NULL, 0, NULL, err);
+		st = dp_kafka_connect(c->admin, &c->common.kafka, NULL, 0, NULL, err);
 	if (st == 0)
 		st = ensure_topics(c, err);
 	if (st == 0 && !(c->reg = dp_registry_new(&rconf, err, &st)))
@@ -733,7 +733,7 @@ act_serve_connect(struct dp_fsm *m, void *ctx)
 		st = st ? st : DP_EX_SOFTWARE;
 	if (st == 0)
 		st = dp_producer_connect(c->prod, NULL, 0, err);
-	if (st == 0 && !(c->cons = dp_consumer_new(&c->common, &opts, &hooks, err, &st)))
+	if (st == 0 && !(c->cons = dp_consumer_new(&c->common.kafka, &opts, &hooks, err, &st)))
 		st = st ? st : DP_EX_SOFTWARE;
 	if (st == 0)
 		st = dp_consumer_connect(c->cons, err);
@@ -797,7 +797,7 @@ prune(struct coord *c)
 
 	c->prune_at = dp_time_mono_ms() + 3600 * 1000;
 	if (dp_kafka_watermarks(dp_consumer_rk(c->cons), c->requests, 0,
-	                        (int)c->common.timeout_ms, &lo, &hi, &err) != 0) {
+	                        (int)c->common.kafka.timeout_ms, &lo, &hi, &err) != 0) {
 		dp_warn("cannot tell which decisions to forget: %s", dp_buf_str(&err));
 		dp_buf_free(&err);
 		return;
@@ -817,7 +817,7 @@ prune(struct coord *c)
 			.topic = c->decisions, .partition = 0,
 			.key = ids[i], .key_len = strlen(ids[i]),
 		};
-	int st = n ? dp_producer_send_wait(c->prod, recs, n, NULL, c->common.timeout_ms, &err)
+	int st = n ? dp_producer_send_wait(c->prod, recs, n, NULL, c->common.kafka.timeout_ms, &err)
 	           : 0;
 	if (st) {
 		dp_warn("cannot forget decisions: %s",
@@ -999,7 +999,7 @@ holds_records(struct coord *c, const char *topic, int partitions, struct dp_buf 
 {
 	for (int32_t i = 0; i < partitions; i++) {
 		int64_t lo, hi;
-		int st = dp_kafka_watermarks(c->admin, topic, i, (int)c->common.timeout_ms, &lo, &hi,
+		int st = dp_kafka_watermarks(c->admin, topic, i, (int)c->common.kafka.timeout_ms, &lo, &hi,
 		                             why);
 		if (st)
 			return st == DP_KAFKA_STOPPED ? DP_EX_UNAVAILABLE : st;
@@ -1037,7 +1037,7 @@ act_create(struct dp_fsm *m, void *ctx)
 		 * that asked for it (dp-publish --request-topics): no source to check.
 		 */
 		int st = strcmp(spec.source, spec.topic) == 0
-		         ? 0 : dp_kafka_probe(c->admin, spec.source, (int)c->common.timeout_ms,
+		         ? 0 : dp_kafka_probe(c->admin, spec.source, (int)c->common.kafka.timeout_ms,
 		                              &partitions, &why);
 		if (st == DP_EX_NOTFOUND) {
 			dp_coord_reject(&spec, DP_DYN_NO_SOURCE, "source topic '%s' does not exist",
@@ -1050,7 +1050,7 @@ act_create(struct dp_fsm *m, void *ctx)
 			                            spec.nconfig };
 			struct dp_admin_result res = { 0 };
 			bool created;
-			st = dp_admin_ensure(c->admin, &as, (int)c->common.timeout_ms, &res, &created);
+			st = dp_admin_ensure(c->admin, &as, (int)c->common.kafka.timeout_ms, &res, &created);
 			if (st && reject_for(st)) {
 				dp_coord_reject(&spec, reject_for(st), "%s", res.error ? res.error : "");
 				st = 0;
@@ -1061,7 +1061,7 @@ act_create(struct dp_fsm *m, void *ctx)
 					dp_info("created topic '%s'", spec.topic);
 				/* The spec says what the topic has, not what was left open. */
 				int n = 0;
-				if (dp_kafka_probe(c->admin, spec.topic, (int)c->common.timeout_ms, &n,
+				if (dp_kafka_probe(c->admin, spec.topic, (int)c->common.kafka.timeout_ms, &n,
 				                   &why) == 0 && n > 0)
 					spec.partitions = n;
 				dp_buf_reset(&why);
@@ -1147,7 +1147,7 @@ act_delete(struct dp_fsm *m, void *ctx)
 	struct coord *c = ctx;
 	struct dp_admin_result res = { 0 };
 	const char *names[1] = { c->deleting };
-	int st = dp_admin_delete(c->admin, names, 1, (int)c->common.timeout_ms, &res);
+	int st = dp_admin_delete(c->admin, names, 1, (int)c->common.kafka.timeout_ms, &res);
 
 	if (st == 0)
 		st = res.status;
@@ -1192,7 +1192,7 @@ act_notify(struct dp_fsm *m, void *ctx)
 			.value = c->tombstone ? NULL : c->notice.data,
 			.value_len = c->tombstone ? 0 : c->notice.len,
 		};
-		st = dp_producer_send_wait(c->prod, &rec, 1, &ack, c->common.timeout_ms, &c->err);
+		st = dp_producer_send_wait(c->prod, &rec, 1, &ack, c->common.kafka.timeout_ms, &c->err);
 		if (st) {
 			dp_err("cannot write '%s' to the registry: %s", c->notice_key,
 			       st == DP_KAFKA_STOPPED ? "interrupted" : dp_buf_str(&c->err));
@@ -1212,7 +1212,7 @@ act_notify(struct dp_fsm *m, void *ctx)
 			.key = c->decision.request_id, .key_len = strlen(c->decision.request_id),
 			.value = value.data, .value_len = value.len,
 		};
-		st = dp_producer_send_wait(c->prod, &rec, 1, NULL, c->common.timeout_ms, &c->err);
+		st = dp_producer_send_wait(c->prod, &rec, 1, NULL, c->common.kafka.timeout_ms, &c->err);
 		dp_buf_free(&value);
 		if (st) {
 			dp_err("cannot write the decision on request %s to '%s': %s",
@@ -1295,8 +1295,8 @@ act_client_connect(struct dp_fsm *m, void *ctx)
 {
 	struct coord *c = ctx;
 	struct dp_buf *err = &c->err;
-	const struct dp_producer_conf pconf = { .common = &c->common, .topic = c->requests };
-	const struct dp_registry_conf rconf = { .common = &c->common, .topic = c->registry };
+	const struct dp_producer_conf pconf = { .kafka = &c->common.kafka, .topic = c->requests };
+	const struct dp_registry_conf rconf = { .kafka = &c->common.kafka, .topic = c->registry };
 	int st;
 
 	/*
@@ -1410,7 +1410,7 @@ act_send(struct dp_fsm *m, void *ctx)
 		.value = value.data, .value_len = value.len,
 	};
 	dp_buf_reset(&c->err);
-	st = dp_producer_send_wait(c->prod, &rec, 1, NULL, c->common.timeout_ms, &c->err);
+	st = dp_producer_send_wait(c->prod, &rec, 1, NULL, c->common.kafka.timeout_ms, &c->err);
 	if (st) {
 		dp_err("cannot send the request to '%s': %s", c->requests,
 		       st == DP_KAFKA_STOPPED ? "interrupted" : dp_buf_str(&c->err));
@@ -1540,7 +1540,7 @@ act_load(struct dp_fsm *m, void *ctx)
 {
 	struct coord *c = ctx;
 	const struct dp_registry_conf rconf = {
-		.common = &c->common, .topic = c->registry,
+		.kafka = &c->common.kafka, .topic = c->registry,
 		.change = c->sub == SUB_LIST ? NULL : on_change, .arg = c,
 	};
 	int st;
@@ -1769,6 +1769,7 @@ interrupted_coord(void *ctx, int status, struct dp_buf *said)
 
 static const struct dp_cmd cmd = {
 	.name = "dp-coord",
+	.libs = dp_kafka_version,
 	.usage = usage,
 	.machine = &serve_machine,
 	.machines = machines,

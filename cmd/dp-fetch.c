@@ -1371,6 +1371,7 @@ finish_fetch(void *ctx, int status)
 
 static const struct dp_cmd cmd = {
 	.name = PROG,
+	.libs = dp_cc_libs,
 	.usage = usage,
 	.machine = &machine,
 	.start = EV_START,

@@ -1495,7 +1495,7 @@ request_topic(struct pub *p, struct req_topic *rq)
 		.key_len = strlen(rq->name), .value = value.data, .value_len = value.len,
 	};
 	dp_buf_reset(&p->perr);
-	st = dp_producer_send_wait(p->prod, &rec, 1, NULL, p->common.timeout_ms, &p->perr);
+	st = dp_producer_send_wait(p->prod, &rec, 1, NULL, p->common.kafka.timeout_ms, &p->perr);
 	dp_buf_free(&value);
 	if (st == DP_KAFKA_STOPPED)
 		return st;
@@ -1580,7 +1580,7 @@ check_requests(struct pub *p)
 			p->create_failed = true;
 			if (!rq->reason)
 				return DP_EX_SOFTWARE;
-		} else if (now - rq->sent_ms >= p->common.timeout_ms) {
+		} else if (now - rq->sent_ms >= p->common.kafka.timeout_ms) {
 			rq->state = RQ_TIMEOUT;
 			p->create_failed = true;
 		}
@@ -1882,7 +1882,7 @@ act_connect(struct dp_fsm *m, void *ctx)
 	struct pub *p = ctx;
 	struct dp_buf err = DP_BUF_INIT;
 	const struct dp_producer_conf conf = {
-		.common = &p->common,
+		.kafka = &p->common.kafka,
 		.topic = p->topic,
 		/* Lanes pay where records pick their partition by key. */
 		.lanes = (p->key_expr || p->envelope) && p->partition == DP_PRODUCER_ANY,
@@ -1890,7 +1890,7 @@ act_connect(struct dp_fsm *m, void *ctx)
 		.arg = p,
 	};
 	const struct dp_registry_conf rconf = {
-		.common = &p->common, .topic = p->registry, .change = on_registry, .arg = p,
+		.kafka = &p->common.kafka, .topic = p->registry, .change = on_registry, .arg = p,
 		.missing_ok = true,
 	};
 	int st, ev;
@@ -2012,8 +2012,8 @@ act_error(struct dp_fsm *m, void *ctx)
 			continue;
 		dp_err("no answer to the request for topic '%s' within %s: is a dp-coord serve "
 		       "running (requests on '%s')?", rq->name,
-		       p->common.timeout_arg ? p->common.timeout_arg
-		                             : dp_duration_format(p->common.timeout_ms, within),
+		       p->common.kafka.timeout_arg ? p->common.kafka.timeout_arg
+		                             : dp_duration_format(p->common.kafka.timeout_ms, within),
 		       p->requests);
 		p->status = DP_EX_UNAVAILABLE;
 	}
@@ -2118,7 +2118,7 @@ act_drain(struct dp_fsm *m, void *ctx)
 	struct pub *p = ctx;
 	struct dp_producer_stats st;
 
-	dp_producer_drain(p->prod, p->common.timeout_ms);
+	dp_producer_drain(p->prod, p->common.kafka.timeout_ms);
 	dp_producer_stats(p->prod, &st);
 	judge_copies(p);
 	/* Reports that never came (a drain that gave up) cannot name their lines. */
@@ -2268,6 +2268,7 @@ close_pub(void *ctx)
 
 static const struct dp_cmd cmd = {
 	.name = "dp-publish",
+	.libs = dp_kafka_version,
 	.usage = usage,
 	.machine = &machine,
 	.start = E_START,

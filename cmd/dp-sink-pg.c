@@ -849,7 +849,7 @@ validate(void *ctx)
 	dp_buf_free(&err);
 	/* A dead letter is acknowledged before the batch that skips it commits. */
 	k->on_error.durable = true;
-	k->on_error.timeout_ms = k->common.timeout_ms;
+	k->on_error.timeout_ms = k->common.kafka.timeout_ms;
 	return 0;
 }
 
@@ -1244,7 +1244,7 @@ write_sink(struct sink *k, bool flush)
 static int
 finish_parts(struct sink *k, struct dp_consumer_part **parts, size_t n)
 {
-	int64_t deadline = dp_time_mono_ms() + k->common.timeout_ms;
+	int64_t deadline = dp_time_mono_ms() + k->common.kafka.timeout_ms;
 	bool busy = false;
 	int rc = 0;
 
@@ -1374,14 +1374,14 @@ connect_kafka(struct sink *k)
 
 	if (k->on_error.mode == DP_ON_ERROR_DLQ) {
 		const struct dp_producer_conf conf = {
-			.common = &k->common, .topic = k->on_error.dlq_topic,
+			.kafka = &k->common.kafka, .topic = k->on_error.dlq_topic,
 		};
 		if (!(k->dlq = dp_producer_new(&conf, &k->err, &st)))
 			return st;
 		if ((st = dp_producer_connect(k->dlq, NULL, 0, &k->err)) != 0)
 			return st;
 	}
-	if (!(k->c = dp_consumer_new(&k->common, &opts, &hooks, &k->err, &st)))
+	if (!(k->c = dp_consumer_new(&k->common.kafka, &opts, &hooks, &k->err, &st)))
 		return st;
 	return dp_consumer_connect(k->c, &k->err);
 }
@@ -1400,7 +1400,7 @@ act_connect(struct dp_fsm *m, void *ctx)
 		.on_error = k->on_error.mode == DP_ON_ERROR_FAIL ? DP_PGSINK_FAIL : DP_PGSINK_SKIP,
 		.keep_raw = k->on_error.mode == DP_ON_ERROR_DLQ,
 		.resync = !k->from_stdin,
-		.timeout_ms = k->common.timeout_ms, .on_bad = engine_bad, .arg = k,
+		.timeout_ms = k->common.kafka.timeout_ms, .on_bad = engine_bad, .arg = k,
 		.max_retries = k->max_retries,
 	};
 	int status;
@@ -2148,7 +2148,7 @@ act_reset_connect(struct dp_fsm *m, void *ctx)
 	int st = 0;
 
 	dp_buf_reset(&k->err);
-	if (!(k->pg = dp_pg_connect(k->db, "dp-sink-pg", k->common.timeout_ms, &kind, &k->err))) {
+	if (!(k->pg = dp_pg_connect(k->db, "dp-sink-pg", k->common.kafka.timeout_ms, &kind, &k->err))) {
 		st = kind == DP_PG_FATAL ? DP_EX_CONFIG : DP_EX_UNAVAILABLE;
 		goto fail;
 	}
@@ -2176,10 +2176,10 @@ act_reset_connect(struct dp_fsm *m, void *ctx)
 		st = DP_EX_SOFTWARE;
 		goto fail;
 	}
-	if (!(k->admin = dp_kafka_new(&k->common, RD_KAFKA_PRODUCER, defaults, 1, NULL, NULL,
+	if (!(k->admin = dp_kafka_new(&k->common.kafka, RD_KAFKA_PRODUCER, defaults, 1, NULL, NULL,
 	                              &k->err, &st)))
 		goto fail;
-	st = dp_kafka_connect(k->admin, &k->common, k->rtopics, k->nrtopics, k->rcounts, &k->err);
+	st = dp_kafka_connect(k->admin, &k->common.kafka, k->rtopics, k->nrtopics, k->rcounts, &k->err);
 	if (st == 0)
 		return RE_CONNECTED;
 fail:
@@ -2233,7 +2233,7 @@ reset_watermarks(struct sink *k, const char *topic, int32_t partition, int64_t *
 	int st;
 
 	dp_buf_reset(&k->err);
-	st = dp_admin_watermarks(k->admin, topic, partition, (int)k->common.timeout_ms, lo, hi,
+	st = dp_admin_watermarks(k->admin, topic, partition, (int)k->common.kafka.timeout_ms, lo, hi,
 	                         &k->err);
 	if (st)
 		dp_err("%s", dp_buf_str(&k->err));
@@ -2303,7 +2303,7 @@ reset_commit_kafka(void *arg, struct dp_buf *err)
 	struct reset_commit *rc = arg;
 
 	return dp_admin_commit_offsets(rc->k->admin, rc->k->group, rc->l,
-	                               (int)rc->k->common.timeout_ms, err);
+	                               (int)rc->k->common.kafka.timeout_ms, err);
 }
 
 /* connecting -> moving: no member may run; then the offsets move, in one transaction. */
@@ -2316,7 +2316,7 @@ act_reset_move(struct dp_fsm *m, void *ctx)
 	int st;
 
 	dp_buf_reset(&k->err);
-	st = dp_admin_describe_group(k->admin, k->group, (int)k->common.timeout_ms, &g, &k->err);
+	st = dp_admin_describe_group(k->admin, k->group, (int)k->common.kafka.timeout_ms, &g, &k->err);
 	if (st) {
 		dp_err("%s", dp_buf_str(&k->err));
 		dp_admin_group_clear(&g);
@@ -2349,7 +2349,7 @@ act_reset_move(struct dp_fsm *m, void *ctx)
 			rd_kafka_topic_partition_list_add(rc.l, v[i].topic, v[i].partition)->offset =
 				v[i].to;
 	dp_buf_reset(&k->err);
-	st = dp_sinkoffsets_move(k->pg, k->group, v, n, k->common.timeout_ms, reset_commit_kafka,
+	st = dp_sinkoffsets_move(k->pg, k->group, v, n, k->common.kafka.timeout_ms, reset_commit_kafka,
 	                         &rc, &k->err);
 	rd_kafka_topic_partition_list_destroy(rc.l);
 	if (st) {
@@ -2460,6 +2460,7 @@ interrupted_sink(void *ctx, int status, struct dp_buf *said)
 
 static const struct dp_cmd cmd = {
 	.name = "dp-sink-pg",
+	.libs = dp_kafka_version,
 	.usage = usage,
 	.machines = machines,
 	.choose = choose,

@@ -1024,12 +1024,12 @@ act_connect(struct dp_fsm *m, void *ctx)
 		.commit = on_commit, .gone = t->following ? on_gone : NULL,
 	};
 	const struct dp_registry_conf rconf = {
-		.common = &t->common, .topic = t->registry, .change = on_registry, .arg = t,
+		.kafka = &t->common.kafka, .topic = t->registry, .change = on_registry, .arg = t,
 		.missing_ok = true,
 	};
 	int st, ev;
 
-	t->c = dp_consumer_new(&t->common, &opts, &hooks, &err, &st);
+	t->c = dp_consumer_new(&t->common.kafka, &opts, &hooks, &err, &st);
 	if (!t->c) {
 		dp_err("%s", dp_buf_str(&err));
 		dp_fsm_fail(m, st);
@@ -1307,6 +1307,7 @@ close_tail(void *ctx)
 
 static const struct dp_cmd cmd = {
 	.name = "dp-tail",
+	.libs = dp_kafka_version,
 	.usage = usage,
 	.machine = &machine,
 	.start = E_START,

@@ -785,7 +785,7 @@ run_create(struct topic *t)
 			send[n] = *t->items[i].spec;    /* shallow: the strings stay in t->specs */
 			idx[n++] = i;
 		}
-	st = dp_admin_create(t->rk, send, n, t->dry_run, (int)t->common.timeout_ms, res);
+	st = dp_admin_create(t->rk, send, n, t->dry_run, (int)t->common.kafka.timeout_ms, res);
 	if (st)
 		ev = E_NO_ANSWER;
 	for (size_t k = 0; k < n; k++) {
@@ -800,7 +800,7 @@ run_create(struct topic *t)
 			if (!t->dry_run) {
 				struct dp_buf werr = DP_BUF_INIT;
 				int st2 = dp_kafka_await_topic(t->rk, it->spec->name,
-				                               (int)t->common.timeout_ms, NULL, &werr);
+				                               (int)t->common.kafka.timeout_ms, NULL, &werr);
 				if (st2 && st2 != DP_KAFKA_STOPPED)
 					dp_warn("topic '%s' was created but is not usable yet: %s",
 					        it->spec->name, dp_buf_str(&werr));
@@ -819,7 +819,7 @@ run_create(struct topic *t)
 	if (lookup && ev == E_ANSWERED) {
 		struct dp_buf err = DP_BUF_INIT;
 		/* Only decoration: without it the requested numbers are shown. */
-		if (dp_admin_list(t->rk, (int)t->common.timeout_ms, &t->md, &err) == 0)
+		if (dp_admin_list(t->rk, (int)t->common.kafka.timeout_ms, &t->md, &err) == 0)
 			fill_from_metadata(t);
 		else
 			dp_info("%s", dp_buf_str(&err));
@@ -847,7 +847,7 @@ fetch_metadata(struct topic *t)
 	for (size_t i = 0; names && i < t->nitems; i++)
 		if (!t->items[i].res.status && !t->items[i].action && t->items[i].res.name)
 			names[n++] = t->items[i].res.name;
-	st = dp_admin_list_for(t->rk, names, n, (int)t->common.timeout_ms, &t->md, &err);
+	st = dp_admin_list_for(t->rk, names, n, (int)t->common.kafka.timeout_ms, &t->md, &err);
 	free(names);
 
 	for (size_t i = 0; st && i < t->nitems; i++)
@@ -911,7 +911,7 @@ run_describe(struct topic *t)
 		return E_NO_ANSWER;
 	}
 	n = pending(t, names, idx);
-	int st = dp_admin_describe_configs(t->rk, names, n, (int)t->common.timeout_ms, cfg);
+	int st = dp_admin_describe_configs(t->rk, names, n, (int)t->common.kafka.timeout_ms, cfg);
 	for (size_t k = 0; k < n; k++) {
 		struct item *it = &t->items[idx[k]];
 		if (cfg[k].res.status)
@@ -938,7 +938,7 @@ read_stored(struct topic *t)
 	enum dp_pg_kind kind = DP_PG_TRANSIENT;
 	int st;
 
-	PGconn *c = dp_pg_connect(t->db, "dp-topic", t->common.timeout_ms, &kind, &err);
+	PGconn *c = dp_pg_connect(t->db, "dp-topic", t->common.kafka.timeout_ms, &kind, &err);
 	if (!c)
 		st = kind == DP_PG_FATAL ? DP_EX_CONFIG : DP_EX_UNAVAILABLE;
 	else
@@ -985,7 +985,7 @@ run_alter(struct topic *t)
 		return E_NO_ANSWER;
 	}
 	n = pending(t, names, idx);
-	st = dp_admin_alter(t->rk, names, n, &ch, t->dry_run, (int)t->common.timeout_ms, res,
+	st = dp_admin_alter(t->rk, names, n, &ch, t->dry_run, (int)t->common.kafka.timeout_ms, res,
 	                    &t->method);
 	for (size_t k = 0; k < n; k++) {
 		struct item *it = &t->items[idx[k]];
@@ -1038,7 +1038,7 @@ run_add_partitions(struct topic *t)
 	int st = 0;
 	if (n) {
 		st = dp_admin_add_partitions(t->rk, names, n, t->partitions, t->dry_run,
-		                             (int)t->common.timeout_ms, res);
+		                             (int)t->common.kafka.timeout_ms, res);
 	}
 	for (size_t k = 0; k < n; k++) {
 		struct item *it = &t->items[idx[k]];
@@ -1106,7 +1106,7 @@ run_delete(struct topic *t)
 	}
 	n = pending(t, names, idx);
 	if (n)
-		st = dp_admin_delete(t->rk, names, n, (int)t->common.timeout_ms, res);
+		st = dp_admin_delete(t->rk, names, n, (int)t->common.kafka.timeout_ms, res);
 	for (size_t k = 0; k < n; k++) {
 		struct item *it = &t->items[idx[k]];
 		if (!res[k].status)
@@ -1438,7 +1438,7 @@ watermarks(struct topic *t, const struct dp_admin_topic *tp, int64_t *low, int64
 		struct dp_buf err = DP_BUF_INIT;
 		low[p] = high[p] = -1;
 		int st = dp_admin_watermarks(t->rk, tp->name, tp->partitions[p].id,
-		                             (int)t->common.timeout_ms, &low[p], &high[p], &err);
+		                             (int)t->common.kafka.timeout_ms, &low[p], &high[p], &err);
 		if (st) {
 			dp_err("%s", dp_buf_str(&err));
 			low[p] = high[p] = -1;
@@ -1729,7 +1729,7 @@ report_offsets_one(struct topic *t, const struct dp_admin_topic *tp)
 	if (t->group) {
 		struct dp_buf err = DP_BUF_INIT;
 		int st = dp_admin_committed(t->rk, t->group, tp->name, tp->npartitions,
-		                            (int)t->common.timeout_ms, committed, &err);
+		                            (int)t->common.kafka.timeout_ms, committed, &err);
 		if (st) {
 			dp_err("%s", dp_buf_str(&err));
 			note_status(t, st);
@@ -1806,9 +1806,9 @@ act_connect(struct dp_fsm *m, void *ctx)
 	};
 
 	/* A producer handle is the cheapest client that can send admin requests. */
-	t->rk = dp_kafka_new(&t->common, RD_KAFKA_PRODUCER, defaults, 1, NULL, NULL, &err, &st);
+	t->rk = dp_kafka_new(&t->common.kafka, RD_KAFKA_PRODUCER, defaults, 1, NULL, NULL, &err, &st);
 	if (t->rk)
-		st = dp_kafka_connect(t->rk, &t->common, NULL, 0, NULL, &err);
+		st = dp_kafka_connect(t->rk, &t->common.kafka, NULL, 0, NULL, &err);
 	if (st == DP_KAFKA_STOPPED) {
 		dp_err("interrupted before the cluster answered");
 		dp_fsm_fail(m, DP_EX_TEMPFAIL);
@@ -1933,6 +1933,7 @@ interrupted_topic(void *ctx, int status, struct dp_buf *said)
 
 static const struct dp_cmd cmd = {
 	.name = "dp-topic",
+	.libs = dp_kafka_version,
 	.usage = usage,
 	.machine = &machine,
 	.start = E_START,

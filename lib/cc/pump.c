@@ -5,7 +5,7 @@
  * something to do.
  */
 #include "cc/stream.h"
-#include "core/cli.h"
+#include "core/parse.h"
 #include "core/log.h"
 #include "core/out.h"
 #include "core/progress.h"

@@ -9,6 +9,9 @@
 #include <string.h>
 #include <strings.h>
 
+#include <curl/curl.h>
+#include <libwebsockets.h>
+
 #include "cc/rest.h"
 #include "core/exit.h"
 #include "json/write.h"
@@ -811,4 +814,18 @@ dp_cc_ohlcv_record(struct dp_buf *out, const char *fsym, const char *tsym,
 	}
 	rc |= dp_buf_addch(out, '}');
 	return rc ? -1 : 0;
+}
+
+const char *
+dp_cc_libs(void)
+{
+	static char v[96];
+
+	if (!v[0]) {
+		const char *lws = lws_get_library_version();
+		int n = (int)strcspn(lws, "- ");       /* Debian's is "4.1.6-" */
+		snprintf(v, sizeof(v), "libcurl %s, libwebsockets %.*s",
+		         curl_version_info(CURLVERSION_NOW)->version, n, lws);
+	}
+	return v;
 }

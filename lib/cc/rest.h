@@ -490,4 +490,8 @@ int dp_cc_state_open(const char *path, struct dp_cc_state **st, int *lock_fd);
  */
 int dp_cc_state_lock(const char *path, struct dp_buf *err);
 
+/* "libcurl 7.88.1, libwebsockets 4.1.6": the HTTP and WebSocket
+ * libraries' versions, for --version (static). */
+const char *dp_cc_libs(void);
+
 #endif

@@ -15,7 +15,7 @@
 #include <strings.h>
 
 #include "cc/stream.h"
-#include "core/cli.h"
+#include "core/parse.h"
 #include "json/scan.h"
 #include "json/write.h"
 #include "core/log.h"

@@ -22,7 +22,7 @@
 
 #include <libwebsockets.h>
 
-#include "core/cli.h"
+#include "core/parse.h"
 #include "core/log.h"
 #include "core/timefmt.h"
 #include "cc/ws.h"

@@ -68,6 +68,9 @@ struct dp_subcmd {
 
 struct dp_cmd {
 	const char *name;                       /* "dp-tail" */
+	/* The versions --version names after dp's ("librdkafka 2.0.2"), of
+	 * the libraries the command talks through; NULL: none. */
+	const char *(*libs)(void);
 	/*
 	 * --help: "usage: " and the synopsis lines (each line a form of the
 	 * command, without its name's prefix on the next lines), about (a

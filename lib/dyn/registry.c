@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/parse.h"
 #include "core/backoff.h"
 #include "kafka/consumer.h"
 #include "core/exit.h"
@@ -196,7 +197,7 @@ dp_registry_new(const struct dp_registry_conf *conf, struct dp_buf *err, int *st
 	const struct dp_consumer_hooks hooks = {
 		.arg = r, .record = on_record, .caught_up = on_caught_up,
 	};
-	r->c = dp_consumer_new(conf->common, &opts, &hooks, err, status);
+	r->c = dp_consumer_new(conf->kafka, &opts, &hooks, err, status);
 	if (!r->c) {
 		free(r);
 		return NULL;
@@ -287,7 +288,7 @@ next_offset(const struct dp_registry *r)
 int
 dp_registry_sync(struct dp_registry *r, int64_t offset, struct dp_buf *err)
 {
-	int64_t timeout = r->conf.common->timeout_ms;
+	int64_t timeout = r->conf.kafka->timeout_ms;
 	int64_t deadline = dp_time_mono_ms() + timeout;
 	int st;
 
@@ -321,7 +322,7 @@ int
 dp_registry_load(struct dp_registry *r, struct dp_buf *err)
 {
 	int st = dp_consumer_connect(r->c, err);
-	int64_t timeout = r->conf.common->timeout_ms;
+	int64_t timeout = r->conf.kafka->timeout_ms;
 	int64_t deadline = dp_time_mono_ms() + timeout;
 
 	if (st == DP_EX_NOTFOUND && r->conf.missing_ok) {

@@ -28,7 +28,7 @@
 #include <stdint.h>
 
 #include "core/buf.h"
-#include "core/cli.h"
+#include "core/props.h"
 #include "dyn/spec.h"
 
 #define DP_REGISTRY_DEFAULT "dp.registry"
@@ -54,7 +54,7 @@ typedef int (*dp_registry_record_fn)(void *arg, const char *where, const char *k
                                      size_t keylen, const char *value, size_t len);
 
 struct dp_registry_conf {
-	const struct dp_common *common;   /* -b, -X, --timeout; borrowed, outlives the view */
+	const struct dp_kafka_opts *kafka;   /* -b, -X, --timeout; borrowed, outlives the view */
 	const char *topic;                /* the registry topic (DP_REGISTRY_DEFAULT) */
 	dp_registry_fn change;            /* may be NULL */
 	/*

@@ -52,7 +52,7 @@
 #include <stdint.h>
 
 #include "core/buf.h"
-#include "core/cli.h"
+#include "core/props.h"
 
 enum dp_dyn_state { DP_DYN_NONE = 0, DP_DYN_ACTIVE, DP_DYN_REJECTED, DP_DYN_RETIRED };
 

@@ -6,6 +6,7 @@
 
 #include <librdkafka/rdkafka.h>
 
+#include "core/parse.h"
 #include "kafka/admin.h"
 #include "core/exit.h"
 #include "json/scan.h"

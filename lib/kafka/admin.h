@@ -29,7 +29,7 @@
 #include <librdkafka/rdkafka.h>
 
 #include "core/buf.h"
-#include "core/cli.h"
+#include "core/props.h"
 
 /* Kafka's limit (kafka.common.internals.Topic.MAX_NAME_LENGTH). */
 #define DP_ADMIN_NAME_MAX 249

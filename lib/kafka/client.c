@@ -11,6 +11,7 @@
 #include <syslog.h>
 #include <time.h>
 
+#include "core/parse.h"
 #include "core/exit.h"
 #include "kafka/client.h"
 #include "core/log.h"
@@ -63,7 +64,7 @@ has_key(const struct dp_kv *kv, size_t n, const char *key)
 }
 
 rd_kafka_conf_t *
-dp_kafka_conf_new(const struct dp_common *c, const struct dp_kv *defaults,
+dp_kafka_conf_new(const struct dp_kafka_opts *c, const struct dp_kv *defaults,
                   size_t ndefaults, struct dp_buf *err, int *status)
 {
 	rd_kafka_conf_t *conf = rd_kafka_conf_new();
@@ -126,7 +127,7 @@ dp_kafka_conf_str(const rd_kafka_conf_t *conf, const char *key, char *buf, size_
 }
 
 rd_kafka_t *
-dp_kafka_new(const struct dp_common *c, rd_kafka_type_t type, const struct dp_kv *defaults,
+dp_kafka_new(const struct dp_kafka_opts *c, rd_kafka_type_t type, const struct dp_kv *defaults,
              size_t ndefaults,
              int (*configure)(rd_kafka_conf_t *conf, void *arg, struct dp_buf *err),
              void *arg, struct dp_buf *err, int *status)
@@ -465,13 +466,14 @@ unresolvable(const char *list, struct dp_buf *err)
 }
 
 int
-dp_kafka_connect(rd_kafka_t *rk, const struct dp_common *c, const char *const *topics,
+dp_kafka_connect(rd_kafka_t *rk, const struct dp_kafka_opts *c, const char *const *topics,
                  size_t n, int *partitions, struct dp_buf *err)
 {
 	char list[1024];
 	const char *brokers = dp_kafka_conf_str(rd_kafka_conf(rk), "bootstrap.servers", list,
 	                                        sizeof(list));
-	const char *within = c->timeout_arg ? c->timeout_arg : DP_CLI_TIMEOUT_DEFAULT;
+	char fmt[48];
+	const char *within = c->timeout_arg ? c->timeout_arg : dp_duration_format(c->timeout_ms, fmt);
 	int64_t deadline = dp_time_mono_ms() + c->timeout_ms;
 	int st;
 
@@ -584,4 +586,14 @@ dp_kafka_queue_wait(rd_kafka_queue_t *q, int timeout_ms, int *stopped)
 		if (ev || dp_time_mono_ms() >= deadline)
 			return ev;
 	}
+}
+
+const char *
+dp_kafka_version(void)
+{
+	static char v[64];
+
+	if (!v[0])
+		snprintf(v, sizeof(v), "librdkafka %s", rd_kafka_version_str());
+	return v;
 }

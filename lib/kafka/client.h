@@ -20,7 +20,7 @@
 #include <librdkafka/rdkafka.h>
 
 #include "core/buf.h"
-#include "core/cli.h"
+#include "core/props.h"
 
 #define DP_KAFKA_SLICE_MS 250
 
@@ -42,7 +42,7 @@
  * unless -X/-F set it.  On error returns NULL, appends a message to err
  * and sets *status to an exit code.
  */
-rd_kafka_conf_t *dp_kafka_conf_new(const struct dp_common *c, const struct dp_kv *defaults,
+rd_kafka_conf_t *dp_kafka_conf_new(const struct dp_kafka_opts *c, const struct dp_kv *defaults,
                                    size_t ndefaults, struct dp_buf *err, int *status);
 
 /* Set one property; the message in err never contains the value. */
@@ -60,7 +60,7 @@ const char *dp_kafka_conf_str(const rd_kafka_conf_t *conf, const char *key, char
  * a message in err.  Returns the client (caller destroys), or NULL with
  * a message in err and an exit status in *status.
  */
-rd_kafka_t *dp_kafka_new(const struct dp_common *c, rd_kafka_type_t type,
+rd_kafka_t *dp_kafka_new(const struct dp_kafka_opts *c, rd_kafka_type_t type,
                          const struct dp_kv *defaults, size_t ndefaults,
                          int (*configure)(rd_kafka_conf_t *conf, void *arg,
                                           struct dp_buf *err),
@@ -77,7 +77,7 @@ rd_kafka_t *dp_kafka_new(const struct dp_common *c, rd_kafka_type_t type,
  *     timeout as the user typed it;
  *   - a topic does not exist: DP_EX_NOTFOUND, suggesting dp-topic create.
  */
-int dp_kafka_connect(rd_kafka_t *rk, const struct dp_common *c, const char *const *topics,
+int dp_kafka_connect(rd_kafka_t *rk, const struct dp_kafka_opts *c, const char *const *topics,
                      size_t n, int *partitions, struct dp_buf *err);
 
 /*
@@ -169,5 +169,8 @@ void dp_kafka_on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque
  * 81, refused credentials or ACLs 77, anything not answered 69.
  */
 int dp_kafka_exit_status(rd_kafka_resp_err_t err);
+
+/* "librdkafka 2.0.2": the library's version, for --version (static). */
+const char *dp_kafka_version(void);
 
 #endif

@@ -8,6 +8,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/parse.h"
 #include "kafka/admin.h"
 #include "kafka/consumer.h"
 #include "core/exit.h"
@@ -78,7 +79,7 @@ struct topic {
 struct dp_consumer {
 	struct dp_consumer_opts o;
 	struct dp_consumer_hooks h;
-	const struct dp_common *common;
+	const struct dp_kafka_opts *kafka;
 	rd_kafka_t *rk;
 
 	bool group;             /* subscribed: a group, or a pattern's private group */
@@ -465,7 +466,7 @@ static int
 commit_wait(struct dp_consumer *c, const rd_kafka_topic_partition_list_t *offsets,
             struct dp_buf *err)
 {
-	struct sync_commit r = { c, false, true, dp_time_mono_ms() + c->common->timeout_ms, 0 };
+	struct sync_commit r = { c, false, true, dp_time_mono_ms() + c->kafka->timeout_ms, 0 };
 	int64_t deadline = r.deadline;
 	rd_kafka_resp_err_t e = 0;
 
@@ -488,8 +489,8 @@ commit_wait(struct dp_consumer *c, const rd_kafka_topic_partition_list_t *offset
 	if (!e && !r.done) {
 		char within[48];
 		dp_buf_msgf(err, "no answer within %s",
-		            c->common->timeout_arg ? c->common->timeout_arg
-		                                   : dp_duration_format(c->common->timeout_ms, within));
+		            c->kafka->timeout_arg ? c->kafka->timeout_arg
+		                                   : dp_duration_format(c->kafka->timeout_ms, within));
 		return DP_EX_TEMPFAIL;
 	}
 	if (!e)
@@ -897,7 +898,7 @@ resolve(struct dp_consumer *c, struct part *p, rd_kafka_topic_partition_list_t *
 
 	if (want_end || want_tail) {
 		int st = dp_kafka_watermarks(c->rk, p->topic, p->pub.partition,
-		                             (int)c->common->timeout_ms, &lo, &hi, err);
+		                             (int)c->kafka->timeout_ms, &lo, &hi, err);
 		if (st)
 			return st;
 		p->wm_known = true;
@@ -992,7 +993,7 @@ check_ranges(struct dp_consumer *c, size_t n)
 		if (!p->wm_known) {
 			struct dp_buf why = DP_BUF_INIT;
 			int st = dp_kafka_watermarks(c->rk, p->topic, p->pub.partition,
-			                             (int)c->common->timeout_ms, &p->wm_lo, &p->wm_hi,
+			                             (int)c->kafka->timeout_ms, &p->wm_lo, &p->wm_hi,
 			                             &why);
 			if (st == DP_KAFKA_STOPPED) {
 				dp_buf_free(&why);
@@ -1137,7 +1138,7 @@ release_group(struct dp_consumer *c, size_t n, struct dp_buf *err)
 			/* It stays held (what it delivers is not handed over)
 			 * and is sought again at the next poll. */
 			if (seek_again(tp->err) &&
-			    dp_time_mono_ms() - p->held_since < c->common->timeout_ms) {
+			    dp_time_mono_ms() - p->held_since < c->kafka->timeout_ms) {
 				dp_debug("%s [%d]: seek not done yet (%s); again at the next poll",
 				         p->topic, (int)p->pub.partition, rd_kafka_err2str(tp->err));
 				continue;
@@ -1173,7 +1174,7 @@ static int
 release(struct dp_consumer *c, struct dp_buf *err)
 {
 	rd_kafka_topic_partition_list_t *times, *stored;
-	int timeout = (int)c->common->timeout_ms;
+	int timeout = (int)c->kafka->timeout_ms;
 	size_t n;
 	int st = 0;
 
@@ -1705,7 +1706,7 @@ configure(rd_kafka_conf_t *conf, void *arg, struct dp_buf *err)
 }
 
 struct dp_consumer *
-dp_consumer_new(const struct dp_common *common, const struct dp_consumer_opts *opts,
+dp_consumer_new(const struct dp_kafka_opts *kafka, const struct dp_consumer_opts *opts,
                 const struct dp_consumer_hooks *hooks, struct dp_buf *err, int *status)
 {
 	struct dp_consumer *c = calloc(1, sizeof(*c));
@@ -1718,7 +1719,7 @@ dp_consumer_new(const struct dp_common *common, const struct dp_consumer_opts *o
 	}
 	c->o = *opts;
 	c->h = *hooks;
-	c->common = common;
+	c->kafka = kafka;
 	if (!c->o.sync_ms)
 		c->o.sync_ms = 100;
 	for (size_t i = 0; i < opts->ntopics; i++)
@@ -1760,7 +1761,7 @@ dp_consumer_new(const struct dp_common *common, const struct dp_consumer_opts *o
 		memcpy(c->defaults + ne, opts->defaults, opts->ndefaults * sizeof(*opts->defaults));
 	c->ndefaults = ne + opts->ndefaults;
 
-	c->rk = dp_kafka_new(common, RD_KAFKA_CONSUMER, c->defaults, c->ndefaults, configure, c,
+	c->rk = dp_kafka_new(kafka, RD_KAFKA_CONSUMER, c->defaults, c->ndefaults, configure, c,
 	                     err, status);
 	if (!c->rk)
 		goto fail;
@@ -1809,7 +1810,7 @@ dp_consumer_connect(struct dp_consumer *c, struct dp_buf *err)
 	for (size_t i = 0; i < c->o.ntopics; i++)
 		if (c->o.topics[i][0] != '^')
 			names[nn++] = c->o.topics[i];
-	st = dp_kafka_connect(c->rk, c->common, names, nn, counts, err);
+	st = dp_kafka_connect(c->rk, c->kafka, names, nn, counts, err);
 	if (st)
 		goto out;
 	if (c->group) {
@@ -2005,7 +2006,7 @@ dp_consumer_add_topic(struct dp_consumer *c, const char *name, struct dp_buf *er
 	}
 	if (t && !t->dropped)
 		return 0;
-	if ((st = dp_kafka_probe(c->rk, name, (int)c->common->timeout_ms, &count, err)) != 0)
+	if ((st = dp_kafka_probe(c->rk, name, (int)c->kafka->timeout_ms, &count, err)) != 0)
 		return st;
 	if (!t) {
 		struct topic *v = realloc(c->topics, (c->ntopics + 1) * sizeof(*v));
@@ -2074,7 +2075,7 @@ dp_consumer_end_topic(struct dp_consumer *c, const char *name, struct dp_buf *er
 			lo = hi = p->pub.next;
 		} else {
 			/* A topic being deleted answers no more: do not wait long for it. */
-			int ms = c->common->timeout_ms < 2000 ? (int)c->common->timeout_ms : 2000;
+			int ms = c->kafka->timeout_ms < 2000 ? (int)c->kafka->timeout_ms : 2000;
 			st = dp_kafka_watermarks(c->rk, p->topic, p->pub.partition, ms, &lo, &hi, err);
 			if (st)
 				return st;

@@ -105,7 +105,7 @@
 #include <librdkafka/rdkafka.h>
 
 #include "core/buf.h"
-#include "core/cli.h"
+#include "core/props.h"
 #include "kafka/client.h"      /* DP_KAFKA_STOPPED */
 
 /* --from: where a partition starts the first time it is seen. */
@@ -317,7 +317,7 @@ int dp_consumer_parse_until(const char *s, enum dp_until *until, int64_t *ms);
  * property, 66 for an unreadable -F file, 70 for partitions chosen with a
  * group or a pattern).
  */
-struct dp_consumer *dp_consumer_new(const struct dp_common *common,
+struct dp_consumer *dp_consumer_new(const struct dp_kafka_opts *kafka,
                                     const struct dp_consumer_opts *opts,
                                     const struct dp_consumer_hooks *hooks,
                                     struct dp_buf *err, int *status);

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/parse.h"
 #include "core/exit.h"
 #include "kafka/client.h"
 #include "core/log.h"
@@ -51,7 +52,7 @@ struct run {
 };
 
 struct dp_producer {
-	const struct dp_common *common;
+	const struct dp_kafka_opts *kafka;
 	char *topic;                    /* conf.topic, or NULL */
 	bool want_lanes;
 	dp_producer_report_fn report;
@@ -749,7 +750,7 @@ configure(rd_kafka_conf_t *conf, void *arg, struct dp_buf *err)
 static rd_kafka_t *
 new_lane(struct dp_producer *p, struct dp_buf *err, int *status)
 {
-	return dp_kafka_new(p->common, RD_KAFKA_PRODUCER, p->defaults, p->ndefaults, configure, p,
+	return dp_kafka_new(p->kafka, RD_KAFKA_PRODUCER, p->defaults, p->ndefaults, configure, p,
 	                    err, status);
 }
 
@@ -785,7 +786,7 @@ dp_producer_new(const struct dp_producer_conf *conf, struct dp_buf *err, int *st
 	for (size_t i = 0; i < conf->ndefaults; i++)
 		p->defaults[nengine + i] = conf->defaults[i];
 	p->ndefaults = nengine + conf->ndefaults;
-	p->common = conf->common;
+	p->kafka = conf->kafka;
 	p->want_lanes = conf->lanes;
 	p->report = conf->report;
 	p->arg = conf->arg;
@@ -848,13 +849,13 @@ dp_producer_connect(struct dp_producer *p, const char *const *topics, size_t n,
 	for (size_t i = 0; i < n; i++)
 		all[nall++] = topics[i];
 	if (!p->auto_create) {
-		st = dp_kafka_connect(p->rk, p->common, all, nall, parts, err);
+		st = dp_kafka_connect(p->rk, p->kafka, all, nall, parts, err);
 	} else {
 		/* A missing topic is made on first use: the cluster must answer. */
-		st = dp_kafka_connect(p->rk, p->common, NULL, 0, NULL, err);
+		st = dp_kafka_connect(p->rk, p->kafka, NULL, 0, NULL, err);
 		for (size_t i = 0; st == 0 && i < nall; i++) {
 			size_t mark = err->len;
-			st = dp_kafka_probe(p->rk, all[i], (int)p->common->timeout_ms, &parts[i], err);
+			st = dp_kafka_probe(p->rk, all[i], (int)p->kafka->timeout_ms, &parts[i], err);
 			if (st == DP_EX_NOTFOUND) {
 				dp_buf_truncate(err, mark);
 				st = 0;
@@ -886,7 +887,7 @@ dp_producer_check_topic(struct dp_producer *p, const char *topic, int timeout_ms
                         struct dp_buf *err)
 {
 	size_t mark = err->len;
-	int st = dp_kafka_probe(p->rk, topic, timeout_ms < 0 ? (int)p->common->timeout_ms
+	int st = dp_kafka_probe(p->rk, topic, timeout_ms < 0 ? (int)p->kafka->timeout_ms
 	                                                     : timeout_ms, NULL, err);
 
 	if (st == DP_EX_NOTFOUND && p->auto_create) {

@@ -61,7 +61,7 @@
 #include <librdkafka/rdkafka.h>
 
 #include "core/buf.h"
-#include "core/cli.h"
+#include "core/props.h"
 
 #define DP_PRODUCER_MAX_LANES 4
 #define DP_PRODUCER_ANY RD_KAFKA_PARTITION_UA  /* partition: by key, as librdkafka does */
@@ -111,7 +111,7 @@ struct dp_producer_report {
 typedef void (*dp_producer_report_fn)(void *arg, const struct dp_producer_report *r);
 
 struct dp_producer_conf {
-	const struct dp_common *common;  /* -b, -F, -X, --timeout; borrowed, outlives the producer */
+	const struct dp_kafka_opts *kafka;  /* -b, -F, -X, --timeout; borrowed, outlives the producer */
 	const char *topic;       /* the topic most records go to, or NULL; borrowed */
 	/*
 	 * Spread the topic's partitions over several connections.  Pays only

@@ -9,7 +9,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
-#include "core/cli.h"
+#include "core/parse.h"
 #include "json/scan.h"
 #include "core/log.h"
 #include "pg/conn.h"

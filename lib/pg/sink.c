@@ -33,7 +33,7 @@
 #include <libpq-fe.h>
 
 #include "core/backoff.h"
-#include "core/cli.h"
+#include "core/parse.h"
 #include "core/exit.h"
 #include "json/scan.h"
 #include "core/log.h"

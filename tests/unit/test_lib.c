@@ -1580,8 +1580,8 @@ t_producer(int argc, char **argv)
 
 	dp_cli_init(&c);
 	if (argc == 4 && !strcmp(argv[2], "-b"))
-		c.brokers = argv[3];
-	struct dp_producer_conf conf = { .common = &c };
+		c.kafka.brokers = argv[3];
+	struct dp_producer_conf conf = { .kafka = &c.kafka };
 	struct dp_producer *p = dp_producer_new(&conf, &err, &st);
 	CHECK(p != NULL);
 	if (argc == 4) {
@@ -1741,7 +1741,7 @@ t_consumer_sink(const char *topic, const char *group)
 	int64_t deadline = dp_time_mono_ms() + 30000;
 
 	dp_cli_init(&common);
-	c = dp_consumer_new(&common, &opts, &hooks, &err, &st);
+	c = dp_consumer_new(&common.kafka, &opts, &hooks, &err, &st);
 	CHECK(c != NULL);
 	CHECK(dp_consumer_connect(c, &err) == 0);
 	CHECK(dp_consumer_in_group(c));
@@ -1836,7 +1836,7 @@ t_consumer_registry(const char *topic)
 	int64_t deadline = dp_time_mono_ms() + 30000;
 
 	dp_cli_init(&common);
-	c = dp_consumer_new(&common, &opts, &hooks, &err, &st);
+	c = dp_consumer_new(&common.kafka, &opts, &hooks, &err, &st);
 	CHECK(c != NULL);
 	CHECK(dp_consumer_connect(c, &err) == 0);
 	CHECK(!dp_consumer_in_group(c));
@@ -2289,8 +2289,8 @@ t_fresh(int rounds)
 	rd_kafka_t *rk;
 
 	dp_cli_init(&c);
-	c.timeout_ms = 10000;
-	rk = dp_kafka_new(&c, RD_KAFKA_PRODUCER, NULL, 0, NULL, NULL, &err, &st);
+	c.kafka.timeout_ms = 10000;
+	rk = dp_kafka_new(&c.kafka, RD_KAFKA_PRODUCER, NULL, 0, NULL, NULL, &err, &st);
 	CHECK(rk != NULL);
 	for (int i = 0; i < rounds; i++) {
 		char name[64], group[80];
@@ -2526,8 +2526,8 @@ t_opt(void)
 	CHECK(c.flag && !strcmp(c.name, "n1") && c.topics.n == 2 && !strcmp(c.topics.v[1], "b"));
 	CHECK(c.mode == 1 && c.count == 7 && c.bytes == 65536 && c.ms == 90000);
 	CHECK(c.wait_ms == 5000 && c.offset == -3 && !strcmp(c.called, "ok"));
-	CHECK(c.common.verbosity == 1 && !strcmp(c.common.brokers, "h:1"));
-	CHECK(c.common.nprops == 1 && strstr(a2, "hunter2") == NULL);
+	CHECK(c.common.verbosity == 1 && !strcmp(c.common.kafka.brokers, "h:1"));
+	CHECK(c.common.kafka.nprops == 1 && strstr(a2, "hunter2") == NULL);
 	CHECK(first == 25);             /* operands permuted to the end */
 	CHECK(dp_opt_given(tabs, &c.common.seen, "linger"));
 	CHECK(!dp_opt_given(tabs, &c.common.seen, "old"));
