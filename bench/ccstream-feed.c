@@ -17,8 +17,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "core/buf.h"
 #include "cc/stream.h"
+#include "core/buf.h"
 #include "core/log.h"
 #include "core/out.h"
 

@@ -27,26 +27,26 @@
 
 #include <librdkafka/rdkafka.h>
 
-#include "kafka/admin.h"
 #include "core/backoff.h"
 #include "core/cli.h"
-#include "core/frame.h"
-#include "kafka/consumer.h"
-#include "dyn/decide.h"
-#include "dyn/spec.h"
 #include "core/exit.h"
-#include "jq/expr.h"
+#include "core/frame.h"
 #include "core/fsm.h"
-#include "json/write.h"
-#include "kafka/client.h"
 #include "core/log.h"
 #include "core/out.h"
-#include "kafka/producer.h"
-#include "dyn/registry.h"
 #include "core/sig.h"
-#include "dyn/supervise.h"
 #include "core/table.h"
 #include "core/timefmt.h"
+#include "dyn/decide.h"
+#include "dyn/registry.h"
+#include "dyn/spec.h"
+#include "dyn/supervise.h"
+#include "jq/expr.h"
+#include "json/write.h"
+#include "kafka/admin.h"
+#include "kafka/client.h"
+#include "kafka/consumer.h"
+#include "kafka/producer.h"
 
 enum sub { SUB_NONE, SUB_SERVE, SUB_REQUEST, SUB_RETIRE, SUB_LIST, SUB_WATCH, SUB_RUN };
 static const char *const sub_names[] = {

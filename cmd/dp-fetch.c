@@ -35,22 +35,22 @@
 
 #include <jv.h>
 
-#include "core/backoff.h"
-#include "core/buf.h"
+#include "cc/http.h"
 #include "cc/rest.h"
 #include "cc/stream.h"
+#include "cc/ws.h"
+#include "core/backoff.h"
+#include "core/buf.h"
 #include "core/cli.h"
-#include "core/frame.h"
 #include "core/exit.h"
+#include "core/frame.h"
 #include "core/fsm.h"
-#include "cc/http.h"
 #include "core/log.h"
 #include "core/out.h"
 #include "core/progress.h"
 #include "core/secret.h"
 #include "core/sig.h"
 #include "core/timefmt.h"
-#include "cc/ws.h"
 
 #define PROG "dp-fetch"
 #define RETRY_CAP_MS 30000

@@ -32,27 +32,27 @@
 
 #include <librdkafka/rdkafka.h>
 
-#include "kafka/admin.h"
 #include "core/backoff.h"
 #include "core/buf.h"
 #include "core/cli.h"
-#include "core/frame.h"
-#include "kafka/consumer.h"
 #include "core/exit.h"
-#include "jq/expr.h"
+#include "core/frame.h"
 #include "core/fsm.h"
-#include "json/scan.h"
-#include "kafka/client.h"
 #include "core/lines.h"
 #include "core/log.h"
-#include "kafka/onerror.h"
-#include "pg/conn.h"
-#include "pg/sink.h"
-#include "kafka/producer.h"
 #include "core/progress.h"
 #include "core/sig.h"
-#include "pg/offsets.h"
 #include "core/timefmt.h"
+#include "jq/expr.h"
+#include "json/scan.h"
+#include "kafka/admin.h"
+#include "kafka/client.h"
+#include "kafka/consumer.h"
+#include "kafka/onerror.h"
+#include "kafka/producer.h"
+#include "pg/conn.h"
+#include "pg/offsets.h"
+#include "pg/sink.h"
 
 #define RETRY_BASE_MS 250
 #define RETRY_CAP_MS 30000

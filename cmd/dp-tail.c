@@ -26,26 +26,26 @@
 
 #include <librdkafka/rdkafka.h>
 
-#include "kafka/admin.h"
-#include "json/base64.h"
+#include "core/backoff.h"
 #include "core/buf.h"
 #include "core/cli.h"
-#include "core/frame.h"
-#include "kafka/consumer.h"
-#include "json/envelope.h"
 #include "core/exit.h"
-#include "jq/expr.h"
+#include "core/frame.h"
 #include "core/fsm.h"
-#include "json/scan.h"
-#include "kafka/client.h"
 #include "core/lines.h"
 #include "core/log.h"
 #include "core/out.h"
 #include "core/progress.h"
-#include "dyn/registry.h"
 #include "core/sig.h"
 #include "core/timefmt.h"
-#include "core/backoff.h"
+#include "dyn/registry.h"
+#include "jq/expr.h"
+#include "json/base64.h"
+#include "json/envelope.h"
+#include "json/scan.h"
+#include "kafka/admin.h"
+#include "kafka/client.h"
+#include "kafka/consumer.h"
 
 enum non_json { NJ_ERROR, NJ_SKIP, NJ_STRING, NJ_BASE64 };
 

@@ -23,20 +23,20 @@
 
 #include <librdkafka/rdkafka.h>
 
-#include "kafka/admin.h"
 #include "core/buf.h"
 #include "core/cli.h"
-#include "core/frame.h"
 #include "core/exit.h"
+#include "core/frame.h"
 #include "core/fsm.h"
-#include "json/write.h"
-#include "kafka/client.h"
 #include "core/lines.h"
 #include "core/log.h"
 #include "core/out.h"
+#include "core/table.h"
+#include "json/write.h"
+#include "kafka/admin.h"
+#include "kafka/client.h"
 #include "pg/conn.h"
 #include "pg/offsets.h"
-#include "core/table.h"
 
 enum subcmd { SC_NONE, SC_CREATE, SC_LIST, SC_DESCRIBE, SC_ALTER, SC_ADD_PARTITIONS,
               SC_DELETE, SC_OFFSETS };

@@ -10,8 +10,8 @@
  */
 #include <jv.h>
 
-#include "core/buf.h"
 #include "cc/rest.h"
+#include "core/buf.h"
 #include "fuzz.h"
 #include "json/scan.h"
 

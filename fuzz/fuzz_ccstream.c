@@ -13,11 +13,11 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "core/buf.h"
 #include "cc/stream.h"
+#include "core/buf.h"
+#include "core/out.h"
 #include "fuzz.h"
 #include "json/scan.h"
-#include "core/out.h"
 
 int
 LLVMFuzzerInitialize(int *argc, char ***argv)

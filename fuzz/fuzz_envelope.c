@@ -5,8 +5,8 @@
  * refusal always says why.
  */
 #include "core/buf.h"
-#include "json/envelope.h"
 #include "fuzz.h"
+#include "json/envelope.h"
 #include "json/scan.h"
 
 int

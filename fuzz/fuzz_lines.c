@@ -20,8 +20,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "fuzz.h"
 #include "core/lines.h"
+#include "fuzz.h"
 
 struct feed {
 	int fd;

@@ -19,8 +19,8 @@
 
 #include "cc/rest.h"
 #include "core/cli.h"
-#include "fuzz.h"
 #include "core/timefmt.h"
+#include "fuzz.h"
 
 int
 LLVMFuzzerInitialize(int *argc, char ***argv)

@@ -5,12 +5,12 @@
  * something to do.
  */
 #include "cc/stream.h"
-#include "core/parse.h"
+#include "cc/ws.h"
 #include "core/log.h"
 #include "core/out.h"
+#include "core/parse.h"
 #include "core/progress.h"
 #include "core/timefmt.h"
-#include "cc/ws.h"
 
 #define CLOSE_WAIT_MS 300      /* for the server's answer to our close */
 

@@ -12,13 +12,13 @@
 #include <curl/curl.h>
 #include <libwebsockets.h>
 
+#include "cc/http.h"
 #include "cc/rest.h"
 #include "core/exit.h"
-#include "json/write.h"
-#include "cc/http.h"
-#include "json/scan.h"
 #include "core/log.h"
 #include "core/timefmt.h"
+#include "json/scan.h"
+#include "json/write.h"
 
 /* ------------------------------------------------------------------ */
 /* Intervals */

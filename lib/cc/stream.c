@@ -15,12 +15,13 @@
 #include <strings.h>
 
 #include "cc/stream.h"
-#include "core/parse.h"
-#include "json/scan.h"
-#include "json/write.h"
+#include "core/hash.h"
 #include "core/log.h"
 #include "core/out.h"
+#include "core/parse.h"
 #include "core/timefmt.h"
+#include "json/scan.h"
+#include "json/write.h"
 
 /* ------------------------------------------------------------------ */
 /* The fields of the messages */
@@ -116,17 +117,6 @@ static const char *const pk_names[NPK] = {
 };
 static struct dp_jw_pkey pk[NPK], pk_tick[NTICK], pk_ohlc[NOHLC];
 
-/* FNV-1a: the keys of the index, the pairs, the trade ids. */
-static uint64_t
-hash64(const char *s, size_t n)
-{
-	uint64_t h = 14695981039346656037ull;
-
-	for (size_t i = 0; i < n; i++)
-		h = (h ^ (unsigned char)s[i]) * 1099511628211ull;
-	return h;
-}
-
 static void
 build_index(void)
 {
@@ -142,7 +132,7 @@ build_index(void)
 		key_index[i] = -1;
 	for (unsigned k = 0; k < NKEYS; k++) {
 		const char *name = key_name(k);
-		size_t h = hash64(name, strlen(name)) % KEYSLOTS;
+		size_t h = dp_hash(name, strlen(name)) % KEYSLOTS;
 		while (key_index[h] >= 0)
 			h = (h + 1) % KEYSLOTS;
 		key_index[h] = (short)k;
@@ -158,7 +148,7 @@ lookup_key(const char *lit, size_t n)
 	/* An escaped spelling never matches: none of our keys has a backslash. */
 	if (n < 3)
 		return -1;
-	h = hash64(lit + 1, n - 2) % KEYSLOTS;
+	h = dp_hash(lit + 1, n - 2) % KEYSLOTS;
 	for (; key_index[h] >= 0; h = (h + 1) % KEYSLOTS) {
 		const char *name = key_name((unsigned)key_index[h]);
 		if (strlen(name) == n - 2 && memcmp(name, lit + 1, n - 2) == 0)
@@ -788,7 +778,7 @@ get_pair(struct dp_ccs *c, int type, int mk, int fk, int tk, int uk, const char 
 		if (dp_buf_addch(key, '~') < 0 || add_contents(key, c->val[ks[j]], c->vlen[ks[j]]) < 0)
 			return NULL;
 	}
-	h = hash64(key->data, key->len);
+	h = dp_hash(key->data, key->len);
 	if (c->cap) {
 		for (i = h & (c->cap - 1); c->tab[i]; i = (i + 1) & (c->cap - 1)) {
 			p = c->tab[i];
@@ -1069,7 +1059,7 @@ trade(struct dp_ccs *c, const char *msg, size_t n)
 	if (c->val[K_ID] && !(c->val[K_ID][0] == '"' || c->val[K_ID][0] == '-' ||
 	                      (c->val[K_ID][0] >= '0' && c->val[K_ID][0] <= '9')))
 		return malformed(c, msg, n, "ID is not a string or a number");
-	if (c->val[K_ID] && seen(p, hash64(c->val[K_ID], c->vlen[K_ID]) ^
+	if (c->val[K_ID] && seen(p, dp_hash(c->val[K_ID], c->vlen[K_ID]) ^
 	                            (uint64_t)(c->val[K_ID][0] == '"'))) {
 		c->st.duplicates++;
 		return DP_CCS_NOTHING;

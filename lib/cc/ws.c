@@ -22,10 +22,10 @@
 
 #include <libwebsockets.h>
 
-#include "core/parse.h"
-#include "core/log.h"
-#include "core/timefmt.h"
 #include "cc/ws.h"
+#include "core/log.h"
+#include "core/parse.h"
+#include "core/timefmt.h"
 
 enum wstate { W_NONE, W_CONNECTING, W_OPEN, W_DONE };
 

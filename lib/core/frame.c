@@ -8,8 +8,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "core/frame.h"
 #include "core/exit.h"
+#include "core/frame.h"
 #include "core/log.h"
 #include "core/out.h"
 #include "core/sig.h"

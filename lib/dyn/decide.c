@@ -6,11 +6,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kafka/admin.h"
+#include "core/hash.h"
+#include "core/log.h"
 #include "dyn/decide.h"
 #include "jq/expr.h"
 #include "jq/fast.h"
-#include "core/log.h"
+#include "kafka/admin.h"
 
 int
 dp_coord_policy_init(struct dp_coord_policy *p, const char *allow, int32_t max_partitions,
@@ -262,13 +263,7 @@ struct dp_coord_decisions {
 static uint64_t
 hash_id(const char *s)
 {
-	uint64_t h = 1469598103934665603ULL;
-
-	for (; *s; s++) {
-		h ^= (unsigned char)*s;
-		h *= 1099511628211ULL;
-	}
-	return h;
+	return dp_hash(s, strlen(s));
 }
 
 struct dp_coord_decisions *

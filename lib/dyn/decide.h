@@ -28,8 +28,8 @@
 #include <stdint.h>
 
 #include "core/buf.h"
-#include "dyn/spec.h"
 #include "dyn/registry.h"
+#include "dyn/spec.h"
 
 /* The default of --allow: names under dyn. (never Kafka's __ names). */
 #define DP_COORD_ALLOW_DEFAULT "^dyn\\."

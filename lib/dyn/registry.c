@@ -6,15 +6,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/parse.h"
 #include "core/backoff.h"
-#include "kafka/consumer.h"
 #include "core/exit.h"
-#include "kafka/client.h"
 #include "core/log.h"
+#include "core/parse.h"
 #include "core/sig.h"
-#include "dyn/registry.h"
 #include "core/timefmt.h"
+#include "dyn/registry.h"
+#include "kafka/client.h"
+#include "kafka/consumer.h"
 
 struct dp_registry {
 	struct dp_registry_conf conf;

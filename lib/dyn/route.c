@@ -6,11 +6,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/hash.h"
+#include "core/log.h"
+#include "dyn/route.h"
 #include "jq/expr.h"
 #include "jq/fast.h"
 #include "json/scan.h"
-#include "core/log.h"
-#include "dyn/route.h"
 
 enum kind { R_INDEX, R_EXPR, R_NEVER };
 
@@ -169,16 +170,12 @@ canon_append(struct dp_buf *b, struct dp_buf *tmp, const char *v, size_t n)
 	return 1;
 }
 
+/* FNV-1a, its high bits folded in: the index takes the low ones. */
 static uint64_t
 hash_bytes(const void *p, size_t n)
 {
-	const unsigned char *s = p;
-	uint64_t h = 1469598103934665603ULL;    /* FNV-1a */
+	uint64_t h = dp_hash(p, n);
 
-	for (size_t i = 0; i < n; i++) {
-		h ^= s[i];
-		h *= 1099511628211ULL;
-	}
 	return h ^ (h >> 29);
 }
 

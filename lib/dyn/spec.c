@@ -10,13 +10,13 @@
 #include <sys/random.h>
 #include <unistd.h>
 
-#include "dyn/spec.h"
 #include "core/exit.h"
-#include "jq/expr.h"
 #include "core/log.h"
+#include "core/timefmt.h"
+#include "dyn/spec.h"
+#include "jq/expr.h"
 #include "json/scan.h"
 #include "json/write.h"
-#include "core/timefmt.h"
 
 const char *
 dp_dyn_state_name(enum dp_dyn_state s)

@@ -14,8 +14,8 @@
 #include "core/backoff.h"
 #include "core/log.h"
 #include "core/sig.h"
-#include "dyn/supervise.h"
 #include "core/timefmt.h"
+#include "dyn/supervise.h"
 
 struct child {
 	char *key;

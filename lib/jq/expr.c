@@ -9,10 +9,10 @@
 #include <jq.h>
 #include <jv.h>
 
-#include "jq/expr.h"
-#include "jq/fast.h"
 #include "core/log.h"
 #include "core/sig.h"
+#include "jq/expr.h"
+#include "jq/fast.h"
 
 struct dp_expr {
 	char *src;

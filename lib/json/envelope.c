@@ -12,10 +12,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/lines.h"
 #include "json/base64.h"
 #include "json/envelope.h"
 #include "json/scan.h"
-#include "core/lines.h"
 
 /* ---- writing -------------------------------------------------------- */
 

@@ -4,8 +4,8 @@
 #include <emmintrin.h>
 #endif
 
-#include "json/scan.h"
 #include "core/lines.h"
+#include "json/scan.h"
 
 struct scan {
 	const char *p;

@@ -6,13 +6,13 @@
 
 #include <librdkafka/rdkafka.h>
 
-#include "core/parse.h"
-#include "kafka/admin.h"
 #include "core/exit.h"
-#include "json/scan.h"
-#include "kafka/client.h"
+#include "core/parse.h"
 #include "core/sig.h"
 #include "core/timefmt.h"
+#include "json/scan.h"
+#include "kafka/admin.h"
+#include "kafka/client.h"
 
 /*
  * librdkafka enforces the request timeout itself and then emits a result

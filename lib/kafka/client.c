@@ -11,12 +11,12 @@
 #include <syslog.h>
 #include <time.h>
 
-#include "core/parse.h"
 #include "core/exit.h"
-#include "kafka/client.h"
 #include "core/log.h"
+#include "core/parse.h"
 #include "core/sig.h"
 #include "core/timefmt.h"
+#include "kafka/client.h"
 
 void
 dp_kafka_on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)

@@ -8,14 +8,14 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "core/parse.h"
-#include "kafka/admin.h"
-#include "kafka/consumer.h"
 #include "core/exit.h"
-#include "kafka/client.h"
 #include "core/log.h"
+#include "core/parse.h"
 #include "core/sig.h"
 #include "core/timefmt.h"
+#include "kafka/admin.h"
+#include "kafka/client.h"
+#include "kafka/consumer.h"
 
 /* Records handed over per poll: bounded, so that the queue length seen
  * between batches tells whether the prefetch has stopped. */

@@ -7,8 +7,8 @@
 
 #include "core/buf.h"
 #include "core/exit.h"
-#include "kafka/client.h"
 #include "core/log.h"
+#include "kafka/client.h"
 #include "kafka/onerror.h"
 
 int

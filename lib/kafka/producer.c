@@ -6,13 +6,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/parse.h"
 #include "core/exit.h"
-#include "kafka/client.h"
 #include "core/log.h"
-#include "kafka/producer.h"
+#include "core/parse.h"
 #include "core/sig.h"
 #include "core/timefmt.h"
+#include "kafka/client.h"
+#include "kafka/producer.h"
 
 #define MAX_BUCKETS 4096        /* partitions that send_run batches */
 #define RUN_RECS 1024           /* records send_run hands over per call */

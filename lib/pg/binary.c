@@ -8,8 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "pg/binary.h"
 #include "core/timefmt.h"
+#include "pg/binary.h"
 
 /* Type OIDs from PostgreSQL's src/include/catalog/pg_type.dat. */
 enum {

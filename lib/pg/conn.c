@@ -9,13 +9,13 @@
 #include <string.h>
 #include <sys/socket.h>
 
-#include "core/parse.h"
-#include "json/scan.h"
 #include "core/log.h"
-#include "pg/conn.h"
+#include "core/parse.h"
 #include "core/sig.h"
-#include "pg/sqlstate.h"
 #include "core/timefmt.h"
+#include "json/scan.h"
+#include "pg/conn.h"
+#include "pg/sqlstate.h"
 
 #define MASK "********"
 #define SCRUB_MIN 4      /* bytes: shorter secrets are not searched for in messages */

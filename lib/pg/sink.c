@@ -33,17 +33,18 @@
 #include <libpq-fe.h>
 
 #include "core/backoff.h"
-#include "core/parse.h"
 #include "core/exit.h"
-#include "json/scan.h"
+#include "core/hash.h"
 #include "core/log.h"
-#include "pg/conn.h"
-#include "pg/binary.h"
-#include "pg/sink.h"
+#include "core/parse.h"
 #include "core/sig.h"
-#include "pg/sqlstate.h"
-#include "pg/offsets.h"
 #include "core/timefmt.h"
+#include "json/scan.h"
+#include "pg/binary.h"
+#include "pg/conn.h"
+#include "pg/offsets.h"
+#include "pg/sink.h"
+#include "pg/sqlstate.h"
 
 #define QDEPTH 2                        /* batches per writer: one in flight, one waiting */
 #define COPY_CHUNK (256 * 1024)         /* bytes per PQputCopyData */
@@ -470,16 +471,6 @@ rec_where(const struct dp_pgsink_src *src, int64_t offset, struct dp_buf *out)
 
 /* ---- columns ------------------------------------------------------------ */
 
-static uint64_t
-hash_name(const char *s, size_t n)
-{
-	uint64_t h = 1469598103934665603ull;
-
-	for (size_t i = 0; i < n; i++)
-		h = (h ^ (unsigned char)s[i]) * 1099511628211ull;
-	return h;
-}
-
 static int
 rehash(struct dp_pgsink *s)
 {
@@ -491,7 +482,7 @@ rehash(struct dp_pgsink *s)
 	if (!h)
 		return -1;
 	for (size_t i = 0; i < s->ncols; i++) {
-		size_t j = hash_name(s->cols[i].name, s->cols[i].len) & (cap - 1);
+		size_t j = dp_hash(s->cols[i].name, s->cols[i].len) & (cap - 1);
 		while (h[j])
 			j = (j + 1) & (cap - 1);
 		h[j] = (unsigned)i + 1;
@@ -507,7 +498,7 @@ find_col(const struct dp_pgsink *s, const char *name, size_t n)
 {
 	if (!s->hcap)
 		return -1;
-	size_t j = hash_name(name, n) & (s->hcap - 1);
+	size_t j = dp_hash(name, n) & (s->hcap - 1);
 	while (s->hash[j]) {
 		const struct column *c = &s->cols[s->hash[j] - 1];
 		if (c->len == n && memcmp(c->name, name, n) == 0)

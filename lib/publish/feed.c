@@ -10,9 +10,9 @@
 #include <time.h>
 
 #include "core/exit.h"
-#include "publish/feed.h"
 #include "core/log.h"
 #include "core/sig.h"
+#include "publish/feed.h"
 
 struct dp_feed {
 	struct dp_feed_conf c;
