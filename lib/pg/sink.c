@@ -39,6 +39,7 @@
 #include "core/parse.h"
 #include "core/sig.h"
 #include "core/timefmt.h"
+#include "core/vec.h"
 #include "json/scan.h"
 #include "pg/binary.h"
 #include "pg/conn.h"
@@ -305,26 +306,6 @@ struct dp_pgsink {
 };
 
 /* ---- small helpers ------------------------------------------------------ */
-
-/*
- * The array v of *cap elements of size bytes, with room for need: v
- * itself, or v moved by realloc (doubling from first).  NULL when memory
- * runs out; v and *cap are then unchanged.
- */
-static void *
-grow(void *v, size_t *cap, size_t need, size_t size, size_t first)
-{
-	size_t n = *cap ? *cap : first;
-
-	if (need <= *cap)
-		return v;
-	while (n < need)
-		n *= 2;
-	void *q = realloc(v, n * size);
-	if (q)
-		*cap = n;
-	return q;
-}
 
 /* A copy of buf's text (for SQL built in scratch). */
 static char *
@@ -1446,7 +1427,7 @@ seen_add(struct inference *in, const char *name, size_t len, unsigned mask, bool
 			in->v[i].mask = replace ? mask : in->v[i].mask | mask;
 			return 0;
 		}
-	struct seen *v = grow(in->v, &in->cap, in->n + 1, sizeof(*v), 16);
+	struct seen *v = dp_grow(in->v, &in->cap, in->n + 1, sizeof(*v), 16);
 	if (!v)
 		return -1;
 	in->v = v;
@@ -1518,7 +1499,7 @@ row_columns(struct dp_pgsink *s, const char *json, size_t len, struct inference 
 static int
 grow_rows(struct batch *b)
 {
-	struct row *r = grow(b->rows, &b->caprows, b->nrows + 1, sizeof(*r), 1024);
+	struct row *r = dp_grow(b->rows, &b->caprows, b->nrows + 1, sizeof(*r), 1024);
 
 	if (!r)
 		return -1;
@@ -1531,7 +1512,7 @@ add_seg(struct batch *b, struct layout *L)
 {
 	if (b->nsegs && b->segs[b->nsegs - 1].L == L)
 		return 0;
-	struct seg *g = grow(b->segs, &b->capsegs, b->nsegs + 1, sizeof(*g), 4);
+	struct seg *g = dp_grow(b->segs, &b->capsegs, b->nsegs + 1, sizeof(*g), 4);
 	if (!g)
 		return -1;
 	b->segs = g;
@@ -1599,7 +1580,7 @@ keep_orig(struct dp_pgsink *s, struct dp_pgsink_src *src, struct batch *b, int64
 {
 	if (!s->cfg.keep_raw || src->raw_off != offset || src->raw_kept)
 		return 0;
-	struct orig *o = grow(b->origs, &b->caporigs, b->norigs + 1, sizeof(*o), 256);
+	struct orig *o = dp_grow(b->origs, &b->caporigs, b->norigs + 1, sizeof(*o), 256);
 	if (!o)
 		return -1;
 	b->origs = o;
@@ -1843,7 +1824,7 @@ take_member(void *ctx, const char *key, size_t klen, const char *v, size_t vn,
 		c = rc == -2 ? -1 : find_col(s, name, name_len);
 		if (member >= s->nshape) {
 			size_t old = s->nshape;
-			int *sh = grow(s->shape, &s->nshape, member + 1, sizeof(*sh), 16);
+			int *sh = dp_grow(s->shape, &s->nshape, member + 1, sizeof(*sh), 16);
 			if (!sh)
 				return rx->rc = nomem(err);
 			s->shape = sh;
@@ -1877,7 +1858,7 @@ take_member(void *ctx, const char *key, size_t klen, const char *v, size_t vn,
 		}
 		if (s->cfg.unknown == DP_PGSINK_UNKNOWN_ADD) {
 			/* The column is added once the whole row proved valid. */
-			struct new_key *nk = grow(rx->newkeys, &rx->capnew, rx->nnew + 1,
+			struct new_key *nk = dp_grow(rx->newkeys, &rx->capnew, rx->nnew + 1,
 			                          sizeof(*nk), 8);
 			if (!nk)
 				return rx->rc = nomem(err);
@@ -2139,7 +2120,7 @@ note_bad(struct batch *b, int64_t offset, const char *reason, const char *sqlsta
 	for (size_t i = 0; i < b->nbads; i++)
 		if (b->bads[i].offset == offset)
 			return 0;
-	struct badrec *v = grow(b->bads, &b->capbads, b->nbads + 1, sizeof(*v), 4);
+	struct badrec *v = dp_grow(b->bads, &b->capbads, b->nbads + 1, sizeof(*v), 4);
 	if (!v)
 		return -1;
 	b->bads = v;
