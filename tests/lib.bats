@@ -226,3 +226,10 @@ setup() {
 	[ "$status" -eq 0 ]
 	[[ $output == *"0 deep expressions misjudged"* ]]
 }
+
+@test "json: a member name written with escapes is the name it stands for (found by fuzzing)" {
+	run "$TEST_LIB" json_keys
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ $output == *"escaped member names: 0 disagreements"* ]]
+}
