@@ -96,13 +96,13 @@ check: deps
 	@$(MAKE) --no-print-directory all fuzz-build
 	scripts/check
 
-# The fuzzers run under ASan and UBSan in `make check` already: here a
-# few seconds each do.
+# The fuzzers run under ASan and UBSan in `make check` already: here
+# each replays its corpus (DP_FUZZ_RUNS=0: no fixed pass).
 check-asan: deps
 	$(MAKE) SAN=1 all
 	$(MAKE) fuzz-build
 	DP_BIN=$(CURDIR)/build/asan/bin DP_TEST_LIB=$(CURDIR)/build/asan/test_lib \
-	DP_FUZZ_SECONDS=$${DP_FUZZ_SECONDS:-5} \
+	DP_FUZZ_RUNS=$${DP_FUZZ_RUNS:-0} \
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:exitcode=70 \
 	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	LSAN_OPTIONS=suppressions=$(CURDIR)/scripts/lsan.supp \
@@ -113,11 +113,22 @@ check-valgrind: all
 
 # libFuzzer harnesses (fuzz/, see HACKING.md): clang with ASan and UBSan,
 # the whole of lib/ built again with coverage for the fuzzer.
-# `make fuzz FUZZ_SECONDS=600` fuzzes each target that long (default 30).
+# `make fuzz FUZZ_SECONDS=600` fuzzes each target that long (default 30);
+# `make check` runs scripts/fuzz --fixed (tests/fuzz.bats).
+#
+# The fixed pass must go the same way in every run, so nothing but the
+# input may steer libFuzzer.  UBSan's pointer-overflow check compares
+# addresses as integers, and libFuzzer's -use_cmp hands the operands of
+# every comparison to its mutator: with ASLR each run mutated with other
+# numbers.  Without that one check (ASan still catches a pointer that
+# leaves its object when it is used) it does not; fuzz/main.c does the
+# same for the stack's depth.
 FUZZ_CC      ?= clang-14
 FUZZ_SECONDS ?= 30
 FUZZ_CFLAGS   = -g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined \
-                -fno-sanitize-recover=undefined
+                -fno-sanitize=pointer-overflow -fno-sanitize-recover=undefined
+# libFuzzer without its main(), for fuzz/main.c's (lazy: make all needs no clang)
+FUZZ_RT       = $(shell $(FUZZ_CC) -print-runtime-dir)/libclang_rt.fuzzer_no_main-$(shell uname -m).a
 FUZZ_TARGETS := $(patsubst fuzz/fuzz_%.c,%,$(wildcard fuzz/fuzz_*.c))
 FUZZ_OBJ     := $(LIB_SRC:lib/%.c=build/fuzz/lib/%.o)
 FUZZ_BINS    := $(FUZZ_TARGETS:%=build/fuzz/fuzz-%) build/fuzz/json-verdict
@@ -131,10 +142,16 @@ build/fuzz/libdp.a: $(FUZZ_OBJ)
 	@rm -f $@
 	@$(AR) rcsP $@ $^
 
-build/fuzz/fuzz-%: fuzz/fuzz_%.c fuzz/fuzz.h build/fuzz/libdp.a
+build/fuzz/main.o: fuzz/main.c Makefile
+	@mkdir -p $(@D)
+	@echo "  FUZZCC  $<"
+	@$(FUZZ_CC) $(WARN) -O1 -g -c -o $@ $<
+
+build/fuzz/fuzz-%: fuzz/fuzz_%.c fuzz/fuzz.h build/fuzz/main.o build/fuzz/libdp.a
 	@echo "  FUZZLD  $@"
 	@$(FUZZ_CC) $(CPPFLAGS) -Ifuzz $(WARN) -Wno-missing-prototypes $(FUZZ_CFLAGS) \
-		-fsanitize=fuzzer -o $@ $< build/fuzz/libdp.a $(LDLIBS)
+		-fsanitize=fuzzer-no-link -o $@ $< build/fuzz/main.o build/fuzz/libdp.a \
+		$(FUZZ_RT) -lstdc++ $(LDLIBS)
 
 # The scanner's verdict on files, for fuzz/json_reference.py.
 build/fuzz/json-verdict: fuzz/json_verdict.c build/fuzz/libdp.a

@@ -4,9 +4,11 @@
  *
  * Input: the expression, a newline, the record.  When the subset
  * compiles the expression and answers the record (a value or none),
- * libjq must give the same: no result for none, else a first result
- * equal, as a JSON value, to the subset's text read by libjq.  The
- * answer "libjq must decide" is always allowed.  Left out of the
+ * libjq must give the same, all of it: for none no result and no error,
+ * else one result equal, as a JSON value, to the subset's text read by
+ * libjq, and then neither another result nor an error.  (Operands the
+ * subset evaluated in another order than jq's answered "none" where jq
+ * raised an error.)  The answer "libjq must decide" is always allowed.  Left out of the
  * comparison, on purpose: integers beyond 2^53 (libjq 1.6 rounds them,
  * the subset keeps them: that is its point), and records libjq cannot
  * read (lone surrogate escapes, more than 256 levels).
@@ -147,6 +149,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				FUZZ_CHECK(!"the subset gives jq's result");
 			}
 			jv_free(mine);
+			/* One result, then the end: no second one, no error after it. */
+			jv after = jq_next(jq);
+			FUZZ_CHECK(!jv_is_valid(after) && !jv_invalid_has_msg(jv_copy(after)));
+			jv_free(after);
 		}
 		jv_free(first);
 	}

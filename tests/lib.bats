@@ -243,3 +243,24 @@ setup() {
 	[ "$status" -eq 0 ]
 	[[ $output == *"opt: ok"* ]]
 }
+
+@test "jq subset: operands in jq's order, so an error is never \"no value\" (found by fuzzing)" {
+	run "$TEST_LIB" jqfast_order
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ $output == *"expressions on "*" records: 0 disagreements"* ]]
+}
+
+@test "jq subset: an expression deeper than its cap is libjq's, not a stack overflow" {
+	run "$TEST_LIB" jqfast_deep
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ $output == *"0 deep expressions misjudged"* ]]
+}
+
+@test "json: a member name written with escapes is the name it stands for (found by fuzzing)" {
+	run "$TEST_LIB" json_keys
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ $output == *"escaped member names: 0 disagreements"* ]]
+}

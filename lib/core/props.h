@@ -3,7 +3,7 @@
  * settings a Kafka client is made from.
  *
  * struct dp_kafka_opts is what every Kafka engine (kafka/client.h,
- * producer.h, consumer.h, dyn/registry.h) takes: the command fills it
+ * kafka/producer.h, kafka/consumer.h, dyn/registry.h) takes: the command fills it
  * from its command line (core/cli.h's dp_common.kafka), a test or
  * another program fills it by hand.  It says nothing of librdkafka
  * itself, so it lives here, below both.

@@ -6,6 +6,36 @@
  * comparisons (non-associative) < terms with postfix paths.  Whatever it
  * does not recognize makes dp_jqf_compile() return NULL, and libjq, which
  * also reports the syntax errors, takes the expression.
+ *
+ * Every expression of the subset gives at most one value, so evaluating
+ * one ends in a value, in no value (select said no: DP_JQF_EMPTY), or in
+ * an error, which the subset leaves to libjq (DP_JQF_NEED_JQ: jq then
+ * raises it with its own message).  Which of the last two a record gets
+ * depends on the order in which jq evaluates the operands: the first one
+ * that gives nothing or fails decides, and what comes after it is never
+ * evaluated.  eval() keeps jq 1.6's order, construct by construct (each
+ * checked with jq 1.6 and against libjq in tests/unit/test_lib.c's
+ * jqfast_order case and fuzz/fuzz_jqfast.c):
+ *
+ *   A | B           A, then B on its value
+ *   A == B  (and != < <= > >=)
+ *                   B first, then A: jq compiles a comparison as a call
+ *                   of _equal, _less, ... whose arguments it evaluates
+ *                   last first, so `empty < error` is an error and
+ *                   `error < empty` is empty (found by fuzz_jqfast:
+ *                   `select(. > 8) > .z9` on 2 is jq's error "Cannot
+ *                   index number", not empty)
+ *   A and B, A or B A, then B only when A does not decide
+ *   {k: A, l: B}    A, then B (left to right); keys are literals
+ *   T.k  T."k"  T["k"]
+ *                   T, then the member: of null it is null, of an
+ *                   object its value or null, of anything else an error
+ *   select(C)       C, then . or nothing
+ *   not, tostring, literals, .
+ *                   never an error
+ *
+ * The rest of jq's operators (arithmetic, `//`, `,`, `?`, try, reduce,
+ * ...) are not in the subset: libjq evaluates expressions with them.
  */
 #include <ctype.h>
 #include <stdint.h>
@@ -58,7 +88,18 @@ struct lex {
 	const char *s;          /* the token's text */
 	size_t n;
 	bool glued;             /* no white space before the token */
+	unsigned ntok;          /* tokens read so far */
 };
+
+/*
+ * The parser, the evaluator and node_free() recurse once per level of
+ * the expression, and an expression may be text from anyone (a filter in
+ * a request to dp-coord): 100000 nested parentheses overflowed the stack.
+ * Each level takes at least one token, so a cap on the tokens bounds the
+ * depth of every recursion; a longer expression is libjq's (whose parser
+ * has a limit of its own: "memory exhausted").
+ */
+#define MAX_TOKENS 1000
 
 static bool
 ident_start(int c)
@@ -103,6 +144,12 @@ next(struct lex *l)
 {
 	const char *p = l->p;
 
+	if (++l->ntok > MAX_TOKENS) {
+		l->t = T_ERR;           /* past the cap: nothing parses any more */
+		l->s = p;
+		l->n = 0;
+		return;
+	}
 	l->glued = true;
 	while (isspace((unsigned char)*p)) {
 		p++;
@@ -627,7 +674,7 @@ parse_pipe(struct lex *l)
 struct dp_jqf *
 dp_jqf_compile(const char *src)
 {
-	struct lex l = { src, T_EOF, src, 0, true };
+	struct lex l = { src, T_EOF, src, 0, true, 0 };
 	struct dp_jqf *f;
 	struct node *root;
 
@@ -977,8 +1024,9 @@ eval(const struct node *n, struct dp_jqf_run *r, const struct val *in, struct va
 		*out = boolean(truthy(&b));
 		return DP_JQF_VALUE;
 	case N_EQ: case N_NE: case N_LT: case N_LE: case N_GT: case N_GE:
-		if ((rc = eval(n->a, r, in, &a)) != DP_JQF_VALUE ||
-		    (rc = eval(n->b, r, in, &b)) != DP_JQF_VALUE ||
+		/* The right operand first, as jq (see the top of the file). */
+		if ((rc = eval(n->b, r, in, &b)) != DP_JQF_VALUE ||
+		    (rc = eval(n->a, r, in, &a)) != DP_JQF_VALUE ||
 		    (rc = compare(r, &a, &b, &cmp)) != DP_JQF_VALUE)
 			return rc;
 		switch (n->kind) {

@@ -9,7 +9,9 @@
  * evaluates it on the record's text, so values keep their original bytes
  * and no tree is built.  Anything outside the subset, or a record that
  * would make jq raise an error, is left to libjq (jq/expr.h), which then
- * gives jq's own answer.
+ * gives jq's own answer.  Operands are evaluated in jq's order (see
+ * jq/fast.c), so that the subset answers a value or "no value" only where
+ * jq gives that value, or none, and no error.
  *
  * The subset (with jq's own precedence and meaning):
  *   .   .a   .a.b   ."a b"   .["a b"]        paths, also after any term
@@ -38,7 +40,11 @@
 
 struct dp_jqf;
 
-/* Compile src; NULL when it is outside the subset (or out of memory). */
+/*
+ * Compile src; NULL when it is outside the subset, longer than 1000
+ * tokens (the subset recurses once per level: a deeper expression is
+ * libjq's), or memory runs out.
+ */
 struct dp_jqf *dp_jqf_compile(const char *src);
 void dp_jqf_free(struct dp_jqf *f);
 
@@ -52,7 +58,7 @@ void dp_jqf_run_free(struct dp_jqf_run *r);
 
 enum dp_jqf_result {
 	DP_JQF_VALUE,      /* one result */
-	DP_JQF_EMPTY,      /* no result (select said no) */
+	DP_JQF_EMPTY,      /* no result (select said no) and no error */
 	DP_JQF_NEED_JQ,    /* jq must answer this record (it would raise an error) */
 	DP_JQF_NOMEM,
 };

@@ -449,12 +449,15 @@ static int
 key_equals(const char *lit, size_t litlen, const char *key, size_t klen)
 {
 	/*
-	 * Same length: the bytes decide (an escape would make the literal
-	 * longer than what it stands for).  Shorter: never.  Longer: only an
-	 * escaped spelling can match, which is rare enough to decode.
+	 * Same length: the bytes decide, when the literal holds no escape (an
+	 * escape makes the literal longer than what it stands for, so one
+	 * with an escape stands for a shorter key: "a\\b" is a\b, not the
+	 * key a\\b its bytes spell; found by fuzz_json).  Shorter: never.
+	 * Longer: only an escaped spelling can match, which is rare enough
+	 * to decode.
 	 */
 	if (litlen == klen + 2)
-		return memcmp(lit + 1, key, klen) == 0;
+		return memcmp(lit + 1, key, klen) == 0 && !memchr(lit + 1, '\\', klen);
 	if (litlen < klen + 2 || !memchr(lit, '\\', litlen))
 		return 0;
 	struct dp_buf b = DP_BUF_INIT;

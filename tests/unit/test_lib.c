@@ -2592,6 +2592,257 @@ t_opt(void)
 	return 0;
 }
 
+/*
+ * jq/fast.h: operands in jq 1.6's order.  The subset answers "no value"
+ * only where jq gives no value and raises no error, so for each
+ * construct an operand that gives nothing (select(false)) and one that
+ * fails (.n.x of a number, .z9 of 2) are put on either side, and fast
+ * and libjq must agree on every record, an error included (found by
+ * fuzz_jqfast: `select((. >8))>.z9` on 2 was "empty", jq's answer is
+ * "Cannot index number with \"z9\"").
+ */
+static int
+t_jqfast_order(void)
+{
+	static const char *const exprs[] = {
+		"select((. >8))>.z9", "select(. == 2) > .z9", ".z9 > select(. == 3)",
+		"select(false) == .n.x", ".n.x == select(false)", "select(false) != .n.x",
+		".n.x != select(false)", "select(false) < .n.x", ".n.x < select(false)",
+		"select(false) <= .n.x", ".n.x <= select(false)", "select(false) > .n.x",
+		".n.x > select(false)", "select(false) >= .n.x", ".n.x >= select(false)",
+		"(select(false) == 1) == .n.x", "(.n.x == 1) == select(false)",
+		"select(false) and .n.x", ".n.x and select(false)", "false and .n.x",
+		"true and .n.x", "true or .n.x", "false or .n.x", "select(false) or .n.x",
+		".n.x or select(false)", ".n and .n.x", ".n or .n.x",
+		"select(false) | .n.x", ".n.x | select(false)", "select(.n.x)",
+		"select(select(false))", "select(false).a", "select(false).a.b",
+		"{a: select(false), b: .n.x}", "{a: .n.x, b: select(false)}", "{n, a: .n.x}",
+		"{a: .n, b: select(.n == 1)}", "select(false) | not", ".n.x | not",
+		".n.x | tostring", "select(false) | tostring", ".a.b", ".n[\"x\"]", "\"s\".a",
+		"null | .a.b", "(.n.x) == (.a.b)", "select(.n == 1) == select(.n == 2)",
+	};
+	static const char *const recs[] = {
+		"2", "9", "{\"n\":1}", "{\"n\":{\"x\":3}}", "null", "{\"a\":[1],\"n\":\"s\"}",
+		"[1]", "\"str\"", "{\"z9\":5,\"n\":5}", "{\"a\":null,\"n\":null}", "{}",
+	};
+	struct dp_buf fast = DP_BUF_INIT, slow = DP_BUF_INIT, err = DP_BUF_INIT;
+	int bad = 0;
+
+	for (size_t i = 0; i < sizeof(exprs) / sizeof(exprs[0]); i++) {
+		struct dp_buf src = DP_BUF_INIT;
+		CHECK(dp_buf_addf(&src, "def dp_slow: %s; dp_slow", exprs[i]) == 0);
+		struct dp_expr *f = dp_expr_compile(exprs[i], &err);
+		struct dp_expr *j = dp_expr_compile(src.data, &err);
+		CHECK(f && j && !dp_expr_is_fast(j));
+		if (!dp_expr_is_fast(f)) {
+			printf("FAIL not in the subset: %s\n", exprs[i]);
+			bad++;
+		}
+		for (size_t k = 0; k < sizeof(recs) / sizeof(recs[0]); k++) {
+			outputs(f, recs[k], &fast);
+			outputs(j, recs[k], &slow);
+			if (strcmp(dp_buf_str(&fast), dp_buf_str(&slow))) {
+				printf("FAIL %s on %s: fast %s, jq %s\n", exprs[i], recs[k],
+				       dp_buf_str(&fast), dp_buf_str(&slow));
+				bad++;
+			}
+		}
+		dp_expr_free(f);
+		dp_expr_free(j);
+		dp_buf_free(&src);
+	}
+	/* Where jq gives nothing without an error, the subset says so itself. */
+	static const struct { const char *expr, *rec; enum dp_jqf_result want; } own[] = {
+		{ ".z9 > select(. == 3)", "2", DP_JQF_EMPTY },
+		{ ".n.x == select(false)", "2", DP_JQF_EMPTY },
+		{ "select(false) == .n.x", "2", DP_JQF_NEED_JQ },
+		{ "select((. >8))>.z9", "2", DP_JQF_NEED_JQ },
+		{ "{a: select(false), b: .n.x}", "2", DP_JQF_EMPTY },
+		{ "{a: .n.x, b: select(false)}", "2", DP_JQF_NEED_JQ },
+		{ "select(false) and .n.x", "2", DP_JQF_EMPTY },
+		{ "false and .n.x", "2", DP_JQF_VALUE },
+	};
+	struct dp_jqf_run run = DP_JQF_RUN_INIT;
+	for (size_t i = 0; i < sizeof(own) / sizeof(own[0]); i++) {
+		struct dp_jqf *q = dp_jqf_compile(own[i].expr);
+		enum dp_json_type t;
+		const char *v;
+		size_t vn;
+		CHECK(q != NULL);
+		enum dp_jqf_result r = dp_jqf_eval(q, &run, own[i].rec, strlen(own[i].rec), &t, &v, &vn);
+		if (r != own[i].want) {
+			printf("FAIL %s on %s: the subset says %d, not %d\n", own[i].expr, own[i].rec,
+			       (int)r, (int)own[i].want);
+			bad++;
+		}
+		dp_jqf_free(q);
+	}
+	dp_jqf_run_free(&run);
+	/* The operators whose order the subset does not keep are not in it. */
+	static const char *const theirs[] = { ".a // .b", "select(false) // .n.x", ".a + 1",
+		".a - 1", ".a * 2", ".a / 2", ".a % 2", "-.a", ".a, .b", ".a?", "try .a",
+		"if .a then .b else .c end", ".a as $x | $x", "reduce .[] as $x (0; . + $x)" };
+	for (size_t i = 0; i < sizeof(theirs) / sizeof(theirs[0]); i++) {
+		struct dp_jqf *q = dp_jqf_compile(theirs[i]);
+		if (q) {
+			printf("FAIL taken by the subset: %s\n", theirs[i]);
+			bad++;
+		}
+		dp_jqf_free(q);
+	}
+	dp_buf_free(&fast);
+	dp_buf_free(&slow);
+	dp_buf_free(&err);
+	printf("%zu expressions on %zu records: %d disagreements\n",
+	       sizeof(exprs) / sizeof(exprs[0]), sizeof(recs) / sizeof(recs[0]), bad);
+	return bad ? 1 : 0;
+}
+
+/* src: pre repeated n times, then mid, then post repeated n times (caller frees). */
+static char *
+nested(const char *pre, const char *mid, const char *post, size_t n)
+{
+	size_t a = strlen(pre), b = strlen(mid), c = strlen(post);
+	char *s = malloc(n * (a + c) + b + 1), *p = s;
+
+	if (!s)
+		return NULL;
+	for (size_t i = 0; i < n; i++, p += a)
+		memcpy(p, pre, a);
+	memcpy(p, mid, b);
+	p += b;
+	for (size_t i = 0; i < n; i++, p += c)
+		memcpy(p, post, c);
+	*p = '\0';
+	return s;
+}
+
+/*
+ * jq/fast.h: an expression deeper than the subset's cap is libjq's, not a
+ * stack overflow.  100000 nested parentheses crashed dp_jqf_compile()
+ * (its parser recursed once per level), and a filter is text another
+ * application may send (a request to dp-coord).
+ */
+static int
+t_jqfast_deep(void)
+{
+	static const struct { const char *pre, *mid, *post; size_t n; int fast; } cases[] = {
+		{ "(", ".a", ")", 100000, 0 },          /* the parser's recursion */
+		{ "select(", ".a", ")", 100000, 0 },
+		{ "{a: ", ".a", "}", 100000, 0 },
+		{ "not | ", ".a", "", 100000, 0 },      /* '|' is right-recursive */
+		{ ".a and ", ".a", "", 100000, 0 },     /* a left-deep tree for eval */
+		{ "", ".", ".a", 100000, 0 },
+		{ "(", ".a", ")", 2000, 0 },            /* libjq still answers this */
+		{ "(", ".a", ")", 400, 1 },             /* within the cap: the subset's */
+		{ ".a == 1 and ", ".a == 1", "", 100, 1 },
+	};
+	struct dp_buf out = DP_BUF_INIT, err = DP_BUF_INIT;
+	int bad = 0;
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char *src = nested(cases[i].pre, cases[i].mid, cases[i].post, cases[i].n);
+		CHECK(src != NULL);
+		struct dp_jqf *f = dp_jqf_compile(src);
+		if (!f != !cases[i].fast) {
+			printf("FAIL %zu x '%s%s%s': %s by the subset\n", cases[i].n, cases[i].pre,
+			       cases[i].mid, cases[i].post, f ? "taken" : "declined");
+			bad++;
+		}
+		dp_jqf_free(f);
+		if (cases[i].n <= 2000) {
+			/* Either way dp gives jq's answer. */
+			struct dp_expr *e = dp_expr_compile(src, &err);
+			CHECK(e != NULL);
+			outputs(e, "{\"a\":1}", &out);
+			const char *want = strstr(cases[i].mid, "==") ? "true\n" : "1\n";
+			if (strcmp(dp_buf_str(&out), want)) {
+				printf("FAIL %zu x '%s%s%s': %s\n", cases[i].n, cases[i].pre,
+				       cases[i].mid, cases[i].post, dp_buf_str(&out));
+				bad++;
+			}
+			dp_expr_free(e);
+		}
+		free(src);
+	}
+	dp_buf_free(&out);
+	dp_buf_free(&err);
+	printf("%d deep expressions misjudged\n", bad);
+	return bad ? 1 : 0;
+}
+
+/*
+ * json/scan.h: a member name written with escapes is the name it stands for,
+ * not the name its bytes spell.  The key literal "a\\b" (a\b) has the
+ * length of a\\b plus its quotes, and dp_json_get took it for a\\b
+ * (found by fuzz_json: the last member of a name was not the one found).
+ * Checked on the pickers and, through jqfast, against libjq.
+ */
+static int
+t_json_keys(void)
+{
+	/* {"a\\\\b":1,"a\\b":2}: the first is a\\b, the second a\b. */
+	const char *rec = "{\"a\\\\\\\\b\":1,\"a\\\\b\":2}";
+	static const struct { const char *key, *want; } picks[] = {
+		{ "a\\\\b", "1" }, { "a\\b", "2" }, { "a\\\\\\\\b", NULL }, { "ab", NULL },
+	};
+	int bad = 0;
+
+	for (size_t i = 0; i < sizeof(picks) / sizeof(picks[0]); i++) {
+		const char *path[1] = { picks[i].key }, *v, *why;
+		size_t vn, off;
+		int compact;
+		enum dp_json_type t = dp_json_check_member(rec, strlen(rec), picks[i].key, &v, &vn,
+		                                           &why, &off, &compact);
+		const char *got;
+		size_t gotn;
+		dp_json_get(rec, strlen(rec), path, 1, &got, &gotn);
+		int ok = t == DP_JSON_OBJECT &&
+		         (picks[i].want ? gotn == strlen(picks[i].want) && !memcmp(got, picks[i].want, gotn) &&
+		                          vn == gotn && !memcmp(v, picks[i].want, vn)
+		                        : gotn == 0 && v == NULL);
+		if (!ok) {
+			printf("FAIL member %s of %s: get %.*s, check_member %.*s\n", picks[i].key, rec,
+			       (int)gotn, got, v ? (int)vn : 4, v ? v : "none");
+			bad++;
+		}
+	}
+	/* The same through jq expressions: fast and libjq agree. */
+	static const char *const exprs[] = {
+		".\"a\\\\b\"", ".\"a\\\\\\\\b\"", ".[\"a\\\\b\"]", "{\"a\\\\\\\\b\"}",
+		".\"a\\\\\\\\b\" == 1", "select(.\"a\\\\b\" == 2) | .\"a\\\\\\\\b\"",
+	};
+	static const char *const recs[] = {
+		"{\"a\\\\\\\\b\":1,\"a\\\\b\":2}", "{\"a\\\\b\":2}", "{\"a\\\\\\\\b\":1}",
+		"{\"a\\\\b\":2,\"a\\\\\\\\b\":1}", "{\"a\\u005cb\":3}", "{\"a\\u005c\\\\b\":4}",
+	};
+	struct dp_buf fast = DP_BUF_INIT, slow = DP_BUF_INIT, err = DP_BUF_INIT;
+	for (size_t i = 0; i < sizeof(exprs) / sizeof(exprs[0]); i++) {
+		struct dp_buf src = DP_BUF_INIT;
+		CHECK(dp_buf_addf(&src, "def dp_slow: %s; dp_slow", exprs[i]) == 0);
+		struct dp_expr *f = dp_expr_compile(exprs[i], &err);
+		struct dp_expr *j = dp_expr_compile(src.data, &err);
+		CHECK(f && j && dp_expr_is_fast(f) && !dp_expr_is_fast(j));
+		for (size_t k = 0; k < sizeof(recs) / sizeof(recs[0]); k++) {
+			outputs(f, recs[k], &fast);
+			outputs(j, recs[k], &slow);
+			if (strcmp(dp_buf_str(&fast), dp_buf_str(&slow))) {
+				printf("FAIL %s on %s: fast %s, jq %s\n", exprs[i], recs[k],
+				       dp_buf_str(&fast), dp_buf_str(&slow));
+				bad++;
+			}
+		}
+		dp_expr_free(f);
+		dp_expr_free(j);
+		dp_buf_free(&src);
+	}
+	dp_buf_free(&fast);
+	dp_buf_free(&slow);
+	dp_buf_free(&err);
+	printf("escaped member names: %d disagreements\n", bad);
+	return bad ? 1 : 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -2611,6 +2862,8 @@ main(int argc, char **argv)
 		{ "pgbin", t_pgbin }, { "pg_scrub", t_pg_scrub }, { "sqlstate", t_sqlstate }, { "sink_parse", t_sink_parse },
 		{ "pgsink_sources", t_pgsink_sources }, { "pgsink_release", t_pgsink_release },
 		{ "coord", t_coord }, { "opt", t_opt },
+		{ "jqfast_order", t_jqfast_order }, { "jqfast_deep", t_jqfast_deep },
+		{ "json_keys", t_json_keys },
 	};
 
 	dp_log_init("test_lib");
