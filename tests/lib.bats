@@ -264,3 +264,10 @@ setup() {
 	[ "$status" -eq 0 ]
 	[[ $output == *"escaped member names: 0 disagreements"* ]]
 }
+
+@test "metrics: off until started; counters, gauges, histograms and labels in the text exposition; no add lost across threads" {
+	run "$TEST_LIB" metrics
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ $output == *"metrics: ok"* ]]
+}

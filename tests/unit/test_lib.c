@@ -51,6 +51,7 @@
 #include "kafka/client.h"
 #include "kafka/consumer.h"
 #include "kafka/onerror.h"
+#include "obs/metrics.h"
 #include "kafka/producer.h"
 #include "pg/binary.h"
 #include "pg/conn.h"
@@ -2843,6 +2844,104 @@ t_json_keys(void)
 	return bad ? 1 : 0;
 }
 
+/*
+ * obs/metrics.h: off until initialized; families, labelled series,
+ * escapes, histograms and drops in the text exposition; adds from
+ * several threads lose nothing.
+ */
+static struct dp_series *metrics_hot;
+
+static void *
+metrics_adder(void *arg)
+{
+	(void)arg;
+	for (int i = 0; i < 100000; i++)
+		dp_series_add(metrics_hot, 1);
+	return NULL;
+}
+
+static int
+t_metrics(void)
+{
+	static const char *const tp[] = { "topic", "partition", NULL };
+	static const double lat[] = { 0.005, 0.1, 1 };
+	struct dp_buf out = DP_BUF_INIT;
+
+	CHECK(!dp_metrics_on());
+	CHECK(dp_metric_new("dp_x_total", "x", DP_METRIC_COUNTER, NULL, NULL, 0) == NULL);
+	dp_series_add(NULL, 1);         /* a NULL series takes anything */
+	CHECK(dp_metrics_init("dp-test") == 0 && dp_metrics_on());
+
+	struct dp_metric *out_total = dp_metric_new("dp_records_out_total",
+	        "Records delivered.\nAcknowledged \\ committed.", DP_METRIC_COUNTER, tp, NULL, 0);
+	struct dp_metric *lag = dp_metric_new("dp_consumer_lag_records", "Lag.", DP_METRIC_GAUGE,
+	                                      tp, NULL, 0);
+	struct dp_metric *batch = dp_metric_new("dp_batch_seconds", "Batch latency.",
+	                                        DP_METRIC_HISTOGRAM, NULL, lat, 3);
+	struct dp_metric *empty = dp_metric_new("dp_unused", "Never used.", DP_METRIC_GAUGE,
+	                                        NULL, NULL, 0);
+	CHECK(out_total && lag && batch && empty);
+	CHECK(dp_metric_new("dp_records_out_total", "again", DP_METRIC_COUNTER, tp, NULL, 0) ==
+	      out_total);
+
+	struct dp_series *p0 = dp_metric_series(out_total, (const char *const[]){ "pri\"ces", "0" });
+	struct dp_series *p1 = dp_metric_series(out_total, (const char *const[]){ "prices", "1" });
+	CHECK(p0 && p1 && p0 != p1);
+	CHECK(dp_metric_series(out_total, (const char *const[]){ "pri\"ces", "0" }) == p0);
+	dp_series_add(p0, 3);
+	dp_series_add(p1, 1e6);
+	struct dp_series *l1 = dp_metric_series(lag, (const char *const[]){ "prices", "1" });
+	dp_series_set(l1, 42);
+	dp_series_set(l1, 7.5);
+	struct dp_series *l2 = dp_metric_series(lag, (const char *const[]){ "prices", "2" });
+	dp_series_set(l2, 1);
+	dp_series_drop(l2);
+	dp_series_set(l2, 99);          /* dropped: kept for late adders, not shown */
+	struct dp_series *b = dp_metric_one(batch);
+	dp_series_observe(b, 0.001);
+	dp_series_observe(b, 0.1);
+	dp_series_observe(b, 30);
+	CHECK(dp_series_get(b) == 3 && dp_series_get(l1) == 7.5);
+
+	CHECK(dp_metrics_write(&out) == 0);
+	static const char want[] =
+		"# HELP dp_records_out_total Records delivered.\\nAcknowledged \\\\ committed.\n"
+		"# TYPE dp_records_out_total counter\n"
+		"dp_records_out_total{command=\"dp-test\",topic=\"pri\\\"ces\",partition=\"0\"} 3\n"
+		"dp_records_out_total{command=\"dp-test\",topic=\"prices\",partition=\"1\"} 1000000\n"
+		"# HELP dp_consumer_lag_records Lag.\n"
+		"# TYPE dp_consumer_lag_records gauge\n"
+		"dp_consumer_lag_records{command=\"dp-test\",topic=\"prices\",partition=\"1\"} 7.5\n"
+		"# HELP dp_batch_seconds Batch latency.\n"
+		"# TYPE dp_batch_seconds histogram\n"
+		"dp_batch_seconds_bucket{command=\"dp-test\",le=\"0.005\"} 1\n"
+		"dp_batch_seconds_bucket{command=\"dp-test\",le=\"0.1\"} 2\n"
+		"dp_batch_seconds_bucket{command=\"dp-test\",le=\"1\"} 2\n"
+		"dp_batch_seconds_bucket{command=\"dp-test\",le=\"+Inf\"} 3\n"
+		"dp_batch_seconds_sum{command=\"dp-test\"} 30.101\n"
+		"dp_batch_seconds_count{command=\"dp-test\"} 3\n";
+	if (strcmp(dp_buf_str(&out), want) != 0) {
+		printf("exposition:\n%s---\nwanted:\n%s---\n", dp_buf_str(&out), want);
+		dp_buf_free(&out);
+		return 1;
+	}
+
+	/* four threads add 100000 each to one counter */
+	pthread_t th[4];
+	metrics_hot = dp_metric_one(dp_metric_new("dp_hot_total", "Hot.", DP_METRIC_COUNTER,
+	                                          NULL, NULL, 0));
+	for (int i = 0; i < 4; i++)
+		CHECK(pthread_create(&th[i], NULL, metrics_adder, NULL) == 0);
+	for (int i = 0; i < 4; i++)
+		pthread_join(th[i], NULL);
+	CHECK(dp_series_get(metrics_hot) == 400000);
+	dp_buf_free(&out);
+	dp_metrics_free();
+	CHECK(!dp_metrics_on());
+	printf("metrics: ok\n");
+	return 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -2861,7 +2960,7 @@ main(int argc, char **argv)
 		{ "expr_limit", t_expr_limit },
 		{ "pgbin", t_pgbin }, { "pg_scrub", t_pg_scrub }, { "sqlstate", t_sqlstate }, { "sink_parse", t_sink_parse },
 		{ "pgsink_sources", t_pgsink_sources }, { "pgsink_release", t_pgsink_release },
-		{ "coord", t_coord }, { "opt", t_opt },
+		{ "coord", t_coord }, { "opt", t_opt }, { "metrics", t_metrics },
 		{ "jqfast_order", t_jqfast_order }, { "jqfast_deep", t_jqfast_deep },
 		{ "json_keys", t_json_keys },
 	};
