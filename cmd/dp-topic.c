@@ -512,23 +512,22 @@ act_delete(struct dp_fsm *m, void *ctx)
 }
 
 /*
- * offsets: the cluster's, then with -g and a database the offsets
- * dp-sink-pg stored for the group.  A database named only by $DP_PG that
- * cannot be read is a warning: the Kafka side is still worth showing.
+ * offsets: with -g and a database, the offsets dp-sink-pg stored for the
+ * group first (like a committed offset, one stored before the watermarks
+ * are read is never past them), then the cluster's.  A database named
+ * only by $DP_PG that cannot be read is a warning: the Kafka side is
+ * still worth showing.
  */
 static int
 act_offsets(struct dp_fsm *m, void *ctx)
 {
 	struct topic *t = ctx;
 	struct dp_buf err = DP_BUF_INIT;
-	int st;
+	int st = 0;
 
-	if (dp_topics_offsets(&t->e))
-		return E_NO_ANSWER;
-	if (!t->o.group || !t->db)
-		return E_ANSWERED;
-	st = dp_sinkoffsets_fetch(t->db, "dp-topic", t->common.kafka.timeout_ms, t->o.group,
-	                          &t->stored, &t->nstored, &err);
+	if (t->o.group && t->db)
+		st = dp_sinkoffsets_fetch(t->db, "dp-topic", t->common.kafka.timeout_ms,
+		                          t->o.group, &t->stored, &t->nstored, &err);
 	if (st && t->db_arg) {
 		dp_err("cannot read the offsets dp-sink-pg stored: %s", dp_buf_str(&err));
 		dp_topics_note(&t->e, st);
@@ -536,9 +535,9 @@ act_offsets(struct dp_fsm *m, void *ctx)
 		dp_warn("not showing the offsets dp-sink-pg stored (%s): %s", t->db_from,
 		        dp_buf_str(&err));
 	}
-	dp_topics_stored(&t->e, t->stored, t->nstored);
 	dp_buf_free(&err);
-	return E_ANSWERED;
+	dp_topics_stored(&t->e, t->stored, t->nstored);
+	return answered(dp_topics_offsets(&t->e));
 }
 
 /* The engine, writing its views to stdout: a table on a terminal, else NDJSON. */

@@ -435,9 +435,11 @@ require_existing(struct dp_topics *t)
 }
 
 /*
- * The watermarks of every partition of it's topic (-1 where the leader
- * did not answer, said), and with o->group the group's committed
- * offsets.
+ * With o->group the group's committed offsets, then the watermarks of
+ * every partition of it's topic (-1 where the leader did not answer,
+ * said).  In this order: an offset is committed below the high watermark
+ * of its time, and a high watermark never goes down, so a group that
+ * commits meanwhile is never seen past the partition's end.
  */
 static void
 partition_offsets(struct dp_topics *t, struct dp_topic *it)
@@ -458,8 +460,16 @@ partition_offsets(struct dp_topics *t, struct dp_topic *it)
 		nomem(t);
 		return;
 	}
-	for (int p = 0; p < tp->npartitions; p++) {
+	for (int p = 0; p < tp->npartitions; p++)
 		it->committed[p] = -1;
+	if (t->o->group && (st = dp_admin_committed(t->rk, t->o->group, tp->name,
+	                                            tp->npartitions, t->timeout_ms,
+	                                            it->committed, &err))) {
+		dp_err("%s", dp_buf_str(&err));
+		dp_buf_reset(&err);
+		dp_topics_note(t, st);
+	}
+	for (int p = 0; p < tp->npartitions; p++) {
 		st = dp_admin_watermarks(t->rk, tp->name, tp->partitions[p].id, t->timeout_ms,
 		                         &it->low[p], &it->high[p], &err);
 		if (st) {
@@ -469,15 +479,9 @@ partition_offsets(struct dp_topics *t, struct dp_topic *it)
 		}
 		dp_buf_reset(&err);
 	}
+	dp_buf_free(&err);
 	/* the leaders that did not answer count once, as the first did */
 	dp_topics_note(t, first);
-	if (t->o->group && (st = dp_admin_committed(t->rk, t->o->group, tp->name,
-	                                            tp->npartitions, t->timeout_ms,
-	                                            it->committed, &err))) {
-		dp_err("%s", dp_buf_str(&err));
-		dp_topics_note(t, st);
-	}
-	dp_buf_free(&err);
 }
 
 /* ---- create --------------------------------------------------------- */

@@ -187,15 +187,19 @@ int dp_topics_add_partitions(struct dp_topics *t);
  */
 int dp_topics_delete(struct dp_topics *t);
 /*
- * Metadata, the watermarks of each partition and, with o->group, the
- * group's committed offsets.  A topic that does not exist fails with 81.
+ * Metadata, with o->group the group's committed offsets, then the
+ * watermarks of each partition: in that order, because an offset is
+ * committed below the high watermark of its time and a high watermark
+ * never goes down, so a group that commits meanwhile is never shown past
+ * the end.  A topic that does not exist fails with 81.
  */
 int dp_topics_offsets(struct dp_topics *t);
 
 /*
  * The offsets dp-sink-pg stored for o->group (pg/offsets.h's rows,
- * borrowed until dp_topics_free): shown beside the committed ones, and
- * for a topic that has them, the lag is counted from them.
+ * borrowed until dp_topics_free), read before dp_topics_offsets for the
+ * same reason: shown beside the committed ones, and for a topic that has
+ * them, the lag is counted from them.
  */
 void dp_topics_stored(struct dp_topics *t, const struct dp_sinkoffset *v, size_t n);
 
