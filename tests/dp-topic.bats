@@ -424,6 +424,24 @@ reporting all_ok done" ]
 	[[ $output == *'"requesting" -> "reporting" [label="answered"]'* ]]
 }
 
+@test "every subcommand runs the one machine --dot draws, once" {
+	run dp-topic --dot
+	[ "$status" -eq 0 ]
+	[ "$(grep -c '^digraph' <<<"$output")" -eq 1 ]
+	T=$(new_topic)
+	dp-topic create "$T" -o json >/dev/null
+	for sub in "describe $T" "offsets $T" "list --pattern $T" "alter $T --set retention.ms=1000" \
+		"add-partitions $T -p 2" "delete $T"; do
+		dp-topic $sub --trace-states -o json 2>"$BATS_TEST_TMPDIR/trace" >/dev/null
+		run jq -r '[.cmd, .from, .event, .to] | join(" ")' "$BATS_TEST_TMPDIR/trace"
+		[ "$output" = "dp-topic idle start checking
+dp-topic checking checked connecting
+dp-topic connecting connected requesting
+dp-topic requesting answered reporting
+dp-topic reporting all_ok done" ] || { echo "$sub: $output"; false; }
+	done
+}
+
 @test "every subcommand is in the bash completion and the man page" {
 	for s in create list describe alter add-partitions delete offsets; do
 		grep -qF -- "$s" "$DP_ROOT/completions/bash/dp-topic"

@@ -271,3 +271,10 @@ setup() {
 	[ "$status" -eq 0 ]
 	[[ $output == *"metrics: ok"* ]]
 }
+
+@test "dp-topic's engine: specs from -p/-c, names checked before the broker, a record and a row per topic" {
+	run "$TEST_LIB" topics
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ $output == *"topics: ok"* ]]
+}

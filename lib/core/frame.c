@@ -230,6 +230,27 @@ sub_machine(const struct dp_cmd *cmd, size_t i)
 	return cmd->subs[i].machine ? cmd->subs[i].machine : cmd->machine;
 }
 
+/*
+ * Whether a and b draw the same: the same name, states, events, final
+ * states and rows, told apart at most by their actions, which --dot does
+ * not draw (subcommands that run the same steps each their own way).
+ */
+static bool
+same_drawing(const struct dp_fsm_def *a, const struct dp_fsm_def *b)
+{
+	if (a == b)
+		return true;
+	if (strcmp(a->name, b->name) != 0 || a->states != b->states || a->nstates != b->nstates ||
+	    a->events != b->events || a->nevents != b->nevents || a->nrows != b->nrows ||
+	    a->initial != b->initial || a->final != b->final || a->nfinal != b->nfinal)
+		return false;
+	for (size_t i = 0; i < a->nrows; i++)
+		if (a->rows[i].state != b->rows[i].state || a->rows[i].event != b->rows[i].event ||
+		    a->rows[i].next != b->rows[i].next)
+			return false;
+	return true;
+}
+
 /* --help, --version, --dot: the exit status, or -1 when none was asked. */
 static int
 answer(const struct dp_cmd *cmd, const struct dp_common *common)
@@ -242,11 +263,11 @@ answer(const struct dp_cmd *cmd, const struct dp_common *common)
 		for (size_t i = 0; cmd->machines[i]; i++)
 			dp_fsm_dot(cmd->machines[i], stdout);
 	} else if (common->dot && cmd->nsubs) {
-		/* each machine once, in the subcommands' order */
+		/* each drawing once, in the subcommands' order */
 		for (size_t i = 0; i < cmd->nsubs; i++) {
 			bool drawn = false;
 			for (size_t j = 0; j < i; j++)
-				drawn |= sub_machine(cmd, j) == sub_machine(cmd, i);
+				drawn |= same_drawing(sub_machine(cmd, j), sub_machine(cmd, i));
 			if (!drawn)
 				dp_fsm_dot(sub_machine(cmd, i), stdout);
 		}

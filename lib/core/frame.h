@@ -57,7 +57,9 @@
 struct dp_subcmd {
 	const char *name;                       /* "create" */
 	/* Its machine; NULL: the command's .machine.  --dot draws each
-	 * machine once, in this order. */
+	 * machine once, in this order, and machines that differ only in
+	 * their actions (the same name, states, events and rows: each
+	 * subcommand runs the same steps its own way) as one. */
 	const struct dp_fsm_def *machine;
 };
 

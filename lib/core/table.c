@@ -1,4 +1,5 @@
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -85,6 +86,15 @@ size_t
 dp_table_rows(const struct dp_table *t)
 {
 	return t ? t->nrows : 0;
+}
+
+const char *
+dp_table_num(char buf[DP_TABLE_NUM], int64_t v)
+{
+	if (v < 0)
+		return NULL;
+	snprintf(buf, DP_TABLE_NUM, "%lld", (long long)v);
+	return buf;
 }
 
 int

@@ -13,6 +13,7 @@
 #define DP_TABLE_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "core/buf.h"
 
@@ -32,6 +33,15 @@ void dp_table_align_right(struct dp_table *t, size_t col);
 int dp_table_add(struct dp_table *t, const char *const *cells);
 
 size_t dp_table_rows(const struct dp_table *t);
+
+/* Room for dp_table_num's text. */
+#define DP_TABLE_NUM 24
+
+/*
+ * A count or an offset as a cell: v's digits, in buf, or NULL (a cell
+ * shown as "-") when it is unknown (v < 0).
+ */
+const char *dp_table_num(char buf[DP_TABLE_NUM], int64_t v);
 
 /*
  * Append the header line and every row to out, columns separated by two

@@ -242,6 +242,15 @@ dp_jw_knull(struct dp_jw *w, const char *k)
 }
 
 void
+dp_jw_kcount(struct dp_jw *w, const char *k, int64_t v)
+{
+	if (v < 0)
+		dp_jw_knull(w, k);
+	else
+		dp_jw_kint(w, k, v);
+}
+
+void
 dp_jw_kraw(struct dp_jw *w, const char *k, const char *json, size_t n)
 {
 	if (member(w, k, json, n, false) == 0)

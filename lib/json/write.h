@@ -61,6 +61,8 @@ void dp_jw_kuint(struct dp_jw *w, const char *k, uint64_t v);
 void dp_jw_kdouble(struct dp_jw *w, const char *k, double v);
 void dp_jw_kbool(struct dp_jw *w, const char *k, bool v);
 void dp_jw_knull(struct dp_jw *w, const char *k);
+/* A count or an offset: v, or null when it is unknown (v < 0). */
+void dp_jw_kcount(struct dp_jw *w, const char *k, int64_t v);
 void dp_jw_kraw(struct dp_jw *w, const char *k, const char *json, size_t n);
 
 /*

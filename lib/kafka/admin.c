@@ -1,3 +1,8 @@
+/*
+ * kafka/admin.c -- topic administration through librdkafka's Admin API
+ * (kafka/admin.h): names and errors, topic specs, metadata, and every
+ * Admin API call made through one request helper, request().
+ */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -166,59 +171,7 @@ fail_kafka(struct dp_admin_result *r, rd_kafka_resp_err_t err, const char *broke
 		dp_admin_result_fail(r, st, err, "%s", rd_kafka_err2str(err));
 }
 
-/*
- * Give each result its name, and fail locally what must not be sent:
- * illegal names and repeats (librdkafka refuses a whole request that
- * names a topic twice).  Returns how many are left to send, or -1 when
- * memory runs out.
- */
-static long
-prepare(struct dp_admin_result *res, const char *const *names, size_t n)
-{
-	long todo = 0;
-
-	for (size_t i = 0; i < n; i++) {
-		struct dp_buf why = DP_BUF_INIT;
-		res[i].name = strdup(names[i]);
-		if (!res[i].name)
-			return -1;
-		if (dp_admin_check_name(names[i], &why)) {
-			dp_admin_result_fail(&res[i], DP_EX_INVALID, 0, "%s", why.data);
-			dp_buf_free(&why);
-			continue;
-		}
-		dp_buf_free(&why);
-		for (size_t j = 0; j < i; j++)
-			if (!res[j].status && strcmp(names[j], names[i]) == 0) {
-				dp_admin_result_fail(&res[i], DP_EX_INVALID, 0,
-				                     "topic is named more than once");
-				break;
-			}
-		if (!res[i].status)
-			todo++;
-	}
-	return todo;
-}
-
-/* The not yet failed result called name, or NULL. */
-static struct dp_admin_result *
-find_result(struct dp_admin_result *res, size_t n, const char *name)
-{
-	for (size_t i = 0; i < n; i++)
-		if (!res[i].status && res[i].name && strcmp(res[i].name, name) == 0)
-			return &res[i];
-	return NULL;
-}
-
-/* Fail every result still pending with the same reason. */
-static void
-fail_pending(struct dp_admin_result *res, size_t n, const bool *sent, int status,
-             rd_kafka_resp_err_t err, const char *msg)
-{
-	for (size_t i = 0; i < n; i++)
-		if (sent[i] && !res[i].status)
-			dp_admin_result_fail(&res[i], status, err, "%s", msg);
-}
+/* ---- one request ---------------------------------------------------- */
 
 static rd_kafka_AdminOptions_t *
 options(rd_kafka_t *rk, rd_kafka_admin_op_t op, int timeout_ms, bool op_timeout,
@@ -297,28 +250,287 @@ await(rd_kafka_queue_t *q, int timeout_ms, int *status, rd_kafka_resp_err_t *ker
 	return ev;
 }
 
-/* Walk topic results into res; anything unanswered is a bug somewhere. */
+/* Wait ms, or -1 when a signal came first. */
+static int
+pause_ms(int ms)
+{
+	for (; ms > 0; ms -= 50) {
+		struct timespec ts = { 0, 50 * 1000000L };
+		if (dp_sig_stop)
+			return -1;
+		nanosleep(&ts, NULL);
+	}
+	return dp_sig_stop ? -1 : 0;
+}
+
+/*
+ * Whether a look-up that failed with e is worth sending again: an unknown
+ * topic within the propagation window (it may have been created a moment
+ * ago), any other retriable error until the deadline.
+ */
+static int
+again(rd_kafka_resp_err_t e, int64_t start, int64_t deadline)
+{
+	int64_t now = dp_time_mono_ms();
+
+	if (e == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART || e == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC)
+		return now < start + DP_KAFKA_PROPAGATION_MS && now + 100 < deadline;
+	return e != RD_KAFKA_RESP_ERR__TIMED_OUT && dp_kafka_retriable(e) && now + 100 < deadline;
+}
+
+/*
+ * One Admin API request.  Every call in this file is one: it says what
+ * the request is (the operation, its options, how to send it and how to
+ * read the answer) and request() does the rest, the same way for all:
+ * the options with the time left as the request timeout, a queue of its
+ * own, the wait in slices that a signal ends (DP_EX_TEMPFAIL), "no answer
+ * within" at the deadline, and for a look-up (nothing changes on the
+ * cluster), the request sent again while the answer is an error Kafka
+ * calls retriable, until the deadline.  A change is sent once: asking
+ * again after a lost answer could apply it twice.
+ *
+ * A call embeds struct request as the first member of its own struct,
+ * which the callbacks get back by a cast.
+ */
+struct request {
+	rd_kafka_admin_op_t op;
+	bool op_timeout;        /* the broker waits for the change to reach every broker */
+	bool validate_only;     /* the broker checks, changes nothing */
+	bool lookup;            /* nothing changes: retriable answers are asked again */
+	/* Send the request on q with o. */
+	void (*send)(struct request *r, rd_kafka_t *rk, rd_kafka_AdminOptions_t *o,
+	             rd_kafka_queue_t *q);
+	/* Read the answer: 0 or an exit status; errors go through retry_on(). */
+	int (*take)(struct request *r, rd_kafka_event_t *ev);
+	/* The request as a whole failed: record it, return the status to return. */
+	int (*fail)(struct request *r, int status, rd_kafka_resp_err_t err, const char *msg);
+	/* Forget the last answer before the request is sent again.  NULL: nothing. */
+	void (*reset)(struct request *r);
+
+	/* request()'s */
+	int64_t start, deadline;
+	bool again;             /* the last answer is worth asking again for */
+};
+
+/* An error in the answer: for a look-up, one worth asking again for? */
 static void
-take_topic_results(struct dp_admin_result *res, size_t n, const bool *sent,
-                   const rd_kafka_topic_result_t **tr, size_t cnt, bool *answered)
+retry_on(struct request *r, rd_kafka_resp_err_t e)
+{
+	if (r->lookup && e && again(e, r->start, r->deadline))
+		r->again = true;
+}
+
+/* Send r and wait for its answer, within timeout_ms (struct request). */
+static int
+request(rd_kafka_t *rk, struct request *r, int timeout_ms)
+{
+	r->start = dp_time_mono_ms();
+	r->deadline = r->start + timeout_ms;
+	for (;;) {
+		int64_t left = r->deadline - dp_time_mono_ms();
+		int ms = left > 1 ? (int)left : 1, status = 0;
+		struct dp_buf msg = DP_BUF_INIT;
+		rd_kafka_resp_err_t kerr = 0;
+		rd_kafka_AdminOptions_t *o = options(rk, r->op, ms, r->op_timeout, r->validate_only,
+		                                     &msg);
+		rd_kafka_queue_t *q = o ? rd_kafka_queue_new(rk) : NULL;
+		rd_kafka_event_t *ev = NULL;
+
+		r->again = false;
+		if (!q) {
+			status = r->fail(r, DP_EX_SOFTWARE, 0,
+			                 o ? "cannot create a queue" : dp_buf_str(&msg));
+		} else {
+			r->send(r, rk, o, q);
+			if ((ev = await(q, ms, &status, &kerr, &msg))) {
+				status = r->take(r, ev);
+			} else {
+				status = r->fail(r, status, kerr, dp_buf_str(&msg));
+				retry_on(r, kerr);
+			}
+		}
+		if (ev)
+			rd_kafka_event_destroy(ev);
+		if (q)
+			rd_kafka_queue_destroy(q);
+		if (o)
+			rd_kafka_AdminOptions_destroy(o);
+		dp_buf_free(&msg);
+		/* A signal during the pause: the last answer is the answer. */
+		if (!r->again || pause_ms(100) < 0)
+			return status;
+		if (r->reset)
+			r->reset(r);
+	}
+}
+
+/* ---- requests about topics ------------------------------------------ */
+
+/*
+ * A request about n topics, each with its own result: the topics that
+ * cannot be sent fail before (prepare), every topic sent gets the
+ * cluster's answer for it or the request's failure, and one the cluster
+ * says nothing about is an error, never a success.
+ */
+struct batch {
+	struct request req;           /* first: the callbacks cast back */
+	struct dp_admin_result *res;  /* n, the caller's */
+	size_t n;
+	bool *sent;                   /* res[i]'s topic is in the request */
+	bool *answered;               /* and the answer named it */
+	size_t cnt;                   /* how many are sent */
+};
+
+/*
+ * Give each result its name, and fail locally what must not be sent:
+ * illegal names and repeats (librdkafka refuses a whole request that
+ * names a topic twice).  Returns how many are left to send, or -1 when
+ * memory runs out.
+ */
+static long
+prepare(struct dp_admin_result *res, const char *const *names, size_t n)
+{
+	long todo = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		struct dp_buf why = DP_BUF_INIT;
+		res[i].name = strdup(names[i]);
+		if (!res[i].name)
+			return -1;
+		if (dp_admin_check_name(names[i], &why)) {
+			dp_admin_result_fail(&res[i], DP_EX_INVALID, 0, "%s", why.data);
+			dp_buf_free(&why);
+			continue;
+		}
+		dp_buf_free(&why);
+		for (size_t j = 0; j < i; j++)
+			if (!res[j].status && strcmp(names[j], names[i]) == 0) {
+				dp_admin_result_fail(&res[i], DP_EX_INVALID, 0,
+				                     "topic is named more than once");
+				break;
+			}
+		if (!res[i].status)
+			todo++;
+	}
+	return todo;
+}
+
+/* Memory ran out: every topic not failed yet fails for it. */
+static int
+batch_nomem(struct batch *b)
+{
+	for (size_t i = 0; i < b->n; i++)
+		if (!b->res[i].status)
+			dp_admin_result_fail(&b->res[i], DP_EX_SOFTWARE, 0, "out of memory");
+	return DP_EX_SOFTWARE;
+}
+
+/*
+ * The results res[n] of a request about names[n], prepared.  0, or
+ * DP_EX_SOFTWARE with every result failed when memory runs out.
+ */
+static int
+batch_init(struct batch *b, struct dp_admin_result *res, const char *const *names, size_t n)
+{
+	if (n)
+		memset(res, 0, n * sizeof(*res));
+	b->res = res;
+	b->n = n;
+	b->cnt = 0;
+	b->sent = calloc(n ? n : 1, sizeof(*b->sent));
+	b->answered = calloc(n ? n : 1, sizeof(*b->answered));
+	if (b->sent && b->answered && prepare(res, names, n) >= 0)
+		return 0;
+	return batch_nomem(b);
+}
+
+static void
+batch_free(struct batch *b)
+{
+	free(b->sent);
+	free(b->answered);
+	b->sent = b->answered = NULL;
+}
+
+/* res[i] goes into the request. */
+static void
+batch_send(struct batch *b, size_t i)
+{
+	b->sent[i] = true;
+	b->cnt++;
+}
+
+/* The not yet failed result called name, among those sent and not yet answered. */
+static struct dp_admin_result *
+batch_find(struct batch *b, const char *name)
+{
+	for (size_t i = 0; i < b->n; i++)
+		if (b->sent[i] && !b->answered[i] && !b->res[i].status && b->res[i].name &&
+		    strcmp(b->res[i].name, name) == 0) {
+			b->answered[i] = true;
+			return &b->res[i];
+		}
+	return NULL;
+}
+
+/* The topics sent and not named in the answer: an error, never a success. */
+static void
+batch_unanswered(struct batch *b)
+{
+	for (size_t i = 0; i < b->n; i++)
+		if (b->sent[i] && !b->answered[i] && !b->res[i].status)
+			dp_admin_result_fail(&b->res[i], DP_EX_SOFTWARE, 0,
+			                     "the cluster sent no result for this topic");
+}
+
+/* The request as a whole failed: so did every topic in it. */
+static int
+batch_fail(struct request *r, int status, rd_kafka_resp_err_t err, const char *msg)
+{
+	struct batch *b = (struct batch *)r;
+
+	for (size_t i = 0; i < b->n; i++)
+		if (b->sent[i] && !b->res[i].status)
+			dp_admin_result_fail(&b->res[i], status, err, "%s",
+			                     *msg ? msg : "request failed");
+	return status;
+}
+
+/* A per-topic error from the answer into its result. */
+static void
+batch_error(struct batch *b, struct dp_admin_result *r, rd_kafka_resp_err_t e,
+            const char *broker_msg)
+{
+	if (!e)
+		return;
+	fail_kafka(r, e, broker_msg);
+	retry_on(&b->req, e);
+}
+
+/* Topic results (CreateTopics, DeleteTopics, CreatePartitions) into res. */
+static void
+batch_topics(struct batch *b, const rd_kafka_topic_result_t **tr, size_t cnt)
 {
 	for (size_t i = 0; i < cnt; i++) {
-		const char *name = rd_kafka_topic_result_name(tr[i]);
-		struct dp_admin_result *r = find_result(res, n, name);
-		if (!r)
-			continue;
-		size_t idx = (size_t)(r - res);
-		if (!sent[idx] || answered[idx])
-			continue;
-		answered[idx] = true;
-		rd_kafka_resp_err_t e = rd_kafka_topic_result_error(tr[i]);
-		if (e)
-			fail_kafka(r, e, rd_kafka_topic_result_error_string(tr[i]));
+		struct dp_admin_result *r = batch_find(b, rd_kafka_topic_result_name(tr[i]));
+		if (r)
+			batch_error(b, r, rd_kafka_topic_result_error(tr[i]),
+			            rd_kafka_topic_result_error_string(tr[i]));
 	}
-	for (size_t i = 0; i < n; i++)
-		if (sent[i] && !answered[i] && !res[i].status)
-			dp_admin_result_fail(&res[i], DP_EX_SOFTWARE, 0,
-			                     "the cluster sent no result for this topic");
+	batch_unanswered(b);
+}
+
+/* Config resource results (AlterConfigs, IncrementalAlterConfigs) into res. */
+static void
+batch_resources(struct batch *b, const rd_kafka_ConfigResource_t **rr, size_t cnt)
+{
+	for (size_t i = 0; i < cnt; i++) {
+		struct dp_admin_result *r = batch_find(b, rd_kafka_ConfigResource_name(rr[i]));
+		if (r)
+			batch_error(b, r, rd_kafka_ConfigResource_error(rr[i]),
+			            rd_kafka_ConfigResource_error_string(rr[i]));
+	}
+	batch_unanswered(b);
 }
 
 /* ---- topic specs ---------------------------------------------------- */
@@ -667,18 +879,6 @@ nomem:
 	return DP_EX_SOFTWARE;
 }
 
-/* Wait ms, or -1 when a signal came first. */
-static int
-pause_ms(int ms)
-{
-	for (; ms > 0; ms -= 50) {
-		struct timespec ts = { 0, 50 * 1000000L };
-		if (dp_sig_stop)
-			return -1;
-		nanosleep(&ts, NULL);
-	}
-	return dp_sig_stop ? -1 : 0;
-}
 
 /* 1 when t is in the metadata with a leader for every partition. */
 static int
@@ -756,94 +956,89 @@ dp_admin_topics_find(const struct dp_admin_topics *t, const char *name)
 
 /* ---- create, delete, add partitions --------------------------------- */
 
+struct create {
+	struct batch b;
+	rd_kafka_NewTopic_t **nt;     /* b.cnt of them */
+};
+
+static void
+create_send(struct request *r, rd_kafka_t *rk, rd_kafka_AdminOptions_t *o, rd_kafka_queue_t *q)
+{
+	struct create *c = (struct create *)r;
+
+	rd_kafka_CreateTopics(rk, c->nt, c->b.cnt, o, q);
+}
+
+static int
+create_take(struct request *r, rd_kafka_event_t *ev)
+{
+	size_t cnt = 0;
+	const rd_kafka_topic_result_t **tr =
+		rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(ev), &cnt);
+
+	batch_topics((struct batch *)r, tr, cnt);
+	return 0;
+}
+
 int
 dp_admin_create(rd_kafka_t *rk, const struct dp_admin_spec *specs, size_t n,
                 bool validate_only, int timeout_ms, struct dp_admin_result *res)
 {
+	struct create c = { .b.req = { .op = RD_KAFKA_ADMIN_OP_CREATETOPICS, .op_timeout = true,
+	                               .validate_only = validate_only, .send = create_send,
+	                               .take = create_take, .fail = batch_fail } };
 	const char **names = calloc(n ? n : 1, sizeof(*names));
-	rd_kafka_NewTopic_t **nt = calloc(n ? n : 1, sizeof(*nt));
-	bool *sent = calloc(n ? n : 1, sizeof(*sent));
-	bool *answered = calloc(n ? n : 1, sizeof(*answered));
-	rd_kafka_AdminOptions_t *o = NULL;
-	rd_kafka_queue_t *q = NULL;
-	rd_kafka_event_t *ev = NULL;
-	struct dp_buf msg = DP_BUF_INIT;
-	size_t cnt = 0;
-	int status = 0;
-	rd_kafka_resp_err_t kerr = 0;
 	char errstr[512];
+	int status = 0;
 
-	if (n)
-		memset(res, 0, n * sizeof(*res));
-	if (!names || !nt || !sent || !answered)
-		goto nomem;
-	for (size_t i = 0; i < n; i++)
+	c.nt = calloc(n ? n : 1, sizeof(*c.nt));
+	for (size_t i = 0; names && i < n; i++)
 		names[i] = specs[i].name;
-	if (prepare(res, names, n) < 0)
-		goto nomem;
+	if (!names || !c.nt) {
+		/* the names are the specs' own: a result may keep none */
+		if (n)
+			memset(res, 0, n * sizeof(*res));
+		for (size_t i = 0; i < n; i++) {
+			res[i].name = strdup(specs[i].name);
+			dp_admin_result_fail(&res[i], DP_EX_SOFTWARE, 0, "out of memory");
+		}
+		status = DP_EX_SOFTWARE;
+		goto out;
+	}
+	if ((status = batch_init(&c.b, res, names, n)) != 0)
+		goto out;
 	for (size_t i = 0; i < n; i++) {
 		const struct dp_admin_spec *s = &specs[i];
+		rd_kafka_NewTopic_t *t;
 		if (res[i].status)
 			continue;
-		nt[cnt] = rd_kafka_NewTopic_new(s->name, s->partitions, s->replication_factor,
-		                                errstr, sizeof(errstr));
-		if (!nt[cnt]) {
+		t = rd_kafka_NewTopic_new(s->name, s->partitions, s->replication_factor, errstr,
+		                          sizeof(errstr));
+		if (!t) {
 			dp_admin_result_fail(&res[i], DP_EX_INVALID, 0, "%s", errstr);
 			continue;
 		}
-		for (size_t c = 0; c < s->nconfig; c++)
-			if (rd_kafka_NewTopic_set_config(nt[cnt], s->config[c].key,
-			                                 s->config[c].value)) {
+		for (size_t k = 0; k < s->nconfig; k++)
+			if (rd_kafka_NewTopic_set_config(t, s->config[k].key, s->config[k].value)) {
 				dp_admin_result_fail(&res[i], DP_EX_CONFIG, 0,
-				                     "cannot set config '%s'", s->config[c].key);
+				                     "cannot set config '%s'", s->config[k].key);
 				break;
 			}
 		if (res[i].status) {
-			rd_kafka_NewTopic_destroy(nt[cnt]);
-			nt[cnt] = NULL;
+			rd_kafka_NewTopic_destroy(t);
 			continue;
 		}
-		sent[i] = true;
-		cnt++;
+		c.nt[c.b.cnt] = t;
+		batch_send(&c.b, i);
 	}
-	if (cnt == 0)
-		goto out;
-	if (!(o = options(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS, timeout_ms, true,
-	                  validate_only, &msg))) {
-		status = DP_EX_SOFTWARE;
-		goto request_failed;
-	}
-	q = rd_kafka_queue_new(rk);
-	rd_kafka_CreateTopics(rk, nt, cnt, o, q);
-	if (!(ev = await(q, timeout_ms, &status, &kerr, &msg)))
-		goto request_failed;
-	size_t rcnt = 0;
-	const rd_kafka_topic_result_t **tr =
-		rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(ev), &rcnt);
-	take_topic_results(res, n, sent, tr, rcnt, answered);
-	goto out;
-request_failed:
-	fail_pending(res, n, sent, status, kerr, msg.data ? msg.data : "request failed");
-	goto out;
-nomem:
-	status = DP_EX_SOFTWARE;
-	for (size_t i = 0; res && i < n; i++)
-		if (!res[i].status)
-			dp_admin_result_fail(&res[i], status, 0, "out of memory");
+	if (c.b.cnt)
+		status = request(rk, &c.b.req, timeout_ms);
 out:
-	if (ev)
-		rd_kafka_event_destroy(ev);
-	if (q)
-		rd_kafka_queue_destroy(q);
-	if (o)
-		rd_kafka_AdminOptions_destroy(o);
-	if (nt)
-		rd_kafka_NewTopic_destroy_array(nt, cnt);
-	free(nt);
+	if (c.nt)
+		rd_kafka_NewTopic_destroy_array(c.nt, c.b.cnt);
+	free(c.nt);
 	free(names);
-	free(sent);
-	free(answered);
-	dp_buf_free(&msg);
+	batch_free(&c.b);
 	return status;
 }
 
@@ -939,141 +1134,114 @@ dp_admin_ensure(rd_kafka_t *rk, const struct dp_admin_spec *spec, int timeout_ms
 	return st;
 }
 
+struct delete {
+	struct batch b;
+	rd_kafka_DeleteTopic_t **dt;
+};
+
+static void
+delete_send(struct request *r, rd_kafka_t *rk, rd_kafka_AdminOptions_t *o, rd_kafka_queue_t *q)
+{
+	struct delete *d = (struct delete *)r;
+
+	rd_kafka_DeleteTopics(rk, d->dt, d->b.cnt, o, q);
+}
+
+static int
+delete_take(struct request *r, rd_kafka_event_t *ev)
+{
+	size_t cnt = 0;
+	const rd_kafka_topic_result_t **tr =
+		rd_kafka_DeleteTopics_result_topics(rd_kafka_event_DeleteTopics_result(ev), &cnt);
+
+	batch_topics((struct batch *)r, tr, cnt);
+	return 0;
+}
+
 int
 dp_admin_delete(rd_kafka_t *rk, const char *const *names, size_t n, int timeout_ms,
                 struct dp_admin_result *res)
 {
-	rd_kafka_DeleteTopic_t **dt = calloc(n ? n : 1, sizeof(*dt));
-	bool *sent = calloc(n ? n : 1, sizeof(*sent));
-	bool *answered = calloc(n ? n : 1, sizeof(*answered));
-	rd_kafka_AdminOptions_t *o = NULL;
-	rd_kafka_queue_t *q = NULL;
-	rd_kafka_event_t *ev = NULL;
-	struct dp_buf msg = DP_BUF_INIT;
-	size_t cnt = 0;
-	int status = 0;
-	rd_kafka_resp_err_t kerr = 0;
+	struct delete d = { .b.req = { .op = RD_KAFKA_ADMIN_OP_DELETETOPICS, .op_timeout = true,
+	                               .send = delete_send, .take = delete_take,
+	                               .fail = batch_fail } };
+	int status = batch_init(&d.b, res, names, n);
 
-	if (n)
-		memset(res, 0, n * sizeof(*res));
-	if (!dt || !sent || !answered || prepare(res, names, n) < 0) {
-		status = DP_EX_SOFTWARE;
-		for (size_t i = 0; i < n; i++)
-			if (!res[i].status)
-				dp_admin_result_fail(&res[i], status, 0, "out of memory");
-		goto out;
-	}
-	for (size_t i = 0; i < n; i++) {
+	if (!status && !(d.dt = calloc(n ? n : 1, sizeof(*d.dt))))
+		status = batch_nomem(&d.b);
+	for (size_t i = 0; !status && i < n; i++) {
 		if (res[i].status)
 			continue;
-		if (!(dt[cnt] = rd_kafka_DeleteTopic_new(names[i]))) {
+		if (!(d.dt[d.b.cnt] = rd_kafka_DeleteTopic_new(names[i]))) {
 			dp_admin_result_fail(&res[i], DP_EX_INVALID, 0, "cannot build request");
 			continue;
 		}
-		sent[i] = true;
-		cnt++;
+		batch_send(&d.b, i);
 	}
-	if (cnt == 0)
-		goto out;
-	if (!(o = options(rk, RD_KAFKA_ADMIN_OP_DELETETOPICS, timeout_ms, true, false, &msg))) {
-		status = DP_EX_SOFTWARE;
-		goto request_failed;
-	}
-	q = rd_kafka_queue_new(rk);
-	rd_kafka_DeleteTopics(rk, dt, cnt, o, q);
-	if (!(ev = await(q, timeout_ms, &status, &kerr, &msg)))
-		goto request_failed;
-	size_t rcnt = 0;
-	const rd_kafka_topic_result_t **tr =
-		rd_kafka_DeleteTopics_result_topics(rd_kafka_event_DeleteTopics_result(ev), &rcnt);
-	take_topic_results(res, n, sent, tr, rcnt, answered);
-	goto out;
-request_failed:
-	fail_pending(res, n, sent, status, kerr, msg.data ? msg.data : "request failed");
-out:
-	if (ev)
-		rd_kafka_event_destroy(ev);
-	if (q)
-		rd_kafka_queue_destroy(q);
-	if (o)
-		rd_kafka_AdminOptions_destroy(o);
-	if (dt)
-		rd_kafka_DeleteTopic_destroy_array(dt, cnt);
-	free(dt);
-	free(sent);
-	free(answered);
-	dp_buf_free(&msg);
+	if (!status && d.b.cnt)
+		status = request(rk, &d.b.req, timeout_ms);
+	if (d.dt)
+		rd_kafka_DeleteTopic_destroy_array(d.dt, d.b.cnt);
+	free(d.dt);
+	batch_free(&d.b);
 	return status;
+}
+
+struct partitions {
+	struct batch b;
+	rd_kafka_NewPartitions_t **np;
+};
+
+static void
+partitions_send(struct request *r, rd_kafka_t *rk, rd_kafka_AdminOptions_t *o,
+                rd_kafka_queue_t *q)
+{
+	struct partitions *p = (struct partitions *)r;
+
+	rd_kafka_CreatePartitions(rk, p->np, p->b.cnt, o, q);
+}
+
+static int
+partitions_take(struct request *r, rd_kafka_event_t *ev)
+{
+	size_t cnt = 0;
+	const rd_kafka_topic_result_t **tr = rd_kafka_CreatePartitions_result_topics(
+		rd_kafka_event_CreatePartitions_result(ev), &cnt);
+
+	batch_topics((struct batch *)r, tr, cnt);
+	return 0;
 }
 
 int
 dp_admin_add_partitions(rd_kafka_t *rk, const char *const *names, size_t n, int32_t total,
                         bool validate_only, int timeout_ms, struct dp_admin_result *res)
 {
-	rd_kafka_NewPartitions_t **np = calloc(n ? n : 1, sizeof(*np));
-	bool *sent = calloc(n ? n : 1, sizeof(*sent));
-	bool *answered = calloc(n ? n : 1, sizeof(*answered));
-	rd_kafka_AdminOptions_t *o = NULL;
-	rd_kafka_queue_t *q = NULL;
-	rd_kafka_event_t *ev = NULL;
-	struct dp_buf msg = DP_BUF_INIT;
-	size_t cnt = 0;
-	int status = 0;
-	rd_kafka_resp_err_t kerr = 0;
+	struct partitions p = { .b.req = { .op = RD_KAFKA_ADMIN_OP_CREATEPARTITIONS,
+	                                   .op_timeout = true, .validate_only = validate_only,
+	                                   .send = partitions_send, .take = partitions_take,
+	                                   .fail = batch_fail } };
+	int status = batch_init(&p.b, res, names, n);
 	char errstr[512];
 
-	if (n)
-		memset(res, 0, n * sizeof(*res));
-	if (!np || !sent || !answered || prepare(res, names, n) < 0) {
-		status = DP_EX_SOFTWARE;
-		for (size_t i = 0; i < n; i++)
-			if (!res[i].status)
-				dp_admin_result_fail(&res[i], status, 0, "out of memory");
-		goto out;
-	}
-	for (size_t i = 0; i < n; i++) {
+	if (!status && !(p.np = calloc(n ? n : 1, sizeof(*p.np))))
+		status = batch_nomem(&p.b);
+	for (size_t i = 0; !status && i < n; i++) {
 		if (res[i].status)
 			continue;
-		np[cnt] = rd_kafka_NewPartitions_new(names[i], (size_t)total, errstr,
-		                                     sizeof(errstr));
-		if (!np[cnt]) {
+		p.np[p.b.cnt] = rd_kafka_NewPartitions_new(names[i], (size_t)total, errstr,
+		                                           sizeof(errstr));
+		if (!p.np[p.b.cnt]) {
 			dp_admin_result_fail(&res[i], DP_EX_INVALID, 0, "%s", errstr);
 			continue;
 		}
-		sent[i] = true;
-		cnt++;
+		batch_send(&p.b, i);
 	}
-	if (cnt == 0)
-		goto out;
-	if (!(o = options(rk, RD_KAFKA_ADMIN_OP_CREATEPARTITIONS, timeout_ms, true,
-	                  validate_only, &msg))) {
-		status = DP_EX_SOFTWARE;
-		goto request_failed;
-	}
-	q = rd_kafka_queue_new(rk);
-	rd_kafka_CreatePartitions(rk, np, cnt, o, q);
-	if (!(ev = await(q, timeout_ms, &status, &kerr, &msg)))
-		goto request_failed;
-	size_t rcnt = 0;
-	const rd_kafka_topic_result_t **tr = rd_kafka_CreatePartitions_result_topics(
-		rd_kafka_event_CreatePartitions_result(ev), &rcnt);
-	take_topic_results(res, n, sent, tr, rcnt, answered);
-	goto out;
-request_failed:
-	fail_pending(res, n, sent, status, kerr, msg.data ? msg.data : "request failed");
-out:
-	if (ev)
-		rd_kafka_event_destroy(ev);
-	if (q)
-		rd_kafka_queue_destroy(q);
-	if (o)
-		rd_kafka_AdminOptions_destroy(o);
-	if (np)
-		rd_kafka_NewPartitions_destroy_array(np, cnt);
-	free(np);
-	free(sent);
-	free(answered);
-	dp_buf_free(&msg);
+	if (!status && p.b.cnt)
+		status = request(rk, &p.b.req, timeout_ms);
+	if (p.np)
+		rd_kafka_NewPartitions_destroy_array(p.np, p.b.cnt);
+	free(p.np);
+	batch_free(&p.b);
 	return status;
 }
 
@@ -1126,122 +1294,105 @@ copy_configs(struct dp_admin_configs *c, const rd_kafka_ConfigResource_t *r)
 	return 0;
 }
 
-static int
-describe_once(rd_kafka_t *rk, const char *const *names, size_t n, int timeout_ms,
-              struct dp_admin_configs *out)
-{
-	struct dp_admin_result *res = calloc(n ? n : 1, sizeof(*res));
-	rd_kafka_ConfigResource_t **cr = calloc(n ? n : 1, sizeof(*cr));
-	bool *sent = calloc(n ? n : 1, sizeof(*sent));
-	rd_kafka_AdminOptions_t *o = NULL;
-	rd_kafka_queue_t *q = NULL;
-	rd_kafka_event_t *ev = NULL;
-	struct dp_buf msg = DP_BUF_INIT;
-	size_t cnt = 0;
-	int status = 0;
-	rd_kafka_resp_err_t kerr = 0;
+struct describe {
+	struct batch b;
+	rd_kafka_ConfigResource_t **cr;
+	struct dp_admin_configs *out;   /* b.n of them, in the results' order */
+};
 
-	for (size_t i = 0; i < n; i++)
-		memset(&out[i], 0, sizeof(out[i]));
-	if (!res || !cr || !sent || prepare(res, names, n) < 0) {
-		status = DP_EX_SOFTWARE;
-		for (size_t i = 0; res && i < n; i++)
-			if (!res[i].status)
-				dp_admin_result_fail(&res[i], status, 0, "out of memory");
-		goto out;
-	}
-	for (size_t i = 0; i < n; i++) {
-		if (res[i].status)
-			continue;
-		if (!(cr[cnt] = rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, names[i]))) {
-			dp_admin_result_fail(&res[i], DP_EX_INVALID, 0, "cannot build request");
-			continue;
-		}
-		sent[i] = true;
-		cnt++;
-	}
-	if (cnt == 0)
-		goto out;
-	if (!(o = options(rk, RD_KAFKA_ADMIN_OP_DESCRIBECONFIGS, timeout_ms, false, false,
-	                  &msg))) {
-		status = DP_EX_SOFTWARE;
-		goto request_failed;
-	}
-	q = rd_kafka_queue_new(rk);
-	rd_kafka_DescribeConfigs(rk, cr, cnt, o, q);
-	if (!(ev = await(q, timeout_ms, &status, &kerr, &msg)))
-		goto request_failed;
-	size_t rcnt = 0;
-	const rd_kafka_ConfigResource_t **rr = rd_kafka_DescribeConfigs_result_resources(
-		rd_kafka_event_DescribeConfigs_result(ev), &rcnt);
-	for (size_t i = 0; i < rcnt; i++) {
-		struct dp_admin_result *r = find_result(res, n, rd_kafka_ConfigResource_name(rr[i]));
-		if (!r || !sent[r - res] || out[r - res].v)
-			continue;
-		rd_kafka_resp_err_t e = rd_kafka_ConfigResource_error(rr[i]);
-		if (e)
-			fail_kafka(r, e, rd_kafka_ConfigResource_error_string(rr[i]));
-		else if (copy_configs(&out[r - res], rr[i]) < 0)
-			dp_admin_result_fail(r, DP_EX_SOFTWARE, 0, "out of memory");
-	}
-	for (size_t i = 0; i < n; i++)
-		if (sent[i] && !res[i].status && !out[i].v)
-			dp_admin_result_fail(&res[i], DP_EX_SOFTWARE, 0,
-			                     "the cluster sent no result for this topic");
-	goto out;
-request_failed:
-	fail_pending(res, n, sent, status, kerr, msg.data ? msg.data : "request failed");
-out:
-	for (size_t i = 0; res && i < n; i++)
-		out[i].res = res[i];   /* ownership moves to out */
-	free(res);
-	if (ev)
-		rd_kafka_event_destroy(ev);
-	if (q)
-		rd_kafka_queue_destroy(q);
-	if (o)
-		rd_kafka_AdminOptions_destroy(o);
-	if (cr)
-		rd_kafka_ConfigResource_destroy_array(cr, cnt);
-	free(cr);
-	free(sent);
-	dp_buf_free(&msg);
-	return status;
+static void
+describe_send(struct request *r, rd_kafka_t *rk, rd_kafka_AdminOptions_t *o,
+              rd_kafka_queue_t *q)
+{
+	struct describe *d = (struct describe *)r;
+
+	rd_kafka_DescribeConfigs(rk, d->cr, d->b.cnt, o, q);
 }
 
-/*
- * Whether a look-up that failed with e is worth sending again: an unknown
- * topic within the propagation window (it may have been created a moment
- * ago), any other retriable error until the deadline.
- */
 static int
-again(rd_kafka_resp_err_t e, int64_t start, int64_t deadline)
+describe_take(struct request *r, rd_kafka_event_t *ev)
 {
-	int64_t now = dp_time_mono_ms();
+	struct describe *d = (struct describe *)r;
+	size_t cnt = 0;
+	const rd_kafka_ConfigResource_t **rr = rd_kafka_DescribeConfigs_result_resources(
+		rd_kafka_event_DescribeConfigs_result(ev), &cnt);
 
-	if (e == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART || e == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC)
-		return now < start + DP_KAFKA_PROPAGATION_MS && now + 100 < deadline;
-	return e != RD_KAFKA_RESP_ERR__TIMED_OUT && dp_kafka_retriable(e) && now + 100 < deadline;
+	for (size_t i = 0; i < cnt; i++) {
+		struct dp_admin_result *res = batch_find(&d->b, rd_kafka_ConfigResource_name(rr[i]));
+		rd_kafka_resp_err_t e = rd_kafka_ConfigResource_error(rr[i]);
+		if (!res)
+			continue;
+		if (e)
+			batch_error(&d->b, res, e, rd_kafka_ConfigResource_error_string(rr[i]));
+		else if (copy_configs(&d->out[res - d->b.res], rr[i]) < 0)
+			dp_admin_result_fail(res, DP_EX_SOFTWARE, 0, "out of memory");
+	}
+	batch_unanswered(&d->b);
+	return 0;
+}
+
+/* Asked again: every topic sent is undecided again. */
+static void
+describe_reset(struct request *r)
+{
+	struct describe *d = (struct describe *)r;
+
+	for (size_t i = 0; i < d->b.n; i++) {
+		struct dp_admin_result *res = &d->b.res[i];
+		if (!d->b.sent[i])
+			continue;
+		d->b.answered[i] = false;
+		free(res->error);
+		res->error = NULL;
+		res->status = 0;
+		res->err = 0;
+		dp_admin_configs_clear(&d->out[i]);
+	}
 }
 
 int
 dp_admin_describe_configs(rd_kafka_t *rk, const char *const *names, size_t n,
                           int timeout_ms, struct dp_admin_configs *out)
 {
-	int64_t start = dp_time_mono_ms(), deadline = start + timeout_ms;
+	struct describe d = { .b.req = { .op = RD_KAFKA_ADMIN_OP_DESCRIBECONFIGS, .lookup = true,
+	                                 .send = describe_send, .take = describe_take,
+	                                 .fail = batch_fail, .reset = describe_reset },
+	                      .out = out };
+	struct dp_admin_result *res = calloc(n ? n : 1, sizeof(*res));
+	int status;
 
-	for (;;) {
-		int64_t left = deadline - dp_time_mono_ms();
-		int st = describe_once(rk, names, n, left > 1 ? (int)left : 1, out);
-		size_t i = 0;
-		while (i < n && !(out[i].res.status && again(out[i].res.err, start, deadline)))
-			i++;
-		/* A signal during the pause: the last answer is the answer. */
-		if (i == n || pause_ms(100) < 0)
-			return st;
-		for (i = 0; i < n; i++)
-			dp_admin_configs_clear(&out[i]);
+	for (size_t i = 0; i < n; i++)
+		memset(&out[i], 0, sizeof(out[i]));
+	if (!res) {
+		for (size_t i = 0; i < n; i++) {
+			out[i].res.name = strdup(names[i]);
+			dp_admin_result_fail(&out[i].res, DP_EX_SOFTWARE, 0, "out of memory");
+		}
+		return DP_EX_SOFTWARE;
 	}
+	status = batch_init(&d.b, res, names, n);
+	if (!status && !(d.cr = calloc(n ? n : 1, sizeof(*d.cr))))
+		status = batch_nomem(&d.b);
+	for (size_t i = 0; !status && i < n; i++) {
+		if (res[i].status)
+			continue;
+		d.cr[d.b.cnt] = rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, names[i]);
+		if (!d.cr[d.b.cnt]) {
+			dp_admin_result_fail(&res[i], DP_EX_INVALID, 0, "cannot build request");
+			continue;
+		}
+		batch_send(&d.b, i);
+	}
+	if (!status && d.b.cnt)
+		status = request(rk, &d.b.req, timeout_ms);
+	for (size_t i = 0; i < n; i++)
+		out[i].res = res[i];    /* ownership moves to out */
+	free(res);
+	if (d.cr)
+		rd_kafka_ConfigResource_destroy_array(d.cr, d.b.cnt);
+	free(d.cr);
+	batch_free(&d.b);
+	return status;
 }
 
 /*
@@ -1376,6 +1527,58 @@ incremental_resource(struct dp_admin_result *r, const struct dp_admin_change *ch
 #define HAVE_INCREMENTAL 0
 #endif
 
+struct alter {
+	struct batch b;
+	rd_kafka_ConfigResource_t **cr;
+	bool incremental;
+	bool unsupported;               /* the broker does not know IncrementalAlterConfigs */
+};
+
+static void
+alter_send(struct request *r, rd_kafka_t *rk, rd_kafka_AdminOptions_t *o, rd_kafka_queue_t *q)
+{
+	struct alter *a = (struct alter *)r;
+
+#if HAVE_INCREMENTAL
+	if (a->incremental) {
+		rd_kafka_IncrementalAlterConfigs(rk, a->cr, a->b.cnt, o, q);
+		return;
+	}
+#endif
+	rd_kafka_AlterConfigs(rk, a->cr, a->b.cnt, o, q);
+}
+
+static int
+alter_take(struct request *r, rd_kafka_event_t *ev)
+{
+	struct alter *a = (struct alter *)r;
+	const rd_kafka_ConfigResource_t **rr;
+	size_t cnt = 0;
+
+#if HAVE_INCREMENTAL
+	if (a->incremental)
+		rr = rd_kafka_IncrementalAlterConfigs_result_resources(
+			rd_kafka_event_IncrementalAlterConfigs_result(ev), &cnt);
+	else
+#endif
+		rr = rd_kafka_AlterConfigs_result_resources(rd_kafka_event_AlterConfigs_result(ev),
+		                                            &cnt);
+	batch_resources(&a->b, rr, cnt);
+	return 0;
+}
+
+static int
+alter_fail(struct request *r, int status, rd_kafka_resp_err_t err, const char *msg)
+{
+	struct alter *a = (struct alter *)r;
+
+	if (a->incremental && err == RD_KAFKA_RESP_ERR__UNSUPPORTED_FEATURE) {
+		a->unsupported = true;  /* the caller falls back: nothing failed yet */
+		return 0;
+	}
+	return batch_fail(r, status, err, msg);
+}
+
 /*
  * Send one alter request for the pending results.  Returns 0 when the
  * cluster answered (per-topic outcomes in res), else the request's
@@ -1386,103 +1589,41 @@ send_alter(rd_kafka_t *rk, struct dp_admin_result *res, size_t n,
            const struct dp_admin_configs *cur, const struct dp_admin_change *ch,
            bool validate_only, int timeout_ms, bool incremental, bool *unsupported)
 {
-	rd_kafka_ConfigResource_t **cr = calloc(n ? n : 1, sizeof(*cr));
-	bool *sent = calloc(n ? n : 1, sizeof(*sent));
-	bool *answered = calloc(n ? n : 1, sizeof(*answered));
-	rd_kafka_AdminOptions_t *o = NULL;
-	rd_kafka_queue_t *q = NULL;
-	rd_kafka_event_t *ev = NULL;
-	struct dp_buf msg = DP_BUF_INIT;
-	size_t cnt = 0, rcnt = 0;
+	struct alter a = { .b = { .req = { .op = RD_KAFKA_ADMIN_OP_ALTERCONFIGS,
+	                                   .validate_only = validate_only, .send = alter_send,
+	                                   .take = alter_take, .fail = alter_fail },
+	                          .res = res, .n = n },
+	                   .incremental = incremental };
 	int status = 0;
-	rd_kafka_resp_err_t kerr = 0;
-	const rd_kafka_ConfigResource_t **rr = NULL;
 
-	*unsupported = false;
-	if (!cr || !sent || !answered) {
-		status = DP_EX_SOFTWARE;
-		goto out;
-	}
-	for (size_t i = 0; i < n; i++) {
+#if HAVE_INCREMENTAL
+	if (incremental)
+		a.b.req.op = RD_KAFKA_ADMIN_OP_INCREMENTALALTERCONFIGS;
+#endif
+	a.b.sent = calloc(n ? n : 1, sizeof(*a.b.sent));
+	a.b.answered = calloc(n ? n : 1, sizeof(*a.b.answered));
+	a.cr = calloc(n ? n : 1, sizeof(*a.cr));
+	if (!a.b.sent || !a.b.answered || !a.cr)
+		status = batch_nomem(&a.b);
+	for (size_t i = 0; !status && i < n; i++) {
 		if (res[i].status)
 			continue;
 #if HAVE_INCREMENTAL
-		cr[cnt] = incremental ? incremental_resource(&res[i], ch)
-		                      : full_resource(&res[i], &cur[i], ch);
+		a.cr[a.b.cnt] = incremental ? incremental_resource(&res[i], ch)
+		                            : full_resource(&res[i], &cur[i], ch);
 #else
-		cr[cnt] = full_resource(&res[i], &cur[i], ch);
+		a.cr[a.b.cnt] = full_resource(&res[i], &cur[i], ch);
 #endif
-		if (!cr[cnt])
-			continue;
-		sent[i] = true;
-		cnt++;
+		if (a.cr[a.b.cnt])
+			batch_send(&a.b, i);
 	}
-	if (cnt == 0)
-		goto out;
-#if HAVE_INCREMENTAL
-	if (incremental) {
-		if (!(o = options(rk, RD_KAFKA_ADMIN_OP_INCREMENTALALTERCONFIGS, timeout_ms, false,
-		                  validate_only, &msg))) {
-			status = DP_EX_SOFTWARE;
-			goto request_failed;
-		}
-		q = rd_kafka_queue_new(rk);
-		rd_kafka_IncrementalAlterConfigs(rk, cr, cnt, o, q);
-		ev = await(q, timeout_ms, &status, &kerr, &msg);
-		if (!ev && kerr == RD_KAFKA_RESP_ERR__UNSUPPORTED_FEATURE) {
-			*unsupported = true;
-			status = 0;
-			goto out;
-		}
-		if (!ev)
-			goto request_failed;
-		rr = rd_kafka_IncrementalAlterConfigs_result_resources(
-			rd_kafka_event_IncrementalAlterConfigs_result(ev), &rcnt);
-		goto results;
-	}
-#endif
-	if (!(o = options(rk, RD_KAFKA_ADMIN_OP_ALTERCONFIGS, timeout_ms, false, validate_only,
-	                  &msg))) {
-		status = DP_EX_SOFTWARE;
-		goto request_failed;
-	}
-	q = rd_kafka_queue_new(rk);
-	rd_kafka_AlterConfigs(rk, cr, cnt, o, q);
-	if (!(ev = await(q, timeout_ms, &status, &kerr, &msg)))
-		goto request_failed;
-	rr = rd_kafka_AlterConfigs_result_resources(rd_kafka_event_AlterConfigs_result(ev), &rcnt);
-#if HAVE_INCREMENTAL
-results:
-#endif
-	for (size_t i = 0; i < rcnt; i++) {
-		struct dp_admin_result *r = find_result(res, n, rd_kafka_ConfigResource_name(rr[i]));
-		if (!r || !sent[r - res] || answered[r - res])
-			continue;
-		answered[r - res] = true;
-		rd_kafka_resp_err_t e = rd_kafka_ConfigResource_error(rr[i]);
-		if (e)
-			fail_kafka(r, e, rd_kafka_ConfigResource_error_string(rr[i]));
-	}
-	for (size_t i = 0; i < n; i++)
-		if (sent[i] && !answered[i] && !res[i].status)
-			dp_admin_result_fail(&res[i], DP_EX_SOFTWARE, 0,
-			                     "the cluster sent no result for this topic");
-	goto out;
-request_failed:
-	fail_pending(res, n, sent, status, kerr, msg.data ? msg.data : "request failed");
-out:
-	if (ev)
-		rd_kafka_event_destroy(ev);
-	if (q)
-		rd_kafka_queue_destroy(q);
-	if (o)
-		rd_kafka_AdminOptions_destroy(o);
-	if (cr)
-		rd_kafka_ConfigResource_destroy_array(cr, cnt);
-	free(cr);
-	free(sent);
-	free(answered);
-	dp_buf_free(&msg);
+	if (!status && a.b.cnt)
+		status = request(rk, &a.b.req, timeout_ms);
+	*unsupported = a.unsupported;
+	if (a.cr)
+		rd_kafka_ConfigResource_destroy_array(a.cr, a.b.cnt);
+	free(a.cr);
+	batch_free(&a.b);
 	return status;
 }
 
@@ -1552,100 +1693,107 @@ dp_admin_watermarks(rd_kafka_t *rk, const char *topic, int32_t partition, int ti
 	return st;
 }
 
-static int
-committed_once(rd_kafka_t *rk, const char *group, const char *topic, int n, int timeout_ms,
-               int64_t *committed, struct dp_buf *err, rd_kafka_resp_err_t *why)
-{
-	rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(n > 0 ? n : 1);
-	rd_kafka_ListConsumerGroupOffsets_t *req = NULL;
-	rd_kafka_AdminOptions_t *o = NULL;
-	rd_kafka_queue_t *q = NULL;
-	rd_kafka_event_t *ev = NULL;
-	struct dp_buf msg = DP_BUF_INIT;
-	int status = 0;
-	rd_kafka_resp_err_t kerr = 0;
+struct committed {
+	struct request req;
+	rd_kafka_ListConsumerGroupOffsets_t *lo;
+	const char *group, *topic;
+	int n;
+	int64_t *committed;             /* n */
+	struct dp_buf *err;
+	size_t mark;                    /* err's length before */
+};
 
-	for (int i = 0; i < n; i++) {
-		committed[i] = -1;
-		rd_kafka_topic_partition_list_add(parts, topic, i);
-	}
-	if (n == 0)
-		goto out;
-	req = rd_kafka_ListConsumerGroupOffsets_new(group, parts);
-	if (!req || !(o = options(rk, RD_KAFKA_ADMIN_OP_LISTCONSUMERGROUPOFFSETS, timeout_ms,
-	                          false, false, &msg))) {
-		dp_buf_msgf(err, "cannot build the offset request for group '%s'", group);
-		status = DP_EX_SOFTWARE;
-		goto out;
-	}
-	q = rd_kafka_queue_new(rk);
-	rd_kafka_ListConsumerGroupOffsets(rk, &req, 1, o, q);
-	if (!(ev = await(q, timeout_ms, &status, &kerr, &msg))) {
-		dp_buf_msgf(err, "cannot get offsets of group '%s': %s", group, msg.data);
-		*why = kerr;
-		goto out;
-	}
+static void
+committed_send(struct request *r, rd_kafka_t *rk, rd_kafka_AdminOptions_t *o,
+               rd_kafka_queue_t *q)
+{
+	struct committed *c = (struct committed *)r;
+
+	rd_kafka_ListConsumerGroupOffsets(rk, &c->lo, 1, o, q);
+}
+
+static int
+committed_take(struct request *r, rd_kafka_event_t *ev)
+{
+	struct committed *c = (struct committed *)r;
 	size_t gcnt = 0;
 	const rd_kafka_group_result_t **gr = rd_kafka_ListConsumerGroupOffsets_result_groups(
 		rd_kafka_event_ListConsumerGroupOffsets_result(ev), &gcnt);
+
 	if (gcnt != 1) {
-		dp_buf_msgf(err, "cannot get offsets of group '%s': no result", group);
-		status = DP_EX_SOFTWARE;
-		goto out;
+		dp_buf_msgf(c->err, "cannot get offsets of group '%s': no result", c->group);
+		return DP_EX_SOFTWARE;
 	}
 	const rd_kafka_error_t *ge = rd_kafka_group_result_error(gr[0]);
 	if (ge) {
-		dp_buf_msgf(err, "cannot get offsets of group '%s': %s", group,
+		dp_buf_msgf(c->err, "cannot get offsets of group '%s': %s", c->group,
 		            rd_kafka_error_string(ge));
-		status = dp_admin_status(rd_kafka_error_code(ge));
-		*why = rd_kafka_error_code(ge);
-		goto out;
+		retry_on(r, rd_kafka_error_code(ge));
+		return dp_admin_status(rd_kafka_error_code(ge));
 	}
 	const rd_kafka_topic_partition_list_t *got = rd_kafka_group_result_partitions(gr[0]);
 	for (int i = 0; got && i < got->cnt; i++) {
 		const rd_kafka_topic_partition_t *tp = &got->elems[i];
-		if (strcmp(tp->topic, topic) != 0 || tp->partition < 0 || tp->partition >= n)
+		if (strcmp(tp->topic, c->topic) != 0 || tp->partition < 0 || tp->partition >= c->n)
 			continue;
 		if (tp->err) {
-			dp_buf_msgf(err, "cannot get offset of group '%s' on '%s' partition %d: %s",
-			            group, topic, (int)tp->partition, rd_kafka_err2str(tp->err));
-			status = dp_admin_status(tp->err);
-			*why = tp->err;
-			goto out;
+			dp_buf_msgf(c->err, "cannot get offset of group '%s' on '%s' partition %d: %s",
+			            c->group, c->topic, (int)tp->partition, rd_kafka_err2str(tp->err));
+			retry_on(r, tp->err);
+			return dp_admin_status(tp->err);
 		}
-		committed[tp->partition] = tp->offset >= 0 ? tp->offset : -1;
+		c->committed[tp->partition] = tp->offset >= 0 ? tp->offset : -1;
 	}
-out:
-	if (ev)
-		rd_kafka_event_destroy(ev);
-	if (q)
-		rd_kafka_queue_destroy(q);
-	if (o)
-		rd_kafka_AdminOptions_destroy(o);
-	if (req)
-		rd_kafka_ListConsumerGroupOffsets_destroy(req);
-	rd_kafka_topic_partition_list_destroy(parts);
-	dp_buf_free(&msg);
+	return 0;
+}
+
+static int
+committed_fail(struct request *r, int status, rd_kafka_resp_err_t err, const char *msg)
+{
+	struct committed *c = (struct committed *)r;
+
+	dp_buf_msgf(c->err, "cannot get offsets of group '%s': %s", c->group, msg);
 	return status;
+}
+
+/* The group's coordinator may be loading, moving or restarting: asked again. */
+static void
+committed_reset(struct request *r)
+{
+	struct committed *c = (struct committed *)r;
+
+	for (int i = 0; i < c->n; i++)
+		c->committed[i] = -1;
+	dp_buf_truncate(c->err, c->mark);
 }
 
 int
 dp_admin_committed(rd_kafka_t *rk, const char *group, const char *topic, int n,
                    int timeout_ms, int64_t *committed, struct dp_buf *err)
 {
-	int64_t start = dp_time_mono_ms(), deadline = start + timeout_ms;
-	size_t mark = err->len;
+	struct committed c = { .req = { .op = RD_KAFKA_ADMIN_OP_LISTCONSUMERGROUPOFFSETS,
+	                                .lookup = true, .send = committed_send,
+	                                .take = committed_take, .fail = committed_fail,
+	                                .reset = committed_reset },
+	                       .group = group, .topic = topic, .n = n, .committed = committed,
+	                       .err = err, .mark = err->len };
+	rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(n > 0 ? n : 1);
+	int status = 0;
 
-	for (;;) {
-		rd_kafka_resp_err_t why = 0;
-		int64_t left = deadline - dp_time_mono_ms();
-		int st = committed_once(rk, group, topic, n, left > 1 ? (int)left : 1, committed,
-		                        err, &why);
-		/* The group's coordinator may be loading, moving or restarting. */
-		if (!st || !why || !again(why, start, deadline) || pause_ms(100) < 0)
-			return st;
-		dp_buf_truncate(err, mark);
+	for (int i = 0; i < n; i++) {
+		committed[i] = -1;
+		rd_kafka_topic_partition_list_add(parts, topic, i);
 	}
+	if (n > 0 && !(c.lo = rd_kafka_ListConsumerGroupOffsets_new(group, parts))) {
+		dp_buf_msgf(err, "cannot build the offset request for group '%s'", group);
+		status = DP_EX_SOFTWARE;
+	} else if (n > 0) {
+		status = request(rk, &c.req, timeout_ms);
+	}
+	if (c.lo)
+		rd_kafka_ListConsumerGroupOffsets_destroy(c.lo);
+	rd_kafka_topic_partition_list_destroy(parts);
+	return status;
 }
 
 /* ---- groups ------------------------------------------------------------- */
@@ -1671,44 +1819,43 @@ dup_or_empty(const char *s)
 	return strdup(s ? s : "");
 }
 
-static int
-describe_group_once(rd_kafka_t *rk, const char *group, int timeout_ms,
-                    struct dp_admin_group *out, struct dp_buf *err, rd_kafka_resp_err_t *why)
-{
-	rd_kafka_AdminOptions_t *o = NULL;
-	rd_kafka_queue_t *q = NULL;
-	rd_kafka_event_t *ev = NULL;
-	struct dp_buf msg = DP_BUF_INIT;
-	const char *groups[1] = { group };
-	int status = 0;
-	size_t cnt = 0;
+struct group {
+	struct request req;
+	const char *group;
+	struct dp_admin_group *out;
+	struct dp_buf *err;
+	size_t mark;                    /* err's length before */
+};
 
-	if (!(o = options(rk, RD_KAFKA_ADMIN_OP_DESCRIBECONSUMERGROUPS, timeout_ms, false, false,
-	                  &msg))) {
-		dp_buf_msgf(err, "cannot describe group '%s': %s", group, dp_buf_str(&msg));
-		status = DP_EX_SOFTWARE;
-		goto out;
-	}
-	q = rd_kafka_queue_new(rk);
+static void
+group_send(struct request *r, rd_kafka_t *rk, rd_kafka_AdminOptions_t *o, rd_kafka_queue_t *q)
+{
+	struct group *g = (struct group *)r;
+	const char *groups[1] = { g->group };
+
 	rd_kafka_DescribeConsumerGroups(rk, groups, 1, o, q);
-	if (!(ev = await(q, timeout_ms, &status, why, &msg))) {
-		dp_buf_msgf(err, "cannot describe group '%s': %s", group, dp_buf_str(&msg));
-		goto out;
-	}
+}
+
+static int
+group_take(struct request *r, rd_kafka_event_t *ev)
+{
+	struct group *g = (struct group *)r;
+	struct dp_admin_group *out = g->out;
+	size_t cnt = 0;
 	const rd_kafka_ConsumerGroupDescription_t **gd =
 		rd_kafka_DescribeConsumerGroups_result_groups(
 			rd_kafka_event_DescribeConsumerGroups_result(ev), &cnt);
+
 	if (cnt != 1) {
-		dp_buf_msgf(err, "cannot describe group '%s': no result", group);
-		status = DP_EX_SOFTWARE;
-		goto out;
+		dp_buf_msgf(g->err, "cannot describe group '%s': no result", g->group);
+		return DP_EX_SOFTWARE;
 	}
 	const rd_kafka_error_t *ge = rd_kafka_ConsumerGroupDescription_error(gd[0]);
 	if (ge) {
-		*why = rd_kafka_error_code(ge);
-		dp_buf_msgf(err, "cannot describe group '%s': %s", group, rd_kafka_error_string(ge));
-		status = dp_admin_status(*why);
-		goto out;
+		dp_buf_msgf(g->err, "cannot describe group '%s': %s", g->group,
+		            rd_kafka_error_string(ge));
+		retry_on(r, rd_kafka_error_code(ge));
+		return dp_admin_status(rd_kafka_error_code(ge));
 	}
 	out->state = rd_kafka_ConsumerGroupDescription_state(gd[0]);
 	size_t n = rd_kafka_ConsumerGroupDescription_member_count(gd[0]);
@@ -1730,39 +1877,96 @@ describe_group_once(rd_kafka_t *rk, const char *group, int timeout_ms,
 		if (inst && *inst && !(m->instance_id = strdup(inst)))
 			goto nomem;
 	}
-	goto out;
+	return 0;
 nomem:
-	dp_buf_msgf(err, "out of memory");
-	status = DP_EX_SOFTWARE;
-out:
-	if (ev)
-		rd_kafka_event_destroy(ev);
-	if (q)
-		rd_kafka_queue_destroy(q);
-	if (o)
-		rd_kafka_AdminOptions_destroy(o);
-	dp_buf_free(&msg);
+	dp_buf_msgf(g->err, "out of memory");
+	return DP_EX_SOFTWARE;
+}
+
+static int
+group_fail(struct request *r, int status, rd_kafka_resp_err_t err, const char *msg)
+{
+	struct group *g = (struct group *)r;
+
+	dp_buf_msgf(g->err, "cannot describe group '%s': %s", g->group, msg);
 	return status;
+}
+
+/* The group's coordinator may be loading, moving or restarting: asked again. */
+static void
+group_reset(struct request *r)
+{
+	struct group *g = (struct group *)r;
+
+	dp_admin_group_clear(g->out);
+	dp_buf_truncate(g->err, g->mark);
 }
 
 int
 dp_admin_describe_group(rd_kafka_t *rk, const char *group, int timeout_ms,
                         struct dp_admin_group *out, struct dp_buf *err)
 {
-	int64_t start = dp_time_mono_ms(), deadline = start + timeout_ms;
-	size_t mark = err->len;
+	struct group g = { .req = { .op = RD_KAFKA_ADMIN_OP_DESCRIBECONSUMERGROUPS, .lookup = true,
+	                            .send = group_send, .take = group_take, .fail = group_fail,
+	                            .reset = group_reset },
+	                   .group = group, .out = out, .err = err, .mark = err->len };
 
 	memset(out, 0, sizeof(*out));
-	for (;;) {
-		rd_kafka_resp_err_t why = 0;
-		int64_t left = deadline - dp_time_mono_ms();
-		int st = describe_group_once(rk, group, left > 1 ? (int)left : 1, out, err, &why);
-		/* The group's coordinator may be loading, moving or restarting. */
-		if (!st || !why || !again(why, start, deadline) || pause_ms(100) < 0)
-			return st;
-		dp_admin_group_clear(out);
-		dp_buf_truncate(err, mark);
+	return request(rk, &g.req, timeout_ms);
+}
+
+struct commit {
+	struct request req;
+	rd_kafka_AlterConsumerGroupOffsets_t *ao;
+	const char *group;
+	struct dp_buf *err;
+};
+
+static void
+commit_send(struct request *r, rd_kafka_t *rk, rd_kafka_AdminOptions_t *o, rd_kafka_queue_t *q)
+{
+	struct commit *c = (struct commit *)r;
+
+	rd_kafka_AlterConsumerGroupOffsets(rk, &c->ao, 1, o, q);
+}
+
+static int
+commit_take(struct request *r, rd_kafka_event_t *ev)
+{
+	struct commit *c = (struct commit *)r;
+	size_t cnt = 0;
+	const rd_kafka_group_result_t **gr = rd_kafka_AlterConsumerGroupOffsets_result_groups(
+		rd_kafka_event_AlterConsumerGroupOffsets_result(ev), &cnt);
+
+	if (cnt != 1) {
+		dp_buf_msgf(c->err, "cannot commit offsets for group '%s': no result", c->group);
+		return DP_EX_SOFTWARE;
 	}
+	const rd_kafka_error_t *ge = rd_kafka_group_result_error(gr[0]);
+	if (ge) {
+		dp_buf_msgf(c->err, "cannot commit offsets for group '%s': %s", c->group,
+		            rd_kafka_error_string(ge));
+		return dp_admin_status(rd_kafka_error_code(ge));
+	}
+	const rd_kafka_topic_partition_list_t *got = rd_kafka_group_result_partitions(gr[0]);
+	for (int i = 0; got && i < got->cnt; i++) {
+		if (!got->elems[i].err)
+			continue;
+		dp_buf_msgf(c->err, "cannot commit the offset of group '%s' on %s [%d]: %s",
+		            c->group, got->elems[i].topic, (int)got->elems[i].partition,
+		            rd_kafka_err2str(got->elems[i].err));
+		return dp_admin_status(got->elems[i].err);
+	}
+	return 0;
+}
+
+static int
+commit_fail(struct request *r, int status, rd_kafka_resp_err_t err, const char *msg)
+{
+	struct commit *c = (struct commit *)r;
+
+	dp_buf_msgf(c->err, "cannot commit offsets for group '%s': %s", c->group, msg);
+	return status;
 }
 
 int
@@ -1770,63 +1974,20 @@ dp_admin_commit_offsets(rd_kafka_t *rk, const char *group,
                         const rd_kafka_topic_partition_list_t *offsets, int timeout_ms,
                         struct dp_buf *err)
 {
-	rd_kafka_AlterConsumerGroupOffsets_t *req = NULL;
-	rd_kafka_AdminOptions_t *o = NULL;
-	rd_kafka_queue_t *q = NULL;
-	rd_kafka_event_t *ev = NULL;
-	struct dp_buf msg = DP_BUF_INIT;
-	rd_kafka_resp_err_t kerr = 0;
-	int status = 0;
-	size_t cnt = 0;
+	/* A change: sent once (struct request). */
+	struct commit c = { .req = { .op = RD_KAFKA_ADMIN_OP_ALTERCONSUMERGROUPOFFSETS,
+	                             .send = commit_send, .take = commit_take,
+	                             .fail = commit_fail },
+	                    .group = group, .err = err };
+	int status;
 
 	if (!offsets->cnt)
 		return 0;
-	req = rd_kafka_AlterConsumerGroupOffsets_new(group, offsets);
-	if (!req || !(o = options(rk, RD_KAFKA_ADMIN_OP_ALTERCONSUMERGROUPOFFSETS, timeout_ms,
-	                          false, false, &msg))) {
+	if (!(c.ao = rd_kafka_AlterConsumerGroupOffsets_new(group, offsets))) {
 		dp_buf_msgf(err, "cannot build the offset commit for group '%s'", group);
-		status = DP_EX_SOFTWARE;
-		goto out;
+		return DP_EX_SOFTWARE;
 	}
-	q = rd_kafka_queue_new(rk);
-	rd_kafka_AlterConsumerGroupOffsets(rk, &req, 1, o, q);
-	if (!(ev = await(q, timeout_ms, &status, &kerr, &msg))) {
-		dp_buf_msgf(err, "cannot commit offsets for group '%s': %s", group, dp_buf_str(&msg));
-		goto out;
-	}
-	const rd_kafka_group_result_t **gr = rd_kafka_AlterConsumerGroupOffsets_result_groups(
-		rd_kafka_event_AlterConsumerGroupOffsets_result(ev), &cnt);
-	if (cnt != 1) {
-		dp_buf_msgf(err, "cannot commit offsets for group '%s': no result", group);
-		status = DP_EX_SOFTWARE;
-		goto out;
-	}
-	const rd_kafka_error_t *ge = rd_kafka_group_result_error(gr[0]);
-	if (ge) {
-		dp_buf_msgf(err, "cannot commit offsets for group '%s': %s", group,
-		            rd_kafka_error_string(ge));
-		status = dp_admin_status(rd_kafka_error_code(ge));
-		goto out;
-	}
-	const rd_kafka_topic_partition_list_t *got = rd_kafka_group_result_partitions(gr[0]);
-	for (int i = 0; got && i < got->cnt; i++) {
-		if (!got->elems[i].err)
-			continue;
-		dp_buf_msgf(err, "cannot commit the offset of group '%s' on %s [%d]: %s", group,
-		            got->elems[i].topic, (int)got->elems[i].partition,
-		            rd_kafka_err2str(got->elems[i].err));
-		status = dp_admin_status(got->elems[i].err);
-		break;
-	}
-out:
-	if (ev)
-		rd_kafka_event_destroy(ev);
-	if (q)
-		rd_kafka_queue_destroy(q);
-	if (o)
-		rd_kafka_AdminOptions_destroy(o);
-	if (req)
-		rd_kafka_AlterConsumerGroupOffsets_destroy(req);
-	dp_buf_free(&msg);
+	status = request(rk, &c.req, timeout_ms);
+	rd_kafka_AlterConsumerGroupOffsets_destroy(c.ao);
 	return status;
 }

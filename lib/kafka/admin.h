@@ -14,6 +14,16 @@
  * whole failed -- then every result carries that failure too, so a caller
  * may simply walk the results.
  *
+ * Every call is one Admin API request sent the same way: the request
+ * timeout is what is left of timeout_ms, the wait is in slices that a
+ * signal ends (DP_EX_TEMPFAIL, "interrupted before the cluster
+ * answered"), and no answer by then is DP_EX_UNAVAILABLE.  A look-up
+ * (describe configs, committed offsets, describe a group) is asked again
+ * while the answer is an error Kafka calls retriable, until timeout_ms
+ * ("unknown topic" only within DP_KAFKA_PROPAGATION_MS); a change
+ * (create, delete, partitions, alter, commit) is sent once, since asking
+ * again after a lost answer could make it twice.
+ *
  * Nothing here exits or prints; messages go into the results or into an
  * err buffer the caller passes.  Metadata is always fetched for all
  * topics, never for named ones, so that looking at a topic can never

@@ -148,3 +148,21 @@ rollback:
 	PQclear(PQexec(c, "ROLLBACK"));
 	return st;
 }
+
+int
+dp_sinkoffsets_fetch(const char *conninfo, const char *app, int64_t timeout_ms,
+                     const char *group, struct dp_sinkoffset **out, size_t *n,
+                     struct dp_buf *err)
+{
+	enum dp_pg_kind kind = DP_PG_TRANSIENT;
+	PGconn *c = dp_pg_connect(conninfo, app, timeout_ms, &kind, err);
+	int st;
+
+	*out = NULL;
+	*n = 0;
+	if (!c)
+		return kind == DP_PG_FATAL ? DP_EX_CONFIG : DP_EX_UNAVAILABLE;
+	st = dp_sinkoffsets_read(c, group, out, n, err);
+	PQfinish(c);
+	return st;
+}

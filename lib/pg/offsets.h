@@ -47,6 +47,16 @@ int dp_sinkoffsets_read(PGconn *c, const char *group, struct dp_sinkoffset **out
                         struct dp_buf *err);
 void dp_sinkoffsets_free(struct dp_sinkoffset *v, size_t n);
 
+/*
+ * dp_sinkoffsets_read on a connection of its own to conninfo (app is the
+ * application_name; connecting takes at most timeout_ms), closed again.
+ * Returns what dp_sinkoffsets_read does, or when no connection was made:
+ * 78 for options libpq refuses, else 69, with the message in err.
+ */
+int dp_sinkoffsets_fetch(const char *conninfo, const char *app, int64_t timeout_ms,
+                         const char *group, struct dp_sinkoffset **out, size_t *n,
+                         struct dp_buf *err);
+
 /* One move of dp_sinkoffsets_move. */
 struct dp_sinkoffsets_move {
 	const char *topic;      /* borrowed */

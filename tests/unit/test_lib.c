@@ -37,6 +37,7 @@
 #include "core/out.h"
 #include "core/secret.h"
 #include "core/sig.h"
+#include "core/table.h"
 #include "core/timefmt.h"
 #include "dyn/decide.h"
 #include "dyn/route.h"
@@ -53,6 +54,7 @@
 #include "kafka/onerror.h"
 #include "obs/metrics.h"
 #include "kafka/producer.h"
+#include "kafka/topics.h"
 #include "pg/binary.h"
 #include "pg/conn.h"
 #include "pg/sink.h"
@@ -2942,6 +2944,83 @@ t_metrics(void)
 	return 0;
 }
 
+/*
+ * kafka/topics.h without a broker: specs completed from -p/-c, names
+ * checked locally, each topic's outcome shown as a record and as a row;
+ * the lag rule; a count or unknown in a cell and in JSON.
+ */
+static char *
+read_all(int fd)
+{
+	static char text[4096];
+	ssize_t n = pread(fd, text, sizeof(text) - 1, 0);
+
+	text[n > 0 ? n : 0] = '\0';
+	return text;
+}
+
+static int
+t_topics(void)
+{
+	struct dp_kv cfg[] = { { "retention.ms", "1000" } };
+	struct dp_topics_opts o = { .partitions = 3, .config = cfg, .nconfig = 1 };
+	const char *names[] = { "a", "bad name", "a" };
+	struct dp_topics t;
+	char path[] = "/tmp/dp-topics-XXXXXX", num[DP_TABLE_NUM];
+	int fd = mkstemp(path);
+	struct dp_out *out;
+
+	CHECK(fd >= 0);
+	unlink(path);
+	dp_topics_init(&t, &o, "cannot create");
+	CHECK(dp_topics_specs(&t, names, 3) == 0 && t.nspecs == 3 && t.n == 3);
+	CHECK(t.specs[0].partitions == 3 && t.specs[0].replication_factor == -1);
+	CHECK(t.specs[0].nconfig == 1 && !strcmp(t.specs[0].config[0].value, "1000"));
+	CHECK(dp_topics_check(&t) == 1);
+	CHECK(t.v[1].res.status == DP_EX_INVALID && t.v[2].res.status == DP_EX_INVALID);
+	CHECK(!strcmp(t.v[2].res.error, "topic is named more than once"));
+	t.v[0].action = "would-create";
+	out = dp_out_new(fd, 0);
+	CHECK(out);
+	dp_topics_output(&t, out, DP_TOPICS_JSON);
+	CHECK(dp_topics_show_created(&t) == 0 && dp_out_flush(out) == 0);
+	CHECK(t.status == DP_EX_INVALID);
+	const char *text = read_all(fd);
+	printf("%s", text);
+	const char *want = "{\"name\":\"a\",\"action\":\"would-create\",\"partitions\":3,"
+	                   "\"replication_factor\":null,\"config\":{\"retention.ms\":\"1000\"},"
+	                   "\"error\":null,\"status\":0}\n"
+	                   "{\"name\":\"bad name\",\"action\":\"failed\",";
+	CHECK(!strncmp(text, want, strlen(want)));
+	CHECK(ftruncate(fd, 0) == 0 && lseek(fd, 0, SEEK_SET) == 0);
+	dp_topics_output(&t, out, DP_TOPICS_TABLE);
+	CHECK(dp_topics_show_created(&t) == 0 && dp_out_flush(out) == 0);
+	text = read_all(fd);
+	printf("%s", text);
+	want = "NAME      ACTION        PARTITIONS  REPLICATION  ERROR\n"
+	       "a         would-create           3            -\n";
+	CHECK(!strncmp(text, want, strlen(want)));
+	dp_out_free(out);
+	close(fd);
+	dp_topics_free(&t);
+
+	CHECK(dp_topics_lag(0, 10, 4) == 6 && dp_topics_lag(0, 10, -1) == 10);
+	CHECK(dp_topics_lag(2, 10, 1) == 8 && dp_topics_lag(0, 10, 15) == 10);
+	CHECK(dp_topics_lag(5, 5, 5) == 0 && dp_topics_lag(-1, -1, 3) == -1);
+	CHECK(dp_table_num(num, -1) == NULL && !strcmp(dp_table_num(num, 42), "42"));
+	struct dp_buf b = DP_BUF_INIT;
+	struct dp_jw w;
+	dp_jw_init(&w, &b);
+	dp_jw_obj(&w);
+	dp_jw_kcount(&w, "low", -1);
+	dp_jw_kcount(&w, "high", 7);
+	dp_jw_end(&w);
+	CHECK(dp_jw_finish(&w) == 0 && !strcmp(dp_buf_str(&b), "{\"low\":null,\"high\":7}"));
+	dp_buf_free(&b);
+	printf("topics: ok\n");
+	return 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -2960,7 +3039,7 @@ main(int argc, char **argv)
 		{ "expr_limit", t_expr_limit },
 		{ "pgbin", t_pgbin }, { "pg_scrub", t_pg_scrub }, { "sqlstate", t_sqlstate }, { "sink_parse", t_sink_parse },
 		{ "pgsink_sources", t_pgsink_sources }, { "pgsink_release", t_pgsink_release },
-		{ "coord", t_coord }, { "opt", t_opt }, { "metrics", t_metrics },
+		{ "coord", t_coord }, { "opt", t_opt }, { "metrics", t_metrics }, { "topics", t_topics },
 		{ "jqfast_order", t_jqfast_order }, { "jqfast_deep", t_jqfast_deep },
 		{ "json_keys", t_json_keys },
 	};
