@@ -278,3 +278,10 @@ setup() {
 	[ "$status" -eq 0 ]
 	[[ $output == *"topics: ok"* ]]
 }
+
+@test "health: ready needs every link up and every feed fresh; a dropped feed no longer counts" {
+	run "$TEST_LIB" health
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ $output == *"health: ok"* ]]
+}

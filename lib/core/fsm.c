@@ -13,6 +13,8 @@
 #include "core/log.h"
 #include "core/timefmt.h"
 
+static void tell(const struct dp_fsm *m, int from, int event);
+
 void
 dp_fsm_init(struct dp_fsm *m, const struct dp_fsm_def *def, bool trace)
 {
@@ -20,6 +22,7 @@ dp_fsm_init(struct dp_fsm *m, const struct dp_fsm_def *def, bool trace)
 	m->state = def->initial;
 	m->reason = 0;
 	m->trace = trace;
+	tell(m, -1, -1);
 }
 
 static const struct dp_fsm_final *
@@ -87,6 +90,30 @@ trace_fd(void)
 	return fd;
 }
 
+static struct {
+	dp_fsm_watch_fn fn;
+	void *arg;
+} watchers[DP_FSM_WATCHERS];
+static size_t nwatchers;
+
+int
+dp_fsm_watch(dp_fsm_watch_fn fn, void *arg)
+{
+	if (nwatchers == DP_FSM_WATCHERS)
+		return -1;
+	watchers[nwatchers].fn = fn;
+	watchers[nwatchers].arg = arg;
+	nwatchers++;
+	return 0;
+}
+
+static void
+tell(const struct dp_fsm *m, int from, int event)
+{
+	for (size_t i = 0; i < nwatchers; i++)
+		watchers[i].fn(watchers[i].arg, m, from, event);
+}
+
 static void
 trace(const struct dp_fsm *m, int from, int event)
 {
@@ -127,6 +154,7 @@ dp_fsm_step(struct dp_fsm *m, int event, void *ctx)
 	if (r->next != DP_FSM_SAME)
 		m->state = r->next;
 	trace(m, from, event);
+	tell(m, from, event);
 	return r->action ? r->action(m, ctx) : DP_FSM_NONE;
 }
 

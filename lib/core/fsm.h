@@ -82,6 +82,18 @@ struct dp_fsm {
 void dp_fsm_init(struct dp_fsm *m, const struct dp_fsm_def *def, bool trace);
 
 /*
+ * A watcher of every machine's transitions in the process (the metrics'
+ * dp_state and dp_state_transitions_total, the status topic): called by
+ * dp_fsm_init (from = event = -1: the machine starts in its first state)
+ * and after each step's move, before its action runs, on the thread that
+ * steps.  It must be quick and must not step a machine.  At most
+ * DP_FSM_WATCHERS; 0, or -1 when they are taken.
+ */
+#define DP_FSM_WATCHERS 4
+typedef void (*dp_fsm_watch_fn)(void *arg, const struct dp_fsm *m, int from, int event);
+int dp_fsm_watch(dp_fsm_watch_fn fn, void *arg);
+
+/*
  * Feed one event: find the row, move, trace, run the action.  Returns
  * the action's result (an event or DP_FSM_NONE), or DP_FSM_NOTRANS after
  * reporting the missing row (the reason becomes DP_EX_SOFTWARE).

@@ -52,6 +52,7 @@
 #include "kafka/client.h"
 #include "kafka/consumer.h"
 #include "kafka/onerror.h"
+#include "obs/health.h"
 #include "obs/metrics.h"
 #include "kafka/producer.h"
 #include "kafka/topics.h"
@@ -3021,6 +3022,43 @@ t_topics(void)
 	return 0;
 }
 
+/*
+ * obs/health.h: ready needs every link up and no stale feed; a dropped
+ * feed no longer counts; a failure ends live and ready.
+ */
+static int
+t_health(void)
+{
+	char why[256];
+
+	CHECK(dp_health_feed("x") == NULL);     /* off: nothing, NULL everywhere */
+	dp_health_data(NULL);
+	CHECK(dp_health_init(60) == 0);
+	struct dp_health_feed *p0 = dp_health_feed("prices/0");
+	struct dp_health_feed *p1 = dp_health_feed("prices/1");
+	CHECK(p0 && p1 && dp_health_feed("prices/0") == p0);
+	dp_health_link("kafka", true);
+	CHECK(dp_health_ready(why, sizeof(why)));
+	CHECK(dp_health_data_age_ms() == -1);
+	dp_health_link("kafka", false);
+	CHECK(!dp_health_ready(why, sizeof(why)) && !strcmp(why, "kafka is down"));
+	dp_health_link("kafka", true);
+	usleep(100 * 1000);                     /* both feeds go stale: the clock is the subject */
+	dp_health_data(p0);
+	CHECK(!dp_health_ready(why, sizeof(why)));
+	CHECK(strstr(why, "no record on prices/1 for ") && strstr(why, "(--stale-after 60ms)"));
+	dp_health_feed_drop(p1);
+	CHECK(dp_health_ready(why, sizeof(why)));
+	CHECK(dp_health_data_age_ms() >= 0 && dp_health_data_age_ms() < 60);
+	CHECK(dp_health_live(why, sizeof(why)));
+	dp_health_fail("a batch was refused");
+	CHECK(!dp_health_live(why, sizeof(why)) && !strcmp(why, "a batch was refused"));
+	CHECK(!dp_health_ready(why, sizeof(why)));
+	dp_health_free();
+	printf("health: ok\n");
+	return 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -3039,7 +3077,7 @@ main(int argc, char **argv)
 		{ "expr_limit", t_expr_limit },
 		{ "pgbin", t_pgbin }, { "pg_scrub", t_pg_scrub }, { "sqlstate", t_sqlstate }, { "sink_parse", t_sink_parse },
 		{ "pgsink_sources", t_pgsink_sources }, { "pgsink_release", t_pgsink_release },
-		{ "coord", t_coord }, { "opt", t_opt }, { "metrics", t_metrics }, { "topics", t_topics },
+		{ "coord", t_coord }, { "opt", t_opt }, { "metrics", t_metrics }, { "health", t_health }, { "topics", t_topics },
 		{ "jqfast_order", t_jqfast_order }, { "jqfast_deep", t_jqfast_deep },
 		{ "json_keys", t_json_keys },
 	};
