@@ -269,6 +269,7 @@ static const char *const request_events[DP_ASK_NEVENTS] = {
 	[DP_ASK_SIGNAL] = "signal", [DP_ASK_SENT] = "sent", [DP_ASK_AWAIT] = "await",
 	[DP_ASK_SEND_FAILED] = "send_failed", [DP_ASK_GRANTED] = "granted",
 	[DP_ASK_DENIED] = "denied", [DP_ASK_TIMEOUT] = "timeout",
+	[DP_ASK_NOT_SERVED] = "not_served",
 };
 
 static int act_client_connect(struct dp_fsm *m, void *ctx);
@@ -278,6 +279,8 @@ static int act_await(struct dp_fsm *m, void *ctx);
 static const struct dp_fsm_row request_rows[] = {
 	{ Q_IDLE,       DP_ASK_START,       Q_CONNECTING, act_client_connect },
 	{ Q_CONNECTING, DP_ASK_CONNECTED,   Q_REQUESTING, act_send },
+	/* --wait: a coordinator that is only starting is waited for. */
+	{ Q_CONNECTING, DP_ASK_NOT_SERVED,  Q_CONNECTING, act_client_connect },
 	{ Q_CONNECTING, DP_ASK_UNREACHABLE, Q_FAILED,     NULL },
 	{ Q_CONNECTING, DP_ASK_REFUSED,     Q_FAILED,     NULL },
 	{ Q_CONNECTING, DP_ASK_SIGNAL,      Q_DONE,       NULL },

@@ -23,6 +23,7 @@ struct dp_ask {
 	struct dp_registry *reg;
 	struct dp_producer *prod;
 	struct dp_buf err;
+	int64_t deadline;               /* --wait: until when to wait (mono ms); 0 not yet */
 	char request_id[33];
 	bool sent;                      /* the request was acknowledged */
 	bool finished;                  /* ... and answered, when waited for */
@@ -103,17 +104,13 @@ refused(const struct dp_ask *a)
 int
 dp_ask_connect(struct dp_ask *a, int *status)
 {
-	/*
-	 * With --wait, a coordinator that is only starting (its topics not
-	 * made yet) is waited for, as its answer would be.
-	 */
-	int64_t deadline = dp_time_mono_ms() + (a->conf.wait ? a->conf.wait_ms : 0);
 	int st;
 
-	for (;;) {
-		st = open_topics(a);
-		if (st != DP_EX_NOTFOUND || dp_time_mono_ms() >= deadline)
-			break;
+	if (a->deadline == 0)
+		a->deadline = dp_time_mono_ms() + (a->conf.wait ? a->conf.wait_ms : 0);
+	st = open_topics(a);
+	if (st == DP_EX_NOTFOUND && dp_time_mono_ms() < a->deadline) {
+		/* A coordinator that is only starting: its answer is waited for. */
 		dp_registry_free(a->reg);
 		dp_producer_free(a->prod);
 		a->reg = NULL;
@@ -121,6 +118,7 @@ dp_ask_connect(struct dp_ask *a, int *status)
 		dp_buf_reset(&a->err);
 		if (dp_backoff_sleep(200, &dp_sig_stop) < 0)
 			return DP_ASK_SIGNAL;
+		return DP_ASK_NOT_SERVED;
 	}
 	if (st == DP_EX_NOTFOUND) {
 		/* Its topics are made by the coordinator: none has run (core/exit.h). */

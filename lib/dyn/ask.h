@@ -42,6 +42,7 @@ enum dp_ask_event {
 	DP_ASK_GRANTED,
 	DP_ASK_DENIED,
 	DP_ASK_TIMEOUT,
+	DP_ASK_NOT_SERVED,      /* --wait: no coordinator has made its topics yet */
 	DP_ASK_NEVENTS
 };
 
@@ -79,7 +80,8 @@ void dp_ask_free(struct dp_ask *a);
  * what the registry says about the name.  CONNECTED; SIGNAL; UNREACHABLE
  * or REFUSED (80: the name is another spec's; 81: retire of a name the
  * registry does not hold) with *status.  With --wait, topics that no
- * coordinator has made yet are waited for, as its answer would be.
+ * coordinator has made yet are waited for, as its answer would be:
+ * NOT_SERVED after 200 ms, to be called again, until --wait's time.
  */
 int dp_ask_connect(struct dp_ask *a, int *status);
 
