@@ -293,9 +293,10 @@ enum dp_ingest_outcome
 dp_ingest_process(struct dp_ingest *in)
 {
 	struct dp_source_rec r;
+	struct dp_pgsink_src *roomy = NULL;     /* has room: nothing was added since */
 
 	while (dp_source_peek(in->source, &r) == DP_SOURCE_RECORD) {
-		if (!room(in, r.src))
+		if (r.src != roomy && !room(in, r.src))
 			return DP_INGEST_PROCESSED;
 		int rc = r.blank ? 0 : record(in, &r);
 		if (rc == DP_PGSINK_BAD) {
@@ -318,9 +319,9 @@ dp_ingest_process(struct dp_ingest *in)
 		}
 		dp_pgsink_done(in->sink, r.src, r.offset + 1);
 		dp_source_take(in->source);
+		roomy = dp_source_next_src(in->source);
 		/* Lingering only matters for a slow input: look now and then. */
-		if (!room(in, dp_source_next_src(in->source)) ||
-		    ((++in->since_due & 255) == 0 && dp_pgsink_due(in->sink)))
+		if (!room(in, roomy) || ((++in->since_due & 255) == 0 && dp_pgsink_due(in->sink)))
 			return DP_INGEST_PROCESSED;
 	}
 	return dp_pgsink_due(in->sink) ? DP_INGEST_PROCESSED : DP_INGEST_NEED_MORE;

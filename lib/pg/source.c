@@ -26,24 +26,6 @@ dp_source_wait(struct dp_source *s, void (*tick)(void *), void *arg, int *status
 	return s->ops->wait(s, tick, arg, status);
 }
 
-enum dp_source_event
-dp_source_peek(struct dp_source *s, struct dp_source_rec *r)
-{
-	return s->ops->peek(s, r);
-}
-
-void
-dp_source_take(struct dp_source *s)
-{
-	s->ops->take(s);
-}
-
-struct dp_pgsink_src *
-dp_source_next_src(struct dp_source *s)
-{
-	return s->ops->next_src ? s->ops->next_src(s) : NULL;
-}
-
 bool
 dp_source_ended(const struct dp_source *s)
 {

@@ -133,16 +133,17 @@ enum dp_source_event dp_source_wait(struct dp_source *s, void (*tick)(void *), v
                                     int *status);
 
 /* The record in hand, without waiting: DP_SOURCE_RECORD (r filled) or DP_SOURCE_NONE. */
-enum dp_source_event dp_source_peek(struct dp_source *s, struct dp_source_rec *r);
+static inline enum dp_source_event dp_source_peek(struct dp_source *s,
+                                                 struct dp_source_rec *r);
 
 /* The record in hand is dealt with: the next one. */
-void dp_source_take(struct dp_source *s);
+static inline void dp_source_take(struct dp_source *s);
 
 /*
  * The sink source the next record goes to, without reading it (a writer
  * may have to make room there first); NULL when unknown.
  */
-struct dp_pgsink_src *dp_source_next_src(struct dp_source *s);
+static inline struct dp_pgsink_src *dp_source_next_src(struct dp_source *s);
 
 /* Whether no more records will come: the end, a signal, a failure, a stop. */
 bool dp_source_ended(const struct dp_source *s);
@@ -260,5 +261,24 @@ struct dp_source {
 	struct dp_pgsink *sink;         /* set by dp_source_connect before ops->connect */
 	bool ended;                     /* no more records (dp_source_ended) */
 };
+
+/* The calls made for every record, inline: one indirect call each. */
+static inline enum dp_source_event
+dp_source_peek(struct dp_source *s, struct dp_source_rec *r)
+{
+	return s->ops->peek(s, r);
+}
+
+static inline void
+dp_source_take(struct dp_source *s)
+{
+	s->ops->take(s);
+}
+
+static inline struct dp_pgsink_src *
+dp_source_next_src(struct dp_source *s)
+{
+	return s->ops->next_src ? s->ops->next_src(s) : NULL;
+}
 
 #endif
