@@ -92,6 +92,10 @@ struct dp_ingest_conf {
  * conf's table; nothing is connected yet.  NULL when memory runs out.
  */
 struct dp_ingest *dp_ingest_new(const struct dp_ingest_conf *conf, struct dp_source *source);
+/*
+ * Release the engine (its writers' open transactions roll back), the
+ * source and the dead-letter producer.  Accepts NULL.
+ */
 void dp_ingest_free(struct dp_ingest *in);
 
 /* The source (borrowed). */

@@ -176,14 +176,20 @@ int dp_source_resume(struct dp_source *s, struct dp_buf *err);
  */
 int dp_source_failure(struct dp_source *s, struct dp_buf *err);
 
-/* After a dp_pgsink_write: start the sources another instance wrote (resync).  0 or a status. */
+/*
+ * After a dp_pgsink_write: start again the sources another instance
+ * wrote (resync).  0, or an exit status.
+ */
 int dp_source_resync(struct dp_source *s);
 
-/* The sink's stored offsets to Kafka's group (lag tools): at most once a second unless wait. */
+/* The stored offsets to Kafka's group too (lag tools): at most once a second unless wait. */
 void dp_source_commit(struct dp_source *s, bool wait);
 
-/* The rebalance hook's work: start the partitions assigned; finish and let go those revoked
- * (finish: commit their batches first).  0, or an exit status for the hook. */
+/*
+ * The rebalance hook's work: start the partitions assigned; finish and
+ * let go those revoked (with finish, their batches commit first).  0, or
+ * an exit status for the hook.
+ */
 int dp_source_assigned(struct dp_source *s);
 int dp_source_revoked(struct dp_source *s, bool finish);
 
@@ -218,6 +224,7 @@ struct dp_source_left {
 bool dp_source_interrupted(struct dp_source *s, int status, uint64_t rows, struct dp_buf *said,
                            struct dp_source_left *left);
 
+/* Release everything (the consumer, the reader).  Accepts NULL. */
 void dp_source_free(struct dp_source *s);
 
 /* ---- implementing an input ---------------------------------------------- */
