@@ -578,9 +578,12 @@ follow_read(struct tail *t)
 	return (st = dp_follow_poll(t->fl, 0, &t->err)) != 0 ? registry_event(t, st) : E_MESSAGE;
 }
 
-/* Following, after a poll that brought nothing: the event the topics call for, or 0. */
+/*
+ * Following, after a poll that brought nothing (ended: the topics read
+ * are at their end): the event the followed topics call for, or 0.
+ */
 static int
-follow_idle(struct tail *t)
+follow_idle(struct tail *t, bool ended)
 {
 	static const int next[] = {
 		[DP_FOLLOW_READING] = 0, [DP_FOLLOW_ADD] = E_SUBSCRIBE,
@@ -588,6 +591,10 @@ follow_idle(struct tail *t)
 	};
 	int st;
 
+	if (ended)              /* they leave; the others are read on */
+		dp_follow_finish(t->fl);
+	if (dp_out_gone(t->common.out))
+		return E_PIPE_CLOSED;
 	dp_buf_reset(&t->err);
 	if ((st = dp_follow_poll(t->fl, 0, &t->err)) != 0)
 		return registry_event(t, st);
@@ -613,25 +620,19 @@ act_consume(struct dp_fsm *m, void *ctx)
 	do {
 		uint64_t before = stats->records;
 		int st = 0, r;
+		bool polled;
 
 		dp_buf_reset(&t->err);
 		r = dp_consumer_poll(t->c, 100, &t->err, &st);
-		if (stats->records != before && (r == DP_CONSUMER_MORE || r == DP_CONSUMER_END)) {
-			/* The records first; an end is seen again at the next poll. */
+		polled = r == DP_CONSUMER_MORE || r == DP_CONSUMER_END;       /* not stopped */
+		if (polled && stats->records != before)   /* an end is seen again at the next poll */
 			ev = t->fl ? follow_read(t) : E_MESSAGE;
-			break;
-		}
-		if (r == DP_CONSUMER_END && t->fl) {
-			/* The topics read are at their end: they leave, the others are read on. */
-			dp_follow_finish(t->fl);
-			r = DP_CONSUMER_MORE;
-		}
-		if (r != DP_CONSUMER_MORE)
+		else if (polled && t->fl)
+			ev = follow_idle(t, r == DP_CONSUMER_END);
+		else if (r != DP_CONSUMER_MORE)
 			ev = poll_event(t, r, st);
 		else if (dp_out_gone(t->common.out))    /* nothing came: the reader may have left */
 			ev = E_PIPE_CLOSED;
-		else if (t->fl)
-			ev = follow_idle(t);
 	} while (!ev);
 	t->at_end |= ev == E_END || ev == E_COUNT;
 	return ev;
