@@ -55,7 +55,7 @@
 #include "obs/health.h"
 #include "obs/metrics.h"
 #include "kafka/producer.h"
-#include "kafka/topics.h"
+#include "topic/topics.h"
 #include "pg/binary.h"
 #include "pg/conn.h"
 #include "pg/sink.h"
