@@ -51,7 +51,7 @@ OBJ      = build/obj
 BIN      = bin
 endif
 
-LIB_SRC  := $(wildcard lib/*.c)
+LIB_SRC  := $(wildcard lib/*/*.c)
 LIB_OBJ  := $(LIB_SRC:lib/%.c=$(OBJ)/lib/%.o)
 CMD_SRC  := $(wildcard cmd/*.c)
 CMDS     := $(CMD_SRC:cmd/%.c=%)
@@ -65,18 +65,19 @@ $(OBJ)/test_lib: tests/unit/test_lib.c $(OBJ)/libdp.a
 	@echo "  LINK    $@"
 	@$(CC) $(CPPFLAGS) $(WARN) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(OBJ)/lib/%.o: lib/%.c $(wildcard lib/*.h) Makefile
+$(OBJ)/lib/%.o: lib/%.c $(wildcard lib/*/*.h) Makefile
 	@mkdir -p $(@D)
 	@echo "  CC      $<"
 	@$(CC) $(CPPFLAGS) $(WARN) $(CFLAGS) -c -o $@ $<
 
-$(OBJ)/cmd/%.o: cmd/%.c $(wildcard lib/*.h) Makefile
+$(OBJ)/cmd/%.o: cmd/%.c $(wildcard lib/*/*.h) Makefile
 	@mkdir -p $(@D)
 	@echo "  CC      $<"
 	@$(CC) $(CPPFLAGS) $(WARN) $(CFLAGS) -c -o $@ $<
 
 $(OBJ)/libdp.a: $(LIB_OBJ)
-	@$(AR) rcs $@ $^
+	@rm -f $@
+	@$(AR) rcsP $@ $^
 
 lib/libdp.a: $(OBJ)/libdp.a
 	@cp $< $@
@@ -138,13 +139,14 @@ FUZZ_TARGETS := $(patsubst fuzz/fuzz_%.c,%,$(wildcard fuzz/fuzz_*.c))
 FUZZ_OBJ     := $(LIB_SRC:lib/%.c=build/fuzz/lib/%.o)
 FUZZ_BINS    := $(FUZZ_TARGETS:%=build/fuzz/fuzz-%) build/fuzz/json-verdict
 
-build/fuzz/lib/%.o: lib/%.c $(wildcard lib/*.h) Makefile
+build/fuzz/lib/%.o: lib/%.c $(wildcard lib/*/*.h) Makefile
 	@mkdir -p $(@D)
 	@echo "  FUZZCC  $<"
 	@$(FUZZ_CC) $(CPPFLAGS) $(WARN) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
 
 build/fuzz/libdp.a: $(FUZZ_OBJ)
-	@$(AR) rcs $@ $^
+	@rm -f $@
+	@$(AR) rcsP $@ $^
 
 build/fuzz/main.o: fuzz/main.c Makefile
 	@mkdir -p $(@D)

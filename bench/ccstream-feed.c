@@ -1,5 +1,5 @@
 /*
- * ccstream-feed -- time the streamer engine alone (ccstream.h): parse,
+ * ccstream-feed -- time the streamer engine alone (cc/stream.h): parse,
  * merge and print, without the connection, over a file of messages.
  *
  *   build/obj/ccstream-feed FILE [TIMES]
@@ -17,10 +17,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "buf.h"
-#include "ccstream.h"
-#include "log.h"
-#include "out.h"
+#include "cc/stream.h"
+#include "core/buf.h"
+#include "core/log.h"
+#include "core/out.h"
 
 int
 main(int argc, char **argv)

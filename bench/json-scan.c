@@ -12,8 +12,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "json.h"
-#include "lines.h"
+#include "core/lines.h"
+#include "json/scan.h"
 
 int
 main(int argc, char **argv)

@@ -13,8 +13,10 @@
 #   1. dp-fetch --state remembers the last candle it wrote.  It appends the
 #      new candles to a spool file and moves its state on only after they
 #      were flushed there, so a killed or failed run loses nothing.
-#   2. The spool is published with dp-publish, which exits 0 only when the
-#      broker acknowledged every record; only then is the spool removed.
+#   2. The spool is published with dp-publish, which exits 0 only when it
+#      read the whole spool and the broker acknowledged every record (a
+#      signal before that is 130 for SIGINT, 143 for SIGTERM, as for every
+#      dp command); only then is the spool removed.
 #      If publishing fails, the spool stays, and the next run publishes it
 #      together with the newer candles.  (A spool that was published in
 #      part is published again in full: at least once, duplicates are

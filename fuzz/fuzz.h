@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "log.h"
+#include "core/log.h"
 
 #define FUZZ_CHECK(cond) do { if (!(cond)) { \
 	fprintf(stderr, "%s:%d: property failed: %s\n", __FILE__, __LINE__, #cond); \
@@ -22,7 +22,7 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 
-/* Silence lib/log.h: bad input is the point, not news. */
+/* Silence lib/core/log.h: bad input is the point, not news. */
 static inline void
 fuzz_quiet(void)
 {

@@ -1,5 +1,5 @@
 /*
- * fuzz_cc -- the CryptoCompare response decoders (lib/cc.h) on any body.
+ * fuzz_cc -- the CryptoCompare response decoders (lib/cc/rest.h) on any body.
  *
  * Whatever the body: the classification says why when it is not OK; an
  * OK body is searched for every RAW pair it holds and read as candles of
@@ -10,10 +10,10 @@
  */
 #include <jv.h>
 
-#include "buf.h"
-#include "cc.h"
+#include "cc/rest.h"
+#include "core/buf.h"
 #include "fuzz.h"
-#include "json.h"
+#include "json/scan.h"
 
 int
 LLVMFuzzerInitialize(int *argc, char ***argv)

@@ -1,6 +1,6 @@
 /*
  * fuzz_ccstream -- the decoder of CryptoCompare's streaming messages
- * (lib/ccstream.h) on any sequence of messages.
+ * (lib/cc/stream.h) on any sequence of messages.
  *
  * Input: messages separated by "\n"; an empty line stands for a lost
  * connection (and the next message opens a new one).  The engine has a
@@ -13,11 +13,11 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "buf.h"
-#include "ccstream.h"
+#include "cc/stream.h"
+#include "core/buf.h"
+#include "core/out.h"
 #include "fuzz.h"
-#include "json.h"
-#include "out.h"
+#include "json/scan.h"
 
 int
 LLVMFuzzerInitialize(int *argc, char ***argv)

@@ -1,15 +1,15 @@
 /*
- * fuzz_dynspec -- dp-coord's records (lib/dynspec.h), which other
+ * fuzz_dynspec -- dp-coord's records (lib/dyn/spec.h), which other
  * programs write: a registry spec, a request or a decision (byte 0
  * chooses: bit 1 a decision, else bit 0 a request), parsed, printed,
  * parsed again.  The second print is the first, byte for byte, and it is
  * one compact JSON object; a refusal says why, and a refused request
  * that can still be answered carries its reason.
  */
-#include "buf.h"
-#include "dynspec.h"
+#include "core/buf.h"
+#include "dyn/spec.h"
 #include "fuzz.h"
-#include "json.h"
+#include "json/scan.h"
 
 int
 LLVMFuzzerInitialize(int *argc, char ***argv)

@@ -1,13 +1,13 @@
 /*
- * fuzz_envelope -- the envelope reader and writer (lib/envelope.h):
+ * fuzz_envelope -- the envelope reader and writer (lib/json/envelope.h):
  * parse -> print -> parse gives the same envelope, and printing it again
  * gives the same bytes.  The printed form is one compact JSON object.  A
  * refusal always says why.
  */
-#include "buf.h"
-#include "envelope.h"
+#include "core/buf.h"
 #include "fuzz.h"
-#include "json.h"
+#include "json/envelope.h"
+#include "json/scan.h"
 
 int
 LLVMFuzzerInitialize(int *argc, char ***argv)

@@ -1,5 +1,5 @@
 /*
- * fuzz_jqfast -- the jq subset answered on raw text (lib/jqfast.h)
+ * fuzz_jqfast -- the jq subset answered on raw text (lib/jq/fast.h)
  * against libjq on the same expression and record.
  *
  * Input: the expression, a newline, the record.  When the subset
@@ -21,10 +21,10 @@
 #include <jq.h>
 #include <jv.h>
 
-#include "buf.h"
+#include "core/buf.h"
 #include "fuzz.h"
-#include "jqfast.h"
-#include "json.h"
+#include "jq/fast.h"
+#include "json/scan.h"
 
 #define CACHE 64
 

@@ -1,5 +1,5 @@
 /*
- * fuzz_json -- the JSON scanner (lib/json.h): its functions against each
+ * fuzz_json -- the JSON scanner (lib/json/scan.h): its functions against each
  * other, and against libjq where the two must agree.
  *
  * On every input:
@@ -19,9 +19,9 @@
  */
 #include <jv.h>
 
-#include "buf.h"
+#include "core/buf.h"
 #include "fuzz.h"
-#include "json.h"
+#include "json/scan.h"
 
 int
 LLVMFuzzerInitialize(int *argc, char ***argv)

@@ -1,5 +1,5 @@
 /*
- * fuzz_lines -- the NDJSON line reader (lib/lines.h) against a model.
+ * fuzz_lines -- the NDJSON line reader (lib/core/lines.h) against a model.
  *
  * Input: byte 0 chooses the flags (bit 0: DP_LINES_STRICT, bit 1: ask
  * dp_lines_has_line before each line) and bits 2..7 the cap on a line
@@ -21,8 +21,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "core/lines.h"
 #include "fuzz.h"
-#include "lines.h"
 
 struct feed {
 	int fd;

@@ -1,6 +1,6 @@
 /*
- * fuzz_parsers -- the parsers of what users type (lib/cli.h, lib/timefmt.h,
- * lib/cc.h): durations, timestamps, numbers and sizes.
+ * fuzz_parsers -- the parsers of what users type (lib/core/cli.h, lib/core/timefmt.h,
+ * lib/cc/rest.h): durations, timestamps, numbers and sizes.
  *
  * Input: byte 0 picks the parser, the rest is the text.  Properties:
  *   - numbers: dp_parse_u64 / _i64 accept exactly the decimal integers in
@@ -17,10 +17,10 @@
 #include <errno.h>
 #include <limits.h>
 
-#include "cc.h"
-#include "cli.h"
+#include "cc/rest.h"
+#include "core/cli.h"
+#include "core/timefmt.h"
 #include "fuzz.h"
-#include "timefmt.h"
 
 int
 LLVMFuzzerInitialize(int *argc, char ***argv)

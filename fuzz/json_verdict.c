@@ -11,8 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "buf.h"
-#include "json.h"
+#include "core/buf.h"
+#include "json/scan.h"
 
 int
 main(int argc, char **argv)

@@ -34,12 +34,6 @@ complete_words() {   # complete_words SCRIPT FUNC WORD... : prints COMPREPLY
 	[ "$output" = $'--max-partitions\n--max-topics' ]
 	run complete_words "$DP_ROOT/completions/bash/dp-coord" _dp_coord dp-coord run -- dp-ta
 	[ -z "$output" ]
-	# --help, the man page and the completions name the same options.
-	for o in $(dp-coord --help | grep -oE -- '--[a-z][a-z-]+' | sort -u); do
-		grep -qF -- "Fl ${o#--}" "$DP_ROOT/man/dp-coord.1" || grep -qF -- "Fl -${o#--}" "$DP_ROOT/man/dp-coord.1" || { echo "man lacks $o"; false; }
-		grep -qF -- "$o" "$DP_ROOT/completions/bash/dp-coord" || { echo "bash lacks $o"; false; }
-		grep -qF -- "$o" "$DP_ROOT/completions/zsh/_dp-coord" || { echo "zsh lacks $o"; false; }
-	done
 }
 
 @test "topic completion stays silent and quick without a broker" {

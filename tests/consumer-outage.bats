@@ -2,7 +2,7 @@
 # Restarts and outages are said: a group member waiting for its partitions
 # (a killed member's session not yet over) says so once, with the reason;
 # the example unit's static membership gives a killed dp-sink-pg its
-# partitions back at once; every consumer (lib/consumer.c: dp-sink-pg,
+# partitions back at once; every consumer (lib/kafka/consumer.c: dp-sink-pg,
 # dp-tail -g, dp-coord) says a broker outage once on stderr, and its end
 # with its length.  Against the harness's Kafka (restarted for the outage)
 # and PostgreSQL: stderr and the state traces.

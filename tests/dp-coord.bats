@@ -22,10 +22,10 @@ teardown() {
 	broker_resume
 	blackhole_stop
 	local pid
-	for pid in "${SERVES[@]}" ${RUN_PID:-} ${WATCH_PID:-}; do
+	for pid in "${SERVES[@]}" ${RUN_PID:-} ${WATCH_PID:-} ${REQ_PID:-}; do
 		kill -TERM "$pid" 2>/dev/null || true
 	done
-	for pid in "${SERVES[@]}" ${RUN_PID:-} ${WATCH_PID:-}; do
+	for pid in "${SERVES[@]}" ${RUN_PID:-} ${WATCH_PID:-} ${REQ_PID:-}; do
 		wait "$pid" 2>/dev/null || true
 	done
 }
@@ -361,6 +361,26 @@ dyn.w2 deleted" ]
 	[[ $stderr == *'"from":"requesting","event":"send_failed","to":"failed"'* ]]
 }
 
+@test "request --wait before any coordinator: waits for the one that starts, and is answered by it" {
+	create_topic "$SRC"
+	D=dyn.$(uniq_name early)
+	# No coordinator has made the registry and requests topics yet.
+	dp-coord request "$D" --source "$SRC" --filter . --wait=60s --trace-states \
+		>"$W/req.out" 2>"$W/req.err" &
+	REQ_PID=$!
+	wait_until 20 grep -q '"from":"connecting","event":"not_served","to":"connecting"' "$W/req.err"
+	! grep -q '"event":"connected"' "$W/req.err"
+	serve_start 1
+	wait_until 60 proc_gone "$REQ_PID"
+	rc=0
+	wait "$REQ_PID" || rc=$?
+	REQ_PID=
+	[ "$rc" -eq 0 ]
+	[ "$(jq -r '[.topic, .state, .source] | join(" ")' "$W/req.out")" = "$D active $SRC" ]
+	grep -q '"from":"waiting","event":"granted","to":"done"' "$W/req.err"
+	dp-topic delete "$D" -o json >/dev/null
+}
+
 @test "a signal ends every subcommand at once, in connecting and in waiting" {
 	blackhole_start
 	for sub in serve list "request dyn.x --source s --filter ."; do
@@ -376,8 +396,9 @@ dyn.w2 deleted" ]
 	wait_until 1.5 proc_gone "$pid"
 	rc=0
 	wait "$pid" || rc=$?
-	[ "$rc" -eq 75 ]
+	[ "$rc" -eq 130 ]
 	grep -q '"from":"waiting","event":"signal","to":"failed"' "$W/req.err"
+	grep -q "dp-coord: stopped by SIGINT before the end: request [0-9a-f]* was sent but not answered yet" "$W/req.err"
 	# A standby coordinator, and an active one.
 	serve_start 1
 	serve_active 1
@@ -451,7 +472,7 @@ dyn.w2 deleted" ]
 		wait_until 60 proc_gone "${SERVES[$n]}"
 		rc=0
 		wait "${SERVES[$n]}" || rc=$?
-		[ "$rc" -eq 69 ]
+		[ "$rc" -eq 81 ]
 		grep -q '"event":"FATAL","to":"stopping"' "$W/serve$n.err"
 		traced "$n" stopping FATAL failed
 	done
@@ -466,13 +487,13 @@ dyn.w2 deleted" ]
 		wait_until 60 proc_gone "$pid"
 		rc=0
 		wait "$pid" || rc=$?
-		[ "$rc" -eq 69 ]
+		[ "$rc" -eq 81 ]
 	done
 	WATCH_PID= RUN_PID=
 	grep -q '"from":"watching","event":"lost","to":"failed"' "$W/watch.err"
 }
 
-@test "a registry deleted under the one acting coordinator: active -FATAL-> stopping, exit 69" {
+@test "a registry deleted under the one acting coordinator: active -FATAL-> stopping, exit 81" {
 	serve_start 1
 	serve_active 1
 	dp-topic delete "$DP_REGISTRY" -o json >/dev/null
@@ -480,7 +501,7 @@ dyn.w2 deleted" ]
 	rc=0
 	wait "${SERVES[1]}" || rc=$?
 	SERVES=()
-	[ "$rc" -eq 69 ]
+	[ "$rc" -eq 81 ]
 	traced 1 active FATAL stopping
 	traced 1 stopping FATAL failed
 }
@@ -516,7 +537,7 @@ dyn.w2 deleted" ]
 	[ "$status" -eq 64 ]
 	run --separate-stderr dp-coord request dyn.x --source s --filter . --replication-factor 3
 	[ "$status" -eq 64 ]
-	[[ $stderr == *"--replication-factor are for serve, not request"* ]]
+	[[ $stderr == *"--replication-factor cannot be used with request"* ]]
 	run --separate-stderr dp-coord serve --replication-factor 0
 	[ "$status" -eq 64 ]
 }

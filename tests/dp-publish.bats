@@ -84,9 +84,9 @@ term_mid_publish() {
 	[[ $output == *"dp-publish: no kafka broker answered within 2s"* ]]
 }
 
-@test "an unknown topic fails fast with 69 and nothing is produced" {
+@test "an unknown topic fails fast with 81 and nothing is produced" {
 	run dp-publish -t "$T" --timeout 5s <<<'{"a":1}'
-	[ "$status" -eq 69 ]
+	[ "$status" -eq 81 ]
 	[[ $output == *"topic '$T' does not exist"* ]]
 }
 
@@ -193,13 +193,14 @@ draining aborted failed" ]
 	[ "$(jq -s "map(select(.topic == \"$T\" and .offset >= 0 and .error == null)) | length" "$W/acks")" -eq 100 ]
 }
 
-@test "SIGTERM during a large publish loses nothing that was read" {
+@test "SIGTERM during a large publish loses nothing that was read, and is 143" {
 	create_topic "$T"
 	term_mid_publish 20000 -t "$T" --trace-states
-	[ "$st" -eq 0 ]
+	# Stopped before the end of its input: not 0, whatever it delivered.
+	[ "$st" -eq 143 ]
 	states "$W/err" | grep -qx "publishingFixed signal draining"
-	[[ $(cat "$W/err") != *"not delivered"* ]]
 	# Every line it took from the pipe is in the topic, in order, once.
+	grep -qx "dp-publish: stopped by SIGTERM before the end: $acked lines delivered, 0 read and not delivered, the rest of the input not read" "$W/err"
 	[ "$acked" -ge 20000 ]
 	dp-tail -t "$T" --from beginning -e > "$W/out"
 	{ gen_prices 20000; gen_prices 100 20001; } | head -n "$acked" | cmp - "$W/out"
@@ -261,7 +262,8 @@ draining aborted failed" ]
 @test "keyed, over several connections: SIGTERM loses nothing read, failures are counted" {
 	create_topic "$T" 3
 	term_mid_publish 30000 -t "$T" -k .fsym
-	[ "$st" -eq 0 ]
+	[ "$st" -eq 143 ]
+	grep -q "stopped by SIGTERM before the end: $acked lines delivered, 0 read and not delivered" "$W/err"
 	[ "$acked" -ge 30000 ]
 	dp-tail -t "$T" --from beginning -e > "$W/out"
 	[ "$(wc -l < "$W/out")" -eq "$acked" ]
@@ -407,10 +409,10 @@ draining aborted failed" ]
 	[[ $output == *"cannot open $W/missing"* ]]
 }
 
-@test "SIGTERM while connecting to a broker that never answers ends at once, exit 0" {
+@test "SIGTERM while connecting to a broker that never answers ends at once, exit 143" {
 	blackhole_start
 	signal_within 1.5 TERM dp-publish -b "127.0.0.1:$BLACKHOLE_PORT" -t x --trace-states
-	[ "$status" -eq 0 ]
+	[ "$status" -eq 143 ]
 	[ "$SIGNAL_ELAPSED_MS" -lt 1500 ]
 	printf '%s\n' "$stderr" | grep '^{' > "$W/trace"
 	[ "$(states "$W/trace")" = "idle start connecting
@@ -418,7 +420,7 @@ connecting signal done" ]
 	[[ $stderr != *"no kafka broker answered"* ]]
 }
 
-@test "SIGTERM while a jq program never ends on a line: out in about a second, the lines not sent named, 75" {
+@test "SIGTERM while a jq program never ends on a line: out in about a second, the lines not sent named, 143" {
 	create_topic "$T"
 	printf '{"n":1}\n{"n":2}\n{"n":3,"loop":true}\n{"n":4}\n' > "$W/in"
 	# The key of line 3 never comes, and libjq cannot be interrupted.
@@ -426,17 +428,18 @@ connecting signal done" ]
 		--trace-states < "$W/in" 2> "$W/err" &
 	term_when_busy $! 5
 	cat "$W/err"
-	[ "$st" -eq 75 ]
+	[ "$st" -eq 143 ]
 	((elapsed < 3000))
 	grep -q "dp-publish: line 3: jq still works on it 1.*s after the signal: lines 1 to 3 are not sent, nor any read after them" "$W/err"
+	grep -qx "dp-publish: stopped by SIGTERM before the end: 0 lines delivered, 3 read and not delivered, the rest of the input not read" "$W/err"
 	[ "$(kcat_count "$T")" -eq 0 ]
 }
 
-@test "--topic-expr naming a topic that does not exist stops with 69, earlier lines delivered" {
+@test "--topic-expr naming a topic that does not exist stops with 81, earlier lines delivered" {
 	create_topic "$T"
 	printf '{"t":"%s","n":1}\n{"t":"%s.nope","n":2}\n{"t":"%s","n":3}\n' "$T" "$T" "$T" > "$W/in"
 	run dp-publish --topic-expr .t --trace-states < "$W/in"
-	[ "$status" -eq 69 ]
+	[ "$status" -eq 81 ]
 	[[ $output == *"dp-publish: line 2: topic '$T.nope' does not exist; create it with 'dp-topic create $T.nope'"* ]]
 	grep '^{' <<<"$output" > "$W/trace"
 	[ "$(states "$W/trace" | tail -2)" = "publishingFixed fatal draining

@@ -196,7 +196,7 @@ kcat_dump() {
 @test "SIGTERM while a --filter never ends: ended by it within about two seconds, said why" {
 	create_topic "$T"
 	printf '{"n":1}\n{"n":2,"loop":true}\n' | dp-publish -t "$T"
-	# libjq cannot be interrupted: the watchdog of lib/sig.h ends it
+	# libjq cannot be interrupted: the watchdog of lib/core/sig.h ends it
 	dp-tail -t "$T" --from beginning --filter 'if .loop then last(range(infinite)) else . end' \
 		> "$W/out" 2> "$W/err" &
 	term_when_busy $!
@@ -274,7 +274,7 @@ kcat_dump() {
 	[ "$(jq -s -c 'map(.n) | sort' "$W/out")" = "[1,2]" ]
 }
 
-@test "an unreachable broker or a missing topic gives exit 69" {
+@test "an unreachable broker gives exit 69, a missing topic 81" {
 	port=$(free_port)
 	start=$SECONDS
 	run dp-tail -b "127.0.0.1:$port" -t x -e --timeout 2s
@@ -282,7 +282,7 @@ kcat_dump() {
 	[ $((SECONDS - start)) -le 10 ]
 	[[ $output == *"no kafka broker answered"* ]]
 	run dp-tail -t "$T" -e
-	[ "$status" -eq 69 ]
+	[ "$status" -eq 81 ]
 	[[ $output == *"topic '$T' does not exist"* ]]
 }
 
@@ -370,7 +370,7 @@ kcat_dump() {
 	[ "$(jq -s -c 'map(.seq) | sort' <<<"$output")" = "[3,4,203,204]" ]
 	# A partition the topic does not have: named, nothing read.
 	run dp-tail -t "$T" -p 3 -e
-	[ "$status" -eq 69 ]
+	[ "$status" -eq 81 ]
 	[[ $output == *"topic '$T' has no partition 3 (it has 3: 0-2)"* ]]
 	run dp-tail -t "$T" -p 1 -g "$G"
 	[ "$status" -eq 64 ]
@@ -472,7 +472,7 @@ kcat_dump() {
 	[[ $output == *'"from":"connecting","event":"bad_config","to":"failed"'* ]]
 }
 
-@test "a topic deleted under a reader ends it with 69, with or without a group" {
+@test "a topic deleted under a reader ends it with 81, with or without a group" {
 	T=$(new_topic)
 	create_topic "$T"
 	dp-tail -t "$T" --trace-states >/dev/null 2>"$BATS_TEST_TMPDIR/simple.err" &
@@ -487,7 +487,7 @@ kcat_dump() {
 		wait_until 30 proc_gone "$pid"
 		rc=0
 		wait "$pid" || rc=$?
-		[ "$rc" -eq 69 ]
+		[ "$rc" -eq 81 ]
 	done
 	DELETED_PIDS=()
 	grep -q "$T \[0\]: topic does not exist" "$BATS_TEST_TMPDIR/simple.err"

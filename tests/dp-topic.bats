@@ -424,14 +424,25 @@ reporting all_ok done" ]
 	[[ $output == *'"requesting" -> "reporting" [label="answered"]'* ]]
 }
 
-@test "--help, the man page and both completions name the same options" {
-	opts=$(dp-topic --help | grep -oE -- '--[a-z][a-z-]+' | sort -u)
-	[ -n "$opts" ]
-	for o in $opts; do
-		grep -qF -- "Fl ${o#-}" "$DP_ROOT/man/dp-topic.1" || { echo "man lacks $o"; false; }
-		grep -qE -- "(^|[[:space:]\"'])$o([[:space:]\"'=]|\$)" "$DP_ROOT/completions/bash/dp-topic" || { echo "bash lacks $o"; false; }
-		grep -qF -- "$o" "$DP_ROOT/completions/zsh/_dp-topic" || { echo "zsh lacks $o"; false; }
+@test "every subcommand runs the one machine --dot draws, once" {
+	run dp-topic --dot
+	[ "$status" -eq 0 ]
+	[ "$(grep -c '^digraph' <<<"$output")" -eq 1 ]
+	T=$(new_topic)
+	dp-topic create "$T" -o json >/dev/null
+	for sub in "describe $T" "offsets $T" "list --pattern $T" "alter $T --set retention.ms=1000" \
+		"add-partitions $T -p 2" "delete $T"; do
+		dp-topic $sub --trace-states -o json 2>"$BATS_TEST_TMPDIR/trace" >/dev/null
+		run jq -r '[.cmd, .from, .event, .to] | join(" ")' "$BATS_TEST_TMPDIR/trace"
+		[ "$output" = "dp-topic idle start checking
+dp-topic checking checked connecting
+dp-topic connecting connected requesting
+dp-topic requesting answered reporting
+dp-topic reporting all_ok done" ] || { echo "$sub: $output"; false; }
 	done
+}
+
+@test "every subcommand is in the bash completion and the man page" {
 	for s in create list describe alter add-partitions delete offsets; do
 		grep -qF -- "$s" "$DP_ROOT/completions/bash/dp-topic"
 		grep -qF -- ".Cm $s" "$DP_ROOT/man/dp-topic.1"
@@ -455,8 +466,9 @@ reporting all_ok done" ]
 @test "a signal ends dp-topic at once while the broker hangs, and while it will not answer a request" {
 	blackhole_start
 	signal_within 1.5 INT dp-topic -b "127.0.0.1:$BLACKHOLE_PORT" --timeout 30s list --trace-states
-	[ "$status" -eq 75 ]
+	[ "$status" -eq 130 ]
 	[[ $stderr == *"interrupted before the cluster answered"* ]]
+	[[ $stderr == *"dp-topic: stopped by SIGINT before the end: the cluster did not answer"* ]]
 	[[ $stderr == *'"from":"connecting","event":"signal","to":"failed"'* ]]
 	# A broker taken for one that predates the admin API never answers the
 	# request itself; the signal ends the wait for it too.
@@ -469,8 +481,9 @@ reporting all_ok done" ]
 	wait_until 1.5 proc_gone "$pid"
 	rc=0
 	wait "$pid" || rc=$?
-	[ "$rc" -eq 75 ]
+	[ "$rc" -eq 130 ]
 	grep -q '"from":"requesting","event":"no_answer","to":"reporting"' "$err"
+	grep -q "dp-topic: stopped by SIGINT before the end: 1 of 1 topic not done" "$err"
 }
 
 @test "a request the cluster does not answer fails its topics with 69 after --timeout" {

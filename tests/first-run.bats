@@ -109,7 +109,7 @@ on_test_stack() {
 
 # ---- README.md -------------------------------------------------------------
 
-@test "README.md: the sh run blocks work as written, in order, on the demo's stack" {
+@test "README.md: the sh run blocks work as written, in order, on the demo's stack, and leave nothing in the checkout" {
 	# A copy of the tree as a user has it, with this run's binaries in bin/.
 	mkdir "$W/tree"
 	for f in "$DP_ROOT"/*; do
@@ -119,13 +119,17 @@ on_test_stack() {
 	python3 "$DP_ROOT/tests/helpers/readme_script.py" "$DP_ROOT/README.md" >"$W/readme.sh"
 	# What a user has on PATH: the system, not dp.
 	cd "$W/tree"
-	run on_test_stack env PATH=/usr/local/bin:/usr/bin:/bin bash "$W/readme.sh"
+	mkdir "$W/tmp"
+	run on_test_stack env PATH=/usr/local/bin:/usr/bin:/bin TMPDIR="$W/tmp" bash "$W/readme.sh"
 	echo "$output"
 	[ "$status" -eq 0 ]
-	# What the examples promise.
+	# Nothing was left in the checkout: it holds what it held.
+	[ -z "$(find "$W/tree" -mindepth 1 -maxdepth 1 ! -type l)" ]
+	# What the examples promise, in the scratch directory they ran in.
+	ex=$(dirname "$(find "$W/tmp" -name btc.state)")
 	[[ $output == *90176.2230825884* ]]                  # jq .price
-	[ ! -e btc.spool ]                                   # published, then removed
-	[ -s btc.state ]
+	[ ! -e "$ex/btc.spool" ]                             # published, then removed
+	[ -s "$ex/btc.state" ]
 	[ "$(kcat_count candles)" -ge 10 ]
 	[ "$(kcat_count prices.BTC)" -ge 1 ]
 	[ "$(kcat_count prices.ETH)" -ge 1 ]

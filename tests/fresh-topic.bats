@@ -93,7 +93,7 @@ check_use() {
 
 @test "lib: create and use at once in one process, no probe in between, 30 rounds" {
 	# Under dp-topic create there is a probe that waits for the metadata;
-	# dp-coord creates with lib/admin.h directly, so the look-ups that
+	# dp-coord creates with lib/kafka/admin.h directly, so the look-ups that
 	# follow (metadata, configs, watermarks, group offsets) retry alone.
 	TEST_LIB=${DP_TEST_LIB:-$DP_ROOT/build/obj/test_lib}
 	run "$TEST_LIB" fresh 30

@@ -35,6 +35,12 @@ setup() {
 	[[ $output == *"reading goes on"* ]]
 }
 
+@test "line reader: what a stop leaves of a file is counted, the reading goes on; a pipe's is unknown" {
+	run "$TEST_LIB" lines_unread
+	[ "$status" -eq 0 ]
+	[[ $output == *"a pipe's unknown"* ]]
+}
+
 @test "json scanner accepts RFC 8259 and rejects the rest with a reason" {
 	run "$TEST_LIB" json
 	[ "$status" -eq 0 ]
@@ -182,7 +188,7 @@ setup() {
 	# Every file that waits on a condition with a deadline sets its
 	# clock to CLOCK_MONOTONIC and never takes a deadline from the wall clock.
 	n=0
-	for f in $(grep -l 'pthread_cond_timedwait' "$BATS_TEST_DIRNAME"/../lib/*.c "$BATS_TEST_DIRNAME"/../cmd/*.c); do
+	for f in $(grep -l 'pthread_cond_timedwait' "$BATS_TEST_DIRNAME"/../lib/*/*.c "$BATS_TEST_DIRNAME"/../cmd/*.c); do
 		grep -q 'pthread_condattr_setclock(&[a-z_]*, CLOCK_MONOTONIC)' "$f"
 		! grep -n 'CLOCK_REALTIME' "$f"
 		n=$((n + 1))
@@ -222,6 +228,22 @@ setup() {
 	[[ $output == *"rows: 399 399 0-399"* ]]
 }
 
+@test "SQLSTATE table: outage, retry, bad record or stop for each class, with the manual's names" {
+	run "$TEST_LIB" sqlstate
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ $output == *"40P01 retry deadlock_detected (Transaction Rollback)"* ]]
+	[[ $output == *"25006 outage read_only_sql_transaction (Invalid Transaction State)"* ]]
+	[[ $output == *"ok the SQLSTATE table"* ]]
+}
+
+@test "options: one table gives getopt's arrays, strict values, subcommand checks and --help" {
+	run "$TEST_LIB" opt
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ $output == *"opt: ok"* ]]
+}
+
 @test "jq subset: operands in jq's order, so an error is never \"no value\" (found by fuzzing)" {
 	run "$TEST_LIB" jqfast_order
 	echo "$output"
@@ -234,4 +256,38 @@ setup() {
 	echo "$output"
 	[ "$status" -eq 0 ]
 	[[ $output == *"0 deep expressions misjudged"* ]]
+}
+
+@test "json: a member name written with escapes is the name it stands for (found by fuzzing)" {
+	run "$TEST_LIB" json_keys
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ $output == *"escaped member names: 0 disagreements"* ]]
+}
+
+@test "metrics: off until started; counters, gauges, histograms and labels in the text exposition; no add lost across threads" {
+	run "$TEST_LIB" metrics
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ $output == *"metrics: ok"* ]]
+}
+
+@test "dp-topic's engine: specs from -p/-c, names checked before the broker, a record and a row per topic" {
+	run "$TEST_LIB" topics
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ $output == *"topics: ok"* ]]
+}
+
+@test "health: ready needs every link up and every feed fresh; a dropped feed no longer counts" {
+	run "$TEST_LIB" health
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ $output == *"health: ok"* ]]
+}
+
+@test "options: an argument that may be left out (--wait, --wait=5s) is parsed and shown so" {
+	run "$TEST_LIB" opt_optional
+	[ "$status" -eq 0 ]
+	[[ $output == *"opt_optional: ok"* ]]
 }

@@ -22,37 +22,44 @@
 
 #include <jv.h>
 
-#include "admin.h"
-#include "backoff.h"
-#include "base64.h"
-#include "buf.h"
-#include "cc.h"
-#include "ccstream.h"
-#include "cli.h"
-#include "consumer.h"
-#include "coord.h"
-#include "dynspec.h"
-#include "envelope.h"
-#include "exit.h"
-#include "expr.h"
-#include "file.h"
-#include "jqfast.h"
-#include "json.h"
-#include "jsonw.h"
-#include "lines.h"
-#include "kafka.h"
-#include "log.h"
-#include "out.h"
-#include "secret.h"
-#include "onerror.h"
-#include "producer.h"
-#include "route.h"
-#include "sig.h"
-#include "pg.h"
-#include "pgbin.h"
-#include "pgsink.h"
-#include "timefmt.h"
-#include "ws.h"
+#include "cc/rest.h"
+#include "cc/stream.h"
+#include "cc/ws.h"
+#include "core/backoff.h"
+#include "core/buf.h"
+#include "core/cli.h"
+#include "core/exit.h"
+#include "core/file.h"
+#include "core/frame.h"
+#include "core/lines.h"
+#include "core/log.h"
+#include "core/opt.h"
+#include "core/out.h"
+#include "core/secret.h"
+#include "core/sig.h"
+#include "core/table.h"
+#include "core/timefmt.h"
+#include "dyn/decide.h"
+#include "dyn/route.h"
+#include "dyn/spec.h"
+#include "jq/expr.h"
+#include "jq/fast.h"
+#include "json/base64.h"
+#include "json/envelope.h"
+#include "json/scan.h"
+#include "json/write.h"
+#include "kafka/admin.h"
+#include "kafka/client.h"
+#include "kafka/consumer.h"
+#include "kafka/onerror.h"
+#include "obs/health.h"
+#include "obs/metrics.h"
+#include "kafka/producer.h"
+#include "topic/topics.h"
+#include "pg/binary.h"
+#include "pg/conn.h"
+#include "pg/sink.h"
+#include "pg/sqlstate.h"
 
 #define CHECK(cond) do { if (!(cond)) { \
 	fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
@@ -100,6 +107,53 @@ t_lines_basic(void)
 	dp_lines_free(r);
 	waitpid(c, NULL, 0);
 	printf("ok crlf, empty line, last line without newline, 4 lines\n");
+	return 0;
+}
+
+/*
+ * What a stop leaves of a file is counted without moving it (the reading
+ * goes on where it was); a pipe's rest is unknown.  And the one wording
+ * of what was and was not delivered.
+ */
+static int
+t_lines_unread(void)
+{
+	char path[] = "/tmp/dp-test-unread-XXXXXX";
+	int fd = mkstemp(path);
+	const char *l;
+	size_t n;
+	pid_t c;
+
+	CHECK(fd >= 0);
+	unlink(path);
+	CHECK(write(fd, "a\nb\n\nc\nd", 8) == 8 && lseek(fd, 0, SEEK_SET) == 0);
+	struct dp_lines *r = dp_lines_new(fd, 0);
+	CHECK(r && dp_lines_unread(r) == 5);
+	CHECK(dp_lines_next(r, &l, &n) == DP_LINES_OK && !strcmp(l, "a"));
+	CHECK(dp_lines_unread(r) == 4);         /* b, the empty one, c, d */
+	CHECK(dp_lines_next(r, &l, &n) == DP_LINES_OK && !strcmp(l, "b"));
+	CHECK(dp_lines_unread(r) == 3);
+	while (dp_lines_next(r, &l, &n) == DP_LINES_OK)
+		;
+	CHECK(!strcmp(l, "d") && dp_lines_unread(r) == 0);
+	dp_lines_free(r);
+	close(fd);
+	r = reader_for("x\n", 2, 0, &c);
+	CHECK(r && dp_lines_unread(r) == -1);
+	dp_lines_free(r);
+	waitpid(c, NULL, 0);
+
+	struct dp_buf b = DP_BUF_INIT;
+	dp_cmd_say_undelivered(&b, "line", 12, 3, 5);
+	CHECK(!strcmp(dp_buf_str(&b), "12 lines delivered, 8 not delivered (5 of them not read)"));
+	dp_buf_reset(&b);
+	dp_cmd_say_undelivered(&b, "line", 1, 0, 7);
+	CHECK(!strcmp(dp_buf_str(&b), "1 line delivered, 7 not delivered (not read)"));
+	dp_buf_reset(&b);
+	dp_cmd_say_undelivered(&b, "line", 0, 2, -1);
+	CHECK(!strcmp(dp_buf_str(&b), "0 lines delivered, 2 read and not delivered, the rest of the input not read"));
+	dp_buf_free(&b);
+	printf("ok the rest of a file counted, a pipe's unknown\n");
 	return 0;
 }
 
@@ -335,7 +389,7 @@ same_values(const char *a, const char *b)
 }
 
 /*
- * jqfast.h against libjq: each expression of the subset, compiled as dp
+ * jq/fast.h against libjq: each expression of the subset, compiled as dp
  * does (fast) and hidden from the subset inside a def (libjq), gives the
  * same values or the same failure on every record.
  */
@@ -421,7 +475,7 @@ t_jqfast(void)
 	return bad ? 1 : 0;
 }
 
-/* route.h: collects the topics a record takes. */
+/* dyn/route.h: collects the topics a record takes. */
 static int
 route_hit(void *ctx, const char *topic)
 {
@@ -1529,8 +1583,8 @@ t_producer(int argc, char **argv)
 
 	dp_cli_init(&c);
 	if (argc == 4 && !strcmp(argv[2], "-b"))
-		c.brokers = argv[3];
-	struct dp_producer_conf conf = { .common = &c };
+		c.kafka.brokers = argv[3];
+	struct dp_producer_conf conf = { .kafka = &c.kafka };
 	struct dp_producer *p = dp_producer_new(&conf, &err, &st);
 	CHECK(p != NULL);
 	if (argc == 4) {
@@ -1690,7 +1744,7 @@ t_consumer_sink(const char *topic, const char *group)
 	int64_t deadline = dp_time_mono_ms() + 30000;
 
 	dp_cli_init(&common);
-	c = dp_consumer_new(&common, &opts, &hooks, &err, &st);
+	c = dp_consumer_new(&common.kafka, &opts, &hooks, &err, &st);
 	CHECK(c != NULL);
 	CHECK(dp_consumer_connect(c, &err) == 0);
 	CHECK(dp_consumer_in_group(c));
@@ -1785,7 +1839,7 @@ t_consumer_registry(const char *topic)
 	int64_t deadline = dp_time_mono_ms() + 30000;
 
 	dp_cli_init(&common);
-	c = dp_consumer_new(&common, &opts, &hooks, &err, &st);
+	c = dp_consumer_new(&common.kafka, &opts, &hooks, &err, &st);
 	CHECK(c != NULL);
 	CHECK(dp_consumer_connect(c, &err) == 0);
 	CHECK(!dp_consumer_in_group(c));
@@ -1909,6 +1963,66 @@ t_pg_scrub(void)
 	CHECK(dp_pg_qualified(&q, "s.t.x") == 0 && !strcmp(q.data, "\"s\".\"t.x\""));
 	dp_buf_free(&q);
 	printf("ok passwords scrubbed, identifiers quoted\n");
+	return 0;
+}
+
+/* lib/pg/sqlstate.c: what each kind of server error leads to (Appendix A). */
+static int
+t_sqlstate(void)
+{
+	static const struct { const char *code; enum dp_sqlstate_do what; int status; const char *name; } want[] = {
+		{ "", DP_SQLSTATE_OUTAGE, 0, "connection lost" },
+		{ NULL, DP_SQLSTATE_OUTAGE, 0, "connection lost" },
+		{ "08006", DP_SQLSTATE_OUTAGE, 0, "connection_exception" },
+		{ "57P01", DP_SQLSTATE_OUTAGE, 0, "admin_shutdown" },
+		{ "57P02", DP_SQLSTATE_OUTAGE, 0, "crash_shutdown" },
+		{ "57P03", DP_SQLSTATE_OUTAGE, 0, "cannot_connect_now" },
+		{ "25006", DP_SQLSTATE_OUTAGE, 0, "read_only_sql_transaction" },
+		{ "40001", DP_SQLSTATE_RETRY, 0, "serialization_failure" },
+		{ "40P01", DP_SQLSTATE_RETRY, 0, "deadlock_detected" },
+		{ "53100", DP_SQLSTATE_RETRY, 0, "disk_full" },
+		{ "53200", DP_SQLSTATE_RETRY, 0, "out_of_memory" },
+		{ "55P03", DP_SQLSTATE_RETRY, 0, "lock_not_available" },
+		{ "22P02", DP_SQLSTATE_BAD, 0, "data_exception" },
+		{ "23505", DP_SQLSTATE_BAD, 0, "integrity_constraint_violation" },
+		{ "54011", DP_SQLSTATE_BAD, 0, "too_many_columns" },
+		{ "53400", DP_SQLSTATE_STOP, DP_EX_CONFIG, "configuration_limit_exceeded" },
+		{ "42P01", DP_SQLSTATE_STOP, DP_EX_CONFIG, "undefined_table" },
+		{ "42601", DP_SQLSTATE_STOP, DP_EX_CONFIG, "syntax_error_or_access_rule_violation" },
+		{ "42501", DP_SQLSTATE_STOP, DP_EX_NOPERM, "insufficient_privilege" },
+		{ "28P01", DP_SQLSTATE_STOP, DP_EX_NOPERM, "invalid_authorization_specification" },
+		{ "0A000", DP_SQLSTATE_STOP, DP_EX_CONFIG, "feature_not_supported" },
+		{ "3F000", DP_SQLSTATE_STOP, DP_EX_CONFIG, "invalid_schema_name" },
+		{ "08P01", DP_SQLSTATE_STOP, DP_EX_SOFTWARE, "protocol_violation" },
+		{ "P0001", DP_SQLSTATE_STOP, DP_EX_TEMPFAIL, "unknown" },
+	};
+	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+		const struct dp_sqlstate *r = dp_sqlstate_of(want[i].code);
+		if (r->what != want[i].what || r->status != want[i].status || strcmp(r->name, want[i].name)) {
+			fprintf(stderr, "%s: %s %d %s\n", want[i].code ? want[i].code : "(null)",
+			        dp_sqlstate_do_name(r->what), r->status, r->name);
+			return 1;
+		}
+		printf("%s %s %s (%s)\n", want[i].code ? want[i].code : "(none)",
+		       dp_sqlstate_do_name(r->what), r->name,
+		       want[i].code && *want[i].code ? dp_sqlstate_class(want[i].code) : "-");
+	}
+	CHECK(!strcmp(dp_sqlstate_class("40P01"), "Transaction Rollback"));
+	CHECK(!strcmp(dp_sqlstate_class("53100"), "Insufficient Resources"));
+	CHECK(!strcmp(dp_sqlstate_class("ZZ000"), "unknown class"));
+	/* Values are never changed: a lone surrogate is refused, never U+FFFD. */
+	struct dp_buf out = DP_BUF_INIT, scratch = DP_BUF_INIT;
+	const char *why = NULL;
+	CHECK(dp_pgbin_field(&out, DP_PGBIN_TEXT, DP_JSON_STRING, "\"a\\ud800\"", 9, &scratch, &why) == 1 &&
+	      strstr(why, "lone surrogate"));
+	CHECK(dp_pgbin_field(&out, DP_PGBIN_JSONB, DP_JSON_ARRAY, "[\"\\udc00\"]", 10, &scratch, &why) == 1);
+	CHECK(dp_pgbin_field(&out, DP_PGBIN_JSONB, DP_JSON_ARRAY, "[\"\\u0000\"]", 10, &scratch, &why) == 1);
+	CHECK(dp_pgbin_field(&out, DP_PGBIN_JSONB, DP_JSON_ARRAY, "[\"\\ud83d\\ude00\\\\u0000\"]", 22,
+	                     &scratch, &why) == 0);
+	CHECK(dp_pgbin_field(&out, DP_PGBIN_JSON, DP_JSON_ARRAY, "[\"\\udc00\"]", 10, &scratch, &why) == 0);
+	dp_buf_free(&out);
+	dp_buf_free(&scratch);
+	printf("ok the SQLSTATE table\n");
 	return 0;
 }
 
@@ -2178,8 +2292,8 @@ t_fresh(int rounds)
 	rd_kafka_t *rk;
 
 	dp_cli_init(&c);
-	c.timeout_ms = 10000;
-	rk = dp_kafka_new(&c, RD_KAFKA_PRODUCER, NULL, 0, NULL, NULL, &err, &st);
+	c.kafka.timeout_ms = 10000;
+	rk = dp_kafka_new(&c.kafka, RD_KAFKA_PRODUCER, NULL, 0, NULL, NULL, &err, &st);
 	CHECK(rk != NULL);
 	for (int i = 0; i < rounds; i++) {
 		char name[64], group[80];
@@ -2232,8 +2346,8 @@ t_fresh(int rounds)
 }
 
 /*
- * dynspec.h's requests are checked completely, and an invalid one keeps
- * what it takes to answer it; coord.h's decisions table keeps, replaces,
+ * dyn/spec.h's requests are checked completely, and an invalid one keeps
+ * what it takes to answer it; dyn/decide.h's decisions table keeps, replaces,
  * forgets and lists decisions by request_id through growth and removal.
  */
 static int
@@ -2340,7 +2454,150 @@ t_coord(void)
 }
 
 /*
- * jqfast.h: operands in jq 1.6's order.  The subset answers "no value"
+ * core/opt.h: one table gives getopt's arrays, the values parsed strictly
+ * into the context, the rows given, the subcommand check and --help.
+ */
+struct opt_ctx {
+	bool flag;
+	const char *name;
+	struct dp_opt_list topics;
+	int mode;
+	uint64_t count, bytes;
+	int64_t ms, wait_ms, offset;
+	const char *called;
+	struct dp_common common;
+};
+
+static int
+opt_call(void *ctx, const struct dp_opt *o, char *arg)
+{
+	struct opt_ctx *c = ctx;
+
+	if (strcmp(arg, "bad") == 0) {
+		dp_err("invalid --%s '%s': bad", o->long_name, arg);
+		return -1;
+	}
+	c->called = arg;
+	return 0;
+}
+
+static int
+t_opt(void)
+{
+	static const char *const modes[] = { "error", "skip", "string", NULL };
+	static const struct dp_opt opts[] = {
+		DP_OPT_GROUP("Things"),
+		{ DP_ARG_FLAG, 'f', "flag", NULL, "a flag", .off = offsetof(struct opt_ctx, flag),
+		  .subs = DP_SUB(1) },
+		{ DP_ARG_STRING, 0, "name", "NAME", "a name",
+		  .off = offsetof(struct opt_ctx, name), .flags = DP_OPT_NONEMPTY },
+		{ DP_ARG_LIST, 't', "topic", "TOPIC", "topic to read; repeatable\n'^regex' too",
+		  .off = offsetof(struct opt_ctx, topics) },
+		{ DP_ARG_CHOICE, 0, "non-json", "MODE", "error, skip or string",
+		  .off = offsetof(struct opt_ctx, mode), .choices = modes },
+		{ DP_ARG_U64, 'n', "count", "N", "how many", .off = offsetof(struct opt_ctx, count),
+		  .min = 1, .max = 100 },
+		{ DP_ARG_SIZE, 0, "batch-bytes", "SIZE", NULL,
+		  .off = offsetof(struct opt_ctx, bytes), .min = 1024, .max = 1 << 30,
+		  .max_label = "1G" },
+		{ DP_ARG_DURATION, 0, "linger", "DURATION", "at most 1h",
+		  .off = offsetof(struct opt_ctx, ms), .max = 3600000, .max_label = "1h" },
+		{ DP_ARG_TIMEOUT, 0, "wait", "DURATION", "a timeout with a long name column here",
+		  .off = offsetof(struct opt_ctx, wait_ms), .max = 60000, .max_label = "1m" },
+		{ DP_ARG_I64, 0, "offset", "N", "an offset", .off = offsetof(struct opt_ctx, offset),
+		  .min = -5, .max = 5, .subs = DP_SUB(0) | DP_SUB(2) },
+		{ DP_ARG_CALL, 'c', "call", "X", "parsed by a function", .fn = opt_call },
+		{ DP_ARG_FLAG, 0, "old", NULL, "hidden", .off = offsetof(struct opt_ctx, flag),
+		  .flags = DP_OPT_HIDDEN },
+		DP_OPT_KAFKA_ROWS,
+		DP_OPT_END,
+	};
+	const struct dp_opt *const tabs[] = { opts, dp_opt_base, NULL };
+	struct opt_ctx c;
+	int first;
+
+	dp_log_init("test_lib");
+#define PARSE(...) ( \
+	memset(&c, 0, sizeof(c)), dp_cli_init(&c.common), \
+	dp_opt_parse(tabs, &c, &c.common, &c.common.seen, \
+	             (int)(sizeof((char *[]){ "x", __VA_ARGS__ }) / sizeof(char *)), \
+	             (char *[]){ "x", __VA_ARGS__, NULL }, &first))
+	char a1[] = "-X", a2[] = "sasl.password=hunter2";
+	CHECK(PARSE("-f", "--name", "n1", "op1", "-t", "a", "--topic=b", "--non-json", "skip",
+	            "-n", "7", "--batch-bytes", "64K", "--linger", "1m30s", "--wait", "5s",
+	            "--offset=-3", "-c", "ok", "op2", "-v", "-b", "h:1", a1, a2) == 0);
+	CHECK(c.flag && !strcmp(c.name, "n1") && c.topics.n == 2 && !strcmp(c.topics.v[1], "b"));
+	CHECK(c.mode == 1 && c.count == 7 && c.bytes == 65536 && c.ms == 90000);
+	CHECK(c.wait_ms == 5000 && c.offset == -3 && !strcmp(c.called, "ok"));
+	CHECK(c.common.verbosity == 1 && !strcmp(c.common.kafka.brokers, "h:1"));
+	CHECK(c.common.kafka.nprops == 1 && strstr(a2, "hunter2") == NULL);
+	CHECK(first == 25);             /* operands permuted to the end */
+	CHECK(dp_opt_given(tabs, &c.common.seen, "linger"));
+	CHECK(!dp_opt_given(tabs, &c.common.seen, "old"));
+	/* --flag is subcommand 1's, --offset 0's and 2's */
+	CHECK(dp_opt_check_sub(tabs, &c.common.seen, 1, "one") < 0);
+	CHECK(dp_opt_check_sub(tabs, &c.common.seen, 0, "zero") < 0);
+	free(c.topics.v);
+	dp_cli_free(&c.common);
+	CHECK(PARSE("--offset", "1") == 0 && dp_opt_check_sub(tabs, &c.common.seen, 2, "two") == 0);
+	dp_cli_free(&c.common);
+
+	/* Every kind refuses what it cannot take. */
+	CHECK(PARSE("--name", "") < 0);
+	CHECK(PARSE("--non-json", "skipp") < 0);
+	CHECK(PARSE("-n", "0") < 0);
+	CHECK(PARSE("-n", "7x") < 0);
+	CHECK(PARSE("--batch-bytes", "2G") < 0);
+	CHECK(PARSE("--linger", "2h") < 0);
+	CHECK(PARSE("--wait", "0") < 0);
+	CHECK(PARSE("--offset", "-6") < 0);
+	CHECK(PARSE("-c", "bad") < 0);
+	CHECK(PARSE("--nope") < 0);
+	CHECK(PARSE("--count") < 0);            /* missing argument */
+	CHECK(PARSE("--flag=1") < 0);           /* a flag takes none */
+	CHECK(dp_opt_pick("--x", "b", modes) < 0 && dp_opt_pick("--x", "string", modes) == 2);
+	dp_cli_free(&c.common);
+#undef PARSE
+
+	/* --help's option text, laid out from the rows */
+	char *text = NULL;
+	size_t len = 0;
+	FILE *fp = open_memstream(&text, &len);
+	CHECK(fp);
+	dp_opt_help(fp, (const struct dp_opt *const[]){ opts, NULL });
+	fclose(fp);
+	static const char want[] =
+		"\n"
+		"Things:\n"
+		"  -f, --flag              a flag\n"
+		"      --name NAME         a name\n"
+		"  -t, --topic TOPIC       topic to read; repeatable\n"
+		"                          '^regex' too\n"
+		"      --non-json MODE     error, skip or string\n"
+		"  -n, --count N           how many\n"
+		"      --batch-bytes SIZE\n"
+		"      --linger DURATION   at most 1h\n"
+		"      --wait DURATION     a timeout with a long name column here\n"
+		"      --offset N          an offset\n"
+		"  -c, --call X            parsed by a function\n"
+		"\n"
+		"Kafka options:\n"
+		"  -b, --brokers LIST      bootstrap brokers (default $DP_BROKERS, else localhost:9092)\n"
+		"  -X, --property KEY=VAL  librdkafka property, repeatable (like kcat -X)\n"
+		"  -F, --config FILE       librdkafka properties file (default $DP_CONFIG)\n"
+		"      --timeout DURATION  give up on an unreachable cluster after this (default 10s)\n";
+	if (strcmp(text, want) != 0) {
+		printf("help:\n%s---\nwanted:\n%s---\n", text, want);
+		free(text);
+		return 1;
+	}
+	free(text);
+	printf("opt: ok\n");
+	return 0;
+}
+
+/*
+ * jq/fast.h: operands in jq 1.6's order.  The subset answers "no value"
  * only where jq gives no value and raises no error, so for each
  * construct an operand that gives nothing (select(false)) and one that
  * fails (.n.x of a number, .z9 of 2) are put on either side, and fast
@@ -2425,6 +2682,18 @@ t_jqfast_order(void)
 		dp_jqf_free(q);
 	}
 	dp_jqf_run_free(&run);
+	/* The operators whose order the subset does not keep are not in it. */
+	static const char *const theirs[] = { ".a // .b", "select(false) // .n.x", ".a + 1",
+		".a - 1", ".a * 2", ".a / 2", ".a % 2", "-.a", ".a, .b", ".a?", "try .a",
+		"if .a then .b else .c end", ".a as $x | $x", "reduce .[] as $x (0; . + $x)" };
+	for (size_t i = 0; i < sizeof(theirs) / sizeof(theirs[0]); i++) {
+		struct dp_jqf *q = dp_jqf_compile(theirs[i]);
+		if (q) {
+			printf("FAIL taken by the subset: %s\n", theirs[i]);
+			bad++;
+		}
+		dp_jqf_free(q);
+	}
 	dp_buf_free(&fast);
 	dp_buf_free(&slow);
 	dp_buf_free(&err);
@@ -2453,7 +2722,7 @@ nested(const char *pre, const char *mid, const char *post, size_t n)
 }
 
 /*
- * jqfast.h: an expression deeper than the subset's cap is libjq's, not a
+ * jq/fast.h: an expression deeper than the subset's cap is libjq's, not a
  * stack overflow.  100000 nested parentheses crashed dp_jqf_compile()
  * (its parser recursed once per level), and a filter is text another
  * application may send (a request to dp-coord).
@@ -2506,12 +2775,356 @@ t_jqfast_deep(void)
 	return bad ? 1 : 0;
 }
 
+/*
+ * json/scan.h: a member name written with escapes is the name it stands for,
+ * not the name its bytes spell.  The key literal "a\\b" (a\b) has the
+ * length of a\\b plus its quotes, and dp_json_get took it for a\\b
+ * (found by fuzz_json: the last member of a name was not the one found).
+ * Checked on the pickers and, through jqfast, against libjq.
+ */
+static int
+t_json_keys(void)
+{
+	/* {"a\\\\b":1,"a\\b":2}: the first is a\\b, the second a\b. */
+	const char *rec = "{\"a\\\\\\\\b\":1,\"a\\\\b\":2}";
+	static const struct { const char *key, *want; } picks[] = {
+		{ "a\\\\b", "1" }, { "a\\b", "2" }, { "a\\\\\\\\b", NULL }, { "ab", NULL },
+	};
+	int bad = 0;
+
+	for (size_t i = 0; i < sizeof(picks) / sizeof(picks[0]); i++) {
+		const char *path[1] = { picks[i].key }, *v, *why;
+		size_t vn, off;
+		int compact;
+		enum dp_json_type t = dp_json_check_member(rec, strlen(rec), picks[i].key, &v, &vn,
+		                                           &why, &off, &compact);
+		const char *got;
+		size_t gotn;
+		dp_json_get(rec, strlen(rec), path, 1, &got, &gotn);
+		int ok = t == DP_JSON_OBJECT &&
+		         (picks[i].want ? gotn == strlen(picks[i].want) && !memcmp(got, picks[i].want, gotn) &&
+		                          vn == gotn && !memcmp(v, picks[i].want, vn)
+		                        : gotn == 0 && v == NULL);
+		if (!ok) {
+			printf("FAIL member %s of %s: get %.*s, check_member %.*s\n", picks[i].key, rec,
+			       (int)gotn, got, v ? (int)vn : 4, v ? v : "none");
+			bad++;
+		}
+	}
+	/* The same through jq expressions: fast and libjq agree. */
+	static const char *const exprs[] = {
+		".\"a\\\\b\"", ".\"a\\\\\\\\b\"", ".[\"a\\\\b\"]", "{\"a\\\\\\\\b\"}",
+		".\"a\\\\\\\\b\" == 1", "select(.\"a\\\\b\" == 2) | .\"a\\\\\\\\b\"",
+	};
+	static const char *const recs[] = {
+		"{\"a\\\\\\\\b\":1,\"a\\\\b\":2}", "{\"a\\\\b\":2}", "{\"a\\\\\\\\b\":1}",
+		"{\"a\\\\b\":2,\"a\\\\\\\\b\":1}", "{\"a\\u005cb\":3}", "{\"a\\u005c\\\\b\":4}",
+	};
+	struct dp_buf fast = DP_BUF_INIT, slow = DP_BUF_INIT, err = DP_BUF_INIT;
+	for (size_t i = 0; i < sizeof(exprs) / sizeof(exprs[0]); i++) {
+		struct dp_buf src = DP_BUF_INIT;
+		CHECK(dp_buf_addf(&src, "def dp_slow: %s; dp_slow", exprs[i]) == 0);
+		struct dp_expr *f = dp_expr_compile(exprs[i], &err);
+		struct dp_expr *j = dp_expr_compile(src.data, &err);
+		CHECK(f && j && dp_expr_is_fast(f) && !dp_expr_is_fast(j));
+		for (size_t k = 0; k < sizeof(recs) / sizeof(recs[0]); k++) {
+			outputs(f, recs[k], &fast);
+			outputs(j, recs[k], &slow);
+			if (strcmp(dp_buf_str(&fast), dp_buf_str(&slow))) {
+				printf("FAIL %s on %s: fast %s, jq %s\n", exprs[i], recs[k],
+				       dp_buf_str(&fast), dp_buf_str(&slow));
+				bad++;
+			}
+		}
+		dp_expr_free(f);
+		dp_expr_free(j);
+		dp_buf_free(&src);
+	}
+	dp_buf_free(&fast);
+	dp_buf_free(&slow);
+	dp_buf_free(&err);
+	printf("escaped member names: %d disagreements\n", bad);
+	return bad ? 1 : 0;
+}
+
+/*
+ * obs/metrics.h: off until initialized; families, labelled series,
+ * escapes, histograms and drops in the text exposition; adds from
+ * several threads lose nothing.
+ */
+static struct dp_series *metrics_hot;
+
+static void *
+metrics_adder(void *arg)
+{
+	(void)arg;
+	for (int i = 0; i < 100000; i++)
+		dp_series_add(metrics_hot, 1);
+	return NULL;
+}
+
+static int
+t_metrics(void)
+{
+	static const char *const tp[] = { "topic", "partition", NULL };
+	static const double lat[] = { 0.005, 0.1, 1 };
+	struct dp_buf out = DP_BUF_INIT;
+
+	CHECK(!dp_metrics_on());
+	CHECK(dp_metric_new("dp_x_total", "x", DP_METRIC_COUNTER, NULL, NULL, 0) == NULL);
+	dp_series_add(NULL, 1);         /* a NULL series takes anything */
+	CHECK(dp_metrics_init("dp-test") == 0 && dp_metrics_on());
+
+	struct dp_metric *out_total = dp_metric_new("dp_records_out_total",
+	        "Records delivered.\nAcknowledged \\ committed.", DP_METRIC_COUNTER, tp, NULL, 0);
+	struct dp_metric *lag = dp_metric_new("dp_consumer_lag_records", "Lag.", DP_METRIC_GAUGE,
+	                                      tp, NULL, 0);
+	struct dp_metric *batch = dp_metric_new("dp_batch_seconds", "Batch latency.",
+	                                        DP_METRIC_HISTOGRAM, NULL, lat, 3);
+	struct dp_metric *empty = dp_metric_new("dp_unused", "Never used.", DP_METRIC_GAUGE,
+	                                        NULL, NULL, 0);
+	CHECK(out_total && lag && batch && empty);
+	CHECK(dp_metric_new("dp_records_out_total", "again", DP_METRIC_COUNTER, tp, NULL, 0) ==
+	      out_total);
+
+	struct dp_series *p0 = dp_metric_series(out_total, (const char *const[]){ "pri\"ces", "0" });
+	struct dp_series *p1 = dp_metric_series(out_total, (const char *const[]){ "prices", "1" });
+	CHECK(p0 && p1 && p0 != p1);
+	CHECK(dp_metric_series(out_total, (const char *const[]){ "pri\"ces", "0" }) == p0);
+	dp_series_add(p0, 3);
+	dp_series_add(p1, 1e6);
+	struct dp_series *l1 = dp_metric_series(lag, (const char *const[]){ "prices", "1" });
+	dp_series_set(l1, 42);
+	dp_series_set(l1, 7.5);
+	struct dp_series *l2 = dp_metric_series(lag, (const char *const[]){ "prices", "2" });
+	dp_series_set(l2, 1);
+	dp_series_drop(l2);
+	dp_series_set(l2, 99);          /* dropped: kept for late adders, not shown */
+	struct dp_series *b = dp_metric_one(batch);
+	dp_series_observe(b, 0.001);
+	dp_series_observe(b, 0.1);
+	dp_series_observe(b, 30);
+	CHECK(dp_series_get(b) == 3 && dp_series_get(l1) == 7.5);
+
+	CHECK(dp_metrics_write(&out) == 0);
+	static const char want[] =
+		"# HELP dp_records_out_total Records delivered.\\nAcknowledged \\\\ committed.\n"
+		"# TYPE dp_records_out_total counter\n"
+		"dp_records_out_total{command=\"dp-test\",topic=\"pri\\\"ces\",partition=\"0\"} 3\n"
+		"dp_records_out_total{command=\"dp-test\",topic=\"prices\",partition=\"1\"} 1000000\n"
+		"# HELP dp_consumer_lag_records Lag.\n"
+		"# TYPE dp_consumer_lag_records gauge\n"
+		"dp_consumer_lag_records{command=\"dp-test\",topic=\"prices\",partition=\"1\"} 7.5\n"
+		"# HELP dp_batch_seconds Batch latency.\n"
+		"# TYPE dp_batch_seconds histogram\n"
+		"dp_batch_seconds_bucket{command=\"dp-test\",le=\"0.005\"} 1\n"
+		"dp_batch_seconds_bucket{command=\"dp-test\",le=\"0.1\"} 2\n"
+		"dp_batch_seconds_bucket{command=\"dp-test\",le=\"1\"} 2\n"
+		"dp_batch_seconds_bucket{command=\"dp-test\",le=\"+Inf\"} 3\n"
+		"dp_batch_seconds_sum{command=\"dp-test\"} 30.101\n"
+		"dp_batch_seconds_count{command=\"dp-test\"} 3\n";
+	if (strcmp(dp_buf_str(&out), want) != 0) {
+		printf("exposition:\n%s---\nwanted:\n%s---\n", dp_buf_str(&out), want);
+		dp_buf_free(&out);
+		return 1;
+	}
+
+	/* four threads add 100000 each to one counter */
+	pthread_t th[4];
+	metrics_hot = dp_metric_one(dp_metric_new("dp_hot_total", "Hot.", DP_METRIC_COUNTER,
+	                                          NULL, NULL, 0));
+	for (int i = 0; i < 4; i++)
+		CHECK(pthread_create(&th[i], NULL, metrics_adder, NULL) == 0);
+	for (int i = 0; i < 4; i++)
+		pthread_join(th[i], NULL);
+	CHECK(dp_series_get(metrics_hot) == 400000);
+	dp_buf_free(&out);
+	dp_metrics_free();
+	CHECK(!dp_metrics_on());
+	printf("metrics: ok\n");
+	return 0;
+}
+
+/*
+ * kafka/topics.h without a broker: specs completed from -p/-c, names
+ * checked locally, each topic's outcome shown as a record and as a row;
+ * the lag rule; a count or unknown in a cell and in JSON.
+ */
+static char *
+read_all(int fd)
+{
+	static char text[4096];
+	ssize_t n = pread(fd, text, sizeof(text) - 1, 0);
+
+	text[n > 0 ? n : 0] = '\0';
+	return text;
+}
+
+static int
+t_topics(void)
+{
+	struct dp_kv cfg[] = { { "retention.ms", "1000" } };
+	struct dp_topics_opts o = { .partitions = 3, .config = cfg, .nconfig = 1 };
+	const char *names[] = { "a", "bad name", "a" };
+	struct dp_topics t;
+	char path[] = "/tmp/dp-topics-XXXXXX", num[DP_TABLE_NUM];
+	int fd = mkstemp(path);
+	struct dp_out *out;
+
+	CHECK(fd >= 0);
+	unlink(path);
+	dp_topics_init(&t, &o, "cannot create");
+	CHECK(dp_topics_specs(&t, names, 3) == 0 && t.nspecs == 3 && t.n == 3);
+	CHECK(t.specs[0].partitions == 3 && t.specs[0].replication_factor == -1);
+	CHECK(t.specs[0].nconfig == 1 && !strcmp(t.specs[0].config[0].value, "1000"));
+	CHECK(dp_topics_check(&t) == 1);
+	CHECK(t.v[1].res.status == DP_EX_INVALID && t.v[2].res.status == DP_EX_INVALID);
+	CHECK(!strcmp(t.v[2].res.error, "topic is named more than once"));
+	t.v[0].action = "would-create";
+	out = dp_out_new(fd, 0);
+	CHECK(out);
+	dp_topics_output(&t, out, DP_TOPICS_JSON);
+	CHECK(dp_topics_show_created(&t) == 0 && dp_out_flush(out) == 0);
+	CHECK(t.status == DP_EX_INVALID);
+	const char *text = read_all(fd);
+	printf("%s", text);
+	const char *want = "{\"name\":\"a\",\"action\":\"would-create\",\"partitions\":3,"
+	                   "\"replication_factor\":null,\"config\":{\"retention.ms\":\"1000\"},"
+	                   "\"error\":null,\"status\":0}\n"
+	                   "{\"name\":\"bad name\",\"action\":\"failed\",";
+	CHECK(!strncmp(text, want, strlen(want)));
+	CHECK(ftruncate(fd, 0) == 0 && lseek(fd, 0, SEEK_SET) == 0);
+	dp_topics_output(&t, out, DP_TOPICS_TABLE);
+	CHECK(dp_topics_show_created(&t) == 0 && dp_out_flush(out) == 0);
+	text = read_all(fd);
+	printf("%s", text);
+	want = "NAME      ACTION        PARTITIONS  REPLICATION  ERROR\n"
+	       "a         would-create           3            -\n";
+	CHECK(!strncmp(text, want, strlen(want)));
+	dp_out_free(out);
+	close(fd);
+	dp_topics_free(&t);
+
+	CHECK(dp_topics_lag(0, 10, 4) == 6 && dp_topics_lag(0, 10, -1) == 10);
+	CHECK(dp_topics_lag(2, 10, 1) == 8 && dp_topics_lag(0, 10, 15) == 10);
+	CHECK(dp_topics_lag(5, 5, 5) == 0 && dp_topics_lag(-1, -1, 3) == -1);
+	CHECK(dp_table_num(num, -1) == NULL && !strcmp(dp_table_num(num, 42), "42"));
+	struct dp_buf b = DP_BUF_INIT;
+	struct dp_jw w;
+	dp_jw_init(&w, &b);
+	dp_jw_obj(&w);
+	dp_jw_kcount(&w, "low", -1);
+	dp_jw_kcount(&w, "high", 7);
+	dp_jw_end(&w);
+	CHECK(dp_jw_finish(&w) == 0 && !strcmp(dp_buf_str(&b), "{\"low\":null,\"high\":7}"));
+	dp_buf_free(&b);
+	printf("topics: ok\n");
+	return 0;
+}
+
+/*
+ * obs/health.h: ready needs every link up and no stale feed; a dropped
+ * feed no longer counts; a failure ends live and ready.
+ */
+static int
+t_health(void)
+{
+	char why[256];
+
+	CHECK(dp_health_feed("x") == NULL);     /* off: nothing, NULL everywhere */
+	dp_health_data(NULL);
+	CHECK(dp_health_init(60) == 0);
+	struct dp_health_feed *p0 = dp_health_feed("prices/0");
+	struct dp_health_feed *p1 = dp_health_feed("prices/1");
+	CHECK(p0 && p1 && dp_health_feed("prices/0") == p0);
+	dp_health_link("kafka", true);
+	CHECK(dp_health_ready(why, sizeof(why)));
+	CHECK(dp_health_data_age_ms() == -1);
+	dp_health_link("kafka", false);
+	CHECK(!dp_health_ready(why, sizeof(why)) && !strcmp(why, "kafka is down"));
+	dp_health_link("kafka", true);
+	usleep(100 * 1000);                     /* both feeds go stale: the clock is the subject */
+	dp_health_data(p0);
+	CHECK(!dp_health_ready(why, sizeof(why)));
+	CHECK(strstr(why, "no record on prices/1 for ") && strstr(why, "(--stale-after 60ms)"));
+	dp_health_feed_drop(p1);
+	CHECK(dp_health_ready(why, sizeof(why)));
+	CHECK(dp_health_data_age_ms() >= 0 && dp_health_data_age_ms() < 60);
+	CHECK(dp_health_live(why, sizeof(why)));
+	dp_health_fail("a batch was refused");
+	CHECK(!dp_health_live(why, sizeof(why)) && !strcmp(why, "a batch was refused"));
+	CHECK(!dp_health_ready(why, sizeof(why)));
+	dp_health_free();
+	printf("health: ok\n");
+	return 0;
+}
+
+/* An option whose argument may be left out: --wait, --wait=5s, never "--wait 5s". */
+static int
+opt_wait(void *ctx, const struct dp_opt *o, char *arg)
+{
+	struct opt_ctx *c = ctx;
+
+	c->flag = true;
+	c->called = arg;
+	return 0;
+}
+
+static int
+t_opt_optional(void)
+{
+	static const struct dp_opt opts[] = {
+		{ DP_ARG_CALL, 0, "wait", "TIMEOUT", "wait for it", .fn = opt_wait,
+		  .flags = DP_OPT_OPTIONAL_ARG },
+		{ DP_ARG_CALL, 'w', "when", "WHEN", NULL, .fn = opt_wait,
+		  .flags = DP_OPT_OPTIONAL_ARG },
+		DP_OPT_END,
+	};
+	const struct dp_opt *const tabs[] = { opts, dp_opt_base, NULL };
+	struct opt_ctx c;
+	int first;
+
+	dp_log_init("test_lib");
+#define PARSE(...) ( \
+	memset(&c, 0, sizeof(c)), dp_cli_init(&c.common), \
+	dp_opt_parse(tabs, &c, &c.common, &c.common.seen, \
+	             (int)(sizeof((char *[]){ "x", __VA_ARGS__ }) / sizeof(char *)), \
+	             (char *[]){ "x", __VA_ARGS__, NULL }, &first))
+	CHECK(PARSE("--wait", "op") == 0 && c.flag && c.called == NULL && first == 2);
+	dp_cli_free(&c.common);
+	CHECK(PARSE("--wait=5s", "op") == 0 && c.flag && !strcmp(c.called, "5s") && first == 2);
+	dp_cli_free(&c.common);
+	CHECK(PARSE("-w2", "op") == 0 && !strcmp(c.called, "2") && first == 2);
+	dp_cli_free(&c.common);
+	CHECK(PARSE("-w", "op") == 0 && c.called == NULL && first == 2);
+	dp_cli_free(&c.common);
+#undef PARSE
+	char *text = NULL;
+	size_t len = 0;
+	FILE *fp = open_memstream(&text, &len);
+	CHECK(fp);
+	dp_opt_help(fp, (const struct dp_opt *const[]){ opts, NULL });
+	fclose(fp);
+	static const char want[] =
+		"      --wait[=TIMEOUT]    wait for it\n"
+		"  -w, --when[=WHEN]\n";
+	if (strcmp(text, want) != 0) {
+		printf("help:\n%s---\nwanted:\n%s---\n", text, want);
+		free(text);
+		return 1;
+	}
+	free(text);
+	printf("opt_optional: ok\n");
+	return 0;
+}
+
 int
 main(int argc, char **argv)
 {
 	static const struct { const char *name; int (*fn)(void); } cases[] = {
 		{ "lines_basic", t_lines_basic }, { "lines_long", t_lines_long },
-		{ "lines_bad", t_lines_bad }, { "lines_swap", t_lines_swap }, { "json", t_json }, { "expr", t_expr },
+		{ "lines_bad", t_lines_bad }, { "lines_swap", t_lines_swap },
+		{ "lines_unread", t_lines_unread }, { "json", t_json }, { "expr", t_expr },
 		{ "parse", t_parse }, { "base64", t_base64 }, { "jqfast", t_jqfast },
 		{ "route", t_route },
 		{ "times", t_times }, { "backoff", t_backoff }, { "file", t_file },
@@ -2521,10 +3134,12 @@ main(int argc, char **argv)
 		{ "lines_cap", t_lines_cap }, { "envelope_ts", t_envelope_ts },
 		{ "envelope", t_envelope }, { "spec", t_spec }, { "lines_split", t_lines_split },
 		{ "expr_limit", t_expr_limit },
-		{ "pgbin", t_pgbin }, { "pg_scrub", t_pg_scrub }, { "sink_parse", t_sink_parse },
+		{ "pgbin", t_pgbin }, { "pg_scrub", t_pg_scrub }, { "sqlstate", t_sqlstate }, { "sink_parse", t_sink_parse },
 		{ "pgsink_sources", t_pgsink_sources }, { "pgsink_release", t_pgsink_release },
-		{ "coord", t_coord },
+		{ "coord", t_coord }, { "opt", t_opt }, { "metrics", t_metrics }, { "health", t_health }, { "topics", t_topics },
 		{ "jqfast_order", t_jqfast_order }, { "jqfast_deep", t_jqfast_deep },
+		{ "json_keys", t_json_keys },
+		{ "opt_optional", t_opt_optional },
 	};
 
 	dp_log_init("test_lib");
