@@ -298,7 +298,8 @@ look_at(struct dp_producer *p, const char *topic, bool ours, struct dp_buf *said
  * No report came for limit ms (--timeout) while records wait: ask the cluster
  * why.  When waiting cannot help (no broker answers; a partition with
  * records has no leader, or too few in-sync replicas for acks=all), the
- * records waiting are given up now, each reported as not delivered
+ * records not sent yet are given up now (those in a request in flight
+ * wait for its answer), each reported as not delivered
  * with its partition's reason, instead of after librdkafka's
  * message.timeout.ms (5 minutes) as "Message timed out"; what comes
  * after them is sent as usual, and goes through once the cluster takes
@@ -344,19 +345,27 @@ stall_check(struct dp_producer *p, int64_t limit)
 		         dp_duration_format(now - p->progress_ms, waited));
 		return false;
 	}
-	dp_err("no record delivered for %s: %s; giving up on the %d record%s waiting",
-	       dp_duration_format(now - p->progress_ms, waited), dp_buf_str(&said), pending,
-	       pending == 1 ? "" : "s");
+	dp_err("no record delivered for %s: %s; giving up on the records not sent yet",
+	       dp_duration_format(now - p->progress_ms, waited), dp_buf_str(&said));
 	dp_buf_free(&said);
 	/*
 	 * The queues only: a request in flight may yet be written, and is
-	 * left to its answer.  librdkafka's idempotent producer starts a new
-	 * epoch for the sequence numbers the purge skipped.
+	 * left to its answer (it is delivered once the partition takes
+	 * records again, or fails with its reason).  librdkafka's idempotent
+	 * producer starts a new epoch for the sequence numbers the purge
+	 * skipped.  The purged records are reported by the polls here.
 	 */
 	for (int i = 0; i < p->nlanes; i++)
 		rd_kafka_purge(p->lane_rk[i], RD_KAFKA_PURGE_F_QUEUE);
 	for (int i = 0; i < p->nlanes; i++)
 		rd_kafka_poll(p->lane_rk[i], 0);
+	uint64_t given = p->delivered + p->lost - done;
+	int sent = dp_producer_pending(p);
+	if (sent > 0)
+		dp_err("%llu record%s given up; %d sent before wait for the broker's answer",
+		       (unsigned long long)given, given == 1 ? "" : "s", sent);
+	else
+		dp_err("%llu record%s given up", (unsigned long long)given, given == 1 ? "" : "s");
 	p->seen = p->delivered + p->lost;
 	p->progress_ms = dp_time_mono_ms();
 	return true;
@@ -381,7 +390,7 @@ wait_lane(struct dp_producer *p, rd_kafka_t *rk, int ms)
 		if (n > 0 || slice == ms || dp_time_mono_ms() >= until)
 			break;
 	}
-	stall_check(p, p->common->timeout_ms);
+	stall_check(p, p->kafka->timeout_ms);
 }
 
 void
@@ -777,7 +786,7 @@ dp_producer_send(struct dp_producer *p, const struct dp_producer_rec *recs, size
                  size_t *failed, struct dp_buf *err)
 {
 	/* An engine with nothing waiting starts the clock now. */
-	stall_check(p, p->common->timeout_ms);
+	stall_check(p, p->kafka->timeout_ms);
 	refresh_partitions(p);
 	bool batching = p->rkt && p->partitioner && p->partitions > 0 &&
 	                p->partitions <= MAX_BUCKETS;
@@ -827,7 +836,7 @@ dp_producer_send_wait(struct dp_producer *p, const struct dp_producer_rec *recs,
 		dp_buf_msgf(err, "out of memory");
 		return DP_EX_SOFTWARE;
 	}
-	stall_check(p, p->common->timeout_ms);
+	stall_check(p, p->kafka->timeout_ms);
 	p->wait_call = (p->wait_call + 1) & WAIT_CALLS;
 	p->wait_acks = acks;
 	p->wait_n = n;

@@ -32,10 +32,12 @@
  *     message.timeout.ms: when no report comes for --timeout while
  *     records wait, the engine asks the cluster why, and when no broker
  *     answers, or a partition with records has no leader or (acks=all)
- *     fewer in-sync replicas than min.insync.replicas, it says so once
+ *     fewer in-sync replicas than min.insync.replicas, it says so
  *     (dp_err) and purges the queues; each record is reported lost with
  *     its partition's reason (NOT_ENOUGH_REPLICAS, LEADER_NOT_AVAILABLE,
- *     _ALL_BROKERS_DOWN).  What is sent after goes through once the
+ *     _ALL_BROKERS_DOWN), and a line says how many, and how many were
+ *     in a request in flight: those wait for its answer (the broker may
+ *     have written them).  What is sent after goes through once the
  *     cluster takes records again.  A cluster that answers and could
  *     take them is only slow, however long it takes.
  * docs/BENCHMARKS.md has the measurements behind each of these.
