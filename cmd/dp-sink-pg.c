@@ -1355,7 +1355,6 @@ connect_kafka(struct sink *k)
 	 * at the defaults; the writers' batches need the room (BENCHMARKS.md).
 	 */
 	static const struct dp_kv defaults[] = {
-		{ "queued.min.messages", "10000" },
 		{ "max.partition.fetch.bytes", "262144" },
 	};
 	const struct dp_consumer_opts opts = {
@@ -1365,6 +1364,7 @@ connect_kafka(struct sink *k)
 		.from = DP_FROM_BEGINNING,
 		.until = k->until_end ? DP_UNTIL_END : DP_UNTIL_NONE,
 		.manual_commit = true,
+		.prefetch_bytes = 4u << 20,
 	};
 	const struct dp_consumer_hooks hooks = {
 		.arg = k, .record = on_record, .assigned = on_assigned, .revoked = on_revoked,

@@ -158,6 +158,31 @@ end_stream() {
 	offsets_at_end "$T" "$G"
 }
 
+@test "small and large records flow: at the prefetch bound the fetcher starts again before the queue runs dry" {
+	# librdkafka 2.0.2 stops fetching once its queue holds queued.min.messages
+	# records or queued.max.messages.kbytes of payload, and decides again
+	# only when something wakes it; it used to wait for its one-second timer
+	# with the queue empty (1M 83-byte records took 77 s instead of 2).
+	# 70-byte records at the defaults: one fetch of a producer's batch
+	# fills the count at once.
+	create_topic "$T" 1
+	records 50000 | publish "$T"
+	run --separate-stderr dp-sink-pg -t "$T" -g "$G" -e --create -vv -X debug=fetch,protocol
+	[ "$status" -eq 0 ]
+	same_keys "$T"
+	offsets_at_end "$T" "$G"
+	fetcher_woken <(echo "$stderr")
+	# 4 KB records under a byte bound of 512 KB (half a producer's batch)
+	create_topic "${T}_big" 2
+	records 2000 | jq -c --arg pad "$(printf '%04000d' 0)" '. + {pad: $pad}' | publish "${T}_big"
+	run --separate-stderr dp-sink-pg -t "${T}_big" -g "$G" -e --create -vv -X debug=fetch,protocol \
+		-X queued.max.messages.kbytes=512
+	[ "$status" -eq 0 ]
+	same_keys "${T}_big"
+	fetcher_woken <(echo "$stderr")
+	psql_dp -c "drop table if exists \"${T}_big\""
+}
+
 @test "^regex topics into one --table; --progress shows rows/s, lag and batch latency" {
 	create_topic "$T.a" 2
 	create_topic "$T.b" 1
