@@ -284,7 +284,8 @@ static const struct dp_opt options[] = {
 	  "own partitions (default 2 with -t, else 1)", OFF(writers), .min = 1, .max = 64 },
 	{ DP_ARG_U64, 0, "batch-rows", "N", "rows per batch (default 10000)", OFF(batch_rows),
 	  .min = 1, .max = 10000000 },
-	{ DP_ARG_SIZE, 0, "batch-bytes", "SIZE", "encoded bytes per batch (default 4M)",
+	{ DP_ARG_SIZE, 0, "batch-bytes", "SIZE", "bytes a batch holds, encoded and as JSON\n"
+	  "(default 2M with -t, else 4M)",
 	  OFF(batch_bytes), .min = 1024, .max = 1024 * 1024 * 1024, .max_label = "1G" },
 	{ DP_ARG_DURATION, 0, "linger", "DURATION", "send a batch when its first row is this old\n"
 	  "(default 100ms)", OFF(linger_ms), .max = 3600000, .max_label = "1h" },
@@ -392,6 +393,9 @@ validate_kafka(struct sink *k)
 	}
 	if (!k->writers)
 		k->writers = 2;
+	/* Two writers' batches and the prefetch within about 32 MB (BENCHMARKS.md). */
+	if (!k->batch_bytes)
+		k->batch_bytes = 2 * 1024 * 1024;
 	return 0;
 }
 
@@ -415,6 +419,8 @@ validate_stdin(struct sink *k)
 	}
 	if (!k->writers)
 		k->writers = 1;
+	if (!k->batch_bytes)
+		k->batch_bytes = 4 * 1024 * 1024;
 	return 0;
 }
 
@@ -783,7 +789,6 @@ main(int argc, char **argv)
 	static struct sink k = {
 		.on_conflict = -1,
 		.batch_rows = 10000,
-		.batch_bytes = 4 * 1024 * 1024,
 		.linger_ms = 100,
 	};
 

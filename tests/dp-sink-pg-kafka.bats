@@ -183,6 +183,34 @@ end_stream() {
 	psql_dp -c "drop table if exists \"${T}_big\""
 }
 
+@test "-t at the defaults holds 1 KB records from 6 partitions in under 32 MB; --batch-bytes counts their JSON" {
+	# A batch was due at --batch-bytes of encoded rows alone, while it also
+	# kept each row's JSON, and only the batches being filled counted
+	# towards the memory bound, not those queued and running: 70-80 MB.
+	create_topic "$T" 6
+	python3 -c '
+import sys
+book = ",".join("[%d.5,%d]" % (k, k) for k in range(100, 200))
+for i in range(1, 40001):
+    sys.stdout.write("{\"seq\":%d,\"fsym\":\"BTC\",\"book\":[%s]}\n" % (i, book))' > "$W/in"
+	[ "$(head -1 "$W/in" | wc -c)" -gt 1000 ]
+	publish "$T" < "$W/in"
+	psql_dp -c "create table \"$T\" (seq bigint primary key, fsym text, book jsonb)"
+	run --separate-stderr /usr/bin/time -f '%M' -o "$W/rss" dp-sink-pg -t "$T" -g "$G" -e -v
+	[ "$status" -eq 0 ]
+	same_keys "$T"
+	rss=$(tail -1 "$W/rss")
+	echo "peak RSS ${rss} KB"
+	[ "$rss" -lt 32768 ]
+	# 40 MB of JSON and about as much encoded: at 1M a batch, 80 batches or more
+	psql_dp -c "truncate \"$T\"" -c "delete from dp_sink_offsets where \"group\" = '$G'"
+	run --separate-stderr dp-sink-pg -t "$T" -g "$G" -e -v --batch-bytes 1M --batch-rows 100000
+	[ "$status" -eq 0 ]
+	echo "$stderr" | grep 'wrote 40000 rows in'
+	batches=$(echo "$stderr" | sed -n 's/.*wrote 40000 rows in \([0-9]*\) batches.*/\1/p')
+	[ "$batches" -ge 80 ]
+}
+
 @test "^regex topics into one --table; --progress shows rows/s, lag and batch latency" {
 	create_topic "$T.a" 2
 	create_topic "$T.b" 1
