@@ -80,8 +80,9 @@ cleanup() {
 trap cleanup EXIT
 
 # The server processes whose CPU is counted.
-pg_pid=$(psql "$DP_PG" -XAtq -c 'select pg_backend_pid()')
-pg_pid=$(awk '{ print $4 }' "/proc/$pg_pid/stat")      # the backend's parent
+# The postmaster: the first line of postmaster.pid in the data directory
+# (the server must run on this machine, as the broker must).
+pg_pid=$(head -1 "$(psql "$DP_PG" -XAtq -c 'show data_directory')/postmaster.pid")
 kafka_pid=${DP_BENCH_KAFKA_PID:-}
 if [[ -z $kafka_pid && -n ${DP_STACK_DIR:-} && -s $DP_STACK_DIR/kafka.pid && $bench_started == 1 ]]; then
 	kafka_pid=$(cat "$DP_STACK_DIR/kafka.pid")
