@@ -259,6 +259,8 @@ answer(const struct dp_cmd *cmd, const struct dp_common *common)
 		usage(cmd, stdout);
 	} else if (common->version) {
 		dp_cli_version(cmd->libs ? cmd->libs() : NULL);
+	} else if (common->dot && cmd->dot_runs) {
+		return -1;              /* the command's own view: it runs */
 	} else if (common->dot && cmd->machines) {
 		for (size_t i = 0; cmd->machines[i]; i++)
 			dp_fsm_dot(cmd->machines[i], stdout);

@@ -110,6 +110,14 @@ struct dp_cmd {
 	const struct dp_fsm_def *const *machines;
 	size_t (*choose)(void *ctx);
 	size_t outbuf;                          /* stdout buffer; 0: 64 KiB */
+	/*
+	 * --dot is a view of the run, not only the drawing of the table: the
+	 * frame does not answer it, and the command runs and draws (dp-top:
+	 * the system with each actor's state marked).  That drawing is still
+	 * a digraph named after the command with the command's own rows in it,
+	 * as dp_fsm_dot draws them, for tests/fsm.bats and the coverage.
+	 */
+	bool dot_runs;
 
 	/* Options into ctx, for a command without an opts table; other
 	 * options go to dp_cli_common().  0, or -1 after printing why. */
