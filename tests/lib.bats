@@ -285,3 +285,10 @@ setup() {
 	[ "$status" -eq 0 ]
 	[[ $output == *"health: ok"* ]]
 }
+
+@test "status and dp-top's views: options checked; running, stopped, gone and forgotten; grouped by actor; the diagram marked" {
+	run "$TEST_LIB" top_view
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ $output == *"top_view: ok"* ]]
+}
