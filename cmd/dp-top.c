@@ -310,6 +310,8 @@ open_top(void *ctx)
 	}
 	if (t->live && dp_screen_open(&t->scr, STDIN_FILENO, STDOUT_FILENO) < 0)
 		return dp_cmd_stdout_failed(errno);
+	/* The first snapshot once the topic is read to its end, or after --delay. */
+	t->next_ms = dp_time_mono_ms() + t->delay_ms;
 	return 0;
 }
 
