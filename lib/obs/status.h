@@ -81,21 +81,23 @@ struct dp_status_opts {
 
 /*
  * The option rows, for a command's table (core/opt.h): type is the
- * command's context, field its struct dp_status_opts member.
- *   DP_OPT_STATUS_ROWS(struct sink, status),
+ * command's context, field its struct dp_status_opts member, subs the
+ * subcommands that take them (core/opt.h's DP_SUB bits; 0: all).
+ *   DP_OPT_STATUS_ROWS(struct sink, status, 0),
  */
-#define DP_OPT_STATUS_ROWS(type, field) \
-	DP_OPT_GROUP("Status options"), \
+#define DP_OPT_STATUS_ROWS(type, field, subs_) \
+	DP_OPT_GROUP("Status (see dp-top)"), \
 	{ .kind = DP_ARG_STRING, .long_name = "status-topic", .argname = "TOPIC", \
 	  .help = "publish this process's status to TOPIC, for dp-top\n" \
 	          "(default $DP_STATUS_TOPIC; none when unset)", \
-	  .off = offsetof(type, field.topic), .flags = DP_OPT_NONEMPTY }, \
+	  .off = offsetof(type, field.topic), .flags = DP_OPT_NONEMPTY, .subs = (subs_) }, \
 	{ .kind = DP_ARG_STRING, .long_name = "instance", .argname = "NAME", \
 	  .help = "this process's name in its status (default HOST:PID)", \
-	  .off = offsetof(type, field.instance), .flags = DP_OPT_NONEMPTY }, \
+	  .off = offsetof(type, field.instance), .flags = DP_OPT_NONEMPTY, .subs = (subs_) }, \
 	{ .kind = DP_ARG_DURATION, .long_name = "status-interval", .argname = "DURATION", \
 	  .help = "publish the status this often, and at each change\nof state (default 5s)", \
-	  .off = offsetof(type, field.interval_ms), .max = 3600000, .max_label = "1h" }
+	  .off = offsetof(type, field.interval_ms), .max = 3600000, .max_label = "1h", \
+	  .subs = (subs_) }
 
 /*
  * For validate(): $DP_STATUS_TOPIC when --status-topic was not given, the
