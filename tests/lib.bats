@@ -292,3 +292,9 @@ setup() {
 	[ "$status" -eq 0 ]
 	[[ $output == *"top_view: ok"* ]]
 }
+
+@test "options: an argument that may be left out (--wait, --wait=5s) is parsed and shown so" {
+	run "$TEST_LIB" opt_optional
+	[ "$status" -eq 0 ]
+	[[ $output == *"opt_optional: ok"* ]]
+}
