@@ -47,6 +47,75 @@ has() {
 	snapshot "$topic" "$@" && jq -e "$filter" "$W/snap" > /dev/null
 }
 
+# states MACHINE: the states docs/system.dot draws for MACHINE, one a line
+states() {
+	grep -oE "^		\"$1:[A-Za-z_]+\" \[" "$DP_ROOT/docs/system.dot" |
+		sed -E "s/^\t\t\"$1://; s/\" \[\$//"
+}
+
+@test "dp-top --once -o json over a running pipeline: every actor, each with its state; --dot marks them" {
+	export DP_STATUS_TOPIC=$(uniq_name status) DP_REGISTRY=$(uniq_name reg) DP_REQUESTS=$(uniq_name req)
+	T=$(new_topic)
+	DYN=dyn.$T
+	create_topic "$T" 2
+	python3 "$DP_ROOT/tests/helpers/ccserver.py" --fixtures "$DP_ROOT/tests/fixtures/cryptocompare" \
+		--scenario <(echo '{"routes":{"/data/pricemultifull":[{"file":"saundersconsult__pricemultifull.json"}]}}') \
+		--port-file "$W/port" --log "$W/requests" 3>&- &
+	BG_PIDS+=($!)
+	wait_until 10 test -s "$W/port"
+	export DP_CRYPTOCOMPARE_URL=http://127.0.0.1:$(cat "$W/port")
+	# The seed's actors: the coordinator, the consumer of the fixed topic,
+	# the producer (dp-fetch into dp-publish), an application's reader of a
+	# dynamic topic.
+	dp-coord serve -g "$(uniq_name g)" --instance coord --status-interval 500ms 2> "$W/coord.err" &
+	BG_PIDS+=($!)
+	dp-sink-pg -t "$T" -g "$(uniq_name sink)" --table "$(uniq_name tb)" --create \
+		--instance sink --status-interval 500ms 2> "$W/sink.err" &
+	BG_PIDS+=($!)
+	dp-coord request "$DYN" --source "$T" --filter '.fsym == "BTC"' --wait > /dev/null
+	dp-tail --follow "$DYN" --instance app --status-interval 500ms > "$W/app" 2> "$W/app.err" &
+	BG_PIDS+=($!)
+	mkfifo "$W/prices"
+	dp-publish -t "$T" -k .fsym --follow-registry --instance publish --status-interval 500ms \
+		< "$W/prices" 2> "$W/pub.err" &
+	BG_PIDS+=($!)
+	dp-fetch price --fsyms BTC --tsyms USD --every 1s --instance fetch --status-interval 500ms \
+		> "$W/prices" 2> "$W/fetch.err" &
+	BG_PIDS+=($!)
+	wait_until 30 test -s "$W/app"
+	running() {
+		has "$DP_STATUS_TOPIC" '[.instances[] | select(.status == "running") | .actor + " " + .key] ==
+			["producer dp-fetch/fetch", "producer dp-publish/publish",
+			 "coordinator dp-coord/coord", "consumer_fixed dp-sink-pg/sink",
+			 "consumer_dynamic dp-tail/app"]'
+	}
+	wait_until 30 running
+	# Each in a state its machine has (docs/system.dot draws them), since a
+	# time, ready, on this host.
+	for key in dp-fetch/fetch dp-publish/publish dp-coord/coord dp-sink-pg/sink dp-tail/app; do
+		run jq -r --arg k "$key" '.instances[] | select(.key == $k) |
+			"\(.machines[0].machine) \(.machines[0].state) \(.machines[0].since | length) \(.host) \(.pid > 0)"' "$W/snap"
+		read -r machine state since host pid <<<"$output"
+		[ "$machine" = "${key%%/*}" ]
+		states "$machine" | grep -qx "$state" || { echo "$key: no state '$state' in $machine"; false; }
+		[ "$since" -ge 20 ] && [ "$host" = "$(hostname)" ] && [ "$pid" = true ]
+	done
+	# --dot: each running process's state marked on its machine's node
+	run dp-top --dot
+	[ "$status" -eq 0 ]
+	printf '%s\n' "$output" | dot -Tsvg > /dev/null
+	[ "$(grep -c 'fillcolor=palegreen, label=' <<<"$output")" -ge 4 ]
+	for name in fetch publish coord sink app; do
+		grep -qE "^		\"dp-[a-z-]+:[A-Za-z_]+\" \[.*fillcolor=palegreen, label=\"[A-Za-z_]+\\\\n$name\"\];\$" \
+			<<<"$output" || grep -qE 'label="[A-Za-z_]+\\n[0-9]+ processes"' <<<"$output" ||
+			{ echo "no node marked for $name"; false; }
+	done
+	# A clean end is a last status: the producer's input ends, it stops with 0.
+	kill -TERM "${BG_PIDS[-1]}"
+	wait_until 30 has "$DP_STATUS_TOPIC" '.instances[] | select(.key == "dp-publish/publish" and
+		.status == "stopped" and .exit == 0)'
+}
+
 @test "dp-top --once -o json: each process's latest status, running, then stopped with its exit status" {
 	T=$(uniq_name status)
 	publisher "$T" alpha 300ms

@@ -116,6 +116,19 @@ signal_verdict(const struct dp_cmd *cmd, void *ctx, unsigned io, int status)
 	return DP_EX_SIGNAL + sig;
 }
 
+static void (*at_end[4])(int status);
+
+int
+dp_cmd_at_end(void (*fn)(int status))
+{
+	for (size_t i = 0; i < sizeof(at_end) / sizeof(at_end[0]); i++)
+		if (!at_end[i] || at_end[i] == fn) {
+			at_end[i] = fn;
+			return 0;
+		}
+	return -1;
+}
+
 bool
 dp_cmd_given(const struct dp_cmd *cmd, const struct dp_common *common, const char *long_name)
 {
@@ -368,6 +381,8 @@ dp_cmd_main(const struct dp_cmd *cmd, void *ctx, struct dp_common *common,
 	status = signal_verdict(cmd, ctx, io, status);
 out:
 	status = flush_stdout(common, status);
+	for (size_t i = 0; i < sizeof(at_end) / sizeof(at_end[0]) && at_end[i]; i++)
+		at_end[i](status);
 	if (cmd->close)
 		cmd->close(ctx);
 	dp_cli_free(common);

@@ -153,6 +153,14 @@ struct dp_cmd {
 int dp_cmd_main(const struct dp_cmd *cmd, void *ctx, struct dp_common *common,
                 struct dp_fsm *m, int argc, char **argv);
 
+/*
+ * Call fn with the run's exit status at its very end: after the signal's
+ * verdict and the close of stdout, before the command's close step (its
+ * engines still exist).  For what in lib/ must say how the run ended
+ * (obs/status.h's last record).  At most 4; 0, or -1 when they are taken.
+ */
+int dp_cmd_at_end(void (*fn)(int status));
+
 /* Whether --long_name was given (for validate). */
 bool dp_cmd_given(const struct dp_cmd *cmd, const struct dp_common *common,
                   const char *long_name);

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "core/exit.h"
+#include "core/frame.h"
 #include "core/log.h"
 #include "core/parse.h"
 #include "core/timefmt.h"
@@ -116,6 +117,18 @@ dp_status_check(struct dp_status_opts *o, struct dp_buf *err)
 		return -1;
 	}
 	return 0;
+}
+
+int
+dp_status_validate(struct dp_status_opts *o)
+{
+	struct dp_buf err = DP_BUF_INIT;
+	int rc = dp_status_check(o, &err);
+
+	if (rc < 0)
+		dp_err("%s", dp_buf_str(&err));
+	dp_buf_free(&err);
+	return rc;
 }
 
 bool
@@ -526,9 +539,10 @@ run(void *arg)
 
 int
 dp_status_start(const struct dp_status_opts *o, const struct dp_kafka_opts *kafka,
-                const char *command, const struct dp_fsm *main, struct dp_buf *err)
+                const struct dp_fsm *main)
 {
 	static bool watching;
+	const char *command = dp_log_progname();
 	pthread_condattr_t ca;
 	int e;
 
@@ -558,6 +572,14 @@ dp_status_start(const struct dp_status_opts *o, const struct dp_kafka_opts *kafk
 		goto oom;
 	sprintf(S.key, "%s/%s", command, S.instance);
 
+	if (!watching) {
+		if (dp_fsm_watch(watch, NULL) < 0 || dp_cmd_at_end(dp_status_stop) < 0) {
+			dp_warn("status: not published: the state machines' watchers or the "
+			        "run's end hooks are all taken");
+			return -1;
+		}
+		watching = true;
+	}
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&S.cv, &ca);
@@ -569,24 +591,16 @@ dp_status_start(const struct dp_status_opts *o, const struct dp_kafka_opts *kafk
 	atomic_store(&S.on, true);
 	if (main)
 		slot_of(main);
-	if (!watching) {
-		if (dp_fsm_watch(watch, NULL) < 0) {
-			dp_buf_msgf(err, "cannot watch the state machines: all %d watchers are taken",
-			            DP_FSM_WATCHERS);
-			atomic_store(&S.on, false);
-			return -1;
-		}
-		watching = true;
-	}
 	if ((e = pthread_create(&S.thread, NULL, run, NULL)) != 0) {
-		dp_buf_msgf(err, "cannot start the status publisher: %s", strerror(e));
+		dp_warn("status: not published: cannot start its thread: %s", strerror(e));
 		atomic_store(&S.on, false);
+		pthread_cond_destroy(&S.cv);
 		return -1;
 	}
 	S.started_thread = true;
 	return 0;
 oom:
-	dp_buf_msgf(err, "out of memory");
+	dp_warn("status: not published: out of memory");
 	return -1;
 }
 

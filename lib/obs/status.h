@@ -107,28 +107,34 @@ struct dp_status_opts {
  */
 int dp_status_check(struct dp_status_opts *o, struct dp_buf *err);
 
+/* dp_status_check, said on stderr: 0, or -1 (a usage error) for validate(). */
+int dp_status_validate(struct dp_status_opts *o);
+
 /* Whether o (after dp_status_check) asks for a status. */
 bool dp_status_wanted(const struct dp_status_opts *o);
 
 /*
- * Start publishing (call it in open(), before the engines declare their
- * metrics): turns obs/metrics.h's registry on when the command has not
- * (so the counters exist), watches every machine of the
- * process, main (the command's, may be NULL) from now on, and starts the
- * publisher's thread, which makes its producer from kafka (borrowed: it
- * must outlive dp_status_stop), creates the topic when it is missing and
- * publishes the first record.  command is borrowed ("dp-sink-pg").  Does
- * nothing unless dp_status_wanted(o).  0, or -1 with the reason in err
- * (no thread, no memory: the command may go on without a status).
+ * Start publishing, in the command's open step before its engines exist
+ * (they declare their metrics when they are made): turns obs/metrics.h's
+ * registry on when the command has not (so the counters exist), watches
+ * every machine of the process, main (the command's, may be NULL) from
+ * now on, and starts the publisher's thread, which makes its producer
+ * from kafka (borrowed: it must outlive the run), creates the topic when
+ * it is missing and publishes the first record.  The command is named by
+ * core/log.h's program name.  The run's end (core/frame.h's
+ * dp_cmd_at_end, with the exit status) publishes the last record.  Does
+ * nothing unless dp_status_wanted(o).  0, or -1 after a warning (no
+ * thread, no memory): the command goes on without a status.
  */
 int dp_status_start(const struct dp_status_opts *o, const struct dp_kafka_opts *kafka,
-                    const char *command, const struct dp_fsm *main, struct dp_buf *err);
+                    const struct dp_fsm *main);
 
 /*
  * The end of the run: publish the last record (final, exit_status), wait
  * for it to be acknowledged (at most the --timeout of the Kafka options,
- * while no answer comes), stop the thread and free the producer.  Safe
- * to call when not started, and more than once.
+ * while no answer comes), stop the thread and free the producer.  Called
+ * by the frame at the end of the run; safe when not started, and more
+ * than once.
  */
 void dp_status_stop(int exit_status);
 

@@ -3106,7 +3106,8 @@ t_status(const char *topic, const char *instance, const char *interval)
 	struct dp_series *out = dp_metric_one(dp_metric_new("dp_records_out_total",
 	                                                    "records written",
 	                                                    DP_METRIC_COUNTER, NULL, NULL, 0));
-	CHECK(dp_status_start(&o, &c.kafka, "test-status", NULL, &err) == 0);
+	dp_log_init("test-status");             /* the command the status names */
+	CHECK(dp_status_start(&o, &c.kafka, NULL) == 0);
 	dp_fsm_init(&m, &def, false);
 	CHECK(dp_status_record(&key, &val) == 0);
 	printf("key %s\nrecord %s\n", dp_buf_str(&key), dp_buf_str(&val));
