@@ -57,7 +57,7 @@
 #include "obs/status.h"
 #include "obs/top.h"
 #include "kafka/producer.h"
-#include "kafka/topics.h"
+#include "topic/topics.h"
 #include "pg/binary.h"
 #include "pg/conn.h"
 #include "pg/sink.h"
