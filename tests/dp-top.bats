@@ -68,12 +68,15 @@ states() {
 	# the producer (dp-fetch into dp-publish), an application's reader of a
 	# dynamic topic.
 	dp-coord serve -g "$(uniq_name g)" --instance coord --status-interval 500ms 2> "$W/coord.err" &
+	COORD=$!
 	BG_PIDS+=($!)
 	dp-sink-pg -t "$T" -g "$(uniq_name sink)" --table "$(uniq_name tb)" --create \
 		--instance sink --status-interval 500ms 2> "$W/sink.err" &
+	SINK=$!
 	BG_PIDS+=($!)
 	dp-coord request "$DYN" --source "$T" --filter '.fsym == "BTC"' --wait > /dev/null
 	dp-tail --follow "$DYN" --instance app --status-interval 500ms > "$W/app" 2> "$W/app.err" &
+	APP=$!
 	BG_PIDS+=($!)
 	mkfifo "$W/prices"
 	dp-publish -t "$T" -k .fsym --follow-registry --instance publish --status-interval 500ms \
@@ -81,6 +84,7 @@ states() {
 	BG_PIDS+=($!)
 	dp-fetch price --fsyms BTC --tsyms USD --every 1s --instance fetch --status-interval 500ms \
 		> "$W/prices" 2> "$W/fetch.err" &
+	FETCH=$!
 	BG_PIDS+=($!)
 	wait_until 30 test -s "$W/app"
 	running() {
@@ -111,9 +115,21 @@ states() {
 			{ echo "no node marked for $name"; false; }
 	done
 	# A clean end is a last status: the producer's input ends, it stops with 0.
-	kill -TERM "${BG_PIDS[-1]}"
-	wait_until 30 has "$DP_STATUS_TOPIC" '.instances[] | select(.key == "dp-publish/publish" and
-		.status == "stopped" and .exit == 0)'
+	kill -TERM "$FETCH"
+	wait_until 30 has "$DP_STATUS_TOPIC" '[.instances[] | select(.status == "stopped") |
+		"\(.key) \(.exit) \(.final)"] == ["dp-fetch/fetch 0 true", "dp-publish/publish 0 true"]'
+	# A process killed -9 leaves no last status: gone once it is three of its
+	# intervals late, while the others still run.
+	kill -KILL "$APP"
+	wait_until 30 has "$DP_STATUS_TOPIC" '[.instances[] | {(.key): .status}] | add ==
+		{"dp-fetch/fetch": "stopped", "dp-publish/publish": "stopped",
+		 "dp-coord/coord": "running", "dp-sink-pg/sink": "running", "dp-tail/app": "gone"}'
+	jq -e '.running == 2 and .stopped == 2 and .gone == 1' "$W/snap"
+	# The daemons stopped by SIGTERM: stopped, exit 0, in their final state.
+	kill -TERM "$SINK" "$COORD"
+	wait_until 30 has "$DP_STATUS_TOPIC" '[.instances[] | select(.actor == "coordinator" or
+		.actor == "consumer_fixed") | "\(.key) \(.status) \(.exit) \(.machines[0].state)"] ==
+		["dp-coord/coord stopped 0 done", "dp-sink-pg/sink stopped 0 done"]'
 }
 
 @test "dp-top --once -o json: each process's latest status, running, then stopped with its exit status" {
