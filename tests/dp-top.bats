@@ -204,14 +204,22 @@ states() {
 	command -v tmux > /dev/null || skip "tmux is not installed (scripts/deps installs it)"
 	T=$(uniq_name status)
 	publisher "$T" epsilon 200ms
+	# A real actor beside the toy: a reader of a dynamic topic, waiting for its registry.
+	dp-tail --follow "dyn.$T" --registry "$(uniq_name reg)" --status-topic "$T" --instance reader \
+		--status-interval 200ms > /dev/null 2> "$W/reader.err" &
+	BG_PIDS+=($!)
 	TMUX_SOCK=dp-top-$$-$BATS_TEST_NUMBER
 	tmux -L "$TMUX_SOCK" -f /dev/null new-session -d -x 150 -y 20 \
 		"env DP_BROKERS='$DP_BROKERS' dp-top --status-topic '$T' -d 200ms; echo \"EXIT=\$?\"; sleep 60"
 	screen() { tmux -L "$TMUX_SOCK" capture-pane -p > "$W/screen"; }
 	shows() { screen && grep -qE "$1" "$W/screen"; }
 	wait_until 20 shows '^Other +test-status +epsilon +running +working +[0-9]+s +[0-9.]+ +[0-9.]+'
-	grep -qE "^$T at .*: 1 running, 0 stopped, 0 gone  \(q quits\)$" "$W/screen"
+	wait_until 20 shows '^Consumer for dynamic topics +dp-tail +reader +running +subscribing +[0-9]+s '
+	grep -qE "^$T at .*: 2 running, 0 stopped, 0 gone  \(q quits\)$" "$W/screen"
 	grep -qE '^ACTOR +COMMAND +INSTANCE +STATUS +STATE +SINCE +IN/S +OUT/S +LAG +DATA AGE +READY$' "$W/screen"
+	# grouped as the seed's actors: the header, the consumer of dynamic topics, then the others
+	[ "$(grep -oE '^(ACTOR|Consumer for dynamic topics|Other) ' "$W/screen" | tr -d ' ' | paste -sd,)" = \
+		ACTOR,Consumerfordynamictopics,Other ]
 	# It refreshes: the process stops, and the same screen says so.
 	kill -TERM "$PUB"
 	wait "$PUB"
