@@ -290,3 +290,33 @@ states() {
 	[ "$(grep -c '^	subgraph cluster_[0-9]' <<<"$output")" -eq \
 		"$(grep -c '^	subgraph cluster_' "$DP_ROOT/docs/system.dot")" ]
 }
+
+@test "dp-coord run and the dp-tail it keeps per dynamic topic: each publishes its own status (\$DP_STATUS_TOPIC is inherited)" {
+	export DP_STATUS_TOPIC=$(uniq_name status) DP_REGISTRY=$(uniq_name reg) DP_REQUESTS=$(uniq_name req)
+	T=$(new_topic)
+	create_topic "$T" 1
+	dp-coord serve -g "$(uniq_name g)" --instance coord 2> "$W/coord.err" &
+	BG_PIDS+=($!)
+	dp-coord request "dyn.$T" --source "$T" --filter . --wait > /dev/null
+	dp-coord run --instance runner --status-interval 500ms -- \
+		dp-tail --follow {} --status-interval 500ms > /dev/null 2> "$W/run.err" &
+	RUN=$!
+	BG_PIDS+=($!)
+	children() {
+		has "$DP_STATUS_TOPIC" '[.instances[] | select(.command == "dp-tail" and .status == "running" and
+			.machines[0].state == "consuming" and .pid != '"$RUN"')] | length == 1' &&
+		has "$DP_STATUS_TOPIC" '.instances[] | select(.key == "dp-coord/runner" and
+			.actor == "coordinator" and .status == "running" and .pid == '"$RUN"')'
+	}
+	wait_until 30 children
+	child=$(jq -r '.instances[] | select(.command == "dp-tail") | "\(.actor) \(.instance) \(.pid)"' "$W/snap")
+	read -r actor instance pid <<<"$child"
+	[ "$actor" = consumer_dynamic ] && [ "$instance" = "$(hostname):$pid" ]
+	# Retired: the child reads its topic to its end and ends by itself, 0.
+	dp-coord retire "dyn.$T" --wait > /dev/null
+	wait_until 30 has "$DP_STATUS_TOPIC" '.instances[] | select(.command == "dp-tail" and
+		.pid == '"$pid"' and .status == "stopped" and .exit == 0)'
+	kill -TERM "$RUN"
+	wait_until 30 has "$DP_STATUS_TOPIC" '.instances[] | select(.key == "dp-coord/runner" and
+		.status == "stopped" and .exit == 0)'
+}
