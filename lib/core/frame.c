@@ -381,10 +381,10 @@ dp_cmd_main(const struct dp_cmd *cmd, void *ctx, struct dp_common *common,
 	status = signal_verdict(cmd, ctx, io, status);
 out:
 	status = flush_stdout(common, status);
-	for (size_t i = 0; i < sizeof(at_end) / sizeof(at_end[0]) && at_end[i]; i++)
-		at_end[i](status);
 	if (cmd->close)
 		cmd->close(ctx);
+	for (size_t i = 0; i < sizeof(at_end) / sizeof(at_end[0]) && at_end[i]; i++)
+		at_end[i](status);
 	dp_cli_free(common);
 	return status;
 }

@@ -150,10 +150,13 @@ int dp_cmd_main(const struct dp_cmd *cmd, void *ctx, struct dp_common *common,
                 struct dp_fsm *m, int argc, char **argv);
 
 /*
- * Call fn with the run's exit status at its very end: after the signal's
- * verdict and the close of stdout, before the command's close step (its
- * engines still exist).  For what in lib/ must say how the run ended
- * (obs/status.h's last record).  At most 4; 0, or -1 when they are taken.
+ * Call fn with the run's exit status at the very end of dp_cmd_main:
+ * after the signal's verdict, the close of stdout and the command's close
+ * step (the engines are gone; what fn reads must be process-wide, as
+ * obs/metrics.h's registry is).  For what in lib/ watches the whole run
+ * and must say how it ended (obs/status.h's last record), each of which
+ * registers itself; in the order registered.  At most 4, each once; 0, or
+ * -1 when they are taken.
  */
 int dp_cmd_at_end(void (*fn)(int status));
 
