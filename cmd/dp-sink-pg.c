@@ -27,6 +27,7 @@
 #include "jq/expr.h"
 #include "kafka/client.h"
 #include "kafka/onerror.h"
+#include "obs/status.h"
 #include "pg/conn.h"
 #include "pg/ingest.h"
 #include "pg/reset.h"
@@ -68,6 +69,7 @@ struct sink {
 	uint64_t max_retries;
 	bool progress;
 	struct dp_sinkreset reset;      /* --reset-offsets */
+	struct dp_status_opts status;   /* --status-topic ... (obs/status.h) */
 
 	/* the run */
 	struct dp_ingest *in;
@@ -303,6 +305,7 @@ static const struct dp_opt options[] = {
 	  "member of GROUP may be running",
 	  .fn = opt_reset },
 
+	DP_OPT_STATUS_ROWS(struct sink, status, 0),
 	DP_OPT_KAFKA_ROWS,
 	DP_OPT_END,
 };
@@ -444,6 +447,8 @@ validate(void *ctx)
 	struct sink *k = ctx;
 	struct dp_buf err = DP_BUF_INIT;
 
+	if (dp_status_validate(&k->status) < 0)
+		return -1;
 	if (k->reset.to != DP_SINKRESET_NONE) {
 		if (k->from_stdin || k->source_id) {
 			dp_err("--reset-offsets moves the offsets of a consumer group (-g), not of "
@@ -660,6 +665,7 @@ open_sink(void *ctx)
 	struct sink *k = ctx;
 	struct dp_source *src;
 
+	dp_status_start(&k->status, &k->common.kafka, &k->fsm);
 	if (k->from_stdin) {
 		const struct dp_source_lines_conf lc = {
 			.fd = STDIN_FILENO, .source_id = k->source_id, .max_line = k->batch_bytes,
