@@ -75,7 +75,17 @@ $(OBJ)/cmd/%.o: cmd/%.c $(wildcard lib/*/*.h) Makefile
 	@echo "  CC      $<"
 	@$(CC) $(CPPFLAGS) $(WARN) $(CFLAGS) -c -o $@ $<
 
-$(OBJ)/libdp.a: $(LIB_OBJ)
+# dp-top --dot draws docs/system.dot (`make diagrams`) with each running
+# actor's state marked: the drawing is built into libdp.a as dp_system_dot.
+SYSDOT_OBJ = $(OBJ)/lib/obs/system_dot.o
+
+$(SYSDOT_OBJ): docs/system.dot Makefile
+	@mkdir -p $(@D)
+	@echo "  EMBED   $<"
+	@printf '\t.section .rodata\n\t.globl dp_system_dot\n\t.type dp_system_dot, %%object\ndp_system_dot:\n\t.incbin "%s"\n\t.byte 0\n\t.size dp_system_dot, .-dp_system_dot\n\t.section .note.GNU-stack,"",%%progbits\n' \
+		'$(CURDIR)/docs/system.dot' | $(CC) -c -x assembler -o $@ -
+
+$(OBJ)/libdp.a: $(LIB_OBJ) $(SYSDOT_OBJ)
 	@rm -f $@
 	@$(AR) rcsP $@ $^
 

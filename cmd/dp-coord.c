@@ -34,6 +34,7 @@
 #include "jq/expr.h"
 #include "kafka/admin.h"
 #include "kafka/client.h"
+#include "obs/status.h"
 
 enum sub { SUB_SERVE, SUB_REQUEST, SUB_RETIRE, SUB_LIST, SUB_WATCH, SUB_RUN };
 
@@ -64,6 +65,7 @@ struct coord {
 	char **run_argv;                /* borrowed from argv */
 	size_t run_argc;
 	int fmt;                        /* -1 auto, else formats[] */
+	struct dp_status_opts status;   /* serve, run: --status-topic ... (obs/status.h) */
 
 	/* resources */
 	struct dp_coord_policy policy;
@@ -508,6 +510,7 @@ static const struct dp_opt opts[] = {
 	  .subs = DP_SUB(SUB_LIST) },
 	{ DP_ARG_STRING, 0, "match", "JQ", "run: only topics whose spec matches", F(match),
 	  .subs = DP_SUB(SUB_RUN) },
+	DP_OPT_STATUS_ROWS(struct coord, status, DP_SUB(SUB_SERVE) | DP_SUB(SUB_RUN)),
 	DP_OPT_KAFKA_ROWS,
 	DP_OPT_END,
 };
@@ -549,6 +552,9 @@ validate(void *ctx)
 	if (!c->requests)
 		c->requests = (e = getenv("DP_REQUESTS")) && *e ? e : DP_REQUESTS_DEFAULT;
 	c->partitions = c->partitions_arg ? (int32_t)c->partitions_arg : -1;
+	/* Only the daemons publish a status ($DP_STATUS_TOPIC is not for request, list). */
+	if ((c->sub == SUB_SERVE || c->sub == SUB_RUN) && dp_status_validate(&c->status) < 0)
+		return -1;
 	if (c->sub == SUB_REQUEST || c->sub == SUB_RETIRE) {
 		if (!c->name) {
 			dp_err("%s needs the NAME of a dynamic topic", subs[c->sub].name);
@@ -606,6 +612,7 @@ open_coord(void *ctx)
 	struct dp_kafka_opts *kafka = &c->common.kafka;
 	bool ok;
 
+	dp_status_start(&c->status, kafka, &c->fsm);
 	if (c->sub == SUB_SERVE) {
 		const struct dp_serve_conf conf = {
 			.kafka = kafka, .registry = c->registry, .requests = c->requests,

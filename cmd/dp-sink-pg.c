@@ -27,6 +27,7 @@
 #include "jq/expr.h"
 #include "kafka/client.h"
 #include "kafka/onerror.h"
+#include "obs/status.h"
 #include "pg/conn.h"
 #include "pg/ingest.h"
 #include "pg/reset.h"
@@ -68,6 +69,7 @@ struct sink {
 	uint64_t max_retries;
 	bool progress;
 	struct dp_sinkreset reset;      /* --reset-offsets */
+	struct dp_status_opts status;   /* --status-topic ... (obs/status.h) */
 
 	/* the run */
 	struct dp_ingest *in;
@@ -304,6 +306,7 @@ static const struct dp_opt options[] = {
 	  "member of GROUP may be running",
 	  .fn = opt_reset },
 
+	DP_OPT_STATUS_ROWS(struct sink, status, 0),
 	DP_OPT_KAFKA_ROWS,
 	DP_OPT_END,
 };
@@ -391,12 +394,9 @@ validate_kafka(struct sink *k)
 		}
 		k->table = k->topics.v[0];
 	}
-	if (!k->writers)
-		k->writers = 2;
-	/* Two writers' batches and the prefetch within 32 MB for any record size
-	 * (BENCHMARKS.md); a record at Kafka's default max.message.bytes fits. */
-	if (!k->batch_bytes)
-		k->batch_bytes = 1024 * 1024;
+	/* Within 32 MB for any record size (BENCHMARKS.md); Kafka's default largest fits. */
+	k->writers = k->writers ? k->writers : 2;
+	k->batch_bytes = k->batch_bytes ? k->batch_bytes : 1024 * 1024;
 	return 0;
 }
 
@@ -418,10 +418,8 @@ validate_stdin(struct sink *k)
 		dp_err("--stdin needs --table (or --source-id, which then names the table)");
 		return -1;
 	}
-	if (!k->writers)
-		k->writers = 1;
-	if (!k->batch_bytes)
-		k->batch_bytes = 4 * 1024 * 1024;
+	k->writers = k->writers ? k->writers : 1;
+	k->batch_bytes = k->batch_bytes ? k->batch_bytes : 4 * 1024 * 1024;
 	return 0;
 }
 
@@ -451,6 +449,8 @@ validate(void *ctx)
 	struct sink *k = ctx;
 	struct dp_buf err = DP_BUF_INIT;
 
+	if (dp_status_validate(&k->status) < 0)
+		return -1;
 	if (k->reset.to != DP_SINKRESET_NONE) {
 		if (k->from_stdin || k->source_id) {
 			dp_err("--reset-offsets moves the offsets of a consumer group (-g), not of "
@@ -667,6 +667,7 @@ open_sink(void *ctx)
 	struct sink *k = ctx;
 	struct dp_source *src;
 
+	dp_status_start(&k->status, &k->common.kafka, &k->fsm);
 	if (k->from_stdin) {
 		const struct dp_source_lines_conf lc = {
 			.fd = STDIN_FILENO, .source_id = k->source_id, .max_line = k->batch_bytes,

@@ -38,6 +38,7 @@
 #include "kafka/client.h"
 #include "kafka/consumer.h"
 #include "kafka/print.h"
+#include "obs/status.h"
 
 struct tail {
 	struct dp_common common;
@@ -61,6 +62,7 @@ struct tail {
 	struct dp_opt_list follow;      /* --follow */
 	struct dp_expr *follow_match;
 	const char *registry;
+	struct dp_status_opts status;   /* --status-topic ... (obs/status.h) */
 
 	/* resources */
 	struct dp_consumer *c;
@@ -260,6 +262,7 @@ static const struct dp_opt options[] = {
 	{ DP_ARG_FLAG, 0, "progress", NULL, "print rate and totals on stderr every second",
 	  OFF(progress) },
 
+	DP_OPT_STATUS_ROWS(struct tail, status, 0),
 	DP_OPT_KAFKA_ROWS,
 	DP_OPT_END,
 };
@@ -284,6 +287,8 @@ validate(void *ctx)
 
 	if (!t->registry)
 		t->registry = (e = getenv("DP_REGISTRY")) && *e ? e : DP_REGISTRY_DEFAULT;
+	if (dp_status_validate(&t->status) < 0)
+		return -1;
 	if (t->follow.n || t->follow_match) {
 		if (t->topics.n || t->npartitions || t->group) {
 			dp_err("--follow and --follow-match read dynamic topics without a group: "
@@ -397,9 +402,7 @@ on_record(struct dp_consumer *c, void *arg, struct dp_consumer_part *p,
 static int
 on_sync(void *arg)
 {
-	struct tail *t = arg;
-
-	return dp_consumer_sync(t->c);
+	return dp_consumer_sync(((struct tail *)arg)->c);
 }
 
 /* The commit hook: what was printed reaches the reader before its offsets are stored. */
@@ -440,9 +443,7 @@ on_revoked(struct dp_consumer *c, void *arg, struct dp_consumer_part **parts, si
 static int
 on_gone(struct dp_consumer *c, void *arg, const char *topic)
 {
-	struct tail *t = arg;
-
-	return dp_follow_gone(t->fl, topic);
+	return dp_follow_gone(((struct tail *)arg)->fl, topic);
 }
 
 /* A followed topic went before it was read to its end: 1, after the others are read. */
@@ -702,6 +703,7 @@ open_tail(void *ctx)
 		.to_end = t->until != DP_UNTIL_NONE, .unread = on_unread, .arg = t,
 	};
 
+	dp_status_start(&t->status, &t->common.kafka, &t->fsm);
 	if (!(t->pr = dp_print_new(&pc)) || ((t->follow.n || t->follow_match) && !(t->fl = dp_follow_new(&fc)))) {
 		dp_err("out of memory");
 		return DP_EX_SOFTWARE;

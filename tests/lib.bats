@@ -286,6 +286,13 @@ setup() {
 	[[ $output == *"health: ok"* ]]
 }
 
+@test "status and dp-top's views: options checked; running, stopped, gone and forgotten; grouped by actor; the diagram marked" {
+	run "$TEST_LIB" top_view
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ $output == *"top_view: ok"* ]]
+}
+
 @test "options: an argument that may be left out (--wait, --wait=5s) is parsed and shown so" {
 	run "$TEST_LIB" opt_optional
 	[ "$status" -eq 0 ]

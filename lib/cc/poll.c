@@ -70,25 +70,21 @@ stop_signal(const struct dp_ccpoll *p)
 /* ------------------------------------------------------------------ */
 /* The poller */
 
+/* dp_http_set_secret_header, in the shape dp_cc_set_key calls. */
+static int
+header(void *target, const char *name, const char *value, struct dp_buf *err)
+{
+	return dp_http_set_secret_header(target, name, value, err);
+}
+
 /* The key's header, "Authorization: Apikey KEY". */
 static int
 set_key(struct dp_ccpoll *p, const char *key)
 {
-	struct dp_buf v = DP_BUF_INIT, err = DP_BUF_INIT;
-	int r = dp_cc_auth_value(&v, key);
+	int r = dp_cc_set_key(key, header, p->http);
 
-	if (r < 0)
-		dp_buf_msgf(&err, "out of memory");
-	else
-		r = dp_http_set_secret_header(p->http, "Authorization", v.data, &err);
-	if (v.data)
-		explicit_bzero(v.data, v.len);
-	dp_buf_free(&v);
-	if (r < 0)
-		dp_err("%s", dp_buf_str(&err));
-	dp_buf_free(&err);
 	p->have_key = r == 0;
-	return r < 0 ? DP_EX_CONFIG : 0;
+	return r;
 }
 
 static int

@@ -181,9 +181,22 @@ dp_cc_check_url(const char *what, const char *url, const char *const *schemes, b
 }
 
 int
-dp_cc_auth_value(struct dp_buf *v, const char *key)
+dp_cc_set_key(const char *key, dp_cc_header_fn set, void *target)
 {
-	return dp_buf_addf(v, "Apikey %s", key);
+	struct dp_buf v = DP_BUF_INIT, err = DP_BUF_INIT;
+	int r = dp_buf_addf(&v, "Apikey %s", key);
+
+	if (r < 0)
+		dp_buf_msgf(&err, "out of memory");
+	else
+		r = set(target, "Authorization", v.data, &err);
+	if (v.data)
+		explicit_bzero(v.data, v.len);
+	dp_buf_free(&v);
+	if (r < 0)
+		dp_err("%s", dp_buf_str(&err));
+	dp_buf_free(&err);
+	return r < 0 ? DP_EX_CONFIG : 0;
 }
 
 /* ------------------------------------------------------------------ */

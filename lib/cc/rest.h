@@ -112,8 +112,15 @@ int dp_cc_check_name(const char *name, const char *s, struct dp_buf *err);
 int dp_cc_check_url(const char *what, const char *url, const char *const *schemes,
                     bool query, struct dp_buf *err);
 
-/* Append the value of the header that carries the key: "Apikey KEY". */
-int dp_cc_auth_value(struct dp_buf *v, const char *key) DP_MUST_CHECK;
+/*
+ * The key's header, "Authorization: Apikey KEY", given to set (an HTTP
+ * client's or a WebSocket's secret-header setter, with its target).  The
+ * value is wiped from memory once set has it.  0, or DP_EX_CONFIG after
+ * saying why on stderr (never the key).
+ */
+typedef int (*dp_cc_header_fn)(void *target, const char *name, const char *value,
+                               struct dp_buf *err);
+int dp_cc_set_key(const char *key, dp_cc_header_fn set, void *target);
 
 /* ------------------------------------------------------------------ */
 /* URLs (base has no trailing slash; every value is percent-encoded) */

@@ -64,25 +64,21 @@ dp_ccsession_free(struct dp_ccsession *s)
 	free(s);
 }
 
+/* dp_ws_set_secret_header, in the shape dp_cc_set_key calls. */
+static int
+header(void *target, const char *name, const char *value, struct dp_buf *err)
+{
+	return dp_ws_set_secret_header(target, name, value, err);
+}
+
 /* The key's header, "Authorization: Apikey KEY", for the upgrade request. */
 static int
 set_key(struct dp_ccsession *s, const char *key)
 {
-	struct dp_buf v = DP_BUF_INIT, err = DP_BUF_INIT;
-	int r = dp_cc_auth_value(&v, key);
+	int r = dp_cc_set_key(key, header, s->ws);
 
-	if (r < 0)
-		dp_buf_msgf(&err, "out of memory");
-	else
-		r = dp_ws_set_secret_header(s->ws, "Authorization", v.data, &err);
-	if (v.data)
-		explicit_bzero(v.data, v.len);
-	dp_buf_free(&v);
-	if (r < 0)
-		dp_err("%s", dp_buf_str(&err));
-	dp_buf_free(&err);
 	s->have_key = r == 0;
-	return r < 0 ? DP_EX_CONFIG : 0;
+	return r;
 }
 
 int

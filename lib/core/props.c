@@ -10,20 +10,19 @@
 
 #include "core/props.h"
 
-int
-dp_kv_add(struct dp_kv **kv, size_t *n, const char *pair)
+static int
+add(struct dp_kv **kv, size_t *n, const char *key, size_t klen, const char *value)
 {
-	const char *eq = strchr(pair, '=');
 	struct dp_kv *p;
 
-	if (!eq || eq == pair)
+	if (klen == 0)
 		return -1;
 	p = realloc(*kv, (*n + 1) * sizeof(**kv));
 	if (!p)
 		return -1;
 	*kv = p;
-	p[*n].key = strndup(pair, (size_t)(eq - pair));
-	p[*n].value = strdup(eq + 1);
+	p[*n].key = strndup(key, klen);
+	p[*n].value = strdup(value);
 	if (!p[*n].key || !p[*n].value) {
 		free(p[*n].key);
 		free(p[*n].value);
@@ -31,6 +30,20 @@ dp_kv_add(struct dp_kv **kv, size_t *n, const char *pair)
 	}
 	(*n)++;
 	return 0;
+}
+
+int
+dp_kv_add(struct dp_kv **kv, size_t *n, const char *pair)
+{
+	const char *eq = strchr(pair, '=');
+
+	return eq ? add(kv, n, pair, (size_t)(eq - pair), eq + 1) : -1;
+}
+
+int
+dp_kv_add_pair(struct dp_kv **kv, size_t *n, const char *key, const char *value)
+{
+	return add(kv, n, key, strlen(key), value);
 }
 
 int

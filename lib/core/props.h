@@ -41,6 +41,8 @@ struct dp_kafka_opts {
 int dp_props_read(const char *path, struct dp_kv **kv, size_t *n, struct dp_buf *err);
 /* Split "key=value" and append; -1 when there is no '=' or no key. */
 int dp_kv_add(struct dp_kv **kv, size_t *n, const char *pair);
+/* Append a copy of key and value (key not empty); -1 when out of memory. */
+int dp_kv_add_pair(struct dp_kv **kv, size_t *n, const char *key, const char *value);
 /* The same, but a key already there gets the new value (-c, last one wins). */
 int dp_kv_put(struct dp_kv **kv, size_t *n, const char *pair);
 void dp_kv_free(struct dp_kv *kv, size_t n);

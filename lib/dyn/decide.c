@@ -95,12 +95,8 @@ from_request(struct dp_dyn_spec *s, const struct dp_dyn_request *q, int64_t now)
 	    (q->requested_by && !(s->requested_by = strdup(q->requested_by))))
 		return -1;
 	for (size_t i = 0; i < q->nconfig; i++) {
-		struct dp_buf pair = DP_BUF_INIT;
-		int rc = dp_buf_addf(&pair, "%s=%s", q->config[i].key, q->config[i].value);
-		if (rc == 0)
-			rc = dp_kv_add(&s->config, &s->nconfig, pair.data);
-		dp_buf_free(&pair);
-		if (rc < 0)
+		if (dp_kv_add_pair(&s->config, &s->nconfig, q->config[i].key,
+		                   q->config[i].value) < 0)
 			return -1;
 	}
 	return 0;

@@ -248,6 +248,25 @@ dp_reader_list(struct dp_reader *r, int *status)
 	return DP_READER_LISTED;
 }
 
+/*
+ * One poll of the registry: -1 to go on, or the event that ends the
+ * wait (a signal, or the registry lost with *status set and said).
+ */
+static int
+poll_registry(struct dp_reader *r, int timeout_ms, int *status)
+{
+	int st = dp_registry_poll(r->reg, timeout_ms, &r->err);
+
+	if (st == DP_KAFKA_STOPPED || dp_sig_stop)
+		return DP_READER_SIGNAL;
+	if (st) {
+		dp_err("registry: %s", dp_buf_str(&r->err));
+		*status = st;
+		return DP_READER_LOST;
+	}
+	return -1;
+}
+
 int
 dp_reader_watch(struct dp_reader *r, int *status)
 {
@@ -265,14 +284,9 @@ dp_reader_watch(struct dp_reader *r, int *status)
 			*status = r->conf.stdout_failed(dp_out_error(out));
 			return DP_READER_LOST;
 		}
-		int st = dp_registry_poll(r->reg, 200, &r->err);
-		if (st == DP_KAFKA_STOPPED || dp_sig_stop)
-			return DP_READER_SIGNAL;
-		if (st) {
-			dp_err("registry: %s", dp_buf_str(&r->err));
-			*status = st;
-			return DP_READER_LOST;
-		}
+		int ev = poll_registry(r, 200, status);
+		if (ev >= 0)
+			return ev;
 	}
 }
 
@@ -286,14 +300,9 @@ dp_reader_supervise(struct dp_reader *r, int *status)
 		on_run(r, v[i]->topic, NULL, v[i], -1);
 	for (;;) {
 		dp_sup_poll(r->sup, 100);
-		int st = dp_registry_poll(r->reg, 0, &r->err);
-		if (st == DP_KAFKA_STOPPED || dp_sig_stop)
-			return DP_READER_SIGNAL;
-		if (st) {
-			dp_err("registry: %s", dp_buf_str(&r->err));
-			*status = st;
-			return DP_READER_LOST;
-		}
+		int ev = poll_registry(r, 0, status);
+		if (ev >= 0)
+			return ev;
 	}
 }
 

@@ -220,6 +220,8 @@ copy_lines(struct child *c, bool eof)
 		dp_err("%s: %.*s", c->key, (int)(b->len - start), b->data + start);
 		start = b->len;
 	}
+	if (start == 0)
+		return;         /* nothing said (a child silent so far has no buffer at all) */
 	memmove(b->data, b->data + start, b->len - start);
 	dp_buf_truncate(b, b->len - start);
 }

@@ -29,6 +29,17 @@
 #include "pg/sink.h"
 #include "pg/sqlstate.h"
 
+/* Append b (its next already NULL) to the list of head and tail. */
+static void
+batch_append(struct batch **head, struct batch **tail, struct batch *b)
+{
+	if (*tail)
+		(*tail)->next = b;
+	else
+		*head = b;
+	*tail = b;
+}
+
 /* ---- a batch's transaction --------------------------------------------- */
 
 static enum dp_pg_kind
@@ -611,11 +622,7 @@ writer_main(void *arg)
 			if (!w->head)
 				w->tail = NULL;
 			b->next = NULL;
-			if (s->ans_tail)
-				s->ans_tail->next = b;
-			else
-				s->ans_head = b;
-			s->ans_tail = b;
+			batch_append(&s->ans_head, &s->ans_tail, b);
 		}
 		atomic_fetch_add(&s->answered, 1);
 		pthread_cond_broadcast(&s->answer_cv);
@@ -816,11 +823,7 @@ collect(struct dp_pgsink *s, struct dp_buf *err)
 			/* Its table changed: kept, in order, for sink_reshape(). */
 			b->next = NULL;
 			b->result = R_NONE;
-			if (src->bounced_tail)
-				src->bounced_tail->next = b;
-			else
-				src->bounced = b;
-			src->bounced_tail = b;
+			batch_append(&src->bounced, &src->bounced_tail, b);
 			continue;
 		default:
 			break;
@@ -987,11 +990,7 @@ dp_pgsink_reconnect(struct dp_pgsink *s, struct dp_buf *err)
 					b->next = NULL;
 					b->result = R_COMMITTED;
 					b->written = b->nrows;
-					if (s->ans_tail)
-						s->ans_tail->next = b;
-					else
-						s->ans_head = b;
-					s->ans_tail = b;
+					batch_append(&s->ans_head, &s->ans_tail, b);
 					atomic_fetch_add(&s->answered, 1);
 					continue;
 				}

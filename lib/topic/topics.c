@@ -140,12 +140,8 @@ complete(const struct dp_topics_opts *o, struct dp_admin_spec *s)
 				has = true;
 		if (has)
 			continue;
-		struct dp_buf pair = DP_BUF_INIT;
-		int rc = dp_buf_addf(&pair, "%s=%s", o->config[i].key, o->config[i].value);
-		if (rc == 0)
-			rc = dp_kv_add(&s->config, &s->nconfig, pair.data);
-		dp_buf_free(&pair);
-		if (rc < 0)
+		if (dp_kv_add_pair(&s->config, &s->nconfig, o->config[i].key,
+		                   o->config[i].value) < 0)
 			return -1;
 	}
 	return 0;

@@ -54,6 +54,8 @@
 #include "kafka/onerror.h"
 #include "obs/health.h"
 #include "obs/metrics.h"
+#include "obs/status.h"
+#include "obs/top.h"
 #include "kafka/producer.h"
 #include "topic/topics.h"
 #include "pg/binary.h"
@@ -3059,6 +3061,182 @@ t_health(void)
 	return 0;
 }
 
+/*
+ * obs/status.h over the broker in $DP_BROKERS: a process with a toy machine
+ * (idle -> working -> done) that publishes its status to TOPIC as INSTANCE
+ * every INTERVAL, counting 10 records in and out each 100 ms, until
+ * SIGTERM; then its machine ends and the last status says exit 0.  Prints
+ * "working" once started.  tests/dp-top.bats reads what it published.
+ */
+enum { TS_IDLE, TS_WORKING, TS_DONE };
+enum { TE_START, TE_STOP };
+static int
+status_step_none(struct dp_fsm *m, void *ctx)
+{
+	return DP_FSM_NONE;
+}
+
+static int
+t_status(const char *topic, const char *instance, const char *interval)
+{
+	static const char *const states[] = { "idle", "working", "done" };
+	static const char *const events[] = { "start", "stop" };
+	static const struct dp_fsm_row rows[] = {
+		{ TS_IDLE, TE_START, TS_WORKING, status_step_none },
+		{ TS_WORKING, TE_STOP, TS_DONE, NULL },
+	};
+	static const struct dp_fsm_final finals[] = { { TS_DONE, 0 } };
+	static const struct dp_fsm_def def = { "test-status", states, 3, events, 2, rows, 2,
+	                                       TS_IDLE, finals, 1 };
+	static const char *const dir[] = { "direction", NULL };
+	struct dp_common c;
+	struct dp_fsm m;
+	struct dp_buf err = DP_BUF_INIT, key = DP_BUF_INIT, val = DP_BUF_INIT;
+	struct dp_status_opts o = { .topic = topic, .instance = instance };
+
+	dp_cli_init(&c);
+	CHECK(dp_sig_install() == 0);
+	CHECK(dp_parse_duration("interval", interval, &o.interval_ms) == 0);
+	CHECK(dp_status_check(&o, &err) == 0);
+	CHECK(dp_metrics_init("test-status") == 0);
+	struct dp_metric *in = dp_metric_new("dp_records_in_total", "records read",
+	                                     DP_METRIC_COUNTER, dir, NULL, 0);
+	struct dp_series *a = dp_metric_series(in, (const char *const[]){ "a" });
+	struct dp_series *b = dp_metric_series(in, (const char *const[]){ "b" });
+	struct dp_series *out = dp_metric_one(dp_metric_new("dp_records_out_total",
+	                                                    "records written",
+	                                                    DP_METRIC_COUNTER, NULL, NULL, 0));
+	dp_log_init("test-status");             /* the command the status names */
+	CHECK(dp_status_start(&o, &c.kafka, NULL) == 0);
+	dp_fsm_init(&m, &def, false);
+	CHECK(dp_status_record(&key, &val) == 0);
+	printf("key %s\nrecord %s\n", dp_buf_str(&key), dp_buf_str(&val));
+	CHECK(strstr(dp_buf_str(&val), "\"machines\":[{\"machine\":\"test-status\","
+	                                "\"state\":\"idle\""));
+	dp_fsm_step(&m, TE_START, NULL);
+	printf("working\n");
+	fflush(stdout);
+	while (!dp_sig_stop) {
+		dp_series_add(a, 6);
+		dp_series_add(b, 4);
+		dp_series_add(out, 10);
+		dp_backoff_sleep(100, &dp_sig_stop);
+	}
+	dp_fsm_step(&m, TE_STOP, NULL);
+	dp_status_stop(dp_fsm_status(&m));
+	dp_status_stop(0);                      /* twice: nothing more */
+	dp_buf_free(&key);
+	dp_buf_free(&val);
+	dp_buf_free(&err);
+	dp_cli_free(&c);
+	return 0;
+}
+
+/*
+ * obs/status.h's checks, and obs/top.h's views of records given by hand
+ * (no broker): running, stopped and gone; grouped by actor; forgotten;
+ * the diagram marks the running process's state.
+ */
+static int
+t_top_view(void)
+{
+	struct dp_status_opts o = { .topic = "a b" };
+	struct dp_buf err = DP_BUF_INIT, out = DP_BUF_INIT;
+	struct dp_common c;
+	int st;
+	char rec[1024], t1[DP_TIME_BUFSZ], t2[DP_TIME_BUFSZ];
+	int64_t now = 1800000000000LL;
+
+	CHECK(dp_status_check(&o, &err) < 0 && strstr(dp_buf_str(&err), "--status-topic 'a b'"));
+	o = (struct dp_status_opts){ .topic = "s", .instance = "x/y" };
+	dp_buf_reset(&err);
+	CHECK(dp_status_check(&o, &err) < 0 && strstr(dp_buf_str(&err), "no '/'"));
+	o = (struct dp_status_opts){ .instance = "x" };
+	unsetenv("DP_STATUS_TOPIC");
+	dp_buf_reset(&err);
+	CHECK(dp_status_check(&o, &err) < 0 && strstr(dp_buf_str(&err), "needs --status-topic"));
+	setenv("DP_STATUS_TOPIC", "from.env", 1);
+	o = (struct dp_status_opts){ 0 };
+	CHECK(dp_status_check(&o, &err) == 0 && dp_status_wanted(&o) &&
+	      !strcmp(o.topic, "from.env"));
+	unsetenv("DP_STATUS_TOPIC");
+
+	dp_cli_init(&c);
+	struct dp_top_opts to = { .topic = "s", .forget_after_ms = 3600000 };
+	struct dp_top *t = dp_top_new(&c.kafka, &to, &err, &st);
+	CHECK(t != NULL);
+	static const struct { const char *key, *cmd, *state; int64_t age; const char *fin; } v[] = {
+		{ "dp-sink-pg/db1:1", "dp-sink-pg", "writing_to_db", 1000, "false,\"exit\":null" },
+		{ "dp-publish/p:2", "dp-publish", "publishingFixed", 2000, "false,\"exit\":null" },
+		{ "dp-tail/t:3", "dp-tail", "done", 5000, "true,\"exit\":0" },
+		{ "dp-tail/t:4", "dp-tail", "consuming", 60000, "false,\"exit\":null" },
+		{ "dp-coord/old:5", "dp-coord", "done", 7200000, "true,\"exit\":0" },
+	};
+	for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+		snprintf(rec, sizeof(rec), "{\"command\":\"%s\",\"instance\":\"%s\","
+		         "\"time\":\"%s\",\"interval_ms\":5000,\"machines\":[{\"machine\":\"%s\","
+		         "\"state\":\"%s\",\"since\":\"%s\"}],\"in_per_s\":12.5,\"lag_records\":7,"
+		         "\"ready\":true,\"reason\":null,\"final\":%s,\"extra\":[1]}", v[i].cmd,
+		         strchr(v[i].key, '/') + 1, dp_time_format(now - v[i].age, t1), v[i].cmd,
+		         v[i].state, dp_time_format(now - v[i].age - 65000, t2), v[i].fin);
+		CHECK(dp_top_record(t, v[i].key, strlen(v[i].key), rec, strlen(rec), "test") == 0);
+	}
+	CHECK(dp_top_record(t, "x/y", 3, "not json", 8, "test") == 0);      /* skipped */
+	CHECK(dp_top_record(t, "x/y", 3, NULL, 0, "test") == 0);            /* a tombstone */
+	struct dp_top_counts n = dp_top_snapshot(t, now);
+	CHECK(n.running == 2 && n.stopped == 1 && n.gone == 1);             /* old:5 forgotten */
+	CHECK(dp_top_json(t, &out) == 0);
+	printf("%s", dp_buf_str(&out));
+	const char *j = dp_buf_str(&out);
+	CHECK(strstr(j, "\"running\":2,\"stopped\":1,\"gone\":1,"));
+	CHECK(strstr(j, "{\"key\":\"dp-publish/p:2\",\"actor\":\"producer\","
+	                "\"status\":\"running\",\"age_ms\":2000,\"command\":\"dp-publish\""));
+	CHECK(strstr(j, "\"key\":\"dp-tail/t:4\",\"actor\":\"consumer_dynamic\","
+	                "\"status\":\"gone\""));
+	CHECK(strstr(j, "\"extra\":[1]"));
+	/* producer before consumer_fixed before consumer_dynamic */
+	CHECK(strstr(j, "dp-publish/p:2") < strstr(j, "dp-sink-pg/db1:1") &&
+	      strstr(j, "dp-sink-pg/db1:1") < strstr(j, "dp-tail/t:3"));
+	CHECK(!strstr(j, "old:5"));
+	dp_buf_reset(&out);
+	CHECK(dp_top_table(t, &out, 0) == 0);
+	printf("%s", dp_buf_str(&out));
+	j = dp_buf_str(&out);
+	CHECK(strstr(j, "Producer") && strstr(j, "Consumer for fixed topics") &&
+	      strstr(j, "stopped (exit 0)") && strstr(j, "last seen 1m00s ago") &&
+	      strstr(j, "1m07s") && strstr(j, "12.5") && strstr(j, "yes"));
+	dp_buf_reset(&out);
+	CHECK(dp_top_table(t, &out, 20) == 0);
+	for (const char *l = dp_buf_str(&out); *l; l = strchr(l, '\n') + 1)
+		CHECK(strcspn(l, "\n") <= 20);
+	struct dp_fsm self;
+	static const char *const states[] = { "idle", "showing" };
+	static const char *const events[] = { "start" };
+	static const struct dp_fsm_row rows[] = { { 0, 0, 1, NULL } };
+	static const struct dp_fsm_final finals[] = { { 1, 0 } };
+	static const struct dp_fsm_def def = { "dp-top", states, 2, events, 1, rows, 1, 0,
+	                                       finals, 1 };
+	dp_fsm_init(&self, &def, false);
+	dp_buf_reset(&out);
+	CHECK(dp_top_dot(t, &self, &out) == 0);
+	j = dp_buf_str(&out);
+	CHECK(!strncmp(j, "digraph \"dp-top\" {\n", 18));
+	/* states docs/system.links names, so they stay */
+	CHECK(strstr(j, "\"dp-sink-pg:writing_to_db\" [label=\"writing_to_db\", style=\"rounded,"
+	                "filled,bold\", penwidth=2.5, color=darkgreen, fillcolor=palegreen, "
+	                "label=\"writing_to_db\\ndb1:1\"];"));
+	CHECK(strstr(j, "label=\"publishingFixed\\np:2\"];"));
+	CHECK(strstr(j, "\n\t\"idle\" -> \"showing\" [label=\"start\"];\n"));
+	CHECK(strstr(j, "2 running, 1 stopped, 1 gone"));
+	CHECK(!strstr(j, "\"dp-tail:consuming\" [label=\"consuming\", style"));     /* gone */
+	dp_top_free(t);
+	dp_buf_free(&out);
+	dp_buf_free(&err);
+	dp_cli_free(&c);
+	printf("top_view: ok\n");
+	return 0;
+}
+
 /* An option whose argument may be left out: --wait, --wait=5s, never "--wait 5s". */
 static int
 opt_wait(void *ctx, const struct dp_opt *o, char *arg)
@@ -3138,7 +3316,7 @@ main(int argc, char **argv)
 		{ "pgsink_sources", t_pgsink_sources }, { "pgsink_release", t_pgsink_release },
 		{ "coord", t_coord }, { "opt", t_opt }, { "metrics", t_metrics }, { "health", t_health }, { "topics", t_topics },
 		{ "jqfast_order", t_jqfast_order }, { "jqfast_deep", t_jqfast_deep },
-		{ "json_keys", t_json_keys },
+		{ "json_keys", t_json_keys }, { "top_view", t_top_view },
 		{ "opt_optional", t_opt_optional },
 	};
 
@@ -3149,6 +3327,8 @@ main(int argc, char **argv)
 		return t_consumer_sink(argv[2], argv[3]);
 	if (argc == 3 && !strcmp(argv[1], "fresh"))
 		return t_fresh((int)strtol(argv[2], NULL, 10));
+	if (argc == 5 && !strcmp(argv[1], "status"))
+		return t_status(argv[2], argv[3], argv[4]);
 	if (argc == 3 && !strcmp(argv[1], "consumer_registry"))
 		return t_consumer_registry(argv[2]);
 	for (size_t i = 0; argc == 2 && i < sizeof(cases) / sizeof(cases[0]); i++)
