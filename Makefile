@@ -190,6 +190,12 @@ bench: all $(OBJ)/json-scan $(OBJ)/ccstream-feed
 	bench/follow-publish.sh
 	bench/follow-latency.sh
 
+# dp against psql \copy, timescaledb-parallel-copy and kcat over record sizes
+# and partition counts, in one run; the tables go into docs/BENCHMARKS.md.
+# BENCH_MATRIX="LINES REPS" (default: 1000000 3); DP_BENCH_* in bench/matrix.sh.
+bench-matrix: all
+	DP_BENCH_DOC=docs/BENCHMARKS.md bench/matrix.sh $(BENCH_MATRIX)
+
 # The system diagram, from each command's --dot and the hand-kept
 # docs/system.links; tests/diagrams.bats fails when the committed one differs.
 diagrams: all
@@ -228,6 +234,6 @@ lint-man:
 clean:
 	rm -rf build bin lib/libdp.a
 
-.PHONY: all bench deps check check-asan check-valgrind demo diagrams fuzz fuzz-build install \
+.PHONY: all bench bench-matrix deps check check-asan check-valgrind demo diagrams fuzz fuzz-build install \
         uninstall clean lint-man
 .SECONDARY:

@@ -17,7 +17,7 @@ bench_started=0
 bench_stack() {
 	if [[ -z ${!1:-} ]]; then
 		if [[ -z ${DP_STACK_DIR:-} && -d /dev/shm && -w /dev/shm ]]; then
-			export DP_STACK_DIR=/dev/shm/dp-bench-$UID
+			export DP_STACK_DIR=/dev/shm/dp-bench-$UID-$$   # one per run: others may run theirs
 		fi
 		eval "$(scripts/stack up)"
 		bench_started=1

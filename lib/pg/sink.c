@@ -499,6 +499,7 @@ dp_pgsink_release(struct dp_pgsink *s, struct dp_pgsink_src *src)
 	while (gone) {
 		struct batch *b = gone;
 		gone = b->next;
+		s->sent_bytes -= b->sent_bytes;
 		sink_batch_free(b);
 	}
 	if (src->filling) {

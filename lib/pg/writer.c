@@ -704,6 +704,8 @@ sink_enqueue(struct dp_pgsink *s, struct dp_pgsink_src *src, struct batch *b)
 
 	b->sent_ms = dp_time_mono_ms();
 	b->widx = src->writer;
+	b->sent_bytes = sink_batch_bytes(b);
+	s->sent_bytes += b->sent_bytes;
 	pthread_mutex_lock(&s->mu);
 	b->next = NULL;
 	if (w->tail)
@@ -783,6 +785,8 @@ collect(struct dp_pgsink *s, struct dp_buf *err)
 		list = b->next;
 		src->queued--;
 		s->w[b->widx].queued--;
+		s->sent_bytes -= b->sent_bytes;
+		b->sent_bytes = 0;
 		bool current = b->gen == src->gen;
 		switch (b->result) {
 		case R_COMMITTED:
