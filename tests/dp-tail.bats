@@ -228,6 +228,22 @@ for i in range(3000):
 	done
 }
 
+@test "-X message.max.bytes above a fetch's default raises the fetch with it, in dp-tail and dp-sink-pg" {
+	# librdkafka refuses fetch.max.bytes below message.max.bytes; ours is
+	# only a default, so a larger record limit must not become exit 78.
+	create_topic "$T"
+	echo '{"seq":1}' | dp-publish -t "$T"
+	run --separate-stderr dp-tail -t "$T" --from beginning -e -X message.max.bytes=2000000
+	[ "$status" -eq 0 ]
+	[ "$output" = '{"seq":1}' ]
+	[ "$stderr" = "" ]
+	psql_dp -c "create table \"$T\" (seq bigint)" >/dev/null
+	run --separate-stderr dp-sink-pg -t "$T" -g "$G" --table "$T" -e -q -X message.max.bytes=2000000
+	[ "$status" -eq 0 ]
+	[ "$(psql_dp -Atc "select seq from \"$T\"")" = 1 ]
+	psql_dp -c "drop table \"$T\"" >/dev/null
+}
+
 @test "--filter transforms and drops values" {
 	create_topic "$T"
 	gen_prices 16 | dp-publish -t "$T"

@@ -30,6 +30,8 @@
  */
 #define PREFETCH_BYTES (8u << 20)
 #define RECORD_COST 300
+/* Fetches of 1 MB, librdkafka's least: see dp_consumer_new. */
+#define FETCH_MAX_BYTES "1048576"
 
 /*
  * A group member without partitions this long after it subscribed asks
@@ -1795,6 +1797,18 @@ configure(rd_kafka_conf_t *conf, void *arg, struct dp_buf *err)
 			snprintf(c->reset_name, sizeof(c->reset_name), "error");
 		}
 	}
+	/*
+	 * fetch.max.bytes is ours only as a default (FETCH_MAX_BYTES):
+	 * librdkafka refuses a fetch.max.bytes below message.max.bytes, so
+	 * a -X message.max.bytes above it raises it instead of failing.
+	 */
+	char fm[24], mm[24];
+	if (dp_kafka_conf_str(conf, "fetch.max.bytes", fm, sizeof(fm)) &&
+	    !strcmp(fm, FETCH_MAX_BYTES) &&
+	    dp_kafka_conf_str(conf, "message.max.bytes", mm, sizeof(mm)) &&
+	    strtoull(mm, NULL, 10) > strtoull(fm, NULL, 10) &&
+	    dp_kafka_conf_set(conf, "fetch.max.bytes", mm, err) < 0)
+		return -1;
 	/* The bound as it is now, -X included: the wake-up follows it. */
 	c->prefetch_msgs = 100000;
 	c->prefetch_bytes = (size_t)65536 * 1024;
@@ -1862,7 +1876,7 @@ dp_consumer_new(const struct dp_kafka_opts *kafka, const struct dp_consumer_opts
 		{ "topic.metadata.refresh.interval.ms", pattern ? "5000" : "300000" },
 		{ "queued.min.messages", pf_msgs },
 		{ "queued.max.messages.kbytes", pf_kb },
-		{ "fetch.max.bytes", "1048576" },
+		{ "fetch.max.bytes", FETCH_MAX_BYTES },
 	};
 	size_t ne = sizeof(engine) / sizeof(engine[0]);
 	c->defaults = calloc(ne + opts->ndefaults, sizeof(*c->defaults));
