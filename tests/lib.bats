@@ -285,3 +285,14 @@ setup() {
 	[ "$status" -eq 0 ]
 	[[ $output == *"health: ok"* ]]
 }
+
+@test "obs: the endpoint's pages, readiness from links, the machines' states, a partition's lag, the file every interval and at the end, systemd's notify socket, addresses that cannot be used; promtool takes the file" {
+	export DP_OBS_FILE=$BATS_TEST_TMPDIR/dp.prom
+	run "$TEST_LIB" obs
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ $output == *"obs: ok"* ]]
+	run promtool check metrics <"$DP_OBS_FILE"
+	echo "$output"
+	[ "$status" -eq 0 ]
+}
