@@ -109,6 +109,11 @@ exec_child(const struct dp_sup *s, const char *key, int err_w)
 			_exit(127);
 	if (setenv("DP_TOPIC", key, 1) < 0)
 		_exit(127);
+	/* The parent's notify socket, watchdog and metrics address are its own. */
+	unsetenv("NOTIFY_SOCKET");
+	unsetenv("WATCHDOG_USEC");
+	unsetenv("WATCHDOG_PID");
+	unsetenv("DP_METRICS");
 	/* The handlers of the parent are not the child's business. */
 	signal(SIGINT, SIG_DFL);
 	signal(SIGTERM, SIG_DFL);
