@@ -26,7 +26,7 @@ static struct {
 	bool on;
 	int64_t stale_ms;
 	char failing[256];
-	struct { const char *what; bool up; } links[MAX_LINKS];
+	struct { const char *what; bool up, was_up; } links[MAX_LINKS];
 	size_t nlinks;
 	struct dp_health_feed **feeds;  /* every feed made; dropped ones stay for late callers */
 	size_t nfeeds, cap;
@@ -81,8 +81,10 @@ dp_health_link(const char *what, bool up)
 		;
 	if (i == h.nlinks && h.nlinks < MAX_LINKS)
 		h.links[h.nlinks++].what = what;
-	if (i < h.nlinks)
+	if (i < h.nlinks) {
 		h.links[i].up = up;
+		h.links[i].was_up |= up;
+	}
 	pthread_mutex_unlock(&h.mu);
 }
 
@@ -157,7 +159,8 @@ dp_health_ready(char *why, size_t n)
 	for (size_t i = 0; i < h.nlinks && ready; i++)
 		if (!h.links[i].up) {
 			ready = false;
-			snprintf(why, n, "%s is down", h.links[i].what);
+			snprintf(why, n, h.links[i].was_up ? "%s is down" : "not connected to %s yet",
+			         h.links[i].what);
 		}
 	for (size_t i = 0; i < h.nfeeds && ready && h.stale_ms > 0; i++) {
 		const struct dp_health_feed *f = h.feeds[i];

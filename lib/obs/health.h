@@ -56,8 +56,9 @@ void dp_health_data(struct dp_health_feed *f);
 bool dp_health_live(char *why, size_t n);
 
 /*
- * Ready: 1, or 0 with a one-line reason in why[0..n): "kafka is down",
- * "no record on prices/3 for 2m10s (--stale-after 1m)".
+ * Ready: 1, or 0 with a one-line reason in why[0..n): "not connected to
+ * kafka yet", "kafka is down", "no record on prices/3 for 2m10s
+ * (--stale-after 1m)".
  */
 bool dp_health_ready(char *why, size_t n);
 

@@ -3189,11 +3189,11 @@ t_obs(void)
 	CHECK(strncmp(addr, "127.0.0.1:", 10) == 0 && strcmp(addr, "127.0.0.1:0") != 0);
 
 	/* Not connected yet: not ready, and systemd hears why, and nothing else. */
-	CHECK(obs_http(addr, "GET", "/readyz") == 503 && !strcmp(obs_body, "kafka is down\n"));
+	CHECK(obs_http(addr, "GET", "/readyz") == 503 && !strcmp(obs_body, "not connected to kafka yet\n"));
 	CHECK(obs_http(addr, "GET", "/healthz") == 200 && !strcmp(obs_body, "ok\n"));
 	obs_notified(fd, 700, notes, sizeof(notes));
 	printf("notify before: %s\n", notes);
-	CHECK(strstr(notes, "STATUS=starting; not ready: kafka is down|"));
+	CHECK(strstr(notes, "STATUS=starting; not ready: not connected to kafka yet|"));
 	CHECK(!strstr(notes, "READY=1") && !strstr(notes, "WATCHDOG=1"));
 
 	/* A machine steps; the link comes up; a partition is read. */
