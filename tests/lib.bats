@@ -279,7 +279,7 @@ setup() {
 	[[ $output == *"topics: ok"* ]]
 }
 
-@test "health: ready needs every link up and every feed fresh; a dropped feed no longer counts" {
+@test "health: ready needs every link up and every feed fresh from its first record on (or some record within the stale time since the start); a dropped feed no longer counts" {
 	run "$TEST_LIB" health
 	echo "$output"
 	[ "$status" -eq 0 ]

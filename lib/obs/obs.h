@@ -89,8 +89,8 @@ struct dp_obs_opts {
 	  .off = DP_OBS_OFF_(type, member, interval_ms), .max = 86400000, .max_label = "1d", \
 	  .subs = (subs_) }, \
 	{ .kind = DP_ARG_DURATION, .long_name = "stale-after", .argname = "DURATION", \
-	  .help = "not ready when no record came for this long, on any\n" \
-	          "partition, subscription or input (default: never)", \
+	  .help = "not ready when a partition, subscription or input\n" \
+	          "that had records gets none for this long (default: never)", \
 	  .off = DP_OBS_OFF_(type, member, stale_after_ms), .subs = (subs_) }
 
 /*

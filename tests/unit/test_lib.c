@@ -3048,12 +3048,21 @@ t_health(void)
 	dp_health_link("kafka", false);
 	CHECK(!dp_health_ready(why, sizeof(why)) && !strcmp(why, "kafka is down"));
 	dp_health_link("kafka", true);
-	usleep(100 * 1000);                     /* both feeds go stale: the clock is the subject */
+	usleep(100 * 1000);                     /* the clock is the subject */
+	/* No record on any feed for the stale time: the data never started. */
+	CHECK(!dp_health_ready(why, sizeof(why)));
+	CHECK(strstr(why, "no record since the start, ") && strstr(why, "(--stale-after 60ms)"));
+	dp_health_data(p1);
+	dp_health_data(p0);
+	CHECK(dp_health_ready(why, sizeof(why)));
+	usleep(100 * 1000);                     /* both go stale; p0 comes again */
 	dp_health_data(p0);
 	CHECK(!dp_health_ready(why, sizeof(why)));
 	CHECK(strstr(why, "no record on prices/1 for ") && strstr(why, "(--stale-after 60ms)"));
 	dp_health_feed_drop(p1);
 	CHECK(dp_health_ready(why, sizeof(why)));
+	/* A feed without any record yet (a partition no key hashes to) is not watched. */
+	CHECK(dp_health_feed("prices/2") && dp_health_ready(why, sizeof(why)));
 	CHECK(dp_health_data_age_ms() >= 0 && dp_health_data_age_ms() < 60);
 	CHECK(dp_health_live(why, sizeof(why)));
 	dp_health_fail("a batch was refused");
