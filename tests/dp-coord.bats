@@ -22,10 +22,10 @@ teardown() {
 	broker_resume
 	blackhole_stop
 	local pid
-	for pid in "${SERVES[@]}" ${RUN_PID:-} ${WATCH_PID:-}; do
+	for pid in "${SERVES[@]}" ${RUN_PID:-} ${WATCH_PID:-} ${REQ_PID:-}; do
 		kill -TERM "$pid" 2>/dev/null || true
 	done
-	for pid in "${SERVES[@]}" ${RUN_PID:-} ${WATCH_PID:-}; do
+	for pid in "${SERVES[@]}" ${RUN_PID:-} ${WATCH_PID:-} ${REQ_PID:-}; do
 		wait "$pid" 2>/dev/null || true
 	done
 }
@@ -359,6 +359,26 @@ dyn.w2 deleted" ]
 	[ "$status" -ne 0 ]
 	[[ $stderr == *"cannot send the request to '$Q'"* ]]
 	[[ $stderr == *'"from":"requesting","event":"send_failed","to":"failed"'* ]]
+}
+
+@test "request --wait before any coordinator: waits for the one that starts, and is answered by it" {
+	create_topic "$SRC"
+	D=dyn.$(uniq_name early)
+	# No coordinator has made the registry and requests topics yet.
+	dp-coord request "$D" --source "$SRC" --filter . --wait=60s --trace-states \
+		>"$W/req.out" 2>"$W/req.err" &
+	REQ_PID=$!
+	wait_until 20 grep -q '"from":"connecting","event":"not_served","to":"connecting"' "$W/req.err"
+	! grep -q '"event":"connected"' "$W/req.err"
+	serve_start 1
+	wait_until 60 proc_gone "$REQ_PID"
+	rc=0
+	wait "$REQ_PID" || rc=$?
+	REQ_PID=
+	[ "$rc" -eq 0 ]
+	[ "$(jq -r '[.topic, .state, .source] | join(" ")' "$W/req.out")" = "$D active $SRC" ]
+	grep -q '"from":"waiting","event":"granted","to":"done"' "$W/req.err"
+	dp-topic delete "$D" -o json >/dev/null
 }
 
 @test "a signal ends every subcommand at once, in connecting and in waiting" {

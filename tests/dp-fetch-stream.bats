@@ -128,6 +128,21 @@ Try 'dp-fetch --help' for more information." ]
 	[ "$(subadds | tail -1)" = '["5~CCCAGG~BTC~USD","5~CCCAGG~BTC~EUR"]' ]
 }
 
+@test "stream: its machine is drawn and traced as dp-fetch stream, after the polls' dp-fetch" {
+	run --separate-stderr dp-fetch --dot
+	[ "$status" -eq 0 ]
+	[ "$(grep '^digraph' <<<"$output")" = 'digraph "dp-fetch" {
+digraph "dp-fetch stream" {' ]
+	# Each machine has its own states: the polls' none of the stream's.
+	polls=$(sed '/^digraph "dp-fetch stream"/,$d' <<<"$output")
+	[[ $polls == *'"fetching" [label="fetching"'* && $polls != *'"connecting"'* ]]
+	serve_ws '{"connections":[{"steps":['"$HELLO"',{"msg":"'$AGG':1"}]}]}'
+	run --separate-stderr dp-fetch stream --fsyms BTC --tsyms USD --count 1 --trace-states
+	[ "$status" -eq 0 ]
+	[ "$(jq -r '"\(.cmd) \(.from)>\(.to) \(.event)"' <<<"$stderr" | paste -sd,)" = \
+	  "dp-fetch stream idle>connecting start,dp-fetch stream connecting>subscribing connected,dp-fetch stream subscribing>streaming subscribed,dp-fetch stream streaming>done finished" ]
+}
+
 # --- records ---------------------------------------------------------------------
 
 @test "stream: ticker updates are merged into the pair's last full state; numbers as sent" {

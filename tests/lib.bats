@@ -296,3 +296,9 @@ setup() {
 	echo "$output"
 	[ "$status" -eq 0 ]
 }
+
+@test "options: an argument that may be left out (--wait, --wait=5s) is parsed and shown so" {
+	run "$TEST_LIB" opt_optional
+	[ "$status" -eq 0 ]
+	[[ $output == *"opt_optional: ok"* ]]
+}

@@ -27,6 +27,8 @@
 
 #define DP_CC_DEFAULT_URL "https://min-api.cryptocompare.com"
 #define DP_CC_MAX_LIMIT 2000        /* the most points one histo call may ask */
+/* The longest wait before a request or a connection is tried again (ms). */
+#define DP_CC_RETRY_CAP_MS 30000
 
 /* ------------------------------------------------------------------ */
 /* Intervals */

@@ -188,11 +188,16 @@ dp_opt_parse(const struct dp_opt *const *tabs, void *ctx, struct dp_common *comm
 	for (size_t i = 0; i < n; i++) {
 		const struct dp_opt *o = rows[i];
 
-		lo[i] = (struct option){ o->long_name, o->argname ? required_argument : no_argument,
+		bool optional = o->argname && (o->flags & DP_OPT_OPTIONAL_ARG);
+
+		lo[i] = (struct option){ o->long_name, optional ? optional_argument : o->argname ?
+		                         required_argument : no_argument,
 		                         NULL, o->short_name ? o->short_name : LONG_CODE + (int)i };
 		if (o->short_name) {
 			so[ns++] = (char)o->short_name;
 			if (o->argname)
+				so[ns++] = ':';
+			if (optional)
 				so[ns++] = ':';
 		}
 	}
@@ -270,13 +275,14 @@ dp_opt_help(FILE *fp, const struct dp_opt *const *tabs)
 			}
 			if (o->flags & DP_OPT_HIDDEN)
 				continue;
+			const char *pre = !o->argname ? "" : o->flags & DP_OPT_OPTIONAL_ARG ? "[=" : " ";
+			const char *post = o->argname && (o->flags & DP_OPT_OPTIONAL_ARG) ? "]" : "";
 			if (o->short_name)
-				w = snprintf(names, sizeof(names), "  -%c, --%s%s%s", o->short_name,
-				             o->long_name, o->argname ? " " : "",
-				             o->argname ? o->argname : "");
+				w = snprintf(names, sizeof(names), "  -%c, --%s%s%s%s", o->short_name,
+				             o->long_name, pre, o->argname ? o->argname : "", post);
 			else
-				w = snprintf(names, sizeof(names), "      --%s%s%s", o->long_name,
-				             o->argname ? " " : "", o->argname ? o->argname : "");
+				w = snprintf(names, sizeof(names), "      --%s%s%s%s", o->long_name, pre,
+				             o->argname ? o->argname : "", post);
 			fputs(names, fp);
 			if (!o->help || !*o->help) {
 				fputc('\n', fp);

@@ -64,6 +64,10 @@ enum {
 	DP_OPT_NONEMPTY = 1u << 0,      /* STRING, LIST: "" is refused */
 	DP_OPT_SECRET = 1u << 1,        /* never echo the value in a message */
 	DP_OPT_HIDDEN = 1u << 2,        /* not in --help (kept so old scripts run) */
+	/* The argument may be left out: --wait, or --wait=30s (never a word of
+	 * its own); --help shows --wait[=DURATION].  DP_ARG_CALL only: its
+	 * function gets NULL when there is none. */
+	DP_OPT_OPTIONAL_ARG = 1u << 3,
 };
 
 /* A repeatable option's values: the array is owned (free it), the strings

@@ -233,6 +233,12 @@ int64_t dp_pgsink_committed(const struct dp_pgsink_src *src);
 int64_t dp_pgsink_accounted(const struct dp_pgsink_src *src);
 /* The source as the user names it: its --source-id, or "topic/partition". */
 const char *dp_pgsink_src_label(const struct dp_pgsink_src *src);
+/*
+ * Where the record at offset of src is, as a person names it, appended
+ * to out: "prices [2] offset 4711", "line 12 of source 'x'" (tracked
+ * --stdin), "line 12".
+ */
+void dp_pgsink_where(const struct dp_pgsink_src *src, int64_t offset, struct dp_buf *out);
 
 /*
  * The record at offset, as it came (key may be NULL), before its rows

@@ -3334,6 +3334,65 @@ t_obs(void)
 	return 0;
 }
 
+/* An option whose argument may be left out: --wait, --wait=5s, never "--wait 5s". */
+static int
+opt_wait(void *ctx, const struct dp_opt *o, char *arg)
+{
+	struct opt_ctx *c = ctx;
+
+	c->flag = true;
+	c->called = arg;
+	return 0;
+}
+
+static int
+t_opt_optional(void)
+{
+	static const struct dp_opt opts[] = {
+		{ DP_ARG_CALL, 0, "wait", "TIMEOUT", "wait for it", .fn = opt_wait,
+		  .flags = DP_OPT_OPTIONAL_ARG },
+		{ DP_ARG_CALL, 'w', "when", "WHEN", NULL, .fn = opt_wait,
+		  .flags = DP_OPT_OPTIONAL_ARG },
+		DP_OPT_END,
+	};
+	const struct dp_opt *const tabs[] = { opts, dp_opt_base, NULL };
+	struct opt_ctx c;
+	int first;
+
+	dp_log_init("test_lib");
+#define PARSE(...) ( \
+	memset(&c, 0, sizeof(c)), dp_cli_init(&c.common), \
+	dp_opt_parse(tabs, &c, &c.common, &c.common.seen, \
+	             (int)(sizeof((char *[]){ "x", __VA_ARGS__ }) / sizeof(char *)), \
+	             (char *[]){ "x", __VA_ARGS__, NULL }, &first))
+	CHECK(PARSE("--wait", "op") == 0 && c.flag && c.called == NULL && first == 2);
+	dp_cli_free(&c.common);
+	CHECK(PARSE("--wait=5s", "op") == 0 && c.flag && !strcmp(c.called, "5s") && first == 2);
+	dp_cli_free(&c.common);
+	CHECK(PARSE("-w2", "op") == 0 && !strcmp(c.called, "2") && first == 2);
+	dp_cli_free(&c.common);
+	CHECK(PARSE("-w", "op") == 0 && c.called == NULL && first == 2);
+	dp_cli_free(&c.common);
+#undef PARSE
+	char *text = NULL;
+	size_t len = 0;
+	FILE *fp = open_memstream(&text, &len);
+	CHECK(fp);
+	dp_opt_help(fp, (const struct dp_opt *const[]){ opts, NULL });
+	fclose(fp);
+	static const char want[] =
+		"      --wait[=TIMEOUT]    wait for it\n"
+		"  -w, --when[=WHEN]\n";
+	if (strcmp(text, want) != 0) {
+		printf("help:\n%s---\nwanted:\n%s---\n", text, want);
+		free(text);
+		return 1;
+	}
+	free(text);
+	printf("opt_optional: ok\n");
+	return 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -3356,6 +3415,7 @@ main(int argc, char **argv)
 		{ "jqfast_order", t_jqfast_order }, { "jqfast_deep", t_jqfast_deep },
 		{ "json_keys", t_json_keys },
 		{ "obs", t_obs },
+		{ "opt_optional", t_opt_optional },
 	};
 
 	dp_log_init("test_lib");
