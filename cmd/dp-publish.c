@@ -28,6 +28,7 @@
 #include "kafka/client.h"
 #include "kafka/onerror.h"
 #include "kafka/producer.h"
+#include "obs/obs.h"
 #include "publish/publisher.h"
 #include "publish/record.h"
 
@@ -36,6 +37,7 @@ struct pub {
 	struct dp_publisher_opts opts;
 	uint64_t partition;             /* -p, or NO_PARTITION */
 	struct dp_publisher *pub;
+	struct dp_obs_opts obs;         /* --metrics ... */
 	struct dp_fsm fsm;
 };
 
@@ -214,6 +216,7 @@ static const struct dp_opt opts[] = {
 	  .off = OFF(opts.report) },
 	{ DP_ARG_FLAG, 0, "progress", NULL, "print rate and totals on stderr every second",
 	  .off = OFF(opts.progress) },
+	DP_OPT_METRICS_ROWS(struct pub, obs, 0),
 	DP_OPT_KAFKA_ROWS,
 	DP_OPT_END,
 };
@@ -279,7 +282,7 @@ validate(void *ctx)
 		       "it needs --topic-expr, and not --envelope");
 		return -1;
 	}
-	return 0;
+	return dp_obs_validate(&p->obs);
 }
 
 /* ---- the machine's actions: each one step of the engine ---------------- */
@@ -353,7 +356,10 @@ static int
 open_pub(void *ctx)
 {
 	struct pub *p = ctx;
+	int st = dp_obs_start(&p->obs, "dp-publish", "kafka");
 
+	if (st)
+		return st;
 	p->pub = dp_publisher_new(&p->opts, &p->common.kafka, p->common.out,
 	                          dp_cmd_stdout_failed);
 	if (!p->pub) {

@@ -27,6 +27,7 @@
 #include "jq/expr.h"
 #include "kafka/client.h"
 #include "kafka/onerror.h"
+#include "obs/obs.h"
 #include "pg/conn.h"
 #include "pg/ingest.h"
 #include "pg/reset.h"
@@ -68,6 +69,7 @@ struct sink {
 	uint64_t max_retries;
 	bool progress;
 	struct dp_sinkreset reset;      /* --reset-offsets */
+	struct dp_obs_opts obs;         /* --metrics ... */
 
 	/* the run */
 	struct dp_ingest *in;
@@ -302,7 +304,7 @@ static const struct dp_opt options[] = {
 	  "stored), or TOPIC:PARTITION:OFFSET, repeatable; no\n"
 	  "member of GROUP may be running",
 	  .fn = opt_reset },
-
+	DP_OPT_METRICS_ROWS(struct sink, obs, 0),
 	DP_OPT_KAFKA_ROWS,
 	DP_OPT_END,
 };
@@ -483,7 +485,7 @@ validate(void *ctx)
 		       "--create (an existing hypertable's: SELECT set_chunk_time_interval(...))");
 		return -1;
 	}
-	if ((k->upsert && split_keys(k) < 0) || validate_db(k) < 0)
+	if ((k->upsert && split_keys(k) < 0) || validate_db(k) < 0 || dp_obs_validate(&k->obs) < 0)
 		return -1;
 	if (k->map_src && !(k->map = dp_expr_compile(k->map_src, &err))) {
 		dp_err("invalid --map: %s", dp_buf_str(&err));
@@ -659,7 +661,10 @@ open_sink(void *ctx)
 {
 	struct sink *k = ctx;
 	struct dp_source *src;
+	int st = dp_obs_start(&k->obs, "dp-sink-pg", k->from_stdin ? "database" : "kafka database");
 
+	if (st)
+		return st;
 	if (k->from_stdin) {
 		const struct dp_source_lines_conf lc = {
 			.fd = STDIN_FILENO, .source_id = k->source_id, .max_line = k->batch_bytes,

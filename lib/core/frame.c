@@ -14,6 +14,14 @@
 #include "core/out.h"
 #include "core/sig.h"
 
+static void (*at_end)(int status);
+
+void
+dp_cmd_at_end(void (*fn)(int status))
+{
+	at_end = fn;
+}
+
 int
 dp_cmd_usage_hint(void)
 {
@@ -368,6 +376,8 @@ out:
 	status = flush_stdout(common, status);
 	if (cmd->close)
 		cmd->close(ctx);
+	if (at_end)
+		at_end(status);
 	dp_cli_free(common);
 	return status;
 }

@@ -145,6 +145,14 @@ struct dp_cmd {
 int dp_cmd_main(const struct dp_cmd *cmd, void *ctx, struct dp_common *common,
                 struct dp_fsm *m, int argc, char **argv);
 
+/*
+ * fn(status) runs at the very end of dp_cmd_main, after close (the
+ * engines are gone), with the exit status: for what watches the whole run
+ * (obs/obs.h: the last metrics file, STOPPING=1), which registers itself.
+ * One at a time; NULL: none.
+ */
+void dp_cmd_at_end(void (*fn)(int status));
+
 /* Whether --long_name was given (for validate). */
 bool dp_cmd_given(const struct dp_cmd *cmd, const struct dp_common *common,
                   const char *long_name);

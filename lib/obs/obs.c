@@ -13,6 +13,7 @@
 
 #include "core/exit.h"
 #include "core/file.h"
+#include "core/frame.h"
 #include "core/fsm.h"
 #include "core/log.h"
 #include "core/parse.h"
@@ -59,6 +60,7 @@ static struct {
 	bool notify, said_ready, said_notify_error;
 	int64_t watchdog_ms;
 	char last_status[600];          /* the last STATUS= sent */
+	char links[128];                /* dp_obs_start's, each name ended by a NUL */
 	int exit_status;                /* dp_obs_exit's; -1 */
 	struct machine machines[MAX_MACHINES];
 	size_t nmachines;
@@ -260,7 +262,11 @@ part_show(struct dp_obs_part *p)
 
 	p->lag = dp_metric_series(dp_obs_family(DP_OBS_LAG_RECORDS, part_labels), v);
 	p->lag_s = dp_metric_series(dp_obs_family(DP_OBS_LAG_SECONDS, part_labels), v);
-	p->ts = dp_metric_series(dp_obs_family(DP_OBS_LAST_TIMESTAMP, part_labels), v);
+	/* No timestamp before a record: 0 would read as a record of 1970. */
+	if (atomic_load(&p->ts_ms) > 0)
+		dp_series_set(p->ts = dp_metric_series(dp_obs_family(DP_OBS_LAST_TIMESTAMP,
+		                                                     part_labels), v),
+		              (double)atomic_load(&p->ts_ms) / 1000);
 	snprintf(feed, sizeof(feed), "%s/%s", p->topic, p->partition);
 	p->feed = dp_health_feed(feed);
 	atomic_store(&p->lag_n, -1);
@@ -298,6 +304,10 @@ dp_obs_part_read(struct dp_obs_part *p, uint64_t n, int64_t newest_ts_ms)
 	dp_health_data(p->feed);
 	if (newest_ts_ms > 0 && newest_ts_ms > atomic_load_explicit(&p->ts_ms, memory_order_relaxed)) {
 		atomic_store_explicit(&p->ts_ms, newest_ts_ms, memory_order_relaxed);
+		/* Made at the first record (on this thread, as dp_obs_part_assigned). */
+		if (!p->ts && p->assigned)
+			p->ts = dp_metric_series(dp_obs_family(DP_OBS_LAST_TIMESTAMP, part_labels),
+			                         (const char *const[]){ p->topic, p->partition });
 		dp_series_set(p->ts, (double)newest_ts_ms / 1000);
 	}
 }
@@ -561,8 +571,16 @@ dp_obs_validate(struct dp_obs_opts *o)
 	return 0;
 }
 
+/* The frame's end of the run (core/frame.h's dp_cmd_at_end). */
+static void
+at_end(int status)
+{
+	dp_obs_exit(status);
+	dp_obs_end();
+}
+
 int
-dp_obs_start(const struct dp_obs_opts *o, const char *command, const char *const *links)
+dp_obs_start(const struct dp_obs_opts *o, const char *command, const char *links)
 {
 	static bool watching;
 	struct dp_buf err = DP_BUF_INIT;
@@ -584,8 +602,10 @@ dp_obs_start(const struct dp_obs_opts *o, const char *command, const char *const
 		dp_err("out of memory");
 		return DP_EX_SOFTWARE;
 	}
-	for (size_t i = 0; links && links[i]; i++)
-		dp_health_link(links[i], false);
+	/* health keeps the names it is given: ours, until dp_obs_end */
+	snprintf(obs.links, sizeof(obs.links), "%s", links ? links : "");
+	for (char *l = strtok(obs.links, " "); l; l = strtok(NULL, " "))
+		dp_health_link(l, false);
 	atomic_store(&obs.on, true);
 
 	dp_series_set(dp_metric_series(dp_metric_new("dp_build_info",
@@ -600,6 +620,7 @@ dp_obs_start(const struct dp_obs_opts *o, const char *command, const char *const
 	        DP_METRIC_GAUGE, no_labels, NULL, 0));
 	if (!watching && dp_fsm_watch(on_step, NULL) == 0)
 		watching = true;
+	dp_cmd_at_end(at_end);
 
 	if (obs.o.file && write_file(&err) < 0) {
 		dp_err("%s", dp_buf_str(&err));
@@ -689,6 +710,7 @@ dp_obs_end(void)
 	}
 	dp_endpoint_stop(obs.ep);
 	obs.ep = NULL;
+	dp_cmd_at_end(NULL);
 
 	atomic_store(&obs.on, false);
 	pthread_mutex_lock(&obs.mu);

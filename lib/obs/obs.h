@@ -5,11 +5,12 @@
  *
  * A long-running command puts DP_OPT_METRICS_ROWS in its option table
  * (--metrics, --metrics-file, --metrics-interval, --stale-after), checks
- * them in its validate with dp_obs_validate, calls dp_obs_start in its
- * open (before its engines exist: they declare their metrics when they
- * are made, and get nothing while the registry is off), dp_obs_exit
- * with the run's status in its finish, and dp_obs_end last in its close,
- * after its engines are freed.  Everything else is the engines' part: they
+ * them in its validate with dp_obs_validate, and calls dp_obs_start in
+ * its open, before its engines exist: they declare their metrics when
+ * they are made, and get nothing while the registry is off.  The end
+ * comes by itself: dp_obs_start asks the frame (core/frame.h's
+ * dp_cmd_at_end) for dp_obs_exit and dp_obs_end with the exit status,
+ * after the command's close.  Everything else is the engines' part: they
  * count (obs/metrics.h), say when a link is up or down and when data
  * came (obs/health.h), and a consumer keeps one struct dp_obs_part per
  * partition (below).
@@ -77,12 +78,12 @@ struct dp_obs_opts {
 #define DP_OPT_METRICS_ROWS(type, member, subs_) \
 	DP_OPT_GROUP("Metrics and health (see METRICS)"), \
 	{ .kind = DP_ARG_STRING, .long_name = "metrics", .argname = "HOST:PORT", \
-	  .help = "serve /metrics, /healthz and /readyz over HTTP there\n" \
-	          "(default $DP_METRICS; :PORT for every address)", \
+	  .help = "serve /metrics, /healthz and /readyz over HTTP\n" \
+	          "(default $DP_METRICS; :PORT: every address)", \
 	  .off = DP_OBS_OFF_(type, member, listen), .flags = DP_OPT_NONEMPTY, .subs = (subs_) }, \
 	{ .kind = DP_ARG_STRING, .long_name = "metrics-file", .argname = "PATH", \
-	  .help = "write the metrics to PATH, atomically, every\n" \
-	          "--metrics-interval and at exit (node_exporter's textfile)", \
+	  .help = "write the metrics to PATH atomically, every\n" \
+	          "--metrics-interval and at exit (for node_exporter)", \
 	  .off = DP_OBS_OFF_(type, member, file), .flags = DP_OPT_NONEMPTY, .subs = (subs_) }, \
 	{ .kind = DP_ARG_TIMEOUT, .long_name = "metrics-interval", .argname = "DURATION", \
 	  .help = "how often --metrics-file is written (default 15s)", \
@@ -90,7 +91,7 @@ struct dp_obs_opts {
 	  .subs = (subs_) }, \
 	{ .kind = DP_ARG_DURATION, .long_name = "stale-after", .argname = "DURATION", \
 	  .help = "not ready when a partition, subscription or input\n" \
-	          "that had records gets none for this long (default: never)", \
+	          "that had records gets none this long (default: never)", \
 	  .off = DP_OBS_OFF_(type, member, stale_after_ms), .subs = (subs_) }
 
 /*
@@ -104,17 +105,17 @@ int dp_obs_validate(struct dp_obs_opts *o);
  * Start watching the run of command ("dp-sink-pg", a literal): the
  * registry (obs/metrics.h) and health (obs/health.h), the endpoint, the
  * file (written once now, so that a path that cannot be written fails
- * before any work), the notify socket, the machines' watcher.  links
- * (NULL-terminated literals: "kafka", "database", "api") are what the
- * command needs and are down until its engines say they are up: a run
- * is not ready before it connected.  Without --metrics, --metrics-file,
- * $NOTIFY_SOCKET, nothing starts and nothing costs.  0, or an exit
- * status after saying why: 69 the address is taken, 78 it cannot be
- * used, 74 the file cannot be written.
+ * before any work), the notify socket, the machines' watcher, and the
+ * end (dp_cmd_at_end).  links ("kafka database": names separated by
+ * spaces; NULL: none) are what the command needs and are down until its
+ * engines say they are up: a run is not ready before it connected.
+ * Without --metrics, --metrics-file, $NOTIFY_SOCKET, nothing starts and
+ * nothing costs.  0, or an exit status after saying why: 69 the address
+ * is taken, 78 it cannot be used, 74 the file cannot be written.
  */
-int dp_obs_start(const struct dp_obs_opts *o, const char *command, const char *const *links);
+int dp_obs_start(const struct dp_obs_opts *o, const char *command, const char *links);
 
-/* The run's exit status, once its machine ended (for dp_exit_status and STATUS=). */
+/* The run's exit status (for dp_exit_status and STATUS=); the frame's end calls it. */
 void dp_obs_exit(int status);
 
 /*

@@ -327,6 +327,7 @@ group_connect(struct dp_source *s, struct dp_buf *err)
 		.from = DP_FROM_BEGINNING,
 		.until = g->conf.until_end ? DP_UNTIL_END : DP_UNTIL_NONE,
 		.manual_commit = true,
+		.metrics = true,
 	};
 	const struct dp_consumer_hooks hooks = {
 		.arg = g, .record = on_record, .assigned = on_assigned, .revoked = on_revoked,

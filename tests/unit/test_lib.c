@@ -3163,7 +3163,6 @@ t_obs(void)
 	static const struct dp_fsm_final finals[] = { { OBS_S_DONE, 0 } };
 	static const struct dp_fsm_def def = { "dp-test", state_names, OBS_NSTATES, event_names,
 	                                       OBS_NEVENTS, rows, 2, OBS_S_IDLE, finals, 1 };
-	static const char *const links[] = { "kafka", NULL };
 	char dir[] = "/tmp/dp-obs-XXXXXX", file[256], sock[64], addr[64], why[256];
 	static char notes[16384];
 	struct dp_buf err = DP_BUF_INIT;
@@ -3192,7 +3191,7 @@ t_obs(void)
 
 	struct dp_obs_opts o = { .listen = "127.0.0.1:0", .file = file, .interval_ms = 100 };
 	CHECK(dp_obs_validate(&o) == 0);
-	CHECK(dp_obs_start(&o, "dp-test", links) == 0 && dp_obs_on());
+	CHECK(dp_obs_start(&o, "dp-test", "kafka") == 0 && dp_obs_on());
 	snprintf(addr, sizeof(addr), "%s", dp_obs_address());
 	printf("listening on %s\n", addr);
 	CHECK(strncmp(addr, "127.0.0.1:", 10) == 0 && strcmp(addr, "127.0.0.1:0") != 0);
