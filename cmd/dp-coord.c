@@ -34,6 +34,7 @@
 #include "jq/expr.h"
 #include "kafka/admin.h"
 #include "kafka/client.h"
+#include "obs/obs.h"
 
 enum sub { SUB_SERVE, SUB_REQUEST, SUB_RETIRE, SUB_LIST, SUB_WATCH, SUB_RUN };
 
@@ -72,6 +73,7 @@ struct coord {
 	struct dp_serve *serve;         /* serve */
 	struct dp_ask *ask;             /* request, retire */
 	struct dp_reader *reader;       /* list, watch, run */
+	struct dp_obs_opts obs;         /* serve, run: --metrics ... */
 
 	struct dp_fsm fsm;
 };
@@ -508,6 +510,7 @@ static const struct dp_opt opts[] = {
 	  .subs = DP_SUB(SUB_LIST) },
 	{ DP_ARG_STRING, 0, "match", "JQ", "run: only topics whose spec matches", F(match),
 	  .subs = DP_SUB(SUB_RUN) },
+	DP_OPT_METRICS_ROWS(struct coord, obs, DP_SUB(SUB_SERVE) | DP_SUB(SUB_RUN)),
 	DP_OPT_KAFKA_ROWS,
 	DP_OPT_END,
 };
@@ -593,7 +596,7 @@ validate(void *ctx)
 		c->policy_ok = true;
 	}
 	dp_buf_free(&err);
-	return 0;
+	return c->sub == SUB_SERVE || c->sub == SUB_RUN ? dp_obs_validate(&c->obs) : 0;
 }
 
 /* ---- main --------------------------------------------------------------- */
@@ -605,7 +608,11 @@ open_coord(void *ctx)
 	struct coord *c = ctx;
 	struct dp_kafka_opts *kafka = &c->common.kafka;
 	bool ok;
+	int st = c->sub == SUB_SERVE || c->sub == SUB_RUN ? dp_obs_start(&c->obs, "dp-coord", "kafka")
+	                                                  : 0;
 
+	if (st)
+		return st;
 	if (c->sub == SUB_SERVE) {
 		const struct dp_serve_conf conf = {
 			.kafka = kafka, .registry = c->registry, .requests = c->requests,

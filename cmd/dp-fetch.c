@@ -45,6 +45,7 @@
 #include "core/secret.h"
 #include "core/sig.h"
 #include "core/timefmt.h"
+#include "obs/obs.h"
 
 #define PROG "dp-fetch"
 #define SETTLE_DEFAULT "5s"         /* for --help; the same as ... */
@@ -237,6 +238,7 @@ struct fetch {
 	uint64_t count, max_retries, page_size;
 	const char *state_path, *base_url, *key_file;
 	const char *channel_arg, *subs_arg, *stream_url;
+	struct dp_obs_opts obs;             /* --metrics ... */
 
 	/* validated */
 	char **fsyms, **tsyms;              /* owned, split from the lists */
@@ -331,6 +333,7 @@ static const struct dp_opt opts[] = {
 	  F(page_size), .min = 1, .max = DP_CC_MAX_LIMIT },
 	{ DP_ARG_STRING, 0, "now", "TIME", "take TIME as the current time (tests, replays)",
 	  F(now_arg) },
+	DP_OPT_METRICS_ROWS(struct fetch, obs, 0),
 	DP_OPT_END,
 };
 
@@ -471,6 +474,8 @@ validate(void *ctx)
 
 	if (c->state_path && !*c->state_path)
 		return bad("invalid --state: empty file name");
+	if (dp_obs_validate(&c->obs) < 0)
+		return -1;
 	for (size_t i = 0; i < DP_FSM_COUNT(scope); i++)
 		if (given(c, scope[i].name) && !(scope[i].subs & DP_SUB(c->sub)))
 			return bad("--%s is not for %s", scope[i].name, subs[c->sub].name);
@@ -525,6 +530,8 @@ open_fetch(void *ctx)
 	char *key = NULL;
 	int status;
 
+	if ((status = dp_obs_start(&c->obs, PROG, "api")) != 0)
+		return status;
 	/* Never from the command line; see dp_secret_check_option(). */
 	status = dp_secret_load(c->key_file, "CRYPTOCOMPARE_API_KEY", "api key", &key, &err);
 	if (status) {
