@@ -10,7 +10,7 @@
  *
  * This file is the options, their validation and the machine.  The
  * subcommand picks the machine: each runs the same states, with that
- * subcommand's steps in its rows.  The work is in lib/kafka/topics.h
+ * subcommand's steps in its rows.  The work is in lib/topic/topics.h
  * (dp-topic's engine and views) and lib/kafka/admin.h, which dp-coord
  * shares.
  */
@@ -33,7 +33,7 @@
 #include "core/out.h"
 #include "core/vec.h"
 #include "kafka/client.h"
-#include "kafka/topics.h"
+#include "topic/topics.h"
 #include "pg/conn.h"
 #include "pg/offsets.h"
 

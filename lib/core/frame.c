@@ -366,7 +366,7 @@ dp_cmd_main(const struct dp_cmd *cmd, void *ctx, struct dp_common *common,
 		goto out;
 
 	/* 3. the machine */
-	status = dp_fsm_run(m, cmd->start_event ? cmd->start_event(ctx) : cmd->start, ctx);
+	status = dp_fsm_run(m, cmd->start, ctx);
 
 	/* 4. flush and report */
 	if (cmd->finish)

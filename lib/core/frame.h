@@ -97,10 +97,6 @@ struct dp_cmd {
 	int (*operands)(void *ctx, int argc, char **argv);
 	const struct dp_fsm_def *machine;       /* run, and drawn by --dot */
 	int start;                              /* the event that starts it */
-	/* The start event when it depends on the options (a subcommand that
-	 * runs another part of the machine); NULL: .start.  Called after
-	 * open. */
-	int (*start_event)(void *ctx);
 	/*
 	 * A command with subcommands that behave differently has a machine
 	 * for each: machines (NULL-terminated) replaces machine, --dot draws

@@ -60,7 +60,7 @@
 #include "obs/metrics.h"
 #include "obs/obs.h"
 #include "kafka/producer.h"
-#include "kafka/topics.h"
+#include "topic/topics.h"
 #include "pg/binary.h"
 #include "pg/conn.h"
 #include "pg/sink.h"

@@ -1,5 +1,5 @@
 /*
- * kafka/topics.h -- dp-topic's engine: the topics a run names or reads as
+ * topic/topics.h -- dp-topic's engine: the topics a run names or reads as
  * NDJSON specs, what each subcommand asks of the cluster about them, and
  * what became of each one, shown as one record per topic or as a table.
  *

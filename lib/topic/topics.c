@@ -1,7 +1,7 @@
 /*
- * kafka/topics.c -- dp-topic's engine (kafka/topics.h): the run's topics,
+ * topic/topics.c -- dp-topic's engine (topic/topics.h): the run's topics,
  * their specs, and one request step per subcommand.  The views are in
- * kafka/topics_show.c.
+ * topic/show.c.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -14,7 +14,7 @@
 #include "core/table.h"
 #include "core/vec.h"
 #include "kafka/client.h"
-#include "kafka/topics.h"
+#include "topic/topics.h"
 
 void
 dp_topics_init(struct dp_topics *t, const struct dp_topics_opts *o, const char *verb)

@@ -1,5 +1,5 @@
 /*
- * kafka/topics_show.c -- dp-topic's views (kafka/topics.h): each
+ * topic/show.c -- dp-topic's views (topic/topics.h): each
  * subcommand's outcome as one NDJSON record per topic (json/write.h) or
  * as aligned tables for a terminal (core/table.h).
  */
@@ -11,7 +11,7 @@
 #include "core/out.h"
 #include "core/table.h"
 #include "json/write.h"
-#include "kafka/topics.h"
+#include "topic/topics.h"
 #include "pg/offsets.h"
 
 void
