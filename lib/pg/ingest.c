@@ -116,8 +116,11 @@ bad_record(struct dp_ingest *in, const struct dp_pgsink_src *src, const char *to
 
 /*
  * on_bad: the engine's bad records (the caller's thread); their kind is
- * the server's condition ("check_violation"), or "value" when dp refused
- * the row (not JSON, a value its column cannot hold).
+ * the condition name of the server's code in pg/sqlstate.h's table, or
+ * of its class there ("integrity_constraint_violation" for 23514: a label
+ * with a few values, where the code itself is in the message and the dead
+ * letter), the code for one the table does not know, or "value" when dp
+ * refused the row (not JSON, a value its column cannot hold).
  */
 static int
 engine_bad(void *arg, const struct dp_pgsink_bad *b)
@@ -126,7 +129,7 @@ engine_bad(void *arg, const struct dp_pgsink_bad *b)
 
 	if (b->sqlstate && *b->sqlstate) {
 		const struct dp_sqlstate *row = dp_sqlstate_of(b->sqlstate);
-		kind = row->code && strlen(row->code) == 5 ? row->name : b->sqlstate;
+		kind = row->code && *row->code ? row->name : b->sqlstate;
 	}
 	return bad_record(arg, b->src, b->topic, b->partition, b->offset, b->reason, b->sqlstate,
 	                  b->key, b->klen, b->value, b->vlen, b->headers, b->hlen, kind);
