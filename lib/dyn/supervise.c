@@ -226,6 +226,8 @@ copy_lines(struct child *c, bool eof)
 		dp_err("%s: %.*s", c->key, (int)(b->len - start), b->data + start);
 		start = b->len;
 	}
+	if (start == 0)         /* nothing went out (an empty buffer has no data at all) */
+		return;
 	memmove(b->data, b->data + start, b->len - start);
 	dp_buf_truncate(b, b->len - start);
 }
