@@ -17,7 +17,8 @@ WARN     = -std=c11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
            -Wmissing-prototypes -Wno-unused-parameter
 
 # Library flags come from pkg-config (libwebsockets is dp-fetch stream's
-# WebSocket client).  libjq is the exception: jq 1.7 ships
+# WebSocket client; libmicrohttpd serves --metrics, libsystemd speaks to
+# systemd's notify socket).  libjq is the exception: jq 1.7 ships
 # libjq.pc, but Debian 12's libjq-dev (jq 1.6) has none, so without it we
 # link -ljq by name (its header is in /usr/include; the shared libjq brings
 # libonig along by itself).  The flags are asked for at the first compile,
@@ -25,7 +26,7 @@ WARN     = -std=c11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
 # fresh machine can install the packages (scripts/deps) before anything
 # needs them.
 PKG_CONFIG ?= pkg-config
-PKGS     = rdkafka libpq libcurl libwebsockets
+PKGS     = rdkafka libpq libcurl libwebsockets libmicrohttpd libsystemd
 PKG_JQ   = $(eval PKG_JQ := $$(shell { $(PKG_CONFIG) --exists libjq; } 2>/dev/null && echo libjq))$(PKG_JQ)
 pkg_flags = $(or $(shell $(PKG_CONFIG) $(1) $(PKGS) $(PKG_JQ) 2>/dev/null && echo ' '), \
               $(error '$(PKG_CONFIG) $(1) $(PKGS) $(PKG_JQ)' failed: \

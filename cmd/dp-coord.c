@@ -34,7 +34,7 @@
 #include "jq/expr.h"
 #include "kafka/admin.h"
 #include "kafka/client.h"
-#include "obs/status.h"
+#include "status/watch.h"
 
 enum sub { SUB_SERVE, SUB_REQUEST, SUB_RETIRE, SUB_LIST, SUB_WATCH, SUB_RUN };
 
@@ -65,7 +65,7 @@ struct coord {
 	char **run_argv;                /* borrowed from argv */
 	size_t run_argc;
 	int fmt;                        /* -1 auto, else formats[] */
-	struct dp_status_opts status;   /* serve, run: --status-topic ... (obs/status.h) */
+	struct dp_watch_opts watch;     /* serve, run: --status-topic, --metrics ... */
 
 	/* resources */
 	struct dp_coord_policy policy;
@@ -510,7 +510,7 @@ static const struct dp_opt opts[] = {
 	  .subs = DP_SUB(SUB_LIST) },
 	{ DP_ARG_STRING, 0, "match", "JQ", "run: only topics whose spec matches", F(match),
 	  .subs = DP_SUB(SUB_RUN) },
-	DP_OPT_STATUS_ROWS(struct coord, status, DP_SUB(SUB_SERVE) | DP_SUB(SUB_RUN)),
+	DP_OPT_WATCH_ROWS(struct coord, watch, DP_SUB(SUB_SERVE) | DP_SUB(SUB_RUN)),
 	DP_OPT_KAFKA_ROWS,
 	DP_OPT_END,
 };
@@ -553,7 +553,7 @@ validate(void *ctx)
 		c->requests = (e = getenv("DP_REQUESTS")) && *e ? e : DP_REQUESTS_DEFAULT;
 	c->partitions = c->partitions_arg ? (int32_t)c->partitions_arg : -1;
 	/* Only the daemons publish a status ($DP_STATUS_TOPIC is not for request, list). */
-	if ((c->sub == SUB_SERVE || c->sub == SUB_RUN) && dp_status_validate(&c->status) < 0)
+	if ((c->sub == SUB_SERVE || c->sub == SUB_RUN) && dp_watch_validate(&c->watch) < 0)
 		return -1;
 	if (c->sub == SUB_REQUEST || c->sub == SUB_RETIRE) {
 		if (!c->name) {
@@ -611,8 +611,11 @@ open_coord(void *ctx)
 	struct coord *c = ctx;
 	struct dp_kafka_opts *kafka = &c->common.kafka;
 	bool ok;
+	int st;
 
-	dp_status_start(&c->status, kafka, &c->fsm);
+	if ((c->sub == SUB_SERVE || c->sub == SUB_RUN) &&
+	    (st = dp_watch_start(&c->watch, kafka, &c->fsm, "dp-coord", "kafka")))
+		return st;
 	if (c->sub == SUB_SERVE) {
 		const struct dp_serve_conf conf = {
 			.kafka = kafka, .registry = c->registry, .requests = c->requests,

@@ -45,7 +45,7 @@
 #include "core/secret.h"
 #include "core/sig.h"
 #include "core/timefmt.h"
-#include "obs/status.h"
+#include "status/watch.h"
 
 #define PROG "dp-fetch"
 #define SETTLE_DEFAULT "5s"         /* for --help; the same as ... */
@@ -248,7 +248,7 @@ struct fetch {
 	/* the engine of the run */
 	struct dp_ccpoll *poll;             /* price, ohlcv */
 	struct dp_ccsession *session;       /* stream; made by validate() */
-	struct dp_status_opts status;       /* --status-topic ... (obs/status.h; $DP_BROKERS) */
+	struct dp_watch_opts watch;         /* --status-topic ($DP_BROKERS), --metrics ... */
 };
 
 /* Never the key itself: getopt takes --api-key=KEY for --api-key-file. */
@@ -333,7 +333,7 @@ static const struct dp_opt opts[] = {
 	  F(page_size), .min = 1, .max = DP_CC_MAX_LIMIT },
 	{ DP_ARG_STRING, 0, "now", "TIME", "take TIME as the current time (tests, replays)",
 	  F(now_arg) },
-	DP_OPT_STATUS_ROWS(struct fetch, status, 0),
+	DP_OPT_WATCH_ROWS(struct fetch, watch, 0),
 	DP_OPT_END,
 };
 
@@ -474,7 +474,7 @@ validate(void *ctx)
 
 	if (c->state_path && !*c->state_path)
 		return bad("invalid --state: empty file name");
-	if (dp_status_validate(&c->status) < 0)
+	if (dp_watch_validate(&c->watch) < 0)
 		return -1;
 	for (size_t i = 0; i < DP_FSM_COUNT(scope); i++)
 		if (given(c, scope[i].name) && !(scope[i].subs & DP_SUB(c->sub)))
@@ -530,7 +530,8 @@ open_fetch(void *ctx)
 	char *key = NULL;
 	int status;
 
-	dp_status_start(&c->status, &c->common.kafka, &c->fsm);
+	if ((status = dp_watch_start(&c->watch, &c->common.kafka, &c->fsm, PROG, "api")) != 0)
+		return status;
 	/* Never from the command line; see dp_secret_check_option(). */
 	status = dp_secret_load(c->key_file, "CRYPTOCOMPARE_API_KEY", "api key", &key, &err);
 	if (status) {

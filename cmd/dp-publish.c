@@ -28,7 +28,7 @@
 #include "kafka/client.h"
 #include "kafka/onerror.h"
 #include "kafka/producer.h"
-#include "obs/status.h"
+#include "status/watch.h"
 #include "publish/publisher.h"
 #include "publish/record.h"
 
@@ -38,7 +38,7 @@ struct pub {
 	uint64_t partition;             /* -p, or NO_PARTITION */
 	struct dp_publisher *pub;
 	struct dp_fsm fsm;
-	struct dp_status_opts status;   /* --status-topic ... (obs/status.h) */
+	struct dp_watch_opts watch;     /* --status-topic, --metrics ... (status/watch.h) */
 };
 
 /* -p not given: the partition comes from the key's hash. */
@@ -216,7 +216,7 @@ static const struct dp_opt opts[] = {
 	  .off = OFF(opts.report) },
 	{ DP_ARG_FLAG, 0, "progress", NULL, "print rate and totals on stderr every second",
 	  .off = OFF(opts.progress) },
-	DP_OPT_STATUS_ROWS(struct pub, status, 0),
+	DP_OPT_WATCH_ROWS(struct pub, watch, 0),
 	DP_OPT_KAFKA_ROWS,
 	DP_OPT_END,
 };
@@ -251,7 +251,7 @@ validate(void *ctx)
 	o->rec.partition = p->partition == NO_PARTITION ? DP_PRODUCER_ANY : (int32_t)p->partition;
 	o->registry = from_env(o->registry, "DP_REGISTRY", DP_REGISTRY_DEFAULT);
 	o->requests = from_env(o->requests, "DP_REQUESTS", DP_REQUESTS_DEFAULT);
-	if (dp_status_validate(&p->status) < 0)
+	if (dp_watch_validate(&p->watch) < 0)
 		return -1;
 	if (r->topic && r->topic_expr) {
 		dp_err("-t and --topic-expr cannot be used together");
@@ -358,8 +358,10 @@ static int
 open_pub(void *ctx)
 {
 	struct pub *p = ctx;
+	int st = dp_watch_start(&p->watch, &p->common.kafka, &p->fsm, "dp-publish", "kafka");
 
-	dp_status_start(&p->status, &p->common.kafka, &p->fsm);
+	if (st)
+		return st;
 	p->pub = dp_publisher_new(&p->opts, &p->common.kafka, p->common.out,
 	                          dp_cmd_stdout_failed);
 	if (!p->pub) {

@@ -27,7 +27,7 @@
 #include "jq/expr.h"
 #include "kafka/client.h"
 #include "kafka/onerror.h"
-#include "obs/status.h"
+#include "status/watch.h"
 #include "pg/conn.h"
 #include "pg/ingest.h"
 #include "pg/reset.h"
@@ -69,7 +69,7 @@ struct sink {
 	uint64_t max_retries;
 	bool progress;
 	struct dp_sinkreset reset;      /* --reset-offsets */
-	struct dp_status_opts status;   /* --status-topic ... (obs/status.h) */
+	struct dp_watch_opts watch;     /* --status-topic, --metrics ... (status/watch.h) */
 
 	/* the run */
 	struct dp_ingest *in;
@@ -305,8 +305,7 @@ static const struct dp_opt options[] = {
 	  "stored), or TOPIC:PARTITION:OFFSET, repeatable; no\n"
 	  "member of GROUP may be running",
 	  .fn = opt_reset },
-
-	DP_OPT_STATUS_ROWS(struct sink, status, 0),
+	DP_OPT_WATCH_ROWS(struct sink, watch, 0),
 	DP_OPT_KAFKA_ROWS,
 	DP_OPT_END,
 };
@@ -449,7 +448,7 @@ validate(void *ctx)
 	struct sink *k = ctx;
 	struct dp_buf err = DP_BUF_INIT;
 
-	if (dp_status_validate(&k->status) < 0)
+	if (dp_watch_validate(&k->watch) < 0)
 		return -1;
 	if (k->reset.to != DP_SINKRESET_NONE) {
 		if (k->from_stdin || k->source_id) {
@@ -666,8 +665,11 @@ open_sink(void *ctx)
 {
 	struct sink *k = ctx;
 	struct dp_source *src;
+	int st = dp_watch_start(&k->watch, &k->common.kafka, &k->fsm, "dp-sink-pg",
+	                        k->from_stdin ? "database" : "kafka database");
 
-	dp_status_start(&k->status, &k->common.kafka, &k->fsm);
+	if (st)
+		return st;
 	if (k->from_stdin) {
 		const struct dp_source_lines_conf lc = {
 			.fd = STDIN_FILENO, .source_id = k->source_id, .max_line = k->batch_bytes,

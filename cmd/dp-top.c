@@ -1,6 +1,6 @@
 /*
  * dp-top -- every actor of the system, live: what each dp process says
- * about itself on the status topic (--status-topic, obs/status.h), grouped
+ * about itself on the status topic (--status-topic, status/status.h), grouped
  * like the seed's actors.
  *
  * A table that refreshes in place on a terminal (q quits), NDJSON
@@ -11,7 +11,7 @@
  * a last status are shown gone after --gone-after.
  *
  * This file is the options, their validation and the machine; the work is
- * in lib/obs/top.h (reading the topic, the snapshot and its views) and
+ * in lib/status/top.h (reading the topic, the snapshot and its views) and
  * lib/core/screen.h (the terminal).
  */
 #include <errno.h>
@@ -34,8 +34,8 @@
 #include "core/timefmt.h"
 #include "kafka/admin.h"
 #include "kafka/client.h"
-#include "obs/status.h"
-#include "obs/top.h"
+#include "status/status.h"
+#include "status/top.h"
 
 /* --output's names; -1: table on a terminal, else json. */
 enum { FMT_TABLE, FMT_JSON };

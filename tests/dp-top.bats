@@ -1,5 +1,5 @@
 #!/usr/bin/env bats
-# dp-top and the status topic (lib/obs/status.h, lib/obs/top.h): what each
+# dp-top and the status topic (lib/status/status.h, lib/status/top.h): what each
 # process publishes about itself, read back as a person or a script sees it.
 #
 # "test_lib status TOPIC INSTANCE INTERVAL" is a process with a toy machine

@@ -154,7 +154,7 @@ int dp_cmd_main(const struct dp_cmd *cmd, void *ctx, struct dp_common *common,
  * after the signal's verdict, the close of stdout and the command's close
  * step (the engines are gone; what fn reads must be process-wide, as
  * obs/metrics.h's registry is).  For what in lib/ watches the whole run
- * and must say how it ended (obs/status.h's last record), each of which
+ * and must say how it ended (status/status.h's last record), each of which
  * registers itself; in the order registered.  At most 4, each once; 0, or
  * -1 when they are taken.
  */

@@ -16,6 +16,8 @@
 #include "kafka/admin.h"
 #include "kafka/client.h"
 #include "kafka/consumer.h"
+#include "obs/health.h"
+#include "obs/obs.h"
 
 /* Records handed over per poll: bounded, so that the queue length seen
  * between batches tells whether the prefetch has stopped. */
@@ -76,6 +78,11 @@ struct part {
 	enum { FROM_ENGINE, FROM_HOOK, FROM_COMMITTED, FROM_ARG } origin;
 	bool wm_known;
 	int64_t wm_lo, wm_hi;
+	/* opts.metrics: its metrics, and what this poll handed over (told per poll) */
+	struct dp_obs_part *obs;
+	bool obs_assigned;
+	uint64_t obs_n;
+	int64_t obs_ts;
 };
 
 /* A topic read in simple mode. */
@@ -146,6 +153,8 @@ struct dp_consumer {
 	/* a broker outage: every broker down since outage_ms (0: none) */
 	int64_t outage_ms;
 	int64_t outage_probe_ms;
+
+	int64_t obs_lag_ms;              /* opts.metrics: when the lags were last told */
 
 	/* the last message's partition, for the common case of runs */
 	rd_kafka_topic_t *last_rkt;
@@ -1338,6 +1347,12 @@ deliver(struct dp_consumer *c, struct part *p, const rd_kafka_message_t *m)
 	case DP_CONSUMER_LAST:
 		p->pub.next = m->offset + 1;
 		p->fresh = true;
+		if (c->o.metrics) {
+			int64_t ts = rd_kafka_message_timestamp(m, NULL);
+			p->obs_n++;
+			if (ts > p->obs_ts)
+				p->obs_ts = ts;
+		}
 		if (c->commits)
 			pending_add(c, m, p);
 		if (p->end_known && m->offset + 1 >= p->pub.end)
@@ -1535,6 +1550,45 @@ note_ends(struct dp_consumer *c)
 	}
 }
 
+/*
+ * opts.metrics, once per poll: what each partition handed over, each
+ * one's lag (from the watermark of librdkafka's last fetch, at most once
+ * a second), and which partitions are this member's now.
+ */
+#define OBS_LAG_MS 1000
+
+static void
+observe(struct dp_consumer *c)
+{
+	int64_t now = dp_time_mono_ms(), lo, hi;
+	bool lags = now - c->obs_lag_ms >= OBS_LAG_MS;
+
+	if (lags)
+		c->obs_lag_ms = now;
+	for (size_t i = 0; i < c->nparts; i++) {
+		struct part *p = PRIV(c->parts[i]);
+		if (!p->obs && p->pub.assigned &&
+		    (p->obs = dp_obs_part_new(p->topic, p->pub.partition)))
+			p->obs_assigned = true;
+		if (p->pub.assigned != p->obs_assigned) {
+			dp_obs_part_assigned(p->obs, p->pub.assigned);
+			p->obs_assigned = p->pub.assigned;
+		}
+		if (p->obs_n) {
+			dp_obs_part_read(p->obs, p->obs_n, p->obs_ts);
+			p->obs_n = 0;
+		}
+		if (!lags || !p->pub.assigned)
+			continue;
+		if (p->pub.at_eof)
+			dp_obs_part_lag(p->obs, 0);
+		else if (p->pub.next >= 0 &&
+		         !rd_kafka_get_watermark_offsets(c->rk, p->topic, p->pub.partition, &lo, &hi) &&
+		         hi >= 0)
+			dp_obs_part_lag(p->obs, hi > p->pub.next ? hi - p->pub.next : 0);
+	}
+}
+
 static int
 failed(struct dp_consumer *c, struct dp_buf *err, int *status)
 {
@@ -1640,6 +1694,8 @@ outage_over(struct dp_consumer *c, int got)
 		        dp_duration_format((now - said_outage_ms + 50) / 100 * 100, d));
 	said_outage_ms = 0;
 	c->outage_ms = 0;
+	if (c->o.metrics)
+		dp_health_link("kafka", true);
 }
 
 int
@@ -1709,6 +1765,8 @@ dp_consumer_poll(struct dp_consumer *c, int timeout_ms, struct dp_buf *err, int 
 	}
 	if (n > 0)
 		note_ends(c);
+	if (c->o.metrics)
+		observe(c);
 	outage_over(c, n);
 	say_waiting(c);
 	if (c->fail)
@@ -1760,6 +1818,8 @@ on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 	 * each retry stay at -v.
 	 */
 	if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN) {
+		if (c->o.metrics)
+			dp_health_link("kafka", false);
 		if (!c->outage_ms)
 			c->outage_ms = c->outage_probe_ms = dp_time_mono_ms();
 		if (!said_outage_ms) {
@@ -1833,6 +1893,7 @@ dp_consumer_new(const struct dp_kafka_opts *kafka, const struct dp_consumer_opts
 		return NULL;
 	}
 	c->o = *opts;
+	c->o.metrics = opts->metrics && dp_obs_on();
 	c->h = *hooks;
 	c->kafka = kafka;
 	if (!c->o.sync_ms)
@@ -1979,6 +2040,8 @@ dp_consumer_connect(struct dp_consumer *c, struct dp_buf *err)
 	}
 	c->assigned_once = true;
 out:
+	if (!st && c->o.metrics)
+		dp_health_link("kafka", true);
 	free(names);
 	free(counts);
 	return st;

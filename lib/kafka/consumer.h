@@ -286,6 +286,14 @@ struct dp_consumer_opts {
 	enum dp_until until;
 	int64_t until_ms;            /* epoch ms for DP_UNTIL_TIME */
 	bool track_end;              /* learn each end and call caught_up, without stopping */
+	/*
+	 * Count this reader in the process's metrics (obs/obs.h), per poll:
+	 * each partition's dp_records_in_total, lag and newest timestamp,
+	 * and a feed of health's that --stale-after watches; the link
+	 * "kafka" is up once connected and down during a broker outage.
+	 * For the command's own reader, not for a registry it follows.
+	 */
+	bool metrics;
 	bool manual_commit;          /* see Offsets above */
 	int sync_ms;                 /* longest time between sync points; 0: 100 ms */
 	/*

@@ -257,6 +257,9 @@ struct slot {
 
 struct dp_pgsink {
 	struct dp_pgsink_config cfg;
+	/* obs/obs.h, labelled with the table: rows committed, each batch's
+	 * time from the hand-over to its commit (added per batch, in collect) */
+	struct dp_series *obs_rows, *obs_batch;
 	char *qname;                    /* the table, quoted */
 	char *begin_sql;                /* a batch's BEGIN and the table's lock */
 	char *schema, *name;            /* as the catalog has them, once known */

@@ -329,6 +329,7 @@ group_connect(struct dp_source *s, struct dp_buf *err)
 		.until = g->conf.until_end ? DP_UNTIL_END : DP_UNTIL_NONE,
 		.manual_commit = true,
 		.prefetch_bytes = 4u << 20,
+		.metrics = true,
 	};
 	const struct dp_consumer_hooks hooks = {
 		.arg = g, .record = on_record, .assigned = on_assigned, .revoked = on_revoked,

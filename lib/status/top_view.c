@@ -1,5 +1,5 @@
 /*
- * obs/top_view.c -- dp-top's views of a snapshot (obs/top.h): NDJSON, an
+ * status/top_view.c -- dp-top's views of a snapshot (status/top.h): NDJSON, an
  * aligned table grouped by actor, and the system diagram with each running
  * process's state marked.
  */
@@ -13,7 +13,7 @@
 #include "core/timefmt.h"
 #include "json/scan.h"
 #include "json/write.h"
-#include "obs/top_int.h"
+#include "status/top_int.h"
 
 #define STARTS(p, lit) (strncmp((p), lit, sizeof(lit) - 1) == 0)
 

@@ -1,5 +1,5 @@
 /*
- * obs/status.h -- this process's status, published to a compacted topic
+ * status/status.h -- this process's status, published to a compacted topic
  * for dp-top (and anyone reading the topic) to see the system live.
  *
  * A command given --status-topic TOPIC (or $DP_STATUS_TOPIC) publishes

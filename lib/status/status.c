@@ -1,5 +1,5 @@
 /*
- * obs/status.c -- the process's status on a compacted topic (obs/status.h):
+ * status/status.c -- the process's status on a compacted topic (status/status.h):
  * the machines' watcher, the record, and the publisher's thread.
  */
 #include <errno.h>
@@ -24,7 +24,7 @@
 #include "kafka/producer.h"
 #include "obs/health.h"
 #include "obs/metrics.h"
-#include "obs/status.h"
+#include "status/status.h"
 
 /* One machine the process runs, as the watcher last saw it. */
 struct slot {

@@ -1,8 +1,8 @@
 /*
- * obs/top.h -- dp-top's engine: the status topic read into a view of every
+ * status/top.h -- dp-top's engine: the status topic read into a view of every
  * actor of the system, and that view as a table, NDJSON or Graphviz.
  *
- * The records are obs/status.h's, one per process (key COMMAND/INSTANCE,
+ * The records are status/status.h's, one per process (key COMMAND/INSTANCE,
  * the latest wins, as compaction keeps it).  The engine reads the topic
  * from its beginning without a group (kafka/consumer.h's simple mode, as
  * dp-coord reads its registry) and keeps the latest record of each key.

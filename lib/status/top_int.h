@@ -1,6 +1,6 @@
 /*
- * obs/top_int.h -- what obs/top.c (the reader) and obs/top_view.c (the
- * views) share inside dp-top's engine; not an API (obs/top.h is).
+ * status/top_int.h -- what status/top.c (the reader) and status/top_view.c (the
+ * views) share inside dp-top's engine; not an API (status/top.h is).
  */
 #ifndef DP_TOP_INT_H
 #define DP_TOP_INT_H
@@ -9,7 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "obs/top.h"
+#include "status/top.h"
 
 struct dp_consumer;
 

@@ -1,7 +1,7 @@
 /*
- * obs/top.c -- dp-top's engine (obs/top.h): the status topic read into the
+ * status/top.c -- dp-top's engine (status/top.h): the status topic read into the
  * latest record of each process, classified and grouped for the views
- * (obs/top_view.c).
+ * (status/top_view.c).
  */
 #include <math.h>
 #include <stdio.h>
@@ -17,7 +17,7 @@
 #include "json/scan.h"
 #include "kafka/client.h"
 #include "kafka/consumer.h"
-#include "obs/top_int.h"
+#include "status/top_int.h"
 
 /* The seed's actors (docs/system.links), in the order the views show them. */
 static const struct {
