@@ -17,7 +17,8 @@ WARN     = -std=c11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
            -Wmissing-prototypes -Wno-unused-parameter
 
 # Library flags come from pkg-config (libwebsockets is dp-fetch stream's
-# WebSocket client).  libjq is the exception: jq 1.7 ships
+# WebSocket client; libmicrohttpd serves --metrics, libsystemd speaks to
+# systemd's notify socket).  libjq is the exception: jq 1.7 ships
 # libjq.pc, but Debian 12's libjq-dev (jq 1.6) has none, so without it we
 # link -ljq by name (its header is in /usr/include; the shared libjq brings
 # libonig along by itself).  The flags are asked for at the first compile,
@@ -25,7 +26,7 @@ WARN     = -std=c11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
 # fresh machine can install the packages (scripts/deps) before anything
 # needs them.
 PKG_CONFIG ?= pkg-config
-PKGS     = rdkafka libpq libcurl libwebsockets
+PKGS     = rdkafka libpq libcurl libwebsockets libmicrohttpd libsystemd
 PKG_JQ   = $(eval PKG_JQ := $$(shell { $(PKG_CONFIG) --exists libjq; } 2>/dev/null && echo libjq))$(PKG_JQ)
 pkg_flags = $(or $(shell $(PKG_CONFIG) $(1) $(PKGS) $(PKG_JQ) 2>/dev/null && echo ' '), \
               $(error '$(PKG_CONFIG) $(1) $(PKGS) $(PKG_JQ)' failed: \
@@ -75,7 +76,17 @@ $(OBJ)/cmd/%.o: cmd/%.c $(wildcard lib/*/*.h) Makefile
 	@echo "  CC      $<"
 	@$(CC) $(CPPFLAGS) $(WARN) $(CFLAGS) -c -o $@ $<
 
-$(OBJ)/libdp.a: $(LIB_OBJ)
+# dp-top --dot draws docs/system.dot (`make diagrams`) with each running
+# actor's state marked: the drawing is built into libdp.a as dp_system_dot.
+SYSDOT_OBJ = $(OBJ)/lib/obs/system_dot.o
+
+$(SYSDOT_OBJ): docs/system.dot Makefile
+	@mkdir -p $(@D)
+	@echo "  EMBED   $<"
+	@printf '\t.section .rodata\n\t.globl dp_system_dot\n\t.type dp_system_dot, %%object\ndp_system_dot:\n\t.incbin "%s"\n\t.byte 0\n\t.size dp_system_dot, .-dp_system_dot\n\t.section .note.GNU-stack,"",%%progbits\n' \
+		'$(CURDIR)/docs/system.dot' | $(CC) -c -x assembler -o $@ -
+
+$(OBJ)/libdp.a: $(LIB_OBJ) $(SYSDOT_OBJ)
 	@rm -f $@
 	@$(AR) rcsP $@ $^
 
@@ -186,6 +197,12 @@ bench: all $(OBJ)/json-scan $(OBJ)/ccstream-feed
 	bench/follow-publish.sh
 	bench/follow-latency.sh
 
+# dp against psql \copy, timescaledb-parallel-copy and kcat over record sizes
+# and partition counts, in one run; the tables go into docs/BENCHMARKS.md.
+# BENCH_MATRIX="LINES REPS" (default: 1000000 3); DP_BENCH_* in bench/matrix.sh.
+bench-matrix: all
+	DP_BENCH_DOC=docs/BENCHMARKS.md bench/matrix.sh $(BENCH_MATRIX)
+
 # The system diagram, from each command's --dot and the hand-kept
 # docs/system.links; tests/diagrams.bats fails when the committed one differs.
 diagrams: all
@@ -224,6 +241,6 @@ lint-man:
 clean:
 	rm -rf build bin lib/libdp.a
 
-.PHONY: all bench deps check check-asan check-cluster check-valgrind demo diagrams fuzz fuzz-build install \
+.PHONY: all bench bench-matrix deps check check-asan check-cluster check-valgrind demo diagrams fuzz fuzz-build install \
         uninstall clean lint-man
 .SECONDARY:

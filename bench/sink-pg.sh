@@ -20,6 +20,11 @@
 # With DP_BENCH_HYPERTABLE=1 the table is a TimescaleDB hypertable on ts
 # (the server needs the extension).  DP_BENCH_SINK_ARGS adds options to
 # the Kafka run (default: none).
+#
+# The Kafka run also goes with --metrics (an endpoint on a free port, and
+# --stale-after) beside itself without: the cost of counting on the hot
+# path, as the ratio of their times (median of pairs; the target is 1.03
+# at most).  DP_BENCH_METRICS=0 leaves it out.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PATH=$PWD/bin:$PATH
@@ -90,20 +95,22 @@ measure() {
 }
 
 tpc=$(command -v timescaledb-parallel-copy || true)
+metrics=${DP_BENCH_METRICS:-1}
 # Repetition 0 warms the server's caches; it is not counted.
 for r in $(seq 0 "$reps"); do
 	ps() { measure psql psql "$DP_PG" -Xq -c "\\copy bench_sink from '$work/in.csv' csv"; }
 	dk() { measure dp-kafka dp-sink-pg -t "$topic" -g "bench_sink_$$_$r" --table bench_sink -e ${DP_BENCH_SINK_ARGS:-}; }
+	dm() { ((metrics)) || return 0; measure dp-kafka+metrics dp-sink-pg -t "$topic" -g "bench_sink_m_$$_$r" --table bench_sink -e --metrics 127.0.0.1:0 --stale-after 1m ${DP_BENCH_SINK_ARGS:-}; }
 	ds() { measure dp-stdin sh -c "dp-sink-pg --stdin --table bench_sink --source-id bench_sink_$$_$r < '$work/in'"; }
 	tp() { [[ -z $tpc ]] || measure tpc "$tpc" --connection "$DP_PG" --table bench_sink \
 		--file "$work/in.csv" --workers 2 --skip-header=false > /dev/null; }
 	# Whoever goes first meets the server's checkpoint and autovacuum
 	# from the run before least: the order turns each repetition.
 	case $((r % 4)) in
-	0) ps; dk; ds; tp ;;
-	1) dk; ds; tp; ps ;;
-	2) ds; tp; ps; dk ;;
-	3) tp; ps; dk; ds ;;
+	0) ps; dk; dm; ds; tp ;;
+	1) dm; dk; ds; tp; ps ;;
+	2) ds; tp; ps; dk; dm ;;
+	3) tp; ps; dm; dk; ds ;;
 	esac
 	if ((r == 0)); then
 		: > "$work/results"
@@ -129,11 +136,19 @@ print("| loader | rows/s (median) | peak RSS MB | client CPU s | ratio vs psql \
 print("|---|---:|---:|---:|---:|")
 labels = {"psql": "psql \\copy (CSV)", "tpc": "timescaledb-parallel-copy -w 2 (CSV)",
           "dp-kafka": "dp-sink-pg -t (3 partitions, exactly once)",
+          "dp-kafka+metrics": "dp-sink-pg -t --metrics (3 partitions, exactly once)",
           "dp-stdin": "dp-sink-pg --stdin --source-id (exactly once)"}
-for name in ("psql", "dp-kafka", "dp-stdin", "tpc"):
+for name in ("psql", "dp-kafka", "dp-kafka+metrics", "dp-stdin", "tpc"):
     if name not in rows:
         continue
     rate, rss, user = med(name)
     ratio = "1.00" if name == "psql" else f"{paired(name):.2f}"
     print(f"| {labels[name]} | {rate:,.0f} | {rss:.1f} | {user:.2f} | {ratio} |")
+if "dp-kafka+metrics" in rows:
+    with_, without = rows["dp-kafka+metrics"], rows["dp-kafka"]
+    print()
+    print("| --metrics on the hot path | time with / without (median of pairs) | client CPU with / without |")
+    print("|---|---:|---:|")
+    print(f"| dp-sink-pg -t | {statistics.median(m[0] / k[0] for m, k in zip(with_, without)):.3f} "
+          f"| {statistics.median(m[2] / k[2] for m, k in zip(with_, without) if k[2] > 0):.3f} |")
 PY

@@ -21,8 +21,8 @@ bench_stack() {
 	local brokers=${DP_BENCH_BROKERS:-1}
 	if [[ -z ${!1:-} ]]; then
 		if [[ -z ${DP_STACK_DIR:-} && -d /dev/shm && -w /dev/shm ]]; then
-			export DP_STACK_DIR=/dev/shm/dp-bench-$UID
-			((brokers == 1)) || DP_STACK_DIR=/dev/shm/dp-bench$brokers-$UID
+			# one per run: others may run theirs
+			export DP_STACK_DIR=/dev/shm/dp-bench$( ((brokers == 1)) || echo "$brokers")-$UID-$$
 		fi
 		eval "$(scripts/stack up --brokers "$brokers")"
 		bench_started=1

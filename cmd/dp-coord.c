@@ -34,6 +34,7 @@
 #include "jq/expr.h"
 #include "kafka/admin.h"
 #include "kafka/client.h"
+#include "status/watch.h"
 
 enum sub { SUB_SERVE, SUB_REQUEST, SUB_RETIRE, SUB_LIST, SUB_WATCH, SUB_RUN };
 
@@ -65,6 +66,7 @@ struct coord {
 	char **run_argv;                /* borrowed from argv */
 	size_t run_argc;
 	int fmt;                        /* -1 auto, else formats[] */
+	struct dp_watch_opts watch;     /* serve, run: --status-topic, --metrics ... */
 
 	/* resources */
 	struct dp_coord_policy policy;
@@ -512,6 +514,7 @@ static const struct dp_opt opts[] = {
 	  .subs = DP_SUB(SUB_LIST) },
 	{ DP_ARG_STRING, 0, "match", "JQ", "run: only topics whose spec matches", F(match),
 	  .subs = DP_SUB(SUB_RUN) },
+	DP_OPT_WATCH_ROWS(struct coord, watch, DP_SUB(SUB_SERVE) | DP_SUB(SUB_RUN)),
 	DP_OPT_KAFKA_ROWS,
 	DP_OPT_END,
 };
@@ -553,6 +556,9 @@ validate(void *ctx)
 	if (!c->requests)
 		c->requests = (e = getenv("DP_REQUESTS")) && *e ? e : DP_REQUESTS_DEFAULT;
 	c->partitions = c->partitions_arg ? (int32_t)c->partitions_arg : -1;
+	/* Only the daemons publish a status ($DP_STATUS_TOPIC is not for request, list). */
+	if ((c->sub == SUB_SERVE || c->sub == SUB_RUN) && dp_watch_validate(&c->watch) < 0)
+		return -1;
 	if (c->sub == SUB_REQUEST || c->sub == SUB_RETIRE) {
 		if (!c->name) {
 			dp_err("%s needs the NAME of a dynamic topic", subs[c->sub].name);
@@ -609,7 +615,11 @@ open_coord(void *ctx)
 	struct coord *c = ctx;
 	struct dp_kafka_opts *kafka = &c->common.kafka;
 	bool ok;
+	int st;
 
+	if ((c->sub == SUB_SERVE || c->sub == SUB_RUN) &&
+	    (st = dp_watch_start(&c->watch, kafka, &c->fsm, "dp-coord", "kafka")))
+		return st;
 	if (c->sub == SUB_SERVE) {
 		const struct dp_serve_conf conf = {
 			.kafka = kafka, .registry = c->registry, .requests = c->requests,

@@ -45,6 +45,7 @@
 #include "core/secret.h"
 #include "core/sig.h"
 #include "core/timefmt.h"
+#include "status/watch.h"
 
 #define PROG "dp-fetch"
 #define SETTLE_DEFAULT "5s"         /* for --help; the same as ... */
@@ -247,6 +248,7 @@ struct fetch {
 	/* the engine of the run */
 	struct dp_ccpoll *poll;             /* price, ohlcv */
 	struct dp_ccsession *session;       /* stream; made by validate() */
+	struct dp_watch_opts watch;         /* --status-topic ($DP_BROKERS), --metrics ... */
 };
 
 /* Never the key itself: getopt takes --api-key=KEY for --api-key-file. */
@@ -331,6 +333,7 @@ static const struct dp_opt opts[] = {
 	  F(page_size), .min = 1, .max = DP_CC_MAX_LIMIT },
 	{ DP_ARG_STRING, 0, "now", "TIME", "take TIME as the current time (tests, replays)",
 	  F(now_arg) },
+	DP_OPT_WATCH_ROWS(struct fetch, watch, 0),
 	DP_OPT_END,
 };
 
@@ -471,6 +474,8 @@ validate(void *ctx)
 
 	if (c->state_path && !*c->state_path)
 		return bad("invalid --state: empty file name");
+	if (dp_watch_validate(&c->watch) < 0)
+		return -1;
 	for (size_t i = 0; i < DP_FSM_COUNT(scope); i++)
 		if (given(c, scope[i].name) && !(scope[i].subs & DP_SUB(c->sub)))
 			return bad("--%s is not for %s", scope[i].name, subs[c->sub].name);
@@ -525,6 +530,8 @@ open_fetch(void *ctx)
 	char *key = NULL;
 	int status;
 
+	if ((status = dp_watch_start(&c->watch, &c->common.kafka, &c->fsm, PROG, "api")) != 0)
+		return status;
 	/* Never from the command line; see dp_secret_check_option(). */
 	status = dp_secret_load(c->key_file, "CRYPTOCOMPARE_API_KEY", "api key", &key, &err);
 	if (status) {

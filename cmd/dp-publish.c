@@ -28,6 +28,7 @@
 #include "kafka/client.h"
 #include "kafka/onerror.h"
 #include "kafka/producer.h"
+#include "status/watch.h"
 #include "publish/publisher.h"
 #include "publish/record.h"
 
@@ -37,6 +38,7 @@ struct pub {
 	uint64_t partition;             /* -p, or NO_PARTITION */
 	struct dp_publisher *pub;
 	struct dp_fsm fsm;
+	struct dp_watch_opts watch;     /* --status-topic, --metrics ... (status/watch.h) */
 };
 
 /* -p not given: the partition comes from the key's hash. */
@@ -214,6 +216,7 @@ static const struct dp_opt opts[] = {
 	  .off = OFF(opts.report) },
 	{ DP_ARG_FLAG, 0, "progress", NULL, "print rate and totals on stderr every second",
 	  .off = OFF(opts.progress) },
+	DP_OPT_WATCH_ROWS(struct pub, watch, 0),
 	DP_OPT_KAFKA_ROWS,
 	DP_OPT_END,
 };
@@ -248,6 +251,8 @@ validate(void *ctx)
 	o->rec.partition = p->partition == NO_PARTITION ? DP_PRODUCER_ANY : (int32_t)p->partition;
 	o->registry = from_env(o->registry, "DP_REGISTRY", DP_REGISTRY_DEFAULT);
 	o->requests = from_env(o->requests, "DP_REQUESTS", DP_REQUESTS_DEFAULT);
+	if (dp_watch_validate(&p->watch) < 0)
+		return -1;
 	if (r->topic && r->topic_expr) {
 		dp_err("-t and --topic-expr cannot be used together");
 		return -1;
@@ -353,7 +358,10 @@ static int
 open_pub(void *ctx)
 {
 	struct pub *p = ctx;
+	int st = dp_watch_start(&p->watch, &p->common.kafka, &p->fsm, "dp-publish", "kafka");
 
+	if (st)
+		return st;
 	p->pub = dp_publisher_new(&p->opts, &p->common.kafka, p->common.out,
 	                          dp_cmd_stdout_failed);
 	if (!p->pub) {

@@ -27,6 +27,7 @@
 #include "jq/expr.h"
 #include "kafka/client.h"
 #include "kafka/onerror.h"
+#include "status/watch.h"
 #include "pg/conn.h"
 #include "pg/ingest.h"
 #include "pg/reset.h"
@@ -68,6 +69,7 @@ struct sink {
 	uint64_t max_retries;
 	bool progress;
 	struct dp_sinkreset reset;      /* --reset-offsets */
+	struct dp_watch_opts watch;     /* --status-topic, --metrics ... (status/watch.h) */
 
 	/* the run */
 	struct dp_ingest *in;
@@ -284,7 +286,8 @@ static const struct dp_opt options[] = {
 	  "own partitions (default 2 with -t, else 1)", OFF(writers), .min = 1, .max = 64 },
 	{ DP_ARG_U64, 0, "batch-rows", "N", "rows per batch (default 10000)", OFF(batch_rows),
 	  .min = 1, .max = 10000000 },
-	{ DP_ARG_SIZE, 0, "batch-bytes", "SIZE", "encoded bytes per batch (default 4M)",
+	{ DP_ARG_SIZE, 0, "batch-bytes", "SIZE", "bytes a batch holds, encoded and as JSON\n"
+	  "(default 1M with -t, else 4M)",
 	  OFF(batch_bytes), .min = 1024, .max = 1024 * 1024 * 1024, .max_label = "1G" },
 	{ DP_ARG_DURATION, 0, "linger", "DURATION", "send a batch when its first row is this old\n"
 	  "(default 100ms)", OFF(linger_ms), .max = 3600000, .max_label = "1h" },
@@ -302,7 +305,7 @@ static const struct dp_opt options[] = {
 	  "stored), or TOPIC:PARTITION:OFFSET, repeatable; no\n"
 	  "member of GROUP may be running",
 	  .fn = opt_reset },
-
+	DP_OPT_WATCH_ROWS(struct sink, watch, 0),
 	DP_OPT_KAFKA_ROWS,
 	DP_OPT_END,
 };
@@ -390,8 +393,9 @@ validate_kafka(struct sink *k)
 		}
 		k->table = k->topics.v[0];
 	}
-	if (!k->writers)
-		k->writers = 2;
+	/* Within 32 MB for any record size (BENCHMARKS.md); Kafka's default largest fits. */
+	k->writers = k->writers ? k->writers : 2;
+	k->batch_bytes = k->batch_bytes ? k->batch_bytes : 1024 * 1024;
 	return 0;
 }
 
@@ -413,8 +417,8 @@ validate_stdin(struct sink *k)
 		dp_err("--stdin needs --table (or --source-id, which then names the table)");
 		return -1;
 	}
-	if (!k->writers)
-		k->writers = 1;
+	k->writers = k->writers ? k->writers : 1;
+	k->batch_bytes = k->batch_bytes ? k->batch_bytes : 4 * 1024 * 1024;
 	return 0;
 }
 
@@ -444,6 +448,8 @@ validate(void *ctx)
 	struct sink *k = ctx;
 	struct dp_buf err = DP_BUF_INIT;
 
+	if (dp_watch_validate(&k->watch) < 0)
+		return -1;
 	if (k->reset.to != DP_SINKRESET_NONE) {
 		if (k->from_stdin || k->source_id) {
 			dp_err("--reset-offsets moves the offsets of a consumer group (-g), not of "
@@ -659,7 +665,11 @@ open_sink(void *ctx)
 {
 	struct sink *k = ctx;
 	struct dp_source *src;
+	int st = dp_watch_start(&k->watch, &k->common.kafka, &k->fsm, "dp-sink-pg",
+	                        k->from_stdin ? "database" : "kafka database");
 
+	if (st)
+		return st;
 	if (k->from_stdin) {
 		const struct dp_source_lines_conf lc = {
 			.fd = STDIN_FILENO, .source_id = k->source_id, .max_line = k->batch_bytes,
@@ -783,7 +793,6 @@ main(int argc, char **argv)
 	static struct sink k = {
 		.on_conflict = -1,
 		.batch_rows = 10000,
-		.batch_bytes = 4 * 1024 * 1024,
 		.linger_ms = 100,
 	};
 

@@ -38,6 +38,7 @@
 #include "kafka/client.h"
 #include "kafka/consumer.h"
 #include "kafka/print.h"
+#include "status/watch.h"
 
 struct tail {
 	struct dp_common common;
@@ -61,6 +62,7 @@ struct tail {
 	struct dp_opt_list follow;      /* --follow */
 	struct dp_expr *follow_match;
 	const char *registry;
+	struct dp_watch_opts watch;     /* --status-topic, --metrics ... (status/watch.h) */
 
 	/* resources */
 	struct dp_consumer *c;
@@ -259,7 +261,7 @@ static const struct dp_opt options[] = {
 	  "string, base64", OFF(non_json), .choices = dp_non_json_names },
 	{ DP_ARG_FLAG, 0, "progress", NULL, "print rate and totals on stderr every second",
 	  OFF(progress) },
-
+	DP_OPT_WATCH_ROWS(struct tail, watch, 0),
 	DP_OPT_KAFKA_ROWS,
 	DP_OPT_END,
 };
@@ -284,6 +286,8 @@ validate(void *ctx)
 
 	if (!t->registry)
 		t->registry = (e = getenv("DP_REGISTRY")) && *e ? e : DP_REGISTRY_DEFAULT;
+	if (dp_watch_validate(&t->watch) < 0)
+		return -1;
 	if (t->follow.n || t->follow_match) {
 		if (t->topics.n || t->npartitions || t->group) {
 			dp_err("--follow and --follow-match read dynamic topics without a group: "
@@ -397,9 +401,7 @@ on_record(struct dp_consumer *c, void *arg, struct dp_consumer_part *p,
 static int
 on_sync(void *arg)
 {
-	struct tail *t = arg;
-
-	return dp_consumer_sync(t->c);
+	return dp_consumer_sync(((struct tail *)arg)->c);
 }
 
 /* The commit hook: what was printed reaches the reader before its offsets are stored. */
@@ -440,9 +442,7 @@ on_revoked(struct dp_consumer *c, void *arg, struct dp_consumer_part **parts, si
 static int
 on_gone(struct dp_consumer *c, void *arg, const char *topic)
 {
-	struct tail *t = arg;
-
-	return dp_follow_gone(t->fl, topic);
+	return dp_follow_gone(((struct tail *)arg)->fl, topic);
 }
 
 /* A followed topic went before it was read to its end: 1, after the others are read. */
@@ -482,7 +482,7 @@ act_connect(struct dp_fsm *m, void *ctx)
 		.partitions = t->partitions, .npartitions = t->npartitions,
 		.group = t->group,
 		.from = t->from, .from_arg = t->from_arg,
-		.until = t->until, .until_ms = t->until_ms,
+		.until = t->until, .until_ms = t->until_ms, .metrics = true,
 	};
 	const struct dp_consumer_hooks hooks = {
 		.arg = t, .record = on_record, .assigned = on_assigned, .revoked = on_revoked,
@@ -569,11 +569,8 @@ follow_read(struct tail *t)
 	int st;
 
 	dp_follow_finish(t->fl);
-	/*
-	 * While records keep coming the registry is read too: a topic deleted
-	 * and made again is learnt of before the old one's fetcher reads on
-	 * into the new one.
-	 */
+	/* While records come the registry is read too: a topic deleted and made
+	 * again is learnt of before the old one's fetcher reads into the new. */
 	dp_buf_reset(&t->err);
 	return (st = dp_follow_poll(t->fl, 0, &t->err)) != 0 ? registry_event(t, st) : E_MESSAGE;
 }
@@ -624,6 +621,7 @@ act_consume(struct dp_fsm *m, void *ctx)
 
 		dp_buf_reset(&t->err);
 		r = dp_consumer_poll(t->c, 100, &t->err, &st);
+		dp_print_observe(t->pr);
 		polled = r == DP_CONSUMER_MORE || r == DP_CONSUMER_END;       /* not stopped */
 		if (polled && stats->records != before)   /* an end is seen again at the next poll */
 			ev = t->fl ? follow_read(t) : E_MESSAGE;
@@ -686,7 +684,7 @@ act_close(struct dp_fsm *m, void *ctx)
 
 /* ---- the frame -------------------------------------------------------- */
 
-/* The printer, and the follower of dynamic topics. */
+/* The metrics, the printer, and the follower of dynamic topics. */
 static int
 open_tail(void *ctx)
 {
@@ -701,7 +699,10 @@ open_tail(void *ctx)
 		.names = t->follow.v, .nnames = t->follow.n, .match = t->follow_match,
 		.to_end = t->until != DP_UNTIL_NONE, .unread = on_unread, .arg = t,
 	};
+	int st = dp_watch_start(&t->watch, &t->common.kafka, &t->fsm, "dp-tail", "kafka");
 
+	if (st)
+		return st;
 	if (!(t->pr = dp_print_new(&pc)) || ((t->follow.n || t->follow_match) && !(t->fl = dp_follow_new(&fc)))) {
 		dp_err("out of memory");
 		return DP_EX_SOFTWARE;

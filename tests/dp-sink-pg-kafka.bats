@@ -158,6 +158,64 @@ end_stream() {
 	offsets_at_end "$T" "$G"
 }
 
+@test "small and large records flow: at the prefetch bound the fetcher starts again before the queue runs dry" {
+	# librdkafka 2.0.2 stops fetching once its queue holds queued.min.messages
+	# records or queued.max.messages.kbytes of payload, and decides again
+	# only when something wakes it; it used to wait for its one-second timer
+	# with the queue empty (1M 83-byte records took 77 s instead of 2).
+	# 70-byte records under a count of 2000, less than one fetch of a
+	# partition (256 KB: 3,700 of them), so the queue passes the bound
+	# however fast the reader is.
+	create_topic "$T" 1
+	records 50000 | publish "$T"
+	run --separate-stderr dp-sink-pg -t "$T" -g "$G" -e --create -vv -X debug=fetch,protocol \
+		-X queued.min.messages=2000
+	[ "$status" -eq 0 ]
+	same_keys "$T"
+	offsets_at_end "$T" "$G"
+	fetcher_woken <(echo "$stderr")
+	# 4 KB records under a byte bound of 128 KB, less than one fetch of a
+	# partition (max.partition.fetch.bytes 256 KB): the queue passes the
+	# bound however fast the reader is
+	create_topic "${T}_big" 2
+	records 2000 | jq -c --arg pad "$(printf '%04000d' 0)" '. + {pad: $pad}' | publish "${T}_big"
+	run --separate-stderr dp-sink-pg -t "${T}_big" -g "$G" -e --create -vv -X debug=fetch,protocol \
+		-X queued.max.messages.kbytes=128
+	[ "$status" -eq 0 ]
+	same_keys "${T}_big"
+	fetcher_woken <(echo "$stderr")
+	psql_dp -c "drop table if exists \"${T}_big\""
+}
+
+@test "-t at the defaults holds 1 KB records from 6 partitions in under 32 MB; --batch-bytes counts their JSON" {
+	# A batch was due at --batch-bytes of encoded rows alone, while it also
+	# kept each row's JSON, and only the batches being filled counted
+	# towards the memory bound, not those queued and running: 70-80 MB.
+	[[ $DP_BIN != *asan* ]] || skip "sanitizers change memory use"
+	create_topic "$T" 6
+	python3 -c '
+import sys
+book = ",".join("[%d.5,%d]" % (k, k) for k in range(100, 200))
+for i in range(1, 40001):
+    sys.stdout.write("{\"seq\":%d,\"fsym\":\"BTC\",\"book\":[%s]}\n" % (i, book))' > "$W/in"
+	[ "$(head -1 "$W/in" | wc -c)" -gt 1000 ]
+	publish "$T" < "$W/in"
+	psql_dp -c "create table \"$T\" (seq bigint primary key, fsym text, book jsonb)"
+	run --separate-stderr /usr/bin/time -f '%M' -o "$W/rss" dp-sink-pg -t "$T" -g "$G" -e -v
+	[ "$status" -eq 0 ]
+	same_keys "$T"
+	rss=$(tail -1 "$W/rss")
+	echo "peak RSS ${rss} KB"
+	[ "$rss" -lt 32768 ]
+	# 40 MB of JSON and about as much encoded: at 1M a batch, 80 batches or more
+	psql_dp -c "truncate \"$T\"" -c "delete from dp_sink_offsets where \"group\" = '$G'"
+	run --separate-stderr dp-sink-pg -t "$T" -g "$G" -e -v --batch-bytes 1M --batch-rows 100000
+	[ "$status" -eq 0 ]
+	echo "$stderr" | grep 'wrote 40000 rows in'
+	batches=$(echo "$stderr" | sed -n 's/.*wrote 40000 rows in \([0-9]*\) batches.*/\1/p')
+	[ "$batches" -ge 80 ]
+}
+
 @test "^regex topics into one --table; --progress shows rows/s, lag and batch latency" {
 	create_topic "$T.a" 2
 	create_topic "$T.b" 1

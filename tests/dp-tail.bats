@@ -206,6 +206,44 @@ kcat_dump() {
 	[ "$(cat "$W/err")" = "dp-tail: a jq program still runs two seconds after the signal, and libjq cannot be interrupted: ending by the signal, without flushing or committing" ]
 }
 
+@test "4 KB records under a byte bound (-X queued.max.messages.kbytes) flow, with and without a group" {
+	# librdkafka 2.0.2 stops fetching at either bound, records or bytes, and
+	# decides again only when woken; the wake-up used to follow the record
+	# count alone, so a byte bound left every partition idle for a second.
+	# 256 KB: less than one fetch (1 MB), so the queue passes the bound
+	# however fast the reader is.
+	create_topic "$T" 2
+	python3 -c '
+import sys
+pad = "x" * 4000
+for i in range(3000):
+    sys.stdout.write("{\"seq\":%d,\"pad\":\"%s\"}\n" % (i, pad))' > "$W/in"
+	dp-publish -t "$T" -k .seq < "$W/in"
+	for g in "" "-g $G"; do
+		run --separate-stderr dp-tail -t "$T" $g --from beginning -e -vv -X debug=fetch,protocol \
+			-X queued.max.messages.kbytes=256
+		[ "$status" -eq 0 ]
+		[ "${#lines[@]}" -eq 3000 ]
+		fetcher_woken <(echo "$stderr")
+	done
+}
+
+@test "-X message.max.bytes above a fetch's default raises the fetch with it, in dp-tail and dp-sink-pg" {
+	# librdkafka refuses fetch.max.bytes below message.max.bytes; ours is
+	# only a default, so a larger record limit must not become exit 78.
+	create_topic "$T"
+	echo '{"seq":1}' | dp-publish -t "$T"
+	run --separate-stderr dp-tail -t "$T" --from beginning -e -X message.max.bytes=2000000
+	[ "$status" -eq 0 ]
+	[ "$output" = '{"seq":1}' ]
+	[ "$stderr" = "" ]
+	psql_dp -c "create table \"$T\" (seq bigint)" >/dev/null
+	run --separate-stderr dp-sink-pg -t "$T" -g "$G" --table "$T" -e -q -X message.max.bytes=2000000
+	[ "$status" -eq 0 ]
+	[ "$(psql_dp -Atc "select seq from \"$T\"")" = 1 ]
+	psql_dp -c "drop table \"$T\"" >/dev/null
+}
+
 @test "--filter transforms and drops values" {
 	create_topic "$T"
 	gen_prices 16 | dp-publish -t "$T"

@@ -232,15 +232,28 @@ cron_run() {
 # fields: "env NAME=VALUE" for each variable (EnvironmentFile=, then
 # Environment=), "out FILE" (StandardOutput=truncate:/file:/append:),
 # "ok STATUS" for each SuccessExitStatus=, then "argv" and ExecStart's
-# words.  Paths are the test's (see the top of this file).
+# words.  Paths are the test's (see the top of this file), node_exporter's
+# textfile directory is $W/var too, and each --metrics localhost:PORT gets a
+# free port instead (another run of the suite may have the unit's): "PORT
+# FREE" lines in $W/ports.
 unit() {
 	python3 - "$1" "${2:-}" "$DP_BIN" "$EX" "$W" <<'PY'
-import shlex, sys
+import re, shlex, socket, sys
 unit, inst, bindir, ex, w = sys.argv[1:]
 text = open(unit).read().replace("\\\n", " ").replace("%i", inst)
 for old, new in (("/usr/local/bin", bindir), ("/usr/local/share/dp/examples", ex),
-                 ("/var/lib/dp", w + "/var"), ("/etc/dp/dp.env", w + "/etc/dp.env")):
+                 ("/var/lib/dp", w + "/var"), ("/etc/dp/dp.env", w + "/etc/dp.env"),
+                 ("/var/lib/prometheus/node-exporter", w + "/var")):
     text = text.replace(old, new)
+def free(m):
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    with open(w + "/ports", "a") as f:
+        f.write("%s %d\n" % (m.group(1), port))
+    return "--metrics 127.0.0.1:%d" % port
+text = re.sub(r"--metrics localhost:(\d+)", free, text)
 out, env, ok, argv = [], [], [], None
 for line in text.splitlines():
     key, _, val = line.partition("=")
@@ -347,6 +360,10 @@ stop_unit() {
 	wait_until 30 has
 	followed() { [ -s "$W/var/$DYN.ndjson" ]; }
 	wait_until 30 followed || { cat "$W/dp-follow@.service.err"; false; }
+	# What they show: the coordinator's and the publisher's endpoints, ready
+	port() { awk -v p="$1" '$1 == p { print $2 }' "$W/ports"; }
+	[ "$(curl -s -m 5 "http://127.0.0.1:$(port 9471)/readyz")" = ready ]
+	[ "$(curl -s -m 5 "http://127.0.0.1:$(port 9472)/readyz")" = ready ]
 	stop_unit "$prices_pid" || { cat "$W/dp-prices.service.err"; false; }
 	[ "$(kcat_count prices)" -eq $((prices_before + 4)) ]
 	# The application's file: exactly BTC/EUR
@@ -356,6 +373,10 @@ stop_unit() {
 	same_rows() { [ "$(rows prices)" -eq "$(kcat_count prices)" ]; }
 	wait_until 30 same_rows
 	stop_unit "$sink_pid"
+	# and the sink's textfile for node_exporter, written at its end
+	grep -q '^dp_exit_status{command="dp-sink-pg"} 0$' "$W/var/dp-sink-pg-prices.prom"
+	grep -q "^dp_records_out_total{command=\"dp-sink-pg\",table=\"[a-z.]*prices\"} $(rows prices)$" \
+		"$W/var/dp-sink-pg-prices.prom"
 	stop_unit "$coord_pid"
 	# The candles, a oneshot run from the timer: to its end, 0.
 	unit_bg "$EX/systemd/dp-candles.service"

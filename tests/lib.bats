@@ -279,11 +279,29 @@ setup() {
 	[[ $output == *"topics: ok"* ]]
 }
 
-@test "health: ready needs every link up and every feed fresh; a dropped feed no longer counts" {
+@test "health: ready needs every link up and every feed fresh from its first record on (or some record within the stale time since the start); a dropped feed no longer counts" {
 	run "$TEST_LIB" health
 	echo "$output"
 	[ "$status" -eq 0 ]
 	[[ $output == *"health: ok"* ]]
+}
+
+@test "status and dp-top's views: options checked; running, stopped, gone and forgotten; grouped by actor; the diagram marked" {
+	run "$TEST_LIB" top_view
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ $output == *"top_view: ok"* ]]
+}
+
+@test "obs: the endpoint's pages, readiness from links, the machines' states, a partition's lag, the file every interval and at the end, systemd's notify socket, addresses that cannot be used; promtool takes the file" {
+	export DP_OBS_FILE=$BATS_TEST_TMPDIR/dp.prom
+	run "$TEST_LIB" obs
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ $output == *"obs: ok"* ]]
+	run promtool check metrics <"$DP_OBS_FILE"
+	echo "$output"
+	[ "$status" -eq 0 ]
 }
 
 @test "options: an argument that may be left out (--wait, --wait=5s) is parsed and shown so" {

@@ -33,6 +33,7 @@ rows() { psql_dp -c "select count(*) from demo_prices" 2>/dev/null || echo 0; }
 @test "the demo's pipeline: the app gets exactly the matching records, the table every record once" {
 	topic_records demo.prices > "$W/before"
 	before_rows=$(rows)
+	start=$(date -u +%Y-%m-%dT%H:%M:%S)
 	run --separate-stderr env DP_TEST_BROKERS="$DP_BROKERS" DP_TEST_PG="$DP_PG" \
 		DP_DEMO_LIVE=0 DP_DEMO_KEEP="$W/demo" "$DP_ROOT/scripts/demo" < /dev/null
 	echo "$stderr"
@@ -59,6 +60,15 @@ rows() { psql_dp -c "select count(*) from demo_prices" 2>/dev/null || echo 0; }
 	# The retire ended the reader by itself, and the daemons stopped with 0.
 	[[ $stderr == *"dp-tail --follow reads the retired topic to its end"* ]]
 	[[ $stderr == *"stopping the coordinator and the sink"* ]]
+	# It showed dp-top --once: the daemons running, in their groups ...
+	grep -qE '^Coordinator +dp-coord +[^ ]+ +running +[A-Za-z]+ ' <<<"$output"
+	grep -qE '^Consumer for fixed topics +dp-sink-pg +[^ ]+ +running +[A-Za-z]+ ' <<<"$output"
+	# ... and every actor of this run left its last status: stopped, with 0.
+	run dp-top --once -o json --status-topic demo.status
+	[ "$status" -eq 0 ]
+	[ "$(jq -c --arg t "$start" '[.instances[] | select(.started >= $t) |
+		"\(.actor) \(.command) \(.status) \(.exit)"] | sort' <<<"$output")" = \
+		'["consumer_dynamic dp-tail stopped 0","consumer_fixed dp-sink-pg stopped 0","coordinator dp-coord stopped 0","producer dp-fetch stopped 0","producer dp-publish stopped 0"]' ]
 	# The dynamic topic is retired (gone from the active ones).
 	run dp-coord list -o json
 	[ "$status" -eq 0 ]

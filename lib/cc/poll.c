@@ -17,6 +17,8 @@
 #include "core/out.h"
 #include "core/parse.h"
 #include "core/timefmt.h"
+#include "obs/health.h"
+#include "obs/obs.h"
 
 /* ohlcv: one pair, and its cursor across polls. */
 struct series {
@@ -59,7 +61,21 @@ struct dp_ccpoll {
 	bool fail_transient;
 	struct dp_buf msg;
 	int status;                  /* GIVE_UP, FATAL */
+
+	/* obs/obs.h: records printed; the polls as a feed (a poll that printed is data) */
+	struct dp_series *obs_out;
+	struct dp_health_feed *obs_feed;
 };
+
+/* n records printed: counted, and the polls' feed has data. */
+static void
+observe(struct dp_ccpoll *p, size_t n)
+{
+	if (n) {
+		dp_series_add(p->obs_out, (double)n);
+		dp_health_data(p->obs_feed);
+	}
+}
 
 static int
 stop_signal(const struct dp_ccpoll *p)
@@ -158,6 +174,8 @@ dp_ccpoll_new(const struct dp_ccpoll_opts *o, struct dp_ccpoll **out)
 		return DP_EX_SOFTWARE;
 	}
 	dp_backoff_init(&p->backoff, o->retry_base_ms, DP_CC_RETRY_CAP_MS, 0.5, 0);
+	p->obs_out = dp_metric_one(dp_obs_family(DP_OBS_RECORDS_OUT, NULL));
+	p->obs_feed = dp_health_feed(o->ohlcv ? "ohlcv polls" : "price polls");
 	return o->key ? set_key(p, o->key) : 0;
 }
 
@@ -365,6 +383,10 @@ dp_ccpoll_fetch(struct dp_ccpoll *p)
 	}
 	if (next == DP_CCPOLL_RESPONSE || next == DP_CCPOLL_MISSING)
 		dp_backoff_reset(&p->backoff);
+	/* The API answers, or (for a poll that failed, not one a signal cut short) it does not. */
+	if (next == DP_CCPOLL_RESPONSE || next == DP_CCPOLL_MISSING ||
+	    next == DP_CCPOLL_TRANSIENT || next == DP_CCPOLL_FAILED)
+		dp_health_link("api", next == DP_CCPOLL_RESPONSE || next == DP_CCPOLL_MISSING);
 	dp_buf_free(&err);
 	return next;
 }
@@ -404,6 +426,7 @@ emit_batch(struct dp_ccpoll *p, const struct dp_cc_candle *k, size_t n)
 
 	if (r == -1)
 		return out_failed(p);
+	observe(p, n);
 	if (r == 0 || (r == 1 && !p->state))
 		return DP_CCPOLL_NNEXT;
 	if (r == -2 || dp_cc_state_set(p->state, s->fsym, s->tsym, o->iv, o->market,
@@ -456,6 +479,11 @@ dp_ccpoll_emit(struct dp_ccpoll *p)
 		if ((p->batch.len && dp_out_write(p->o.out, p->batch.data, p->batch.len) < 0) ||
 		    dp_out_flush(p->o.out) < 0)
 			return out_failed(p);
+		size_t n = 0;
+		for (const char *c = p->batch.data, *end = c + p->batch.len;
+		     c && (c = memchr(c, '\n', (size_t)(end - c))); c++)
+			n++;
+		observe(p, n);
 		return next_step(p);
 	}
 	if ((next = emit_candles(p)) != DP_CCPOLL_NNEXT)
@@ -509,9 +537,13 @@ dp_ccpoll_error(struct dp_ccpoll *p)
 enum dp_ccpoll_next
 dp_ccpoll_backoff(struct dp_ccpoll *p)
 {
+	static const char *const labels[] = { "cause", NULL };
 	int64_t d = dp_backoff_next(&p->backoff, p->reply.retry_after_ms);
 	char dur[48], asked_for[48];
 
+	/* The server's Retry-After says it limits us; else a 5xx or the network. */
+	dp_obs_count(DP_OBS_RETRIES, labels, (const char *const[]){
+		p->reply.retry_after_ms >= 0 ? "rate_limit" : "request" }, 1);
 	if (p->reply.retry_after_ms > d)
 		dp_info("%s; retry %u of %" PRIu64 " in %s (the server asks for %s)",
 		        dp_buf_str(&p->msg), p->backoff.attempts, p->o.max_retries,

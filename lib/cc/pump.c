@@ -73,6 +73,7 @@ on_drained(void *arg)
 	char extra[200];
 
 	p->now = 0;
+	dp_ccs_observe(p->c);
 	if (p->out && dp_out_flush(p->out) < 0) {
 		p->end = DP_CCS_END_OUTPUT;
 		return 1;

@@ -18,6 +18,8 @@
 #include "core/parse.h"
 #include "core/progress.h"
 #include "core/timefmt.h"
+#include "obs/health.h"
+#include "obs/obs.h"
 
 struct dp_ccsession {
 	struct dp_ccsession_opts o;
@@ -129,6 +131,7 @@ failed(struct dp_ccsession *s, int status, const char *fmt, ...)
 static enum dp_ccsession_next
 lost(struct dp_ccsession *s, const char *why)
 {
+	dp_health_link("api", false);
 	dp_buf_reset(&s->msg);
 	dp_buf_msgf(&s->msg, "%s", why);
 	return DP_CCSESSION_LOST;
@@ -154,6 +157,7 @@ dp_ccsession_connect(struct dp_ccsession *s)
 	st = dp_ws_http_status(s->ws);
 	if (r == DP_WS_OK) {
 		s->open = true;
+		dp_health_link("api", true);
 		next = DP_CCSESSION_CONNECTED;
 	} else if (r == DP_WS_CANCELLED) {
 		next = stopped(s);
@@ -232,6 +236,8 @@ dp_ccsession_stream(struct dp_ccsession *s)
 	return pump(s, false);
 }
 
+static const char *const retry_labels[] = { "cause", NULL };
+
 enum dp_ccsession_next
 dp_ccsession_reconnect(struct dp_ccsession *s)
 {
@@ -252,6 +258,7 @@ dp_ccsession_reconnect(struct dp_ccsession *s)
 		return DP_CCSESSION_GIVE_UP;
 	}
 	d = dp_backoff_next(&s->backoff, 0);
+	dp_obs_count(DP_OBS_RETRIES, retry_labels, (const char *const[]){ "reconnect" }, 1);
 	dp_warn("%s; connecting again in %s", dp_buf_str(&s->msg), dp_duration_format(d, dur));
 	if (dp_backoff_sleep(d, s->o.stop) < 0)
 		return stopped(s);

@@ -22,6 +22,8 @@
 #include "core/timefmt.h"
 #include "json/scan.h"
 #include "json/write.h"
+#include "obs/health.h"
+#include "obs/obs.h"
 
 /* ------------------------------------------------------------------ */
 /* The fields of the messages */
@@ -190,6 +192,10 @@ struct pair {
 	char recv[DP_TIME_BUFSZ];
 	uint64_t *ids;          /* trades: the last DP_CCS_DEDUP ids' hashes */
 	unsigned nids, ipos;
+	/* obs/obs.h: records since the last dp_ccs_observe; its feed and timestamp */
+	bool fresh;
+	struct dp_health_feed *feed;
+	struct dp_series *ts_gauge;
 };
 
 struct dp_ccs {
@@ -220,6 +226,9 @@ struct dp_ccs {
 	struct dp_buf gap_why;
 
 	struct dp_ccs_stats st;
+	/* obs/obs.h: the counts told so far, and their series */
+	uint64_t obs_records, obs_malformed;
+	struct dp_series *obs_out, *obs_bad;
 };
 
 int
@@ -976,6 +985,7 @@ tick(struct dp_ccs *c, int type, const char *msg, size_t n)
 		dp_jw_praw(&w, &pk[P_FLAGS], t, tn);
 	else
 		dp_jw_pnull(&w, &pk[P_FLAGS]);
+	p->fresh = true;
 	return finish_record(c, &w);
 }
 
@@ -1016,6 +1026,7 @@ candle(struct dp_ccs *c, const char *msg, size_t n)
 	ktime(&w, &pk[P_TS], ms, &p->ts_s, p->ts);
 	for (size_t i = 0; i < NOHLC; i++)
 		kslot(&w, &pk_ohlc[i], &p->v[i]);
+	p->fresh = true;
 	return finish_record(c, &w);
 }
 
@@ -1097,6 +1108,7 @@ trade(struct dp_ccs *c, const char *msg, size_t n)
 		dp_jw_praw(&w, &pk[P_CCSEQ], t, tn);
 	else
 		dp_jw_pnull(&w, &pk[P_CCSEQ]);
+	p->fresh = true;
 	return finish_record(c, &w);
 }
 
@@ -1230,6 +1242,40 @@ on_member(void *arg, const char *k, size_t kn, const char *v, size_t vn, enum dp
 	c->val[key] = v;
 	c->vlen[key] = vn;
 	return 0;
+}
+
+void
+dp_ccs_observe(struct dp_ccs *c)
+{
+	static const char *const reason[] = { "reason", NULL };
+	static const char *const sub[] = { "subscription", NULL };
+
+	if (!dp_obs_on())
+		return;
+	if (!c->obs_out) {
+		c->obs_out = dp_metric_one(dp_obs_family(DP_OBS_RECORDS_OUT, NULL));
+		c->obs_bad = dp_metric_series(dp_obs_family(DP_OBS_RECORDS_BAD, reason),
+		                              (const char *const[]){ "malformed" });
+	}
+	dp_series_add(c->obs_out, (double)(c->st.records - c->obs_records));
+	dp_series_add(c->obs_bad, (double)(c->st.malformed - c->obs_malformed));
+	c->obs_records = c->st.records;
+	c->obs_malformed = c->st.malformed;
+	for (size_t i = 0; i < c->cap; i++) {
+		struct pair *p = c->tab[i];
+		if (!p || !p->fresh)
+			continue;
+		p->fresh = false;
+		if (!p->feed)
+			p->feed = dp_health_feed(p->key);
+		dp_health_data(p->feed);
+		if (!p->has_ts)
+			continue;
+		if (!p->ts_gauge)
+			p->ts_gauge = dp_metric_series(dp_obs_family(DP_OBS_LAST_TIMESTAMP, sub),
+			                               (const char *const[]){ p->key });
+		dp_series_set(p->ts_gauge, (double)p->last_ms / 1000);
+	}
 }
 
 enum dp_ccs_event

@@ -148,6 +148,14 @@ enum dp_ccs_event {
  */
 enum dp_ccs_event dp_ccs_message(struct dp_ccs *c, const char *msg, size_t n, int64_t now_ms);
 
+/*
+ * Tell obs/obs.h what came since the last call (per burst, from the
+ * pump): dp_records_out_total, dp_records_bad_total{reason="malformed"},
+ * and per subscription ("5~CCCAGG~BTC~USD") a feed of health's and
+ * dp_last_record_timestamp_seconds.  Nothing while the registry is off.
+ */
+void dp_ccs_observe(struct dp_ccs *c);
+
 /* What the last 401, 429 or FORCE_DISCONNECT said ("" when nothing). */
 const char *dp_ccs_reason(const struct dp_ccs *c);
 

@@ -15,7 +15,10 @@
  *     the database's login or a statement, API key)    77 NOPERM
  *   a bad property, connection option or table         78 CONFIG
  *   -F or a key file unreadable; stdin closed          66 NOINPUT
- *   stdin or stdout failed; stdout closed              74 IOERR
+ *   stdin or stdout failed; stdout closed;
+ *     the --metrics-file cannot be written             74 IOERR
+ *   the --metrics address is taken                     69 UNAVAILABLE
+ *   a --metrics address that cannot be used            78 CONFIG
  *   records read, not delivered or committed           75 TEMPFAIL
  *   SIGINT, SIGTERM before the end of the input        130, 143
  *     (a bounded input, core/frame.h: 128 + the signal)

@@ -116,6 +116,19 @@ signal_verdict(const struct dp_cmd *cmd, void *ctx, unsigned io, int status)
 	return DP_EX_SIGNAL + sig;
 }
 
+static void (*at_end[4])(int status);
+
+int
+dp_cmd_at_end(void (*fn)(int status))
+{
+	for (size_t i = 0; i < sizeof(at_end) / sizeof(at_end[0]); i++)
+		if (!at_end[i] || at_end[i] == fn) {
+			at_end[i] = fn;
+			return 0;
+		}
+	return -1;
+}
+
 bool
 dp_cmd_given(const struct dp_cmd *cmd, const struct dp_common *common, const char *long_name)
 {
@@ -259,6 +272,8 @@ answer(const struct dp_cmd *cmd, const struct dp_common *common)
 		usage(cmd, stdout);
 	} else if (common->version) {
 		dp_cli_version(cmd->libs ? cmd->libs() : NULL);
+	} else if (common->dot && cmd->dot_runs) {
+		return -1;              /* the command's own view: it runs */
 	} else if (common->dot && cmd->machines) {
 		for (size_t i = 0; cmd->machines[i]; i++)
 			dp_fsm_dot(cmd->machines[i], stdout);
@@ -368,6 +383,8 @@ out:
 	status = flush_stdout(common, status);
 	if (cmd->close)
 		cmd->close(ctx);
+	for (size_t i = 0; i < sizeof(at_end) / sizeof(at_end[0]) && at_end[i]; i++)
+		at_end[i](status);
 	dp_cli_free(common);
 	return status;
 }

@@ -106,6 +106,14 @@ struct dp_cmd {
 	const struct dp_fsm_def *const *machines;
 	size_t (*choose)(void *ctx);
 	size_t outbuf;                          /* stdout buffer; 0: 64 KiB */
+	/*
+	 * --dot is a view of the run, not only the drawing of the table: the
+	 * frame does not answer it, and the command runs and draws (dp-top:
+	 * the system with each actor's state marked).  That drawing is still
+	 * a digraph named after the command with the command's own rows in it,
+	 * as dp_fsm_dot draws them, for tests/fsm.bats and the coverage.
+	 */
+	bool dot_runs;
 
 	/* Options into ctx, for a command without an opts table; other
 	 * options go to dp_cli_common().  0, or -1 after printing why. */
@@ -140,6 +148,17 @@ struct dp_cmd {
  */
 int dp_cmd_main(const struct dp_cmd *cmd, void *ctx, struct dp_common *common,
                 struct dp_fsm *m, int argc, char **argv);
+
+/*
+ * Call fn with the run's exit status at the very end of dp_cmd_main:
+ * after the signal's verdict, the close of stdout and the command's close
+ * step (the engines are gone; what fn reads must be process-wide, as
+ * obs/metrics.h's registry is).  For what in lib/ watches the whole run
+ * and must say how it ended (status/status.h's last record), each of which
+ * registers itself; in the order registered.  At most 4, each once; 0, or
+ * -1 when they are taken.
+ */
+int dp_cmd_at_end(void (*fn)(int status));
 
 /* Whether --long_name was given (for validate). */
 bool dp_cmd_given(const struct dp_cmd *cmd, const struct dp_common *common,

@@ -143,7 +143,7 @@ dp_reader_load(struct dp_reader *r, int *status)
 	};
 	const struct dp_registry_conf rconf = {
 		.kafka = r->conf.kafka, .topic = r->conf.registry,
-		.change = change[r->conf.mode], .arg = r,
+		.change = change[r->conf.mode], .arg = r, .metrics = r->conf.mode == DP_READER_RUN,
 	};
 	int st;
 

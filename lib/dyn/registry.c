@@ -192,7 +192,7 @@ dp_registry_new(const struct dp_registry_conf *conf, struct dp_buf *err, int *st
 		r->conf.topic = DP_REGISTRY_DEFAULT;
 	const struct dp_consumer_opts opts = {
 		.topics = &r->conf.topic, .ntopics = 1, .from = DP_FROM_BEGINNING,
-		.track_end = true, .defaults = defaults, .ndefaults = 1,
+		.track_end = true, .defaults = defaults, .ndefaults = 1, .metrics = conf->metrics,
 	};
 	const struct dp_consumer_hooks hooks = {
 		.arg = r, .record = on_record, .caught_up = on_caught_up,

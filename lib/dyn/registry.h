@@ -71,6 +71,9 @@ struct dp_registry_conf {
 	 * that may start before the first coordinator.
 	 */
 	bool missing_ok;
+	/* Count the registry's partitions as the command's input (kafka/consumer.h's
+	 * opts.metrics): for dp-coord run, whose input the registry is. */
+	bool metrics;
 };
 
 /*

@@ -17,6 +17,7 @@
 #include "kafka/client.h"
 #include "kafka/consumer.h"
 #include "kafka/producer.h"
+#include "obs/obs.h"
 
 struct dp_serve {
 	struct dp_serve_conf conf;
@@ -246,6 +247,7 @@ dp_serve_connect(struct dp_serve *s, int *status)
 	const struct dp_consumer_opts opts = {
 		.topics = topics, .ntopics = 1, .group = s->conf.group, .from = DP_FROM_STORED,
 		.manual_commit = true, .defaults = consumer_defaults, .ndefaults = 2,
+		.metrics = true,
 	};
 	const struct dp_consumer_hooks hooks = {
 		.arg = s, .record = on_request, .assigned = on_assigned, .revoked = on_revoked,
@@ -718,6 +720,8 @@ dp_serve_delete(struct dp_serve *s)
 
 /* ---- writing it down ------------------------------------------------------ */
 
+static const char *const outcome_labels[] = { "outcome", NULL };
+
 int
 dp_serve_notify(struct dp_serve *s)
 {
@@ -765,6 +769,8 @@ dp_serve_notify(struct dp_serve *s)
 			       st == DP_KAFKA_STOPPED ? "interrupted" : dp_buf_str(&s->err));
 			return DP_SERVE_NOTIFY_FAILURE;
 		}
+		dp_obs_count(DP_OBS_RECORDS_OUT, outcome_labels,
+		             (const char *const[]){ dp_dyn_outcome_name(s->decision.outcome) }, 1);
 		/* Known at once, before the view reads it back. */
 		if (dp_coord_decisions_put(s->decided, &s->decision) < 0)
 			dp_warn("request %s: out of memory", s->decision.request_id);

@@ -16,6 +16,7 @@
 #include "core/sig.h"
 #include "core/timefmt.h"
 #include "dyn/supervise.h"
+#include "obs/obs.h"
 
 struct child {
 	char *key;
@@ -109,6 +110,11 @@ exec_child(const struct dp_sup *s, const char *key, int err_w)
 			_exit(127);
 	if (setenv("DP_TOPIC", key, 1) < 0)
 		_exit(127);
+	/* The parent's notify socket, watchdog and metrics address are its own. */
+	unsetenv("NOTIFY_SOCKET");
+	unsetenv("WATCHDOG_USEC");
+	unsetenv("WATCHDOG_PID");
+	unsetenv("DP_METRICS");
 	/* The handlers of the parent are not the child's business. */
 	signal(SIGINT, SIG_DFL);
 	signal(SIGTERM, SIG_DFL);
@@ -220,6 +226,8 @@ copy_lines(struct child *c, bool eof)
 		dp_err("%s: %.*s", c->key, (int)(b->len - start), b->data + start);
 		start = b->len;
 	}
+	if (start == 0)
+		return;         /* nothing said (a child silent so far has no buffer at all) */
 	memmove(b->data, b->data + start, b->len - start);
 	dp_buf_truncate(b, b->len - start);
 }
@@ -243,6 +251,9 @@ read_stderr(struct child *c)
 	c->err_fd = -1;
 }
 
+static const char *const retry_labels[] = { "cause", NULL };
+
+/* A child ended: started again after a backoff when it failed (a retry). */
 static void
 reaped(struct dp_sup *s, struct child *c, int wstatus)
 {
@@ -265,6 +276,8 @@ reaped(struct dp_sup *s, struct child *c, int wstatus)
 	if (now - c->started_ms >= s->max_backoff_ms)
 		dp_backoff_reset(&c->backoff);
 	int64_t wait = c->restart_at ? 0 : dp_backoff_next(&c->backoff, 0);
+	if (failed)
+		dp_obs_count(DP_OBS_RETRIES, retry_labels, (const char *const[]){ "child_failed" }, 1);
 	if (failed)
 		dp_warn("'%s': child %s %d; starting it again in %lld ms", c->key,
 		        WIFSIGNALED(wstatus) ? "killed by signal" : "exited with status",

@@ -11,7 +11,11 @@
  *
  * Children see the key in the environment variable DP_TOPIC, and every
  * "{}" in an argument is replaced by it (as GNU find -exec does), so
- * `sh -c 'dp-tail -t {}'` works.  After SIGINT or SIGTERM (core/sig.h) no
+ * `sh -c 'dp-tail -t {}'` works.  What speaks for the parent is taken out
+ * of their environment: systemd's NOTIFY_SOCKET, WATCHDOG_USEC and
+ * WATCHDOG_PID (a child would tell systemd it is ready, or feed the
+ * watchdog, for the unit) and DP_METRICS (every child would try the
+ * parent's address).  After SIGINT or SIGTERM (core/sig.h) no
  * child is restarted: a terminal's Ctrl-C reaches the children too.
  *
  * Single-threaded: call dp_sup_poll() from the loop that owns it.  SIGCHLD

@@ -538,18 +538,6 @@ refresh_leaders(rd_kafka_t *rk, const char *topic, int64_t deadline)
 	rd_kafka_topic_destroy(rkt);
 }
 
-void
-dp_kafka_wake_leaders(rd_kafka_t *rk, const rd_kafka_topic_partition_list_t *parts, int ms)
-{
-	rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_copy(parts);
-
-	/* One ListOffsets request per leader; the answers are not needed. */
-	for (int i = 0; i < l->cnt; i++)
-		l->elems[i].offset = RD_KAFKA_OFFSET_END;
-	rd_kafka_offsets_for_times(rk, l, ms);
-	rd_kafka_topic_partition_list_destroy(l);
-}
-
 /*
  * How long one ListOffsets request may take.  A consumer's connection to
  * the leader carries its fetches, and the broker answers a connection's

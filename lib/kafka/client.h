@@ -125,14 +125,6 @@ int dp_kafka_watermarks(rd_kafka_t *rk, const char *topic, int32_t partition, in
                         int64_t *low, int64_t *high, struct dp_buf *err);
 
 /*
- * Wake the broker thread of every leader of parts: one small request to
- * each (ListOffsets), sent at once, its answer waited for at most ms and
- * then dropped.  For the consumer engine's prefetch (kafka/consumer.c).
- */
-void dp_kafka_wake_leaders(rd_kafka_t *rk, const rd_kafka_topic_partition_list_t *parts,
-                           int ms);
-
-/*
  * rd_kafka_offsets_for_times(), waited for in slices: each element's
  * offset is a timestamp (epoch ms) on entry and, on success, the offset
  * of the partition's first record at or after it (-1: none that late).

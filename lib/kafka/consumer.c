@@ -16,10 +16,24 @@
 #include "kafka/admin.h"
 #include "kafka/client.h"
 #include "kafka/consumer.h"
+#include "obs/health.h"
+#include "obs/obs.h"
 
 /* Records handed over per poll: bounded, so that the queue length seen
  * between batches tells whether the prefetch has stopped. */
 #define BATCH 1000
+
+/*
+ * What records fetched ahead may take, unless opts.prefetch_bytes says:
+ * their bytes plus librdkafka's cost of each fetched record besides its
+ * bytes, about 300 bytes in 2.0.2 (measured: a queue of 200,000 more
+ * 40-byte records took 70 MB more RSS).  A bound in records alone let
+ * 4 KB records take 40 MB, and 40-byte ones fill it with every fetch.
+ */
+#define PREFETCH_BYTES (8u << 20)
+#define RECORD_COST 300
+/* Fetches of 1 MB, librdkafka's least: see dp_consumer_new. */
+#define FETCH_MAX_BYTES "1048576"
 
 /*
  * A group member without partitions this long after it subscribed asks
@@ -64,6 +78,11 @@ struct part {
 	enum { FROM_ENGINE, FROM_HOOK, FROM_COMMITTED, FROM_ARG } origin;
 	bool wm_known;
 	int64_t wm_lo, wm_hi;
+	/* opts.metrics: its metrics, and what this poll handed over (told per poll) */
+	struct dp_obs_part *obs;
+	bool obs_assigned;
+	uint64_t obs_n;
+	int64_t obs_ts;
 };
 
 /* A topic read in simple mode. */
@@ -93,8 +112,13 @@ struct dp_consumer {
 	rd_kafka_queue_t *rkqu;          /* every partition feeds it */
 	struct topic *topics;            /* opts.topics, then dp_consumer_add_topic's */
 	size_t ntopics;
-	size_t prefetch_high;
-	bool prefetch_full;
+
+	/* the prefetch bound, and whether its fetcher may be waiting (wake_fetcher) */
+	size_t prefetch_msgs;            /* queued.min.messages */
+	size_t prefetch_bytes;           /* queued.max.messages.kbytes, in bytes */
+	size_t record_len;               /* payload bytes a record, recently, generously */
+	bool prefetch_full;              /* the fetcher may have stopped since the last wake */
+	int64_t wake_ms;                 /* the last wake-up (monotonic) */
 
 	rd_kafka_queue_t *commitq;       /* results of asynchronous commits */
 	bool topic_gone;                 /* a subscribed topic was deleted */
@@ -129,6 +153,8 @@ struct dp_consumer {
 	/* a broker outage: every broker down since outage_ms (0: none) */
 	int64_t outage_ms;
 	int64_t outage_probe_ms;
+
+	int64_t obs_lag_ms;              /* opts.metrics: when the lags were last told */
 
 	/* the last message's partition, for the common case of runs */
 	rd_kafka_topic_t *last_rkt;
@@ -1321,6 +1347,12 @@ deliver(struct dp_consumer *c, struct part *p, const rd_kafka_message_t *m)
 	case DP_CONSUMER_LAST:
 		p->pub.next = m->offset + 1;
 		p->fresh = true;
+		if (c->o.metrics) {
+			int64_t ts = rd_kafka_message_timestamp(m, NULL);
+			p->obs_n++;
+			if (ts > p->obs_ts)
+				p->obs_ts = ts;
+		}
 		if (c->commits)
 			pending_add(c, m, p);
 		if (p->end_known && m->offset + 1 >= p->pub.end)
@@ -1396,44 +1428,105 @@ on_message(struct dp_consumer *c, rd_kafka_message_t *m)
 }
 
 /*
- * Prefetch wake-up.  librdkafka 2.0 stops prefetching a partition when
- * its queue passes queued.min.messages and then looks again only when
- * its broker thread wakes for something else, up to a second later
+ * Prefetch wake-up.  librdkafka 2.0.2 stops fetching a partition when its
+ * queue holds queued.min.messages records or queued.max.messages.kbytes
+ * of payload (in group mode every partition's queue is the one consumer
+ * queue, so the whole of it counts), and then decides again only when its
+ * broker thread wakes for something else, up to a second later
  * (rd_kafka_toppar_fetch_decide: "not fetchable", no backoff time;
- * fetch.queue.backoff.ms arrived in 2.1).  A small request to the broker
- * wakes its thread, which then sees the drained queue and fetches at
- * once: memory stays bounded without the stall.  In group mode every
- * partition feeds the one consumer queue, so the same holds for it.
+ * fetch.queue.backoff.ms arrived in 2.1).  A request to the broker wakes
+ * that thread, which then finds the queue drained and fetches
+ * (wake_fetcher).
+ *
+ * Whether the fetcher may have stopped is read from the queue around
+ * each poll: before it, the queue holds all that came since the last
+ * one; after it, it held at most what is left plus what the poll took.
+ * So a fetch that filled it to the bound (a 1 MB producer batch is
+ * 25,000 records of 40 bytes: one fetch can do it) is always noticed.
+ * Bytes are estimated from the records' recent size, generously.  The
+ * wake comes before the poll that would take the queue below half the
+ * bound, so the fetcher decides while records are still queued and the
+ * next fetch arrives while they are handled.
+ * And a poll that found nothing while a partition is not at its end
+ * wakes the fetcher too, at most every WAKE_IDLE_MS, in case an
+ * estimate missed.
  */
-#define QUEUE_LOW 2000
+#define WAKE_IDLE_MS 100
+
+static void
+prefetch_seen(struct dp_consumer *c, size_t peak)
+{
+	if (peak >= c->prefetch_msgs || 4 * peak * c->record_len >= 3 * c->prefetch_bytes)
+		c->prefetch_full = true;
+}
 
 static void
 wake_fetcher(struct dp_consumer *c)
 {
-	size_t queued = rd_kafka_queue_length(c->group ? c->cgq : c->rkqu);
+	rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new((int)c->nparts);
 
-	if (queued > c->prefetch_high) {
-		c->prefetch_full = true;        /* the fetcher has stopped by now */
-	} else if (c->prefetch_full && queued < QUEUE_LOW) {
-		/*
-		 * Every leader's thread at once: on a cluster the partitions have
-		 * leaders on several brokers, and one woken in turn per wake-up
-		 * left the others idle for up to a second each (dp-sink-pg -t
-		 * read a cluster of three brokers five to ten times slower than
-		 * one broker).  The requests go out without waiting for answers.
-		 */
-		rd_kafka_topic_partition_list_t *l =
-			rd_kafka_topic_partition_list_new(c->nparts > 0 ? (int)c->nparts : 1);
-		for (size_t k = 0; k < c->nparts; k++) {
-			struct part *p = PRIV(c->parts[k]);
-			if (running(c, p) && !p->pub.paused)
-				rd_kafka_topic_partition_list_add(l, p->topic, p->pub.partition);
-		}
-		if (l->cnt > 0)
-			dp_kafka_wake_leaders(c->rk, l, 1);
-		rd_kafka_topic_partition_list_destroy(l);
-		c->prefetch_full = false;
+	/*
+	 * An offsets-for-times request (latest) to the leaders of every
+	 * partition being read: each leader's thread wakes to send it.  The
+	 * call does not wait for the answer (timeout 0; librdkafka drops
+	 * it), so the reader never waits behind a fetch that the broker
+	 * holds for fetch.wait.max.ms, as a blocking query did.
+	 */
+	for (size_t i = 0; i < c->nparts; i++) {
+		struct part *p = PRIV(c->parts[i]);
+		if (running(c, p) && !p->pub.paused)
+			rd_kafka_topic_partition_list_add(l, p->topic, p->pub.partition)->offset =
+				RD_KAFKA_OFFSET_END;
 	}
+	if (l->cnt > 0)
+		rd_kafka_offsets_for_times(c->rk, l, 0);
+	rd_kafka_topic_partition_list_destroy(l);
+	c->prefetch_full = false;
+	c->wake_ms = dp_time_mono_ms();
+}
+
+/*
+ * Before a poll: how many records it may take.  A quarter of the bound
+ * at most, so that a poll never takes the queue from full to empty
+ * before the wake-up (4 KB records under a 1 MB bound: 64 a poll).
+ */
+static size_t
+prefetch_before(struct dp_consumer *c)
+{
+	size_t queued = rd_kafka_queue_length(c->group ? c->cgq : c->rkqu);
+	size_t take = c->prefetch_bytes / 4 / c->record_len;
+
+	if (take > c->prefetch_msgs / 4)
+		take = c->prefetch_msgs / 4;
+	take = take < 1 ? 1 : take > BATCH ? BATCH : take;
+	size_t left = queued > take ? queued - take : 0;
+	prefetch_seen(c, queued);
+	if (c->prefetch_full && 2 * left <= c->prefetch_msgs &&
+	    2 * left * c->record_len <= c->prefetch_bytes)
+		wake_fetcher(c);
+	return take;
+}
+
+/* After a poll that took `taken` records of `bytes` payload bytes. */
+static void
+prefetch_after(struct dp_consumer *c, size_t taken, size_t bytes)
+{
+	bool idle = false;
+
+	if (taken) {
+		/* Quick to grow, slow to shrink: too large only wakes early. */
+		size_t len = bytes / taken + 1;
+		c->record_len = len > c->record_len ? len : (3 * c->record_len + len) / 4;
+	}
+	prefetch_seen(c, rd_kafka_queue_length(c->group ? c->cgq : c->rkqu) + taken);
+	if (taken || dp_time_mono_ms() - c->wake_ms < WAKE_IDLE_MS)
+		return;
+	for (size_t i = 0; i < c->nparts && !idle; i++) {
+		struct part *p = PRIV(c->parts[i]);
+		idle = running(c, p) && !p->pub.paused && !p->pub.at_eof && !p->pub.done;
+	}
+	if (idle)
+		wake_fetcher(c);
 }
 
 /*
@@ -1454,6 +1547,45 @@ note_ends(struct dp_consumer *c)
 		if (!rd_kafka_get_watermark_offsets(c->rk, p->topic, p->pub.partition, &lo, &hi) &&
 		    hi >= 0)
 			p->seen_end = hi;
+	}
+}
+
+/*
+ * opts.metrics, once per poll: what each partition handed over, each
+ * one's lag (from the watermark of librdkafka's last fetch, at most once
+ * a second), and which partitions are this member's now.
+ */
+#define OBS_LAG_MS 1000
+
+static void
+observe(struct dp_consumer *c)
+{
+	int64_t now = dp_time_mono_ms(), lo, hi;
+	bool lags = now - c->obs_lag_ms >= OBS_LAG_MS;
+
+	if (lags)
+		c->obs_lag_ms = now;
+	for (size_t i = 0; i < c->nparts; i++) {
+		struct part *p = PRIV(c->parts[i]);
+		if (!p->obs && p->pub.assigned &&
+		    (p->obs = dp_obs_part_new(p->topic, p->pub.partition)))
+			p->obs_assigned = true;
+		if (p->pub.assigned != p->obs_assigned) {
+			dp_obs_part_assigned(p->obs, p->pub.assigned);
+			p->obs_assigned = p->pub.assigned;
+		}
+		if (p->obs_n) {
+			dp_obs_part_read(p->obs, p->obs_n, p->obs_ts);
+			p->obs_n = 0;
+		}
+		if (!lags || !p->pub.assigned)
+			continue;
+		if (p->pub.at_eof)
+			dp_obs_part_lag(p->obs, 0);
+		else if (p->pub.next >= 0 &&
+		         !rd_kafka_get_watermark_offsets(c->rk, p->topic, p->pub.partition, &lo, &hi) &&
+		         hi >= 0)
+			dp_obs_part_lag(p->obs, hi > p->pub.next ? hi - p->pub.next : 0);
 	}
 }
 
@@ -1562,12 +1694,15 @@ outage_over(struct dp_consumer *c, int got)
 		        dp_duration_format((now - said_outage_ms + 50) / 100 * 100, d));
 	said_outage_ms = 0;
 	c->outage_ms = 0;
+	if (c->o.metrics)
+		dp_health_link("kafka", true);
 }
 
 int
 dp_consumer_poll(struct dp_consumer *c, int timeout_ms, struct dp_buf *err, int *status)
 {
 	int n = 0, st;
+	size_t bytes = 0, take = BATCH;
 
 	c->rebalanced = false;
 	if (c->fail)
@@ -1592,30 +1727,46 @@ dp_consumer_poll(struct dp_consumer *c, int timeout_ms, struct dp_buf *err, int 
 	for (size_t i = 0; i < c->nparts; i++)
 		PRIV(c->parts[i])->drop = false;
 
+	if (!c->group || c->cgq)
+		take = prefetch_before(c);
 	if (!c->group) {
 		rd_kafka_message_t *msgs[BATCH];
-		ssize_t got = rd_kafka_consume_batch_queue(c->rkqu, timeout_ms, msgs, BATCH);
+		/*
+		 * librdkafka's batch call waits until the batch is full or the
+		 * time is up: wait for the first record only, then take what
+		 * is there.  Otherwise a live record, or the last ones before
+		 * the end, waited out the timeout.
+		 */
+		ssize_t got = rd_kafka_consume_batch_queue(c->rkqu, timeout_ms, msgs, 1);
+		if (got == 1 && take > 1) {
+			ssize_t more = rd_kafka_consume_batch_queue(c->rkqu, 0, msgs + 1, take - 1);
+			got += more > 0 ? more : 0;
+		}
 		for (ssize_t i = 0; i < got; i++) {
+			bytes += msgs[i]->len;
 			on_message(c, msgs[i]);
 			rd_kafka_message_destroy(msgs[i]);
 		}
 		n = got > 0 ? (int)got : 0;
 		rd_kafka_poll(c->rk, 0);
-		wake_fetcher(c);
+		prefetch_after(c, (size_t)n, bytes);
 	} else {
-		while (n < BATCH && !c->halting && !c->fail && !c->rebalanced) {
+		while ((size_t)n < take && !c->halting && !c->fail && !c->rebalanced) {
 			rd_kafka_message_t *m = rd_kafka_consumer_poll(c->rk, n ? 0 : timeout_ms);
 			if (!m)
 				break;
 			n++;
+			bytes += m->len;
 			on_message(c, m);
 			rd_kafka_message_destroy(m);
 		}
 		if (c->cgq)
-			wake_fetcher(c);
+			prefetch_after(c, (size_t)n, bytes);
 	}
 	if (n > 0)
 		note_ends(c);
+	if (c->o.metrics)
+		observe(c);
 	outage_over(c, n);
 	say_waiting(c);
 	if (c->fail)
@@ -1625,7 +1776,7 @@ dp_consumer_poll(struct dp_consumer *c, int timeout_ms, struct dp_buf *err, int 
 	 * steady trickle must not sit in a buffer.
 	 */
 	if (!c->halting &&
-	    (n < BATCH || dp_time_mono_ms() - c->last_sync_ms >= c->o.sync_ms))
+	    ((size_t)n < take || dp_time_mono_ms() - c->last_sync_ms >= c->o.sync_ms))
 		dp_consumer_sync(c);
 	if (c->halt || c->halting) {
 		c->halt = c->halting = false;
@@ -1667,6 +1818,8 @@ on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 	 * each retry stay at -v.
 	 */
 	if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN) {
+		if (c->o.metrics)
+			dp_health_link("kafka", false);
 		if (!c->outage_ms)
 			c->outage_ms = c->outage_probe_ms = dp_time_mono_ms();
 		if (!said_outage_ms) {
@@ -1704,9 +1857,26 @@ configure(rd_kafka_conf_t *conf, void *arg, struct dp_buf *err)
 			snprintf(c->reset_name, sizeof(c->reset_name), "error");
 		}
 	}
-	c->prefetch_high = 20000 * 9 / 10;
+	/*
+	 * fetch.max.bytes is ours only as a default (FETCH_MAX_BYTES):
+	 * librdkafka refuses a fetch.max.bytes below message.max.bytes, so
+	 * a -X message.max.bytes above it raises it instead of failing.
+	 */
+	char fm[24], mm[24];
+	if (dp_kafka_conf_str(conf, "fetch.max.bytes", fm, sizeof(fm)) &&
+	    !strcmp(fm, FETCH_MAX_BYTES) &&
+	    dp_kafka_conf_str(conf, "message.max.bytes", mm, sizeof(mm)) &&
+	    strtoull(mm, NULL, 10) > strtoull(fm, NULL, 10) &&
+	    dp_kafka_conf_set(conf, "fetch.max.bytes", mm, err) < 0)
+		return -1;
+	/* The bound as it is now, -X included: the wake-up follows it. */
+	c->prefetch_msgs = 100000;
+	c->prefetch_bytes = (size_t)65536 * 1024;
 	if (dp_kafka_conf_str(conf, "queued.min.messages", q, sizeof(q)))
-		c->prefetch_high = (size_t)(strtoull(q, NULL, 10) * 9 / 10);
+		c->prefetch_msgs = (size_t)strtoull(q, NULL, 10);
+	if (dp_kafka_conf_str(conf, "queued.max.messages.kbytes", q, sizeof(q)))
+		c->prefetch_bytes = (size_t)strtoull(q, NULL, 10) * 1024;
+	c->record_len = 4096;  /* until records come: the first polls take few */
 	return 0;
 }
 
@@ -1723,6 +1893,7 @@ dp_consumer_new(const struct dp_kafka_opts *kafka, const struct dp_consumer_opts
 		return NULL;
 	}
 	c->o = *opts;
+	c->o.metrics = opts->metrics && dp_obs_on();
 	c->h = *hooks;
 	c->kafka = kafka;
 	if (!c->o.sync_ms)
@@ -1747,6 +1918,16 @@ dp_consumer_new(const struct dp_kafka_opts *kafka, const struct dp_consumer_opts
 			goto nomem;
 	}
 
+	/*
+	 * The prefetch, bounded in bytes (see PREFETCH_BYTES): half for the
+	 * records' payload, half for librdkafka's own cost of each record;
+	 * and fetches of 1 MB (librdkafka's least), which a broker still
+	 * exceeds by the rest of a record batch.
+	 */
+	size_t pf = opts->prefetch_bytes ? opts->prefetch_bytes : PREFETCH_BYTES;
+	char pf_msgs[24], pf_kb[24];
+	snprintf(pf_msgs, sizeof(pf_msgs), "%zu", pf / 2 / RECORD_COST ? pf / 2 / RECORD_COST : 1);
+	snprintf(pf_kb, sizeof(pf_kb), "%zu", pf / 2 / 1024 ? pf / 2 / 1024 : 1);
 	const struct dp_kv engine[] = {
 		{ "enable.auto.offset.store", "false" },
 		{ "enable.auto.commit", c->commits ? "true" : "false" },
@@ -1754,8 +1935,9 @@ dp_consumer_new(const struct dp_kafka_opts *kafka, const struct dp_consumer_opts
 		{ "auto.offset.reset", "earliest" },
 		{ "allow.auto.create.topics", "false" },
 		{ "topic.metadata.refresh.interval.ms", pattern ? "5000" : "300000" },
-		/* Prefetch about 20k records, not 100k: keeps RSS near 30 MB. */
-		{ "queued.min.messages", "20000" },
+		{ "queued.min.messages", pf_msgs },
+		{ "queued.max.messages.kbytes", pf_kb },
+		{ "fetch.max.bytes", FETCH_MAX_BYTES },
 	};
 	size_t ne = sizeof(engine) / sizeof(engine[0]);
 	c->defaults = calloc(ne + opts->ndefaults, sizeof(*c->defaults));
@@ -1858,6 +2040,8 @@ dp_consumer_connect(struct dp_consumer *c, struct dp_buf *err)
 	}
 	c->assigned_once = true;
 out:
+	if (!st && c->o.metrics)
+		dp_health_link("kafka", true);
 	free(names);
 	free(counts);
 	return st;

@@ -10,9 +10,10 @@
  * Two modes, chosen from the options:
  *   simple  no group and no ^pattern: the partitions are read directly
  *           with librdkafka's legacy consumer onto one queue, as kcat
- *           does; nothing is committed.  (librdkafka 2.0's group consumer
- *           stalls a second whenever its bounded prefetch queue fills; the
- *           legacy one is woken, see kafka/consumer.c.)
+ *           does; nothing is committed.  (librdkafka 2.0.2 stops
+ *           fetching whenever its bounded prefetch queue fills and looks
+ *           again up to a second later; the engine wakes it in both modes,
+ *           see kafka/consumer.c.)
  *   group   opts.group set, or a ^pattern (which librdkafka can only
  *           follow with a subscription; without a group a private one is
  *           used, named after the process, and nothing is committed under
@@ -285,14 +286,29 @@ struct dp_consumer_opts {
 	enum dp_until until;
 	int64_t until_ms;            /* epoch ms for DP_UNTIL_TIME */
 	bool track_end;              /* learn each end and call caught_up, without stopping */
+	/*
+	 * Count this reader in the process's metrics (obs/obs.h), per poll:
+	 * each partition's dp_records_in_total, lag and newest timestamp,
+	 * and a feed of health's that --stale-after watches; the link
+	 * "kafka" is up once connected and down during a broker outage.
+	 * For the command's own reader, not for a registry it follows.
+	 */
+	bool metrics;
 	bool manual_commit;          /* see Offsets above */
 	int sync_ms;                 /* longest time between sync points; 0: 100 ms */
+	/*
+	 * Bytes the records fetched ahead of the application may take in
+	 * librdkafka, their own and its cost per record (about 300 bytes);
+	 * 0: 8 MiB.  Sets queued.min.messages, queued.max.messages.kbytes
+	 * and fetch.max.bytes (1 MB), which defaults and -X may override.
+	 */
+	size_t prefetch_bytes;
 	/*
 	 * librdkafka properties on top of the engine's own defaults, under
 	 * -F/-X (borrowed).  The engine's: enable.auto.offset.store=false,
 	 * enable.auto.commit (true with a group unless manual_commit),
 	 * enable.partition.eof=true, auto.offset.reset=earliest,
-	 * allow.auto.create.topics=false, queued.min.messages=20000,
+	 * allow.auto.create.topics=false, the prefetch (prefetch_bytes),
 	 * topic.metadata.refresh.interval.ms (5 s with a pattern).
 	 */
 	const struct dp_kv *defaults;

@@ -10,6 +10,7 @@
 #include "core/log.h"
 #include "kafka/client.h"
 #include "kafka/onerror.h"
+#include "obs/obs.h"
 
 int
 dp_on_error_parse(struct dp_on_error_policy *p, const char *arg)
@@ -27,6 +28,8 @@ dp_on_error_parse(struct dp_on_error_policy *p, const char *arg)
 	}
 	return 0;
 }
+
+static const char *const dead_letter_labels[] = { "topic", NULL };
 
 int
 dp_on_error_record(struct dp_on_error_policy *p, struct dp_producer *prod, const char *where,
@@ -60,6 +63,9 @@ dp_on_error_record(struct dp_on_error_policy *p, struct dp_producer *prod, const
 		       dp_buf_str(&err));
 	else
 		p->sent++;
+	if (!st)
+		dp_obs_count(DP_OBS_DEAD_LETTERS, dead_letter_labels,
+		             (const char *const[]){ p->dlq_topic }, 1);
 	dp_buf_free(&err);
 	return st == DP_KAFKA_STOPPED ? DP_EX_TEMPFAIL : st;
 }

@@ -11,6 +11,7 @@
 #include "json/envelope.h"
 #include "json/scan.h"
 #include "kafka/print.h"
+#include "obs/obs.h"
 
 const char *const dp_non_json_names[] = { "error", "skip", "string", "base64", NULL };
 
@@ -21,6 +22,8 @@ struct dp_print {
 	struct dp_buf text;     /* raw: a string's decoded contents */
 	struct dp_buf err;      /* the filter's message */
 	bool nomem;             /* raw: a string could not be decoded */
+	struct dp_series *obs_out;      /* dp_records_out_total; NULL: metrics off */
+	uint64_t obs_told;              /* stats.printed when last told */
 };
 
 struct dp_print *
@@ -31,6 +34,7 @@ dp_print_new(const struct dp_print_conf *conf)
 	if (!p)
 		return NULL;
 	p->conf = *conf;
+	p->obs_out = dp_metric_one(dp_obs_family(DP_OBS_RECORDS_OUT, NULL));
 	return p;
 }
 
@@ -49,6 +53,15 @@ const struct dp_print_stats *
 dp_print_stats(const struct dp_print *p)
 {
 	return &p->stats;
+}
+
+void
+dp_print_observe(struct dp_print *p)
+{
+	if (!p || !p->obs_out || p->stats.printed == p->obs_told)
+		return;
+	dp_series_add(p->obs_out, (double)(p->stats.printed - p->obs_told));
+	p->obs_told = p->stats.printed;
 }
 
 /*

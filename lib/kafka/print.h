@@ -22,6 +22,9 @@
  * reader with a steady backlog still stores offsets as it goes, and a
  * stored offset never runs ahead of the lines that reached the reader.
  *
+ * Metrics (obs/obs.h): while the registry is on, the lines written are
+ * dp_records_out_total, told by dp_print_observe (per poll, not per line).
+ *
  * Threads: a printer belongs to the thread that calls it (the consumer's
  * polling thread, from its record hook).
  */
@@ -99,5 +102,9 @@ enum dp_print_result dp_print_record(struct dp_print *p, const rd_kafka_message_
 
 /* The counts (borrowed: valid while p lives, updated by each call). */
 const struct dp_print_stats *dp_print_stats(const struct dp_print *p);
+
+/* Add the lines written since the last call to dp_records_out_total (once
+ * per poll); nothing while the registry is off.  Accepts NULL. */
+void dp_print_observe(struct dp_print *p);
 
 #endif

@@ -12,9 +12,12 @@
 #include "core/parse.h"
 #include "core/sig.h"
 #include "core/timefmt.h"
+#include "core/vec.h"
 #include "kafka/admin.h"
 #include "kafka/client.h"
 #include "kafka/producer.h"
+#include "obs/health.h"
+#include "obs/obs.h"
 
 #define MAX_BUCKETS 4096        /* partitions that send_run batches */
 #define RUN_RECS 1024           /* records send_run hands over per call */
@@ -107,6 +110,15 @@ struct dp_producer {
 	size_t nblamed;
 	rd_kafka_resp_err_t purged_for; /* the reason of a stall purged for all */
 
+	/* conf.metrics: acknowledgements per topic, told at the end of each poll */
+	bool metrics;
+	struct obs_topic {
+		const rd_kafka_topic_t *rkt;
+		struct dp_series *s;
+		uint64_t n;
+	} *obs;
+	size_t nobs, capobs, obs_last;
+
 	/* send_run's scratch, too large for the stack of a thread */
 	rd_kafka_message_t msgs[RUN_RECS];
 	size_t idx[RUN_RECS];
@@ -132,6 +144,44 @@ purge_reason(const struct dp_producer *p, const rd_kafka_message_t *m)
 	return p->purged_for ? p->purged_for : m->err;
 }
 
+/* One more acknowledgement for rkt's topic (per record: no lock, no atomic). */
+static void
+obs_ack(struct dp_producer *p, const rd_kafka_topic_t *rkt)
+{
+	static const char *const labels[] = { "topic", NULL };
+	struct obs_topic *o;
+
+	if (p->obs_last < p->nobs && p->obs[p->obs_last].rkt == rkt) {
+		p->obs[p->obs_last].n++;
+		return;
+	}
+	for (size_t i = 0; i < p->nobs; i++)
+		if (p->obs[i].rkt == rkt) {
+			p->obs[p->obs_last = i].n++;
+			return;
+		}
+	if (!(o = dp_grow(p->obs, &p->capobs, p->nobs + 1, sizeof(*o), 8)))
+		return;         /* out of memory: the count is lost, not the record */
+	p->obs = o;
+	o = &p->obs[p->obs_last = p->nobs++];
+	o->rkt = rkt;
+	o->s = dp_metric_series(dp_obs_family(DP_OBS_RECORDS_OUT, labels),
+	                        (const char *const[]){ rd_kafka_topic_name(rkt) });
+	o->n = 1;
+	dp_health_link("kafka", true);
+}
+
+/* The acknowledgements counted since the last poll, into the metrics. */
+static void
+obs_tell(struct dp_producer *p)
+{
+	for (size_t i = 0; i < p->nobs; i++)
+		if (p->obs[i].n) {
+			dp_series_add(p->obs[i].s, (double)p->obs[i].n);
+			p->obs[i].n = 0;
+		}
+}
+
 static void
 on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
@@ -144,6 +194,8 @@ on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 		p->lost++;
 	else
 		p->delivered++;
+	if (p->metrics && !m->err)
+		obs_ack(p, m->rkt);
 	if ((flags & F_WIN) && p->win && m->partition >= 0 && m->partition < MAX_BUCKETS) {
 		struct window *w = &p->win[m->partition];
 		w->msgs--;
@@ -391,6 +443,8 @@ wait_lane(struct dp_producer *p, rd_kafka_t *rk, int ms)
 			break;
 	}
 	stall_check(p, p->kafka->timeout_ms);
+	if (p->metrics)
+		obs_tell(p);
 }
 
 void
@@ -415,6 +469,8 @@ dp_producer_flush(struct dp_producer *p, int ms)
 	for (int i = 0; i < p->nlanes; i++)
 		if (rd_kafka_outq_len(p->lane_rk[i]) > 0)
 			rd_kafka_flush(p->lane_rk[i], ms);
+	if (p->metrics)
+		obs_tell(p);
 }
 
 void
@@ -970,6 +1026,15 @@ acks_all(rd_kafka_conf_t *conf)
 	return strcmp(v, "-1") == 0 || strcmp(v, "all") == 0;
 }
 
+/* conf.metrics: every broker down is the link "kafka" down, until a record is acknowledged. */
+static void
+on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+	if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN)
+		dp_health_link("kafka", false);
+	dp_kafka_on_error(rk, err, reason, opaque);
+}
+
 /* dp_kafka_new's configure step of every lane; lane 0 learns the settings. */
 static int
 configure(rd_kafka_conf_t *conf, void *arg, struct dp_buf *err)
@@ -977,6 +1042,8 @@ configure(rd_kafka_conf_t *conf, void *arg, struct dp_buf *err)
 	struct dp_producer *p = arg;
 
 	rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
+	if (p->metrics)
+		rd_kafka_conf_set_error_cb(conf, on_error);
 	rd_kafka_conf_set_opaque(conf, p);
 	if (p->rk)
 		return 0;
@@ -1039,6 +1106,7 @@ dp_producer_new(const struct dp_producer_conf *conf, struct dp_buf *err, int *st
 	p->ndefaults = nengine + conf->ndefaults;
 	p->kafka = conf->kafka;
 	p->want_lanes = conf->lanes;
+	p->metrics = conf->metrics && dp_obs_on();
 	p->report = conf->report;
 	p->arg = conf->arg;
 	if (!(p->rk = new_lane(p, err, status))) {
@@ -1127,6 +1195,8 @@ dp_producer_connect(struct dp_producer *p, const char *const *topics, size_t n,
 			open_lanes(p);
 		}
 	}
+	if (st == 0 && p->metrics)
+		dp_health_link("kafka", true);
 	free(all);
 	free(parts);
 	return st;
@@ -1167,6 +1237,7 @@ dp_producer_free(struct dp_producer *p)
 		rd_kafka_destroy(p->rk);
 	blame_clear(p);
 	free(p->win);
+	free(p->obs);
 	free(p->defaults);
 	free(p->topic);
 	free(p);

@@ -130,6 +130,13 @@ struct dp_producer_conf {
 	 * of two partitions or more.
 	 */
 	bool lanes;
+	/*
+	 * Count acknowledged records per topic as dp_records_out_total
+	 * (obs/obs.h), per poll; the link "kafka" is up once connected, down
+	 * while every broker is, up again at the next acknowledgement.  For
+	 * the command's own records (dp-publish), not its dead letters.
+	 */
+	bool metrics;
 	const struct dp_kv *defaults;    /* the caller's defaults over the engine's; may be NULL */
 	size_t ndefaults;
 	dp_producer_report_fn report;    /* may be NULL; not called for send_wait's records */

@@ -26,10 +26,11 @@ static struct {
 	bool on;
 	int64_t stale_ms;
 	char failing[256];
-	struct { const char *what; bool up; } links[MAX_LINKS];
+	struct { const char *what; bool up, was_up; } links[MAX_LINKS];
 	size_t nlinks;
 	struct dp_health_feed **feeds;  /* every feed made; dropped ones stay for late callers */
 	size_t nfeeds, cap;
+	int64_t first_feed_ms;          /* when the first feed came (monotonic); 0: none yet */
 } h = { .mu = PTHREAD_MUTEX_INITIALIZER };
 
 int
@@ -53,6 +54,7 @@ dp_health_free(void)
 	free(h.feeds);
 	h.feeds = NULL;
 	h.nfeeds = h.cap = h.nlinks = 0;
+	h.first_feed_ms = 0;
 	h.failing[0] = '\0';
 	h.on = false;
 	pthread_mutex_unlock(&h.mu);
@@ -81,8 +83,10 @@ dp_health_link(const char *what, bool up)
 		;
 	if (i == h.nlinks && h.nlinks < MAX_LINKS)
 		h.links[h.nlinks++].what = what;
-	if (i < h.nlinks)
+	if (i < h.nlinks) {
 		h.links[i].up = up;
+		h.links[i].was_up |= up;
+	}
 	pthread_mutex_unlock(&h.mu);
 }
 
@@ -108,6 +112,8 @@ dp_health_feed(const char *name)
 		goto out;
 	}
 	h.feeds[h.nfeeds++] = f;
+	if (!h.first_feed_ms)
+		h.first_feed_ms = dp_time_mono_ms();
 fresh:
 	atomic_store(&f->dropped, false);
 	atomic_store(&f->last_ms, dp_time_mono_ms());
@@ -157,17 +163,30 @@ dp_health_ready(char *why, size_t n)
 	for (size_t i = 0; i < h.nlinks && ready; i++)
 		if (!h.links[i].up) {
 			ready = false;
-			snprintf(why, n, "%s is down", h.links[i].what);
+			snprintf(why, n, h.links[i].was_up ? "%s is down" : "not connected to %s yet",
+			         h.links[i].what);
 		}
+	bool any_seen = false;
 	for (size_t i = 0; i < h.nfeeds && ready && h.stale_ms > 0; i++) {
 		const struct dp_health_feed *f = h.feeds[i];
 		int64_t idle = now - atomic_load(&f->last_ms);
 		char d[48], s[48];
+		if (!atomic_load(&f->seen))
+			continue;       /* watched from its first record on */
+		any_seen = true;
 		if (atomic_load(&f->dropped) || idle < h.stale_ms)
 			continue;
 		ready = false;
 		snprintf(why, n, "no record on %s for %s (--stale-after %s)", f->name,
 		         dp_duration_format(idle / 1000 * 1000, d), dp_duration_format(h.stale_ms, s));
+	}
+	if (ready && h.stale_ms > 0 && h.nfeeds && !any_seen &&
+	    now - h.first_feed_ms >= h.stale_ms) {
+		char d[48], s[48];
+		ready = false;
+		snprintf(why, n, "no record since the start, %s ago (--stale-after %s)",
+		         dp_duration_format((now - h.first_feed_ms) / 1000 * 1000, d),
+		         dp_duration_format(h.stale_ms, s));
 	}
 	pthread_mutex_unlock(&h.mu);
 	return ready;

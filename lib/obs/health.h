@@ -12,6 +12,13 @@
  * must be connected to (kafka, database, api).  Ready means every link is
  * up and no feed is stale.
  *
+ * A feed is watched from its first record on: a partition no producer
+ * writes to (keys that hash elsewhere) is not a pipeline that stopped.
+ * So that a pipeline whose data never starts is not green for ever, no
+ * record on any feed for stale_after after the first feed came is stale
+ * too ("no record since the start").  A feed made again (a partition
+ * assigned again) keeps what it saw and is fresh from then on.
+ *
  * Threads: any function may be called from any thread.  dp_health_data
  * is one relaxed atomic store, for the hot path (call it per batch).
  */
@@ -56,8 +63,10 @@ void dp_health_data(struct dp_health_feed *f);
 bool dp_health_live(char *why, size_t n);
 
 /*
- * Ready: 1, or 0 with a one-line reason in why[0..n): "kafka is down",
- * "no record on prices/3 for 2m10s (--stale-after 1m)".
+ * Ready: 1, or 0 with a one-line reason in why[0..n): "not connected to
+ * kafka yet", "kafka is down", "no record on prices/3 for 2m10s
+ * (--stale-after 1m)", "no record since the start, 1m5s ago
+ * (--stale-after 1m)".
  */
 bool dp_health_ready(char *why, size_t n);
 

@@ -31,7 +31,7 @@ struct dp_series {
 struct dp_metric {
 	const char *name, *help;
 	enum dp_metric_type type;
-	const char *const *labels;
+	const char **labels;            /* the array owned, the names borrowed */
 	size_t nlabels;
 	double *buckets;                /* owned */
 	size_t nbuckets;
@@ -111,6 +111,7 @@ dp_metrics_free(void)
 	for (struct dp_metric *m = reg.first, *n; m; m = n) {
 		n = m->next;
 		free(m->buckets);
+		free(m->labels);
 		free(m);
 	}
 	reg.all = NULL;
@@ -118,6 +119,22 @@ dp_metrics_free(void)
 	reg.tail = &reg.first;
 	reg.on = false;
 	pthread_mutex_unlock(&reg.mu);
+}
+
+/* Whether labels (NULL-terminated; NULL: none) are m's label names. */
+static bool
+same_labels(const struct dp_metric *m, const char *const *labels)
+{
+	size_t n = 0;
+
+	while (labels && labels[n])
+		n++;
+	if (n != m->nlabels)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(m->labels[i], labels[i]) != 0)
+			return false;
+	return true;
 }
 
 struct dp_metric *
@@ -130,18 +147,30 @@ dp_metric_new(const char *name, const char *help, enum dp_metric_type type,
 		return NULL;
 	pthread_mutex_lock(&reg.mu);
 	for (m = reg.first; m; m = m->next)
-		if (strcmp(m->name, name) == 0)
+		if (strcmp(m->name, name) == 0) {
+			/* Another shape under the same name would mix its samples in: refused. */
+			if (m->type != type || !same_labels(m, labels))
+				m = NULL;
 			goto out;
+		}
 	if (!(m = calloc(1, sizeof(*m))))
 		goto out;
 	m->name = name;
 	m->help = help;
 	m->type = type;
-	m->labels = labels;
 	while (labels && labels[m->nlabels])
 		m->nlabels++;
+	/* The array may be a caller's compound literal: kept as a copy. */
+	if (m->nlabels && !(m->labels = malloc(m->nlabels * sizeof(*m->labels)))) {
+		free(m);
+		m = NULL;
+		goto out;
+	}
+	for (size_t i = 0; i < m->nlabels; i++)
+		m->labels[i] = labels[i];
 	if (type == DP_METRIC_HISTOGRAM && n_buckets) {
 		if (!(m->buckets = malloc(n_buckets * sizeof(*m->buckets)))) {
+			free(m->labels);
 			free(m);
 			m = NULL;
 			goto out;

@@ -56,9 +56,11 @@ void dp_metrics_free(void);
 
 /*
  * Declare a family.  name and help are borrowed (string literals);
- * labels is a NULL-terminated list of label names (borrowed; NULL: none);
+ * labels is a NULL-terminated list of label names (the list is copied,
+ * the names are borrowed: string literals; NULL: none);
  * buckets (histograms only) are the upper bounds, ascending, n_buckets of
- * them (+Inf is added).  Declaring the same name twice returns the first.
+ * them (+Inf is added).  Declaring the same name twice returns the first;
+ * with another type or other label names, NULL (a family has one shape).
  * NULL when the registry is off or memory runs out.
  */
 struct dp_metric *dp_metric_new(const char *name, const char *help, enum dp_metric_type type,

@@ -13,9 +13,13 @@
  * refuses later.  Before the table exists (--create), batches are raw:
  * they keep the JSON text only, and are encoded once it is made.
  *
- * Memory: all the batches being filled stay under a byte budget
- * (batch_bytes times writers + 1), and committed batches are kept for
- * their buffers (sink_recycle), as many as can be in flight.
+ * Memory: a batch is full at batch_bytes of everything it holds (the
+ * encoded rows, their JSON, the records kept as they came), and the
+ * batches being filled, queued and running together stay under a byte
+ * budget (batch_bytes times writers + 1): counting only the encoded
+ * rows, and only the batches being filled, let a sink at the defaults
+ * take 70 MB with 1 KB records (docs/BENCHMARKS.md).  Committed batches
+ * are kept for their buffers (sink_recycle), as many as can be in flight.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -601,18 +605,32 @@ sink_batch_list_free(struct batch *b)
 
 /* ---- filling batches --------------------------------------------------- */
 
+/* The memory a batch's buffers hold, filled or not. */
+static size_t
+batch_capacity(const struct batch *b)
+{
+	return b->data.cap + b->json.cap + b->odata.cap + b->caprows * sizeof(struct row) +
+	       b->capsegs * sizeof(struct seg) + b->caporigs * sizeof(struct orig);
+}
+
 /*
  * Keep a committed batch for the next one: its buffers are megabytes
  * that a fresh allocation would fault in page by page again.  As many
- * as can be in flight at once, no more, so memory stays where it was.
+ * as can be in flight at once, no more, and only while the buffers kept
+ * and the batches in use stay within the byte budget: the pages of a
+ * kept buffer stay resident, so they count.
  */
 void
 sink_recycle(struct dp_pgsink *s, struct batch *b)
 {
-	if (s->nspare >= QDEPTH * s->nw + 1 || b->raw) {
+	size_t cap = batch_capacity(b);
+
+	if (s->nspare >= QDEPTH * s->nw + 1 || b->raw ||
+	    s->filling_bytes + s->sent_bytes + s->spare_bytes + cap > s->budget) {
 		sink_batch_free(b);
 		return;
 	}
+	s->spare_bytes += cap;
 	free(b->msg);
 	bads_clear(b);
 	*b = (struct batch){ .next = s->spare, .data = b->data, .json = b->json, .rows = b->rows,
@@ -634,6 +652,7 @@ filling(struct dp_pgsink *s, struct dp_pgsink_src *src)
 		if (b) {
 			s->spare = b->next;
 			s->nspare--;
+			s->spare_bytes -= batch_capacity(b);
 			b->next = NULL;
 		} else if (!(b = calloc(1, sizeof(*b)))) {
 			return NULL;
@@ -652,7 +671,7 @@ filling(struct dp_pgsink *s, struct dp_pgsink_src *src)
 bool
 sink_full(const struct dp_pgsink *s, const struct batch *b)
 {
-	return b->nrows >= s->cfg.batch_rows || b->data.len >= s->cfg.batch_bytes;
+	return b->nrows >= s->cfg.batch_rows || sink_batch_bytes(b) >= s->cfg.batch_bytes;
 }
 
 bool
@@ -801,7 +820,7 @@ dp_pgsink_room(const struct dp_pgsink *s, const struct dp_pgsink_src *src)
 {
 	if (src->filling && sink_full(s, src->filling))
 		return false;
-	return s->filling_bytes < s->budget;
+	return s->filling_bytes + s->sent_bytes < s->budget;
 }
 
 bool

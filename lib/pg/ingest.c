@@ -17,7 +17,10 @@
 #include "kafka/client.h"
 #include "kafka/onerror.h"
 #include "kafka/producer.h"
+#include "obs/health.h"
+#include "obs/obs.h"
 #include "pg/ingest.h"
+#include "pg/sqlstate.h"
 
 #define RETRY_BASE_MS 250
 #define RETRY_CAP_MS 30000
@@ -74,8 +77,9 @@ static int
 bad_record(struct dp_ingest *in, const struct dp_pgsink_src *src, const char *topic,
            int32_t partition, int64_t offset, const char *why, const char *sqlstate,
            const void *key, size_t klen, const void *value, size_t vlen, const void *own,
-           size_t ownlen)
+           size_t ownlen, const char *kind)
 {
+	static const char *const labels[] = { "reason", NULL };
 	struct dp_on_error_policy *pol = in->conf.on_error;
 	struct dp_buf at = DP_BUF_INIT;
 	char part[16], off[24];
@@ -83,6 +87,7 @@ bad_record(struct dp_ingest *in, const struct dp_pgsink_src *src, const char *to
 	size_t nh = 0;
 	int st;
 
+	dp_obs_count(DP_OBS_RECORDS_BAD, labels, (const char *const[]){ kind }, 1);
 	dp_pgsink_where(src, offset, &at);
 	/* The record's own headers first (a trace id stays with it), then dp's. */
 	if ((ownlen && dp_on_error_unpack_headers(own, ownlen, &h, &nh) < 0) ||
@@ -109,20 +114,36 @@ bad_record(struct dp_ingest *in, const struct dp_pgsink_src *src, const char *to
 	return st == DP_EX_DATAERR && pol->mode == DP_ON_ERROR_FAIL ? 0 : st;
 }
 
-/* on_bad: the engine's bad records (the caller's thread). */
+/*
+ * on_bad: the engine's bad records (the caller's thread); their kind is
+ * the condition name of the server's code in pg/sqlstate.h's table, or
+ * of its class there ("integrity_constraint_violation" for 23514: a label
+ * with a few values, where the code itself is in the message and the dead
+ * letter), the code for one the table does not know, or "value" when dp
+ * refused the row (not JSON, a value its column cannot hold).
+ */
 static int
 engine_bad(void *arg, const struct dp_pgsink_bad *b)
 {
+	const char *kind = "value";
+
+	if (b->sqlstate && *b->sqlstate) {
+		const struct dp_sqlstate *row = dp_sqlstate_of(b->sqlstate);
+		kind = row->code && *row->code ? row->name : b->sqlstate;
+	}
 	return bad_record(arg, b->src, b->topic, b->partition, b->offset, b->reason, b->sqlstate,
-	                  b->key, b->klen, b->value, b->vlen, b->headers, b->hlen);
+	                  b->key, b->klen, b->value, b->vlen, b->headers, b->hlen, kind);
 }
 
-/* A bad record this file found: its reason in in->why.  DP_PGSINK_BAD or a status. */
+/*
+ * A bad record this file found, of kind (too_long, tombstone, not_json,
+ * map): its reason in in->why.  DP_PGSINK_BAD or a status.
+ */
 static int
-own_bad(struct dp_ingest *in, const struct dp_source_rec *r)
+own_bad(struct dp_ingest *in, const struct dp_source_rec *r, const char *kind)
 {
 	int st = bad_record(in, r->src, r->topic, r->partition, r->offset, dp_buf_str(&in->why),
-	                    "", r->key, r->klen, r->value, r->vlen, r->hdr, r->hlen);
+	                    "", r->key, r->klen, r->value, r->vlen, r->hdr, r->hlen, kind);
 
 	return st ? st : DP_PGSINK_BAD;
 }
@@ -180,7 +201,7 @@ add_mapped(void *ctx, const char *json, size_t len)
 		dp_buf_reset(&in->why);
 		dp_buf_msgf(&in->why, "--map made %.*s%s, not an object", len > 40 ? 40 : (int)len,
 		            json, len > 40 ? "..." : "");
-		mc->rc = own_bad(in, mc->r);
+		mc->rc = own_bad(in, mc->r, "map");
 		return 1;
 	}
 	dp_buf_reset(&in->err);
@@ -203,11 +224,11 @@ record(struct dp_ingest *in, const struct dp_source_rec *r)
 	if (r->too_long || (r->value && r->vlen > max)) {
 		dp_buf_msgf(&in->why, "a %s of %zu bytes, longer than --batch-bytes (%" PRIu64 ")",
 		            dp_source_unit(in->source), r->vlen, max);
-		return own_bad(in, r);
+		return own_bad(in, r, "too_long");
 	}
 	if (!r->value) {
 		dp_buf_msgf(&in->why, "a record without a value (a tombstone)");
-		return own_bad(in, r);
+		return own_bad(in, r, "tombstone");
 	}
 	dp_pgsink_raw(in->sink, r->src, r->offset, r->key, r->klen, r->value, r->vlen);
 	if (r->hlen)
@@ -219,7 +240,7 @@ record(struct dp_ingest *in, const struct dp_source_rec *r)
 	}
 	if (dp_json_check(r->value, r->vlen, &why, &off) == DP_JSON_INVALID) {
 		dp_buf_msgf(&in->why, "not JSON: %s at byte %zu", why, off + 1);
-		return own_bad(in, r);
+		return own_bad(in, r, "not_json");
 	}
 	struct dp_expr_rec rec = DP_EXPR_REC(r->value, r->vlen);
 	struct map_ctx mc = { in, r, 0, 0 };
@@ -228,7 +249,7 @@ record(struct dp_ingest *in, const struct dp_source_rec *r)
 	dp_expr_rec_clear(&rec);
 	if (rc < 0) {
 		dp_buf_msgf(&in->why, "--map: %s", dp_buf_str(&in->err));
-		return own_bad(in, r);
+		return own_bad(in, r, "map");
 	}
 	if (rc == 0 && mc.rows == 0)
 		in->maps_empty++;
@@ -251,6 +272,8 @@ dp_ingest_connect(struct dp_ingest *in)
 	cfg.arg = in;
 	dp_buf_reset(&in->err);
 	status = dp_pgsink_open(&in->sink, &cfg, &in->err);
+	if (status == 0)
+		dp_health_link("database", true);
 	if (status == 0 && pol->mode == DP_ON_ERROR_DLQ) {
 		const struct dp_producer_conf conf = {
 			.kafka = in->conf.kafka, .topic = pol->dlq_topic,
@@ -423,6 +446,7 @@ dp_ingest_pause(struct dp_ingest *in)
 		        in->conf.max_retries ? "" : " until it is back");
 		in->said_down = true;
 	}
+	dp_health_link("database", false);
 	dp_source_pause(in->source);
 	return DP_INGEST_RETRY;
 }
@@ -473,6 +497,9 @@ dp_ingest_backoff(struct dp_ingest *in)
 enum dp_ingest_outcome
 dp_ingest_reconnect(struct dp_ingest *in)
 {
+	static const char *const labels[] = { "cause", NULL };
+
+	dp_obs_count(DP_OBS_RETRIES, labels, (const char *const[]){ "database_reconnect" }, 1);
 	dp_buf_reset(&in->err);
 	if (dp_pgsink_reconnect(in->sink, &in->err) != 0 ||
 	    dp_source_resume(in->source, &in->err) == DP_PGSINK_DOWN) {
@@ -482,6 +509,7 @@ dp_ingest_reconnect(struct dp_ingest *in)
 	dp_warn("reconnected to the database after %u retr%s", in->backoff.attempts,
 	        in->backoff.attempts == 1 ? "y" : "ies");
 	in->said_down = false;
+	dp_health_link("database", true);
 	return DP_INGEST_RECONNECTED;
 }
 

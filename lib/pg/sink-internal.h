@@ -168,6 +168,7 @@ struct batch {
 	size_t norigs, caporigs;
 	int64_t born_ms;                /* first row or advance */
 	int64_t sent_ms;
+	size_t sent_bytes;              /* counted in the engine's sent_bytes while queued or running */
 	unsigned gen;                   /* the source's acquisition it belongs to */
 	unsigned widx;                  /* the writer it was handed to */
 	unsigned bounces;               /* times its table changed before it could commit */
@@ -256,6 +257,9 @@ struct slot {
 
 struct dp_pgsink {
 	struct dp_pgsink_config cfg;
+	/* obs/obs.h, labelled with the table: rows committed, each batch's
+	 * time from the hand-over to its commit (added per batch, in collect) */
+	struct dp_series *obs_rows, *obs_batch;
 	char *qname;                    /* the table, quoted */
 	char *begin_sql;                /* a batch's BEGIN and the table's lock */
 	char *schema, *name;            /* as the catalog has them, once known */
@@ -299,10 +303,12 @@ struct dp_pgsink {
 	size_t nsrc;
 	bool offsets_ready;
 	size_t filling_bytes;
-	size_t budget;
+	size_t sent_bytes;              /* batches queued or running, from sink_enqueue to collect */
+	size_t budget;                  /* for filling_bytes + sent_bytes */
 	bool stop_pending;              /* a source stopped: tell the caller once */
 	struct batch *spare;            /* committed batches kept for their memory */
 	unsigned nspare;
+	size_t spare_bytes;             /* their buffers' capacity */
 	pthread_mutex_t mu;
 	pthread_cond_t answer_cv;
 	struct batch *ans_head, *ans_tail;

@@ -21,6 +21,7 @@
 
 #include "core/exit.h"
 #include "core/sig.h"
+#include "obs/obs.h"
 #include "pg/sink-internal.h"
 #include "pg/sink.h"
 #include "pg/sqlstate.h"
@@ -193,6 +194,11 @@ dp_pgsink_open(struct dp_pgsink **out, const struct dp_pgsink_config *cfg, struc
 		s->cfg.extra_column = "extra";
 	s->extra = -1;
 	s->budget = s->cfg.batch_bytes * (s->cfg.writers + 1);
+	static const char *const table[] = { "table", NULL };
+	s->obs_rows = dp_metric_series(dp_obs_family(DP_OBS_RECORDS_OUT, table),
+	                               (const char *const[]){ cfg->table });
+	s->obs_batch = dp_metric_series(dp_obs_family(DP_OBS_BATCH_SECONDS, table),
+	                                (const char *const[]){ cfg->table });
 	/* Waits for answers have deadlines: on the monotonic clock, which a
 	 * step of the wall clock cannot stall. */
 	pthread_condattr_t ca;
@@ -499,6 +505,7 @@ dp_pgsink_release(struct dp_pgsink *s, struct dp_pgsink_src *src)
 	while (gone) {
 		struct batch *b = gone;
 		gone = b->next;
+		s->sent_bytes -= b->sent_bytes;
 		sink_batch_free(b);
 	}
 	if (src->filling) {

@@ -314,9 +314,10 @@ group_connect(struct dp_source *s, struct dp_buf *err)
 	 * Half the engine's prefetch, in smaller fetches: the records waiting
 	 * in librdkafka and the response buffers they pin were 18 of 42 MB
 	 * at the defaults; the writers' batches need the room (BENCHMARKS.md).
+	 * The bound is in bytes (prefetch_bytes), so that small records are
+	 * not held to a count that one fetch fills.
 	 */
 	static const struct dp_kv defaults[] = {
-		{ "queued.min.messages", "10000" },
 		{ "max.partition.fetch.bytes", "262144" },
 	};
 	struct group *g = (struct group *)s;
@@ -327,6 +328,8 @@ group_connect(struct dp_source *s, struct dp_buf *err)
 		.from = DP_FROM_BEGINNING,
 		.until = g->conf.until_end ? DP_UNTIL_END : DP_UNTIL_NONE,
 		.manual_commit = true,
+		.prefetch_bytes = 4u << 20,
+		.metrics = true,
 	};
 	const struct dp_consumer_hooks hooks = {
 		.arg = g, .record = on_record, .assigned = on_assigned, .revoked = on_revoked,

@@ -19,6 +19,8 @@
 #include "core/lines.h"
 #include "core/log.h"
 #include "core/sig.h"
+#include "obs/health.h"
+#include "obs/obs.h"
 #include "pg/source.h"
 
 struct lines {
@@ -37,7 +39,23 @@ struct lines {
 	bool at_end;                    /* the input's end was read */
 	void (*tick)(void *);           /* the wait's */
 	void *tick_arg;
+	/* obs/obs.h: the lines taken, told every OBS_LINES and while waiting */
+	struct dp_series *obs_in;
+	struct dp_health_feed *obs_feed;
+	unsigned obs_n;
 };
+
+#define OBS_LINES 1024
+
+static void
+obs_tell(struct lines *l)
+{
+	if (l->obs_n) {
+		dp_series_add(l->obs_in, l->obs_n);
+		dp_health_data(l->obs_feed);
+		l->obs_n = 0;
+	}
+}
 
 /* The reader's idle hook: stop waiting for input when the sink needs us. */
 static int
@@ -45,6 +63,7 @@ reader_idle(void *ctx)
 {
 	struct lines *l = ctx;
 
+	obs_tell(l);
 	if (l->tick)
 		l->tick(l->tick_arg);
 	return dp_sig_stop || (l->base.sink && dp_pgsink_due(l->base.sink));
@@ -103,6 +122,7 @@ lines_wait(struct dp_source *s, void (*tick)(void *), void *arg, int *status)
 			return DP_SOURCE_RECORD;
 		}
 		if (rc == DP_LINES_EOF) {
+			obs_tell(l);
 			l->at_end = !l->stopping;
 			if (l->skip_to && dp_lines_lineno(l->in) < l->skip_to)
 				dp_warn("the input has %lu lines, but %s is stored at line %lu: "
@@ -163,7 +183,11 @@ lines_peek(struct dp_source *s, struct dp_source_rec *r)
 static void
 lines_take(struct dp_source *s)
 {
-	((struct lines *)s)->held = false;
+	struct lines *l = (struct lines *)s;
+
+	l->held = false;
+	if (++l->obs_n >= OBS_LINES)
+		obs_tell(l);
 }
 
 static struct dp_pgsink_src *
@@ -240,6 +264,7 @@ lines_free(struct dp_source *s)
 {
 	struct lines *l = (struct lines *)s;
 
+	obs_tell(l);
 	dp_lines_free(l->in);
 	free(l);
 }
@@ -273,6 +298,8 @@ dp_source_lines_new(const struct dp_source_lines_conf *conf)
 	l->base.ops = &lines_ops;
 	l->source_id = conf->source_id;
 	l->name = conf->source_id ? conf->source_id : "stdin";
+	l->obs_in = dp_metric_one(dp_obs_family(DP_OBS_RECORDS_IN, NULL));
+	l->obs_feed = dp_health_feed("stdin");
 	dp_lines_set_idle(l->in, reader_idle, l);
 	/* A record longer than a batch could not be written anyway. */
 	dp_lines_set_max(l->in, conf->max_line);

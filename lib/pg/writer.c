@@ -25,6 +25,7 @@
 #include "core/parse.h"
 #include "core/timefmt.h"
 #include "core/vec.h"
+#include "obs/obs.h"
 #include "pg/sink-internal.h"
 #include "pg/sink.h"
 #include "pg/sqlstate.h"
@@ -447,6 +448,8 @@ ensure_stages(struct writer *w, struct batch *b)
  * again: the retries are used up (--max-retries, else RETRIES_DEFAULT),
  * or the engine is cancelling or closing.
  */
+static const char *const retry_labels[] = { "cause", NULL };
+
 static bool
 retry_wait(struct writer *w, struct batch *b, unsigned tries)
 {
@@ -462,6 +465,7 @@ retry_wait(struct writer *w, struct batch *b, unsigned tries)
 	        row->words, dp_buf_str(&w->err), dp_duration_format(ms, d), tries + 1,
 	        (unsigned long long)limit);
 	atomic_fetch_add(&s->retries, 1);
+	dp_obs_count(DP_OBS_RETRIES, retry_labels, (const char *const[]){ row->name }, 1);
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	ts.tv_sec += (time_t)(ms / 1000);
@@ -704,6 +708,8 @@ sink_enqueue(struct dp_pgsink *s, struct dp_pgsink_src *src, struct batch *b)
 
 	b->sent_ms = dp_time_mono_ms();
 	b->widx = src->writer;
+	b->sent_bytes = sink_batch_bytes(b);
+	s->sent_bytes += b->sent_bytes;
 	pthread_mutex_lock(&s->mu);
 	b->next = NULL;
 	if (w->tail)
@@ -783,6 +789,8 @@ collect(struct dp_pgsink *s, struct dp_buf *err)
 		list = b->next;
 		src->queued--;
 		s->w[b->widx].queued--;
+		s->sent_bytes -= b->sent_bytes;
+		b->sent_bytes = 0;
 		bool current = b->gen == src->gen;
 		switch (b->result) {
 		case R_COMMITTED:
@@ -790,6 +798,8 @@ collect(struct dp_pgsink *s, struct dp_buf *err)
 			s->stats.rows += b->written;
 			s->stats.batches++;
 			s->stats.latency_ms = dp_time_mono_ms() - b->sent_ms;
+			dp_series_add(s->obs_rows, (double)b->written);
+			dp_series_observe(s->obs_batch, (double)s->stats.latency_ms / 1000);
 			if (b->result == R_STOPPED && current) {
 				src->end = b->stop;
 				src->closed = true;

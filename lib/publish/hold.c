@@ -302,7 +302,8 @@ dp_hold_take(struct dp_hold *h, const struct dp_feed_batch *b, size_t i)
 		char why[512];
 		snprintf(why, sizeof(why), "topic '%s' was not created: %s", rq->name,
 		         rq->reason ? rq->reason : "the coordinator did not answer");
-		return dp_send_bad_line(h->send, dp_record_value(b, i, r), r->vallen, r->lineno, why);
+		return dp_send_bad_line(h->send, dp_record_value(b, i, r), r->vallen, r->lineno, why,
+		                        "topic_not_created");
 	}
 	return 0;
 }
@@ -373,7 +374,8 @@ dp_hold_reject(struct dp_hold *h)
 			char why[512];
 			snprintf(why, sizeof(why), "topic '%s' was not created: %s", rq->name,
 			         rq->reason);
-			st = dp_send_bad_line(h->send, x->value, x->vallen, x->lineno, why);
+			st = dp_send_bad_line(h->send, x->value, x->vallen, x->lineno, why,
+			                      "topic_not_created");
 			unhold(h, rq);
 		}
 		if (st == DP_EX_DATAERR) {

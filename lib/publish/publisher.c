@@ -18,6 +18,8 @@
 #include "dyn/route.h"
 #include "kafka/client.h"
 #include "kafka/producer.h"
+#include "obs/health.h"
+#include "obs/obs.h"
 #include "publish/feed.h"
 #include "publish/hold.h"
 #include "publish/publisher.h"
@@ -67,6 +69,9 @@ struct dp_publisher {
 	uint64_t undelivered;           /* lines read and not delivered (the drain) */
 	struct dp_progress prog;
 	struct dp_buf err;
+	/* obs/obs.h: the lines read, and standard input as a feed (per batch) */
+	struct dp_series *obs_in;
+	struct dp_health_feed *obs_feed;
 };
 
 struct dp_publisher *
@@ -79,6 +84,8 @@ dp_publisher_new(const struct dp_publisher_opts *o, const struct dp_kafka_opts *
 		return NULL;
 	p->o = *o;
 	p->kafka = kafka;
+	p->obs_in = dp_metric_one(dp_obs_family(DP_OBS_RECORDS_IN, NULL));
+	p->obs_feed = dp_health_feed("stdin");
 	p->out = out;
 	p->out_failed = out_failed;
 	dp_progress_init(&p->prog, o->progress);
@@ -211,6 +218,7 @@ dp_publisher_connect(struct dp_publisher *p, int *status)
 		.topic = ro->topic,
 		/* Lanes pay where records pick their partition by key. */
 		.lanes = (ro->key_expr || ro->envelope) && ro->partition == DP_PRODUCER_ANY,
+		.metrics = true,
 		.report = dp_send_report,
 		.arg = &p->send,
 	};
@@ -328,7 +336,7 @@ send_batch(struct dp_publisher *p, const struct dp_feed_batch *b)
 		}
 		if (r->kind == DP_RECORD_BAD) {
 			st = dp_send_bad_line(&p->send, dp_record_value(b, i, r), r->vallen, r->lineno,
-			                      dp_feed_at(b, r->why));
+			                      dp_feed_at(b, r->why), r->bad ? r->bad : "bad");
 			if (st)
 				return st;
 			i++;
@@ -473,8 +481,11 @@ dp_publisher_run(struct dp_publisher *p, enum dp_pub_until until)
 				return end_input(p, DP_PUB_FATAL);
 			continue;
 		}
-		if (b->n)
+		if (b->n) {
 			p->taken = dp_record_at(b, b->n - 1)->lineno;
+			dp_series_add(p->obs_in, (double)b->n);
+			dp_health_data(p->obs_feed);
+		}
 		int st = send_batch(p, b);
 		if (st) {
 			p->status = st;

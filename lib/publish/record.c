@@ -462,11 +462,12 @@ out:
 	return rc;
 }
 
-/* Record that ends the input (rc > 0) or marks a bad line (rc < 0). */
+/* Record that ends the input (rc > 0) or marks a bad line (rc < 0) of kind bad. */
 static void
-mark(struct dp_feed_batch *b, struct dp_record *rec, int rc, const char *why)
+mark(struct dp_feed_batch *b, struct dp_record *rec, int rc, const char *why, const char *bad)
 {
 	rec->nhdr = rec->ncopies = 0;
+	rec->bad = bad;
 	rec->kind = rc > 0 ? DP_RECORD_FATAL : DP_RECORD_BAD;
 	rec->status = rc > 0 ? rc : 0;
 	rec->why = dp_feed_add(b, why, strlen(why));
@@ -495,11 +496,11 @@ dp_record_prepare(void *arg, struct dp_feed_batch *b, size_t i, const char *line
 	if (got == DP_LINES_LONG) {
 		snprintf(why, sizeof(why), "line of %zu bytes is longer than --max-line-bytes "
 		         "(%llu); it is not kept", len, (unsigned long long)o->max_line);
-		mark(b, rec, -1, why);
+		mark(b, rec, -1, why, "too_long");
 	} else if (got == DP_LINES_BAD) {
 		snprintf(why, sizeof(why), "%s at byte %zu", dp_lines_error(r->c.in),
 		         dp_lines_error_offset(r->c.in) + 1);
-		mark(b, rec, -1, why);
+		mark(b, rec, -1, why, "not_text");
 	} else if (o->raw) {
 		value_is_line(b, i, rec, line, len);
 	} else {
@@ -512,7 +513,7 @@ dp_record_prepare(void *arg, struct dp_feed_batch *b, size_t i, const char *line
 			int text = strncmp(jwhy, "invalid UTF-8", 13) && strcmp(jwhy, "NUL byte");
 			snprintf(why, sizeof(why), "%s%s at byte %zu", text ? "invalid JSON: " : "",
 			         jwhy, off + 1);
-			mark(b, rec, -1, why);
+			mark(b, rec, -1, why, text ? "invalid_json" : "not_text");
 		} else {
 			dp_buf_reset(&r->err);
 			rc = o->envelope ? prepare_envelope(r, b, rec, line, len)
@@ -525,7 +526,8 @@ dp_record_prepare(void *arg, struct dp_feed_batch *b, size_t i, const char *line
 				return r->c.ev_stop;
 			}
 			if (rc)
-				mark(b, rec, rc, dp_buf_str(&r->err));
+				mark(b, rec, rc, dp_buf_str(&r->err),
+				     o->envelope ? "envelope" : "expression");
 		}
 	}
 	if (rec->kind == DP_RECORD_BAD)         /* the raw line goes along for --on-error dlq */
@@ -536,7 +538,7 @@ dp_record_prepare(void *arg, struct dp_feed_batch *b, size_t i, const char *line
 	}
 	if (b->oom) {
 		b->oom = false;
-		mark(b, rec, DP_EX_SOFTWARE, "out of memory");
+		mark(b, rec, DP_EX_SOFTWARE, "out of memory", NULL);
 	}
 	if (rec->kind == DP_RECORD_BAD && r->c.stop_at_bad)
 		return r->c.ev_bad_line;
@@ -550,7 +552,7 @@ dp_record_failed(void *arg, struct dp_feed_batch *b, size_t i, int status, const
 	struct dp_record *rec = (struct dp_record *)b->recs + i;
 
 	rec->lineno = dp_lines_lineno(r->c.in) + 1;
-	mark(b, rec, status, why);
+	mark(b, rec, status, why, NULL);
 	return r->c.ev_fatal;
 }
 

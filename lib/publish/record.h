@@ -106,6 +106,9 @@ struct dp_record {
 	size_t hdr, nhdr;        /* nhdr struct dp_record_hdr_at at hdr */
 	size_t copies, ncopies;  /* ncopies size_t offsets of dynamic topic names */
 	size_t why;              /* BAD, FATAL: the message (NONE: out of memory) */
+	/* BAD: the kind of its reason, for dp_records_bad_total{reason}: too_long,
+	 * not_text, invalid_json, expression (a jq expression failed on it), envelope */
+	const char *bad;
 };
 
 /* A header of a prepared record: arena offsets (value NONE: a null value). */

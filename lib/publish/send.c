@@ -11,6 +11,7 @@
 #include "core/log.h"
 #include "core/vec.h"
 #include "json/write.h"
+#include "obs/obs.h"
 #include "publish/send.h"
 
 #define NONE DP_FEED_NONE
@@ -194,8 +195,10 @@ dp_send_lost(struct dp_send *s, struct dp_registry *reg)
 
 int
 dp_send_bad_line(struct dp_send *s, const char *line, size_t len, uint64_t lineno,
-                 const char *why)
+                 const char *why, const char *kind)
 {
+	static const char *const labels[] = { "reason", NULL };
+
 	char where[48], num[24];
 	struct dp_producer_header h[3] = {
 		{ "dp-error", why, strlen(why) },
@@ -205,6 +208,7 @@ dp_send_bad_line(struct dp_send *s, const char *line, size_t len, uint64_t linen
 	};
 
 	snprintf(where, sizeof(where), "line %llu", (unsigned long long)lineno);
+	dp_obs_count(DP_OBS_RECORDS_BAD, labels, (const char *const[]){ kind }, 1);
 	int st = dp_on_error_record(s->on_error, s->prod, where, why, NULL, 0, line, len, h,
 	                            s->topic ? 3 : 2, lineno);
 	if (st == 0 && s->on_error->mode == DP_ON_ERROR_DLQ)
@@ -397,7 +401,8 @@ dp_send_run(struct dp_send *s, const struct dp_feed_batch *b, size_t from, size_
 		}
 		s->refused[i] = true;
 		if ((st = dp_send_bad_line(s, dp_record_value(b, i, &recs[i]), recs[i].vallen,
-		                           recs[i].lineno, dp_buf_str(&s->err))) != 0) {
+		                           recs[i].lineno, dp_buf_str(&s->err),
+		                           "refused_by_kafka")) != 0) {
 			status = st;
 			sent = i - from;
 			break;
@@ -426,7 +431,8 @@ dp_send_one(struct dp_send *s, const struct dp_producer_rec *rec,
 	int st = dp_producer_send(s->prod, rec, 1, &bad, &s->err);
 	*taken = st == 0 || st == DP_EX_DATAERR;
 	if (st == DP_EX_DATAERR)
-		return dp_send_bad_line(s, rec->value, rec->value_len, rec->tag, dp_buf_str(&s->err));
+		return dp_send_bad_line(s, rec->value, rec->value_len, rec->tag, dp_buf_str(&s->err),
+		                        "refused_by_kafka");
 	if (st) {
 		dp_err("line %llu: %s", (unsigned long long)rec->tag, dp_buf_str(&s->err));
 		return st;

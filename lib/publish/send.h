@@ -102,12 +102,15 @@ int dp_send_one(struct dp_send *s, const struct dp_producer_rec *rec,
 
 /*
  * A bad line, as --on-error says: named on stderr, skipped, or sent as a
- * dead letter (line[0..len) itself, with the reason in its headers).
- * Returns 0 to go on, DP_EX_DATAERR under --on-error fail, or the
- * producer's status when the dead letter could not be sent.
+ * dead letter (line[0..len) itself, with the reason in its headers), and
+ * counted in dp_records_bad_total{reason=kind} (a literal: too_long,
+ * not_text, invalid_json, expression, envelope, refused_by_kafka,
+ * topic_not_created).  Returns 0 to go on, DP_EX_DATAERR under
+ * --on-error fail, or the producer's status when the dead letter could
+ * not be sent.
  */
 int dp_send_bad_line(struct dp_send *s, const char *line, size_t len, uint64_t lineno,
-                     const char *why);
+                     const char *why, const char *kind);
 
 /*
  * After the drain: the copies not delivered are judged on reg as it is

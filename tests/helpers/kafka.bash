@@ -16,6 +16,12 @@
 #                                    sets KAFKA_RESTART_PID, log in
 #                                    $BATS_TEST_TMPDIR/kafka-restart.log
 #   kafka_restart_wait               waits for it; fails when it failed
+#   fetcher_woken FILE               FILE is stderr of a run with -vv -X
+#                                    debug=fetch,protocol: librdkafka stopped
+#                                    fetching at the prefetch bound at least once,
+#                                    and every time started again while records
+#                                    were still queued or when woken, never only
+#                                    on its own timer with the reader idle
 
 create_topic() {
 	local name=${1:?create_topic NAME [PARTITIONS]} parts=${2:-1}
@@ -84,4 +90,61 @@ kafka_restart_wait() {
 		cat "$BATS_TEST_TMPDIR/kafka-restart.log" >&2
 		return 1
 	fi
+}
+
+# librdkafka 2.0.2 logs each change of a partition's fetch state (debug=fetch):
+#   [thrd:BROKER]: ... Topic T [P] in state active at offset O (Q/MAX msgs,
+#   KB/MAXKB kb queued, opv V) is not fetchable: queued.min.messages exceeded
+# and each request a broker's thread sends (debug=protocol).  After such a
+# stop, the fetcher must start again either while records are still queued
+# (Q > 0: the wake-up came in time) or because it was woken: the request
+# that wakes it (a ListOffsetsRequest, made when the reader has drained
+# half the queue) goes out from that broker's thread between the stop and
+# the next FetchRequest.  Never only once its own timer fires, up to a
+# second later, with the reader long idle.
+fetcher_woken() {
+	awk '
+	function thread(   t) {
+		return match($0, /\[thrd:[^]]*\]/) ? substr($0, RSTART, RLENGTH) : ""
+	}
+	/Sent ListOffsetsRequest/ {
+		for (k in stopped)
+			if (stopped[k] == thread())
+				woken[k] = 1
+		for (k in dry)
+			if (dry[k] == thread())
+				woken[k] = 1
+		next
+	}
+	/Sent FetchRequest/ {
+		for (k in dry)
+			if (dry[k] == thread()) {
+				if (!woken[k]) {
+					print "started again with nothing queued, not woken: " k
+					idle++
+				}
+				delete dry[k]
+			}
+		next
+	}
+	match($0, /Topic [^ ]+ \[[0-9]+\]/) {
+		key = substr($0, RSTART, RLENGTH)
+		if ($0 ~ /is not fetchable: queued\.(min\.messages|max\.messages\.kbytes) exceeded/) {
+			stopped[key] = thread()
+			woken[key] = 0
+			stops++
+		} else if ($0 ~ / is fetchable/ && (key in stopped)) {
+			match($0, /\([0-9]+\//)
+			if (substr($0, RSTART + 1, RLENGTH - 2) == 0)
+				dry[key] = stopped[key]
+			delete stopped[key]
+		}
+	}
+	END {
+		for (k in dry)
+			if (!woken[k])
+				idle++
+		print stops + 0 " stops at the prefetch bound, " idle + 0 " of them until the reader was idle"
+		exit !(stops > 0 && idle == 0)
+	}' "$1"
 }

@@ -16,6 +16,9 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/socket.h>
+#include <sys/un.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -52,8 +55,12 @@
 #include "kafka/client.h"
 #include "kafka/consumer.h"
 #include "kafka/onerror.h"
+#include "obs/endpoint.h"
 #include "obs/health.h"
 #include "obs/metrics.h"
+#include "obs/obs.h"
+#include "status/status.h"
+#include "status/top.h"
 #include "kafka/producer.h"
 #include "topic/topics.h"
 #include "pg/binary.h"
@@ -3043,12 +3050,21 @@ t_health(void)
 	dp_health_link("kafka", false);
 	CHECK(!dp_health_ready(why, sizeof(why)) && !strcmp(why, "kafka is down"));
 	dp_health_link("kafka", true);
-	usleep(100 * 1000);                     /* both feeds go stale: the clock is the subject */
+	usleep(100 * 1000);                     /* the clock is the subject */
+	/* No record on any feed for the stale time: the data never started. */
+	CHECK(!dp_health_ready(why, sizeof(why)));
+	CHECK(strstr(why, "no record since the start, ") && strstr(why, "(--stale-after 60ms)"));
+	dp_health_data(p1);
+	dp_health_data(p0);
+	CHECK(dp_health_ready(why, sizeof(why)));
+	usleep(100 * 1000);                     /* both go stale; p0 comes again */
 	dp_health_data(p0);
 	CHECK(!dp_health_ready(why, sizeof(why)));
 	CHECK(strstr(why, "no record on prices/1 for ") && strstr(why, "(--stale-after 60ms)"));
 	dp_health_feed_drop(p1);
 	CHECK(dp_health_ready(why, sizeof(why)));
+	/* A feed without any record yet (a partition no key hashes to) is not watched. */
+	CHECK(dp_health_feed("prices/2") && dp_health_ready(why, sizeof(why)));
 	CHECK(dp_health_data_age_ms() >= 0 && dp_health_data_age_ms() < 60);
 	CHECK(dp_health_live(why, sizeof(why)));
 	dp_health_fail("a batch was refused");
@@ -3056,6 +3072,442 @@ t_health(void)
 	CHECK(!dp_health_ready(why, sizeof(why)));
 	dp_health_free();
 	printf("health: ok\n");
+	return 0;
+}
+
+/*
+ * status/status.h over the broker in $DP_BROKERS: a process with a toy machine
+ * (idle -> working -> done) that publishes its status to TOPIC as INSTANCE
+ * every INTERVAL, counting 10 records in and out each 100 ms, until
+ * SIGTERM; then its machine ends and the last status says exit 0.  Prints
+ * "working" once started.  tests/dp-top.bats reads what it published.
+ */
+enum { TS_IDLE, TS_WORKING, TS_DONE };
+enum { TE_START, TE_STOP };
+static int
+status_step_none(struct dp_fsm *m, void *ctx)
+{
+	return DP_FSM_NONE;
+}
+
+static int
+t_status(const char *topic, const char *instance, const char *interval)
+{
+	static const char *const states[] = { "idle", "working", "done" };
+	static const char *const events[] = { "start", "stop" };
+	static const struct dp_fsm_row rows[] = {
+		{ TS_IDLE, TE_START, TS_WORKING, status_step_none },
+		{ TS_WORKING, TE_STOP, TS_DONE, NULL },
+	};
+	static const struct dp_fsm_final finals[] = { { TS_DONE, 0 } };
+	static const struct dp_fsm_def def = { "test-status", states, 3, events, 2, rows, 2,
+	                                       TS_IDLE, finals, 1 };
+	static const char *const dir[] = { "direction", NULL };
+	struct dp_common c;
+	struct dp_fsm m;
+	struct dp_buf err = DP_BUF_INIT, key = DP_BUF_INIT, val = DP_BUF_INIT;
+	struct dp_status_opts o = { .topic = topic, .instance = instance };
+
+	dp_cli_init(&c);
+	CHECK(dp_sig_install() == 0);
+	CHECK(dp_parse_duration("interval", interval, &o.interval_ms) == 0);
+	CHECK(dp_status_check(&o, &err) == 0);
+	CHECK(dp_metrics_init("test-status") == 0);
+	struct dp_metric *in = dp_metric_new("dp_records_in_total", "records read",
+	                                     DP_METRIC_COUNTER, dir, NULL, 0);
+	struct dp_series *a = dp_metric_series(in, (const char *const[]){ "a" });
+	struct dp_series *b = dp_metric_series(in, (const char *const[]){ "b" });
+	struct dp_series *out = dp_metric_one(dp_metric_new("dp_records_out_total",
+	                                                    "records written",
+	                                                    DP_METRIC_COUNTER, NULL, NULL, 0));
+	dp_log_init("test-status");             /* the command the status names */
+	CHECK(dp_status_start(&o, &c.kafka, NULL) == 0);
+	dp_fsm_init(&m, &def, false);
+	CHECK(dp_status_record(&key, &val) == 0);
+	printf("key %s\nrecord %s\n", dp_buf_str(&key), dp_buf_str(&val));
+	CHECK(strstr(dp_buf_str(&val), "\"machines\":[{\"machine\":\"test-status\","
+	                                "\"state\":\"idle\""));
+	dp_fsm_step(&m, TE_START, NULL);
+	printf("working\n");
+	fflush(stdout);
+	while (!dp_sig_stop) {
+		dp_series_add(a, 6);
+		dp_series_add(b, 4);
+		dp_series_add(out, 10);
+		dp_backoff_sleep(100, &dp_sig_stop);
+	}
+	dp_fsm_step(&m, TE_STOP, NULL);
+	dp_status_stop(dp_fsm_status(&m));
+	dp_status_stop(0);                      /* twice: nothing more */
+	dp_buf_free(&key);
+	dp_buf_free(&val);
+	dp_buf_free(&err);
+	dp_cli_free(&c);
+	return 0;
+}
+
+/*
+ * status/status.h's checks, and status/top.h's views of records given by hand
+ * (no broker): running, stopped and gone; grouped by actor; forgotten;
+ * the diagram marks the running process's state.
+ */
+static int
+t_top_view(void)
+{
+	struct dp_status_opts o = { .topic = "a b" };
+	struct dp_buf err = DP_BUF_INIT, out = DP_BUF_INIT;
+	struct dp_common c;
+	int st;
+	char rec[1024], t1[DP_TIME_BUFSZ], t2[DP_TIME_BUFSZ];
+	int64_t now = 1800000000000LL;
+
+	CHECK(dp_status_check(&o, &err) < 0 && strstr(dp_buf_str(&err), "--status-topic 'a b'"));
+	o = (struct dp_status_opts){ .topic = "s", .instance = "x/y" };
+	dp_buf_reset(&err);
+	CHECK(dp_status_check(&o, &err) < 0 && strstr(dp_buf_str(&err), "no '/'"));
+	o = (struct dp_status_opts){ .instance = "x" };
+	unsetenv("DP_STATUS_TOPIC");
+	dp_buf_reset(&err);
+	CHECK(dp_status_check(&o, &err) < 0 && strstr(dp_buf_str(&err), "needs --status-topic"));
+	setenv("DP_STATUS_TOPIC", "from.env", 1);
+	o = (struct dp_status_opts){ 0 };
+	CHECK(dp_status_check(&o, &err) == 0 && dp_status_wanted(&o) &&
+	      !strcmp(o.topic, "from.env"));
+	unsetenv("DP_STATUS_TOPIC");
+
+	dp_cli_init(&c);
+	struct dp_top_opts to = { .topic = "s", .forget_after_ms = 3600000 };
+	struct dp_top *t = dp_top_new(&c.kafka, &to, &err, &st);
+	CHECK(t != NULL);
+	static const struct { const char *key, *cmd, *state; int64_t age; const char *fin; } v[] = {
+		{ "dp-sink-pg/db1:1", "dp-sink-pg", "writing_to_db", 1000, "false,\"exit\":null" },
+		{ "dp-publish/p:2", "dp-publish", "publishingFixed", 2000, "false,\"exit\":null" },
+		{ "dp-tail/t:3", "dp-tail", "done", 5000, "true,\"exit\":0" },
+		{ "dp-tail/t:4", "dp-tail", "consuming", 60000, "false,\"exit\":null" },
+		{ "dp-coord/old:5", "dp-coord", "done", 7200000, "true,\"exit\":0" },
+	};
+	for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+		snprintf(rec, sizeof(rec), "{\"command\":\"%s\",\"instance\":\"%s\","
+		         "\"time\":\"%s\",\"interval_ms\":5000,\"machines\":[{\"machine\":\"%s\","
+		         "\"state\":\"%s\",\"since\":\"%s\"}],\"in_per_s\":12.5,\"lag_records\":7,"
+		         "\"ready\":true,\"reason\":null,\"final\":%s,\"extra\":[1]}", v[i].cmd,
+		         strchr(v[i].key, '/') + 1, dp_time_format(now - v[i].age, t1), v[i].cmd,
+		         v[i].state, dp_time_format(now - v[i].age - 65000, t2), v[i].fin);
+		CHECK(dp_top_record(t, v[i].key, strlen(v[i].key), rec, strlen(rec), "test") == 0);
+	}
+	CHECK(dp_top_record(t, "x/y", 3, "not json", 8, "test") == 0);      /* skipped */
+	CHECK(dp_top_record(t, "x/y", 3, NULL, 0, "test") == 0);            /* a tombstone */
+	struct dp_top_counts n = dp_top_snapshot(t, now);
+	CHECK(n.running == 2 && n.stopped == 1 && n.gone == 1);             /* old:5 forgotten */
+	CHECK(dp_top_json(t, &out) == 0);
+	printf("%s", dp_buf_str(&out));
+	const char *j = dp_buf_str(&out);
+	CHECK(strstr(j, "\"running\":2,\"stopped\":1,\"gone\":1,"));
+	CHECK(strstr(j, "{\"key\":\"dp-publish/p:2\",\"actor\":\"producer\","
+	                "\"status\":\"running\",\"age_ms\":2000,\"command\":\"dp-publish\""));
+	CHECK(strstr(j, "\"key\":\"dp-tail/t:4\",\"actor\":\"consumer_dynamic\","
+	                "\"status\":\"gone\""));
+	CHECK(strstr(j, "\"extra\":[1]"));
+	/* producer before consumer_fixed before consumer_dynamic */
+	CHECK(strstr(j, "dp-publish/p:2") < strstr(j, "dp-sink-pg/db1:1") &&
+	      strstr(j, "dp-sink-pg/db1:1") < strstr(j, "dp-tail/t:3"));
+	CHECK(!strstr(j, "old:5"));
+	dp_buf_reset(&out);
+	CHECK(dp_top_table(t, &out, 0) == 0);
+	printf("%s", dp_buf_str(&out));
+	j = dp_buf_str(&out);
+	CHECK(strstr(j, "Producer") && strstr(j, "Consumer for fixed topics") &&
+	      strstr(j, "stopped (exit 0)") && strstr(j, "last seen 1m00s ago") &&
+	      strstr(j, "1m07s") && strstr(j, "12.5") && strstr(j, "yes"));
+	dp_buf_reset(&out);
+	CHECK(dp_top_table(t, &out, 20) == 0);
+	for (const char *l = dp_buf_str(&out); *l; l = strchr(l, '\n') + 1)
+		CHECK(strcspn(l, "\n") <= 20);
+	struct dp_fsm self;
+	static const char *const states[] = { "idle", "showing" };
+	static const char *const events[] = { "start" };
+	static const struct dp_fsm_row rows[] = { { 0, 0, 1, NULL } };
+	static const struct dp_fsm_final finals[] = { { 1, 0 } };
+	static const struct dp_fsm_def def = { "dp-top", states, 2, events, 1, rows, 1, 0,
+	                                       finals, 1 };
+	dp_fsm_init(&self, &def, false);
+	dp_buf_reset(&out);
+	CHECK(dp_top_dot(t, &self, &out) == 0);
+	j = dp_buf_str(&out);
+	CHECK(!strncmp(j, "digraph \"dp-top\" {\n", 18));
+	/* states docs/system.links names, so they stay */
+	CHECK(strstr(j, "\"dp-sink-pg:writing_to_db\" [label=\"writing_to_db\", style=\"rounded,"
+	                "filled,bold\", penwidth=2.5, color=darkgreen, fillcolor=palegreen, "
+	                "label=\"writing_to_db\\ndb1:1\"];"));
+	CHECK(strstr(j, "label=\"publishingFixed\\np:2\"];"));
+	CHECK(strstr(j, "\n\t\"idle\" -> \"showing\" [label=\"start\"];\n"));
+	CHECK(strstr(j, "2 running, 1 stopped, 1 gone"));
+	CHECK(!strstr(j, "\"dp-tail:consuming\" [label=\"consuming\", style"));     /* gone */
+	dp_top_free(t);
+	dp_buf_free(&out);
+	dp_buf_free(&err);
+	dp_cli_free(&c);
+	printf("top_view: ok\n");
+	return 0;
+}
+
+/*
+ * obs/obs.h end to end in one process: the endpoint's pages over a real
+ * socket, readiness from links, the machines' watcher, a partition's
+ * metrics, the file written every interval and at the end, systemd's
+ * notify socket (a datagram socket of the test's, as systemd's), and
+ * the addresses that cannot be used.  $DP_OBS_FILE, when set, is where
+ * the metrics file goes (tests/lib.bats runs promtool over it).
+ */
+static char obs_body[65536];
+
+/* GET (or method) path on addr ("127.0.0.1:PORT"): the HTTP status, the body in obs_body; -1: no answer. */
+static int
+obs_http(const char *addr, const char *method, const char *path)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET };
+	const char *colon = strrchr(addr, ':');
+	char req[256], resp[sizeof(obs_body) + 1024];
+	size_t got = 0;
+	ssize_t n;
+	int fd, status = -1;
+
+	obs_body[0] = '\0';
+	sa.sin_port = htons((uint16_t)strtol(colon + 1, NULL, 10));
+	inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+	if ((fd = socket(AF_INET, SOCK_STREAM, 0)) < 0)
+		return -1;
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		close(fd);
+		return -1;
+	}
+	snprintf(req, sizeof(req), "%s %s HTTP/1.0\r\nHost: test\r\n\r\n", method, path);
+	if (write(fd, req, strlen(req)) < 0) {
+		close(fd);
+		return -1;
+	}
+	while (got < sizeof(resp) - 1 && (n = read(fd, resp + got, sizeof(resp) - 1 - got)) > 0)
+		got += (size_t)n;
+	close(fd);
+	resp[got] = '\0';
+	if (sscanf(resp, "HTTP/1.%*d %d", &status) != 1)
+		return -1;
+	const char *body = strstr(resp, "\r\n\r\n");
+	if (body)
+		snprintf(obs_body, sizeof(obs_body), "%s", body + 4);
+	return status;
+}
+
+/* The notify messages received within ms, appended to all (each followed by "|"). */
+static void
+obs_notified(int fd, int ms, char *all, size_t n)
+{
+	int64_t end = dp_time_mono_ms() + ms;
+
+	while (dp_time_mono_ms() < end) {
+		char msg[1024];
+		struct timeval tv = { 0, 50 * 1000 };
+		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+		ssize_t r = recv(fd, msg, sizeof(msg) - 1, 0);
+		if (r <= 0)
+			continue;
+		msg[r] = '\0';
+		size_t len = strlen(all);
+		snprintf(all + len, n - len, "%s|", msg);
+	}
+}
+
+enum { OBS_S_IDLE, OBS_S_WORKING, OBS_S_DONE, OBS_NSTATES };
+enum { OBS_E_START, OBS_E_END, OBS_NEVENTS };
+
+static int
+obs_act(struct dp_fsm *m, void *ctx)
+{
+	return DP_FSM_NONE;
+}
+
+static int
+t_obs(void)
+{
+	static const char *const good[] = { "127.0.0.1:9464", ":9464", "[::1]:0", "localhost:65535" };
+	static const char *const bad[] = { "9464", "host:", "host:70000", "::1:9464", "[::1]9464",
+	                                   ":", "h:x", ":-1", ":+80" };
+	static const char *const state_names[] = { "idle", "working", "done" };
+	static const char *const event_names[] = { "start", "end" };
+	static const struct dp_fsm_row rows[] = {
+		{ OBS_S_IDLE, OBS_E_START, OBS_S_WORKING, obs_act },
+		{ OBS_S_WORKING, OBS_E_END, OBS_S_DONE, NULL },
+	};
+	static const struct dp_fsm_final finals[] = { { OBS_S_DONE, 0 } };
+	static const struct dp_fsm_def def = { "dp-test", state_names, OBS_NSTATES, event_names,
+	                                       OBS_NEVENTS, rows, 2, OBS_S_IDLE, finals, 1 };
+	char dir[] = "/tmp/dp-obs-XXXXXX", file[256], sock[64], addr[64], why[256];
+	static char notes[16384];
+	struct dp_buf err = DP_BUF_INIT;
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	struct dp_fsm m;
+	int fd, st;
+
+	for (size_t i = 0; i < DP_FSM_COUNT(good); i++)
+		CHECK(dp_endpoint_check(good[i], &err) == 0);
+	for (size_t i = 0; i < DP_FSM_COUNT(bad); i++) {
+		dp_buf_reset(&err);
+		CHECK(dp_endpoint_check(bad[i], &err) < 0 && err.len > 0);
+		printf("%s: %s\n", bad[i], dp_buf_str(&err));
+	}
+	CHECK(mkdtemp(dir));
+	snprintf(file, sizeof(file), "%s", getenv("DP_OBS_FILE") ? getenv("DP_OBS_FILE") : "");
+	if (!file[0])
+		snprintf(file, sizeof(file), "%s/dp.prom", dir);
+	snprintf(sock, sizeof(sock), "%s/notify", dir);
+	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", sock);
+	CHECK((fd = socket(AF_UNIX, SOCK_DGRAM, 0)) >= 0);
+	CHECK(bind(fd, (struct sockaddr *)&sun, sizeof(sun)) == 0);
+	setenv("NOTIFY_SOCKET", sock, 1);
+	setenv("WATCHDOG_USEC", "200000", 1);
+	unsetenv("WATCHDOG_PID");
+
+	struct dp_obs_opts o = { .listen = "127.0.0.1:0", .file = file, .interval_ms = 100 };
+	CHECK(dp_obs_validate(&o) == 0);
+	CHECK(dp_obs_start(&o, "dp-test", "kafka") == 0 && dp_obs_on());
+	snprintf(addr, sizeof(addr), "%s", dp_obs_address());
+	printf("listening on %s\n", addr);
+	CHECK(strncmp(addr, "127.0.0.1:", 10) == 0 && strcmp(addr, "127.0.0.1:0") != 0);
+
+	/* Not connected yet: not ready, and systemd hears why, and nothing else. */
+	CHECK(obs_http(addr, "GET", "/readyz") == 503 && !strcmp(obs_body, "not connected to kafka yet\n"));
+	CHECK(obs_http(addr, "GET", "/healthz") == 200 && !strcmp(obs_body, "ok\n"));
+	obs_notified(fd, 700, notes, sizeof(notes));
+	printf("notify before: %s\n", notes);
+	CHECK(strstr(notes, "STATUS=starting; not ready: not connected to kafka yet|"));
+	CHECK(!strstr(notes, "READY=1") && !strstr(notes, "WATCHDOG=1"));
+
+	/* A machine steps; the link comes up; a partition is read. */
+	dp_fsm_init(&m, &def, false);
+	CHECK(dp_fsm_step(&m, OBS_E_START, NULL) == DP_FSM_NONE);
+	dp_health_link("kafka", true);
+	struct dp_obs_part *p = dp_obs_part_new("prices", 3);
+	CHECK(p);
+	dp_obs_part_read(p, 5, dp_time_now_ms() - 2500);
+	dp_obs_part_read(p, 2, dp_time_now_ms() - 3000);   /* older: the newest stays */
+	dp_obs_part_lag(p, 7);
+	dp_obs_count(DP_OBS_RETRIES, (const char *const[]){ "cause", NULL },
+	             (const char *const[]){ "deadlock" }, 1);
+	dp_obs_count(DP_OBS_RETRIES, (const char *const[]){ "cause", NULL },
+	             (const char *const[]){ "deadlock" }, 2);
+	CHECK(obs_http(addr, "GET", "/readyz") == 200 && !strcmp(obs_body, "ready\n"));
+	CHECK(obs_http(addr, "GET", "/metrics") == 200);
+	printf("%s", obs_body);
+	CHECK(strstr(obs_body, "dp_records_in_total{command=\"dp-test\",topic=\"prices\","
+	                       "partition=\"3\"} 7\n"));
+	CHECK(strstr(obs_body, "dp_consumer_lag_records{command=\"dp-test\",topic=\"prices\","
+	                       "partition=\"3\"} 7\n"));
+	const char *lag_s = strstr(obs_body, "dp_consumer_lag_seconds{command=\"dp-test\","
+	                                     "topic=\"prices\",partition=\"3\"} ");
+	CHECK(lag_s && strtod(strchr(lag_s, '}') + 2, NULL) >= 2.5);
+	CHECK(strstr(obs_body, "dp_state{command=\"dp-test\",machine=\"dp-test\",state=\"idle\"} 0\n"));
+	CHECK(strstr(obs_body, "dp_state{command=\"dp-test\",machine=\"dp-test\",state=\"working\"} 1\n"));
+	CHECK(strstr(obs_body, "dp_state_transitions_total{command=\"dp-test\",machine=\"dp-test\","
+	                       "from=\"idle\",event=\"start\",to=\"working\"} 1\n"));
+	CHECK(strstr(obs_body, "dp_retries_total{command=\"dp-test\",cause=\"deadlock\"} 3\n"));
+	CHECK(strstr(obs_body, "dp_build_info{command=\"dp-test\",version=\"" DP_VERSION "\"} 1\n"));
+	CHECK(strstr(obs_body, "dp_ready{command=\"dp-test\"} 1\n"));
+	CHECK(strstr(obs_body, "# TYPE dp_records_in_total counter\n"));
+	CHECK(obs_http(addr, "HEAD", "/metrics") == 200 && obs_body[0] == '\0');
+	CHECK(obs_http(addr, "GET", "/nothing") == 404 && strstr(obs_body, "/metrics /healthz /readyz"));
+	CHECK(obs_http(addr, "POST", "/metrics") == 405);
+
+	/* Ready now: READY=1 once, WATCHDOG=1 every half interval, the state in STATUS=. */
+	notes[0] = '\0';
+	obs_notified(fd, 700, notes, sizeof(notes));
+	printf("notify ready: %s\n", notes);
+	CHECK(strstr(notes, "READY=1\nSTATUS=working; ready\n"));
+	CHECK(strstr(strstr(notes, "READY=1") + 1, "READY=1") == NULL);
+	char *dog = strstr(notes, "WATCHDOG=1");
+	CHECK(dog && strstr(dog + 1, "WATCHDOG=1"));
+
+	/* The watchdog stops while not ready (the data stopped): systemd restarts us. */
+	dp_health_link("kafka", false);
+	obs_notified(fd, 200, notes, sizeof(notes));    /* what was on the way */
+	notes[0] = '\0';
+	obs_notified(fd, 600, notes, sizeof(notes));
+	printf("notify not ready: %s\n", notes);
+	CHECK(!strstr(notes, "WATCHDOG=1") && !strstr(notes, "READY=1"));
+	dp_health_link("kafka", true);
+
+	/* The file, every interval: the partition's count in it. */
+	int64_t end = dp_time_mono_ms() + 3000;
+	char text[65536];
+	int tfd;
+	ssize_t n = 0;
+	while (dp_time_mono_ms() < end) {
+		if ((tfd = open(file, O_RDONLY)) >= 0) {
+			n = read(tfd, text, sizeof(text) - 1);
+			close(tfd);
+			text[n > 0 ? n : 0] = '\0';
+			if (strstr(text, "dp_records_in_total{"))
+				break;
+		}
+		usleep(20 * 1000);
+	}
+	CHECK(strstr(text, "dp_records_in_total{command=\"dp-test\",topic=\"prices\",partition=\"3\"} 7"));
+	CHECK(!strstr(text, "dp_exit_status"));
+
+	/* A revoke: the partition's gauges leave, its count stays. */
+	dp_obs_part_assigned(p, false);
+	CHECK(obs_http(addr, "GET", "/metrics") == 200);
+	CHECK(!strstr(obs_body, "dp_consumer_lag_records{") && !strstr(obs_body, "dp_consumer_lag_seconds{"));
+	CHECK(strstr(obs_body, "dp_records_in_total{command=\"dp-test\",topic=\"prices\",partition=\"3\"} 7"));
+	dp_obs_part_assigned(p, true);
+	dp_obs_part_lag(p, 0);
+	CHECK(obs_http(addr, "GET", "/metrics") == 200);
+	CHECK(strstr(obs_body, "dp_consumer_lag_seconds{command=\"dp-test\",topic=\"prices\",partition=\"3\"} 0\n"));
+
+	/* The end: the machine's final state, the file with the exit status, STOPPING=1. */
+	CHECK(dp_fsm_step(&m, OBS_E_END, NULL) == DP_FSM_NONE);
+	CHECK(dp_health_live(why, sizeof(why)));
+	notes[0] = '\0';
+	dp_obs_exit(0);
+	dp_obs_end();
+	CHECK(!dp_obs_on() && obs_http(addr, "GET", "/metrics") == -1);
+	obs_notified(fd, 200, notes, sizeof(notes));
+	printf("notify end: %s\n", notes);
+	CHECK(strstr(notes, "STOPPING=1\nSTATUS=done; stopping (exit status 0)|"));
+	CHECK((tfd = open(file, O_RDONLY)) >= 0);
+	n = read(tfd, text, sizeof(text) - 1);
+	close(tfd);
+	text[n > 0 ? n : 0] = '\0';
+	CHECK(strstr(text, "dp_exit_status{command=\"dp-test\"} 0\n"));
+	CHECK(strstr(text, "dp_state{command=\"dp-test\",machine=\"dp-test\",state=\"done\"} 1\n"));
+	dp_obs_end();   /* again: nothing */
+
+	/* Addresses that cannot be used, and a file that cannot be written. */
+	unsetenv("NOTIFY_SOCKET");
+	struct dp_endpoint *taken = dp_endpoint_start("127.0.0.1:0", NULL, 0, &err, &st);
+	CHECK(taken);
+	struct dp_obs_opts o2 = { .listen = dp_endpoint_address(taken) };
+	CHECK(dp_obs_start(&o2, "dp-test", NULL) == DP_EX_UNAVAILABLE && !dp_obs_on());
+	dp_endpoint_stop(taken);
+	struct dp_obs_opts o3 = { .listen = "192.0.2.1:0" };   /* TEST-NET-1: not ours */
+	CHECK(dp_obs_start(&o3, "dp-test", NULL) == DP_EX_CONFIG && !dp_obs_on());
+	struct dp_obs_opts o4 = { .listen = "no-such-host.invalid:1" };
+	CHECK(dp_obs_start(&o4, "dp-test", NULL) == DP_EX_CONFIG && !dp_obs_on());
+	char nodir[300];
+	snprintf(nodir, sizeof(nodir), "%s/missing/dp.prom", dir);
+	struct dp_obs_opts o5 = { .file = nodir };
+	CHECK(dp_obs_start(&o5, "dp-test", NULL) == DP_EX_IOERR && !dp_obs_on());
+	struct dp_obs_opts o6 = { .interval_ms = 1000 };
+	CHECK(dp_obs_validate(&o6) < 0);
+	struct dp_obs_opts o7 = { 0 };
+	CHECK(dp_obs_start(&o7, "dp-test", NULL) == 0 && !dp_obs_on());    /* nothing asked */
+
+	close(fd);
+	unlink(sock);
+	if (!getenv("DP_OBS_FILE"))
+		unlink(file);
+	rmdir(dir);
+	dp_buf_free(&err);
+	printf("obs: ok\n");
 	return 0;
 }
 
@@ -3138,7 +3590,7 @@ main(int argc, char **argv)
 		{ "pgsink_sources", t_pgsink_sources }, { "pgsink_release", t_pgsink_release },
 		{ "coord", t_coord }, { "opt", t_opt }, { "metrics", t_metrics }, { "health", t_health }, { "topics", t_topics },
 		{ "jqfast_order", t_jqfast_order }, { "jqfast_deep", t_jqfast_deep },
-		{ "json_keys", t_json_keys },
+		{ "json_keys", t_json_keys }, { "top_view", t_top_view }, { "obs", t_obs },
 		{ "opt_optional", t_opt_optional },
 	};
 
@@ -3149,6 +3601,8 @@ main(int argc, char **argv)
 		return t_consumer_sink(argv[2], argv[3]);
 	if (argc == 3 && !strcmp(argv[1], "fresh"))
 		return t_fresh((int)strtol(argv[2], NULL, 10));
+	if (argc == 5 && !strcmp(argv[1], "status"))
+		return t_status(argv[2], argv[3], argv[4]);
 	if (argc == 3 && !strcmp(argv[1], "consumer_registry"))
 		return t_consumer_registry(argv[2]);
 	for (size_t i = 0; argc == 2 && i < sizeof(cases) / sizeof(cases[0]); i++)

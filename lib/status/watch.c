@@ -1,0 +1,20 @@
+/*
+ * status/watch.c -- a long-running command's status and metrics started
+ * together, in the order their ends need (status/watch.h).
+ */
+#include "status/watch.h"
+
+int
+dp_watch_validate(struct dp_watch_opts *o)
+{
+	return dp_status_validate(&o->status) < 0 || dp_obs_validate(&o->obs) < 0 ? -1 : 0;
+}
+
+int
+dp_watch_start(const struct dp_watch_opts *o, const struct dp_kafka_opts *kafka,
+               const struct dp_fsm *main, const char *command, const char *links)
+{
+	/* Its failure is a warning of its own: the run goes on without a status. */
+	(void)dp_status_start(&o->status, kafka, main);
+	return dp_obs_start(&o->obs, command, links);
+}
