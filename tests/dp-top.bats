@@ -94,6 +94,11 @@ states() {
 			 "consumer_dynamic dp-tail/app"]'
 	}
 	wait_until 30 running
+	# The counts come from each command's metrics (obs/): the sink wrote
+	# rows and knows its lag, Kafka acknowledged the publisher's records.
+	wait_until 30 has "$DP_STATUS_TOPIC" '[.instances[] | select(.key == "dp-sink-pg/sink" or
+		.key == "dp-publish/publish") | .records_out > 0] == [true, true]'
+	jq -e '.instances[] | select(.key == "dp-sink-pg/sink") | .lag_records != null' "$W/snap"
 	# Each in a state its machine has (docs/system.dot draws them), since a
 	# time, ready, on this host.
 	for key in dp-fetch/fetch dp-publish/publish dp-coord/coord dp-sink-pg/sink dp-tail/app; do

@@ -586,7 +586,7 @@ dp_obs_start(const struct dp_obs_opts *o, const char *command, const char *links
 	struct dp_buf err = DP_BUF_INIT;
 	int st = 0;
 
-	if (atomic_load(&obs.on) || (!o->listen && !o->file && !dp_notify_on()))
+	if (atomic_load(&obs.on) || (!o->listen && !o->file && !dp_notify_on() && !o->read_elsewhere))
 		return 0;
 	obs.o = *o;
 	if (!obs.o.interval_ms)

@@ -65,6 +65,8 @@ struct dp_obs_opts {
 	const char *file;               /* --metrics-file PATH; NULL: none */
 	int64_t interval_ms;            /* --metrics-interval; 0: 15 s */
 	int64_t stale_after_ms;         /* --stale-after; 0: data is never stale */
+	bool read_elsewhere;            /* on without an endpoint, a file or systemd: the
+	                                   registry has another reader (status/status.h) */
 };
 
 #define DP_OBS_INTERVAL_DEFAULT_MS 15000
@@ -111,8 +113,8 @@ int dp_obs_validate(struct dp_obs_opts *o);
  * end (dp_cmd_at_end).  links ("kafka database": names separated by
  * spaces; NULL: none) are what the command needs and are down until its
  * engines say they are up: a run is not ready before it connected.
- * Without --metrics, --metrics-file, $NOTIFY_SOCKET, nothing starts and
- * nothing costs.  0, or an exit status after saying why: 69 the address
+ * Without --metrics, --metrics-file, $NOTIFY_SOCKET or read_elsewhere,
+ * nothing starts and nothing costs.  0, or an exit status after saying why: 69 the address
  * is taken, 78 it cannot be used, 74 the file cannot be written.
  */
 int dp_obs_start(const struct dp_obs_opts *o, const char *command, const char *links);

@@ -14,7 +14,11 @@ int
 dp_watch_start(const struct dp_watch_opts *o, const struct dp_kafka_opts *kafka,
                const struct dp_fsm *main, const char *command, const char *links)
 {
+	struct dp_obs_opts obs = o->obs;
+
 	/* Its failure is a warning of its own: the run goes on without a status. */
 	(void)dp_status_start(&o->status, kafka, main);
-	return dp_obs_start(&o->obs, command, links);
+	/* The status's counts, lag, data age and readiness are the metrics'. */
+	obs.read_elsewhere = dp_status_wanted(&o->status);
+	return dp_obs_start(&obs, command, links);
 }
