@@ -1,5 +1,5 @@
-# dp -- one flat Makefile.  `make`, `make check`, `make check-asan`, `make fuzz`,
-# `make install PREFIX=... DESTDIR=...`, `make uninstall`, `make demo`.
+# dp -- one flat Makefile.  `make`, `make check`, `make check-cluster`, `make check-asan`,
+# `make fuzz`, `make install PREFIX=... DESTDIR=...`, `make uninstall`, `make demo`.
 
 PREFIX  ?= /usr/local
 DESTDIR ?=
@@ -106,6 +106,12 @@ deps:
 check: deps
 	@$(MAKE) --no-print-directory all fuzz-build
 	scripts/check
+
+# Every test of tests/cluster/ on a three-broker cluster of their own
+# (scripts/stack up --brokers 3); `make check` runs the ones tagged ci.
+check-cluster: deps
+	@$(MAKE) --no-print-directory all
+	scripts/check --cluster
 
 # The fuzzers run under ASan and UBSan in `make check` already: here
 # each replays its corpus (DP_FUZZ_RUNS=0: no fixed pass).
@@ -235,6 +241,6 @@ lint-man:
 clean:
 	rm -rf build bin lib/libdp.a
 
-.PHONY: all bench bench-matrix deps check check-asan check-valgrind demo diagrams fuzz fuzz-build install \
+.PHONY: all bench bench-matrix deps check check-asan check-cluster check-valgrind demo diagrams fuzz fuzz-build install \
         uninstall clean lint-man
 .SECONDARY:

@@ -6,7 +6,9 @@
 #
 # Uses $DP_BROKERS when set; otherwise starts the test stack, with its
 # data on /dev/shm when there is one (disk writeback from earlier runs is
-# the largest source of noise), and stops it again.  Each repetition
+# the largest source of noise), and stops it again; DP_BENCH_BROKERS=3
+# makes that a cluster of three brokers (replication factor 3,
+# min.insync.replicas=2; bench/stack.bash).  Each repetition
 # writes into fresh 3-partition topics, and kcat and dp alternate, each
 # going first in every other repetition.  Topics are deleted only at the
 # end: a broker deleting logs in the background slows whoever runs next.

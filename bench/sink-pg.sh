@@ -15,7 +15,8 @@
 # too (2 workers, the same CSV).  Each loader's peak RSS is reported.
 #
 # Uses $DP_BROKERS and $DP_PG when both are set; otherwise starts the test
-# stack, with its data on /dev/shm when there is one, and stops it again.
+# stack, with its data on /dev/shm when there is one, and stops it again
+# (DP_BENCH_BROKERS=3: a cluster of three brokers, as bench/stack.bash says).
 # With DP_BENCH_HYPERTABLE=1 the table is a TimescaleDB hypertable on ts
 # (the server needs the extension).  DP_BENCH_SINK_ARGS adds options to
 # the Kafka run (default: none).

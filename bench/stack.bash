@@ -3,7 +3,10 @@
 #   bench_stack VAR   when $VAR (DP_BROKERS, DP_PG) is set, use that service;
 #                     otherwise start the test stack, with its data on
 #                     /dev/shm when there is one (disk writeback from earlier
-#                     repetitions was the largest source of noise)
+#                     repetitions was the largest source of noise): one
+#                     broker, or with DP_BENCH_BROKERS=3 a cluster of three
+#                     (scripts/stack up --brokers 3: replication factor 3,
+#                     min.insync.replicas=2), in a directory of its own
 #   bench_unstack     stop the stack again if bench_stack started it
 #   bench_cleanup PATTERN PID...  for an EXIT trap: SIGTERM the PIDs (the
 #                     script's background commands) and wait for them,
@@ -15,13 +18,16 @@
 bench_started=0
 
 bench_stack() {
+	local brokers=${DP_BENCH_BROKERS:-1}
 	if [[ -z ${!1:-} ]]; then
 		if [[ -z ${DP_STACK_DIR:-} && -d /dev/shm && -w /dev/shm ]]; then
-			export DP_STACK_DIR=/dev/shm/dp-bench-$UID-$$   # one per run: others may run theirs
+			# one per run: others may run theirs
+			export DP_STACK_DIR=/dev/shm/dp-bench$( ((brokers == 1)) || echo "$brokers")-$UID-$$
 		fi
-		eval "$(scripts/stack up)"
+		eval "$(scripts/stack up --brokers "$brokers")"
 		bench_started=1
 	fi
+	echo "bench: $(tr -cd , <<<"$DP_BROKERS" | wc -c | awk '{ print $1 + 1 }') broker(s) at $DP_BROKERS" >&2
 	work=$(mktemp -d "${TMPDIR:-/tmp}/dp-bench.XXXXXX")
 }
 

@@ -50,6 +50,7 @@ struct coord {
 	const char *allow;
 	uint64_t max_partitions;
 	uint64_t max_topics;
+	uint64_t replication;           /* serve: of its topics; 0 not given (3) */
 	const char *name;               /* request, retire */
 	const char *source;
 	const char *filter;
@@ -489,6 +490,9 @@ static const struct dp_opt opts[] = {
 	  F(max_partitions), .min = 1, .max = INT32_MAX },
 	{ DP_ARG_U64, 0, "max-topics", "N", "most dynamic topics active at once (default 1000)",
 	  F(max_topics), .min = 1, .max = (int64_t)(SIZE_MAX / 2) },
+	{ DP_ARG_U64, 0, "replication-factor", "N", "replicas of the registry, requests and\n"
+	  "decisions topics it creates (default 3, or the brokers up)", F(replication), .min = 1,
+	  .max = INT16_MAX, .subs = DP_SUB(SUB_SERVE) },
 	DP_OPT_GROUP("request, retire"),
 	{ DP_ARG_STRING, 0, "source", "TOPIC", "the fixed topic whose records feed NAME",
 	  F(source), .subs = DP_SUB(SUB_REQUEST) },
@@ -620,6 +624,7 @@ open_coord(void *ctx)
 		const struct dp_serve_conf conf = {
 			.kafka = kafka, .registry = c->registry, .requests = c->requests,
 			.decisions = c->decisions, .group = c->group, .policy = &c->policy,
+			.replication = (int)c->replication,
 		};
 		ok = (c->serve = dp_serve_new(&conf)) != NULL;
 	} else if (c->sub == SUB_REQUEST || c->sub == SUB_RETIRE) {
@@ -709,7 +714,7 @@ static const struct dp_cmd cmd = {
 	.libs = dp_kafka_version,
 	.synopsis =
 		"dp-coord serve [-g GROUP] [--decisions TOPIC] [--allow REGEX] [--max-partitions N]\n"
-		"         [--max-topics N]\n"
+		"         [--max-topics N] [--replication-factor N]\n"
 		"dp-coord request NAME --source TOPIC --filter JQ [-p N] [-c KEY=VALUE]...\n"
 		"         [--wait[=TIMEOUT]]\n"
 		"dp-coord retire NAME [--delete-after DURATION] [--wait[=TIMEOUT]]\n"

@@ -535,4 +535,22 @@ dyn.w2 deleted" ]
 	[ "$status" -eq 64 ]
 	run --separate-stderr dp-coord serve --allow '('
 	[ "$status" -eq 64 ]
+	run --separate-stderr dp-coord request dyn.x --source s --filter . --replication-factor 3
+	[ "$status" -eq 64 ]
+	[[ $stderr == *"--replication-factor cannot be used with request"* ]]
+	run --separate-stderr dp-coord serve --replication-factor 0
+	[ "$status" -eq 64 ]
+}
+
+@test "serve on a one-broker cluster: its three topics made with replication factor 1, and said" {
+	serve_start 1
+	serve_active 1
+	for t in "$DP_REGISTRY" "$DP_REQUESTS" "$DP_REQUESTS.decisions"; do
+		[ "$(dp-topic describe "$t" -o json | jq .replication_factor)" -eq 1 ]
+		grep -q "^dp-coord: topic '$t' was made with replication factor 1, not 3: the cluster has 1 broker up; a broker that dies can take it down$" "$W/serve1.err"
+	done
+	# A second coordinator finds them made: nothing more is said.
+	serve_start 2
+	wait_until 30 grep -q '"to":"standby"' "$W/serve2.err"
+	! grep -q "replication factor" "$W/serve2.err"
 }

@@ -26,7 +26,9 @@ setup_file() {
 	# A short path: PostgreSQL's socket lives in it (at most 107 bytes).
 	STK=$(mktemp -d "${TMPDIR:-/tmp}/dp-stk.XXXXXX")
 	export STK
-	K_ENV=$(stk up) || { stk logs >&2; return 1; }
+	# WANT_BROKERS: the name scripts/stack once kept the number of brokers
+	# asked in, which a variable of the environment must not set.
+	K_ENV=$(WANT_BROKERS=3 stk up) || { stk logs >&2; return 1; }
 	K_BROKERS=$(sed -n 's/^export DP_BROKERS=//p' <<<"$K_ENV")
 	K_PG=$(sed -n 's/^export DP_PG=//p' <<<"$K_ENV")
 	export K_ENV K_BROKERS K_PG
@@ -178,6 +180,13 @@ time.sleep(600)' "$1" "$ready" &
 	[ -f "$STK/pg/data/PG_VERSION" ]
 	up_again
 	data_kept
+}
+
+@test "stack up: one broker unless --brokers or DP_STACK_BROKERS asks for more, whatever else the environment holds" {
+	[ "$(cat "$STK/kafka.brokers")" = 1 ]
+	[[ $K_BROKERS != *,* ]]
+	run stk status
+	[[ $output == "kafka: running pid "* ]]
 }
 
 @test "stack down: the one command that removes the data" {

@@ -156,29 +156,78 @@ on_decision(void *arg, const char *where, const char *key, size_t keylen, const 
 
 /* ---- connecting ----------------------------------------------------------- */
 
+/*
+ * The brokers up and, for a topic (not NULL), its replication factor
+ * (its partitions' largest replica count; -1 when it cannot be seen).
+ */
+static int
+cluster_replicas(struct dp_serve *s, const char *topic, int *brokers)
+{
+	rd_kafka_topic_t *rkt = topic ? rd_kafka_topic_new(s->admin, topic, NULL) : NULL;
+	const struct rd_kafka_metadata *md = NULL;
+	int stopped = 0, rf = -1;
+
+	*brokers = -1;
+	if (dp_kafka_metadata(s->admin, 0, rkt, timeout_ms(s), &md, &stopped) == 0) {
+		*brokers = md->broker_cnt;
+		for (int t = 0; rkt && t < md->topic_cnt; t++)
+			for (int i = 0; i < md->topics[t].partition_cnt; i++)
+				if (md->topics[t].partitions[i].replica_cnt > rf)
+					rf = md->topics[t].partitions[i].replica_cnt;
+		rd_kafka_metadata_destroy(md);
+	}
+	if (rkt)
+		rd_kafka_topic_destroy(rkt);
+	return rf;
+}
+
+/*
+ * They are the dynamic topics' only record, so they are made with
+ * replicas on conf.replication brokers (3), to outlive a broker: on a
+ * cluster with fewer brokers up, on all of them, and a warning says so;
+ * a topic that exists with fewer replicas than that is pointed out.
+ */
 int
 dp_serve_topics(struct dp_serve *s, struct dp_buf *err)
 {
 	struct dp_kv compact = { "cleanup.policy", "compact" };
+	int want = s->conf.replication > 0 ? s->conf.replication : DP_SERVE_REPLICATION;
+	int brokers, rf;
 	struct dp_admin_spec specs[3] = {
-		{ (char *)s->conf.registry, 1, -1, &compact, 1 },
-		{ (char *)s->conf.requests, 1, -1, NULL, 0 },
-		{ (char *)s->conf.decisions, 1, -1, &compact, 1 },
+		{ (char *)s->conf.registry, 1, want, &compact, 1 },
+		{ (char *)s->conf.requests, 1, want, NULL, 0 },
+		{ (char *)s->conf.decisions, 1, want, &compact, 1 },
 	};
 
+	cluster_replicas(s, NULL, &brokers);
 	for (size_t i = 0; i < 3; i++) {
 		struct dp_admin_result res = { 0 };
 		bool created;
-		int st = dp_admin_ensure(s->admin, &specs[i], timeout_ms(s), &res, &created);
+		int st;
+		if (brokers > 0 && brokers < want)
+			specs[i].replication_factor = brokers;
+		st = dp_admin_ensure(s->admin, &specs[i], timeout_ms(s), &res, &created);
 		if (st) {
 			dp_buf_msgf(err, "cannot set up topic '%s': %s", specs[i].name,
 			            res.error ? res.error : "failed");
 			dp_admin_result_clear(&res);
 			return st;
 		}
-		if (created)
-			dp_info("created topic '%s'", specs[i].name);
 		dp_admin_result_clear(&res);
+		if (created) {
+			dp_info("created topic '%s' with replication factor %d", specs[i].name,
+			        (int)specs[i].replication_factor);
+			if (specs[i].replication_factor < want)
+				dp_warn("topic '%s' was made with replication factor %d, not %d: the "
+				        "cluster has %d broker%s up; a broker that dies can take it down",
+				        specs[i].name, (int)specs[i].replication_factor, want, brokers,
+				        brokers == 1 ? "" : "s");
+		} else if ((rf = cluster_replicas(s, specs[i].name, &brokers)) > 0 &&
+		           rf < specs[i].replication_factor) {
+			dp_warn("topic '%s' exists with replication factor %d, not %d: a broker that "
+			        "dies can take it down (raise it with kafka-reassign-partitions)",
+			        specs[i].name, rf, (int)specs[i].replication_factor);
+		}
 	}
 	return 0;
 }

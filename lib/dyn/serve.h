@@ -71,7 +71,12 @@ struct dp_serve_conf {
 	const char *decisions;
 	const char *group;                      /* the coordinators' consumer group */
 	const struct dp_coord_policy *policy;   /* what may be granted */
+	int replication;                        /* of the three topics it makes; <= 0:
+	                                           DP_SERVE_REPLICATION */
 };
+
+/* The replication factor of the topics dp_serve_topics makes, unless asked. */
+#define DP_SERVE_REPLICATION 3
 
 struct dp_serve;
 
@@ -91,7 +96,9 @@ int dp_serve_connect(struct dp_serve *s, int *status);
 /*
  * The registry, requests and decisions topics exist, as the coordinator
  * wants them (one partition each; the registry and the decisions
- * compacted); what it creates is said on stderr.  The only place that
+ * compacted; replication factor conf.replication, or the brokers up when
+ * fewer, with a warning); what it creates is said on stderr, and an
+ * existing one with fewer replicas is pointed out.  The only place that
  * makes them.  0, or an exit status with a message in err.
  */
 int dp_serve_topics(struct dp_serve *s, struct dp_buf *err);

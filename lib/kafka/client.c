@@ -492,6 +492,73 @@ dp_kafka_connect(rd_kafka_t *rk, const struct dp_kafka_opts *c, const char *cons
 	return st;
 }
 
+/*
+ * A partition's earliest (RD_KAFKA_OFFSET_BEGINNING) or next
+ * (RD_KAFKA_OFFSET_END) offset, asked of its leader once and waited for
+ * at most ms.  Through rd_kafka_offsets_for_times(), which sends the
+ * same ListOffsets request: librdkafka before 2.3 waits for the answer
+ * of rd_kafka_query_watermark_offsets() without a deadline (librdkafka
+ * #4460), so a leader killed after the last metadata kept it asking the
+ * dead broker until that broker was back, whatever the timeout and the
+ * signals.
+ */
+static rd_kafka_resp_err_t
+list_offset(rd_kafka_t *rk, const char *topic, int32_t partition, int64_t which, int ms,
+            int64_t *offset)
+{
+	rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+	rd_kafka_resp_err_t e;
+
+	rd_kafka_topic_partition_list_add(l, topic, partition)->offset = which;
+	e = rd_kafka_offsets_for_times(rk, l, ms);
+	if (!e)
+		e = l->elems[0].err;
+	if (!e)
+		*offset = l->elems[0].offset;
+	rd_kafka_topic_partition_list_destroy(l);
+	return e;
+}
+
+/*
+ * Ask for the topic's metadata, so that librdkafka's cache, where its
+ * look-ups find a partition's leader, names the leader of now: the
+ * cache of a client that does not fetch the partition is not refreshed
+ * when its leader dies (librdkafka #4225, before 2.3).
+ */
+static void
+refresh_leaders(rd_kafka_t *rk, const char *topic, int64_t deadline)
+{
+	rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
+	const struct rd_kafka_metadata *md = NULL;
+
+	if (!rkt)
+		return;
+	if (rd_kafka_metadata(rk, 0, rkt, &md, slice(deadline)) == 0)
+		rd_kafka_metadata_destroy(md);
+	rd_kafka_topic_destroy(rkt);
+}
+
+/*
+ * How long one ListOffsets request may take.  A consumer's connection to
+ * the leader carries its fetches, and the broker answers a connection's
+ * requests in turn, so the answer can come fetch.wait.max.ms late: a
+ * shorter wait would give up on every answer and ask again behind the
+ * next fetch.  Not longer, so that a signal still ends the wait soon.
+ */
+static int
+offsets_wait(rd_kafka_t *rk, int64_t deadline)
+{
+	char v[32];
+	size_t len = sizeof(v);
+	long fetch_wait = 500;
+	int64_t left = deadline - dp_time_mono_ms(), ms;
+
+	if (rd_kafka_conf_get(rd_kafka_conf(rk), "fetch.wait.max.ms", v, &len) == RD_KAFKA_CONF_OK)
+		fetch_wait = strtol(v, NULL, 10);
+	ms = fetch_wait + 500 > DP_KAFKA_SLICE_MS ? fetch_wait + 500 : DP_KAFKA_SLICE_MS;
+	return left < 1 ? 1 : left < ms ? (int)left : (int)ms;
+}
+
 int
 dp_kafka_watermarks(rd_kafka_t *rk, const char *topic, int32_t partition, int timeout_ms,
                     int64_t *low, int64_t *high, struct dp_buf *err)
@@ -502,12 +569,19 @@ dp_kafka_watermarks(rd_kafka_t *rk, const char *topic, int32_t partition, int ti
 	for (;;) {
 		if (dp_sig_stop)
 			return DP_KAFKA_STOPPED;
-		e = rd_kafka_query_watermark_offsets(rk, topic, partition, low, high,
-		                                     slice(deadline));
-		if (!e)
+		e = list_offset(rk, topic, partition, RD_KAFKA_OFFSET_BEGINNING,
+		                offsets_wait(rk, deadline), low);
+		if (!e && !dp_sig_stop)
+			e = list_offset(rk, topic, partition, RD_KAFKA_OFFSET_END,
+			                offsets_wait(rk, deadline), high);
+		if (!e && !dp_sig_stop)
 			return 0;
+		if (dp_sig_stop)
+			return DP_KAFKA_STOPPED;
 		if (!dp_kafka_retriable(e) || dp_time_mono_ms() >= deadline)
 			break;
+		/* A leader that died or moved: the next try asks the new one. */
+		refresh_leaders(rk, topic, deadline);
 		if (e != RD_KAFKA_RESP_ERR__TIMED_OUT && nap(50) < 0)
 			return DP_KAFKA_STOPPED;
 	}

@@ -115,8 +115,11 @@ rd_kafka_resp_err_t dp_kafka_metadata(rd_kafka_t *rk, int all_topics, rd_kafka_t
 /*
  * Low and high watermark of one partition, asked of its leader.  Errors
  * that the Kafka protocol defines as retriable (dp_kafka_retriable) are
- * retried until timeout_ms.  Returns 0, DP_KAFKA_STOPPED, or an exit
- * status with a message in err.
+ * retried until timeout_ms, the leader looked up again before each try
+ * (a leader that died is replaced by another).  Returns within about
+ * timeout_ms whatever the cluster does: 0, DP_KAFKA_STOPPED, or an exit
+ * status with a message in err.  Never rd_kafka_query_watermark_offsets():
+ * before librdkafka 2.3 it may wait for ever (kafka/client.c says why).
  */
 int dp_kafka_watermarks(rd_kafka_t *rk, const char *topic, int32_t partition, int timeout_ms,
                         int64_t *low, int64_t *high, struct dp_buf *err);

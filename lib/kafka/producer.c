@@ -2,6 +2,7 @@
  * kafka/producer.c -- the Kafka producer engine (kafka/producer.h): lanes, windows,
  * batching, back-pressure and delivery accounting.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +13,7 @@
 #include "core/sig.h"
 #include "core/timefmt.h"
 #include "core/vec.h"
+#include "kafka/admin.h"
 #include "kafka/client.h"
 #include "kafka/producer.h"
 #include "obs/health.h"
@@ -20,6 +22,8 @@
 #define MAX_BUCKETS 4096        /* partitions that send_run batches */
 #define RUN_RECS 1024           /* records send_run hands over per call */
 #define REFRESH_MS 10000        /* how often conf.topic's partitions are counted again */
+#define ASK_MS 2000             /* a stall's questions to the cluster, each */
+#define MAX_BLAMED 64           /* partitions a stall names, and whose records it marks */
 
 /*
  * The opaque of each record: the tag shifted left, the low bit set for a
@@ -88,6 +92,23 @@ struct dp_producer {
 	size_t wait_n, wait_left;
 
 	uint64_t produced, delivered, lost;
+	bool acks_all;                  /* acks=all: min.insync.replicas counts */
+
+	/*
+	 * A stall (stall_check): no report for --timeout while records wait.
+	 * The partitions found unable to take records, and why; the records
+	 * purged for it are reported with that reason.
+	 */
+	uint64_t seen;                  /* delivered + lost when last looked */
+	int64_t progress_ms;            /* when that changed, or nothing waited */
+	int64_t asked_ms;               /* when the cluster was last asked why */
+	struct blamed {
+		char *topic;            /* owned */
+		int32_t partition;
+		rd_kafka_resp_err_t err;
+	} blamed[MAX_BLAMED];
+	size_t nblamed;
+	rd_kafka_resp_err_t purged_for; /* the reason of a stall purged for all */
 
 	/* conf.metrics: acknowledgements per topic, told at the end of each poll */
 	bool metrics;
@@ -106,6 +127,22 @@ struct dp_producer {
 };
 
 /* ---- delivery ----------------------------------------------------------- */
+
+/*
+ * What a record purged by a stall failed of: its partition's reason when
+ * the stall named it, else the stall's, else librdkafka's own word.
+ */
+static rd_kafka_resp_err_t
+purge_reason(const struct dp_producer *p, const rd_kafka_message_t *m)
+{
+	if (m->err != RD_KAFKA_RESP_ERR__PURGE_QUEUE && m->err != RD_KAFKA_RESP_ERR__PURGE_INFLIGHT)
+		return m->err;
+	for (size_t i = 0; i < p->nblamed; i++)
+		if (p->blamed[i].partition == m->partition &&
+		    strcmp(p->blamed[i].topic, rd_kafka_topic_name(m->rkt)) == 0)
+			return p->blamed[i].err;
+	return p->purged_for ? p->purged_for : m->err;
+}
 
 /* One more acknowledgement for rkt's topic (per record: no lock, no atomic). */
 static void
@@ -151,6 +188,7 @@ on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 	struct dp_producer *p = opaque;
 	unsigned flags = OPAQUE_FLAGS(m->_private);
 	uint64_t tag = OPAQUE_TAG(m->_private);
+	rd_kafka_resp_err_t err = m->err ? purge_reason(p, m) : 0;
 
 	if (m->err)
 		p->lost++;
@@ -167,7 +205,7 @@ on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 		uint64_t i = tag & 0xffffffffu;
 		/* A call that gave up has forgotten its records: count only. */
 		if (p->wait_acks && (tag >> 32) == p->wait_call && i < p->wait_n) {
-			p->wait_acks[i].err = m->err;
+			p->wait_acks[i].err = err;
 			p->wait_acks[i].partition = m->err ? -1 : m->partition;
 			p->wait_acks[i].offset = m->err ? -1 : m->offset;
 			p->wait_left--;
@@ -177,10 +215,212 @@ on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 	if (p->report) {
 		struct dp_producer_report r = {
 			tag, rd_kafka_topic_name(m->rkt), m->partition,
-			m->err ? -1 : m->offset, m->err,
+			m->err ? -1 : m->offset, err,
 		};
 		p->report(p->arg, &r);
 	}
+}
+
+/* ---- stalls --------------------------------------------------------------- */
+
+static void
+blame_clear(struct dp_producer *p)
+{
+	for (size_t i = 0; i < p->nblamed; i++)
+		free(p->blamed[i].topic);
+	p->nblamed = 0;
+	p->purged_for = 0;
+}
+
+/* Name a partition that cannot take records: its records are purged with e. */
+static void
+blame(struct dp_producer *p, const char *topic, int32_t partition, rd_kafka_resp_err_t e)
+{
+	if (p->nblamed < MAX_BLAMED && (p->blamed[p->nblamed].topic = strdup(topic))) {
+		p->blamed[p->nblamed].partition = partition;
+		p->blamed[p->nblamed++].err = e;
+	}
+}
+
+/*
+ * Say in said why the partitions blamed since from cannot take records,
+ * those with the same reason together: 't' [0,2]: why (error_name).
+ */
+static void
+say_blamed(struct dp_producer *p, size_t from, const char *const *why, struct dp_buf *said)
+{
+	bool done[MAX_BLAMED] = { false };
+
+	for (size_t i = from; i < p->nblamed; i++) {
+		char name[64];
+		const char *n = rd_kafka_err2name(p->blamed[i].err);
+		size_t k = 0;
+		if (done[i])
+			continue;
+		dp_buf_msgf(said, "%s'%s' [", said->len ? "; " : "", p->blamed[i].topic);
+		for (size_t j = i; j < p->nblamed; j++)
+			if (!done[j] && strcmp(why[j - from], why[i - from]) == 0) {
+				dp_buf_msgf(said, "%s%d", j == i ? "" : ",", (int)p->blamed[j].partition);
+				done[j] = true;
+			}
+		for (; n[k] && k < sizeof(name) - 1; k++)
+			name[k] = (char)tolower((unsigned char)n[k]);
+		name[k] = '\0';
+		dp_buf_msgf(said, "]: %s (%s)", why[i - from], name);
+	}
+}
+
+/* min.insync.replicas of the topic as the brokers apply it, or -1. */
+static int
+min_insync(rd_kafka_t *rk, const char *topic)
+{
+	const char *names[1] = { topic };
+	struct dp_admin_configs cfg;
+	const struct dp_admin_config *c;
+	int n = -1;
+
+	memset(&cfg, 0, sizeof(cfg));
+	if (dp_admin_describe_configs(rk, names, 1, ASK_MS, &cfg) == 0 && !cfg.res.status &&
+	    (c = dp_admin_configs_find(&cfg, "min.insync.replicas")) && c->value) {
+		char *end;
+		errno = 0;
+		long v = strtol(c->value, &end, 10);
+		if (!errno && !*end && v > 0 && v < 1000)
+			n = (int)v;
+	}
+	dp_admin_configs_clear(&cfg);
+	return n;
+}
+
+/*
+ * The partitions of topic that hold records and cannot take them now:
+ * without a leader, or (acks=all) with fewer in-sync replicas than
+ * min.insync.replicas, whose writes the leader refuses with
+ * NOT_ENOUGH_REPLICAS and librdkafka sends again until
+ * message.timeout.ms.  Each is blamed.
+ */
+static void
+look_at(struct dp_producer *p, const char *topic, bool ours, struct dp_buf *said)
+{
+	rd_kafka_topic_t *rkt = rd_kafka_topic_new(p->rk, topic, NULL);
+	const struct rd_kafka_metadata *md = NULL;
+	int stopped = 0, isr = -2;
+	size_t from = p->nblamed;
+	char why[MAX_BLAMED][96];
+	const char *whyp[MAX_BLAMED];
+
+	if (!rkt)
+		return;
+	if (dp_kafka_metadata(p->rk, 0, rkt, ASK_MS, &md, &stopped) == 0 && md->topic_cnt == 1) {
+		const rd_kafka_metadata_topic_t *t = &md->topics[0];
+		for (int i = 0; i < t->partition_cnt && p->nblamed < MAX_BLAMED; i++) {
+			const rd_kafka_metadata_partition_t *mp = &t->partitions[i];
+			char *w = why[p->nblamed - from];
+			/* With windows, only the partitions that hold records. */
+			if (ours && p->win && mp->id >= 0 && mp->id < MAX_BUCKETS &&
+			    p->win[mp->id].msgs == 0)
+				continue;
+			if (mp->leader < 0) {
+				snprintf(w, sizeof(why[0]), "no leader: none of its %d replicas "
+				         "in sync is up", mp->replica_cnt);
+				blame(p, topic, mp->id, RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE);
+				continue;
+			}
+			if (!p->acks_all)
+				continue;
+			if (isr == -2)
+				isr = min_insync(p->rk, topic);
+			if (isr > 0 && mp->isr_cnt < isr) {
+				snprintf(w, sizeof(why[0]), "%d in-sync replica%s of %d, fewer than "
+				         "min.insync.replicas=%d", mp->isr_cnt,
+				         mp->isr_cnt == 1 ? "" : "s", mp->replica_cnt, isr);
+				blame(p, topic, mp->id, RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS);
+			}
+		}
+	}
+	for (size_t i = 0; i < p->nblamed - from; i++)
+		whyp[i] = why[i];
+	say_blamed(p, from, whyp, said);
+	if (md)
+		rd_kafka_metadata_destroy(md);
+	rd_kafka_topic_destroy(rkt);
+}
+
+/*
+ * No report came for limit ms (--timeout) while records wait: ask the cluster
+ * why.  When waiting cannot help (no broker answers; a partition with
+ * records has no leader, or too few in-sync replicas for acks=all), the
+ * records not sent yet are given up now (those in a request in flight
+ * wait for its answer), each reported as not delivered
+ * with its partition's reason, instead of after librdkafka's
+ * message.timeout.ms (5 minutes) as "Message timed out"; what comes
+ * after them is sent as usual, and goes through once the cluster takes
+ * records again.  A cluster that answers and could take them is only
+ * slow: the records wait on.  Returns whether records were given up.
+ */
+static bool
+stall_check(struct dp_producer *p, int64_t limit)
+{
+	int64_t now;
+	uint64_t done = p->delivered + p->lost;
+	struct dp_buf said = DP_BUF_INIT, err = DP_BUF_INIT;
+	char waited[48];
+	int pending;
+
+	if (limit <= 0)
+		return false;
+	now = dp_time_mono_ms();
+	if (done != p->seen || (pending = dp_producer_pending(p)) == 0) {
+		p->seen = done;
+		p->progress_ms = now;
+		return false;
+	}
+	if (now - p->progress_ms < limit || now - p->asked_ms < limit)
+		return false;
+	p->asked_ms = now;
+	blame_clear(p);
+	if (dp_sig_stop) {
+		/* A drain after a signal does not ask: it ends within --timeout. */
+		dp_buf_msgf(&said, "a signal came and the drain does not wait longer");
+	} else if (dp_kafka_probe(p->rk, NULL, ASK_MS, NULL, &err) != 0) {
+		p->purged_for = RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN;
+		dp_buf_msgf(&said, "no kafka broker answers");
+	} else {
+		if (p->topic)
+			look_at(p, p->topic, true, &said);
+		for (size_t i = 0; i < p->nhandles; i++)
+			look_at(p, rd_kafka_topic_name(p->handles[i]), false, &said);
+	}
+	dp_buf_free(&err);
+	if (!said.len) {
+		dp_debug("no delivery for %s, but the cluster could take the records: waiting on",
+		         dp_duration_format(now - p->progress_ms, waited));
+		return false;
+	}
+	dp_err("no record delivered for %s: %s; giving up on the records not sent yet",
+	       dp_duration_format(now - p->progress_ms, waited), dp_buf_str(&said));
+	dp_buf_free(&said);
+	/*
+	 * The queues only: a request in flight may yet be written, and is
+	 * left to its answer (it is delivered once the partition takes
+	 * records again, or fails with its reason).  librdkafka's idempotent
+	 * producer starts a new epoch for the sequence numbers the purge
+	 * skipped.  The purged records are reported by the polls here.
+	 */
+	for (int i = 0; i < p->nlanes; i++)
+		rd_kafka_purge(p->lane_rk[i], RD_KAFKA_PURGE_F_QUEUE);
+	for (int i = 0; i < p->nlanes; i++)
+		rd_kafka_poll(p->lane_rk[i], 0);
+	uint64_t given = p->delivered + p->lost - done;
+	int sent = dp_producer_pending(p);
+	if (sent > 0)
+		dp_err("%llu record%s given up; %d sent before wait for the broker's answer",
+		       (unsigned long long)given, given == 1 ? "" : "s", sent);
+	else
+		dp_err("%llu record%s given up", (unsigned long long)given, given == 1 ? "" : "s");
+	p->seen = p->delivered + p->lost;
+	p->progress_ms = dp_time_mono_ms();
+	return true;
 }
 
 /*
@@ -202,6 +442,7 @@ wait_lane(struct dp_producer *p, rd_kafka_t *rk, int ms)
 		if (n > 0 || slice == ms || dp_time_mono_ms() >= until)
 			break;
 	}
+	stall_check(p, p->kafka->timeout_ms);
 	if (p->metrics)
 		obs_tell(p);
 }
@@ -245,23 +486,15 @@ dp_producer_stats(const struct dp_producer *p, struct dp_producer_stats *st)
 int
 dp_producer_drain(struct dp_producer *p, int64_t timeout_ms)
 {
-	int64_t deadline = dp_time_mono_ms() + timeout_ms;
-
+	/*
+	 * No progress for --timeout gives up only what cannot be delivered
+	 * now (stall_check); a slow cluster is waited for.
+	 */
 	while (dp_producer_pending(p) > 0) {
-		uint64_t before = p->delivered + p->lost;
 		/* flush, not poll: the last batches need not wait for linger.ms */
 		dp_producer_flush(p, 100);
-		if (p->delivered + p->lost != before)
-			deadline = dp_time_mono_ms() + timeout_ms;
-		if (dp_time_mono_ms() > deadline) {
-			/* No progress for timeout_ms: give up only if no broker answers. */
-			struct dp_buf err = DP_BUF_INIT;
-			int down = dp_kafka_probe(p->rk, NULL, 2000, NULL, &err) != 0;
-			dp_buf_free(&err);
-			if (down)
-				break;
-			deadline = dp_time_mono_ms() + timeout_ms;
-		}
+		if (stall_check(p, timeout_ms))
+			break;
 	}
 	/* Purge whatever is left so that its reports arrive (as failures). */
 	for (int i = 0; i < p->nlanes; i++)
@@ -608,6 +841,8 @@ int
 dp_producer_send(struct dp_producer *p, const struct dp_producer_rec *recs, size_t n,
                  size_t *failed, struct dp_buf *err)
 {
+	/* An engine with nothing waiting starts the clock now. */
+	stall_check(p, p->kafka->timeout_ms);
 	refresh_partitions(p);
 	bool batching = p->rkt && p->partitioner && p->partitions > 0 &&
 	                p->partitions <= MAX_BUCKETS;
@@ -657,6 +892,7 @@ dp_producer_send_wait(struct dp_producer *p, const struct dp_producer_rec *recs,
 		dp_buf_msgf(err, "out of memory");
 		return DP_EX_SOFTWARE;
 	}
+	stall_check(p, p->kafka->timeout_ms);
 	p->wait_call = (p->wait_call + 1) & WAIT_CALLS;
 	p->wait_acks = acks;
 	p->wait_n = n;
@@ -776,6 +1012,20 @@ conf_u64(rd_kafka_conf_t *conf, const char *name, uint64_t dflt)
 	return errno || *end || n < 1 || n > UINT32_MAX ? dflt : (uint64_t)n;
 }
 
+/* acks=all (librdkafka's default): every in-sync replica must have a record. */
+static bool
+acks_all(rd_kafka_conf_t *conf)
+{
+	rd_kafka_topic_conf_t *tconf = rd_kafka_conf_get_default_topic_conf(conf);
+	char v[16] = "-1";
+	size_t len = sizeof(v);
+
+	if (tconf && rd_kafka_topic_conf_get(tconf, "request.required.acks", v, &len) !=
+	             RD_KAFKA_CONF_OK)
+		return true;
+	return strcmp(v, "-1") == 0 || strcmp(v, "all") == 0;
+}
+
 /* conf.metrics: every broker down is the link "kafka" down, until a record is acknowledged. */
 static void
 on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
@@ -800,6 +1050,7 @@ configure(rd_kafka_conf_t *conf, void *arg, struct dp_buf *err)
 	p->partitioner = pick_partitioner(conf);
 	p->max_msg_size = conf_u64(conf, "message.max.bytes", 1000000);
 	p->auto_create = conf_is(conf, "allow.auto.create.topics", "true");
+	p->acks_all = acks_all(conf);
 	if (conf_is(conf, "enable.idempotence", "true")) {
 		uint64_t msgs = conf_u64(conf, "batch.num.messages", 10000);
 		uint64_t bytes = conf_u64(conf, "batch.size", 1000000);
@@ -864,6 +1115,7 @@ dp_producer_new(const struct dp_producer_conf *conf, struct dp_buf *err, int *st
 	}
 	p->lane_rk[0] = p->rk;
 	p->nlanes = 1;
+	p->progress_ms = dp_time_mono_ms();
 	return p;
 }
 
@@ -983,6 +1235,7 @@ dp_producer_free(struct dp_producer *p)
 	free(p->handles);
 	if (p->rk)
 		rd_kafka_destroy(p->rk);
+	blame_clear(p);
 	free(p->win);
 	free(p->obs);
 	free(p->defaults);

@@ -28,8 +28,18 @@
  *     requests in turn).  Partition k always goes through lane
  *     k % lanes, so its records keep their order and each producer's
  *     sequence numbers still rule out duplicates;
- *   - a drain that gives up only when no progress is made for a while
- *     and no broker answers, however long a busy cluster takes.
+ *   - records that cannot be delivered are given up, not waited for until
+ *     message.timeout.ms: when no report comes for --timeout while
+ *     records wait, the engine asks the cluster why, and when no broker
+ *     answers, or a partition with records has no leader or (acks=all)
+ *     fewer in-sync replicas than min.insync.replicas, it says so
+ *     (dp_err) and purges the queues; each record is reported lost with
+ *     its partition's reason (NOT_ENOUGH_REPLICAS, LEADER_NOT_AVAILABLE,
+ *     _ALL_BROKERS_DOWN), and a line says how many, and how many were
+ *     in a request in flight: those wait for its answer (the broker may
+ *     have written them).  What is sent after goes through once the
+ *     cluster takes records again.  A cluster that answers and could
+ *     take them is only slow, however long it takes.
  * docs/BENCHMARKS.md has the measurements behind each of these.
  *
  * Defaults (the caller's and then -F/-X override them): enable.idempotence
@@ -48,8 +58,8 @@
  *
  * Signals: waits for the cluster (connect, send_wait) end early when
  * SIGINT or SIGTERM arrived (core/sig.h).  A drain does not: it is what a
- * signal asks for.  Back-pressure waits only for deliveries, which
- * librdkafka bounds by message.timeout.ms.
+ * signal asks for.  Back-pressure waits only for deliveries, which the
+ * engine gives up as above when they cannot come.
  */
 #ifndef DP_PRODUCER_H
 #define DP_PRODUCER_H
@@ -206,11 +216,11 @@ void dp_producer_stats(const struct dp_producer *p, struct dp_producer_stats *st
 /*
  * Wait for every record handed over to be reported.  Deliveries may take
  * long on a busy cluster, so timeout_ms only runs while no report
- * arrives; then the engine asks whether any broker answers, and gives up
- * only when none does (or a signal came).  What is still queued then is
- * purged, and reported as lost.  Returns 0 when every record was
- * delivered, DP_EX_TEMPFAIL when any was lost (dp_producer_stats says
- * how many).
+ * arrives; then the engine asks the cluster why, and gives up only when
+ * the records cannot be delivered now (see above), or a signal came.
+ * What is still queued or in flight then is purged, and reported as
+ * lost.  Returns 0 when every record was delivered, DP_EX_TEMPFAIL when
+ * any was lost (dp_producer_stats says how many).
  */
 int dp_producer_drain(struct dp_producer *p, int64_t timeout_ms);
 

@@ -559,11 +559,21 @@ dp_topics_create(struct dp_topics *t)
 	free(send);
 	if (lookup && !st) {
 		struct dp_buf err = DP_BUF_INIT;
-		/* Only decoration: without it the requested numbers are shown. */
-		if (dp_admin_list(t->rk, t->timeout_ms, &t->md, &err) == 0)
+		const char **names = calloc(t->n + 1, sizeof(*names));
+		size_t k = 0;
+		/*
+		 * Only decoration: without it the requested numbers are shown.
+		 * The topics' names, so that the broker asked (in a cluster, maybe
+		 * not the one that took the create) is given a moment to know them.
+		 */
+		for (size_t i = 0; names && i < t->n; i++)
+			if (!t->v[i].res.status && t->v[i].action)
+				names[k++] = t->v[i].res.name;
+		if (names && dp_admin_list_for(t->rk, names, k, t->timeout_ms, &t->md, &err) == 0)
 			fill_from_metadata(t);
 		else
-			dp_info("%s", dp_buf_str(&err));
+			dp_info("%s", names ? dp_buf_str(&err) : "out of memory");
+		free(names);
 		dp_buf_free(&err);
 	}
 	return st;
