@@ -490,7 +490,13 @@ for i in range(3000):
 @test "a failed write to stdout ends in failed with status 74" {
 	create_topic "$T"
 	gen_prices 10 | dp-publish -t "$T"
+	# With -e the last records are written once all were read: in closing.
 	run bash -c 'dp-tail -t "$1" --from beginning -e --trace-states > /dev/full' _ "$T"
+	[ "$status" -eq 74 ]
+	[[ $output == *"cannot write to stdout: No space left on device"* ]]
+	[[ $output == *'"from":"closing","event":"failed","to":"failed"'* ]]
+	# Without an end, at the first sync point while consuming.
+	run bash -c 'dp-tail -t "$1" --from beginning --trace-states > /dev/full' _ "$T"
 	[ "$status" -eq 74 ]
 	[[ $output == *"cannot write to stdout: No space left on device"* ]]
 	[[ $output == *'"from":"consuming","event":"fatal","to":"closing"'* ]]

@@ -1773,18 +1773,20 @@ dp_consumer_poll(struct dp_consumer *c, int timeout_ms, struct dp_buf *err, int 
 		return failed(c, err, status);
 	/*
 	 * A sync point whenever the queue ran dry or sync_ms went by: a
-	 * steady trickle must not sit in a buffer.
+	 * steady trickle must not sit in a buffer.  Not at the end of the
+	 * records asked for: dp_consumer_close syncs, after the caller knows
+	 * that everything was read (a signal while the last output waits for
+	 * its reader is then after the end, not before it).
 	 */
-	if (!c->halting &&
+	bool done = all_done(c), at_end = done && c->o.until != DP_UNTIL_NONE;
+	if (!c->halting && !at_end &&
 	    ((size_t)n < take || dp_time_mono_ms() - c->last_sync_ms >= c->o.sync_ms))
 		dp_consumer_sync(c);
 	if (c->halt || c->halting) {
 		c->halt = c->halting = false;
 		return DP_CONSUMER_HALTED;
 	}
-	if (all_done(c))
-		return DP_CONSUMER_END;
-	return DP_CONSUMER_MORE;
+	return done ? DP_CONSUMER_END : DP_CONSUMER_MORE;
 }
 
 /* ---- set-up ------------------------------------------------------------------- */
