@@ -228,6 +228,36 @@ for i in range(3000):
 	done
 }
 
+@test "a run to the end (-e, --until end) does not let the broker hold its last, empty fetch; a live reader and -X keep theirs" {
+	# A partition's end is learnt from a fetch that finds nothing, which
+	# the broker holds for fetch.wait.max.ms (librdkafka: 500 ms): every
+	# -e run ended half a second late.  librdkafka's debug=conf shows the
+	# client's configuration.
+	create_topic "$T" 3
+	echo '{"seq":1}' | dp-publish -t "$T"
+	for end in -e "--until end"; do
+		run --separate-stderr dp-tail -t "$T" --from beginning $end -vv -X debug=conf
+		[ "$status" -eq 0 ]
+		[ "$output" = '{"seq":1}' ]
+		[[ $stderr == *"fetch.wait.max.ms = 10"$'\n'* ]]
+	done
+	run --separate-stderr dp-tail -t "$T" -g "$G" --from beginning -e -vv -X debug=conf
+	[ "$status" -eq 0 ]
+	[[ $stderr == *"fetch.wait.max.ms = 10"$'\n'* ]]
+	# Without an end: librdkafka's default, fewer fetches while idle.
+	run --separate-stderr dp-tail -t "$T" --from beginning -n 1 -vv -X debug=conf
+	[ "$status" -eq 0 ]
+	[ "$output" = '{"seq":1}' ]
+	[[ $stderr == *"Client configuration:"* ]]
+	[[ $stderr != *"fetch.wait.max.ms"* ]]
+	# -X decides.
+	run --separate-stderr dp-tail -t "$T" --from beginning -e -vv -X debug=conf \
+		-X fetch.wait.max.ms=200
+	[ "$status" -eq 0 ]
+	[[ $stderr == *"fetch.wait.max.ms = 200"$'\n'* ]]
+	[[ $stderr != *"fetch.wait.max.ms = 10"$'\n'* ]]
+}
+
 @test "-X message.max.bytes above a fetch's default raises the fetch with it, in dp-tail and dp-sink-pg" {
 	# librdkafka refuses fetch.max.bytes below message.max.bytes; ours is
 	# only a default, so a larger record limit must not become exit 78.

@@ -265,6 +265,13 @@ setup() {
 	[[ $output == *"escaped member names: 0 disagreements"* ]]
 }
 
+@test "json: the scanner's block paths (digit runs, plain string bytes, an array's next element) give the byte-at-a-time verdict at every edge" {
+	run "$TEST_LIB" json_runs
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ $output == *"json block paths: "*" cases, 0 wrong"* ]]
+}
+
 @test "metrics: off until started; counters, gauges, histograms and labels in the text exposition; no add lost across threads" {
 	run "$TEST_LIB" metrics
 	echo "$output"

@@ -135,7 +135,7 @@ string_slow(struct scan *s, const char *p)
 }
 
 /* A string at p (its opening quote): the byte after it, or NULL. */
-static inline const char *
+static inline __attribute__((always_inline)) const char *
 string_at(struct scan *s, const char *p)
 {
 	p = plain_run(p + 1, s->end);
@@ -144,18 +144,47 @@ string_at(struct scan *s, const char *p)
 	return string_slow(s, p);
 }
 
-/* Skip a run of ASCII digits, eight at a time where it can. */
+/*
+ * The same for digits: the high bit set in each byte that is not '0'..'9'.
+ * Exact in every byte (each is taken alone, with no carry between bytes),
+ * so the lowest set byte is where the run ends.
+ */
+static inline uint64_t
+nondigit_mask(uint64_t w)
+{
+	const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
+	uint64_t lo = w & ~highs;               /* below 0x80: no carry out of a byte */
+	uint64_t ge0 = lo + ones * (0x80 - '0');        /* high bit: lo >= '0' */
+	uint64_t gt9 = lo + ones * (0x80 - '9' - 1);    /* high bit: lo > '9' */
+	return ~(ge0 & ~gt9 & ~w) & highs;
+}
+
+/*
+ * Skip a run of ASCII digits.  Numbers are most of a price record or an
+ * order book, and their runs are short: one block finds the end of most
+ * (a mask and its lowest bit) instead of a byte at a time.
+ */
 static inline const char *
 digits(const char *p, const char *end)
 {
+#ifdef __SSE2__
+	while (end - p >= 16) {
+		__m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);
+		/* signed compares: bytes above 0x7f are negative, not digits */
+		__m128i d = _mm_and_si128(_mm_cmpgt_epi8(v, _mm_set1_epi8('0' - 1)),
+		                          _mm_cmplt_epi8(v, _mm_set1_epi8('9' + 1)));
+		unsigned bits = ~(unsigned)_mm_movemask_epi8(d) & 0xffffu;
+		if (bits)
+			return p + __builtin_ctz(bits);
+		p += 16;
+	}
+#endif
 	while (end - p >= 8) {
-		uint64_t w;
+		uint64_t w, m;
 		memcpy(&w, p, 8);
-		/* Each byte 0x30..0x39: high nibble 3, and +6 does not carry out. */
-		uint64_t hi = w & 0xf0f0f0f0f0f0f0f0ull;
-		uint64_t carry = (w + 0x0606060606060606ull) & 0xf0f0f0f0f0f0f0f0ull;
-		if (hi != 0x3030303030303030ull || carry != 0x3030303030303030ull)
-			break;
+		m = nondigit_mask(w);
+		if (m)
+			return p + (__builtin_ctzll(m) >> 3);
 		p += 8;
 	}
 	while (p < end && *p >= '0' && *p <= '9')
@@ -169,12 +198,44 @@ is_digit(char c)
 	return c >= '0' && c <= '9';
 }
 
-/* A number at p: the byte after it, or NULL. */
-static inline const char *
+/*
+ * A number at p: the byte after it, or NULL.  One 16-byte block finds
+ * both runs of the usual shape (-?int.frac, no exponent) from one mask
+ * of its non-digits; anything else, or a number that may go on past the
+ * block, is taken by the grammar a byte at a time, which also gives
+ * every error.
+ */
+static inline __attribute__((always_inline)) const char *
 number_at(struct scan *s, const char *p)
 {
 	const char *end = s->end;
 
+#ifdef __SSE2__
+	if (end - p >= 16) {
+		__m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);
+		__m128i d = _mm_and_si128(_mm_cmpgt_epi8(v, _mm_set1_epi8('0' - 1)),
+		                          _mm_cmplt_epi8(v, _mm_set1_epi8('9' + 1)));
+		/* bit i: p[i] is no digit; bit 16 stops the count at the block's end */
+		unsigned nd = (~(unsigned)_mm_movemask_epi8(d) & 0xffffu) | 0x10000u;
+		unsigned i = *p == '-';
+
+		if (p[i] == '0')
+			i++;
+		else if (nd >> i & 1)
+			goto slow;              /* no digit: the grammar says why */
+		else
+			i += (unsigned)__builtin_ctz(nd >> i);
+		if (i < 16 && p[i] == '.') {
+			unsigned j = (unsigned)__builtin_ctz(nd >> (i + 1));
+			if (j == 0)
+				goto slow;
+			i += 1 + j;
+		}
+		if (i < 16 && p[i] != 'e' && p[i] != 'E')
+			return p + i;
+	}
+slow:
+#endif
 	if (*p == '-')
 		p++;
 	if (p >= end)
@@ -272,27 +333,39 @@ word_at(struct scan *s, const char *p, const char *w, size_t n)
 /*
  * Iterative scan of one value: containers are tracked on an explicit
  * stack so hostile nesting cannot exhaust the C stack.  The position
- * lives in a local (a register) and goes back to s->p at the end or on
- * an error.
+ * and the innermost container's kind live in locals (registers), the
+ * position going back to s->p at the end or on an error.  The stack is a
+ * bit a level (set: an array), not chars: a char store may alias *s, and
+ * the compiler would reload s's fields after every push.
  */
 static enum dp_json_type
 scan_value(struct scan *s)
 {
-	char stack[DP_JSON_MAX_DEPTH];
-	int depth = 0;
+	uint64_t arrays[DP_JSON_MAX_DEPTH / 64];
+	int depth = 0, in_array = 0;
 	enum dp_json_type first = DP_JSON_INVALID, t;
 	const char *p = s->p, *end = s->end;
 	const char *cap_start = NULL;
 
+/* skip_ws, with the usual case (no white space) decided against a local end. */
+#define WS(q) ((q) < end && (unsigned char)*(q) > ' ' ? (q) : skip_ws(s, (q)))
+/* The member name at p and its ':'; a captured member's value starts next. */
+#define MEMBER()                                                        \
+	do {                                                            \
+		if (!(p = member_at(s, p, depth)))                      \
+			return DP_JSON_INVALID;                         \
+		if (s->armed) {                                         \
+			p = WS(p);                              \
+			s->armed = 0;                                   \
+			s->capturing = 1;                               \
+			cap_start = p;                                  \
+		}                                                       \
+	} while (0)
+
 	for (;;) {
-		p = skip_ws(s, p);
+		p = WS(p);
 		if (p >= end)
 			return fail(s, p, "unexpected end of input"), DP_JSON_INVALID;
-		if (s->armed) {
-			s->armed = 0;
-			s->capturing = 1;
-			cap_start = p;
-		}
 		switch (*p) {
 		case '"':
 			t = DP_JSON_STRING;
@@ -302,18 +375,24 @@ scan_value(struct scan *s)
 		case '[':
 			if (depth == DP_JSON_MAX_DEPTH)
 				return fail(s, p, "nesting too deep"), DP_JSON_INVALID;
-			t = *p == '{' ? DP_JSON_OBJECT : DP_JSON_ARRAY;
-			if (first == DP_JSON_INVALID)
+			in_array = *p == '[';
+			t = in_array ? DP_JSON_ARRAY : DP_JSON_OBJECT;
+			if (depth == 0)
 				first = t;
-			stack[depth++] = *p;
-			p = skip_ws(s, p + 1);
-			if (p < end && *p == (t == DP_JSON_OBJECT ? '}' : ']')) {
+			if (in_array)
+				arrays[depth / 64] |= UINT64_C(1) << (depth % 64);
+			else
+				arrays[depth / 64] &= ~(UINT64_C(1) << (depth % 64));
+			depth++;
+			p = WS(p + 1);
+			if (p < end && *p == (in_array ? ']' : '}')) {
 				p++;
 				depth--;
+				in_array = depth && (arrays[(depth - 1) / 64] >> ((depth - 1) % 64) & 1);
 				break;
 			}
-			if (t == DP_JSON_OBJECT && !(p = member_at(s, p, depth)))
-				return DP_JSON_INVALID;
+			if (!in_array)
+				MEMBER();
 			continue;      /* scan the first element */
 		case 't':
 			t = DP_JSON_TRUE;
@@ -338,11 +417,9 @@ scan_value(struct scan *s)
 		}
 		if (!p)
 			return DP_JSON_INVALID;
-		if (first == DP_JSON_INVALID)
-			first = t;
 		/* A value ended: close containers or move to the next element. */
 		for (;;) {
-			if (s->capturing && depth == 1) {
+			if (depth == 1 && s->capturing) {
 				s->capturing = 0;
 				s->cap = cap_start;
 				s->cap_end = p;
@@ -355,30 +432,46 @@ scan_value(struct scan *s)
 			}
 			if (depth == 0) {
 				s->p = p;
-				return first;
+				return first != DP_JSON_INVALID ? first : t;
 			}
-			p = skip_ws(s, p);
+			p = WS(p);
 			if (p >= end)
 				return fail(s, p, "unexpected end of input"), DP_JSON_INVALID;
-			char open = stack[depth - 1];
-			if (*p == (open == '{' ? '}' : ']')) {
+			if (*p == (in_array ? ']' : '}')) {
 				p++;
 				depth--;
+				in_array = depth && (arrays[(depth - 1) / 64] >> ((depth - 1) % 64) & 1);
 				continue;
 			}
 			if (*p != ',')
-				return fail(s, p, open == '{' ? "expected ',' or '}'" :
-				                                "expected ',' or ']'"),
+				return fail(s, p, in_array ? "expected ',' or ']'" :
+				                             "expected ',' or '}'"),
 				       DP_JSON_INVALID;
 			p++;
-			if (open == '{') {
-				p = skip_ws(s, p);
-				if (!(p = member_at(s, p, depth)))
-					return DP_JSON_INVALID;
+			if (!in_array) {
+				p = WS(p);
+				MEMBER();
+				break;
 			}
-			break;
+			/*
+			 * An element that is a number or a string (an order book's
+			 * levels, a candle, a list of symbols) is scanned here, without
+			 * the round through the loop above: nothing there applies to
+			 * it (no member is armed in an array, and the first type is
+			 * known), and the errors are the same.
+			 */
+			if (p < end && (is_digit(*p) || *p == '-'))
+				p = number_at(s, p);
+			else if (p < end && *p == '"')
+				p = string_at(s, p);
+			else
+				break;
+			if (!p)
+				return DP_JSON_INVALID;
 		}
 	}
+#undef MEMBER
+#undef WS
 }
 
 /* One value and nothing after it; the reason and where, when not. */

@@ -309,7 +309,9 @@ struct dp_consumer_opts {
 	 * enable.auto.commit (true with a group unless manual_commit),
 	 * enable.partition.eof=true, auto.offset.reset=earliest,
 	 * allow.auto.create.topics=false, the prefetch (prefetch_bytes),
-	 * topic.metadata.refresh.interval.ms (5 s with a pattern).
+	 * topic.metadata.refresh.interval.ms (5 s with a pattern),
+	 * fetch.wait.max.ms=10 when the run ends at the end (DP_UNTIL_END:
+	 * the last, empty fetch of each partition is not held 500 ms).
 	 */
 	const struct dp_kv *defaults;
 	size_t ndefaults;

@@ -2783,6 +2783,162 @@ t_jqfast_deep(void)
 }
 
 /*
+ * json/scan.h's block paths (a run of digits, a run of plain string bytes,
+ * an array's next number or string), at their edges: the byte that ends a
+ * run at every position of a 16- and an 8-byte block and past them, the
+ * run ending exactly at the end of the buffer (each text in a buffer of
+ * its own size, so that ASan sees a read past it).  Each verdict is the
+ * one the byte-at-a-time grammar gives: the reason and the byte.
+ */
+static int
+json_runs_case(const char *text, size_t n, enum dp_json_type want, const char *want_why,
+               size_t want_off, int *bad)
+{
+	char *b = malloc(n ? n : 1);
+	const char *why = NULL;
+	size_t off = 0;
+
+	if (!b)
+		return -1;
+	memcpy(b, text, n);
+	enum dp_json_type t = dp_json_check(b, n, &why, &off);
+	if (t != want || (want == DP_JSON_INVALID && (strcmp(why, want_why) || off != want_off))) {
+		printf("FAIL %zu bytes: got %d %s at %zu, want %d %s at %zu\n", n, (int)t,
+		       t == DP_JSON_INVALID ? why : "", off, (int)want, want_why ? want_why : "",
+		       want_off);
+		++*bad;
+	}
+	free(b);
+	return 0;
+}
+
+static int
+t_json_runs(void)
+{
+	char d[64], doc[128];
+	int bad = 0, cases = 0;
+	size_t n;
+
+	/* Digit runs of every length to 40, both ends '9' and '0' included. */
+	for (size_t len = 1; len <= 40; len++) {
+		for (size_t i = 0; i < len; i++)
+			d[i] = (char)('0' + (9 + i) % 10);      /* 9012345678... */
+		/* Alone: the run ends at the buffer's end. */
+		CHECK(json_runs_case(d, len, DP_JSON_NUMBER, NULL, 0, &bad) == 0);
+		/* As an array's later element, and as a fraction. */
+		n = (size_t)snprintf(doc, sizeof(doc), "[1,%.*s]", (int)len, d);
+		CHECK(json_runs_case(doc, n, DP_JSON_ARRAY, NULL, 0, &bad) == 0);
+		n = (size_t)snprintf(doc, sizeof(doc), "[1,-0.%.*s]", (int)len, d);
+		CHECK(json_runs_case(doc, n, DP_JSON_ARRAY, NULL, 0, &bad) == 0);
+		/* Cut after the run: no ']' follows. */
+		n = (size_t)snprintf(doc, sizeof(doc), "[1,%.*s", (int)len, d);
+		CHECK(json_runs_case(doc, n, DP_JSON_INVALID, "unexpected end of input", n,
+		                     &bad) == 0);
+		/* The bytes on either side of '0'..'9', and a high one, end the run. */
+		static const char stops[] = { '/', ':', 'a', ' ' - 1, (char)0x80, (char)0xb9 };
+		for (size_t k = 0; k < sizeof(stops); k++) {
+			n = (size_t)snprintf(doc, sizeof(doc), "[1,%.*s", (int)len, d);
+			doc[n++] = stops[k];
+			doc[n++] = ']';
+			CHECK(json_runs_case(doc, n, DP_JSON_INVALID, "expected ',' or ']'",
+			                     3 + len, &bad) == 0);
+			memcpy(doc, d, len);
+			doc[len] = stops[k];
+			CHECK(json_runs_case(doc, len + 1, DP_JSON_INVALID,
+			                     "trailing characters after the value", len, &bad) == 0);
+			cases += 2;
+		}
+		cases += 4;
+	}
+	/*
+	 * Number shapes, each at every distance from the end of the buffer to
+	 * 20 bytes (the block takes it whole, or leaves it to the grammar):
+	 * the reason and the byte, counted from the number's first.
+	 */
+	static const struct {
+		const char *num, *why;  /* why NULL: valid */
+		size_t at;
+	} shapes[] = {
+		{ "1e5", NULL, 0 }, { "-12.5E-3", NULL, 0 }, { "0.000000000000001e+999", NULL, 0 },
+		{ "-0", NULL, 0 }, { "123456789012345.5", NULL, 0 }, { "-9.87654321098765", NULL, 0 },
+		{ "-", "bad number", 1 }, { "1.", "bad number", 2 }, { "1.e5", "bad number", 2 },
+		{ "-a", "bad number", 1 }, { "1e", "bad number", 2 }, { "1e+", "bad number", 3 },
+		{ "--1", "bad number", 1 }, { "-.5", "bad number", 1 },
+		{ "0123", "expected ',' or ']'", 1 }, { "1.5.5", "expected ',' or ']'", 3 },
+	};
+	for (size_t k = 0; k < sizeof(shapes) / sizeof(shapes[0]); k++) {
+		for (size_t pad = 0; pad <= 20; pad++) {
+			n = (size_t)snprintf(doc, sizeof(doc), "[1,%s]%*s", shapes[k].num, (int)pad, "");
+			CHECK(json_runs_case(doc, n, shapes[k].why ? DP_JSON_INVALID : DP_JSON_ARRAY,
+			                     shapes[k].why, 3 + shapes[k].at, &bad) == 0);
+			/* Alone, where it may run to the end of the buffer. */
+			n = (size_t)snprintf(doc, sizeof(doc), "%s%*s", shapes[k].num, (int)pad, "");
+			CHECK(json_runs_case(doc, n, shapes[k].why ? DP_JSON_INVALID : DP_JSON_NUMBER,
+			                     shapes[k].why && shapes[k].why[0] == 'e' ?
+			                     "trailing characters after the value" : shapes[k].why,
+			                     shapes[k].at, &bad) == 0);
+			cases += 2;
+		}
+	}
+	/* Plain string bytes with one special byte at every position to 40. */
+	static const struct {
+		const char *bytes;      /* at position i of the body */
+		const char *why;        /* NULL: valid */
+	} specials[] = {
+		{ "\\n", NULL }, { "\\\"", NULL }, { "\\u00e9", NULL }, { "\x7f", NULL },
+		{ " ", NULL }, { "\xc3\xa9", NULL }, { "\xf0\x9f\x98\x80", NULL },
+		{ "\x01", "control character in string" }, { "\x1f", "control character in string" },
+		{ "\xff", "invalid UTF-8" }, { "\xc3", "invalid UTF-8" }, { "\x80", "invalid UTF-8" },
+		{ "\xed\xa0\x80", "invalid UTF-8" }, { "\\x", "bad escape in string" },
+	};
+	for (size_t len = 0; len <= 40; len++) {
+		for (size_t i = 0; i <= len; i++) {
+			for (size_t k = 0; k < sizeof(specials) / sizeof(specials[0]); k++) {
+				size_t sl = strlen(specials[k].bytes);
+				/* Top level, and an array's later element: the body starts at 1 and 4. */
+				for (size_t at = 1; at <= 4; at += 3) {
+					n = 0;
+					if (at == 4)
+						memcpy(doc, "[1,\"", 4), n = 4;
+					else
+						doc[n++] = '"';
+					memset(doc + n, 'a', i), n += i;
+					memcpy(doc + n, specials[k].bytes, sl), n += sl;
+					memset(doc + n, 'b', len - i), n += len - i;
+					doc[n++] = '"';
+					if (at == 4)
+						doc[n++] = ']';
+					CHECK(json_runs_case(doc, n,
+					                     specials[k].why ? DP_JSON_INVALID :
+					                     at == 4 ? DP_JSON_ARRAY : DP_JSON_STRING,
+					                     specials[k].why, at + i, &bad) == 0);
+					cases++;
+				}
+			}
+			/* A NUL byte; a quote that ends the string early. */
+			doc[0] = '"';
+			memset(doc + 1, 'a', i);
+			n = 1 + i;
+			doc[n++] = '\0';
+			doc[n++] = '"';
+			CHECK(json_runs_case(doc, n, DP_JSON_INVALID, "NUL byte", 1 + i, &bad) == 0);
+			doc[1 + i] = '"';
+			CHECK(json_runs_case(doc, n, DP_JSON_INVALID,
+			                     "trailing characters after the value", 2 + i, &bad) == 0);
+			cases += 2;
+		}
+		/* Unterminated: the body runs to the end of the buffer. */
+		doc[0] = '"';
+		memset(doc + 1, 'a', len);
+		CHECK(json_runs_case(doc, len + 1, DP_JSON_INVALID, "unterminated string", len + 1,
+		                     &bad) == 0);
+		cases++;
+	}
+	printf("json block paths: %d cases, %d wrong\n", cases, bad);
+	return bad != 0;
+}
+
+/*
  * json/scan.h: a member name written with escapes is the name it stands for,
  * not the name its bytes spell.  The key literal "a\\b" (a\b) has the
  * length of a\\b plus its quotes, and dp_json_get took it for a\\b
@@ -3590,7 +3746,8 @@ main(int argc, char **argv)
 		{ "pgsink_sources", t_pgsink_sources }, { "pgsink_release", t_pgsink_release },
 		{ "coord", t_coord }, { "opt", t_opt }, { "metrics", t_metrics }, { "health", t_health }, { "topics", t_topics },
 		{ "jqfast_order", t_jqfast_order }, { "jqfast_deep", t_jqfast_deep },
-		{ "json_keys", t_json_keys }, { "top_view", t_top_view }, { "obs", t_obs },
+		{ "json_keys", t_json_keys }, { "json_runs", t_json_runs }, { "top_view", t_top_view },
+		{ "obs", t_obs },
 		{ "opt_optional", t_opt_optional },
 	};
 
