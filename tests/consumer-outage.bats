@@ -32,18 +32,14 @@ teardown() {
 assigned_in() { grep -q '"event":"assigned"' "$1"; }
 said_in() { grep -q "$2" "$1"; }
 
-# unit_cmd UNIT INSTANCE: the unit's ExecStart as argv, NUL-separated, with
-# %i and %H filled in and the binaries of this tree
+# unit_cmd UNIT INSTANCE: the unit's ExecStart as argv, NUL-separated, as
+# tests/helpers/unit.py gives it (the binaries of this tree, paths in $W;
+# the stack's addresses come from the test's environment, not dp.env)
 unit_cmd() {
-	python3 - "$1" "$2" "$DP_BIN" <<'PY'
-import shlex, socket, sys
-unit, inst, bindir = sys.argv[1:]
-text = open(unit).read().replace("\\\n", " ")
-line = next(l for l in text.splitlines() if l.startswith("ExecStart="))
-cmd = line[len("ExecStart="):].replace("%i", inst).replace("%H", socket.gethostname())
-cmd = cmd.replace("/usr/local/bin/", bindir + "/")
-sys.stdout.write("\0".join(shlex.split(cmd)) + "\0")
-PY
+	mkdir -p "$W/var" "$W/etc"
+	: >> "$W/etc/dp.env"
+	python3 "$DP_ROOT/tests/helpers/unit.py" "$1" "$2" "$DP_BIN" "$DP_ROOT/examples" "$W" |
+		python3 -c 'import sys; f = sys.stdin.read().split("\0"); sys.stdout.write("\0".join(f[f.index("argv") + 1:]))'
 }
 
 @test "a member waiting for partitions behind a killed one says so once, with the reason" {

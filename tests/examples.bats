@@ -228,52 +228,9 @@ cron_run() {
 	[ "$(rows candles)" -eq "$(candles_in_topic)" ]
 }
 
-# unit FILE [INSTANCE]: the unit as systemd would run it, as NUL-separated
-# fields: "env NAME=VALUE" for each variable (EnvironmentFile=, then
-# Environment=), "out FILE" (StandardOutput=truncate:/file:/append:),
-# "ok STATUS" for each SuccessExitStatus=, then "argv" and ExecStart's
-# words.  Paths are the test's (see the top of this file), node_exporter's
-# textfile directory is $W/var too, and each --metrics localhost:PORT gets a
-# free port instead (another run of the suite may have the unit's): "PORT
-# FREE" lines in $W/ports.
+# unit FILE [INSTANCE]: the unit as systemd would run it (tests/helpers/unit.py)
 unit() {
-	python3 - "$1" "${2:-}" "$DP_BIN" "$EX" "$W" <<'PY'
-import re, shlex, socket, sys
-unit, inst, bindir, ex, w = sys.argv[1:]
-text = open(unit).read().replace("\\\n", " ").replace("%i", inst)
-for old, new in (("/usr/local/bin", bindir), ("/usr/local/share/dp/examples", ex),
-                 ("/var/lib/dp", w + "/var"), ("/etc/dp/dp.env", w + "/etc/dp.env"),
-                 ("/var/lib/prometheus/node-exporter", w + "/var")):
-    text = text.replace(old, new)
-def free(m):
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    with open(w + "/ports", "a") as f:
-        f.write("%s %d\n" % (m.group(1), port))
-    return "--metrics 127.0.0.1:%d" % port
-text = re.sub(r"--metrics localhost:(\d+)", free, text)
-out, env, ok, argv = [], [], [], None
-for line in text.splitlines():
-    key, _, val = line.partition("=")
-    key = key.strip()
-    if key == "EnvironmentFile":
-        for l in open(val.lstrip("-")):
-            l = l.strip()
-            if l and not l.startswith("#"):
-                env.append(l)
-    elif key == "Environment":
-        env += shlex.split(val)
-    elif key == "StandardOutput" and ":" in val:
-        out = ["out", val.split(":", 1)[1]]
-    elif key == "SuccessExitStatus":
-        ok += [x for s in val.split() for x in ("ok", s)]
-    elif key == "ExecStart":
-        argv = shlex.split(val)
-fields = [x for e in env for x in ("env", e)] + out + ok + ["argv"] + argv
-sys.stdout.write("\0".join(fields) + "\0")
-PY
+	python3 "$DP_ROOT/tests/helpers/unit.py" "$1" "${2:-}" "$DP_BIN" "$EX" "$W"
 }
 
 # unit_bg UNIT [INSTANCE]: start it in a session of its own, as systemd's
