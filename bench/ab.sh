@@ -32,12 +32,7 @@ for b in "$old" "$new"; do
 done
 
 . bench/stack.bash
-if [[ -n ${DP_BROKERS:-} && -n ${DP_PG:-} ]]; then
-	bench_stack DP_PG
-else
-	unset DP_BROKERS DP_PG
-	bench_stack DP_PG
-fi
+bench_stack_both
 cleanup() {
 	psql "$DP_PG" -Xq -c 'drop table if exists bench_ab' \
 		-c "delete from dp_sink_offsets where topic like 'bench_ab_%' or topic like 'stdin:bench_ab_%'" \
@@ -57,11 +52,6 @@ fresh() {
 			tsym text, ts timestamptz, price double precision,
 			volume_24h double precision, change_pct_24h double precision,
 			mktcap bigint)' 2>/dev/null
-}
-rows() {
-	local n
-	n=$(psql "$DP_PG" -XAtq -c 'select count(*) from bench_ab')
-	[[ $n == "$lines" ]] || { echo "bench: $1 left $n rows, not $lines" >&2; exit 1; }
 }
 held() {
 	[[ $("$new/dp-topic" offsets "$1" -o json | jq -s 'map(.high) | add') == "$lines" ]] ||
@@ -85,10 +75,10 @@ one() {
 	measure "$build" tail sh -c "'$bin/dp-tail' -t '$t' --from beginning -e > /dev/null"
 	fresh
 	measure "$build" sink-t "$bin/dp-sink-pg" -t "$t" -g "$t" --table bench_ab -e
-	rows "$build sink-t"
+	bench_rows bench_ab "$lines" "$build sink-t"
 	fresh
 	measure "$build" stdin sh -c "'$bin/dp-sink-pg' --stdin --table bench_ab --source-id '$t' < '$work/in'"
-	rows "$build stdin"
+	bench_rows bench_ab "$lines" "$build stdin"
 }
 
 # Repetition 0 warms the broker and the server; it is not counted.

@@ -62,12 +62,7 @@ parts_list=${DP_BENCH_PARTS:-1 6 12}
 budget=$((${DP_BENCH_MB:-200} * 1000000))
 
 . bench/stack.bash
-if [[ -n ${DP_BROKERS:-} && -n ${DP_PG:-} ]]; then
-	bench_stack DP_PG
-else
-	unset DP_BROKERS DP_PG
-	bench_stack DP_PG
-fi
+bench_stack_both
 run=$$
 cleanup() {
 	psql "$DP_PG" -Xq -c "drop table if exists bench_m_$run" \
@@ -109,11 +104,6 @@ fresh() {
 		psql "$DP_PG" -XAtq -v ON_ERROR_STOP=1 \
 			-c "select create_hypertable('$table', '$ts')" >/dev/null
 	fi
-}
-rows_are() {
-	local n
-	n=$(psql "$DP_PG" -XAtq -c "select count(*) from $table")
-	[[ $n == "$2" ]] || { echo "bench: $1 left $n rows, not $2" >&2; exit 1; }
 }
 records_are() {
 	local n
@@ -157,25 +147,25 @@ cell() {
 	sink_t() {
 		fresh "$size"
 		measure "$size" "$parts" dp-sink-pg-t dp-sink-pg -t "$td" -g "$g" --table "$table" -e
-		rows_are "dp-sink-pg -t" "$n"
+		bench_rows "$table" "$n" "dp-sink-pg -t"
 	}
 	sink_stdin() {
 		fresh "$size"
 		measure "$size" "$parts" dp-sink-pg-stdin dp-sink-pg --stdin --table "$table" \
 			--source-id "$g" < "$in"
-		rows_are "dp-sink-pg --stdin" "$n"
+		bench_rows "$table" "$n" "dp-sink-pg --stdin"
 	}
 	copy_psql() {
 		fresh "$size"
 		measure "$size" "$parts" psql psql "$DP_PG" -Xq -c "\\copy $table from '$csv' csv"
-		rows_are "psql" "$n"
+		bench_rows "$table" "$n" "psql"
 	}
 	copy_tpc() {
 		[[ -n $tpc ]] || return 0
 		fresh "$size"
 		measure "$size" "$parts" tpc "$tpc" --connection "$DP_PG" --table "$table" \
 			--file "$csv" --workers 2 --skip-header=false > /dev/null
-		rows_are "timescaledb-parallel-copy" "$n"
+		bench_rows "$table" "$n" "timescaledb-parallel-copy"
 	}
 	tail_dp() { measure "$size" "$parts" dp-tail dp-tail -t "$td" --from beginning -e > /dev/null; }
 	tail_kcat() {

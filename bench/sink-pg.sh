@@ -32,12 +32,7 @@ lines=${1:-1000000}
 reps=${2:-5}
 
 . bench/stack.bash
-if [[ -n ${DP_BROKERS:-} && -n ${DP_PG:-} ]]; then
-	bench_stack DP_PG
-else
-	unset DP_BROKERS DP_PG
-	bench_stack DP_PG
-fi
+bench_stack_both
 topic=bench_sink_$$
 cleanup() {
 	psql "$DP_PG" -Xq -c 'drop table if exists bench_sink' \
@@ -77,11 +72,6 @@ fresh() {
 			-c "select create_hypertable('bench_sink', 'ts')" > /dev/null
 	fi
 }
-check() {
-	local n
-	n=$(psql "$DP_PG" -XAtq -c 'select count(*) from bench_sink')
-	[[ $n == "$lines" ]] || { echo "bench: $1 left $n rows, not $lines" >&2; exit 1; }
-}
 
 # measure NAME CMD...: appends "NAME seconds maxrss_kb user_s" to $work/results
 measure() {
@@ -89,7 +79,7 @@ measure() {
 	shift
 	fresh
 	/usr/bin/time -f "$name %e %M %U" -o "$work/t" "$@"
-	check "$name"
+	bench_rows bench_sink "$lines" "$name"
 	cat "$work/t" >> "$work/results"
 	tail -1 "$work/t" >&2
 }

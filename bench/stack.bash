@@ -7,7 +7,11 @@
 #                     broker, or with DP_BENCH_BROKERS=3 a cluster of three
 #                     (scripts/stack up --brokers 3: replication factor 3,
 #                     min.insync.replicas=2), in a directory of its own
+#   bench_stack_both  Kafka and PostgreSQL both from $DP_BROKERS and $DP_PG,
+#                     or both from a stack of the script's own (never one of
+#                     each: a sink measured across two stacks)
 #   bench_unstack     stop the stack again if bench_stack started it
+#   bench_rows TABLE N WHO  exit 1 unless TABLE holds N rows, naming WHO
 #   bench_cleanup PATTERN PID...  for an EXIT trap: SIGTERM the PIDs (the
 #                     script's background commands) and wait for them,
 #                     delete the topics whose whole name matches PATTERN,
@@ -29,6 +33,21 @@ bench_stack() {
 	fi
 	echo "bench: $(tr -cd , <<<"$DP_BROKERS" | wc -c | awk '{ print $1 + 1 }') broker(s) at $DP_BROKERS" >&2
 	work=$(mktemp -d "${TMPDIR:-/tmp}/dp-bench.XXXXXX")
+}
+
+bench_stack_both() {
+	if [[ -n ${DP_BROKERS:-} && -n ${DP_PG:-} ]]; then
+		bench_stack DP_PG
+	else
+		unset DP_BROKERS DP_PG
+		bench_stack DP_PG
+	fi
+}
+
+bench_rows() {
+	local n
+	n=$(psql "$DP_PG" -XAtq -c "select count(*) from $1")
+	[[ $n == "$2" ]] || { echo "bench: $3 left $n rows in $1, not $2" >&2; exit 1; }
 }
 
 bench_unstack() {
