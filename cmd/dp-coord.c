@@ -557,7 +557,8 @@ validate(void *ctx)
 		c->requests = (e = getenv("DP_REQUESTS")) && *e ? e : DP_REQUESTS_DEFAULT;
 	c->partitions = c->partitions_arg ? (int32_t)c->partitions_arg : -1;
 	/* Only the daemons publish a status ($DP_STATUS_TOPIC is not for request, list). */
-	if ((c->sub == SUB_SERVE || c->sub == SUB_RUN) && dp_watch_validate(&c->watch) < 0)
+	if ((c->sub == SUB_SERVE || c->sub == SUB_RUN) &&
+	    dp_watch_validate(&c->watch, (const char *const[]){ c->registry, c->requests }, 2) < 0)
 		return -1;
 	if (c->sub == SUB_REQUEST || c->sub == SUB_RETIRE) {
 		if (!c->name) {

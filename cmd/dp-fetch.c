@@ -474,7 +474,7 @@ validate(void *ctx)
 
 	if (c->state_path && !*c->state_path)
 		return bad("invalid --state: empty file name");
-	if (dp_watch_validate(&c->watch) < 0)
+	if (dp_watch_validate(&c->watch, NULL, 0) < 0)
 		return -1;
 	for (size_t i = 0; i < DP_FSM_COUNT(scope); i++)
 		if (given(c, scope[i].name) && !(scope[i].subs & DP_SUB(c->sub)))

@@ -251,7 +251,7 @@ validate(void *ctx)
 	o->rec.partition = p->partition == NO_PARTITION ? DP_PRODUCER_ANY : (int32_t)p->partition;
 	o->registry = from_env(o->registry, "DP_REGISTRY", DP_REGISTRY_DEFAULT);
 	o->requests = from_env(o->requests, "DP_REQUESTS", DP_REQUESTS_DEFAULT);
-	if (dp_watch_validate(&p->watch) < 0)
+	if (dp_watch_validate(&p->watch, &p->opts.rec.topic, 1) < 0)
 		return -1;
 	if (r->topic && r->topic_expr) {
 		dp_err("-t and --topic-expr cannot be used together");

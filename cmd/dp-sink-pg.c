@@ -448,7 +448,7 @@ validate(void *ctx)
 	struct sink *k = ctx;
 	struct dp_buf err = DP_BUF_INIT;
 
-	if (dp_watch_validate(&k->watch) < 0)
+	if (dp_watch_validate(&k->watch, k->topics.v, k->topics.n) < 0)
 		return -1;
 	if (k->reset.to != DP_SINKRESET_NONE) {
 		if (k->from_stdin || k->source_id) {

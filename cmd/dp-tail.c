@@ -286,7 +286,7 @@ validate(void *ctx)
 
 	if (!t->registry)
 		t->registry = (e = getenv("DP_REGISTRY")) && *e ? e : DP_REGISTRY_DEFAULT;
-	if (dp_watch_validate(&t->watch) < 0)
+	if (dp_watch_validate(&t->watch, t->topics.v, t->topics.n) < 0)
 		return -1;
 	if (t->follow.n || t->follow_match) {
 		if (t->topics.n || t->npartitions || t->group) {

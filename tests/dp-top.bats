@@ -5,6 +5,7 @@
 # "test_lib status TOPIC INSTANCE INTERVAL" is a process with a toy machine
 # (idle -> working -> done) that publishes its status until SIGTERM.
 
+bats_require_minimum_version 1.5.0
 load helpers/common
 load helpers/kafka
 
@@ -324,4 +325,41 @@ states() {
 	kill -TERM "$RUN"
 	wait_until 30 has "$DP_STATUS_TOPIC" '.instances[] | select(.key == "dp-coord/runner" and
 		.status == "stopped" and .exit == 0)'
+}
+
+@test "dp-top: records from elsewhere in the status topic: not objects are skipped and said, a clock ahead is as far off as one behind, control characters never reach the terminal" {
+	T=$(uniq_name status)
+	create_topic "$T"
+	now=$(date -u +%FT%T.000Z)
+	{
+		printf 'a/1\t[1,2,3]\n'
+		printf 'a/2\t5\n'
+		printf 'a/3\tnull\n'
+		printf 'a/4\t"text"\n'
+		printf 'x/ahead\t{"command":"dp-tail","instance":"ahead","time":"%s","interval_ms":5000}\n' \
+			"$(date -u -d '+5 sec' +%FT%T.000Z)"
+		printf 'x/far\t{"command":"dp-tail","instance":"far","time":"%s","interval_ms":5000}\n' \
+			"$(date -u -d '+2 hour' +%FT%T.000Z)"
+		printf 'x/esc\t{"command":"\\u001b[2Jevil","instance":"esc\\u0007","time":"%s","interval_ms":60000}\n' "$now"
+	} | kcat -P -b "$DP_BROKERS" -t "$T" -K $'\t'
+	run --separate-stderr dp-top --once -o json --status-topic "$T" --forget-after 0
+	[ "$status" -eq 0 ]
+	[ "$(grep -c 'skipped: not a status' <<<"$stderr")" -eq 4 ]
+	jq -e '[.instances[] | {(.instance): .status}] | add ==
+		{"ahead": "running", "far": "gone", "esc\u0007": "running"}' <<<"$output"
+	jq -e '.instances[] | select(.instance == "ahead") | .age_ms == 0' <<<"$output"
+	run --separate-stderr dp-top --once -o table --status-topic "$T"
+	[ "$status" -eq 0 ]
+	! LC_ALL=C grep -q $'[\x01-\x08\x0b-\x1f\x7f]' <<<"$output"
+	[[ $output == *"?[2Jevil"* && $output == *"esc?"* ]]
+}
+
+@test "--status-topic that is a topic of the data is a usage error (64), in every command that has both" {
+	for cmd in "dp-publish -t same" "dp-tail -t other -t same -e" "dp-sink-pg -t same -g g --table t -e"; do
+		run --separate-stderr $cmd --status-topic same < /dev/null
+		[ "$status" -eq 64 ] || { echo "$cmd: $status"; false; }
+		[[ $stderr == *"--status-topic 'same' is a topic of the data"* ]]
+	done
+	run --separate-stderr dp-coord serve --requests reqs --status-topic reqs
+	[ "$status" -eq 64 ]
 }

@@ -274,6 +274,25 @@ up() { ready_is "$1" 200; }
 	grep -q '^dp_records_in_total{command="dp-sink-pg"} 3$' "$f"
 }
 
+@test "--metrics-file through a symbolic link writes its target and the link stays; a device or a pipe is refused with 74, never replaced" {
+	tbl=$(uniq_name m)
+	mkdir -p "$W/real"
+	ln -s real/target.prom "$W/link.prom"
+	gen_prices 2 | dp-sink-pg --stdin --table "$tbl" --create --metrics-file "$W/link.prom"
+	[ -L "$W/link.prom" ]
+	grep -q '^dp_exit_status{command="dp-sink-pg"} 0$' "$W/real/target.prom"
+	[ "$(ls "$W/real")" = target.prom ]
+	mkfifo "$W/fifo"
+	run --separate-stderr dp-sink-pg --stdin --table "$tbl" --metrics-file "$W/fifo" < /dev/null
+	[ "$status" -eq 74 ]
+	[[ $stderr == *"cannot write metrics file $W/fifo: not a regular file"* ]]
+	[ -p "$W/fifo" ]
+	ln -s fifo "$W/to-fifo"
+	run --separate-stderr dp-sink-pg --stdin --table "$tbl" --metrics-file "$W/to-fifo" < /dev/null
+	[ "$status" -eq 74 ]
+	[ -p "$W/fifo" ] && [ -L "$W/to-fifo" ]
+}
+
 @test "--metrics: an address another process listens on is 69, one that cannot be used 78, a malformed one 64; DP_METRICS is the default; a file that cannot be written is 74" {
 	t=$(new_topic)
 	create_topic "$t" 1

@@ -98,9 +98,10 @@ fsync_dir(const char *path)
 	return rc;
 }
 
-int
-dp_file_replace(const char *path, const char *what, const void *data, size_t len,
-                struct dp_buf *err)
+/* dp_file_replace of path, the file itself (no link); shown names it in messages. */
+static int
+replace(const char *path, const char *shown, const char *what, const void *data, size_t len,
+        struct dp_buf *err)
 {
 	struct dp_buf tmp = DP_BUF_INIT;
 	struct stat sb;
@@ -109,10 +110,16 @@ dp_file_replace(const char *path, const char *what, const void *data, size_t len
 	const char *step;
 
 	if (dp_buf_addf(&tmp, "%s.XXXXXX", path) < 0) {
-		dp_buf_msgf(err, "cannot write %s %s: out of memory", what, path);
+		dp_buf_msgf(err, "cannot write %s %s: out of memory", what, shown);
 		return -1;
 	}
 	if (stat(path, &sb) == 0) {
+		/* A rename over a device or a pipe would put a file in its place. */
+		if (!S_ISREG(sb.st_mode)) {
+			dp_buf_msgf(err, "cannot write %s %s: not a regular file", what, shown);
+			dp_buf_free(&tmp);
+			return -1;
+		}
 		mode = sb.st_mode & 07777;
 	} else {
 		mode_t mask = umask(0);
@@ -121,7 +128,7 @@ dp_file_replace(const char *path, const char *what, const void *data, size_t len
 	}
 	fd = mkstemp(tmp.data);
 	if (fd < 0) {
-		dp_buf_msgf(err, "cannot create a temporary file next to %s %s: ", what, path);
+		dp_buf_msgf(err, "cannot create a temporary file next to %s %s: ", what, shown);
 		dp_file_why(err, path, errno);
 		dp_buf_free(&tmp);
 		return -1;
@@ -145,19 +152,57 @@ dp_file_replace(const char *path, const char *what, const void *data, size_t len
 		goto fail;
 	dp_buf_free(&tmp);
 	if (fsync_dir(path) < 0) {
-		dp_buf_msgf(err, "cannot fsync the directory of %s %s: %s", what, path,
+		dp_buf_msgf(err, "cannot fsync the directory of %s %s: %s", what, shown,
 		            strerror(errno));
 		return -1;
 	}
 	return 0;
 fail:
 	e = errno;
-	dp_buf_msgf(err, "cannot %s %s %s: %s", step, what, path, strerror(e));
+	dp_buf_msgf(err, "cannot %s %s %s: %s", step, what, shown, strerror(e));
 	if (fd >= 0)
 		close(fd);
 	unlink(tmp.data);
 	dp_buf_free(&tmp);
 	return -1;
+}
+
+int
+dp_file_replace(const char *path, const char *what, const void *data, size_t len,
+                struct dp_buf *err)
+{
+	struct stat lsb;
+	char *real;
+	int rc;
+
+	/* A symbolic link stays one: its target is what gets replaced. */
+	if (lstat(path, &lsb) < 0 || !S_ISLNK(lsb.st_mode))
+		return replace(path, path, what, data, len, err);
+	if (!(real = realpath(path, NULL)) && errno == ENOENT) {
+		/* A link to a file not there yet: the file it names, made. */
+		char target[4096];
+		ssize_t n = readlink(path, target, sizeof(target) - 1);
+		const char *slash = strrchr(path, '/');
+		if (n > 0) {
+			target[n] = '\0';
+			struct dp_buf full = DP_BUF_INIT;
+			int e = target[0] == '/' || !slash
+			        ? dp_buf_addstr(&full, target)
+			        : dp_buf_addf(&full, "%.*s/%s", (int)(slash - path), path, target);
+			if (e == 0 && full.data)
+				real = dp_buf_detach(&full, NULL);
+			dp_buf_free(&full);
+		}
+		errno = ENOENT;
+	}
+	if (!real) {
+		dp_buf_msgf(err, "cannot write %s %s: ", what, path);
+		dp_file_why(err, path, errno);
+		return -1;
+	}
+	rc = replace(real, path, what, data, len, err);
+	free(real);
+	return rc;
 }
 
 int

@@ -26,7 +26,9 @@
  * names the file in messages ("state file").  The new file keeps the mode
  * of the file it replaces, else gets 0666 minus the umask.  The temporary
  * file is "path.XXXXXX" and is removed when anything fails before the
- * rename.  Returns 0, or -1 with a message in err.  A failed fsync of the
+ * rename.  A symbolic link's target is what is replaced (the link stays);
+ * a path that names something else than a regular file (a device, a
+ * pipe: /dev/stdout) is refused.  Returns 0, or -1 with a message in err.  A failed fsync of the
  * directory after the rename is reported too (the new contents are in
  * place, their durability is not certain).
  */

@@ -25,12 +25,38 @@ width(const char *s)
 	return w;
 }
 
+/*
+ * A cell is shown on a terminal: its control characters (C0, DEL, and
+ * C1 as UTF-8) become '?', so that text from elsewhere (a status record,
+ * a topic's name) cannot move the cursor or clear the screen.
+ */
+static void
+defang(char *s)
+{
+	unsigned char *r = (unsigned char *)s, *w = r;
+
+	while (*r) {
+		if (r[0] == 0xC2 && r[1] >= 0x80 && r[1] <= 0x9F) {
+			*w++ = '?';
+			r += 2;
+		} else if (*r < 0x20 || *r == 0x7F) {
+			*w++ = '?';
+			r++;
+		} else {
+			*w++ = *r++;
+		}
+	}
+	*w = '\0';
+}
+
 static int
 put_row(struct dp_table *t, size_t row, const char *const *cells)
 {
 	for (size_t c = 0; c < t->ncols; c++) {
 		const char *s = cells[c] ? cells[c] : "-";
 		char *copy = strdup(s);
+		if (copy)
+			defang(copy);
 		if (!copy) {
 			for (size_t k = 0; k < c; k++) {
 				free(t->cells[row * t->ncols + k]);

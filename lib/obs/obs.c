@@ -527,8 +527,9 @@ ticker(void *arg)
 			write_file_tick();
 			next_file = now + obs.o.interval_ms;
 		}
-		if (obs.notify && (changed || now >= next_look)) {
-			bool dog = next_dog && now >= next_dog;
+		bool dog = next_dog && now >= next_dog;
+		/* WatchdogSec= may be shorter than a look: the watchdog wakes it too. */
+		if (obs.notify && (changed || dog || now >= next_look)) {
 			notify_tick(dog);
 			next_look = now + NOTIFY_LOOK_MS;
 			if (dog)

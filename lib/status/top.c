@@ -213,7 +213,7 @@ dp_top_record(struct dp_top *t, const void *key, size_t klen, const void *value,
               const char *where)
 {
 	struct dp_top_inst *p, *grown;
-	const char *why;
+	const char *why = NULL;         /* set by dp_json_check only when the text is not JSON */
 	size_t off;
 
 	if (!key || !klen || memchr(key, '\0', klen)) {
@@ -451,16 +451,23 @@ dp_top_snapshot(struct dp_top *t, int64_t now)
 		struct dp_top_inst *p = &t->v[i];
 		int64_t gone = t->o.gone_after_ms ? t->o.gone_after_ms
 		             : 3 * (p->interval_ms > 0 ? p->interval_ms : 5000);
-		p->age_ms = p->time_ms >= 0 ? now - p->time_ms : -1;
+		/*
+		 * The record's time is its host's clock: one ahead of ours is
+		 * as far off as one behind (skew), and its age is no less than 0.
+		 * -1: no time at all.
+		 */
+		int64_t age = now - p->time_ms;
+		int64_t skew = p->time_ms < 0 ? -1 : age < 0 ? -age : age;
+		p->age_ms = p->time_ms < 0 ? -1 : age < 0 ? 0 : age;
 		p->actor = actor_of(p->command);
 		if (p->final)
 			p->status = DP_TOP_STOPPED;
-		else if (p->age_ms < 0 || p->age_ms > gone)
+		else if (skew < 0 || skew > gone)
 			p->status = DP_TOP_GONE;
 		else
 			p->status = DP_TOP_RUNNING;
 		if (p->status != DP_TOP_RUNNING && t->o.forget_after_ms &&
-		    (p->age_ms < 0 || p->age_ms > t->o.forget_after_ms))
+		    (skew < 0 || skew > t->o.forget_after_ms))
 			continue;
 		t->shown[t->nshown++] = p;
 		if (p->status == DP_TOP_RUNNING)

@@ -2,12 +2,23 @@
  * status/watch.c -- a long-running command's status and metrics started
  * together, in the order their ends need (status/watch.h).
  */
+#include <string.h>
+
+#include "core/log.h"
 #include "status/watch.h"
 
 int
-dp_watch_validate(struct dp_watch_opts *o)
+dp_watch_validate(struct dp_watch_opts *o, const char *const *topics, size_t ntopics)
 {
-	return dp_status_validate(&o->status) < 0 || dp_obs_validate(&o->obs) < 0 ? -1 : 0;
+	if (dp_status_validate(&o->status) < 0 || dp_obs_validate(&o->obs) < 0)
+		return -1;
+	for (size_t i = 0; i < ntopics && o->status.topic; i++)
+		if (topics[i] && !strcmp(topics[i], o->status.topic)) {
+			dp_err("--status-topic '%s' is a topic of the data: status records "
+			       "would be mixed with it", o->status.topic);
+			return -1;
+		}
+	return 0;
 }
 
 int

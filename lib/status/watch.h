@@ -15,6 +15,8 @@
 #ifndef DP_WATCH_H
 #define DP_WATCH_H
 
+#include <stddef.h>
+
 #include "core/fsm.h"
 #include "core/props.h"
 #include "obs/obs.h"
@@ -31,8 +33,13 @@ struct dp_watch_opts {
 	DP_OPT_STATUS_ROWS(type, field.status, subs_), \
 	DP_OPT_METRICS_ROWS(type, field.obs, subs_)
 
-/* For validate(): both checks, said on stderr.  0, or -1 (a usage error). */
-int dp_watch_validate(struct dp_watch_opts *o);
+/*
+ * For validate(): both checks, said on stderr, and that the status topic
+ * is none of the ntopics topics the command reads or writes its data in
+ * (status records would be read or written as data).  0, or -1 (a usage
+ * error).
+ */
+int dp_watch_validate(struct dp_watch_opts *o, const char *const *topics, size_t ntopics);
 
 /*
  * For open(): the status's publisher (a failure there is a warning, and
