@@ -632,30 +632,31 @@ parse_cmp(struct lex *l)
 	return a;
 }
 
+/* Operands of sub joined by the word op, to the left: a op b op c. */
 static struct node *
-parse_and(struct lex *l)
+parse_logic(struct lex *l, const char *op, enum node_kind kind,
+            struct node *(*sub)(struct lex *))
 {
-	struct node *a = parse_cmp(l);
+	struct node *a = sub(l);
 
-	while (a && is_ident(l, "and")) {
+	while (a && is_ident(l, op)) {
 		next(l);
-		struct node *b = parse_cmp(l);
-		a = b ? mk(N_AND, a, b) : (node_free(a), NULL);
+		struct node *b = sub(l);
+		a = b ? mk(kind, a, b) : (node_free(a), NULL);
 	}
 	return a;
 }
 
 static struct node *
+parse_and(struct lex *l)
+{
+	return parse_logic(l, "and", N_AND, parse_cmp);
+}
+
+static struct node *
 parse_or(struct lex *l)
 {
-	struct node *a = parse_and(l);
-
-	while (a && is_ident(l, "or")) {
-		next(l);
-		struct node *b = parse_and(l);
-		a = b ? mk(N_OR, a, b) : (node_free(a), NULL);
-	}
-	return a;
+	return parse_logic(l, "or", N_OR, parse_and);
 }
 
 static struct node *
